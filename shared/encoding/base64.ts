@@ -1,0 +1,126 @@
+import { HotlineError } from '../errors.js';
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const LOOKUP = new Int16Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
+
+/**
+ * Standard base64 (RFC 4648 §4) with padding: the one binary encoding on Hotline's wire, the same
+ * as C2SP signed notes use.
+ *
+ * @example
+ * toBase64(new Uint8Array([1, 2, 3])) // 'AQID'
+ */
+export function toBase64(bytes: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + ALPHABET[n & 63]!;
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = bytes[i]! << 16;
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + '==';
+  } else if (rest === 2) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + '=';
+  }
+  return out;
+}
+
+/**
+ * Strict decoding of attacker-controlled base64: only the standard alphabet, correct padding, and
+ * zero unused bits, so that every byte string has exactly one accepted encoding.
+ * `expectedLength`, when given, is checked too.
+ */
+export function fromBase64(text: string, expectedLength?: number): Uint8Array {
+  if (typeof text !== 'string' || text.length % 4 !== 0) {
+    throw new HotlineError('HL_ERR_INPUT_BASE64', 'base64 length is not a multiple of 4');
+  }
+  let pad = 0;
+  if (text.endsWith('==')) pad = 2;
+  else if (text.endsWith('=')) pad = 1;
+  const outLen = (text.length / 4) * 3 - pad;
+  const out = new Uint8Array(outLen);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    const last = i + 4 === text.length;
+    const vals = [0, 0, 0, 0];
+    for (let j = 0; j < 4; j++) {
+      const ch = text.charCodeAt(i + j);
+      if (last && j >= 4 - pad) {
+        if (ch !== 61) throw new HotlineError('HL_ERR_INPUT_BASE64', 'bad base64 padding');
+        continue;
+      }
+      const v = ch < 128 ? LOOKUP[ch]! : -1;
+      if (v < 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'character outside the base64 alphabet');
+      vals[j] = v;
+    }
+    const n = (vals[0]! << 18) | (vals[1]! << 12) | (vals[2]! << 6) | vals[3]!;
+    if (last && pad === 2 && (n & 0xffff) !== 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'non-zero padding bits');
+    if (last && pad === 1 && (n & 0xff) !== 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'non-zero padding bits');
+    out[o++] = n >> 16;
+    if (o < outLen) out[o++] = (n >> 8) & 255;
+    if (o < outLen) out[o++] = n & 255;
+  }
+  if (expectedLength !== undefined && out.length !== expectedLength) {
+    throw new HotlineError('HL_ERR_INPUT_BASE64', `expected ${expectedLength} bytes, got ${out.length}`);
+  }
+  return out;
+}
+
+/** Lowercase hex, the encoding of hashes (message hashes, Merkle nodes) in JSON. */
+export function toHex(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+/** Strict lowercase hex decoding. */
+export function fromHex(text: string, expectedLength?: number): Uint8Array {
+  if (typeof text !== 'string' || text.length % 2 !== 0 || !/^[0-9a-f]*$/.test(text)) {
+    throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'expected lowercase hex');
+  }
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(i * 2, i * 2 + 2), 16);
+  if (expectedLength !== undefined && out.length !== expectedLength) {
+    throw new HotlineError('HL_ERR_INPUT_SCHEMA', `expected ${expectedLength} bytes, got ${out.length}`);
+  }
+  return out;
+}
+
+/** UTF-8 encode. */
+export function utf8(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+/** Strict UTF-8 decode (invalid sequences throw rather than turning into U+FFFD). */
+export function fromUtf8(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'invalid UTF-8', { cause });
+  }
+}
+
+/** Concatenate byte arrays. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  const out = new Uint8Array(len);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Constant-time equality for equal-length secrets and hashes. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}

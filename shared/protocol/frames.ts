@@ -1,0 +1,133 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence, SignedReceipt } from './schemas.js';
+
+/**
+ * WebSocket frames. Every frame is one JSON text message with a `t` (type) member.
+ *
+ * Delivery model: the server keeps one mailbox per device. Everything it hands a device (envelopes,
+ * receipts, events) carries a `cursor`, a per-device increasing integer. The device sends
+ * `{t:'ack', cursor}` once it has durably processed everything up to that cursor; anything not
+ * acknowledged is delivered again, in order, on the next connection. Clients de-duplicate by
+ * message id / receipt identity, so redelivery is harmless.
+ */
+
+// ----- client → server -----
+
+export const SendEnvelopeFrame = Type.Object({ t: Type.Literal('envelope'), envelope: Envelope }, { additionalProperties: false });
+export const SendReceiptFrame = Type.Object({ t: Type.Literal('receipt'), receipt: SignedReceipt }, { additionalProperties: false });
+export const AckFrame = Type.Object({ t: Type.Literal('ack'), cursor: Millis }, { additionalProperties: false });
+
+export const ClientFrame = Type.Union([SendEnvelopeFrame, SendReceiptFrame, AckFrame]);
+export type ClientFrame = Static<typeof ClientFrame>;
+export const CLIENT_FRAME_TYPES = ['envelope', 'receipt', 'ack'] as const;
+
+// ----- events (server → both parties' devices) -----
+
+export const Rung = Type.Union([Type.Literal('delivered'), Type.Literal('acknowledged')]);
+export type Rung = Static<typeof Rung>;
+
+export const DeadlineMissedEvent = Type.Object(
+  {
+    type: Type.Literal('deadline.missed'),
+    messageId: MessageId,
+    from: Identifier,
+    to: Identifier,
+    precedence: Precedence,
+    rung: Rung,
+    dueAt: Millis,
+    at: Millis,
+    lateMs: Millis,
+    /** 1 at the first miss, +1 at each reminder. */
+    level: Type.Integer({ minimum: 1 }),
+  },
+  { additionalProperties: false },
+);
+export const DeadlineMetEvent = Type.Object(
+  {
+    type: Type.Literal('deadline.met'),
+    messageId: MessageId,
+    from: Identifier,
+    to: Identifier,
+    precedence: Precedence,
+    rung: Rung,
+    dueAt: Millis,
+    at: Millis,
+    late: Type.Boolean(),
+    lateMs: Millis,
+  },
+  { additionalProperties: false },
+);
+export const LinkEvent = Type.Object(
+  {
+    type: Type.Union([Type.Literal('link.up'), Type.Literal('link.down'), Type.Literal('link.test')]),
+    /** The party whose test agent sent the test message. */
+    from: Identifier,
+    to: Identifier,
+    messageId: Type.Optional(MessageId),
+    ok: Type.Boolean(),
+    reason: Type.Optional(Type.String({ maxLength: 200 })),
+    roundTripMs: Type.Optional(Millis),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export const AuditAlarmEvent = Type.Object(
+  {
+    type: Type.Literal('audit.alarm'),
+    party: Identifier,
+    reason: Type.String({ maxLength: 500 }),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+
+export const HotlineEvent = Type.Union([DeadlineMissedEvent, DeadlineMetEvent, LinkEvent, AuditAlarmEvent]);
+export type HotlineEvent = Static<typeof HotlineEvent>;
+export type DeadlineMissedEvent = Static<typeof DeadlineMissedEvent>;
+export type DeadlineMetEvent = Static<typeof DeadlineMetEvent>;
+export type LinkEvent = Static<typeof LinkEvent>;
+
+// ----- server → client -----
+
+export const HelloFrame = Type.Object(
+  { t: Type.Literal('hello'), device: DeviceRef, serverTime: Millis, lastCursor: Millis },
+  { additionalProperties: false },
+);
+/** Answer to a sent envelope: it is on disk. */
+export const AcceptedFrame = Type.Object(
+  { t: Type.Literal('accepted'), id: MessageId, envelopeHash: Hash256, at: Millis },
+  { additionalProperties: false },
+);
+/** Answer to a sent receipt: it is on disk. */
+export const ReceiptAcceptedFrame = Type.Object(
+  { t: Type.Literal('receipt-accepted'), messageId: MessageId, kind: Type.String(), at: Millis },
+  { additionalProperties: false },
+);
+export const DeliverFrame = Type.Object(
+  { t: Type.Literal('deliver'), cursor: Millis, envelope: Envelope, acceptedAt: Millis },
+  { additionalProperties: false },
+);
+export const ReceiptFrame = Type.Object(
+  { t: Type.Literal('receipt'), cursor: Millis, receipt: SignedReceipt, acceptedAt: Millis },
+  { additionalProperties: false },
+);
+export const EventFrame = Type.Object({ t: Type.Literal('event'), cursor: Millis, event: HotlineEvent }, { additionalProperties: false });
+/** A refusal. `ref` names what was refused (a message id) when known. The connection stays open
+ * unless the error is about the connection itself (then a close with the code's ws close code follows). */
+export const ErrorFrame = Type.Object(
+  {
+    t: Type.Literal('error'),
+    code: Type.String(),
+    message: Type.String(),
+    ref: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame]);
+export type ServerFrame = Static<typeof ServerFrame>;
+export type DeliverFrame = Static<typeof DeliverFrame>;
+export type ReceiptFrame = Static<typeof ReceiptFrame>;
+export type EventFrame = Static<typeof EventFrame>;
+export type ErrorFrame = Static<typeof ErrorFrame>;
+export type AcceptedFrame = Static<typeof AcceptedFrame>;

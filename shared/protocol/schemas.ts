@@ -1,0 +1,256 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * Every wire shape of Hotline, declared once. TypeBox gives both the static type and the JSON
+ * Schema; the server's Fastify routes, the WebSocket frame parser, the clients and the tests all use
+ * these. shared/PROTOCOL.md describes them in prose; a change here is a change there.
+ *
+ * Conventions: binary values are standard base64 with padding (keys, signatures, nonces,
+ * ciphertext); hashes are lowercase hex; times are integer milliseconds since the Unix epoch; no
+ * floats anywhere in signed data.
+ */
+
+const b64 = (bytes?: number, description?: string) =>
+  Type.String({
+    pattern: '^[A-Za-z0-9+/]*={0,2}$',
+    ...(bytes === undefined ? { maxLength: 1_000_000 } : { minLength: 4 * Math.ceil(bytes / 3), maxLength: 4 * Math.ceil(bytes / 3) }),
+    ...(description ? { description } : {}),
+  });
+const hex = (bytes: number) => Type.String({ pattern: `^[0-9a-f]{${bytes * 2}}$` });
+
+/** Party and device identifiers: lowercase letters, digits and dashes, 2–64 characters. */
+export const Identifier = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$' });
+export const MessageId = hex(16);
+export const Hash256 = hex(32);
+export const PublicKey = b64(32, '32-byte Ed25519 or X25519 public key');
+export const Signature = b64(64, '64-byte Ed25519 signature');
+export const Nonce24 = b64(24, '24-byte XSalsa20 nonce');
+export const Millis = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+
+export const Role = Type.Union([Type.Literal('operator'), Type.Literal('auditor'), Type.Literal('archive')]);
+export type Role = Static<typeof Role>;
+
+export const PRECEDENCES = ['FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE'] as const;
+export const Precedence = Type.Union(PRECEDENCES.map((p) => Type.Literal(p)));
+export type Precedence = Static<typeof Precedence>;
+
+// ---------------------------------------------------------------------------------------------
+// Parties, agreement, certificates, revocations
+
+/** The public part of a party (ministry): what goes into the agreement. */
+export const PartyPublic = Type.Object(
+  {
+    id: Identifier,
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    rootKey: PublicKey,
+    languages: Type.Array(Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$' }), { minItems: 1, maxItems: 16 }),
+  },
+  { additionalProperties: false },
+);
+export type PartyPublic = Static<typeof PartyPublic>;
+
+export const DeadlineRow = Type.Object(
+  { deliveredMs: Type.Integer({ minimum: 1 }), acknowledgedMs: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
+export type DeadlineRow = Static<typeof DeadlineRow>;
+
+export const DeadlineTable = Type.Object(
+  { FLASH: DeadlineRow, IMMEDIATE: DeadlineRow, PRIORITY: DeadlineRow, ROUTINE: DeadlineRow },
+  { additionalProperties: false },
+);
+export type DeadlineTable = Static<typeof DeadlineTable>;
+
+/** The agreement: every client and the server load the same file; clients pin it. */
+export const Agreement = Type.Object(
+  {
+    v: Type.Literal(1),
+    /** Human-readable name of the hotline, also the checkpoint origin line. */
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    parties: Type.Array(PartyPublic, { minItems: 2, maxItems: 64 }),
+    /** The server's Ed25519 log (checkpoint) public key. */
+    logKey: PublicKey,
+    deadlines: DeadlineTable,
+    /** Interval between reminders of a missed deadline. */
+    reminderIntervalMs: Type.Integer({ minimum: 1 }),
+    linkTest: Type.Object(
+      { intervalMs: Type.Integer({ minimum: 1 }), timeoutMs: Type.Integer({ minimum: 1 }) },
+      { additionalProperties: false },
+    ),
+    createdAt: Millis,
+  },
+  { additionalProperties: false },
+);
+export type Agreement = Static<typeof Agreement>;
+
+/** What the root signs for a device. */
+export const DeviceCertBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    party: Identifier,
+    device: Identifier,
+    role: Role,
+    signKey: PublicKey,
+    boxKey: PublicKey,
+    notBefore: Millis,
+    notAfter: Millis,
+  },
+  { additionalProperties: false },
+);
+export type DeviceCertBody = Static<typeof DeviceCertBody>;
+
+/** A device certificate: the body and the party root's signature over "hotline/v1/device\n" ‖ JCS(body). */
+export const DeviceCertificate = Type.Object(
+  { cert: DeviceCertBody, signature: Signature },
+  { additionalProperties: false },
+);
+export type DeviceCertificate = Static<typeof DeviceCertificate>;
+
+export const RevocationBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    party: Identifier,
+    device: Identifier,
+    /** The revoked certificate's signKey: a re-enrolled device of the same name is not revoked. */
+    signKey: PublicKey,
+    at: Millis,
+    reason: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+export type RevocationBody = Static<typeof RevocationBody>;
+
+/** A revocation signed by the party root over "hotline/v1/revocation\n" ‖ JCS(body). */
+export const Revocation = Type.Object({ revocation: RevocationBody, signature: Signature }, { additionalProperties: false });
+export type Revocation = Static<typeof Revocation>;
+
+// ---------------------------------------------------------------------------------------------
+// Secret files (never sent over the network)
+
+export const PartySecretFile = Type.Object(
+  { type: Type.Literal('hotline-party-secret'), v: Type.Literal(1), party: PartyPublic, rootSecret: b64(32) },
+  { additionalProperties: false },
+);
+export type PartySecretFile = Static<typeof PartySecretFile>;
+
+export const DeviceSecretFile = Type.Object(
+  {
+    type: Type.Literal('hotline-device'),
+    v: Type.Literal(1),
+    certificate: DeviceCertificate,
+    signSecret: b64(32),
+    boxSecret: b64(32),
+  },
+  { additionalProperties: false },
+);
+export type DeviceSecretFile = Static<typeof DeviceSecretFile>;
+
+export const LogSecretFile = Type.Object(
+  { type: Type.Literal('hotline-log-secret'), v: Type.Literal(1), logKey: PublicKey, logSecret: b64(32) },
+  { additionalProperties: false },
+);
+export type LogSecretFile = Static<typeof LogSecretFile>;
+
+// ---------------------------------------------------------------------------------------------
+// Envelope v1
+
+export const DeviceRef = Type.Object({ party: Identifier, device: Identifier }, { additionalProperties: false });
+export type DeviceRef = Static<typeof DeviceRef>;
+
+export const RecipientEntry = Type.Object(
+  {
+    party: Identifier,
+    device: Identifier,
+    /** First 8 bytes of SHA-256(boxKey), hex: names the box key used so that box keys can rotate. */
+    keyId: hex(8),
+    nonce: Nonce24,
+    /** box(K, nonce, deviceBoxKey, ephemeralSecret): 32 + 16 bytes. */
+    wrappedKey: b64(48),
+  },
+  { additionalProperties: false },
+);
+export type RecipientEntry = Static<typeof RecipientEntry>;
+
+export const EnvelopeHeader = Type.Object(
+  {
+    v: Type.Literal(1),
+    id: MessageId,
+    from: DeviceRef,
+    to: Identifier,
+    precedence: Precedence,
+    seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    sentAt: Millis,
+    ephemeralKey: PublicKey,
+    /** hex SHA-256("hotline/v1/key" ‖ K) */
+    keyCommitment: Hash256,
+    /** hex SHA-256 of the decoded `ciphertext` bytes (nonce ‖ secretbox output) */
+    ciphertextHash: Hash256,
+    recipients: Type.Array(RecipientEntry, { minItems: 1, maxItems: 256 }),
+    replyTo: Type.Optional(MessageId),
+    exercise: Type.Optional(Type.Literal(true)),
+    /** Marks the automatic link test message (DESIGN.md "Link test"). */
+    linkTest: Type.Optional(Type.Literal(true)),
+  },
+  { additionalProperties: false },
+);
+export type EnvelopeHeader = Static<typeof EnvelopeHeader>;
+
+/** Maximum size of an envelope's decoded ciphertext (nonce ‖ secretbox output). */
+export const MAX_CIPHERTEXT_BYTES = 48 * 1024;
+
+export const Envelope = Type.Object(
+  {
+    header: EnvelopeHeader,
+    /** Sender device's Ed25519 signature over "hotline/v1/envelope\n" ‖ JCS(header). */
+    signature: Signature,
+    /** base64(nonce(24) ‖ secretbox(plaintext, nonce, K)) */
+    ciphertext: b64(undefined),
+  },
+  { additionalProperties: false },
+);
+export type Envelope = Static<typeof Envelope>;
+
+export const Attachment = Type.Object(
+  { name: Type.String({ maxLength: 255 }), type: Type.String({ maxLength: 255 }), data: b64(undefined) },
+  { additionalProperties: false },
+);
+
+/** The decrypted content. */
+export const Plaintext = Type.Object(
+  {
+    subject: Type.Optional(Type.String({ maxLength: 500 })),
+    body: Type.String({ maxLength: 40_000 }),
+    lang: Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$' }),
+    attachments: Type.Optional(Type.Array(Attachment, { maxItems: 8 })),
+  },
+  { additionalProperties: false },
+);
+export type Plaintext = Static<typeof Plaintext>;
+
+// ---------------------------------------------------------------------------------------------
+// Receipts
+
+export const RECEIPT_KINDS = ['delivered', 'acknowledged', 'will-comply', 'cannot-comply'] as const;
+export const ReceiptKind = Type.Union(RECEIPT_KINDS.map((k) => Type.Literal(k)));
+export type ReceiptKind = Static<typeof ReceiptKind>;
+
+export const ReceiptBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    messageId: MessageId,
+    /** hex SHA-256 of JCS(envelope header) */
+    envelopeHash: Hash256,
+    kind: ReceiptKind,
+    by: DeviceRef,
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type ReceiptBody = Static<typeof ReceiptBody>;
+
+/** A receipt signed by the recipient device over "hotline/v1/receipt\n" ‖ JCS(receipt). */
+export const SignedReceipt = Type.Object({ receipt: ReceiptBody, signature: Signature }, { additionalProperties: false });
+export type SignedReceipt = Static<typeof SignedReceipt>;
+
+/** Re-export for modules that build their own schemas from these. */
+export type { TSchema, Static };
