@@ -1,0 +1,245 @@
+import nacl from 'tweetnacl';
+import { HotlineError } from '../errors.js';
+import { canonicalBytes } from '../encoding/canonical-json.js';
+import { bytesEqual, fromBase64, fromHex, fromUtf8, toBase64, toHex, utf8 } from '../encoding/base64.js';
+import { assertSchema, parseJson } from '../protocol/validate.js';
+import {
+  Envelope,
+  MAX_CIPHERTEXT_BYTES,
+  Plaintext,
+  type DeviceCertBody,
+  type DeviceSecretFile,
+  type EnvelopeHeader,
+  type Precedence,
+  type RecipientEntry,
+} from '../protocol/schemas.js';
+import { sha256 } from './hash.js';
+import { ed25519Sign, ed25519Verify } from './ed25519.js';
+import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
+import { randomBytes, randomId } from './random.js';
+
+const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
+
+/** Size limit of a whole serialized envelope, checked before any parsing or crypto. */
+export const MAX_ENVELOPE_BYTES = 60 * 1024;
+
+/** hex SHA-256("hotline/v1/key" ‖ K): binds the header to one content key (secretbox is not key-committing). */
+export function keyCommitment(contentKey: Uint8Array): string {
+  return toHex(sha256(KEY_COMMITMENT_PREFIX, contentKey));
+}
+
+/**
+ * The identity of a message: hex SHA-256 of the canonical header. Receipts bind to it. Never use
+ * signature bytes as an identity (Ed25519 signatures can be malleable in some libraries).
+ */
+export function envelopeHash(header: EnvelopeHeader): string {
+  return toHex(sha256(canonicalBytes(header)));
+}
+
+export interface SealEnvelopeOptions {
+  sender: DeviceSecretFile;
+  to: string;
+  precedence: Precedence;
+  /** Per-device counter, strictly increasing. */
+  seq: number;
+  sentAt: number;
+  /** Every device that gets a wrapped content key (see {@link expectedRecipients}). */
+  recipients: readonly DeviceCertBody[];
+  plaintext: Plaintext;
+  id?: string;
+  replyTo?: string;
+  exercise?: boolean;
+  linkTest?: boolean;
+}
+
+/**
+ * Encrypt and sign a message (DESIGN.md "Envelope v1"): a fresh content key K, secretbox of the
+ * plaintext, K boxed to each recipient from a fresh ephemeral X25519 key, the key commitment, and
+ * the sender device's signature over the canonical header.
+ *
+ * @example
+ * const env = await sealEnvelope({ sender, to: 'cn-mnd', precedence: 'FLASH', seq: 1, sentAt: Date.now(),
+ *   recipients, plaintext: { body: '至急', lang: 'zh' } });
+ */
+export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelope> {
+  const plaintext = assertSchema(Plaintext, options.plaintext, 'HL_ERR_ENVELOPE_PLAINTEXT_INVALID');
+  const body = utf8(JSON.stringify(plaintext));
+  const contentKey = randomBytes(nacl.secretbox.keyLength);
+  const payloadNonce = randomBytes(nacl.secretbox.nonceLength);
+  const boxed = nacl.secretbox(body, payloadNonce, contentKey);
+  const ciphertext = new Uint8Array(payloadNonce.length + boxed.length);
+  ciphertext.set(payloadNonce, 0);
+  ciphertext.set(boxed, payloadNonce.length);
+  if (ciphertext.length > MAX_CIPHERTEXT_BYTES) {
+    throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', `message is ${ciphertext.length} bytes encrypted; the limit is ${MAX_CIPHERTEXT_BYTES}`);
+  }
+
+  const ephemeral = nacl.box.keyPair();
+  const recipients: RecipientEntry[] = options.recipients.map((cert) => {
+    const boxKey = fromBase64(cert.boxKey, 32);
+    const nonce = randomBytes(nacl.box.nonceLength);
+    return {
+      party: cert.party,
+      device: cert.device,
+      keyId: keyIdOf(boxKey),
+      nonce: toBase64(nonce),
+      wrappedKey: toBase64(nacl.box(contentKey, nonce, boxKey, ephemeral.secretKey)),
+    };
+  });
+  ephemeral.secretKey.fill(0);
+
+  const sender = options.sender.certificate.cert;
+  const header: EnvelopeHeader = {
+    v: 1,
+    id: options.id ?? randomId(),
+    from: { party: sender.party, device: sender.device },
+    to: options.to,
+    precedence: options.precedence,
+    seq: options.seq,
+    sentAt: options.sentAt,
+    ephemeralKey: toBase64(ephemeral.publicKey),
+    keyCommitment: keyCommitment(contentKey),
+    ciphertextHash: toHex(sha256(ciphertext)),
+    recipients,
+    ...(options.replyTo === undefined ? {} : { replyTo: options.replyTo }),
+    ...(options.exercise ? { exercise: true as const } : {}),
+    ...(options.linkTest ? { linkTest: true as const } : {}),
+  };
+  contentKey.fill(0);
+  const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), signingBytes(CONTEXT.envelope, header));
+  return assertSchema(Envelope, { header, signature: toBase64(signature), ciphertext: toBase64(ciphertext) }, 'HL_ERR_ENVELOPE_MALFORMED');
+}
+
+/** Parse an envelope from wire text: size limit first, then JSON, then schema. */
+export function parseEnvelopeText(text: string): Envelope {
+  if (text.length > MAX_ENVELOPE_BYTES) throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', 'envelope exceeds the size limit');
+  return assertSchema(Envelope, parseJson(text), 'HL_ERR_ENVELOPE_MALFORMED');
+}
+
+/**
+ * Verify an envelope against its sender's certificate (which the caller has already verified
+ * against the agreement): schema, sizes, that `from` names that certificate, the ciphertext hash and
+ * the signature. Input is attacker-controlled; each failure has its own code.
+ */
+export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody): Promise<Envelope> {
+  const env = assertSchema(Envelope, value, 'HL_ERR_ENVELOPE_MALFORMED');
+  const h = env.header;
+  if (h.from.party !== senderCert.party || h.from.device !== senderCert.device) {
+    throw new HotlineError('HL_ERR_ENVELOPE_SENDER_MISMATCH', 'envelope names a different sender than the certificate');
+  }
+  const ciphertext = fromBase64(env.ciphertext);
+  if (ciphertext.length > MAX_CIPHERTEXT_BYTES) throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', 'ciphertext exceeds the size limit');
+  if (ciphertext.length < nacl.secretbox.nonceLength + nacl.secretbox.overheadLength) {
+    throw new HotlineError('HL_ERR_ENVELOPE_MALFORMED', 'ciphertext too short');
+  }
+  const seen = new Set<string>();
+  for (const r of h.recipients) {
+    const k = `${r.party}/${r.device}`;
+    if (seen.has(k)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `recipient ${k} appears twice`);
+    seen.add(k);
+    fromBase64(r.nonce, 24);
+    fromBase64(r.wrappedKey, 48);
+  }
+  fromBase64(h.ephemeralKey, 32);
+  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), signingBytes(CONTEXT.envelope, h), fromBase64(env.signature, 64));
+  if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${h.id} signature does not verify`);
+  if (!bytesEqual(sha256(ciphertext), fromHex(h.ciphertextHash, 32))) {
+    throw new HotlineError('HL_ERR_ENVELOPE_CIPHERTEXT_HASH', `envelope ${h.id} ciphertext does not match its signed hash`);
+  }
+  return env;
+}
+
+export interface OpenEnvelopeOptions {
+  /** The recipient device's secrets. */
+  device: DeviceSecretFile;
+  /** The sender's certificate, already verified against the agreement. */
+  senderCert: DeviceCertBody;
+}
+
+/**
+ * Verify first, then unwrap the content key, check the key commitment, decrypt, validate the
+ * plaintext (jose's compactVerify order: nothing is decoded before the signature holds).
+ */
+export async function openEnvelope(value: unknown, options: OpenEnvelopeOptions): Promise<{ header: EnvelopeHeader; plaintext: Plaintext }> {
+  const env = await verifyEnvelope(value, options.senderCert);
+  const h = env.header;
+  const me = options.device.certificate.cert;
+  const entry = h.recipients.find((r) => r.party === me.party && r.device === me.device);
+  if (!entry) throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} has no key for ${me.party}/${me.device}`);
+  if (entry.keyId !== keyIdOf(fromBase64(me.boxKey, 32))) {
+    throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} is wrapped for another box key of this device`);
+  }
+  const contentKey = nacl.box.open(
+    fromBase64(entry.wrappedKey, 48),
+    fromBase64(entry.nonce, 24),
+    fromBase64(h.ephemeralKey, 32),
+    fromBase64(options.device.boxSecret, 32),
+  );
+  if (!contentKey || contentKey.length !== nacl.secretbox.keyLength) {
+    throw new HotlineError('HL_ERR_ENVELOPE_UNWRAP_FAILED', `cannot unwrap the content key of ${h.id}`);
+  }
+  if (keyCommitment(contentKey) !== h.keyCommitment) {
+    throw new HotlineError('HL_ERR_ENVELOPE_KEY_COMMITMENT', `content key of ${h.id} does not match the signed commitment`);
+  }
+  const ciphertext = fromBase64(env.ciphertext);
+  const nonce = ciphertext.subarray(0, nacl.secretbox.nonceLength);
+  const opened = nacl.secretbox.open(ciphertext.subarray(nacl.secretbox.nonceLength), nonce, contentKey);
+  contentKey.fill(0);
+  if (!opened) throw new HotlineError('HL_ERR_ENVELOPE_DECRYPT_FAILED', `cannot decrypt ${h.id}`);
+  const plaintext = assertSchema(Plaintext, parseJson(fromUtf8(opened)), 'HL_ERR_ENVELOPE_PLAINTEXT_INVALID');
+  return { header: h, plaintext };
+}
+
+/**
+ * Who must receive a wrapped key (DESIGN.md): the addressee party's operator and archive devices,
+ * and the sender party's other operator devices and archive devices. `directory` holds the
+ * currently valid (in date, not revoked) certificates.
+ */
+export function expectedRecipients(directory: readonly DeviceCertBody[], from: { party: string; device: string }, to: string): DeviceCertBody[] {
+  return directory
+    .filter((c) => c.party === to || c.party === from.party)
+    .filter((c) => c.role === 'operator' || c.role === 'archive')
+    .filter((c) => !(c.party === from.party && c.device === from.device))
+    .sort((a, b) => (a.party + '/' + a.device < b.party + '/' + b.device ? -1 : 1));
+}
+
+/**
+ * The server's and recipients' check that an envelope is wrapped for exactly the expected devices,
+ * each with its current box key. A missing archive copy would blind the auditors; an extra device
+ * would leak the message.
+ */
+export function checkRecipients(header: EnvelopeHeader, expected: readonly DeviceCertBody[]): void {
+  const want = new Map(expected.map((c) => [`${c.party}/${c.device}`, keyIdOf(fromBase64(c.boxKey, 32))]));
+  if (header.recipients.length !== want.size) {
+    throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `envelope has ${header.recipients.length} recipients; the directory has ${want.size}`);
+  }
+  for (const r of header.recipients) {
+    const keyId = want.get(`${r.party}/${r.device}`);
+    if (keyId === undefined) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is not an expected recipient`);
+    if (keyId !== r.keyId) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is wrapped for a stale box key`);
+  }
+}
+
+/** What the server (and a client) remembers to refuse replays. */
+export interface ReplayGuard {
+  /** Highest `seq` accepted from this device, 0 if none. */
+  lastSeq(party: string, device: string): number;
+  /** The envelope hash stored under this message id, if any. */
+  hashOf(id: string): string | undefined;
+}
+
+/**
+ * Replay rules (DESIGN.md): a reused `id` is refused unless it is the very same envelope (then the
+ * resend is idempotent and the result is 'duplicate'); a `seq` not above the device's last is refused.
+ */
+export function checkReplay(header: EnvelopeHeader, guard: ReplayGuard): 'new' | 'duplicate' {
+  const stored = guard.hashOf(header.id);
+  if (stored !== undefined) {
+    if (stored === envelopeHash(header)) return 'duplicate';
+    throw new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `message id ${header.id} is already used by another envelope`);
+  }
+  if (header.seq <= guard.lastSeq(header.from.party, header.from.device)) {
+    throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${header.from.party}/${header.from.device} was already used`);
+  }
+  return 'new';
+}

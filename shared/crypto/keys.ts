@@ -1,0 +1,280 @@
+import nacl from 'tweetnacl';
+import { HotlineError } from '../errors.js';
+import { canonicalBytes } from '../encoding/canonical-json.js';
+import { concatBytes, fromBase64, toBase64, toHex, utf8 } from '../encoding/base64.js';
+import { sha256 } from './hash.js';
+import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
+import { assertSchema } from '../protocol/validate.js';
+import {
+  Agreement,
+  DeviceCertificate,
+  DeviceSecretFile,
+  LogSecretFile,
+  PartySecretFile,
+  Revocation,
+  type DeadlineTable,
+  type DeviceCertBody,
+  type PartyPublic,
+  type Role,
+} from '../protocol/schemas.js';
+
+/** Signing-string context lines (DESIGN.md: a context line, then JCS of the object). */
+export const CONTEXT = {
+  device: 'hotline/v1/device\n',
+  revocation: 'hotline/v1/revocation\n',
+  envelope: 'hotline/v1/envelope\n',
+  receipt: 'hotline/v1/receipt\n',
+  login: 'hotline/v1/login\n',
+} as const;
+
+/** The bytes a signature covers: context line ‖ canonical JSON. */
+export function signingBytes(context: string, value: unknown): Uint8Array {
+  return concatBytes(utf8(context), canonicalBytes(value));
+}
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+/** Defaults from DESIGN.md (CCEB handling objectives for acknowledgement). */
+export const DEFAULT_DEADLINES: DeadlineTable = {
+  FLASH: { deliveredMs: 30_000, acknowledgedMs: 10 * MINUTE },
+  IMMEDIATE: { deliveredMs: 2 * MINUTE, acknowledgedMs: 30 * MINUTE },
+  PRIORITY: { deliveredMs: 15 * MINUTE, acknowledgedMs: 3 * HOUR },
+  ROUTINE: { deliveredMs: HOUR, acknowledgedMs: 6 * HOUR },
+};
+export const DEFAULT_REMINDER_INTERVAL_MS = 5 * MINUTE;
+export const DEFAULT_LINK_TEST = { intervalMs: HOUR, timeoutMs: 2 * MINUTE };
+
+/** First 8 bytes of SHA-256(boxKey), hex: the `keyId` of a recipient entry. */
+export function keyIdOf(boxKey: Uint8Array): string {
+  return toHex(sha256(boxKey).subarray(0, 8));
+}
+
+/** Hex SHA-256 of a 32-byte public key, the fingerprint operators compare by voice. */
+export function fingerprint(publicKey: Uint8Array): string {
+  return toHex(sha256(publicKey));
+}
+
+/**
+ * Create a party's root key. The secret file must be kept offline (the CLI writes it mode 0600).
+ *
+ * @example
+ * const jp = createParty({ id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
+ */
+export function createParty(options: { id: string; name: string; languages: string[] }): PartySecretFile {
+  const kp = generateSigningKeyPair();
+  const file: PartySecretFile = {
+    type: 'hotline-party-secret',
+    v: 1,
+    party: { id: options.id, name: options.name, rootKey: toBase64(kp.publicKey), languages: options.languages },
+    rootSecret: toBase64(kp.secretKey),
+  };
+  return parsePartySecret(file);
+}
+
+/** Validate a party secret file read from disk; checks that the secret matches the public key. */
+export function parsePartySecret(value: unknown): PartySecretFile {
+  const file = assertSchema(PartySecretFile, value, 'HL_ERR_KEY_INVALID');
+  const pub = signingPublicKeyFromSeed(fromBase64(file.rootSecret, 32));
+  if (toBase64(pub) !== file.party.rootKey) throw new HotlineError('HL_ERR_KEY_INVALID', 'root secret does not match its public key');
+  return file;
+}
+
+/** Create a server log key (checkpoint signing key). */
+export function createLogKey(): LogSecretFile {
+  const kp = generateSigningKeyPair();
+  return { type: 'hotline-log-secret', v: 1, logKey: toBase64(kp.publicKey), logSecret: toBase64(kp.secretKey) };
+}
+
+/** Validate a log secret file. */
+export function parseLogSecret(value: unknown): LogSecretFile {
+  const file = assertSchema(LogSecretFile, value, 'HL_ERR_KEY_INVALID');
+  if (toBase64(signingPublicKeyFromSeed(fromBase64(file.logSecret, 32))) !== file.logKey) {
+    throw new HotlineError('HL_ERR_KEY_INVALID', 'log secret does not match its public key');
+  }
+  return file;
+}
+
+export interface CreateAgreementOptions {
+  name: string;
+  parties: PartyPublic[];
+  /** The server's log public key; when omitted a new log key is made and returned. */
+  logKey?: string;
+  deadlines?: Partial<DeadlineTable>;
+  reminderIntervalMs?: number;
+  linkTest?: { intervalMs: number; timeoutMs: number };
+  now: number;
+}
+
+/**
+ * Make the agreement from the parties' public parts. Returns the log secret when it made one.
+ *
+ * @example
+ * const { agreement, logSecret } = createAgreement({ name: 'jp-cn hotline', parties: [jp.party, cn.party], now: Date.now() });
+ */
+export function createAgreement(options: CreateAgreementOptions): { agreement: Agreement; logSecret?: LogSecretFile } {
+  const logSecret = options.logKey === undefined ? createLogKey() : undefined;
+  const agreement: Agreement = {
+    v: 1,
+    name: options.name,
+    parties: options.parties,
+    logKey: options.logKey ?? logSecret!.logKey,
+    deadlines: { ...DEFAULT_DEADLINES, ...options.deadlines },
+    reminderIntervalMs: options.reminderIntervalMs ?? DEFAULT_REMINDER_INTERVAL_MS,
+    linkTest: options.linkTest ?? DEFAULT_LINK_TEST,
+    createdAt: options.now,
+  };
+  return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
+}
+
+/** Validate an agreement (schema, unique party ids, sane deadlines). */
+export function parseAgreement(value: unknown): Agreement {
+  const a = assertSchema(Agreement, value, 'HL_ERR_AGREEMENT_INVALID');
+  const ids = new Set(a.parties.map((p) => p.id));
+  if (ids.size !== a.parties.length) throw new HotlineError('HL_ERR_AGREEMENT_INVALID', 'duplicate party id');
+  for (const p of a.parties) fromBase64(p.rootKey, 32);
+  fromBase64(a.logKey, 32);
+  for (const [prec, row] of Object.entries(a.deadlines)) {
+    if (row.deliveredMs > row.acknowledgedMs) {
+      throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);
+    }
+  }
+  return a;
+}
+
+/** Hex SHA-256 of the agreement's canonical JSON: what clients pin and show. */
+export function agreementHash(agreement: Agreement): string {
+  return toHex(sha256(canonicalBytes(agreement)));
+}
+
+/** The party entry of `id`, or HL_ERR_CERT_UNKNOWN_PARTY. */
+export function findParty(agreement: Agreement, id: string): PartyPublic {
+  const p = agreement.parties.find((x) => x.id === id);
+  if (!p) throw new HotlineError('HL_ERR_CERT_UNKNOWN_PARTY', `party ${id} is not in the agreement`);
+  return p;
+}
+
+export interface EnrollDeviceOptions {
+  device: string;
+  role: Role;
+  now: number;
+  /** Default one year. */
+  validForMs?: number;
+}
+
+/**
+ * Make a device's key pairs (Ed25519 for signing, X25519 for box) and its certificate signed by the
+ * party root. The returned file holds the device secrets.
+ */
+export async function enrollDevice(party: PartySecretFile, options: EnrollDeviceOptions): Promise<DeviceSecretFile> {
+  const sign = generateSigningKeyPair();
+  const box = nacl.box.keyPair();
+  const cert: DeviceCertBody = {
+    v: 1,
+    party: party.party.id,
+    device: options.device,
+    role: options.role,
+    signKey: toBase64(sign.publicKey),
+    boxKey: toBase64(box.publicKey),
+    notBefore: options.now,
+    notAfter: options.now + (options.validForMs ?? 365 * 24 * HOUR),
+  };
+  const certificate = await signDeviceCertificate(party, cert);
+  return parseDeviceSecret({
+    type: 'hotline-device',
+    v: 1,
+    certificate,
+    signSecret: toBase64(sign.secretKey),
+    boxSecret: toBase64(box.secretKey),
+  });
+}
+
+/** Sign a certificate body with the party root (the body's party must be this party). */
+export async function signDeviceCertificate(party: PartySecretFile, cert: DeviceCertBody): Promise<DeviceCertificate> {
+  if (cert.party !== party.party.id) throw new HotlineError('HL_ERR_CERT_MALFORMED', 'certificate names another party');
+  const signature = await ed25519Sign(fromBase64(party.rootSecret, 32), signingBytes(CONTEXT.device, cert));
+  return assertSchema(DeviceCertificate, { cert, signature: toBase64(signature) }, 'HL_ERR_CERT_MALFORMED');
+}
+
+/** Validate a device secret file; checks both secrets match the certificate's public keys. */
+export function parseDeviceSecret(value: unknown): DeviceSecretFile {
+  const file = assertSchema(DeviceSecretFile, value, 'HL_ERR_KEY_INVALID');
+  const c = file.certificate.cert;
+  if (toBase64(signingPublicKeyFromSeed(fromBase64(file.signSecret, 32))) !== c.signKey) {
+    throw new HotlineError('HL_ERR_KEY_INVALID', 'device sign secret does not match its certificate');
+  }
+  if (toBase64(nacl.box.keyPair.fromSecretKey(fromBase64(file.boxSecret, 32)).publicKey) !== c.boxKey) {
+    throw new HotlineError('HL_ERR_KEY_INVALID', 'device box secret does not match its certificate');
+  }
+  return file;
+}
+
+/** Revoke a device certificate (signed by the party root). */
+export async function revokeDevice(
+  party: PartySecretFile,
+  cert: DeviceCertBody,
+  options: { at: number; reason?: string },
+): Promise<Revocation> {
+  if (cert.party !== party.party.id) throw new HotlineError('HL_ERR_CERT_MALFORMED', 'cannot revoke another party’s device');
+  const revocation = {
+    v: 1 as const,
+    party: cert.party,
+    device: cert.device,
+    signKey: cert.signKey,
+    at: options.at,
+    ...(options.reason === undefined ? {} : { reason: options.reason }),
+  };
+  const signature = await ed25519Sign(fromBase64(party.rootSecret, 32), signingBytes(CONTEXT.revocation, revocation));
+  return assertSchema(Revocation, { revocation, signature: toBase64(signature) }, 'HL_ERR_CERT_MALFORMED');
+}
+
+/** Verify a revocation against the agreement; returns it typed. */
+export async function verifyRevocation(agreement: Agreement, value: unknown): Promise<Revocation> {
+  const rev = assertSchema(Revocation, value, 'HL_ERR_CERT_MALFORMED');
+  const party = findParty(agreement, rev.revocation.party);
+  const ok = await ed25519Verify(
+    fromBase64(party.rootKey, 32),
+    signingBytes(CONTEXT.revocation, rev.revocation),
+    fromBase64(rev.signature, 64),
+  );
+  if (!ok) throw new HotlineError('HL_ERR_CERT_BAD_SIGNATURE', 'revocation signature does not verify against the party root');
+  return rev;
+}
+
+/** Is this certificate revoked? Implemented by the server's directory and by clients' caches. */
+export type RevocationCheck = (cert: DeviceCertBody) => boolean;
+
+export interface VerifyCertificateOptions {
+  now: number;
+  isRevoked?: RevocationCheck;
+  /** Accepted roles; omitted means any role. */
+  roles?: readonly Role[];
+}
+
+/**
+ * Verify a device certificate chains to the pinned agreement: party known, root signature valid, in
+ * date, not revoked, role allowed. Each failure has its own code. Input is attacker-controlled.
+ *
+ * @example
+ * const cert = await verifyDeviceCertificate(agreement, incoming, { now: Date.now(), roles: ['operator'] });
+ */
+export async function verifyDeviceCertificate(
+  agreement: Agreement,
+  value: unknown,
+  options: VerifyCertificateOptions,
+): Promise<DeviceCertBody> {
+  const certificate = assertSchema(DeviceCertificate, value, 'HL_ERR_CERT_MALFORMED');
+  const cert = certificate.cert;
+  const party = findParty(agreement, cert.party);
+  const ok = await ed25519Verify(fromBase64(party.rootKey, 32), signingBytes(CONTEXT.device, cert), fromBase64(certificate.signature, 64));
+  if (!ok) throw new HotlineError('HL_ERR_CERT_BAD_SIGNATURE', `certificate of ${cert.party}/${cert.device} is not signed by its party root`);
+  fromBase64(cert.signKey, 32);
+  fromBase64(cert.boxKey, 32);
+  if (options.now < cert.notBefore) throw new HotlineError('HL_ERR_CERT_NOT_YET_VALID', `certificate of ${cert.party}/${cert.device} is not yet valid`);
+  if (options.now >= cert.notAfter) throw new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of ${cert.party}/${cert.device} has expired`);
+  if (options.isRevoked?.(cert)) throw new HotlineError('HL_ERR_CERT_REVOKED', `certificate of ${cert.party}/${cert.device} is revoked`);
+  if (options.roles && !options.roles.includes(cert.role)) {
+    throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${cert.party}/${cert.device} is a ${cert.role}, not ${options.roles.join(' or ')}`);
+  }
+  return cert;
+}

@@ -1,0 +1,56 @@
+import { HotlineError } from '../errors.js';
+import { fromBase64, toBase64 } from '../encoding/base64.js';
+import { assertSchema } from '../protocol/validate.js';
+import { SignedReceipt, type DeviceCertBody, type DeviceSecretFile, type EnvelopeHeader, type ReceiptKind } from '../protocol/schemas.js';
+import { ed25519Sign, ed25519Verify } from './ed25519.js';
+import { CONTEXT, signingBytes } from './keys.js';
+import { envelopeHash } from './envelope.js';
+
+/**
+ * Sign a receipt for an envelope: the rung (`delivered`, `acknowledged`, ...) this device reached,
+ * bound to the envelope's header hash. Non-repudiable by design (DESIGN.md "Trust model").
+ *
+ * @example
+ * const r = await signReceipt(device, header, 'acknowledged', Date.now());
+ */
+export async function signReceipt(device: DeviceSecretFile, header: EnvelopeHeader, kind: ReceiptKind, at: number): Promise<SignedReceipt> {
+  const me = device.certificate.cert;
+  const receipt = {
+    v: 1 as const,
+    messageId: header.id,
+    envelopeHash: envelopeHash(header),
+    kind,
+    by: { party: me.party, device: me.device },
+    at,
+  };
+  const signature = await ed25519Sign(fromBase64(device.signSecret, 32), signingBytes(CONTEXT.receipt, receipt));
+  return assertSchema(SignedReceipt, { receipt, signature: toBase64(signature) }, 'HL_ERR_RECEIPT_MALFORMED');
+}
+
+/**
+ * Verify a receipt against its signer's certificate (already verified against the agreement) and,
+ * when given, the envelope header it claims to answer. Input is attacker-controlled.
+ */
+export async function verifyReceipt(value: unknown, signerCert: DeviceCertBody, header?: EnvelopeHeader): Promise<SignedReceipt> {
+  const r = assertSchema(SignedReceipt, value, 'HL_ERR_RECEIPT_MALFORMED');
+  const body = r.receipt;
+  if (body.by.party !== signerCert.party || body.by.device !== signerCert.device) {
+    throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', 'receipt names a different device than the certificate');
+  }
+  const ok = await ed25519Verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.receipt, body), fromBase64(r.signature, 64));
+  if (!ok) throw new HotlineError('HL_ERR_RECEIPT_BAD_SIGNATURE', `receipt for ${body.messageId} does not verify`);
+  if (header) {
+    if (header.id !== body.messageId) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', 'receipt names another message');
+    if (envelopeHash(header) !== body.envelopeHash) {
+      throw new HotlineError('HL_ERR_RECEIPT_HASH_MISMATCH', `receipt for ${body.messageId} is bound to a different envelope`);
+    }
+    // Only the addressee party answers a message; the sender's own devices and archives do not.
+    if (body.by.party !== header.to) {
+      throw new HotlineError('HL_ERR_RECEIPT_NOT_RECIPIENT', `${body.by.party} is not the addressee of ${body.messageId}`);
+    }
+    if (!header.recipients.some((x) => x.party === body.by.party && x.device === body.by.device)) {
+      throw new HotlineError('HL_ERR_RECEIPT_NOT_RECIPIENT', `${body.by.party}/${body.by.device} is not a recipient of ${body.messageId}`);
+    }
+  }
+  return r;
+}
