@@ -6,7 +6,7 @@ export { canonicalize, canonicalizeSigned, canonicalBytes } from './encoding/can
 export { toBase64, fromBase64, toHex, fromHex, utf8, fromUtf8, concatBytes, bytesEqual } from './encoding/base64.js';
 export { sha256, sha256Hex } from './crypto/hash.js';
 export { randomBytes, randomId } from './crypto/random.js';
-export { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './crypto/ed25519.js';
+export { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed, webcryptoSign, webcryptoVerify } from './crypto/ed25519.js';
 export type { SigningKeyPair } from './crypto/ed25519.js';
 export {
   CONTEXT,
