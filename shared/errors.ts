@@ -27,6 +27,7 @@ export const ERROR_TABLE = {
   HL_ERR_CERT_WRONG_ROLE: { http: 403, ws: 4417 },
   HL_ERR_CERT_UNKNOWN_DEVICE: { http: 404, ws: 4418 },
   HL_ERR_AGREEMENT_INVALID: { http: 400, ws: 4419 },
+  HL_ERR_AGREEMENT_MISMATCH: { http: 409, ws: 4421 },
   HL_ERR_KEY_INVALID: { http: 400, ws: 4420 },
   // Envelopes
   HL_ERR_ENVELOPE_MALFORMED: { http: 400, ws: 4430 },
@@ -77,6 +78,7 @@ export const ERROR_TABLE = {
   HL_ERR_INTERNAL: { http: 500, ws: 4501 },
   HL_ERR_CLIENT_TIMEOUT: { http: 504, ws: 4506 },
   HL_ERR_CLIENT_REFUSED: { http: 400, ws: 4507 },
+  HL_ERR_CLIENT_UNREACHABLE: { http: 503, ws: 4510 },
   HL_ERR_KEYSTORE_PASSPHRASE: { http: 400, ws: 4508 },
   HL_ERR_USAGE: { http: 400, ws: 4509 },
 } as const satisfies Record<string, { http: number; ws: number }>;
