@@ -1,0 +1,49 @@
+/**
+ * The audit log's hashing and checkpoints: RFC 9162 Merkle trees and proofs, C2SP signed-note
+ * checkpoints and cosignatures. Pure and isomorphic (Node and browser).
+ */
+export {
+  HASH_SIZE,
+  MerkleLog,
+  consistencyProof,
+  consistencyProofLength,
+  emptyRoot,
+  inclusionProof,
+  inclusionProofLength,
+  isValidConsistency,
+  isValidInclusion,
+  leafHash,
+  merkleTreeHash,
+  nodeHash,
+  rootFromInclusionProof,
+  rootFromLeafHashes,
+  verifyConsistency,
+  verifyInclusion,
+} from './merkle.js';
+export {
+  NOTE_SIGNATURE_TYPES,
+  addSignature,
+  cosignCheckpoint,
+  formatCheckpointBody,
+  formatNote,
+  formatVerifierKey,
+  noteKeyId,
+  parseCheckpoint,
+  parseCheckpointBody,
+  parseNote,
+  parseVerifierKey,
+  signNote,
+  verifyCheckpoint,
+  verifyNote,
+} from './checkpoint.js';
+export type {
+  Checkpoint,
+  Note,
+  NoteSignature,
+  NoteSignatureType,
+  NoteSigner,
+  NoteVerifier,
+  VerifiedCheckpoint,
+  VerifiedNote,
+  VerifiedSignature,
+} from './checkpoint.js';
