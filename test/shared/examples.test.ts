@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { envelopeHash, openEnvelope } from '../../shared/crypto/envelope.js';
+import { verifyReceipt } from '../../shared/crypto/receipt.js';
+import { agreementHash, parseAgreement, parseDeviceSecret, parsePartySecret, verifyDeviceCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
+import { canonicalize } from '../../shared/encoding/canonical-json.js';
+
+// The worked examples in shared/PROTOCOL.md come from this file; this test keeps them true.
+const ex = JSON.parse(readFileSync(new URL('../vectors/examples-v1.json', import.meta.url), 'utf8'));
+
+describe('PROTOCOL.md worked examples (test/vectors/examples-v1.json)', () => {
+  it('the party files, agreement and certificates verify', async () => {
+    parsePartySecret(ex.partySecret.jp);
+    parsePartySecret(ex.partySecret.cn);
+    const agreement = parseAgreement(ex.agreement);
+    expect(agreementHash(agreement)).toMatch(/^[0-9a-f]{64}$/);
+    const at = ex.envelope.header.sentAt;
+    for (const dev of [ex.devices.jpOp, ex.devices.cnOp]) {
+      parseDeviceSecret(dev);
+      await expect(verifyDeviceCertificate(agreement, dev.certificate, { now: at })).resolves.toBeDefined();
+    }
+  });
+
+  it('the envelope opens with the quoted plaintext and hash; the receipt and revocation verify', async () => {
+    const agreement = parseAgreement(ex.agreement);
+    const senderCert = ex.devices.jpOp.certificate.cert;
+    const { plaintext } = await openEnvelope(ex.envelope, { device: ex.devices.cnOp, senderCert });
+    expect(plaintext.body).toBe('本日一四〇〇時、演習区域を変更する。/ 今天十四时起变更演习区域。');
+    expect(envelopeHash(ex.envelope.header)).toBe(ex.envelopeHash);
+    await expect(verifyReceipt(ex.receipt, ex.devices.cnOp.certificate.cert, ex.envelope.header)).resolves.toBeDefined();
+    await expect(verifyRevocation(agreement, ex.revocation)).resolves.toBeDefined();
+    // The signing string of the header, as PROTOCOL.md shows it, is the context line and JCS.
+    expect(canonicalize(ex.envelope.header).startsWith('{"ciphertextHash":"')).toBe(true);
+  });
+});
