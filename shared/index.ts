@@ -49,3 +49,22 @@ export { signReceipt, verifyReceipt } from './crypto/receipt.js';
 export { assertSchema, matchesSchema, parseJson } from './protocol/validate.js';
 export * as schemas from './protocol/schemas.js';
 export * as frames from './protocol/frames.js';
+export {
+  MerkleLog,
+  consistencyProof,
+  inclusionProof,
+  leafHash,
+  merkleTreeHash,
+  nodeHash,
+  rootFromLeafHashes,
+  verifyConsistency,
+  verifyInclusion,
+  addSignature,
+  cosignCheckpoint,
+  formatCheckpointBody,
+  parseCheckpoint,
+  signNote,
+  verifyCheckpoint,
+  verifyNote,
+} from './audit/index.js';
+export type { Checkpoint, NoteSigner, NoteVerifier, VerifiedCheckpoint } from './audit/index.js';
