@@ -1,0 +1,175 @@
+import type { LinkEvent } from '../../shared/protocol/frames.js';
+
+/**
+ * The link test as a pure state machine (DESIGN.md "Link test"). A party's test agent (a device:
+ * the server holds no device key and cannot fake a test) sends a signed envelope with
+ * `header.linkTest: true`; the other party's connected operator device answers with its automatic
+ * `delivered` receipt. The server watches the round trip:
+ *
+ * - test accepted and a device of the addressee party is online → wait up to `timeoutMs` for a
+ *   `delivered` (or higher) receipt from the addressee party;
+ * - no device of the addressee party online at acceptance, or no answer in time → the test failed;
+ * - each result is a `link.test` event (ok, round trip or reason) to both parties; a change of the
+ *   pair's status is a `link.up` / `link.down` alarm, once per transition, so repeated failures
+ *   raise one alarm, not one per test. The first good test of an unknown pair is `link.up`.
+ * - an answer that arrives after the test already failed changes nothing: only a good round trip
+ *   within the timeout brings the link up.
+ *
+ * Pairs are ordered (`from>to`): jp→cn working says nothing about cn→jp.
+ */
+
+export type LinkStatus = 'unknown' | 'up' | 'down';
+
+export interface LinkTestResult {
+  messageId: string;
+  sentAt: number;
+  ok: boolean;
+  answeredAt?: number;
+  roundTripMs?: number;
+  reason?: string;
+  /** When the result was decided. */
+  at: number;
+}
+
+/** A test in flight. */
+export interface PendingTest {
+  messageId: string;
+  from: string;
+  to: string;
+  sentAt: number;
+  dueAt: number;
+}
+
+export interface LinkPairRecord {
+  from: string;
+  to: string;
+  status: LinkStatus;
+  /** When the status last changed. */
+  since?: number;
+  last?: LinkTestResult;
+}
+
+export interface LinkTestState {
+  pairs: ReadonlyMap<string, LinkPairRecord>;
+  pending: ReadonlyMap<string, PendingTest>;
+}
+
+export interface LinkTestPolicy {
+  timeoutMs: number;
+}
+
+export type LinkTestInput =
+  | { type: 'test-accepted'; messageId: string; from: string; to: string; at: number; addresseeOnline: boolean }
+  | { type: 'receipt'; messageId: string; byParty: string; at: number }
+  | { type: 'tick'; now: number };
+
+export type LinkTestEffect =
+  /** Store the pair's status and last result. */
+  | { type: 'persist-pair'; record: LinkPairRecord }
+  /** Store (or, when `done`, close) a test in flight so a restart still judges it. */
+  | { type: 'persist-pending'; test: PendingTest; done: boolean }
+  | { type: 'emit'; event: LinkEvent }
+  | { type: 'schedule'; at: number | undefined };
+
+export function pairKey(from: string, to: string): string {
+  return `${from}>${to}`;
+}
+
+export function initialLinkTests(pairs: Iterable<LinkPairRecord> = [], pending: Iterable<PendingTest> = []): LinkTestState {
+  return {
+    pairs: new Map([...pairs].map((p) => [pairKey(p.from, p.to), p])),
+    pending: new Map([...pending].map((t) => [t.messageId, t])),
+  };
+}
+
+export function nextLinkDue(state: LinkTestState): number | undefined {
+  let at: number | undefined;
+  for (const t of state.pending.values()) if (at === undefined || t.dueAt < at) at = t.dueAt;
+  return at;
+}
+
+export function stepLinkTests(
+  policy: LinkTestPolicy,
+  state: LinkTestState,
+  input: LinkTestInput,
+): { state: LinkTestState; effects: LinkTestEffect[] } {
+  const pairs = new Map(state.pairs);
+  const pending = new Map(state.pending);
+  const effects: LinkTestEffect[] = [];
+  const before = nextLinkDue(state);
+
+  const conclude = (test: { messageId: string; from: string; to: string; sentAt: number }, result: LinkTestResult) => {
+    const key = pairKey(test.from, test.to);
+    const prev = pairs.get(key) ?? { from: test.from, to: test.to, status: 'unknown' as const };
+    // A result older than the one already recorded (two tests in flight, answered out of order)
+    // still counts as a test, but does not overwrite the newer result.
+    const newer = !prev.last || prev.last.sentAt <= result.sentAt;
+    const status: LinkStatus = result.ok ? 'up' : 'down';
+    const changed = newer && prev.status !== status;
+    const record: LinkPairRecord = {
+      from: test.from,
+      to: test.to,
+      status: newer ? status : prev.status,
+      ...(changed ? { since: result.at } : prev.since !== undefined ? { since: prev.since } : {}),
+      ...(newer ? { last: result } : prev.last ? { last: prev.last } : {}),
+    };
+    pairs.set(key, record);
+    effects.push({ type: 'persist-pair', record });
+    const base = { from: test.from, to: test.to, messageId: test.messageId, ok: result.ok, at: result.at };
+    const detail = {
+      ...(result.roundTripMs !== undefined ? { roundTripMs: result.roundTripMs } : {}),
+      ...(result.reason !== undefined ? { reason: result.reason } : {}),
+    };
+    effects.push({ type: 'emit', event: { type: 'link.test', ...base, ...detail } });
+    if (changed) effects.push({ type: 'emit', event: { type: result.ok ? 'link.up' : 'link.down', ...base, ...detail } });
+  };
+
+  switch (input.type) {
+    case 'test-accepted': {
+      if (pending.has(input.messageId)) break; // a re-sent identical test
+      const test: PendingTest = { messageId: input.messageId, from: input.from, to: input.to, sentAt: input.at, dueAt: input.at + policy.timeoutMs };
+      if (!input.addresseeOnline) {
+        conclude(test, { messageId: test.messageId, sentAt: test.sentAt, ok: false, reason: `no device of ${input.to} online`, at: input.at });
+        break;
+      }
+      pending.set(test.messageId, test);
+      effects.push({ type: 'persist-pending', test, done: false });
+      break;
+    }
+    case 'receipt': {
+      const test = pending.get(input.messageId);
+      if (!test || test.to !== input.byParty) break;
+      pending.delete(test.messageId);
+      effects.push({ type: 'persist-pending', test, done: true });
+      conclude(test, {
+        messageId: test.messageId,
+        sentAt: test.sentAt,
+        ok: true,
+        answeredAt: input.at,
+        roundTripMs: input.at - test.sentAt,
+        at: input.at,
+      });
+      break;
+    }
+    case 'tick': {
+      const due = [...pending.values()].filter((t) => t.dueAt <= input.now).sort((a, b) => a.dueAt - b.dueAt);
+      for (const test of due) {
+        pending.delete(test.messageId);
+        effects.push({ type: 'persist-pending', test, done: true });
+        conclude(test, {
+          messageId: test.messageId,
+          sentAt: test.sentAt,
+          ok: false,
+          reason: `no answer from ${test.to} within ${policy.timeoutMs} ms`,
+          at: input.now,
+        });
+      }
+      break;
+    }
+  }
+
+  const next: LinkTestState = { pairs, pending };
+  const after = nextLinkDue(next);
+  if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
+  return { state: next, effects };
+}
