@@ -1,0 +1,776 @@
+import { ERROR_TABLE, HotlineError, isHotlineErrorCode, type HotlineErrorCode } from '../shared/errors.js';
+import { agreementHash, CONTEXT, parseAgreement, signingBytes, verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
+import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
+import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
+import { ed25519Sign } from '../shared/crypto/ed25519.js';
+import { randomId } from '../shared/crypto/random.js';
+import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
+import { assertSchema, parseJson } from '../shared/protocol/validate.js';
+import {
+  PRECEDENCES,
+  type Agreement,
+  type DeviceCertBody,
+  type DeviceCertificate,
+  type DeviceRef,
+  type DeviceSecretFile,
+  type Envelope,
+  type EnvelopeHeader,
+  type Plaintext,
+  type Precedence,
+  type ReceiptKind,
+  type Revocation,
+  type Role,
+  type SignedReceipt,
+} from '../shared/protocol/schemas.js';
+import { ServerFrame, type ClientFrame, type DeliverFrame, type HotlineEvent, type ReceiptFrame } from '../shared/protocol/frames.js';
+import { TypedEmitter } from './typed-emitter.js';
+import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+/** Time and timers, injected so that tests move time instead of waiting. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+// Handlers declared with method syntax are checked bivariantly, so both the browser's WebSocket
+// and the `ws` package (whose event types differ in detail) fit this interface.
+type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
+
+/** The part of the WebSocket API the client uses: the browser's global and `ws` both provide it. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructorLike = new (url: string, protocols: string[]) => WebSocketLike;
+
+const WS_OPEN = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Options and events
+
+export interface HotlineClientOptions {
+  /** `http://host:port` or `https://…`; the WebSocket URL is derived from it. */
+  serverUrl: string;
+  /** The pinned agreement. The server's copy must hash the same, or the client refuses to go on. */
+  agreement: Agreement;
+  device: DeviceSecretFile;
+  storage: ClientStorage;
+  /** `ws`'s WebSocket in Node, the global WebSocket in a browser. */
+  WebSocket: WebSocketConstructorLike;
+  fetch?: typeof fetch;
+  clock?: Clock;
+  /** Source of jitter in [0, 1). */
+  random?: () => number;
+  backoff?: BackoffOptions;
+  /**
+   * Process the device's mailbox (deliveries, cursor acks). Default true. A second process on the
+   * same device that only sends (`hotline send`, `hotline ack`) sets it false so that it does not
+   * take messages away from the one that listens; it still sees receipts and events.
+   */
+  consumeMailbox?: boolean;
+  /** Log in again this long before the token expires. Default 60 s. */
+  tokenRefreshMarginMs?: number;
+}
+
+export interface BackoffOptions {
+  initialMs?: number;
+  maxMs?: number;
+}
+
+/** What a caller sends: the client seals it. */
+export interface SendInput {
+  to: string;
+  /** Case-insensitive: 'flash' and 'FLASH' are the same. */
+  precedence: Precedence | Lowercase<Precedence>;
+  subject?: string;
+  body: string;
+  /** BCP 47 language of the body; default the first language of the sender's party. */
+  lang?: string;
+  exercise?: boolean;
+  replyTo?: string;
+}
+
+export interface MessageEvent {
+  header: EnvelopeHeader;
+  plaintext: Plaintext;
+  envelopeHash: string;
+  acceptedAt: number;
+}
+
+export interface ReceiptEvent {
+  receipt: SignedReceipt;
+  /** Signed by a device whose certificate chains to the pinned agreement (and, when the message is known here, bound to its header). */
+  verified: boolean;
+  /** Whether the receipt was checked against the message header this device holds. */
+  headerChecked: boolean;
+  error?: HotlineError;
+}
+
+export interface RefusedEvent {
+  code: string;
+  message: string;
+  ref?: string;
+}
+
+export interface HotlineClientEvents {
+  connected: { serverTime: number; lastCursor: number };
+  disconnected: { code: number; reason: string; retryInMs?: number };
+  message: MessageEvent;
+  receipt: ReceiptEvent;
+  accepted: { id: string; envelopeHash: string; at: number };
+  'receipt-accepted': { messageId: string; kind: string; at: number };
+  event: HotlineEvent;
+  refused: RefusedEvent;
+  error: HotlineError;
+}
+
+/** Codes after which retrying cannot help: the client stops and reports. */
+const FATAL_CODES = new Set<string>([
+  'HL_ERR_AGREEMENT_MISMATCH',
+  'HL_ERR_AGREEMENT_INVALID',
+  'HL_ERR_CERT_MALFORMED',
+  'HL_ERR_CERT_UNKNOWN_PARTY',
+  'HL_ERR_CERT_BAD_SIGNATURE',
+  'HL_ERR_CERT_NOT_YET_VALID',
+  'HL_ERR_CERT_EXPIRED',
+  'HL_ERR_CERT_REVOKED',
+  'HL_ERR_CERT_WRONG_ROLE',
+  'HL_ERR_AUTH_BAD_SIGNATURE',
+  'HL_ERR_AUTH_FORBIDDEN',
+  'HL_ERR_AUTH_ORIGIN',
+  'HL_ERR_KEY_INVALID',
+]);
+
+/** Refusals of an envelope after which it stays in the outbox for the next connection. */
+const TRANSIENT_CODES = new Set<string>([
+  'HL_ERR_STORE_FAILED',
+  'HL_ERR_SERVER_SHUTTING_DOWN',
+  'HL_ERR_SERVER_SLOW_CONSUMER',
+  'HL_ERR_INPUT_RATE_LIMITED',
+  'HL_ERR_INTERNAL',
+]);
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with "equal jitter"
+ * (half fixed, half random) so that many clients cut off together do not return together.
+ */
+export function backoffDelay(attempt: number, random: () => number, options: BackoffOptions = {}): number {
+  const initial = options.initialMs ?? 500;
+  const max = options.maxMs ?? 30_000;
+  const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30));
+  return Math.round(cap / 2 + random() * (cap / 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A Hotline device's link to the relay: login, the WebSocket, reconnect, the durable outbox, the
+ * de-duplicated inbox, automatic `delivered` receipts and verification of everything that comes in.
+ * The server is trusted for availability only: every certificate, envelope and receipt is checked
+ * here against the pinned agreement.
+ *
+ * @example
+ * const client = new HotlineClient({ serverUrl, agreement, device, storage: new FileStorage(path), WebSocket });
+ * client.on('message', ({ header, plaintext }) => console.log(header.precedence, plaintext.body));
+ * client.on('receipt', ({ receipt, verified }) => console.log(receipt.receipt.kind, verified));
+ * await client.start();
+ * const { id } = await client.send({ to: 'cn-mnd', precedence: 'FLASH', body: '至急連絡', lang: 'ja' });
+ */
+export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
+  readonly agreement: Agreement;
+  readonly agreementHash: string;
+  /** This device: party, device id and role from its certificate. */
+  readonly me: DeviceRef & { role: Role };
+
+  readonly #o: HotlineClientOptions;
+  readonly #key: string;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #fetch: typeof fetch;
+  readonly #consume: boolean;
+  readonly #baseUrl: string;
+
+  #running = false;
+  #ws: WebSocketLike | undefined;
+  #helloReceived = false;
+  #attempt = 0;
+  #reconnectTimer: unknown;
+  #refreshTimer: unknown;
+  #token: { token: string; expiresAt: number } | undefined;
+  #directory = new Map<string, DeviceCertBody>();
+  #directoryLoaded = false;
+  /** Items already written to the current connection (keys), so a flush does not send them twice. */
+  #sentOnThisConnection = new Set<string>();
+  #frames: Promise<void> = Promise.resolve();
+  #compose: Promise<unknown> = Promise.resolve();
+  #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
+
+  constructor(options: HotlineClientOptions) {
+    super();
+    this.#o = options;
+    this.agreement = parseAgreement(options.agreement);
+    this.agreementHash = agreementHash(this.agreement);
+    const c = options.device.certificate.cert;
+    this.me = { party: c.party, device: c.device, role: c.role };
+    this.#key = `${c.party}/${c.device}`;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#fetch = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
+    this.#consume = options.consumeMailbox ?? true;
+    this.#baseUrl = options.serverUrl.replace(/\/+$/, '');
+  }
+
+  /** True between the server's `hello` and the socket closing. */
+  get connected(): boolean {
+    return this.#helloReceived && this.#ws?.readyState === WS_OPEN;
+  }
+
+  /**
+   * Start connecting (and keep reconnecting until {@link stop}). Resolves at the first `hello`;
+   * rejects when the server cannot be used at all (agreement mismatch, certificate refused).
+   */
+  start(): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => this.#startWaiters.push({ resolve, reject }));
+    if (this.connected) this.#settleStart();
+    if (!this.#running) {
+      this.#running = true;
+      this.#attempt = 0;
+      void this.#connect();
+    }
+    return p;
+  }
+
+  /** Close the link and stop reconnecting. Pending outbox items stay stored for the next start. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#clock.clearTimeout(this.#reconnectTimer);
+    this.#clock.clearTimeout(this.#refreshTimer);
+    const ws = this.#ws;
+    if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
+    this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
+    await this.#frames;
+    await this.#compose.catch(() => undefined);
+  }
+
+  /**
+   * Seal a message and put it in the durable outbox; it goes now if connected, else on reconnect.
+   * Resolves once it is stored (not once accepted: listen for 'accepted' with this id).
+   */
+  send(input: SendInput): Promise<{ id: string }> {
+    const run = this.#compose.then(() => this.#send(input));
+    this.#compose = run.catch(() => undefined);
+    return run;
+  }
+
+  async #send(input: SendInput): Promise<{ id: string }> {
+    if (this.me.role !== 'operator') {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} is a ${this.me.role} device; only operator devices send`);
+    }
+    const party = this.agreement.parties.find((p) => p.id === input.to);
+    if (!party || input.to === this.me.party) {
+      throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${this.#otherParties().join(', ')})`);
+    }
+    const precedence = input.precedence.toUpperCase() as Precedence;
+    if (!PRECEDENCES.includes(precedence)) {
+      throw new HotlineError('HL_ERR_INPUT_SCHEMA', `precedence must be one of ${PRECEDENCES.join(', ')}`);
+    }
+    const mine = this.agreement.parties.find((p) => p.id === this.me.party);
+    const plaintext: Plaintext = {
+      body: input.body,
+      lang: input.lang ?? mine?.languages[0] ?? 'en',
+      ...(input.subject === undefined ? {} : { subject: input.subject }),
+    };
+    const draft: SendDraft = {
+      to: input.to,
+      precedence,
+      plaintext,
+      ...(input.exercise ? { exercise: true } : {}),
+      ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+    };
+    await this.#ensureDirectoryLoaded();
+    const id = randomId();
+    const envelope = await this.#seal(id, draft);
+    const item: OutboxEnvelope = { kind: 'envelope', id, draft, envelope, composedAt: this.#clock.now(), resealed: 0 };
+    await this.#o.storage.update(this.#key, (s) => {
+      s.outbox.push(item);
+    });
+    this.#transmit(item);
+    return { id };
+  }
+
+  /**
+   * Sign a receipt (`acknowledged` by default) for a message in this device's inbox and send it
+   * through the outbox. Only operator devices of the addressee party may.
+   */
+  async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
+    const state = await this.#o.storage.read(this.#key);
+    const rec = state.inbox[messageId];
+    if (!rec) {
+      throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `message ${messageId} is not in the inbox of ${this.#key}; is the id right, and did this device receive it?`);
+    }
+    if (this.me.role !== 'operator' || rec.header.to !== this.me.party) {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} cannot answer ${messageId}: only operator devices of ${rec.header.to} can`);
+    }
+    const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#clock.now());
+    const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
+    await this.#o.storage.update(this.#key, (s) => {
+      s.outbox.push(item);
+      const r = s.inbox[messageId];
+      if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
+    });
+    this.#transmit(item);
+    return receipt;
+  }
+
+  /** The verified, currently valid certificates of the directory (as of the last fetch). */
+  directory(): DeviceCertBody[] {
+    return [...this.#directory.values()];
+  }
+
+  /** The raw directory as last fetched (certificates and revocations), e.g. to save for `hotline seal`. */
+  async directorySnapshot(): Promise<{ certificates: DeviceCertificate[]; revocations: Revocation[]; fetchedAt: number } | undefined> {
+    return (await this.#o.storage.read(this.#key)).directory;
+  }
+
+  /** Fetch the directory from the server and verify every certificate and revocation here. */
+  async refreshDirectory(): Promise<DeviceCertBody[]> {
+    await this.#ensureToken();
+    const dir = (await this.#http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown };
+    if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
+      throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed directory');
+    }
+    const certificates = dir.certificates as DeviceCertificate[];
+    const revocations = dir.revocations as Revocation[];
+    await this.#loadDirectory(certificates, revocations);
+    const fetchedAt = this.#clock.now();
+    await this.#o.storage.update(this.#key, (s) => {
+      s.directory = { certificates, revocations, fetchedAt };
+    });
+    return this.directory();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connection
+
+  async #connect(): Promise<void> {
+    if (!this.#running) return;
+    let ws: WebSocketLike;
+    try {
+      await this.#checkAgreement();
+      await this.#ensureToken();
+      await this.#ensureDirectoryLoaded();
+      await this.refreshDirectory();
+      if (!this.#running) return;
+      const url = this.#baseUrl.replace(/^http/, 'ws') + '/v1/link';
+      // The token travels as a subprotocol, never in the URL (URLs end up in logs).
+      ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#token!.token}`]);
+    } catch (err) {
+      const e = toHotlineError(err);
+      if (FATAL_CODES.has(e.code)) {
+        this.#running = false;
+        this.#settleStart(e);
+        this.#report(e);
+        return;
+      }
+      this.#report(e);
+      this.#scheduleReconnect(0, e.message);
+      return;
+    }
+    this.#ws = ws;
+    this.#helloReceived = false;
+    this.#sentOnThisConnection = new Set();
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+    };
+    ws.onmessage = (ev) => {
+      const text = typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data as Uint8Array);
+      this.#frames = this.#frames.then(() => this.#onFrame(text)).catch((err: unknown) => this.#report(toHotlineError(err)));
+    };
+    ws.onerror = () => {
+      /* the close event follows and carries what can be known */
+    };
+    ws.onclose = (ev) => {
+      if (this.#ws !== ws) return;
+      const wasConnected = this.#helloReceived;
+      this.#ws = undefined;
+      this.#helloReceived = false;
+      // Refused before the upgrade (bad or expired token): log in afresh next time.
+      if (!opened) this.#token = undefined;
+      if (wasConnected) this.#attempt = 0;
+      const closeCode = codeOfClose(ev.code);
+      if (closeCode !== undefined && FATAL_CODES.has(closeCode)) {
+        this.#running = false;
+        const e = new HotlineError(closeCode, ev.reason || `the server closed the link with ${closeCode}`);
+        this.#settleStart(e);
+        this.#report(e);
+      }
+      this.#scheduleReconnect(ev.code, ev.reason);
+    };
+  }
+
+  #scheduleReconnect(code: number, reason: string): void {
+    if (!this.#running) {
+      this.emit('disconnected', { code, reason });
+      return;
+    }
+    const delay = backoffDelay(this.#attempt++, this.#random, this.#o.backoff);
+    this.emit('disconnected', { code, reason, retryInMs: delay });
+    this.#clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = this.#clock.setTimeout(() => void this.#connect(), delay);
+  }
+
+  async #checkAgreement(): Promise<void> {
+    const remote = await this.#http('GET', '/v1/agreement', undefined, false);
+    let hash: string;
+    try {
+      hash = agreementHash(parseAgreement(remote));
+    } catch (cause) {
+      throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', 'the server’s agreement is not a valid agreement', { cause });
+    }
+    if (hash !== this.agreementHash) {
+      throw new HotlineError(
+        'HL_ERR_AGREEMENT_MISMATCH',
+        `the server runs agreement ${hash.slice(0, 16)}…, not the pinned ${this.agreementHash.slice(0, 16)}…; check the server URL and agreement file`,
+      );
+    }
+  }
+
+  async #ensureToken(): Promise<void> {
+    const margin = this.#o.tokenRefreshMarginMs ?? 60_000;
+    if (this.#token && this.#token.expiresAt - margin > this.#clock.now()) return;
+    const { party, device } = this.me;
+    const ch = (await this.#http('POST', '/v1/auth/challenge', { party, device }, false)) as { challenge?: unknown };
+    if (typeof ch.challenge !== 'string') throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'the server sent no challenge');
+    const signature = await ed25519Sign(
+      fromBase64(this.#o.device.signSecret, 32),
+      signingBytes(CONTEXT.login, { v: 1, challenge: ch.challenge, party, device, agreement: this.agreementHash }),
+    );
+    const res = (await this.#http(
+      'POST',
+      '/v1/auth/login',
+      { party, device, challenge: ch.challenge, signature: toBase64(signature), certificate: this.#o.device.certificate },
+      false,
+    )) as { token?: unknown; expiresAt?: unknown };
+    if (typeof res.token !== 'string' || typeof res.expiresAt !== 'number') {
+      throw new HotlineError('HL_ERR_AUTH_TOKEN_INVALID', 'the server sent a malformed login answer');
+    }
+    this.#token = { token: res.token, expiresAt: res.expiresAt };
+    this.#clock.clearTimeout(this.#refreshTimer);
+    const due = Math.max(1000, res.expiresAt - margin - this.#clock.now());
+    this.#refreshTimer = this.#clock.setTimeout(() => {
+      if (this.#running) this.#ensureToken().catch((err: unknown) => this.#report(toHotlineError(err)));
+    }, due);
+  }
+
+  async #http(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean): Promise<unknown> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (auth && this.#token) headers.authorization = `Bearer ${this.#token.token}`;
+    let res: Response;
+    try {
+      res = await this.#fetch(this.#baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    } catch (cause) {
+      throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.#baseUrl}: is the server running?`, { cause });
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text === '' ? {} : parseJson(text);
+    } catch (cause) {
+      throw new HotlineError('HL_ERR_CLIENT_REFUSED', `${method} ${path}: HTTP ${res.status} with a body that is not JSON`, { cause });
+    }
+    if (!res.ok) {
+      const err = (json as { error?: { code?: unknown; message?: unknown } }).error;
+      const code: HotlineErrorCode = isHotlineErrorCode(err?.code) ? err.code : res.status >= 500 ? 'HL_ERR_CLIENT_UNREACHABLE' : 'HL_ERR_CLIENT_REFUSED';
+      if (code === 'HL_ERR_AUTH_TOKEN_EXPIRED' || code === 'HL_ERR_AUTH_TOKEN_INVALID') this.#token = undefined;
+      throw new HotlineError(code, `${method} ${path}: ${typeof err?.message === 'string' ? err.message : `HTTP ${res.status}`}`);
+    }
+    return json;
+  }
+
+  async #ensureDirectoryLoaded(): Promise<void> {
+    if (this.#directoryLoaded) return;
+    const cached = (await this.#o.storage.read(this.#key)).directory;
+    if (cached) await this.#loadDirectory(cached.certificates, cached.revocations);
+  }
+
+  /** Verify the directory here, against the pinned agreement: the server is not trusted to. */
+  async #loadDirectory(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
+    const now = this.#clock.now();
+    const revoked: Revocation[] = [];
+    for (const r of revocations) {
+      try {
+        revoked.push(await verifyRevocation(this.agreement, r));
+      } catch (err) {
+        this.#report(toHotlineError(err));
+      }
+    }
+    const isRevoked = (c: DeviceCertBody) =>
+      revoked.some((r) => r.revocation.party === c.party && r.revocation.device === c.device && r.revocation.signKey === c.signKey);
+    const next = new Map<string, DeviceCertBody>();
+    for (const c of certificates) {
+      try {
+        const cert = await verifyDeviceCertificate(this.agreement, c, { now, isRevoked });
+        next.set(`${cert.party}/${cert.device}`, cert);
+      } catch {
+        // An expired, revoked or forged certificate is left out: nothing is sealed to it or accepted from it.
+      }
+    }
+    this.#directory = next;
+    this.#directoryLoaded = true;
+  }
+
+  async #certFor(ref: DeviceRef): Promise<DeviceCertBody> {
+    const k = `${ref.party}/${ref.device}`;
+    let cert = this.#directory.get(k);
+    if (!cert && this.#running) {
+      await this.refreshDirectory();
+      cert = this.#directory.get(k);
+    }
+    if (!cert) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `${k} has no valid certificate in the directory`);
+    return cert;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Outbox
+
+  async #seal(id: string, draft: SendDraft): Promise<Envelope> {
+    const recipients = expectedRecipients(this.directory(), this.me, draft.to);
+    if (recipients.length === 0) {
+      throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
+    }
+    // The seq is stored before sealing: a crash after this point skips a number, never reuses one.
+    const seq = await this.#o.storage.update(this.#key, (s) => ++s.lastSeq);
+    return sealEnvelope({
+      sender: this.#o.device,
+      id,
+      to: draft.to,
+      precedence: draft.precedence,
+      seq,
+      sentAt: this.#clock.now(),
+      recipients,
+      plaintext: draft.plaintext,
+      ...(draft.exercise ? { exercise: true } : {}),
+      ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
+    });
+  }
+
+  #transmit(item: OutboxItem): void {
+    if (!this.connected) return;
+    const k = item.kind === 'envelope' ? `e:${item.id}:${item.envelope.header.seq}` : `r:${item.messageId}:${item.receiptKind}`;
+    if (this.#sentOnThisConnection.has(k)) return;
+    this.#sentOnThisConnection.add(k);
+    this.#write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
+  }
+
+  #write(frame: ClientFrame): void {
+    const ws = this.#ws;
+    if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  async #flushOutbox(): Promise<void> {
+    const state = await this.#o.storage.read(this.#key);
+    for (const item of state.outbox) this.#transmit(item);
+  }
+
+  async #onAccepted(id: string, hash: string, at: number): Promise<void> {
+    await this.#o.storage.update(this.#key, (s) => {
+      const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === id);
+      if (i < 0) return;
+      const item = s.outbox[i] as OutboxEnvelope;
+      s.outbox.splice(i, 1);
+      s.sent[id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
+      s.sent[id].acceptedAt = at;
+    });
+    this.emit('accepted', { id, envelopeHash: hash, at });
+  }
+
+  async #onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
+    const state = await this.#o.storage.read(this.#key);
+    const item = ref === undefined ? undefined : state.outbox.find((x): x is OutboxEnvelope => x.kind === 'envelope' && x.id === ref);
+    if (item && TRANSIENT_CODES.has(code)) {
+      this.#report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
+      return;
+    }
+    // Recipients changed (a device enrolled or revoked), or another process on this device used
+    // the seq: fetch the directory again and reseal once with a fresh seq.
+    if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
+      try {
+        if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.refreshDirectory();
+        const resealed = await this.#compose.then(() => this.#seal(item.id, item.draft));
+        const next: OutboxEnvelope = { ...item, envelope: resealed, resealed: item.resealed + 1 };
+        await this.#o.storage.update(this.#key, (s) => {
+          const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === item.id);
+          if (i >= 0) s.outbox[i] = next;
+        });
+        this.#transmit(next);
+        return;
+      } catch (err) {
+        this.#report(toHotlineError(err));
+      }
+    }
+    await this.#o.storage.update(this.#key, (s) => {
+      s.outbox = s.outbox.filter((x) =>
+        x.kind === 'envelope' ? x.id !== ref : !(x.messageId === ref && code.startsWith('HL_ERR_RECEIPT_')),
+      );
+    });
+    this.emit('refused', ref === undefined ? { code, message } : { code, message, ref });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Incoming frames (processed one at a time, in order)
+
+  async #onFrame(text: string): Promise<void> {
+    let frame: ServerFrame;
+    try {
+      frame = assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
+    } catch (err) {
+      this.#report(toHotlineError(err));
+      return;
+    }
+    switch (frame.t) {
+      case 'hello':
+        this.#helloReceived = true;
+        this.#attempt = 0;
+        this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
+        this.#settleStart();
+        await this.#flushOutbox();
+        return;
+      case 'accepted':
+        await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
+        return;
+      case 'receipt-accepted':
+        await this.#o.storage.update(this.#key, (s) => {
+          s.outbox = s.outbox.filter((x) => !(x.kind === 'receipt' && x.messageId === frame.messageId && x.receiptKind === frame.kind));
+        });
+        this.emit('receipt-accepted', { messageId: frame.messageId, kind: frame.kind, at: frame.at });
+        return;
+      case 'error':
+        await this.#onRefused(frame.code, frame.message, frame.ref);
+        return;
+      case 'deliver':
+        if (!this.#consume) return;
+        await this.#onDeliver(frame);
+        this.#write({ t: 'ack', cursor: frame.cursor });
+        return;
+      case 'receipt':
+        await this.#onReceipt(frame);
+        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        return;
+      case 'event':
+        this.emit('event', frame.event);
+        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        return;
+    }
+  }
+
+  async #onDeliver(frame: DeliverFrame): Promise<void> {
+    const h = frame.envelope.header;
+    const state = await this.#o.storage.read(this.#key);
+    const hash = envelopeHash(h);
+    const senderKey = `${h.from.party}/${h.from.device}`;
+    const known = state.inbox[h.id];
+    if (known) {
+      // The same message again (a redelivery after a lost ack) is dropped quietly; another
+      // envelope under a known id is an attempt to replace it.
+      if (known.envelopeHash !== hash) this.#report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
+      return;
+    }
+    let opened: { header: EnvelopeHeader; plaintext: Plaintext };
+    try {
+      const senderCert = await this.#certFor(h.from);
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
+      if ((state.peerSeq[senderKey] ?? 0) >= h.seq) {
+        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen`);
+      }
+    } catch (err) {
+      // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
+      const e = toHotlineError(err);
+      this.#report(new HotlineError(e.code, `refused message ${h.id} from ${senderKey}: ${e.message}`, { cause: e }));
+      return;
+    }
+    // Only the addressee's operators answer; archives and the sender's own colleagues never do.
+    const answer = h.to === this.me.party && this.me.role === 'operator';
+    const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#clock.now()) : undefined;
+    const isNew = await this.#o.storage.update(this.#key, (s) => {
+      if (s.inbox[h.id]) return false;
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now() };
+      s.peerSeq[senderKey] = Math.max(s.peerSeq[senderKey] ?? 0, h.seq);
+      if (receipt) s.outbox.push({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+      return true;
+    });
+    if (!isNew) return;
+    this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
+    if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+  }
+
+  async #onReceipt(frame: ReceiptFrame): Promise<void> {
+    const body = frame.receipt.receipt;
+    const state = await this.#o.storage.read(this.#key);
+    const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
+    let verified = false;
+    let error: HotlineError | undefined;
+    try {
+      const cert = await this.#certFor(body.by);
+      await verifyReceipt(frame.receipt, cert, header);
+      verified = true;
+    } catch (err) {
+      error = toHotlineError(err);
+    }
+    if (verified && state.sent[body.messageId]) {
+      await this.#o.storage.update(this.#key, (s) => {
+        const rec = s.sent[body.messageId];
+        if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
+          rec.receipts.push(body);
+        }
+      });
+    }
+    this.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #settleStart(err?: HotlineError): void {
+    const waiters = this.#startWaiters;
+    this.#startWaiters = [];
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+  }
+
+  #report(err: HotlineError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  #otherParties(): string[] {
+    return this.agreement.parties.map((p) => p.id).filter((p) => p !== this.me.party);
+  }
+}
+
+function toHotlineError(err: unknown): HotlineError {
+  if (err instanceof HotlineError) return err;
+  return new HotlineError('HL_ERR_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/** The error code a WebSocket close code stands for (first match in the table). */
+function codeOfClose(wsCode: number): HotlineErrorCode | undefined {
+  for (const [code, row] of Object.entries(ERROR_TABLE)) if (row.ws === wsCode) return code as HotlineErrorCode;
+  return undefined;
+}

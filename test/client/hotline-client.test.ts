@@ -1,0 +1,437 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { backoffDelay, HotlineClient, type HotlineClientEvents } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { FileStorage } from '../../client/storage/file-storage.js';
+import type { ClientStorage } from '../../client/storage/client-storage.js';
+import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../../shared/crypto/keys.js';
+import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
+import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
+import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.js';
+import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+import { FakeRelay, type FakeSocket } from './fake-relay.js';
+
+const clients: HotlineClient[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.stop();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'hotline-client-'));
+  dirs.push(d);
+  return d;
+}
+
+function next<K extends keyof HotlineClientEvents>(client: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
+  return new Promise((resolve) => {
+    const off = client.on(event, (p) => {
+      if (!pred(p)) return;
+      off();
+      resolve(p);
+    });
+  });
+}
+
+interface Setup {
+  d: TestDeployment;
+  clock: ManualClock;
+  relay: FakeRelay;
+  make: (device?: DeviceSecretFile, storage?: ClientStorage) => HotlineClient;
+}
+
+async function setup(): Promise<Setup> {
+  const d = await makeDeployment();
+  const clock = new ManualClock(d.now + 1000);
+  const relay = new FakeRelay(d.agreement, Object.values(d.devices).map((x) => x.certificate), () => clock.now());
+  const make = (device = d.devices.jpOp, storage: ClientStorage = new MemoryStorage()) => {
+    const c = new HotlineClient({
+      serverUrl: 'http://relay.test',
+      agreement: d.agreement,
+      device,
+      storage,
+      WebSocket: relay.WebSocket,
+      fetch: relay.fetch,
+      clock,
+      random: () => 0.5,
+    });
+    clients.push(c);
+    return c;
+  };
+  return { d, clock, relay, make };
+}
+
+/** Connect on socket `index` and wait until the client has processed the hello. */
+async function connect(s: Setup, client: HotlineClient, index: number): Promise<FakeSocket> {
+  const started = client.start();
+  const sock = await s.relay.socket(index);
+  sock.accept(client.me.party, client.me.device, s.clock.now());
+  await started;
+  return sock;
+}
+
+/** Push an event frame and wait for it: everything pushed before it has then been processed. */
+async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): Promise<void> {
+  const seen = next(client, 'event');
+  sock.push({ t: 'event', cursor, event: { type: 'link.test', from: 'cn-mnd', to: 'jp-mod', ok: true, at: 0 } });
+  await seen;
+}
+
+async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认收到'): Promise<Envelope> {
+  const dir = Object.values(s.d.devices).map((x) => x.certificate.cert);
+  return sealEnvelope({
+    sender: s.d.devices.cnOp,
+    to: 'jp-mod',
+    precedence: 'FLASH',
+    seq,
+    sentAt: s.clock.now(),
+    recipients: expectedRecipients(dir, { party: 'cn-mnd', device: 'cn-op-1' }, 'jp-mod'),
+    plaintext: { body, lang: 'zh' },
+  });
+}
+
+describe('backoffDelay', () => {
+  it('doubles from the initial delay, caps at the maximum, and jitters over the upper half', () => {
+    expect(backoffDelay(0, () => 0)).toBe(250);
+    expect(backoffDelay(0, () => 0.999999)).toBe(500);
+    expect(backoffDelay(3, () => 0)).toBe(2000);
+    expect(backoffDelay(3, () => 0.5)).toBe(3000);
+    expect(backoffDelay(20, () => 0)).toBe(15_000);
+    expect(backoffDelay(20, () => 0.999999)).toBe(30_000);
+    expect(backoffDelay(2, () => 0, { initialMs: 100, maxMs: 300 })).toBe(150);
+  });
+});
+
+describe('HotlineClient reconnect', () => {
+  it('retries with growing, jittered delays on the injected clock, not before they are due, and resets after a connection', async () => {
+    const s = await setup();
+    s.relay.down = true;
+    let attempts = 0;
+    const counting = (...args: Parameters<typeof s.relay.fetch>) => {
+      attempts++;
+      return s.relay.fetch(...args);
+    };
+    const c = new HotlineClient({ serverUrl: 'http://relay.test', agreement: s.d.agreement, device: s.d.devices.jpOp, storage: new MemoryStorage(), WebSocket: s.relay.WebSocket, fetch: counting, clock: s.clock, random: () => 0.5 });
+    clients.push(c);
+    const delays: number[] = [];
+    let gone = next(c, 'disconnected');
+    const started = c.start();
+    for (let i = 0; i < 4; i++) {
+      const ev = await gone;
+      delays.push(ev.retryInMs!);
+      const before = attempts;
+      s.clock.advance(ev.retryInMs! - 1);
+      expect(attempts).toBe(before);
+      gone = next(c, 'disconnected');
+      s.clock.advance(1);
+      expect(attempts).toBe(before + 1);
+    }
+    expect(delays).toEqual([375, 750, 1500, 3000]);
+    const ev = await gone;
+    s.relay.down = false;
+    s.clock.advance(ev.retryInMs!);
+    const sock = await s.relay.socket(0);
+    sock.accept('jp-mod', 'jp-op-1');
+    await started;
+    const after = next(c, 'disconnected');
+    sock.drop(1006);
+    expect((await after).retryInMs).toBe(375);
+  });
+});
+
+describe('HotlineClient outbox', () => {
+  it('sends a message composed while disconnected once, on reconnect, and not again after accepted', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const s0 = await connect(s, client, 0);
+    const gone = next(client, 'disconnected');
+    s0.drop(1006);
+    const { retryInMs } = await gone;
+
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'flash', body: '至急：受領を確認されたい', lang: 'ja' });
+    expect(s0.count('envelope')).toBe(0);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toHaveLength(1);
+
+    const back = next(client, 'connected');
+    s.clock.advance(retryInMs!);
+    const s1 = await s.relay.socket(1);
+    s1.accept('jp-mod', 'jp-op-1');
+    await back;
+    const f = await s1.waitFor('envelope');
+    expect(f.envelope.header.id).toBe(id);
+    expect(f.envelope.header.precedence).toBe('FLASH');
+    const accepted = next(client, 'accepted');
+    s1.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: s.clock.now() });
+    await accepted;
+    await settle(client, s1, 1);
+    expect(s1.count('envelope')).toBe(1);
+    const state = await storage.read('jp-mod/jp-op-1');
+    expect(state.outbox).toEqual([]);
+    expect(state.sent[id]?.acceptedAt).toBe(s.clock.now());
+
+    const gone2 = next(client, 'disconnected');
+    s1.drop(1006);
+    s.clock.advance((await gone2).retryInMs!);
+    const s2 = await s.relay.socket(2);
+    s2.accept('jp-mod', 'jp-op-1');
+    await settle(client, s2, 2);
+    expect(s2.count('envelope')).toBe(0);
+  });
+
+  it('survives a restart of the client: the next client on the same state file sends it', async () => {
+    const s = await setup();
+    const path = join(tempDir(), 'jp-op-1.state.json');
+    const first = s.make(s.d.devices.jpOp, new FileStorage(path));
+    const s0 = await connect(s, first, 0);
+    s0.drop(1006);
+    const { id } = await first.send({ to: 'cn-mnd', precedence: 'IMMEDIATE', body: '明朝の会合について', subject: '会合' });
+    await first.stop();
+
+    const second = s.make(s.d.devices.jpOp, new FileStorage(path));
+    const s1 = await connect(s, second, 1);
+    const f = await s1.waitFor('envelope');
+    expect(f.envelope.header.id).toBe(id);
+    expect(f.envelope.header.seq).toBe(1);
+    const accepted = next(second, 'accepted');
+    s1.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: s.clock.now() });
+    await accepted;
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual([]);
+  });
+
+  it('refuses to send from a device that is not an operator, and to a party outside the agreement', async () => {
+    const s = await setup();
+    const auditor = s.make(s.d.devices.jpAud);
+    await expect(auditor.send({ to: 'cn-mnd', precedence: 'FLASH', body: 'x' })).rejects.toMatchObject({ code: 'HL_ERR_AUTH_FORBIDDEN' });
+    const op = s.make();
+    await expect(op.send({ to: 'kr-mnd', precedence: 'FLASH', body: 'x' })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_UNKNOWN_PARTY' });
+    await expect(op.send({ to: 'jp-mod', precedence: 'FLASH', body: 'x' })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_UNKNOWN_PARTY' });
+  });
+
+  it('reseals once with a new seq after HL_ERR_ENVELOPE_RECIPIENTS, then gives up with a refusal', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'PRIORITY', body: 'test' });
+    const first = await sock.waitFor('envelope');
+    // A new China operator was enrolled meanwhile: the server's directory has one more device.
+    const cn2 = await enrollDevice(s.d.cn, { device: 'cn-op-2', role: 'operator', now: s.d.now });
+    s.relay.certificates = [...s.relay.certificates, cn2.certificate];
+    sock.push({ t: 'error', code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: 'recipients differ', ref: id });
+    const second = await sock.waitFor('envelope', (f) => f.envelope.header.seq !== first.envelope.header.seq);
+    expect(second.envelope.header.id).toBe(id);
+    expect(second.envelope.header.seq).toBe(first.envelope.header.seq + 1);
+    expect(second.envelope.header.recipients.map((r) => r.device)).toContain('cn-op-2');
+
+    const refused = next(client, 'refused');
+    sock.push({ t: 'error', code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: 'recipients differ', ref: id });
+    expect(await refused).toMatchObject({ code: 'HL_ERR_ENVELOPE_RECIPIENTS', ref: id });
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect(sock.count('envelope')).toBe(2);
+  });
+
+  it('keeps an envelope refused for a transient reason in the outbox', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'x' });
+    await sock.waitFor('envelope');
+    const err = next(client, 'error');
+    sock.push({ t: 'error', code: 'HL_ERR_STORE_FAILED', message: 'disk', ref: id });
+    expect((await err).code).toBe('HL_ERR_STORE_FAILED');
+    expect((await storage.read('jp-mod/jp-op-1')).outbox.map((x) => x.kind === 'envelope' && x.id)).toEqual([id]);
+  });
+});
+
+describe('HotlineClient seq', () => {
+  it('allocates seq durably before sealing: a seal that fails after allocation never lets its seq be reused, nor does a restart', async () => {
+    const s = await setup();
+    const path = join(tempDir(), 'state.json');
+    const a = s.make(s.d.devices.jpOp, new FileStorage(path));
+    const sock = await connect(s, a, 0);
+    await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'one' });
+    // 40,000 three-byte characters encrypt to more than the envelope limit: sealing fails after the seq was taken.
+    await expect(a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: '至'.repeat(40_000) })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_TOO_LARGE' });
+    await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'three' });
+    const seqs = async () => (await new FileStorage(path).read('jp-mod/jp-op-1')).outbox.map((x) => (x.kind === 'envelope' ? x.envelope.header.seq : 0));
+    expect(await seqs()).toEqual([1, 3]);
+    expect(sock.count('envelope')).toBe(2);
+    await a.stop();
+
+    const b = s.make(s.d.devices.jpOp, new FileStorage(path));
+    await b.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'four' });
+    expect(await seqs()).toEqual([1, 3, 4]);
+  });
+
+  it('sends concurrent sends in seq order', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    await Promise.all([1, 2, 3, 4, 5].map((i) => client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: `m${i}` })));
+    await sock.waitFor('envelope', (f) => f.envelope.header.seq === 5);
+    expect(sock.sent.map((f) => (f.t === 'envelope' ? f.envelope.header.seq : -1))).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe('HotlineClient inbox', () => {
+  it('shows a redelivered message once, answers it with one signed delivered receipt, and acks every cursor', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const messages: HotlineClientEvents['message'][] = [];
+    client.on('message', (m) => messages.push(m));
+    const sock = await connect(s, client, 0);
+    const env = await sealFromChina(s, 1);
+    sock.push({ t: 'deliver', cursor: 1, envelope: env, acceptedAt: s.clock.now() });
+    sock.push({ t: 'deliver', cursor: 2, envelope: env, acceptedAt: s.clock.now() });
+    await settle(client, sock, 3);
+
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.plaintext.body).toBe('紧急：请确认收到');
+    expect(messages[0]!.envelopeHash).toBe(envelopeHash(env.header));
+    expect(sock.count('receipt')).toBe(1);
+    const r = await sock.waitFor('receipt');
+    const verified = await verifyReceipt(r.receipt, s.d.devices.jpOp.certificate.cert, env.header);
+    expect(verified.receipt.kind).toBe('delivered');
+    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && f.cursor)).toEqual([1, 2, 3]);
+
+    // The inbox is stored: a new client on the same storage does not show it again.
+    await client.stop();
+    const again = s.make(s.d.devices.jpOp, storage);
+    const shown: unknown[] = [];
+    again.on('message', (m) => shown.push(m));
+    const sock2 = await connect(s, again, 1);
+    sock2.push({ t: 'deliver', cursor: 1, envelope: env, acceptedAt: s.clock.now() });
+    await settle(again, sock2, 2);
+    expect(shown).toEqual([]);
+    // The delivered receipt was still waiting for receipt-accepted: it goes again on the new link.
+    expect(sock2.count('receipt')).toBe(1);
+  });
+
+  it('acknowledge() signs an acknowledged receipt, removed from the outbox on receipt-accepted', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const env = await sealFromChina(s, 1);
+    const got = next(client, 'message');
+    sock.push({ t: 'deliver', cursor: 1, envelope: env, acceptedAt: 0 });
+    await got;
+    await client.acknowledge(env.header.id);
+    const f = await sock.waitFor('receipt', (x) => x.receipt.receipt.kind === 'acknowledged');
+    await verifyReceipt(f.receipt, s.d.devices.jpOp.certificate.cert, env.header);
+    const ok = next(client, 'receipt-accepted', (x) => x.kind === 'acknowledged');
+    sock.push({ t: 'receipt-accepted', messageId: env.header.id, kind: 'acknowledged', at: 1 });
+    await ok;
+    const state = await storage.read('jp-mod/jp-op-1');
+    expect(state.outbox.map((x) => x.kind === 'receipt' && x.receiptKind)).toEqual(['delivered']);
+    expect(state.inbox[env.header.id]?.acknowledgedAt).toBeTypeOf('number');
+    await expect(client.acknowledge('0'.repeat(32))).rejects.toMatchObject({ code: 'HL_ERR_RECEIPT_UNKNOWN_MESSAGE' });
+  });
+
+  it('an archive device decrypts but never sends a receipt', async () => {
+    const s = await setup();
+    const client = s.make(s.d.devices.jpArc);
+    const sock = await connect(s, client, 0);
+    const got = next(client, 'message');
+    sock.push({ t: 'deliver', cursor: 1, envelope: await sealFromChina(s, 1), acceptedAt: 0 });
+    expect((await got).plaintext.body).toBe('紧急：请确认收到');
+    await settle(client, sock, 2);
+    expect(sock.count('receipt')).toBe(0);
+    expect(sock.count('ack')).toBe(2);
+  });
+
+  it('refuses a forged envelope and a replayed seq, and does not stall the mailbox', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.code));
+    const messages: unknown[] = [];
+    client.on('message', (m) => messages.push(m));
+    const good = await sealFromChina(s, 5);
+    const forged: Envelope = { ...good, header: { ...good.header, precedence: 'ROUTINE' } };
+    sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: 0 });
+    sock.push({ t: 'deliver', cursor: 2, envelope: good, acceptedAt: 0 });
+    sock.push({ t: 'deliver', cursor: 3, envelope: await sealFromChina(s, 5, 'replayed seq'), acceptedAt: 0 });
+    await settle(client, sock, 4);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_BAD_SIGNATURE', 'HL_ERR_ENVELOPE_REPLAY']);
+    expect(messages).toHaveLength(1);
+    expect(sock.count('ack')).toBe(4);
+    expect(sock.count('receipt')).toBe(1);
+  });
+});
+
+describe('HotlineClient receipts', () => {
+  it('verifies receipts for its own messages against the directory and the header it sent', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'FLASH', body: '至急' });
+    const f = await sock.waitFor('envelope');
+    const accepted = next(client, 'accepted');
+    sock.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: 1 });
+    await accepted;
+
+    const results: HotlineClientEvents['receipt'][] = [];
+    client.on('receipt', (r) => results.push(r));
+    const good = await signReceipt(s.d.devices.cnOp, f.envelope.header, 'acknowledged', 2);
+    const tampered = { ...good, receipt: { ...good.receipt, at: 3 } };
+    // A colleague on my own side is not the addressee: its "acknowledgement" proves nothing.
+    const colleague = await signReceipt(s.d.devices.jpOp2, f.envelope.header, 'acknowledged', 2);
+    sock.push({ t: 'receipt', cursor: 1, receipt: good, acceptedAt: 2 });
+    sock.push({ t: 'receipt', cursor: 2, receipt: tampered, acceptedAt: 2 });
+    sock.push({ t: 'receipt', cursor: 3, receipt: colleague, acceptedAt: 2 });
+    await settle(client, sock, 4);
+    expect(results.map((r) => [r.verified, r.headerChecked, r.error?.code])).toEqual([
+      [true, true, undefined],
+      [false, true, 'HL_ERR_RECEIPT_BAD_SIGNATURE'],
+      [false, true, 'HL_ERR_RECEIPT_NOT_RECIPIENT'],
+    ]);
+    expect((await storage.read('jp-mod/jp-op-1')).sent[id]?.receipts.map((r) => r.kind)).toEqual(['acknowledged']);
+  });
+});
+
+describe('HotlineClient trust', () => {
+  it('refuses to go on when the server’s agreement differs from the pinned one', async () => {
+    const s = await setup();
+    const other = createAgreement({ name: 'another', parties: [createParty({ id: 'jp-mod', name: 'x', languages: ['ja'] }).party, s.d.cn.party], now: s.d.now });
+    s.relay.agreement = other.agreement;
+    const client = s.make();
+    await expect(client.start()).rejects.toMatchObject({ code: 'HL_ERR_AGREEMENT_MISMATCH' });
+    expect(s.relay.sockets).toHaveLength(0);
+    expect(s.relay.logins).toBe(0);
+  });
+
+  it('leaves out of the directory a certificate the pinned roots did not sign, and never encrypts to it', async () => {
+    const s = await setup();
+    const rogueRoot = createParty({ id: 'cn-mnd', name: 'impostor', languages: ['zh'] });
+    const rogue = await enrollDevice(rogueRoot, { device: 'cn-op-9', role: 'operator', now: s.d.now });
+    const expired = await signDeviceCertificate(s.d.cn, { ...s.d.devices.cnOp.certificate.cert, device: 'cn-op-old', notBefore: 0, notAfter: 1 });
+    s.relay.certificates = [...s.relay.certificates, rogue.certificate, expired];
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const devices = client.directory().map((c) => c.device);
+    expect(devices).not.toContain('cn-op-9');
+    expect(devices).not.toContain('cn-op-old');
+    expect(devices).toContain('cn-op-1');
+    await client.send({ to: 'cn-mnd', precedence: 'FLASH', body: 'x' });
+    const f = await sock.waitFor('envelope');
+    expect(f.envelope.header.recipients.map((r) => `${r.party}/${r.device}`)).toEqual(['cn-mnd/cn-archive', 'cn-mnd/cn-op-1', 'jp-mod/jp-archive', 'jp-mod/jp-op-2']);
+  });
+
+  it('offers the token as a subprotocol, never in the URL', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    expect(sock.url).toBe('ws://relay.test/v1/link');
+    expect(sock.protocols).toEqual(['hotline.v1', 'bearer.token-1']);
+  });
+});
