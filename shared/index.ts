@@ -43,6 +43,7 @@ export {
   parseEnvelopeText,
   sealEnvelope,
   verifyEnvelope,
+  verifyHeaderSignature,
 } from './crypto/envelope.js';
 export type { OpenEnvelopeOptions, ReplayGuard, SealEnvelopeOptions } from './crypto/envelope.js';
 export { signReceipt, verifyReceipt } from './crypto/receipt.js';
@@ -66,5 +67,13 @@ export {
   signNote,
   verifyCheckpoint,
   verifyNote,
+  AUDIT_EXPORT_TYPE,
+  cosignerName,
+  formatAuditEntry,
+  logKeyName,
+  parseAuditExport,
+  verifyAuditExport,
+  buildAuditReport,
 } from './audit/index.js';
+export type { AuditProblem, AuditReport, AuditVerification } from './audit/index.js';
 export type { Checkpoint, NoteSigner, NoteVerifier, VerifiedCheckpoint } from './audit/index.js';

@@ -47,3 +47,7 @@ export type {
   VerifiedNote,
   VerifiedSignature,
 } from './checkpoint.js';
+export { AUDIT_EXPORT_TYPE, AuditExport, cosignerName, formatAuditEntry, logKeyName, parseAuditExport, verifyAuditExport } from './log-verify.js';
+export type { AuditProblem, AuditVerification, VerifyAuditOptions } from './log-verify.js';
+export { buildAuditReport } from './report.js';
+export type { AuditReport, PrecedenceRow, RungStats } from './report.js';

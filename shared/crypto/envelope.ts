@@ -141,12 +141,23 @@ export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody)
     fromBase64(r.wrappedKey, 48);
   }
   fromBase64(h.ephemeralKey, 32);
-  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), signingBytes(CONTEXT.envelope, h), fromBase64(env.signature, 64));
-  if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${h.id} signature does not verify`);
+  await verifyHeaderSignature(h, env.signature, senderCert);
   if (!bytesEqual(sha256(ciphertext), fromHex(h.ciphertextHash, 32))) {
     throw new HotlineError('HL_ERR_ENVELOPE_CIPHERTEXT_HASH', `envelope ${h.id} ciphertext does not match its signed hash`);
   }
   return env;
+}
+
+/**
+ * Check only the sender's signature over a header (the audit log keeps headers without their
+ * ciphertext). The caller has checked the header's schema and the certificate.
+ */
+export async function verifyHeaderSignature(header: EnvelopeHeader, signature: string, senderCert: DeviceCertBody): Promise<void> {
+  if (header.from.party !== senderCert.party || header.from.device !== senderCert.device) {
+    throw new HotlineError('HL_ERR_ENVELOPE_SENDER_MISMATCH', 'envelope names a different sender than the certificate');
+  }
+  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), signingBytes(CONTEXT.envelope, header), fromBase64(signature, 64));
+  if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${header.id} signature does not verify`);
 }
 
 export interface OpenEnvelopeOptions {
