@@ -22,7 +22,16 @@ import {
   type Role,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
-import { ServerFrame, type ClientFrame, type DeliverFrame, type HotlineEvent, type ReceiptFrame } from '../shared/protocol/frames.js';
+import {
+  ServerFrame,
+  type ClientFrame,
+  type DeadlineMetEvent,
+  type DeadlineMissedEvent,
+  type DeliverFrame,
+  type HotlineEvent,
+  type LinkEvent,
+  type ReceiptFrame,
+} from '../shared/protocol/frames.js';
 import { TypedEmitter } from './typed-emitter.js';
 import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
 
@@ -85,6 +94,14 @@ export interface HotlineClientOptions {
   consumeMailbox?: boolean;
   /** Log in again this long before the token expires. Default 60 s. */
   tokenRefreshMarginMs?: number;
+  /**
+   * Act as this party's link-test agent (DESIGN.md "Link test"): once connected, and then every
+   * `agreement.linkTest.intervalMs`, send a signed test message (`linkTest: true`, ROUTINE) to each
+   * other party. Their operator devices answer with the automatic `delivered` receipt; the server
+   * judges the round trip and tells both parties (`link.test`, `link.up`, `link.down` events).
+   * Operator devices only. Default false.
+   */
+  testAgent?: boolean;
 }
 
 export interface BackoffOptions {
@@ -103,6 +120,8 @@ export interface SendInput {
   lang?: string;
   exercise?: boolean;
   replyTo?: string;
+  /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
+  linkTest?: boolean;
 }
 
 export interface MessageEvent {
@@ -134,7 +153,16 @@ export interface HotlineClientEvents {
   receipt: ReceiptEvent;
   accepted: { id: string; envelopeHash: string; at: number };
   'receipt-accepted': { messageId: string; kind: string; at: number };
+  /** Every event frame: deadline, link and audit events. The typed events below follow it. */
   event: HotlineEvent;
+  /** A deadline passed before its rung was reached (level 1), or a reminder of it (level 2, 3, …). */
+  'deadline.missed': DeadlineMissedEvent;
+  /** A missed deadline's rung was reached at last (`late: true`). */
+  'deadline.met': DeadlineMetEvent;
+  /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
+  link: LinkEvent;
+  /** This device, as test agent, sent a link test to `to`. */
+  'link-test-sent': { id: string; to: string; at: number };
   refused: RefusedEvent;
   error: HotlineError;
 }
@@ -219,6 +247,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #frames: Promise<void> = Promise.resolve();
   #compose: Promise<unknown> = Promise.resolve();
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
+  #testTimer: unknown;
+  #testAgentRunning = false;
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -260,6 +290,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#running = false;
     this.#clock.clearTimeout(this.#reconnectTimer);
     this.#clock.clearTimeout(this.#refreshTimer);
+    this.#clock.clearTimeout(this.#testTimer);
+    this.#testAgentRunning = false;
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
@@ -301,6 +333,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       plaintext,
       ...(input.exercise ? { exercise: true } : {}),
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+      ...(input.linkTest ? { linkTest: true } : {}),
     };
     await this.#ensureDirectoryLoaded();
     const id = randomId();
@@ -568,6 +601,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       plaintext: draft.plaintext,
       ...(draft.exercise ? { exercise: true } : {}),
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
+      ...(draft.linkTest ? { linkTest: true } : {}),
     });
   }
 
@@ -651,6 +685,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
         this.#settleStart();
         await this.#flushOutbox();
+        this.#startTestAgent();
         return;
       case 'accepted':
         await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
@@ -675,6 +710,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         return;
       case 'event':
         this.emit('event', frame.event);
+        this.#emitTyped(frame.event);
         if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
         return;
     }
@@ -742,6 +778,54 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       });
     }
     this.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
+  }
+
+  #emitTyped(event: HotlineEvent): void {
+    switch (event.type) {
+      case 'deadline.missed':
+        this.emit('deadline.missed', event);
+        return;
+      case 'deadline.met':
+        this.emit('deadline.met', event);
+        return;
+      case 'link.test':
+      case 'link.up':
+      case 'link.down':
+        this.emit('link', event);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Link-test agent
+
+  /** Once per start: a test now, then one every interval while running. */
+  #startTestAgent(): void {
+    if (!this.#o.testAgent || this.#testAgentRunning || this.me.role !== 'operator') return;
+    this.#testAgentRunning = true;
+    const round = () => {
+      if (!this.#running) return;
+      void this.sendLinkTests().catch((err: unknown) => this.#report(toHotlineError(err)));
+      this.#testTimer = this.#clock.setTimeout(round, this.agreement.linkTest.intervalMs);
+    };
+    round();
+  }
+
+  /**
+   * Send one link test to each other party now (what the test agent does on its interval). A test
+   * is not queued while disconnected: a stale test says nothing about the link now.
+   */
+  async sendLinkTests(): Promise<{ id: string; to: string }[]> {
+    if (!this.connected) return [];
+    const sent: { id: string; to: string }[] = [];
+    for (const to of this.#otherParties()) {
+      const { id } = await this.send({ to, precedence: 'ROUTINE', body: 'link test', lang: 'en', linkTest: true });
+      sent.push({ id, to });
+      this.emit('link-test-sent', { id, to, at: this.#clock.now() });
+    }
+    return sent;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ export interface SendDraft {
   plaintext: Plaintext;
   exercise?: boolean;
   replyTo?: string;
+  /** A link-test message (the test agent's). */
+  linkTest?: boolean;
 }
 
 /** An envelope waiting for the server's `accepted`. */
