@@ -1,0 +1,116 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { HotlineError, isHotlineError, type HotlineErrorCode } from '../shared/errors.js';
+import { agreementHash } from '../shared/crypto/keys.js';
+import type { Agreement } from '../shared/protocol/schemas.js';
+import { systemClock, type Clock } from './clock.js';
+import type { AppContext, AppOptions } from './context.js';
+import { Directory } from './directory.js';
+import type { Store } from './store/store.js';
+import { WriteQueue } from './store/write-queue.js';
+import { TokenService } from './tokens.js';
+import { healthPlugin } from './plugins/health.js';
+import { authPlugin } from './plugins/auth.js';
+import { directoryPlugin } from './plugins/directory.js';
+import { linkPlugin } from './plugins/link.js';
+
+export type { AppOptions } from './context.js';
+
+/** What the app is built from; main.ts (or a test) makes these. */
+export interface AppDeps {
+  store: Store;
+  agreement: Agreement;
+  /** The per-deployment HS256 secret (at least 32 bytes). */
+  jwtSecret: Uint8Array;
+  logger: FastifyBaseLogger;
+  clock?: Clock;
+  /** PEM certificate and key: the app then serves HTTPS (and WSS). */
+  https?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
+const BODY_LIMIT = 64 * 1024;
+
+function fastifyErrorCode(error: FastifyError): HotlineErrorCode {
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return 'HL_ERR_INPUT_TOO_LARGE';
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) return 'HL_ERR_INPUT_MALFORMED_JSON';
+  if ((error.statusCode ?? 500) < 500) return 'HL_ERR_INPUT_SCHEMA';
+  return 'HL_ERR_INTERNAL';
+}
+
+/**
+ * Build the Hotline server app: HTTP API and WebSocket link on one Fastify instance. It never
+ * listens (main.ts or the test does), and it owns the store from here on: closing the app
+ * finishes in-flight writes, closes the sockets, records `server.stop` and closes the store.
+ *
+ * @example
+ * const app = await buildApp({ store, agreement, jwtSecret, logger });
+ * await app.listen({ host: '127.0.0.1', port: 0 });
+ */
+export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise<FastifyInstance> {
+  const clock = deps.clock ?? systemClock;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Fastify's own request lines carry the full URL; ours (onResponse) carry the route only.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  const hash = agreementHash(deps.agreement);
+  const directory = new Directory(deps.agreement, deps.store);
+  await directory.load();
+  const ctx: AppContext = {
+    agreement: deps.agreement,
+    agreementHash: hash,
+    store: deps.store,
+    clock,
+    log: deps.logger,
+    directory,
+    tokens: new TokenService(deps.jwtSecret, hash, clock),
+    writes: new WriteQueue(deps.store),
+    options: {
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
+      slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
+      allowedOrigins: options.allowedOrigins ?? [],
+      secure: options.secure ?? deps.https !== undefined,
+    },
+    shuttingDown: false,
+    inFlight: new Set(),
+    disconnectRevoked: () => {},
+  };
+
+  app.setErrorHandler((error, request, reply) => {
+    let e: HotlineError;
+    if (isHotlineError(error)) e = error;
+    else {
+      const code = fastifyErrorCode(error as FastifyError);
+      if (code === 'HL_ERR_INTERNAL') request.log.error({ err: { message: (error as Error).message, stack: (error as Error).stack } }, 'internal error');
+      e = new HotlineError(code, code === 'HL_ERR_INTERNAL' ? 'internal error' : (error as Error).message);
+    }
+    request.log.info({ code: e.code }, 'request refused');
+    return reply.status(e.httpStatus).send({ error: { code: e.code, message: e.message } });
+  });
+  app.setNotFoundHandler((_request, reply) =>
+    reply.status(404).send({ error: { code: 'HL_ERR_NOT_FOUND', message: 'no such endpoint' } }),
+  );
+  app.addHook('onResponse', async (request, reply) => {
+    // The route pattern, never the raw URL: a query string may carry a token someone put there.
+    request.log.info({ method: request.method, route: request.routeOptions.url ?? '(none)', status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.get('/v1/agreement', async () => deps.agreement);
+  await app.register(healthPlugin, { ctx });
+  await app.register(authPlugin, { ctx });
+  await app.register(directoryPlugin, { ctx });
+  await app.register(linkPlugin, { ctx });
+
+  app.addHook('onReady', async () => {
+    await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
+  });
+  app.addHook('onClose', async () => {
+    await ctx.writes.drain();
+    await deps.store.appendAudit({ type: 'server.stop', at: clock.now() });
+    await deps.store.close();
+  });
+  return app;
+}

@@ -1,0 +1,107 @@
+import { HotlineError } from '../shared/errors.js';
+
+/** Log levels pino understands. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The server's validated configuration (DESIGN.md: "All configuration by environment variables and flags"). */
+export interface ServerConfig {
+  /** Path of the agreement JSON file every party loads. */
+  agreementPath: string;
+  /** Directory holding the SQLite database and the per-deployment JWT secret. */
+  dataDir: string;
+  host: string;
+  port: number;
+  logLevel: LogLevel;
+  /** Both or neither: PEM certificate and key paths. */
+  tls?: { certPath: string; keyPath: string };
+  /** Path of the log (checkpoint) secret file; used by the audit log later. */
+  logKeyPath?: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Flag name → environment variable it overrides. */
+const FLAGS: Record<string, string> = {
+  '--agreement': 'HOTLINE_AGREEMENT',
+  '--data-dir': 'HOTLINE_DATA_DIR',
+  '--host': 'HOTLINE_HOST',
+  '--port': 'HOTLINE_PORT',
+  '--log-level': 'HOTLINE_LOG_LEVEL',
+  '--tls-cert': 'HOTLINE_TLS_CERT',
+  '--tls-key': 'HOTLINE_TLS_KEY',
+  '--log-key': 'HOTLINE_LOG_KEY',
+};
+
+function invalid(message: string): HotlineError {
+  return new HotlineError('HL_ERR_CONFIG_INVALID', message);
+}
+
+/** Merge `--flag value` / `--flag=value` over the environment; unknown flags are an error. */
+function mergeFlags(env: Env, argv: readonly string[]): Record<string, string | undefined> {
+  const merged: Record<string, string | undefined> = { ...env };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    const key = FLAGS[name];
+    if (key === undefined) throw invalid(`unknown option ${name}; known options: ${Object.keys(FLAGS).join(', ')}`);
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined || value === '') throw invalid(`${name} needs a value`);
+    merged[key] = value;
+  }
+  return merged;
+}
+
+/**
+ * Read the server configuration from the environment and (optionally) command-line flags, which
+ * win over the environment. Pure: no file is opened here; every problem is reported at once.
+ *
+ * @example
+ * const config = loadConfig(process.env, process.argv.slice(2));
+ */
+export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig {
+  const e = mergeFlags(env, argv);
+  const problems: string[] = [];
+  const text = (key: string): string | undefined => {
+    const v = e[key]?.trim();
+    return v === undefined || v === '' ? undefined : v;
+  };
+
+  const agreementPath = text('HOTLINE_AGREEMENT');
+  if (agreementPath === undefined) problems.push('HOTLINE_AGREEMENT (--agreement) is required: the path of the agreement JSON file');
+  const dataDir = text('HOTLINE_DATA_DIR');
+  if (dataDir === undefined) problems.push('HOTLINE_DATA_DIR (--data-dir) is required: the directory for the database and secrets');
+
+  const host = text('HOTLINE_HOST') ?? '127.0.0.1';
+  const portText = text('HOTLINE_PORT') ?? '8080';
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 0 && port <= 65535)) problems.push(`HOTLINE_PORT (--port) must be an integer 0–65535, got "${portText}"`);
+
+  const levelText = text('HOTLINE_LOG_LEVEL') ?? 'info';
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(levelText) ? (levelText as LogLevel) : undefined;
+  if (logLevel === undefined) problems.push(`HOTLINE_LOG_LEVEL (--log-level) must be one of ${LOG_LEVELS.join(', ')}, got "${levelText}"`);
+
+  const certPath = text('HOTLINE_TLS_CERT');
+  const keyPath = text('HOTLINE_TLS_KEY');
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    problems.push('HOTLINE_TLS_CERT and HOTLINE_TLS_KEY (--tls-cert, --tls-key) go together: give both or neither');
+  }
+  const logKeyPath = text('HOTLINE_LOG_KEY');
+
+  if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
+  return {
+    agreementPath: agreementPath!,
+    dataDir: dataDir!,
+    host,
+    port,
+    logLevel: logLevel!,
+    ...(certPath !== undefined && keyPath !== undefined ? { tls: { certPath, keyPath } } : {}),
+    ...(logKeyPath !== undefined ? { logKeyPath } : {}),
+  };
+}

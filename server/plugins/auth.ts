@@ -1,0 +1,111 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { HotlineError } from '../../shared/errors.js';
+import { CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
+import { ed25519Verify } from '../../shared/crypto/ed25519.js';
+import { randomBytes } from '../../shared/crypto/random.js';
+import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
+import { assertSchema } from '../../shared/protocol/validate.js';
+import { DeviceCertificate, Identifier, Signature } from '../../shared/protocol/schemas.js';
+import type { AppContext } from '../context.js';
+import type { TokenClaims } from '../tokens.js';
+
+export const CHALLENGE_TTL_MS = 60_000;
+/** Outstanding challenges are bounded: they are created by unauthenticated peers. */
+const MAX_CHALLENGES = 10_000;
+
+const ChallengeRequest = Type.Object({ party: Identifier, device: Identifier }, { additionalProperties: false });
+const LoginRequest = Type.Object(
+  {
+    party: Identifier,
+    device: Identifier,
+    challenge: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+    signature: Signature,
+    certificate: Type.Optional(DeviceCertificate),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The bearer of an `Authorization: Bearer <token>` header, with a certificate still valid now
+ * (a token outlives neither the revocation nor the expiry of the certificate it was issued on).
+ */
+export function authenticateBearer(ctx: AppContext, authorization: string | undefined): TokenClaims {
+  const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(authorization ?? '');
+  if (!m) throw new HotlineError('HL_ERR_AUTH_TOKEN_MISSING', 'send the access token as "Authorization: Bearer <token>"');
+  return authenticateToken(ctx, m[1]!);
+}
+
+export function authenticateToken(ctx: AppContext, token: string): TokenClaims {
+  const claims = ctx.tokens.verify(token);
+  ctx.directory.current(claims.party, claims.device, ctx.clock.now(), claims.signKey);
+  return claims;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated device, set by `requireDevice`. */
+    device?: TokenClaims;
+  }
+}
+
+/** preHandler for routes that need a logged-in device. */
+export function requireDevice(ctx: AppContext) {
+  return async (request: FastifyRequest): Promise<void> => {
+    request.device = authenticateBearer(ctx, request.headers.authorization);
+  };
+}
+
+/**
+ * Challenge–response login with the device's Ed25519 key, then a short-lived JWT. A challenge is
+ * single use and lives 60 s; it is bound to the device that asked for it.
+ */
+export const authPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  const challenges = new Map<string, { party: string; device: string; expiresAt: number }>();
+
+  app.post('/v1/auth/challenge', async (request) => {
+    const body = assertSchema(ChallengeRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
+    const now = ctx.clock.now();
+    if (challenges.size >= MAX_CHALLENGES) {
+      for (const [k, v] of challenges) if (v.expiresAt <= now) challenges.delete(k);
+      if (challenges.size >= MAX_CHALLENGES) throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', 'too many outstanding login challenges; retry shortly');
+    }
+    const challenge = toBase64(randomBytes(32));
+    const expiresAt = now + CHALLENGE_TTL_MS;
+    challenges.set(challenge, { party: body.party, device: body.device, expiresAt });
+    return { challenge, expiresAt };
+  });
+
+  app.post('/v1/auth/login', async (request) => {
+    const body = assertSchema(LoginRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
+    const now = ctx.clock.now();
+    const who = { party: body.party, device: body.device };
+    try {
+      const c = challenges.get(body.challenge);
+      challenges.delete(body.challenge); // single use, whatever happens next
+      if (!c || c.party !== body.party || c.device !== body.device || now >= c.expiresAt) {
+        throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'unknown, expired or already used challenge; ask for a new one');
+      }
+      if (body.certificate) {
+        if (body.certificate.cert.party !== body.party || body.certificate.cert.device !== body.device) {
+          throw new HotlineError('HL_ERR_CERT_MALFORMED', 'the certificate is for another device');
+        }
+        await ctx.directory.enrol(body.certificate, now);
+      }
+      const cert = ctx.directory.current(body.party, body.device, now, body.certificate?.cert.signKey);
+      const signed = signingBytes(CONTEXT.login, { v: 1, challenge: body.challenge, party: body.party, device: body.device, agreement: ctx.agreementHash });
+      if (!(await ed25519Verify(fromBase64(cert.signKey, 32), signed, fromBase64(body.signature, 64)))) {
+        throw new HotlineError('HL_ERR_AUTH_BAD_SIGNATURE', 'the login signature does not verify against the device certificate');
+      }
+      const { token, expiresAt } = ctx.tokens.issue({ party: cert.party, device: cert.device, role: cert.role, signKey: cert.signKey });
+      await ctx.store.appendAudit({ type: 'login', at: now, ...who, role: cert.role });
+      request.log.info({ device: `${cert.party}/${cert.device}`, role: cert.role }, 'login');
+      return { token, expiresAt, role: cert.role };
+    } catch (error) {
+      if (error instanceof HotlineError) {
+        await ctx.store.appendAudit({ type: 'login.refused', at: now, ...who, code: error.code });
+      }
+      throw error;
+    }
+  });
+};

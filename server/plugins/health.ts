@@ -1,0 +1,18 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { AppContext } from '../context.js';
+
+/** Liveness and readiness for orchestrators: /readyz answers 200 only while the store answers. */
+export const healthPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_request, reply) => {
+    if (ctx.shuttingDown) {
+      return reply.status(503).send({ error: { code: 'HL_ERR_SERVER_SHUTTING_DOWN', message: 'the server is shutting down' } });
+    }
+    try {
+      await ctx.store.ping();
+      return { ok: true };
+    } catch {
+      return reply.status(503).send({ error: { code: 'HL_ERR_STORE_FAILED', message: 'the store does not answer' } });
+    }
+  });
+};

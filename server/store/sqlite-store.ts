@@ -1,0 +1,307 @@
+import Database from 'better-sqlite3';
+import { HotlineError } from '../../shared/errors.js';
+import { canonicalize } from '../../shared/encoding/canonical-json.js';
+import { utf8 } from '../../shared/encoding/base64.js';
+import { leafHash } from '../../shared/audit/merkle.js';
+import { checkReplay } from '../../shared/crypto/envelope.js';
+import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import {
+  deviceKey,
+  type AuditEntry,
+  type DeviceKey,
+  type EnvelopeWrite,
+  type MailboxItem,
+  type ReceiptWrite,
+  type Store,
+  type StoredEnvelope,
+  type Write,
+  type WriteResult,
+} from './store.js';
+
+/** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE devices (
+    party TEXT NOT NULL, device TEXT NOT NULL, sign_key TEXT NOT NULL, role TEXT NOT NULL,
+    not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, certificate TEXT NOT NULL, enrolled_at INTEGER NOT NULL,
+    PRIMARY KEY (party, device, sign_key)
+  );
+  CREATE TABLE revocations (
+    party TEXT NOT NULL, device TEXT NOT NULL, sign_key TEXT NOT NULL, revocation TEXT NOT NULL, stored_at INTEGER NOT NULL,
+    PRIMARY KEY (party, device, sign_key)
+  );
+  CREATE TABLE envelopes (
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL, from_party TEXT NOT NULL, from_device TEXT NOT NULL, to_party TEXT NOT NULL,
+    precedence TEXT NOT NULL, seq INTEGER NOT NULL, header TEXT NOT NULL, envelope TEXT NOT NULL, accepted_at INTEGER NOT NULL
+  );
+  CREATE TABLE device_seq (device TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+  CREATE TABLE receipts (
+    id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, kind TEXT NOT NULL, by_party TEXT NOT NULL, by_device TEXT NOT NULL,
+    receipt TEXT NOT NULL, at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,
+    UNIQUE (message_id, kind, by_party, by_device)
+  );
+  CREATE TABLE mailbox (
+    cursor INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt')),
+    ref TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX mailbox_by_device ON mailbox (device, acked, cursor);
+  CREATE TABLE audit_entries (idx INTEGER PRIMARY KEY CHECK (idx >= 0), entry TEXT NOT NULL, leaf_hash BLOB NOT NULL);
+  `,
+];
+
+interface MailboxRow {
+  cursor: number;
+  kind: 'envelope' | 'receipt';
+  envelope: string | null;
+  env_accepted_at: number | null;
+  receipt: string | null;
+  rcpt_accepted_at: number | null;
+}
+
+/** Apply pending migrations in one transaction each. */
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+function storeFailed(cause: unknown): HotlineError {
+  return new HotlineError('HL_ERR_STORE_FAILED', 'the store could not complete the write', { cause });
+}
+
+/** The audit entry of an accepted envelope: the signed header and signature, never the ciphertext. */
+export function envelopeAuditEntry(w: { envelope: Envelope; envelopeHash: string; acceptedAt: number }): AuditEntry {
+  return {
+    type: 'envelope.accepted',
+    at: w.acceptedAt,
+    envelopeHash: w.envelopeHash,
+    header: w.envelope.header,
+    signature: w.envelope.signature,
+  };
+}
+
+/**
+ * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
+ * survives a crash or power loss before the sender hears "accepted".
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmt;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    const db = this.db;
+    this.stmt = {
+      ping: db.prepare('SELECT 1'),
+      getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      insertDevice: db.prepare(
+        'INSERT OR IGNORE INTO devices (party, device, sign_key, role, not_before, not_after, certificate, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      listDevices: db.prepare<[], { certificate: string }>('SELECT certificate FROM devices ORDER BY party, device, not_before'),
+      insertRevocation: db.prepare('INSERT OR IGNORE INTO revocations (party, device, sign_key, revocation, stored_at) VALUES (?, ?, ?, ?, ?)'),
+      listRevocations: db.prepare<[], { revocation: string }>('SELECT revocation FROM revocations ORDER BY stored_at, party, device'),
+      envelopeHash: db.prepare<[string], { hash: string; accepted_at: number }>('SELECT hash, accepted_at FROM envelopes WHERE id = ?'),
+      getEnvelope: db.prepare<[string], { envelope: string; hash: string; accepted_at: number }>(
+        'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
+      ),
+      lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = ?'),
+      setSeq: db.prepare(
+        'INSERT INTO device_seq (device, last_seq) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)',
+      ),
+      insertEnvelope: db.prepare(
+        'INSERT INTO envelopes (id, hash, from_party, from_device, to_party, precedence, seq, header, envelope, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      findReceipt: db.prepare<[string, string, string, string], { accepted_at: number }>(
+        'SELECT accepted_at FROM receipts WHERE message_id = ? AND kind = ? AND by_party = ? AND by_device = ?',
+      ),
+      insertReceipt: db.prepare(
+        'INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref) VALUES (?, ?, ?)'),
+      mailbox: db.prepare<[string, number, number], MailboxRow>(
+        `SELECT m.cursor, m.kind, e.envelope, e.accepted_at AS env_accepted_at, r.receipt, r.accepted_at AS rcpt_accepted_at
+           FROM mailbox m
+           LEFT JOIN envelopes e ON m.kind = 'envelope' AND e.id = m.ref
+           LEFT JOIN receipts r ON m.kind = 'receipt' AND r.id = CAST(m.ref AS INTEGER)
+          WHERE m.device = ? AND m.acked = 0 AND m.cursor > ?
+          ORDER BY m.cursor LIMIT ?`,
+      ),
+      ack: db.prepare('UPDATE mailbox SET acked = 1 WHERE device = ? AND acked = 0 AND cursor <= ?'),
+      ackedCursor: db.prepare<[string], { c: number | null }>('SELECT MAX(cursor) AS c FROM mailbox WHERE device = ? AND acked = 1'),
+      auditSize: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_entries'),
+      nextAudit: db.prepare<[], { next: number }>('SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM audit_entries'),
+      insertAudit: db.prepare('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)'),
+      auditRange: db.prepare<[number, number], { idx: number; entry: string; leaf_hash: Buffer }>(
+        'SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
+      ),
+    };
+  }
+
+  /** Append inside the caller's transaction. */
+  private audit(entry: AuditEntry): number {
+    const text = canonicalize(entry);
+    const idx = this.stmt.nextAudit.get()!.next;
+    this.stmt.insertAudit.run(idx, text, Buffer.from(leafHash(utf8(text))));
+    return idx;
+  }
+
+  async ping(): Promise<void> {
+    this.stmt.ping.get();
+  }
+
+  async putDevice(certificate: DeviceCertificate, at: number): Promise<boolean> {
+    const c = certificate.cert;
+    return this.db.transaction(() => {
+      const r = this.stmt.insertDevice.run(c.party, c.device, c.signKey, c.role, c.notBefore, c.notAfter, JSON.stringify(certificate), at);
+      if (r.changes === 0) return false;
+      this.audit({ type: 'device.enrolled', at, certificate });
+      return true;
+    })();
+  }
+
+  async putRevocation(revocation: Revocation, at: number): Promise<boolean> {
+    const r = revocation.revocation;
+    return this.db.transaction(() => {
+      const res = this.stmt.insertRevocation.run(r.party, r.device, r.signKey, JSON.stringify(revocation), at);
+      if (res.changes === 0) return false;
+      this.audit({ type: 'device.revoked', at, revocation });
+      return true;
+    })();
+  }
+
+  async listDevices(): Promise<DeviceCertificate[]> {
+    return this.stmt.listDevices.all().map((r) => JSON.parse(r.certificate) as DeviceCertificate);
+  }
+
+  async listRevocations(): Promise<Revocation[]> {
+    return this.stmt.listRevocations.all().map((r) => JSON.parse(r.revocation) as Revocation);
+  }
+
+  async getEnvelope(id: string): Promise<StoredEnvelope | undefined> {
+    const row = this.stmt.getEnvelope.get(id);
+    if (!row) return undefined;
+    return { envelope: JSON.parse(row.envelope) as Envelope, envelopeHash: row.hash, acceptedAt: row.accepted_at };
+  }
+
+  private writeEnvelope(w: EnvelopeWrite): WriteResult {
+    const h = w.envelope.header;
+    const guard = {
+      lastSeq: (party: string, device: string) => this.stmt.lastSeq.get(deviceKey({ party, device }))?.last_seq ?? 0,
+      hashOf: (id: string) => this.stmt.envelopeHash.get(id)?.hash,
+    };
+    // Checked again here, inside the transaction: two envelopes may have passed the relay's checks
+    // concurrently, and only the first of a (device, seq) or id may win.
+    if (checkReplay(h, guard) === 'duplicate') {
+      return { ok: true, status: 'duplicate', acceptedAt: this.stmt.envelopeHash.get(h.id)!.accepted_at };
+    }
+    this.stmt.insertEnvelope.run(
+      h.id,
+      w.envelopeHash,
+      h.from.party,
+      h.from.device,
+      h.to,
+      h.precedence,
+      h.seq,
+      JSON.stringify(h),
+      JSON.stringify(w.envelope),
+      w.acceptedAt,
+    );
+    this.stmt.setSeq.run(deviceKey(h.from), h.seq);
+    const delivered = w.mailboxes.map((device) => {
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id).lastInsertRowid);
+      const item: MailboxItem = { cursor, kind: 'envelope', envelope: w.envelope, acceptedAt: w.acceptedAt };
+      return { device, item };
+    });
+    this.audit(envelopeAuditEntry(w));
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered };
+  }
+
+  private writeReceipt(w: ReceiptWrite): WriteResult {
+    const r = w.receipt.receipt;
+    const existing = this.stmt.findReceipt.get(r.messageId, r.kind, r.by.party, r.by.device);
+    if (existing) return { ok: true, status: 'duplicate', acceptedAt: existing.accepted_at };
+    const id = Number(
+      this.stmt.insertReceipt.run(r.messageId, r.kind, r.by.party, r.by.device, JSON.stringify(w.receipt), r.at, w.acceptedAt).lastInsertRowid,
+    );
+    const delivered = w.mailboxes.map((device) => {
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'receipt', String(id)).lastInsertRowid);
+      const item: MailboxItem = { cursor, kind: 'receipt', receipt: w.receipt, acceptedAt: w.acceptedAt };
+      return { device, item };
+    });
+    this.audit({ type: 'receipt.accepted', at: w.acceptedAt, receipt: w.receipt });
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered };
+  }
+
+  async commit(writes: readonly Write[]): Promise<WriteResult[]> {
+    // One outer transaction (one fsync for the batch); each write in a nested transaction
+    // (a SAVEPOINT), so a refused or failing write rolls back alone.
+    const one = this.db.transaction((w: Write) => (w.kind === 'envelope' ? this.writeEnvelope(w) : this.writeReceipt(w)));
+    try {
+      return this.db.transaction(() =>
+        writes.map((w): WriteResult => {
+          try {
+            return one(w);
+          } catch (error) {
+            return { ok: false, error: error instanceof HotlineError ? error : storeFailed(error) };
+          }
+        }),
+      )();
+    } catch (error) {
+      const e = storeFailed(error);
+      return writes.map(() => ({ ok: false, error: e }));
+    }
+  }
+
+  async mailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]> {
+    return this.stmt.mailbox.all(device, after, limit).map((row): MailboxItem => {
+      if (row.kind === 'envelope') {
+        return { cursor: row.cursor, kind: 'envelope', envelope: JSON.parse(row.envelope!) as Envelope, acceptedAt: row.env_accepted_at! };
+      }
+      return { cursor: row.cursor, kind: 'receipt', receipt: JSON.parse(row.receipt!) as SignedReceipt, acceptedAt: row.rcpt_accepted_at! };
+    });
+  }
+
+  async ack(device: DeviceKey, cursor: number): Promise<number> {
+    this.stmt.ack.run(device, cursor);
+    return this.stmt.ackedCursor.get(device)?.c ?? 0;
+  }
+
+  async ackedCursor(device: DeviceKey): Promise<number> {
+    return this.stmt.ackedCursor.get(device)?.c ?? 0;
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<number> {
+    return this.db.transaction(() => this.audit(entry))();
+  }
+
+  async auditSize(): Promise<number> {
+    return this.stmt.auditSize.get()!.n;
+  }
+
+  async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
+    return this.stmt.auditRange.all(from, to).map((r) => ({ idx: r.idx, entry: r.entry, leafHash: new Uint8Array(r.leaf_hash) }));
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.stmt.getMeta.get(key)?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.stmt.setMeta.run(key, value);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
