@@ -38,6 +38,8 @@ export interface InboxRecord {
   header: EnvelopeHeader;
   envelopeHash: string;
   receivedAt: number;
+  /** Always 'ok': only verified messages are remembered (a forgery must not claim a genuine id). */
+  status: 'ok';
   acknowledgedAt?: number;
 }
 

@@ -1,0 +1,188 @@
+import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import WebSocket from 'ws';
+import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
+import { parseAgreement, parseDeviceSecret } from '../../shared/crypto/keys.js';
+import type { Agreement, DeviceSecretFile } from '../../shared/protocol/schemas.js';
+import { HotlineClient } from '../hotline-client.js';
+import { FileStorage } from '../storage/file-storage.js';
+
+/** Where a command writes: injected so that tests can run commands in-process. */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+  env: NodeJS.ProcessEnv;
+  /** Resolves when the user asks the command to stop (SIGINT/SIGTERM). */
+  interrupted: Promise<void>;
+  readStdin(): Promise<string>;
+}
+
+/** A command: parses its own argv, returns the exit code. */
+export interface Command {
+  name: string;
+  summary: string;
+  help: string;
+  run(argv: string[], io: Io): Promise<number>;
+}
+
+export function usage(message: string): HotlineError {
+  return new HotlineError('HL_ERR_USAGE', message);
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** node:util parseArgs with errors turned into usage errors that name the command. */
+export function parse<O extends Options>(command: string, argv: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+  } catch (err) {
+    throw usage(`${(err as Error).message.replace(/\. To specify a positional.*$/s, '')}`.trim() + `\nRun: hotline ${command} --help`);
+  }
+}
+
+export function required(command: string, values: Record<string, unknown>, ...names: string[]): void {
+  const missing = names.filter((n) => values[n] === undefined || values[n] === '');
+  if (missing.length > 0) {
+    throw usage(`hotline ${command} needs ${missing.map((n) => `--${n}`).join(', ')}\nRun: hotline ${command} --help`);
+  }
+}
+
+/** Read and parse a JSON file, with an error that says which file and what to do. */
+export function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the ${what} ${path} (${code ?? 'error'}); check the path`, { cause });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the ${what} ${path} is not valid JSON`, { cause });
+  }
+}
+
+/** Re-throw a parse error of a file with the file named. */
+export function named<T>(path: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof HotlineError) throw new HotlineError(err.code, `${path} is not a valid ${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Write a secret file (mode 0600), never over an existing file: overwriting a root or device key
+ * by a slip of the `--out` flag could not be undone.
+ */
+export function writeSecretFile(path: string, value: unknown): void {
+  if (existsSync(path)) {
+    throw new HotlineError('HL_ERR_USAGE', `${path} already exists; refusing to overwrite a key file. Choose another --out, or move the old file away first`);
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(value, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+}
+
+/** Write a public file atomically (temporary file and rename). */
+export function writePublicFile(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+/** `x.secret.json` → `x`, `x.json` → `x`. */
+export function stem(path: string): string {
+  return path.replace(/(\.secret)?\.json$/, '');
+}
+
+export function defaultStatePath(devicePath: string): string {
+  return `${stem(devicePath)}.state.json`;
+}
+
+export function loadDevice(path: string, io: Io): DeviceSecretFile {
+  const device = named(path, 'device key file', () => parseDeviceSecret(readJson(path, 'device key file')));
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) io.err(`warning: ${path} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
+  return device;
+}
+
+/** The agreement from --agreement, HOTLINE_AGREEMENT, or agreement.json beside (or above) the device file. */
+export function loadAgreement(flag: string | undefined, io: Io, near?: string): { agreement: Agreement; path: string } {
+  let path = flag ?? io.env.HOTLINE_AGREEMENT;
+  if (path === undefined && near !== undefined) {
+    path = [join(dirname(near), 'agreement.json'), join(dirname(dirname(near)), 'agreement.json')].find((p) => existsSync(p));
+  }
+  if (path === undefined) throw usage('no agreement given: pass --agreement FILE or set HOTLINE_AGREEMENT');
+  const p = path;
+  return { agreement: named(p, 'agreement', () => parseAgreement(readJson(p, 'agreement file'))), path: p };
+}
+
+export function serverUrl(flag: string | undefined, io: Io): string {
+  const url = flag ?? io.env.HOTLINE_SERVER;
+  if (url === undefined) throw usage('no server given: pass --server URL (e.g. http://127.0.0.1:8080) or set HOTLINE_SERVER');
+  if (!/^https?:\/\/[^/]+/.test(url)) throw usage(`--server must be an http:// or https:// URL, got "${url}"`);
+  return url;
+}
+
+/** Seconds from a --timeout flag. */
+export function seconds(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw usage(`--${name} must be a positive number of seconds, got "${text}"`);
+  return n;
+}
+
+export interface LinkOptions {
+  device?: string | undefined;
+  server?: string | undefined;
+  agreement?: string | undefined;
+  state?: string | undefined;
+}
+
+/** Build a client for a CLI command from its flags. */
+export function openClient(command: string, values: LinkOptions, io: Io, consumeMailbox: boolean): { client: HotlineClient; statePath: string; devicePath: string } {
+  required(command, values as Record<string, unknown>, 'device');
+  const devicePath = values.device!;
+  const device = loadDevice(devicePath, io);
+  const { agreement } = loadAgreement(values.agreement, io, devicePath);
+  const statePath = values.state ?? defaultStatePath(devicePath);
+  const client = new HotlineClient({
+    serverUrl: serverUrl(values.server, io),
+    agreement,
+    device,
+    storage: new FileStorage(statePath),
+    WebSocket,
+    consumeMailbox,
+  });
+  return { client, statePath, devicePath };
+}
+
+/** Resolve with `promise`, or reject with HL_ERR_CLIENT_TIMEOUT after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HotlineError('HL_ERR_CLIENT_TIMEOUT', message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Exit code for an error: 2 for usage, 1 for everything refused or timed out. */
+export function exitCodeOf(code: HotlineErrorCode): number {
+  return code === 'HL_ERR_USAGE' ? 2 : 1;
+}
+
+export const LINK_FLAGS = {
+  device: { type: 'string' },
+  server: { type: 'string' },
+  agreement: { type: 'string' },
+  state: { type: 'string' },
+} as const;
+
+export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll)
+  --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)
+  --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT; default agreement.json beside the device file)
+  --state FILE       client state: outbox, seq, inbox (default DEVICE.state.json beside the device file)`;

@@ -1,0 +1,339 @@
+import { HotlineError } from '../../shared/errors.js';
+import { agreementHash } from '../../shared/crypto/keys.js';
+import { PRECEDENCES, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
+import {
+  LINK_FLAGS,
+  LINK_HELP,
+  openClient,
+  parse,
+  required,
+  seconds,
+  usage,
+  withTimeout,
+  writePublicFile,
+  type Command,
+  type Io,
+} from './common.js';
+
+const RUNGS = ['accepted', 'delivered', 'acknowledged'] as const;
+type Rung = (typeof RUNGS)[number];
+
+export const send: Command = {
+  name: 'send',
+  summary: 'send a signed, encrypted message and wait for its receipts',
+  help: `Usage: hotline send --device FILE --to PARTY --precedence flash|immediate|priority|routine TEXT
+                   [--wait accepted|delivered|acknowledged] [--timeout S]
+                   [--subject S] [--lang L] [--exercise] [--server URL] [--agreement FILE]
+
+Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
+your own party, puts it in the device's outbox and sends it. Prints the message id on stdout, then
+waits until the wanted rung is reached (default: accepted, i.e. stored by the relay):
+delivered and acknowledged wait for the other side's signed receipt, verified here.
+Exit 0 when reached; 1 on refusal or timeout (the message then stays in the outbox and goes with
+the next send or listen of this device).
+
+${LINK_HELP}
+  --to PARTY         the addressee party (e.g. cn-mnd)
+  --precedence P     flash, immediate, priority or routine
+  --wait RUNG        accepted (default), delivered or acknowledged
+  --timeout S        give up after S seconds (default 60)
+  --subject S        a subject line
+  --lang L           language of TEXT (default: your party's first language)
+  --exercise         mark the message as an exercise`,
+  async run(argv, io) {
+    const { values, positionals } = parse(
+      'send',
+      argv,
+      {
+        ...LINK_FLAGS,
+        to: { type: 'string' },
+        precedence: { type: 'string' },
+        wait: { type: 'string' },
+        timeout: { type: 'string' },
+        subject: { type: 'string' },
+        lang: { type: 'string' },
+        exercise: { type: 'boolean' },
+      },
+      true,
+    );
+    if (values.help) return printHelp(io, this.help);
+    required('send', values, 'device', 'to', 'precedence');
+    const precedence = values.precedence!.toUpperCase();
+    if (!(PRECEDENCES as readonly string[]).includes(precedence)) {
+      throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
+    }
+    const wait = (values.wait ?? 'accepted') as Rung;
+    if (!RUNGS.includes(wait)) throw usage(`--wait must be accepted, delivered or acknowledged, got "${values.wait}"`);
+    const timeoutMs = seconds('timeout', values.timeout, 60) * 1000;
+    let body = positionals.join(' ');
+    if (body === '-') body = await io.readStdin();
+    if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
+
+    const { client, statePath } = openClient('send', values, io, false);
+    const seen = collect(client);
+    try {
+      await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`).catch((err: unknown) => {
+        // Offline: the message is still sealed and stored, and goes with the next connection.
+        if (err instanceof HotlineError && (err.code === 'HL_ERR_CLIENT_TIMEOUT' || err.code === 'HL_ERR_CLIENT_UNREACHABLE')) return err;
+        throw err;
+      });
+      const { id } = await client.send({
+        to: values.to!,
+        precedence: precedence as (typeof PRECEDENCES)[number],
+        body,
+        ...(values.subject === undefined ? {} : { subject: values.subject }),
+        ...(values.lang === undefined ? {} : { lang: values.lang }),
+        ...(values.exercise ? { exercise: true } : {}),
+      });
+      io.out(id);
+      const reached = await withTimeout(seen.until(id, wait, io), timeoutMs, '').catch((err: unknown) => {
+        if (err instanceof HotlineError && err.code === 'HL_ERR_CLIENT_TIMEOUT') return undefined;
+        throw err;
+      });
+      if (reached === undefined) {
+        const state = seen.accepted.has(id)
+          ? `it was accepted by the relay but not ${wait} within ${timeoutMs / 1000} s`
+          : `it was not accepted by the relay within ${timeoutMs / 1000} s; it stays in the outbox (${statePath}) and goes with the next send or listen of this device`;
+        throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `message ${id}: ${state}`);
+      }
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+/** Watches a client's events for a message's rungs. */
+function collect(client: HotlineClient) {
+  const accepted = new Map<string, number>();
+  const receipts: ReceiptEvent[] = [];
+  const refused: RefusedEvent[] = [];
+  let wake: () => void = () => {};
+  client.on('accepted', (a) => {
+    accepted.set(a.id, a.at);
+    wake();
+  });
+  client.on('receipt', (r) => {
+    receipts.push(r);
+    wake();
+  });
+  client.on('refused', (r) => {
+    refused.push(r);
+    wake();
+  });
+  return {
+    accepted,
+    async until(id: string, rung: Rung, io: Io): Promise<true> {
+      const said = new Set<string>();
+      for (;;) {
+        const refusal = refused.find((r) => r.ref === id);
+        if (refusal) throw new HotlineError('HL_ERR_CLIENT_REFUSED', `the relay refused message ${id}: ${refusal.code}: ${refusal.message}`);
+        if (accepted.has(id) && !said.has('accepted')) {
+          said.add('accepted');
+          io.err(`accepted by the relay at ${iso(accepted.get(id)!)}`);
+        }
+        for (const r of receipts.filter((x) => x.receipt.receipt.messageId === id)) {
+          const b = r.receipt.receipt;
+          const k = `${b.kind}/${b.by.party}/${b.by.device}`;
+          if (said.has(k)) continue;
+          said.add(k);
+          if (!r.verified) {
+            io.err(`warning: ignored a ${b.kind} receipt claiming ${b.by.party}/${b.by.device} that does not verify (${r.error?.code ?? 'unknown'})`);
+            continue;
+          }
+          io.err(`${b.kind} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (signature verified)`);
+        }
+        const verified = receipts.filter((x) => x.verified && x.receipt.receipt.messageId === id).map((x) => x.receipt.receipt.kind);
+        if (rung === 'accepted' && accepted.has(id)) return true;
+        // Any verified rung from the addressee implies the message reached it.
+        if (rung === 'delivered' && verified.length > 0) return true;
+        if (rung === 'acknowledged' && verified.includes('acknowledged')) return true;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+  };
+}
+
+export const listen: Command = {
+  name: 'listen',
+  summary: 'receive messages, receipts and events (sends delivered receipts)',
+  help: `Usage: hotline listen --device FILE [--json] [--server URL] [--agreement FILE]
+
+Connects the device and keeps it connected (reconnecting with backoff), prints every message it
+receives (verified and decrypted here), every receipt (with whether its signature verifies) and
+every deadline or link event. An operator device answers each message addressed to its party with a
+signed "delivered" receipt; acknowledge with \`hotline ack\`. Stop with Ctrl-C.
+
+${LINK_HELP}
+  --json             one JSON object per line: {"type":"message"|"receipt"|"event"|"connected"|...}`,
+  async run(argv, io) {
+    const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' } });
+    if (values.help) return printHelp(io, this.help);
+    const { client, devicePath } = openClient('listen', values, io, true);
+    const json = values.json === true;
+    const print = (obj: Record<string, unknown>, human: string) => (json ? io.out(JSON.stringify(obj)) : io.out(human));
+    client.on('connected', (c) => {
+      if (json) io.out(JSON.stringify({ type: 'connected', device: client.me, serverTime: c.serverTime }));
+      else io.err(`connected as ${client.me.party}/${client.me.device} (${client.me.role})`);
+    });
+    client.on('disconnected', (d) => {
+      if (json) io.out(JSON.stringify({ type: 'disconnected', code: d.code, ...(d.retryInMs === undefined ? {} : { retryInMs: d.retryInMs }) }));
+      else io.err(`link down (${d.code}${d.reason ? ` ${d.reason}` : ''})${d.retryInMs === undefined ? '' : `; retrying in ${(d.retryInMs / 1000).toFixed(1)} s`}`);
+    });
+    client.on('message', (m) => print(messageJson(m), messageText(m, devicePath, client)));
+    client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));
+    client.on('event', (e) => print({ type: 'event', event: e }, eventText(e)));
+    client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
+    client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
+    const fatal = new Promise<never>((_, reject) => {
+      client.start().catch(reject);
+    });
+    try {
+      await Promise.race([io.interrupted, fatal]);
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+export const ack: Command = {
+  name: 'ack',
+  summary: 'acknowledge a received message (signed receipt)',
+  help: `Usage: hotline ack --device FILE ID [--kind acknowledged|will-comply|cannot-comply] [--timeout S]
+
+Signs an "acknowledged" receipt (or another rung) for message ID, which this device received
+(with \`hotline listen\`), and sends it. Exit 0 once the relay has stored it.
+
+${LINK_HELP}
+  --kind K           acknowledged (default), will-comply or cannot-comply
+  --timeout S        give up after S seconds (default 30)`,
+  async run(argv, io) {
+    const { values, positionals } = parse('ack', argv, { ...LINK_FLAGS, kind: { type: 'string' }, timeout: { type: 'string' } }, true);
+    if (values.help) return printHelp(io, this.help);
+    const id = positionals[0];
+    if (id === undefined || positionals.length > 1 || !/^[0-9a-f]{32}$/.test(id)) {
+      throw usage('hotline ack needs exactly one message ID (32 hex characters, as printed by hotline listen)\nRun: hotline ack --help');
+    }
+    const kind = (values.kind ?? 'acknowledged') as Exclude<ReceiptKind, 'delivered'>;
+    if (!['acknowledged', 'will-comply', 'cannot-comply'].includes(kind)) throw usage(`--kind must be acknowledged, will-comply or cannot-comply`);
+    const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
+    const { client } = openClient('ack', values, io, false);
+    try {
+      const stored = new Promise<number>((resolve, reject) => {
+        client.on('receipt-accepted', (r) => r.messageId === id && r.kind === kind && resolve(r.at));
+        client.on('refused', (r) => r.ref === id && reject(new HotlineError('HL_ERR_CLIENT_REFUSED', `the relay refused the receipt: ${r.code}: ${r.message}`)));
+      });
+      stored.catch(() => undefined);
+      await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
+      await client.acknowledge(id, kind);
+      const at = await withTimeout(stored, timeoutMs, `the relay did not confirm the receipt within ${timeoutMs / 1000} s; run hotline ack again`);
+      io.out(`${kind} ${id} (stored by the relay at ${iso(at)})`);
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+export const directory: Command = {
+  name: 'directory',
+  summary: 'save the verified directory of device certificates (for hotline seal)',
+  help: `Usage: hotline directory --device FILE --out FILE [--server URL] [--agreement FILE]
+
+Fetches the directory of device certificates and revocations, verifies every certificate against
+the pinned agreement here, and writes it to FILE, for \`hotline seal\` when the relay is unreachable.
+
+${LINK_HELP}
+  --out FILE         where to write the directory`,
+  async run(argv, io) {
+    const { values } = parse('directory', argv, { ...LINK_FLAGS, out: { type: 'string' }, timeout: { type: 'string' } });
+    if (values.help) return printHelp(io, this.help);
+    required('directory', values, 'device', 'out');
+    const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
+    const { client } = openClient('directory', values, io, false);
+    try {
+      await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
+      const snap = await client.directorySnapshot();
+      if (!snap) throw new HotlineError('HL_ERR_CLIENT_REFUSED', 'the relay sent no directory');
+      writePublicFile(values.out!, { type: 'hotline-directory', v: 1, agreementHash: agreementHash(client.agreement), ...snap });
+      io.out(`directory written: ${values.out}`);
+      for (const c of client.directory()) io.out(`  ${c.party}/${c.device} (${c.role}) valid until ${iso(c.notAfter)}`);
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+
+export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number }): Record<string, unknown> {
+  const h = m.header;
+  return {
+    type: 'message',
+    id: h.id,
+    from: h.from,
+    to: h.to,
+    precedence: h.precedence,
+    seq: h.seq,
+    sentAt: h.sentAt,
+    ...(m.acceptedAt === undefined ? {} : { acceptedAt: m.acceptedAt }),
+    ...(h.exercise ? { exercise: true } : {}),
+    ...(h.replyTo ? { replyTo: h.replyTo } : {}),
+    ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }),
+    lang: m.plaintext.lang,
+    body: m.plaintext.body,
+    envelopeHash: m.envelopeHash,
+  };
+}
+
+export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext }, devicePath?: string, client?: HotlineClient): string {
+  const h = m.header;
+  const lines = [
+    `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
+    `   id ${h.id}`,
+  ];
+  if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);
+  lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));
+  if (devicePath && client && h.to === client.me.party && client.me.role === 'operator') {
+    lines.push(`   acknowledge: hotline ack --device ${devicePath} ${h.id}`);
+  }
+  return lines.join('\n');
+}
+
+function receiptJson(r: ReceiptEvent): Record<string, unknown> {
+  const b = r.receipt.receipt;
+  return { type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified, ...(r.error ? { error: r.error.code } : {}) };
+}
+
+function receiptText(r: ReceiptEvent): string {
+  const b = r.receipt.receipt;
+  const v = r.verified ? 'signature verified' : `NOT VERIFIED: ${r.error?.code ?? ''}`;
+  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v})`;
+}
+
+function eventText(e: HotlineEvent): string {
+  switch (e.type) {
+    case 'deadline.missed':
+      return `! deadline missed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) not ${e.rung} — ${Math.round(e.lateMs / 1000)} s late, level ${e.level}`;
+    case 'deadline.met':
+      return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
+    case 'audit.alarm':
+      return `! audit alarm (${e.party}): ${e.reason}`;
+    default:
+      return `${e.ok ? ' ' : '!'} ${e.type}: ${e.from} → ${e.to}${e.roundTripMs === undefined ? '' : ` ${e.roundTripMs} ms`}${e.reason ? ` (${e.reason})` : ''}`;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function printHelp(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}

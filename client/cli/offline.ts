@@ -1,0 +1,195 @@
+import { HotlineError } from '../../shared/errors.js';
+import { agreementHash, verifyDeviceCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
+import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../../shared/crypto/envelope.js';
+import { signReceipt } from '../../shared/crypto/receipt.js';
+import { randomId } from '../../shared/crypto/random.js';
+import { assertSchema } from '../../shared/protocol/validate.js';
+import { DeviceCertificate, Envelope, PRECEDENCES, type Agreement, type DeviceCertBody, type Precedence, type Revocation } from '../../shared/protocol/schemas.js';
+import { FileStorage } from '../storage/file-storage.js';
+import {
+  defaultStatePath,
+  loadAgreement,
+  loadDevice,
+  parse,
+  readJson,
+  required,
+  usage,
+  writePublicFile,
+  type Command,
+  type Io,
+} from './common.js';
+import { messageJson, messageText } from './link.js';
+
+/** The file `hotline seal` writes: the envelope and the sender's certificate (verifiable against the agreement). */
+interface SealedFile {
+  type: 'hotline-sealed';
+  v: 1;
+  envelope: Envelope;
+  senderCertificate: DeviceCertificate;
+}
+
+interface DirectoryFile {
+  certificates: unknown[];
+  revocations: unknown[];
+  agreementHash?: string;
+}
+
+const OFFLINE_FLAGS = {
+  device: { type: 'string' },
+  agreement: { type: 'string' },
+  state: { type: 'string' },
+  directory: { type: 'string' },
+} as const;
+
+export const seal: Command = {
+  name: 'seal',
+  summary: 'seal a message to a file (backup channel, no relay needed)',
+  help: `Usage: hotline seal --device FILE --to PARTY --precedence P --directory FILE --out FILE TEXT
+                   [--subject S] [--lang L] [--exercise] [--agreement FILE] [--state FILE]
+
+Seals the same signed, end-to-end encrypted envelope as \`hotline send\`, but writes it to a file
+for any other channel (mail, a USB stick). The recipients' certificates come from a directory file
+(\`hotline directory\`, fetched earlier), verified here against the agreement; without --directory,
+the directory this device last fetched is used. The seq comes from the device's state file, so an
+envelope sealed offline never reuses one.
+
+  --device FILE      the device key file
+  --to PARTY         the addressee party
+  --precedence P     flash, immediate, priority or routine
+  --directory FILE   a directory file from hotline directory
+  --out FILE         where to write the sealed envelope
+  --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT)
+  --state FILE       the device's state file (default DEVICE.state.json)`,
+  async run(argv, io) {
+    const { values, positionals } = parse(
+      'seal',
+      argv,
+      { ...OFFLINE_FLAGS, to: { type: 'string' }, precedence: { type: 'string' }, out: { type: 'string' }, subject: { type: 'string' }, lang: { type: 'string' }, exercise: { type: 'boolean' } },
+      true,
+    );
+    if (values.help) return printHelp(io, this.help);
+    required('seal', values, 'device', 'to', 'precedence', 'out');
+    const precedence = values.precedence!.toUpperCase() as Precedence;
+    if (!PRECEDENCES.includes(precedence)) throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
+    let body = positionals.join(' ');
+    if (body === '-') body = await io.readStdin();
+    if (body.trim() === '') throw usage('hotline seal needs the message TEXT (or - for stdin)');
+    const device = loadDevice(values.device!, io);
+    const me = device.certificate.cert;
+    if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is a ${me.role} device; only operator devices send`);
+    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const party = agreement.parties.find((p) => p.id === values.to);
+    if (!party || party.id === me.party) throw usage(`--to must be another party of the agreement: ${agreement.parties.map((p) => p.id).filter((p) => p !== me.party).join(', ')}`);
+    const storage = new FileStorage(values.state ?? defaultStatePath(values.device!));
+    const key = `${me.party}/${me.device}`;
+    const dir: DirectoryFile | undefined = values.directory !== undefined ? (readJson(values.directory, 'directory file') as DirectoryFile) : (await storage.read(key)).directory;
+    if (!dir || !Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
+      throw usage('no directory: pass --directory FILE (from hotline directory), or connect this device once (hotline listen/send)');
+    }
+    if (dir.agreementHash !== undefined && dir.agreementHash !== agreementHash(agreement)) {
+      throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', `${values.directory} was fetched under another agreement`);
+    }
+    const certs = await verifiedDirectory(agreement, dir.certificates, dir.revocations);
+    const recipients = expectedRecipients(certs, me, party.id);
+    if (!recipients.some((c) => c.party === party.id)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `the directory has no valid device of ${party.id}`);
+    const mine = agreement.parties.find((p) => p.id === me.party);
+    const seq = await storage.update(key, (s) => ++s.lastSeq);
+    const envelope = await sealEnvelope({
+      sender: device,
+      id: randomId(),
+      to: party.id,
+      precedence,
+      seq,
+      sentAt: Date.now(),
+      recipients,
+      plaintext: { body, lang: values.lang ?? mine?.languages[0] ?? 'en', ...(values.subject === undefined ? {} : { subject: values.subject }) },
+      ...(values.exercise ? { exercise: true } : {}),
+    });
+    const file: SealedFile = { type: 'hotline-sealed', v: 1, envelope, senderCertificate: device.certificate };
+    writePublicFile(values.out!, file);
+    io.out(envelope.header.id);
+    io.err(`sealed for ${recipients.map((c) => `${c.party}/${c.device}`).join(', ')}: ${values.out}`);
+    return 0;
+  },
+};
+
+export const open: Command = {
+  name: 'open',
+  summary: 'verify and decrypt a sealed envelope file',
+  help: `Usage: hotline open --device FILE ENVELOPE_FILE [--json] [--receipt-out FILE]
+                   [--directory FILE] [--agreement FILE]
+
+Verifies an envelope file written by \`hotline seal\` (the sender's certificate against the pinned
+agreement, and against the revocations of --directory when given; the signature; the key
+commitment) and prints the message. With --receipt-out, also writes this device's signed
+"delivered" receipt, to be returned to the sender by the same channel.
+
+  --device FILE        the device key file
+  --json               print the message as one JSON object
+  --receipt-out FILE   write a signed delivered receipt
+  --directory FILE     a directory file, for its revocations
+  --agreement FILE     the pinned agreement (or HOTLINE_AGREEMENT)`,
+  async run(argv, io) {
+    const { values, positionals } = parse('open', argv, { ...OFFLINE_FLAGS, json: { type: 'boolean' }, 'receipt-out': { type: 'string' } }, true);
+    if (values.help) return printHelp(io, this.help);
+    required('open', values, 'device');
+    if (positionals.length !== 1) throw usage('hotline open needs exactly one ENVELOPE_FILE\nRun: hotline open --help');
+    const path = positionals[0]!;
+    const device = loadDevice(values.device!, io);
+    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const file = readJson(path, 'envelope file') as Partial<SealedFile>;
+    if (file?.type !== 'hotline-sealed') throw new HotlineError('HL_ERR_ENVELOPE_MALFORMED', `${path} is not a sealed envelope file (from hotline seal)`);
+    const envelope = assertSchema(Envelope, file.envelope, 'HL_ERR_ENVELOPE_MALFORMED');
+    const dir = values.directory === undefined ? undefined : (readJson(values.directory, 'directory file') as DirectoryFile);
+    const revocations = await verifiedRevocations(agreement, dir?.revocations ?? []);
+    const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, {
+      now: Date.now(),
+      isRevoked: (c) => revocations.some((r) => r.revocation.party === c.party && r.revocation.device === c.device && r.revocation.signKey === c.signKey),
+      roles: ['operator'],
+    });
+    const opened = await openEnvelope(envelope, { device, senderCert });
+    const hash = envelopeHash(opened.header);
+    io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash })) : messageText(opened));
+    if (values['receipt-out'] !== undefined) {
+      const me = device.certificate.cert;
+      if (opened.header.to !== me.party || me.role !== 'operator') {
+        throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `only operator devices of ${opened.header.to} answer this message`);
+      }
+      const receipt = await signReceipt(device, opened.header, 'delivered', Date.now());
+      writePublicFile(values['receipt-out'], { type: 'hotline-receipt', v: 1, receipt, signerCertificate: device.certificate });
+      io.err(`signed delivered receipt: ${values['receipt-out']}`);
+    }
+    return 0;
+  },
+};
+
+async function verifiedRevocations(agreement: Agreement, revocations: readonly unknown[]): Promise<Revocation[]> {
+  const out: Revocation[] = [];
+  for (const r of revocations) out.push(await verifyRevocation(agreement, r));
+  return out;
+}
+
+/** The valid certificates of a directory file, each verified against the agreement. */
+async function verifiedDirectory(agreement: Agreement, certificates: readonly unknown[], revocations: readonly unknown[]): Promise<DeviceCertBody[]> {
+  const revoked = await verifiedRevocations(agreement, revocations);
+  const out: DeviceCertBody[] = [];
+  for (const c of certificates) {
+    try {
+      assertSchema(DeviceCertificate, c, 'HL_ERR_CERT_MALFORMED');
+      out.push(
+        await verifyDeviceCertificate(agreement, c, {
+          now: Date.now(),
+          isRevoked: (x) => revoked.some((r) => r.revocation.party === x.party && r.revocation.device === x.device && r.revocation.signKey === x.signKey),
+        }),
+      );
+    } catch {
+      // Not chaining to the agreement, expired or revoked: never encrypt to it.
+    }
+  }
+  return out;
+}
+
+function printHelp(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}

@@ -1,0 +1,153 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { loadConfig } from '../../server/config.js';
+import { startServer } from '../../server/main.js';
+import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
+import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
+import { loadDevice, parse, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { postCertificate } from './setup.js';
+
+export const server: Command = {
+  name: 'server',
+  summary: 'run the relay server',
+  help: `Usage: hotline server --agreement FILE --data DIR [--host H] [--port N] [--log-level L]
+                     [--tls-cert FILE --tls-key FILE] [--log-key FILE]
+
+Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
+Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
+Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an environment
+variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST, HOTLINE_PORT, HOTLINE_LOG_LEVEL,
+HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY.
+
+  --agreement FILE   the agreement
+  --data DIR         data directory (database, token secret); created if missing (alias --data-dir)
+  --host H           default 127.0.0.1
+  --port N           default 8080; 0 picks a free port
+  --log-level L      fatal, error, warn, info (default), debug, trace, silent
+  --tls-cert FILE, --tls-key FILE   serve HTTPS/WSS
+  --log-key FILE     the server log secret (from hotline agreement create)`,
+  async run(argv, io) {
+    const flags = ['agreement', 'data', 'data-dir', 'host', 'port', 'log-level', 'tls-cert', 'tls-key', 'log-key'] as const;
+    const { values } = parse('server', argv, Object.fromEntries(flags.map((f) => [f, { type: 'string' }])) as Record<(typeof flags)[number], { type: 'string' }>);
+    if (values.help) {
+      io.out(this.help);
+      return 0;
+    }
+    if (values.data !== undefined && values['data-dir'] !== undefined) throw usage('give --data or --data-dir, not both');
+    const forwarded: string[] = [];
+    for (const f of flags) {
+      const v = values[f];
+      if (v !== undefined) forwarded.push(f === 'data' ? '--data-dir' : `--${f}`, v);
+    }
+    let config;
+    try {
+      config = loadConfig(io.env, forwarded);
+    } catch (err) {
+      throw usage(`${(err as Error).message}\nRun: hotline server --help`);
+    }
+    const running = await startServer({
+      agreementPath: config.agreementPath,
+      dataDir: config.dataDir,
+      host: config.host,
+      port: config.port,
+      logLevel: config.logLevel,
+      logStream: process.stderr,
+      ...(config.tls ? { tls: config.tls } : {}),
+    });
+    io.out(`listening on ${running.url}`);
+    await io.interrupted;
+    await running.close();
+    io.err('server stopped');
+    return 0;
+  },
+};
+
+const DEMO_PARTIES = [
+  { id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] },
+  { id: 'cn-mnd', name: 'China Ministry of National Defense', languages: ['zh', 'en'] },
+] as const;
+const DEMO_DEVICES: { id: string; role: Role }[] = [
+  { id: 'operator-1', role: 'operator' },
+  { id: 'auditor-1', role: 'auditor' },
+  { id: 'archive-1', role: 'archive' },
+];
+
+export const demo: Command = {
+  name: 'demo',
+  summary: 'create (once) and run a two-ministry demo deployment (npm start)',
+  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L]
+
+On the first run, creates a demo deployment in DIR (default ./data/demo): the parties jp-mod
+(Japan Ministry of Defense) and cn-mnd (China Ministry of National Defense), each with an operator,
+an auditor and an archive device; the agreement; the server log key. Then starts the relay on
+127.0.0.1:8080 (--port or HOTLINE_PORT to change) on SQLite in DIR/server, registers the devices,
+and prints the commands with which each ministry sends, listens and acknowledges. Later runs reuse
+DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).`,
+  async run(argv, io) {
+    const { values } = parse('demo', argv, { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } });
+    if (values.help) {
+      io.out(this.help);
+      return 0;
+    }
+    const dir = values.dir ?? join('data', 'demo');
+    const portText = values.port ?? io.env.HOTLINE_PORT ?? '8080';
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be an integer 0–65535, got "${portText}"`);
+    const agreementPath = join(dir, 'agreement.json');
+    const fresh = !existsSync(agreementPath);
+    if (fresh) await createDemo(dir);
+    const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
+    const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
+    const running = await startServer({
+      agreementPath,
+      dataDir: join(dir, 'server'),
+      host: values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1',
+      port: Number(portText),
+      logLevel: (values['log-level'] ?? 'warn') as 'warn',
+      logStream: process.stderr,
+    });
+    for (const d of loaded) await postCertificate(running.url, d.certificate);
+    const rel = (p: string) => relative(process.cwd(), p) || p;
+    const flags = `--server ${running.url} --agreement ${rel(agreementPath)}`;
+    const dev = (party: string, id: string) => rel(join(dir, party, `${id}.secret.json`));
+    const out = io.out;
+    out(`Hotline demo ${fresh ? 'created in' : 'reused from'} ${rel(dir)}`);
+    out(`listening on ${running.url}`);
+    out('');
+    for (const [me, other, text] of [
+      ['jp-mod', 'cn-mnd', '至急：明朝の演習について確認されたい'],
+      ['cn-mnd', 'jp-mod', '紧急：请确认收到此消息'],
+    ] as const) {
+      const party = DEMO_PARTIES.find((p) => p.id === me)!;
+      out(`# ${party.name} (${me}), operator-1 — in two terminals:`);
+      out(`npx hotline listen --device ${dev(me, 'operator-1')} ${flags}`);
+      out(`npx hotline send --device ${dev(me, 'operator-1')} ${flags} --to ${other} --precedence flash --wait acknowledged "${text}"`);
+      out(`# acknowledge a message shown by listen (its id):`);
+      out(`npx hotline ack --device ${dev(me, 'operator-1')} ${flags} MESSAGE_ID`);
+      out('');
+    }
+    out(`Other devices: ${DEMO_PARTIES.map((p) => DEMO_DEVICES.map((d) => dev(p.id, d.id)).join(', ')).join(', ')}`);
+    out('Stop with Ctrl-C; the next npm start reuses the deployment and its messages.');
+    await io.interrupted;
+    await running.close();
+    return 0;
+  },
+};
+
+async function createDemo(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const now = Date.now();
+  const parties: PartySecretFile[] = [];
+  for (const p of DEMO_PARTIES) {
+    const root = createParty({ id: p.id, name: p.name, languages: [...p.languages] });
+    writeSecretFile(join(dir, p.id, 'root.secret.json'), root);
+    writePublicFile(join(dir, p.id, 'root.public.json'), root.party);
+    parties.push(root);
+    for (const d of DEMO_DEVICES) {
+      writeSecretFile(join(dir, p.id, `${d.id}.secret.json`), await enrollDevice(root, { device: d.id, role: d.role, now }));
+    }
+  }
+  const { agreement, logSecret } = createAgreement({ name: 'jp-mod/cn-mnd demo hotline', parties: parties.map((p) => p.party), now });
+  writeSecretFile(join(dir, 'log.secret.json'), logSecret);
+  // The agreement last: its presence marks a complete deployment.
+  writePublicFile(join(dir, 'agreement.json'), agreement);
+}

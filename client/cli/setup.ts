@@ -1,0 +1,187 @@
+import { dirname, join } from 'node:path';
+import { HotlineError } from '../../shared/errors.js';
+import { agreementHash, createAgreement, createParty, enrollDevice, fingerprint, parsePartySecret } from '../../shared/crypto/keys.js';
+import { fromBase64 } from '../../shared/encoding/base64.js';
+import { assertSchema } from '../../shared/protocol/validate.js';
+import { PartyPublic, type DeviceCertificate, type Role } from '../../shared/protocol/schemas.js';
+import { named, parse, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
+
+export const partyCreate: Command = {
+  name: 'party create',
+  summary: 'create a party (ministry) root key',
+  help: `Usage: hotline party create --id ID --name NAME --out FILE [--languages ja,en]
+
+Creates a party's Ed25519 root key. FILE (mode 0600) holds the root SECRET: keep it offline; it
+signs the party's device certificates and revocations. The public part is written beside it as
+STEM.public.json: that is the file to hand over for \`hotline agreement create\`.
+
+  --id ID              party id: lowercase letters, digits, dashes (e.g. jp-mod)
+  --name NAME          full name (e.g. "Japan Ministry of Defense")
+  --languages LIST     comma-separated language tags, first is the default (default: en)
+  --out FILE           where to write the secret (e.g. jp-mod.secret.json)`,
+  async run(argv, io) {
+    const { values } = parse('party create', argv, {
+      id: { type: 'string' },
+      name: { type: 'string' },
+      languages: { type: 'string' },
+      out: { type: 'string' },
+    });
+    if (values.help) return help(io, this.help);
+    required('party create', values, 'id', 'name', 'out');
+    const languages = (values.languages ?? 'en').split(',').map((l) => l.trim()).filter(Boolean);
+    const party = asUsage(() => createParty({ id: values.id!, name: values.name!, languages }));
+    const publicPath = `${stem(values.out!)}.public.json`;
+    writeSecretFile(values.out!, party);
+    writePublicFile(publicPath, party.party);
+    io.out(`party ${party.party.id} created`);
+    io.out(`  secret (keep offline, mode 0600): ${values.out}`);
+    io.out(`  public part (for hotline agreement create): ${publicPath}`);
+    io.out(`  root key fingerprint: ${fingerprint(fromBase64(party.party.rootKey, 32))}`);
+    return 0;
+  },
+};
+
+export const agreementCreate: Command = {
+  name: 'agreement create',
+  summary: 'create the agreement from the parties’ public parts',
+  help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
+                                [--name NAME] [--log-key PUB | --log-key-out FILE]
+
+Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
+written by \`hotline party create\`), the server's log public key and the default deadlines.
+Unless --log-key gives an existing log public key, a new server log key is made and its secret
+written to --log-key-out (mode 0600; default STEM.log.secret.json beside --out): give it to the
+server operator.
+
+  --party FILE         a party's public part (repeat for each party; at least two)
+  --name NAME          the hotline's name (default: the party ids joined, e.g. jp-mod/cn-mnd hotline)
+  --log-key PUB        base64 log public key of an existing server log key
+  --log-key-out FILE   where to write a new log secret
+  --out FILE           where to write the agreement (e.g. agreement.json)`,
+  async run(argv, io) {
+    const { values } = parse('agreement create', argv, {
+      party: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      'log-key': { type: 'string' },
+      'log-key-out': { type: 'string' },
+      out: { type: 'string' },
+    });
+    if (values.help) return help(io, this.help);
+    required('agreement create', values, 'out');
+    const files = values.party ?? [];
+    if (files.length < 2) throw usage('hotline agreement create needs --party at least twice (one public part file per party)');
+    if (values['log-key'] !== undefined && values['log-key-out'] !== undefined) throw usage('give --log-key or --log-key-out, not both');
+    const parties = files.map((f) => {
+      const value = readJson(f, 'party file') as { type?: unknown; party?: unknown };
+      if (value?.type === 'hotline-party-secret') {
+        throw usage(`${f} is a party SECRET file; pass its public part (${stem(f)}.public.json) instead: the agreement needs no secret`);
+      }
+      return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'));
+    });
+    if (values['log-key'] !== undefined) asUsage(() => fromBase64(values['log-key']!, 32));
+    const { agreement, logSecret } = asUsage(() =>
+      createAgreement({
+        name: values.name ?? `${parties.map((p) => p.id).join('/')} hotline`,
+        parties,
+        ...(values['log-key'] === undefined ? {} : { logKey: values['log-key'] }),
+        now: Date.now(),
+      }),
+    );
+    const logOut = values['log-key-out'] ?? join(dirname(values.out!), `${stem(values.out!).split('/').pop()}.log.secret.json`);
+    if (logSecret) writeSecretFile(logOut, logSecret);
+    writePublicFile(values.out!, agreement);
+    io.out(`agreement written: ${values.out}`);
+    io.out(`  parties: ${parties.map((p) => `${p.id} (${p.name})`).join(', ')}`);
+    io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
+    if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);
+    return 0;
+  },
+};
+
+export const deviceEnroll: Command = {
+  name: 'device enroll',
+  summary: 'make a device key and certificate signed by the party root',
+  help: `Usage: hotline device enroll --root FILE --id ID --role operator|auditor|archive --out FILE
+                             [--server URL] [--valid-days N]
+
+Makes a device's signing and encryption keys and its certificate, signed by the party root (the
+root secret file from \`hotline party create\`). FILE (mode 0600) is the device key file that
+\`hotline send\`, \`listen\` and \`ack\` use. With --server the certificate is also registered with the
+relay (it is self-authenticating; a device is also registered on its first login).
+
+  --root FILE          the party's root secret file
+  --id ID              device id (e.g. operator-1)
+  --role ROLE          operator (sends, receives, acknowledges), auditor (reads the log),
+                       archive (receives a copy of every message, never answers)
+  --valid-days N       certificate lifetime (default 365)
+  --server URL         also POST the certificate to this relay
+  --out FILE           where to write the device key file (e.g. jp-operator-1.secret.json)`,
+  async run(argv, io) {
+    const { values } = parse('device enroll', argv, {
+      root: { type: 'string' },
+      id: { type: 'string' },
+      role: { type: 'string' },
+      out: { type: 'string' },
+      server: { type: 'string' },
+      'valid-days': { type: 'string' },
+    });
+    if (values.help) return help(io, this.help);
+    required('device enroll', values, 'root', 'id', 'role', 'out');
+    const role = values.role as Role;
+    if (!['operator', 'auditor', 'archive'].includes(role)) throw usage(`--role must be operator, auditor or archive, got "${values.role}"`);
+    const days = values['valid-days'] === undefined ? 365 : Number(values['valid-days']);
+    if (!Number.isInteger(days) || days < 1) throw usage('--valid-days must be a whole number of days, at least 1');
+    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const device = await asUsageAsync(() => enrollDevice(root, { device: values.id!, role, now: Date.now(), validForMs: days * 86_400_000 }));
+    writeSecretFile(values.out!, device);
+    io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}`);
+    io.out(`  signing key fingerprint: ${fingerprint(fromBase64(device.certificate.cert.signKey, 32))}`);
+    if (values.server !== undefined) {
+      await postCertificate(values.server, device.certificate);
+      io.out(`  registered with ${values.server}`);
+    }
+    return 0;
+  },
+};
+
+/** POST /v1/directory/devices: register a certificate with the relay. */
+export async function postCertificate(server: string, certificate: DeviceCertificate): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(`${server.replace(/\/+$/, '')}/v1/directory/devices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(certificate),
+    });
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${server}: is the server running? (the key file was written; register later with --server or by logging in)`, { cause });
+  }
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+    throw new HotlineError('HL_ERR_CLIENT_REFUSED', `the server refused the certificate: ${body.error?.code ?? res.status} ${body.error?.message ?? ''}`.trim());
+  }
+}
+
+function help(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}
+
+/** Input the user typed that a shared function refused: report it as a usage error. */
+function asUsage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof HotlineError && err.code !== 'HL_ERR_USAGE') throw usage(`${err.message} (${err.code})`);
+    throw err;
+  }
+}
+
+async function asUsageAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof HotlineError && err.code !== 'HL_ERR_USAGE') throw usage(`${err.message} (${err.code})`);
+    throw err;
+  }
+}
