@@ -12,6 +12,7 @@ import { healthPlugin } from './plugins/health.js';
 import { authPlugin } from './plugins/auth.js';
 import { directoryPlugin } from './plugins/directory.js';
 import { linkPlugin } from './plugins/link.js';
+import { consolePlugin } from './plugins/console.js';
 
 export type { AppOptions } from './context.js';
 
@@ -103,6 +104,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(authPlugin, { ctx });
   await app.register(directoryPlugin, { ctx });
   await app.register(linkPlugin, { ctx });
+  await app.register(consolePlugin);
 
   app.addHook('onReady', async () => {
     await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../server/config.js';
+
+const base = { HOTLINE_AGREEMENT: '/etc/hotline/agreement.json', HOTLINE_DATA_DIR: '/data' };
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('loadConfig', () => {
+  it('applies defaults', () => {
+    expect(loadConfig(base)).toEqual({ agreementPath: '/etc/hotline/agreement.json', dataDir: '/data', host: '127.0.0.1', port: 8080, logLevel: 'info' });
+  });
+
+  it('lets flags win over the environment', () => {
+    const c = loadConfig({ ...base, HOTLINE_PORT: '9000' }, ['--port', '0', '--host=0.0.0.0', '--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--log-key', 'log.json']);
+    expect(c).toMatchObject({ port: 0, host: '0.0.0.0', tls: { certPath: 'c.pem', keyPath: 'k.pem' }, logKeyPath: 'log.json' });
+  });
+
+  it('refuses missing, malformed and half-given settings with HL_ERR_CONFIG_INVALID, naming each', () => {
+    expect(codeOf(() => loadConfig({}))).toBe('HL_ERR_CONFIG_INVALID');
+    let message = '';
+    try {
+      loadConfig({ HOTLINE_PORT: '80a', HOTLINE_LOG_LEVEL: 'loud', HOTLINE_TLS_CERT: 'c.pem' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    for (const name of ['HOTLINE_AGREEMENT', 'HOTLINE_DATA_DIR', 'HOTLINE_PORT', 'HOTLINE_LOG_LEVEL', 'HOTLINE_TLS_KEY']) expect(message).toContain(name);
+    expect(codeOf(() => loadConfig(base, ['--port', '70000']))).toBe('HL_ERR_CONFIG_INVALID');
+    expect(codeOf(() => loadConfig(base, ['--bogus', 'x']))).toBe('HL_ERR_CONFIG_INVALID');
+    expect(codeOf(() => loadConfig(base, ['--port']))).toBe('HL_ERR_CONFIG_INVALID');
+  });
+});

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { WriteQueue } from '../../../server/store/write-queue.js';
+import type { Write, WriteResult } from '../../../server/store/store.js';
+
+function fakeStore() {
+  const batches: Write[][] = [];
+  return {
+    batches,
+    commit: async (writes: readonly Write[]): Promise<WriteResult[]> => {
+      batches.push([...writes]);
+      return writes.map((w, i) => (i === 1 ? { ok: false, error: new Error('refused') } : { ok: true, status: 'new', acceptedAt: w.acceptedAt ?? 0, delivered: [] }));
+    },
+  };
+}
+
+const write = (at: number) => ({ kind: 'receipt', acceptedAt: at, mailboxes: [] }) as unknown as Write;
+
+describe('WriteQueue', () => {
+  it('commits writes enqueued in the same turn as one batch, in order, and answers each after the commit', async () => {
+    const store = fakeStore();
+    const q = new WriteQueue(store);
+    const results = await Promise.all([1, 2, 3, 4, 5].map((n) => q.enqueue(write(n))));
+    expect(store.batches).toHaveLength(1);
+    expect(store.batches[0]!.map((w) => (w as { acceptedAt: number }).acceptedAt)).toEqual([1, 2, 3, 4, 5]);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true, true, true]);
+    expect(q.commits).toBe(1);
+
+    await q.enqueue(write(6));
+    expect(store.batches).toHaveLength(2);
+  });
+
+  it('splits at maxBatch and drain waits for every commit', async () => {
+    const store = fakeStore();
+    const q = new WriteQueue(store, 2);
+    const all = [1, 2, 3, 4, 5].map((n) => q.enqueue(write(n)));
+    await q.drain();
+    expect(store.batches.map((b) => b.length)).toEqual([2, 2, 1]);
+    await Promise.all(all);
+  });
+
+  it('answers every caller with the error when the commit throws', async () => {
+    const q = new WriteQueue({ commit: async () => Promise.reject(new Error('disk full')) });
+    const results = await Promise.all([q.enqueue(write(1)), q.enqueue(write(2))]);
+    expect(results.every((r) => !r.ok)).toBe(true);
+  });
+});
