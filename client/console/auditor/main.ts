@@ -1,0 +1,2 @@
+import { initLanguage } from '../common/i18n.js';
+initLanguage();

@@ -1,0 +1,84 @@
+import { HotlineError } from '../../../shared/errors.js';
+import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
+import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
+import type { DataCipher } from '../key-store.js';
+import type { KeyValueStore } from '../kv.js';
+import { h } from './dom.js';
+import { LANGUAGES, language, setLanguage, t, type Language, type MessageKey } from './i18n.js';
+
+/** The page header: title, a slot for status, the language picker and the lock button. */
+export function pageHeader(titleKey: MessageKey, status: HTMLElement | null, onLock?: () => void): HTMLElement {
+  const picker = h('select', { id: 'language', 'aria-label': t('language') });
+  for (const [code, name] of Object.entries(LANGUAGES)) {
+    const opt = h('option', { value: code }, name);
+    if (code === language()) opt.selected = true;
+    picker.appendChild(opt);
+  }
+  picker.addEventListener('change', () => setLanguage(picker.value as Language));
+  return h(
+    'header',
+    { class: 'top' },
+    h('h1', {}, t(titleKey)),
+    status,
+    h('div', { class: 'tools' }, h('label', {}, t('language'), ' ', picker), onLock ? h('button', { type: 'button', id: 'lock', class: 'secondary', onclick: onLock }, t('lock')) : null),
+  );
+}
+
+/**
+ * Sealed per-device console data (message text, confirmations, the pinned agreement) in the
+ * key-value store, written through one chain so that writes never interleave.
+ */
+export class SealedRecord<T> {
+  readonly #kv: KeyValueStore;
+  readonly #cipher: DataCipher;
+  readonly #key: string;
+  #chain: Promise<unknown> = Promise.resolve();
+  value: T;
+
+  private constructor(kv: KeyValueStore, cipher: DataCipher, key: string, value: T) {
+    this.#kv = kv;
+    this.#cipher = cipher;
+    this.#key = key;
+    this.value = value;
+  }
+
+  static async open<T>(kv: KeyValueStore, cipher: DataCipher, key: string, initial: () => T): Promise<SealedRecord<T>> {
+    const text = await kv.get(key);
+    return new SealedRecord(kv, cipher, key, text === undefined ? initial() : (cipher.open(text) as T));
+  }
+
+  /** Change the value in memory now and store it sealed. */
+  save(mutate: (value: T) => void): Promise<void> {
+    mutate(this.value);
+    const snapshot = this.#cipher.seal(this.value);
+    const run = this.#chain.then(() => this.#kv.set(this.#key, snapshot));
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/**
+ * The agreement this console uses. The first time, the server's copy is pinned (trust on first
+ * use, shown by its hash for comparison) after checking that this device's certificate chains to
+ * it; later, a different server copy is refused with HL_ERR_AGREEMENT_MISMATCH. The pinned copy is
+ * sealed, so no one without the passphrase can swap it in storage.
+ */
+export async function pinAgreement(pinned: Agreement | undefined, device: DeviceSecretFile, now: number): Promise<Agreement> {
+  const res = await fetch('/v1/agreement').catch((cause: unknown) => {
+    throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', 'the server cannot be reached', { cause });
+  });
+  if (!res.ok) throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `GET /v1/agreement: HTTP ${res.status}`);
+  const remote = parseAgreement(await res.json());
+  if (pinned && agreementHash(parseAgreement(pinned)) !== agreementHash(remote)) {
+    throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', 'the server runs another agreement than the one this console pinned');
+  }
+  await verifyDeviceCertificate(remote, device.certificate, { now });
+  return remote;
+}
+
+/** A full-page error (agreement mismatch, certificate refused): nothing else can go on. */
+export function fatalView(err: unknown): HTMLElement {
+  const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';
+  const message = err instanceof Error ? err.message : String(err);
+  return h('div', { class: 'card fatal', role: 'alert', id: 'fatal' }, h('h2', {}, code), h('p', {}, message));
+}

@@ -1,0 +1,452 @@
+import { HotlineClient, type WebSocketConstructorLike } from '../../hotline-client.js';
+import { BrowserStorage } from '../../storage/browser-storage.js';
+import type { ClientState } from '../../storage/client-storage.js';
+import { fingerprint } from '../../../shared/crypto/keys.js';
+import { agreementHash } from '../../../shared/crypto/keys.js';
+import { fromBase64 } from '../../../shared/encoding/base64.js';
+import { PRECEDENCES, type Agreement, type Precedence } from '../../../shared/protocol/schemas.js';
+import type { HotlineEvent } from '../../../shared/protocol/frames.js';
+import { KeyStore, type UnlockedKey } from '../key-store.js';
+import { openIndexedDb, type KeyValueStore } from '../kv.js';
+import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
+import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
+import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
+import { showUnlock } from '../common/unlock-view.js';
+import { startAlarm, type Alarm } from './alarm.js';
+import {
+  MAX_EVENTS,
+  OUT_RUNGS,
+  flashAlarms,
+  inboxRows,
+  initialConsoleData,
+  outboxRows,
+  peerKeys,
+  peerTrust,
+  type ConsoleData,
+  type ConsoleEvent,
+  type InboxRow,
+  type OutboxRow,
+} from './model.js';
+
+const DIRECTORY_REFRESH_MS = 5 * 60_000;
+
+async function main(): Promise<void> {
+  initLanguage();
+  const root = document.getElementById('app')!;
+  const kv = await openIndexedDb();
+  const store = new KeyStore(kv, 'operator');
+  const showLock = () => {
+    const body = h('main', {});
+    replace(root, pageHeader('app_operator', null), body);
+    return body;
+  };
+  let lockBody = showLock();
+  const offLang = onLanguageChange(() => {
+    lockBody = showLock();
+    void showUnlock(lockBody, store, ['operator']).then(start);
+  });
+  const start = async (unlocked: UnlockedKey) => {
+    offLang();
+    try {
+      await runConsole(root, kv, unlocked);
+    } catch (err) {
+      replace(root, pageHeader('app_operator', null), fatalView(err));
+    }
+  };
+  void showUnlock(lockBody, store, ['operator']).then(start);
+}
+
+async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: UnlockedKey): Promise<void> {
+  const device = unlocked.device;
+  const c = device.certificate.cert;
+  const me = { party: c.party, device: c.device };
+  const key = `${c.party}/${c.device}`;
+  // Created inside the unlock click, so that the browser lets it sound later.
+  const alarm: Alarm = startAlarm();
+
+  const data = await SealedRecord.open<ConsoleData>(kv, unlocked.data, `console-data/${key}`, initialConsoleData);
+  const agreement: Agreement = await pinAgreement(data.value.agreement, device, Date.now());
+  if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
+
+  const storage = new BrowserStorage(kv, unlocked.data);
+  const client = new HotlineClient({
+    serverUrl: location.origin,
+    agreement,
+    device,
+    storage,
+    WebSocket: WebSocket as unknown as WebSocketConstructorLike,
+  });
+
+  let state: ClientState = await storage.read(key);
+  let connected = false;
+  let lastTest: { ok: boolean; roundTripMs?: number; at: number } | undefined;
+  let composeError = '';
+
+  const addEvent = (ev: ConsoleEvent) =>
+    data.save((d) => {
+      d.events.unshift(ev);
+      d.events.length = Math.min(d.events.length, MAX_EVENTS);
+    });
+
+  // ----- sections (each redrawn on its own so that the compose form keeps its input) -----
+  const statusEl = h('div', { class: 'status', id: 'link-status', 'aria-live': 'polite' });
+  const bannerEl = h('div', { id: 'alert-slot' });
+  const peersEl = h('section', { class: 'card', id: 'peers' });
+  const composeEl = h('section', { class: 'card', id: 'compose' });
+  const inboxEl = h('section', { class: 'card', id: 'inbox' });
+  const outboxEl = h('section', { class: 'card', id: 'outbox' });
+  const eventsEl = h('section', { class: 'card', id: 'events' });
+
+  const lock = () => {
+    void client.stop().finally(() => location.reload());
+  };
+  const layout = () =>
+    replace(
+      root,
+      pageHeader('app_operator', statusEl, lock),
+      bannerEl,
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, inboxEl, outboxEl), h('div', { class: 'col side' }, composeEl, peersEl, eventsEl)),
+    );
+
+  const trust = () => peerTrust(peerKeys(client.directory(), me, data.value.confirmed), data.value.confirmed);
+
+  const drawStatus = () => {
+    replace(
+      statusEl,
+      h('span', { class: `pill ${connected ? 'ok' : 'bad'}`, id: 'link-state', 'data-connected': String(connected) }, `${t('link')}: ${t(connected ? 'connected' : 'disconnected')}`),
+      h(
+        'span',
+        { class: `pill ${lastTest ? (lastTest.ok ? 'ok' : 'bad') : 'idle'}`, id: 'link-test' },
+        `${t('last_test')}: `,
+        lastTest
+          ? `${formatTime(lastTest.at)} ${t(lastTest.ok ? 'test_ok' : 'test_failed')}${lastTest.roundTripMs === undefined ? '' : `, ${t('round_trip', { ms: lastTest.roundTripMs })}`}`
+          : t('no_test'),
+      ),
+      h('span', { class: 'who' }, `${t('me')}: ${key}`),
+    );
+  };
+
+  const drawPeers = () => {
+    const keys = peerKeys(client.directory(), me, data.value.confirmed);
+    const status = trust();
+    const warning =
+      status === 'changed'
+        ? h('p', { class: 'warning', role: 'alert', id: 'peer-warning', 'data-trust': status }, t('peer_changed'))
+        : status === 'unconfirmed'
+          ? h('p', { class: 'notice', id: 'peer-warning', 'data-trust': status }, t('peer_unconfirmed'))
+          : status === 'none'
+            ? h('p', { class: 'notice', id: 'peer-warning', 'data-trust': status }, t('no_peer_devices'))
+            : h('p', { class: 'ok-note', id: 'peer-ok', 'data-trust': status }, t('keys_confirmed'));
+    replace(
+      peersEl,
+      h('h2', {}, t('peer_keys')),
+      warning,
+      h(
+        'ul',
+        { class: 'keys' },
+        ...keys.map((k) =>
+          h(
+            'li',
+            { class: k.confirmed ? '' : 'unconfirmed' },
+            h('b', {}, `${k.party}/${k.device}`),
+            ` (${k.role})`,
+            k.confirmed ? null : h('span', { class: 'tag bad' }, t('peer_new')),
+            h('code', { title: `box ${k.boxFingerprint}` }, groupHex(k.signFingerprint)),
+          ),
+        ),
+      ),
+      status === 'changed' || status === 'unconfirmed'
+        ? h('button', {
+            type: 'button',
+            id: 'confirm-keys',
+            onclick: async () => {
+              await data.save((d) => (d.confirmed = keys.map((k) => k.identity)));
+              drawPeers();
+              drawCompose();
+            },
+          }, t('confirm_keys'))
+        : null,
+      h('p', { class: 'small' }, `${t('me')} ${key}: `, h('code', {}, groupHex(fingerprint(fromBase64(c.signKey))))),
+      h('p', { class: 'small' }, `${t('agreement')}: `, h('code', {}, groupHex(agreementHash(agreement).slice(0, 32)))),
+    );
+  };
+
+  const others = agreement.parties.filter((p) => p.id !== me.party);
+  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+  const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
+  precSel.value = 'ROUTINE';
+  const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
+  const body = h('textarea', { id: 'body', rows: 5, required: true });
+  const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+
+  const drawCompose = () => {
+    for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
+    const blocked = trust() !== 'ok';
+    const form = h(
+      'form',
+      { id: 'compose-form' },
+      h('h2', {}, t('compose')),
+      h('label', {}, t('to'), toSel),
+      h('label', {}, t('precedence'), precSel),
+      h('label', {}, t('subject'), subject),
+      h('label', {}, t('body'), body),
+      h('label', { class: 'check' }, exercise, ' ', t('exercise')),
+      h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
+      blocked ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : null,
+      composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,
+    );
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (trust() !== 'ok' || body.value.trim() === '') return;
+      const text = { body: body.value, lang: language(), ...(subject.value ? { subject: subject.value } : {}) };
+      client
+        .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
+        .then(async ({ id }) => {
+          composeError = '';
+          await data.save((d) => (d.texts[id] = text));
+          subject.value = '';
+          body.value = '';
+          exercise.checked = false;
+          drawCompose();
+          await refresh();
+        })
+        .catch((err: unknown) => {
+          composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
+          drawCompose();
+        });
+    });
+    replace(composeEl, form);
+  };
+
+  const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
+    h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
+
+  const dueCell = (dueAt: number | undefined) => h('td', { class: 'due', ...(dueAt === undefined ? {} : { 'data-due': dueAt }) }, dueAt === undefined ? '—' : '');
+
+  const messageText = (text: { subject?: string; body: string; lang: string } | undefined) =>
+    text ? h('div', { class: 'text', lang: text.lang }, text.subject ? h('b', {}, text.subject) : null, h('p', {}, text.body)) : h('div', { class: 'text muted' }, '…');
+
+  const acknowledge = async (id: string) => {
+    try {
+      await client.acknowledge(id);
+    } catch (err) {
+      await addEvent({ at: Date.now(), kind: 'error', params: errParams(err) });
+    }
+    await refresh();
+  };
+
+  const drawInbox = (rows: InboxRow[]) => {
+    replace(
+      inboxEl,
+      h('h2', {}, t('inbox')),
+      rows.length === 0
+        ? h('p', { class: 'muted' }, t('empty'))
+        : h(
+            'table',
+            {},
+            h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_from', 'col_subject', 'col_time', 'col_status', 'col_deadline'] as const).map((k) => h('th', {}, t(k))), h('th', {}))),
+            h(
+              'tbody',
+              {},
+              ...rows.map((r) =>
+                h(
+                  'tr',
+                  { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
+                  h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+                  h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
+                  h('td', {}, messageText(r.text)),
+                  h('td', {}, formatTime(r.acceptedAt)),
+                  h('td', { class: 'rung' }, r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? key : r.acknowledged.by }) : t('rung_received')),
+                  dueCell(r.dueAt),
+                  h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
+                ),
+              ),
+            ),
+          ),
+    );
+  };
+
+  const ladder = (rung: OutboxRow['rung']) =>
+    h('ol', { class: 'ladder' }, ...OUT_RUNGS.map((x, i) => h('li', { class: i <= OUT_RUNGS.indexOf(rung) ? 'done' : '' }, t(`rung_${x}` as MessageKey))));
+
+  const drawOutbox = (rows: OutboxRow[]) => {
+    replace(
+      outboxEl,
+      h('h2', {}, t('outbox')),
+      rows.length === 0
+        ? h('p', { class: 'muted' }, t('empty'))
+        : h(
+            'table',
+            {},
+            h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'] as const).map((k) => h('th', {}, t(k))))),
+            h(
+              'tbody',
+              {},
+              ...rows.map((r) => {
+                const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
+                return h(
+                  'tr',
+                  { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.rung },
+                  h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+                  h('td', {}, r.header.to),
+                  h('td', {}, messageText(r.text)),
+                  h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt)),
+                  h(
+                    'td',
+                    { class: 'rung' },
+                    h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
+                    ladder(r.rung),
+                    last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+                  ),
+                  dueCell(r.dueAt),
+                );
+              }),
+            ),
+          ),
+    );
+  };
+
+  const drawBanner = (rows: InboxRow[]) => {
+    const alarms = flashAlarms(rows);
+    if (alarms.length === 0) {
+      alarm.stop();
+      replace(bannerEl);
+      return;
+    }
+    alarm.start();
+    replace(
+      bannerEl,
+      ...alarms.map((r) =>
+        h(
+          'div',
+          { class: 'flash-banner', role: 'alert', 'data-id': r.id },
+          h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+          r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
+          h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
+        ),
+      ),
+    );
+  };
+
+  const drawEvents = () => {
+    replace(
+      eventsEl,
+      h('h2', {}, t('events')),
+      data.value.events.length === 0
+        ? h('p', { class: 'muted' }, t('empty'))
+        : h('ul', { class: 'events' }, ...data.value.events.slice(0, 20).map((e) => h('li', { class: `ev ev-${e.kind.replace('.', '-')}` }, `${formatTime(e.at)} `, eventText(e)))),
+    );
+  };
+
+  const tick = () => {
+    const now = Date.now();
+    for (const cell of Array.from(document.querySelectorAll<HTMLElement>('td.due[data-due]'))) {
+      const left = Number(cell.dataset.due) - now;
+      cell.textContent = left >= 0 ? t('due_in', { t: formatDuration(left) }) : t('overdue', { t: formatDuration(-left) });
+      cell.classList.toggle('overdue', left < 0);
+    }
+  };
+
+  const drawAll = () => {
+    const inbox = inboxRows(state, data.value, agreement, me);
+    drawStatus();
+    drawBanner(inbox);
+    drawPeers();
+    drawCompose();
+    drawInbox(inbox);
+    drawOutbox(outboxRows(state, data.value, agreement));
+    drawEvents();
+    tick();
+  };
+
+  let refreshing: Promise<void> = Promise.resolve();
+  const refresh = (): Promise<void> => {
+    refreshing = refreshing.then(async () => {
+      state = await storage.read(key);
+      drawAll();
+    });
+    return refreshing;
+  };
+
+  // ----- client events -----
+  client.on('connected', () => {
+    connected = true;
+    drawStatus();
+    void refresh();
+  });
+  client.on('disconnected', () => {
+    connected = false;
+    drawStatus();
+  });
+  client.on('message', (m) => {
+    void data
+      .save((d) => {
+        d.texts[m.header.id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
+        d.inboxAcceptedAt[m.header.id] = m.acceptedAt;
+      })
+      .then(refresh);
+  });
+  client.on('receipt', (r) => {
+    const b = r.receipt.receipt;
+    if (!r.verified) {
+      void addEvent({ at: Date.now(), kind: 'error', params: { code: r.error?.code ?? 'HL_ERR_RECEIPT_BAD_SIGNATURE', message: `receipt for ${b.messageId} from ${b.by.party}/${b.by.device} does not verify` } }).then(refresh);
+      return;
+    }
+    if (b.kind === 'acknowledged' && b.by.party === me.party && state.inbox[b.messageId]) {
+      void data.save((d) => (d.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at })).then(refresh);
+      return;
+    }
+    void refresh();
+  });
+  client.on('accepted', () => void refresh());
+  client.on('receipt-accepted', () => void refresh());
+  client.on('refused', (e) => void addEvent({ at: Date.now(), kind: 'error', params: { code: e.code, message: e.message } }).then(refresh));
+  client.on('error', (e) => void addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }).then(drawEvents));
+  client.on('event', (ev) => {
+    if (ev.type === 'link.test' || ev.type === 'link.up' || ev.type === 'link.down') {
+      if (ev.type === 'link.test') lastTest = { ok: ev.ok, at: ev.at, ...(ev.roundTripMs === undefined ? {} : { roundTripMs: ev.roundTripMs }) };
+      drawStatus();
+    }
+    void addEvent(toConsoleEvent(ev)).then(refresh);
+  });
+
+  onLanguageChange(() => {
+    layout();
+    drawAll();
+  });
+  layout();
+  drawAll();
+  setInterval(tick, 1000);
+  setInterval(() => {
+    if (client.connected) void client.refreshDirectory().then(drawAll, () => undefined);
+  }, DIRECTORY_REFRESH_MS);
+  await client.start();
+  // The directory was fetched and verified as part of connecting: show the peers' keys now.
+  drawAll();
+}
+
+function errParams(err: unknown): Record<string, string> {
+  const code = (err as { code?: unknown }).code;
+  return { code: typeof code === 'string' ? code : 'HL_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
+  switch (ev.type) {
+    case 'deadline.missed':
+      return { at: ev.at, kind: 'deadline.missed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs), level: ev.level } };
+    case 'deadline.met':
+      return { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+    case 'audit.alarm':
+      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
+    default:
+      return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
+  }
+}
+
+function eventText(e: ConsoleEvent): string {
+  const key: MessageKey =
+    e.kind === 'deadline.missed' ? 'ev_deadline_missed' : e.kind === 'deadline.met' ? 'ev_deadline_met' : e.kind === 'link' ? 'ev_link' : e.kind === 'alarm' ? 'ev_alarm' : 'ev_error';
+  return t(key, e.params);
+}
+
+void main();

@@ -1,0 +1,170 @@
+import { fingerprint } from '../../../shared/crypto/keys.js';
+import { fromBase64 } from '../../../shared/encoding/base64.js';
+import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
+import type { ClientState } from '../../storage/client-storage.js';
+
+/**
+ * The operator console's view model, computed from the client's stored state and the console's
+ * own sealed data. Pure: the DOM code only draws what these functions return.
+ */
+
+export type OutRung = 'sent' | 'accepted' | 'delivered' | 'acknowledged';
+export const OUT_RUNGS: readonly OutRung[] = ['sent', 'accepted', 'delivered', 'acknowledged'];
+
+export interface MessageText {
+  subject?: string;
+  body: string;
+  lang: string;
+}
+
+/** What the console keeps besides the client state, sealed under the data key. */
+export interface ConsoleData {
+  v: 1;
+  agreement?: Agreement;
+  texts: Record<string, MessageText>;
+  /** When the server accepted each inbox message (the deadlines run from it). */
+  inboxAcceptedAt: Record<string, number>;
+  /** Inbox messages a colleague on the same watch acknowledged (their signed receipt, verified). */
+  ackedByColleague: Record<string, { by: string; at: number }>;
+  /** Peer certificate identities the operator confirmed by comparing fingerprints. */
+  confirmed: string[];
+  /** Recent events, newest first. */
+  events: ConsoleEvent[];
+}
+
+export interface ConsoleEvent {
+  at: number;
+  kind: 'deadline.missed' | 'deadline.met' | 'link' | 'alarm' | 'error';
+  params: Record<string, string | number>;
+}
+
+export const MAX_EVENTS = 50;
+
+export function initialConsoleData(): ConsoleData {
+  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [] };
+}
+
+export interface InboxRow {
+  id: string;
+  header: EnvelopeHeader;
+  text?: MessageText;
+  acceptedAt: number;
+  /** Only messages addressed to this party are answered here (colleagues' sent copies are not). */
+  answerable: boolean;
+  acknowledged?: { by: string; at: number };
+  /** Absent when nothing more is due. */
+  dueAt?: number;
+}
+
+export interface OutboxRow {
+  id: string;
+  header: EnvelopeHeader;
+  text?: MessageText;
+  rung: OutRung;
+  acceptedAt?: number;
+  /** Verified receipts by rung: who signed, when. */
+  receipts: { kind: string; by: string; at: number }[];
+  dueAt?: number;
+}
+
+export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow[] {
+  const rows: InboxRow[] = [];
+  for (const [id, rec] of Object.entries(state.inbox)) {
+    const acceptedAt = data.inboxAcceptedAt[id] ?? rec.receivedAt;
+    const answerable = rec.header.to === me.party;
+    const acknowledged =
+      rec.acknowledgedAt !== undefined ? { by: 'me', at: rec.acknowledgedAt } : data.ackedByColleague[id];
+    const deadline = agreement.deadlines[rec.header.precedence];
+    const text = data.texts[id];
+    rows.push({
+      id,
+      header: rec.header,
+      ...(text ? { text } : {}),
+      acceptedAt,
+      answerable,
+      ...(acknowledged ? { acknowledged } : {}),
+      ...(answerable && !acknowledged ? { dueAt: acceptedAt + deadline.acknowledgedMs } : {}),
+    });
+  }
+  return rows.sort((a, b) => b.acceptedAt - a.acceptedAt);
+}
+
+export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
+  const rows: OutboxRow[] = [];
+  for (const item of state.outbox) {
+    if (item.kind !== 'envelope') continue;
+    const d = agreement.deadlines[item.draft.precedence];
+    rows.push({
+      id: item.id,
+      header: item.envelope.header,
+      text: data.texts[item.id] ?? item.draft.plaintext,
+      rung: 'sent',
+      receipts: [],
+      dueAt: item.composedAt + d.deliveredMs,
+    });
+  }
+  for (const [id, rec] of Object.entries(state.sent)) {
+    const d = agreement.deadlines[rec.header.precedence];
+    const kinds = new Set(rec.receipts.map((r) => r.kind));
+    const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
+    const start = rec.acceptedAt ?? rec.header.sentAt;
+    const dueAt = rung === 'accepted' ? start + d.deliveredMs : rung === 'delivered' ? start + d.acknowledgedMs : undefined;
+    const text = data.texts[id];
+    rows.push({
+      id,
+      header: rec.header,
+      ...(text ? { text } : {}),
+      rung,
+      ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
+      receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
+      ...(dueAt === undefined ? {} : { dueAt }),
+    });
+  }
+  return rows.sort((a, b) => b.header.sentAt - a.header.sentAt);
+}
+
+/** Unacknowledged FLASH messages addressed to this party: they hold the alarm on. */
+export function flashAlarms(rows: readonly InboxRow[]): InboxRow[] {
+  return rows.filter((r) => r.answerable && !r.acknowledged && r.header.precedence === ('FLASH' satisfies Precedence));
+}
+
+export interface PeerKey {
+  identity: string;
+  party: string;
+  device: string;
+  role: string;
+  signFingerprint: string;
+  boxFingerprint: string;
+  confirmed: boolean;
+}
+
+/** A certificate's identity for confirmation: any change of key (or role) is a new identity. */
+export function certIdentity(c: DeviceCertBody): string {
+  return `${c.party}/${c.device}/${c.role}/${c.signKey}/${c.boxKey}`;
+}
+
+/** The devices of other parties that messages are encrypted to (operators and archives). */
+export function peerKeys(directory: readonly DeviceCertBody[], me: { party: string }, confirmed: readonly string[]): PeerKey[] {
+  return directory
+    .filter((c) => c.party !== me.party && (c.role === 'operator' || c.role === 'archive'))
+    .map((c) => ({
+      identity: certIdentity(c),
+      party: c.party,
+      device: c.device,
+      role: c.role,
+      signFingerprint: fingerprint(fromBase64(c.signKey)),
+      boxFingerprint: fingerprint(fromBase64(c.boxKey)),
+      confirmed: confirmed.includes(certIdentity(c)),
+    }))
+    .sort((a, b) => (a.party + a.device).localeCompare(b.party + b.device));
+}
+
+/**
+ * 'ok' when every peer key is confirmed; 'unconfirmed' before the first confirmation; 'changed'
+ * when a key differs from what was confirmed. Sending is allowed only when 'ok'.
+ */
+export function peerTrust(keys: readonly PeerKey[], confirmed: readonly string[]): 'ok' | 'unconfirmed' | 'changed' | 'none' {
+  if (keys.length === 0) return 'none';
+  if (keys.every((k) => k.confirmed)) return 'ok';
+  return confirmed.length === 0 ? 'unconfirmed' : 'changed';
+}
