@@ -70,6 +70,8 @@ export interface OutboxRow {
 export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow[] {
   const rows: InboxRow[] = [];
   for (const [id, rec] of Object.entries(state.inbox)) {
+    // Link tests are answered automatically and shown as the link status, not as messages.
+    if (rec.header.linkTest) continue;
     const acceptedAt = data.inboxAcceptedAt[id] ?? rec.receivedAt;
     const answerable = rec.header.to === me.party;
     const acknowledged =
@@ -92,7 +94,7 @@ export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agre
 export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
   const rows: OutboxRow[] = [];
   for (const item of state.outbox) {
-    if (item.kind !== 'envelope') continue;
+    if (item.kind !== 'envelope' || item.envelope.header.linkTest) continue;
     const d = agreement.deadlines[item.draft.precedence];
     rows.push({
       id: item.id,
@@ -104,6 +106,7 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
     });
   }
   for (const [id, rec] of Object.entries(state.sent)) {
+    if (rec.header.linkTest) continue;
     const d = agreement.deadlines[rec.header.precedence];
     const kinds = new Set(rec.receipts.map((r) => r.kind));
     const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';

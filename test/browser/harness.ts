@@ -1,0 +1,130 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
+
+/** Debian's Chromium, headless, nothing that reaches the network on its own. */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+export const SCREENSHOT_DIR = 'test-results';
+
+export interface Harness {
+  server: RunningServer;
+  dep: Deployment;
+  browser: Browser;
+  /** Where each device's key file was written (`party/device` → path). */
+  keyFiles: Record<string, string>;
+  /** Secret key material of each device, as base64 strings (to look for in storage). */
+  close(): Promise<void>;
+}
+
+/** A fresh deployment, its key files on disk, the server on 127.0.0.1:0, every device enrolled, and Chromium. */
+export async function startHarness(): Promise<Harness> {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(`Chromium not found at ${CHROMIUM_PATH}: apt-get install -y chromium`);
+  const dep = await createDeployment();
+  const dir = tempDir('hotline-browser-');
+  const keyFiles: Record<string, string> = {};
+  for (const [key, secret] of Object.entries(dep.devices)) {
+    const path = join(dir.path, `${key.replace('/', '-')}.key`);
+    writeFileSync(path, JSON.stringify(secret, null, 2), { mode: 0o600 });
+    keyFiles[key] = path;
+  }
+  const server = await startServer({ agreement: dep.agreement, dataDir: join(dir.path, 'data'), host: '127.0.0.1', port: 0, logLevel: 'warn' });
+  for (const secret of Object.values(dep.devices)) {
+    const res = await fetch(`${server.url}/v1/directory/devices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(secret.certificate),
+    });
+    if (res.status !== 201) throw new Error(`enrolment failed: HTTP ${res.status} ${await res.text()}`);
+  }
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  return {
+    server,
+    dep,
+    browser,
+    keyFiles,
+    async close() {
+      await browser.close();
+      await server.close();
+      dir.remove();
+    },
+  };
+}
+
+/** A page that records its errors (uncaught exceptions, console errors such as CSP violations). */
+export async function openPage(context: BrowserContext, url: string): Promise<{ page: Page; errors: string[] }> {
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  await page.goto(url);
+  return { page, errors };
+}
+
+/** Import a key file through the console's form and wait until the console is past the lock screen. */
+export async function importKey(page: Page, keyFile: string, passphrase: string): Promise<void> {
+  await page.setInputFiles('#key-file', keyFile);
+  await page.fill('#new-passphrase', passphrase);
+  await page.fill('#new-passphrase-again', passphrase);
+  await page.click('#import');
+}
+
+/** Everything the page's origin keeps: every IndexedDB value and every localStorage item, as one string. */
+export async function dumpStorage(page: Page): Promise<string> {
+  return page.evaluate(async () => {
+    const out: string[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i)!;
+      out.push(k, localStorage.getItem(k) ?? '');
+    }
+    for (const info of await indexedDB.databases()) {
+      if (!info.name) continue;
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const req = indexedDB.open(info.name!);
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      for (const storeName of Array.from(db.objectStoreNames)) {
+        const tx = db.transaction(storeName, 'readonly');
+        const store = tx.objectStore(storeName);
+        const [keys, values] = await Promise.all(
+          [store.getAllKeys(), store.getAll()].map(
+            (req) => new Promise<unknown[]>((resolve, reject) => {
+              req.onsuccess = () => resolve(req.result as unknown[]);
+              req.onerror = () => reject(req.error);
+            }),
+          ),
+        );
+        out.push(...keys!.map(String), ...values!.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))));
+      }
+      db.close();
+    }
+    return out.join('\n');
+  });
+}
+
+/** Forms in which a secret key could sit in clear: base64, hex, raw bytes as latin-1, a JSON byte array. */
+export function secretForms(base64Secrets: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const b64 of base64Secrets) {
+    const bytes = Buffer.from(b64, 'base64');
+    out.push(b64, bytes.toString('hex'), bytes.toString('latin1'), Array.from(bytes).join(','));
+  }
+  return out;
+}

@@ -1,0 +1,105 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { certIdentity, flashAlarms, inboxRows, initialConsoleData, outboxRows, peerKeys, peerTrust } from '../../../client/console/operator/model.js';
+import { dictionaries } from '../../../client/console/common/i18n.js';
+import { initialState, type ClientState } from '../../../client/storage/client-storage.js';
+import type { DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
+import { makeDeployment, type TestDeployment } from '../../helpers/fixtures.js';
+
+let dep: TestDeployment;
+beforeAll(async () => {
+  dep = await makeDeployment();
+});
+
+function header(id: string, precedence: Precedence, from: string, to: string, extra: Partial<EnvelopeHeader> = {}): EnvelopeHeader {
+  return { id, precedence, from: { party: from, device: 'x' }, to, sentAt: 1_000, seq: 1, ...extra } as unknown as EnvelopeHeader;
+}
+
+/** An inbox record as the client stores it (its optional fields vary with the client's version). */
+function inbox(rec: { header: EnvelopeHeader; envelopeHash: string; receivedAt: number; acknowledgedAt?: number }): ClientState['inbox'][string] {
+  return { status: 'ok', ...rec } as ClientState['inbox'][string];
+}
+
+describe('inboxRows / flashAlarms', () => {
+  it('counts the acknowledgement deadline from acceptedAt, ends it on acknowledgement, and raises the alarm only for unacknowledged FLASH to us', () => {
+    const state: ClientState = initialState('cn-mnd/cn-op-1');
+    state.inbox.a = inbox({ header: header('a', 'FLASH', 'jp-mod', 'cn-mnd'), envelopeHash: 'h', receivedAt: 5_000 });
+    state.inbox.b = inbox({ header: header('b', 'ROUTINE', 'jp-mod', 'cn-mnd'), envelopeHash: 'h', receivedAt: 6_000, acknowledgedAt: 7_000 });
+    state.inbox.c = inbox({ header: header('c', 'FLASH', 'cn-mnd', 'jp-mod'), envelopeHash: 'h', receivedAt: 8_000 });
+    state.inbox.t = inbox({ header: header('t', 'ROUTINE', 'jp-mod', 'cn-mnd', { linkTest: true }), envelopeHash: 'h', receivedAt: 9_000 });
+    const data = initialConsoleData();
+    data.inboxAcceptedAt.a = 4_000;
+    const rows = inboxRows(state, data, dep.agreement, { party: 'cn-mnd' });
+    expect(rows.map((r) => r.id)).toEqual(['c', 'b', 'a']);
+    const a = rows.find((r) => r.id === 'a')!;
+    expect(a.dueAt).toBe(4_000 + dep.agreement.deadlines.FLASH.acknowledgedMs);
+    expect(rows.find((r) => r.id === 'b')!.dueAt).toBeUndefined();
+    expect(rows.find((r) => r.id === 'c')!.answerable).toBe(false);
+    expect(flashAlarms(rows).map((r) => r.id)).toEqual(['a']);
+    data.ackedByColleague.a = { by: 'cn-mnd/cn-op-2', at: 4_500 };
+    expect(flashAlarms(inboxRows(state, data, dep.agreement, { party: 'cn-mnd' }))).toEqual([]);
+  });
+});
+
+describe('outboxRows', () => {
+  it('climbs the rungs sent → accepted → delivered → acknowledged with the next deadline of each', () => {
+    const state: ClientState = initialState('jp-mod/jp-op-1');
+    const d = dep.agreement.deadlines.IMMEDIATE;
+    state.outbox.push({
+      kind: 'envelope',
+      id: 's',
+      draft: { to: 'cn-mnd', precedence: 'IMMEDIATE', plaintext: { body: 'x', lang: 'en' } },
+      envelope: { header: header('s', 'IMMEDIATE', 'jp-mod', 'cn-mnd') } as never,
+      composedAt: 100,
+      resealed: 0,
+    });
+    const by = { party: 'cn-mnd', device: 'cn-op-1' };
+    state.sent.a = { header: header('a', 'IMMEDIATE', 'jp-mod', 'cn-mnd', { sentAt: 2_000 }), envelopeHash: 'h', acceptedAt: 2_000, receipts: [] };
+    state.sent.d = { header: header('d', 'IMMEDIATE', 'jp-mod', 'cn-mnd', { sentAt: 3_000 }), envelopeHash: 'h', acceptedAt: 3_000, receipts: [{ kind: 'delivered', by, at: 3_100 } as never] };
+    state.sent.k = {
+      header: header('k', 'IMMEDIATE', 'jp-mod', 'cn-mnd', { sentAt: 4_000 }),
+      envelopeHash: 'h',
+      acceptedAt: 4_000,
+      receipts: [{ kind: 'delivered', by, at: 4_100 } as never, { kind: 'acknowledged', by, at: 4_200 } as never],
+    };
+    const rows = Object.fromEntries(outboxRows(state, initialConsoleData(), dep.agreement).map((r) => [r.id, r]));
+    expect(rows.s).toMatchObject({ rung: 'sent', dueAt: 100 + d.deliveredMs });
+    expect(rows.a).toMatchObject({ rung: 'accepted', dueAt: 2_000 + d.deliveredMs });
+    expect(rows.d).toMatchObject({ rung: 'delivered', dueAt: 3_000 + d.acknowledgedMs });
+    expect(rows.k!.rung).toBe('acknowledged');
+    expect(rows.k!.dueAt).toBeUndefined();
+    expect(rows.k!.receipts.at(-1)).toEqual({ kind: 'acknowledged', by: 'cn-mnd/cn-op-1', at: 4_200 });
+  });
+});
+
+describe('peerKeys / peerTrust', () => {
+  it('lists the other parties’ operator and archive keys and blocks until confirmed, and again after a change', () => {
+    const certs: DeviceCertBody[] = Object.values(dep.devices).map((d) => d.certificate.cert);
+    const me = { party: 'jp-mod' };
+    const keys = peerKeys(certs, me, []);
+    expect(keys.map((k) => `${k.party}/${k.device}`)).toEqual(['cn-mnd/cn-archive', 'cn-mnd/cn-op-1']);
+    expect(keys[0]!.signFingerprint).toMatch(/^[0-9a-f]{64}$/);
+    expect(peerTrust(keys, [])).toBe('unconfirmed');
+    const confirmed = keys.map((k) => k.identity);
+    expect(peerTrust(peerKeys(certs, me, confirmed), confirmed)).toBe('ok');
+    const changed = certs.map((c) => (c.device === 'cn-op-1' ? { ...c, signKey: dep.devices.jpOp.certificate.cert.signKey } : c));
+    const after = peerKeys(changed, me, confirmed);
+    expect(peerTrust(after, confirmed)).toBe('changed');
+    expect(after.find((k) => k.device === 'cn-op-1')!.confirmed).toBe(false);
+    expect(certIdentity(changed[0]!)).toContain(changed[0]!.signKey);
+    expect(peerTrust([], [])).toBe('none');
+  });
+});
+
+describe('i18n dictionaries', () => {
+  it('give every key in English, Japanese and Chinese with the same placeholders', () => {
+    const dicts = dictionaries();
+    const placeholders = (s: string) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+    for (const [key, text] of Object.entries(dicts.en)) {
+      for (const lang of ['ja', 'zh'] as const) {
+        const other = (dicts[lang] as Record<string, string>)[key];
+        expect(other, `${lang}.${key}`).toBeTypeOf('string');
+        expect(placeholders(other!), `${lang}.${key}`).toEqual(placeholders(text));
+      }
+    }
+  });
+});
