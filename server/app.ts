@@ -13,6 +13,8 @@ import { authPlugin } from './plugins/auth.js';
 import { directoryPlugin } from './plugins/directory.js';
 import { linkPlugin } from './plugins/link.js';
 import { consolePlugin } from './plugins/console.js';
+import { statusPlugin } from './plugins/status.js';
+import { DeadlineScheduler } from './deadline-scheduler.js';
 
 export type { AppOptions } from './context.js';
 
@@ -78,7 +80,20 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     shuttingDown: false,
     inFlight: new Set(),
     disconnectRevoked: () => {},
+    deadlines: undefined as unknown as DeadlineScheduler,
+    pushLive: () => {},
+    operatorOnline: () => false,
   };
+  ctx.deadlines = new DeadlineScheduler({
+    agreement: deps.agreement,
+    store: deps.store,
+    clock,
+    log: deps.logger,
+    enqueue: (w) => ctx.writes.enqueue(w),
+    validBodies: (now) => directory.validBodies(now),
+    operatorOnline: (party) => ctx.operatorOnline(party),
+    push: (delivered) => ctx.pushLive(delivered),
+  });
 
   app.setErrorHandler((error, request, reply) => {
     let e: HotlineError;
@@ -104,10 +119,16 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(authPlugin, { ctx });
   await app.register(directoryPlugin, { ctx });
   await app.register(linkPlugin, { ctx });
+  await app.register(statusPlugin, { ctx });
   await app.register(consolePlugin);
 
   app.addHook('onReady', async () => {
     await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
+    // After server.start: what fell due while the server was down fires now, once.
+    await ctx.deadlines.start();
+  });
+  app.addHook('preClose', async () => {
+    ctx.deadlines.stop();
   });
   app.addHook('onClose', async () => {
     await ctx.writes.drain();

@@ -2,6 +2,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Agreement } from '../shared/protocol/schemas.js';
 import type { Clock } from './clock.js';
 import type { Directory } from './directory.js';
+import type { DeadlineScheduler } from './deadline-scheduler.js';
+import type { DeviceKey, MailboxItem } from './store/store.js';
 import type { Store } from './store/store.js';
 import type { WriteQueue } from './store/write-queue.js';
 import type { TokenService } from './tokens.js';
@@ -35,6 +37,12 @@ export interface AppContext {
   inFlight: Set<Promise<unknown>>;
   /** Ends the live connections of a revoked device certificate (set by the link plugin). */
   disconnectRevoked: (party: string, device: string, signKey: string) => void;
+  /** Open deadlines and link tests: their timer, and the hooks the link plugin calls. */
+  deadlines: DeadlineScheduler;
+  /** Hands new mailbox items to the devices connected now (set by the link plugin). */
+  pushLive: (delivered: readonly { device: DeviceKey; item: MailboxItem }[]) => void;
+  /** Whether an operator device of `party` has a live link (set by the link plugin). */
+  operatorOnline: (party: string) => boolean;
 }
 
 /** Track a promise in ctx.inFlight until it settles. */

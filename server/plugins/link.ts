@@ -147,6 +147,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   }
 
   function itemFrame(item: MailboxItem): ServerFrame {
+    if (item.kind === 'event') return { t: 'event', cursor: item.cursor, event: item.event };
     return item.kind === 'envelope'
       ? { t: 'deliver', cursor: item.cursor, envelope: item.envelope, acceptedAt: item.acceptedAt }
       : { t: 'receipt', cursor: item.cursor, receipt: item.receipt, acceptedAt: item.acceptedAt };
@@ -292,8 +293,10 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       if (t === 'envelope') {
         const frame = assertSchema(SendEnvelopeFrame, value, 'HL_ERR_ENVELOPE_MALFORMED');
         const write = await admitEnvelope(frame.envelope, actx);
+        ctx.deadlines.prepareEnvelope(write);
         // Not awaited: the next frame is admitted while this one waits for its group commit.
         void track(ctx, ctx.writes.enqueue(write)).then((result) => {
+          ctx.deadlines.afterEnvelope(write, result);
           if (!result.ok) return refuse(conn, result.error, ref);
           send(conn, { t: 'accepted', id: write.envelope.header.id, envelopeHash: write.envelopeHash, at: result.acceptedAt }, true);
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
@@ -303,7 +306,9 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
         const frame = assertSchema(SendReceiptFrame, value, 'HL_ERR_RECEIPT_MALFORMED');
         const stored = await ctx.store.getEnvelope(frame.receipt.receipt.messageId);
         const write = await admitReceipt(frame.receipt, stored?.envelope.header, actx);
+        ctx.deadlines.prepareReceipt(write);
         void track(ctx, ctx.writes.enqueue(write)).then((result) => {
+          ctx.deadlines.afterReceipt(result);
           if (!result.ok) return refuse(conn, result.error, ref);
           const r = write.receipt.receipt;
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
@@ -323,6 +328,12 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     if (!result.ok || result.status !== 'new') return;
     for (const { device, item } of result.delivered) pushLive(device, item);
   }
+
+  ctx.pushLive = (delivered) => {
+    for (const { device, item } of delivered) pushLive(device, item);
+  };
+  ctx.operatorOnline = (party) =>
+    [...all].some((conn) => conn.claims.party === party && conn.claims.role === 'operator' && !conn.closing && conn.ws.readyState === WebSocket.OPEN);
 
   ctx.disconnectRevoked = (party, device, signKey) => {
     for (const conn of hub.get(deviceKey({ party, device })) ?? []) {

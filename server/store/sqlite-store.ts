@@ -5,13 +5,18 @@ import { utf8 } from '../../shared/encoding/base64.js';
 import { leafHash } from '../../shared/audit/merkle.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { DeadlineRecord } from '../relay/deadlines.js';
+import type { LinkPairRecord, LinkStatus, PendingTest } from '../relay/link-test.js';
 import {
   deviceKey,
   type AuditEntry,
   type DeviceKey,
   type EnvelopeWrite,
+  type EventsWrite,
   type MailboxItem,
   type ReceiptWrite,
+  type SideEffects,
   type Store,
   type StoredEnvelope,
   type Write,
@@ -48,15 +53,59 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX mailbox_by_device ON mailbox (device, acked, cursor);
   CREATE TABLE audit_entries (idx INTEGER PRIMARY KEY CHECK (idx >= 0), entry TEXT NOT NULL, leaf_hash BLOB NOT NULL);
   `,
+  // 2: deadlines and link tests (issue 4). Mailboxes also carry events, so the mailbox table is
+  // rebuilt with the wider CHECK (SQLite cannot alter a constraint); cursors are kept as they were.
+  `
+  CREATE TABLE events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, event TEXT NOT NULL, at INTEGER NOT NULL);
+  CREATE TABLE mailbox_v2 (
+    cursor INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt', 'event')),
+    ref TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0
+  );
+  INSERT INTO mailbox_v2 (cursor, device, kind, ref, acked) SELECT cursor, device, kind, ref, acked FROM mailbox;
+  DROP TABLE mailbox;
+  ALTER TABLE mailbox_v2 RENAME TO mailbox;
+  CREATE INDEX mailbox_by_device ON mailbox (device, acked, cursor);
+  CREATE TABLE deadlines (
+    message_id TEXT NOT NULL, rung TEXT NOT NULL CHECK (rung IN ('delivered', 'acknowledged')),
+    from_party TEXT NOT NULL, to_party TEXT NOT NULL, precedence TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL, due_at INTEGER NOT NULL, level INTEGER NOT NULL, next_at INTEGER NOT NULL,
+    closed_at INTEGER, late INTEGER,
+    PRIMARY KEY (message_id, rung)
+  );
+  CREATE INDEX deadlines_open ON deadlines (closed_at, next_at);
+  CREATE TABLE link_pairs (
+    from_party TEXT NOT NULL, to_party TEXT NOT NULL, status TEXT NOT NULL, since INTEGER, last TEXT,
+    PRIMARY KEY (from_party, to_party)
+  );
+  CREATE TABLE link_tests (
+    message_id TEXT PRIMARY KEY, from_party TEXT NOT NULL, to_party TEXT NOT NULL,
+    sent_at INTEGER NOT NULL, due_at INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
+  );
+  `,
 ];
 
 interface MailboxRow {
   cursor: number;
-  kind: 'envelope' | 'receipt';
+  kind: 'envelope' | 'receipt' | 'event';
   envelope: string | null;
   env_accepted_at: number | null;
   receipt: string | null;
   rcpt_accepted_at: number | null;
+  event: string | null;
+  event_at: number | null;
+}
+
+interface DeadlineRow {
+  message_id: string;
+  rung: DeadlineRecord['rung'];
+  from_party: string;
+  to_party: string;
+  precedence: DeadlineRecord['precedence'];
+  accepted_at: number;
+  due_at: number;
+  level: number;
+  next_at: number;
 }
 
 /** Apply pending migrations in one transaction each. */
@@ -130,15 +179,39 @@ export class SqliteStore implements Store {
       ),
       insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref) VALUES (?, ?, ?)'),
       mailbox: db.prepare<[string, number, number], MailboxRow>(
-        `SELECT m.cursor, m.kind, e.envelope, e.accepted_at AS env_accepted_at, r.receipt, r.accepted_at AS rcpt_accepted_at
+        `SELECT m.cursor, m.kind, e.envelope, e.accepted_at AS env_accepted_at, r.receipt, r.accepted_at AS rcpt_accepted_at,
+                ev.event, ev.at AS event_at
            FROM mailbox m
            LEFT JOIN envelopes e ON m.kind = 'envelope' AND e.id = m.ref
            LEFT JOIN receipts r ON m.kind = 'receipt' AND r.id = CAST(m.ref AS INTEGER)
+           LEFT JOIN events ev ON m.kind = 'event' AND ev.id = CAST(m.ref AS INTEGER)
           WHERE m.device = ? AND m.acked = 0 AND m.cursor > ?
           ORDER BY m.cursor LIMIT ?`,
       ),
       ack: db.prepare('UPDATE mailbox SET acked = 1 WHERE device = ? AND acked = 0 AND cursor <= ?'),
       ackedCursor: db.prepare<[string], { c: number | null }>('SELECT MAX(cursor) AS c FROM mailbox WHERE device = ? AND acked = 1'),
+      insertEvent: db.prepare('INSERT INTO events (type, event, at) VALUES (?, ?, ?)'),
+      upsertDeadline: db.prepare(
+        `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (message_id, rung) DO UPDATE SET level = excluded.level, next_at = excluded.next_at,
+           closed_at = excluded.closed_at, late = excluded.late`,
+      ),
+      openDeadlines: db.prepare<[], DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL ORDER BY next_at, message_id, rung'),
+      upsertLinkPair: db.prepare(
+        `INSERT INTO link_pairs (from_party, to_party, status, since, last) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (from_party, to_party) DO UPDATE SET status = excluded.status, since = excluded.since, last = excluded.last`,
+      ),
+      linkPairs: db.prepare<[], { from_party: string; to_party: string; status: LinkStatus; since: number | null; last: string | null }>(
+        'SELECT * FROM link_pairs ORDER BY from_party, to_party',
+      ),
+      upsertLinkTest: db.prepare(
+        `INSERT INTO link_tests (message_id, from_party, to_party, sent_at, due_at, done) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (message_id) DO UPDATE SET done = excluded.done`,
+      ),
+      pendingLinkTests: db.prepare<[], { message_id: string; from_party: string; to_party: string; sent_at: number; due_at: number }>(
+        'SELECT * FROM link_tests WHERE done = 0 ORDER BY due_at',
+      ),
       auditSize: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_entries'),
       nextAudit: db.prepare<[], { next: number }>('SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM audit_entries'),
       insertAudit: db.prepare('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)'),
@@ -154,6 +227,72 @@ export class SqliteStore implements Store {
     const idx = this.stmt.nextAudit.get()!.next;
     this.stmt.insertAudit.run(idx, text, Buffer.from(leafHash(utf8(text))));
     return idx;
+  }
+
+  /**
+   * Record deadline and link-test state and their events inside the caller's transaction: each
+   * event is stored, put in its mailboxes and appended, unchanged, to the audit log.
+   */
+  private applySideEffects(side: SideEffects | undefined): { device: DeviceKey; item: MailboxItem }[] {
+    if (!side) return [];
+    for (const r of side.deadlines ?? []) {
+      this.stmt.upsertDeadline.run(
+        r.messageId, r.rung, r.from, r.to, r.precedence, r.acceptedAt, r.dueAt, r.level, r.nextAt,
+        r.closedAt ?? null, r.late === undefined ? null : r.late ? 1 : 0,
+      );
+    }
+    for (const p of side.linkPairs ?? []) {
+      this.stmt.upsertLinkPair.run(p.from, p.to, p.status, p.since ?? null, p.last ? JSON.stringify(p.last) : null);
+    }
+    for (const { test, done } of side.linkTests ?? []) {
+      this.stmt.upsertLinkTest.run(test.messageId, test.from, test.to, test.sentAt, test.dueAt, done ? 1 : 0);
+    }
+    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
+    for (const { event, mailboxes } of side.events ?? []) {
+      const id = Number(this.stmt.insertEvent.run(event.type, JSON.stringify(event), event.at).lastInsertRowid);
+      for (const device of mailboxes) {
+        const cursor = Number(this.stmt.insertMailbox.run(device, 'event', String(id)).lastInsertRowid);
+        delivered.push({ device, item: { cursor, kind: 'event', event, acceptedAt: event.at } });
+      }
+      this.audit(event as AuditEntry);
+    }
+    return delivered;
+  }
+
+  private writeEvents(w: EventsWrite): WriteResult {
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: this.applySideEffects(w) };
+  }
+
+  async loadDeadlines(): Promise<DeadlineRecord[]> {
+    return this.stmt.openDeadlines.all().map((r) => ({
+      messageId: r.message_id,
+      from: r.from_party,
+      to: r.to_party,
+      precedence: r.precedence,
+      rung: r.rung,
+      acceptedAt: r.accepted_at,
+      dueAt: r.due_at,
+      level: r.level,
+      nextAt: r.next_at,
+    }));
+  }
+
+  async loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }> {
+    const pairs = this.stmt.linkPairs.all().map((r): LinkPairRecord => ({
+      from: r.from_party,
+      to: r.to_party,
+      status: r.status,
+      ...(r.since === null ? {} : { since: r.since }),
+      ...(r.last === null ? {} : { last: JSON.parse(r.last) as LinkPairRecord['last'] & object }),
+    }));
+    const pending = this.stmt.pendingLinkTests.all().map((r): PendingTest => ({
+      messageId: r.message_id,
+      from: r.from_party,
+      to: r.to_party,
+      sentAt: r.sent_at,
+      dueAt: r.due_at,
+    }));
+    return { pairs, pending };
   }
 
   async ping(): Promise<void> {
@@ -224,7 +363,8 @@ export class SqliteStore implements Store {
       return { device, item };
     });
     this.audit(envelopeAuditEntry(w));
-    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered };
+    const followers = this.applySideEffects(w.effects);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
   private writeReceipt(w: ReceiptWrite): WriteResult {
@@ -240,13 +380,16 @@ export class SqliteStore implements Store {
       return { device, item };
     });
     this.audit({ type: 'receipt.accepted', at: w.acceptedAt, receipt: w.receipt });
-    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered };
+    const followers = this.applySideEffects(w.effects);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
   async commit(writes: readonly Write[]): Promise<WriteResult[]> {
     // One outer transaction (one fsync for the batch); each write in a nested transaction
     // (a SAVEPOINT), so a refused or failing write rolls back alone.
-    const one = this.db.transaction((w: Write) => (w.kind === 'envelope' ? this.writeEnvelope(w) : this.writeReceipt(w)));
+    const one = this.db.transaction((w: Write) =>
+      w.kind === 'envelope' ? this.writeEnvelope(w) : w.kind === 'receipt' ? this.writeReceipt(w) : this.writeEvents(w),
+    );
     try {
       return this.db.transaction(() =>
         writes.map((w): WriteResult => {
@@ -267,6 +410,9 @@ export class SqliteStore implements Store {
     return this.stmt.mailbox.all(device, after, limit).map((row): MailboxItem => {
       if (row.kind === 'envelope') {
         return { cursor: row.cursor, kind: 'envelope', envelope: JSON.parse(row.envelope!) as Envelope, acceptedAt: row.env_accepted_at! };
+      }
+      if (row.kind === 'event') {
+        return { cursor: row.cursor, kind: 'event', event: JSON.parse(row.event!) as HotlineEvent, acceptedAt: row.event_at! };
       }
       return { cursor: row.cursor, kind: 'receipt', receipt: JSON.parse(row.receipt!) as SignedReceipt, acceptedAt: row.rcpt_accepted_at! };
     });

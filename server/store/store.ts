@@ -1,4 +1,7 @@
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { DeadlineRecord } from '../relay/deadlines.js';
+import type { LinkPairRecord, PendingTest } from '../relay/link-test.js';
 
 /** `party/device`: how the store and the relay name a device. */
 export type DeviceKey = string;
@@ -16,7 +19,9 @@ export type AuditEntry = { type: string; at: number } & Record<string, unknown>;
 /** Something handed to a device, in its mailbox order. */
 export type MailboxItem =
   | { cursor: number; kind: 'envelope'; envelope: Envelope; acceptedAt: number }
-  | { cursor: number; kind: 'receipt'; receipt: SignedReceipt; acceptedAt: number };
+  | { cursor: number; kind: 'receipt'; receipt: SignedReceipt; acceptedAt: number }
+  /** A deadline or link event (`acceptedAt` is the event's `at`). */
+  | { cursor: number; kind: 'event'; event: HotlineEvent; acceptedAt: number };
 
 export interface StoredEnvelope {
   envelope: Envelope;
@@ -32,6 +37,8 @@ export interface EnvelopeWrite {
   acceptedAt: number;
   /** Devices whose mailbox gets it (the header's recipients). */
   mailboxes: DeviceKey[];
+  /** Deadline rows (and a link test's verdict) to write with it, only if it is new. */
+  effects?: SideEffects;
 }
 
 /** A verified receipt to write, with the devices it is relayed to. */
@@ -40,9 +47,38 @@ export interface ReceiptWrite {
   receipt: SignedReceipt;
   acceptedAt: number;
   mailboxes: DeviceKey[];
+  /** Deadlines it closes and the events that follow, written only if it is new. */
+  effects?: SideEffects;
 }
 
-export type Write = EnvelopeWrite | ReceiptWrite;
+/** A deadline or link event: stored, put in each listed mailbox, and appended (as is) to the audit log. */
+export interface EventWrite {
+  event: HotlineEvent;
+  mailboxes: DeviceKey[];
+}
+
+/**
+ * Deadline and link-test state that changes with a write, in the same transaction (the decisions
+ * are made by server/relay/deadlines.ts and link-test.ts; the store only records them).
+ */
+export interface SideEffects {
+  /** Upserted by (messageId, rung). */
+  deadlines?: DeadlineRecord[];
+  /** Upserted by (from, to). */
+  linkPairs?: LinkPairRecord[];
+  /** Tests in flight; `done` ones are closed. */
+  linkTests?: { test: PendingTest; done: boolean }[];
+  events?: EventWrite[];
+}
+
+/** Side effects on their own: a deadline firing, a link test timing out. */
+export interface EventsWrite extends SideEffects {
+  kind: 'events';
+  /** When the effects were decided (the server's clock). */
+  acceptedAt: number;
+}
+
+export type Write = EnvelopeWrite | ReceiptWrite | EventsWrite;
 
 /**
  * The outcome of one write. `duplicate`: the same envelope (same id and hash) or the same receipt
@@ -89,6 +125,11 @@ export interface Store {
   auditSize(): Promise<number>;
   /** Entries [from, to) as stored canonical JSON, with their leaf hashes. */
   auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]>;
+
+  /** Deadlines not yet closed (for the scheduler at start). */
+  loadDeadlines(): Promise<DeadlineRecord[]>;
+  /** Every pair's link-test state, and the tests still in flight. */
+  loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }>;
 
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;

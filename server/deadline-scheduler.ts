@@ -1,0 +1,259 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { HotlineEvent } from '../shared/protocol/frames.js';
+import type { Agreement, DeviceCertBody } from '../shared/protocol/schemas.js';
+import type { Clock, TimerHandle } from './clock.js';
+import {
+  deadlinePolicy,
+  initialDeadlines,
+  nextDue,
+  stepDeadlines,
+  type DeadlineEffect,
+  type DeadlineInput,
+  type DeadlineRecord,
+  type DeadlineState,
+} from './relay/deadlines.js';
+import {
+  initialLinkTests,
+  nextLinkDue,
+  stepLinkTests,
+  type LinkPairRecord,
+  type LinkTestEffect,
+  type LinkTestInput,
+  type LinkTestState,
+} from './relay/link-test.js';
+import { deviceKey, type DeviceKey, type EnvelopeWrite, type MailboxItem, type ReceiptWrite, type SideEffects, type Store, type Write, type WriteResult } from './store/store.js';
+
+export interface DeadlineSchedulerDeps {
+  agreement: Agreement;
+  store: Pick<Store, 'loadDeadlines' | 'loadLinkTests'>;
+  clock: Clock;
+  log: FastifyBaseLogger;
+  /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
+  enqueue: (write: Write) => Promise<WriteResult>;
+  /** The currently valid certificates, for the mailboxes of events. */
+  validBodies: (now: number) => DeviceCertBody[];
+  /** Whether an operator device of `party` has a live link right now. */
+  operatorOnline: (party: string) => boolean;
+  /** Hand new mailbox items to the devices that are connected. */
+  push: (delivered: readonly { device: DeviceKey; item: MailboxItem }[]) => void;
+}
+
+/** What the status endpoint shows. */
+export interface StatusSnapshot {
+  deadlines: DeadlineRecord[];
+  links: LinkPairRecord[];
+}
+
+/**
+ * The I/O shell around the pure deadline and link-test engines (server/relay/deadlines.ts,
+ * server/relay/link-test.ts). It keeps their state in memory (the store holds the same rows and is
+ * what a restart reads), carries their effects into the write queue so that rows, events, mailbox
+ * items and audit entries land in one transaction, and keeps ONE timer on the injected clock for
+ * the earliest thing due.
+ *
+ * Ordering: an envelope's deadlines ride in the envelope's own write and join the in-memory state
+ * only once that write is committed as new (a re-sent identical envelope opens nothing again). A
+ * receipt's closure is applied in memory when it is admitted, before it is queued, so a timer that
+ * fires meanwhile cannot report as missed a rung that has just been reached.
+ */
+export class DeadlineScheduler {
+  private deadlines: DeadlineState = initialDeadlines();
+  private links: LinkTestState = initialLinkTests();
+  private timer: TimerHandle | undefined;
+  private timerAt: number | undefined;
+  private stopped = true;
+  private readonly policy;
+  private readonly linkPolicy;
+  private readonly log: FastifyBaseLogger;
+  /** Inputs decided when an envelope was prepared, replayed once it is committed. */
+  private readonly prepared = new WeakMap<EnvelopeWrite, { d: DeadlineInput; l?: LinkTestInput }>();
+
+  constructor(private readonly deps: DeadlineSchedulerDeps) {
+    this.policy = deadlinePolicy(deps.agreement);
+    this.linkPolicy = { timeoutMs: deps.agreement.linkTest.timeoutMs };
+    this.log = deps.log.child({ module: 'deadlines' });
+  }
+
+  /** Load open deadlines and tests in flight; fire at once (once) what fell due while the server was down. */
+  async start(): Promise<void> {
+    await this.reload();
+    this.stopped = false;
+    await this.fire();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.disarm();
+  }
+
+  private async reload(): Promise<void> {
+    const [rows, links] = await Promise.all([this.deps.store.loadDeadlines(), this.deps.store.loadLinkTests()]);
+    this.deadlines = initialDeadlines(rows);
+    this.links = initialLinkTests(links.pairs, links.pending);
+  }
+
+  snapshot(): StatusSnapshot {
+    return { deadlines: [...this.deadlines.open.values()], links: [...this.links.pairs.values()] };
+  }
+
+  // ----- hooks for the link plugin -----
+
+  /**
+   * Before an accepted envelope is queued: attach its deadline rows (or, for a link test, the
+   * test in flight and any immediate verdict) to the write. Nothing changes in memory yet.
+   */
+  prepareEnvelope(write: EnvelopeWrite): void {
+    const h = write.envelope.header;
+    const effects = new SideEffectBuilder(this, write.acceptedAt);
+    // Decided once, here: whether the addressee is online must be the same fact in the write and in memory.
+    const inputs = { d: this.envelopeInput(write), ...(h.linkTest ? { l: this.linkInput(write) } : {}) };
+    this.prepared.set(write, inputs);
+    effects.addDeadlines(stepDeadlines(this.policy, this.deadlines, inputs.d).effects);
+    if (inputs.l) effects.addLinks(stepLinkTests(this.linkPolicy, this.links, inputs.l).effects);
+    const side = effects.build();
+    if (side) write.effects = side;
+  }
+
+  /** After the envelope's write: adopt its deadlines if it was new, then push what the write created. */
+  afterEnvelope(write: EnvelopeWrite, result: WriteResult): void {
+    const inputs = this.prepared.get(write);
+    this.prepared.delete(write);
+    if (!inputs || !result.ok || result.status !== 'new') return;
+    this.deadlines = stepDeadlines(this.policy, this.deadlines, inputs.d).state;
+    if (inputs.l) this.links = stepLinkTests(this.linkPolicy, this.links, inputs.l).state;
+    this.rearm();
+  }
+
+  /** Before a verified receipt is queued: close what it reaches, in memory now and in its write. */
+  prepareReceipt(write: ReceiptWrite): void {
+    const r = write.receipt.receipt;
+    const effects = new SideEffectBuilder(this, write.acceptedAt);
+    const d = stepDeadlines(this.policy, this.deadlines, { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt });
+    const l = stepLinkTests(this.linkPolicy, this.links, { type: 'receipt', messageId: r.messageId, byParty: r.by.party, at: write.acceptedAt });
+    this.deadlines = d.state;
+    this.links = l.state;
+    effects.addDeadlines(d.effects);
+    effects.addLinks(l.effects);
+    const side = effects.build();
+    if (side) write.effects = side;
+    this.rearm();
+  }
+
+  /** After the receipt's write: if the store refused it, memory is out of step: read it back. */
+  afterReceipt(result: WriteResult): void {
+    if (result.ok) return;
+    void this.reload()
+      .then(() => this.rearm())
+      .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
+  }
+
+  // ----- the timer -----
+
+  private envelopeInput(write: EnvelopeWrite): DeadlineInput {
+    const h = write.envelope.header;
+    return { type: 'accepted', messageId: h.id, from: h.from.party, to: h.to, precedence: h.precedence, acceptedAt: write.acceptedAt, ...(h.linkTest ? { linkTest: true } : {}) };
+  }
+
+  private linkInput(write: EnvelopeWrite): LinkTestInput {
+    const h = write.envelope.header;
+    return { type: 'test-accepted', messageId: h.id, from: h.from.party, to: h.to, at: write.acceptedAt, addresseeOnline: this.deps.operatorOnline(h.to) };
+  }
+
+  private earliest(): number | undefined {
+    const a = nextDue(this.deadlines);
+    const b = nextLinkDue(this.links);
+    if (a === undefined) return b;
+    if (b === undefined) return a;
+    return Math.min(a, b);
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = undefined;
+  }
+
+  private rearm(): void {
+    if (this.stopped) return;
+    const at = this.earliest();
+    if (at === this.timerAt && this.timer !== undefined) return;
+    this.disarm();
+    if (at === undefined) return;
+    this.timerAt = at;
+    this.timer = this.deps.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = undefined;
+      void this.fire().catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'deadline tick failed'));
+    }, Math.max(0, at - this.deps.clock.now()));
+  }
+
+  /** Fire everything due now, in one write. */
+  private async fire(): Promise<void> {
+    if (this.stopped) return;
+    const now = this.deps.clock.now();
+    const d = stepDeadlines(this.policy, this.deadlines, { type: 'tick', now });
+    const l = stepLinkTests(this.linkPolicy, this.links, { type: 'tick', now });
+    this.deadlines = d.state;
+    this.links = l.state;
+    const effects = new SideEffectBuilder(this, now);
+    effects.addDeadlines(d.effects);
+    effects.addLinks(l.effects);
+    const side = effects.build();
+    this.rearm();
+    if (!side) return;
+    for (const e of side.events ?? []) this.log.info({ event: e.event.type, messageId: 'messageId' in e.event ? e.event.messageId : undefined }, 'deadline event');
+    const result = await this.deps.enqueue({ kind: 'events', acceptedAt: now, ...side });
+    if (!result.ok) {
+      this.log.error({ err: { message: result.error.message } }, 'storing deadline events failed');
+      await this.reload();
+      this.rearm();
+      return;
+    }
+    if (result.status === 'new') this.deps.push(result.delivered);
+  }
+
+  /** Operator and auditor devices of both parties: everyone who watches or reviews the link. */
+  mailboxesFor(event: HotlineEvent, now: number): DeviceKey[] {
+    const parties = 'party' in event ? new Set([event.party]) : new Set([event.from, event.to]);
+    return this.deps
+      .validBodies(now)
+      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.has(c.party))
+      .map((c) => deviceKey(c))
+      .sort();
+  }
+}
+
+/** Turns engine effects into the rows and events of one write. */
+class SideEffectBuilder {
+  private readonly side: Required<SideEffects> = { deadlines: [], linkPairs: [], linkTests: [], events: [] };
+
+  constructor(
+    private readonly scheduler: DeadlineScheduler,
+    private readonly now: number,
+  ) {}
+
+  addDeadlines(effects: readonly DeadlineEffect[]): void {
+    for (const e of effects) {
+      if (e.type === 'persist') this.side.deadlines.push(e.record);
+      else if (e.type === 'emit') this.event(e.event);
+    }
+  }
+
+  addLinks(effects: readonly LinkTestEffect[]): void {
+    for (const e of effects) {
+      if (e.type === 'persist-pair') this.side.linkPairs.push(e.record);
+      else if (e.type === 'persist-pending') this.side.linkTests.push({ test: e.test, done: e.done });
+      else if (e.type === 'emit') this.event(e.event);
+    }
+  }
+
+  private event(event: HotlineEvent): void {
+    this.side.events.push({ event, mailboxes: this.scheduler.mailboxesFor(event, this.now) });
+  }
+
+  build(): SideEffects | undefined {
+    const s = this.side;
+    if (s.deadlines.length + s.linkPairs.length + s.linkTests.length + s.events.length === 0) return undefined;
+    return s;
+  }
+}

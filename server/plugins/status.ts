@@ -1,0 +1,73 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { HotlineError } from '../../shared/errors.js';
+import type { AppContext } from '../context.js';
+import type { DeadlineRecord } from '../relay/deadlines.js';
+import type { LinkPairRecord } from '../relay/link-test.js';
+import { requireDevice } from './auth.js';
+
+/** One open deadline as an operator sees it. `remainingMs` is negative once overdue. */
+export interface StatusDeadline {
+  messageId: string;
+  from: string;
+  to: string;
+  precedence: DeadlineRecord['precedence'];
+  rung: DeadlineRecord['rung'];
+  acceptedAt: number;
+  dueAt: number;
+  remainingMs: number;
+  overdue: boolean;
+  /** Escalation level reached so far (0: not missed yet). */
+  level: number;
+}
+
+/** The answer of `GET /v1/status`. */
+export interface StatusResponse {
+  party: string;
+  now: number;
+  /** Messages to this party whose rung is not reached yet. */
+  waiting: StatusDeadline[];
+  /** Messages this party sent whose rung the addressee has not reached yet. */
+  sent: StatusDeadline[];
+  /** The link tests of every ordered pair this party is in, with the last result. */
+  links: LinkPairRecord[];
+}
+
+function view(r: DeadlineRecord, now: number): StatusDeadline {
+  return {
+    messageId: r.messageId,
+    from: r.from,
+    to: r.to,
+    precedence: r.precedence,
+    rung: r.rung,
+    acceptedAt: r.acceptedAt,
+    dueAt: r.dueAt,
+    remainingMs: r.dueAt - now,
+    overdue: now >= r.dueAt,
+    level: r.level,
+  };
+}
+
+/**
+ * `GET /v1/status` (token; operator or auditor): the party's own view of open deadlines and link
+ * tests, for `hotline status` and the consoles. Metadata only (ids, parties, precedence, times),
+ * the same the server already holds; never another party's view of a third party's traffic.
+ */
+export const statusPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  app.get('/v1/status', { preHandler: requireDevice(ctx) }, async (request): Promise<StatusResponse> => {
+    const device = request.device!;
+    if (device.role !== 'operator' && device.role !== 'auditor') {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${device.role} devices do not read the status`);
+    }
+    const party = device.party;
+    const now = ctx.clock.now();
+    const snap = ctx.deadlines.snapshot();
+    const byDue = (a: StatusDeadline, b: StatusDeadline) => a.dueAt - b.dueAt || (a.messageId < b.messageId ? -1 : 1);
+    return {
+      party,
+      now,
+      waiting: snap.deadlines.filter((r) => r.to === party).map((r) => view(r, now)).sort(byDue),
+      sent: snap.deadlines.filter((r) => r.from === party).map((r) => view(r, now)).sort(byDue),
+      links: snap.links.filter((p) => p.from === party || p.to === party).sort((a, b) => (a.from + a.to < b.from + b.to ? -1 : 1)),
+    };
+  });
+};
