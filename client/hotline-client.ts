@@ -746,7 +746,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#clock.now()) : undefined;
     const isNew = await this.#o.storage.update(this.#key, (s) => {
       if (s.inbox[h.id]) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now(), status: 'ok' };
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now() };
       s.peerSeq[senderKey] = Math.max(s.peerSeq[senderKey] ?? 0, h.seq);
       if (receipt) s.outbox.push({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
       return true;

@@ -122,7 +122,7 @@ export function loadAgreement(flag: string | undefined, io: Io, near?: string): 
 }
 
 export function serverUrl(flag: string | undefined, io: Io): string {
-  const url = flag ?? io.env.HOTLINE_SERVER;
+  const url = flag ?? (io.env.HOTLINE_SERVER || undefined);
   if (url === undefined) throw usage('no server given: pass --server URL (e.g. http://127.0.0.1:8080) or set HOTLINE_SERVER');
   if (!/^https?:\/\/[^/]+/.test(url)) throw usage(`--server must be an http:// or https:// URL, got "${url}"`);
   return url;

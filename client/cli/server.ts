@@ -1,7 +1,5 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { loadConfig } from '../../server/config.js';
-import { startServer } from '../../server/main.js';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { loadDevice, parse, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
@@ -39,6 +37,9 @@ HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY.
       const v = values[f];
       if (v !== undefined) forwarded.push(f === 'data' ? '--data-dir' : `--${f}`, v);
     }
+    // The server's modules (Fastify, SQLite) load only for the commands that run it.
+    const { loadConfig } = await import('../../server/config.js');
+    const { startServer } = await import('../../server/main.js');
     let config;
     try {
       config = loadConfig(io.env, forwarded);
@@ -97,6 +98,7 @@ DIR. The files hold real keys: this is a demo, keep DIR out of version control (
     if (fresh) await createDemo(dir);
     const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
     const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
+    const { startServer } = await import('../../server/main.js');
     const running = await startServer({
       agreementPath,
       dataDir: join(dir, 'server'),

@@ -38,8 +38,6 @@ export interface InboxRecord {
   header: EnvelopeHeader;
   envelopeHash: string;
   receivedAt: number;
-  /** Always 'ok': only verified messages are remembered (a forgery must not claim a genuine id). */
-  status: 'ok';
   acknowledgedAt?: number;
 }
 

@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { COMMANDS, runCli } from '../../client/cli/run.js';
+import type { Io } from '../../client/cli/common.js';
+
+let dir: string;
+let cwd: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hotline-cli-unit-'));
+  cwd = process.cwd();
+  process.chdir(dir);
+});
+afterEach(() => {
+  process.chdir(cwd);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = {
+    out: (l) => (out += l + '\n'),
+    err: (l) => (err += l + '\n'),
+    env,
+    interrupted: new Promise(() => {}),
+    readStdin: async () => '',
+  };
+  const code = await runCli(args, io);
+  return { code, out, err };
+}
+
+describe('runCli', () => {
+  it('has --help on every command', async () => {
+    for (const c of COMMANDS) {
+      const h = await cli([...c.name.split(' '), '--help']);
+      expect(h.code, c.name).toBe(0);
+      expect(h.out, c.name).toContain(`Usage: hotline ${c.name}`);
+    }
+    expect((await cli(['--help'])).out).toContain('party create');
+    expect((await cli([])).code).toBe(2);
+  });
+
+  it('answers usage errors with exit 2 and what to do', async () => {
+    expect(await cli(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringContaining('hotline --help') });
+    expect(await cli(['party'])).toMatchObject({ code: 2, err: expect.stringContaining('hotline party create') });
+    expect(await cli(['send', '--device', 'x.json', '--bogus'])).toMatchObject({ code: 2, err: expect.stringContaining("Unknown option '--bogus'") });
+    expect(await cli(['party', 'create', '--id', 'Not Valid', '--name', 'x', '--out', 'p.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('HL_ERR_KEY_INVALID') });
+    expect(await cli(['ack', '--device', 'x.json', 'not-an-id'])).toMatchObject({ code: 2, err: expect.stringContaining('32 hex characters') });
+  });
+
+  it('refuses to overwrite a key file, to take a secret file as a public part, and an unknown role', async () => {
+    expect((await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--languages', 'ja,en', '--out', 'jp.secret.json'])).code).toBe(0);
+    expect((await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json'])).code).toBe(0);
+    expect(await cli(['party', 'create', '--id', 'jp-mod', '--name', 'again', '--out', 'jp.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('refusing to overwrite') });
+    expect(await cli(['agreement', 'create', '--party', 'jp.secret.json', '--party', 'cn.public.json', '--out', 'a.json'])).toMatchObject({ code: 2, err: expect.stringContaining('SECRET') });
+    expect(await cli(['agreement', 'create', '--party', 'jp.public.json', '--out', 'a.json'])).toMatchObject({ code: 2, err: expect.stringContaining('at least twice') });
+    expect(await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'x1', '--role', 'admiral', '--out', 'x.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--role must be') });
+    expect(await cli(['device', 'enroll', '--root', 'missing.json', '--id', 'x1', '--role', 'operator', '--out', 'x.json'])).toMatchObject({ code: 1, err: expect.stringContaining('cannot read the party root secret file missing.json') });
+  });
+
+  it('asks for a server and an agreement when neither flag nor environment gives one', async () => {
+    await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
+    await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'op-1', '--role', 'operator', '--out', 'op.secret.json']);
+    expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--agreement') });
+    await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
+    await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
+    expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
+    expect(await cli(['listen', '--device', 'op.secret.json', '--server', 'ftp://x'])).toMatchObject({ code: 2, err: expect.stringContaining('http://') });
+  });
+});
