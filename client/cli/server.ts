@@ -127,6 +127,7 @@ DIR. The files hold real keys: this is a demo, keep DIR out of version control (
       out(`npx hotline ack --device ${dev(me, 'operator-1')} ${flags} MESSAGE_ID`);
       out('');
     }
+    out(`Browser consoles: ${running.url}/console/operator/ (import a device key file above) and ${running.url}/console/auditor/`);
     out(`Other devices: ${DEMO_PARTIES.map((p) => DEMO_DEVICES.map((d) => dev(p.id, d.id)).join(', ')).join(', ')}`);
     out('Stop with Ctrl-C; the next npm start reuses the deployment and its messages.');
     await io.interrupted;

@@ -146,3 +146,32 @@ describe('hotline CLI', () => {
     expect(missing.stderr).toMatch(/needs --to, --precedence[\s\S]*hotline send --help/);
   });
 });
+
+describe('hotline demo (npm start)', () => {
+  it('creates the deployment on the first run, prints the commands, and reuses it on the second', async () => {
+    const first = new Proc(['demo', '--dir', 'demo', '--port', '0']);
+    const listening = await first.line(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
+    const demoUrl = listening.replace('listening on ', '');
+    await first.line(/^Stop with Ctrl-C/);
+    expect(first.stdout).toContain('Hotline demo created in demo');
+    expect(first.stdout).toContain(`npx hotline send --device demo/jp-mod/operator-1.secret.json --server ${demoUrl} --agreement demo/agreement.json --to cn-mnd --precedence flash`);
+    expect(first.stdout).toContain('npx hotline listen --device demo/cn-mnd/operator-1.secret.json');
+    expect(first.stdout).toContain('npx hotline ack --device demo/cn-mnd/operator-1.secret.json');
+    for (const f of ['agreement.json', 'log.secret.json', 'jp-mod/root.secret.json', 'cn-mnd/archive-1.secret.json', 'jp-mod/auditor-1.secret.json']) {
+      expect(statSync(join(dir, 'demo', f)).isFile(), f).toBe(true);
+    }
+    // The printed commands work: the Japanese operator's send is accepted by the demo's relay.
+    const sent = await run(['send', '--device', 'demo/jp-mod/operator-1.secret.json', '--server', demoUrl, '--agreement', 'demo/agreement.json', '--to', 'cn-mnd', '--precedence', 'flash', '至急']);
+    expect(sent.code).toBe(0);
+    first.child.kill('SIGINT');
+    expect(await first.exited).toBe(0);
+
+    const agreementBefore = readFileSync(join(dir, 'demo', 'agreement.json'), 'utf8');
+    const second = new Proc(['demo', '--dir', 'demo', '--port', '0']);
+    await second.line(/^Stop with Ctrl-C/);
+    expect(second.stdout).toContain('Hotline demo reused from demo');
+    expect(readFileSync(join(dir, 'demo', 'agreement.json'), 'utf8')).toBe(agreementBefore);
+    second.child.kill('SIGINT');
+    expect(await second.exited).toBe(0);
+  }, 60_000);
+});
