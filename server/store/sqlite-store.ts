@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 import { HotlineError } from '../../shared/errors.js';
-import { canonicalize } from '../../shared/encoding/canonical-json.js';
 import { utf8 } from '../../shared/encoding/base64.js';
 import { leafHash } from '../../shared/audit/merkle.js';
+import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
@@ -213,7 +213,7 @@ export class SqliteStore implements Store {
         'SELECT * FROM link_tests WHERE done = 0 ORDER BY due_at',
       ),
       auditSize: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_entries'),
-      nextAudit: db.prepare<[], { next: number }>('SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM audit_entries'),
+      lastAudit: db.prepare<[], { idx: number; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_entries ORDER BY idx DESC LIMIT 1'),
       insertAudit: db.prepare('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)'),
       auditRange: db.prepare<[number, number], { idx: number; entry: string; leaf_hash: Buffer }>(
         'SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
@@ -223,8 +223,11 @@ export class SqliteStore implements Store {
 
   /** Append inside the caller's transaction. */
   private audit(entry: AuditEntry): number {
-    const text = canonicalize(entry);
-    const idx = this.stmt.nextAudit.get()!.next;
+    // Each entry names its own index and the leaf hash of the one before it, so that an auditor
+    // can say *which* row was changed, deleted or moved (shared/audit/log-verify.ts).
+    const last = this.stmt.lastAudit.get();
+    const idx = last ? last.idx + 1 : 0;
+    const text = formatAuditEntry(entry, idx, last ? new Uint8Array(last.leaf_hash) : null);
     this.stmt.insertAudit.run(idx, text, Buffer.from(leafHash(utf8(text))));
     return idx;
   }
