@@ -147,6 +147,8 @@ export interface RefusedEvent {
 }
 
 export interface HotlineClientEvents {
+  /** Logged in (at start, and at each renewal of the token before it expires). */
+  session: { role: string; expiresAt: number };
   connected: { serverTime: number; lastCursor: number };
   disconnected: { code: number; reason: string; retryInMs?: number };
   message: MessageEvent;
@@ -499,7 +501,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       '/v1/auth/login',
       { party, device, challenge: ch.challenge, signature: toBase64(signature), certificate: this.#o.device.certificate },
       false,
-    )) as { token?: unknown; expiresAt?: unknown };
+    )) as { token?: unknown; expiresAt?: unknown; role?: unknown };
     if (typeof res.token !== 'string' || typeof res.expiresAt !== 'number') {
       throw new HotlineError('HL_ERR_AUTH_TOKEN_INVALID', 'the server sent a malformed login answer');
     }
@@ -509,6 +511,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#refreshTimer = this.#clock.setTimeout(() => {
       if (this.#running) this.#ensureToken().catch((err: unknown) => this.#report(toHotlineError(err)));
     }, due);
+    this.emit('session', { role: typeof res.role === 'string' ? res.role : this.me.role, expiresAt: res.expiresAt });
   }
 
   async #http(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean): Promise<unknown> {

@@ -427,6 +427,25 @@ describe('HotlineClient trust', () => {
     expect(f.envelope.header.recipients.map((r) => `${r.party}/${r.device}`)).toEqual(['cn-mnd/cn-archive', 'cn-mnd/cn-op-1', 'jp-mod/jp-archive', 'jp-mod/jp-op-2']);
   });
 
+  it('logs in again before the token expires, and uses the new token for the next connection', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    expect(s.relay.logins).toBe(1);
+    // Tokens live 15 minutes; the client renews 60 s before expiry, not earlier.
+    s.clock.advance(14 * 60_000 - 1);
+    expect(s.relay.logins).toBe(1);
+    const renewed = next(client, 'session');
+    s.clock.advance(1);
+    expect((await renewed).expiresAt).toBe(s.clock.now() + 15 * 60_000);
+    expect(s.relay.logins).toBe(2);
+    const gone = next(client, 'disconnected');
+    sock.drop(1006);
+    s.clock.advance((await gone).retryInMs!);
+    const again = await s.relay.socket(1);
+    expect(again.protocols).toEqual(['hotline.v1', 'bearer.token-2']);
+  });
+
   it('offers the token as a subprotocol, never in the URL', async () => {
     const s = await setup();
     const client = s.make();
