@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
+import { parseAgreement } from '../../shared/crypto/keys.js';
 
 /** Debian's Chromium, headless, nothing that reaches the network on its own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -33,7 +34,10 @@ export interface Harness {
 /** A fresh deployment, its key files on disk, the server on 127.0.0.1:0, every device enrolled, and Chromium. */
 export async function startHarness(): Promise<Harness> {
   if (!existsSync(CHROMIUM_PATH)) throw new Error(`Chromium not found at ${CHROMIUM_PATH}: apt-get install -y chromium`);
-  const dep = await createDeployment();
+  const made = await createDeployment();
+  // The audit log signs checkpoints under the agreement's name, which must be a note key name
+  // (no spaces); the shared test deployment's name has spaces.
+  const dep: Deployment = { ...made, agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test' }) };
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};
   for (const [key, secret] of Object.entries(dep.devices)) {
@@ -65,13 +69,20 @@ export async function startHarness(): Promise<Harness> {
   };
 }
 
-/** A page that records its errors (uncaught exceptions, console errors such as CSP violations). */
-export async function openPage(context: BrowserContext, url: string): Promise<{ page: Page; errors: string[] }> {
+/**
+ * A page that records its errors: uncaught exceptions, console errors (CSP violations among them)
+ * and failed requests, except those matching `expectedFailures` (e.g. probing an API the server
+ * may not offer yet). The browser's own "Failed to load resource" line is left to the response check.
+ */
+export async function openPage(context: BrowserContext, url: string, expectedFailures: readonly RegExp[] = []): Promise<{ page: Page; errors: string[] }> {
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(`console: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !expectedFailures.some((re) => re.test(r.url()))) errors.push(`HTTP ${r.status()} ${r.url()}`);
   });
   await page.goto(url);
   return { page, errors };

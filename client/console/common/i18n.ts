@@ -121,6 +121,14 @@ const en = {
   col_valid: 'Valid until',
   revocations: 'Revocations',
   none: 'none',
+  open_export: 'Open an export file',
+  load_server: 'Load from the server',
+  loaded_from: 'Log loaded from {source}: {entries} entries, {checkpoints} checkpoints.',
+  source_server: 'the server',
+  source_file: 'a file',
+  shown: 'Showing {n} of {total} entries.',
+  chart_title: 'Median and 95th-percentile time to acknowledge, as a share of the deadline',
+  deadline_line: 'deadline',
 };
 
 export type MessageKey = keyof typeof en;
@@ -240,6 +248,14 @@ const ja: Dictionary = {
   col_valid: '有効期限',
   revocations: '失効',
   none: 'なし',
+  open_export: 'エクスポートファイルを開く',
+  load_server: 'サーバーから読み込む',
+  loaded_from: '{source}からログを読み込みました：{entries} 件、チェックポイント {checkpoints} 件。',
+  source_server: 'サーバー',
+  source_file: 'ファイル',
+  shown: '{total} 件中 {n} 件を表示。',
+  chart_title: '確認までの時間（中央値と95パーセンタイル）、期限に対する割合',
+  deadline_line: '期限',
 };
 
 const zh: Dictionary = {
@@ -356,6 +372,14 @@ const zh: Dictionary = {
   col_valid: '有效期至',
   revocations: '吊销',
   none: '无',
+  open_export: '打开导出文件',
+  load_server: '从服务器载入',
+  loaded_from: '已从{source}载入日志：{entries} 条记录，{checkpoints} 个检查点。',
+  source_server: '服务器',
+  source_file: '文件',
+  shown: '显示 {total} 条中的 {n} 条。',
+  chart_title: '确认用时（中位数和第95百分位），占期限的比例',
+  deadline_line: '期限',
 };
 
 export const LANGUAGES = { en: 'English', ja: '日本語', zh: '中文' } as const;
