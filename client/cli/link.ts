@@ -73,6 +73,8 @@ ${LINK_HELP}
 
     const { client, statePath } = openClient('send', values, io, false);
     const seen = collect(client);
+    // One deadline for connecting and for the rung.
+    const deadline = Date.now() + timeoutMs;
     try {
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`).catch((err: unknown) => {
         // Offline: the message is still sealed and stored, and goes with the next connection.
@@ -88,7 +90,7 @@ ${LINK_HELP}
         ...(values.exercise ? { exercise: true } : {}),
       });
       io.out(id);
-      const reached = await withTimeout(seen.until(id, wait, io), timeoutMs, '').catch((err: unknown) => {
+      const reached = await withTimeout(seen.until(id, wait, io), Math.max(1, deadline - Date.now()), '').catch((err: unknown) => {
         if (err instanceof HotlineError && err.code === 'HL_ERR_CLIENT_TIMEOUT') return undefined;
         throw err;
       });
@@ -159,19 +161,30 @@ function collect(client: HotlineClient) {
 export const listen: Command = {
   name: 'listen',
   summary: 'receive messages, receipts and events (sends delivered receipts)',
-  help: `Usage: hotline listen --device FILE [--json] [--server URL] [--agreement FILE]
+  help: `Usage: hotline listen --device FILE [--json] [--test-agent] [--server URL] [--agreement FILE]
 
 Connects the device and keeps it connected (reconnecting with backoff), prints every message it
 receives (verified and decrypted here), every receipt (with whether its signature verifies) and
 every deadline or link event. An operator device answers each message addressed to its party with a
 signed "delivered" receipt; acknowledge with \`hotline ack\`. Stop with Ctrl-C.
 
+Deadline events: "deadline missed" when a message was not delivered or acknowledged in the time its
+precedence allows (repeated as reminders with a rising level until it is), "deadline met" when it
+finally was. Link events: each link test's result and round trip, "link.down" / "link.up" alarms.
+
 ${LINK_HELP}
-  --json             one JSON object per line: {"type":"message"|"receipt"|"event"|"connected"|...}`,
+  --json             one JSON object per line: {"type":"message"|"receipt"|"event"|"connected"|...}
+  --test-agent       be your party's link-test agent (operator devices): send a signed test
+                     message to each other party now and then at the agreement's interval
+                     (linkTest.intervalMs); the relay reports the round trip to both parties`,
   async run(argv, io) {
-    const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' } });
+    const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
     if (values.help) return printHelp(io, this.help);
-    const { client, devicePath } = openClient('listen', values, io, true);
+    const testAgent = values['test-agent'] === true;
+    const { client, devicePath } = openClient('listen', values, io, true, { testAgent });
+    if (testAgent && client.me.role !== 'operator') {
+      throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
+    }
     const json = values.json === true;
     const print = (obj: Record<string, unknown>, human: string) => (json ? io.out(JSON.stringify(obj)) : io.out(human));
     client.on('connected', (c) => {
@@ -184,7 +197,8 @@ ${LINK_HELP}
     });
     client.on('message', (m) => print(messageJson(m), messageText(m, devicePath, client)));
     client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));
-    client.on('event', (e) => print({ type: 'event', event: e }, eventText(e)));
+    client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
+    client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
     client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
     const fatal = new Promise<never>((_, reject) => {
@@ -284,6 +298,7 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
     ...(m.acceptedAt === undefined ? {} : { acceptedAt: m.acceptedAt }),
     ...(h.exercise ? { exercise: true } : {}),
     ...(h.replyTo ? { replyTo: h.replyTo } : {}),
+    ...(h.linkTest ? { linkTest: true } : {}),
     ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }),
     lang: m.plaintext.lang,
     body: m.plaintext.body,
@@ -293,6 +308,8 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
 
 export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext }, devicePath?: string, client?: HotlineClient): string {
   const h = m.header;
+  // A link test is answered automatically (the delivered receipt) and needs nobody.
+  if (h.linkTest) return `  link test from ${h.from.party}/${h.from.device} at ${iso(h.sentAt)} (${h.id}): answered automatically`;
   const lines = [
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
@@ -316,10 +333,15 @@ function receiptText(r: ReceiptEvent): string {
   return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v})`;
 }
 
-function eventText(e: HotlineEvent): string {
+/** An event as the operator of `me` reads it: the sender side and the addressee side see it differently. */
+export function eventText(e: HotlineEvent, me?: string): string {
   switch (e.type) {
-    case 'deadline.missed':
-      return `! deadline missed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) not ${e.rung} — ${Math.round(e.lateMs / 1000)} s late, level ${e.level}`;
+    case 'deadline.missed': {
+      const late = `${Math.round(e.lateMs / 1000)} s late, level ${e.level}`;
+      if (me === e.from) return `! deadline missed: your ${e.precedence} ${e.messageId} not yet ${e.rung} by ${e.to} — ${late}`;
+      if (me === e.to) return `! deadline missed: ${e.precedence} message ${e.messageId} from ${e.from} overdue for ${e.rung === 'acknowledged' ? 'acknowledgement' : 'delivery'} — ${late}`;
+      return `! deadline missed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) not ${e.rung} — ${late}`;
+    }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
     case 'audit.alarm':
