@@ -32,6 +32,7 @@ import {
   type LinkEvent,
   type ReceiptFrame,
 } from '../shared/protocol/frames.js';
+import { StatusResponse } from '../shared/protocol/status.js';
 import { TypedEmitter } from './typed-emitter.js';
 import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
 
@@ -370,6 +371,17 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     });
     this.#transmit(item);
     return receipt;
+  }
+
+  /**
+   * The party's view from the relay (`GET /v1/status`): open deadlines of messages waiting for this
+   * party and of messages it sent, with time left or overdue, and the last link test of each pair.
+   * Needs no WebSocket; operator and auditor devices only.
+   */
+  async status(): Promise<StatusResponse> {
+    await this.#checkAgreement();
+    await this.#ensureToken();
+    return assertSchema(StatusResponse, await this.#http('GET', '/v1/status', undefined, true), 'HL_ERR_INPUT_SCHEMA');
   }
 
   /** The verified, currently valid certificates of the directory (as of the last fetch). */

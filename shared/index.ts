@@ -50,6 +50,7 @@ export { signReceipt, verifyReceipt } from './crypto/receipt.js';
 export { assertSchema, matchesSchema, parseJson } from './protocol/validate.js';
 export * as schemas from './protocol/schemas.js';
 export * as frames from './protocol/frames.js';
+export * as status from './protocol/status.js';
 export {
   MerkleLog,
   consistencyProof,

@@ -144,7 +144,13 @@ export interface LinkOptions {
 }
 
 /** Build a client for a CLI command from its flags. */
-export function openClient(command: string, values: LinkOptions, io: Io, consumeMailbox: boolean): { client: HotlineClient; statePath: string; devicePath: string } {
+export function openClient(
+  command: string,
+  values: LinkOptions,
+  io: Io,
+  consumeMailbox: boolean,
+  extra: { testAgent?: boolean } = {},
+): { client: HotlineClient; statePath: string; devicePath: string } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
   const device = loadDevice(devicePath, io);
@@ -157,6 +163,7 @@ export function openClient(command: string, values: LinkOptions, io: Io, consume
     storage: new FileStorage(statePath),
     WebSocket,
     consumeMailbox,
+    ...(extra.testAgent ? { testAgent: true } : {}),
   });
   return { client, statePath, devicePath };
 }

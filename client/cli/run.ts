@@ -4,9 +4,10 @@ import { agreementCreate, deviceEnroll, partyCreate } from './setup.js';
 import { ack, directory, listen, send } from './link.js';
 import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
+import { status } from './status.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, server, send, listen, ack, directory, seal, open, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, server, send, listen, ack, status, directory, seal, open, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

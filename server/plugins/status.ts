@@ -1,36 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { HotlineError } from '../../shared/errors.js';
 import type { AppContext } from '../context.js';
+import { StatusResponse as StatusResponseSchema, type StatusDeadline, type StatusResponse } from '../../shared/protocol/status.js';
 import type { DeadlineRecord } from '../relay/deadlines.js';
-import type { LinkPairRecord } from '../relay/link-test.js';
 import { requireDevice } from './auth.js';
 
-/** One open deadline as an operator sees it. `remainingMs` is negative once overdue. */
-export interface StatusDeadline {
-  messageId: string;
-  from: string;
-  to: string;
-  precedence: DeadlineRecord['precedence'];
-  rung: DeadlineRecord['rung'];
-  acceptedAt: number;
-  dueAt: number;
-  remainingMs: number;
-  overdue: boolean;
-  /** Escalation level reached so far (0: not missed yet). */
-  level: number;
-}
-
-/** The answer of `GET /v1/status`. */
-export interface StatusResponse {
-  party: string;
-  now: number;
-  /** Messages to this party whose rung is not reached yet. */
-  waiting: StatusDeadline[];
-  /** Messages this party sent whose rung the addressee has not reached yet. */
-  sent: StatusDeadline[];
-  /** The link tests of every ordered pair this party is in, with the last result. */
-  links: LinkPairRecord[];
-}
+export type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
 
 function view(r: DeadlineRecord, now: number): StatusDeadline {
   return {
@@ -53,7 +28,7 @@ function view(r: DeadlineRecord, now: number): StatusDeadline {
  * the same the server already holds; never another party's view of a third party's traffic.
  */
 export const statusPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
-  app.get('/v1/status', { preHandler: requireDevice(ctx) }, async (request): Promise<StatusResponse> => {
+  app.get('/v1/status', { preHandler: requireDevice(ctx), schema: { response: { 200: StatusResponseSchema } } }, async (request): Promise<StatusResponse> => {
     const device = request.device!;
     if (device.role !== 'operator' && device.role !== 'auditor') {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${device.role} devices do not read the status`);

@@ -1,0 +1,86 @@
+import type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
+import { LINK_FLAGS, LINK_HELP, openClient, parse, seconds, withTimeout, type Command } from './common.js';
+
+export const status: Command = {
+  name: 'status',
+  summary: 'what waits for acknowledgement, what is overdue, and the last link test',
+  help: `Usage: hotline status --device FILE [--json] [--server URL] [--agreement FILE]
+
+Asks the relay for your party's view: the messages waiting for your party's delivery or
+acknowledgement, and the messages your party sent that the other side has not yet acknowledged,
+each with the time left or how long it is overdue (and its escalation level); then, for each pair
+of parties, the state of the link (up, down, or no test yet) and the last link test with its round
+trip. Times are the relay's. Operator and auditor devices.
+
+${LINK_HELP}
+  --json             print the relay's answer as one JSON object
+  --timeout S        give up after S seconds (default 30)`,
+  async run(argv, io) {
+    const { values } = parse('status', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, timeout: { type: 'string' } });
+    if (values.help) {
+      io.out(this.help);
+      return 0;
+    }
+    const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
+    const { client } = openClient('status', values, io, false);
+    try {
+      const st = await withTimeout(client.status(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
+      if (values.json) io.out(JSON.stringify(st));
+      else io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+/** A duration for people: "2 h 05 min", "4 min 10 s", "12 s". */
+export function duration(ms: number): string {
+  const s = Math.floor(Math.abs(ms) / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h > 0) return `${h} h ${String(m).padStart(2, '0')} min`;
+  if (m > 0) return `${m} min ${String(sec).padStart(2, '0')} s`;
+  return `${sec} s`;
+}
+
+function deadlineLine(d: StatusDeadline, peer: string): string {
+  const when = d.overdue ? `OVERDUE ${duration(d.remainingMs)}${d.level > 0 ? ` (level ${d.level})` : ''}` : `${duration(d.remainingMs)} left`;
+  return `  ${d.overdue ? '!' : ' '} ${d.precedence.padEnd(9)} ${d.messageId}  ${peer.padEnd(14)} ${d.rung.padEnd(12)} ${when}`;
+}
+
+export function statusText(st: StatusResponse, parties: readonly string[]): string {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const lines = [`${st.party} — status at ${iso(st.now)} (relay time)`, ''];
+  lines.push(`Waiting for ${st.party} (${st.waiting.length}):`);
+  if (st.waiting.length === 0) lines.push('    nothing');
+  for (const d of st.waiting) lines.push(deadlineLine(d, `from ${d.from}`));
+  lines.push('', `Sent by ${st.party}, not yet delivered/acknowledged (${st.sent.length}):`);
+  if (st.sent.length === 0) lines.push('    nothing');
+  for (const d of st.sent) lines.push(deadlineLine(d, `to ${d.to}`));
+  lines.push('', 'Link tests:');
+  const others = parties.filter((p) => p !== st.party);
+  for (const other of others) {
+    for (const [from, to] of [
+      [st.party, other],
+      [other, st.party],
+    ] as const) {
+      const pair = st.links.find((l) => l.from === from && l.to === to);
+      const head = `  ${pair?.status === 'down' ? '!' : ' '} ${from} → ${to}`.padEnd(36);
+      if (!pair || pair.status === 'unknown') {
+        lines.push(`${head} no test recorded (run hotline listen --test-agent on an operator device of ${from})`);
+        continue;
+      }
+      const since = pair.since === undefined ? '' : ` since ${iso(pair.since)}`;
+      const last = pair.last;
+      const result = !last
+        ? ''
+        : last.ok
+          ? `; last test ${iso(last.sentAt)} ok, round trip ${last.roundTripMs ?? '?'} ms (${duration(st.now - last.at)} ago)`
+          : `; last test ${iso(last.sentAt)} FAILED: ${last.reason ?? 'no answer'} (${duration(st.now - last.at)} ago)`;
+      lines.push(`${head} ${pair.status.toUpperCase()}${since}${result}`);
+    }
+  }
+  return lines.join('\n');
+}
