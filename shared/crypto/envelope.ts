@@ -17,6 +17,7 @@ import { sha256 } from './hash.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
 import { randomBytes, randomId } from './random.js';
+import { box, boxKeyPair, boxOpen } from './x25519.js';
 
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
 
@@ -74,18 +75,19 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
     throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', `message is ${ciphertext.length} bytes encrypted; the limit is ${MAX_CIPHERTEXT_BYTES}`);
   }
 
-  const ephemeral = nacl.box.keyPair();
-  const recipients: RecipientEntry[] = options.recipients.map((cert) => {
+  const ephemeral = boxKeyPair();
+  const recipients: RecipientEntry[] = [];
+  for (const cert of options.recipients) {
     const boxKey = fromBase64(cert.boxKey, 32);
     const nonce = randomBytes(nacl.box.nonceLength);
-    return {
+    recipients.push({
       party: cert.party,
       device: cert.device,
       keyId: keyIdOf(boxKey),
       nonce: toBase64(nonce),
-      wrappedKey: toBase64(nacl.box(contentKey, nonce, boxKey, ephemeral.secretKey)),
-    };
-  });
+      wrappedKey: toBase64(await box(contentKey, nonce, boxKey, ephemeral.secretKey)),
+    });
+  }
   ephemeral.secretKey.fill(0);
 
   const sender = options.sender.certificate.cert;
@@ -180,7 +182,7 @@ export async function openEnvelope(value: unknown, options: OpenEnvelopeOptions)
   if (entry.keyId !== keyIdOf(fromBase64(me.boxKey, 32))) {
     throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} is wrapped for another box key of this device`);
   }
-  const contentKey = nacl.box.open(
+  const contentKey = await boxOpen(
     fromBase64(entry.wrappedKey, 48),
     fromBase64(entry.nonce, 24),
     fromBase64(h.ephemeralKey, 32),

@@ -1,8 +1,8 @@
-import nacl from 'tweetnacl';
 import { HotlineError } from '../errors.js';
 import { canonicalBytes } from '../encoding/canonical-json.js';
 import { concatBytes, fromBase64, toBase64, toHex, utf8 } from '../encoding/base64.js';
 import { sha256 } from './hash.js';
+import { boxKeyPair, boxPublicKey } from './x25519.js';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
 import { assertSchema } from '../protocol/validate.js';
 import {
@@ -168,7 +168,7 @@ export interface EnrollDeviceOptions {
  */
 export async function enrollDevice(party: PartySecretFile, options: EnrollDeviceOptions): Promise<DeviceSecretFile> {
   const sign = generateSigningKeyPair();
-  const box = nacl.box.keyPair();
+  const box = boxKeyPair();
   const cert: DeviceCertBody = {
     v: 1,
     party: party.party.id,
@@ -203,7 +203,7 @@ export function parseDeviceSecret(value: unknown): DeviceSecretFile {
   if (toBase64(signingPublicKeyFromSeed(fromBase64(file.signSecret, 32))) !== c.signKey) {
     throw new HotlineError('HL_ERR_KEY_INVALID', 'device sign secret does not match its certificate');
   }
-  if (toBase64(nacl.box.keyPair.fromSecretKey(fromBase64(file.boxSecret, 32)).publicKey) !== c.boxKey) {
+  if (toBase64(boxPublicKey(fromBase64(file.boxSecret, 32))) !== c.boxKey) {
     throw new HotlineError('HL_ERR_KEY_INVALID', 'device box secret does not match its certificate');
   }
   return file;
