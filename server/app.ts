@@ -15,6 +15,8 @@ import { linkPlugin } from './plugins/link.js';
 import { consolePlugin } from './plugins/console.js';
 import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
+import { AuditLog } from './audit-log.js';
+import { auditPlugin } from './plugins/audit.js';
 
 export type { AppOptions } from './context.js';
 
@@ -28,6 +30,8 @@ export interface AppDeps {
   clock?: Clock;
   /** PEM certificate and key: the app then serves HTTPS (and WSS). */
   https?: { cert: string | Buffer; key: string | Buffer };
+  /** The log key's Ed25519 seed (public key = agreement.logKey): without it no checkpoint is signed. */
+  logSecret?: Uint8Array;
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -81,6 +85,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     inFlight: new Set(),
     disconnectRevoked: () => {},
     deadlines: undefined as unknown as DeadlineScheduler,
+    audit: new AuditLog({
+      agreement: deps.agreement,
+      store: deps.store,
+      clock,
+      log: deps.logger,
+      ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
+      ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
+    }),
     pushLive: () => {},
     operatorOnline: () => false,
   };
@@ -120,19 +132,24 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(directoryPlugin, { ctx });
   await app.register(linkPlugin, { ctx });
   await app.register(statusPlugin, { ctx });
+  await app.register(auditPlugin, { ctx });
   await app.register(consolePlugin);
 
   app.addHook('onReady', async () => {
     await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
     await ctx.deadlines.start();
+    await ctx.audit.start();
   });
   app.addHook('preClose', async () => {
     ctx.deadlines.stop();
+    ctx.audit.stop();
   });
   app.addHook('onClose', async () => {
     await ctx.writes.drain();
     await deps.store.appendAudit({ type: 'server.stop', at: clock.now() });
+    // A last checkpoint covers the whole log, server.stop included.
+    if (ctx.audit.signing) await ctx.audit.signCheckpoint().catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
     await deps.store.close();
   });
   return app;

@@ -15,8 +15,10 @@ export interface ServerConfig {
   logLevel: LogLevel;
   /** Both or neither: PEM certificate and key paths. */
   tls?: { certPath: string; keyPath: string };
-  /** Path of the log (checkpoint) secret file; used by the audit log later. */
+  /** Path of the log (checkpoint) secret file; without it no checkpoint is signed. */
   logKeyPath?: string;
+  /** How often a checkpoint is signed when the log has grown (default 60 000). */
+  checkpointIntervalMs?: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -31,6 +33,7 @@ const FLAGS: Record<string, string> = {
   '--tls-cert': 'HOTLINE_TLS_CERT',
   '--tls-key': 'HOTLINE_TLS_KEY',
   '--log-key': 'HOTLINE_LOG_KEY',
+  '--checkpoint-interval-ms': 'HOTLINE_CHECKPOINT_INTERVAL_MS',
 };
 
 function invalid(message: string): HotlineError {
@@ -93,6 +96,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     problems.push('HOTLINE_TLS_CERT and HOTLINE_TLS_KEY (--tls-cert, --tls-key) go together: give both or neither');
   }
   const logKeyPath = text('HOTLINE_LOG_KEY');
+  const intervalText = text('HOTLINE_CHECKPOINT_INTERVAL_MS');
+  const checkpointIntervalMs = intervalText === undefined ? undefined : /^\d{1,10}$/.test(intervalText) ? Number(intervalText) : NaN;
+  if (checkpointIntervalMs !== undefined && !(checkpointIntervalMs >= 1000 && checkpointIntervalMs <= 86_400_000)) {
+    problems.push(`HOTLINE_CHECKPOINT_INTERVAL_MS (--checkpoint-interval-ms) must be an integer from 1000 to 86400000, got "${intervalText}"`);
+  }
 
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
@@ -103,5 +111,6 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     logLevel: logLevel!,
     ...(certPath !== undefined && keyPath !== undefined ? { tls: { certPath, keyPath } } : {}),
     ...(logKeyPath !== undefined ? { logKeyPath } : {}),
+    ...(checkpointIntervalMs !== undefined ? { checkpointIntervalMs } : {}),
   };
 }

@@ -3,6 +3,7 @@ import type { Agreement } from '../shared/protocol/schemas.js';
 import type { Clock } from './clock.js';
 import type { Directory } from './directory.js';
 import type { DeadlineScheduler } from './deadline-scheduler.js';
+import type { AuditLog } from './audit-log.js';
 import type { DeviceKey, MailboxItem } from './store/store.js';
 import type { Store } from './store/store.js';
 import type { WriteQueue } from './store/write-queue.js';
@@ -18,6 +19,8 @@ export interface AppOptions {
   allowedOrigins?: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */
   secure?: boolean;
+  /** How often a checkpoint of the audit log is signed, when it has grown. Default 60 s. */
+  checkpointIntervalMs?: number;
 }
 
 /** What the plugins share: built once in buildApp. */
@@ -30,7 +33,9 @@ export interface AppContext {
   directory: Directory;
   tokens: TokenService;
   writes: WriteQueue;
-  options: Required<Omit<AppOptions, 'allowedOrigins'>> & { allowedOrigins: readonly string[] };
+  options: Required<Omit<AppOptions, 'allowedOrigins' | 'checkpointIntervalMs'>> & { allowedOrigins: readonly string[] };
+  /** The audit log's tree, checkpoints and cosignatures. */
+  audit: AuditLog;
   /** Set at shutdown: new work is refused with HL_ERR_SERVER_SHUTTING_DOWN. */
   shuttingDown: boolean;
   /** Work started and not finished (frame handling, writes): shutdown waits for it. */

@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
-import { parseAgreement } from '../shared/crypto/keys.js';
+import { parseAgreement, parseLogSecret } from '../shared/crypto/keys.js';
 import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
-import type { Agreement } from '../shared/protocol/schemas.js';
+import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
 import { buildApp, type AppOptions } from './app.js';
 import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel } from './config.js';
@@ -71,6 +71,38 @@ export function loadJwtSecret(dataDir: string): Uint8Array {
   }
 }
 
+/**
+ * Read and check the log (checkpoint) secret: mode 0600, a valid log secret file, and its public
+ * key the agreement's `logKey` (else the checkpoints would verify for nobody).
+ */
+export function loadLogSecret(path: string, agreement: Agreement): Uint8Array {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the log key file ${path} (HOTLINE_LOG_KEY)`, { cause });
+  }
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is readable by others (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
+  }
+  let file: LogSecretFile;
+  try {
+    file = parseLogSecret(JSON.parse(text));
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is not a Hotline log secret file`, { cause });
+  }
+  return checkLogSecret(file, agreement);
+}
+
+function checkLogSecret(file: LogSecretFile, agreement: Agreement): Uint8Array {
+  const parsed = parseLogSecret(file);
+  if (parsed.logKey !== agreement.logKey) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the log key (${parsed.logKey}) is not the agreement's logKey (${agreement.logKey}); give the log secret made with this agreement`);
+  }
+  return fromBase64(parsed.logSecret, 32);
+}
+
 export interface StartServerOptions {
   /** The agreement, or the path of its file. */
   agreement?: Agreement;
@@ -88,6 +120,9 @@ export interface StartServerOptions {
   clock?: Clock;
   tls?: { certPath: string; keyPath: string };
   app?: AppOptions;
+  /** The log secret (or the path of its file): the server then signs checkpoints. */
+  logSecret?: LogSecretFile;
+  logKeyPath?: string;
 }
 
 export interface RunningServer {
@@ -130,6 +165,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? createLogger(options.logLevel ?? 'info', options.logStream);
+  const logSecret = options.logSecret ? checkLogSecret(options.logSecret, agreement) : options.logKeyPath ? loadLogSecret(options.logKeyPath, agreement) : undefined;
   const jwtSecret = loadJwtSecret(dataDir);
   const store = new SqliteStore(join(dataDir, DATABASE_FILE));
   const dbPath = join(dataDir, DATABASE_FILE);
@@ -138,7 +174,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let app: FastifyInstance;
   try {
     app = await buildApp(
-      { store, agreement, jwtSecret, logger: logger as FastifyBaseLogger, ...(options.clock ? { clock: options.clock } : {}), ...(https ? { https } : {}) },
+      {
+        store,
+        agreement,
+        jwtSecret,
+        logger: logger as FastifyBaseLogger,
+        ...(options.clock ? { clock: options.clock } : {}),
+        ...(https ? { https } : {}),
+        ...(logSecret ? { logSecret } : {}),
+      },
       options.app,
     );
     await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
@@ -168,6 +212,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env:
     port: config.port,
     logLevel: config.logLevel,
     ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
+    ...(config.checkpointIntervalMs ? { app: { checkpointIntervalMs: config.checkpointIntervalMs } } : {}),
   });
   const stop = (signal: string) => {
     server.app.log.info({ signal }, 'shutting down');

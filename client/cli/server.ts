@@ -9,13 +9,13 @@ export const server: Command = {
   name: 'server',
   summary: 'run the relay server',
   help: `Usage: hotline server --agreement FILE --data DIR [--host H] [--port N] [--log-level L]
-                     [--tls-cert FILE --tls-key FILE] [--log-key FILE]
+                     [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
 Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an environment
 variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST, HOTLINE_PORT, HOTLINE_LOG_LEVEL,
-HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY.
+HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY, HOTLINE_CHECKPOINT_INTERVAL_MS.
 
   --agreement FILE   the agreement
   --data DIR         data directory (database, token secret); created if missing (alias --data-dir)
@@ -23,9 +23,11 @@ HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY.
   --port N           default 8080; 0 picks a free port
   --log-level L      fatal, error, warn, info (default), debug, trace, silent
   --tls-cert FILE, --tls-key FILE   serve HTTPS/WSS
-  --log-key FILE     the server log secret (from hotline agreement create)`,
+  --log-key FILE     the server log secret (from hotline agreement create): the server then signs
+                     audit checkpoints; without it the log is kept but never signed
+  --checkpoint-interval-ms N   sign a checkpoint this often when the log grew (default 60000)`,
   async run(argv, io) {
-    const flags = ['agreement', 'data', 'data-dir', 'host', 'port', 'log-level', 'tls-cert', 'tls-key', 'log-key'] as const;
+    const flags = ['agreement', 'data', 'data-dir', 'host', 'port', 'log-level', 'tls-cert', 'tls-key', 'log-key', 'checkpoint-interval-ms'] as const;
     const { values } = parse('server', argv, Object.fromEntries(flags.map((f) => [f, { type: 'string' }])) as Record<(typeof flags)[number], { type: 'string' }>);
     if (values.help) {
       io.out(this.help);
@@ -54,6 +56,8 @@ HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY.
       logLevel: config.logLevel,
       logStream: process.stderr,
       ...(config.tls ? { tls: config.tls } : {}),
+      ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
+      ...(config.checkpointIntervalMs ? { app: { checkpointIntervalMs: config.checkpointIntervalMs } } : {}),
     });
     io.out(`listening on ${running.url}`);
     await io.interrupted;
@@ -106,6 +110,7 @@ DIR. The files hold real keys: this is a demo, keep DIR out of version control (
       port: Number(portText),
       logLevel: (values['log-level'] ?? 'warn') as 'warn',
       logStream: process.stderr,
+      ...(existsSync(join(dir, 'log.secret.json')) ? { logKeyPath: join(dir, 'log.secret.json') } : {}),
     });
     for (const d of loaded) await postCertificate(running.url, d.certificate);
     const rel = (p: string) => relative(process.cwd(), p) || p;

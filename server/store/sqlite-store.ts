@@ -18,6 +18,8 @@ import {
   type ReceiptWrite,
   type SideEffects,
   type Store,
+  type StoredCheckpoint,
+  type StoredCosignature,
   type StoredEnvelope,
   type Write,
   type WriteResult,
@@ -83,6 +85,15 @@ const MIGRATIONS: readonly string[] = [
     sent_at INTEGER NOT NULL, due_at INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // 3: signed checkpoints and the parties' cosignatures (issue 5). A cosignature is not an audit
+  // entry: it is a signature *over* the log, kept beside the checkpoint it signs.
+  `
+  CREATE TABLE checkpoints (size INTEGER PRIMARY KEY CHECK (size >= 0), root_hash TEXT NOT NULL, note TEXT NOT NULL, created_at INTEGER NOT NULL);
+  CREATE TABLE cosignatures (
+    size INTEGER NOT NULL, cosigner TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (size, cosigner)
+  );
+  `,
 ];
 
 interface MailboxRow {
@@ -94,6 +105,24 @@ interface MailboxRow {
   rcpt_accepted_at: number | null;
   event: string | null;
   event_at: number | null;
+}
+
+interface CheckpointRow {
+  size: number;
+  root_hash: string;
+  note: string;
+  created_at: number;
+}
+
+interface CosignatureRow {
+  size: number;
+  cosigner: string;
+  signature: string;
+  at: number;
+}
+
+function toCheckpoint(r: CheckpointRow): StoredCheckpoint {
+  return { size: r.size, rootHash: r.root_hash, note: r.note, createdAt: r.created_at };
 }
 
 interface DeadlineRow {
@@ -218,6 +247,18 @@ export class SqliteStore implements Store {
       auditRange: db.prepare<[number, number], { idx: number; entry: string; leaf_hash: Buffer }>(
         'SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
       ),
+      // By position, not by idx: a tree rebuilt from a damaged table has what the table has.
+      auditLeafHashes: db.prepare<[number], { leaf_hash: Buffer }>('SELECT leaf_hash FROM audit_entries ORDER BY idx LIMIT -1 OFFSET ?'),
+      insertCheckpoint: db.prepare('INSERT OR IGNORE INTO checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)'),
+      listCheckpoints: db.prepare<[], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size'),
+      getCheckpoint: db.prepare<[number], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size = ?'),
+      latestCheckpoint: db.prepare<[], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1'),
+      putCosignature: db.prepare(
+        `INSERT INTO cosignatures (size, cosigner, signature, at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (size, cosigner) DO UPDATE SET signature = excluded.signature, at = excluded.at`,
+      ),
+      cosignaturesOf: db.prepare<[number], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures WHERE size = ? ORDER BY cosigner'),
+      allCosignatures: db.prepare<[], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures ORDER BY size, cosigner'),
     };
   }
 
@@ -440,6 +481,31 @@ export class SqliteStore implements Store {
 
   async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
     return this.stmt.auditRange.all(from, to).map((r) => ({ idx: r.idx, entry: r.entry, leafHash: new Uint8Array(r.leaf_hash) }));
+  }
+
+  async auditLeafHashes(offset: number): Promise<Uint8Array[]> {
+    return this.stmt.auditLeafHashes.all(offset).map((r) => new Uint8Array(r.leaf_hash));
+  }
+
+  async putCheckpoint(c: StoredCheckpoint): Promise<boolean> {
+    return this.stmt.insertCheckpoint.run(c.size, c.rootHash, c.note, c.createdAt).changes > 0;
+  }
+
+  async listCheckpoints(): Promise<StoredCheckpoint[]> {
+    return this.stmt.listCheckpoints.all().map(toCheckpoint);
+  }
+
+  async getCheckpoint(size?: number): Promise<StoredCheckpoint | undefined> {
+    const row = size === undefined ? this.stmt.latestCheckpoint.get() : this.stmt.getCheckpoint.get(size);
+    return row ? toCheckpoint(row) : undefined;
+  }
+
+  async putCosignature(c: StoredCosignature): Promise<void> {
+    this.stmt.putCosignature.run(c.size, c.cosigner, c.signature, c.at);
+  }
+
+  async listCosignatures(size?: number): Promise<StoredCosignature[]> {
+    return size === undefined ? this.stmt.allCosignatures.all() : this.stmt.cosignaturesOf.all(size);
   }
 
   async getMeta(key: string): Promise<string | undefined> {

@@ -23,6 +23,26 @@ export type MailboxItem =
   /** A deadline or link event (`acceptedAt` is the event's `at`). */
   | { cursor: number; kind: 'event'; event: HotlineEvent; acceptedAt: number };
 
+/** A checkpoint the log key signed: the note as signed (log signature only), by tree size. */
+export interface StoredCheckpoint {
+  size: number;
+  /** Hex RFC 9162 root hash. */
+  rootHash: string;
+  /** The C2SP signed note with the log's signature (cosignatures are stored beside it). */
+  note: string;
+  createdAt: number;
+}
+
+/** A party device's cosignature of a stored checkpoint: one signed-note signature line. */
+export interface StoredCosignature {
+  size: number;
+  /** `party/device`, the note key name. */
+  cosigner: string;
+  /** base64 of the 4-byte key ID ‖ 8-byte timestamp ‖ 64-byte signature, as on the note line. */
+  signature: string;
+  at: number;
+}
+
 export interface StoredEnvelope {
   envelope: Envelope;
   envelopeHash: string;
@@ -125,6 +145,20 @@ export interface Store {
   auditSize(): Promise<number>;
   /** Entries [from, to) as stored canonical JSON, with their leaf hashes. */
   auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]>;
+
+  /** Leaf hashes of the entries from position `offset` on, in log order (to rebuild the tree). */
+  auditLeafHashes(offset: number): Promise<Uint8Array[]>;
+
+  /** Store a checkpoint (idempotent by size: false when one of that size is stored already). */
+  putCheckpoint(checkpoint: StoredCheckpoint): Promise<boolean>;
+  /** Checkpoints in size order. */
+  listCheckpoints(): Promise<StoredCheckpoint[]>;
+  /** The checkpoint of `size`, or the largest one when `size` is undefined. */
+  getCheckpoint(size?: number): Promise<StoredCheckpoint | undefined>;
+  /** Store a verified cosignature (one per checkpoint and cosigner; a newer one replaces it). */
+  putCosignature(cosignature: StoredCosignature): Promise<void>;
+  /** Cosignatures of one checkpoint, or of all when `size` is undefined. */
+  listCosignatures(size?: number): Promise<StoredCosignature[]>;
 
   /** Deadlines not yet closed (for the scheduler at start). */
   loadDeadlines(): Promise<DeadlineRecord[]>;

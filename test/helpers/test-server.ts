@@ -27,9 +27,12 @@ afterEach(async () => {
  * A real server on 127.0.0.1:0 with its own data directory and an in-memory log, the deployment's
  * devices enrolled; closed (with its clients) after the test.
  */
-export async function startTestServer(options: { dep?: Deployment; clock?: Clock; app?: AppOptions; logLevel?: LogLevel; enrolAll?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { dep?: Deployment; clock?: Clock; app?: AppOptions; logLevel?: LogLevel; enrolAll?: boolean; dataDir?: string; withLogKey?: boolean } = {},
+): Promise<TestServer> {
   const dep = options.dep ?? (await createDeployment(options.clock?.now()));
-  const dir = tempDir();
+  // A given data directory (a copy of another server's) is the caller's to remove.
+  const dir = options.dataDir !== undefined ? { path: options.dataDir, remove: () => {} } : tempDir();
   const logs = new LogSink();
   const server = await startServer({
     agreement: dep.agreement,
@@ -39,6 +42,7 @@ export async function startTestServer(options: { dep?: Deployment; clock?: Clock
     logger: createLogger(options.logLevel ?? 'trace', logs),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.app ? { app: options.app } : {}),
+    ...(options.withLogKey ? { logSecret: dep.logSecret } : {}),
   });
   const clients: LinkClient[] = [];
   cleanups.push(async () => {

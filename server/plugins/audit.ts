@@ -1,0 +1,167 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
+import { toBase64 } from '../../shared/encoding/base64.js';
+import { parseJson, assertSchema } from '../../shared/protocol/validate.js';
+import { AUDIT_EXPORT_TYPE, type AuditExport } from '../../shared/audit/log-verify.js';
+import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { Role } from '../../shared/protocol/schemas.js';
+import type { AppContext } from '../context.js';
+import type { TokenClaims } from '../tokens.js';
+import { requireDevice } from './auth.js';
+
+/** Entries per page of `GET /v1/audit/entries`. */
+export const MAX_ENTRIES_PAGE = 1000;
+
+const CosignatureRequest = Type.Object(
+  { size: Type.Integer({ minimum: 1 }), note: Type.String({ minLength: 1, maxLength: 16 * 1024 }) },
+  { additionalProperties: false },
+);
+const AlarmRequest = Type.Object(
+  { code: Type.String({ pattern: '^HL_ERR_[A-Z_]+$', maxLength: 64 }), reason: Type.String({ minLength: 1, maxLength: 400 }) },
+  { additionalProperties: false },
+);
+
+/** Who may call what (PROTOCOL.md "Audit API"). */
+const READERS: readonly Role[] = ['auditor'];
+const COSIGNERS: readonly Role[] = ['operator', 'auditor'];
+
+function allow(request: FastifyRequest, roles: readonly Role[], what: string): TokenClaims {
+  const d = request.device!;
+  if (!roles.includes(d.role)) {
+    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${d.role} devices may not ${what} (only ${roles.join(' and ')} devices)`);
+  }
+  return d;
+}
+
+/** A non-negative integer query parameter (attacker-controlled). */
+function intParam(query: unknown, name: string, fallback?: number): number {
+  const raw = (query as Record<string, unknown> | undefined)?.[name];
+  if (raw === undefined || raw === '') {
+    if (fallback !== undefined) return fallback;
+    throw new HotlineError('HL_ERR_INPUT_SCHEMA', `the query parameter ${name} is required`);
+  }
+  if (typeof raw !== 'string' || !/^(0|[1-9][0-9]{0,14})$/.test(raw)) {
+    throw new HotlineError('HL_ERR_INPUT_SCHEMA', `the query parameter ${name} must be a non-negative integer`);
+  }
+  return Number(raw);
+}
+
+/**
+ * The audit API (issue 5; DESIGN.md "Audit log"). Auditor devices read everything: entries,
+ * checkpoints, proofs and the export. Operator devices get only what cosigning needs: the
+ * checkpoints (tree heads and signatures, no entry), consistency proofs, posting a cosignature
+ * and reporting an alarm. Archive devices get nothing. Every route needs a token.
+ */
+export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  const auth = { preHandler: requireDevice(ctx) };
+
+  app.get('/v1/audit/entries', auth, async (request) => {
+    allow(request, READERS, 'read audit entries');
+    const size = (await ctx.audit.tree()).size;
+    const from = intParam(request.query, 'from', 0);
+    const to = Math.min(intParam(request.query, 'to', Math.min(from + MAX_ENTRIES_PAGE, size)), size);
+    if (from > to) throw new HotlineError('HL_ERR_AUDIT_RANGE', `from (${from}) is beyond to (${to}) or the log size (${size})`);
+    if (to - from > MAX_ENTRIES_PAGE) throw new HotlineError('HL_ERR_AUDIT_RANGE', `at most ${MAX_ENTRIES_PAGE} entries per page`);
+    const rows = await ctx.store.auditEntries(from, to);
+    return { from, to, size, entries: rows.map((r) => ({ idx: r.idx, entry: r.entry, leafHash: toBase64(r.leafHash) })) };
+  });
+
+  app.get('/v1/audit/checkpoints', auth, async (request) => {
+    allow(request, COSIGNERS, 'read checkpoints');
+    return { checkpoints: await ctx.audit.checkpointNotes() };
+  });
+
+  app.get('/v1/audit/checkpoint/latest', auth, async (request) => {
+    allow(request, COSIGNERS, 'read checkpoints');
+    const latest = await ctx.store.getCheckpoint();
+    if (!latest) {
+      throw new HotlineError('HL_ERR_NOT_FOUND', ctx.audit.signing ? 'no checkpoint has been signed yet' : 'this server has no log key configured: it signs no checkpoints');
+    }
+    return { size: latest.size, note: await ctx.audit.withCosignatures(latest) };
+  });
+
+  app.post('/v1/audit/checkpoints', auth, async (request, reply) => {
+    allow(request, COSIGNERS, 'ask for a checkpoint');
+    const { checkpoint, created } = await ctx.audit.signCheckpoint();
+    if (!checkpoint) throw new HotlineError('HL_ERR_NOT_FOUND', 'the audit log is empty');
+    return reply.status(created ? 201 : 200).send({ size: checkpoint.size, note: await ctx.audit.withCosignatures(checkpoint), created });
+  });
+
+  app.get('/v1/audit/proof/inclusion', auth, async (request) => {
+    allow(request, READERS, 'read inclusion proofs');
+    const tree = await ctx.audit.tree();
+    const index = intParam(request.query, 'index');
+    const size = intParam(request.query, 'size', tree.size);
+    // MerkleLog checks the range (HL_ERR_AUDIT_RANGE).
+    const proof = tree.inclusionProof(index, size);
+    return { index, size, leafHash: toBase64(tree.leafHash(index)), proof: proof.map(toBase64) };
+  });
+
+  app.get('/v1/audit/proof/consistency', auth, async (request) => {
+    allow(request, COSIGNERS, 'read consistency proofs');
+    const tree = await ctx.audit.tree();
+    const from = intParam(request.query, 'from');
+    const to = intParam(request.query, 'to', tree.size);
+    return { from, to, proof: tree.consistencyProof(from, to).map(toBase64) };
+  });
+
+  app.post('/v1/audit/cosignatures', auth, async (request, reply) => {
+    const d = allow(request, COSIGNERS, 'cosign checkpoints');
+    const body = assertSchema(CosignatureRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
+    const cert = ctx.directory.current(d.party, d.device, ctx.clock.now(), d.signKey);
+    const stored = await ctx.audit.addCosignature(cert, body.size, body.note);
+    request.log.info({ size: body.size, cosigner: stored.cosigner }, 'checkpoint cosigned');
+    return reply.status(201).send({ cosigned: true, size: body.size, cosigner: stored.cosigner });
+  });
+
+  // A cosigning client that finds a bad proof or two checkpoints of one size reports it here: it
+  // goes into the log and to every operator and auditor console of the reporting party. (The
+  // client raises it locally first: a dishonest server could drop this report, never hide the
+  // local alarm.)
+  app.post('/v1/audit/alarms', auth, async (request, reply) => {
+    const d = allow(request, COSIGNERS, 'report audit alarms');
+    const body = assertSchema(AlarmRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
+    const now = ctx.clock.now();
+    const event: Extract<HotlineEvent, { type: 'audit.alarm' }> = { type: 'audit.alarm', party: d.party, reason: `${d.party}/${d.device}: ${body.code}: ${body.reason}`.slice(0, 500), at: now };
+    const mailboxes = ctx.deadlines.mailboxesFor(event, now);
+    const result = await ctx.writes.enqueue({ kind: 'events', acceptedAt: now, events: [{ event, mailboxes }] });
+    if (!result.ok) throw result.error instanceof HotlineError ? result.error : new HotlineError('HL_ERR_STORE_FAILED', 'the alarm could not be stored');
+    if (result.status === 'new') ctx.pushLive(result.delivered);
+    request.log.warn({ party: d.party, device: d.device, code: body.code as HotlineErrorCode }, 'audit alarm reported');
+    return reply.status(201).send({ reported: true });
+  });
+
+  app.get('/v1/audit/export', auth, async (request): Promise<AuditExport> => {
+    allow(request, READERS, 'export the audit log');
+    // Checkpoints first: the log only grows, so every checkpoint read is covered by the entries read after.
+    const checkpoints = (await ctx.audit.checkpointNotes()).map((c) => c.note);
+    const rows = await ctx.store.auditEntries(0, Number.MAX_SAFE_INTEGER);
+    const entries = rows.map((r) => r.entry);
+    const ciphertexts: Record<string, string> = {};
+    for (const text of entries) {
+      let id: unknown;
+      try {
+        const e = parseJson(text) as { type?: unknown; header?: { id?: unknown } };
+        if (e.type === 'envelope.accepted') id = e.header?.id;
+      } catch {
+        continue; // a damaged row is exported as it is; the verifier names it
+      }
+      if (typeof id !== 'string' || id in ciphertexts) continue;
+      const stored = await ctx.store.getEnvelope(id);
+      if (stored) ciphertexts[id] = stored.envelope.ciphertext;
+    }
+    request.log.info({ entries: entries.length, checkpoints: checkpoints.length }, 'audit export');
+    return {
+      type: AUDIT_EXPORT_TYPE,
+      v: 1,
+      agreementHash: ctx.agreementHash,
+      exportedAt: ctx.clock.now(),
+      entries,
+      checkpoints,
+      certificates: await ctx.store.listDevices(),
+      revocations: await ctx.store.listRevocations(),
+      ciphertexts,
+    };
+  });
+};
