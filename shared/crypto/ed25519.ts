@@ -43,7 +43,9 @@ export function signingPublicKeyFromSeed(seed: Uint8Array): Uint8Array {
 // arrive from peers (attacker-controlled) and must not grow memory without limit.
 const CACHE_LIMIT = 4096;
 const nodePublic = new Map<string, KeyObject>();
-const nodePrivate = new WeakMap<Uint8Array, KeyObject>();
+// Private keys by content, not by array identity: callers decode the same base64 secret into a
+// new array for every signature.
+const nodePrivate = new Map<string, KeyObject>();
 const webPublic = new Map<string, Promise<CryptoKey>>();
 const webPrivate = new WeakMap<Uint8Array, Promise<CryptoKey>>();
 
@@ -68,11 +70,11 @@ function nodePublicKey(pub: Uint8Array): KeyObject {
 }
 
 function nodePrivateKey(seed: Uint8Array): KeyObject {
-  const hit = nodePrivate.get(seed);
+  const k = cacheKey(seed);
+  const hit = nodePrivate.get(k);
   if (hit) return hit;
   const key = nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, seed)), format: 'der', type: 'pkcs8' });
-  nodePrivate.set(seed, key);
-  return key;
+  return remember(nodePrivate, k, key);
 }
 
 function webPublicKey(pub: Uint8Array): Promise<CryptoKey> {

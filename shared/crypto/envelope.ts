@@ -17,7 +17,7 @@ import { sha256 } from './hash.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
 import { randomBytes, randomId } from './random.js';
-import { box, boxKeyPair, boxOpen } from './x25519.js';
+import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
 
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
 
@@ -88,7 +88,7 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
       wrappedKey: toBase64(await box(contentKey, nonce, boxKey, ephemeral.secretKey)),
     });
   }
-  ephemeral.secretKey.fill(0);
+  discardBoxSecret(ephemeral.secretKey);
 
   const sender = options.sender.certificate.cert;
   const header: EnvelopeHeader = {

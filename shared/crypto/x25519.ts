@@ -26,14 +26,37 @@ interface Lowlevel {
 }
 const lowlevel = (nacl as unknown as { lowlevel: Lowlevel }).lowlevel;
 
-const nodePrivate = new WeakMap<Uint8Array, KeyObject>();
+// Importing a raw key into OpenSSL costs more than the X25519 itself, so imported keys are
+// cached by content (callers decode the same base64 secret into a new array every time). Bounded:
+// public keys come from peers.
+const CACHE_LIMIT = 1024;
+const nodePrivate = new Map<string, KeyObject>();
+const nodePublic = new Map<string, KeyObject>();
+
+function cacheKey(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes);
+}
+
+function remember(map: Map<string, KeyObject>, key: string, value: KeyObject): KeyObject {
+  if (map.size >= CACHE_LIMIT) map.delete(map.keys().next().value as string);
+  map.set(key, value);
+  return value;
+}
 
 function nodePrivateKey(sk: Uint8Array): KeyObject {
-  const hit = nodePrivate.get(sk);
-  if (hit) return hit;
-  const key = nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, sk)), format: 'der', type: 'pkcs8' });
-  nodePrivate.set(sk, key);
-  return key;
+  const k = cacheKey(sk);
+  return (
+    nodePrivate.get(k) ??
+    remember(nodePrivate, k, nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, sk)), format: 'der', type: 'pkcs8' }))
+  );
+}
+
+function nodePublicKey(pk: Uint8Array): KeyObject {
+  const k = cacheKey(pk);
+  return (
+    nodePublic.get(k) ??
+    remember(nodePublic, k, nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pk)), format: 'der', type: 'spki' }))
+  );
 }
 
 let webX25519: boolean | undefined;
@@ -42,9 +65,8 @@ let webX25519: boolean | undefined;
 export async function x25519(secretKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
   if (secretKey.length !== 32 || publicKey.length !== 32) throw new HotlineError('HL_ERR_KEY_INVALID', 'X25519 keys are 32 bytes');
   if (nodeCrypto) {
-    const pub = nodeCrypto.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
     try {
-      return new Uint8Array(nodeCrypto.diffieHellman({ privateKey: nodePrivateKey(secretKey), publicKey: pub }));
+      return new Uint8Array(nodeCrypto.diffieHellman({ privateKey: nodePrivateKey(secretKey), publicKey: nodePublicKey(publicKey) }));
     } catch {
       // OpenSSL refuses low-order points (all-zero output); NaCl computes them. Stay NaCl-compatible.
       return nacl.scalarMult(secretKey, publicKey);
@@ -92,6 +114,15 @@ export async function boxOpen(ciphertext: Uint8Array, nonce: Uint8Array, publicK
 
 /** A fresh X25519 key pair (the public key computed natively in Node). */
 export function boxKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
+  if (nodeCrypto) {
+    // Generating in OpenSSL and exporting is cheaper than importing random bytes, and leaves the
+    // key object cached for the wraps that follow (one per recipient).
+    const { privateKey } = nodeCrypto.generateKeyPairSync('x25519');
+    const jwk = privateKey.export({ format: 'jwk' });
+    const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
+    remember(nodePrivate, cacheKey(secretKey), privateKey);
+    return { secretKey, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
+  }
   const secretKey = nacl.randomBytes(32);
   return { secretKey, publicKey: boxPublicKey(secretKey) };
 }
@@ -104,4 +135,13 @@ export function boxPublicKey(secretKey: Uint8Array): Uint8Array {
     return new Uint8Array(spki.subarray(spki.length - 32));
   }
   return nacl.box.keyPair.fromSecretKey(secretKey).publicKey;
+}
+
+/**
+ * Drop a secret key from the native key cache and wipe it: for the per-message ephemeral key, whose
+ * secret must not outlive the sealing (forward secrecy of the wrapped content keys).
+ */
+export function discardBoxSecret(secretKey: Uint8Array): void {
+  nodePrivate.delete(cacheKey(secretKey));
+  secretKey.fill(0);
 }
