@@ -50,6 +50,9 @@ describe('operator console', () => {
       await p.click('#confirm-keys');
       await p.waitForSelector('#peer-ok');
     }
+    // The link's state per pair comes from GET /v1/status: no test has run yet.
+    await jp.page.waitForSelector('[data-pair="jp-mod>cn-mnd"][data-status="unknown"]');
+    expect(await jp.page.textContent('#link-test')).toContain('回線試験はまだありません');
     expect(await jp.page.textContent('#compose h2')).toBe('作成');
     expect(await cn.page.textContent('#compose h2')).toBe('撰写');
 

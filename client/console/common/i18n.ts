@@ -129,6 +129,9 @@ const en = {
   shown: 'Showing {n} of {total} entries.',
   chart_title: 'Median and 95th-percentile time to acknowledge, as a share of the deadline',
   deadline_line: 'deadline',
+  link_up: 'up',
+  link_down: 'DOWN',
+  link_unknown: 'not tested yet',
 };
 
 export type MessageKey = keyof typeof en;
@@ -256,6 +259,9 @@ const ja: Dictionary = {
   shown: '{total} 件中 {n} 件を表示。',
   chart_title: '確認までの時間（中央値と95パーセンタイル）、期限に対する割合',
   deadline_line: '期限',
+  link_up: '正常',
+  link_down: '断',
+  link_unknown: '未試験',
 };
 
 const zh: Dictionary = {
@@ -380,6 +386,9 @@ const zh: Dictionary = {
   shown: '显示 {total} 条中的 {n} 条。',
   chart_title: '确认用时（中位数和第95百分位），占期限的比例',
   deadline_line: '期限',
+  link_up: '正常',
+  link_down: '中断',
+  link_unknown: '尚未测试',
 };
 
 export const LANGUAGES = { en: 'English', ja: '日本語', zh: '中文' } as const;

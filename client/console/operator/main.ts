@@ -12,6 +12,8 @@ import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.
 import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
+import { login, requestJson } from '../common/auth.js';
+import type { StatusResponse } from '../../../shared/protocol/status.js';
 import { startAlarm, type Alarm } from './alarm.js';
 import {
   MAX_EVENTS,
@@ -80,6 +82,10 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   let state: ClientState = await storage.read(key);
   let connected = false;
   let lastTest: { ok: boolean; roundTripMs?: number; at: number } | undefined;
+  let linkPairs: StatusResponse['links'] = [];
+  // Deadlines run on the server's clock: countdowns use the offset measured at each connection.
+  let serverOffset = 0;
+  let statusToken: { token: string; expiresAt: number } | undefined;
   let composeError = '';
 
   const addEvent = (ev: ConsoleEvent) =>
@@ -122,8 +128,35 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
           ? `${formatTime(lastTest.at)} ${t(lastTest.ok ? 'test_ok' : 'test_failed')}${lastTest.roundTripMs === undefined ? '' : `, ${t('round_trip', { ms: lastTest.roundTripMs })}`}`
           : t('no_test'),
       ),
+      ...linkPairs.map((p) =>
+        h('span', { class: `pill ${p.status === 'up' ? 'ok' : p.status === 'down' ? 'bad' : 'idle'}`, 'data-pair': `${p.from}>${p.to}`, 'data-status': p.status }, `${p.from} → ${p.to}: ${t(`link_${p.status}` as MessageKey)}`),
+      ),
       h('span', { class: 'who' }, `${t('me')}: ${key}`),
     );
+  };
+
+  /** The link tests the server has judged so far (`GET /v1/status`), so the answer is on screen at once. */
+  const loadStatus = async () => {
+    try {
+      if (!statusToken || statusToken.expiresAt - 60_000 < Date.now() + serverOffset) statusToken = await login(device, agreement);
+      const status = (await requestJson('GET', '/v1/status', statusToken.token)) as StatusResponse;
+      // Every ordered pair with this party is shown; one the server has no test for yet is 'unknown'.
+      linkPairs = agreement.parties
+        .filter((x) => x.id !== me.party)
+        .flatMap((x) => [
+          [me.party, x.id],
+          [x.id, me.party],
+        ])
+        .map(([from, to]) => status.links.find((l) => l.from === from && l.to === to) ?? { from: from!, to: to!, status: 'unknown' as const });
+      for (const p of status.links) {
+        if (p.last && (!lastTest || p.last.at > lastTest.at)) {
+          lastTest = { ok: p.last.ok, at: p.last.at, ...(p.last.roundTripMs === undefined ? {} : { roundTripMs: p.last.roundTripMs }) };
+        }
+      }
+      drawStatus();
+    } catch {
+      // An older server without /v1/status: the link events alone fill the status in.
+    }
   };
 
   const drawPeers = () => {
@@ -339,7 +372,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   };
 
   const tick = () => {
-    const now = Date.now();
+    const now = Date.now() + serverOffset;
     for (const cell of Array.from(document.querySelectorAll<HTMLElement>('td.due[data-due]'))) {
       const left = Number(cell.dataset.due) - now;
       cell.textContent = left >= 0 ? t('due_in', { t: formatDuration(left) }) : t('overdue', { t: formatDuration(-left) });
@@ -369,10 +402,12 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   };
 
   // ----- client events -----
-  client.on('connected', () => {
+  client.on('connected', ({ serverTime }) => {
     connected = true;
+    serverOffset = serverTime - Date.now();
     drawStatus();
     void refresh();
+    void loadStatus();
   });
   client.on('disconnected', () => {
     connected = false;
@@ -406,6 +441,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     if (ev.type === 'link.test' || ev.type === 'link.up' || ev.type === 'link.down') {
       if (ev.type === 'link.test') lastTest = { ok: ev.ok, at: ev.at, ...(ev.roundTripMs === undefined ? {} : { roundTripMs: ev.roundTripMs }) };
       drawStatus();
+      void loadStatus();
     }
     void addEvent(toConsoleEvent(ev)).then(refresh);
   });
