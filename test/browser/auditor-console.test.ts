@@ -5,10 +5,9 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HotlineClient, type HotlineClientEvents } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-import { agreementHash } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
-import { cosignCheckpoint, formatCheckpointBody, rootFromLeafHashes, signNote } from '../../shared/audit/index.js';
-import { AUDIT_EXPORT_TYPE } from '../../shared/audit/log-verify.js';
+import { cosignCheckpoint } from '../../shared/audit/index.js';
+import { login } from '../helpers/ws-client.js';
 import { importKey, openPage, SCREENSHOT_DIR, startHarness, type Harness } from './harness.js';
 
 let hx: Harness;
@@ -50,53 +49,39 @@ async function exchangeFlash(): Promise<string> {
   }
 }
 
-/** An export as the audit API will serve it, made here from the server's store: entries, one signed and cosigned checkpoint. */
-async function makeExport(): Promise<{ entries: string[]; value: Record<string, unknown> }> {
-  const size = await hx.server.store.auditSize();
-  const rows = await hx.server.store.auditEntries(0, size);
-  const body = formatCheckpointBody({ origin: hx.dep.agreement.name, size, rootHash: rootFromLeafHashes(rows.map((r) => r.leafHash)) });
-  const signed = await signNote(body, { name: hx.dep.agreement.name, secretKey: fromBase64(hx.dep.logSecret.logSecret, 32) });
+/** Ask the server for a checkpoint now and cosign it as the Japanese auditor, through the audit API. */
+async function checkpointAndCosign(token: string): Promise<void> {
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const res = await fetch(`${hx.server.url}/v1/audit/checkpoints`, { method: 'POST', headers: auth, body: '{}' });
+  expect([200, 201]).toContain(res.status);
+  const { size, note } = (await res.json()) as { size: number; note: string };
   const auditor = hx.dep.devices['jp-mod/audit1']!;
-  const cosigned = await cosignCheckpoint(signed, { name: 'jp-mod/audit1', secretKey: fromBase64(auditor.signSecret, 32) }, Math.floor(Date.now() / 1000));
-  const entries = rows.map((r) => r.entry);
-  return {
-    entries,
-    value: {
-      type: AUDIT_EXPORT_TYPE,
-      v: 1,
-      agreementHash: agreementHash(hx.dep.agreement),
-      exportedAt: Date.now(),
-      entries,
-      checkpoints: [cosigned],
-      certificates: Object.values(hx.dep.devices).map((d) => d.certificate),
-      revocations: [],
-    },
-  };
+  const cosigned = await cosignCheckpoint(note, { name: 'jp-mod/audit1', secretKey: fromBase64(auditor.signSecret, 32) }, Math.floor(Date.now() / 1000));
+  const posted = await fetch(`${hx.server.url}/v1/audit/cosignatures`, { method: 'POST', headers: auth, body: JSON.stringify({ size, note: cosigned }) });
+  expect(posted.status).toBe(201);
 }
 
 describe('auditor console', () => {
   it('verifies the log in the browser, follows a message through its rungs, reports deadlines, and names the first tampered entry', async () => {
     const messageId = await exchangeFlash();
-    const exp = await makeExport();
-    const goodPath = join(tmpdir(), `hotline-export-${process.pid}.json`);
-    writeFileSync(goodPath, JSON.stringify(exp.value));
+    const token = await login(hx.server.url, hx.dep.devices['jp-mod/audit1']!, hx.dep.agreement);
+    await checkpointAndCosign(token);
 
     const context = await hx.browser.newContext({ locale: 'en-US' });
-    // Until issue 5's audit API exists, the console's probe of it answers 404.
-    const { page, errors } = await openPage(context, `${hx.server.url}/console/auditor/`, [/\/v1\/audit\/export$/]);
+    const { page, errors } = await openPage(context, `${hx.server.url}/console/auditor/`);
     await importKey(page, hx.keyFiles['jp-mod/audit1']!, 'auditor passphrase one');
-    // Until the audit API exists the console says so; either way the directory is there.
-    await page.waitForSelector('#loaded, #audit-unavailable');
+    // The console logs in with the auditor key and loads the export from the audit API.
+    await expect.poll(() => page.textContent('#loaded').catch(() => '')).toContain('the server');
     await page.waitForSelector('#directory-table tbody tr');
     expect(await page.textContent('#directory-table')).toContain('cn-mnd/op1');
+    const size = Number(/(\d+) entries/.exec((await page.textContent('#loaded'))!)![1]);
 
-    await page.setInputFiles('#export-file', goodPath);
-    await expect.poll(() => page.textContent('#loaded')).toContain('a file');
     await page.click('#verify-run');
     const ok = await page.waitForSelector('#verify-result');
     expect(await ok.getAttribute('data-ok')).toBe('true');
-    expect(await page.getAttribute('#verify-progress', 'value')).toBe(String(exp.entries.length));
+    expect(await page.getAttribute('#verify-progress', 'value')).toBe(String(size));
     // The checkpoint shows the log's signature and the auditor's cosignature, both verified.
+    expect(await page.textContent('#checkpoint-table')).toContain(`✔ ${hx.dep.agreement.name}`);
     expect(await page.textContent('#checkpoint-table')).toContain('✔ jp-mod/audit1');
 
     // Deadline report: one FLASH message, delivered and acknowledged; the chart is drawn.
@@ -120,7 +105,9 @@ describe('auditor console', () => {
     await expect.poll(() => page.locator('#entries tbody tr').count()).toBe(2);
     await page.screenshot({ path: join(SCREENSHOT_DIR, 'auditor-verified.png'), fullPage: true });
 
-    // Change one byte of a middle entry (a digit of its time): the first problem is named by index.
+    // An export file with one byte of a middle entry changed (a digit of its time): the first
+    // problem is named by its index.
+    const exp = (await (await fetch(`${hx.server.url}/v1/audit/export`, { headers: { authorization: `Bearer ${token}` } })).json()) as { entries: string[] };
     const k = exp.entries.findIndex((e) => e.includes('"type":"receipt.accepted"'));
     expect(k).toBeGreaterThan(0);
     expect(k).toBeLessThan(exp.entries.length - 1);
@@ -128,8 +115,9 @@ describe('auditor console', () => {
     tampered[k] = tampered[k]!.replace(/"at":(\d+)/, (_m, n: string) => `"at":${Number(n) + 1}`);
     expect(tampered[k]).not.toBe(exp.entries[k]);
     const badPath = join(tmpdir(), `hotline-export-bad-${process.pid}.json`);
-    writeFileSync(badPath, JSON.stringify({ ...exp.value, entries: tampered }));
+    writeFileSync(badPath, JSON.stringify({ ...exp, entries: tampered }));
     await page.setInputFiles('#export-file', badPath);
+    await expect.poll(() => page.textContent('#loaded')).toContain('a file');
     await page.waitForSelector('#verify-run:not([disabled])');
     await page.click('#verify-run');
     const bad = await page.waitForSelector('#verify-result[data-ok="false"]');

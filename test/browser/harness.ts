@@ -45,7 +45,7 @@ export async function startHarness(): Promise<Harness> {
     writeFileSync(path, JSON.stringify(secret, null, 2), { mode: 0o600 });
     keyFiles[key] = path;
   }
-  const server = await startServer({ agreement: dep.agreement, dataDir: join(dir.path, 'data'), host: '127.0.0.1', port: 0, logLevel: 'warn' });
+  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir: join(dir.path, 'data'), host: '127.0.0.1', port: 0, logLevel: 'warn' });
   for (const secret of Object.values(dep.devices)) {
     const res = await fetch(`${server.url}/v1/directory/devices`, {
       method: 'POST',
