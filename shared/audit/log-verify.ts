@@ -164,7 +164,7 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
   };
 
   const log = new MerkleLog();
-  const headers = new Map<string, { header: Static<typeof EnvelopeHeader>; hash: string }>();
+  const headers = new Map<string, { header: Static<typeof EnvelopeHeader>; hash: string; acceptedAt: number }>();
   let prevHex = '';
   try {
     for (let i = 0; i < exp.entries.length; i++) {
@@ -223,7 +223,7 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           if (ct !== undefined && !bytesEqual(sha256(fromBase64(ct)), fromHexSafe(e.header.ciphertextHash))) {
             throw new EntryError(i, 'HL_ERR_ENVELOPE_CIPHERTEXT_HASH', `entry ${i}: the exported ciphertext of ${e.header.id} does not match its signed hash`);
           }
-          headers.set(e.header.id, { header: e.header, hash: e.envelopeHash });
+          headers.set(e.header.id, { header: e.header, hash: e.envelopeHash, acceptedAt: entry.at });
           result.envelopes++;
           return;
         }
@@ -251,11 +251,12 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           if (typeof id !== 'string' || !headers.has(id)) {
             throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: deadline event for a message not in the log before it`);
           }
-          const h = headers.get(id)!.header;
+          // Deadlines run from the server's acceptance, not the sender's (possibly skewed) clock.
+          const acceptedAt = headers.get(id)!.acceptedAt;
           const rung = entry['rung'];
           if (rung !== 'delivered' && rung !== 'acknowledged') throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: unknown rung`);
           const due = entry['dueAt'];
-          if (typeof due !== 'number' || due < h.sentAt) throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: impossible due time`);
+          if (typeof due !== 'number' || due < acceptedAt) throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: impossible due time`);
           if (entry.type === 'deadline.missed' && entry.at < due) {
             throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: deadline recorded as missed before it was due`);
           }

@@ -1,0 +1,149 @@
+/**
+ * `npm run bench`: Hotline's end-to-end speed beside a floor measured in the same run.
+ *
+ * Floor: a bare `ws` echo of 1 KiB on loopback (no crypto, no disk). Hotline: two real
+ * HotlineClients (jp-mod and cn-mnd operators) through a real server on SQLite with
+ * `synchronous=FULL`; each message is sealed (box + secretbox + Ed25519), verified and stored by
+ * the server before `accepted`, delivered, verified and decrypted by the recipient, which signs a
+ * `delivered` receipt that the server verifies, stores and relays back; the clock stops when the
+ * sender has verified that receipt. Reported: messages/s and p50/p99 send→receipt latency, and the
+ * ratios to the floor. Counts are bounded (HOTLINE_BENCH_SERIAL, HOTLINE_BENCH_PIPELINED) and so is
+ * the time (HOTLINE_BENCH_MAX_SECONDS per phase).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { startServer } from '../server/main.js';
+import { HotlineClient } from '../client/hotline-client.js';
+import { MemoryStorage } from '../client/storage/memory-storage.js';
+import { makeDeployment } from '../test/helpers/fixtures.js';
+import { measureRawWsFloor, percentile } from './raw-ws.js';
+
+const SERIAL = Number(process.env['HOTLINE_BENCH_SERIAL'] ?? 300);
+const PIPELINED = Number(process.env['HOTLINE_BENCH_PIPELINED'] ?? 2000);
+const WINDOW = Number(process.env['HOTLINE_BENCH_WINDOW'] ?? 100);
+const MAX_SECONDS = Number(process.env['HOTLINE_BENCH_MAX_SECONDS'] ?? 60);
+const BODY = '至急：演習区域を変更する。'.repeat(24); // about 1 KiB of UTF-8, like the floor's payload
+
+interface PhaseResult {
+  count: number;
+  seconds: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+async function main(): Promise<void> {
+  console.log(`Hotline benchmark — node ${process.version}, ${new Date().toISOString()}`);
+  const floor = await measureRawWsFloor({ serialCount: SERIAL * 10, pipelinedCount: PIPELINED * 10, window: WINDOW });
+
+  const d = await makeDeployment(Date.now() - 60_000);
+  const dir = mkdtempSync(join(tmpdir(), 'hotline-bench-'));
+  const server = await startServer({ agreement: d.agreement, dataDir: join(dir, 'server'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
+  for (const dev of Object.values(d.devices)) {
+    await fetch(`${server.url}/v1/directory/devices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(dev.certificate) });
+  }
+  const mk = (device: typeof d.devices.jpOp) =>
+    new HotlineClient({ serverUrl: server.url, agreement: d.agreement, device, storage: new MemoryStorage(), WebSocket });
+  const jp = mk(d.devices.jpOp);
+  const cn = mk(d.devices.cnOp);
+  const jp2 = mk(d.devices.jpOp2);
+  await Promise.all([jp.start(), cn.start(), jp2.start()]);
+
+  // Resolve each message's latency when its verified `delivered` receipt reaches the sender.
+  const pending = new Map<string, { t0: bigint; done: (ms: number) => void }>();
+  const early = new Map<string, bigint>();
+  jp.on('receipt', (e) => {
+    if (!e.verified || e.receipt.receipt.kind !== 'delivered') return;
+    const p = pending.get(e.receipt.receipt.messageId);
+    if (p) {
+      pending.delete(e.receipt.receipt.messageId);
+      p.done(Number(process.hrtime.bigint() - p.t0) / 1e6);
+    } else {
+      early.set(e.receipt.receipt.messageId, process.hrtime.bigint());
+    }
+  });
+  const sendOne = async (): Promise<number> => {
+    const t0 = process.hrtime.bigint();
+    const { id } = await jp.send({ to: 'cn-mnd', precedence: 'FLASH', body: BODY, lang: 'ja' });
+    const already = early.get(id);
+    if (already !== undefined) {
+      early.delete(id);
+      return Number(already - t0) / 1e6;
+    }
+    return new Promise<number>((resolve) => pending.set(id, { t0, done: resolve }));
+  };
+
+  const deadline = (start: number) => Date.now() - start > MAX_SECONDS * 1000;
+
+  // In flight 1.
+  const serialLat: number[] = [];
+  let start = Date.now();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < SERIAL && !deadline(start); i++) serialLat.push(await sendOne());
+  const serialSec = Number(process.hrtime.bigint() - t0) / 1e9;
+  serialLat.sort((a, b) => a - b);
+  const serial: PhaseResult = {
+    count: serialLat.length,
+    seconds: serialSec,
+    perSecond: serialLat.length / serialSec,
+    p50Ms: percentile(serialLat, 50),
+    p99Ms: percentile(serialLat, 99),
+  };
+
+  // WINDOW in flight.
+  const pipeLat: number[] = [];
+  start = Date.now();
+  const t1 = process.hrtime.bigint();
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    let doneCount = 0;
+    const pump = () => {
+      while (sent < PIPELINED && sent - doneCount < WINDOW && !deadline(start)) {
+        sent++;
+        void sendOne().then((ms) => {
+          pipeLat.push(ms);
+          doneCount++;
+          if (doneCount === sent && (sent === PIPELINED || deadline(start))) resolve();
+          else pump();
+        });
+      }
+    };
+    pump();
+  });
+  const pipeSec = Number(process.hrtime.bigint() - t1) / 1e9;
+  pipeLat.sort((a, b) => a - b);
+  const pipelined: PhaseResult = {
+    count: pipeLat.length,
+    seconds: pipeSec,
+    perSecond: pipeLat.length / pipeSec,
+    p50Ms: percentile(pipeLat, 50),
+    p99Ms: percentile(pipeLat, 99),
+  };
+
+  await Promise.all([jp.stop(), cn.stop(), jp2.stop()]);
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  const f = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  console.log('');
+  console.log('| measurement | msgs/s | p50 | p99 | ratio to floor (msgs/s) |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  console.log(`| floor: raw ws echo 1 KiB, 1 in flight (${f(SERIAL * 10)}) | ${f(floor.serialPerSecond)} | ${f(floor.p50Us / 1000, 3)} ms | ${f(floor.p99Us / 1000, 3)} ms | 1.000 |`);
+  console.log(`| floor: raw ws echo 1 KiB, ${WINDOW} in flight (${f(PIPELINED * 10)}) | ${f(floor.pipelinedPerSecond)} | – | – | 1.000 |`);
+  console.log(
+    `| hotline: send → verified delivered receipt, 1 in flight (${serial.count}) | ${f(serial.perSecond)} | ${f(serial.p50Ms, 2)} ms | ${f(serial.p99Ms, 2)} ms | ${f(serial.perSecond / floor.serialPerSecond, 3)} |`,
+  );
+  console.log(
+    `| hotline: send → verified delivered receipt, ${WINDOW} in flight (${pipelined.count}) | ${f(pipelined.perSecond)} | ${f(pipelined.p50Ms, 2)} ms | ${f(pipelined.p99Ms, 2)} ms | ${f(pipelined.perSecond / floor.pipelinedPerSecond, 3)} |`,
+  );
+  console.log('');
+  console.log('Each hotline message: 1 seal (1 Ed25519 sign, 4 box wraps), server verify + fsync, 3 deliveries,');
+  console.log('recipient verify + decrypt + receipt sign, server receipt verify + fsync, sender receipt verify.');
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
