@@ -154,7 +154,7 @@ async function createDemo(dir: string): Promise<void> {
       writeSecretFile(join(dir, p.id, `${d.id}.secret.json`), await enrollDevice(root, { device: d.id, role: d.role, now }));
     }
   }
-  const { agreement, logSecret } = createAgreement({ name: 'jp-mod/cn-mnd demo hotline', parties: parties.map((p) => p.party), now });
+  const { agreement, logSecret } = createAgreement({ name: 'demo.jp-mod.cn-mnd.hotline', parties: parties.map((p) => p.party), now });
   writeSecretFile(join(dir, 'log.secret.json'), logSecret);
   // The agreement last: its presence marks a complete deployment.
   writePublicFile(join(dir, 'agreement.json'), agreement);

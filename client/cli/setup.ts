@@ -81,7 +81,7 @@ server operator.
     if (values['log-key'] !== undefined) asUsage(() => fromBase64(values['log-key']!, 32));
     const { agreement, logSecret } = asUsage(() =>
       createAgreement({
-        name: values.name ?? `${parties.map((p) => p.id).join('/')} hotline`,
+        name: values.name ?? `${parties.map((p) => p.id).join('.')}.hotline`,
         parties,
         ...(values['log-key'] === undefined ? {} : { logKey: values['log-key'] }),
         now: Date.now(),

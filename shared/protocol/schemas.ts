@@ -65,8 +65,11 @@ export type DeadlineTable = Static<typeof DeadlineTable>;
 export const Agreement = Type.Object(
   {
     v: Type.Literal(1),
-    /** Human-readable name of the hotline, also the checkpoint origin line. */
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    /**
+     * Name of the hotline, also the audit log's checkpoint origin and note key name, so it follows
+     * C2SP signed-note key-name rules: no spaces, no '+'. E.g. `jp-cn.hotline.example`.
+     */
+    name: Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x2a\\x2c-\\x7e]+$' }),
     parties: Type.Array(PartyPublic, { minItems: 2, maxItems: 64 }),
     /** The server's Ed25519 log (checkpoint) public key. */
     logKey: PublicKey,

@@ -28,7 +28,7 @@ export interface Deployment {
 export async function createDeployment(now: number = Date.now()): Promise<Deployment> {
   const jp = createParty({ id: JP, name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: CN, name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
-  const { agreement, logSecret } = createAgreement({ name: 'jp-cn hotline (test)', parties: [jp.party, cn.party], now });
+  const { agreement, logSecret } = createAgreement({ name: 'jp-cn.hotline.test', parties: [jp.party, cn.party], now });
   const parties: Record<string, PartySecretFile> = { [JP]: jp, [CN]: cn };
   const devices: Record<string, DeviceSecretFile> = {};
   for (const d of DEVICES) devices[`${d.party}/${d.device}`] = await enrollDevice(parties[d.party]!, { device: d.device, role: d.role, now });

@@ -140,3 +140,11 @@ describe('revocations and secret files', () => {
     expect(parseDeviceSecret(structuredClone(d.devices.jpOp))).toEqual(d.devices.jpOp);
   });
 });
+
+describe('agreement name', () => {
+  it('must be usable as the checkpoint origin and note key name (no spaces, no "+")', () => {
+    expect(() => parseAgreement({ ...d.agreement, name: 'jp cn hotline' })).toThrow(expect.objectContaining({ code: 'HL_ERR_AGREEMENT_INVALID' }));
+    expect(() => parseAgreement({ ...d.agreement, name: 'jp+cn' })).toThrow(expect.objectContaining({ code: 'HL_ERR_AGREEMENT_INVALID' }));
+    expect(parseAgreement({ ...d.agreement, name: 'jp-cn.hotline.example/log' }).name).toBe('jp-cn.hotline.example/log');
+  });
+});
