@@ -13,6 +13,7 @@ import {
   type AuditEntry,
   type DeviceKey,
   type EnvelopeWrite,
+  type AckWrite,
   type EventsWrite,
   type MailboxItem,
   type ReceiptWrite,
@@ -432,7 +433,13 @@ export class SqliteStore implements Store {
     // One outer transaction (one fsync for the batch); each write in a nested transaction
     // (a SAVEPOINT), so a refused or failing write rolls back alone.
     const one = this.db.transaction((w: Write) =>
-      w.kind === 'envelope' ? this.writeEnvelope(w) : w.kind === 'receipt' ? this.writeReceipt(w) : this.writeEvents(w),
+      w.kind === 'envelope'
+        ? this.writeEnvelope(w)
+        : w.kind === 'receipt'
+          ? this.writeReceipt(w)
+          : w.kind === 'ack'
+            ? this.writeAck(w)
+            : this.writeEvents(w),
     );
     try {
       return this.db.transaction(() =>
@@ -460,6 +467,11 @@ export class SqliteStore implements Store {
       }
       return { cursor: row.cursor, kind: 'receipt', receipt: JSON.parse(row.receipt!) as SignedReceipt, acceptedAt: row.rcpt_accepted_at! };
     });
+  }
+
+  private writeAck(w: AckWrite): WriteResult {
+    this.stmt.ack.run(w.device, w.cursor);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] };
   }
 
   async ack(device: DeviceKey, cursor: number): Promise<number> {

@@ -98,7 +98,18 @@ export interface EventsWrite extends SideEffects {
   acceptedAt: number;
 }
 
-export type Write = EnvelopeWrite | ReceiptWrite | EventsWrite;
+/**
+ * A device's mailbox acknowledgement, batched with the other writes. Losing one in a crash only
+ * means redelivery, which clients de-duplicate, but it costs no extra fsync to keep it durable.
+ */
+export interface AckWrite {
+  kind: 'ack';
+  device: DeviceKey;
+  cursor: number;
+  acceptedAt: number;
+}
+
+export type Write = EnvelopeWrite | ReceiptWrite | EventsWrite | AckWrite;
 
 /**
  * The outcome of one write. `duplicate`: the same envelope (same id and hash) or the same receipt

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { leafHash } from '../../shared/audit/merkle.js';
 import { toHex, utf8 } from '../../shared/encoding/base64.js';
 import { CN, JP } from '../helpers/deployment.js';
@@ -41,5 +41,28 @@ describe('group commit', () => {
       const seqs = cn.ofType('deliver').filter((d) => `${d.envelope.header.from.party}/${d.envelope.header.from.device}` === k).map((d) => d.envelope.header.seq);
       expect(seqs).toEqual(Array.from({ length: N }, (_, i) => i + 1));
     }
+  });
+
+  it('commits a burst of mailbox acks in shared transactions, not one fsync each', async () => {
+    const N = 40;
+    const s = await startTestServer();
+    const dir = await s.directory();
+    const jp = await s.connect(`${JP}/op1`);
+    const cn = await s.connect(`${CN}/op1`);
+    for (let i = 0; i < N; i++) {
+      jp.send({ t: 'envelope', envelope: await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq: i + 1, directory: dir, plaintext: { body: `#${i}`, lang: 'en' } }) });
+    }
+    await cn.waitFor(() => cn.ofType('deliver').length === N, 'all deliveries');
+    const commit = vi.spyOn(s.store, 'commit');
+    const cursors = cn.ofType('deliver').map((d) => d.cursor);
+    for (const cursor of cursors) cn.send({ t: 'ack', cursor });
+    // Writes commit in arrival order: once a later envelope is accepted, every ack before it is on disk.
+    const probe = await seal({ sender: s.dep.devices[`${CN}/op1`]!, to: JP, seq: 1, directory: dir, plaintext: { body: 'probe', lang: 'en' } });
+    cn.send({ t: 'envelope', envelope: probe });
+    await cn.waitForType('accepted', (f) => f.id === probe.header.id);
+    expect(await s.store.ackedCursor(`${CN}/op1`)).toBe(Math.max(...cursors));
+    const ackWrites = commit.mock.calls.flatMap(([writes]) => writes.filter((w) => w.kind === 'ack'));
+    expect(ackWrites).toHaveLength(N);
+    expect(commit.mock.calls.length).toBeLessThan(N);
   });
 });
