@@ -33,6 +33,9 @@ import {
   type ReceiptFrame,
 } from '../shared/protocol/frames.js';
 import { StatusResponse } from '../shared/protocol/status.js';
+import { cosignCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
+import { verifyConsistency } from '../shared/audit/merkle.js';
+import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
 import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
 
@@ -103,7 +106,25 @@ export interface HotlineClientOptions {
    * Operator devices only. Default false.
    */
   testAgent?: boolean;
+  /**
+   * Cosign the audit log's checkpoints (DESIGN.md "Audit log"): once connected, and then every
+   * `cosignIntervalMs`, run {@link HotlineClient.cosignLatest}. Operator and auditor devices.
+   * Default false (`hotline listen` turns it on for operators).
+   */
+  cosign?: boolean;
+  /** Default 60 s. */
+  cosignIntervalMs?: number;
 }
+
+/** The outcome of one {@link HotlineClient.cosignLatest}. */
+export type CosignResult =
+  | { status: 'cosigned'; size: number; from?: number }
+  | { status: 'unchanged'; size: number }
+  /** The server has signed no checkpoint yet (or has no log key). */
+  | { status: 'none' };
+
+/** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
+export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
 
 export interface BackoffOptions {
   initialMs?: number;
@@ -166,6 +187,13 @@ export interface HotlineClientEvents {
   link: LinkEvent;
   /** This device, as test agent, sent a link test to `to`. */
   'link-test-sent': { id: string; to: string; at: number };
+  /** This device cosigned the checkpoint of `size` after checking it (and the proof from `from`). */
+  cosigned: { size: number; from?: number; at: number };
+  /**
+   * A checkpoint failed its checks here (bad signature, inconsistent proof, two roots for one
+   * size): raised locally first (also as an `event`), then reported to the server.
+   */
+  'audit.alarm': AuditAlarm;
   refused: RefusedEvent;
   error: HotlineError;
 }
@@ -252,6 +280,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
   #testTimer: unknown;
   #testAgentRunning = false;
+  #cosignTimer: unknown;
+  #cosignerRunning = false;
+  #cosignQueue: Promise<unknown> = Promise.resolve();
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -295,6 +326,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#clock.clearTimeout(this.#refreshTimer);
     this.#clock.clearTimeout(this.#testTimer);
     this.#testAgentRunning = false;
+    this.#clock.clearTimeout(this.#cosignTimer);
+    this.#cosignerRunning = false;
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
@@ -382,6 +415,16 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#checkAgreement();
     await this.#ensureToken();
     return assertSchema(StatusResponse, await this.#http('GET', '/v1/status', undefined, true), 'HL_ERR_INPUT_SCHEMA');
+  }
+
+  /**
+   * The server's audit export (`GET /v1/audit/export`; auditor devices only), unverified: check it
+   * with `verifyAuditExport(agreement, value)` before trusting any of it.
+   */
+  async auditExport(): Promise<unknown> {
+    await this.#checkAgreement();
+    await this.#ensureToken();
+    return this.#http('GET', '/v1/audit/export', undefined, true);
   }
 
   /** The verified, currently valid certificates of the directory (as of the last fetch). */
@@ -701,6 +744,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.#settleStart();
         await this.#flushOutbox();
         this.#startTestAgent();
+        this.#startCosigner();
         return;
       case 'accepted':
         await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
@@ -841,6 +885,161 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       this.emit('link-test-sent', { id, to, at: this.#clock.now() });
     }
     return sent;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Cosigning the audit log
+
+  #startCosigner(): void {
+    if (!this.#o.cosign || this.#cosignerRunning || (this.me.role !== 'operator' && this.me.role !== 'auditor')) return;
+    this.#cosignerRunning = true;
+    const round = () => {
+      if (!this.#running || !this.#cosignerRunning) return;
+      this.cosignLatest().then(
+        () => {
+          if (this.#running && this.#cosignerRunning) this.#cosignTimer = this.#clock.setTimeout(round, this.#o.cosignIntervalMs ?? 60_000);
+        },
+        (err: unknown) => {
+          const e = toHotlineError(err);
+          // An alarm stops the automatic rounds: it is raised and reported, never retried
+          // silently. Anything else (the link is down) is tried again next round.
+          if (e.code.startsWith('HL_ERR_AUDIT_')) {
+            this.#cosignerRunning = false;
+            return;
+          }
+          this.#report(e);
+          if (this.#running) this.#cosignTimer = this.#clock.setTimeout(round, this.#o.cosignIntervalMs ?? 60_000);
+        },
+      );
+    };
+    round();
+  }
+
+  /**
+   * Cosign the server's latest checkpoint, as a party's witness (DESIGN.md "Audit log"): verify the
+   * log's signature (and any cosignature by a known device), check that no checkpoint seen so far
+   * has another root for the same size, verify a consistency proof from the last checkpoint this
+   * device cosigned (remembered in its storage), then add this device's cosignature/v1 and post it.
+   * Any failure is an alarm: `audit.alarm` is emitted here, reported to the server, and the call
+   * rejects with the alarm's `HL_ERR_AUDIT_*` code; nothing is cosigned.
+   *
+   * @example
+   * const r = await client.cosignLatest(); // { status: 'cosigned', size: 42, from: 37 }
+   */
+  cosignLatest(): Promise<CosignResult> {
+    const run = this.#cosignQueue.then(() => this.#cosignLatest());
+    this.#cosignQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #cosignLatest(): Promise<CosignResult> {
+    if (this.me.role !== 'operator' && this.me.role !== 'auditor') {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} is a ${this.me.role} device; only operator and auditor devices cosign`);
+    }
+    await this.#checkAgreement();
+    await this.#ensureToken();
+    if (!this.#directoryLoaded) await this.refreshDirectory();
+    let latest: { size?: unknown; note?: unknown };
+    try {
+      latest = (await this.#http('GET', '/v1/audit/checkpoint/latest', undefined, true)) as typeof latest;
+    } catch (err) {
+      if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return { status: 'none' };
+      throw err;
+    }
+    const listed = (await this.#http('GET', '/v1/audit/checkpoints', undefined, true)) as { checkpoints?: unknown };
+    if (typeof latest.note !== 'string' || !Array.isArray(listed.checkpoints)) {
+      throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed checkpoint answer');
+    }
+    const verifiers = this.#checkpointVerifiers();
+    const check = async (note: string, what: string) => {
+      try {
+        const v = await verifyCheckpoint(note, verifiers);
+        if (!v.verified.some((x) => x.name === logKeyName(this.agreement) && x.type === 'ed25519')) {
+          throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'it is not signed by the agreement’s log key');
+        }
+        if (v.checkpoint.origin !== logKeyName(this.agreement)) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `it is for another log (${v.checkpoint.origin})`);
+        return v.checkpoint;
+      } catch (err) {
+        const e = toHotlineError(err);
+        const code = e.code.startsWith('HL_ERR_AUDIT_') ? e.code : 'HL_ERR_AUDIT_CHECKPOINT_SIGNATURE';
+        throw await this.#alarm(code, `${what} does not verify: ${e.message}`);
+      }
+    };
+    const cp = await check(latest.note, 'the latest checkpoint');
+    const root = toBase64(cp.rootHash);
+    const seen = new Map<number, string>(Object.entries((await this.#o.storage.read(this.#key)).audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
+    const observe = async (size: number, r: string, what: string) => {
+      const before = seen.get(size);
+      if (before !== undefined && before !== r) {
+        throw await this.#alarm('HL_ERR_AUDIT_EQUIVOCATION', `the server showed two different checkpoints of size ${size} (roots ${before.slice(0, 12)}… and ${r.slice(0, 12)}…; ${what}): it is presenting different histories`);
+      }
+      seen.set(size, r);
+    };
+    await observe(cp.size, root, 'the latest checkpoint');
+    for (const item of listed.checkpoints as { note?: unknown }[]) {
+      if (typeof item?.note !== 'string') continue;
+      const c = await check(item.note, 'a listed checkpoint');
+      await observe(c.size, toBase64(c.rootHash), 'in the list of checkpoints, cosigned by others');
+    }
+
+    const last = (await this.#o.storage.read(this.#key)).audit?.cosigned;
+    const remember = async (cosigned?: { size: number; root: string; at: number }) => {
+      await this.#o.storage.update(this.#key, (s) => {
+        const all = new Map<number, string>(Object.entries(s.audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
+        for (const [k, v] of seen) all.set(k, v);
+        const kept = [...all.entries()].sort((a, b) => a[0] - b[0]).slice(-256);
+        s.audit = { ...(s.audit ?? { seen: {} }), seen: Object.fromEntries(kept.map(([k, v]) => [String(k), v])) };
+        if (cosigned) s.audit.cosigned = cosigned;
+      });
+    };
+    if (last && cp.size < last.size) {
+      throw await this.#alarm('HL_ERR_AUDIT_PROOF_INVALID', `the latest checkpoint (size ${cp.size}) is older than the one this device cosigned (size ${last.size}): the log was rolled back`);
+    }
+    if (last && cp.size === last.size) {
+      await remember();
+      return { status: 'unchanged', size: cp.size };
+    }
+    if (last) {
+      const res = (await this.#http('GET', `/v1/audit/proof/consistency?from=${last.size}&to=${cp.size}`, undefined, true)) as { proof?: unknown };
+      try {
+        if (!Array.isArray(res.proof) || !res.proof.every((p) => typeof p === 'string')) throw new HotlineError('HL_ERR_AUDIT_PROOF_INVALID', 'malformed proof');
+        verifyConsistency(last.size, cp.size, (res.proof as string[]).map((p) => fromBase64(p)), fromBase64(last.root, 32), cp.rootHash);
+      } catch (err) {
+        throw await this.#alarm(
+          'HL_ERR_AUDIT_PROOF_INVALID',
+          `the consistency proof from checkpoint ${last.size} (cosigned here) to ${cp.size} does not verify: the log was rewritten (${toHotlineError(err).message})`,
+        );
+      }
+    }
+    const now = this.#clock.now();
+    const cosigned = await cosignCheckpoint(latest.note, { name: cosignerName(this.me), secretKey: fromBase64(this.#o.device.signSecret, 32) }, Math.floor(now / 1000));
+    await this.#http('POST', '/v1/audit/cosignatures', { size: cp.size, note: cosigned }, true);
+    await remember({ size: cp.size, root, at: now });
+    this.emit('cosigned', { size: cp.size, ...(last ? { from: last.size } : {}), at: now });
+    return last ? { status: 'cosigned', size: cp.size, from: last.size } : { status: 'cosigned', size: cp.size };
+  }
+
+  /** The log key, and the cosignature keys of every operator and auditor device in the directory. */
+  #checkpointVerifiers(): NoteVerifier[] {
+    const out: NoteVerifier[] = [{ name: logKeyName(this.agreement), publicKey: fromBase64(this.agreement.logKey, 32) }];
+    for (const c of this.directory()) {
+      if (c.role === 'operator' || c.role === 'auditor') out.push({ name: cosignerName(c), publicKey: fromBase64(c.signKey, 32), type: 'cosignature/v1' });
+    }
+    return out;
+  }
+
+  /** Raise an audit alarm here, report it to the server (best effort), and return it as an error. */
+  async #alarm(code: HotlineErrorCode, reason: string): Promise<HotlineError> {
+    const event: AuditAlarm = { type: 'audit.alarm', party: this.me.party, reason: reason.slice(0, 500), at: this.#clock.now(), code };
+    const { code: _code, ...frameEvent } = event;
+    this.emit('event', frameEvent);
+    this.emit('audit.alarm', event);
+    try {
+      await this.#http('POST', '/v1/audit/alarms', { code, reason: reason.slice(0, 400) }, true);
+    } catch (err) {
+      this.#report(toHotlineError(err));
+    }
+    return new HotlineError(code, reason);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ export function openClient(
   values: LinkOptions,
   io: Io,
   consumeMailbox: boolean,
-  extra: { testAgent?: boolean } = {},
+  extra: { testAgent?: boolean; cosignIfOperator?: boolean } = {},
 ): { client: HotlineClient; statePath: string; devicePath: string } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
@@ -164,6 +164,8 @@ export function openClient(
     WebSocket,
     consumeMailbox,
     ...(extra.testAgent ? { testAgent: true } : {}),
+    // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
+    ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),
   });
   return { client, statePath, devicePath };
 }

@@ -168,6 +168,10 @@ receives (verified and decrypted here), every receipt (with whether its signatur
 every deadline or link event. An operator device answers each message addressed to its party with a
 signed "delivered" receipt; acknowledge with \`hotline ack\`. Stop with Ctrl-C.
 
+An operator device also cosigns the audit log's checkpoints while it listens, each after checking
+the log's signature and a consistency proof from the last checkpoint it cosigned; a failed check
+prints "! audit alarm", is reported to both consoles of the party, and stops the cosigning.
+
 Deadline events: "deadline missed" when a message was not delivered or acknowledged in the time its
 precedence allows (repeated as reminders with a rising level until it is), "deadline met" when it
 finally was. Link events: each link test's result and round trip, "link.down" / "link.up" alarms.
@@ -181,7 +185,7 @@ ${LINK_HELP}
     const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
-    const { client, devicePath } = openClient('listen', values, io, true, { testAgent });
+    const { client, devicePath } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
     if (testAgent && client.me.role !== 'operator') {
       throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
     }
@@ -199,6 +203,9 @@ ${LINK_HELP}
     client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));
     client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
     client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
+    client.on('cosigned', (c) =>
+      json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
+    );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
     client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
     const fatal = new Promise<never>((_, reject) => {

@@ -5,9 +5,11 @@ import { ack, directory, listen, send } from './link.js';
 import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
 import { status } from './status.js';
+import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, server, send, listen, ack, status, directory, seal, open, demo];
+// The audit group's overview comes after its commands: lookup takes the first match.
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, server, send, listen, ack, status, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -73,6 +73,18 @@ export interface ClientState {
   /** Highest seq seen per sending device (`party/device`), to refuse replays. */
   peerSeq: Record<string, number>;
   directory?: CachedDirectory;
+  /** What this device knows of the audit log's checkpoints (for cosigning). */
+  audit?: AuditMemory;
+}
+
+/**
+ * The checkpoints this device has seen and the last one it cosigned (root hashes in base64): a
+ * later checkpoint must be consistent with the cosigned one, and one size must have one root.
+ */
+export interface AuditMemory {
+  cosigned?: { size: number; root: string; at: number };
+  /** Tree size → root of every checkpoint seen (the newest few hundred). */
+  seen: Record<string, string>;
 }
 
 /**

@@ -1,0 +1,337 @@
+import { readFileSync } from 'node:fs';
+import { HotlineError } from '../../shared/errors.js';
+import { verifyDeviceCertificate } from '../../shared/crypto/keys.js';
+import { openEnvelope } from '../../shared/crypto/envelope.js';
+import { parseAuditExport, verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
+import { buildAuditReport, type AuditReport, type RungStats } from '../../shared/audit/report.js';
+import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
+import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, required, usage, writePublicFile, type Command, type Io } from './common.js';
+import { messageJson, messageText } from './link.js';
+
+/**
+ * `hotline audit …`: the auditors' tools (issue 5). Export and cosign talk to the relay; verify,
+ * report and decrypt work on an export file with nothing but the agreement, so they can run on a
+ * machine that never talked to the server.
+ */
+
+function readExport(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the export ${path} (${(cause as NodeJS.ErrnoException).code ?? 'error'}); check the path`, { cause });
+  }
+  try {
+    return parseAuditExport(text);
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `${path} is not valid JSON: not an audit export`, { cause });
+  }
+}
+
+/** One line saying what failed first, by entry index or checkpoint. */
+export function describeProblem(v: AuditVerification): string {
+  const p = v.problem;
+  if (!p) return 'no problem';
+  const where = p.index !== undefined ? `entry ${p.index}` : p.checkpoint !== undefined ? `checkpoint ${p.checkpoint}` : 'the export';
+  const also = p.index !== undefined && p.checkpoint !== undefined ? ` (found at checkpoint ${p.checkpoint})` : '';
+  return `${where}${also}: ${p.message} (${p.code})`;
+}
+
+function summary(v: AuditVerification): string {
+  const cos = v.cosigners.length > 0 ? `, cosigned by ${v.cosigners.join(', ')}` : ', not cosigned';
+  return `${v.entries} entries, ${v.checkpoints} checkpoints (largest verified size ${v.verifiedSize}${cos}); ${v.envelopes} envelope headers and ${v.receipts} receipts verified against the agreement`;
+}
+
+/** Verify or refuse: the report and the decryption rest on a verified export only. */
+async function verifiedOrThrow(agreement: Agreement, value: unknown, what: string): Promise<{ exp: AuditExport; v: AuditVerification }> {
+  const v = await verifyAuditExport(agreement, value);
+  if (!v.ok) throw new HotlineError(v.problem?.code ?? 'HL_ERR_AUDIT_EXPORT_INVALID', `${what} does not verify, so nothing in it can be relied on: ${describeProblem(v)}`);
+  return { exp: value as AuditExport, v };
+}
+
+export const auditExport: Command = {
+  name: 'audit export',
+  summary: 'download the audit log export (auditor device)',
+  help: `Usage: hotline audit export --device FILE --out FILE [--server URL] [--agreement FILE]
+
+Logs in with an auditor device and saves the server's audit export to FILE: every log entry, every
+checkpoint with the parties' cosignatures, every certificate and revocation, and the ciphertexts by
+message id (for hotline audit decrypt). Then verifies it against the agreement, as hotline audit
+verify does. Exit 0 when it verifies; 1 otherwise (the file is kept as evidence).
+
+${LINK_HELP}
+  --out FILE         where to write the export`,
+  async run(argv, io) {
+    const { values } = parse('audit export', argv, { ...LINK_FLAGS, out: { type: 'string' } });
+    if (values.help) return print(io, this.help);
+    required('audit export', values, 'device', 'out');
+    const { client } = openClient('audit export', values, io, false);
+    try {
+      if (client.me.role !== 'auditor') {
+        throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `the audit API is for auditor devices; ${client.me.party}/${client.me.device} is ${client.me.role}`);
+      }
+      const value = await client.auditExport();
+      writePublicFile(values.out!, value);
+      io.out(`export written: ${values.out}`);
+      const v = await verifyAuditExport(client.agreement, value);
+      if (!v.ok) {
+        io.err(`the export does NOT verify: ${describeProblem(v)}`);
+        return 1;
+      }
+      io.out(`verified: ${summary(v)}`);
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+export const auditVerify: Command = {
+  name: 'audit verify',
+  summary: 'verify an audit export with nothing but the agreement',
+  help: `Usage: hotline audit verify --agreement FILE EXPORT [--json]
+
+Recomputes every leaf and the Merkle tree, checks every checkpoint's log signature and every
+cosignature, every envelope header and receipt signature against its certificate (each certificate
+against the agreement's party roots), and that the entries hash to each checkpoint's root. Needs no
+server and no network. Exit 0 only if everything holds; otherwise prints the first bad entry by
+index (or the checkpoint) and what is wrong, and exits 1.
+
+  --agreement FILE   the agreement (or HOTLINE_AGREEMENT)
+  --json             print the result as JSON`,
+  async run(argv, io) {
+    const { values, positionals } = parse('audit verify', argv, { agreement: { type: 'string' }, json: { type: 'boolean' } }, true);
+    if (values.help) return print(io, this.help);
+    if (positionals.length !== 1) throw usage('hotline audit verify needs exactly one EXPORT file\nRun: hotline audit verify --help');
+    const { agreement } = loadAgreement(values.agreement, io);
+    const v = await verifyAuditExport(agreement, readExport(positionals[0]!));
+    if (values.json) io.out(JSON.stringify(v));
+    if (!v.ok) {
+      if (!values.json) io.err(`FAILED at ${describeProblem(v)}`);
+      return 1;
+    }
+    if (!values.json) {
+      io.out(`OK: ${summary(v)}`);
+      if (v.checkpoints === 0) io.err('warning: the export has no checkpoint: no signature by the log key vouches for these entries');
+      else if (v.verifiedSize < v.entries) io.err(`note: entries ${v.verifiedSize}..${v.entries - 1} are newer than the last checkpoint (checked by their links, not yet by a signed root)`);
+    }
+    return 0;
+  },
+};
+
+export const auditReport: Command = {
+  name: 'audit report',
+  summary: 'messages and deadlines per precedence, link tests, from a verified export',
+  help: `Usage: hotline audit report (--device FILE [--server URL] | EXPORT) [--agreement FILE] [--json]
+
+Verifies the export (fetched with an auditor device, or read from the file EXPORT), then prints per
+precedence: messages sent, delivered and acknowledged, the time from acceptance to each rung
+(median, 95th percentile, worst), and the deadlines missed; and the link tests passed and failed.
+Exercise and link-test messages are not counted as traffic. Refuses an export that does not verify.
+
+  --device FILE      an auditor device: fetch the export from the server
+  --server URL       the relay (or HOTLINE_SERVER)
+  --agreement FILE   the agreement (or HOTLINE_AGREEMENT; default agreement.json beside the file)
+  --json             the report as JSON`,
+  async run(argv, io) {
+    const { values, positionals } = parse('audit report', argv, { ...LINK_FLAGS, json: { type: 'boolean' } }, true);
+    if (values.help) return print(io, this.help);
+    if ((values.device === undefined) === (positionals.length === 0) || positionals.length > 1) {
+      throw usage('give either --device FILE (fetch from the server) or one EXPORT file\nRun: hotline audit report --help');
+    }
+    let agreement: Agreement;
+    let value: unknown;
+    if (values.device !== undefined) {
+      const { client } = openClient('audit report', values, io, false);
+      try {
+        agreement = client.agreement;
+        value = await client.auditExport();
+      } finally {
+        await client.stop();
+      }
+    } else {
+      agreement = loadAgreement(values.agreement, io, positionals[0]).agreement;
+      value = readExport(positionals[0]!);
+    }
+    const { exp } = await verifiedOrThrow(agreement, value, 'the export');
+    const report = buildAuditReport(exp.entries);
+    if (values.json) io.out(JSON.stringify(report));
+    else for (const line of formatReport(report)) io.out(line);
+    return 0;
+  },
+};
+
+function ms(v: number | null): string {
+  if (v === null) return '—';
+  return v < 1000 ? `${v} ms` : v < 120_000 ? `${(v / 1000).toFixed(1)} s` : `${(v / 60_000).toFixed(1)} min`;
+}
+
+function rung(s: RungStats): string {
+  return `${ms(s.medianMs)} / ${ms(s.p95Ms)} / ${ms(s.worstMs)}`;
+}
+
+export function formatReport(r: AuditReport): string[] {
+  const head = ['precedence', 'sent', 'delivered', 'acknowledged', 'to delivered (median / p95 / worst)', 'to acknowledged (median / p95 / worst)', 'deadlines missed'];
+  const rows = r.rows.map((x) => [x.precedence, String(x.sent), String(x.delivered), String(x.acknowledged), rung(x.toDelivered), rung(x.toAcknowledged), String(x.deadlinesMissed)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [
+    line(head),
+    ...rows.map(line),
+    '',
+    `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
+    `exercise messages: ${r.exercises}`,
+  ];
+}
+
+export const auditDecrypt: Command = {
+  name: 'audit decrypt',
+  summary: "read your ministry's messages in an export with its archive key",
+  help: `Usage: hotline audit decrypt --device ARCHIVE_KEY_FILE (EXPORT | --auditor FILE SERVER_URL)
+                            [--agreement FILE] [--json]
+
+Verifies the export against the agreement, then opens every message in it that was sealed for this
+archive device (its header lists the archive key as a recipient), checking each sender's signature
+against a certificate that chains to the agreement. Messages not sealed for this key are counted,
+not opened: an archive key reads its own ministry's messages only, and a key that opens none of
+them is refused (HL_ERR_ENVELOPE_NOT_FOR_ME).
+
+With a server URL instead of a file, the export is fetched with an auditor device of the same
+ministry (--auditor): archive devices cannot read the audit API.
+
+  --device FILE      the archive device's key file
+  --auditor FILE     an auditor device, to fetch the export from SERVER_URL
+  --agreement FILE   the agreement (or HOTLINE_AGREEMENT; default agreement.json beside the key file)
+  --json             one JSON object per message`,
+  async run(argv, io) {
+    const { values, positionals } = parse(
+      'audit decrypt',
+      argv,
+      { device: { type: 'string' }, auditor: { type: 'string' }, agreement: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } },
+      true,
+    );
+    if (values.help) return print(io, this.help);
+    required('audit decrypt', values, 'device');
+    if (positionals.length !== 1) throw usage('hotline audit decrypt needs one EXPORT file or SERVER_URL\nRun: hotline audit decrypt --help');
+    const source = positionals[0]!;
+    const archive = loadDevice(values.device!, io);
+    const me = archive.certificate.cert;
+    if (me.role !== 'archive') throw usage(`--device must be an archive key; ${me.party}/${me.device} is ${me.role}`);
+    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    let value: unknown;
+    if (/^https?:\/\//.test(source)) {
+      if (values.auditor === undefined) throw usage('with a server URL, give --auditor FILE: archive devices cannot read the audit API');
+      const { client } = openClient('audit decrypt', { device: values.auditor, server: source, agreement: values.agreement, state: values.state }, io, false);
+      try {
+        if (client.me.party !== me.party) throw usage(`--auditor is of ${client.me.party}, the archive key of ${me.party}: use an auditor of the same ministry`);
+        value = await client.auditExport();
+      } finally {
+        await client.stop();
+      }
+    } else {
+      value = readExport(source);
+    }
+    const { exp } = await verifiedOrThrow(agreement, value, 'the export');
+
+    const certs: DeviceCertBody[] = [];
+    for (const c of exp.certificates) certs.push(await verifyDeviceCertificate(agreement, c, { now: c.cert.notBefore }));
+    const certAt = (ref: { party: string; device: string }, at: number) =>
+      certs.find((c) => c.party === ref.party && c.device === ref.device && c.notBefore <= at && at < c.notAfter);
+
+    let envelopes = 0;
+    let opened = 0;
+    let notForMe = 0;
+    let failed = 0;
+    for (const text of exp.entries) {
+      const e = JSON.parse(text) as { type: string; at: number; header?: EnvelopeHeader; signature?: string };
+      if (e.type !== 'envelope.accepted' || !e.header || e.signature === undefined) continue;
+      const h = e.header;
+      if (h.linkTest) continue;
+      envelopes++;
+      if (!h.recipients.some((r) => r.party === me.party && r.device === me.device)) {
+        notForMe++;
+        continue;
+      }
+      const ciphertext = exp.ciphertexts?.[h.id];
+      const sender = certAt(h.from, h.sentAt);
+      try {
+        if (ciphertext === undefined) throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `the export holds no ciphertext for ${h.id}`);
+        if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
+        const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender });
+        opened++;
+        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
+        else io.out(messageText(m));
+      } catch (err) {
+        failed++;
+        const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';
+        io.err(`cannot open ${h.id}: ${(err as Error).message} (${code})`);
+      }
+    }
+    if (envelopes > 0 && opened === 0 && failed === 0) {
+      throw new HotlineError(
+        'HL_ERR_ENVELOPE_NOT_FOR_ME',
+        `none of the ${envelopes} messages in the export was sealed for the archive key ${me.party}/${me.device}: an archive key reads only its own ministry's messages. Use your ministry's archive key.`,
+      );
+    }
+    io.err(`opened ${opened} of ${envelopes} messages; ${notForMe} not sealed for ${me.party}/${me.device}${failed > 0 ? `; ${failed} could not be opened` : ''}`);
+    return failed > 0 ? 1 : 0;
+  },
+};
+
+export const auditCosign: Command = {
+  name: 'audit cosign',
+  summary: "cosign the log's latest checkpoint after checking it (operator or auditor device)",
+  help: `Usage: hotline audit cosign --device FILE [--server URL] [--agreement FILE] [--state FILE]
+
+Fetches the latest checkpoint, verifies the log's signature, checks that no checkpoint this device
+has seen has another root for the same size, verifies a consistency proof from the last checkpoint
+this device cosigned (remembered in its state file), then posts this device's cosignature. Any
+failed check is an audit alarm: printed, reported to the party's consoles, nothing cosigned, exit 1.
+(\`hotline listen\` does this automatically for operator devices.)
+
+${LINK_HELP}`,
+  async run(argv, io) {
+    const { values } = parse('audit cosign', argv, LINK_FLAGS);
+    if (values.help) return print(io, this.help);
+    const { client } = openClient('audit cosign', values, io, false);
+    client.on('audit.alarm', (a) => io.err(`! audit alarm (${a.party}): ${a.reason} (${a.code})`));
+    try {
+      const r = await client.cosignLatest();
+      if (r.status === 'none') io.out('no checkpoint to cosign yet');
+      else if (r.status === 'unchanged') io.out(`checkpoint ${r.size} is the one this device cosigned last; nothing new`);
+      else io.out(`cosigned checkpoint ${r.size}${r.from === undefined ? ' (first cosignature of this device)' : ` (consistent with ${r.from})`}`);
+      return 0;
+    } finally {
+      await client.stop();
+    }
+  },
+};
+
+export const AUDIT_COMMANDS: readonly Command[] = [auditExport, auditVerify, auditReport, auditDecrypt, auditCosign];
+
+/** `hotline audit` alone or with --help: the group's overview. */
+export const auditGroup: Command = {
+  name: 'audit',
+  summary: 'auditors: export, verify, report, decrypt; cosign checkpoints',
+  help: [
+    'Usage: hotline audit COMMAND [options]   (hotline audit COMMAND --help for each)',
+    '',
+    'The tamper-evident audit log: every message header, receipt, deadline, link test, enrolment,',
+    'login and server start/stop, in a Merkle tree whose checkpoints the server signs and the parties',
+    'cosign. verify, report and decrypt need only the export file and the agreement.',
+    '',
+    ...AUDIT_COMMANDS.map((c) => `  ${c.name.padEnd(13)}  ${c.summary}`),
+  ].join('\n'),
+  async run(argv, io) {
+    if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+      io.out(this.help);
+      return argv.length === 0 ? 2 : 0;
+    }
+    throw usage(`"${argv[0]}" is not an audit command; run hotline audit --help`);
+  },
+};
+
+function print(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}

@@ -1,0 +1,81 @@
+import WebSocket from 'ws';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { HotlineClient, type HotlineClientEvents, type HotlineClientOptions } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import type { ClientStorage } from '../../client/storage/client-storage.js';
+import { runCli } from '../../client/cli/run.js';
+import type { Io } from '../../client/cli/common.js';
+import type { Agreement, DeviceSecretFile, LogSecretFile } from '../../shared/protocol/schemas.js';
+import { call, enrol, login } from './ws-client.js';
+
+/** The log secret file of an agreement made by `makeDeployment` (which keeps only the seed). */
+export function logSecretFile(agreement: Agreement, seed: string): LogSecretFile {
+  return { type: 'hotline-log-secret', v: 1, logKey: agreement.logKey, logSecret: seed };
+}
+
+/**
+ * A real server with the log key, on `dataDir`, checkpoints only when asked (the interval is a
+ * day), every given device enrolled.
+ */
+export async function startAuditServer(agreement: Agreement, logSecret: LogSecretFile, dataDir: string, devices: readonly DeviceSecretFile[]): Promise<RunningServer> {
+  const server = await startServer({ agreement, logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: 'silent', app: { checkpointIntervalMs: 86_400_000 } });
+  for (const d of devices) await enrol(server.url, d.certificate);
+  return server;
+}
+
+export function makeClient(url: string, agreement: Agreement, device: DeviceSecretFile, storage: ClientStorage = new MemoryStorage(), extra: Partial<HotlineClientOptions> = {}): HotlineClient {
+  return new HotlineClient({ serverUrl: url, agreement, device, storage, WebSocket, backoff: { initialMs: 20, maxMs: 200 }, ...extra });
+}
+
+export function next<K extends keyof HotlineClientEvents>(c: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
+  return new Promise((resolve) => {
+    const off = c.on(event, (p) => {
+      if (pred(p)) {
+        off();
+        resolve(p);
+      }
+    });
+  });
+}
+
+/** `from` sends to `to`'s party; waits for the verified delivered receipt, then `to` acknowledges. */
+export async function sendAndAck(from: HotlineClient, to: HotlineClient, body: string, precedence: 'FLASH' | 'IMMEDIATE' | 'PRIORITY' | 'ROUTINE' = 'FLASH'): Promise<string> {
+  const arrived = next(to, 'message');
+  const delivered = next(from, 'receipt', (r) => r.verified && r.receipt.receipt.kind === 'delivered');
+  const { id } = await from.send({ to: to.me.party, precedence, body });
+  await arrived;
+  await delivered;
+  const acked = next(from, 'receipt', (r) => r.verified && r.receipt.receipt.kind === 'acknowledged' && r.receipt.receipt.messageId === id);
+  await to.acknowledge(id);
+  await acked;
+  return id;
+}
+
+/** Ask the server to sign a checkpoint now (any operator or auditor token). */
+export async function signNow(url: string, device: DeviceSecretFile, agreement: Agreement): Promise<{ size: number; note: string }> {
+  const r = await call(url, 'POST', '/v1/audit/checkpoints', undefined, await login(url, device, agreement));
+  if (r.status !== 200 && r.status !== 201) throw new Error(`checkpoint failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body as { size: number; note: string };
+}
+
+/** The export, fetched with an auditor device's token. */
+export async function fetchExport(url: string, auditor: DeviceSecretFile, agreement: Agreement): Promise<Record<string, unknown> & { entries: string[]; checkpoints: string[] }> {
+  const r = await call(url, 'GET', '/v1/audit/export', undefined, await login(url, auditor, agreement));
+  if (r.status !== 200) throw new Error(`export failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** Run the CLI in-process; stdout and stderr as text. */
+export async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = {
+    out: (l) => (out += l + '\n'),
+    err: (l) => (err += l + '\n'),
+    env,
+    interrupted: new Promise(() => {}),
+    readStdin: async () => '',
+  };
+  const code = await runCli(args, io);
+  return { code, out, err };
+}
