@@ -86,13 +86,9 @@ export interface VerifyAuditOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/**
- * The key name the log signs checkpoints with, also the checkpoint's origin line: the agreement's
- * name with every run of whitespace or `+` replaced by `_` (a signed-note key name may hold
- * neither), e.g. `jp-cn hotline` → `jp-cn_hotline`.
- */
+/** The key name the log signs checkpoints with: the agreement's name (also the origin line). */
 export function logKeyName(agreement: Agreement): string {
-  return agreement.name.trim().replace(/[\s\u0085+]+/gu, '_') || '_';
+  return agreement.name;
 }
 
 /** The note key name a party device cosigns with. */
