@@ -34,6 +34,11 @@ interface PhaseResult {
   p99Ms: number;
 }
 
+function summarize(latenciesMs: number[], seconds: number): PhaseResult {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return { count: sorted.length, seconds, perSecond: sorted.length / seconds, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
+}
+
 async function main(): Promise<void> {
   console.log(`Hotline benchmark — node ${process.version}, ${new Date().toISOString()}`);
   const floor = await measureRawWsFloor({ serialCount: SERIAL * 10, pipelinedCount: PIPELINED * 10, window: WINDOW });
@@ -83,14 +88,7 @@ async function main(): Promise<void> {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < SERIAL && !deadline(start); i++) serialLat.push(await sendOne());
   const serialSec = Number(process.hrtime.bigint() - t0) / 1e9;
-  serialLat.sort((a, b) => a - b);
-  const serial: PhaseResult = {
-    count: serialLat.length,
-    seconds: serialSec,
-    perSecond: serialLat.length / serialSec,
-    p50Ms: percentile(serialLat, 50),
-    p99Ms: percentile(serialLat, 99),
-  };
+  const serial = summarize(serialLat, serialSec);
 
   // WINDOW in flight.
   const pipeLat: number[] = [];
@@ -113,14 +111,7 @@ async function main(): Promise<void> {
     pump();
   });
   const pipeSec = Number(process.hrtime.bigint() - t1) / 1e9;
-  pipeLat.sort((a, b) => a - b);
-  const pipelined: PhaseResult = {
-    count: pipeLat.length,
-    seconds: pipeSec,
-    perSecond: pipeLat.length / pipeSec,
-    p50Ms: percentile(pipeLat, 50),
-    p99Ms: percentile(pipeLat, 99),
-  };
+  const pipelined = summarize(pipeLat, pipeSec);
 
   await Promise.all([jp.stop(), cn.stop(), jp2.stop()]);
   await server.close();
