@@ -78,10 +78,24 @@ describe('FileStorage', () => {
 });
 
 describe('MemoryStorage', () => {
-  it('copies in and out, so a caller cannot change stored state behind its back', async () => {
+  it('applies updates in order, returns their results, prunes, and keeps to one device', async () => {
     const s = new MemoryStorage();
-    const st = await s.read(DEV);
-    st.lastSeq = 99;
+    const seqs = await Promise.all([1, 2, 3].map(() => s.update(DEV, (st) => ++st.lastSeq)));
+    expect(seqs).toEqual([1, 2, 3]);
+    expect((await s.read(DEV)).lastSeq).toBe(3);
+    for (let i = 0; i < MAX_RECORDS + 300; i++) await s.update(DEV, (st) => void (st.sent[`id${i}`] = { receipts: [] } as never));
+    // Pruned every few hundred updates: never far above the bound, the oldest dropped first.
+    const keys = Object.keys((await s.read(DEV)).sent);
+    expect(keys.length).toBeLessThanOrEqual(MAX_RECORDS + 256);
+    expect(keys.length).toBeLessThan(MAX_RECORDS + 300);
+    expect(keys.at(-1)).toBe(`id${MAX_RECORDS + 299}`);
+    await expect(s.read('other-party/dev')).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+  });
+
+  it('copies the initial state it is given', async () => {
+    const initial = initialState(DEV);
+    const s = new MemoryStorage(initial);
+    initial.lastSeq = 7;
     expect((await s.read(DEV)).lastSeq).toBe(0);
   });
 });
