@@ -114,6 +114,12 @@ export interface HotlineClientOptions {
   cosign?: boolean;
   /** Default 60 s. */
   cosignIntervalMs?: number;
+  /**
+   * Asked before every seal, including the automatic reseal after HL_ERR_ENVELOPE_RECIPIENTS:
+   * throw (a HotlineError) to refuse sealing to these devices, e.g. a console that only encrypts
+   * to peer keys its operator confirmed. A refused reseal drops the message with a `refused` event.
+   */
+  approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void;
 }
 
 /** The outcome of one {@link HotlineClient.cosignLatest}. */
@@ -189,6 +195,8 @@ export interface HotlineClientEvents {
   'link-test-sent': { id: string; to: string; at: number };
   /** This device cosigned the checkpoint of `size` after checking it (and the proof from `from`). */
   cosigned: { size: number; from?: number; at: number };
+  /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
+  directory: { certificates: DeviceCertBody[]; fetchedAt: number };
   /**
    * A checkpoint failed its checks here (bad signature, inconsistent proof, two roots for one
    * size): raised locally first (also as an `event`), then reported to the server.
@@ -280,6 +288,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
   #testTimer: unknown;
   #testAgentRunning = false;
+  #testAgentOn: boolean;
   #cosignTimer: unknown;
   #cosignerRunning = false;
   #cosignQueue: Promise<unknown> = Promise.resolve();
@@ -297,6 +306,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#fetch = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
     this.#consume = options.consumeMailbox ?? true;
     this.#baseUrl = options.serverUrl.replace(/\/+$/, '');
+    this.#testAgentOn = options.testAgent ?? false;
   }
 
   /** True between the server's `hello` and the socket closing. */
@@ -451,6 +461,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#o.storage.update(this.#key, (s) => {
       s.directory = { certificates, revocations, fetchedAt };
     });
+    this.emit('directory', { certificates: this.directory(), fetchedAt });
     return this.directory();
   }
 
@@ -646,6 +657,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (recipients.length === 0) {
       throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
     }
+    this.#o.approveRecipients?.(recipients, draft);
     // The seq is stored before sealing: a crash after this point skips a number, never reuses one.
     const seq = await this.#o.storage.update(this.#key, (s) => ++s.lastSeq);
     return sealEnvelope({
@@ -740,6 +752,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       case 'hello':
         this.#helloReceived = true;
         this.#attempt = 0;
+        // A device whose state was lost or restored from an old copy continues above the last seq
+        // the server accepted from it; outbox items sealed with a stale seq are resealed once.
+        if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
         this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
         this.#settleStart();
         await this.#flushOutbox();
@@ -862,14 +877,28 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   /** Once per start: a test now, then one every interval while running. */
   #startTestAgent(): void {
-    if (!this.#o.testAgent || this.#testAgentRunning || this.me.role !== 'operator') return;
+    if (!this.#testAgentOn || this.#testAgentRunning || this.me.role !== 'operator') return;
     this.#testAgentRunning = true;
     const round = () => {
-      if (!this.#running) return;
+      if (!this.#running || !this.#testAgentRunning) return;
       void this.sendLinkTests().catch((err: unknown) => this.#report(toHotlineError(err)));
       this.#testTimer = this.#clock.setTimeout(round, this.agreement.linkTest.intervalMs);
     };
     round();
+  }
+
+  /**
+   * Turn the link-test agent ({@link HotlineClientOptions.testAgent}) on or off while running, e.g.
+   * from a console's switch. Turned on while connected, it sends a test at once.
+   */
+  setTestAgent(on: boolean): void {
+    this.#testAgentOn = on;
+    if (!on) {
+      this.#clock.clearTimeout(this.#testTimer);
+      this.#testAgentRunning = false;
+    } else if (this.connected) {
+      this.#startTestAgent();
+    }
   }
 
   /**

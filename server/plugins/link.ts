@@ -222,7 +222,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   async function replayBacklog(conn: Connection): Promise<void> {
     const lastCursor = await ctx.store.ackedCursor(conn.key);
     conn.delivery = { ...conn.delivery, lastSent: Math.max(conn.delivery.lastSent, lastCursor) };
-    send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: ctx.clock.now(), lastCursor });
+    const lastSeq = await ctx.store.lastSeq(conn.key);
+    send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: ctx.clock.now(), lastCursor, lastSeq });
     let written: Promise<void> = Promise.resolve();
     for (;;) {
       if (conn.ws.readyState !== WebSocket.OPEN || conn.closing) return;

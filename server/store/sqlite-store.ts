@@ -479,6 +479,10 @@ export class SqliteStore implements Store {
     return this.stmt.ackedCursor.get(device)?.c ?? 0;
   }
 
+  async lastSeq(device: DeviceKey): Promise<number> {
+    return this.stmt.lastSeq.get(device)?.last_seq ?? 0;
+  }
+
   async ackedCursor(device: DeviceKey): Promise<number> {
     return this.stmt.ackedCursor.get(device)?.c ?? 0;
   }

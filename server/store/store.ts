@@ -150,6 +150,8 @@ export interface Store {
   ack(device: DeviceKey, cursor: number): Promise<number>;
   /** Highest acknowledged cursor of a device, 0 if none. */
   ackedCursor(device: DeviceKey): Promise<number>;
+  /** Highest envelope `seq` accepted from this device (0 if none). */
+  lastSeq(device: DeviceKey): Promise<number>;
 
   /** Append one audit entry on its own (logins, server start/stop); returns its index. */
   appendAudit(entry: AuditEntry): Promise<number>;

@@ -90,7 +90,15 @@ export type LinkEvent = Static<typeof LinkEvent>;
 // ----- server → client -----
 
 export const HelloFrame = Type.Object(
-  { t: Type.Literal('hello'), device: DeviceRef, serverTime: Millis, lastCursor: Millis },
+  {
+    t: Type.Literal('hello'),
+    device: DeviceRef,
+    serverTime: Millis,
+    lastCursor: Millis,
+    /** Highest `seq` the server has accepted from this device: a client that lost its state
+     * (a restored backup, a new browser) continues above it instead of being refused as a replay. */
+    lastSeq: Millis,
+  },
   { additionalProperties: false },
 );
 /** Answer to a sent envelope: it is on disk. */

@@ -91,7 +91,7 @@ export class FakeSocket implements WebSocketLike {
   accept(party: string, device: string, serverTime = 0): void {
     this.readyState = 1;
     this.onopen?.({});
-    this.push({ t: 'hello', device: { party, device }, serverTime, lastCursor: 0 });
+    this.push({ t: 'hello', device: { party, device }, serverTime, lastCursor: 0, lastSeq: 0 });
   }
 
   /** Send a frame to the client. */

@@ -149,6 +149,29 @@ describe('two real clients through a real server', () => {
     expect(ids).toEqual([id]);
   });
 
+  it('a device that lost its state continues above the last seq the server accepted (hello.lastSeq)', async () => {
+    const cn = client(d.devices.cnOp);
+    await cn.start();
+    const before = client(d.devices.jpOp);
+    await before.start();
+    for (const body of ['一', '二', '三']) {
+      const { id } = await before.send({ to: 'cn-mnd', precedence: 'ROUTINE', body, lang: 'ja' });
+      await next(before, 'accepted', (a) => a.id === id);
+    }
+    await before.stop();
+
+    // A fresh state (a new machine, a restored old copy): its own counter starts again at 0.
+    const after = client(d.devices.jpOp, new MemoryStorage());
+    const refused: string[] = [];
+    after.on('refused', (r) => refused.push(r.code));
+    await after.start();
+    const { id } = await after.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: '四', lang: 'ja' });
+    await next(after, 'accepted', (a) => a.id === id);
+    expect(refused).toEqual([]);
+    const got = await next(cn, 'message', (m) => m.header.id === id);
+    expect(got.header.seq).toBe(4);
+  });
+
   it('refuses to log in to a server that runs another agreement', async () => {
     const other = await makeDeployment(Date.now() - 60_000);
     const c = new HotlineClient({ serverUrl: server.url, agreement: other.agreement, device: other.devices.jpOp, storage: new MemoryStorage(), WebSocket });
