@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
-import { parseAgreement } from '../../shared/crypto/keys.js';
+import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
+import type { Role } from '../../shared/protocol/schemas.js';
+import { login } from '../helpers/ws-client.js';
 
 /** Debian's Chromium, headless, nothing that reaches the network on its own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -21,13 +23,20 @@ const CHROMIUM_ARGS = [
 
 export const SCREENSHOT_DIR = 'test-results';
 
+/**
+ * The operator console cosigns on connecting; before the server has signed its first checkpoint
+ * `GET /v1/audit/checkpoint/latest` answers 404 (HL_ERR_NOT_FOUND), which is no error.
+ */
+export const NO_CHECKPOINT_YET = /\/v1\/audit\/checkpoint\/latest$/;
+
 export interface Harness {
   server: RunningServer;
   dep: Deployment;
   browser: Browser;
   /** Where each device's key file was written (`party/device` → path). */
   keyFiles: Record<string, string>;
-  /** Secret key material of each device, as base64 strings (to look for in storage). */
+  /** Where key files are written. */
+  keyDir: string;
   close(): Promise<void>;
 }
 
@@ -61,6 +70,7 @@ export async function startHarness(): Promise<Harness> {
     dep,
     browser,
     keyFiles,
+    keyDir: dir.path,
     async close() {
       await browser.close();
       await server.close();
@@ -138,4 +148,50 @@ export function secretForms(base64Secrets: readonly string[]): string[] {
     out.push(b64, bytes.toString('hex'), bytes.toString('latin1'), Array.from(bytes).join(','));
   }
   return out;
+}
+
+/**
+ * Enrol one more device of `party` now (as an administrator would, mid-watch): its certificate is
+ * posted to the directory and its key file written. Returns the key file's path.
+ */
+export async function enrolDevice(hx: Harness, party: string, device: string, role: Role = 'operator'): Promise<string> {
+  const secret = await enrollDevice(hx.dep.parties[party]!, { device, role, now: Date.now() });
+  const res = await fetch(`${hx.server.url}/v1/directory/devices`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(secret.certificate),
+  });
+  if (res.status !== 201) throw new Error(`enrolment failed: HTTP ${res.status} ${await res.text()}`);
+  const key = `${party}/${device}`;
+  const path = join(hx.keyDir, `${party}-${device}.key`);
+  writeFileSync(path, JSON.stringify(secret, null, 2), { mode: 0o600 });
+  hx.dep.devices[key] = secret;
+  hx.keyFiles[key] = path;
+  return path;
+}
+
+/** An auditor's token (Japan's), for reading the audit API from the test. */
+export function auditorToken(hx: Harness): Promise<string> {
+  return login(hx.server.url, hx.dep.devices['jp-mod/audit1']!, hx.dep.agreement);
+}
+
+/** Ask the server to sign a checkpoint now; returns its size. */
+export async function signCheckpoint(hx: Harness, token: string): Promise<number> {
+  const res = await fetch(`${hx.server.url}/v1/audit/checkpoints`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' });
+  if (res.status !== 200 && res.status !== 201) throw new Error(`checkpoint: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { size: number }).size;
+}
+
+/** The audit log's entries (parsed) and checkpoint notes, from the server's export. */
+export async function auditExport(hx: Harness, token: string): Promise<{ entries: Record<string, unknown>[]; checkpoints: string[] }> {
+  const res = await fetch(`${hx.server.url}/v1/audit/export`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`export: HTTP ${res.status}`);
+  const exp = (await res.json()) as { entries: string[]; checkpoints: string[] };
+  return { entries: exp.entries.map((e) => JSON.parse(e) as Record<string, unknown>), checkpoints: exp.checkpoints };
+}
+
+/** How many `login` entries the audit log holds for one device. */
+export async function loginCount(hx: Harness, token: string, party: string, device: string): Promise<number> {
+  const { entries } = await auditExport(hx, token);
+  return entries.filter((e) => e.type === 'login' && e.party === party && e.device === device).length;
 }

@@ -1,6 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { dumpStorage, importKey, openPage, SCREENSHOT_DIR, secretForms, startHarness, type Harness } from './harness.js';
+import type { BrowserContext, Page } from 'playwright-core';
+import {
+  auditExport,
+  auditorToken,
+  dumpStorage,
+  enrolDevice,
+  importKey,
+  loginCount,
+  NO_CHECKPOINT_YET,
+  openPage,
+  SCREENSHOT_DIR,
+  secretForms,
+  signCheckpoint,
+  startHarness,
+  type Harness,
+} from './harness.js';
 
 let hx: Harness;
 beforeAll(async () => {
@@ -36,8 +51,8 @@ describe('operator console', () => {
   it('FLASH from Japan: China sees the alert and acknowledges; Japan sees "acknowledged" with the verified signed receipt', async () => {
     const jpContext = await hx.browser.newContext({ locale: 'ja-JP' });
     const cnContext = await hx.browser.newContext({ locale: 'zh-CN' });
-    const jp = await openPage(jpContext, `${hx.server.url}/console/operator/`);
-    const cn = await openPage(cnContext, `${hx.server.url}/console/operator/`);
+    const jp = await openPage(jpContext, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
+    const cn = await openPage(cnContext, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
 
     // Each side imports its own key file under its own passphrase and connects.
     await importKey(jp.page, hx.keyFiles['jp-mod/op1']!, JP_PASS);
@@ -64,7 +79,9 @@ describe('operator console', () => {
     await jp.page.waitForSelector('#outbox tr.msg[data-rung="delivered"]');
 
     // China: the FLASH banner and the audible alarm until acknowledged.
-    const banner = await cn.page.waitForSelector('.flash-banner');
+    // A locator, not an element handle: the banner is redrawn as events arrive.
+    const banner = cn.page.locator('.flash-banner');
+    await banner.waitFor();
     expect(await banner.isVisible()).toBe(true);
     expect(await banner.textContent()).toContain('jp-mod/op1');
     await expect.poll(() => cn.page.evaluate(() => Number(document.body.dataset.beeps ?? 0))).toBeGreaterThan(0);
@@ -105,7 +122,7 @@ describe('operator console', () => {
 
   it('key store: a wrong passphrase is refused, the right one unlocks, nothing secret is stored in clear', async () => {
     const context = await hx.browser.newContext({ locale: 'en-US' });
-    const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`);
+    const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
     await importKey(page, hx.keyFiles['jp-mod/op2']!, 'the right passphrase');
     await page.waitForSelector('#link-state[data-connected="true"]');
 
@@ -135,4 +152,141 @@ describe('operator console', () => {
     expect(errors).toEqual([]);
     await context.close();
   });
+
+  it('logs in once per connection, cosigns the checkpoint, and the test-agent switch runs a link test seen on both consoles', async () => {
+    const token = await auditorToken(hx);
+    const jpKey = await enrolDevice(hx, 'jp-mod', 'op3');
+    const cnKey = await enrolDevice(hx, 'cn-mnd', 'op3');
+    await signCheckpoint(hx, token);
+    const jp = await connectConsole('en-US', jpKey, 'jp agent passphrase');
+    const cn = await connectConsole('en-US', cnKey, 'cn answer passphrase');
+
+    // The link status comes from GET /v1/status through the client's own session: one login each.
+    for (const c of [jp, cn]) {
+      await c.page.waitForSelector('[data-pair="jp-mod>cn-mnd"]');
+      // Every party witnesses the log: the checkpoint is verified and cosigned on connecting.
+      await c.page.waitForSelector('#cosign-state[data-size]');
+    }
+    expect(await loginCount(hx, token, 'jp-mod', 'op3')).toBe(1);
+    expect(await loginCount(hx, token, 'cn-mnd', 'op3')).toBe(1);
+    const size = Number(await jp.page.getAttribute('#cosign-state', 'data-size'));
+    const note = (await auditExport(hx, token)).checkpoints.find((n) => n.split('\n')[1] === String(size));
+    expect(note).toContain('— jp-mod/op3 ');
+    expect(await cn.page.getAttribute('#cosign-state', 'data-size')).toBeTruthy();
+
+    // Off by default; switched on, Japan's console sends a link test, China's answers it, and
+    // the server's verdict (with the round trip) shows on both consoles.
+    expect(await jp.page.isChecked('#test-agent')).toBe(false);
+    await jp.page.check('#test-agent');
+    await jp.page.waitForSelector('#test-sent');
+    for (const c of [jp, cn]) {
+      await c.page.waitForSelector('#link-result[data-ok="true"][data-rtt]');
+      await c.page.waitForSelector('[data-pair="jp-mod>cn-mnd"][data-status="up"]');
+      expect(await c.page.textContent('#link-test')).toMatch(/passed, round trip \d+ ms/);
+    }
+    // A link test is no message: neither inbox nor outbox shows it.
+    expect(await cn.page.locator('#inbox tr.msg').count()).toBe(0);
+    expect(await jp.page.locator('#outbox tr.msg').count()).toBe(0);
+    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-test-agent.png'), fullPage: true });
+    await cn.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-cn-link-test.png'), fullPage: true });
+
+    // The switch is remembered for this device (sealed): after locking and unlocking it is still
+    // on. That is a second connection, and so exactly a second login.
+    await jp.page.click('#lock');
+    await jp.page.fill('#passphrase', 'jp agent passphrase');
+    await jp.page.click('#unlock');
+    await jp.page.waitForSelector('#link-state[data-connected="true"]');
+    expect(await jp.page.isChecked('#test-agent')).toBe(true);
+    await jp.page.waitForSelector('#test-sent');
+    await jp.page.waitForSelector('[data-pair="jp-mod>cn-mnd"]');
+    expect(await loginCount(hx, token, 'jp-mod', 'op3')).toBe(2);
+    expect(jp.errors).toEqual([]);
+    expect(cn.errors).toEqual([]);
+    await jp.context.close();
+    await cn.context.close();
+  });
+
+  it('a new peer device key blocks sending with the warning until it is confirmed, and nothing is sealed to it before', async () => {
+    const jpKey = await enrolDevice(hx, 'jp-mod', 'op4');
+    const cnKey = await enrolDevice(hx, 'cn-mnd', 'op4');
+    const jp = await connectConsole('en-US', jpKey, 'jp passphrase four');
+    const cn = await connectConsole('en-US', cnKey, 'cn passphrase four');
+    for (const c of [jp, cn]) {
+      await c.page.click('#confirm-keys');
+      await c.page.waitForSelector('#peer-ok');
+    }
+
+    // China's administrator enrols another operator device mid-watch.
+    await enrolDevice(hx, 'cn-mnd', 'op5');
+    // Japan's message was sealed for the directory it knew: the server refuses it, the client
+    // fetches the directory again, the console sees an unconfirmed key and the reseal is refused.
+    await jp.page.fill('#body', 'first, before the new key is confirmed');
+    await jp.page.click('#send');
+    await jp.page.waitForSelector('#peer-warning[data-trust="changed"]');
+    expect(await jp.page.isDisabled('#send')).toBe(true);
+    await jp.page.waitForSelector('#send-blocked');
+    expect(await jp.page.locator('#peers li.unconfirmed b').allTextContents()).toEqual(['cn-mnd/op5']);
+    await jp.page.waitForSelector('#events li.ev-error:has-text("HL_ERR_ENVELOPE_RECIPIENTS")');
+    await expect.poll(() => jp.page.locator('#outbox tr.msg').count()).toBe(0);
+    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-peer-changed.png'), fullPage: true });
+
+    // Confirmed after comparing fingerprints: sending works again.
+    await jp.page.click('#confirm-keys');
+    await jp.page.waitForSelector('#peer-ok');
+    await jp.page.fill('#body', 'second, after confirming');
+    await jp.page.click('#send');
+    await jp.page.waitForSelector('#outbox tr.msg[data-rung="delivered"]');
+    // Had the first been resealed to the new key, it would have reached China before the second.
+    await cn.page.waitForSelector('#inbox tr.msg');
+    expect(await cn.page.locator('#inbox tr.msg .text p').allTextContents()).toEqual(['second, after confirming']);
+    expect(jp.errors).toEqual([]);
+    expect(cn.errors).toEqual([]);
+    await jp.context.close();
+    await cn.context.close();
+  });
+
+  it('a checkpoint that does not verify raises a red audit alarm that stays until dismissed', async () => {
+    const token = await auditorToken(hx);
+    await signCheckpoint(hx, token);
+    const context = await hx.browser.newContext({ locale: 'en-US' });
+    // The server (here: the network in between) shows this console a checkpoint whose root was changed.
+    await context.route('**/v1/audit/checkpoint/latest', async (route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { size: number; note: string };
+      const lines = body.note.split('\n');
+      lines[2] = Buffer.alloc(32, 7).toString('base64');
+      await route.fulfill({ response: res, json: { ...body, note: lines.join('\n') } });
+    });
+    const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
+    await importKey(page, await enrolDevice(hx, 'jp-mod', 'op6'), 'jp passphrase six');
+    await page.waitForSelector('#link-state[data-connected="true"]');
+    // Raised here, and reported to the server, which relays it to this party's consoles.
+    const banner = await page.waitForSelector('#audit-alarm[data-count="2"]');
+    expect(await banner.textContent()).toContain('the audit log shown to this console is inconsistent');
+    expect(await banner.textContent()).toContain('does not verify');
+    expect(await page.locator('#cosign-state[data-size]').count()).toBe(0);
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-audit-alarm.png'), fullPage: true });
+
+    // It stays across a lock and unlock (the tampering has stopped: no new alarm is raised).
+    await context.unroute('**/v1/audit/checkpoint/latest');
+    await page.click('#lock');
+    await page.fill('#passphrase', 'jp passphrase six');
+    await page.click('#unlock');
+    await page.waitForSelector('#link-state[data-connected="true"]');
+    await page.waitForSelector('#cosign-state[data-size]');
+    expect(await page.getAttribute('#audit-alarm', 'data-count')).toBe('2');
+    await page.click('#dismiss-alarm');
+    await page.waitForSelector('#audit-alarm', { state: 'detached' });
+    expect(errors).toEqual([]);
+    await context.close();
+  });
 });
+
+/** A fresh browser context with one operator console unlocked and connected. */
+async function connectConsole(locale: string, keyFile: string, passphrase: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await hx.browser.newContext({ locale });
+  const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
+  await importKey(page, keyFile, passphrase);
+  await page.waitForSelector('#link-state[data-connected="true"]');
+  return { context, page, errors };
+}

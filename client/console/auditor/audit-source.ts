@@ -1,7 +1,5 @@
 import { HotlineError } from '../../../shared/errors.js';
 import { parseAuditExport } from '../../../shared/audit/log-verify.js';
-import type { DeviceCertificate, Revocation } from '../../../shared/protocol/schemas.js';
-import { requestJson } from '../common/auth.js';
 
 /**
  * Where the auditor console gets its data: the one module that knows the audit API's URLs. The
@@ -15,10 +13,13 @@ export interface AuditSnapshot {
   value: unknown;
 }
 
-/** The server's export, or undefined when this server has no audit API yet (404). */
-export async function loadServerExport(token: string): Promise<AuditSnapshot | undefined> {
+/**
+ * The server's export (fetched through the console's HotlineClient session, e.g.
+ * `() => client.auditExport()`), or undefined when this server has no audit API yet (404).
+ */
+export async function loadServerExport(fetchExport: () => Promise<unknown>): Promise<AuditSnapshot | undefined> {
   try {
-    return { source: 'server', value: await requestJson('GET', '/v1/audit/export', token) };
+    return { source: 'server', value: await fetchExport() };
   } catch (err) {
     if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return undefined;
     throw err;
@@ -28,11 +29,4 @@ export async function loadServerExport(token: string): Promise<AuditSnapshot | u
 /** An export file chosen by the auditor. */
 export function loadFileExport(text: string): AuditSnapshot {
   return { source: 'file', value: parseAuditExport(text) };
-}
-
-/** The directory as the server serves it (verified by the caller against the agreement). */
-export async function loadDirectory(token: string): Promise<{ certificates: DeviceCertificate[]; revocations: Revocation[] }> {
-  const dir = (await requestJson('GET', '/v1/directory', token)) as { certificates?: unknown; revocations?: unknown };
-  if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'malformed directory');
-  return { certificates: dir.certificates as DeviceCertificate[], revocations: dir.revocations as Revocation[] };
 }

@@ -1,5 +1,5 @@
 import { HotlineError } from '../../../shared/errors.js';
-import { fingerprint, verifyDeviceCertificate, verifyRevocation } from '../../../shared/crypto/keys.js';
+import { fingerprint, verifyRevocation } from '../../../shared/crypto/keys.js';
 import { fromBase64, toHex } from '../../../shared/encoding/base64.js';
 import { parseCheckpoint, parseNote } from '../../../shared/audit/checkpoint.js';
 import { verifyAuditExport, type AuditVerification } from '../../../shared/audit/log-verify.js';
@@ -7,12 +7,13 @@ import { buildAuditReport, type AuditReport } from '../../../shared/audit/report
 import { PRECEDENCES, type Agreement, type DeviceCertBody, type Revocation } from '../../../shared/protocol/schemas.js';
 import { KeyStore, type UnlockedKey } from '../key-store.js';
 import { openIndexedDb, type KeyValueStore } from '../kv.js';
-import { login } from '../common/auth.js';
+import { HotlineClient, type CosignResult, type WebSocketConstructorLike } from '../../hotline-client.js';
+import { BrowserStorage } from '../../storage/browser-storage.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
 import { initLanguage, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
-import { loadDirectory, loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
+import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
 import { entryMessageId, entrySummary, parseEntries, trailOf, type LogEntry } from './entries.js';
 
 const MAX_ROWS = 500;
@@ -47,6 +48,7 @@ interface View {
   verification?: AuditVerification;
   progress?: { done: number; total: number };
   trail?: string;
+  cosign?: { running: boolean; result?: CosignResult; error?: { code: string; message: string } };
   filter: { from?: number; to?: number; type?: string; message?: string };
   unavailable: boolean;
   loadError?: string;
@@ -58,7 +60,15 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   const data = await SealedRecord.open<{ v: 1; agreement?: Agreement }>(kv, unlocked.data, `console-data/${c.party}/${c.device}`, () => ({ v: 1 }));
   const agreement = await pinAgreement(data.value.agreement, device, Date.now());
   if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
-  const { token } = await login(device, agreement);
+  // One session for everything this console reads and the cosignatures it posts. The WebSocket
+  // is never opened: an auditor device only reads and cosigns.
+  const client = new HotlineClient({
+    serverUrl: location.origin,
+    agreement,
+    device,
+    storage: new BrowserStorage(kv, unlocked.data),
+    WebSocket: WebSocket as unknown as WebSocketConstructorLike,
+  });
 
   const view: View = { entries: [], checkpoints: [], filter: {}, unavailable: false };
   let directory: { certs: DeviceCertBody[]; revocations: Revocation[] } = { certs: [], revocations: [] };
@@ -198,11 +208,43 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     );
   };
 
+  /**
+   * Cosign as this ministry's auditor: the client verifies the latest checkpoint's signature, that
+   * no checkpoint seen has another root for its size, and a consistency proof from the last one
+   * this device cosigned; then the log is loaded again to show the new cosignature.
+   */
+  const cosign = async () => {
+    view.cosign = { running: true };
+    drawCheckpoints();
+    try {
+      const result = await client.cosignLatest();
+      view.cosign = { running: false, result };
+      await fromServer();
+    } catch (err) {
+      view.cosign = { running: false, error: { code: err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) } };
+    }
+    drawCheckpoints();
+  };
+
+  const cosignView = () => {
+    const s = view.cosign;
+    if (!s || s.running) return null;
+    if (s.error) return h('p', { class: 'problem', role: 'alert', id: 'cosign-result', 'data-status': 'failed', 'data-code': s.error.code }, t('cosign_failed', s.error));
+    const r = s.result!;
+    return h(
+      'p',
+      { class: r.status === 'cosigned' ? 'verified' : 'small', id: 'cosign-result', 'data-status': r.status, ...(r.status === 'none' ? {} : { 'data-size': r.size }) },
+      r.status === 'cosigned' ? `✔ ${t('cosign_cosigned', { size: r.size })}` : r.status === 'unchanged' ? t('cosign_unchanged', { size: r.size }) : t('cosign_nothing'),
+    );
+  };
+
   const drawCheckpoints = () => {
     const verifiedNames = new Set(view.verification?.ok ? [agreement.name, ...view.verification.cosigners] : []);
     replace(
       checkpointsEl,
       h('h2', {}, t('checkpoints')),
+      h('button', { type: 'button', id: 'cosign-run', class: 'secondary', disabled: view.cosign?.running === true, onclick: () => void cosign() }, t('cosign_latest')),
+      cosignView(),
       view.checkpoints.length === 0
         ? h('p', { class: 'muted' }, t('none'))
         : h(
@@ -218,7 +260,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
                   const names = parseNote(note).signatures.map((s) => s.name);
                   return h(
                     'tr',
-                    {},
+                    { 'data-size': cp.size },
                     h('td', {}, cp.size),
                     h('td', {}, h('code', {}, toHex(cp.rootHash).slice(0, 16) + '…')),
                     h('td', { class: 'small' }, ...names.map((n) => h('div', {}, verifiedNames.has(n) ? '✔ ' : '', n))),
@@ -348,7 +390,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
 
   const fromServer = async () => {
     try {
-      const snap = await loadServerExport(token);
+      const snap = await loadServerExport(() => client.auditExport());
       view.unavailable = snap === undefined;
       view.loadError = undefined;
       if (snap) setSnapshot(snap);
@@ -360,17 +402,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   };
 
   // The directory is verified here against the pinned agreement, not taken on the server's word.
-  const dir = await loadDirectory(token);
+  // (HotlineClient leaves out every certificate that does not chain to the pinned agreement.)
+  const certs = await client.refreshDirectory();
   const revocations: Revocation[] = [];
-  for (const r of dir.revocations) revocations.push(await verifyRevocation(agreement, r).catch(() => r));
-  for (const cert of dir.certificates) {
-    try {
-      directory.certs.push(await verifyDeviceCertificate(agreement, cert, { now: Date.now() }));
-    } catch (err) {
-      if (!(err instanceof HotlineError)) throw err;
-    }
-  }
-  directory = { certs: directory.certs, revocations };
+  for (const r of (await client.directorySnapshot())?.revocations ?? []) revocations.push(await verifyRevocation(agreement, r).catch(() => r));
+  directory = { certs, revocations };
 
   onLanguageChange(() => {
     layout();

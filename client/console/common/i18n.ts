@@ -132,6 +132,20 @@ const en = {
   link_up: 'up',
   link_down: 'DOWN',
   link_unknown: 'not tested yet',
+  link_test: 'Link test',
+  test_agent: 'Act as the link-test agent of {party} on this device',
+  test_agent_help: 'Sends a signed test message to every other party at the agreed interval; their consoles answer it automatically. Remembered on this device.',
+  test_sent: 'Test sent to {to} at {at}, waiting for the answer.',
+  cosigned_at: 'Audit log: checkpoint {size} verified and cosigned at {at}.',
+  cosign_none: 'Audit log: no checkpoint cosigned yet.',
+  audit_alarm_title: 'AUDIT ALARM',
+  audit_alarm: 'the audit log shown to this console is inconsistent: {reason}',
+  dismiss: 'Dismiss',
+  cosign_latest: 'Cosign latest checkpoint',
+  cosign_cosigned: 'Checkpoint {size} verified and cosigned.',
+  cosign_unchanged: 'Checkpoint {size} was already cosigned by this device.',
+  cosign_nothing: 'The server has signed no checkpoint yet.',
+  cosign_failed: 'Not cosigned: {code} — {message}',
 };
 
 export type MessageKey = keyof typeof en;
@@ -262,6 +276,20 @@ const ja: Dictionary = {
   link_up: '正常',
   link_down: '断',
   link_unknown: '未試験',
+  link_test: '回線試験',
+  test_agent: 'この端末を {party} の回線試験エージェントにする',
+  test_agent_help: '合意した間隔で他の全当事者に署名付きの試験電文を送ります。相手のコンソールが自動で応答します。この端末に記憶されます。',
+  test_sent: '{at} に {to} へ試験を送信、応答待ち。',
+  cosigned_at: '監査ログ：チェックポイント {size} を検証し {at} に副署しました。',
+  cosign_none: '監査ログ：副署したチェックポイントはまだありません。',
+  audit_alarm_title: '監査警報',
+  audit_alarm: 'このコンソールに示された監査ログに矛盾があります：{reason}',
+  dismiss: '閉じる',
+  cosign_latest: '最新のチェックポイントに副署',
+  cosign_cosigned: 'チェックポイント {size} を検証し副署しました。',
+  cosign_unchanged: 'チェックポイント {size} はこの端末で副署済みです。',
+  cosign_nothing: 'サーバーはまだチェックポイントに署名していません。',
+  cosign_failed: '副署しませんでした：{code} — {message}',
 };
 
 const zh: Dictionary = {
@@ -389,6 +417,20 @@ const zh: Dictionary = {
   link_up: '正常',
   link_down: '中断',
   link_unknown: '尚未测试',
+  link_test: '线路测试',
+  test_agent: '让本设备担任 {party} 的线路测试代理',
+  test_agent_help: '按约定间隔向其他各方发送签名的测试电文，对方控制台自动应答。本设备会记住此设置。',
+  test_sent: '已于 {at} 向 {to} 发送测试，等待应答。',
+  cosigned_at: '审计日志：检查点 {size} 已验证并于 {at} 副署。',
+  cosign_none: '审计日志：尚未副署任何检查点。',
+  audit_alarm_title: '审计告警',
+  audit_alarm: '向本控制台展示的审计日志不一致：{reason}',
+  dismiss: '关闭',
+  cosign_latest: '副署最新检查点',
+  cosign_cosigned: '检查点 {size} 已验证并副署。',
+  cosign_unchanged: '检查点 {size} 已由本设备副署。',
+  cosign_nothing: '服务器尚未签署任何检查点。',
+  cosign_failed: '未副署：{code} — {message}',
 };
 
 export const LANGUAGES = { en: 'English', ja: '日本語', zh: '中文' } as const;

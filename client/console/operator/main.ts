@@ -12,19 +12,24 @@ import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.
 import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
-import { login, requestJson } from '../common/auth.js';
-import type { StatusResponse } from '../../../shared/protocol/status.js';
+import { HotlineError } from '../../../shared/errors.js';
+import type { LinkPairStatus } from '../../../shared/protocol/status.js';
 import { startAlarm, type Alarm } from './alarm.js';
 import {
   MAX_EVENTS,
   OUT_RUNGS,
+  addAlarm,
   flashAlarms,
   inboxRows,
   initialConsoleData,
+  latestTest,
+  linkPairs as orderedLinkPairs,
   outboxRows,
   peerKeys,
   peerTrust,
+  unconfirmedRecipients,
   type ConsoleData,
+  type LastTest,
   type ConsoleEvent,
   type InboxRow,
   type OutboxRow,
@@ -77,15 +82,28 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     device,
     storage,
     WebSocket: WebSocket as unknown as WebSocketConstructorLike,
+    testAgent: data.value.testAgent === true,
+    // Every party witnesses the audit log: a checkpoint that fails its checks is an alarm here.
+    cosign: true,
+    // Checked at every seal, the automatic reseal after a directory change included: nothing is
+    // encrypted to a peer key the operator has not confirmed (link tests carry no content).
+    approveRecipients: (recipients, draft) => {
+      if (draft.linkTest) return;
+      const unknown = unconfirmedRecipients(recipients, me, data.value.confirmed);
+      if (unknown.length > 0) {
+        throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `not sealed: the keys of ${unknown.map((x) => `${x.party}/${x.device}`).join(', ')} are not confirmed on this console`);
+      }
+    },
   });
 
   let state: ClientState = await storage.read(key);
   let connected = false;
-  let lastTest: { ok: boolean; roundTripMs?: number; at: number } | undefined;
-  let linkPairs: StatusResponse['links'] = [];
+  let lastTest: LastTest | undefined;
+  let lastSent: { to: string; at: number } | undefined;
+  let lastCosigned: { size: number; at: number } | undefined;
+  let linkPairs: LinkPairStatus[] = [];
   // Deadlines run on the server's clock: countdowns use the offset measured at each connection.
   let serverOffset = 0;
-  let statusToken: { token: string; expiresAt: number } | undefined;
   let composeError = '';
 
   const addEvent = (ev: ConsoleEvent) =>
@@ -97,6 +115,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   // ----- sections (each redrawn on its own so that the compose form keeps its input) -----
   const statusEl = h('div', { class: 'status', id: 'link-status', 'aria-live': 'polite' });
   const bannerEl = h('div', { id: 'alert-slot' });
+  const auditAlarmEl = h('div', { id: 'audit-alarm-slot' });
+  const linkEl = h('section', { class: 'card', id: 'link-panel' });
   const peersEl = h('section', { class: 'card', id: 'peers' });
   const composeEl = h('section', { class: 'card', id: 'compose' });
   const inboxEl = h('section', { class: 'card', id: 'inbox' });
@@ -110,8 +130,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     replace(
       root,
       pageHeader('app_operator', statusEl, lock),
+      auditAlarmEl,
       bannerEl,
-      h('main', { class: 'grid' }, h('div', { class: 'col' }, inboxEl, outboxEl), h('div', { class: 'col side' }, composeEl, peersEl, eventsEl)),
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, inboxEl, outboxEl), h('div', { class: 'col side' }, composeEl, linkEl, peersEl, eventsEl)),
     );
 
   const trust = () => peerTrust(peerKeys(client.directory(), me, data.value.confirmed), data.value.confirmed);
@@ -135,28 +156,80 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     );
   };
 
-  /** The link tests the server has judged so far (`GET /v1/status`), so the answer is on screen at once. */
+  /**
+   * The link tests the server has judged so far (`GET /v1/status`, through the client's own
+   * session: no second login), so that the answer is on screen at once.
+   */
   const loadStatus = async () => {
     try {
-      if (!statusToken || statusToken.expiresAt - 60_000 < Date.now() + serverOffset) statusToken = await login(device, agreement);
-      const status = (await requestJson('GET', '/v1/status', statusToken.token)) as StatusResponse;
-      // Every ordered pair with this party is shown; one the server has no test for yet is 'unknown'.
-      linkPairs = agreement.parties
-        .filter((x) => x.id !== me.party)
-        .flatMap((x) => [
-          [me.party, x.id],
-          [x.id, me.party],
-        ])
-        .map(([from, to]) => status.links.find((l) => l.from === from && l.to === to) ?? { from: from!, to: to!, status: 'unknown' as const });
-      for (const p of status.links) {
-        if (p.last && (!lastTest || p.last.at > lastTest.at)) {
-          lastTest = { ok: p.last.ok, at: p.last.at, ...(p.last.roundTripMs === undefined ? {} : { roundTripMs: p.last.roundTripMs }) };
-        }
-      }
+      const status = await client.status();
+      linkPairs = orderedLinkPairs(agreement, me, status.links);
+      lastTest = latestTest(lastTest, status.links.map((p) => p.last));
       drawStatus();
+      drawLink();
     } catch {
       // An older server without /v1/status: the link events alone fill the status in.
     }
+  };
+
+  /** The link-test agent switch (remembered sealed, per device), the last test and the audit witness. */
+  const drawLink = () => {
+    const toggle = h('input', { type: 'checkbox', id: 'test-agent', role: 'switch' });
+    toggle.checked = data.value.testAgent === true;
+    toggle.addEventListener('change', () => {
+      const on = toggle.checked;
+      void data.save((d) => (d.testAgent = on)).then(() => {
+        client.setTestAgent(on);
+        drawLink();
+      });
+    });
+    replace(
+      linkEl,
+      h('h2', {}, t('link_test')),
+      h('label', { class: 'check' }, toggle, ' ', t('test_agent', { party: me.party })),
+      h('p', { class: 'small muted' }, t('test_agent_help')),
+      h(
+        'p',
+        { id: 'link-result', 'data-ok': lastTest ? String(lastTest.ok) : '', ...(lastTest?.roundTripMs === undefined ? {} : { 'data-rtt': lastTest.roundTripMs }) },
+        `${t('last_test')}: `,
+        lastTest
+          ? `${formatTime(lastTest.at)} ${t(lastTest.ok ? 'test_ok' : 'test_failed')}${lastTest.roundTripMs === undefined ? '' : `, ${t('round_trip', { ms: lastTest.roundTripMs })}`}`
+          : t('no_test'),
+      ),
+      lastSent ? h('p', { class: 'small', id: 'test-sent' }, t('test_sent', { to: lastSent.to, at: formatTime(lastSent.at) })) : null,
+      h(
+        'p',
+        { class: 'small', id: 'cosign-state', ...(lastCosigned ? { 'data-size': lastCosigned.size } : {}) },
+        lastCosigned ? t('cosigned_at', { size: lastCosigned.size, at: formatTime(lastCosigned.at) }) : t('cosign_none'),
+      ),
+    );
+  };
+
+  /** An audit alarm stays on screen, in red, until the operator dismisses it (and across reloads). */
+  const drawAuditAlarm = () => {
+    const alarms = data.value.alarms ?? [];
+    if (alarms.length === 0) {
+      replace(auditAlarmEl);
+      return;
+    }
+    replace(
+      auditAlarmEl,
+      h(
+        'div',
+        { class: 'audit-alarm', role: 'alert', id: 'audit-alarm', 'data-count': alarms.length },
+        h('strong', {}, t('audit_alarm_title')),
+        h('ul', {}, ...alarms.map((a) => h('li', {}, `${formatTime(a.at)} `, t('audit_alarm', { reason: a.reason })))),
+        h(
+          'button',
+          {
+            type: 'button',
+            id: 'dismiss-alarm',
+            onclick: () => void data.save((d) => (d.alarms = [])).then(drawAuditAlarm),
+          },
+          t('dismiss'),
+        ),
+      ),
+    );
   };
 
   const drawPeers = () => {
@@ -383,6 +456,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   const drawAll = () => {
     const inbox = inboxRows(state, data.value, agreement, me);
     drawStatus();
+    drawAuditAlarm();
+    drawLink();
     drawBanner(inbox);
     drawPeers();
     drawCompose();
@@ -435,14 +510,36 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   });
   client.on('accepted', () => void refresh());
   client.on('receipt-accepted', () => void refresh());
-  client.on('refused', (e) => void addEvent({ at: Date.now(), kind: 'error', params: { code: e.code, message: e.message } }).then(refresh));
+  client.on('refused', (e) => {
+    // The recipients changed (a peer device enrolled or revoked): look at the directory again,
+    // so that a changed peer key blocks sending at once.
+    if (e.code === 'HL_ERR_ENVELOPE_RECIPIENTS') void client.refreshDirectory().catch(() => undefined);
+    void addEvent({ at: Date.now(), kind: 'error', params: { code: e.code, message: e.message } }).then(refresh);
+  });
   client.on('error', (e) => void addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }).then(drawEvents));
+  // Fetched again at each connection, after a refusal and on the timer: peer keys are compared
+  // with the confirmed set every time, and a change blocks sending until confirmed again.
+  client.on('directory', () => {
+    drawPeers();
+    drawCompose();
+  });
+  client.on('link', (ev) => {
+    if (ev.type === 'link.test') lastTest = latestTest(lastTest, [ev]);
+    drawStatus();
+    drawLink();
+    void loadStatus();
+  });
+  client.on('link-test-sent', (s) => {
+    lastSent = { to: s.to, at: s.at };
+    drawLink();
+  });
+  client.on('cosigned', (c) => {
+    lastCosigned = { size: c.size, at: c.at };
+    drawLink();
+  });
   client.on('event', (ev) => {
-    if (ev.type === 'link.test' || ev.type === 'link.up' || ev.type === 'link.down') {
-      if (ev.type === 'link.test') lastTest = { ok: ev.ok, at: ev.at, ...(ev.roundTripMs === undefined ? {} : { roundTripMs: ev.roundTripMs }) };
-      drawStatus();
-      void loadStatus();
-    }
+    // Raised here by the cosigner, or reported by another device of this party through the server.
+    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(drawAuditAlarm);
     void addEvent(toConsoleEvent(ev)).then(refresh);
   });
 

@@ -2,6 +2,7 @@ import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
 import type { ClientState } from '../../storage/client-storage.js';
+import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
 
 /**
  * The operator console's view model, computed from the client's stored state and the console's
@@ -30,6 +31,56 @@ export interface ConsoleData {
   confirmed: string[];
   /** Recent events, newest first. */
   events: ConsoleEvent[];
+  /** Whether this device acts as its party's link-test agent (the operator's switch). */
+  testAgent?: boolean;
+  /** Audit alarms not yet dismissed by the operator, newest first (absent in data stored before alarms existed). */
+  alarms?: AuditAlarmRecord[];
+}
+
+/** An `audit.alarm` as the console keeps it until the operator dismisses it. */
+export interface AuditAlarmRecord {
+  at: number;
+  party: string;
+  reason: string;
+}
+
+export const MAX_ALARMS = 20;
+
+/**
+ * The alarms with `alarm` added, newest first: the same alarm seen twice (a reconnection
+ * redelivers it) is kept once, and the oldest fall off beyond {@link MAX_ALARMS}.
+ */
+export function addAlarm(alarms: readonly AuditAlarmRecord[] | undefined, alarm: AuditAlarmRecord): AuditAlarmRecord[] {
+  const list = alarms ?? [];
+  if (list.some((a) => a.at === alarm.at && a.party === alarm.party && a.reason === alarm.reason)) return [...list];
+  return [alarm, ...list].sort((a, b) => b.at - a.at).slice(0, MAX_ALARMS);
+}
+
+/** The last link test shown: the newer of what the console saw and what the server reports. */
+export interface LastTest {
+  ok: boolean;
+  at: number;
+  roundTripMs?: number;
+}
+
+/** Every ordered pair with this party, in a fixed order; one the server has no test for yet is 'unknown'. */
+export function linkPairs(agreement: Agreement, me: { party: string }, links: readonly LinkPairStatus[]): LinkPairStatus[] {
+  return agreement.parties
+    .filter((x) => x.id !== me.party)
+    .flatMap((x) => [
+      [me.party, x.id],
+      [x.id, me.party],
+    ] as const)
+    .map(([from, to]) => links.find((l) => l.from === from && l.to === to) ?? { from, to, status: 'unknown' as const });
+}
+
+/** The newest of `current` and the tests in `links` (a link event or a status answer). */
+export function latestTest(current: LastTest | undefined, results: readonly (LinkTestResult | LastTest | undefined)[]): LastTest | undefined {
+  let best = current;
+  for (const r of results) {
+    if (r && (!best || r.at > best.at)) best = { ok: r.ok, at: r.at, ...(r.roundTripMs === undefined ? {} : { roundTripMs: r.roundTripMs }) };
+  }
+  return best;
 }
 
 export interface ConsoleEvent {
@@ -41,7 +92,7 @@ export interface ConsoleEvent {
 export const MAX_EVENTS = 50;
 
 export function initialConsoleData(): ConsoleData {
-  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [] };
+  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [] };
 }
 
 export interface InboxRow {
@@ -170,4 +221,13 @@ export function peerTrust(keys: readonly PeerKey[], confirmed: readonly string[]
   if (keys.length === 0) return 'none';
   if (keys.every((k) => k.confirmed)) return 'ok';
   return confirmed.length === 0 ? 'unconfirmed' : 'changed';
+}
+
+/**
+ * The devices of other parties among `recipients` whose keys the operator has not confirmed:
+ * a message must not be sealed to them (HotlineClient's `approveRecipients`). Link tests carry no
+ * content and go regardless, so that the link can be tested before keys are compared.
+ */
+export function unconfirmedRecipients(recipients: readonly DeviceCertBody[], me: { party: string }, confirmed: readonly string[]): DeviceCertBody[] {
+  return recipients.filter((c) => c.party !== me.party && !confirmed.includes(certIdentity(c)));
 }
