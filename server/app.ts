@@ -3,7 +3,7 @@ import { HotlineError, isHotlineError, type HotlineErrorCode } from '../shared/e
 import { agreementHash } from '../shared/crypto/keys.js';
 import type { Agreement } from '../shared/protocol/schemas.js';
 import { systemClock, type Clock } from './clock.js';
-import type { AppContext, AppOptions } from './context.js';
+import { track, type AppContext, type AppOptions } from './context.js';
 import { Directory } from './directory.js';
 import type { Store } from './store/store.js';
 import { WriteQueue } from './store/write-queue.js';
@@ -17,6 +17,7 @@ import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
 import { AuditLog } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
+import { RateLimits } from './rate-limits.js';
 
 export type { AppOptions } from './context.js';
 
@@ -80,7 +81,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
       slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
       allowedOrigins: options.allowedOrigins ?? [],
       secure: options.secure ?? deps.https !== undefined,
+      maxChallenges: options.maxChallenges ?? 10_000,
     },
+    limits: new RateLimits({
+      ...(options.rateLimits ? { settings: options.rateLimits } : {}),
+      clock,
+      log: deps.logger,
+      audit: (entry) => track(ctx, deps.store.appendAudit(entry)),
+    }),
     shuttingDown: false,
     inFlight: new Set(),
     disconnectRevoked: () => {},
@@ -116,6 +124,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
       e = new HotlineError(code, code === 'HL_ERR_INTERNAL' ? 'internal error' : (error as Error).message);
     }
     request.log.info({ code: e.code }, 'request refused');
+    const retryAfter = e.detail?.retryAfterSeconds;
+    if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     return reply.status(e.httpStatus).send({ error: { code: e.code, message: e.message } });
   });
   app.setNotFoundHandler((_request, reply) =>
@@ -140,13 +150,16 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     // After server.start: what fell due while the server was down fires now, once.
     await ctx.deadlines.start();
     await ctx.audit.start();
+    ctx.limits.start();
   });
   app.addHook('preClose', async () => {
     ctx.deadlines.stop();
     ctx.audit.stop();
+    ctx.limits.stop();
   });
   app.addHook('onClose', async () => {
     await ctx.writes.drain();
+    await ctx.limits.flush();
     await deps.store.appendAudit({ type: 'server.stop', at: clock.now() });
     // A last checkpoint covers the whole log, server.stop included.
     if (ctx.audit.signing) await ctx.audit.signCheckpoint().catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));

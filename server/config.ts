@@ -1,4 +1,5 @@
 import { HotlineError } from '../shared/errors.js';
+import type { RateLimitSettings } from './rate-limits.js';
 
 /** Log levels pino understands. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -19,6 +20,8 @@ export interface ServerConfig {
   logKeyPath?: string;
   /** How often a checkpoint is signed when the log has grown (default 60 000). */
   checkpointIntervalMs?: number;
+  /** Per-minute abuse limits given explicitly; the others keep their defaults (RATE_LIMIT_DEFAULTS). */
+  rateLimits?: RateLimitSettings;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -34,7 +37,17 @@ const FLAGS: Record<string, string> = {
   '--tls-key': 'HOTLINE_TLS_KEY',
   '--log-key': 'HOTLINE_LOG_KEY',
   '--checkpoint-interval-ms': 'HOTLINE_CHECKPOINT_INTERVAL_MS',
+  '--rate-login-per-minute': 'HOTLINE_RATE_LOGIN_PER_MINUTE',
+  '--rate-device-failures-per-minute': 'HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE',
+  '--rate-directory-per-minute': 'HOTLINE_RATE_DIRECTORY_PER_MINUTE',
 };
+
+/** Rate-limit setting → its variable and flag. */
+const RATE_SETTINGS: readonly [keyof RateLimitSettings, string, string][] = [
+  ['loginPerMinute', 'HOTLINE_RATE_LOGIN_PER_MINUTE', '--rate-login-per-minute'],
+  ['deviceFailuresPerMinute', 'HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE', '--rate-device-failures-per-minute'],
+  ['directoryPerMinute', 'HOTLINE_RATE_DIRECTORY_PER_MINUTE', '--rate-directory-per-minute'],
+];
 
 function invalid(message: string): HotlineError {
   return new HotlineError('HL_ERR_CONFIG_INVALID', message);
@@ -102,6 +115,15 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     problems.push(`HOTLINE_CHECKPOINT_INTERVAL_MS (--checkpoint-interval-ms) must be an integer from 1000 to 86400000, got "${intervalText}"`);
   }
 
+  const rateLimits: RateLimitSettings = {};
+  for (const [name, key, flag] of RATE_SETTINGS) {
+    const t = text(key);
+    if (t === undefined) continue;
+    const n = /^\d{1,7}$/.test(t) ? Number(t) : NaN;
+    if (n >= 1 && n <= 1_000_000) rateLimits[name] = n;
+    else problems.push(`${key} (${flag}) must be an integer from 1 to 1000000, got "${t}"`);
+  }
+
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
     agreementPath: agreementPath!,
@@ -112,5 +134,6 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(certPath !== undefined && keyPath !== undefined ? { tls: { certPath, keyPath } } : {}),
     ...(logKeyPath !== undefined ? { logKeyPath } : {}),
     ...(checkpointIntervalMs !== undefined ? { checkpointIntervalMs } : {}),
+    ...(Object.keys(rateLimits).length > 0 ? { rateLimits } : {}),
   };
 }

@@ -8,6 +8,7 @@ import type { DeviceKey, MailboxItem } from './store/store.js';
 import type { Store } from './store/store.js';
 import type { WriteQueue } from './store/write-queue.js';
 import type { TokenService } from './tokens.js';
+import type { RateLimits, RateLimitSettings } from './rate-limits.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -21,6 +22,10 @@ export interface AppOptions {
   secure?: boolean;
   /** How often a checkpoint of the audit log is signed, when it has grown. Default 60 s. */
   checkpointIntervalMs?: number;
+  /** Per-minute limits of what unauthenticated peers may ask for (see RATE_LIMIT_DEFAULTS). */
+  rateLimits?: RateLimitSettings;
+  /** Login challenges outstanding at once; past it new ones are refused (HL_ERR_INPUT_RATE_LIMITED). Default 10 000. */
+  maxChallenges?: number;
 }
 
 /** What the plugins share: built once in buildApp. */
@@ -33,7 +38,9 @@ export interface AppContext {
   directory: Directory;
   tokens: TokenService;
   writes: WriteQueue;
-  options: Required<Omit<AppOptions, 'allowedOrigins' | 'checkpointIntervalMs'>> & { allowedOrigins: readonly string[] };
+  options: Required<Omit<AppOptions, 'allowedOrigins' | 'checkpointIntervalMs' | 'rateLimits'>> & { allowedOrigins: readonly string[] };
+  /** Abuse limits of unauthenticated requests. */
+  limits: RateLimits;
   /** The audit log's tree, checkpoints and cosignatures. */
   audit: AuditLog;
   /** Set at shutdown: new work is refused with HL_ERR_SERVER_SHUTTING_DOWN. */

@@ -213,7 +213,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env:
     logLevel: config.logLevel,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
-    ...(config.checkpointIntervalMs ? { app: { checkpointIntervalMs: config.checkpointIntervalMs } } : {}),
+    app: {
+      ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
+      ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
+    },
   });
   const stop = (signal: string) => {
     server.app.log.info({ signal }, 'shutting down');

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { HotlineError } from '../../shared/errors.js';
 import { CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
@@ -9,10 +9,10 @@ import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, Identifier, Signature } from '../../shared/protocol/schemas.js';
 import type { AppContext } from '../context.js';
 import type { TokenClaims } from '../tokens.js';
+import type { RateScope } from '../rate-limits.js';
+import { addressKey } from '../relay/rate-limit.js';
 
 export const CHALLENGE_TTL_MS = 60_000;
-/** Outstanding challenges are bounded: they are created by unauthenticated peers. */
-const MAX_CHALLENGES = 10_000;
 
 const ChallengeRequest = Type.Object({ party: Identifier, device: Identifier }, { additionalProperties: false });
 const LoginRequest = Type.Object(
@@ -56,6 +56,14 @@ export function requireDevice(ctx: AppContext) {
   };
 }
 
+/** onRequest hook (before the body is read): one attempt of the peer's address in `scope`. */
+export function limitByAddress(ctx: AppContext, scope: RateScope): onRequestHookHandler {
+  return async (request) => {
+    const refused = ctx.limits.take(scope, addressKey(request.ip));
+    if (refused) throw refused;
+  };
+}
+
 /**
  * Challenge–response login with the device's Ed25519 key, then a short-lived JWT. A challenge is
  * single use and lives 60 s; it is bound to the device that asked for it.
@@ -63,12 +71,22 @@ export function requireDevice(ctx: AppContext) {
 export const authPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
   const challenges = new Map<string, { party: string; device: string; expiresAt: number }>();
 
-  app.post('/v1/auth/challenge', async (request) => {
+  // Outstanding challenges are bounded: they are created by unauthenticated peers. A full table
+  // refuses new ones; it never evicts a challenge that is still valid.
+  app.post('/v1/auth/challenge', { onRequest: limitByAddress(ctx, 'login') }, async (request) => {
     const body = assertSchema(ChallengeRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
     const now = ctx.clock.now();
-    if (challenges.size >= MAX_CHALLENGES) {
-      for (const [k, v] of challenges) if (v.expiresAt <= now) challenges.delete(k);
-      if (challenges.size >= MAX_CHALLENGES) throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', 'too many outstanding login challenges; retry shortly');
+    if (challenges.size >= ctx.options.maxChallenges) {
+      // Insertion order is expiry order (one TTL); a clock stepped back only delays this pruning.
+      for (const [k, v] of challenges) {
+        if (v.expiresAt > now) break;
+        challenges.delete(k);
+      }
+      const oldest = challenges.values().next().value;
+      if (challenges.size >= ctx.options.maxChallenges && oldest) {
+        const retryAfterSeconds = Math.max(1, Math.ceil((oldest.expiresAt - now) / 1000));
+        throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', 'too many outstanding login challenges; retry shortly', { detail: { retryAfterSeconds } });
+      }
     }
     const challenge = toBase64(randomBytes(32));
     const expiresAt = now + CHALLENGE_TTL_MS;
@@ -76,7 +94,7 @@ export const authPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     return { challenge, expiresAt };
   });
 
-  app.post('/v1/auth/login', async (request) => {
+  app.post('/v1/auth/login', { onRequest: limitByAddress(ctx, 'login') }, async (request) => {
     const body = assertSchema(LoginRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
     const now = ctx.clock.now();
     const who = { party: body.party, device: body.device };
@@ -103,6 +121,10 @@ export const authPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       return { token, expiresAt, role: cert.role };
     } catch (error) {
       if (error instanceof HotlineError) {
+        // Past the claimed device's limit a refusal is a 429 and only counted (one summary entry
+        // per window), so no one can grow the audit log by failing logins under a device's name.
+        const limited = ctx.limits.take('device', `${body.party}/${body.device}`);
+        if (limited) throw limited;
         await ctx.store.appendAudit({ type: 'login.refused', at: now, ...who, code: error.code });
       }
       throw error;

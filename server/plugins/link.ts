@@ -12,6 +12,7 @@ import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '.
 import { admitEnvelope, admitReceipt } from '../relay/admit.js';
 import { initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { TokenClaims } from '../tokens.js';
+import { addressKey } from '../relay/rate-limit.js';
 import { authenticateToken } from './auth.js';
 
 /** The subprotocol a Hotline client offers and the server selects. */
@@ -65,13 +66,18 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   function refuseUpgrade(socket: Duplex, error: HotlineError): void {
     const body = JSON.stringify({ error: { code: error.code, message: error.message } });
     const status = error.httpStatus;
+    const retryAfter = error.detail?.retryAfterSeconds;
+    const extra = typeof retryAfter === 'number' ? `Retry-After: ${retryAfter}\r\n` : '';
     socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
     );
   }
 
-  function authenticateUpgrade(req: IncomingMessage): TokenClaims {
+  function authenticateUpgrade(req: IncomingMessage, address: string): TokenClaims {
     if (ctx.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; reconnect shortly');
+    // Refused upgrades count against the address's login limit; past it, even a valid token waits.
+    const limited = ctx.limits.check('login', address);
+    if (limited) throw limited;
     const origin = req.headers.origin;
     if (origin !== undefined) {
       const own = `${ctx.options.secure ? 'https' : 'http'}://${req.headers.host ?? ''}`;
@@ -107,10 +113,12 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       return;
     }
     let claims: TokenClaims;
+    const address = addressKey(req.socket.remoteAddress);
     try {
-      claims = authenticateUpgrade(req);
+      claims = authenticateUpgrade(req, address);
     } catch (error) {
-      const e = isHotlineError(error) ? error : new HotlineError('HL_ERR_INTERNAL', 'internal error');
+      let e = isHotlineError(error) ? error : new HotlineError('HL_ERR_INTERNAL', 'internal error');
+      if (e.code !== 'HL_ERR_INPUT_RATE_LIMITED' && e.code !== 'HL_ERR_SERVER_SHUTTING_DOWN') e = ctx.limits.take('login', address) ?? e;
       ctx.log.info({ code: e.code }, 'link upgrade refused');
       refuseUpgrade(socket, e);
       return;
