@@ -8,7 +8,7 @@ import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { cosignCheckpoint } from '../../shared/audit/index.js';
 import { login } from '../helpers/ws-client.js';
-import { importKey, openPage, SCREENSHOT_DIR, startHarness, type Harness } from './harness.js';
+import { auditExport, importKey, openPage, SCREENSHOT_DIR, signCheckpoint, startHarness, type Harness } from './harness.js';
 
 let hx: Harness;
 beforeAll(async () => {
@@ -124,6 +124,44 @@ describe('auditor console', () => {
     expect(await bad.getAttribute('data-index')).toBe(String(k));
     expect(await page.getAttribute(`#entries tbody tr[data-index="${k}"]`, 'class')).toBe('problem');
     await page.screenshot({ path: join(SCREENSHOT_DIR, 'auditor-tampered.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('"Cosign latest checkpoint" verifies and cosigns the newest checkpoint as this auditor; the cosignature shows in the list', async () => {
+    await exchangeFlash();
+    const token = await login(hx.server.url, hx.dep.devices['jp-mod/audit1']!, hx.dep.agreement);
+    const size = await signCheckpoint(hx, token);
+
+    const context = await hx.browser.newContext({ locale: 'en-US' });
+    const { page, errors } = await openPage(context, `${hx.server.url}/console/auditor/`);
+    await importKey(page, hx.keyFiles['jp-mod/audit1']!, 'auditor passphrase two');
+    const row = page.locator(`#checkpoint-table tr[data-size="${size}"]`);
+    await row.waitFor();
+    expect(await row.textContent()).not.toContain('jp-mod/audit1');
+
+    await page.click('#cosign-run');
+    const result = await page.waitForSelector('#cosign-result[data-status="cosigned"]');
+    // The server may have signed a newer checkpoint meanwhile (the log grows with every login).
+    const cosigned = Number(await result.getAttribute('data-size'));
+    expect(cosigned).toBeGreaterThanOrEqual(size);
+    await expect.poll(() => page.locator(`#checkpoint-table tr[data-size="${cosigned}"]`).textContent(), { timeout: 15_000 }).toContain('jp-mod/audit1');
+    const stored = (await auditExport(hx, token)).checkpoints.find((n) => n.split('\n')[1] === String(cosigned));
+    expect(stored).toContain('— jp-mod/audit1 ');
+    // The cosignature verifies with the rest of the log.
+    await page.click('#verify-run');
+    await page.waitForSelector('#verify-result[data-ok="true"]');
+    expect(await page.locator(`#checkpoint-table tr[data-size="${cosigned}"]`).textContent()).toContain('✔ jp-mod/audit1');
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'auditor-cosigned.png'), fullPage: true });
+
+    // The log grows; the next cosignature needs a consistency proof from the one cosigned here.
+    await exchangeFlash();
+    const later = await signCheckpoint(hx, token);
+    expect(later).toBeGreaterThan(cosigned);
+    await page.click('#cosign-run');
+    await expect
+      .poll(async () => Number(await page.getAttribute('#cosign-result[data-status="cosigned"]', 'data-size', { timeout: 200 }).catch(() => 0)), { timeout: 15_000 })
+      .toBeGreaterThanOrEqual(later);
     expect(errors).toEqual([]);
     await context.close();
   });

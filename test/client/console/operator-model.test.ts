@@ -1,5 +1,19 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { certIdentity, flashAlarms, inboxRows, initialConsoleData, outboxRows, peerKeys, peerTrust } from '../../../client/console/operator/model.js';
+import {
+  MAX_ALARMS,
+  addAlarm,
+  certIdentity,
+  flashAlarms,
+  inboxRows,
+  initialConsoleData,
+  latestTest,
+  linkPairs,
+  outboxRows,
+  peerKeys,
+  peerTrust,
+  unconfirmedRecipients,
+} from '../../../client/console/operator/model.js';
+import { expectedRecipients } from '../../../shared/crypto/envelope.js';
 import { dictionaries } from '../../../client/console/common/i18n.js';
 import { initialState, type ClientState } from '../../../client/storage/client-storage.js';
 import type { DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
@@ -87,6 +101,50 @@ describe('peerKeys / peerTrust', () => {
     expect(after.find((k) => k.device === 'cn-op-1')!.confirmed).toBe(false);
     expect(certIdentity(changed[0]!)).toContain(changed[0]!.signKey);
     expect(peerTrust([], [])).toBe('none');
+  });
+});
+
+describe('unconfirmedRecipients', () => {
+  it('names the other parties’ recipients whose keys are not confirmed, ignoring this party’s own devices', () => {
+    const certs: DeviceCertBody[] = Object.values(dep.devices).map((d) => d.certificate.cert);
+    const jpOp = dep.devices.jpOp!.certificate.cert;
+    const recipients = expectedRecipients(certs, jpOp, 'cn-mnd');
+    const peers = recipients.filter((c) => c.party === 'cn-mnd');
+    expect(peers.length).toBeGreaterThan(0);
+    expect(unconfirmedRecipients(recipients, jpOp, []).map((c) => c.device).sort()).toEqual(peers.map((c) => c.device).sort());
+    const confirmed = peerKeys(certs, jpOp, []).map((k) => k.identity);
+    expect(unconfirmedRecipients(recipients, jpOp, confirmed)).toEqual([]);
+    // A new key for a confirmed device is a new identity: unconfirmed again.
+    const rekeyed = recipients.map((c) => (c.party === 'cn-mnd' && c.role === 'operator' ? { ...c, boxKey: jpOp.boxKey } : c));
+    expect(unconfirmedRecipients(rekeyed, jpOp, confirmed).map((c) => c.role)).toEqual(['operator']);
+  });
+});
+
+describe('addAlarm', () => {
+  it('keeps alarms newest first, once each, and at most MAX_ALARMS', () => {
+    const a = { at: 10, party: 'jp-mod', reason: 'equivocation' };
+    const b = { at: 20, party: 'jp-mod', reason: 'jp-mod/op1: HL_ERR_AUDIT_EQUIVOCATION: equivocation' };
+    let list = addAlarm(undefined, a);
+    list = addAlarm(list, b);
+    expect(addAlarm(list, { ...a })).toEqual([b, a]);
+    for (let i = 0; i < MAX_ALARMS + 5; i++) list = addAlarm(list, { at: 100 + i, party: 'jp-mod', reason: `r${i}` });
+    expect(list).toHaveLength(MAX_ALARMS);
+    expect(list[0]!.reason).toBe(`r${MAX_ALARMS + 4}`);
+  });
+});
+
+describe('linkPairs / latestTest', () => {
+  it('shows both directions with every other party, unknown until the server has a test', () => {
+    const up = { from: 'jp-mod', to: 'cn-mnd', status: 'up' as const, last: { messageId: 'm'.repeat(32), sentAt: 1, ok: true, roundTripMs: 40, at: 41 } };
+    const pairs = linkPairs(dep.agreement, { party: 'jp-mod' }, [up]);
+    expect(pairs.map((p) => `${p.from}>${p.to}:${p.status}`)).toEqual(['jp-mod>cn-mnd:up', 'cn-mnd>jp-mod:unknown']);
+  });
+
+  it('keeps the newest test of what the console saw and what the server reports', () => {
+    const seen = { ok: false, at: 50 };
+    expect(latestTest(seen, [undefined, { ok: true, at: 41, roundTripMs: 40 }])).toEqual(seen);
+    expect(latestTest(seen, [{ ok: true, at: 60, roundTripMs: 12 }])).toEqual({ ok: true, at: 60, roundTripMs: 12 });
+    expect(latestTest(undefined, [])).toBeUndefined();
   });
 });
 
