@@ -1,9 +1,9 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, createAgreement, createParty, enrollDevice, fingerprint, parsePartySecret } from '../../shared/crypto/keys.js';
+import { agreementHash, createAgreement, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { PartyPublic, type DeviceCertificate, type Role } from '../../shared/protocol/schemas.js';
+import { DeviceCertificate, PartyPublic, type Role } from '../../shared/protocol/schemas.js';
 import { named, parse, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
 
 export const partyCreate: Command = {
@@ -146,21 +146,75 @@ relay (it is self-authenticating; a device is also registered on its first login
 
 /** POST /v1/directory/devices: register a certificate with the relay. */
 export async function postCertificate(server: string, certificate: DeviceCertificate): Promise<void> {
+  await postDirectory(server, '/v1/directory/devices', certificate, 'certificate', 'the key file was written; register later with --server or by logging in');
+}
+
+/** POST a self-authenticating directory object (certificate or revocation) to the relay. */
+async function postDirectory(server: string, path: string, body: unknown, what: string, unreachableHint: string): Promise<void> {
   let res: Response;
   try {
-    res = await fetch(`${server.replace(/\/+$/, '')}/v1/directory/devices`, {
+    res = await fetch(`${server.replace(/\/+$/, '')}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(certificate),
+      body: JSON.stringify(body),
     });
   } catch (cause) {
-    throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${server}: is the server running? (the key file was written; register later with --server or by logging in)`, { cause });
+    throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${server}: is the server running? (${unreachableHint})`, { cause });
   }
   if (!res.ok) {
-    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
-    throw new HotlineError('HL_ERR_CLIENT_REFUSED', `the server refused the certificate: ${body.error?.code ?? res.status} ${body.error?.message ?? ''}`.trim());
+    const err = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+    throw new HotlineError('HL_ERR_CLIENT_REFUSED', `the server refused the ${what}: ${err.error?.code ?? res.status} ${err.error?.message ?? ''}`.trim());
   }
 }
+
+export const deviceRevoke: Command = {
+  name: 'device revoke',
+  summary: 'revoke a device certificate (signed by the party root)',
+  help: `Usage: hotline device revoke --root FILE --device FILE [--reason TEXT] [--server URL] [--out FILE]
+
+Revokes a device of your party: signs a revocation with the party root and, with --server, hands it
+to the relay, which closes the device's open links at once and refuses it from then on. Clients
+refuse the revoked certificate too (they fetch revocations with the directory and check them
+against the root themselves). The revocation names the certificate's signing key, so the same
+device id can later be enrolled again with new keys.
+
+  --root FILE          the party's root secret file
+  --device FILE        the device's key file, or its certificate (a JSON file holding {cert, signature},
+                       e.g. saved from \`hotline directory\`)
+  --reason TEXT        why (kept in the revocation and the audit log; no secrets)
+  --server URL         POST the revocation to this relay
+  --out FILE           also write the signed revocation to FILE (to hand over out of band)`,
+  async run(argv, io) {
+    const { values } = parse('device revoke', argv, {
+      root: { type: 'string' },
+      device: { type: 'string' },
+      reason: { type: 'string' },
+      server: { type: 'string' },
+      out: { type: 'string' },
+    });
+    if (values.help) return help(io, this.help);
+    required('device revoke', values, 'root', 'device');
+    if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
+    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
+    const certificate = named(values.device!, 'device certificate', () =>
+      assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'),
+    );
+    const revocation = await asUsageAsync(() =>
+      revokeDevice(root, certificate.cert, { at: Date.now(), ...(values.reason === undefined ? {} : { reason: values.reason }) }),
+    );
+    const who = `${certificate.cert.party}/${certificate.cert.device}`;
+    if (values.out !== undefined) {
+      writePublicFile(values.out, revocation);
+      io.out(`revocation of ${who} written: ${values.out}`);
+    }
+    if (values.server !== undefined) {
+      await postDirectory(values.server, '/v1/directory/revocations', revocation, 'revocation', 'nothing was revoked at the relay; try again');
+      io.out(`${who} revoked at ${values.server}`);
+    }
+    return 0;
+  },
+};
 
 function help(io: Io, text: string): number {
   io.out(text);
