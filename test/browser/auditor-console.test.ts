@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HotlineClient, type HotlineClientEvents } from '../../client/hotline-client.js';
+import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { cosignCheckpoint } from '../../shared/audit/index.js';
 import { login } from '../helpers/ws-client.js';
 import { auditExport, importKey, openPage, SCREENSHOT_DIR, signCheckpoint, startHarness, type Harness } from './harness.js';
+import { next } from '../helpers/events.js';
 
 let hx: Harness;
 beforeAll(async () => {
@@ -18,16 +19,6 @@ afterAll(async () => {
   await hx?.close();
 });
 
-function next<K extends keyof HotlineClientEvents>(c: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = c.on(event, (p) => {
-      if (pred(p)) {
-        off();
-        resolve(p);
-      }
-    });
-  });
-}
 
 /** One FLASH message from Japan, delivered and acknowledged by China, through two Node clients. */
 async function exchangeFlash(): Promise<string> {

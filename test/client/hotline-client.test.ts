@@ -13,6 +13,7 @@ import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.j
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from './fake-relay.js';
+import { next } from '../helpers/events.js';
 
 const clients: HotlineClient[] = [];
 const dirs: string[] = [];
@@ -27,15 +28,6 @@ function tempDir(): string {
   return d;
 }
 
-function next<K extends keyof HotlineClientEvents>(client: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = client.on(event, (p) => {
-      if (!pred(p)) return;
-      off();
-      resolve(p);
-    });
-  });
-}
 
 interface Setup {
   d: TestDeployment;

@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../server/main.js';
-import { HotlineClient, type HotlineClientEvents } from '../../client/hotline-client.js';
+import { HotlineClient } from '../../client/hotline-client.js';
 import { FileStorage } from '../../client/storage/file-storage.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { verifyReceipt } from '../../shared/crypto/receipt.js';
 import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
+import { next } from '../helpers/events.js';
 
 let d: TestDeployment;
 let server: RunningServer;
@@ -40,16 +41,6 @@ function client(device: DeviceSecretFile, storage: ClientStorage = new MemorySto
   return c;
 }
 
-function next<K extends keyof HotlineClientEvents>(c: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = c.on(event, (p) => {
-      if (pred(p)) {
-        off();
-        resolve(p);
-      }
-    });
-  });
-}
 
 describe('two real clients through a real server', () => {
   it('FLASH in Japanese and in Chinese: delivered, text intact, delivered and acknowledged receipts verified at the sender', async () => {

@@ -1,12 +1,15 @@
 import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../server/main.js';
-import { HotlineClient, type HotlineClientEvents, type HotlineClientOptions } from '../../client/hotline-client.js';
+import { HotlineClient, type HotlineClientOptions } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { runCli } from '../../client/cli/run.js';
 import type { Io } from '../../client/cli/common.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile } from '../../shared/protocol/schemas.js';
 import { call, enrol, login } from './ws-client.js';
+import { next } from './events.js';
+
+export { next };
 
 /** The log secret file of an agreement made by `makeDeployment` (which keeps only the seed). */
 export function logSecretFile(agreement: Agreement, seed: string): LogSecretFile {
@@ -27,16 +30,6 @@ export function makeClient(url: string, agreement: Agreement, device: DeviceSecr
   return new HotlineClient({ serverUrl: url, agreement, device, storage, WebSocket, backoff: { initialMs: 20, maxMs: 200 }, ...extra });
 }
 
-export function next<K extends keyof HotlineClientEvents>(c: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = c.on(event, (p) => {
-      if (pred(p)) {
-        off();
-        resolve(p);
-      }
-    });
-  });
-}
 
 /** `from` sends to `to`'s party; waits for the verified delivered receipt, then `to` acknowledges. */
 export async function sendAndAck(from: HotlineClient, to: HotlineClient, body: string, precedence: 'FLASH' | 'IMMEDIATE' | 'PRIORITY' | 'ROUTINE' = 'FLASH'): Promise<string> {

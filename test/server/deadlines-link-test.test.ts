@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
-import { HotlineClient, type HotlineClientEvents } from '../../client/hotline-client.js';
+import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { signReceipt } from '../../shared/crypto/receipt.js';
 import type { HotlineEvent, LinkEvent } from '../../shared/protocol/frames.js';
@@ -9,6 +9,7 @@ import { CN, JP } from '../helpers/deployment.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 import { call, type LinkClient } from '../helpers/ws-client.js';
+import { next } from '../helpers/events.js';
 
 const QUIET = { heartbeatIntervalMs: 365 * 24 * 3_600_000 };
 
@@ -26,16 +27,6 @@ function agent(s: TestServer, key: string, options: { testAgent?: boolean; clock
   return c;
 }
 
-function next<K extends keyof HotlineClientEvents>(c: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = c.on(event, (p) => {
-      if (pred(p)) {
-        off();
-        resolve(p);
-      }
-    });
-  });
-}
 
 /** Every `link` event a client sees, from now on. */
 function record(c: HotlineClient): LinkEvent[] {

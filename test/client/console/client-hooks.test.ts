@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { HotlineClient, type HotlineClientEvents } from '../../../client/hotline-client.js';
+import { HotlineClient } from '../../../client/hotline-client.js';
 import { MemoryStorage } from '../../../client/storage/memory-storage.js';
 import { HotlineError } from '../../../shared/errors.js';
 import { enrollDevice } from '../../../shared/crypto/keys.js';
@@ -7,6 +7,7 @@ import type { DeviceCertBody } from '../../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../../helpers/fixtures.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from '../fake-relay.js';
+import { next } from '../../helpers/events.js';
 
 /**
  * The HotlineClient hooks the operator console is built on: the test-agent switch at run time,
@@ -18,15 +19,6 @@ afterEach(async () => {
   for (const c of clients.splice(0)) await c.stop();
 });
 
-function next<K extends keyof HotlineClientEvents>(client: HotlineClient, event: K, pred: (p: HotlineClientEvents[K]) => boolean = () => true): Promise<HotlineClientEvents[K]> {
-  return new Promise((resolve) => {
-    const off = client.on(event, (p) => {
-      if (!pred(p)) return;
-      off();
-      resolve(p);
-    });
-  });
-}
 
 async function setup(approveRecipients?: (r: readonly DeviceCertBody[]) => void): Promise<{ d: TestDeployment; clock: ManualClock; relay: FakeRelay; client: HotlineClient; connect: () => Promise<FakeSocket> }> {
   const d = await makeDeployment();
