@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../client/cli/run.js';
-import type { Io } from '../../client/cli/common.js';
+import { cli } from '../helpers/cli.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { verifyRevocation } from '../../shared/crypto/keys.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
@@ -23,12 +22,6 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (l) => (out += l + '\n'), err: (l) => (err += l + '\n'), env: {}, interrupted: new Promise(() => {}), readStdin: async () => '' };
-  return { code: await runCli(args, io), out, err };
-}
 
 async function login(device: TestDeployment['devices']['cnOp']): Promise<{ status: number; code?: string }> {
   const { party, device: id } = device.certificate.cert;

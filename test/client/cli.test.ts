@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { COMMANDS, runCli } from '../../client/cli/run.js';
-import type { Io } from '../../client/cli/common.js';
+import { COMMANDS } from '../../client/cli/run.js';
+import { cli } from '../helpers/cli.js';
 
 let dir: string;
 let cwd: string;
@@ -17,19 +17,6 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (l) => (out += l + '\n'),
-    err: (l) => (err += l + '\n'),
-    env,
-    interrupted: new Promise(() => {}),
-    readStdin: async () => '',
-  };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
 
 describe('runCli', () => {
   it('has --help on every command', async () => {

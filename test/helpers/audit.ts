@@ -3,8 +3,6 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import { HotlineClient, type HotlineClientOptions } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { ClientStorage } from '../../client/storage/client-storage.js';
-import { runCli } from '../../client/cli/run.js';
-import type { Io } from '../../client/cli/common.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile } from '../../shared/protocol/schemas.js';
 import { call, enrol, login } from './ws-client.js';
 import { next } from './events.js';
@@ -58,17 +56,4 @@ export async function fetchExport(url: string, auditor: DeviceSecretFile, agreem
   return r.body;
 }
 
-/** Run the CLI in-process; stdout and stderr as text. */
-export async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (l) => (out += l + '\n'),
-    err: (l) => (err += l + '\n'),
-    env,
-    interrupted: new Promise(() => {}),
-    readStdin: async () => '',
-  };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
+export { cli } from './cli.js';
