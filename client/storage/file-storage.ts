@@ -1,6 +1,7 @@
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { HotlineError } from '../../shared/errors.js';
 import { initialState, pruneState, type ClientState, type ClientStorage } from './client-storage.js';
 
@@ -9,16 +10,38 @@ export interface FileStorageOptions {
   staleLockMs?: number;
   /** How long to wait for another process's lock before failing. */
   lockTimeoutMs?: number;
+  /** Fold the journal into a new snapshot once it holds this many updates (default 2,000). */
+  compactAfterLines?: number;
+  /**
+   * ... or once it is this large, or larger than the snapshot, whichever is more (default 1 MiB):
+   * a compaction costs one snapshot write, so tying it to the snapshot's size keeps the cost of an
+   * update proportional to what it changed, amortised.
+   */
+  compactAfterBytes?: number;
 }
 
 /**
- * Client state in one JSON file, written atomically: a temporary file in the same directory is
- * written, fsynced and renamed over the old one, so a crash leaves either the old or the new state,
- * never a torn file. Mode 0600 (it holds drafts of unsent messages).
+ * Client state in a snapshot file plus an append-only journal, `FILE` and `FILE.journal`, both mode
+ * 0600 (they hold drafts of unsent messages).
+ *
+ * `FILE` is a whole state as JSON (the format of earlier versions, so their files keep working, with
+ * a `journalGen` number added). Each update appends one line to `FILE.journal` and fsyncs it before
+ * resolving: the top-level fields it touched, and for the big `inbox` and `sent` maps only the
+ * records it set or deleted (pruned ones included), so an update costs what it changed, not the
+ * size of the state. A line carries a checksum and the snapshot generation it applies to: a line
+ * torn by a crash is the last one and is ignored (and cut off by the next writer), so a crash
+ * leaves the old or the new state. Once the journal is long, the state is written to a new
+ * snapshot (temporary file, fsync, rename) with the next generation and the journal is emptied; a
+ * crash between the two leaves lines of the old generation, which are skipped.
  *
  * Several processes may use the same device (`hotline listen` in one terminal, `hotline send` in
- * another): every update takes an exclusive lock file (`FILE.lock`, O_EXCL), re-reads the file,
- * applies the change and writes it back, so no process overwrites another's `seq` or outbox.
+ * another): every update takes an exclusive lock file (`FILE.lock`, O_EXCL), catches up with what
+ * the others wrote, applies the change and appends it, so no process overwrites another's `seq` or
+ * outbox. Between calls the state is kept in memory and re-read only when either file changed
+ * (size, mtime, inode); lines another process appended are replayed, anything else reloads.
+ *
+ * Like `MemoryStorage`, `read` returns the live state: treat it as read-only (change it through
+ * `update`).
  *
  * @example
  * const storage = new FileStorage('jp-op.state.json');
@@ -26,62 +49,220 @@ export interface FileStorageOptions {
  */
 export class FileStorage implements ClientStorage {
   readonly path: string;
+  readonly #journalPath: string;
   readonly #staleLockMs: number;
   readonly #lockTimeoutMs: number;
-  /** Serialises updates within this process; the lock file serialises across processes. */
+  readonly #compactLines: number;
+  readonly #compactBytes: number;
+  /** Serialises calls within this process; the lock file serialises updates across processes. */
   #queue: Promise<unknown> = Promise.resolve();
+  #cache: Loaded | undefined;
 
   constructor(path: string, options: FileStorageOptions = {}) {
     this.path = path;
+    this.#journalPath = `${path}.journal`;
     this.#staleLockMs = options.staleLockMs ?? 30_000;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.#compactLines = options.compactAfterLines ?? 2000;
+    this.#compactBytes = options.compactAfterBytes ?? 1 << 20;
   }
 
-  async read(device: string): Promise<ClientState> {
-    return this.#load(device);
+  read(device: string): Promise<ClientState> {
+    return this.#serial(async () => (await this.#current(device, false)).state);
   }
 
   update<T>(device: string, mutate: (state: ClientState) => T): Promise<T> {
-    const run = this.#queue.then(() => this.#locked(async () => {
-      const state = await this.#load(device);
-      const result = mutate(state);
-      pruneState(state);
-      await this.#write(state);
+    return this.#serial(() => this.#locked(async () => {
+      const loaded = await this.#current(device, true);
+      const tracker = trackChanges(loaded.state);
+      let result: T;
+      try {
+        result = mutate(tracker.draft);
+        pruneState(tracker.draft);
+      } catch (err) {
+        // The live state is half-changed; the files are not: read them again next time.
+        this.#cache = undefined;
+        throw err;
+      }
+      try {
+        if (loaded.snap === undefined) {
+          await this.#compact(loaded);
+        } else {
+          const entry = tracker.entry(loaded.gen);
+          if (entry !== undefined) await this.#append(loaded, entry);
+          if (loaded.journalLines >= this.#compactLines || loaded.journalEnd >= Math.max(this.#compactBytes, loaded.snap.size)) {
+            await this.#compact(loaded);
+          }
+        }
+      } catch (err) {
+        this.#cache = undefined;
+        throw err;
+      }
       return result;
     }));
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #load(device: string): Promise<ClientState> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return initialState(device);
-      throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read the client state file ${this.path}`, { cause: err });
+  /**
+   * The latest state: the one in memory if neither file changed, else caught up with the lines
+   * appended since, else loaded anew. Under the lock (`locked`), also cuts a torn or stale journal
+   * tail so that the next line follows the last good one.
+   */
+  async #current(device: string, locked: boolean): Promise<Loaded> {
+    const [snap, journal] = await Promise.all([statFile(this.path), statFile(this.#journalPath)]);
+    let loaded = this.#cache;
+    if (loaded && sameFile(loaded.snap, snap)) {
+      if (!sameFile(loaded.journal, journal) || (journal?.size ?? 0) !== loaded.journalEnd) {
+        if (!(journal && loaded.journal && journal.ino === loaded.journal.ino && journal.size > loaded.journalEnd && (await this.#catchUp(loaded)))) loaded = undefined;
+      }
+    } else {
+      loaded = undefined;
     }
-    let state: ClientState;
-    try {
-      state = JSON.parse(text) as ClientState;
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the client state file ${this.path} is not valid JSON; move it aside and try again`, { cause });
+    loaded ??= await this.#load(device);
+    this.#cache = loaded;
+    if (loaded.state.device !== device) {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the state file ${this.path} belongs to ${loaded.state.device}, not ${device}; pass --state`);
     }
-    if (state?.v !== 1 || typeof state.lastSeq !== 'number' || !Array.isArray(state.outbox)) {
-      throw new HotlineError('HL_ERR_CONFIG_INVALID', `${this.path} is not a Hotline client state file`);
+    if (locked && loaded.journal && loaded.journal.size !== loaded.journalEnd) {
+      try {
+        const fh = await open(this.#journalPath, 'r+');
+        try {
+          await fh.truncate(loaded.journalEnd);
+          await fh.datasync();
+          loaded.journal = fileId(await fh.stat());
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        this.#cache = undefined;
+        throw new HotlineError('HL_ERR_STORE_FAILED', `cannot repair the journal ${this.#journalPath}`, { cause: err });
+      }
     }
-    if (state.device !== device) {
-      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the state file ${this.path} belongs to ${state.device}, not ${device}; pass --state`);
-    }
-    return state;
+    return loaded;
   }
 
-  async #write(state: ClientState): Promise<void> {
+  /** Apply the lines another process appended since `loaded` was read; false if that is not possible. */
+  async #catchUp(loaded: Loaded): Promise<boolean> {
+    let buf: Buffer;
+    let st: Stats;
+    try {
+      const fh = await open(this.#journalPath, 'r');
+      try {
+        st = await fh.stat();
+        // Start at the newline ending the last line read, to be sure the file was not cut and refilled.
+        const from = Math.max(0, loaded.journalEnd - 1);
+        buf = Buffer.alloc(Math.max(0, st.size - from));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+        buf = buf.subarray(0, bytesRead);
+        if (loaded.journalEnd > 0) {
+          if (buf[0] !== 0x0a) return false;
+          buf = buf.subarray(1);
+        }
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return false;
+    }
+    let parsed: ParsedJournal;
+    try {
+      parsed = parseJournal(buf, loaded.gen, this.#journalPath);
+    } catch {
+      return false;
+    }
+    for (const e of parsed.entries) applyEntry(loaded.state, e);
+    loaded.journalEnd += parsed.end;
+    loaded.journalLines += parsed.entries.length;
+    loaded.journal = fileId(st);
+    return true;
+  }
+
+  async #load(device: string): Promise<Loaded> {
+    // Without the lock, another process may replace the snapshot and empty the journal while they
+    // are read here: read again until the snapshot read is still the one in place afterwards.
+    for (let attempt = 0; ; attempt++) {
+      const snapshot = await readWithStat(this.path, 'the client state file');
+      const journal = await readWithStat(this.#journalPath, 'the client state journal');
+      const after = await statFile(this.path);
+      if (!sameFile(snapshot && fileId(snapshot.stat), after) && attempt < 20) continue;
+      if (snapshot === undefined) {
+        if (journal !== undefined && journal.data.length > 0) {
+          throw new HotlineError('HL_ERR_CONFIG_INVALID', `found the journal ${this.#journalPath} without its state file ${this.path}; move the journal aside too, or put the state file back`);
+        }
+        return { state: initialState(device), gen: 0, snap: undefined, journal: journal && fileId(journal.stat), journalEnd: 0, journalLines: 0 };
+      }
+      const { state, gen } = this.#parseSnapshot(snapshot.data);
+      const parsed = journal === undefined ? { entries: [], end: 0 } : parseJournal(journal.data, gen, this.#journalPath);
+      for (const e of parsed.entries) applyEntry(state, e);
+      this.#checkState(state);
+      return {
+        state,
+        gen,
+        snap: fileId(snapshot.stat),
+        journal: journal && fileId(journal.stat),
+        journalEnd: parsed.end,
+        journalLines: parsed.entries.length,
+      };
+    }
+  }
+
+  #parseSnapshot(data: Buffer): { state: ClientState; gen: number } {
+    let raw: ClientState & { journalGen?: unknown };
+    try {
+      raw = JSON.parse(data.toString('utf8')) as ClientState & { journalGen?: unknown };
+    } catch (cause) {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the client state file ${this.path} is not valid JSON; move it (and ${basename(this.#journalPath)}) aside and try again`, { cause });
+    }
+    this.#checkState(raw);
+    const gen = raw.journalGen ?? 0;
+    if (typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `${this.path} has a malformed journalGen`);
+    }
+    delete raw.journalGen;
+    return { state: raw, gen };
+  }
+
+  #checkState(state: ClientState): void {
+    if (state?.v !== 1 || typeof state.device !== 'string' || typeof state.lastSeq !== 'number' || !Array.isArray(state.outbox) || !isMap(state.inbox) || !isMap(state.sent) || !isMap(state.peerSeq)) {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `${this.path} is not a Hotline client state file`);
+    }
+  }
+
+  async #append(loaded: Loaded, entry: JournalEntry): Promise<void> {
+    const line = encodeLine(entry);
+    const created = loaded.journal === undefined;
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(this.#journalPath, 'a', 0o600);
+      await fh.appendFile(line);
+      await fh.datasync();
+      loaded.journal = fileId(await fh.stat());
+    } catch (err) {
+      // Cut off whatever part of the line reached the file, so that the journal still ends on a
+      // whole line; if even that fails, the next writer cuts it as a torn tail.
+      await fh?.truncate(loaded.journalEnd).catch(() => undefined);
+      throw new HotlineError('HL_ERR_STORE_FAILED', `cannot append to the client state journal ${this.#journalPath}`, { cause: err });
+    } finally {
+      await fh?.close().catch(() => undefined);
+    }
+    if (created) await syncDir(dirname(this.path));
+    loaded.journalEnd += Buffer.byteLength(line);
+    loaded.journalLines += 1;
+  }
+
+  /** Write the whole state as the next generation's snapshot, then empty the journal. */
+  async #compact(loaded: Loaded): Promise<void> {
+    const gen = loaded.gen + 1;
     const tmp = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       const fh = await open(tmp, 'wx', 0o600);
       try {
-        await fh.writeFile(JSON.stringify(state));
+        await fh.writeFile(JSON.stringify({ ...loaded.state, journalGen: gen }));
         await fh.sync();
       } finally {
         await fh.close();
@@ -92,6 +273,26 @@ export class FileStorage implements ClientStorage {
       await unlink(tmp).catch(() => undefined);
       throw new HotlineError('HL_ERR_STORE_FAILED', `cannot write the client state file ${this.path}`, { cause: err });
     }
+    loaded.gen = gen;
+    loaded.snap = await statFile(this.path);
+    // From here the journal's lines are of an older generation: skipped on load, so emptying the
+    // journal is tidying, not a step the state depends on.
+    if (loaded.journal !== undefined) {
+      try {
+        const fh = await open(this.#journalPath, 'r+');
+        try {
+          await fh.truncate(0);
+          await fh.datasync();
+          loaded.journal = fileId(await fh.stat());
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        throw new HotlineError('HL_ERR_STORE_FAILED', `cannot empty the client state journal ${this.#journalPath}`, { cause: err });
+      }
+    }
+    loaded.journalEnd = 0;
+    loaded.journalLines = 0;
   }
 
   async #locked<T>(fn: () => Promise<T>): Promise<T> {
@@ -126,6 +327,285 @@ export class FileStorage implements ClientStorage {
       await unlink(lockPath).catch(() => undefined);
     }
   }
+}
+
+/** The state in memory and what it was read from. */
+interface Loaded {
+  state: ClientState;
+  /** Generation of the snapshot; journal lines of another generation do not apply to it. */
+  gen: number;
+  snap: FileId | undefined;
+  journal: FileId | undefined;
+  /** Bytes of the journal accounted for (whole lines); a torn tail lies beyond. */
+  journalEnd: number;
+  journalLines: number;
+}
+
+interface FileId {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+function fileId(s: Stats): FileId {
+  return { ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs };
+}
+
+function sameFile(a: FileId | undefined, b: FileId | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+}
+
+async function statFile(path: string): Promise<FileId | undefined> {
+  try {
+    return fileId(await stat(path));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read ${path}`, { cause: err });
+  }
+}
+
+async function readWithStat(path: string, what: string): Promise<{ data: Buffer; stat: Stats } | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read ${what} ${path}`, { cause: err });
+  }
+  try {
+    const st = await fh.stat();
+    return { data: await fh.readFile(), stat: st };
+  } catch (err) {
+    throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read ${what} ${path}`, { cause: err });
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal lines: `<first 16 hex digits of SHA-256 of JSON> <JSON>\n`
+
+type Pair = [string, unknown];
+
+/** One committed update. Pairs (not objects) keep the order of appended records and any key as data. */
+interface JournalEntry {
+  /** Generation of the snapshot this line follows. */
+  g: number;
+  /** Top-level fields replaced whole. */
+  top?: Pair[];
+  /** Top-level fields deleted. */
+  unset?: string[];
+  inbox?: MapChange;
+  sent?: MapChange;
+}
+
+interface MapChange {
+  /** Keys deleted (applied first). */
+  del: string[];
+  /** Records set, in order: those changed in place, then those appended. */
+  set: Pair[];
+}
+
+interface ParsedJournal {
+  entries: JournalEntry[];
+  /**
+   * Bytes of whole lines of this generation. Lines of an older one (left when a compaction stopped
+   * before emptying the journal) are skipped and count as a tail to cut.
+   */
+  end: number;
+}
+
+function checksum(json: string): string {
+  return createHash('sha256').update(json).digest('hex').slice(0, 16);
+}
+
+function encodeLine(entry: JournalEntry): string {
+  const json = JSON.stringify(entry);
+  return `${checksum(json)} ${json}\n`;
+}
+
+/**
+ * Parse journal bytes (from disk, so possibly torn or damaged). A line that is incomplete or fails
+ * its checksum ends the journal when nothing valid follows it: that is a write cut short by a crash.
+ * A bad line followed by good ones, or a good line of the wrong shape or generation, is damage and
+ * is refused.
+ */
+function parseJournal(data: Buffer, gen: number, path: string): ParsedJournal {
+  const corrupt = (why: string) => new HotlineError('HL_ERR_CONFIG_INVALID', `the client state journal ${path} is damaged (${why}); move it and the state file aside and try again`);
+  const entries: JournalEntry[] = [];
+  let stale = false;
+  let end = 0;
+  let torn = false;
+  let pos = 0;
+  while (pos < data.length) {
+    const nl = data.indexOf(0x0a, pos);
+    if (nl < 0) break;
+    const entry = decodeLine(data.toString('utf8', pos, nl));
+    pos = nl + 1;
+    if (entry === undefined) {
+      torn = true;
+      continue;
+    }
+    if (torn) throw corrupt('a good line follows a bad one');
+    if (!isEntry(entry)) throw corrupt('a line of an unknown shape');
+    if (entry.g < gen) {
+      if (entries.length > 0) throw corrupt('a line of an older generation follows current ones');
+      stale = true;
+    } else if (entry.g === gen) {
+      if (stale) throw corrupt('a current line follows lines of an older generation');
+      entries.push(entry);
+      end = pos;
+    } else {
+      throw corrupt(`a line of generation ${entry.g} after a snapshot of generation ${gen}`);
+    }
+  }
+  return { entries, end };
+}
+
+function decodeLine(line: string): unknown {
+  if (line.length < 18 || line[16] !== ' ') return undefined;
+  const json = line.slice(17);
+  if (checksum(json) !== line.slice(0, 16)) return undefined;
+  try {
+    return JSON.parse(json) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isEntry(e: unknown): e is JournalEntry {
+  if (typeof e !== 'object' || e === null) return false;
+  const x = e as Record<string, unknown>;
+  const isPairs = (v: unknown) => Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string');
+  const isKeys = (v: unknown) => Array.isArray(v) && v.every((k) => typeof k === 'string');
+  const isChange = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && isKeys((v as MapChange).del) && isPairs((v as MapChange).set));
+  return Number.isSafeInteger(x.g) && (x.top === undefined || isPairs(x.top)) && (x.unset === undefined || isKeys(x.unset)) && isChange(x.inbox) && isChange(x.sent);
+}
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function applyEntry(state: ClientState, e: JournalEntry): void {
+  const s = state as unknown as Record<string, unknown>;
+  for (const [k, v] of e.top ?? []) s[k] = v;
+  for (const k of e.unset ?? []) delete s[k];
+  for (const name of ['inbox', 'sent'] as const) {
+    const change = e[name];
+    if (change === undefined) continue;
+    const map = state[name] as Record<string, unknown>;
+    for (const k of change.del) delete map[k];
+    for (const [k, v] of change.set) map[k] = v;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change tracking
+
+/**
+ * Wrap `state` so that what a mutation changes can be listed: top-level fields set, deleted, or read
+ * as objects (which may then be changed in place) are written whole; in `inbox` and `sent`, only
+ * the records set, deleted or read (again, possibly changed in place) are.
+ */
+function trackChanges(state: ClientState): { draft: ClientState; entry: (gen: number) => JournalEntry | undefined } {
+  const touched = new Set<string>();
+  const maps = { inbox: trackMap(state.inbox), sent: trackMap(state.sent) };
+  const draft = new Proxy(state, {
+    get(target, p) {
+      const v: unknown = Reflect.get(target, p);
+      if (p === 'inbox' || p === 'sent') {
+        if (v === maps[p].target) return maps[p].proxy;
+      }
+      if (typeof p === 'string' && typeof v === 'object' && v !== null) touched.add(p);
+      return v;
+    },
+    set(target, p, v) {
+      if (typeof p === 'string') touched.add(p);
+      return Reflect.set(target, p, v);
+    },
+    defineProperty(target, p, d) {
+      if (typeof p === 'string') touched.add(p);
+      return Reflect.defineProperty(target, p, d);
+    },
+    deleteProperty(target, p) {
+      if (typeof p === 'string') touched.add(p);
+      return Reflect.deleteProperty(target, p);
+    },
+  });
+  const entry = (g: number): JournalEntry | undefined => {
+    const e: JournalEntry = { g };
+    const s = state as unknown as Record<string, unknown>;
+    const top: Pair[] = [];
+    const unset: string[] = [];
+    for (const k of touched) {
+      // A map replaced whole is written whole; a map changed in place, record by record.
+      if ((k === 'inbox' || k === 'sent') && s[k] === maps[k].target) continue;
+      if (Object.hasOwn(s, k)) top.push([k, s[k]]);
+      else unset.push(k);
+    }
+    if (top.length > 0) e.top = top;
+    if (unset.length > 0) e.unset = unset;
+    for (const name of ['inbox', 'sent'] as const) {
+      if (state[name] !== maps[name].target) continue;
+      const change = maps[name].change();
+      if (change !== undefined) e[name] = change;
+    }
+    return Object.keys(e).length > 1 ? e : undefined;
+  };
+  return { draft, entry };
+}
+
+function trackMap<V>(target: Record<string, V>): { target: Record<string, V>; proxy: Record<string, V>; change: () => MapChange | undefined } {
+  const changed = new Set<string>();
+  /** Keys added during the mutation, in the order they now stand at the end of the map. */
+  const appended = new Set<string>();
+  const deleted = new Set<string>();
+  const touch = (k: string) => {
+    if (!appended.has(k)) changed.add(k);
+  };
+  const add = (k: string) => {
+    if (Object.hasOwn(target, k)) {
+      touch(k);
+    } else {
+      appended.delete(k);
+      appended.add(k);
+    }
+  };
+  const proxy = new Proxy(target, {
+    get(t, p) {
+      if (typeof p === 'string' && Object.hasOwn(t, p)) touch(p);
+      return Reflect.get(t, p) as unknown;
+    },
+    set(t, p, v) {
+      if (typeof p === 'string') add(p);
+      return Reflect.set(t, p, v);
+    },
+    defineProperty(t, p, d) {
+      if (typeof p === 'string') add(p);
+      return Reflect.defineProperty(t, p, d);
+    },
+    deleteProperty(t, p) {
+      if (typeof p === 'string' && Object.hasOwn(t, p)) {
+        if (appended.has(p)) {
+          appended.delete(p);
+        } else {
+          changed.delete(p);
+          deleted.add(p);
+        }
+      }
+      return Reflect.deleteProperty(t, p);
+    },
+  });
+  const change = (): MapChange | undefined => {
+    if (changed.size === 0 && appended.size === 0 && deleted.size === 0) return undefined;
+    const set: Pair[] = [];
+    for (const k of changed) if (Object.hasOwn(target, k)) set.push([k, target[k]]);
+    for (const k of appended) set.push([k, target[k]]);
+    return { del: [...deleted], set };
+  };
+  return { target, proxy, change };
 }
 
 async function syncDir(dir: string): Promise<void> {

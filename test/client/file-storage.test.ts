@@ -1,10 +1,14 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStorage } from '../../client/storage/file-storage.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-import { MAX_RECORDS, pruneState, initialState } from '../../client/storage/client-storage.js';
+import { MAX_RECORDS, pruneState, initialState, type ClientState } from '../../client/storage/client-storage.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -75,6 +79,230 @@ describe('FileStorage', () => {
     await new FileStorage(path).update('cn-mnd/cn-op-1', (st) => ++st.lastSeq);
     await expect(new FileStorage(path).read(DEV)).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
   });
+});
+
+/** A record about the size of a real one (a header with three recipients), about 1.3 KB as JSON. */
+function record(i: number): never {
+  const wrapped = 'w'.repeat(300);
+  return {
+    header: { v: 1, id: `m${i}`, from: { party: 'cn-mnd', device: 'cn-op-1' }, to: 'jp-mod', seq: i, recipients: [1, 2, 3].map((n) => ({ party: 'jp-mod', device: `jp-op-${n}`, wrapped })) },
+    envelopeHash: 'h'.repeat(44),
+    receivedAt: 1_700_000_000_000 + i,
+  } as never;
+}
+
+const journalOf = (path: string) => `${path}.journal`;
+const sizeOf = (path: string) => (existsSync(path) ? statSync(path).size : 0);
+
+describe('FileStorage journal', () => {
+  it('keeps updates in an append-only journal beside the snapshot, and a new instance reads them back in order', async () => {
+    const path = join(tempDir(), 'state.json');
+    const a = new FileStorage(path);
+    await a.update(DEV, (st) => {
+      st.lastSeq = 1;
+      st.inbox.m1 = record(1);
+      st.inbox.m2 = record(2);
+      st.sent.s1 = { header: {}, envelopeHash: 'x', receipts: [] } as never;
+    });
+    const snapshot = readFileSync(path, 'utf8');
+    await a.update(DEV, (st) => {
+      st.inbox.m3 = record(3);
+      delete st.inbox.m1;
+      st.inbox.m1 = record(11); // deleted and added again: now the last
+      st.sent.s1!.receipts.push({ kind: 'delivered' } as never); // changed in place through a read
+      st.peerSeq['cn-mnd/cn-op-1'] = 3;
+      st.directory = { certificates: [], revocations: [], fetchedAt: 5 };
+      ++st.lastSeq;
+    });
+    await a.update(DEV, (st) => {
+      delete st.directory;
+      st.outbox.push({ kind: 'receipt', messageId: 'm3' } as never);
+    });
+    // The snapshot was written once, by the first update; the others are journal lines.
+    expect(readFileSync(path, 'utf8')).toBe(snapshot);
+    expect(readFileSync(journalOf(path), 'utf8').split('\n')).toHaveLength(3);
+    expect(statSync(journalOf(path)).mode & 0o777).toBe(0o600);
+
+    const expected = {
+      ...initialState(DEV),
+      lastSeq: 2,
+      inbox: { m2: record(2), m3: record(3), m1: record(11) },
+      sent: { s1: { header: {}, envelopeHash: 'x', receipts: [{ kind: 'delivered' }] } },
+      peerSeq: { 'cn-mnd/cn-op-1': 3 },
+      outbox: [{ kind: 'receipt', messageId: 'm3' }],
+    };
+    const reopened = await new FileStorage(path).read(DEV);
+    expect(reopened).toEqual(expected);
+    expect(Object.keys(reopened.inbox)).toEqual(['m2', 'm3', 'm1']);
+    expect(await a.read(DEV)).toEqual(expected);
+  });
+
+  it('sees what another instance appended or compacted when it reads again', async () => {
+    const path = join(tempDir(), 'state.json');
+    const a = new FileStorage(path);
+    const b = new FileStorage(path, { compactAfterLines: 3 });
+    await a.update(DEV, (st) => void (st.inbox.m1 = record(1)));
+    expect(Object.keys((await a.read(DEV)).inbox)).toEqual(['m1']);
+    for (let i = 2; i <= 4; i++) {
+      await b.update(DEV, (st) => void (st.inbox[`m${i}`] = record(i)));
+      expect(Object.keys((await a.read(DEV)).inbox)).toEqual(Array.from({ length: i }, (_, k) => `m${k + 1}`));
+    }
+    await a.update(DEV, (st) => void delete st.inbox.m2);
+    expect(Object.keys((await b.read(DEV)).inbox)).toEqual(['m1', 'm3', 'm4']);
+  });
+
+  it('ignores a final journal line torn by a crash, keeps the lines before it, and cuts it off at the next update', async () => {
+    const path = join(tempDir(), 'state.json');
+    const s = new FileStorage(path);
+    await s.update(DEV, (st) => void (st.lastSeq = 1)); // the first update writes the snapshot
+    for (let i = 1; i <= 3; i++) await s.update(DEV, (st) => void (st.inbox[`m${i}`] = record(i)));
+    const whole = readFileSync(journalOf(path), 'utf8');
+    const lines = whole.split('\n');
+    // The crash cut the last line short: it has no newline and does not pass its checksum.
+    writeFileSync(journalOf(path), `${lines[0]}\n${lines[1]}\n${lines[2]!.slice(0, 100)}`);
+    const after = await new FileStorage(path).read(DEV);
+    expect(Object.keys(after.inbox)).toEqual(['m1', 'm2']);
+    // Some file systems leave a crashed append's blocks zero-filled, newline or not.
+    appendFileSync(journalOf(path), '\0'.repeat(30) + '\n' + '\0'.repeat(10));
+    const next = new FileStorage(path);
+    expect(Object.keys((await next.read(DEV)).inbox)).toEqual(['m1', 'm2']);
+    await next.update(DEV, (st) => void (st.inbox.m5 = record(5)));
+    expect(readFileSync(journalOf(path), 'utf8').startsWith(`${lines[0]}\n${lines[1]}\n`)).toBe(true);
+    expect(readFileSync(journalOf(path), 'utf8').split('\n')).toHaveLength(4);
+    expect(Object.keys((await new FileStorage(path).read(DEV)).inbox)).toEqual(['m1', 'm2', 'm5']);
+  });
+
+  it('refuses a damaged journal (a bad line before good ones, a changed line) with a clear code, and leaves it as it is', async () => {
+    const path = join(tempDir(), 'state.json');
+    const s = new FileStorage(path);
+    for (let i = 1; i <= 4; i++) await s.update(DEV, (st) => void (st.lastSeq = i)); // a snapshot, then 3 lines
+    const lines = readFileSync(journalOf(path), 'utf8').split('\n');
+    const damaged = [lines[0], lines[1]!.replace('"top"', '"tOp"'), lines[2], ''].join('\n');
+    writeFileSync(journalOf(path), damaged);
+    await expect(new FileStorage(path).read(DEV)).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+    await expect(new FileStorage(path).update(DEV, (st) => ++st.lastSeq)).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+    expect(readFileSync(journalOf(path), 'utf8')).toBe(damaged);
+    // A journal whose state file is gone is refused, not taken for a fresh start.
+    rmSync(path);
+    await expect(new FileStorage(path).read(DEV)).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+  });
+
+  it('compacts the journal into a new snapshot that keeps the state, and skips lines left by a compaction that stopped before emptying it', async () => {
+    const path = join(tempDir(), 'state.json');
+    const s = new FileStorage(path, { compactAfterLines: 4 });
+    await s.update(DEV, (st) => void (st.lastSeq = 1)); // writes the first snapshot
+    await s.update(DEV, (st) => void (st.inbox.m2 = record(2)));
+    const early = readFileSync(journalOf(path));
+    for (let i = 3; i <= 4; i++) await s.update(DEV, (st) => void (st.inbox[`m${i}`] = record(i)));
+    expect(sizeOf(journalOf(path))).toBeGreaterThan(3 * 1000);
+    await s.update(DEV, (st) => {
+      st.lastSeq = 5;
+      delete st.inbox.m2;
+    });
+    // The fourth journal line triggered the compaction: all of it is in the snapshot now.
+    expect(sizeOf(journalOf(path))).toBe(0);
+    const snapshot = JSON.parse(readFileSync(path, 'utf8')) as ClientState;
+    expect(snapshot).toMatchObject({ lastSeq: 5, inbox: { m3: record(3), m4: record(4) } });
+    expect(Object.keys(snapshot.inbox)).toEqual(['m3', 'm4']);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const want = await s.read(DEV);
+    expect(await new FileStorage(path).read(DEV)).toEqual(want);
+
+    // A crash after the new snapshot's rename but before the journal was emptied leaves older
+    // lines: they are already in the snapshot and must not be applied again (m2 stays deleted).
+    writeFileSync(journalOf(path), early);
+    expect(await new FileStorage(path).read(DEV)).toEqual(want);
+    const t = new FileStorage(path);
+    await t.update(DEV, (st) => ++st.lastSeq);
+    expect(readFileSync(journalOf(path), 'utf8').split('\n')).toHaveLength(2);
+    expect(await new FileStorage(path).read(DEV)).toEqual({ ...want, lastSeq: 6 });
+  });
+
+  it('writes per update what changed, not the state: with 5,000 records stored, the state file is left alone and a lastSeq update appends under 300 bytes', async () => {
+    const path = join(tempDir(), 'state.json');
+    // A state file as earlier versions wrote it (no journal), at the bound of remembered records.
+    const st = initialState(DEV);
+    for (let i = 0; i < MAX_RECORDS; i++) st.inbox[`m${i}`] = record(i);
+    writeFileSync(path, JSON.stringify(st), { mode: 0o600 });
+    const before = statSync(path);
+    expect(before.size).toBeGreaterThan(5_000_000);
+    const written = () => {
+      const now = statSync(path);
+      // A rewritten snapshot counts whole; the journal counts by its growth.
+      const snapshotBytes = now.ino === before.ino && now.mtimeMs === before.mtimeMs && now.size === before.size ? 0 : now.size;
+      return snapshotBytes + sizeOf(journalOf(path));
+    };
+    const s = new FileStorage(path);
+    expect(await s.update(DEV, (x) => ++x.lastSeq)).toBe(1);
+    const one = written();
+    expect(one).toBeGreaterThan(0);
+    expect(one).toBeLessThan(300);
+    // A received message: one record in (and, at the bound, the oldest out), peerSeq, a receipt queued.
+    await s.update(DEV, (x) => {
+      x.inbox.new = record(9999);
+      x.peerSeq['cn-mnd/cn-op-1'] = 9999;
+      x.outbox.push({ kind: 'receipt', messageId: 'new' } as never);
+    });
+    expect(written() - one).toBeLessThan(JSON.stringify(record(9999)).length + 300);
+    const reopened = await new FileStorage(path).read(DEV);
+    expect(Object.keys(reopened.inbox)).toHaveLength(MAX_RECORDS);
+    expect(Object.keys(reopened.inbox)[0]).toBe('m1');
+    expect(Object.keys(reopened.inbox).at(-1)).toBe('new');
+    expect(reopened.lastSeq).toBe(1);
+  });
+
+  it('loses nothing when two processes interleave updates on one file, compactions included', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'state.json');
+    const script = join(dir, 'child.mts');
+    const storageUrl = new URL('../../client/storage/file-storage.ts', import.meta.url).href;
+    writeFileSync(script, `
+      import { createInterface } from 'node:readline';
+      import { FileStorage } from ${JSON.stringify(storageUrl)};
+      const [path, tag] = process.argv.slice(2);
+      const s = new FileStorage(path, { compactAfterLines: 7 });
+      let done = 0;
+      console.log('ready');
+      for await (const line of createInterface({ input: process.stdin })) {
+        const seqs = [];
+        for (let i = 0; i < Number(line); i++, done++) {
+          const n = done;
+          seqs.push(await s.update(${JSON.stringify(DEV)}, (st) => {
+            const seq = ++st.lastSeq;
+            st.sent[tag + n] = { seq };
+            return seq;
+          }));
+          await s.read(${JSON.stringify(DEV)});
+        }
+        console.log(JSON.stringify(seqs));
+      }
+    `);
+    const start = (tag: string) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script, path, tag], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+      const next = async () => (await lines.next()).value as string;
+      return { child, next };
+    };
+    const kids = [start('a'), start('b')];
+    for (const k of kids) expect(await k.next()).toBe('ready');
+    const got: Record<string, number[]> = { a: [], b: [] };
+    // Rounds in which both run at once: each must take in what the other appended or compacted.
+    for (let round = 0; round < 6; round++) {
+      for (const k of kids) k.child.stdin!.write('6\n');
+      const [a, b] = await Promise.all(kids.map((k) => k.next()));
+      got.a!.push(...(JSON.parse(a!) as number[]));
+      got.b!.push(...(JSON.parse(b!) as number[]));
+    }
+    for (const k of kids) k.child.stdin!.end();
+    for (const k of kids) if (k.child.exitCode === null) await once(k.child, 'exit');
+    expect(kids.map((k) => k.child.exitCode)).toEqual([0, 0]);
+    expect([...got.a!, ...got.b!].sort((x, y) => x - y)).toEqual(Array.from({ length: 72 }, (_, i) => i + 1));
+    const final = await new FileStorage(path).read(DEV);
+    expect(final.lastSeq).toBe(72);
+    const sent = final.sent as unknown as Record<string, { seq: number }>;
+    expect(Object.keys(sent)).toHaveLength(72);
+    for (const tag of ['a', 'b']) got[tag]!.forEach((seq, n) => expect(sent[`${tag}${n}`]).toEqual({ seq }));
+  }, 30_000);
 });
 
 describe('MemoryStorage', () => {
