@@ -1,6 +1,7 @@
 import nacl from 'tweetnacl';
 import type { KeyObject } from 'node:crypto';
 import { nodeCrypto } from './native.js';
+import { KeyCache } from './key-cache.js';
 import { HotlineError } from '../errors.js';
 import { concatBytes } from '../encoding/base64.js';
 
@@ -39,50 +40,21 @@ export function signingPublicKeyFromSeed(seed: Uint8Array): Uint8Array {
   return nacl.sign.keyPair.fromSeed(seed).publicKey;
 }
 
-// Imported keys are cached: importing costs more than a verification. Bounded, because public keys
-// arrive from peers (attacker-controlled) and must not grow memory without limit.
-const CACHE_LIMIT = 4096;
-const nodePublic = new Map<string, KeyObject>();
-// Private keys by content, not by array identity: callers decode the same base64 secret into a
-// new array for every signature.
-const nodePrivate = new Map<string, KeyObject>();
-const webPublic = new Map<string, Promise<CryptoKey>>();
+const nodePublic = new KeyCache<KeyObject>(4096);
+const nodePrivate = new KeyCache<KeyObject>(64);
+const webPublic = new KeyCache<Promise<CryptoKey>>(4096);
 const webPrivate = new WeakMap<Uint8Array, Promise<CryptoKey>>();
 
-function cacheKey(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return s;
-}
-
-function remember<V>(map: Map<string, V>, key: string, value: V): V {
-  if (map.size >= CACHE_LIMIT) map.delete(map.keys().next().value as string);
-  map.set(key, value);
-  return value;
-}
-
 function nodePublicKey(pub: Uint8Array): KeyObject {
-  const k = cacheKey(pub);
-  const hit = nodePublic.get(k);
-  if (hit) return hit;
-  const key = nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pub)), format: 'der', type: 'spki' });
-  return remember(nodePublic, k, key);
+  return nodePublic.get(pub, () => nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pub)), format: 'der', type: 'spki' }));
 }
 
 function nodePrivateKey(seed: Uint8Array): KeyObject {
-  const k = cacheKey(seed);
-  const hit = nodePrivate.get(k);
-  if (hit) return hit;
-  const key = nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, seed)), format: 'der', type: 'pkcs8' });
-  return remember(nodePrivate, k, key);
+  return nodePrivate.get(seed, () => nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, seed)), format: 'der', type: 'pkcs8' }));
 }
 
 function webPublicKey(pub: Uint8Array): Promise<CryptoKey> {
-  const k = cacheKey(pub);
-  const hit = webPublic.get(k);
-  if (hit) return hit;
-  const key = crypto.subtle.importKey('raw', pub as BufferSource, { name: 'Ed25519' }, false, ['verify']);
-  return remember(webPublic, k, key);
+  return webPublic.get(pub, () => crypto.subtle.importKey('raw', pub as BufferSource, { name: 'Ed25519' }, false, ['verify']));
 }
 
 function webPrivateKey(seed: Uint8Array): Promise<CryptoKey> {

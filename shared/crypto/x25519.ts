@@ -1,6 +1,7 @@
 import nacl from 'tweetnacl';
 import type { KeyObject } from 'node:crypto';
 import { nodeCrypto } from './native.js';
+import { KeyCache } from './key-cache.js';
 import { concatBytes } from '../encoding/base64.js';
 import { HotlineError } from '../errors.js';
 
@@ -26,37 +27,15 @@ interface Lowlevel {
 }
 const lowlevel = (nacl as unknown as { lowlevel: Lowlevel }).lowlevel;
 
-// Importing a raw key into OpenSSL costs more than the X25519 itself, so imported keys are
-// cached by content (callers decode the same base64 secret into a new array every time). Bounded:
-// public keys come from peers.
-const CACHE_LIMIT = 1024;
-const nodePrivate = new Map<string, KeyObject>();
-const nodePublic = new Map<string, KeyObject>();
-
-function cacheKey(bytes: Uint8Array): string {
-  return String.fromCharCode(...bytes);
-}
-
-function remember(map: Map<string, KeyObject>, key: string, value: KeyObject): KeyObject {
-  if (map.size >= CACHE_LIMIT) map.delete(map.keys().next().value as string);
-  map.set(key, value);
-  return value;
-}
+const nodePrivate = new KeyCache<KeyObject>(256);
+const nodePublic = new KeyCache<KeyObject>(1024);
 
 function nodePrivateKey(sk: Uint8Array): KeyObject {
-  const k = cacheKey(sk);
-  return (
-    nodePrivate.get(k) ??
-    remember(nodePrivate, k, nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, sk)), format: 'der', type: 'pkcs8' }))
-  );
+  return nodePrivate.get(sk, () => nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, sk)), format: 'der', type: 'pkcs8' }));
 }
 
 function nodePublicKey(pk: Uint8Array): KeyObject {
-  const k = cacheKey(pk);
-  return (
-    nodePublic.get(k) ??
-    remember(nodePublic, k, nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pk)), format: 'der', type: 'spki' }))
-  );
+  return nodePublic.get(pk, () => nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pk)), format: 'der', type: 'spki' }));
 }
 
 let webX25519: boolean | undefined;
@@ -120,7 +99,7 @@ export function boxKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
     const { privateKey } = nodeCrypto.generateKeyPairSync('x25519');
     const jwk = privateKey.export({ format: 'jwk' });
     const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
-    remember(nodePrivate, cacheKey(secretKey), privateKey);
+    nodePrivate.set(secretKey, privateKey);
     return { secretKey, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
   }
   const secretKey = nacl.randomBytes(32);
@@ -142,6 +121,6 @@ export function boxPublicKey(secretKey: Uint8Array): Uint8Array {
  * secret must not outlive the sealing (forward secrecy of the wrapped content keys).
  */
 export function discardBoxSecret(secretKey: Uint8Array): void {
-  nodePrivate.delete(cacheKey(secretKey));
+  nodePrivate.delete(secretKey);
   secretKey.fill(0);
 }
