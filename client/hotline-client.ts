@@ -4,7 +4,7 @@ import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '..
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { ed25519Sign } from '../shared/crypto/ed25519.js';
 import { randomId } from '../shared/crypto/random.js';
-import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
+import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.js';
 import { assertSchema, parseJson } from '../shared/protocol/validate.js';
 import {
   PRECEDENCES,
@@ -33,7 +33,7 @@ import {
   type ReceiptFrame,
 } from '../shared/protocol/frames.js';
 import { StatusResponse } from '../shared/protocol/status.js';
-import { cosignCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
+import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
@@ -150,6 +150,26 @@ export interface SendInput {
   replyTo?: string;
   /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
   linkTest?: boolean;
+  /** Sealed with the text, e.g. the checkpoint the test agent gossips ({@link CHECKPOINT_ATTACHMENT}). */
+  attachments?: NonNullable<Plaintext['attachments']>;
+}
+
+/**
+ * How a link test carries the newest checkpoint its sender verified (checkpoint gossip): an
+ * attachment with this name and type whose data is base64(UTF-8 of the signed note). The server
+ * cannot read or alter it, so each party sees the tree head the log showed the other.
+ */
+export const CHECKPOINT_ATTACHMENT = { name: 'checkpoint', type: 'application/vnd.hotline.checkpoint' } as const;
+
+/** A checkpoint gossiped in a peer's link test that verified and agrees with everything seen here. */
+export interface CheckpointGossipEvent {
+  from: DeviceRef;
+  size: number;
+  /** base64 root hash. */
+  root: string;
+  /** True if this device had already seen this size (with the same root); false if it is new here. */
+  known: boolean;
+  at: number;
 }
 
 export interface MessageEvent {
@@ -195,6 +215,8 @@ export interface HotlineClientEvents {
   'link-test-sent': { id: string; to: string; at: number };
   /** This device cosigned the checkpoint of `size` after checking it (and the proof from `from`). */
   cosigned: { size: number; from?: number; at: number };
+  /** A peer's link test carried a checkpoint that verified and agreed with this device's (now remembered). */
+  'checkpoint-gossip': CheckpointGossipEvent;
   /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
   directory: { certificates: DeviceCertBody[]; fetchedAt: number };
   /**
@@ -343,6 +365,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
     await this.#frames;
     await this.#compose.catch(() => undefined);
+    await this.#cosignQueue;
   }
 
   /**
@@ -372,6 +395,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       body: input.body,
       lang: input.lang ?? mine?.languages[0] ?? 'en',
       ...(input.subject === undefined ? {} : { subject: input.subject }),
+      ...(input.attachments === undefined ? {} : { attachments: input.attachments }),
     };
     const draft: SendDraft = {
       to: input.to,
@@ -828,6 +852,17 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (!isNew) return;
     this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
     if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+    const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
+    if (h.linkTest && gossip && this.me.role === 'operator') {
+      // Checked in the cosigning queue, so that it and a cosigning round never interleave their
+      // reads and writes of the remembered roots; not awaited, so that frames keep flowing.
+      const from = { party: h.from.party, device: h.from.device };
+      const run = this.#cosignQueue.then(() => this.#checkGossip(from, gossip.data));
+      this.#cosignQueue = run.catch((err: unknown) => {
+        const e = toHotlineError(err);
+        if (!e.code.startsWith('HL_ERR_AUDIT_')) this.#report(e);
+      });
+    }
   }
 
   async #onReceipt(frame: ReceiptFrame): Promise<void> {
@@ -908,8 +943,11 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   async sendLinkTests(): Promise<{ id: string; to: string }[]> {
     if (!this.connected) return [];
     const sent: { id: string; to: string }[] = [];
+    // Checkpoint gossip: the newest checkpoint this device verified rides along, end to end.
+    const note = (await this.#o.storage.read(this.#key)).audit?.note;
+    const attachments = note === undefined ? undefined : [{ ...CHECKPOINT_ATTACHMENT, data: toBase64(utf8(note)) }];
     for (const to of this.#otherParties()) {
-      const { id } = await this.send({ to, precedence: 'ROUTINE', body: 'link test', lang: 'en', linkTest: true });
+      const { id } = await this.send({ to, precedence: 'ROUTINE', body: 'link test', lang: 'en', linkTest: true, ...(attachments ? { attachments } : {}) });
       sent.push({ id, to });
       this.emit('link-test-sent', { id, to, at: this.#clock.now() });
     }
@@ -979,19 +1017,12 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (typeof latest.note !== 'string' || !Array.isArray(listed.checkpoints)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed checkpoint answer');
     }
-    const verifiers = this.#checkpointVerifiers();
     const check = async (note: string, what: string) => {
       try {
-        const v = await verifyCheckpoint(note, verifiers);
-        if (!v.verified.some((x) => x.name === logKeyName(this.agreement) && x.type === 'ed25519')) {
-          throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'it is not signed by the agreement’s log key');
-        }
-        if (v.checkpoint.origin !== logKeyName(this.agreement)) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `it is for another log (${v.checkpoint.origin})`);
-        return v.checkpoint;
+        return await this.#verifyLogCheckpoint(note);
       } catch (err) {
         const e = toHotlineError(err);
-        const code = e.code.startsWith('HL_ERR_AUDIT_') ? e.code : 'HL_ERR_AUDIT_CHECKPOINT_SIGNATURE';
-        throw await this.#alarm(code, `${what} does not verify: ${e.message}`);
+        throw await this.#alarm(e.code, `${what} does not verify: ${e.message}`);
       }
     };
     const cp = await check(latest.note, 'the latest checkpoint');
@@ -1012,20 +1043,12 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
 
     const last = (await this.#o.storage.read(this.#key)).audit?.cosigned;
-    const remember = async (cosigned?: { size: number; root: string; at: number }) => {
-      await this.#o.storage.update(this.#key, (s) => {
-        const all = new Map<number, string>(Object.entries(s.audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
-        for (const [k, v] of seen) all.set(k, v);
-        const kept = [...all.entries()].sort((a, b) => a[0] - b[0]).slice(-256);
-        s.audit = { ...(s.audit ?? { seen: {} }), seen: Object.fromEntries(kept.map(([k, v]) => [String(k), v])) };
-        if (cosigned) s.audit.cosigned = cosigned;
-      });
-    };
+    const remember = (verified: { size: number; note: string }, cosigned?: { size: number; root: string; at: number }) => this.#rememberSeen(seen, verified, cosigned);
     if (last && cp.size < last.size) {
       throw await this.#alarm('HL_ERR_AUDIT_PROOF_INVALID', `the latest checkpoint (size ${cp.size}) is older than the one this device cosigned (size ${last.size}): the log was rolled back`);
     }
     if (last && cp.size === last.size) {
-      await remember();
+      await remember({ size: cp.size, note: latest.note });
       return { status: 'unchanged', size: cp.size };
     }
     if (last) {
@@ -1043,9 +1066,85 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const now = this.#clock.now();
     const cosigned = await cosignCheckpoint(latest.note, { name: cosignerName(this.me), secretKey: fromBase64(this.#o.device.signSecret, 32) }, Math.floor(now / 1000));
     await this.#http('POST', '/v1/audit/cosignatures', { size: cp.size, note: cosigned }, true);
-    await remember({ size: cp.size, root, at: now });
+    await remember({ size: cp.size, note: cosigned }, { size: cp.size, root, at: now });
     this.emit('cosigned', { size: cp.size, ...(last ? { from: last.size } : {}), at: now });
     return last ? { status: 'cosigned', size: cp.size, from: last.size } : { status: 'cosigned', size: cp.size };
+  }
+
+  /**
+   * Verify a checkpoint note here: the log key's signature, the origin, and every cosignature by a
+   * known operator or auditor device. Throws an `HL_ERR_AUDIT_*` error (no alarm: callers raise it).
+   */
+  async #verifyLogCheckpoint(note: string): Promise<{ size: number; rootHash: Uint8Array }> {
+    try {
+      const v = await verifyCheckpoint(note, this.#checkpointVerifiers());
+      if (!v.verified.some((x) => x.name === logKeyName(this.agreement) && x.type === 'ed25519')) {
+        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'it is not signed by the agreement’s log key');
+      }
+      if (v.checkpoint.origin !== logKeyName(this.agreement)) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `it is for another log (${v.checkpoint.origin})`);
+      return v.checkpoint;
+    } catch (err) {
+      const e = toHotlineError(err);
+      throw e.code.startsWith('HL_ERR_AUDIT_') ? e : new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', e.message, { cause: e });
+    }
+  }
+
+  /**
+   * Merge size → root pairs into this device's audit memory (the newest 256 sizes are kept), and
+   * remember `verified` as the note to gossip if it is the newest verified so far.
+   */
+  async #rememberSeen(seen: ReadonlyMap<number, string>, verified?: { size: number; note: string }, cosigned?: { size: number; root: string; at: number }): Promise<void> {
+    await this.#o.storage.update(this.#key, (s) => {
+      const all = new Map<number, string>(Object.entries(s.audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
+      for (const [k, v] of seen) all.set(k, v);
+      const kept = [...all.entries()].sort((a, b) => a[0] - b[0]).slice(-256);
+      s.audit = { ...(s.audit ?? { seen: {} }), seen: Object.fromEntries(kept.map(([k, v]) => [String(k), v])) };
+      if (cosigned) s.audit.cosigned = cosigned;
+      if (verified && (s.audit.note === undefined || parseCheckpointSize(s.audit.note) <= verified.size)) s.audit.note = verified.note;
+    });
+  }
+
+  /**
+   * Checkpoint gossip: a peer's link test carried the newest checkpoint its device verified. The
+   * server cannot alter it, so a second root for a size this device knows means the log showed the
+   * two parties different histories (a split view no cosigner can see from its own side alone).
+   * A note that does not verify is an alarm too (the peer or the server lies about checkpoints).
+   * A note that agrees is remembered, so that the server's later answers are held to it.
+   */
+  async #checkGossip(from: DeviceRef, data: string): Promise<void> {
+    const peer = `${from.party}/${from.device}`;
+    let note: string;
+    let cp: { size: number; rootHash: Uint8Array };
+    try {
+      try {
+        // Attacker-controlled (the peer's device): decoded and parsed strictly.
+        note = fromUtf8(fromBase64(data));
+      } catch (cause) {
+        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', 'the attachment is not base64 of UTF-8 text', { cause });
+      }
+      cp = await this.#verifyLogCheckpoint(note);
+    } catch (err) {
+      // Our own view may still be sound: cosigning goes on (else any peer could stop it).
+      const e = toHotlineError(err);
+      throw await this.#alarm(e.code, `the checkpoint ${peer} gossiped in its link test does not verify (${e.message}): ${from.party} or the log server is lying about checkpoints`);
+    }
+    const root = toBase64(cp.rootHash);
+    const before = (await this.#o.storage.read(this.#key)).audit?.seen[String(cp.size)];
+    if (before !== undefined && before !== root) {
+      this.#stopCosigner();
+      throw await this.#alarm(
+        'HL_ERR_AUDIT_EQUIVOCATION',
+        `the log server showed ${from.party} a different tree head for size ${cp.size} than it showed us: equivocation (root ${root.slice(0, 12)}… gossiped by ${peer}, ${before.slice(0, 12)}… seen here)`,
+      );
+    }
+    await this.#rememberSeen(new Map([[cp.size, root]]));
+    this.emit('checkpoint-gossip', { from, size: cp.size, root, known: before !== undefined, at: this.#clock.now() });
+  }
+
+  /** After an equivocation alarm: no automatic cosigning until the next connection (as after a failed round). */
+  #stopCosigner(): void {
+    this.#clock.clearTimeout(this.#cosignTimer);
+    this.#cosignerRunning = false;
   }
 
   /** The log key, and the cosignature keys of every operator and auditor device in the directory. */
@@ -1088,6 +1187,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   #otherParties(): string[] {
     return this.agreement.parties.map((p) => p.id).filter((p) => p !== this.me.party);
+  }
+}
+
+/** The size of a checkpoint note this device stored after verifying it (0 if it cannot be read). */
+function parseCheckpointSize(note: string): number {
+  try {
+    return parseCheckpoint(note).size;
+  } catch {
+    return 0;
   }
 }
 

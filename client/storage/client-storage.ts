@@ -83,8 +83,10 @@ export interface ClientState {
  */
 export interface AuditMemory {
   cosigned?: { size: number; root: string; at: number };
-  /** Tree size → root of every checkpoint seen (the newest few hundred). */
+  /** Tree size → root of every checkpoint seen (the newest few hundred), from the server and gossiped by peers. */
   seen: Record<string, string>;
+  /** The newest checkpoint note this device verified from the server (signed C2SP note), gossiped in its link tests. */
+  note?: string;
 }
 
 /**
