@@ -43,7 +43,7 @@ async function refusesCleanly(fn: () => unknown, seed: number): Promise<boolean>
     await fn();
     return true;
   } catch (err) {
-    if (!isHotlineError(err)) throw new Error(`seed ${seed}: ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+    if (!isHotlineError(err)) throw new Error(`seed ${seed}: ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`, { cause: err });
     return false;
   }
 }

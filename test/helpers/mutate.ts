@@ -20,9 +20,18 @@ const ODD_VALUES: unknown[] = [null, true, 0, -1, 1.5, 2 ** 53, -0, '', '\ud800'
 export function mutate(value: unknown, rnd: () => number): unknown {
   const copy = JSON.parse(JSON.stringify(value)) as unknown;
   const paths: { parent: Record<string, unknown> | unknown[]; key: string | number }[] = [];
-  const walk = (v: unknown) => {
-    if (Array.isArray(v)) v.forEach((x, i) => (paths.push({ parent: v, key: i }), walk(x)));
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (paths.push({ parent: v as Record<string, unknown>, key: k }), walk(x));
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => {
+        paths.push({ parent: v, key: i });
+        walk(x);
+      });
+    } else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        paths.push({ parent: v as Record<string, unknown>, key: k });
+        walk(x);
+      }
+    }
   };
   walk(copy);
   if (paths.length === 0) return ODD_VALUES[Math.floor(rnd() * ODD_VALUES.length)];
