@@ -1,16 +1,16 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { generate } from 'selfsigned';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { loginSignature } from '../helpers/ws-client.js';
 
 // HOTLINE_TLS_CERT / HOTLINE_TLS_KEY: the same API and link over HTTPS and WSS, with a throwaway
-// certificate for 127.0.0.1 made by Debian's openssl.
+// certificate for 127.0.0.1 made in the test (selfsigned, pure JS: no openssl needed).
 let dir: string;
 let ca: Buffer;
 let server: RunningServer;
@@ -20,10 +20,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hotline-tls-'));
   const certPath = join(dir, 'cert.pem');
   const keyPath = join(dir, 'key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' });
+  const pems = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+    keyType: 'ec',
+    algorithm: 'sha256',
+    notAfterDate: new Date(Date.now() + 86_400_000),
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+  });
+  writeFileSync(certPath, pems.cert);
+  writeFileSync(keyPath, pems.private, { mode: 0o600 });
   ca = readFileSync(certPath);
   d = await makeDeployment(Date.now() - 60_000);
   server = await startServer({ agreement: d.agreement, dataDir: join(dir, 'data'), host: '127.0.0.1', port: 0, logLevel: 'silent', tls: { certPath, keyPath } });
