@@ -314,6 +314,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #cosignTimer: unknown;
   #cosignerRunning = false;
   #cosignQueue: Promise<unknown> = Promise.resolve();
+  /** This connection's first cosign round (settled at once when this device does not cosign). */
+  #firstCosign: Promise<unknown> = Promise.resolve();
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -782,8 +784,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
         this.#settleStart();
         await this.#flushOutbox();
-        this.#startTestAgent();
         this.#startCosigner();
+        this.#startTestAgent();
         return;
       case 'accepted':
         await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
@@ -919,7 +921,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       void this.sendLinkTests().catch((err: unknown) => this.#report(toHotlineError(err)));
       this.#testTimer = this.#clock.setTimeout(round, this.agreement.linkTest.intervalMs);
     };
-    round();
+    // The first test goes after this connection's first cosign round, so that the checkpoint it
+    // gossips to the other party is the one just verified, not one from an earlier run.
+    void this.#firstCosign.then(round, round);
   }
 
   /**
@@ -960,9 +964,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #startCosigner(): void {
     if (!this.#o.cosign || this.#cosignerRunning || (this.me.role !== 'operator' && this.me.role !== 'auditor')) return;
     this.#cosignerRunning = true;
+    let first = true;
     const round = () => {
       if (!this.#running || !this.#cosignerRunning) return;
-      this.cosignLatest().then(
+      const done = this.cosignLatest();
+      if (first) {
+        first = false;
+        this.#firstCosign = done;
+      }
+      done.then(
         () => {
           if (this.#running && this.#cosignerRunning) this.#cosignTimer = this.#clock.setTimeout(round, this.#o.cosignIntervalMs ?? 60_000);
         },

@@ -72,6 +72,23 @@ function splitViewFetch(size: number, note: string): typeof fetch {
 }
 
 describe('checkpoint gossip through the link test', () => {
+  it('on connecting, the first link test gossips the checkpoint just cosigned, not an older one', async () => {
+    const cn = client(d.devices.cnOp, new MemoryStorage());
+    const gossip = next(cn, 'checkpoint-gossip');
+    await cn.start();
+    // A fresh device with no remembered checkpoint: only this connection's cosign round can give
+    // its first test something to carry.
+    const latest = await signNow(server.url, d.devices.jpAud, d.agreement);
+    const jp = makeClient(server.url, d.agreement, d.devices.jpOp, new MemoryStorage(), { cosign: true, testAgent: true });
+    clients.push(jp);
+    const firstTest = next(jp, 'link-test-sent');
+    await jp.start();
+    await firstTest;
+    const g = await gossip;
+    expect(g.from).toMatchObject({ party: 'jp-mod' });
+    expect(g.size).toBe(latest.size);
+  });
+
   it('honest server: each test agent gossips its checkpoint, no alarm, and each side remembers the other’s', async () => {
     const jpState = new MemoryStorage();
     const cnState = new MemoryStorage();
