@@ -31,8 +31,8 @@ export interface DeadlineSchedulerDeps {
   log: FastifyBaseLogger;
   /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
   enqueue: (write: Write) => Promise<WriteResult>;
-  /** The currently valid certificates, for the mailboxes of events. */
-  validBodies: (now: number) => DeviceCertBody[];
+  /** The currently valid certificates of these parties, for the mailboxes of events. */
+  validBodies: (now: number, parties: readonly string[]) => DeviceCertBody[];
   /** Whether an operator device of `party` has a live link right now. */
   operatorOnline: (party: string) => boolean;
   /** Hand new mailbox items to the devices that are connected. */
@@ -213,10 +213,10 @@ export class DeadlineScheduler {
 
   /** Operator and auditor devices of both parties: everyone who watches or reviews the link. */
   mailboxesFor(event: HotlineEvent, now: number): DeviceKey[] {
-    const parties = 'party' in event ? new Set([event.party]) : new Set([event.from, event.to]);
+    const parties = 'party' in event ? [event.party] : [event.from, event.to];
     return this.deps
-      .validBodies(now)
-      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.has(c.party))
+      .validBodies(now, parties)
+      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.includes(c.party))
       .map((c) => deviceKey(c))
       .sort();
   }
