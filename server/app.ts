@@ -110,7 +110,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     clock,
     log: deps.logger,
     enqueue: (w) => ctx.writes.enqueue(w),
-    validBodies: (now) => directory.validBodies(now),
+    validBodies: (now, parties) => directory.validBodies(now, parties),
     operatorOnline: (party) => ctx.operatorOnline(party),
     push: (delivered) => ctx.pushLive(delivered),
   });

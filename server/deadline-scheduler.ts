@@ -6,6 +6,7 @@ import {
   deadlinePolicy,
   initialDeadlines,
   nextDue,
+  planAccepted,
   stepDeadlines,
   type DeadlineEffect,
   type DeadlineInput,
@@ -30,8 +31,8 @@ export interface DeadlineSchedulerDeps {
   log: FastifyBaseLogger;
   /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
   enqueue: (write: Write) => Promise<WriteResult>;
-  /** The currently valid certificates, for the mailboxes of events. */
-  validBodies: (now: number) => DeviceCertBody[];
+  /** The currently valid certificates of these parties, for the mailboxes of events. */
+  validBodies: (now: number, parties: readonly string[]) => DeviceCertBody[];
   /** Whether an operator device of `party` has a live link right now. */
   operatorOnline: (party: string) => boolean;
   /** Hand new mailbox items to the devices that are connected. */
@@ -45,8 +46,8 @@ export interface StatusSnapshot {
 }
 
 /**
- * The I/O shell around the pure deadline and link-test engines (server/relay/deadlines.ts,
- * server/relay/link-test.ts). It keeps their state in memory (the store holds the same rows and is
+ * The I/O shell around the deadline and link-test engines (server/relay/deadlines.ts,
+ * server/relay/link-test.ts). It owns their state in memory (the deadlines' is changed in place) (the store holds the same rows and is
  * what a restart reads), carries their effects into the write queue so that rows, events, mailbox
  * items and audit entries land in one transaction, and keeps ONE timer on the injected clock for
  * the earliest thing due.
@@ -108,7 +109,7 @@ export class DeadlineScheduler {
     // Decided once, here: whether the addressee is online must be the same fact in the write and in memory.
     const inputs = { d: this.envelopeInput(write), ...(h.linkTest ? { l: this.linkInput(write) } : {}) };
     this.prepared.set(write, inputs);
-    effects.addDeadlines(stepDeadlines(this.policy, this.deadlines, inputs.d).effects);
+    if (inputs.d.type === 'accepted') effects.addDeadlines(planAccepted(this.policy, this.deadlines, inputs.d));
     if (inputs.l) effects.addLinks(stepLinkTests(this.linkPolicy, this.links, inputs.l).effects);
     const side = effects.build();
     if (side) write.effects = side;
@@ -119,7 +120,7 @@ export class DeadlineScheduler {
     const inputs = this.prepared.get(write);
     this.prepared.delete(write);
     if (!inputs || !result.ok || result.status !== 'new') return;
-    this.deadlines = stepDeadlines(this.policy, this.deadlines, inputs.d).state;
+    stepDeadlines(this.policy, this.deadlines, inputs.d);
     if (inputs.l) this.links = stepLinkTests(this.linkPolicy, this.links, inputs.l).state;
     this.rearm();
   }
@@ -130,9 +131,8 @@ export class DeadlineScheduler {
     const effects = new SideEffectBuilder(this, write.acceptedAt);
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt });
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'receipt', messageId: r.messageId, byParty: r.by.party, at: write.acceptedAt });
-    this.deadlines = d.state;
     this.links = l.state;
-    effects.addDeadlines(d.effects);
+    effects.addDeadlines(d);
     effects.addLinks(l.effects);
     const side = effects.build();
     if (side) write.effects = side;
@@ -193,10 +193,9 @@ export class DeadlineScheduler {
     const now = this.deps.clock.now();
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'tick', now });
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'tick', now });
-    this.deadlines = d.state;
     this.links = l.state;
     const effects = new SideEffectBuilder(this, now);
-    effects.addDeadlines(d.effects);
+    effects.addDeadlines(d);
     effects.addLinks(l.effects);
     const side = effects.build();
     this.rearm();
@@ -214,10 +213,10 @@ export class DeadlineScheduler {
 
   /** Operator and auditor devices of both parties: everyone who watches or reviews the link. */
   mailboxesFor(event: HotlineEvent, now: number): DeviceKey[] {
-    const parties = 'party' in event ? new Set([event.party]) : new Set([event.from, event.to]);
+    const parties = 'party' in event ? [event.party] : [event.from, event.to];
     return this.deps
-      .validBodies(now)
-      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.has(c.party))
+      .validBodies(now, parties)
+      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.includes(c.party))
       .map((c) => deviceKey(c))
       .sort();
   }

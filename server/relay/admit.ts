@@ -40,7 +40,7 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
   }
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
   await verifyEnvelope(env, cert);
-  checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now), h.from, h.to));
+  checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to]), h.from, h.to));
   return { kind: 'envelope', envelope: env, envelopeHash: envelopeHash(h), acceptedAt: ctx.now, mailboxes: envelopeMailboxes(h) };
 }
 
@@ -53,5 +53,5 @@ export async function admitReceipt(r: SignedReceipt, header: EnvelopeHeader | un
   }
   if (!header) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
   await verifyReceipt(r, cert, header);
-  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now), header, body) };
+  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to]), header, body) };
 }

@@ -1,9 +1,11 @@
 import type { DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
+import { MinHeap } from './min-heap.js';
 
 /**
- * Acknowledgement deadlines as a pure state machine (DESIGN.md "Precedence and deadlines"):
- * `stepDeadlines(policy, state, event) -> { state, effects }`. The shell (server/deadline-scheduler.ts)
+ * Acknowledgement deadlines as a state machine (DESIGN.md "Precedence and deadlines"):
+ * `stepDeadlines(policy, state, event) -> effects`, with no I/O; `state` is changed in place (see
+ * {@link DeadlineState}). The shell (server/deadline-scheduler.ts)
  * carries out the effects: it persists rows, sends events to both parties' mailboxes, appends them
  * to the audit log and keeps one timer armed for the earliest `schedule` time.
  *
@@ -52,11 +54,6 @@ export function deadlinePolicy(agreement: Agreement): DeadlinePolicy {
   return { deadlines: agreement.deadlines, reminderIntervalMs: agreement.reminderIntervalMs };
 }
 
-/** Open deadlines by `deadlineKey`. Closed ones leave the state (they live on in the store). */
-export interface DeadlineState {
-  open: ReadonlyMap<string, DeadlineRecord>;
-}
-
 export type DeadlineInput =
   | {
       type: 'accepted';
@@ -83,31 +80,19 @@ export function deadlineKey(messageId: string, rung: Rung): string {
   return `${messageId}/${rung}`;
 }
 
-export function initialDeadlines(open: Iterable<DeadlineRecord> = []): DeadlineState {
-  const map = new Map<string, DeadlineRecord>();
-  for (const r of open) if (r.closedAt === undefined) map.set(deadlineKey(r.messageId, r.rung), r);
-  return { open: map };
-}
-
 /** Which rungs a receipt of this kind reaches: a human acknowledgement implies delivery. */
 export function rungsReached(kind: ReceiptKind): Rung[] {
   return kind === 'delivered' ? ['delivered'] : ['delivered', 'acknowledged'];
 }
 
-/** Earliest time anything is due, or undefined when nothing is open. */
-export function nextDue(state: DeadlineState): number | undefined {
-  let at: number | undefined;
-  for (const r of state.open.values()) if (at === undefined || r.nextAt < at) at = r.nextAt;
-  return at;
-}
-
 /** The first reminder grid point `dueAt + k·interval` strictly after `now`. */
-function nextGridPoint(dueAt: number, interval: number, now: number): number {
+export function nextGridPoint(dueAt: number, interval: number, now: number): number {
   const k = Math.floor((now - dueAt) / interval) + 1;
   return dueAt + k * interval;
 }
 
-function missedEvent(r: DeadlineRecord, now: number, level: number): DeadlineMissedEvent {
+/** The `deadline.missed` event of `r` firing at `now` with `level`. */
+export function missedEvent(r: DeadlineRecord, now: number, level: number): DeadlineMissedEvent {
   return {
     type: 'deadline.missed',
     messageId: r.messageId,
@@ -122,7 +107,8 @@ function missedEvent(r: DeadlineRecord, now: number, level: number): DeadlineMis
   };
 }
 
-function metEvent(r: DeadlineRecord, at: number): DeadlineMetEvent {
+/** The `deadline.met` event of `r` reached at `at`. */
+export function metEvent(r: DeadlineRecord, at: number): DeadlineMetEvent {
   const lateMs = Math.max(0, at - r.dueAt);
   return {
     type: 'deadline.met',
@@ -138,36 +124,123 @@ function metEvent(r: DeadlineRecord, at: number): DeadlineMetEvent {
   };
 }
 
-export function stepDeadlines(
-  policy: DeadlinePolicy,
-  state: DeadlineState,
-  input: DeadlineInput,
-): { state: DeadlineState; effects: DeadlineEffect[] } {
-  const open = new Map(state.open);
+/**
+ * The open deadlines: a map by `deadlineKey` (in opening order, for the status page) and a min-heap
+ * of their `nextAt`. It is mutable and changed in place by {@link stepDeadlines}, so that a step
+ * costs O(log n) in the number of open deadlines instead of a copy and a scan of all of them
+ * (issue 9: with 20,000 open deadlines the copies were ~78 % of the server's time). Closed
+ * deadlines leave it (they live on in the store).
+ */
+export class DeadlineState {
+  readonly #open = new Map<string, DeadlineRecord>();
+  // Lazy deletion: a heap entry is live only while its record is the one open under its key; a
+  // closed or re-armed deadline leaves a stale entry, dropped when it reaches the top or when
+  // stale entries outnumber live ones (so the heap stays within a constant factor of the map).
+  readonly #heap = new MinHeap<DeadlineRecord>(firesBefore);
+
+  constructor(open: Iterable<DeadlineRecord> = []) {
+    for (const r of open) if (r.closedAt === undefined) this.#open.set(deadlineKey(r.messageId, r.rung), r);
+    this.#heap.reset([...this.#open.values()]);
+  }
+
+  get open(): ReadonlyMap<string, DeadlineRecord> {
+    return this.#open;
+  }
+
+  /** Earliest `nextAt` of an open deadline, or undefined when nothing is open. */
+  nextDue(): number | undefined {
+    this.#dropStale();
+    return this.#heap.peek()?.nextAt;
+  }
+
+  /** An independent copy (O(n)): for tests and callers that explore "what if". */
+  clone(): DeadlineState {
+    return new DeadlineState(this.#open.values());
+  }
+
+  /** Open or re-arm a deadline (engine internal: callers step with {@link stepDeadlines}). */
+  put(record: DeadlineRecord): void {
+    this.#open.set(deadlineKey(record.messageId, record.rung), record);
+    this.#heap.push(record);
+  }
+
+  /** Close a deadline (engine internal). */
+  remove(key: string): void {
+    this.#open.delete(key);
+    if (this.#heap.size > 2 * this.#open.size + 64) this.#heap.reset([...this.#open.values()]);
+  }
+
+  /** Take every open deadline with `nextAt <= now` off the heap, in firing order (engine internal). */
+  takeDue(now: number): DeadlineRecord[] {
+    const due: DeadlineRecord[] = [];
+    for (;;) {
+      this.#dropStale();
+      const top = this.#heap.peek();
+      if (top === undefined || top.nextAt > now) return due;
+      due.push(this.#heap.pop()!);
+    }
+  }
+
+  #dropStale(): void {
+    for (let top = this.#heap.peek(); top !== undefined && this.#open.get(deadlineKey(top.messageId, top.rung)) !== top; top = this.#heap.peek()) {
+      this.#heap.pop();
+    }
+  }
+}
+
+/** Firing order: by `nextAt`, then message id, then the delivered rung before the acknowledged one. */
+function firesBefore(a: DeadlineRecord, b: DeadlineRecord): boolean {
+  if (a.nextAt !== b.nextAt) return a.nextAt < b.nextAt;
+  if (a.messageId !== b.messageId) return a.messageId < b.messageId;
+  return RUNGS.indexOf(a.rung) < RUNGS.indexOf(b.rung);
+}
+
+export function initialDeadlines(open: Iterable<DeadlineRecord> = []): DeadlineState {
+  return new DeadlineState(open);
+}
+
+/** Earliest time anything is due, or undefined when nothing is open. */
+export function nextDue(state: DeadlineState): number | undefined {
+  return state.nextDue();
+}
+
+/** The deadlines an `accepted` input opens (none for a link test or one already open). */
+function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineRecord[] {
+  if (input.linkTest) return [];
+  const row = policy.deadlines[input.precedence];
+  const records: DeadlineRecord[] = [];
+  for (const rung of RUNGS) {
+    // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
+    if (state.open.has(deadlineKey(input.messageId, rung))) continue;
+    const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
+    records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt, level: 0, nextAt: dueAt });
+  }
+  return records;
+}
+
+/**
+ * The effects `stepDeadlines` would give for an accepted message, without changing `state`: the
+ * scheduler writes the rows with the envelope and adopts them only once that write is committed.
+ */
+export function planAccepted(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineEffect[] {
+  const records = opened(policy, state, input);
+  const effects: DeadlineEffect[] = records.map((record) => ({ type: 'persist', record }));
+  const before = state.nextDue();
+  let after = before;
+  for (const r of records) if (after === undefined || r.nextAt < after) after = r.nextAt;
+  if (after !== before) effects.push({ type: 'schedule', at: after });
+  return effects;
+}
+
+/** Apply one input to `state` (in place) and return what the shell must do. */
+export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, input: DeadlineInput): DeadlineEffect[] {
   const effects: DeadlineEffect[] = [];
-  const before = nextDue(state);
+  const before = state.nextDue();
 
   switch (input.type) {
     case 'accepted': {
-      if (input.linkTest) break;
-      const row = policy.deadlines[input.precedence];
-      for (const rung of RUNGS) {
-        const key = deadlineKey(input.messageId, rung);
-        // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
-        if (open.has(key)) continue;
-        const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
-        const record: DeadlineRecord = {
-          messageId: input.messageId,
-          from: input.from,
-          to: input.to,
-          precedence: input.precedence,
-          rung,
-          acceptedAt: input.acceptedAt,
-          dueAt,
-          level: 0,
-          nextAt: dueAt,
-        };
-        open.set(key, record);
+      for (const record of opened(policy, state, input)) {
+        state.put(record);
         effects.push({ type: 'persist', record });
       }
       break;
@@ -175,9 +248,9 @@ export function stepDeadlines(
     case 'receipt': {
       for (const rung of rungsReached(input.kind)) {
         const key = deadlineKey(input.messageId, rung);
-        const r = open.get(key);
+        const r = state.open.get(key);
         if (!r || r.to !== input.byParty) continue;
-        open.delete(key);
+        state.remove(key);
         const met = metEvent(r, input.at);
         const closed: DeadlineRecord = { ...r, closedAt: input.at, late: met.late };
         effects.push({ type: 'persist', record: closed });
@@ -186,11 +259,10 @@ export function stepDeadlines(
       break;
     }
     case 'tick': {
-      const due = [...open.values()].filter((r) => r.nextAt <= input.now).sort((a, b) => a.nextAt - b.nextAt || (a.messageId < b.messageId ? -1 : 1));
-      for (const r of due) {
+      for (const r of state.takeDue(input.now)) {
         const level = r.level + 1;
         const fired: DeadlineRecord = { ...r, level, nextAt: nextGridPoint(r.dueAt, policy.reminderIntervalMs, input.now) };
-        open.set(deadlineKey(r.messageId, r.rung), fired);
+        state.put(fired);
         effects.push({ type: 'persist', record: fired });
         effects.push({ type: 'emit', event: missedEvent(r, input.now, level) });
       }
@@ -198,8 +270,7 @@ export function stepDeadlines(
     }
   }
 
-  const next: DeadlineState = { open };
-  const after = nextDue(next);
+  const after = state.nextDue();
   if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
-  return { state: next, effects };
+  return effects;
 }

@@ -2,8 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_DEADLINES } from '../../shared/crypto/keys.js';
 import { PRECEDENCES, type Precedence } from '../../shared/protocol/schemas.js';
 import {
+  deadlineKey,
   initialDeadlines,
+  metEvent,
+  missedEvent,
   nextDue,
+  nextGridPoint,
+  rungsReached,
+  RUNGS,
   stepDeadlines,
   type DeadlineEffect,
   type DeadlineInput,
@@ -17,14 +23,10 @@ const policy: DeadlinePolicy = { deadlines: DEFAULT_DEADLINES, reminderIntervalM
 const T0 = Date.UTC(2026, 0, 1, 9, 0, 0);
 const ID = 'a'.repeat(32);
 
-/** Feed inputs one by one, collecting every effect. */
+/** Feed inputs one by one to `state` (changed in place), collecting every effect. */
 function run(inputs: DeadlineInput[], state: DeadlineState = initialDeadlines()) {
   const effects: DeadlineEffect[] = [];
-  for (const input of inputs) {
-    const step = stepDeadlines(policy, state, input);
-    state = step.state;
-    effects.push(...step.effects);
-  }
+  for (const input of inputs) effects.push(...stepDeadlines(policy, state, input));
   return { state, effects };
 }
 
@@ -68,7 +70,7 @@ describe('stepDeadlines', () => {
       const row = DEFAULT_DEADLINES[p];
       let { state } = run([accepted(p)]);
       for (const [rung, ms] of [['delivered', row.deliveredMs], ['acknowledged', row.acknowledgedMs]] as const) {
-        const early = run([{ type: 'tick', now: T0 + ms - 1 }], state);
+        const early = run([{ type: 'tick', now: T0 + ms - 1 }], state.clone());
         expect(emitted(early.effects).filter((e) => e.rung === rung)).toEqual([]);
         const onTime = run([{ type: 'tick', now: T0 + ms }], state);
         const missed = emitted(onTime.effects).filter((e) => e.rung === rung);
@@ -176,5 +178,137 @@ describe('stepDeadlines', () => {
       { messageId: ID, from: 'a1', to: 'b1', precedence: 'FLASH', rung: 'delivered', acceptedAt: T0, dueAt: T0 + 1, level: 0, nextAt: T0 + 1, closedAt: T0, late: false },
     ]);
     expect(state.open.size).toBe(0);
+  });
+});
+
+/**
+ * The engine before issue 9, kept as the reference: the open set as a plain map, `nextDue` by a scan
+ * of every open deadline, a tick by filtering and sorting all of them. Obviously right, O(n) per step.
+ */
+class ReferenceEngine {
+  readonly open = new Map<string, DeadlineRecord>();
+  // The scan's result, kept until a deadline closes or fires (only to keep the test quick).
+  #min: { at: number | undefined } | undefined;
+
+  nextDue(): number | undefined {
+    if (!this.#min) {
+      let at: number | undefined;
+      for (const r of this.open.values()) if (at === undefined || r.nextAt < at) at = r.nextAt;
+      this.#min = { at };
+    }
+    return this.#min.at;
+  }
+
+  step(input: DeadlineInput): DeadlineEffect[] {
+    const effects: DeadlineEffect[] = [];
+    const before = this.nextDue();
+    if (input.type === 'accepted' && !input.linkTest) {
+      const row = policy.deadlines[input.precedence];
+      for (const rung of RUNGS) {
+        const key = deadlineKey(input.messageId, rung);
+        if (this.open.has(key)) continue;
+        const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
+        const record: DeadlineRecord = { messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt, level: 0, nextAt: dueAt };
+        this.open.set(key, record);
+        if (this.#min && (this.#min.at === undefined || dueAt < this.#min.at)) this.#min = { at: dueAt };
+        effects.push({ type: 'persist', record });
+      }
+    } else if (input.type === 'receipt') {
+      for (const rung of rungsReached(input.kind)) {
+        const key = deadlineKey(input.messageId, rung);
+        const r = this.open.get(key);
+        if (!r || r.to !== input.byParty) continue;
+        this.open.delete(key);
+        if (this.#min?.at === r.nextAt) this.#min = undefined;
+        const met = metEvent(r, input.at);
+        effects.push({ type: 'persist', record: { ...r, closedAt: input.at, late: met.late } });
+        if (met.late) effects.push({ type: 'emit', event: met });
+      }
+    } else if (input.type === 'tick') {
+      const due = [...this.open.values()]
+        .filter((r) => r.nextAt <= input.now)
+        .sort((a, b) => a.nextAt - b.nextAt || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : RUNGS.indexOf(a.rung) - RUNGS.indexOf(b.rung)));
+      for (const r of due) {
+        const level = r.level + 1;
+        const fired: DeadlineRecord = { ...r, level, nextAt: nextGridPoint(r.dueAt, policy.reminderIntervalMs, input.now) };
+        this.open.set(deadlineKey(r.messageId, r.rung), fired);
+        this.#min = undefined;
+        effects.push({ type: 'persist', record: fired });
+        effects.push({ type: 'emit', event: missedEvent(r, input.now, level) });
+      }
+    }
+    const after = this.nextDue();
+    if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
+    return effects;
+  }
+}
+
+/** mulberry32: a small seeded PRNG, so that a failure can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('DeadlineState at scale', () => {
+  it('20,000 open deadlines: a seeded mix of accepts, receipts and ticks gives exactly the reference effects and open set', () => {
+    const rand = seeded(9);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const state = initialDeadlines();
+    const ref = new ReferenceEngine();
+    const ids: string[] = [];
+    let now = T0;
+    let fired = 0;
+    let met = 0;
+    let peak = 0;
+    const check = (input: DeadlineInput) => {
+      const got = stepDeadlines(policy, state, input);
+      const want = ref.step(input);
+      // Compared as JSON first: a deep equality per step would dominate the test's time.
+      if (JSON.stringify(got) !== JSON.stringify(want)) expect(got).toEqual(want);
+      fired += got.filter((e) => e.type === 'emit' && e.event.type === 'deadline.missed').length;
+      met += got.filter((e) => e.type === 'persist' && e.record.closedAt !== undefined).length;
+      peak = Math.max(peak, state.open.size);
+    };
+    const accept = () => {
+      const id = (ids.length + 1).toString(16).padStart(32, '0');
+      ids.push(id);
+      const [from, to] = rand() < 0.5 ? ['jp-mod', 'cn-mnd'] : ['cn-mnd', 'jp-mod'];
+      check({ type: 'accepted', messageId: id, from, to, precedence: pick(PRECEDENCES), acceptedAt: now, ...(rand() < 0.02 ? { linkTest: true } : {}) });
+    };
+    const receipt = () => {
+      const id = pick(ids);
+      const r = ref.open.get(deadlineKey(id, 'delivered')) ?? ref.open.get(deadlineKey(id, 'acknowledged'));
+      // Mostly the addressee; sometimes the sender (which must not count) or an unknown message.
+      const byParty = r && rand() < 0.9 ? r.to : 'jp-mod';
+      check({ type: 'receipt', messageId: rand() < 0.05 ? 'f'.repeat(32) : id, kind: pick(['delivered', 'acknowledged', 'will-comply'] as const), byParty, at: now });
+    };
+    // Open 20,000 deadlines (10,000 messages, a few resent), ticking now and then.
+    for (let i = 0; i < 10_200 && state.open.size < 20_000; i++) {
+      now += Math.floor(rand() * 40);
+      if (rand() < 0.01 && ids.length > 0) check({ type: 'accepted', messageId: pick(ids), from: 'jp-mod', to: 'cn-mnd', precedence: 'FLASH', acceptedAt: now });
+      else accept();
+      if (i % 500 === 499) check({ type: 'tick', now });
+    }
+    expect(state.open.size).toBeGreaterThanOrEqual(19_000);
+    // Then a shuffled mix at that size, time running on through several reminder intervals.
+    for (let i = 0; i < 3000; i++) {
+      now += Math.floor(rand() * 400);
+      const x = rand();
+      if (x < 0.45) receipt();
+      else if (x < 0.9) accept();
+      else check({ type: 'tick', now });
+    }
+    check({ type: 'tick', now: now + 7 * 60 * MIN });
+    expect([...state.open.values()]).toEqual([...ref.open.values()]);
+    expect(state.nextDue()).toBe(ref.nextDue());
+    expect(peak).toBeGreaterThanOrEqual(20_000);
+    // The mix exercised every path.
+    expect(fired).toBeGreaterThan(1000);
+    expect(met).toBeGreaterThan(1000);
   });
 });
