@@ -67,7 +67,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     serial: c('SERIAL', 300, 5),
     pipelined: c('PIPELINED', 2000, 20),
     window: c('WINDOW', 100, 10),
-    capacity: c('CAPACITY', 20_000, 60),
+    capacity: c('CAPACITY', 10_000, 60),
     pairs: c('PAIRS', 4, 2),
     flashes: c('FLASHES', 50, 3),
     loadSeconds: c('LOAD_SECONDS', 10, 1),
