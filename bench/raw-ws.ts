@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
  * echo server on loopback with 1 KiB messages, no TLS, no crypto, no disk.
  */
 export interface FloorResult {
+  serialCount: number;
+  pipelinedCount: number;
   /** One message in flight at a time. */
   serialPerSecond: number;
   p50Us: number;
@@ -67,6 +69,8 @@ export async function measureRawWsFloor(options: { serialCount: number; pipeline
   ws.close();
   await new Promise<void>((resolve) => wss.close(() => resolve()));
   return {
+    serialCount: options.serialCount,
+    pipelinedCount: options.pipelinedCount,
     serialPerSecond: options.serialCount / serialSec,
     p50Us: percentile(lat, 50),
     p99Us: percentile(lat, 99),

@@ -1,0 +1,21 @@
+// The server in a process of its own, as deployed: `server/main.ts`'s `main()` with its
+// configuration from the environment (HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_RATE_*, ...).
+// It tells its parent over the IPC channel where it listens, and answers usage questions with its
+// own CPU time and RSS, so that the bench reads the server's costs without reaching into it.
+import { main } from '../server/main.js';
+
+export type ServerProcessMessage =
+  | { type: 'listening'; url: string; startMs: number }
+  | { type: 'usage'; id: number; cpuMicros: number; rss: number };
+
+const t0 = performance.now();
+const server = await main([], process.env);
+const send = (m: ServerProcessMessage) => process.send?.(m);
+send({ type: 'listening', url: server.url, startMs: performance.now() - t0 });
+process.on('message', (m: { type?: string; id?: number }) => {
+  if (m.type !== 'usage') return;
+  const cpu = process.cpuUsage();
+  send({ type: 'usage', id: m.id ?? 0, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss });
+});
+// The parent going away must not leave a server behind.
+process.on('disconnect', () => void server.close().then(() => process.exit(0)));
