@@ -38,6 +38,7 @@ import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier 
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
+import { RankQueue } from './rank-queue.js';
 import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 
@@ -74,6 +75,47 @@ export interface WebSocketLike {
 export type WebSocketConstructorLike = new (url: string, protocols: string[]) => WebSocketLike;
 
 const WS_OPEN = 1;
+
+/**
+ * Rank of a precedence: lower goes first (PROTOCOL.md "Delivery order"). The client handles
+ * incoming frames and transmits its outbox in this order, as the relay delivers.
+ */
+const RANK: Record<Precedence, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
+/** The hello and the answers to this device's own frames: cheap, and ahead of every mailbox item. */
+const CONTROL_RANK = -1;
+/**
+ * Bounds of one batch of incoming frames; between batches the client yields to the event loop, so
+ * a burst of deliveries neither blocks the page or process nor keeps a FLASH read later waiting
+ * behind the rest of the burst.
+ */
+const FRAME_BATCH = 16;
+const FRAME_BATCH_MS = 10;
+/** Precedences remembered per message id, to rank receipts and the outbox (the oldest dropped first). */
+const MAX_PRECEDENCES = 20_000;
+
+/**
+ * Let the event loop run (timers, I/O, paint) before going on: setImmediate in Node, a
+ * MessageChannel task in a browser (setTimeout(0) is clamped to 4 ms there once nested).
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+/**
+ * Parse one frame from the relay (attacker-controlled text): JSON, then the frame schema. The one
+ * place the client parses frames, so that it can move to a shared codec in one line.
+ */
+function parseServerFrame(text: string): ServerFrame {
+  return assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Options and events
@@ -307,7 +349,13 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #directoryLoaded = false;
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
-  #frames: Promise<void> = Promise.resolve();
+  /** Incoming frames not handled yet, by rank then arrival. */
+  #incoming = new RankQueue<ServerFrame>();
+  /** The running drain of {@link #incoming}, if any. */
+  #draining: Promise<void> | undefined;
+  /** Precedence per message id (sent, received, queued), to rank receipts and outbox items. */
+  #precedenceOf = new Map<string, Precedence>();
+  #precedencesLoaded = false;
   #compose: Promise<unknown> = Promise.resolve();
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
   #testTimer: unknown;
@@ -367,7 +415,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
-    await this.#frames;
+    // Frames not handled yet are dropped: nothing of them was acknowledged, so the relay sends them again.
+    this.#incoming.remove(() => true);
+    await this.#draining;
     await this.#compose.catch(() => undefined);
     await this.#cosignQueue;
   }
@@ -412,6 +462,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#ensureDirectoryLoaded();
     const id = randomId();
     const item = await this.#sealAndStore({ id, draft, composedAt: this.#clock.now(), resealed: 0 });
+    this.#rememberPrecedence(id, precedence);
     this.#transmit(item);
     return { id };
   }
@@ -500,6 +551,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       await this.#ensureToken();
       await this.#ensureDirectoryLoaded();
       await this.refreshDirectory();
+      await this.#loadPrecedences();
       if (!this.#running) return;
       const url = this.#baseUrl.replace(/^http/, 'ws') + '/v1/link';
       // The token travels as a subprotocol, never in the URL (URLs end up in logs).
@@ -525,7 +577,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     };
     ws.onmessage = (ev) => {
       const text = typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data as Uint8Array);
-      this.#frames = this.#frames.then(() => this.#onFrame(text)).catch((err: unknown) => this.#report(toHotlineError(err)));
+      let frame: ServerFrame;
+      try {
+        frame = parseServerFrame(text);
+      } catch (err) {
+        this.#report(toHotlineError(err));
+        return;
+      }
+      this.#incoming.push(this.#rankOf(frame), frame);
+      this.#draining ??= this.#drain();
     };
     ws.onerror = () => {
       /* the close event follows and carries what can be known */
@@ -733,9 +793,13 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
   }
 
+  /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
   async #flushOutbox(): Promise<void> {
     const state = await this.#o.storage.read(this.#key);
-    for (const item of Object.values(state.outbox)) this.#transmit(item);
+    const rank = (item: OutboxItem) =>
+      RANK[item.kind === 'envelope' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#precedenceOf.get(item.messageId) ?? 'ROUTINE')];
+    // Array sort is stable: within one rank the outbox's order (queued order) stays.
+    for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.#transmit(item);
   }
 
   async #onAccepted(id: string, hash: string, at: number): Promise<void> {
@@ -781,16 +845,49 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Incoming frames (processed one at a time, in order)
+  // Incoming frames: one at a time, highest rank first, in bounded batches
 
-  async #onFrame(text: string): Promise<void> {
-    let frame: ServerFrame;
-    try {
-      frame = assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
-    } catch (err) {
-      this.#report(toHotlineError(err));
-      return;
+  #rankOf(frame: ServerFrame): number {
+    switch (frame.t) {
+      case 'deliver':
+        return RANK[frame.envelope.header.precedence];
+      case 'receipt':
+        // A receipt goes with its message; one for a message unknown here goes last.
+        return RANK[this.#precedenceOf.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
+      case 'event':
+        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
+      default:
+        return CONTROL_RANK;
     }
+  }
+
+  /**
+   * Handle queued frames until none is left. It starts after a yield, so that every frame of the
+   * socket reads at hand is queued (and ranked) first: ws and browsers hand over all messages of
+   * one read synchronously. Each frame is taken from the queue only when the one before is done,
+   * so a FLASH that arrives meanwhile is next.
+   */
+  async #drain(): Promise<void> {
+    for (;;) {
+      await yieldToEventLoop();
+      const started = Date.now();
+      for (let n = 0; n < FRAME_BATCH && Date.now() - started < FRAME_BATCH_MS; n++) {
+        const frame = this.#incoming.shift();
+        if (frame === undefined) {
+          // Checked and cleared in one step: a frame queued after this starts a new drain.
+          this.#draining = undefined;
+          return;
+        }
+        try {
+          await this.#onFrame(frame);
+        } catch (err) {
+          this.#report(toHotlineError(err));
+        }
+      }
+    }
+  }
+
+  async #onFrame(frame: ServerFrame): Promise<void> {
     switch (frame.t) {
       case 'hello':
         this.#helloReceived = true;
@@ -819,18 +916,44 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       case 'deliver':
         if (!this.#consume) return;
         await this.#onDeliver(frame);
-        this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
       case 'receipt':
         await this.#onReceipt(frame);
-        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
       case 'event':
         this.emit('event', frame.event);
         this.#emitTyped(frame.event);
-        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
     }
+  }
+
+  /**
+   * Acknowledge exactly the item with this cursor (PROTOCOL.md "Ack"): items are handled by rank,
+   * not in cursor order, so one ack must not cover the items below it. One frame per item until the
+   * relay's schema takes `cursors` (several at once).
+   */
+  #ack(cursor: number): void {
+    if (this.#consume) this.#write({ t: 'ack', cursor });
+  }
+
+  /** Remember a message's precedence for ranking; bounded, the oldest forgotten first. */
+  #rememberPrecedence(id: string, precedence: Precedence): void {
+    this.#precedenceOf.delete(id);
+    this.#precedenceOf.set(id, precedence);
+    if (this.#precedenceOf.size > MAX_PRECEDENCES) this.#precedenceOf.delete(this.#precedenceOf.keys().next().value!);
+  }
+
+  /** Once per client: the precedences of the messages the stored state knows. */
+  async #loadPrecedences(): Promise<void> {
+    if (this.#precedencesLoaded) return;
+    this.#precedencesLoaded = true;
+    const state = await this.#o.storage.read(this.#key);
+    for (const [id, rec] of Object.entries(state.inbox)) this.#rememberPrecedence(id, rec.header.precedence);
+    for (const [id, rec] of Object.entries(state.sent)) this.#rememberPrecedence(id, rec.header.precedence);
+    for (const item of Object.values(state.outbox)) if (item.kind === 'envelope') this.#rememberPrecedence(item.id, item.draft.precedence);
   }
 
   async #onDeliver(frame: DeliverFrame): Promise<void> {
@@ -870,6 +993,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       return true;
     });
     if (!isNew) return;
+    this.#rememberPrecedence(h.id, h.precedence);
     this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
     if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);

@@ -9,7 +9,7 @@ import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
-import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, Precedence } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from './fake-relay.js';
@@ -66,6 +66,11 @@ async function connect(s: Setup, client: HotlineClient, index: number): Promise<
   return sock;
 }
 
+/** Wait until the client acknowledged every one of these cursors (each is acknowledged by itself). */
+async function acked(sock: FakeSocket, cursors: readonly number[]): Promise<void> {
+  await Promise.all(cursors.map((c) => sock.waitFor('ack', (f) => f.cursor === c)));
+}
+
 /** Push an event frame and wait for it: everything pushed before it has then been processed. */
 async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): Promise<void> {
   const seen = next(client, 'event');
@@ -73,15 +78,20 @@ async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): 
   await seen;
 }
 
-async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认收到'): Promise<Envelope> {
+async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认收到', precedence: Precedence = 'FLASH'): Promise<Envelope> {
+  return sealFrom(s, s.d.devices.cnOp, 'jp-mod', seq, body, precedence);
+}
+
+async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence): Promise<Envelope> {
   const dir = Object.values(s.d.devices).map((x) => x.certificate.cert);
+  const from = sender.certificate.cert;
   return sealEnvelope({
-    sender: s.d.devices.cnOp,
-    to: 'jp-mod',
-    precedence: 'FLASH',
+    sender,
+    to,
+    precedence,
     seq,
     sentAt: s.clock.now(),
-    recipients: expectedRecipients(dir, { party: 'cn-mnd', device: 'cn-op-1' }, 'jp-mod'),
+    recipients: expectedRecipients(dir, { party: from.party, device: from.device }, to),
     plaintext: { body, lang: 'zh' },
   });
 }
@@ -375,7 +385,7 @@ describe('HotlineClient inbox', () => {
     const messages: unknown[] = [];
     client.on('message', (m) => messages.push(m));
     const good = await sealFromChina(s, 5);
-    const forged: Envelope = { ...good, header: { ...good.header, precedence: 'ROUTINE' } };
+    const forged: Envelope = { ...good, header: { ...good.header, sentAt: good.header.sentAt + 1 } };
     sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: 0 });
     sock.push({ t: 'deliver', cursor: 2, envelope: good, acceptedAt: 0 });
     sock.push({ t: 'deliver', cursor: 3, envelope: await sealFromChina(s, 5, 'replayed seq'), acceptedAt: 0 });
@@ -471,5 +481,98 @@ describe('HotlineClient trust', () => {
     const sock = await connect(s, client, 0);
     expect(sock.url).toBe('ws://relay.test/v1/link');
     expect(sock.protocols).toEqual(['hotline.v1', 'bearer.token-1']);
+  });
+});
+
+describe('HotlineClient precedence', () => {
+  it('handles a FLASH that arrives behind 200 ROUTINE in one burst first: its message and its delivered receipt come first, every message exactly once', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const messages: HotlineClientEvents['message'][] = [];
+    client.on('message', (m) => messages.push(m));
+    const routine = [];
+    for (let seq = 1; seq <= 200; seq++) routine.push(await sealFromChina(s, seq, `routine ${seq}`, 'ROUTINE'));
+    const flash = await sealFromChina(s, 201, '至急', 'FLASH');
+    routine.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
+    sock.push({ t: 'deliver', cursor: 201, envelope: flash, acceptedAt: 0 });
+    await acked(sock, Array.from({ length: 201 }, (_, i) => i + 1));
+
+    expect(messages[0]!.header.id).toBe(flash.header.id);
+    const receipts = sock.sent.filter((f) => f.t === 'receipt');
+    expect(receipts[0]!.t === 'receipt' && receipts[0]!.receipt.receipt.messageId).toBe(flash.header.id);
+    expect(sock.sent.find((f) => f.t === 'ack')).toEqual({ t: 'ack', cursor: 201 });
+    // Exactly once each, and the ROUTINE ones in their sender's order.
+    expect(messages).toHaveLength(201);
+    expect(receipts).toHaveLength(201);
+    expect(messages.slice(1).map((m) => m.header.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(sock.count('ack')).toBe(201);
+  }, 60_000);
+
+  it('keeps each sender’s order within one precedence, while a higher precedence overtakes', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.plaintext.body));
+    // China's operator and a Japanese colleague (whose messages to China this device gets a copy of).
+    const burst = [
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 1, 'cn r1', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 1, 'jp r1', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 2, 'cn r2', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 3, 'cn p3', 'PRIORITY'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 2, 'jp r2', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 3, 'jp i3', 'IMMEDIATE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 4, 'cn r4', 'ROUTINE'),
+    ];
+    burst.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
+    await acked(sock, [1, 2, 3, 4, 5, 6, 7]);
+    expect(got).toEqual(['jp i3', 'cn p3', 'cn r1', 'jp r1', 'cn r2', 'jp r2', 'cn r4']);
+  });
+
+  it('transmits the outbox FLASH first, then by precedence and in the order queued, after a reconnect', async () => {
+    const s = await setup();
+    const client = s.make();
+    const s0 = await connect(s, client, 0);
+    const gone = next(client, 'disconnected');
+    s0.drop(1006);
+    const { retryInMs } = await gone;
+    const ids: Record<string, string> = {};
+    for (const [name, precedence] of [['r1', 'ROUTINE'], ['p', 'PRIORITY'], ['r2', 'ROUTINE'], ['f', 'FLASH'], ['r3', 'ROUTINE']] as const) {
+      ids[(await client.send({ to: 'cn-mnd', precedence, body: name })).id] = name;
+    }
+    s.clock.advance(retryInMs!);
+    const s1 = await s.relay.socket(1);
+    s1.accept('jp-mod', 'jp-op-1');
+    await s1.waitFor('envelope', (f) => ids[f.envelope.header.id] === 'r3');
+    expect(s1.sent.map((f) => f.t === 'envelope' && ids[f.envelope.header.id])).toEqual(['f', 'p', 'r1', 'r2', 'r3']);
+  });
+
+  it('accepts a seq below the highest seen once (within the replay window), and refuses it again and below the window', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.code));
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.plaintext.body));
+    const deliver = async (cursor: number, envelope: Envelope) => {
+      sock.push({ t: 'deliver', cursor, envelope, acceptedAt: 0 });
+      await acked(sock, [cursor]);
+    };
+    await deliver(1, await sealFromChina(s, 10, 'flash 10', 'FLASH'));
+    await deliver(2, await sealFromChina(s, 7, 'routine 7', 'ROUTINE'));
+    await deliver(3, await sealFromChina(s, 7, 'routine 7 again', 'ROUTINE'));
+    await deliver(4, await sealFromChina(s, 9, 'routine 9', 'ROUTINE'));
+    expect(got).toEqual(['flash 10', 'routine 7', 'routine 9']);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_REPLAY']);
+    expect((await storage.read('jp-mod/jp-op-1')).peerSeq['cn-mnd/cn-op-1']).toEqual({ high: 10, missing: [[1, 6], [8, 8]] });
+
+    await deliver(5, await sealFromChina(s, 5000, 'flash 5000', 'FLASH'));
+    await deliver(6, await sealFromChina(s, 904, 'below the window', 'ROUTINE'));
+    await deliver(7, await sealFromChina(s, 905, 'just inside the window', 'ROUTINE'));
+    expect(got.slice(3)).toEqual(['flash 5000', 'just inside the window']);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_REPLAY', 'HL_ERR_ENVELOPE_REPLAY']);
   });
 });
