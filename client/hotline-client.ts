@@ -109,6 +109,12 @@ function yieldToEventLoop(): Promise<void> {
   });
 }
 
+type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
+
+function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
+  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
+}
+
 /**
  * Parse one frame from the relay (attacker-controlled text): JSON, then the frame schema. The one
  * place the client parses frames, so that it can move to a shared codec in one line.
@@ -802,16 +808,29 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.#transmit(item);
   }
 
-  async #onAccepted(id: string, hash: string, at: number): Promise<void> {
+  /**
+   * The relay's `accepted` and `receipt-accepted` for several outbox items, stored in one update:
+   * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
+   */
+  async #onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
     await this.#o.storage.update(this.#key, (s) => {
-      const key = `e:${id}`;
-      const item = s.outbox[key];
-      if (item?.kind !== 'envelope') return;
-      delete s.outbox[key];
-      s.sent[id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
-      s.sent[id].acceptedAt = at;
+      for (const f of frames) {
+        if (f.t === 'receipt-accepted') {
+          delete s.outbox[`r:${f.messageId}:${f.kind}`];
+          continue;
+        }
+        const key = `e:${f.id}`;
+        const item = s.outbox[key];
+        if (item?.kind !== 'envelope') continue;
+        delete s.outbox[key];
+        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
+        s.sent[f.id]!.acceptedAt = f.at;
+      }
     });
-    this.emit('accepted', { id, envelopeHash: hash, at });
+    for (const f of frames) {
+      if (f.t === 'accepted') this.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
+      else this.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
+    }
   }
 
   async #onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
@@ -879,7 +898,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
           return;
         }
         try {
-          await this.#onFrame(frame);
+          if (isAnswer(frame)) {
+            // A run of answers (ranked together, ahead of the mailbox) is stored in one update.
+            const run = [frame];
+            while (n + run.length < FRAME_BATCH && isAnswer(this.#incoming.peek())) run.push(this.#incoming.shift() as AnswerFrame);
+            n += run.length - 1;
+            await this.#onAnswers(run);
+          } else {
+            await this.#onFrame(frame);
+          }
         } catch (err) {
           this.#report(toHotlineError(err));
         }
@@ -902,13 +929,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.#startTestAgent();
         return;
       case 'accepted':
-        await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
-        return;
       case 'receipt-accepted':
-        await this.#o.storage.update(this.#key, (s) => {
-          delete s.outbox[`r:${frame.messageId}:${frame.kind}`];
-        });
-        this.emit('receipt-accepted', { messageId: frame.messageId, kind: frame.kind, at: frame.at });
+        await this.#onAnswers([frame]);
         return;
       case 'error':
         await this.#onRefused(frame.code, frame.message, frame.ref);

@@ -29,6 +29,11 @@ export class RankQueue<T> {
     }
   }
 
+  /** The first item, left in place; undefined when empty. */
+  peek(): T | undefined {
+    return this.#heap[0]?.item;
+  }
+
   /** The first item (lowest rank, then earliest pushed), removed; undefined when empty. */
   shift(): T | undefined {
     const h = this.#heap;

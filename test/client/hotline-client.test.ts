@@ -237,6 +237,29 @@ describe('HotlineClient outbox', () => {
     expect(sock.count('envelope')).toBe(2);
   });
 
+  it('stores a run of accepted answers in one update, and emits each', async () => {
+    const s = await setup();
+    const inner = new MemoryStorage();
+    let updates = 0;
+    const counting: ClientStorage = { read: (dev) => inner.read(dev), update: (dev, mutate) => (updates++, inner.update(dev, mutate)) };
+    const client = s.make(s.d.devices.jpOp, counting);
+    const sock = await connect(s, client, 0);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: `m${i}` })).id);
+    const frames = await Promise.all(ids.map((id) => sock.waitFor('envelope', (f) => f.envelope.header.id === id)));
+    const before = updates;
+    const accepted: string[] = [];
+    client.on('accepted', (a) => accepted.push(a.id));
+    const last = next(client, 'accepted', (a) => a.id === ids[4]);
+    frames.forEach((f, i) => sock.push({ t: 'accepted', id: ids[i]!, envelopeHash: envelopeHash(f.envelope.header), at: 7 }));
+    await last;
+    expect(updates - before).toBe(1);
+    expect(accepted).toEqual(ids);
+    const state = await inner.read('jp-mod/jp-op-1');
+    expect(state.outbox).toEqual({});
+    expect(ids.map((id) => state.sent[id]?.acceptedAt)).toEqual([7, 7, 7, 7, 7]);
+  });
+
   it('keeps an envelope refused for a transient reason in the outbox', async () => {
     const s = await setup();
     const storage = new MemoryStorage();
