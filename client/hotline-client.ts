@@ -8,6 +8,7 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.
 import { assertSchema, parseJson } from '../shared/protocol/validate.js';
 import {
   PRECEDENCES,
+  RECEIPT_KINDS,
   type Agreement,
   type DeviceCertBody,
   type DeviceCertificate,
@@ -37,7 +38,9 @@ import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier 
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
-import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
+import { RankQueue } from './rank-queue.js';
+import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
+import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -72,6 +75,53 @@ export interface WebSocketLike {
 export type WebSocketConstructorLike = new (url: string, protocols: string[]) => WebSocketLike;
 
 const WS_OPEN = 1;
+
+/**
+ * Rank of a precedence: lower goes first (PROTOCOL.md "Delivery order"). The client handles
+ * incoming frames and transmits its outbox in this order, as the relay delivers.
+ */
+const RANK: Record<Precedence, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
+/** The hello and the answers to this device's own frames: cheap, and ahead of every mailbox item. */
+const CONTROL_RANK = -1;
+/**
+ * Bounds of one batch of incoming frames; between batches the client yields to the event loop, so
+ * a burst of deliveries neither blocks the page or process nor keeps a FLASH read later waiting
+ * behind the rest of the burst.
+ */
+const FRAME_BATCH = 16;
+const FRAME_BATCH_MS = 10;
+/** Precedences remembered per message id, to rank receipts and the outbox (the oldest dropped first). */
+const MAX_PRECEDENCES = 20_000;
+
+/**
+ * Let the event loop run (timers, I/O, paint) before going on: setImmediate in Node, a
+ * MessageChannel task in a browser (setTimeout(0) is clamped to 4 ms there once nested).
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
+
+function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
+  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
+}
+
+/**
+ * Parse one frame from the relay (attacker-controlled text): JSON, then the frame schema. The one
+ * place the client parses frames, so that it can move to a shared codec in one line.
+ */
+function parseServerFrame(text: string): ServerFrame {
+  return assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Options and events
@@ -305,7 +355,13 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #directoryLoaded = false;
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
-  #frames: Promise<void> = Promise.resolve();
+  /** Incoming frames not handled yet, by rank then arrival. */
+  #incoming = new RankQueue<ServerFrame>();
+  /** The running drain of {@link #incoming}, if any. */
+  #draining: Promise<void> | undefined;
+  /** Precedence per message id (sent, received, queued), to rank receipts and outbox items. */
+  #precedenceOf = new Map<string, Precedence>();
+  #precedencesLoaded = false;
   #compose: Promise<unknown> = Promise.resolve();
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
   #testTimer: unknown;
@@ -365,7 +421,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
-    await this.#frames;
+    // Frames not handled yet are dropped: nothing of them was acknowledged, so the relay sends them again.
+    this.#incoming.remove(() => true);
+    await this.#draining;
     await this.#compose.catch(() => undefined);
     await this.#cosignQueue;
   }
@@ -409,11 +467,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     };
     await this.#ensureDirectoryLoaded();
     const id = randomId();
-    const envelope = await this.#seal(id, draft);
-    const item: OutboxEnvelope = { kind: 'envelope', id, draft, envelope, composedAt: this.#clock.now(), resealed: 0 };
-    await this.#o.storage.update(this.#key, (s) => {
-      s.outbox.push(item);
-    });
+    const item = await this.#sealAndStore({ id, draft, composedAt: this.#clock.now(), resealed: 0 });
+    this.#rememberPrecedence(id, precedence);
     this.#transmit(item);
     return { id };
   }
@@ -434,7 +489,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#clock.now());
     const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
     await this.#o.storage.update(this.#key, (s) => {
-      s.outbox.push(item);
+      s.outbox[outboxKey(item)] = item;
       const r = s.inbox[messageId];
       if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
     });
@@ -502,6 +557,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       await this.#ensureToken();
       await this.#ensureDirectoryLoaded();
       await this.refreshDirectory();
+      await this.#loadPrecedences();
       if (!this.#running) return;
       const url = this.#baseUrl.replace(/^http/, 'ws') + '/v1/link';
       // The token travels as a subprotocol, never in the URL (URLs end up in logs).
@@ -527,7 +583,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     };
     ws.onmessage = (ev) => {
       const text = typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data as Uint8Array);
-      this.#frames = this.#frames.then(() => this.#onFrame(text)).catch((err: unknown) => this.#report(toHotlineError(err)));
+      let frame: ServerFrame;
+      try {
+        frame = parseServerFrame(text);
+      } catch (err) {
+        this.#report(toHotlineError(err));
+        return;
+      }
+      this.#incoming.push(this.#rankOf(frame), frame);
+      this.#draining ??= this.#drain();
     };
     ws.onerror = () => {
       /* the close event follows and carries what can be known */
@@ -678,14 +742,34 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   // -------------------------------------------------------------------------------------------
   // Outbox
 
-  async #seal(id: string, draft: SendDraft): Promise<Envelope> {
+  /**
+   * Seal `item.draft` with the next seq and store the seq and the outbox item in one update (a new
+   * item, or a reseal replacing the one under the same key). The envelope leaves this device only
+   * after that update, so a crash never reuses a seq that was sent; a seq sealed but not stored was
+   * never sent and may be used again. Another process on the same device may take the seq meanwhile:
+   * then it is sealed again with the next one (the lock makes the check and the store one step).
+   */
+  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<OutboxEnvelope> {
+    for (let attempt = 0; ; attempt++) {
+      const seq = (await this.#o.storage.read(this.#key)).lastSeq + 1;
+      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: await this.#seal(item.id, item.draft, seq) };
+      const stored = await this.#o.storage.update(this.#key, (s) => {
+        if (s.lastSeq >= seq) return false;
+        s.lastSeq = seq;
+        s.outbox[outboxKey(next)] = next;
+        return true;
+      });
+      if (stored) return next;
+      if (attempt >= 10) throw new HotlineError('HL_ERR_STORE_FAILED', `another process keeps taking the seqs of ${this.#key}`);
+    }
+  }
+
+  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
     const recipients = expectedRecipients(this.directory(), this.me, draft.to);
     if (recipients.length === 0) {
       throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
     }
     this.#o.approveRecipients?.(recipients, draft);
-    // The seq is stored before sealing: a crash after this point skips a number, never reuses one.
-    const seq = await this.#o.storage.update(this.#key, (s) => ++s.lastSeq);
     return sealEnvelope({
       sender: this.#o.device,
       id,
@@ -703,7 +787,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   #transmit(item: OutboxItem): void {
     if (!this.connected) return;
-    const k = item.kind === 'envelope' ? `e:${item.id}:${item.envelope.header.seq}` : `r:${item.messageId}:${item.receiptKind}`;
+    // A resealed envelope (same key, new seq) goes again.
+    const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
     if (this.#sentOnThisConnection.has(k)) return;
     this.#sentOnThisConnection.add(k);
     this.#write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
@@ -714,26 +799,44 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
   }
 
+  /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
   async #flushOutbox(): Promise<void> {
     const state = await this.#o.storage.read(this.#key);
-    for (const item of state.outbox) this.#transmit(item);
+    const rank = (item: OutboxItem) =>
+      RANK[item.kind === 'envelope' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#precedenceOf.get(item.messageId) ?? 'ROUTINE')];
+    // Array sort is stable: within one rank the outbox's order (queued order) stays.
+    for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.#transmit(item);
   }
 
-  async #onAccepted(id: string, hash: string, at: number): Promise<void> {
+  /**
+   * The relay's `accepted` and `receipt-accepted` for several outbox items, stored in one update:
+   * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
+   */
+  async #onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
     await this.#o.storage.update(this.#key, (s) => {
-      const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === id);
-      if (i < 0) return;
-      const item = s.outbox[i] as OutboxEnvelope;
-      s.outbox.splice(i, 1);
-      s.sent[id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
-      s.sent[id].acceptedAt = at;
+      for (const f of frames) {
+        if (f.t === 'receipt-accepted') {
+          delete s.outbox[`r:${f.messageId}:${f.kind}`];
+          continue;
+        }
+        const key = `e:${f.id}`;
+        const item = s.outbox[key];
+        if (item?.kind !== 'envelope') continue;
+        delete s.outbox[key];
+        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
+        s.sent[f.id]!.acceptedAt = f.at;
+      }
     });
-    this.emit('accepted', { id, envelopeHash: hash, at });
+    for (const f of frames) {
+      if (f.t === 'accepted') this.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
+      else this.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
+    }
   }
 
   async #onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
     const state = await this.#o.storage.read(this.#key);
-    const item = ref === undefined ? undefined : state.outbox.find((x): x is OutboxEnvelope => x.kind === 'envelope' && x.id === ref);
+    const found = ref === undefined ? undefined : state.outbox[`e:${ref}`];
+    const item = found?.kind === 'envelope' ? found : undefined;
     if (item && TRANSIENT_CODES.has(code)) {
       this.#report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
       return;
@@ -743,37 +846,75 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
       try {
         if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.refreshDirectory();
-        const resealed = await this.#compose.then(() => this.#seal(item.id, item.draft));
-        const next: OutboxEnvelope = { ...item, envelope: resealed, resealed: item.resealed + 1 };
-        await this.#o.storage.update(this.#key, (s) => {
-          const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === item.id);
-          if (i >= 0) s.outbox[i] = next;
-        });
+        const { kind: _kind, envelope: _old, ...rest } = item;
+        const next = await this.#compose.then(() => this.#sealAndStore({ ...rest, resealed: item.resealed + 1 }));
         this.#transmit(next);
         return;
       } catch (err) {
         this.#report(toHotlineError(err));
       }
     }
-    await this.#o.storage.update(this.#key, (s) => {
-      s.outbox = s.outbox.filter((x) =>
-        x.kind === 'envelope' ? x.id !== ref : !(x.messageId === ref && code.startsWith('HL_ERR_RECEIPT_')),
-      );
-    });
+    if (ref !== undefined) {
+      await this.#o.storage.update(this.#key, (s) => {
+        delete s.outbox[`e:${ref}`];
+        if (code.startsWith('HL_ERR_RECEIPT_')) for (const kind of RECEIPT_KINDS) delete s.outbox[`r:${ref}:${kind}`];
+      });
+    }
     this.emit('refused', ref === undefined ? { code, message } : { code, message, ref });
   }
 
   // -------------------------------------------------------------------------------------------
-  // Incoming frames (processed one at a time, in order)
+  // Incoming frames: one at a time, highest rank first, in bounded batches
 
-  async #onFrame(text: string): Promise<void> {
-    let frame: ServerFrame;
-    try {
-      frame = assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
-    } catch (err) {
-      this.#report(toHotlineError(err));
-      return;
+  #rankOf(frame: ServerFrame): number {
+    switch (frame.t) {
+      case 'deliver':
+        return RANK[frame.envelope.header.precedence];
+      case 'receipt':
+        // A receipt goes with its message; one for a message unknown here goes last.
+        return RANK[this.#precedenceOf.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
+      case 'event':
+        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
+      default:
+        return CONTROL_RANK;
     }
+  }
+
+  /**
+   * Handle queued frames until none is left. It starts after a yield, so that every frame of the
+   * socket reads at hand is queued (and ranked) first: ws and browsers hand over all messages of
+   * one read synchronously. Each frame is taken from the queue only when the one before is done,
+   * so a FLASH that arrives meanwhile is next.
+   */
+  async #drain(): Promise<void> {
+    for (;;) {
+      await yieldToEventLoop();
+      const started = Date.now();
+      for (let n = 0; n < FRAME_BATCH && Date.now() - started < FRAME_BATCH_MS; n++) {
+        const frame = this.#incoming.shift();
+        if (frame === undefined) {
+          // Checked and cleared in one step: a frame queued after this starts a new drain.
+          this.#draining = undefined;
+          return;
+        }
+        try {
+          if (isAnswer(frame)) {
+            // A run of answers (ranked together, ahead of the mailbox) is stored in one update.
+            const run = [frame];
+            while (n + run.length < FRAME_BATCH && isAnswer(this.#incoming.peek())) run.push(this.#incoming.shift() as AnswerFrame);
+            n += run.length - 1;
+            await this.#onAnswers(run);
+          } else {
+            await this.#onFrame(frame);
+          }
+        } catch (err) {
+          this.#report(toHotlineError(err));
+        }
+      }
+    }
+  }
+
+  async #onFrame(frame: ServerFrame): Promise<void> {
     switch (frame.t) {
       case 'hello':
         this.#helloReceived = true;
@@ -788,13 +929,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.#startTestAgent();
         return;
       case 'accepted':
-        await this.#onAccepted(frame.id, frame.envelopeHash, frame.at);
-        return;
       case 'receipt-accepted':
-        await this.#o.storage.update(this.#key, (s) => {
-          s.outbox = s.outbox.filter((x) => !(x.kind === 'receipt' && x.messageId === frame.messageId && x.receiptKind === frame.kind));
-        });
-        this.emit('receipt-accepted', { messageId: frame.messageId, kind: frame.kind, at: frame.at });
+        await this.#onAnswers([frame]);
         return;
       case 'error':
         await this.#onRefused(frame.code, frame.message, frame.ref);
@@ -802,18 +938,44 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       case 'deliver':
         if (!this.#consume) return;
         await this.#onDeliver(frame);
-        this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
       case 'receipt':
         await this.#onReceipt(frame);
-        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
       case 'event':
         this.emit('event', frame.event);
         this.#emitTyped(frame.event);
-        if (this.#consume) this.#write({ t: 'ack', cursor: frame.cursor });
+        this.#ack(frame.cursor);
         return;
     }
+  }
+
+  /**
+   * Acknowledge exactly the item with this cursor (PROTOCOL.md "Ack"): items are handled by rank,
+   * not in cursor order, so one ack must not cover the items below it. One frame per item until the
+   * relay's schema takes `cursors` (several at once).
+   */
+  #ack(cursor: number): void {
+    if (this.#consume) this.#write({ t: 'ack', cursor });
+  }
+
+  /** Remember a message's precedence for ranking; bounded, the oldest forgotten first. */
+  #rememberPrecedence(id: string, precedence: Precedence): void {
+    this.#precedenceOf.delete(id);
+    this.#precedenceOf.set(id, precedence);
+    if (this.#precedenceOf.size > MAX_PRECEDENCES) this.#precedenceOf.delete(this.#precedenceOf.keys().next().value!);
+  }
+
+  /** Once per client: the precedences of the messages the stored state knows. */
+  async #loadPrecedences(): Promise<void> {
+    if (this.#precedencesLoaded) return;
+    this.#precedencesLoaded = true;
+    const state = await this.#o.storage.read(this.#key);
+    for (const [id, rec] of Object.entries(state.inbox)) this.#rememberPrecedence(id, rec.header.precedence);
+    for (const [id, rec] of Object.entries(state.sent)) this.#rememberPrecedence(id, rec.header.precedence);
+    for (const item of Object.values(state.outbox)) if (item.kind === 'envelope') this.#rememberPrecedence(item.id, item.draft.precedence);
   }
 
   async #onDeliver(frame: DeliverFrame): Promise<void> {
@@ -832,8 +994,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     try {
       const senderCert = await this.#certFor(h.from);
       opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
-      if ((state.peerSeq[senderKey] ?? 0) >= h.seq) {
-        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen`);
+      if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
+        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }
     } catch (err) {
       // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
@@ -845,13 +1007,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const answer = h.to === this.me.party && this.me.role === 'operator';
     const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#clock.now()) : undefined;
     const isNew = await this.#o.storage.update(this.#key, (s) => {
-      if (s.inbox[h.id]) return false;
+      // Checked again against the latest state: another process on this device may have taken it.
+      if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
       s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now() };
-      s.peerSeq[senderKey] = Math.max(s.peerSeq[senderKey] ?? 0, h.seq);
-      if (receipt) s.outbox.push({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+      s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
+      if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
     });
     if (!isNew) return;
+    this.#rememberPrecedence(h.id, h.precedence);
     this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
     if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);

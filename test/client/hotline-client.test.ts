@@ -9,7 +9,7 @@ import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
-import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, Precedence } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from './fake-relay.js';
@@ -66,6 +66,11 @@ async function connect(s: Setup, client: HotlineClient, index: number): Promise<
   return sock;
 }
 
+/** Wait until the client acknowledged every one of these cursors (each is acknowledged by itself). */
+async function acked(sock: FakeSocket, cursors: readonly number[]): Promise<void> {
+  await Promise.all(cursors.map((c) => sock.waitFor('ack', (f) => f.cursor === c)));
+}
+
 /** Push an event frame and wait for it: everything pushed before it has then been processed. */
 async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): Promise<void> {
   const seen = next(client, 'event');
@@ -73,15 +78,20 @@ async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): 
   await seen;
 }
 
-async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认收到'): Promise<Envelope> {
+async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认收到', precedence: Precedence = 'FLASH'): Promise<Envelope> {
+  return sealFrom(s, s.d.devices.cnOp, 'jp-mod', seq, body, precedence);
+}
+
+async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence): Promise<Envelope> {
   const dir = Object.values(s.d.devices).map((x) => x.certificate.cert);
+  const from = sender.certificate.cert;
   return sealEnvelope({
-    sender: s.d.devices.cnOp,
-    to: 'jp-mod',
-    precedence: 'FLASH',
+    sender,
+    to,
+    precedence,
     seq,
     sentAt: s.clock.now(),
-    recipients: expectedRecipients(dir, { party: 'cn-mnd', device: 'cn-op-1' }, 'jp-mod'),
+    recipients: expectedRecipients(dir, { party: from.party, device: from.device }, to),
     plaintext: { body, lang: 'zh' },
   });
 }
@@ -147,7 +157,7 @@ describe('HotlineClient outbox', () => {
 
     const { id } = await client.send({ to: 'cn-mnd', precedence: 'flash', body: '至急：受領を確認されたい', lang: 'ja' });
     expect(s0.count('envelope')).toBe(0);
-    expect((await storage.read('jp-mod/jp-op-1')).outbox).toHaveLength(1);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual({ [`e:${id}`]: expect.anything() });
 
     const back = next(client, 'connected');
     s.clock.advance(retryInMs!);
@@ -163,7 +173,7 @@ describe('HotlineClient outbox', () => {
     await settle(client, s1, 1);
     expect(s1.count('envelope')).toBe(1);
     const state = await storage.read('jp-mod/jp-op-1');
-    expect(state.outbox).toEqual([]);
+    expect(state.outbox).toEqual({});
     expect(state.sent[id]?.acceptedAt).toBe(s.clock.now());
 
     const gone2 = next(client, 'disconnected');
@@ -192,7 +202,7 @@ describe('HotlineClient outbox', () => {
     const accepted = next(second, 'accepted');
     s1.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: s.clock.now() });
     await accepted;
-    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual({});
   });
 
   it('refuses to send from a device that is not an operator, and to a party outside the agreement', async () => {
@@ -223,8 +233,31 @@ describe('HotlineClient outbox', () => {
     const refused = next(client, 'refused');
     sock.push({ t: 'error', code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: 'recipients differ', ref: id });
     expect(await refused).toMatchObject({ code: 'HL_ERR_ENVELOPE_RECIPIENTS', ref: id });
-    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual({});
     expect(sock.count('envelope')).toBe(2);
+  });
+
+  it('stores a run of accepted answers in one update, and emits each', async () => {
+    const s = await setup();
+    const inner = new MemoryStorage();
+    let updates = 0;
+    const counting: ClientStorage = { read: (dev) => inner.read(dev), update: (dev, mutate) => (updates++, inner.update(dev, mutate)) };
+    const client = s.make(s.d.devices.jpOp, counting);
+    const sock = await connect(s, client, 0);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: `m${i}` })).id);
+    const frames = await Promise.all(ids.map((id) => sock.waitFor('envelope', (f) => f.envelope.header.id === id)));
+    const before = updates;
+    const accepted: string[] = [];
+    client.on('accepted', (a) => accepted.push(a.id));
+    const last = next(client, 'accepted', (a) => a.id === ids[4]);
+    frames.forEach((f, i) => sock.push({ t: 'accepted', id: ids[i]!, envelopeHash: envelopeHash(f.envelope.header), at: 7 }));
+    await last;
+    expect(updates - before).toBe(1);
+    expect(accepted).toEqual(ids);
+    const state = await inner.read('jp-mod/jp-op-1');
+    expect(state.outbox).toEqual({});
+    expect(ids.map((id) => state.sent[id]?.acceptedAt)).toEqual([7, 7, 7, 7, 7]);
   });
 
   it('keeps an envelope refused for a transient reason in the outbox', async () => {
@@ -237,28 +270,55 @@ describe('HotlineClient outbox', () => {
     const err = next(client, 'error');
     sock.push({ t: 'error', code: 'HL_ERR_STORE_FAILED', message: 'disk', ref: id });
     expect((await err).code).toBe('HL_ERR_STORE_FAILED');
-    expect((await storage.read('jp-mod/jp-op-1')).outbox.map((x) => x.kind === 'envelope' && x.id)).toEqual([id]);
+    expect(Object.values((await storage.read('jp-mod/jp-op-1')).outbox).map((x) => x.kind === 'envelope' && x.id)).toEqual([id]);
   });
 });
 
 describe('HotlineClient seq', () => {
-  it('allocates seq durably before sealing: a seal that fails after allocation never lets its seq be reused, nor does a restart', async () => {
+  it('stores the seq in the same update as its envelope: a seal that fails uses up nothing, and a restart continues above every stored seq', async () => {
     const s = await setup();
     const path = join(tempDir(), 'state.json');
     const a = s.make(s.d.devices.jpOp, new FileStorage(path));
     const sock = await connect(s, a, 0);
     await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'one' });
-    // 40,000 three-byte characters encrypt to more than the envelope limit: sealing fails after the seq was taken.
+    // 40,000 three-byte characters encrypt to more than the envelope limit: the seal fails, nothing was sent with its seq.
     await expect(a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: '至'.repeat(40_000) })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_TOO_LARGE' });
     await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'three' });
-    const seqs = async () => (await new FileStorage(path).read('jp-mod/jp-op-1')).outbox.map((x) => (x.kind === 'envelope' ? x.envelope.header.seq : 0));
-    expect(await seqs()).toEqual([1, 3]);
-    expect(sock.count('envelope')).toBe(2);
+    const seqs = async () => Object.values((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).map((x) => (x.kind === 'envelope' ? x.envelope.header.seq : 0));
+    expect(await seqs()).toEqual([1, 2]);
+    expect(sock.sent.map((f) => f.t === 'envelope' && f.envelope.header.seq)).toEqual([1, 2]);
     await a.stop();
 
     const b = s.make(s.d.devices.jpOp, new FileStorage(path));
     await b.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'four' });
-    expect(await seqs()).toEqual([1, 3, 4]);
+    expect(await seqs()).toEqual([1, 2, 3]);
+  });
+
+  it('seals again with the next seq when another process on the device took the seq while it was sealing', async () => {
+    const s = await setup();
+    const inner = new MemoryStorage();
+    let armed = false;
+    let raced = false;
+    // Once armed, another process's update lands between this client's read of lastSeq and its own update.
+    const racing: ClientStorage = {
+      read: (device) => inner.read(device),
+      update: async (device, mutate) => {
+        if (armed && !raced) {
+          raced = true;
+          await inner.update(device, (st) => void (st.lastSeq = 1));
+        }
+        return inner.update(device, mutate);
+      },
+    };
+    const client = s.make(s.d.devices.jpOp, racing);
+    const sock = await connect(s, client, 0);
+    armed = true;
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'x' });
+    expect(raced).toBe(true);
+    const f = await sock.waitFor('envelope');
+    expect(f.envelope.header).toMatchObject({ id, seq: 2 });
+    expect(sock.count('envelope')).toBe(1);
+    expect((await inner.read('jp-mod/jp-op-1')).lastSeq).toBe(2);
   });
 
   it('sends concurrent sends in seq order', async () => {
@@ -322,7 +382,7 @@ describe('HotlineClient inbox', () => {
     sock.push({ t: 'receipt-accepted', messageId: env.header.id, kind: 'acknowledged', at: 1 });
     await ok;
     const state = await storage.read('jp-mod/jp-op-1');
-    expect(state.outbox.map((x) => x.kind === 'receipt' && x.receiptKind)).toEqual(['delivered']);
+    expect(Object.values(state.outbox).map((x) => x.kind === 'receipt' && x.receiptKind)).toEqual(['delivered']);
     expect(state.inbox[env.header.id]?.acknowledgedAt).toBeTypeOf('number');
     await expect(client.acknowledge('0'.repeat(32))).rejects.toMatchObject({ code: 'HL_ERR_RECEIPT_UNKNOWN_MESSAGE' });
   });
@@ -348,7 +408,7 @@ describe('HotlineClient inbox', () => {
     const messages: unknown[] = [];
     client.on('message', (m) => messages.push(m));
     const good = await sealFromChina(s, 5);
-    const forged: Envelope = { ...good, header: { ...good.header, precedence: 'ROUTINE' } };
+    const forged: Envelope = { ...good, header: { ...good.header, sentAt: good.header.sentAt + 1 } };
     sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: 0 });
     sock.push({ t: 'deliver', cursor: 2, envelope: good, acceptedAt: 0 });
     sock.push({ t: 'deliver', cursor: 3, envelope: await sealFromChina(s, 5, 'replayed seq'), acceptedAt: 0 });
@@ -444,5 +504,98 @@ describe('HotlineClient trust', () => {
     const sock = await connect(s, client, 0);
     expect(sock.url).toBe('ws://relay.test/v1/link');
     expect(sock.protocols).toEqual(['hotline.v1', 'bearer.token-1']);
+  });
+});
+
+describe('HotlineClient precedence', () => {
+  it('handles a FLASH that arrives behind 200 ROUTINE in one burst first: its message and its delivered receipt come first, every message exactly once', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const messages: HotlineClientEvents['message'][] = [];
+    client.on('message', (m) => messages.push(m));
+    const routine = [];
+    for (let seq = 1; seq <= 200; seq++) routine.push(await sealFromChina(s, seq, `routine ${seq}`, 'ROUTINE'));
+    const flash = await sealFromChina(s, 201, '至急', 'FLASH');
+    routine.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
+    sock.push({ t: 'deliver', cursor: 201, envelope: flash, acceptedAt: 0 });
+    await acked(sock, Array.from({ length: 201 }, (_, i) => i + 1));
+
+    expect(messages[0]!.header.id).toBe(flash.header.id);
+    const receipts = sock.sent.filter((f) => f.t === 'receipt');
+    expect(receipts[0]!.t === 'receipt' && receipts[0]!.receipt.receipt.messageId).toBe(flash.header.id);
+    expect(sock.sent.find((f) => f.t === 'ack')).toEqual({ t: 'ack', cursor: 201 });
+    // Exactly once each, and the ROUTINE ones in their sender's order.
+    expect(messages).toHaveLength(201);
+    expect(receipts).toHaveLength(201);
+    expect(messages.slice(1).map((m) => m.header.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(sock.count('ack')).toBe(201);
+  }, 60_000);
+
+  it('keeps each sender’s order within one precedence, while a higher precedence overtakes', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.plaintext.body));
+    // China's operator and a Japanese colleague (whose messages to China this device gets a copy of).
+    const burst = [
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 1, 'cn r1', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 1, 'jp r1', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 2, 'cn r2', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 3, 'cn p3', 'PRIORITY'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 2, 'jp r2', 'ROUTINE'),
+      await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 3, 'jp i3', 'IMMEDIATE'),
+      await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 4, 'cn r4', 'ROUTINE'),
+    ];
+    burst.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
+    await acked(sock, [1, 2, 3, 4, 5, 6, 7]);
+    expect(got).toEqual(['jp i3', 'cn p3', 'cn r1', 'jp r1', 'cn r2', 'jp r2', 'cn r4']);
+  });
+
+  it('transmits the outbox FLASH first, then by precedence and in the order queued, after a reconnect', async () => {
+    const s = await setup();
+    const client = s.make();
+    const s0 = await connect(s, client, 0);
+    const gone = next(client, 'disconnected');
+    s0.drop(1006);
+    const { retryInMs } = await gone;
+    const ids: Record<string, string> = {};
+    for (const [name, precedence] of [['r1', 'ROUTINE'], ['p', 'PRIORITY'], ['r2', 'ROUTINE'], ['f', 'FLASH'], ['r3', 'ROUTINE']] as const) {
+      ids[(await client.send({ to: 'cn-mnd', precedence, body: name })).id] = name;
+    }
+    s.clock.advance(retryInMs!);
+    const s1 = await s.relay.socket(1);
+    s1.accept('jp-mod', 'jp-op-1');
+    await s1.waitFor('envelope', (f) => ids[f.envelope.header.id] === 'r3');
+    expect(s1.sent.map((f) => f.t === 'envelope' && ids[f.envelope.header.id])).toEqual(['f', 'p', 'r1', 'r2', 'r3']);
+  });
+
+  it('accepts a seq below the highest seen once (within the replay window), and refuses it again and below the window', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.code));
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.plaintext.body));
+    const deliver = async (cursor: number, envelope: Envelope) => {
+      sock.push({ t: 'deliver', cursor, envelope, acceptedAt: 0 });
+      await acked(sock, [cursor]);
+    };
+    await deliver(1, await sealFromChina(s, 10, 'flash 10', 'FLASH'));
+    await deliver(2, await sealFromChina(s, 7, 'routine 7', 'ROUTINE'));
+    await deliver(3, await sealFromChina(s, 7, 'routine 7 again', 'ROUTINE'));
+    await deliver(4, await sealFromChina(s, 9, 'routine 9', 'ROUTINE'));
+    expect(got).toEqual(['flash 10', 'routine 7', 'routine 9']);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_REPLAY']);
+    expect((await storage.read('jp-mod/jp-op-1')).peerSeq['cn-mnd/cn-op-1']).toEqual({ high: 10, missing: [[1, 6], [8, 8]] });
+
+    await deliver(5, await sealFromChina(s, 5000, 'flash 5000', 'FLASH'));
+    await deliver(6, await sealFromChina(s, 904, 'below the window', 'ROUTINE'));
+    await deliver(7, await sealFromChina(s, 905, 'just inside the window', 'ROUTINE'));
+    expect(got.slice(3)).toEqual(['flash 5000', 'just inside the window']);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_REPLAY', 'HL_ERR_ENVELOPE_REPLAY']);
   });
 });

@@ -144,7 +144,7 @@ export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agre
 
 export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
   const rows: OutboxRow[] = [];
-  for (const item of state.outbox) {
+  for (const item of Object.values(state.outbox)) {
     if (item.kind !== 'envelope' || item.envelope.header.linkTest) continue;
     const d = agreement.deadlines[item.draft.precedence];
     rows.push({
