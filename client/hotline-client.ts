@@ -8,6 +8,7 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.
 import { assertSchema, parseJson } from '../shared/protocol/validate.js';
 import {
   PRECEDENCES,
+  RECEIPT_KINDS,
   type Agreement,
   type DeviceCertBody,
   type DeviceCertificate,
@@ -37,7 +38,8 @@ import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier 
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
-import type { ClientStorage, OutboxEnvelope, OutboxItem, SendDraft } from './storage/client-storage.js';
+import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
+import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -409,11 +411,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     };
     await this.#ensureDirectoryLoaded();
     const id = randomId();
-    const envelope = await this.#seal(id, draft);
-    const item: OutboxEnvelope = { kind: 'envelope', id, draft, envelope, composedAt: this.#clock.now(), resealed: 0 };
-    await this.#o.storage.update(this.#key, (s) => {
-      s.outbox.push(item);
-    });
+    const item = await this.#sealAndStore({ id, draft, composedAt: this.#clock.now(), resealed: 0 });
     this.#transmit(item);
     return { id };
   }
@@ -434,7 +432,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#clock.now());
     const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
     await this.#o.storage.update(this.#key, (s) => {
-      s.outbox.push(item);
+      s.outbox[outboxKey(item)] = item;
       const r = s.inbox[messageId];
       if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
     });
@@ -678,14 +676,34 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   // -------------------------------------------------------------------------------------------
   // Outbox
 
-  async #seal(id: string, draft: SendDraft): Promise<Envelope> {
+  /**
+   * Seal `item.draft` with the next seq and store the seq and the outbox item in one update (a new
+   * item, or a reseal replacing the one under the same key). The envelope leaves this device only
+   * after that update, so a crash never reuses a seq that was sent; a seq sealed but not stored was
+   * never sent and may be used again. Another process on the same device may take the seq meanwhile:
+   * then it is sealed again with the next one (the lock makes the check and the store one step).
+   */
+  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<OutboxEnvelope> {
+    for (let attempt = 0; ; attempt++) {
+      const seq = (await this.#o.storage.read(this.#key)).lastSeq + 1;
+      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: await this.#seal(item.id, item.draft, seq) };
+      const stored = await this.#o.storage.update(this.#key, (s) => {
+        if (s.lastSeq >= seq) return false;
+        s.lastSeq = seq;
+        s.outbox[outboxKey(next)] = next;
+        return true;
+      });
+      if (stored) return next;
+      if (attempt >= 10) throw new HotlineError('HL_ERR_STORE_FAILED', `another process keeps taking the seqs of ${this.#key}`);
+    }
+  }
+
+  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
     const recipients = expectedRecipients(this.directory(), this.me, draft.to);
     if (recipients.length === 0) {
       throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
     }
     this.#o.approveRecipients?.(recipients, draft);
-    // The seq is stored before sealing: a crash after this point skips a number, never reuses one.
-    const seq = await this.#o.storage.update(this.#key, (s) => ++s.lastSeq);
     return sealEnvelope({
       sender: this.#o.device,
       id,
@@ -703,7 +721,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   #transmit(item: OutboxItem): void {
     if (!this.connected) return;
-    const k = item.kind === 'envelope' ? `e:${item.id}:${item.envelope.header.seq}` : `r:${item.messageId}:${item.receiptKind}`;
+    // A resealed envelope (same key, new seq) goes again.
+    const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
     if (this.#sentOnThisConnection.has(k)) return;
     this.#sentOnThisConnection.add(k);
     this.#write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
@@ -716,15 +735,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   async #flushOutbox(): Promise<void> {
     const state = await this.#o.storage.read(this.#key);
-    for (const item of state.outbox) this.#transmit(item);
+    for (const item of Object.values(state.outbox)) this.#transmit(item);
   }
 
   async #onAccepted(id: string, hash: string, at: number): Promise<void> {
     await this.#o.storage.update(this.#key, (s) => {
-      const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === id);
-      if (i < 0) return;
-      const item = s.outbox[i] as OutboxEnvelope;
-      s.outbox.splice(i, 1);
+      const key = `e:${id}`;
+      const item = s.outbox[key];
+      if (item?.kind !== 'envelope') return;
+      delete s.outbox[key];
       s.sent[id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
       s.sent[id].acceptedAt = at;
     });
@@ -733,7 +752,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   async #onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
     const state = await this.#o.storage.read(this.#key);
-    const item = ref === undefined ? undefined : state.outbox.find((x): x is OutboxEnvelope => x.kind === 'envelope' && x.id === ref);
+    const found = ref === undefined ? undefined : state.outbox[`e:${ref}`];
+    const item = found?.kind === 'envelope' ? found : undefined;
     if (item && TRANSIENT_CODES.has(code)) {
       this.#report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
       return;
@@ -743,23 +763,20 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
       try {
         if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.refreshDirectory();
-        const resealed = await this.#compose.then(() => this.#seal(item.id, item.draft));
-        const next: OutboxEnvelope = { ...item, envelope: resealed, resealed: item.resealed + 1 };
-        await this.#o.storage.update(this.#key, (s) => {
-          const i = s.outbox.findIndex((x) => x.kind === 'envelope' && x.id === item.id);
-          if (i >= 0) s.outbox[i] = next;
-        });
+        const { kind: _kind, envelope: _old, ...rest } = item;
+        const next = await this.#compose.then(() => this.#sealAndStore({ ...rest, resealed: item.resealed + 1 }));
         this.#transmit(next);
         return;
       } catch (err) {
         this.#report(toHotlineError(err));
       }
     }
-    await this.#o.storage.update(this.#key, (s) => {
-      s.outbox = s.outbox.filter((x) =>
-        x.kind === 'envelope' ? x.id !== ref : !(x.messageId === ref && code.startsWith('HL_ERR_RECEIPT_')),
-      );
-    });
+    if (ref !== undefined) {
+      await this.#o.storage.update(this.#key, (s) => {
+        delete s.outbox[`e:${ref}`];
+        if (code.startsWith('HL_ERR_RECEIPT_')) for (const kind of RECEIPT_KINDS) delete s.outbox[`r:${ref}:${kind}`];
+      });
+    }
     this.emit('refused', ref === undefined ? { code, message } : { code, message, ref });
   }
 
@@ -792,7 +809,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         return;
       case 'receipt-accepted':
         await this.#o.storage.update(this.#key, (s) => {
-          s.outbox = s.outbox.filter((x) => !(x.kind === 'receipt' && x.messageId === frame.messageId && x.receiptKind === frame.kind));
+          delete s.outbox[`r:${frame.messageId}:${frame.kind}`];
         });
         this.emit('receipt-accepted', { messageId: frame.messageId, kind: frame.kind, at: frame.at });
         return;
@@ -832,8 +849,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     try {
       const senderCert = await this.#certFor(h.from);
       opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
-      if ((state.peerSeq[senderKey] ?? 0) >= h.seq) {
-        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen`);
+      if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
+        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }
     } catch (err) {
       // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
@@ -845,10 +862,11 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const answer = h.to === this.me.party && this.me.role === 'operator';
     const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#clock.now()) : undefined;
     const isNew = await this.#o.storage.update(this.#key, (s) => {
-      if (s.inbox[h.id]) return false;
+      // Checked again against the latest state: another process on this device may have taken it.
+      if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
       s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now() };
-      s.peerSeq[senderKey] = Math.max(s.peerSeq[senderKey] ?? 0, h.seq);
-      if (receipt) s.outbox.push({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+      s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
+      if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
     });
     if (!isNew) return;

@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { HotlineError } from '../../shared/errors.js';
-import { initialState, pruneState, type ClientState, type ClientStorage } from './client-storage.js';
+import { applyChanges, initialState, migrateState, pruneState, RECORD_MAPS, trackChanges, type ClientState, type ClientStorage, type RecordChanges, type RecordMapName, type StateChanges } from './client-storage.js';
 
 export interface FileStorageOptions {
   /** A lock older than this is taken to be left by a crashed process and is broken. */
@@ -25,10 +25,12 @@ export interface FileStorageOptions {
  * 0600 (they hold drafts of unsent messages).
  *
  * `FILE` is a whole state as JSON (the format of earlier versions, so their files keep working, with
- * a `journalGen` number added). Each update appends one line to `FILE.journal` and fsyncs it before
- * resolving: the top-level fields it touched, and for the big `inbox` and `sent` maps only the
- * records it set or deleted (pruned ones included), so an update costs what it changed, not the
- * size of the state. A line carries a checksum and the snapshot generation it applies to: a line
+ * a `journalGen` number added; a state of the older shape is migrated on load and written as a new
+ * snapshot by the next update). Each update appends one line to `FILE.journal` and fsyncs it before
+ * resolving: the top-level fields it touched, and for the record maps (`outbox`, `inbox`, `sent`,
+ * `peerSeq`) only the records it set or deleted (pruned ones included; see `trackChanges`), so an
+ * update costs what it changed, not the size of the state. A line carries a checksum and the
+ * snapshot generation it applies to: a line
  * torn by a crash is the last one and is ignored (and cut off by the next writer), so a crash
  * leaves the old or the new state. Once the journal is long, the state is written to a new
  * snapshot (temporary file, fsync, rename) with the next generation and the journal is emptied; a
@@ -85,11 +87,13 @@ export class FileStorage implements ClientStorage {
         throw err;
       }
       try {
-        if (loaded.snap === undefined) {
+        // A state migrated from the older shape is stored whole once: the journal's lines then all
+        // apply to the current shape.
+        if (loaded.snap === undefined || loaded.migrated) {
           await this.#compact(loaded);
         } else {
-          const entry = tracker.entry(loaded.gen);
-          if (entry !== undefined) await this.#append(loaded, entry);
+          const changes = tracker.changes();
+          if (changes !== undefined) await this.#append(loaded, toEntry(loaded.gen, changes));
           if (loaded.journalLines >= this.#compactLines || loaded.journalEnd >= Math.max(this.#compactBytes, loaded.snap.size)) {
             await this.#compact(loaded);
           }
@@ -176,6 +180,7 @@ export class FileStorage implements ClientStorage {
       return false;
     }
     for (const e of parsed.entries) applyEntry(loaded.state, e);
+    if (migrateState(loaded.state)) loaded.migrated = true;
     loaded.journalEnd += parsed.end;
     loaded.journalLines += parsed.entries.length;
     loaded.journal = fileId(st);
@@ -194,15 +199,17 @@ export class FileStorage implements ClientStorage {
         if (journal !== undefined && journal.data.length > 0) {
           throw new HotlineError('HL_ERR_CONFIG_INVALID', `found the journal ${this.#journalPath} without its state file ${this.path}; move the journal aside too, or put the state file back`);
         }
-        return { state: initialState(device), gen: 0, snap: undefined, journal: journal && fileId(journal.stat), journalEnd: 0, journalLines: 0 };
+        return { state: initialState(device), gen: 0, snap: undefined, journal: journal && fileId(journal.stat), journalEnd: 0, journalLines: 0, migrated: false };
       }
       const { state, gen } = this.#parseSnapshot(snapshot.data);
       const parsed = journal === undefined ? { entries: [], end: 0 } : parseJournal(journal.data, gen, this.#journalPath);
       for (const e of parsed.entries) applyEntry(state, e);
-      this.#checkState(state);
+      const migrated = migrateState(state);
+      this.#checkState(state, false);
       return {
         state,
         gen,
+        migrated,
         snap: fileId(snapshot.stat),
         journal: journal && fileId(journal.stat),
         journalEnd: parsed.end,
@@ -218,7 +225,7 @@ export class FileStorage implements ClientStorage {
     } catch (cause) {
       throw new HotlineError('HL_ERR_CONFIG_INVALID', `the client state file ${this.path} is not valid JSON; move it (and ${basename(this.#journalPath)}) aside and try again`, { cause });
     }
-    this.#checkState(raw);
+    this.#checkState(raw, true);
     const gen = raw.journalGen ?? 0;
     if (typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) {
       throw new HotlineError('HL_ERR_CONFIG_INVALID', `${this.path} has a malformed journalGen`);
@@ -227,8 +234,10 @@ export class FileStorage implements ClientStorage {
     return { state: raw, gen };
   }
 
-  #checkState(state: ClientState): void {
-    if (state?.v !== 1 || typeof state.device !== 'string' || typeof state.lastSeq !== 'number' || !Array.isArray(state.outbox) || !isMap(state.inbox) || !isMap(state.sent) || !isMap(state.peerSeq)) {
+  /** `olderShape`: also accept the outbox as an array (before {@link migrateState}). */
+  #checkState(state: ClientState, olderShape: boolean): void {
+    const outboxOk = isMap(state?.outbox) || (olderShape && Array.isArray(state?.outbox));
+    if (state?.v !== 1 || typeof state.device !== 'string' || typeof state.lastSeq !== 'number' || !outboxOk || !isMap(state.inbox) || !isMap(state.sent) || !isMap(state.peerSeq)) {
       throw new HotlineError('HL_ERR_CONFIG_INVALID', `${this.path} is not a Hotline client state file`);
     }
   }
@@ -274,6 +283,7 @@ export class FileStorage implements ClientStorage {
       throw new HotlineError('HL_ERR_STORE_FAILED', `cannot write the client state file ${this.path}`, { cause: err });
     }
     loaded.gen = gen;
+    loaded.migrated = false;
     loaded.snap = await statFile(this.path);
     // From here the journal's lines are of an older generation: skipped on load, so emptying the
     // journal is tidying, not a step the state depends on.
@@ -339,6 +349,8 @@ interface Loaded {
   /** Bytes of the journal accounted for (whole lines); a torn tail lies beyond. */
   journalEnd: number;
   journalLines: number;
+  /** The stored state is of the older shape (migrated in memory only): the next update writes a snapshot. */
+  migrated: boolean;
 }
 
 interface FileId {
@@ -389,17 +401,19 @@ async function readWithStat(path: string, what: string): Promise<{ data: Buffer;
 
 type Pair = [string, unknown];
 
-/** One committed update. Pairs (not objects) keep the order of appended records and any key as data. */
-interface JournalEntry {
+/**
+ * One committed update (a {@link StateChanges} on the wire). Pairs (not objects) keep the order of
+ * appended records and any key as data. Lines written before the outbox and peerSeq were record
+ * maps have no `outbox` or `peerSeq` member and still read.
+ */
+type JournalEntry = {
   /** Generation of the snapshot this line follows. */
   g: number;
   /** Top-level fields replaced whole. */
   top?: Pair[];
   /** Top-level fields deleted. */
   unset?: string[];
-  inbox?: MapChange;
-  sent?: MapChange;
-}
+} & Partial<Record<RecordMapName, MapChange>>;
 
 interface MapChange {
   /** Keys deleted (applied first). */
@@ -419,6 +433,26 @@ interface ParsedJournal {
 
 function checksum(json: string): string {
   return createHash('sha256').update(json).digest('hex').slice(0, 16);
+}
+
+function toEntry(g: number, changes: StateChanges): JournalEntry {
+  const e: JournalEntry = { g };
+  if (changes.set.length > 0) e.top = changes.set;
+  if (changes.deleted.length > 0) e.unset = changes.deleted;
+  for (const name of RECORD_MAPS) {
+    const c = changes.maps[name];
+    if (c !== undefined) e[name] = { del: c.deleted, set: c.set };
+  }
+  return e;
+}
+
+function applyEntry(state: ClientState, e: JournalEntry): void {
+  const maps: Partial<Record<RecordMapName, RecordChanges>> = {};
+  for (const name of RECORD_MAPS) {
+    const c = e[name];
+    if (c !== undefined) maps[name] = { deleted: c.del, set: c.set };
+  }
+  applyChanges(state, { set: e.top ?? [], deleted: e.unset ?? [], maps });
 }
 
 function encodeLine(entry: JournalEntry): string {
@@ -481,131 +515,11 @@ function isEntry(e: unknown): e is JournalEntry {
   const isPairs = (v: unknown) => Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string');
   const isKeys = (v: unknown) => Array.isArray(v) && v.every((k) => typeof k === 'string');
   const isChange = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && isKeys((v as MapChange).del) && isPairs((v as MapChange).set));
-  return Number.isSafeInteger(x.g) && (x.top === undefined || isPairs(x.top)) && (x.unset === undefined || isKeys(x.unset)) && isChange(x.inbox) && isChange(x.sent);
+  return Number.isSafeInteger(x.g) && (x.top === undefined || isPairs(x.top)) && (x.unset === undefined || isKeys(x.unset)) && RECORD_MAPS.every((name) => isChange(x[name]));
 }
 
 function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function applyEntry(state: ClientState, e: JournalEntry): void {
-  const s = state as unknown as Record<string, unknown>;
-  for (const [k, v] of e.top ?? []) s[k] = v;
-  for (const k of e.unset ?? []) delete s[k];
-  for (const name of ['inbox', 'sent'] as const) {
-    const change = e[name];
-    if (change === undefined) continue;
-    const map = state[name] as Record<string, unknown>;
-    for (const k of change.del) delete map[k];
-    for (const [k, v] of change.set) map[k] = v;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Change tracking
-
-/**
- * Wrap `state` so that what a mutation changes can be listed: top-level fields set, deleted, or read
- * as objects (which may then be changed in place) are written whole; in `inbox` and `sent`, only
- * the records set, deleted or read (again, possibly changed in place) are.
- */
-function trackChanges(state: ClientState): { draft: ClientState; entry: (gen: number) => JournalEntry | undefined } {
-  const touched = new Set<string>();
-  const maps = { inbox: trackMap(state.inbox), sent: trackMap(state.sent) };
-  const draft = new Proxy(state, {
-    get(target, p) {
-      const v: unknown = Reflect.get(target, p);
-      if (p === 'inbox' || p === 'sent') {
-        if (v === maps[p].target) return maps[p].proxy;
-      }
-      if (typeof p === 'string' && typeof v === 'object' && v !== null) touched.add(p);
-      return v;
-    },
-    set(target, p, v) {
-      if (typeof p === 'string') touched.add(p);
-      return Reflect.set(target, p, v);
-    },
-    defineProperty(target, p, d) {
-      if (typeof p === 'string') touched.add(p);
-      return Reflect.defineProperty(target, p, d);
-    },
-    deleteProperty(target, p) {
-      if (typeof p === 'string') touched.add(p);
-      return Reflect.deleteProperty(target, p);
-    },
-  });
-  const entry = (g: number): JournalEntry | undefined => {
-    const e: JournalEntry = { g };
-    const s = state as unknown as Record<string, unknown>;
-    const top: Pair[] = [];
-    const unset: string[] = [];
-    for (const k of touched) {
-      // A map replaced whole is written whole; a map changed in place, record by record.
-      if ((k === 'inbox' || k === 'sent') && s[k] === maps[k].target) continue;
-      if (Object.hasOwn(s, k)) top.push([k, s[k]]);
-      else unset.push(k);
-    }
-    if (top.length > 0) e.top = top;
-    if (unset.length > 0) e.unset = unset;
-    for (const name of ['inbox', 'sent'] as const) {
-      if (state[name] !== maps[name].target) continue;
-      const change = maps[name].change();
-      if (change !== undefined) e[name] = change;
-    }
-    return Object.keys(e).length > 1 ? e : undefined;
-  };
-  return { draft, entry };
-}
-
-function trackMap<V>(target: Record<string, V>): { target: Record<string, V>; proxy: Record<string, V>; change: () => MapChange | undefined } {
-  const changed = new Set<string>();
-  /** Keys added during the mutation, in the order they now stand at the end of the map. */
-  const appended = new Set<string>();
-  const deleted = new Set<string>();
-  const touch = (k: string) => {
-    if (!appended.has(k)) changed.add(k);
-  };
-  const add = (k: string) => {
-    if (Object.hasOwn(target, k)) {
-      touch(k);
-    } else {
-      appended.delete(k);
-      appended.add(k);
-    }
-  };
-  const proxy = new Proxy(target, {
-    get(t, p) {
-      if (typeof p === 'string' && Object.hasOwn(t, p)) touch(p);
-      return Reflect.get(t, p) as unknown;
-    },
-    set(t, p, v) {
-      if (typeof p === 'string') add(p);
-      return Reflect.set(t, p, v);
-    },
-    defineProperty(t, p, d) {
-      if (typeof p === 'string') add(p);
-      return Reflect.defineProperty(t, p, d);
-    },
-    deleteProperty(t, p) {
-      if (typeof p === 'string' && Object.hasOwn(t, p)) {
-        if (appended.has(p)) {
-          appended.delete(p);
-        } else {
-          changed.delete(p);
-          deleted.add(p);
-        }
-      }
-      return Reflect.deleteProperty(t, p);
-    },
-  });
-  const change = (): MapChange | undefined => {
-    if (changed.size === 0 && appended.size === 0 && deleted.size === 0) return undefined;
-    const set: Pair[] = [];
-    for (const k of changed) if (Object.hasOwn(target, k)) set.push([k, target[k]]);
-    for (const k of appended) set.push([k, target[k]]);
-    return { del: [...deleted], set };
-  };
-  return { target, proxy, change };
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStorage } from '../../client/storage/file-storage.js';
@@ -42,7 +43,7 @@ describe('FileStorage', () => {
     await expect(
       s.update(DEV, (st) => {
         st.lastSeq = 8;
-        st.outbox.push({ kind: 'receipt' } as never);
+        st.outbox['r:m:delivered'] = { kind: 'receipt' } as never;
         throw new Error('crash in the middle');
       }),
     ).rejects.toThrow('crash in the middle');
@@ -110,13 +111,13 @@ describe('FileStorage journal', () => {
       delete st.inbox.m1;
       st.inbox.m1 = record(11); // deleted and added again: now the last
       st.sent.s1!.receipts.push({ kind: 'delivered' } as never); // changed in place through a read
-      st.peerSeq['cn-mnd/cn-op-1'] = 3;
+      st.peerSeq['cn-mnd/cn-op-1'] = { high: 3, missing: [] };
       st.directory = { certificates: [], revocations: [], fetchedAt: 5 };
       ++st.lastSeq;
     });
     await a.update(DEV, (st) => {
       delete st.directory;
-      st.outbox.push({ kind: 'receipt', messageId: 'm3' } as never);
+      st.outbox['r:m3:delivered'] = { kind: 'receipt', messageId: 'm3' } as never;
     });
     // The snapshot was written once, by the first update; the others are journal lines.
     expect(readFileSync(path, 'utf8')).toBe(snapshot);
@@ -128,8 +129,8 @@ describe('FileStorage journal', () => {
       lastSeq: 2,
       inbox: { m2: record(2), m3: record(3), m1: record(11) },
       sent: { s1: { header: {}, envelopeHash: 'x', receipts: [{ kind: 'delivered' }] } },
-      peerSeq: { 'cn-mnd/cn-op-1': 3 },
-      outbox: [{ kind: 'receipt', messageId: 'm3' }],
+      peerSeq: { 'cn-mnd/cn-op-1': { high: 3, missing: [] } },
+      outbox: { 'r:m3:delivered': { kind: 'receipt', messageId: 'm3' } },
     };
     const reopened = await new FileStorage(path).read(DEV);
     expect(reopened).toEqual(expected);
@@ -240,8 +241,8 @@ describe('FileStorage journal', () => {
     // A received message: one record in (and, at the bound, the oldest out), peerSeq, a receipt queued.
     await s.update(DEV, (x) => {
       x.inbox.new = record(9999);
-      x.peerSeq['cn-mnd/cn-op-1'] = 9999;
-      x.outbox.push({ kind: 'receipt', messageId: 'new' } as never);
+      x.peerSeq['cn-mnd/cn-op-1'] = { high: 9999, missing: [] };
+      x.outbox['r:new:delivered'] = { kind: 'receipt', messageId: 'new' } as never;
     });
     expect(written() - one).toBeLessThan(JSON.stringify(record(9999)).length + 300);
     const reopened = await new FileStorage(path).read(DEV);
@@ -249,6 +250,85 @@ describe('FileStorage journal', () => {
     expect(Object.keys(reopened.inbox)[0]).toBe('m1');
     expect(Object.keys(reopened.inbox).at(-1)).toBe('new');
     expect(reopened.lastSeq).toBe(1);
+  });
+
+  it('journals the outbox record by record: with 500 items waiting, queuing and removing one appends about one item', async () => {
+    const path = join(tempDir(), 'state.json');
+    const s = new FileStorage(path);
+    const item = (i: number) => ({ kind: 'receipt', messageId: `m${i}`, receiptKind: 'delivered', receipt: record(i) }) as never;
+    await s.update(DEV, (st) => {
+      for (let i = 0; i < 500; i++) st.outbox[`r:m${i}:delivered`] = item(i);
+    });
+    const one = JSON.stringify(item(1000)).length;
+    let before = sizeOf(journalOf(path));
+    await s.update(DEV, (st) => void (st.outbox['r:m1000:delivered'] = item(1000)));
+    expect(sizeOf(journalOf(path)) - before).toBeLessThan(one + 200);
+    before = sizeOf(journalOf(path));
+    await s.update(DEV, (st) => void delete st.outbox['r:m3:delivered']);
+    expect(sizeOf(journalOf(path)) - before).toBeLessThan(200);
+    const reopened = await new FileStorage(path).read(DEV);
+    expect(Object.keys(reopened.outbox)).toHaveLength(500);
+    expect(Object.keys(reopened.outbox).at(-1)).toBe('r:m1000:delivered');
+    expect(reopened.outbox['r:m3:delivered']).toBeUndefined();
+  });
+
+  it('a crash between two records loses nothing committed: with the journal torn anywhere in its last line, every earlier update is there', async () => {
+    const path = join(tempDir(), 'state.json');
+    const s = new FileStorage(path);
+    await s.update(DEV, (st) => void (st.lastSeq = 0)); // the snapshot
+    // One message sent and one received per update, as the client stores them.
+    const states: ClientState[] = [];
+    for (let i = 1; i <= 4; i++) {
+      await s.update(DEV, (st) => {
+        st.lastSeq = i;
+        st.outbox[`e:out${i}`] = { kind: 'envelope', id: `out${i}`, envelope: record(i) } as never;
+        st.inbox[`in${i}`] = record(i);
+        st.peerSeq['cn-mnd/cn-op-1'] = { high: i, missing: [] };
+        if (i > 1) delete st.outbox[`e:out${i - 1}`];
+      });
+      states.push(structuredClone(await s.read(DEV)));
+    }
+    const whole = readFileSync(journalOf(path));
+    const lastStart = whole.lastIndexOf(0x0a, whole.length - 2) + 1;
+    // Every cut inside the last line (a bounded sample of them), as a crash during its append leaves it.
+    const cuts = [0, 1, 17, 18, 100, Math.floor((whole.length - lastStart) / 2), whole.length - lastStart - 2, whole.length - lastStart - 1];
+    for (const cut of cuts) {
+      writeFileSync(journalOf(path), whole.subarray(0, lastStart + cut));
+      expect(await new FileStorage(path).read(DEV)).toEqual(states[2]);
+    }
+    // The whole line, newline included, is the committed fourth update.
+    writeFileSync(journalOf(path), whole);
+    expect(await new FileStorage(path).read(DEV)).toEqual(states[3]);
+  });
+
+  it('migrates a state file of the older shape (outbox array, highest seq per peer), keeping every outbox item, and stores it in the new shape at the next update', async () => {
+    const path = join(tempDir(), 'state.json');
+    const items = [
+      { kind: 'envelope', id: 'a1', draft: { to: 'cn-mnd' }, envelope: record(1), composedAt: 1, resealed: 0 },
+      { kind: 'receipt', messageId: 'in1', receiptKind: 'delivered', receipt: { sig: 'x' } },
+      { kind: 'receipt', messageId: 'in1', receiptKind: 'acknowledged', receipt: { sig: 'y' } },
+      { kind: 'envelope', id: 'a2', draft: { to: 'cn-mnd' }, envelope: record(2), composedAt: 2, resealed: 1 },
+    ];
+    const old = { v: 1, device: DEV, lastSeq: 9, outbox: items, inbox: { in1: record(1) }, sent: {}, peerSeq: { 'cn-mnd/cn-op-1': 41 }, journalGen: 3 };
+    writeFileSync(path, JSON.stringify(old), { mode: 0o600 });
+    // A journal line of the older version (the whole outbox array as a top-level field) still applies.
+    const line = JSON.stringify({ g: 3, top: [['outbox', [...items, { kind: 'receipt', messageId: 'in2', receiptKind: 'delivered', receipt: {} }]]] });
+    writeFileSync(journalOf(path), `${createHash('sha256').update(line).digest('hex').slice(0, 16)} ${line}\n`, { mode: 0o600 });
+    const want = ['e:a1', 'r:in1:delivered', 'r:in1:acknowledged', 'e:a2', 'r:in2:delivered'];
+    const read = await new FileStorage(path).read(DEV);
+    expect(Object.keys(read.outbox)).toEqual(want);
+    expect(read.outbox['e:a2']).toEqual(items[3]);
+    expect(read.peerSeq).toEqual({ 'cn-mnd/cn-op-1': { high: 41, missing: [] } });
+    const s = new FileStorage(path);
+    await s.update(DEV, (st) => void delete st.outbox['r:in1:delivered']);
+    const snapshot = JSON.parse(readFileSync(path, 'utf8')) as ClientState;
+    expect(Object.keys(snapshot.outbox)).toEqual(want.filter((k) => k !== 'r:in1:delivered'));
+    expect(snapshot.peerSeq['cn-mnd/cn-op-1']).toEqual({ high: 41, missing: [] });
+    expect(sizeOf(journalOf(path))).toBe(0);
+    await s.update(DEV, (st) => ++st.lastSeq);
+    const again = await new FileStorage(path).read(DEV);
+    expect(Object.keys(again.outbox)).toEqual(want.filter((k) => k !== 'r:in1:delivered'));
+    expect(again.lastSeq).toBe(10);
   });
 
   it('loses nothing when two processes interleave updates on one file, compactions included', async () => {

@@ -147,7 +147,7 @@ describe('HotlineClient outbox', () => {
 
     const { id } = await client.send({ to: 'cn-mnd', precedence: 'flash', body: '至急：受領を確認されたい', lang: 'ja' });
     expect(s0.count('envelope')).toBe(0);
-    expect((await storage.read('jp-mod/jp-op-1')).outbox).toHaveLength(1);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual({ [`e:${id}`]: expect.anything() });
 
     const back = next(client, 'connected');
     s.clock.advance(retryInMs!);
@@ -163,7 +163,7 @@ describe('HotlineClient outbox', () => {
     await settle(client, s1, 1);
     expect(s1.count('envelope')).toBe(1);
     const state = await storage.read('jp-mod/jp-op-1');
-    expect(state.outbox).toEqual([]);
+    expect(state.outbox).toEqual({});
     expect(state.sent[id]?.acceptedAt).toBe(s.clock.now());
 
     const gone2 = next(client, 'disconnected');
@@ -192,7 +192,7 @@ describe('HotlineClient outbox', () => {
     const accepted = next(second, 'accepted');
     s1.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: s.clock.now() });
     await accepted;
-    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual({});
   });
 
   it('refuses to send from a device that is not an operator, and to a party outside the agreement', async () => {
@@ -223,7 +223,7 @@ describe('HotlineClient outbox', () => {
     const refused = next(client, 'refused');
     sock.push({ t: 'error', code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: 'recipients differ', ref: id });
     expect(await refused).toMatchObject({ code: 'HL_ERR_ENVELOPE_RECIPIENTS', ref: id });
-    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual({});
     expect(sock.count('envelope')).toBe(2);
   });
 
@@ -237,28 +237,55 @@ describe('HotlineClient outbox', () => {
     const err = next(client, 'error');
     sock.push({ t: 'error', code: 'HL_ERR_STORE_FAILED', message: 'disk', ref: id });
     expect((await err).code).toBe('HL_ERR_STORE_FAILED');
-    expect((await storage.read('jp-mod/jp-op-1')).outbox.map((x) => x.kind === 'envelope' && x.id)).toEqual([id]);
+    expect(Object.values((await storage.read('jp-mod/jp-op-1')).outbox).map((x) => x.kind === 'envelope' && x.id)).toEqual([id]);
   });
 });
 
 describe('HotlineClient seq', () => {
-  it('allocates seq durably before sealing: a seal that fails after allocation never lets its seq be reused, nor does a restart', async () => {
+  it('stores the seq in the same update as its envelope: a seal that fails uses up nothing, and a restart continues above every stored seq', async () => {
     const s = await setup();
     const path = join(tempDir(), 'state.json');
     const a = s.make(s.d.devices.jpOp, new FileStorage(path));
     const sock = await connect(s, a, 0);
     await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'one' });
-    // 40,000 three-byte characters encrypt to more than the envelope limit: sealing fails after the seq was taken.
+    // 40,000 three-byte characters encrypt to more than the envelope limit: the seal fails, nothing was sent with its seq.
     await expect(a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: '至'.repeat(40_000) })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_TOO_LARGE' });
     await a.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'three' });
-    const seqs = async () => (await new FileStorage(path).read('jp-mod/jp-op-1')).outbox.map((x) => (x.kind === 'envelope' ? x.envelope.header.seq : 0));
-    expect(await seqs()).toEqual([1, 3]);
-    expect(sock.count('envelope')).toBe(2);
+    const seqs = async () => Object.values((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).map((x) => (x.kind === 'envelope' ? x.envelope.header.seq : 0));
+    expect(await seqs()).toEqual([1, 2]);
+    expect(sock.sent.map((f) => f.t === 'envelope' && f.envelope.header.seq)).toEqual([1, 2]);
     await a.stop();
 
     const b = s.make(s.d.devices.jpOp, new FileStorage(path));
     await b.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'four' });
-    expect(await seqs()).toEqual([1, 3, 4]);
+    expect(await seqs()).toEqual([1, 2, 3]);
+  });
+
+  it('seals again with the next seq when another process on the device took the seq while it was sealing', async () => {
+    const s = await setup();
+    const inner = new MemoryStorage();
+    let armed = false;
+    let raced = false;
+    // Once armed, another process's update lands between this client's read of lastSeq and its own update.
+    const racing: ClientStorage = {
+      read: (device) => inner.read(device),
+      update: async (device, mutate) => {
+        if (armed && !raced) {
+          raced = true;
+          await inner.update(device, (st) => void (st.lastSeq = 1));
+        }
+        return inner.update(device, mutate);
+      },
+    };
+    const client = s.make(s.d.devices.jpOp, racing);
+    const sock = await connect(s, client, 0);
+    armed = true;
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'x' });
+    expect(raced).toBe(true);
+    const f = await sock.waitFor('envelope');
+    expect(f.envelope.header).toMatchObject({ id, seq: 2 });
+    expect(sock.count('envelope')).toBe(1);
+    expect((await inner.read('jp-mod/jp-op-1')).lastSeq).toBe(2);
   });
 
   it('sends concurrent sends in seq order', async () => {
@@ -322,7 +349,7 @@ describe('HotlineClient inbox', () => {
     sock.push({ t: 'receipt-accepted', messageId: env.header.id, kind: 'acknowledged', at: 1 });
     await ok;
     const state = await storage.read('jp-mod/jp-op-1');
-    expect(state.outbox.map((x) => x.kind === 'receipt' && x.receiptKind)).toEqual(['delivered']);
+    expect(Object.values(state.outbox).map((x) => x.kind === 'receipt' && x.receiptKind)).toEqual(['delivered']);
     expect(state.inbox[env.header.id]?.acknowledgedAt).toBeTypeOf('number');
     await expect(client.acknowledge('0'.repeat(32))).rejects.toMatchObject({ code: 'HL_ERR_RECEIPT_UNKNOWN_MESSAGE' });
   });

@@ -123,7 +123,7 @@ describe('two real clients through a real server', () => {
     await first.start(); // fetches and stores the directory
     await first.stop();
     const { id } = await first.send({ to: 'cn-mnd', precedence: 'FLASH', body: '再起動後に送信', lang: 'ja' });
-    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toHaveLength(1);
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual({ [`e:${id}`]: expect.anything() });
 
     const cn = client(d.devices.cnOp);
     const ids: string[] = [];
@@ -136,7 +136,7 @@ describe('two real clients through a real server', () => {
     await second.start();
     await accepted;
     expect((await delivered).verified).toBe(true);
-    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual([]);
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual({});
     expect(ids).toEqual([id]);
   });
 

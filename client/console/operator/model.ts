@@ -150,7 +150,7 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
 
 export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
   const rows: OutboxRow[] = [];
-  for (const item of state.outbox) {
+  for (const item of Object.values(state.outbox)) {
     const row = pendingRow(item, data, agreement);
     if (row) rows.push(row);
   }
@@ -163,12 +163,13 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
 
 /** The ids of the messages waiting in the outbox (receipts are not shown). */
 export function pendingIds(state: ClientState): string[] {
-  return state.outbox.flatMap((item) => (item.kind === 'envelope' ? [item.id] : []));
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'envelope' ? [item.id] : []));
 }
 
 /** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */
 export function pendingItem(state: ClientState, id: string): OutboxItem | undefined {
-  return state.outbox.find((item) => item.kind === 'envelope' && item.id === id);
+  // outboxKey() of a message.
+  return state.outbox[`e:${id}`];
 }
 
 /** An outbox item not yet accepted by the server: a message's row, undefined for receipts and link tests. */

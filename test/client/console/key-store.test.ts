@@ -105,14 +105,14 @@ describe('BrowserStorage', () => {
     const seqs = await Promise.all([1, 2, 3, 4, 5].map(() => storage.update('jp-mod/jp-op-1', (s) => ++s.lastSeq)));
     expect(seqs.sort()).toEqual([1, 2, 3, 4, 5]);
     await storage.update('jp-mod/jp-op-1', (s) => {
-      s.outbox.push({
+      s.outbox[`e:${'a'.repeat(32)}`] = {
         kind: 'envelope',
         id: 'a'.repeat(32),
         draft: { to: 'cn-mnd', precedence: 'FLASH', plaintext: { body: '至急：国境付近の演習について', lang: 'ja' } },
         envelope: {} as never,
         composedAt: 1,
         resealed: 0,
-      });
+      };
     });
     const stored = [...kv.map.values()].join('\n');
     expect(stored).not.toContain('至急');
@@ -120,7 +120,7 @@ describe('BrowserStorage', () => {
     const again = new BrowserStorage(kv, (await new KeyStore(kv, 'operator').unlock('correct horse battery')).data);
     const state = await again.read('jp-mod/jp-op-1');
     expect(state.lastSeq).toBe(5);
-    expect(state.outbox[0]).toMatchObject({ draft: { plaintext: { body: '至急：国境付近の演習について' } } });
+    expect(Object.values(state.outbox)[0]).toMatchObject({ draft: { plaintext: { body: '至急：国境付近の演習について' } } });
     await expect(again.read('cn-mnd/cn-op-1')).resolves.toMatchObject({ lastSeq: 0 });
   });
 });

@@ -58,14 +58,14 @@ describe('outboxRows', () => {
   it('climbs the rungs sent → accepted → delivered → acknowledged with the next deadline of each', () => {
     const state: ClientState = initialState('jp-mod/jp-op-1');
     const d = dep.agreement.deadlines.IMMEDIATE;
-    state.outbox.push({
+    state.outbox['e:s'] = {
       kind: 'envelope',
       id: 's',
       draft: { to: 'cn-mnd', precedence: 'IMMEDIATE', plaintext: { body: 'x', lang: 'en' } },
       envelope: { header: header('s', 'IMMEDIATE', 'jp-mod', 'cn-mnd') } as never,
       composedAt: 100,
       resealed: 0,
-    });
+    };
     const by = { party: 'cn-mnd', device: 'cn-op-1' };
     state.sent.a = { header: header('a', 'IMMEDIATE', 'jp-mod', 'cn-mnd', { sentAt: 2_000 }), envelopeHash: 'h', acceptedAt: 2_000, receipts: [] };
     state.sent.d = { header: header('d', 'IMMEDIATE', 'jp-mod', 'cn-mnd', { sentAt: 3_000 }), envelopeHash: 'h', acceptedAt: 3_000, receipts: [{ kind: 'delivered', by, at: 3_100 } as never] };
