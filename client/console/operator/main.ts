@@ -7,10 +7,10 @@ import { fromBase64 } from '../../../shared/encoding/base64.js';
 import { PRECEDENCES, type Agreement, type Precedence } from '../../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../../shared/protocol/frames.js';
 import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore } from '../kv.js';
+import { openIndexedDb, type KeyValueStore, type RecordStore } from '../kv.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
 import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
-import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
+import { fatalView, pageHeader, pinAgreement, SealedNotes, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
 import { HotlineError } from '../../../shared/errors.js';
 import type { LinkPairStatus } from '../../../shared/protocol/status.js';
@@ -21,10 +21,14 @@ import {
   MAX_EVENTS,
   OUT_RUNGS,
   addAlarm,
+  applyNote,
   inboxRow,
   initialConsoleData,
   isFlashAlarm,
   latestTest,
+  noteOf,
+  notedIds,
+  withoutNotes,
   linkPairs as orderedLinkPairs,
   pendingIds,
   pendingItem,
@@ -34,6 +38,7 @@ import {
   sentRow,
   unconfirmedRecipients,
   type ConsoleData,
+  type MessageNote,
   type LastTest,
   type ConsoleEvent,
   type InboxRow,
@@ -68,7 +73,7 @@ async function main(): Promise<void> {
   void showUnlock(lockBody, store, ['operator']).then(start);
 }
 
-async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: UnlockedKey): Promise<void> {
+async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
   const device = unlocked.device;
   const c = device.certificate.cert;
   const me = { party: c.party, device: c.device };
@@ -76,7 +81,16 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   // Created inside the unlock click, so that the browser lets it sound later.
   const alarm: Alarm = startAlarm();
 
-  const data = await SealedRecord.open<ConsoleData>(kv, unlocked.data, `console-data/${key}`, initialConsoleData);
+  const data = await SealedRecord.open<ConsoleData>(kv, unlocked.data, `console-data/${key}`, initialConsoleData, withoutNotes);
+  const notes = await SealedNotes.open<MessageNote>(kv, unlocked.data, `console/${key}`);
+  for (const [id, note] of notes.values) applyNote(data.value, id, note);
+  // Data stored before notes existed keeps every message's text in its one record: move them out once.
+  const unsaved = notedIds(data.value).filter((id) => !notes.values.has(id));
+  if (unsaved.length > 0) {
+    await notes.save(unsaved.map((id) => [id, noteOf(data.value, id)]));
+    await data.save(() => undefined);
+  }
+  const saveNote = (id: string) => notes.save([[id, noteOf(data.value, id)]]);
   const agreement: Agreement = await pinAgreement(data.value.agreement, device, Date.now());
   if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
 
@@ -317,7 +331,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
         .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
         .then(async ({ id }) => {
           composeError = '';
-          await data.save((d) => (d.texts[id] = text));
+          data.value.texts[id] = text;
+          await saveNote(id);
           subject.value = '';
           body.value = '';
           exercise.checked = false;
@@ -535,6 +550,15 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     markSections(drawStatus, drawAuditAlarm, drawLink, drawPeers, drawCompose, drawEvents);
   };
 
+  // What the client stored, here or in another tab of this console: redraw those rows.
+  storage.onChange((device, change) => {
+    if (device !== key) return;
+    for (const id of change.inbox) dirtyInbox.add(id);
+    for (const id of change.sent) dirtyOutbox.add(id);
+    for (const k of change.outbox) if (k.startsWith('e:')) dirtyOutbox.add(k.slice(2));
+    frames.schedule();
+  });
+
   // ----- client events -----
   client.on('connected', ({ serverTime }) => {
     connected = true;
@@ -549,10 +573,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   });
   client.on('message', (m) => {
     const id = m.header.id;
-    void data.save((d) => {
-      d.texts[id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
-      d.inboxAcceptedAt[id] = m.acceptedAt;
-    });
+    data.value.texts[id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
+    data.value.inboxAcceptedAt[id] = m.acceptedAt;
+    void saveNote(id);
     // A FLASH is drawn now, banner and alarm included, ahead of whatever routine drawing waits
     // for the next frame (the stored record is the one the client just wrote).
     if (m.header.precedence === 'FLASH') {
@@ -569,7 +592,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
       return;
     }
     if (b.kind === 'acknowledged' && b.by.party === me.party && state.inbox[b.messageId]) {
-      void data.save((d) => (d.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at }));
+      data.value.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at };
+      void saveNote(b.messageId);
       markInbox(b.messageId);
       return;
     }

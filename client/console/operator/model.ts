@@ -37,6 +37,42 @@ export interface ConsoleData {
   alarms?: AuditAlarmRecord[];
 }
 
+/**
+ * What the console keeps per message, stored as one sealed record per message (the maps of
+ * {@link ConsoleData} it fills are kept out of the console's single data record, which would
+ * otherwise grow with every message and be rewritten whole on each).
+ */
+export interface MessageNote {
+  text?: MessageText;
+  acceptedAt?: number;
+  ackedByColleague?: { by: string; at: number };
+}
+
+/** The note of message `id` from the maps of `data`. */
+export function noteOf(data: ConsoleData, id: string): MessageNote {
+  const text = data.texts[id];
+  const acceptedAt = data.inboxAcceptedAt[id];
+  const acked = data.ackedByColleague[id];
+  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}) };
+}
+
+/** Put a stored note back into the maps of `data`. */
+export function applyNote(data: ConsoleData, id: string, note: MessageNote): void {
+  if (note.text) data.texts[id] = note.text;
+  if (note.acceptedAt !== undefined) data.inboxAcceptedAt[id] = note.acceptedAt;
+  if (note.ackedByColleague) data.ackedByColleague[id] = note.ackedByColleague;
+}
+
+/** The ids that have a note in `data`. */
+export function notedIds(data: ConsoleData): string[] {
+  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague)])];
+}
+
+/** `data` as its single record stores it: without the per-message maps. */
+export function withoutNotes(data: ConsoleData): ConsoleData {
+  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {} };
+}
+
 /** An `audit.alarm` as the console keeps it until the operator dismisses it. */
 export interface AuditAlarmRecord {
   at: number;
