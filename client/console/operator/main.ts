@@ -46,6 +46,8 @@ import {
 } from './model.js';
 
 const DIRECTORY_REFRESH_MS = 5 * 60_000;
+/** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
+const ROUTINE_EVERY_MS = 250;
 
 async function main(): Promise<void> {
   initLanguage();
@@ -358,8 +360,26 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const inboxRowsByKey = new KeyedRows(inboxBody);
   const outboxRowsByKey = new KeyedRows(outboxBody);
   const banners = new KeyedRows(bannerEl);
-  /** Countdown cells by `in:`/`out:` + message id, so the clock tick touches only these. */
+  /** Countdown cells by `in:`/`out:` + message id; the clock tick updates those in view only. */
   const dueCells = new Map<string, HTMLElement>();
+  const visibleDue = new Set<Element>();
+  const dueObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting) {
+        visibleDue.add(e.target);
+        dueText(e.target as HTMLElement);
+      } else {
+        visibleDue.delete(e.target);
+      }
+    }
+  });
+  const forgetDue = (slot: string) => {
+    const cell = dueCells.get(slot);
+    if (!cell) return;
+    dueObserver.unobserve(cell);
+    visibleDue.delete(cell);
+    dueCells.delete(slot);
+  };
   const dirtyInbox = new Set<string>();
   const dirtyOutbox = new Set<string>();
   const dirtySections = new Set<() => void>();
@@ -373,13 +393,12 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const dueCell = (slot: string, dueAt: number | undefined) => {
-    if (dueAt === undefined) {
-      dueCells.delete(slot);
-      return h('td', { class: 'due' }, '—');
-    }
+    forgetDue(slot);
+    if (dueAt === undefined) return h('td', { class: 'due' }, '—');
     const cell = h('td', { class: 'due', 'data-due': dueAt });
     dueText(cell);
     dueCells.set(slot, cell);
+    dueObserver.observe(cell);
     return cell;
   };
 
@@ -442,7 +461,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
 
   /** The banner and the alarm follow the rows: on while any unacknowledged FLASH to this party is shown. */
   const putInboxRow = (id: string, r: InboxRow | undefined) => {
-    dueCells.delete(`in:${id}`);
+    forgetDue(`in:${id}`);
     if (r) inboxRowsByKey.put(id, r.acceptedAt, inboxTr(r));
     else inboxRowsByKey.delete(id);
     if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
@@ -457,7 +476,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const drawOutboxRow = (id: string) => {
-    dueCells.delete(`out:${id}`);
+    forgetDue(`out:${id}`);
     const rec = state.sent[id];
     const item = rec ? undefined : pendingItem(state, id);
     const r = rec ? sentRow(id, rec, data.value, agreement) : item && pendingRow(item, data.value, agreement);
@@ -498,7 +517,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const tick = () => {
-    for (const cell of dueCells.values()) dueText(cell);
+    for (const cell of visibleDue) dueText(cell as HTMLElement);
   };
 
   /** One frame's drawing: sections first, then changed rows, FLASH and IMMEDIATE before the rest. */
@@ -514,7 +533,10 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     }
     let n = 0;
     const due = () => ++n % 16 === 0 && performance.now() > deadline;
-    for (const urgent of [true, false]) {
+    // Urgent rows now; the rest at most every ROUTINE_EVERY_MS, so that a flood costs a few
+    // layouts a second rather than one per message.
+    const routineWait = lastRoutine + ROUTINE_EVERY_MS - performance.now();
+    for (const urgent of routineWait > 0 ? [true] : [true, false]) {
       for (const id of dirtyInbox) {
         const p = state.inbox[id]?.header.precedence;
         if (urgent !== (p === 'FLASH' || p === 'IMMEDIATE')) continue;
@@ -523,14 +545,25 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
         if (due()) break;
       }
     }
-    for (const id of dirtyOutbox) {
-      if (performance.now() > deadline) break;
-      dirtyOutbox.delete(id);
-      drawOutboxRow(id);
+    if (routineWait <= 0) {
+      lastRoutine = performance.now();
+      for (const id of dirtyOutbox) {
+        if (performance.now() > deadline) break;
+        dirtyOutbox.delete(id);
+        drawOutboxRow(id);
+      }
     }
     showEmpty();
-    return dirtyInbox.size > 0 || dirtyOutbox.size > 0;
+    const left = dirtyInbox.size > 0 || dirtyOutbox.size > 0;
+    if (left && routineWait > 0) {
+      clearTimeout(routineTimer);
+      routineTimer = setTimeout(() => frames.schedule(), routineWait);
+      return false;
+    }
+    return left;
   };
+  let lastRoutine = 0;
+  let routineTimer: ReturnType<typeof setTimeout> | undefined;
   const frames = new FrameScheduler(drawFrame);
 
   function markInbox(id: string): void {
@@ -643,7 +676,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     inboxRowsByKey.clear();
     outboxRowsByKey.clear();
     banners.clear();
-    dueCells.clear();
+    for (const slot of [...dueCells.keys()]) forgetDue(slot);
     drawAll();
   };
   onLanguageChange(relayout);
