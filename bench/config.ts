@@ -45,6 +45,7 @@ export const FULL_SIZE = {
   devices: 5_000,
   idle: 10_000,
   auditEntries: 1_000_000,
+  console: 1_000,
 } as const;
 
 type Env = Readonly<Record<string, string | undefined>>;

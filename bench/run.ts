@@ -15,7 +15,7 @@
  * `main()` with its environment, the shared crypto, the store's `commit` to build a long log.
  */
 import { cpus, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -80,7 +80,10 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     log('restart with a long audit log');
     const restart = await restartPhase(cfg, dep, dir);
     log('console');
-    const consoleResult = await consolePhase({ smoke: cfg.smoke, maxSeconds: cfg.maxSeconds, dir });
+    // The console phase needs Debian's Chromium (installed by .ci/run only for the browser suite),
+    // so the smoke run in `npm test` leaves it out and says so; `npm run test:browser` covers its
+    // behaviour (test/browser/console-load.test.ts).
+    const consoleResult = cfg.smoke || !existsSync('/usr/bin/chromium') ? undefined : await consolePhase({ count: FULL_SIZE.console, maxSeconds: cfg.maxSeconds * 5 });
 
     const capacityGoal = (0.7 * verify.perSecond) / 2;
     const rows: Row[] = [
@@ -109,10 +112,10 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       { measurement: `server main() → listening, ${restart.auditEntries.toLocaleString('en-US')} audit entries`, value: restart.big.mainMs / 1000, unit: 's', against: { label: 'empty log', value: restart.empty.mainMs / 1000, unit: 's' }, ratio: restart.big.mainMs / restart.empty.mainMs },
       { measurement: `server RSS, ${scale.idle.connected} idle connected devices`, value: scale.idle.rssBytes, unit: 'bytes', against: { label: 'before connecting', value: scale.idle.rssBeforeBytes, unit: 'bytes' }, ratio: scale.idle.rssBytes / scale.idle.rssBeforeBytes, goal: '< 1 GiB', met: scale.idle.rssBytes < GIB, reduced: scale.idle.connected < FULL_SIZE.idle },
       consoleResult
-        ? { measurement: `console: FLASH banner after ${consoleResult.routine} ROUTINE`, value: consoleResult.flashBannerMs, unit: 'ms', goal: '≤ 2,000 ms', met: consoleResult.flashBannerMs <= 2000 }
-        : { measurement: 'console: FLASH banner after 1,000 ROUTINE (Chromium)', value: NaN, unit: 'ms', goal: '≤ 2,000 ms', notMeasured: true },
+        ? { measurement: `console: FLASH banner after ${consoleResult.count} ROUTINE (Chromium)`, value: consoleResult.flashBannerMs ?? NaN, unit: 'ms', goal: '≤ 2,000 ms', met: consoleResult.flashBannerMs !== undefined && consoleResult.flashBannerMs <= 2000 }
+        : { measurement: `console: FLASH banner after ${FULL_SIZE.console.toLocaleString('en-US')} ROUTINE (Chromium; not in smoke or without /usr/bin/chromium)`, value: NaN, unit: 'ms', goal: '≤ 2,000 ms', notMeasured: true },
       consoleResult
-        ? { measurement: 'console: key-press-to-paint, worst during the flood', value: consoleResult.maxKeyToPaintMs, unit: 'ms', goal: '≤ 100 ms', met: consoleResult.maxKeyToPaintMs <= 100 }
+        ? { measurement: `console: key-press-to-paint during the flood, max of ${consoleResult.keyToPaint.samples} (p99 ${consoleResult.keyToPaint.p99Ms.toFixed(1)} ms)`, value: consoleResult.keyToPaint.maxMs, unit: 'ms', goal: '≤ 100 ms', met: consoleResult.keyToPaint.maxMs <= 100 }
         : { measurement: 'console: key-press-to-paint during the flood', value: NaN, unit: 'ms', goal: '≤ 100 ms', notMeasured: true },
     );
 

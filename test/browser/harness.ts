@@ -6,6 +6,9 @@ import { createDeployment, tempDir, type Deployment } from '../helpers/deploymen
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
 import type { Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
+import WebSocket from 'ws';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
 
 /** Debian's Chromium, headless, nothing that reaches the network on its own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -104,6 +107,22 @@ export async function importKey(page: Page, keyFile: string, passphrase: string)
   await page.fill('#new-passphrase', passphrase);
   await page.fill('#new-passphrase-again', passphrase);
   await page.click('#import');
+}
+
+/** A fresh browser context with one operator console unlocked (its key imported) and connected. */
+export async function connectConsole(hx: Harness, locale: string, keyFile: string, passphrase: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await hx.browser.newContext({ locale });
+  const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
+  await importKey(page, keyFile, passphrase);
+  await page.waitForSelector('#link-state[data-connected="true"]');
+  return { context, page, errors };
+}
+
+/** A started Node HotlineClient for `party/device` of the harness's deployment (state in memory): a peer that floods a console. */
+export async function startNodeClient(hx: Harness, key: string): Promise<HotlineClient> {
+  const client = new HotlineClient({ serverUrl: hx.server.url, agreement: hx.dep.agreement, device: hx.dep.devices[key]!, storage: new MemoryStorage(), WebSocket });
+  await client.start();
+  return client;
 }
 
 /** Everything the page's origin keeps: every IndexedDB value and every localStorage item, as one string. */

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import type { BrowserContext, Page } from 'playwright-core';
 import {
   auditExport,
   auditorToken,
+  connectConsole,
   dumpStorage,
   enrolDevice,
   importKey,
@@ -158,8 +158,8 @@ describe('operator console', () => {
     const jpKey = await enrolDevice(hx, 'jp-mod', 'op3');
     const cnKey = await enrolDevice(hx, 'cn-mnd', 'op3');
     await signCheckpoint(hx, token);
-    const jp = await connectConsole('en-US', jpKey, 'jp agent passphrase');
-    const cn = await connectConsole('en-US', cnKey, 'cn answer passphrase');
+    const jp = await connectConsole(hx, 'en-US', jpKey, 'jp agent passphrase');
+    const cn = await connectConsole(hx, 'en-US', cnKey, 'cn answer passphrase');
 
     // The link status comes from GET /v1/status through the client's own session: one login each.
     for (const c of [jp, cn]) {
@@ -209,8 +209,8 @@ describe('operator console', () => {
   it('a new peer device key blocks sending with the warning until it is confirmed, and nothing is sealed to it before', async () => {
     const jpKey = await enrolDevice(hx, 'jp-mod', 'op4');
     const cnKey = await enrolDevice(hx, 'cn-mnd', 'op4');
-    const jp = await connectConsole('en-US', jpKey, 'jp passphrase four');
-    const cn = await connectConsole('en-US', cnKey, 'cn passphrase four');
+    const jp = await connectConsole(hx, 'en-US', jpKey, 'jp passphrase four');
+    const cn = await connectConsole(hx, 'en-US', cnKey, 'cn passphrase four');
     for (const c of [jp, cn]) {
       await c.page.click('#confirm-keys');
       await c.page.waitForSelector('#peer-ok');
@@ -281,12 +281,3 @@ describe('operator console', () => {
     await context.close();
   });
 });
-
-/** A fresh browser context with one operator console unlocked and connected. */
-async function connectConsole(locale: string, keyFile: string, passphrase: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
-  const context = await hx.browser.newContext({ locale });
-  const { page, errors } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
-  await importKey(page, keyFile, passphrase);
-  await page.waitForSelector('#link-state[data-connected="true"]');
-  return { context, page, errors };
-}

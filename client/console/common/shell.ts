@@ -2,7 +2,7 @@ import { HotlineError } from '../../../shared/errors.js';
 import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
 import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
 import type { DataCipher } from '../key-store.js';
-import type { KeyValueStore } from '../kv.js';
+import type { KeyValueStore, RecordStore, RecordWrite } from '../kv.js';
 import { h } from './dom.js';
 import { LANGUAGES, language, setLanguage, t, type Language, type MessageKey } from './i18n.js';
 
@@ -42,16 +42,68 @@ export class SealedRecord<T> {
     this.value = value;
   }
 
-  static async open<T>(kv: KeyValueStore, cipher: DataCipher, key: string, initial: () => T): Promise<SealedRecord<T>> {
+  #stored: (value: T) => unknown = (v) => v;
+
+  /** `stored` picks what is sealed of the value (parts kept elsewhere are left out). */
+  static async open<T>(kv: KeyValueStore, cipher: DataCipher, key: string, initial: () => T, stored?: (value: T) => unknown): Promise<SealedRecord<T>> {
     const text = await kv.get(key);
-    return new SealedRecord(kv, cipher, key, text === undefined ? initial() : (cipher.open(text) as T));
+    const record = new SealedRecord(kv, cipher, key, text === undefined ? initial() : (cipher.open(text) as T));
+    if (stored) record.#stored = stored;
+    return record;
   }
 
   /** Change the value in memory now and store it sealed. */
   save(mutate: (value: T) => void): Promise<void> {
     mutate(this.value);
-    const snapshot = this.#cipher.seal(this.value);
+    const snapshot = this.#cipher.seal(this.#stored(this.value));
     const run = this.#chain.then(() => this.#kv.set(this.#key, snapshot));
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/**
+ * Values by id, each sealed in a record of its own (IndexedDB's `console-notes` store), so that
+ * saving one costs its own size. Records are stored under random keys: the ids (message ids) are
+ * sealed inside with the value, and tabs never need to agree on a key.
+ *
+ * @example
+ * const notes = await SealedNotes.open<MessageNote>(kv, unlocked.data, 'console/jp-mod/op1');
+ * await notes.save(id, { acceptedAt });
+ */
+export class SealedNotes<V> {
+  readonly #kv: RecordStore;
+  readonly #cipher: DataCipher;
+  readonly #scope: string;
+  readonly #keys = new Map<string, string>();
+  #chain: Promise<unknown> = Promise.resolve();
+  readonly values = new Map<string, V>();
+
+  private constructor(kv: RecordStore, cipher: DataCipher, scope: string) {
+    this.#kv = kv;
+    this.#cipher = cipher;
+    this.#scope = scope;
+  }
+
+  static async open<V>(kv: RecordStore, cipher: DataCipher, scope: string): Promise<SealedNotes<V>> {
+    const notes = new SealedNotes<V>(kv, cipher, scope);
+    for (const [key, text] of await kv.records(scope, 'console-notes')) {
+      const { id, v } = cipher.open(text) as { id: string; v: V };
+      notes.values.set(id, v);
+      notes.#keys.set(id, String(key));
+    }
+    return notes;
+  }
+
+  /** Set the values of some ids in memory now and store them sealed, in one transaction. */
+  save(entries: readonly [string, V][]): Promise<void> {
+    const writes: RecordWrite[] = entries.map(([id, v]) => {
+      this.values.set(id, v);
+      let key = this.#keys.get(id);
+      if (key === undefined) this.#keys.set(id, (key = crypto.randomUUID()));
+      return { store: 'console-notes', key, value: this.#cipher.seal({ id, v }) };
+    });
+    const run = this.#chain.then(() => this.#kv.writeRecords(this.#scope, writes));
     this.#chain = run.catch(() => undefined);
     return run;
   }

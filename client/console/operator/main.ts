@@ -7,28 +7,38 @@ import { fromBase64 } from '../../../shared/encoding/base64.js';
 import { PRECEDENCES, type Agreement, type Precedence } from '../../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../../shared/protocol/frames.js';
 import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore } from '../kv.js';
+import { openIndexedDb, type KeyValueStore, type RecordStore } from '../kv.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
 import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
-import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
+import { fatalView, pageHeader, pinAgreement, SealedNotes, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
 import { HotlineError } from '../../../shared/errors.js';
 import type { LinkPairStatus } from '../../../shared/protocol/status.js';
 import { startAlarm, type Alarm } from './alarm.js';
+import { FrameScheduler } from '../common/frame-scheduler.js';
+import { KeyedRows } from '../common/keyed-rows.js';
 import {
   MAX_EVENTS,
   OUT_RUNGS,
   addAlarm,
-  flashAlarms,
-  inboxRows,
+  applyNote,
+  inboxRow,
   initialConsoleData,
+  isFlashAlarm,
   latestTest,
+  noteOf,
+  notedIds,
+  withoutNotes,
   linkPairs as orderedLinkPairs,
-  outboxRows,
+  pendingIds,
+  pendingItem,
+  pendingRow,
   peerKeys,
   peerTrust,
+  sentRow,
   unconfirmedRecipients,
   type ConsoleData,
+  type MessageNote,
   type LastTest,
   type ConsoleEvent,
   type InboxRow,
@@ -36,6 +46,8 @@ import {
 } from './model.js';
 
 const DIRECTORY_REFRESH_MS = 5 * 60_000;
+/** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
+const ROUTINE_EVERY_MS = 250;
 
 async function main(): Promise<void> {
   initLanguage();
@@ -63,7 +75,7 @@ async function main(): Promise<void> {
   void showUnlock(lockBody, store, ['operator']).then(start);
 }
 
-async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: UnlockedKey): Promise<void> {
+async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
   const device = unlocked.device;
   const c = device.certificate.cert;
   const me = { party: c.party, device: c.device };
@@ -71,7 +83,16 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   // Created inside the unlock click, so that the browser lets it sound later.
   const alarm: Alarm = startAlarm();
 
-  const data = await SealedRecord.open<ConsoleData>(kv, unlocked.data, `console-data/${key}`, initialConsoleData);
+  const data = await SealedRecord.open<ConsoleData>(kv, unlocked.data, `console-data/${key}`, initialConsoleData, withoutNotes);
+  const notes = await SealedNotes.open<MessageNote>(kv, unlocked.data, `console/${key}`);
+  for (const [id, note] of notes.values) applyNote(data.value, id, note);
+  // Data stored before notes existed keeps every message's text in its one record: move them out once.
+  const unsaved = notedIds(data.value).filter((id) => !notes.values.has(id));
+  if (unsaved.length > 0) {
+    await notes.save(unsaved.map((id) => [id, noteOf(data.value, id)]));
+    await data.save(() => undefined);
+  }
+  const saveNote = (id: string) => notes.save([[id, noteOf(data.value, id)]]);
   const agreement: Agreement = await pinAgreement(data.value.agreement, device, Date.now());
   if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
 
@@ -106,11 +127,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   let serverOffset = 0;
   let composeError = '';
 
-  const addEvent = (ev: ConsoleEvent) =>
-    data.save((d) => {
+  const addEvent = (ev: ConsoleEvent) => {
+    const saved = data.save((d) => {
       d.events.unshift(ev);
       d.events.length = Math.min(d.events.length, MAX_EVENTS);
     });
+    markSections(drawEvents);
+    return saved;
+  };
 
   // ----- sections (each redrawn on its own so that the compose form keeps its input) -----
   const statusEl = h('div', { class: 'status', id: 'link-status', 'aria-live': 'polite' });
@@ -309,12 +333,13 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
         .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
         .then(async ({ id }) => {
           composeError = '';
-          await data.save((d) => (d.texts[id] = text));
+          data.value.texts[id] = text;
+          await saveNote(id);
           subject.value = '';
           body.value = '';
           exercise.checked = false;
           drawCompose();
-          await refresh();
+          markOutbox(id);
         })
         .catch((err: unknown) => {
           composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
@@ -327,7 +352,55 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
     h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
 
-  const dueCell = (dueAt: number | undefined) => h('td', { class: 'due', ...(dueAt === undefined ? {} : { 'data-due': dueAt }) }, dueAt === undefined ? '—' : '');
+  // ----- keyed rows, drawn a frame at a time -----
+  // Each message has one row, replaced in place when it changes; events only mark what changed
+  // and the frame scheduler draws it, within a time budget per frame, higher precedence first.
+  const inboxBody = h('tbody', {});
+  const outboxBody = h('tbody', {});
+  const inboxRowsByKey = new KeyedRows(inboxBody);
+  const outboxRowsByKey = new KeyedRows(outboxBody);
+  const banners = new KeyedRows(bannerEl);
+  /** Countdown cells by `in:`/`out:` + message id; the clock tick updates those in view only. */
+  const dueCells = new Map<string, HTMLElement>();
+  const visibleDue = new Set<Element>();
+  const dueObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting) {
+        visibleDue.add(e.target);
+        dueText(e.target as HTMLElement);
+      } else {
+        visibleDue.delete(e.target);
+      }
+    }
+  });
+  const forgetDue = (slot: string) => {
+    const cell = dueCells.get(slot);
+    if (!cell) return;
+    dueObserver.unobserve(cell);
+    visibleDue.delete(cell);
+    dueCells.delete(slot);
+  };
+  const dirtyInbox = new Set<string>();
+  const dirtyOutbox = new Set<string>();
+  const dirtySections = new Set<() => void>();
+  // Compare every stored record with the rows: at start, on (re)connection, on a language change.
+  let resync = true;
+
+  const dueText = (cell: HTMLElement) => {
+    const left = Number(cell.dataset.due) - (Date.now() + serverOffset);
+    cell.textContent = left >= 0 ? t('due_in', { t: formatDuration(left) }) : t('overdue', { t: formatDuration(-left) });
+    cell.classList.toggle('overdue', left < 0);
+  };
+
+  const dueCell = (slot: string, dueAt: number | undefined) => {
+    forgetDue(slot);
+    if (dueAt === undefined) return h('td', { class: 'due' }, '—');
+    const cell = h('td', { class: 'due', 'data-due': dueAt });
+    dueText(cell);
+    dueCells.set(slot, cell);
+    dueObserver.observe(cell);
+    return cell;
+  };
 
   const messageText = (text: { subject?: string; body: string; lang: string } | undefined) =>
     text ? h('div', { class: 'text', lang: text.lang }, text.subject ? h('b', {}, text.subject) : null, h('p', {}, text.body)) : h('div', { class: 'text muted' }, '…');
@@ -338,100 +411,99 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     } catch (err) {
       await addEvent({ at: Date.now(), kind: 'error', params: errParams(err) });
     }
-    await refresh();
+    markInbox(id);
   };
 
-  const drawInbox = (rows: InboxRow[]) => {
-    replace(
-      inboxEl,
-      h('h2', {}, t('inbox')),
-      rows.length === 0
-        ? h('p', { class: 'muted' }, t('empty'))
-        : h(
-            'table',
-            {},
-            h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_from', 'col_subject', 'col_time', 'col_status', 'col_deadline'] as const).map((k) => h('th', {}, t(k))), h('th', {}))),
-            h(
-              'tbody',
-              {},
-              ...rows.map((r) =>
-                h(
-                  'tr',
-                  { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
-                  h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
-                  h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
-                  h('td', {}, messageText(r.text)),
-                  h('td', {}, formatTime(r.acceptedAt)),
-                  h('td', { class: 'rung' }, r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? key : r.acknowledged.by }) : t('rung_received')),
-                  dueCell(r.dueAt),
-                  h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
-                ),
-              ),
-            ),
-          ),
+  const inboxTr = (r: InboxRow) =>
+    h(
+      'tr',
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
+      h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+      h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
+      h('td', {}, messageText(r.text)),
+      h('td', {}, formatTime(r.acceptedAt)),
+      h('td', { class: 'rung' }, r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? key : r.acknowledged.by }) : t('rung_received')),
+      dueCell(`in:${r.id}`, r.dueAt),
+      h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
     );
-  };
 
   const ladder = (rung: OutboxRow['rung']) =>
     h('ol', { class: 'ladder' }, ...OUT_RUNGS.map((x, i) => h('li', { class: i <= OUT_RUNGS.indexOf(rung) ? 'done' : '' }, t(`rung_${x}` as MessageKey))));
 
-  const drawOutbox = (rows: OutboxRow[]) => {
-    replace(
-      outboxEl,
-      h('h2', {}, t('outbox')),
-      rows.length === 0
-        ? h('p', { class: 'muted' }, t('empty'))
-        : h(
-            'table',
-            {},
-            h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'] as const).map((k) => h('th', {}, t(k))))),
-            h(
-              'tbody',
-              {},
-              ...rows.map((r) => {
-                const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
-                return h(
-                  'tr',
-                  { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.rung },
-                  h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
-                  h('td', {}, r.header.to),
-                  h('td', {}, messageText(r.text)),
-                  h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt)),
-                  h(
-                    'td',
-                    { class: 'rung' },
-                    h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
-                    ladder(r.rung),
-                    last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
-                  ),
-                  dueCell(r.dueAt),
-                );
-              }),
-            ),
-          ),
+  const outboxTr = (r: OutboxRow) => {
+    const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
+    return h(
+      'tr',
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.rung },
+      h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+      h('td', {}, r.header.to),
+      h('td', {}, messageText(r.text)),
+      h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt)),
+      h(
+        'td',
+        { class: 'rung' },
+        h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
+        ladder(r.rung),
+        last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+      ),
+      dueCell(`out:${r.id}`, r.dueAt),
     );
   };
 
-  const drawBanner = (rows: InboxRow[]) => {
-    const alarms = flashAlarms(rows);
-    if (alarms.length === 0) {
-      alarm.stop();
-      replace(bannerEl);
-      return;
-    }
-    alarm.start();
-    replace(
-      bannerEl,
-      ...alarms.map((r) =>
-        h(
-          'div',
-          { class: 'flash-banner', role: 'alert', 'data-id': r.id },
-          h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
-          r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
-          h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
-        ),
-      ),
+  const bannerDiv = (r: InboxRow) =>
+    h(
+      'div',
+      { class: 'flash-banner', role: 'alert', 'data-id': r.id },
+      h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
+      h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
     );
+
+  /** The banner and the alarm follow the rows: on while any unacknowledged FLASH to this party is shown. */
+  const putInboxRow = (id: string, r: InboxRow | undefined) => {
+    forgetDue(`in:${id}`);
+    if (r) inboxRowsByKey.put(id, r.acceptedAt, inboxTr(r));
+    else inboxRowsByKey.delete(id);
+    if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
+    else banners.delete(id);
+    if (banners.size > 0) alarm.start();
+    else alarm.stop();
+  };
+
+  const drawInboxRow = (id: string) => {
+    const rec = state.inbox[id];
+    putInboxRow(id, rec && inboxRow(id, rec, data.value, agreement, me));
+  };
+
+  const drawOutboxRow = (id: string) => {
+    forgetDue(`out:${id}`);
+    const rec = state.sent[id];
+    const item = rec ? undefined : pendingItem(state, id);
+    const r = rec ? sentRow(id, rec, data.value, agreement) : item && pendingRow(item, data.value, agreement);
+    if (r) outboxRowsByKey.put(id, r.header.sentAt, outboxTr(r));
+    else outboxRowsByKey.delete(id);
+  };
+
+  const inboxEmpty = h('p', { class: 'muted' });
+  const outboxEmpty = h('p', { class: 'muted' });
+  const inboxTable = h('table', {});
+  const outboxTable = h('table', {});
+  const showEmpty = () => {
+    inboxEmpty.hidden = inboxRowsByKey.size > 0;
+    inboxTable.hidden = inboxRowsByKey.size === 0;
+    outboxEmpty.hidden = outboxRowsByKey.size > 0;
+    outboxTable.hidden = outboxRowsByKey.size === 0;
+  };
+  /** The tables' frames (headings, column names); the rows inside are kept across redraws. */
+  const drawTables = () => {
+    inboxEmpty.textContent = t('empty');
+    outboxEmpty.textContent = t('empty');
+    const head = (keys: readonly MessageKey[], extra: boolean) => h('thead', {}, h('tr', {}, ...keys.map((k) => h('th', {}, t(k))), extra ? h('th', {}) : null));
+    replace(inboxTable, head(['col_precedence', 'col_from', 'col_subject', 'col_time', 'col_status', 'col_deadline'], true), inboxBody);
+    replace(outboxTable, head(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'], false), outboxBody);
+    replace(inboxEl, h('h2', {}, t('inbox')), inboxEmpty, inboxTable);
+    replace(outboxEl, h('h2', {}, t('outbox')), outboxEmpty, outboxTable);
+    showEmpty();
   };
 
   const drawEvents = () => {
@@ -445,43 +517,87 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
   };
 
   const tick = () => {
-    const now = Date.now() + serverOffset;
-    for (const cell of Array.from(document.querySelectorAll<HTMLElement>('td.due[data-due]'))) {
-      const left = Number(cell.dataset.due) - now;
-      cell.textContent = left >= 0 ? t('due_in', { t: formatDuration(left) }) : t('overdue', { t: formatDuration(-left) });
-      cell.classList.toggle('overdue', left < 0);
+    for (const cell of visibleDue) dueText(cell as HTMLElement);
+  };
+
+  /** One frame's drawing: sections first, then changed rows, FLASH and IMMEDIATE before the rest. */
+  const drawFrame = async (deadline: number): Promise<boolean> => {
+    const sections = [...dirtySections];
+    dirtySections.clear();
+    for (const draw of sections) draw();
+    if (resync || dirtyInbox.size > 0 || dirtyOutbox.size > 0) state = await storage.read(key);
+    if (resync) {
+      resync = false;
+      for (const id of [...inboxRowsByKey.keys(), ...Object.keys(state.inbox)]) dirtyInbox.add(id);
+      for (const id of [...outboxRowsByKey.keys(), ...Object.keys(state.sent), ...pendingIds(state)]) dirtyOutbox.add(id);
     }
+    let n = 0;
+    const due = () => ++n % 16 === 0 && performance.now() > deadline;
+    // Urgent rows now; the rest at most every ROUTINE_EVERY_MS, so that a flood costs a few
+    // layouts a second rather than one per message.
+    const routineWait = lastRoutine + ROUTINE_EVERY_MS - performance.now();
+    for (const urgent of routineWait > 0 ? [true] : [true, false]) {
+      for (const id of dirtyInbox) {
+        const p = state.inbox[id]?.header.precedence;
+        if (urgent !== (p === 'FLASH' || p === 'IMMEDIATE')) continue;
+        dirtyInbox.delete(id);
+        drawInboxRow(id);
+        if (due()) break;
+      }
+    }
+    if (routineWait <= 0) {
+      lastRoutine = performance.now();
+      for (const id of dirtyOutbox) {
+        if (performance.now() > deadline) break;
+        dirtyOutbox.delete(id);
+        drawOutboxRow(id);
+      }
+    }
+    showEmpty();
+    const left = dirtyInbox.size > 0 || dirtyOutbox.size > 0;
+    if (left && routineWait > 0) {
+      clearTimeout(routineTimer);
+      routineTimer = setTimeout(() => frames.schedule(), routineWait);
+      return false;
+    }
+    return left;
   };
+  let lastRoutine = 0;
+  let routineTimer: ReturnType<typeof setTimeout> | undefined;
+  const frames = new FrameScheduler(drawFrame);
 
+  function markInbox(id: string): void {
+    dirtyInbox.add(id);
+    frames.schedule();
+  }
+  function markOutbox(id: string): void {
+    dirtyOutbox.add(id);
+    frames.schedule();
+  }
+  function markSections(...draws: (() => void)[]): void {
+    for (const d of draws) dirtySections.add(d);
+    frames.schedule();
+  }
   const drawAll = () => {
-    const inbox = inboxRows(state, data.value, agreement, me);
-    drawStatus();
-    drawAuditAlarm();
-    drawLink();
-    drawBanner(inbox);
-    drawPeers();
-    drawCompose();
-    drawInbox(inbox);
-    drawOutbox(outboxRows(state, data.value, agreement));
-    drawEvents();
-    tick();
+    resync = true;
+    markSections(drawStatus, drawAuditAlarm, drawLink, drawPeers, drawCompose, drawEvents);
   };
 
-  let refreshing: Promise<void> = Promise.resolve();
-  const refresh = (): Promise<void> => {
-    refreshing = refreshing.then(async () => {
-      state = await storage.read(key);
-      drawAll();
-    });
-    return refreshing;
-  };
+  // What the client stored, here or in another tab of this console: redraw those rows.
+  storage.onChange((device, change) => {
+    if (device !== key) return;
+    for (const id of change.inbox) dirtyInbox.add(id);
+    for (const id of change.sent) dirtyOutbox.add(id);
+    for (const k of change.outbox) if (k.startsWith('e:')) dirtyOutbox.add(k.slice(2));
+    frames.schedule();
+  });
 
   // ----- client events -----
   client.on('connected', ({ serverTime }) => {
     connected = true;
     serverOffset = serverTime - Date.now();
     drawStatus();
-    void refresh();
+    drawAll();
     void loadStatus();
   });
   client.on('disconnected', () => {
@@ -489,66 +605,82 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore, unlocked: Unlock
     drawStatus();
   });
   client.on('message', (m) => {
-    void data
-      .save((d) => {
-        d.texts[m.header.id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
-        d.inboxAcceptedAt[m.header.id] = m.acceptedAt;
-      })
-      .then(refresh);
+    const id = m.header.id;
+    data.value.texts[id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
+    data.value.inboxAcceptedAt[id] = m.acceptedAt;
+    void saveNote(id);
+    // A FLASH is drawn now, banner and alarm included, ahead of whatever routine drawing waits
+    // for the next frame (the stored record is the one the client just wrote).
+    if (m.header.precedence === 'FLASH') {
+      const rec = state.inbox[id] ?? { header: m.header, envelopeHash: m.envelopeHash, receivedAt: m.acceptedAt };
+      putInboxRow(id, inboxRow(id, rec, data.value, agreement, me));
+      showEmpty();
+    }
+    markInbox(id);
   });
   client.on('receipt', (r) => {
     const b = r.receipt.receipt;
     if (!r.verified) {
-      void addEvent({ at: Date.now(), kind: 'error', params: { code: r.error?.code ?? 'HL_ERR_RECEIPT_BAD_SIGNATURE', message: `receipt for ${b.messageId} from ${b.by.party}/${b.by.device} does not verify` } }).then(refresh);
+      void addEvent({ at: Date.now(), kind: 'error', params: { code: r.error?.code ?? 'HL_ERR_RECEIPT_BAD_SIGNATURE', message: `receipt for ${b.messageId} from ${b.by.party}/${b.by.device} does not verify` } });
       return;
     }
     if (b.kind === 'acknowledged' && b.by.party === me.party && state.inbox[b.messageId]) {
-      void data.save((d) => (d.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at })).then(refresh);
+      data.value.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at };
+      void saveNote(b.messageId);
+      markInbox(b.messageId);
       return;
     }
-    void refresh();
+    markOutbox(b.messageId);
   });
-  client.on('accepted', () => void refresh());
-  client.on('receipt-accepted', () => void refresh());
+  client.on('accepted', ({ id }) => markOutbox(id));
+  client.on('receipt-accepted', ({ messageId }) => {
+    markInbox(messageId);
+    markOutbox(messageId);
+  });
   client.on('refused', (e) => {
     // The recipients changed (a peer device enrolled or revoked): look at the directory again,
     // so that a changed peer key blocks sending at once.
     if (e.code === 'HL_ERR_ENVELOPE_RECIPIENTS') void client.refreshDirectory().catch(() => undefined);
-    void addEvent({ at: Date.now(), kind: 'error', params: { code: e.code, message: e.message } }).then(refresh);
+    void addEvent({ at: Date.now(), kind: 'error', params: { code: e.code, message: e.message } });
+    // The refused item may have left the outbox.
+    resync = true;
+    frames.schedule();
   });
-  client.on('error', (e) => void addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }).then(drawEvents));
+  client.on('error', (e) => void addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }));
   // Fetched again at each connection, after a refusal and on the timer: peer keys are compared
   // with the confirmed set every time, and a change blocks sending until confirmed again.
-  client.on('directory', () => {
-    drawPeers();
-    drawCompose();
-  });
+  client.on('directory', () => markSections(drawPeers, drawCompose));
   client.on('link', (ev) => {
     if (ev.type === 'link.test') lastTest = latestTest(lastTest, [ev]);
-    drawStatus();
-    drawLink();
+    markSections(drawStatus, drawLink);
     void loadStatus();
   });
   client.on('link-test-sent', (s) => {
     lastSent = { to: s.to, at: s.at };
-    drawLink();
+    markSections(drawLink);
   });
   client.on('cosigned', (c) => {
     lastCosigned = { size: c.size, at: c.at };
-    drawLink();
+    markSections(drawLink);
   });
   client.on('event', (ev) => {
     // Raised here by the cosigner, or reported by another device of this party through the server.
-    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(drawAuditAlarm);
-    void addEvent(toConsoleEvent(ev)).then(refresh);
+    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(() => markSections(drawAuditAlarm));
+    void addEvent(toConsoleEvent(ev));
   });
 
-  onLanguageChange(() => {
+  const relayout = () => {
     layout();
+    drawTables();
+    // Every row carries translated text: draw them all again.
+    inboxRowsByKey.clear();
+    outboxRowsByKey.clear();
+    banners.clear();
+    for (const slot of [...dueCells.keys()]) forgetDue(slot);
     drawAll();
-  });
-  layout();
-  drawAll();
+  };
+  onLanguageChange(relayout);
+  relayout();
   setInterval(tick, 1000);
   setInterval(() => {
     if (client.connected) void client.refreshDirectory().then(drawAll, () => undefined);

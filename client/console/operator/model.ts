@@ -1,7 +1,7 @@
 import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
-import type { ClientState } from '../../storage/client-storage.js';
+import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
 
 /**
@@ -35,6 +35,42 @@ export interface ConsoleData {
   testAgent?: boolean;
   /** Audit alarms not yet dismissed by the operator, newest first (absent in data stored before alarms existed). */
   alarms?: AuditAlarmRecord[];
+}
+
+/**
+ * What the console keeps per message, stored as one sealed record per message (the maps of
+ * {@link ConsoleData} it fills are kept out of the console's single data record, which would
+ * otherwise grow with every message and be rewritten whole on each).
+ */
+export interface MessageNote {
+  text?: MessageText;
+  acceptedAt?: number;
+  ackedByColleague?: { by: string; at: number };
+}
+
+/** The note of message `id` from the maps of `data`. */
+export function noteOf(data: ConsoleData, id: string): MessageNote {
+  const text = data.texts[id];
+  const acceptedAt = data.inboxAcceptedAt[id];
+  const acked = data.ackedByColleague[id];
+  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}) };
+}
+
+/** Put a stored note back into the maps of `data`. */
+export function applyNote(data: ConsoleData, id: string, note: MessageNote): void {
+  if (note.text) data.texts[id] = note.text;
+  if (note.acceptedAt !== undefined) data.inboxAcceptedAt[id] = note.acceptedAt;
+  if (note.ackedByColleague) data.ackedByColleague[id] = note.ackedByColleague;
+}
+
+/** The ids that have a note in `data`. */
+export function notedIds(data: ConsoleData): string[] {
+  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague)])];
+}
+
+/** `data` as its single record stores it: without the per-message maps. */
+export function withoutNotes(data: ConsoleData): ConsoleData {
+  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {} };
 }
 
 /** An `audit.alarm` as the console keeps it until the operator dismisses it. */
@@ -121,65 +157,99 @@ export interface OutboxRow {
 export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow[] {
   const rows: InboxRow[] = [];
   for (const [id, rec] of Object.entries(state.inbox)) {
-    // Link tests are answered automatically and shown as the link status, not as messages.
-    if (rec.header.linkTest) continue;
-    const acceptedAt = data.inboxAcceptedAt[id] ?? rec.receivedAt;
-    const answerable = rec.header.to === me.party;
-    const acknowledged =
-      rec.acknowledgedAt !== undefined ? { by: 'me', at: rec.acknowledgedAt } : data.ackedByColleague[id];
-    const deadline = agreement.deadlines[rec.header.precedence];
-    const text = data.texts[id];
-    rows.push({
-      id,
-      header: rec.header,
-      ...(text ? { text } : {}),
-      acceptedAt,
-      answerable,
-      ...(acknowledged ? { acknowledged } : {}),
-      ...(answerable && !acknowledged ? { dueAt: acceptedAt + deadline.acknowledgedMs } : {}),
-    });
+    const row = inboxRow(id, rec, data, agreement, me);
+    if (row) rows.push(row);
   }
   return rows.sort((a, b) => b.acceptedAt - a.acceptedAt);
+}
+
+/** One inbox message's row, or undefined for what is not shown as a message (a link test). */
+export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow | undefined {
+  // Link tests are answered automatically and shown as the link status, not as messages.
+  if (rec.header.linkTest) return undefined;
+  const acceptedAt = data.inboxAcceptedAt[id] ?? rec.receivedAt;
+  const answerable = rec.header.to === me.party;
+  const acknowledged =
+    rec.acknowledgedAt !== undefined ? { by: 'me', at: rec.acknowledgedAt } : data.ackedByColleague[id];
+  const deadline = agreement.deadlines[rec.header.precedence];
+  const text = data.texts[id];
+  return {
+    id,
+    header: rec.header,
+    ...(text ? { text } : {}),
+    acceptedAt,
+    answerable,
+    ...(acknowledged ? { acknowledged } : {}),
+    ...(answerable && !acknowledged ? { dueAt: acceptedAt + deadline.acknowledgedMs } : {}),
+  };
 }
 
 export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
   const rows: OutboxRow[] = [];
   for (const item of Object.values(state.outbox)) {
-    if (item.kind !== 'envelope' || item.envelope.header.linkTest) continue;
-    const d = agreement.deadlines[item.draft.precedence];
-    rows.push({
-      id: item.id,
-      header: item.envelope.header,
-      text: data.texts[item.id] ?? item.draft.plaintext,
-      rung: 'sent',
-      receipts: [],
-      dueAt: item.composedAt + d.deliveredMs,
-    });
+    const row = pendingRow(item, data, agreement);
+    if (row) rows.push(row);
   }
   for (const [id, rec] of Object.entries(state.sent)) {
-    if (rec.header.linkTest) continue;
-    const d = agreement.deadlines[rec.header.precedence];
-    const kinds = new Set(rec.receipts.map((r) => r.kind));
-    const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
-    const start = rec.acceptedAt ?? rec.header.sentAt;
-    const dueAt = rung === 'accepted' ? start + d.deliveredMs : rung === 'delivered' ? start + d.acknowledgedMs : undefined;
-    const text = data.texts[id];
-    rows.push({
-      id,
-      header: rec.header,
-      ...(text ? { text } : {}),
-      rung,
-      ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
-      receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
-      ...(dueAt === undefined ? {} : { dueAt }),
-    });
+    const row = sentRow(id, rec, data, agreement);
+    if (row) rows.push(row);
   }
   return rows.sort((a, b) => b.header.sentAt - a.header.sentAt);
 }
 
+/** The ids of the messages waiting in the outbox (receipts are not shown). */
+export function pendingIds(state: ClientState): string[] {
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'envelope' ? [item.id] : []));
+}
+
+/** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */
+export function pendingItem(state: ClientState, id: string): OutboxItem | undefined {
+  // outboxKey() of a message.
+  return state.outbox[`e:${id}`];
+}
+
+/** An outbox item not yet accepted by the server: a message's row, undefined for receipts and link tests. */
+export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
+  if (item.kind !== 'envelope' || item.envelope.header.linkTest) return undefined;
+  const d = agreement.deadlines[item.draft.precedence];
+  return {
+    id: item.id,
+    header: item.envelope.header,
+    text: data.texts[item.id] ?? item.draft.plaintext,
+    rung: 'sent',
+    receipts: [],
+    dueAt: item.composedAt + d.deliveredMs,
+  };
+}
+
+/** A message the server accepted, on the highest rung its verified receipts reach. */
+export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
+  if (rec.header.linkTest) return undefined;
+  const d = agreement.deadlines[rec.header.precedence];
+  const kinds = new Set(rec.receipts.map((r) => r.kind));
+  const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
+  const start = rec.acceptedAt ?? rec.header.sentAt;
+  const dueAt = rung === 'accepted' ? start + d.deliveredMs : rung === 'delivered' ? start + d.acknowledgedMs : undefined;
+  const text = data.texts[id];
+  return {
+    id,
+    header: rec.header,
+    ...(text ? { text } : {}),
+    rung,
+    ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
+    receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
+    ...(dueAt === undefined ? {} : { dueAt }),
+  };
+}
+
+/** Whether a row holds the FLASH alarm on: an unacknowledged FLASH addressed to this party. */
+export function isFlashAlarm(r: InboxRow): boolean {
+  return r.answerable && !r.acknowledged && r.header.precedence === ('FLASH' satisfies Precedence);
+}
+
 /** Unacknowledged FLASH messages addressed to this party: they hold the alarm on. */
 export function flashAlarms(rows: readonly InboxRow[]): InboxRow[] {
-  return rows.filter((r) => r.answerable && !r.acknowledged && r.header.precedence === ('FLASH' satisfies Precedence));
+  return rows.filter(isFlashAlarm);
 }
 
 export interface PeerKey {

@@ -114,7 +114,7 @@ describe('BrowserStorage', () => {
         resealed: 0,
       };
     });
-    const stored = [...kv.map.values()].join('\n');
+    const stored = [...kv.map.values(), ...[...kv.recordMaps.values()].flatMap((m) => [...m.values()])].join('\n');
     expect(stored).not.toContain('至急');
     expect(stored).not.toContain('lastSeq');
     const again = new BrowserStorage(kv, (await new KeyStore(kv, 'operator').unlock('correct horse battery')).data);

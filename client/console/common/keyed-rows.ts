@@ -1,0 +1,75 @@
+/**
+ * Table rows kept by key and ordered by a sort key, newest first: a changed message replaces its
+ * own row in place and a new one is inserted where it belongs, so an update costs one row however
+ * many are shown (the console used to rebuild every row on every event).
+ *
+ * @example
+ * const rows = new KeyedRows(tbody);
+ * rows.put(id, acceptedAt, h('tr', {}, ...));
+ */
+export class KeyedRows {
+  readonly #parent: Element;
+  readonly #byKey = new Map<string, { el: Element; sort: number }>();
+  /** Keys in display order: descending sort key, then key. */
+  readonly #order: string[] = [];
+
+  constructor(parent: Element) {
+    this.#parent = parent;
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  has(key: string): boolean {
+    return this.#byKey.has(key);
+  }
+
+  /** Insert or replace the row for `key`. */
+  put(key: string, sort: number, el: Element): void {
+    const old = this.#byKey.get(key);
+    if (old && old.sort === sort) {
+      old.el.replaceWith(el);
+      this.#byKey.set(key, { el, sort });
+      return;
+    }
+    if (old) this.delete(key);
+    const at = this.#position(key, sort);
+    this.#order.splice(at, 0, key);
+    this.#byKey.set(key, { el, sort });
+    const next = this.#order[at + 1];
+    this.#parent.insertBefore(el, next === undefined ? null : this.#byKey.get(next)!.el);
+  }
+
+  delete(key: string): void {
+    const old = this.#byKey.get(key);
+    if (!old) return;
+    this.#order.splice(this.#position(key, old.sort), 1);
+    this.#byKey.delete(key);
+    old.el.remove();
+  }
+
+  clear(): void {
+    for (const { el } of this.#byKey.values()) el.remove();
+    this.#byKey.clear();
+    this.#order.length = 0;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#byKey.keys();
+  }
+
+  /** Binary search: the index of `key` if present, else where it goes. */
+  #position(key: string, sort: number): number {
+    let lo = 0;
+    let hi = this.#order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const k = this.#order[mid]!;
+      const s = this.#byKey.get(k)!.sort;
+      if (s > sort || (s === sort && k < key)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
