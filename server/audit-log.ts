@@ -117,6 +117,7 @@ export class AuditLog {
     for (let level = 1; 2 ** level <= size; level++) {
       const count = Math.floor(size / 2 ** level);
       for (let from = 0; from < count; from += CHECK_SLICE) {
+        if (this.#stopped) return;
         const problem = await this.#o.store.checkAuditNodes(level, from, Math.min(count, from + CHECK_SLICE));
         if (problem) return this.#rebuild(problem);
         // Let the relay run between slices: a million-entry log takes seconds to check.
