@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
 import { bytesEqual, fromBase64, fromHex, toBase64, toHex } from '../shared/encoding/base64.js';
-import { MerkleLog } from '../shared/audit/merkle.js';
+import { NodeTree, nodesRead } from '../shared/audit/merkle.js';
 import { formatCheckpointBody, formatNote, parseNote, signNote, verifyNote, type NoteSignature } from '../shared/audit/checkpoint.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import type { Agreement, DeviceCertBody } from '../shared/protocol/schemas.js';
@@ -9,6 +9,10 @@ import type { Clock, TimerHandle } from './clock.js';
 import type { Store, StoredCheckpoint, StoredCosignature } from './store/store.js';
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
+/** Logs up to this many entries have their stored tree checked in full before start() returns. */
+export const DEFAULT_INLINE_CHECK_MAX = 65_536;
+/** Nodes checked per slice of the background check, between which the event loop runs. */
+const CHECK_SLICE = 4096;
 
 export interface AuditLogOptions {
   agreement: Agreement;
@@ -19,22 +23,46 @@ export interface AuditLogOptions {
   logSecret?: Uint8Array;
   /** How often a checkpoint is signed when the log has grown. Default 60 s. */
   intervalMs?: number;
+  /**
+   * Up to this log size the full check of the stored tree runs before start() returns; a larger
+   * log is checked in the background while the relay already serves (tree reads and signing wait
+   * for it). Default {@link DEFAULT_INLINE_CHECK_MAX}.
+   */
+  inlineCheckMax?: number;
+}
+
+/**
+ * The tree of the first `size` entries, read from the store's nodes (O(log n) rows per answer).
+ * Range errors are HL_ERR_AUDIT_RANGE.
+ */
+export interface AuditTree {
+  readonly size: number;
+  root(size?: number): Promise<Uint8Array>;
+  leafHash(index: number): Promise<Uint8Array>;
+  inclusionProof(index: number, size?: number): Promise<Uint8Array[]>;
+  consistencyProof(size1: number, size2?: number): Promise<Uint8Array[]>;
 }
 
 /**
  * The server side of the tamper-evident log (DESIGN.md "Audit log"): the RFC 9162 tree of every
- * stored entry, kept in memory and rebuilt from the stored leaf hashes at start; checkpoints signed
- * with the log key on an interval (on the injected clock) and on demand; the parties' cosignatures
- * checked and stored beside them. Entries themselves are appended by the store, in the transaction
- * of the state change they record; the tree catches up with the store before each use.
+ * stored entry, checkpoints signed with the log key on an interval (on the injected clock) and on
+ * demand, and the parties' cosignatures checked and stored beside them. Entries are appended by the
+ * store, in the transaction of the state change they record, together with the tree nodes they
+ * complete; this class holds no leaves and reads the O(log n) nodes each root or proof needs.
+ *
+ * The stored nodes are derived data and are never trusted blindly: at start a quick check (O(log n)
+ * rows: the node ranges the log's size implies, and the newest node of each level against its
+ * children) and then a full check of every node against its children, in bounded slices. Whatever
+ * disagrees is logged and the nodes are rebuilt from the stored leaf hashes; roots, proofs and
+ * signing wait until the check is done.
  */
 export class AuditLog {
   readonly #o: AuditLogOptions;
   readonly #name: string;
-  readonly #tree = new MerkleLog();
   #timer: TimerHandle | undefined;
   #running = false;
-  /** Catch-up and signing run one at a time. */
+  #stopped = false;
+  /** The tree check, catch-up and signing run one at a time. */
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: AuditLogOptions) {
@@ -47,25 +75,69 @@ export class AuditLog {
     return this.#o.logSecret !== undefined;
   }
 
-  /** Rebuild the tree, check it against the newest stored checkpoint, sign one and start the timer. */
+  /**
+   * Check the stored tree (rebuilding it if it disagrees with the entries), compare it with the
+   * newest stored checkpoint, sign one and start the timer. A large log is checked in full in the
+   * background: start() returns after the quick check, and the rest follows.
+   */
   async start(): Promise<void> {
-    await this.#exclusive(() => this.#catchUp());
+    this.#stopped = false;
+    await this.#exclusive(() => this.#quickCheck());
+    const size = await this.#o.store.auditSize();
+    const rest = this.#exclusive(() => this.#fullCheck(size)).then(() => this.#afterCheck());
+    if (size <= (this.#o.inlineCheckMax ?? DEFAULT_INLINE_CHECK_MAX)) return rest;
+    void rest.catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'audit tree check failed'));
+  }
+
+  async #afterCheck(): Promise<void> {
+    const tree = await this.tree();
     const latest = await this.#o.store.getCheckpoint();
-    if (latest && (latest.size > this.#tree.size || !bytesEqual(this.#tree.root(latest.size), fromHex(latest.rootHash)))) {
+    if (latest && (latest.size > tree.size || !bytesEqual(await tree.root(latest.size), fromHex(latest.rootHash)))) {
       // The stored log no longer matches what the log key signed: say so loudly. The server keeps
       // relaying (availability), and the cosigners refuse any checkpoint that rewrites history.
-      this.#o.log.error({ checkpointSize: latest.size, logSize: this.#tree.size }, 'the stored audit log does not match the latest signed checkpoint');
+      this.#o.log.error({ checkpointSize: latest.size, logSize: tree.size }, 'the stored audit log does not match the latest signed checkpoint');
     }
     if (!this.signing) {
       this.#o.log.warn('no log key configured (HOTLINE_LOG_KEY): the audit log is kept but no checkpoint is signed');
       return;
     }
+    if (this.#stopped) return;
     this.#running = true;
     await this.signCheckpoint().catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'checkpoint signing failed'));
     this.#schedule();
   }
 
+  async #quickCheck(): Promise<void> {
+    const problem = await this.#o.store.checkAuditTree();
+    if (problem) await this.#rebuild(problem);
+  }
+
+  /** Every node of the tree of `size` entries against its children, a slice at a time. */
+  async #fullCheck(size: number): Promise<void> {
+    for (let level = 1; 2 ** level <= size; level++) {
+      const count = Math.floor(size / 2 ** level);
+      for (let from = 0; from < count; from += CHECK_SLICE) {
+        if (this.#stopped) return;
+        const problem = await this.#o.store.checkAuditNodes(level, from, Math.min(count, from + CHECK_SLICE));
+        if (problem) return this.#rebuild(problem);
+        // Let the relay run between slices: a million-entry log takes seconds to check.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+
+  async #rebuild(problem: string): Promise<void> {
+    this.#o.log.warn({ problem }, 'the stored audit tree does not match the stored entries: rebuilding it from the entries');
+    try {
+      const size = await this.#o.store.rebuildAuditTree();
+      this.#o.log.warn({ size }, 'audit tree rebuilt');
+    } catch (err) {
+      this.#o.log.error({ err: { message: (err as Error).message } }, 'the audit tree cannot be rebuilt: its stored nodes are kept');
+    }
+  }
+
   stop(): void {
+    this.#stopped = true;
     this.#running = false;
     if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -81,10 +153,25 @@ export class AuditLog {
     }, this.#o.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
   }
 
-  /** The tree, caught up with every stored entry. */
-  async tree(): Promise<MerkleLog> {
-    await this.#exclusive(() => this.#catchUp());
-    return this.#tree;
+  /** The tree of every entry stored now (after the start-up check). */
+  async tree(): Promise<AuditTree> {
+    return this.#exclusive(async () => this.#view(await this.#o.store.auditSize()));
+  }
+
+  #view(size: number): AuditTree {
+    const read = async <T>(op: (tree: NodeTree) => T): Promise<T> => {
+      const refs = nodesRead((get) => op(new NodeTree(size, get)));
+      const hashes = await this.#o.store.auditNodes(refs);
+      const byRef = new Map(refs.map((r, i) => [`${r.level}/${r.index}`, hashes[i]!]));
+      return op(new NodeTree(size, (level, index) => byRef.get(`${level}/${index}`)!));
+    };
+    return {
+      size,
+      root: (s) => read((t) => t.root(s)),
+      leafHash: (index) => read((t) => t.leafHash(index)),
+      inclusionProof: (index, s) => read((t) => t.inclusionProof(index, s)),
+      consistencyProof: (s1, s2) => read((t) => t.consistencyProof(s1, s2)),
+    };
   }
 
   /**
@@ -95,11 +182,11 @@ export class AuditLog {
     const secret = this.#o.logSecret;
     if (!secret) throw new HotlineError('HL_ERR_NOT_FOUND', 'this server has no log key configured: it signs no checkpoints');
     return this.#exclusive(async () => {
-      await this.#catchUp();
+      const tree = this.#view(await this.#o.store.auditSize());
       const latest = await this.#o.store.getCheckpoint();
-      const size = this.#tree.size;
+      const size = tree.size;
       if (size === 0 || (latest && latest.size >= size)) return { checkpoint: latest, created: false };
-      const rootHash = this.#tree.root(size);
+      const rootHash = await tree.root(size);
       const note = await signNote(formatCheckpointBody({ origin: this.#name, size, rootHash }), { name: this.#name, secretKey: secret });
       const checkpoint: StoredCheckpoint = { size, rootHash: toHex(rootHash), note, createdAt: this.#o.clock.now() };
       await this.#o.store.putCheckpoint(checkpoint);
@@ -162,10 +249,6 @@ export class AuditLog {
     const stored: StoredCosignature = { size, cosigner: name, signature: toBase64(raw), at: this.#o.clock.now() };
     await this.#o.store.putCosignature(stored);
     return stored;
-  }
-
-  async #catchUp(): Promise<void> {
-    for (const h of await this.#o.store.auditLeafHashes(this.#tree.size)) this.#tree.append(h);
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {

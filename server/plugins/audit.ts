@@ -58,7 +58,7 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
 
   app.get('/v1/audit/entries', auth, async (request) => {
     allow(request, READERS, 'read audit entries');
-    const size = (await ctx.audit.tree()).size;
+    const size = await ctx.store.auditSize();
     const from = intParam(request.query, 'from', 0);
     const to = Math.min(intParam(request.query, 'to', Math.min(from + MAX_ENTRIES_PAGE, size)), size);
     if (from > to) throw new HotlineError('HL_ERR_AUDIT_RANGE', `from (${from}) is beyond to (${to}) or the log size (${size})`);
@@ -93,9 +93,9 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
     const tree = await ctx.audit.tree();
     const index = intParam(request.query, 'index');
     const size = intParam(request.query, 'size', tree.size);
-    // MerkleLog checks the range (HL_ERR_AUDIT_RANGE).
-    const proof = tree.inclusionProof(index, size);
-    return { index, size, leafHash: toBase64(tree.leafHash(index)), proof: proof.map(toBase64) };
+    // The tree checks the range (HL_ERR_AUDIT_RANGE).
+    const proof = await tree.inclusionProof(index, size);
+    return { index, size, leafHash: toBase64(await tree.leafHash(index)), proof: proof.map(toBase64) };
   });
 
   app.get('/v1/audit/proof/consistency', auth, async (request) => {
@@ -103,7 +103,7 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
     const tree = await ctx.audit.tree();
     const from = intParam(request.query, 'from');
     const to = intParam(request.query, 'to', tree.size);
-    return { from, to, proof: tree.consistencyProof(from, to).map(toBase64) };
+    return { from, to, proof: (await tree.consistencyProof(from, to)).map(toBase64) };
   });
 
   app.post('/v1/audit/cosignatures', auth, async (request, reply) => {
@@ -136,8 +136,11 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
     allow(request, READERS, 'export the audit log');
     // Checkpoints first: the log only grows, so every checkpoint read is covered by the entries read after.
     const checkpoints = (await ctx.audit.checkpointNotes()).map((c) => c.note);
-    const rows = await ctx.store.auditEntries(0, Number.MAX_SAFE_INTEGER);
-    const entries = rows.map((r) => r.entry);
+    // Paged by index range (never OFFSET, which rereads every row before the page).
+    const entries: string[] = [];
+    for (let from = 0, size = await ctx.store.auditSize(); from < size; from += MAX_ENTRIES_PAGE) {
+      for (const r of await ctx.store.auditEntries(from, from + MAX_ENTRIES_PAGE)) entries.push(r.entry);
+    }
     const ciphertexts: Record<string, string> = {};
     for (const text of entries) {
       let id: unknown;

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { HotlineError } from '../../shared/errors.js';
 import { utf8 } from '../../shared/encoding/base64.js';
-import { leafHash } from '../../shared/audit/merkle.js';
+import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
@@ -25,6 +25,7 @@ import {
   type Write,
   type WriteResult,
 } from './store.js';
+import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
 const MIGRATIONS: readonly string[] = [
@@ -94,6 +95,15 @@ const MIGRATIONS: readonly string[] = [
     size INTEGER NOT NULL, cosigner TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (size, cosigner)
   );
+  `,
+  // 4 (issue 9): the audit tree's complete subtrees, so that start-up reads O(log n) rows instead of
+  // every leaf (server/store/sqlite-audit-tree.ts). An existing log gets its nodes once, at the first
+  // start (the start-up check finds them missing and builds them from the leaves).
+  `
+  CREATE TABLE audit_nodes (
+    level INTEGER NOT NULL CHECK (level >= 1), idx INTEGER NOT NULL CHECK (idx >= 0), hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+  ) WITHOUT ROWID;
   `,
 ];
 
@@ -171,6 +181,7 @@ export function envelopeAuditEntry(w: { envelope: Envelope; envelopeHash: string
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmt;
+  private readonly tree: SqliteAuditTree;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -242,14 +253,11 @@ export class SqliteStore implements Store {
       pendingLinkTests: db.prepare<[], { message_id: string; from_party: string; to_party: string; sent_at: number; due_at: number }>(
         'SELECT * FROM link_tests WHERE done = 0 ORDER BY due_at',
       ),
-      auditSize: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_entries'),
       lastAudit: db.prepare<[], { idx: number; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_entries ORDER BY idx DESC LIMIT 1'),
       insertAudit: db.prepare('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)'),
       auditRange: db.prepare<[number, number], { idx: number; entry: string; leaf_hash: Buffer }>(
         'SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
       ),
-      // By position, not by idx: a tree rebuilt from a damaged table has what the table has.
-      auditLeafHashes: db.prepare<[number], { leaf_hash: Buffer }>('SELECT leaf_hash FROM audit_entries ORDER BY idx LIMIT -1 OFFSET ?'),
       insertCheckpoint: db.prepare('INSERT OR IGNORE INTO checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)'),
       listCheckpoints: db.prepare<[], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size'),
       getCheckpoint: db.prepare<[number], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size = ?'),
@@ -261,6 +269,7 @@ export class SqliteStore implements Store {
       cosignaturesOf: db.prepare<[number], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures WHERE size = ? ORDER BY cosigner'),
       allCosignatures: db.prepare<[], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures ORDER BY size, cosigner'),
     };
+    this.tree = new SqliteAuditTree(db);
   }
 
   /** Append inside the caller's transaction. */
@@ -270,7 +279,9 @@ export class SqliteStore implements Store {
     const last = this.stmt.lastAudit.get();
     const idx = last ? last.idx + 1 : 0;
     const text = formatAuditEntry(entry, idx, last ? new Uint8Array(last.leaf_hash) : null);
-    this.stmt.insertAudit.run(idx, text, Buffer.from(leafHash(utf8(text))));
+    const hash = leafHash(utf8(text));
+    this.stmt.insertAudit.run(idx, text, Buffer.from(hash));
+    this.tree.addLeaf(idx, hash);
     return idx;
   }
 
@@ -491,16 +502,40 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => this.audit(entry))();
   }
 
+  /** Append many entries in one transaction (one fsync): for building large test and bench logs. */
+  appendAuditMany(entries: Iterable<AuditEntry>): number {
+    return this.db.transaction(() => {
+      let n = 0;
+      for (const e of entries) {
+        this.audit(e);
+        n++;
+      }
+      return n;
+    })();
+  }
+
   async auditSize(): Promise<number> {
-    return this.stmt.auditSize.get()!.n;
+    return this.tree.size();
   }
 
   async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
     return this.stmt.auditRange.all(from, to).map((r) => ({ idx: r.idx, entry: r.entry, leafHash: new Uint8Array(r.leaf_hash) }));
   }
 
-  async auditLeafHashes(offset: number): Promise<Uint8Array[]> {
-    return this.stmt.auditLeafHashes.all(offset).map((r) => new Uint8Array(r.leaf_hash));
+  async auditNodes(refs: readonly NodeRef[]): Promise<Uint8Array[]> {
+    return this.tree.nodes(refs);
+  }
+
+  async checkAuditTree(): Promise<string | undefined> {
+    return this.tree.check();
+  }
+
+  async checkAuditNodes(level: number, from: number, to: number): Promise<string | undefined> {
+    return this.tree.checkNodes(level, from, to);
+  }
+
+  async rebuildAuditTree(): Promise<number> {
+    return this.tree.rebuild();
   }
 
   async putCheckpoint(c: StoredCheckpoint): Promise<boolean> {

@@ -1,5 +1,6 @@
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { NodeRef } from '../../shared/audit/merkle.js';
 import type { DeadlineRecord } from '../relay/deadlines.js';
 import type { LinkPairRecord, PendingTest } from '../relay/link-test.js';
 
@@ -153,14 +154,35 @@ export interface Store {
   /** Highest envelope `seq` accepted from this device (0 if none). */
   lastSeq(device: DeviceKey): Promise<number>;
 
-  /** Append one audit entry on its own (logins, server start/stop); returns its index. */
+  /**
+   * Append one audit entry on its own (logins, server start/stop); returns its index. Every append
+   * (here and in `commit`) also stores, in the same transaction, the hash of each complete subtree
+   * of the Merkle tree that the new leaf closes (amortised one node per entry).
+   */
   appendAudit(entry: AuditEntry): Promise<number>;
+  /** The log's size: the highest entry index + 1 (an index lookup, not a count). */
   auditSize(): Promise<number>;
-  /** Entries [from, to) as stored canonical JSON, with their leaf hashes. */
+  /** Entries [from, to) as stored canonical JSON, with their leaf hashes (an index range). */
   auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]>;
 
-  /** Leaf hashes of the entries from position `offset` on, in log order (to rebuild the tree). */
-  auditLeafHashes(offset: number): Promise<Uint8Array[]>;
+  /**
+   * Stored hashes of complete subtrees of the log's tree (level 0: leaf hashes), in the order
+   * asked. A missing one fails with HL_ERR_AUDIT_LEAF_MISMATCH.
+   */
+  auditNodes(refs: readonly NodeRef[]): Promise<Uint8Array[]>;
+  /**
+   * The start-up check of the stored nodes, reading O(log n) rows: every level holds exactly the
+   * index range the log's size implies (nothing missing at the ends, no stray row beyond), and the
+   * newest node of each level is the hash of its two children. Returns what is wrong, if anything.
+   */
+  checkAuditTree(): Promise<string | undefined>;
+  /**
+   * The full check, one bounded slice at a time: each node of `level` with index in [from, to)
+   * exists and is the hash of its two children. Returns what is wrong, if anything.
+   */
+  checkAuditNodes(level: number, from: number, to: number): Promise<string | undefined>;
+  /** Recompute every node from the stored leaf hashes, in one transaction; returns the log size. */
+  rebuildAuditTree(): Promise<number>;
 
   /** Store a checkpoint (idempotent by size: false when one of that size is stored already). */
   putCheckpoint(checkpoint: StoredCheckpoint): Promise<boolean>;

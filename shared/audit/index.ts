@@ -5,6 +5,8 @@
 export {
   HASH_SIZE,
   MerkleLog,
+  NodeTree,
+  completeSubtrees,
   consistencyProof,
   consistencyProofLength,
   emptyRoot,
@@ -15,11 +17,14 @@ export {
   leafHash,
   merkleTreeHash,
   nodeHash,
+  nodesRead,
+  rangeFromNodes,
   rootFromInclusionProof,
   rootFromLeafHashes,
   verifyConsistency,
   verifyInclusion,
 } from './merkle.js';
+export type { NodeLookup, NodeRef } from './merkle.js';
 export {
   NOTE_SIGNATURE_TYPES,
   addSignature,

@@ -142,32 +142,26 @@ export class MerkleLog {
 
   /** The stored hash of leaf `index` (a copy). */
   leafHash(index: number): Uint8Array {
-    if (!isSize(index) || index >= this.#size) {
-      throw new HotlineError('HL_ERR_AUDIT_RANGE', `leaf index ${String(index)} is not below log size ${this.#size}`);
-    }
-    return this.#levels[0]!.get(index).slice();
+    return this.#view().leafHash(index);
   }
 
   /** The root of the tree of the first `size` leaves (default: all of them). */
   root(size: number = this.#size): Uint8Array {
-    checkRange(size, this.#size, 'size');
-    return size === 0 ? emptyRoot() : this.#range(0, size).slice();
+    return this.#view().root(size);
   }
 
   /** Inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162 PATH). */
   inclusionProof(index: number, size: number = this.#size): Uint8Array[] {
-    checkRange(size, this.#size, 'size');
-    if (!isSize(index) || index >= size) {
-      throw new HotlineError('HL_ERR_AUDIT_RANGE', `leaf index ${String(index)} is not below tree size ${size}`);
-    }
-    return buildInclusionProof(index, size, (lo, hi) => this.#range(lo, hi).slice());
+    return this.#view().inclusionProof(index, size);
   }
 
   /** Consistency proof from the tree of `size1` leaves to that of `size2` (RFC 9162 PROOF). */
   consistencyProof(size1: number, size2: number = this.#size): Uint8Array[] {
-    checkRange(size2, this.#size, 'size2');
-    checkRange(size1, size2, 'size1');
-    return buildConsistencyProof(size1, size2, (lo, hi) => this.#range(lo, hi).slice());
+    return this.#view().consistencyProof(size1, size2);
+  }
+
+  #view(): NodeTree {
+    return new NodeTree(this.#size, (level, index) => this.#levels[level]!.get(index));
   }
 
   #level(h: number): HashList {
@@ -179,29 +173,116 @@ export class MerkleLog {
     return level;
   }
 
-  // MTH of leaves [lo, hi) for a range that is a subtree of the RFC 9162 recursion, i.e. lo is a
-  // multiple of the largest power of two not above hi − lo. Such a range splits into complete
-  // subtrees of decreasing size (the binary digits of hi − lo), and its hash is their right fold.
-  #range(lo: number, hi: number): Uint8Array {
-    const parts: Uint8Array[] = [];
-    let pos = lo;
-    let width = 1;
-    let height = 0;
-    while (width * 2 <= hi - lo) {
-      width *= 2;
-      height++;
+}
+
+/**
+ * One complete (perfect) subtree of the log: the `2^level` leaves from `index·2^level` on. Level 0
+ * is a leaf. A log that stores the hash of every complete subtree as it grows (the server does, so
+ * that it never holds or rehashes all leaves) can answer any root or proof from O(log n) of them.
+ */
+export interface NodeRef {
+  level: number;
+  index: number;
+}
+
+/** Returns the stored hash of a complete subtree (see {@link NodeRef}). */
+export type NodeLookup = (level: number, index: number) => Uint8Array;
+
+/**
+ * The complete subtrees that make up leaves [lo, hi), largest first, for a range of the RFC 9162
+ * recursion (lo is a multiple of the largest power of two not above hi − lo): one per binary digit
+ * of hi − lo. The range's hash is their right fold ({@link rangeFromNodes}).
+ */
+export function completeSubtrees(lo: number, hi: number): NodeRef[] {
+  const parts: NodeRef[] = [];
+  let pos = lo;
+  let width = 1;
+  let height = 0;
+  while (width * 2 <= hi - lo) {
+    width *= 2;
+    height++;
+  }
+  for (; width >= 1; width /= 2, height--) {
+    if (pos + width <= hi) {
+      parts.push({ level: height, index: pos / width });
+      pos += width;
     }
-    for (; width >= 1; width /= 2, height--) {
-      if (pos + width <= hi) {
-        parts.push(this.#levels[height]!.get(pos / width));
-        pos += width;
-      }
+  }
+  return parts;
+}
+
+/** MTH of leaves [lo, hi) from the hashes of its complete subtrees (not a copy when hi − lo is a power of two). */
+export function rangeFromNodes(lo: number, hi: number, get: NodeLookup): Uint8Array {
+  const parts = completeSubtrees(lo, hi).map((n) => get(n.level, n.index));
+  let acc = parts[parts.length - 1]!;
+  for (let i = parts.length - 2; i >= 0; i--) acc = nodeHash(parts[i]!, acc);
+  return acc;
+}
+
+/**
+ * Roots and proofs of a log of `size` leaves whose complete subtrees are read through `get`: what
+ * {@link MerkleLog} does from memory and the server from its stored nodes. Each answer reads at most
+ * O(log² n) nodes and hashes O(log n); sizes and indexes are range-checked (HL_ERR_AUDIT_RANGE).
+ *
+ * @example
+ * const tree = new NodeTree(size, (level, index) => stored.get(`${level}/${index}`)!);
+ * const proof = tree.consistencyProof(lastSize);
+ */
+export class NodeTree {
+  constructor(
+    readonly size: number,
+    private readonly get: NodeLookup,
+  ) {}
+
+  /** The hash of leaf `index` (a copy). */
+  leafHash(index: number): Uint8Array {
+    if (!isSize(index) || index >= this.size) {
+      throw new HotlineError('HL_ERR_AUDIT_RANGE', `leaf index ${String(index)} is not below log size ${this.size}`);
     }
-    let acc = parts[parts.length - 1]!;
-    for (let i = parts.length - 2; i >= 0; i--) acc = nodeHash(parts[i]!, acc);
-    return acc;
+    return this.get(0, index).slice();
+  }
+
+  /** The root of the tree of the first `size` leaves (default: all of them). */
+  root(size: number = this.size): Uint8Array {
+    checkRange(size, this.size, 'size');
+    return size === 0 ? emptyRoot() : rangeFromNodes(0, size, this.get).slice();
+  }
+
+  /** Inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162 PATH). */
+  inclusionProof(index: number, size: number = this.size): Uint8Array[] {
+    checkRange(size, this.size, 'size');
+    if (!isSize(index) || index >= size) {
+      throw new HotlineError('HL_ERR_AUDIT_RANGE', `leaf index ${String(index)} is not below tree size ${size}`);
+    }
+    return buildInclusionProof(index, size, (lo, hi) => rangeFromNodes(lo, hi, this.get).slice());
+  }
+
+  /** Consistency proof from the tree of `size1` leaves to that of `size2` (RFC 9162 PROOF). */
+  consistencyProof(size1: number, size2: number = this.size): Uint8Array[] {
+    checkRange(size2, this.size, 'size2');
+    checkRange(size1, size2, 'size1');
+    return buildConsistencyProof(size1, size2, (lo, hi) => rangeFromNodes(lo, hi, this.get).slice());
   }
 }
+
+/**
+ * The complete subtrees that `compute` reads, found by running it on placeholder hashes: a store
+ * fetches exactly these (O(log² n) at most) and then runs `compute` on them for real. Range errors
+ * are thrown here already.
+ *
+ * @example
+ * const refs = nodesRead((get) => new NodeTree(size, get).inclusionProof(5));
+ */
+export function nodesRead(compute: (get: NodeLookup) => unknown): NodeRef[] {
+  const refs = new Map<string, NodeRef>();
+  compute((level, index) => {
+    refs.set(`${level}/${index}`, { level, index });
+    return PLACEHOLDER;
+  });
+  return [...refs.values()];
+}
+
+const PLACEHOLDER = new Uint8Array(HASH_SIZE);
 
 /**
  * Verify an inclusion proof (RFC 9162 §2.1.3.2) that the leaf with hash `leafHash` is at `index`
