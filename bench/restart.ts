@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchConfig } from './config.js';
 import type { BenchDeployment } from './deployment.js';
-import { buildAuditLog } from './log-builder.js';
+import { buildBigLog } from './big-log.js';
 import { spawnBenchServer } from './server.js';
 
 export interface StartResult {
@@ -45,8 +45,8 @@ export async function restartPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
   const empty = await timeStart(dep.agreementPath, emptyDir);
   const bigDir = join(dir, 'restart-big');
   const b0 = performance.now();
-  const [from, to] = [dep.agreement.parties[0]!.id, dep.agreement.parties[1]!.id];
-  await buildAuditLog(bigDir, cfg.auditEntries, from, to);
+  mkdirSync(bigDir, { recursive: true, mode: 0o700 });
+  await buildBigLog(bigDir, cfg.auditEntries);
   const buildSeconds = (performance.now() - b0) / 1000;
   const big = await timeStart(dep.agreementPath, bigDir);
   return { auditEntries: cfg.auditEntries, buildSeconds, empty, big };
