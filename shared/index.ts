@@ -46,6 +46,8 @@ export {
   verifyHeaderSignature,
 } from './crypto/envelope.js';
 export type { OpenEnvelopeOptions, ReplayGuard, SealEnvelopeOptions } from './crypto/envelope.js';
+export { REPLAY_WINDOW, ReplayWindow, seqVerdict } from './crypto/replay-window.js';
+export type { ReplayWindowState, SeqVerdict } from './crypto/replay-window.js';
 export { signReceipt, verifyReceipt } from './crypto/receipt.js';
 export { assertSchema, matchesSchema, parseJson } from './protocol/validate.js';
 export * as schemas from './protocol/schemas.js';

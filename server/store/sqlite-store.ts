@@ -95,6 +95,29 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (size, cosigner)
   );
   `,
+  // Precedence first and the replay window (issue 9). A mailbox row carries its delivery rank
+  // (PROTOCOL.md "Delivery order"), so the backlog is read by (rank, cursor) from the index alone.
+  // Only un-acknowledged rows are ranked here: an acknowledged row is never read again. The seq
+  // index answers "was (device, seq) used?" now that seqs may arrive out of order; it is UNIQUE
+  // because the store never accepted a seq twice.
+  `
+  ALTER TABLE mailbox ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE e.precedence WHEN 'FLASH' THEN 0 WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 ELSE 3 END
+      FROM envelopes e WHERE e.id = mailbox.ref), 0)
+   WHERE kind = 'envelope' AND acked = 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE e.precedence WHEN 'FLASH' THEN 0 WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 ELSE 3 END
+      FROM receipts r JOIN envelopes e ON e.id = r.message_id WHERE r.id = CAST(mailbox.ref AS INTEGER)), 0)
+   WHERE kind = 'receipt' AND acked = 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE json_extract(ev.event, '$.precedence') WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 WHEN 'ROUTINE' THEN 3 ELSE 0 END
+      FROM events ev WHERE ev.id = CAST(mailbox.ref AS INTEGER)), 0)
+   WHERE kind = 'event' AND acked = 0;
+  DROP INDEX mailbox_by_device;
+  CREATE INDEX mailbox_by_device ON mailbox (device, acked, rank, cursor);
+  CREATE UNIQUE INDEX envelopes_by_sender_seq ON envelopes (from_party, from_device, seq);
+  `,
 ];
 
 interface MailboxRow {
@@ -195,6 +218,9 @@ export class SqliteStore implements Store {
         'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
       ),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = ?'),
+      seqUsed: db.prepare<[string, string, number], { one: number }>(
+        'SELECT 1 AS one FROM envelopes WHERE from_party = ? AND from_device = ? AND seq = ?',
+      ),
       setSeq: db.prepare(
         'INSERT INTO device_seq (device, last_seq) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)',
       ),
@@ -382,11 +408,12 @@ export class SqliteStore implements Store {
     const h = w.envelope.header;
     const guard = {
       lastSeq: (party: string, device: string) => this.stmt.lastSeq.get(deviceKey({ party, device }))?.last_seq ?? 0,
+      seqUsed: (party: string, device: string, seq: number) => this.stmt.seqUsed.get(party, device, seq) !== undefined,
       hashOf: (id: string) => this.stmt.envelopeHash.get(id)?.hash,
     };
     // Checked again here, inside the transaction: two envelopes may have passed the relay's checks
     // concurrently, and only the first of a (device, seq) or id may win.
-    if (checkReplay(h, guard) === 'duplicate') {
+    if (checkReplay(h, guard, w.envelopeHash) === 'duplicate') {
       return { ok: true, status: 'duplicate', acceptedAt: this.stmt.envelopeHash.get(h.id)!.accepted_at };
     }
     this.stmt.insertEnvelope.run(

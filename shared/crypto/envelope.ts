@@ -18,6 +18,7 @@ import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
 import { randomBytes, randomId } from './random.js';
 import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
+import { seqVerdict } from './replay-window.js';
 
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
 
@@ -233,26 +234,35 @@ export function checkRecipients(header: EnvelopeHeader, expected: readonly Devic
   }
 }
 
+export { REPLAY_WINDOW } from './replay-window.js';
+
 /** What the server (and a client) remembers to refuse replays. */
 export interface ReplayGuard {
   /** Highest `seq` accepted from this device, 0 if none. */
   lastSeq(party: string, device: string): number;
+  /** Whether an envelope with this `(device, seq)` was accepted (asked only inside the window). */
+  seqUsed(party: string, device: string, seq: number): boolean;
   /** The envelope hash stored under this message id, if any. */
   hashOf(id: string): string | undefined;
 }
 
 /**
- * Replay rules (DESIGN.md): a reused `id` is refused unless it is the very same envelope (then the
- * resend is idempotent and the result is 'duplicate'); a `seq` not above the device's last is refused.
+ * Replay rules (PROTOCOL.md "Replay window"): a reused `id` is refused unless it is the very same
+ * envelope (then the resend is idempotent and the result is 'duplicate'); a `(device, seq)` already
+ * used, or a seq at or below the device's highest − REPLAY_WINDOW, is refused. `hash` is the
+ * header's hash when the caller has it (from {@link verifyEnvelope}), saving a canonicalisation.
  */
-export function checkReplay(header: EnvelopeHeader, guard: ReplayGuard): 'new' | 'duplicate' {
+export function checkReplay(header: EnvelopeHeader, guard: ReplayGuard, hash?: string): 'new' | 'duplicate' {
   const stored = guard.hashOf(header.id);
   if (stored !== undefined) {
-    if (stored === envelopeHash(header)) return 'duplicate';
+    if (stored === (hash ?? envelopeHash(header))) return 'duplicate';
     throw new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `message id ${header.id} is already used by another envelope`);
   }
-  if (header.seq <= guard.lastSeq(header.from.party, header.from.device)) {
-    throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${header.from.party}/${header.from.device} was already used`);
+  const { party, device } = header.from;
+  const verdict = seqVerdict(header.seq, guard.lastSeq(party, device), (seq) => guard.seqUsed(party, device, seq));
+  if (verdict === 'reused') throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${party}/${device} was already used`);
+  if (verdict === 'below-window') {
+    throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${party}/${device} is below the replay window`);
   }
   return 'new';
 }
