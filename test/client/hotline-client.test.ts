@@ -291,7 +291,7 @@ describe('HotlineClient inbox', () => {
     const r = await sock.waitFor('receipt');
     const verified = await verifyReceipt(r.receipt, s.d.devices.jpOp.certificate.cert, env.header);
     expect(verified.receipt.kind).toBe('delivered');
-    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && f.cursor)).toEqual([1, 2, 3]);
+    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && 'cursor' in f && f.cursor)).toEqual([1, 2, 3]);
 
     // The inbox is stored: a new client on the same storage does not show it again.
     await client.stop();
