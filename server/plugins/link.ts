@@ -321,6 +321,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     // Frames of one socket read are queued, not run as one microtask chain: they are handled in
     // bounded turns (handleInbound), and past INBOUND_PAUSE the socket stops being read.
     conn.inbound.push({ data, isBinary });
+    inboundWaiting++;
     if (conn.inbound.length >= INBOUND_PAUSE) conn.ws.pause();
     if (!conn.handling) {
       conn.handling = true;
@@ -338,6 +339,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
         n = 0;
       }
       const { data, isBinary } = conn.inbound.shift()!;
+      inboundWaiting--;
       if (conn.inbound.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
       if (conn.closing) break;
       let frame: ClientFrame;
@@ -350,6 +352,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       }
       await handleFrame(conn, frame);
     }
+    inboundWaiting -= conn.inbound.length;
     conn.inbound = [];
     conn.handling = false;
   }
@@ -414,6 +417,10 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     if (!result.ok || result.status !== 'new') return;
     for (const { device, item } of result.delivered) pushLive(device, item);
   }
+
+  // Group commit waits (briefly) for frames already received: see WriteQueue.
+  let inboundWaiting = 0;
+  ctx.writes.holdWhile = () => inboundWaiting > 0;
 
   ctx.pushLive = (delivered) => {
     for (const { device, item } of delivered) pushLive(device, item);
