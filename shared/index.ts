@@ -78,4 +78,4 @@ export {
 } from './audit/index.js';
 export type { AuditProblem, AuditReport, AuditVerification } from './audit/index.js';
 export type { Checkpoint, NoteSigner, NoteVerifier, VerifiedCheckpoint } from './audit/index.js';
-export { REPLAY_WINDOW, acceptSeq, isNewSeq, seqWindowFrom, type SeqWindow } from './crypto/replay-window.js';
+export { REPLAY_WINDOW, acceptSeq, isNewSeq, seqVerdict, seqWindowFrom, type SeqVerdict, type SeqWindow } from './crypto/replay-window.js';

@@ -4,13 +4,13 @@ import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { assertSchema, parseJson } from '../../shared/protocol/validate.js';
-import { AckFrame, CLIENT_FRAME_TYPES, SendEnvelopeFrame, SendReceiptFrame, type ServerFrame } from '../../shared/protocol/frames.js';
+import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/protocol/codec.js';
+import type { ClientFrame, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
 import { track, type AppContext } from '../context.js';
 import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../store/store.js';
 import { admitEnvelope, admitReceipt } from '../relay/admit.js';
-import { initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
+import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { TokenClaims } from '../tokens.js';
 import { addressKey } from '../relay/rate-limit.js';
 import { authenticateToken } from './auth.js';
@@ -20,11 +20,19 @@ export const LINK_PROTOCOL = 'hotline.v1';
 /** The token travels as a second offered subprotocol, `bearer.<jwt>`: never in the URL. */
 export const BEARER_PROTOCOL_PREFIX = 'bearer.';
 export const LINK_PATH = '/v1/link';
-/** Largest frame the server reads; a larger one is refused with HL_ERR_INPUT_TOO_LARGE and the connection closed. */
-export const MAX_FRAME_BYTES = 64 * 1024;
 /** ws's own hard limit (it then closes with 1009 without reading further); above MAX_FRAME_BYTES so our coded refusal comes first. */
 const WS_MAX_PAYLOAD = 2 * MAX_FRAME_BYTES;
 const BACKLOG_PAGE = 256;
+/**
+ * Work done in one turn of the event loop before yielding (setImmediate), for sending and for
+ * handling a device's frames alike: bounded by count and by time, so that a long backlog or a
+ * burst of frames in one socket read never stalls the server (issue 9: no stall over 50 ms).
+ */
+const TURN_ITEMS = 64;
+const SEND_TURN_ITEMS = 256;
+const TURN_MS = 8;
+/** Frames received and not yet handled past which the socket is paused (TCP pushes back). */
+const INBOUND_PAUSE = 256;
 /** Time a closing connection is given for the close handshake before it is cut. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -35,19 +43,32 @@ interface Connection {
   key: DeviceKey;
   log: FastifyBaseLogger;
   delivery: DeliveryState;
+  /** A send turn is scheduled (setImmediate) or waits for the socket to drain. */
+  pumping: boolean;
   alive: boolean;
   closing: boolean;
   heartbeat?: ReturnType<AppContext['clock']['setTimeout']>;
-  /** Frames are admitted one after another, so a device's seq order reaches the write queue intact. */
-  chain: Promise<void>;
+  /** Frames received, handled one after another (a device's seq order reaches the write queue intact). */
+  inbound: { data: RawData; isBinary: boolean }[];
+  /** The inbound queue is being worked through. */
+  handling: boolean;
 }
 
 /** Errors that concern the connection itself: answered, then the connection is closed. */
 const FATAL: ReadonlySet<HotlineErrorCode> = new Set(['HL_ERR_INPUT_MALFORMED_JSON', 'HL_ERR_INPUT_TOO_LARGE', 'HL_ERR_INPUT_UNKNOWN_FRAME']);
 
-function refId(value: unknown): string | undefined {
-  // attacker-controlled: only a short string is echoed back
-  return typeof value === 'string' && value.length <= 64 ? value : undefined;
+const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** The bytes of a ws message, however ws delivered them. */
+function rawBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
+
+/** The message id a refused frame named, when the codec could read one (for the error's `ref`). */
+function refOf(error: unknown): string | undefined {
+  const ref = isHotlineError(error) ? error.detail?.ref : undefined;
+  return typeof ref === 'string' ? ref : undefined;
 }
 
 export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
@@ -139,36 +160,88 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     conn.ws.once('close', () => ctx.clock.clearTimeout(t));
   }
 
-  function send(conn: Connection, frame: ServerFrame, force = false, onWritten?: () => void): void {
-    if (conn.ws.readyState !== WebSocket.OPEN || (conn.closing && !force)) {
-      onWritten?.();
-      return;
-    }
-    if (!force && conn.ws.bufferedAmount > ctx.options.slowConsumerBytes) {
-      // Stop pushing: the mailbox keeps everything un-acknowledged for the next connection.
-      conn.log.warn({ buffered: conn.ws.bufferedAmount }, 'slow consumer');
-      closeWith(conn, 'HL_ERR_SERVER_SLOW_CONSUMER', 'too much unread data; reconnect to resume from the mailbox');
-      onWritten?.();
-      return;
-    }
-    conn.ws.send(JSON.stringify(frame), onWritten && (() => onWritten()));
+  function send(conn: Connection, frame: ServerFrame, force = false): void {
+    if (conn.ws.readyState !== WebSocket.OPEN || (conn.closing && !force)) return;
+    conn.ws.send(encodeFrame(frame));
   }
 
-  function itemFrame(item: MailboxItem): ServerFrame {
-    if (item.kind === 'event') return { t: 'event', cursor: item.cursor, event: item.event };
-    return item.kind === 'envelope'
-      ? { t: 'deliver', cursor: item.cursor, envelope: item.envelope, acceptedAt: item.acceptedAt }
-      : { t: 'receipt', cursor: item.cursor, receipt: item.receipt, acceptedAt: item.acceptedAt };
+  /**
+   * The frame of a mailbox item, built around the stored JSON text (checked before it was
+   * stored): no parse and no re-serialisation per delivery.
+   */
+  function itemFrame(item: MailboxItem): string {
+    if (item.kind === 'event') return `{"t":"event","cursor":${item.cursor},"event":${item.json}}`;
+    const t = item.kind === 'envelope' ? 'deliver' : 'receipt';
+    return `{"t":"${t}","cursor":${item.cursor},"${item.kind}":${item.json},"acceptedAt":${item.acceptedAt}}`;
   }
 
-  function stepConn(conn: Connection, event: DeliveryEvent): void {
-    const { state, effects } = stepDelivery(conn.delivery, event);
-    conn.delivery = state;
-    for (const e of effects) send(conn, itemFrame(e.item));
+  function drive(conn: Connection, event: DeliveryEvent): void {
+    for (const e of stepDelivery(conn.delivery, event)) {
+      if (e.type === 'send') {
+        conn.ws.send(itemFrame(e.item), () => {
+          // Flow control: a turn that stopped at the high-water mark resumes once data is written.
+          if (conn.pumping && conn.ws.bufferedAmount <= highWater) resumePump(conn);
+        });
+      } else {
+        void ctx.store.mailbox(conn.key, { ...(e.after ? { after: e.after } : {}), upTo: e.upTo, limit: BACKLOG_PAGE }).then(
+          (items) => {
+            if (!open(conn)) return;
+            drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
+            pump(conn);
+          },
+          (error: unknown) => {
+            conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
+            closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
+          },
+        );
+      }
+    }
+  }
+
+  const highWater = ctx.options.slowConsumerBytes / 4;
+  const open = (conn: Connection) => conn.ws.readyState === WebSocket.OPEN && !conn.closing;
+
+  /**
+   * Send what may go now, in (rank, cursor) order: at most TURN_ITEMS items or TURN_MS per turn,
+   * then yield; stop at the high-water mark until the socket drains. Items stay queued in the
+   * delivery state meanwhile, so a FLASH arriving live is next out, not behind bytes already
+   * handed to the socket.
+   */
+  function pump(conn: Connection): void {
+    if (conn.pumping || !open(conn)) return;
+    const started = performance.now();
+    for (let n = 0; hasSendable(conn.delivery); n++) {
+      if (conn.ws.bufferedAmount > highWater) {
+        conn.pumping = true; // resumed by a send callback
+        return;
+      }
+      if (n >= SEND_TURN_ITEMS || performance.now() - started > TURN_MS) {
+        conn.pumping = true;
+        setImmediate(() => resumePump(conn));
+        return;
+      }
+      drive(conn, { type: 'writable', max: 1 });
+    }
+  }
+
+  function resumePump(conn: Connection): void {
+    conn.pumping = false;
+    pump(conn);
   }
 
   function pushLive(device: DeviceKey, item: MailboxItem): void {
-    for (const conn of hub.get(device) ?? []) stepConn(conn, { type: 'live', item });
+    for (const conn of hub.get(device) ?? []) {
+      if (!open(conn)) continue;
+      drive(conn, { type: 'live', item });
+      // Items waiting in the server's queue count like bytes unread on the socket: a device that
+      // does not read is closed, and resumes from its mailbox.
+      if (conn.delivery.liveBytes + conn.ws.bufferedAmount > ctx.options.slowConsumerBytes) {
+        conn.log.warn({ buffered: conn.ws.bufferedAmount, queued: conn.delivery.liveBytes }, 'slow consumer');
+        closeWith(conn, 'HL_ERR_SERVER_SLOW_CONSUMER', 'too much unread data; reconnect to resume from the mailbox');
+        continue;
+      }
+      pump(conn);
+    }
   }
 
   // ----- a connection -----
@@ -182,10 +255,12 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       claims,
       key,
       log: ctx.log.child({ connId: id, device: key }),
-      delivery: initialDelivery(0),
+      delivery: initialDelivery(),
+      pumping: false,
       alive: true,
       closing: false,
-      chain: Promise.resolve(),
+      inbound: [],
+      handling: false,
     };
     // Handlers first, synchronously, so that no frame arrives unheard.
     ws.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
@@ -207,7 +282,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     conn.log.info({ role: claims.role }, 'link open');
     armHeartbeat(conn);
     // Not tracked for shutdown: a device that does not read must not hold the server up.
-    void replayBacklog(conn).catch((error: unknown) => {
+    void startDelivery(conn).catch((error: unknown) => {
       conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
       closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
     });
@@ -227,53 +302,59 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     }, ctx.options.heartbeatIntervalMs);
   }
 
-  async function replayBacklog(conn: Connection): Promise<void> {
+  async function startDelivery(conn: Connection): Promise<void> {
+    // The connection is in the hub already: whatever is committed from here on is pushed live, and
+    // everything up to the snapshot is read from the mailbox.
+    const snapshot = await ctx.store.maxCursor();
     const lastCursor = await ctx.store.ackedCursor(conn.key);
-    conn.delivery = { ...conn.delivery, lastSent: Math.max(conn.delivery.lastSent, lastCursor) };
     const lastSeq = await ctx.store.lastSeq(conn.key);
     send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: ctx.clock.now(), lastCursor, lastSeq });
-    let written: Promise<void> = Promise.resolve();
-    for (;;) {
-      if (conn.ws.readyState !== WebSocket.OPEN || conn.closing) return;
-      const items = await ctx.store.mailbox(conn.key, conn.delivery.lastSent, BACKLOG_PAGE);
-      const { state, effects } = stepDelivery(conn.delivery, { type: 'backlog', items, done: false });
-      conn.delivery = state;
-      for (const e of effects) {
-        // Flow control: past half the slow-consumer mark, wait until what is queued has been written.
-        if (conn.ws.bufferedAmount > ctx.options.slowConsumerBytes / 2) await written;
-        written = new Promise<void>((resolve) => send(conn, itemFrame(e.item), false, resolve));
-      }
-      if (items.length < BACKLOG_PAGE) {
-        // Synchronously: live items held meanwhile follow the backlog, in cursor order.
-        stepConn(conn, { type: 'backlog', items: [], done: true });
-        return;
-      }
-      await written;
-    }
+    if (!open(conn)) return;
+    drive(conn, { type: 'start', snapshot });
+    pump(conn);
   }
 
   // ----- frames from the device (attacker-controlled) -----
 
   function onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
     if (conn.closing) return;
-    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data instanceof ArrayBuffer ? data.byteLength : data.length;
-    try {
-      // Size first: nothing is parsed before the limit holds.
-      if (size > MAX_FRAME_BYTES) throw new HotlineError('HL_ERR_INPUT_TOO_LARGE', `frames are limited to ${MAX_FRAME_BYTES} bytes`);
-      if (isBinary) throw new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'frames are JSON text, not binary');
-      const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
-      const value = parseJson(text);
-      const t = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { t?: unknown }).t : undefined;
-      if (typeof t !== 'string' || !(CLIENT_FRAME_TYPES as readonly string[]).includes(t)) {
-        throw new HotlineError('HL_ERR_INPUT_UNKNOWN_FRAME', `unknown frame; known: ${CLIENT_FRAME_TYPES.join(', ')}`);
-      }
-      const run = () => handleFrame(conn, t, value);
-      const next = conn.chain.then(run, run);
-      conn.chain = next;
-      void track(ctx, next);
-    } catch (error) {
-      refuse(conn, error, undefined);
+    // Frames of one socket read are queued, not run as one microtask chain: they are handled in
+    // bounded turns (handleInbound), and past INBOUND_PAUSE the socket stops being read.
+    conn.inbound.push({ data, isBinary });
+    inboundWaiting++;
+    if (conn.inbound.length >= INBOUND_PAUSE) conn.ws.pause();
+    if (!conn.handling) {
+      conn.handling = true;
+      void track(ctx, handleInbound(conn));
     }
+  }
+
+  async function handleInbound(conn: Connection): Promise<void> {
+    let started = performance.now();
+    let n = 0;
+    while (conn.inbound.length > 0) {
+      if (++n > TURN_ITEMS || performance.now() - started > TURN_MS) {
+        await yieldTurn();
+        started = performance.now();
+        n = 0;
+      }
+      const { data, isBinary } = conn.inbound.shift()!;
+      inboundWaiting--;
+      if (conn.inbound.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
+      if (conn.closing) break;
+      let frame: ClientFrame;
+      try {
+        if (isBinary) throw new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'frames are JSON text, not binary');
+        frame = decodeClientFrame(rawBytes(data));
+      } catch (error) {
+        refuse(conn, error, refOf(error));
+        continue;
+      }
+      await handleFrame(conn, frame);
+    }
+    inboundWaiting -= conn.inbound.length;
+    conn.inbound = [];
+    conn.handling = false;
   }
 
   function refuse(conn: Connection, error: unknown, ref: string | undefined): void {
@@ -291,16 +372,14 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     send(conn, { t: 'error', code: e.code, message: e.message, ...(ref === undefined ? {} : { ref }) }, true);
   }
 
-  async function handleFrame(conn: Connection, t: string, value: unknown): Promise<void> {
-    const v = value as { envelope?: { header?: { id?: unknown } }; receipt?: { receipt?: { messageId?: unknown } } };
-    const ref = refId(t === 'envelope' ? v.envelope?.header?.id : t === 'receipt' ? v.receipt?.receipt?.messageId : undefined);
+  async function handleFrame(conn: Connection, frame: ClientFrame): Promise<void> {
+    const ref = frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (ctx.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = ctx.clock.now();
       const actx = { agreement: ctx.agreement, directory: ctx.directory, now, sender: conn.claims };
-      if (t === 'envelope') {
-        const frame = assertSchema(SendEnvelopeFrame, value, 'HL_ERR_ENVELOPE_MALFORMED');
+      if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         ctx.deadlines.prepareEnvelope(write);
         // Not awaited: the next frame is admitted while this one waits for its group commit.
@@ -311,10 +390,9 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
           fanOut(result);
         });
-      } else if (t === 'receipt') {
-        const frame = assertSchema(SendReceiptFrame, value, 'HL_ERR_RECEIPT_MALFORMED');
-        const stored = await ctx.store.getEnvelope(frame.receipt.receipt.messageId);
-        const write = await admitReceipt(frame.receipt, stored?.envelope.header, actx);
+      } else if (frame.t === 'receipt') {
+        const stored = await ctx.store.getMessage(frame.receipt.receipt.messageId);
+        const write = await admitReceipt(frame.receipt, stored, actx);
         ctx.deadlines.prepareReceipt(write);
         void track(ctx, ctx.writes.enqueue(write)).then((result) => {
           ctx.deadlines.afterReceipt(result);
@@ -325,10 +403,10 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
           fanOut(result);
         });
       } else {
-        const frame = assertSchema(AckFrame, value, 'HL_ERR_INPUT_SCHEMA');
-        // Through the write queue: a burst of acks shares the batch's transaction and fsync
-        // instead of blocking the event loop on one fsync each.
-        void track(ctx, ctx.writes.enqueue({ kind: 'ack', device: conn.key, cursor: frame.cursor, acceptedAt: ctx.clock.now() }));
+        // Through the write queue: the acks of a batch are one statement in its transaction, and
+        // share its fsync instead of blocking the event loop on one each.
+        const cursors = 'cursor' in frame ? [frame.cursor] : frame.cursors;
+        void track(ctx, ctx.writes.enqueue({ kind: 'ack', device: conn.key, cursors, acceptedAt: now }));
       }
     } catch (error) {
       refuse(conn, error, ref);
@@ -339,6 +417,10 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     if (!result.ok || result.status !== 'new') return;
     for (const { device, item } of result.delivered) pushLive(device, item);
   }
+
+  // Group commit waits (briefly) for frames already received: see WriteQueue.
+  let inboundWaiting = 0;
+  ctx.writes.holdWhile = () => inboundWaiting > 0;
 
   ctx.pushLive = (delivered) => {
     for (const { device, item } of delivered) pushLive(device, item);

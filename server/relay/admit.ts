@@ -1,11 +1,12 @@
 import { HotlineError } from '../../shared/errors.js';
-import { checkRecipients, envelopeHash, expectedRecipients, verifyEnvelope } from '../../shared/crypto/envelope.js';
-import { verifyReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, DeviceCertBody, Envelope, EnvelopeHeader, SignedReceipt } from '../../shared/protocol/schemas.js';
+import { checkRecipients, expectedRecipients, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
+import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { TokenClaims } from '../tokens.js';
 import type { Directory } from '../directory.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
-import type { EnvelopeWrite, ReceiptWrite } from '../store/store.js';
+import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from '../store/store.js';
+import { PRECEDENCE_RANK } from './delivery.js';
 
 export interface AdmitContext {
   agreement: Agreement;
@@ -27,7 +28,9 @@ function senderCertificate(ctx: AdmitContext): DeviceCertBody {
 
 /**
  * Every check an envelope passes before it is written (the replay check follows inside the
- * store's transaction). `env` has passed the frame schema. Throws a HotlineError naming the failure.
+ * store's transaction). `env` has passed the frame schema, which is not checked again; the header
+ * is canonicalised once, for the signature and the hash stored with it. Throws a HotlineError
+ * naming the failure.
  */
 export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<EnvelopeWrite> {
   const h = env.header;
@@ -39,19 +42,24 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
     throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${h.to} is not a party of the agreement`);
   }
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
-  await verifyEnvelope(env, cert);
+  const { hash } = await verifyCheckedEnvelope(env, cert);
   checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to]), h.from, h.to));
-  return { kind: 'envelope', envelope: env, envelopeHash: envelopeHash(h), acceptedAt: ctx.now, mailboxes: envelopeMailboxes(h) };
+  return { kind: 'envelope', envelope: env, envelopeHash: hash, acceptedAt: ctx.now, mailboxes: envelopeMailboxes(h) };
 }
 
-/** Every check a receipt passes before it is written. `header` is the stored envelope's header, if any. */
-export async function admitReceipt(r: SignedReceipt, header: EnvelopeHeader | undefined, ctx: AdmitContext): Promise<ReceiptWrite> {
+/**
+ * Every check a receipt passes before it is written, against the stored message's header and the
+ * hash stored with it (never the whole envelope, never a hash recomputed). `r` has passed the
+ * frame schema.
+ */
+export async function admitReceipt(r: SignedReceipt, message: StoredMessage | undefined, ctx: AdmitContext): Promise<ReceiptWrite> {
   const body = r.receipt;
   const cert = senderCertificate(ctx);
   if (body.by.party !== cert.party || body.by.device !== cert.device) {
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the receipt names another signer`);
   }
-  if (!header) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
-  await verifyReceipt(r, cert, header);
-  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to]), header, body) };
+  if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
+  await verifyCheckedReceipt(r, cert, message);
+  const header = message.header;
+  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, rank: PRECEDENCE_RANK[header.precedence], mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to]), header, body) };
 }

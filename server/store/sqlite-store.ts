@@ -4,8 +4,8 @@ import { utf8 } from '../../shared/encoding/base64.js';
 import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
-import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
-import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
+import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import type { DeadlineRecord } from '../relay/deadlines.js';
 import type { LinkPairRecord, LinkStatus, PendingTest } from '../relay/link-test.js';
 import {
@@ -13,9 +13,10 @@ import {
   type AuditEntry,
   type DeviceKey,
   type EnvelopeWrite,
-  type AckWrite,
   type EventsWrite,
   type MailboxItem,
+  type MailboxPosition,
+  type StoredMessage,
   type ReceiptWrite,
   type SideEffects,
   type Store,
@@ -105,17 +106,45 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (level, idx)
   ) WITHOUT ROWID;
   `,
+  // 5: precedence first and the replay window (issue 9). A mailbox row carries its delivery rank
+  // (PROTOCOL.md "Delivery order"), so the backlog is read by (rank, cursor) from the index alone.
+  // Only un-acknowledged rows are ranked here: an acknowledged row is never read again. The seq
+  // index answers "was (device, seq) used?" now that seqs may arrive out of order; it is UNIQUE
+  // because the store never accepted a seq twice.
+  `
+  ALTER TABLE mailbox ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE e.precedence WHEN 'FLASH' THEN 0 WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 ELSE 3 END
+      FROM envelopes e WHERE e.id = mailbox.ref), 0)
+   WHERE kind = 'envelope' AND acked = 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE e.precedence WHEN 'FLASH' THEN 0 WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 ELSE 3 END
+      FROM receipts r JOIN envelopes e ON e.id = r.message_id WHERE r.id = CAST(mailbox.ref AS INTEGER)), 0)
+   WHERE kind = 'receipt' AND acked = 0;
+  UPDATE mailbox SET rank = COALESCE((
+    SELECT CASE json_extract(ev.event, '$.precedence') WHEN 'IMMEDIATE' THEN 1 WHEN 'PRIORITY' THEN 2 WHEN 'ROUTINE' THEN 3 ELSE 0 END
+      FROM events ev WHERE ev.id = CAST(mailbox.ref AS INTEGER)), 0)
+   WHERE kind = 'event' AND acked = 0;
+  DROP INDEX mailbox_by_device;
+  CREATE INDEX mailbox_by_device ON mailbox (device, acked, rank, cursor);
+  CREATE UNIQUE INDEX envelopes_by_sender_seq ON envelopes (from_party, from_device, seq);
+  `,
 ];
+
+const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
+         COALESCE(e.envelope, r.receipt, ev.event) AS json,
+         COALESCE(e.accepted_at, r.accepted_at, ev.at) AS accepted_at
+    FROM mailbox m
+    LEFT JOIN envelopes e ON m.kind = 'envelope' AND e.id = m.ref
+    LEFT JOIN receipts r ON m.kind = 'receipt' AND r.id = CAST(m.ref AS INTEGER)
+    LEFT JOIN events ev ON m.kind = 'event' AND ev.id = CAST(m.ref AS INTEGER)`;
 
 interface MailboxRow {
   cursor: number;
+  rank: number;
   kind: 'envelope' | 'receipt' | 'event';
-  envelope: string | null;
-  env_accepted_at: number | null;
-  receipt: string | null;
-  rcpt_accepted_at: number | null;
-  event: string | null;
-  event_at: number | null;
+  json: string;
+  accepted_at: number;
 }
 
 interface CheckpointRow {
@@ -205,7 +234,11 @@ export class SqliteStore implements Store {
       getEnvelope: db.prepare<[string], { envelope: string; hash: string; accepted_at: number }>(
         'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
       ),
+      getMessage: db.prepare<[string], { header: string; hash: string }>('SELECT header, hash FROM envelopes WHERE id = ?'),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = ?'),
+      seqUsed: db.prepare<[string, string, number], { one: number }>(
+        'SELECT 1 AS one FROM envelopes WHERE from_party = ? AND from_device = ? AND seq = ?',
+      ),
       setSeq: db.prepare(
         'INSERT INTO device_seq (device, last_seq) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)',
       ),
@@ -218,19 +251,34 @@ export class SqliteStore implements Store {
       insertReceipt: db.prepare(
         'INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref) VALUES (?, ?, ?)'),
-      mailbox: db.prepare<[string, number, number], MailboxRow>(
-        `SELECT m.cursor, m.kind, e.envelope, e.accepted_at AS env_accepted_at, r.receipt, r.accepted_at AS rcpt_accepted_at,
-                ev.event, ev.at AS event_at
-           FROM mailbox m
-           LEFT JOIN envelopes e ON m.kind = 'envelope' AND e.id = m.ref
-           LEFT JOIN receipts r ON m.kind = 'receipt' AND r.id = CAST(m.ref AS INTEGER)
-           LEFT JOIN events ev ON m.kind = 'event' AND ev.id = CAST(m.ref AS INTEGER)
-          WHERE m.device = ? AND m.acked = 0 AND m.cursor > ?
-          ORDER BY m.cursor LIMIT ?`,
+      insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref, rank) VALUES (?, ?, ?, ?)'),
+      // Keyset paging on the (device, acked, rank, cursor) index, in two statements so that each is
+      // a plain index range (SQLite seeks a row-value (rank, cursor) > (?, ?) on rank alone and
+      // would rescan the rank's earlier rows at every page): the rest of the current rank, then
+      // the ranks after it.
+      mailboxSameRank: db.prepare<[string, number, number, number, number], MailboxRow>(
+        `${MAILBOX_SELECT} WHERE m.device = ? AND m.acked = 0 AND m.rank = ? AND m.cursor > ? AND m.cursor <= ? ORDER BY m.cursor LIMIT ?`,
       ),
-      ack: db.prepare('UPDATE mailbox SET acked = 1 WHERE device = ? AND acked = 0 AND cursor <= ?'),
-      ackedCursor: db.prepare<[string], { c: number | null }>('SELECT MAX(cursor) AS c FROM mailbox WHERE device = ? AND acked = 1'),
+      mailboxNextRanks: db.prepare<[string, number, number, number], MailboxRow>(
+        `${MAILBOX_SELECT} WHERE m.device = ? AND m.acked = 0 AND m.rank > ? AND m.cursor <= ? ORDER BY m.rank, m.cursor LIMIT ?`,
+      ),
+      maxCursor: db.prepare<[], { c: number | null }>('SELECT MAX(cursor) AS c FROM mailbox'),
+      // All acks of a batch in one statement: [[cursor, device], ...] as JSON. Cursors are unique
+      // across devices; the device check keeps a device from acknowledging another's items.
+      ack: db.prepare<[string]>(
+        `UPDATE mailbox SET acked = 1
+           FROM (SELECT value ->> 0 AS c, value ->> 1 AS d FROM json_each(?)) AS a
+          WHERE mailbox.cursor = a.c AND mailbox.device = a.d AND mailbox.acked = 0`,
+      ),
+      // Highest acknowledged cursor: one index probe per rank (there are four), not a scan of
+      // the device's history.
+      ackedCursor: db.prepare<[string, string, string, string], { c: number | null }>(
+        `SELECT MAX(c) AS c FROM (
+           SELECT MAX(cursor) AS c FROM mailbox WHERE device = ? AND acked = 1 AND rank = 0 UNION ALL
+           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 1 UNION ALL
+           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 2 UNION ALL
+           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 3)`,
+      ),
       insertEvent: db.prepare('INSERT INTO events (type, event, at) VALUES (?, ?, ?)'),
       upsertDeadline: db.prepare(
         `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
@@ -305,10 +353,12 @@ export class SqliteStore implements Store {
     }
     const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
     for (const { event, mailboxes } of side.events ?? []) {
-      const id = Number(this.stmt.insertEvent.run(event.type, JSON.stringify(event), event.at).lastInsertRowid);
+      const json = JSON.stringify(event);
+      const id = Number(this.stmt.insertEvent.run(event.type, json, event.at).lastInsertRowid);
+      const rank = eventRank(event);
       for (const device of mailboxes) {
-        const cursor = Number(this.stmt.insertMailbox.run(device, 'event', String(id)).lastInsertRowid);
-        delivered.push({ device, item: { cursor, kind: 'event', event, acceptedAt: event.at } });
+        const cursor = Number(this.stmt.insertMailbox.run(device, 'event', String(id), rank).lastInsertRowid);
+        delivered.push({ device, item: { cursor, rank, kind: 'event', json, acceptedAt: event.at } });
       }
       this.audit(event as AuditEntry);
     }
@@ -389,33 +439,30 @@ export class SqliteStore implements Store {
     return { envelope: JSON.parse(row.envelope) as Envelope, envelopeHash: row.hash, acceptedAt: row.accepted_at };
   }
 
+  async getMessage(id: string): Promise<StoredMessage | undefined> {
+    const row = this.stmt.getMessage.get(id);
+    return row ? { header: JSON.parse(row.header) as EnvelopeHeader, envelopeHash: row.hash } : undefined;
+  }
+
   private writeEnvelope(w: EnvelopeWrite): WriteResult {
     const h = w.envelope.header;
     const guard = {
       lastSeq: (party: string, device: string) => this.stmt.lastSeq.get(deviceKey({ party, device }))?.last_seq ?? 0,
+      seqUsed: (party: string, device: string, seq: number) => this.stmt.seqUsed.get(party, device, seq) !== undefined,
       hashOf: (id: string) => this.stmt.envelopeHash.get(id)?.hash,
     };
     // Checked again here, inside the transaction: two envelopes may have passed the relay's checks
     // concurrently, and only the first of a (device, seq) or id may win.
-    if (checkReplay(h, guard) === 'duplicate') {
+    if (checkReplay(h, guard, w.envelopeHash) === 'duplicate') {
       return { ok: true, status: 'duplicate', acceptedAt: this.stmt.envelopeHash.get(h.id)!.accepted_at };
     }
-    this.stmt.insertEnvelope.run(
-      h.id,
-      w.envelopeHash,
-      h.from.party,
-      h.from.device,
-      h.to,
-      h.precedence,
-      h.seq,
-      JSON.stringify(h),
-      JSON.stringify(w.envelope),
-      w.acceptedAt,
-    );
+    const json = JSON.stringify(w.envelope);
+    this.stmt.insertEnvelope.run(h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt);
     this.stmt.setSeq.run(deviceKey(h.from), h.seq);
+    const rank = PRECEDENCE_RANK[h.precedence];
     const delivered = w.mailboxes.map((device) => {
-      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id).lastInsertRowid);
-      const item: MailboxItem = { cursor, kind: 'envelope', envelope: w.envelope, acceptedAt: w.acceptedAt };
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id, rank).lastInsertRowid);
+      const item: MailboxItem = { cursor, rank, kind: 'envelope', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
     this.audit(envelopeAuditEntry(w));
@@ -427,12 +474,11 @@ export class SqliteStore implements Store {
     const r = w.receipt.receipt;
     const existing = this.stmt.findReceipt.get(r.messageId, r.kind, r.by.party, r.by.device);
     if (existing) return { ok: true, status: 'duplicate', acceptedAt: existing.accepted_at };
-    const id = Number(
-      this.stmt.insertReceipt.run(r.messageId, r.kind, r.by.party, r.by.device, JSON.stringify(w.receipt), r.at, w.acceptedAt).lastInsertRowid,
-    );
+    const json = JSON.stringify(w.receipt);
+    const id = Number(this.stmt.insertReceipt.run(r.messageId, r.kind, r.by.party, r.by.device, json, r.at, w.acceptedAt).lastInsertRowid);
     const delivered = w.mailboxes.map((device) => {
-      const cursor = Number(this.stmt.insertMailbox.run(device, 'receipt', String(id)).lastInsertRowid);
-      const item: MailboxItem = { cursor, kind: 'receipt', receipt: w.receipt, acceptedAt: w.acceptedAt };
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'receipt', String(id), w.rank).lastInsertRowid);
+      const item: MailboxItem = { cursor, rank: w.rank, kind: 'receipt', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
     this.audit({ type: 'receipt.accepted', at: w.acceptedAt, receipt: w.receipt });
@@ -441,53 +487,57 @@ export class SqliteStore implements Store {
   }
 
   async commit(writes: readonly Write[]): Promise<WriteResult[]> {
-    // One outer transaction (one fsync for the batch); each write in a nested transaction
-    // (a SAVEPOINT), so a refused or failing write rolls back alone.
-    const one = this.db.transaction((w: Write) =>
-      w.kind === 'envelope'
-        ? this.writeEnvelope(w)
-        : w.kind === 'receipt'
-          ? this.writeReceipt(w)
-          : w.kind === 'ack'
-            ? this.writeAck(w)
-            : this.writeEvents(w),
-    );
+    // One transaction, one fsync, for the batch, and no savepoint per write: each write checks
+    // everything that could refuse it (replay, duplicate id, duplicate receipt) before its first
+    // statement, so a refused write has touched nothing. What is left to fail part-way is the
+    // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
+    // is retried in its own transaction, so that one bad write still fails alone.
     try {
-      return this.db.transaction(() =>
-        writes.map((w): WriteResult => {
-          try {
-            return one(w);
-          } catch (error) {
-            return { ok: false, error: error instanceof HotlineError ? error : storeFailed(error) };
-          }
-        }),
-      )();
-    } catch (error) {
-      const e = storeFailed(error);
-      return writes.map(() => ({ ok: false, error: e }));
+      return this.db.transaction(() => this.writeBatch(writes))();
+    } catch {
+      return writes.map((w) => {
+        try {
+          return this.db.transaction(() => this.writeBatch([w]))()[0]!;
+        } catch (error) {
+          return { ok: false, error: storeFailed(error) };
+        }
+      });
     }
   }
 
-  async mailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]> {
-    return this.stmt.mailbox.all(device, after, limit).map((row): MailboxItem => {
-      if (row.kind === 'envelope') {
-        return { cursor: row.cursor, kind: 'envelope', envelope: JSON.parse(row.envelope!) as Envelope, acceptedAt: row.env_accepted_at! };
+  private writeBatch(writes: readonly Write[]): WriteResult[] {
+    const acks: [number, DeviceKey][] = [];
+    const results = writes.map((w): WriteResult => {
+      if (w.kind === 'ack') {
+        for (const cursor of w.cursors) acks.push([cursor, w.device]);
+        return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] };
       }
-      if (row.kind === 'event') {
-        return { cursor: row.cursor, kind: 'event', event: JSON.parse(row.event!) as HotlineEvent, acceptedAt: row.event_at! };
+      try {
+        return w.kind === 'envelope' ? this.writeEnvelope(w) : w.kind === 'receipt' ? this.writeReceipt(w) : this.writeEvents(w);
+      } catch (error) {
+        // Refusals are thrown before anything is written; anything else aborts the batch (above).
+        if (error instanceof HotlineError && error.code !== 'HL_ERR_STORE_FAILED') return { ok: false, error };
+        throw error;
       }
-      return { cursor: row.cursor, kind: 'receipt', receipt: JSON.parse(row.receipt!) as SignedReceipt, acceptedAt: row.rcpt_accepted_at! };
     });
+    if (acks.length > 0) this.stmt.ack.run(JSON.stringify(acks));
+    return results;
   }
 
-  private writeAck(w: AckWrite): WriteResult {
-    this.stmt.ack.run(w.device, w.cursor);
-    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] };
+  async mailbox(device: DeviceKey, options: { after?: MailboxPosition; upTo: number; limit: number }): Promise<MailboxItem[]> {
+    const { after, upTo, limit } = options;
+    const rows = after ? this.stmt.mailboxSameRank.all(device, after.rank, after.cursor, upTo, limit) : [];
+    if (rows.length < limit) rows.push(...this.stmt.mailboxNextRanks.all(device, after?.rank ?? -1, upTo, limit - rows.length));
+    return rows.map((row): MailboxItem => ({ cursor: row.cursor, rank: row.rank, kind: row.kind, json: row.json, acceptedAt: row.accepted_at }));
   }
 
-  async ack(device: DeviceKey, cursor: number): Promise<number> {
-    this.stmt.ack.run(device, cursor);
-    return this.stmt.ackedCursor.get(device)?.c ?? 0;
+  async maxCursor(): Promise<number> {
+    return this.stmt.maxCursor.get()?.c ?? 0;
+  }
+
+  async ack(device: DeviceKey, cursors: readonly number[]): Promise<number> {
+    this.stmt.ack.run(JSON.stringify(cursors.map((c) => [c, device])));
+    return this.ackedCursor(device);
   }
 
   async lastSeq(device: DeviceKey): Promise<number> {
@@ -495,7 +545,7 @@ export class SqliteStore implements Store {
   }
 
   async ackedCursor(device: DeviceKey): Promise<number> {
-    return this.stmt.ackedCursor.get(device)?.c ?? 0;
+    return this.stmt.ackedCursor.get(device, device, device, device)?.c ?? 0;
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {

@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { NodeRef } from '../../shared/audit/merkle.js';
 import type { DeadlineRecord } from '../relay/deadlines.js';
@@ -17,12 +17,31 @@ export function deviceKey(ref: { party: string; device: string }): DeviceKey {
  */
 export type AuditEntry = { type: string; at: number } & Record<string, unknown>;
 
-/** Something handed to a device, in its mailbox order. */
-export type MailboxItem =
-  | { cursor: number; kind: 'envelope'; envelope: Envelope; acceptedAt: number }
-  | { cursor: number; kind: 'receipt'; receipt: SignedReceipt; acceptedAt: number }
-  /** A deadline or link event (`acceptedAt` is the event's `at`). */
-  | { cursor: number; kind: 'event'; event: HotlineEvent; acceptedAt: number };
+/**
+ * Something handed to a device. `rank` and `cursor` give its delivery order (PROTOCOL.md
+ * "Delivery order"); `json` is the stored JSON text of the envelope, signed receipt or event,
+ * put into the frame as it is (it was checked before it was stored), never parsed again.
+ * For an event, `acceptedAt` is the event's `at`.
+ */
+export interface MailboxItem {
+  cursor: number;
+  rank: number;
+  kind: 'envelope' | 'receipt' | 'event';
+  json: string;
+  acceptedAt: number;
+}
+
+/** Where a backlog page starts: after this (rank, cursor), in (rank, cursor) order. */
+export interface MailboxPosition {
+  rank: number;
+  cursor: number;
+}
+
+/** A stored message as a receipt is admitted against it: its header and the hash stored with it. */
+export interface StoredMessage {
+  header: EnvelopeHeader;
+  envelopeHash: string;
+}
 
 /** A checkpoint the log key signed: the note as signed (log signature only), by tree size. */
 export interface StoredCheckpoint {
@@ -67,6 +86,8 @@ export interface ReceiptWrite {
   kind: 'receipt';
   receipt: SignedReceipt;
   acceptedAt: number;
+  /** Delivery rank: the precedence rank of the message it answers. */
+  rank: number;
   mailboxes: DeviceKey[];
   /** Deadlines it closes and the events that follow, written only if it is new. */
   effects?: SideEffects;
@@ -100,13 +121,15 @@ export interface EventsWrite extends SideEffects {
 }
 
 /**
- * A device's mailbox acknowledgement, batched with the other writes. Losing one in a crash only
- * means redelivery, which clients de-duplicate, but it costs no extra fsync to keep it durable.
+ * A device's acknowledgement of exactly these mailbox items, batched with the other writes (all
+ * acks of a batch are one statement). Losing one in a crash only means redelivery, which clients
+ * de-duplicate, but it costs no extra fsync to keep it durable. A cursor that is not the device's
+ * is ignored.
  */
 export interface AckWrite {
   kind: 'ack';
   device: DeviceKey;
-  cursor: number;
+  cursors: readonly number[];
   acceptedAt: number;
 }
 
@@ -138,6 +161,8 @@ export interface Store {
   listRevocations(): Promise<Revocation[]>;
 
   getEnvelope(id: string): Promise<StoredEnvelope | undefined>;
+  /** The header and hash of a stored message, without reading its ciphertext (receipt admission). */
+  getMessage(id: string): Promise<StoredMessage | undefined>;
   /**
    * Write a batch in one transaction (group commit). Each write is checked again inside the
    * transaction (replay, duplicate id) so that writes racing through the queue stay correct; a
@@ -145,10 +170,15 @@ export interface Store {
    */
   commit(writes: readonly Write[]): Promise<WriteResult[]>;
 
-  /** Un-acknowledged mailbox items of a device with cursor > `after`, in cursor order. */
-  mailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]>;
-  /** Mark everything up to `cursor` handled; returns the device's acknowledged cursor. */
-  ack(device: DeviceKey, cursor: number): Promise<number>;
+  /**
+   * One page of a device's un-acknowledged mailbox items with cursor ≤ `upTo`, in (rank, cursor)
+   * order, starting after `after` (keyset paging: each page costs the same whatever the backlog).
+   */
+  mailbox(device: DeviceKey, options: { after?: MailboxPosition; upTo: number; limit: number }): Promise<MailboxItem[]>;
+  /** Highest cursor in any mailbox (0 if none): a connection's backlog snapshot. */
+  maxCursor(): Promise<number>;
+  /** Mark exactly these items of the device handled; returns the device's highest acknowledged cursor. */
+  ack(device: DeviceKey, cursors: readonly number[]): Promise<number>;
   /** Highest acknowledged cursor of a device, 0 if none. */
   ackedCursor(device: DeviceKey): Promise<number>;
   /** Highest envelope `seq` accepted from this device (0 if none). */

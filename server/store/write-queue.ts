@@ -5,10 +5,16 @@ interface Pending {
   resolve: (r: WriteResult) => void;
 }
 
+
 /**
  * Group commit (DESIGN.md "Storage and scale"): writes that arrive in the same turn of the event
  * loop go to the store as one transaction, one fsync, and each caller is answered after that
  * commit. Durability is not weakened: nobody hears "accepted" before the batch is on disk.
+ *
+ * Frames are handled in bounded turns (server/plugins/link.ts), so a burst spreads over several
+ * turns; committing at each would cost an fsync, on the event loop, per few messages. While
+ * `holdWhile` says more frames are waiting, the batch stays open, up to maxBatch writes or
+ * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
  */
 export class WriteQueue {
   private pending: Pending[] = [];
@@ -16,14 +22,20 @@ export class WriteQueue {
   private inFlight: Promise<void> = Promise.resolve();
   /** Number of store commits made (for tests and metrics). */
   commits = 0;
+  /** Whether writes are still coming (frames received and not yet handled). */
+  holdWhile: () => boolean = () => false;
+  private openedAt = 0;
 
   constructor(
     private readonly store: Pick<Store, 'commit'>,
     private readonly maxBatch = 256,
+    /** Longest a batch is held open for writes still coming: bounds the latency this adds. */
+    private readonly maxHoldMs = 15,
   ) {}
 
   enqueue(write: Write): Promise<WriteResult> {
     return new Promise((resolve) => {
+      if (this.pending.length === 0) this.openedAt = performance.now();
       this.pending.push({ write, resolve });
       if (!this.scheduled) {
         this.scheduled = true;
@@ -33,9 +45,14 @@ export class WriteQueue {
   }
 
   private flush(): void {
+    if (this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
+      setImmediate(() => this.flush());
+      return;
+    }
     this.scheduled = false;
     const batch = this.pending.splice(0, this.maxBatch);
     if (this.pending.length > 0) {
+      this.openedAt = performance.now();
       this.scheduled = true;
       setImmediate(() => this.flush());
     }

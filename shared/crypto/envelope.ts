@@ -1,7 +1,7 @@
 import nacl from 'tweetnacl';
 import { HotlineError } from '../errors.js';
 import { canonicalBytes } from '../encoding/canonical-json.js';
-import { bytesEqual, fromBase64, fromHex, fromUtf8, toBase64, toHex, utf8 } from '../encoding/base64.js';
+import { bytesEqual, concatBytes, fromBase64, fromHex, fromUtf8, toBase64, toHex, utf8 } from '../encoding/base64.js';
 import { assertSchema, parseJson } from '../protocol/validate.js';
 import {
   Envelope,
@@ -18,8 +18,10 @@ import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
 import { randomBytes, randomId } from './random.js';
 import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
+import { seqVerdict } from './replay-window.js';
 
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
+const ENVELOPE_CONTEXT = utf8(CONTEXT.envelope);
 
 /** Size limit of a whole serialized envelope, checked before any parsing or crypto. */
 export const MAX_ENVELOPE_BYTES = 60 * 1024;
@@ -118,13 +120,28 @@ export function parseEnvelopeText(text: string): Envelope {
   return assertSchema(Envelope, parseJson(text), 'HL_ERR_ENVELOPE_MALFORMED');
 }
 
+/** An envelope whose signature and ciphertext hash hold, with its identity (the header hash). */
+export interface VerifiedEnvelope {
+  envelope: Envelope;
+  /** hex SHA-256 of the canonical header, as {@link envelopeHash} computes it. */
+  hash: string;
+}
+
 /**
  * Verify an envelope against its sender's certificate (which the caller has already verified
  * against the agreement): schema, sizes, that `from` names that certificate, the ciphertext hash and
- * the signature. Input is attacker-controlled; each failure has its own code.
+ * the signature. Input is attacker-controlled; each failure has its own code. Returns the envelope
+ * with its hash, both from one canonicalisation of the header.
  */
-export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody): Promise<Envelope> {
-  const env = assertSchema(Envelope, value, 'HL_ERR_ENVELOPE_MALFORMED');
+export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody): Promise<VerifiedEnvelope> {
+  return verifyCheckedEnvelope(assertSchema(Envelope, value, 'HL_ERR_ENVELOPE_MALFORMED'), senderCert);
+}
+
+/**
+ * {@link verifyEnvelope} for an envelope that has already passed the Envelope schema (inside a
+ * frame from `decodeClientFrame`): everything but the schema check, which is not repeated.
+ */
+export async function verifyCheckedEnvelope(env: Envelope, senderCert: DeviceCertBody): Promise<VerifiedEnvelope> {
   const h = env.header;
   if (h.from.party !== senderCert.party || h.from.device !== senderCert.device) {
     throw new HotlineError('HL_ERR_ENVELOPE_SENDER_MISMATCH', 'envelope names a different sender than the certificate');
@@ -143,11 +160,13 @@ export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody)
     fromBase64(r.wrappedKey, 48);
   }
   fromBase64(h.ephemeralKey, 32);
-  await verifyHeaderSignature(h, env.signature, senderCert);
+  // One canonicalisation serves both the signature and the identity.
+  const canonical = canonicalBytes(h);
+  await verifyCanonicalHeader(h, canonical, env.signature, senderCert);
   if (!bytesEqual(sha256(ciphertext), fromHex(h.ciphertextHash, 32))) {
     throw new HotlineError('HL_ERR_ENVELOPE_CIPHERTEXT_HASH', `envelope ${h.id} ciphertext does not match its signed hash`);
   }
-  return env;
+  return { envelope: env, hash: toHex(sha256(canonical)) };
 }
 
 /**
@@ -158,7 +177,11 @@ export async function verifyHeaderSignature(header: EnvelopeHeader, signature: s
   if (header.from.party !== senderCert.party || header.from.device !== senderCert.device) {
     throw new HotlineError('HL_ERR_ENVELOPE_SENDER_MISMATCH', 'envelope names a different sender than the certificate');
   }
-  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), signingBytes(CONTEXT.envelope, header), fromBase64(signature, 64));
+  await verifyCanonicalHeader(header, canonicalBytes(header), signature, senderCert);
+}
+
+async function verifyCanonicalHeader(header: EnvelopeHeader, canonical: Uint8Array, signature: string, senderCert: DeviceCertBody): Promise<void> {
+  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), concatBytes(ENVELOPE_CONTEXT, canonical), fromBase64(signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${header.id} signature does not verify`);
 }
 
@@ -173,8 +196,11 @@ export interface OpenEnvelopeOptions {
  * Verify first, then unwrap the content key, check the key commitment, decrypt, validate the
  * plaintext (jose's compactVerify order: nothing is decoded before the signature holds).
  */
-export async function openEnvelope(value: unknown, options: OpenEnvelopeOptions): Promise<{ header: EnvelopeHeader; plaintext: Plaintext }> {
-  const env = await verifyEnvelope(value, options.senderCert);
+export async function openEnvelope(
+  value: unknown,
+  options: OpenEnvelopeOptions,
+): Promise<{ header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string }> {
+  const { envelope: env, hash } = await verifyEnvelope(value, options.senderCert);
   const h = env.header;
   const me = options.device.certificate.cert;
   const entry = h.recipients.find((r) => r.party === me.party && r.device === me.device);
@@ -200,7 +226,7 @@ export async function openEnvelope(value: unknown, options: OpenEnvelopeOptions)
   contentKey.fill(0);
   if (!opened) throw new HotlineError('HL_ERR_ENVELOPE_DECRYPT_FAILED', `cannot decrypt ${h.id}`);
   const plaintext = assertSchema(Plaintext, parseJson(fromUtf8(opened)), 'HL_ERR_ENVELOPE_PLAINTEXT_INVALID');
-  return { header: h, plaintext };
+  return { header: h, plaintext, envelopeHash: hash };
 }
 
 /**
@@ -233,26 +259,35 @@ export function checkRecipients(header: EnvelopeHeader, expected: readonly Devic
   }
 }
 
+export { REPLAY_WINDOW } from './replay-window.js';
+
 /** What the server (and a client) remembers to refuse replays. */
 export interface ReplayGuard {
   /** Highest `seq` accepted from this device, 0 if none. */
   lastSeq(party: string, device: string): number;
+  /** Whether an envelope with this `(device, seq)` was accepted (asked only inside the window). */
+  seqUsed(party: string, device: string, seq: number): boolean;
   /** The envelope hash stored under this message id, if any. */
   hashOf(id: string): string | undefined;
 }
 
 /**
- * Replay rules (DESIGN.md): a reused `id` is refused unless it is the very same envelope (then the
- * resend is idempotent and the result is 'duplicate'); a `seq` not above the device's last is refused.
+ * Replay rules (PROTOCOL.md "Replay window"): a reused `id` is refused unless it is the very same
+ * envelope (then the resend is idempotent and the result is 'duplicate'); a `(device, seq)` already
+ * used, or a seq at or below the device's highest − REPLAY_WINDOW, is refused. `hash` is the
+ * header's hash when the caller has it (from {@link verifyEnvelope}), saving a canonicalisation.
  */
-export function checkReplay(header: EnvelopeHeader, guard: ReplayGuard): 'new' | 'duplicate' {
+export function checkReplay(header: EnvelopeHeader, guard: ReplayGuard, hash?: string): 'new' | 'duplicate' {
   const stored = guard.hashOf(header.id);
   if (stored !== undefined) {
-    if (stored === envelopeHash(header)) return 'duplicate';
+    if (stored === (hash ?? envelopeHash(header))) return 'duplicate';
     throw new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `message id ${header.id} is already used by another envelope`);
   }
-  if (header.seq <= guard.lastSeq(header.from.party, header.from.device)) {
-    throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${header.from.party}/${header.from.device} was already used`);
+  const { party, device } = header.from;
+  const verdict = seqVerdict(header.seq, guard.lastSeq(party, device), (seq) => guard.seqUsed(party, device, seq));
+  if (verdict === 'reused') throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${party}/${device} was already used`);
+  if (verdict === 'below-window') {
+    throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${header.seq} of ${party}/${device} is below the replay window`);
   }
   return 'new';
 }

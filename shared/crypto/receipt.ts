@@ -13,12 +13,19 @@ import { envelopeHash } from './envelope.js';
  * @example
  * const r = await signReceipt(device, header, 'acknowledged', Date.now());
  */
-export async function signReceipt(device: DeviceSecretFile, header: EnvelopeHeader, kind: ReceiptKind, at: number): Promise<SignedReceipt> {
+export async function signReceipt(
+  device: DeviceSecretFile,
+  header: EnvelopeHeader,
+  kind: ReceiptKind,
+  at: number,
+  /** The header's hash when the caller has it (from `openEnvelope`), saving a canonicalisation. */
+  hash: string = envelopeHash(header),
+): Promise<SignedReceipt> {
   const me = device.certificate.cert;
   const receipt = {
     v: 1 as const,
     messageId: header.id,
-    envelopeHash: envelopeHash(header),
+    envelopeHash: hash,
     kind,
     by: { party: me.party, device: me.device },
     at,
@@ -27,21 +34,38 @@ export async function signReceipt(device: DeviceSecretFile, header: EnvelopeHead
   return assertSchema(SignedReceipt, { receipt, signature: toBase64(signature) }, 'HL_ERR_RECEIPT_MALFORMED');
 }
 
+/** A message a receipt may answer: its header and its known hash (stored, or from verifyEnvelope). */
+export interface KnownMessage {
+  header: EnvelopeHeader;
+  envelopeHash: string;
+}
+
 /**
  * Verify a receipt against its signer's certificate (already verified against the agreement) and,
- * when given, the envelope header it claims to answer. Input is attacker-controlled.
+ * when given, the message it claims to answer: a header (its hash is computed) or a
+ * {@link KnownMessage} (its hash is trusted as the caller's own). Input is attacker-controlled.
  */
-export async function verifyReceipt(value: unknown, signerCert: DeviceCertBody, header?: EnvelopeHeader): Promise<SignedReceipt> {
+export async function verifyReceipt(value: unknown, signerCert: DeviceCertBody, message?: EnvelopeHeader | KnownMessage): Promise<SignedReceipt> {
   const r = assertSchema(SignedReceipt, value, 'HL_ERR_RECEIPT_MALFORMED');
+  const known = message === undefined || 'envelopeHash' in message ? message : { header: message, envelopeHash: envelopeHash(message) };
+  return verifyCheckedReceipt(r, signerCert, known);
+}
+
+/**
+ * {@link verifyReceipt} for a receipt that has already passed the SignedReceipt schema (inside a
+ * frame from `decodeClientFrame`), against a message whose hash is known.
+ */
+export async function verifyCheckedReceipt(r: SignedReceipt, signerCert: DeviceCertBody, message?: KnownMessage): Promise<SignedReceipt> {
   const body = r.receipt;
   if (body.by.party !== signerCert.party || body.by.device !== signerCert.device) {
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', 'receipt names a different device than the certificate');
   }
   const ok = await ed25519Verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.receipt, body), fromBase64(r.signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_RECEIPT_BAD_SIGNATURE', `receipt for ${body.messageId} does not verify`);
-  if (header) {
+  if (message) {
+    const header = message.header;
     if (header.id !== body.messageId) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', 'receipt names another message');
-    if (envelopeHash(header) !== body.envelopeHash) {
+    if (message.envelopeHash !== body.envelopeHash) {
       throw new HotlineError('HL_ERR_RECEIPT_HASH_MISMATCH', `receipt for ${body.messageId} is bound to a different envelope`);
     }
     // Only the addressee party answers a message; the sender's own devices and archives do not.

@@ -25,12 +25,23 @@ export function seqWindowFrom(value: SeqWindow | number | undefined): SeqWindow 
   return value;
 }
 
+/** What {@link seqVerdict} says of a seq. */
+export type SeqVerdict = 'new' | 'reused' | 'below-window';
+
+/**
+ * The replay rule on its own, for a store that answers "was this seq used?" from an index (the
+ * server) as well as for a recipient's {@link SeqWindow}: a seq at or below `highest − REPLAY_WINDOW`
+ * is refused without looking further; above it, a used seq is refused.
+ */
+export function seqVerdict(seq: number, highest: number, used: (seq: number) => boolean): SeqVerdict {
+  if (seq <= highest - REPLAY_WINDOW) return 'below-window';
+  return used(seq) ? 'reused' : 'new';
+}
+
 /** Whether `seq` from a device with this window is new (not seen, not below the window). */
 export function isNewSeq(window: SeqWindow | number | undefined, seq: number): boolean {
   const w = seqWindowFrom(window);
-  if (seq > w.high) return true;
-  if (seq <= w.high - REPLAY_WINDOW) return false;
-  return w.missing.some(([a, b]) => a <= seq && seq <= b);
+  return seqVerdict(seq, w.high, (s) => s <= w.high && !w.missing.some(([a, b]) => a <= s && s <= b)) === 'new';
 }
 
 /**

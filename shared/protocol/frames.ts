@@ -4,18 +4,28 @@ import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence
 /**
  * WebSocket frames. Every frame is one JSON text message with a `t` (type) member.
  *
- * Delivery model: the server keeps one mailbox per device. Everything it hands a device (envelopes,
- * receipts, events) carries a `cursor`, a per-device increasing integer. The device sends
- * `{t:'ack', cursor}` once it has durably processed everything up to that cursor; anything not
- * acknowledged is delivered again, in order, on the next connection. Clients de-duplicate by
- * message id / receipt identity, so redelivery is harmless.
+ * Delivery model (PROTOCOL.md "Delivery order"): the server keeps one mailbox per device.
+ * Everything it hands a device (envelopes, receipts, events) carries a `cursor`, a per-device
+ * increasing integer (arrival order), and goes out by rank (precedence) first, then cursor. The
+ * device sends `{t:'ack', cursor}` (or `cursors: [...]`) for exactly the items it has durably
+ * processed; anything not acknowledged is delivered again on the next connection. Clients
+ * de-duplicate by message id / receipt identity, so redelivery is harmless.
  */
 
 // ----- client → server -----
 
 export const SendEnvelopeFrame = Type.Object({ t: Type.Literal('envelope'), envelope: Envelope }, { additionalProperties: false });
 export const SendReceiptFrame = Type.Object({ t: Type.Literal('receipt'), receipt: SignedReceipt }, { additionalProperties: false });
-export const AckFrame = Type.Object({ t: Type.Literal('ack'), cursor: Millis }, { additionalProperties: false });
+/** Most cursors one ack frame may carry. */
+export const MAX_ACK_CURSORS = 256;
+/** Acknowledges exactly the item with `cursor`, or each of `cursors` (not "everything up to"). */
+export const AckFrame = Type.Union([
+  Type.Object({ t: Type.Literal('ack'), cursor: Millis }, { additionalProperties: false }),
+  Type.Object({ t: Type.Literal('ack'), cursors: Type.Array(Millis, { minItems: 1, maxItems: MAX_ACK_CURSORS }) }, { additionalProperties: false }),
+]);
+export type AckFrame = Static<typeof AckFrame>;
+export type SendEnvelopeFrame = Static<typeof SendEnvelopeFrame>;
+export type SendReceiptFrame = Static<typeof SendReceiptFrame>;
 
 export const ClientFrame = Type.Union([SendEnvelopeFrame, SendReceiptFrame, AckFrame]);
 export type ClientFrame = Static<typeof ClientFrame>;

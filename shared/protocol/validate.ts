@@ -4,7 +4,8 @@ import { HotlineError, type HotlineErrorCode } from '../errors.js';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 
-function checker<T extends TSchema>(schema: T): TypeCheck<T> {
+/** The compiled checker of a schema, compiled once. */
+export function checkerOf<T extends TSchema>(schema: T): TypeCheck<T> {
   let c = compiled.get(schema);
   if (!c) {
     c = TypeCompiler.Compile(schema);
@@ -21,16 +22,21 @@ function checker<T extends TSchema>(schema: T): TypeCheck<T> {
  * const env = assertSchema(Envelope, JSON.parse(text), 'HL_ERR_ENVELOPE_MALFORMED');
  */
 export function assertSchema<T extends TSchema>(schema: T, value: unknown, code: HotlineErrorCode = 'HL_ERR_INPUT_SCHEMA'): Static<T> {
-  const c = checker(schema);
+  const c = checkerOf(schema);
   if (c.Check(value)) return value;
-  const first = c.Errors(value).First();
+  throw schemaError(c, value, code);
+}
+
+/** The HotlineError for a value `check` refused: `code`, naming the first failing path. */
+export function schemaError(check: TypeCheck<TSchema>, value: unknown, code: HotlineErrorCode, detail: Record<string, unknown> = {}): HotlineError {
+  const first = check.Errors(value).First();
   const where = first ? `${first.path || '/'}: ${first.message}` : 'does not match the schema';
-  throw new HotlineError(code, `invalid: ${where}`, { detail: { path: first?.path ?? '' } });
+  return new HotlineError(code, `invalid: ${where}`, { detail: { path: first?.path ?? '', ...detail } });
 }
 
 /** Boolean form of {@link assertSchema}. */
 export function matchesSchema<T extends TSchema>(schema: T, value: unknown): value is Static<T> {
-  return checker(schema).Check(value);
+  return checkerOf(schema).Check(value);
 }
 
 /** Parse JSON text from a peer, with a clear error for malformed input. */

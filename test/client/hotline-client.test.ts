@@ -66,9 +66,9 @@ async function connect(s: Setup, client: HotlineClient, index: number): Promise<
   return sock;
 }
 
-/** Wait until the client acknowledged every one of these cursors (each is acknowledged by itself). */
+/** Wait until the client acknowledged every one of these cursors (alone or in a `cursors` batch). */
 async function acked(sock: FakeSocket, cursors: readonly number[]): Promise<void> {
-  await Promise.all(cursors.map((c) => sock.waitFor('ack', (f) => f.cursor === c)));
+  await Promise.all(cursors.map((c) => sock.waitFor('ack', (f) => ('cursor' in f ? f.cursor === c : f.cursors.includes(c)))));
 }
 
 /** Push an event frame and wait for it: everything pushed before it has then been processed. */
@@ -351,7 +351,7 @@ describe('HotlineClient inbox', () => {
     const r = await sock.waitFor('receipt');
     const verified = await verifyReceipt(r.receipt, s.d.devices.jpOp.certificate.cert, env.header);
     expect(verified.receipt.kind).toBe('delivered');
-    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && f.cursor)).toEqual([1, 2, 3]);
+    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && 'cursor' in f && f.cursor)).toEqual([1, 2, 3]);
 
     // The inbox is stored: a new client on the same storage does not show it again.
     await client.stop();

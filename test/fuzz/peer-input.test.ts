@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isHotlineError } from '../../shared/errors.js';
-import { fromBase64 } from '../../shared/encoding/base64.js';
+import { fromBase64, utf8 } from '../../shared/encoding/base64.js';
 import { canonicalize } from '../../shared/encoding/canonical-json.js';
-import { expectedRecipients, openEnvelope, parseEnvelopeText, sealEnvelope } from '../../shared/crypto/envelope.js';
-import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
+import { envelopeHash, expectedRecipients, openEnvelope, parseEnvelopeText, sealEnvelope, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { signReceipt, verifyCheckedReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
+import { decodeClientFrame, decodeServerFrame } from '../../shared/protocol/codec.js';
 import { revokeDevice, verifyDeviceCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
 import { parseNote, verifyCheckpoint } from '../../shared/audit/checkpoint.js';
 import { verifyConsistency, verifyInclusion } from '../../shared/audit/merkle.js';
@@ -80,8 +81,25 @@ describe('fuzzing peer input', () => {
       for (let j = 0; j < len; j++) text += alphabet[Math.floor(rnd() * alphabet.length)];
       await refusesCleanly(() => fromBase64(text), 3000 + i);
       await refusesCleanly(() => parseEnvelopeText(text), 3000 + i);
+      await refusesCleanly(() => decodeClientFrame(text), 3000 + i);
+      await refusesCleanly(() => decodeServerFrame(text), 3000 + i);
+      await refusesCleanly(() => decodeClientFrame(utf8(text).subarray(0, Math.max(0, text.length - 1))), 3000 + i);
       await refusesCleanly(() => parseNote(text), 3000 + i);
       await refusesCleanly(() => verifyCheckpoint(`origin\n1\n${text}\n\n\u2014 origin ${text}\n`, [{ name: 'origin', publicKey: new Uint8Array(32) }]), 3000 + i);
+    }
+  });
+
+  it('the frame codec: mutated frames decode to a typed frame or a coded refusal, and a decoded envelope verifies or is refused with a code', async () => {
+    const bases = [{ t: 'envelope', envelope: env }, { t: 'receipt', receipt }, { t: 'ack', cursor: 1 }, { t: 'ack', cursors: [1, 2] }];
+    for (let i = 0; i < ROUNDS; i++) {
+      const rnd = prng(5000 + i);
+      const text = JSON.stringify(mutate(bases[i % bases.length], rnd)) ?? '';
+      let frame: ReturnType<typeof decodeClientFrame> | undefined;
+      await refusesCleanly(() => (frame = decodeClientFrame(text)), 5000 + i);
+      if (frame?.t === 'envelope') await refusesCleanly(() => verifyCheckedEnvelope(frame!.t === 'envelope' ? frame!.envelope : env, d.devices.jpOp.certificate.cert), 5000 + i);
+      if (frame?.t === 'receipt') {
+        await refusesCleanly(() => verifyCheckedReceipt(frame!.t === 'receipt' ? frame!.receipt : receipt, d.devices.cnOp.certificate.cert, { header: env.header, envelopeHash: envelopeHash(env.header) }), 5000 + i);
+      }
     }
   });
 

@@ -29,6 +29,23 @@ describe('WriteQueue', () => {
     expect(store.batches).toHaveLength(2);
   });
 
+  it('holds the batch open while holdWhile says writes are still coming, up to maxBatch', async () => {
+    const store = fakeStore();
+    // A hold bound far above the test's run time: the batches depend on holdWhile alone.
+    const q = new WriteQueue(store, 4, 600_000);
+    let coming = 6;
+    q.holdWhile = () => coming > 0;
+    const all: Promise<WriteResult>[] = [];
+    // One write per turn of the event loop, as frames handled in bounded turns produce them.
+    for (let n = 1; n <= 6; n++) {
+      all.push(q.enqueue(write(n)));
+      coming--;
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    expect(store.batches.map((b) => b.length)).toEqual([4, 2]);
+  });
+
   it('splits at maxBatch and drain waits for every commit', async () => {
     const store = fakeStore();
     const q = new WriteQueue(store, 2);

@@ -4,6 +4,7 @@ import {
   MAX_ENVELOPE_BYTES,
   checkRecipients,
   checkReplay,
+  REPLAY_WINDOW,
   envelopeHash,
   expectedRecipients,
   keyCommitment,
@@ -219,26 +220,37 @@ describe('re-addressing and replay', () => {
   it('checkReplay: a replayed (device, seq) and a reused id are refused; the same envelope again is a duplicate', async () => {
     const stored = new Map<string, string>();
     const seqs = new Map<string, number>();
+    const used = new Set<string>();
     const guard: ReplayGuard = {
       lastSeq: (p, dev) => seqs.get(`${p}/${dev}`) ?? 0,
+      seqUsed: (p, dev, seq) => used.has(`${p}/${dev}/${seq}`),
       hashOf: (id) => stored.get(id),
     };
     const accept = (h: EnvelopeHeader) => {
       const r = checkReplay(h, guard);
       stored.set(h.id, envelopeHash(h));
+      used.add(`${h.from.party}/${h.from.device}/${h.seq}`);
       seqs.set(`${h.from.party}/${h.from.device}`, Math.max(h.seq, guard.lastSeq(h.from.party, h.from.device)));
       return r;
     };
     const first = await sealFromJp({ seq: 5 });
     expect(accept(first.header)).toBe('new');
     expect(accept(first.header)).toBe('duplicate');
+    expect(checkReplay(first.header, guard, envelopeHash(first.header))).toBe('duplicate');
     const sameSeq = await sealFromJp({ seq: 5 });
     expect(() => accept(sameSeq.header)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_REPLAY' }));
-    const lowerSeq = await sealFromJp({ seq: 4 });
-    expect(() => accept(lowerSeq.header)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_REPLAY' }));
     const reusedId = await sealFromJp({ seq: 6, id: first.header.id });
     expect(() => accept(reusedId.header)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_DUPLICATE_ID' }));
     expect(accept((await sealFromJp({ seq: 6 })).header)).toBe('new');
+    // A lower seq not yet used is inside the window: a FLASH may overtake the ROUTINE before it.
+    expect(accept((await sealFromJp({ seq: 4 })).header)).toBe('new');
+    const seq4again = (await sealFromJp({ seq: 4 })).header;
+    expect(() => accept(seq4again)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_REPLAY' }));
+    // Once the highest is REPLAY_WINDOW above, an unused seq is refused all the same.
+    expect(accept((await sealFromJp({ seq: 6 + REPLAY_WINDOW })).header)).toBe('new');
+    const belowWindow = (await sealFromJp({ seq: 6 })).header;
+    expect(() => accept(belowWindow)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_REPLAY' }));
+    expect(accept((await sealFromJp({ seq: 7 })).header)).toBe('new');
   });
 });
 

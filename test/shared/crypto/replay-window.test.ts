@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { REPLAY_WINDOW, acceptSeq, isNewSeq, type SeqWindow } from '../../../shared/crypto/replay-window.js';
+import { REPLAY_WINDOW, acceptSeq, isNewSeq, seqVerdict, type SeqWindow } from '../../../shared/crypto/replay-window.js';
 
 function code(fn: () => unknown): string | undefined {
   try {
@@ -59,5 +59,17 @@ describe('acceptSeq', () => {
         high = Math.max(high, s);
       }
     }
+  });
+});
+
+describe('seqVerdict', () => {
+  it('asks the store only inside the window', () => {
+    const asked: number[] = [];
+    const used = (s: number) => (asked.push(s), s === 7);
+    expect(seqVerdict(1, 1 + REPLAY_WINDOW, used)).toBe('below-window');
+    expect(asked).toEqual([]);
+    expect(seqVerdict(7, 10, used)).toBe('reused');
+    expect(seqVerdict(8, 10, used)).toBe('new');
+    expect(asked).toEqual([7, 8]);
   });
 });
