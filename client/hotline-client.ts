@@ -1187,7 +1187,10 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return { status: 'none' };
       throw err;
     }
-    const listed = (await this.#http('GET', '/v1/audit/checkpoints', undefined, true)) as { checkpoints?: unknown };
+    // Only what is new since the checkpoint this device last cosigned: the older ones were checked
+    // (and their roots remembered) in earlier rounds, and the consistency proof below covers them.
+    const lastCosigned = (await this.#o.storage.read(this.#key)).audit?.cosigned;
+    const listed = (await this.#http('GET', `/v1/audit/checkpoints${lastCosigned ? `?after=${lastCosigned.size}` : ''}`, undefined, true)) as { checkpoints?: unknown };
     if (typeof latest.note !== 'string' || !Array.isArray(listed.checkpoints)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed checkpoint answer');
     }

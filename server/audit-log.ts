@@ -213,12 +213,20 @@ export class AuditLog {
     return formatNote({ text: note.text, signatures: [...note.signatures, ...extra] });
   }
 
-  /** Every checkpoint, in size order, with its cosignatures. */
-  async checkpointNotes(): Promise<{ size: number; note: string }[]> {
-    const [checkpoints, cosignatures] = [await this.#o.store.listCheckpoints(), await this.#o.store.listCosignatures()];
-    const bySize = new Map<number, StoredCosignature[]>();
-    for (const c of cosignatures) bySize.set(c.size, [...(bySize.get(c.size) ?? []), c]);
+  /**
+   * Every checkpoint, in size order, with its cosignatures; with `after`, only those larger than
+   * that size (a cosigner asks for what is new since the checkpoint it last cosigned, so a round
+   * costs what was added since, not the whole history).
+   */
+  async checkpointNotes(after?: number): Promise<{ size: number; note: string }[]> {
+    const checkpoints = await this.#o.store.listCheckpoints(after);
     const out: { size: number; note: string }[] = [];
+    if (after !== undefined) {
+      for (const cp of checkpoints) out.push({ size: cp.size, note: await this.withCosignatures(cp, await this.#o.store.listCosignatures(cp.size)) });
+      return out;
+    }
+    const bySize = new Map<number, StoredCosignature[]>();
+    for (const c of await this.#o.store.listCosignatures()) bySize.set(c.size, [...(bySize.get(c.size) ?? []), c]);
     for (const cp of checkpoints) out.push({ size: cp.size, note: await this.withCosignatures(cp, bySize.get(cp.size) ?? []) });
     return out;
   }

@@ -69,7 +69,8 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
 
   app.get('/v1/audit/checkpoints', auth, async (request) => {
     allow(request, COSIGNERS, 'read checkpoints');
-    return { checkpoints: await ctx.audit.checkpointNotes() };
+    const after = (request.query as Record<string, unknown> | undefined)?.['after'] === undefined ? undefined : intParam(request.query, 'after');
+    return { checkpoints: await ctx.audit.checkpointNotes(after) };
   });
 
   app.get('/v1/audit/checkpoint/latest', auth, async (request) => {

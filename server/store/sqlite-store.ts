@@ -307,7 +307,7 @@ export class SqliteStore implements Store {
         'SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
       ),
       insertCheckpoint: db.prepare('INSERT OR IGNORE INTO checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)'),
-      listCheckpoints: db.prepare<[], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size'),
+      listCheckpoints: db.prepare<[number], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size > ? ORDER BY size'),
       getCheckpoint: db.prepare<[number], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size = ?'),
       latestCheckpoint: db.prepare<[], CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1'),
       putCosignature: db.prepare(
@@ -592,8 +592,8 @@ export class SqliteStore implements Store {
     return this.stmt.insertCheckpoint.run(c.size, c.rootHash, c.note, c.createdAt).changes > 0;
   }
 
-  async listCheckpoints(): Promise<StoredCheckpoint[]> {
-    return this.stmt.listCheckpoints.all().map(toCheckpoint);
+  async listCheckpoints(after = -1): Promise<StoredCheckpoint[]> {
+    return this.stmt.listCheckpoints.all(after).map(toCheckpoint);
   }
 
   async getCheckpoint(size?: number): Promise<StoredCheckpoint | undefined> {

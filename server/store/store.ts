@@ -216,8 +216,8 @@ export interface Store {
 
   /** Store a checkpoint (idempotent by size: false when one of that size is stored already). */
   putCheckpoint(checkpoint: StoredCheckpoint): Promise<boolean>;
-  /** Checkpoints in size order. */
-  listCheckpoints(): Promise<StoredCheckpoint[]>;
+  /** Checkpoints in size order; with `after`, only those of a larger size. */
+  listCheckpoints(after?: number): Promise<StoredCheckpoint[]>;
   /** The checkpoint of `size`, or the largest one when `size` is undefined. */
   getCheckpoint(size?: number): Promise<StoredCheckpoint | undefined>;
   /** Store a verified cosignature (one per checkpoint and cosigner; a newer one replaces it). */

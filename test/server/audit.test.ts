@@ -212,3 +212,28 @@ describe('checkpoints', () => {
     }
   });
 });
+
+describe('GET /v1/audit/checkpoints?after=', () => {
+  it('lists only the checkpoints larger than `after`, each with its cosignatures; a bad value is refused', async () => {
+    const s = await startTestServer({ withLogKey: true });
+    const aud = await s.token(`${JP}/audit1`);
+    const sizes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await s.token(`${CN}/op1`); // a login appends an entry, so each checkpoint is larger
+      const r = await call(s.url, 'POST', '/v1/audit/checkpoints', undefined, aud);
+      sizes.push(r.body.size as number);
+    }
+    const cosigned = await cosignCheckpoint((await call(s.url, 'GET', '/v1/audit/checkpoint/latest', undefined, aud)).body.note as string, cosigner(s.dep.devices[`${JP}/audit1`]!), 1);
+    expect((await call(s.url, 'POST', '/v1/audit/cosignatures', { size: sizes[2], note: cosigned }, aud)).status).toBeLessThan(300);
+
+    const all = (await call(s.url, 'GET', '/v1/audit/checkpoints', undefined, aud)).body.checkpoints as { size: number; note: string }[];
+    expect(all.map((c) => c.size)).toEqual(expect.arrayContaining(sizes));
+    const newer = (await call(s.url, 'GET', `/v1/audit/checkpoints?after=${sizes[0]}`, undefined, aud)).body.checkpoints as { size: number; note: string }[];
+    expect(newer.map((c) => c.size)).toEqual(all.filter((c) => c.size > sizes[0]!).map((c) => c.size));
+    expect(newer.at(-1)!.note).toBe(all.at(-1)!.note); // cosignatures included
+    expect(newer.at(-1)!.note).toContain(cosignerName(s.dep.devices[`${JP}/audit1`]!.certificate.cert));
+    expect((await call(s.url, 'GET', `/v1/audit/checkpoints?after=${sizes[2]}`, undefined, aud)).body.checkpoints).toEqual([]);
+    const bad = await call(s.url, 'GET', '/v1/audit/checkpoints?after=-1', undefined, aud);
+    expect(bad.body.error.code).toBe('HL_ERR_INPUT_SCHEMA');
+  });
+});
