@@ -6,6 +6,7 @@ import { ed25519Sign } from '../shared/crypto/ed25519.js';
 import { randomId } from '../shared/crypto/random.js';
 import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.js';
 import { assertSchema, parseJson } from '../shared/protocol/validate.js';
+import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   PRECEDENCES,
   RECEIPT_KINDS,
@@ -23,8 +24,9 @@ import {
   type Role,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
+import type {
+  ServerFrame} from '../shared/protocol/frames.js';
 import {
-  ServerFrame,
   type ClientFrame,
   type DeadlineMetEvent,
   type DeadlineMissedEvent,
@@ -113,14 +115,6 @@ type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
 
 function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
   return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
-}
-
-/**
- * Parse one frame from the relay (attacker-controlled text): JSON, then the frame schema. The one
- * place the client parses frames, so that it can move to a shared codec in one line.
- */
-function parseServerFrame(text: string): ServerFrame {
-  return assertSchema(ServerFrame, parseJson(text), 'HL_ERR_INPUT_SCHEMA');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,10 +576,10 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       opened = true;
     };
     ws.onmessage = (ev) => {
-      const text = typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data as Uint8Array);
       let frame: ServerFrame;
       try {
-        frame = parseServerFrame(text);
+        // The one frame codec (shared/protocol/codec.ts): size, UTF-8, JSON, schema.
+        frame = decodeServerFrame(typeof ev.data === 'string' ? ev.data : (ev.data as Uint8Array));
       } catch (err) {
         this.#report(toHotlineError(err));
         return;
