@@ -45,6 +45,8 @@ interface Connection {
   delivery: DeliveryState;
   /** A send turn is scheduled (setImmediate) or waits for the socket to drain. */
   pumping: boolean;
+  /** The send turn stopped at the high-water mark: the next write callback under it resumes. */
+  waitingDrain: boolean;
   alive: boolean;
   closing: boolean;
   heartbeat?: ReturnType<AppContext['clock']['setTimeout']>;
@@ -179,8 +181,13 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     for (const e of stepDelivery(conn.delivery, event)) {
       if (e.type === 'send') {
         conn.ws.send(itemFrame(e.item), () => {
-          // Flow control: a turn that stopped at the high-water mark resumes once data is written.
-          if (conn.pumping && conn.ws.bufferedAmount <= highWater) resumePump(conn);
+          // Flow control: a turn that stopped at the high-water mark resumes once data is written,
+          // in a turn of its own. (A write the kernel took at once calls back on process.nextTick:
+          // resuming from here directly would chain turn after turn without ever yielding.)
+          if (conn.waitingDrain && conn.ws.bufferedAmount <= highWater) {
+            conn.waitingDrain = false;
+            setImmediate(() => resumePump(conn));
+          }
         });
       } else {
         void ctx.store.mailbox(conn.key, { ...(e.after ? { after: e.after } : {}), upTo: e.upTo, limit: BACKLOG_PAGE }).then(
@@ -212,7 +219,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     const started = performance.now();
     for (let n = 0; hasSendable(conn.delivery); n++) {
       if (conn.ws.bufferedAmount > highWater) {
-        conn.pumping = true; // resumed by a send callback
+        conn.pumping = true;
+        conn.waitingDrain = true; // resumed by a send callback
         return;
       }
       if (n >= SEND_TURN_ITEMS || performance.now() - started > TURN_MS) {
@@ -257,6 +265,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       log: ctx.log.child({ connId: id, device: key }),
       delivery: initialDelivery(),
       pumping: false,
+      waitingDrain: false,
       alive: true,
       closing: false,
       inbound: [],
