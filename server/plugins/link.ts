@@ -22,7 +22,8 @@ export const BEARER_PROTOCOL_PREFIX = 'bearer.';
 export const LINK_PATH = '/v1/link';
 /** ws's own hard limit (it then closes with 1009 without reading further); above MAX_FRAME_BYTES so our coded refusal comes first. */
 const WS_MAX_PAYLOAD = 2 * MAX_FRAME_BYTES;
-const BACKLOG_PAGE = 256;
+/** Mailbox rows read at once: a page is a few milliseconds of SQLite work on the event loop. */
+const BACKLOG_PAGE = 128;
 /**
  * Work done in one turn of the event loop before yielding (setImmediate), for sending and for
  * handling a device's frames alike: bounded by count and by time, so that a long backlog or a
@@ -190,17 +191,22 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
           }
         });
       } else {
-        void ctx.store.mailbox(conn.key, { ...(e.after ? { after: e.after } : {}), upTo: e.upTo, limit: BACKLOG_PAGE }).then(
-          (items) => {
-            if (!open(conn)) return;
-            drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
-            pump(conn);
-          },
-          (error: unknown) => {
-            conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
-            closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
-          },
-        );
+        // A page is read in a turn of its own, not inside a send turn: each stays short.
+        const { after, upTo } = e;
+        setImmediate(() => {
+          if (!open(conn)) return;
+          void ctx.store.mailbox(conn.key, { ...(after ? { after } : {}), upTo, limit: BACKLOG_PAGE }).then(
+            (items) => {
+              if (!open(conn)) return;
+              drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
+              pump(conn);
+            },
+            (error: unknown) => {
+              conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
+              closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
+            },
+          );
+        });
       }
     }
   }
