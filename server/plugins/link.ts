@@ -22,7 +22,8 @@ export const BEARER_PROTOCOL_PREFIX = 'bearer.';
 export const LINK_PATH = '/v1/link';
 /** ws's own hard limit (it then closes with 1009 without reading further); above MAX_FRAME_BYTES so our coded refusal comes first. */
 const WS_MAX_PAYLOAD = 2 * MAX_FRAME_BYTES;
-const BACKLOG_PAGE = 256;
+/** Mailbox rows read at once: a page is a few milliseconds of SQLite work on the event loop. */
+const BACKLOG_PAGE = 128;
 /**
  * Work done in one turn of the event loop before yielding (setImmediate), for sending and for
  * handling a device's frames alike: bounded by count and by time, so that a long backlog or a
@@ -45,6 +46,8 @@ interface Connection {
   delivery: DeliveryState;
   /** A send turn is scheduled (setImmediate) or waits for the socket to drain. */
   pumping: boolean;
+  /** The send turn stopped at the high-water mark: the next write callback under it resumes. */
+  waitingDrain: boolean;
   alive: boolean;
   closing: boolean;
   heartbeat?: ReturnType<AppContext['clock']['setTimeout']>;
@@ -179,21 +182,31 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     for (const e of stepDelivery(conn.delivery, event)) {
       if (e.type === 'send') {
         conn.ws.send(itemFrame(e.item), () => {
-          // Flow control: a turn that stopped at the high-water mark resumes once data is written.
-          if (conn.pumping && conn.ws.bufferedAmount <= highWater) resumePump(conn);
+          // Flow control: a turn that stopped at the high-water mark resumes once data is written,
+          // in a turn of its own. (A write the kernel took at once calls back on process.nextTick:
+          // resuming from here directly would chain turn after turn without ever yielding.)
+          if (conn.waitingDrain && conn.ws.bufferedAmount <= highWater) {
+            conn.waitingDrain = false;
+            setImmediate(() => resumePump(conn));
+          }
         });
       } else {
-        void ctx.store.mailbox(conn.key, { ...(e.after ? { after: e.after } : {}), upTo: e.upTo, limit: BACKLOG_PAGE }).then(
-          (items) => {
-            if (!open(conn)) return;
-            drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
-            pump(conn);
-          },
-          (error: unknown) => {
-            conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
-            closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
-          },
-        );
+        // A page is read in a turn of its own, not inside a send turn: each stays short.
+        const { after, upTo } = e;
+        setImmediate(() => {
+          if (!open(conn)) return;
+          void ctx.store.mailbox(conn.key, { ...(after ? { after } : {}), upTo, limit: BACKLOG_PAGE }).then(
+            (items) => {
+              if (!open(conn)) return;
+              drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
+              pump(conn);
+            },
+            (error: unknown) => {
+              conn.log.error({ err: { message: (error as Error).message } }, 'backlog failed');
+              closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
+            },
+          );
+        });
       }
     }
   }
@@ -212,7 +225,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     const started = performance.now();
     for (let n = 0; hasSendable(conn.delivery); n++) {
       if (conn.ws.bufferedAmount > highWater) {
-        conn.pumping = true; // resumed by a send callback
+        conn.pumping = true;
+        conn.waitingDrain = true; // resumed by a send callback
         return;
       }
       if (n >= SEND_TURN_ITEMS || performance.now() - started > TURN_MS) {
@@ -257,6 +271,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       log: ctx.log.child({ connId: id, device: key }),
       delivery: initialDelivery(),
       pumping: false,
+      waitingDrain: false,
       alive: true,
       closing: false,
       inbound: [],

@@ -29,7 +29,7 @@ import {
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE devices (

@@ -248,7 +248,7 @@ export function expectedRecipients(directory: readonly DeviceCertBody[], from: {
  * would leak the message.
  */
 export function checkRecipients(header: EnvelopeHeader, expected: readonly DeviceCertBody[]): void {
-  const want = new Map(expected.map((c) => [`${c.party}/${c.device}`, keyIdOf(fromBase64(c.boxKey, 32))]));
+  const want = new Map(expected.map((c) => [`${c.party}/${c.device}`, boxKeyId(c.boxKey)]));
   if (header.recipients.length !== want.size) {
     throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `envelope has ${header.recipients.length} recipients; the directory has ${want.size}`);
   }
@@ -260,6 +260,19 @@ export function checkRecipients(header: EnvelopeHeader, expected: readonly Devic
 }
 
 export { REPLAY_WINDOW } from './replay-window.js';
+
+// Key ids of the directory's box keys, which the relay checks on every envelope: decoded and
+// hashed once per key instead of per message. Bounded; a key not seen for long is simply recomputed.
+const boxKeyIds = new Map<string, string>();
+function boxKeyId(boxKey: string): string {
+  let id = boxKeyIds.get(boxKey);
+  if (id === undefined) {
+    id = keyIdOf(fromBase64(boxKey, 32));
+    if (boxKeyIds.size >= 4096) boxKeyIds.clear();
+    boxKeyIds.set(boxKey, id);
+  }
+  return id;
+}
 
 /** What the server (and a client) remembers to refuse replays. */
 export interface ReplayGuard {

@@ -74,4 +74,17 @@ describe('precedence first at the relay', () => {
     expect(at).toBeLessThan(ROUTINE_COUNT);
     expect(seqs.filter((q) => q !== ROUTINE_COUNT + 1)).toEqual(routine.map((e) => e.header.seq));
   });
+
+  it('accepts a device’s seqs out of order inside the replay window, each once (a FLASH sealed after ROUTINE may arrive first)', async () => {
+    const s = await startTestServer({ logLevel: 'warn' });
+    const jp = await s.connect(`${JP}/op1`);
+    const [flash] = await sealMany(s, 5, 1, 'FLASH');
+    const routine = await sealMany(s, 3, 2, 'ROUTINE');
+    await sendAll(jp, [flash!, ...routine]);
+    const [again] = await sealMany(s, 4, 1, 'ROUTINE');
+    jp.send({ t: 'envelope', envelope: again });
+    expect(await jp.waitForError('HL_ERR_ENVELOPE_REPLAY')).toMatchObject({ ref: again!.header.id });
+    const hello = (await s.connect(`${JP}/op1`)).ofType('hello')[0]!;
+    expect(hello.lastSeq).toBe(5);
+  });
 });

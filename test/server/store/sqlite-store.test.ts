@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { leafHash } from '../../../shared/audit/merkle.js';
 import { utf8, toHex } from '../../../shared/encoding/base64.js';
 import { envelopeHash, expectedRecipients, REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
-import { SqliteStore } from '../../../server/store/sqlite-store.js';
+import { MIGRATIONS, SqliteStore } from '../../../server/store/sqlite-store.js';
 import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/store/store.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
@@ -170,19 +170,42 @@ describe('SqliteStore', () => {
   });
 
   it('migration: ranks the un-acknowledged rows of a database made before ranks', async () => {
-    const { store, path, envelopeWrite } = await setup();
-    await store.commit([await envelopeWrite(1, undefined, 'ROUTINE'), await envelopeWrite(2, undefined, 'FLASH')]);
-    await store.close();
-    // Turn the database back into its form before the rank migration (the last one).
-    const raw = new Database(path);
-    const version = raw.pragma('user_version', { simple: true }) as number;
-    raw.exec(`DROP INDEX mailbox_by_device; DROP INDEX envelopes_by_sender_seq; ALTER TABLE mailbox DROP COLUMN rank;
-              CREATE INDEX mailbox_by_device ON mailbox (device, acked, cursor); PRAGMA user_version = ${version - 1};`);
+    const { envelopeWrite } = await setup();
+    const routine = (await envelopeWrite(1, undefined, 'ROUTINE')).envelope;
+    const flash = (await envelopeWrite(2, undefined, 'FLASH')).envelope;
+    const receiptJson = JSON.stringify({ receipt: { messageId: flash.header.id }, signature: 'x' });
+    // A database at the schema just before the rank migration, with rows as that schema wrote them
+    // (whatever migrations come after it run on top, as in a real upgrade).
+    const before = MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN rank'));
+    const dir = tempDir();
+    onCleanup(() => dir.remove());
+    const oldPath = join(dir.path, 'old.sqlite');
+    const raw = new Database(oldPath);
+    for (const m of MIGRATIONS.slice(0, before)) raw.exec(m);
+    raw.pragma(`user_version = ${before}`);
+    const putEnvelope = raw.prepare('INSERT INTO envelopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    for (const e of [routine, flash]) {
+      const h = e.header;
+      putEnvelope.run(h.id, envelopeHash(h), h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), JSON.stringify(e), 1);
+    }
+    raw.prepare('INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES (?, ?, ?, ?, ?, 1, 1)').run(flash.header.id, 'delivered', CN, 'op1', receiptJson);
+    raw.prepare('INSERT INTO events (type, event, at) VALUES (?, ?, 1)').run('deadline.missed', JSON.stringify({ type: 'deadline.missed', precedence: 'PRIORITY', at: 1 }));
+    raw.prepare('INSERT INTO events (type, event, at) VALUES (?, ?, 1)').run('link.down', JSON.stringify({ type: 'link.down', at: 1 }));
+    const box = raw.prepare('INSERT INTO mailbox (device, kind, ref) VALUES (?, ?, ?)');
+    box.run(`${JP}/op1`, 'envelope', routine.header.id);
+    box.run(`${JP}/op1`, 'envelope', flash.header.id);
+    box.run(`${JP}/op1`, 'receipt', '1');
+    box.run(`${JP}/op1`, 'event', '1');
+    box.run(`${JP}/op1`, 'event', '2');
     raw.close();
-    const again = new SqliteStore(path);
-    onCleanup(() => again.close());
-    const items = await again.mailbox(`${CN}/op1`, ALL);
-    expect(items.map((i) => i.rank)).toEqual([0, 3]);
-    expect(items.map((i) => (JSON.parse(i.json) as { header: { seq: number } }).header.seq)).toEqual([2, 1]);
+
+    const migrated = new SqliteStore(oldPath);
+    onCleanup(() => migrated.close());
+    const items = await migrated.mailbox(`${JP}/op1`, ALL);
+    // FLASH envelope, the receipt for it and the link event rank 0; the PRIORITY deadline event 2; ROUTINE 3.
+    expect(items.map((i) => [i.cursor, i.rank])).toEqual([[2, 0], [3, 0], [5, 0], [4, 2], [1, 3]]);
+    // The seq index came with it: a used seq is refused.
+    const [again] = await migrated.commit([await envelopeWrite(1, undefined, 'ROUTINE')]);
+    expect(again!.ok === false && (again!.error as { code?: string }).code).toBe('HL_ERR_ENVELOPE_REPLAY');
   });
 });

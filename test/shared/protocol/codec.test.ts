@@ -1,10 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeClientFrame, decodeServerFrame, encodeFrame, encodeFrameBytes, MAX_FRAME_BYTES } from '../../../shared/protocol/codec.js';
-import { expectedRecipients, sealEnvelope } from '../../../shared/crypto/envelope.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
 import type { Envelope, SignedReceipt } from '../../../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../../../shared/protocol/frames.js';
-import { makeDeployment } from '../../helpers/fixtures.js';
+import { CN, JP, createDeployment } from '../../helpers/deployment.js';
+import { seal } from '../../helpers/ws-client.js';
 
 const code = (fn: () => unknown) => {
   try {
@@ -19,18 +19,10 @@ let env: Envelope;
 let receipt: SignedReceipt;
 
 beforeAll(async () => {
-  const d = await makeDeployment();
-  const directory = Object.values(d.devices).map((x) => x.certificate.cert);
-  env = await sealEnvelope({
-    sender: d.devices.jpOp,
-    to: 'cn-mnd',
-    precedence: 'FLASH',
-    seq: 1,
-    sentAt: d.now,
-    recipients: expectedRecipients(directory, d.devices.jpOp.certificate.cert, 'cn-mnd'),
-    plaintext: { body: '至急 / 至急', lang: 'ja' },
-  });
-  receipt = await signReceipt(d.devices.cnOp, env.header, 'delivered', d.now);
+  const dep = await createDeployment();
+  const sender = dep.devices[`${JP}/op1`]!;
+  env = await seal({ sender, to: CN, seq: 1, directory: Object.values(dep.devices).map((x) => x.certificate.cert), plaintext: { body: '至急 / 至急', lang: 'ja' } });
+  receipt = await signReceipt(dep.devices[`${CN}/op1`]!, env.header, 'delivered', Date.now());
 });
 
 describe('decodeClientFrame', () => {
