@@ -36,7 +36,7 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
   try {
     const sender = await s.traffic.open(s.server.url, dep.offline.from, dep.agreement);
     const t0 = performance.now();
-    const queued = await sendAllAccepted(s.traffic, sender, routine, cfg.window, Date.now() + cfg.maxSeconds * 1000);
+    const queued = await sendAllAccepted(s.traffic, sender, routine, cfg.window, Date.now() + cfg.setupSeconds * 1000);
     const queueSeconds = (performance.now() - t0) / 1000;
     await s.traffic.sendForAccepted(sender, flash);
 
