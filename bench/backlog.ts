@@ -17,8 +17,10 @@ export interface BacklogResult {
   drainPerSecond: number;
   /** Longest pause between two deliveries during the drain, as the device saw it. */
   maxGapMs: number;
-  /** Slowest /healthz answer while draining (the server's event loop as an outsider sees it). */
+  /** Slowest /healthz answer while draining, as this process saw it (its own loop included). */
   maxHealthzMs: number;
+  /** The server's longest event-loop delay from the device's login to the end of the drain. */
+  serverLoopStallMs: number;
   once: number;
   duplicated: number;
   missing: number;
@@ -36,7 +38,7 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
   try {
     const sender = await s.traffic.open(s.server.url, dep.offline.from, dep.agreement);
     const t0 = performance.now();
-    const queued = await sendAllAccepted(s.traffic, sender, routine, cfg.window, Date.now() + cfg.maxSeconds * 1000);
+    const queued = await sendAllAccepted(s.traffic, sender, routine, cfg.window, Date.now() + cfg.setupSeconds * 1000);
     const queueSeconds = (performance.now() - t0) / 1000;
     await s.traffic.sendForAccepted(sender, flash);
 
@@ -64,9 +66,11 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
+    await s.server.usage(); // resets the server's event-loop delay record
     const receiver = await s.traffic.open(s.server.url, dep.offline.to, dep.agreement);
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, cfg.maxSeconds * 1000).unref());
     await Promise.race([done, timeout]);
+    const serverLoopStallMs = (await s.server.usage()).loopDelayMaxMs;
     probing = false;
     await probe;
     const drainSeconds = delivered === 0 ? NaN : Number(last - receiver.helloAt) / 1e9;
@@ -82,6 +86,7 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
       drainPerSecond: delivered / drainSeconds,
       maxGapMs: Number(maxGap) / 1e6,
       maxHealthzMs: maxHealthz,
+      serverLoopStallMs,
       ...s.traffic.tally(ids),
       errors: s.traffic.errors(),
     };

@@ -1,13 +1,16 @@
 /**
  * The bench's counts and bounds, read once from the environment. Every phase is bounded twice: by
  * a count (its `HOTLINE_BENCH_*` variable; the issue's full size by default) and by
- * `HOTLINE_BENCH_MAX_SECONDS` of measuring. `--smoke` (or HOTLINE_BENCH_SMOKE=1) swaps in tiny
+ * `HOTLINE_BENCH_MAX_SECONDS` of measuring (`HOTLINE_BENCH_SETUP_SECONDS` for each preparation that
+ * goes through the server: queueing a backlog, enrolling devices, connecting them). `--smoke` (or HOTLINE_BENCH_SMOKE=1) swaps in tiny
  * counts so that every phase runs end to end in CI in seconds; its figures mean nothing.
  */
 export interface BenchConfig {
   smoke: boolean;
   /** Measuring time per phase, seconds (preparation such as sealing is not counted). */
   maxSeconds: number;
+  /** Time for each preparation that goes through the server (queueing a backlog, enrolling, connecting), seconds. */
+  setupSeconds: number;
   /** Path floor iterations. */
   floorIterations: number;
   /** HotlineClient phases: messages with 1 in flight, and with `window` in flight. */
@@ -64,6 +67,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
   return {
     smoke,
     maxSeconds: c('MAX_SECONDS', 60, 10),
+    setupSeconds: c('SETUP_SECONDS', 90, 10),
     floorIterations: c('FLOOR', 300, 10),
     serial: c('SERIAL', 300, 5),
     pipelined: c('PIPELINED', 2000, 20),

@@ -80,13 +80,13 @@ export async function scalePhase(
   const deadlines = await withSession('scale-deadlines', async (s) => {
     // The addressee stays offline: no receipt, so both deadlines of each message stay open.
     const sender = await s.traffic.open(s.server.url, dep.offline.from, dep.agreement);
-    const queued = await sendAllAccepted(s.traffic, sender, offline.slice(0, Math.ceil(cfg.deadlines / 2)), cfg.window, Date.now() + cfg.maxSeconds * 1000);
+    const queued = await sendAllAccepted(s.traffic, sender, offline.slice(0, Math.ceil(cfg.deadlines / 2)), cfg.window, Date.now() + cfg.setupSeconds * 1000);
     await openPairs(s, dep);
     return { ...(await measureCpu(s, prepared, cfg)), openDeadlines: 2 * queued };
   });
   let idle: ScaleResult['idle'] | undefined;
   const devices = await withSession('scale-devices', async (s) => {
-    const deadline = Date.now() + cfg.maxSeconds * 1000;
+    const deadline = Date.now() + cfg.setupSeconds * 1000;
     const enrolled = await enrolCertificates(s.server.url, extra.slice(0, cfg.devices).map((d) => d.certificate), deadline);
     await openPairs(s, dep);
     const run = { ...(await measureCpu(s, prepared, cfg)), enrolled };
@@ -94,10 +94,10 @@ export async function scalePhase(
 
     // The same server, more devices, all connected and idle.
     const more = extra.slice(enrolled, cfg.idle);
-    const total = enrolled + (await enrolCertificates(s.server.url, more.map((d) => d.certificate), Date.now() + cfg.maxSeconds * 1000));
+    const total = enrolled + (await enrolCertificates(s.server.url, more.map((d) => d.certificate), Date.now() + cfg.setupSeconds * 1000));
     const rssBefore = (await s.server.usage()).rss;
     const links: BenchLink[] = [];
-    const connectBy = Date.now() + cfg.maxSeconds * 1000;
+    const connectBy = Date.now() + cfg.setupSeconds * 1000;
     await forEachLimited(extra.slice(0, total), 16, async (d) => {
       if (Date.now() > connectBy) return;
       links.push(await BenchLink.open(s.server.url, d, dep.agreement));

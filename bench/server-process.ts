@@ -2,12 +2,16 @@
 // configuration from the environment (HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_RATE_*, ...).
 // It tells its parent over the IPC channel where it listens, and answers usage questions with its
 // own CPU time and RSS, so that the bench reads the server's costs without reaching into it.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { main } from '../server/main.js';
 
 export type ServerProcessMessage =
   | { type: 'listening'; url: string; startMs: number }
-  | { type: 'usage'; id: number; cpuMicros: number; rss: number };
+  | { type: 'usage'; id: number; cpuMicros: number; rss: number; loopDelayMaxMs: number };
 
+// The longest the event loop was held up between two usage questions (each question resets it).
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const t0 = performance.now();
 const server = await main([], process.env);
 const send = (m: ServerProcessMessage) => process.send?.(m);
@@ -15,7 +19,8 @@ send({ type: 'listening', url: server.url, startMs: performance.now() - t0 });
 process.on('message', (m: { type?: string; id?: number }) => {
   if (m.type !== 'usage') return;
   const cpu = process.cpuUsage();
-  send({ type: 'usage', id: m.id ?? 0, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss });
+  send({ type: 'usage', id: m.id ?? 0, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss, loopDelayMaxMs: loopDelay.max / 1e6 });
+  loopDelay.reset();
 });
 // The parent going away must not leave a server behind.
 process.on('disconnect', () => void server.close().then(() => process.exit(0)));

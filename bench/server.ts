@@ -18,6 +18,8 @@ export interface ServerUsage {
   /** User + system CPU time of the server process since it started. */
   cpuMicros: number;
   rss: number;
+  /** Longest event-loop delay of the server since the previous reading (ms). */
+  loopDelayMaxMs: number;
 }
 
 export interface BenchServer {
@@ -59,7 +61,7 @@ export function spawnBenchServer(options: { agreementPath: string; dataDir: stri
     void exited.then(() => reject(new Error(`the bench server ended before listening: ${stderr}`)));
     child.on('message', (m: ServerProcessMessage) => {
       if (m.type === 'usage') {
-        waiting.get(m.id)?.({ cpuMicros: m.cpuMicros, rss: m.rss });
+        waiting.get(m.id)?.({ cpuMicros: m.cpuMicros, rss: m.rss, loopDelayMaxMs: m.loopDelayMaxMs });
         waiting.delete(m.id);
         return;
       }
