@@ -29,9 +29,11 @@ const BACKLOG_PAGE = 128;
  * handling a device's frames alike: bounded by count and by time, so that a long backlog or a
  * burst of frames in one socket read never stalls the server (issue 9: no stall over 50 ms).
  */
-const TURN_ITEMS = 64;
-const SEND_TURN_ITEMS = 256;
 const TURN_MS = 8;
+/** Frames handled per turn (each may cost a signature verification). */
+const TURN_ITEMS = 64;
+/** Items sent per turn (each a string already built around stored JSON). */
+const SEND_TURN_ITEMS = 256;
 /** Frames received and not yet handled past which the socket is paused (TCP pushes back). */
 const INBOUND_PAUSE = 256;
 /** Time a closing connection is given for the close handshake before it is cut. */
@@ -215,7 +217,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   const open = (conn: Connection) => conn.ws.readyState === WebSocket.OPEN && !conn.closing;
 
   /**
-   * Send what may go now, in (rank, cursor) order: at most TURN_ITEMS items or TURN_MS per turn,
+   * Send what may go now, in (rank, cursor) order: at most SEND_TURN_ITEMS items or TURN_MS per turn,
    * then yield; stop at the high-water mark until the socket drains. Items stay queued in the
    * delivery state meanwhile, so a FLASH arriving live is next out, not behind bytes already
    * handed to the socket.
