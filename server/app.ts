@@ -110,7 +110,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     clock,
     log: deps.logger,
     enqueue: (w) => ctx.writes.enqueue(w),
-    validBodies: (now, parties) => directory.validBodies(now, parties),
+    validBodies: (now, parties, roles) => directory.validBodies(now, parties, roles),
     operatorOnline: (party) => ctx.operatorOnline(party),
     push: (delivered) => ctx.pushLive(delivered),
   });

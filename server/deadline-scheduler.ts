@@ -32,7 +32,7 @@ export interface DeadlineSchedulerDeps {
   /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
   enqueue: (write: Write) => Promise<WriteResult>;
   /** The currently valid certificates of these parties, for the mailboxes of events. */
-  validBodies: (now: number, parties: readonly string[]) => DeviceCertBody[];
+  validBodies: (now: number, parties: readonly string[], roles?: readonly DeviceCertBody['role'][]) => DeviceCertBody[];
   /** Whether an operator device of `party` has a live link right now. */
   operatorOnline: (party: string) => boolean;
   /** Hand new mailbox items to the devices that are connected. */
@@ -215,8 +215,8 @@ export class DeadlineScheduler {
   mailboxesFor(event: HotlineEvent, now: number): DeviceKey[] {
     const parties = 'party' in event ? [event.party] : [event.from, event.to];
     return this.deps
-      .validBodies(now, parties)
-      .filter((c) => (c.role === 'operator' || c.role === 'auditor') && parties.includes(c.party))
+      .validBodies(now, parties, ['operator', 'auditor'])
+      .filter((c) => parties.includes(c.party))
       .map((c) => deviceKey(c))
       .sort();
   }

@@ -1,6 +1,8 @@
 import { HotlineError } from '../shared/errors.js';
 import { verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
 import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation } from '../shared/protocol/schemas.js';
+
+type Role = DeviceCertBody['role'];
 import type { Store } from './store/store.js';
 
 /**
@@ -78,13 +80,15 @@ export class Directory {
 
   /**
    * The bodies of the currently valid certificates, in `party/device` order; with `parties`, only
-   * those of these parties (O(k) in their devices: what routing an envelope or a receipt needs).
+   * those of these parties, and with `roles` only devices of these roles (O(k) in the devices
+   * returned: routing an envelope needs the operators and archives, not the auditors, however many
+   * of those are enrolled).
    */
-  validBodies(now: number, parties?: readonly string[]): DeviceCertBody[] {
+  validBodies(now: number, parties?: readonly string[], roles?: readonly Role[]): DeviceCertBody[] {
     if (parties === undefined) return this.valid(now).all().map((c) => c.cert);
-    return [...new Set(parties)]
-      .flatMap((p) => this.valid(now).ofParty(p))
-      .sort((a, b) => (deviceName(a) < deviceName(b) ? -1 : 1));
+    const lists = [...new Set(parties)].map((p) => this.valid(now).ofParty(p, roles));
+    if (lists.length === 1) return [...lists[0]!];
+    return lists.flat().sort((a, b) => (deviceName(a) < deviceName(b) ? -1 : 1));
   }
 
   /**
@@ -146,7 +150,7 @@ class ValidSet {
   private readonly byParty = new Map<string, Map<string, DeviceCertBody>>();
   // Sorted views, made on demand and dropped when a device of theirs changes.
   private sorted: DeviceCertificate[] | undefined;
-  private readonly sortedParty = new Map<string, DeviceCertBody[]>();
+  private readonly sortedParty = new Map<string, Map<string, DeviceCertBody[]>>();
 
   constructor(
     directory: Directory,
@@ -177,11 +181,16 @@ class ValidSet {
     return this.sorted;
   }
 
-  ofParty(party: string): readonly DeviceCertBody[] {
-    let list = this.sortedParty.get(party);
+  ofParty(party: string, roles?: readonly Role[]): readonly DeviceCertBody[] {
+    let views = this.sortedParty.get(party);
+    if (!views) this.sortedParty.set(party, (views = new Map()));
+    const key = roles === undefined ? '*' : roles.join(',');
+    let list = views.get(key);
     if (!list) {
-      list = [...(this.byParty.get(party)?.values() ?? [])].sort((a, b) => (deviceName(a) < deviceName(b) ? -1 : 1));
-      this.sortedParty.set(party, list);
+      list = [...(this.byParty.get(party)?.values() ?? [])]
+        .filter((c) => roles === undefined || roles.includes(c.role))
+        .sort((a, b) => (deviceName(a) < deviceName(b) ? -1 : 1));
+      views.set(key, list);
     }
     return list;
   }

@@ -61,6 +61,9 @@ describe('Directory (cached valid set)', () => {
       expect(dir.validBodies(now)).toEqual(want.valid.map((c) => c.cert));
       for (const parties of [[JP], [CN], [JP, CN], [CN, JP, CN]]) {
         expect(dir.validBodies(now, parties)).toEqual(want.valid.map((c) => c.cert).filter((c) => parties.includes(c.party)));
+        for (const roles of [['operator'], ['operator', 'archive'], ['operator', 'auditor']] as const) {
+          expect(dir.validBodies(now, parties, roles)).toEqual(want.valid.map((c) => c.cert).filter((c) => parties.includes(c.party) && (roles as readonly string[]).includes(c.role)));
+        }
       }
       for (const name of names) {
         const [party, device] = name.split('/') as [string, string];
