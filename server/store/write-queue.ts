@@ -5,11 +5,6 @@ interface Pending {
   resolve: (r: WriteResult) => void;
 }
 
-/** A FLASH envelope, or a receipt or event for one: it must not wait for the hold (precedence first). */
-function isUrgent(w: Write): boolean {
-  if (w.kind === 'envelope') return w.envelope.header.precedence === 'FLASH';
-  return w.kind === 'receipt' && w.rank === 0;
-}
 
 /**
  * Group commit (DESIGN.md "Storage and scale"): writes that arrive in the same turn of the event
@@ -20,8 +15,6 @@ function isUrgent(w: Write): boolean {
  * turns; committing at each would cost an fsync, on the event loop, per few messages. While
  * `holdWhile` says more frames are waiting, the batch stays open, up to maxBatch writes or
  * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
- * A FLASH (envelope, or a receipt for one) ends the hold: it commits at the next turn with whatever
- * is already queued, so a ROUTINE burst never adds the hold to a FLASH's latency.
  */
 export class WriteQueue {
   private pending: Pending[] = [];
@@ -32,7 +25,6 @@ export class WriteQueue {
   /** Whether writes are still coming (frames received and not yet handled). */
   holdWhile: () => boolean = () => false;
   private openedAt = 0;
-  private urgent = false;
 
   constructor(
     private readonly store: Pick<Store, 'commit'>,
@@ -45,7 +37,6 @@ export class WriteQueue {
     return new Promise((resolve) => {
       if (this.pending.length === 0) this.openedAt = performance.now();
       this.pending.push({ write, resolve });
-      if (isUrgent(write)) this.urgent = true;
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -54,13 +45,12 @@ export class WriteQueue {
   }
 
   private flush(): void {
-    if (!this.urgent && this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
+    if (this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
       setImmediate(() => this.flush());
       return;
     }
     this.scheduled = false;
     const batch = this.pending.splice(0, this.maxBatch);
-    this.urgent = this.pending.some((p) => isUrgent(p.write));
     if (this.pending.length > 0) {
       this.openedAt = performance.now();
       this.scheduled = true;

@@ -46,25 +46,6 @@ describe('WriteQueue', () => {
     expect(store.batches.map((b) => b.length)).toEqual([4, 2]);
   });
 
-  it('a FLASH ends the hold: it commits at the next turn with what is queued, not after the ROUTINE burst', async () => {
-    const store = fakeStore();
-    const q = new WriteQueue(store, 256, 600_000);
-    let coming = true;
-    q.holdWhile = () => coming;
-    const envelope = (precedence: string, at: number) => ({ kind: 'envelope', acceptedAt: at, envelope: { header: { precedence } }, mailboxes: [] }) as unknown as Write;
-    const routine = [1, 2, 3].map((n) => q.enqueue(envelope('ROUTINE', n)));
-    for (let turn = 0; turn < 20; turn++) await new Promise((r) => setImmediate(r));
-    expect(store.batches).toHaveLength(0); // held: more frames are said to be coming
-    const flash = q.enqueue(envelope('FLASH', 4));
-    await flash;
-    expect(store.batches.map((b) => b.map((w) => (w as { acceptedAt: number }).acceptedAt))).toEqual([[1, 2, 3, 4]]);
-    const receipt = q.enqueue({ kind: 'receipt', acceptedAt: 5, rank: 0, mailboxes: [] } as unknown as Write);
-    await receipt; // a receipt for a FLASH does not wait either
-    expect(store.batches).toHaveLength(2);
-    coming = false;
-    await Promise.all(routine);
-  });
-
   it('splits at maxBatch and drain waits for every commit', async () => {
     const store = fakeStore();
     const q = new WriteQueue(store, 2);
