@@ -26,8 +26,11 @@ export interface ServerConfig {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Flag name → environment variable it overrides. */
-const FLAGS: Record<string, string> = {
+/**
+ * Flag name → environment variable it overrides: every setting has both. `hotline server` takes
+ * exactly these flags (plus `--data` as an alias of `--data-dir`), so adding a row here adds it there.
+ */
+export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--agreement': 'HOTLINE_AGREEMENT',
   '--data-dir': 'HOTLINE_DATA_DIR',
   '--host': 'HOTLINE_HOST',
@@ -60,8 +63,8 @@ function mergeFlags(env: Env, argv: readonly string[]): Record<string, string | 
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg : arg.slice(0, eq);
-    const key = FLAGS[name];
-    if (key === undefined) throw invalid(`unknown option ${name}; known options: ${Object.keys(FLAGS).join(', ')}`);
+    const key = SERVER_FLAGS[name];
+    if (key === undefined) throw invalid(`unknown option ${name}; known options: ${Object.keys(SERVER_FLAGS).join(', ')}`);
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
     else {

@@ -11,7 +11,7 @@ import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
 import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
 import { buildApp, type AppOptions } from './app.js';
 import type { Clock } from './clock.js';
-import { loadConfig, type LogLevel } from './config.js';
+import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
@@ -202,10 +202,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   };
 }
 
-/** The `node server/main.ts` entry: configuration from env and flags, graceful stop on SIGINT/SIGTERM. */
-export async function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
-  const config = loadConfig(env, argv);
-  const server = await startServer({
+/**
+ * What to start from a loaded configuration: the one mapping from settings to start options, shared
+ * by `node server/main.ts` and `hotline server` so that no setting is honoured by one and dropped by
+ * the other.
+ */
+export function startOptionsFromConfig(config: ServerConfig): StartServerOptions {
+  return {
     agreementPath: config.agreementPath,
     dataDir: config.dataDir,
     host: config.host,
@@ -217,7 +220,12 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env:
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
     },
-  });
+  };
+}
+
+/** The `node server/main.ts` entry: configuration from env and flags, graceful stop on SIGINT/SIGTERM. */
+export async function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const server = await startServer(startOptionsFromConfig(loadConfig(env, argv)));
   const stop = (signal: string) => {
     server.app.log.info({ signal }, 'shutting down');
     server.close().then(
