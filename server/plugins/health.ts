@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { isHotlineError } from '../../shared/errors.js';
 import type { AppContext } from '../context.js';
 
-/** Liveness and readiness for orchestrators: /readyz answers 200 only while the store answers. */
+/** Liveness and readiness for orchestrators: /readyz answers 200 only while the store can write. */
 export const healthPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => {
@@ -11,8 +12,10 @@ export const healthPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app,
     try {
       await ctx.store.ping();
       return { ok: true };
-    } catch {
-      return reply.status(503).send({ error: { code: 'HL_ERR_STORE_FAILED', message: 'the store does not answer' } });
+    } catch (err) {
+      // The reason (disk full, corrupt, unreachable) is the store's own words: no data, no secrets.
+      const reason = isHotlineError(err) ? err.message : 'the store does not answer';
+      return reply.status(503).send({ error: { code: 'HL_ERR_STORE_FAILED', message: reason } });
     }
   });
 };

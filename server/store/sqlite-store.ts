@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { HotlineError } from '../../shared/errors.js';
 import { utf8 } from '../../shared/encoding/base64.js';
@@ -204,6 +206,30 @@ export function envelopeAuditEntry(w: { envelope: Envelope; envelopeHash: string
 }
 
 /**
+ * `PRAGMA quick_check` of the database at `path` on its own read-only connection in a worker
+ * thread, so that a large file is checked while the relay serves. Undefined when sound.
+ */
+export function checkIntegrityInWorker(path: string): Promise<string | undefined> {
+  // Plain CommonJS for the worker: it runs without the TypeScript loader.
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    let found;
+    try {
+      const db = new (require(workerData.driver))(workerData.path, { readonly: true });
+      found = db.pragma('quick_check(20)').map((r) => r.quick_check).filter((r) => r !== 'ok').join('; ') || undefined;
+      db.close();
+    } catch (err) {
+      found = err.message;
+    }
+    parentPort.postMessage(found);`;
+  return new Promise((resolve) => {
+    const worker = new Worker(code, { eval: true, workerData: { path, driver: createRequire(import.meta.url).resolve('better-sqlite3') } });
+    worker.once('message', (found: string | undefined) => resolve(found));
+    worker.once('error', (err) => resolve(err.message));
+  });
+}
+
+/**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
  */
@@ -212,8 +238,13 @@ export class SqliteStore implements Store {
   private readonly stmt;
   private readonly tree: SqliteAuditTree;
 
-  constructor(path: string) {
+  /**
+   * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
+   * quota; past it every write fails as on a full disk (SQLITE_FULL), which is how tests fill the disk.
+   */
+  constructor(path: string, options: { maxPageCount?: number } = {}) {
     this.db = new Database(path);
+    if (options.maxPageCount !== undefined) this.db.pragma(`max_page_count = ${Math.floor(options.maxPageCount)}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
