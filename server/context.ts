@@ -4,7 +4,7 @@ import type { Clock } from './clock.js';
 import type { Directory } from './directory.js';
 import type { DeadlineScheduler } from './deadline-scheduler.js';
 import type { AuditLog } from './audit-log.js';
-import type { DeviceKey, MailboxItem } from './store/store.js';
+import type { DeviceKey, MailboxItem } from './relay/records.js';
 import type { Store } from './store/store.js';
 import type { WriteQueue } from './store/write-queue.js';
 import type { TokenService } from './tokens.js';

@@ -10,19 +10,29 @@ import {
   stepDeadlines,
   type DeadlineEffect,
   type DeadlineInput,
-  type DeadlineRecord,
   type DeadlineState,
 } from './relay/deadlines.js';
 import {
   initialLinkTests,
   nextLinkDue,
   stepLinkTests,
-  type LinkPairRecord,
   type LinkTestEffect,
   type LinkTestInput,
   type LinkTestState,
 } from './relay/link-test.js';
-import { deviceKey, type DeviceKey, type EnvelopeWrite, type MailboxItem, type ReceiptWrite, type SideEffects, type Store, type Write, type WriteResult } from './store/store.js';
+import {
+  deviceKey,
+  type DeadlineRecord,
+  type DeviceKey,
+  type EnvelopeWrite,
+  type LinkPairRecord,
+  type MailboxItem,
+  type ReceiptWrite,
+  type SideEffects,
+  type Write,
+  type WriteResult,
+} from './relay/records.js';
+import type { Store } from './store/store.js';
 
 export interface DeadlineSchedulerDeps {
   agreement: Agreement;

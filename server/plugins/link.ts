@@ -8,7 +8,7 @@ import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/pr
 import type { ClientFrame, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
 import { track, type AppContext } from '../context.js';
-import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../store/store.js';
+import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
 import { admitEnvelope, admitReceipt } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { TokenClaims } from '../tokens.js';

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { HotlineError } from '../../shared/errors.js';
 import type { AppContext } from '../context.js';
 import { StatusResponse as StatusResponseSchema, type StatusDeadline, type StatusResponse } from '../../shared/protocol/status.js';
-import type { DeadlineRecord } from '../relay/deadlines.js';
+import type { DeadlineRecord } from '../relay/records.js';
 import { requireDevice } from './auth.js';
 
 export type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';

@@ -5,7 +5,7 @@ import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../s
 import type { TokenClaims } from '../tokens.js';
 import type { Directory } from '../directory.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
-import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from '../store/store.js';
+import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from './records.js';
 import { PRECEDENCE_RANK } from './delivery.js';
 
 /** Who an envelope is wrapped for (PROTOCOL.md "Recipients"): auditors never get copies. */

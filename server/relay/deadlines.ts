@@ -1,6 +1,7 @@
 import type { DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
 import { MinHeap } from './min-heap.js';
+import type { DeadlineRecord } from './records.js';
 
 /**
  * Acknowledgement deadlines as a state machine (DESIGN.md "Precedence and deadlines"):
@@ -27,23 +28,6 @@ import { MinHeap } from './min-heap.js';
  * - After downtime (`tick` with `now` far past `nextAt`), a deadline fires once, not once per missed
  *   reminder: its level rises by one and the next reminder goes to the next grid point after `now`.
  */
-
-/** One stored deadline. `level` counts the missed events already fired (0: none). */
-export interface DeadlineRecord {
-  messageId: string;
-  from: string;
-  to: string;
-  precedence: Precedence;
-  rung: Rung;
-  acceptedAt: number;
-  dueAt: number;
-  level: number;
-  /** When the next `deadline.missed` fires; meaningless once closed. */
-  nextAt: number;
-  closedAt?: number;
-  /** Set when closed: whether the rung was reached after `dueAt`. */
-  late?: boolean;
-}
 
 export interface DeadlinePolicy {
   deadlines: Agreement['deadlines'];

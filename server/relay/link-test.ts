@@ -1,4 +1,5 @@
 import type { LinkEvent } from '../../shared/protocol/frames.js';
+import type { LinkPairRecord, LinkStatus, LinkTestResult, PendingTest } from './records.js';
 
 /**
  * The link test as a pure state machine (DESIGN.md "Link test"). A party's test agent (a device:
@@ -17,37 +18,6 @@ import type { LinkEvent } from '../../shared/protocol/frames.js';
  *
  * Pairs are ordered (`from>to`): jp→cn working says nothing about cn→jp.
  */
-
-export type LinkStatus = 'unknown' | 'up' | 'down';
-
-export interface LinkTestResult {
-  messageId: string;
-  sentAt: number;
-  ok: boolean;
-  answeredAt?: number;
-  roundTripMs?: number;
-  reason?: string;
-  /** When the result was decided. */
-  at: number;
-}
-
-/** A test in flight. */
-export interface PendingTest {
-  messageId: string;
-  from: string;
-  to: string;
-  sentAt: number;
-  dueAt: number;
-}
-
-export interface LinkPairRecord {
-  from: string;
-  to: string;
-  status: LinkStatus;
-  /** When the status last changed. */
-  since?: number;
-  last?: LinkTestResult;
-}
 
 export interface LinkTestState {
   pairs: ReadonlyMap<string, LinkPairRecord>;

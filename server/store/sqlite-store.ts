@@ -6,26 +6,25 @@ import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
-import type { DeadlineRecord } from '../relay/deadlines.js';
-import type { LinkPairRecord, LinkStatus, PendingTest } from '../relay/link-test.js';
 import {
   deviceKey,
   type AuditEntry,
+  type DeadlineRecord,
   type DeviceKey,
   type EnvelopeWrite,
   type EventsWrite,
+  type LinkPairRecord,
+  type LinkStatus,
   type MailboxItem,
   type MailboxPosition,
-  type StoredMessage,
+  type PendingTest,
   type ReceiptWrite,
   type SideEffects,
-  type Store,
-  type StoredCheckpoint,
-  type StoredCosignature,
-  type StoredEnvelope,
+  type StoredMessage,
   type Write,
   type WriteResult,
-} from './store.js';
+} from '../relay/records.js';
+import type { Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */

@@ -14,9 +14,9 @@ import {
   type DeadlineEffect,
   type DeadlineInput,
   type DeadlinePolicy,
-  type DeadlineRecord,
   type DeadlineState,
 } from '../../server/relay/deadlines.js';
+import type { DeadlineRecord } from '../../server/relay/records.js';
 
 const MIN = 60_000;
 const policy: DeadlinePolicy = { deadlines: DEFAULT_DEADLINES, reminderIntervalMs: 5 * MIN };

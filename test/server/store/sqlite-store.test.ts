@@ -5,7 +5,7 @@ import { leafHash } from '../../../shared/audit/merkle.js';
 import { utf8, toHex } from '../../../shared/encoding/base64.js';
 import { envelopeHash, expectedRecipients, REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
 import { MIGRATIONS, SqliteStore } from '../../../server/store/sqlite-store.js';
-import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/store/store.js';
+import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/relay/records.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
 import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
