@@ -2,8 +2,6 @@ import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../shared/protocol/schemas.js';
-import type { TokenClaims } from '../tokens.js';
-import type { Directory } from '../directory.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
 import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from './records.js';
 import { PRECEDENCE_RANK } from './delivery.js';
@@ -11,12 +9,29 @@ import { PRECEDENCE_RANK } from './delivery.js';
 /** Who an envelope is wrapped for (PROTOCOL.md "Recipients"): auditors never get copies. */
 const RECIPIENT_ROLES: readonly DeviceCertBody['role'][] = ['operator', 'archive'];
 
+/** What admission reads of the device directory (server/directory.ts is one). */
+export interface DirectoryView {
+  /**
+   * The valid certificate of a device now (with `signKey`, that certificate), or a HotlineError
+   * saying why there is none (unknown, revoked, expired, not yet valid).
+   */
+  current(party: string, device: string, now: number, signKey?: string): DeviceCertBody;
+  /** The bodies of the currently valid certificates of these parties and roles, in `party/device` order. */
+  validBodies(now: number, parties: readonly string[], roles: readonly DeviceCertBody['role'][]): DeviceCertBody[];
+}
+
+/** The authenticated device of a connection: the certificate its login was proved with. */
+export interface Sender {
+  party: string;
+  device: string;
+  signKey: string;
+}
+
 export interface AdmitContext {
   agreement: Agreement;
-  directory: Directory;
+  directory: DirectoryView;
   now: number;
-  /** The authenticated device of the connection. */
-  sender: TokenClaims;
+  sender: Sender;
 }
 
 /** Only operators send envelopes and receipts; auditors read, archives only receive. */
