@@ -125,8 +125,7 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
     const body = assertSchema(AlarmRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
     const now = ctx.clock.now();
     const event: Extract<HotlineEvent, { type: 'audit.alarm' }> = { type: 'audit.alarm', party: d.party, reason: `${d.party}/${d.device}: ${body.code}: ${body.reason}`.slice(0, 500), at: now };
-    const mailboxes = ctx.deadlines.mailboxesFor(event, now);
-    const result = await ctx.writes.enqueue({ kind: 'events', acceptedAt: now, events: [{ event, mailboxes }] });
+    const result = await ctx.writes.enqueue({ kind: 'events', acceptedAt: now, events: [ctx.deadlines.eventWrite(event, now)] });
     if (!result.ok) throw result.error instanceof HotlineError ? result.error : new HotlineError('HL_ERR_STORE_FAILED', 'the alarm could not be stored');
     if (result.status === 'new') ctx.pushLive(result.delivered);
     request.log.warn({ party: d.party, device: d.device, code: body.code as HotlineErrorCode }, 'audit alarm reported');

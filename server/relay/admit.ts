@@ -5,6 +5,7 @@ import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../s
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
 import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from './records.js';
 import { PRECEDENCE_RANK } from './delivery.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry } from './audit-entries.js';
 
 /** Who an envelope is wrapped for (PROTOCOL.md "Recipients"): auditors never get copies. */
 const RECIPIENT_ROLES: readonly DeviceCertBody['role'][] = ['operator', 'archive'];
@@ -62,7 +63,15 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
   const { hash } = await verifyCheckedEnvelope(env, cert);
   checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to));
-  return { kind: 'envelope', envelope: env, envelopeHash: hash, acceptedAt: ctx.now, mailboxes: envelopeMailboxes(h) };
+  return {
+    kind: 'envelope',
+    envelope: env,
+    envelopeHash: hash,
+    acceptedAt: ctx.now,
+    rank: PRECEDENCE_RANK[h.precedence],
+    mailboxes: envelopeMailboxes(h),
+    audit: envelopeAcceptedEntry(env, hash, ctx.now),
+  };
 }
 
 /**
@@ -79,5 +88,12 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
   if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
   await verifyCheckedReceipt(r, cert, message);
   const header = message.header;
-  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, rank: PRECEDENCE_RANK[header.precedence], mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to], ['operator']), header, body) };
+  return {
+    kind: 'receipt',
+    receipt: r,
+    acceptedAt: ctx.now,
+    rank: PRECEDENCE_RANK[header.precedence],
+    mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to], ['operator']), header, body),
+    audit: receiptAcceptedEntry(r, ctx.now),
+  };
 }

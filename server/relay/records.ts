@@ -17,7 +17,9 @@ export function deviceKey(ref: { party: string; device: string }): DeviceKey {
 
 /**
  * One audit log entry, before canonicalisation. Metadata, signed headers and signed receipts only:
- * never plaintext, ciphertext, keys or tokens (DESIGN.md "Audit log").
+ * never plaintext, ciphertext, keys or tokens (DESIGN.md "Audit log"). Its content is decided by
+ * the writer (server/relay/audit-entries.ts for what the relay accepts); the store only numbers,
+ * chains and appends it.
  */
 export type AuditEntry = { type: string; at: number } & Record<string, unknown>;
 
@@ -53,8 +55,12 @@ export interface EnvelopeWrite {
   envelope: Envelope;
   envelopeHash: string;
   acceptedAt: number;
+  /** Delivery rank of its mailbox items: its precedence's. */
+  rank: number;
   /** Devices whose mailbox gets it (the header's recipients). */
   mailboxes: DeviceKey[];
+  /** Its audit entry, appended only if it is new. */
+  audit: AuditEntry;
   /** Deadline rows (and a link test's verdict) to write with it, only if it is new. */
   effects?: SideEffects;
 }
@@ -67,13 +73,20 @@ export interface ReceiptWrite {
   /** Delivery rank: the precedence rank of the message it answers. */
   rank: number;
   mailboxes: DeviceKey[];
+  /** Its audit entry, appended only if it is new. */
+  audit: AuditEntry;
   /** Deadlines it closes and the events that follow, written only if it is new. */
   effects?: SideEffects;
 }
 
-/** A deadline or link event: stored, put in each listed mailbox, and appended (as is) to the audit log. */
+/**
+ * A deadline, link or audit event: stored, put in each listed mailbox, and appended (as is: it is
+ * its own audit entry) to the audit log.
+ */
 export interface EventWrite {
   event: HotlineEvent;
+  /** Delivery rank of its mailbox items. */
+  rank: number;
   mailboxes: DeviceKey[];
 }
 

@@ -5,7 +5,6 @@ import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
-import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import {
   deviceKey,
   type AuditEntry,
@@ -191,17 +190,6 @@ function storeFailed(cause: unknown): HotlineError {
   return new HotlineError('HL_ERR_STORE_FAILED', 'the store could not complete the write', { cause });
 }
 
-/** The audit entry of an accepted envelope: the signed header and signature, never the ciphertext. */
-export function envelopeAuditEntry(w: { envelope: Envelope; envelopeHash: string; acceptedAt: number }): AuditEntry {
-  return {
-    type: 'envelope.accepted',
-    at: w.acceptedAt,
-    envelopeHash: w.envelopeHash,
-    header: w.envelope.header,
-    signature: w.envelope.signature,
-  };
-}
-
 /**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
@@ -351,10 +339,9 @@ export class SqliteStore implements Store {
       this.stmt.upsertLinkTest.run(test.messageId, test.from, test.to, test.sentAt, test.dueAt, done ? 1 : 0);
     }
     const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
-    for (const { event, mailboxes } of side.events ?? []) {
+    for (const { event, rank, mailboxes } of side.events ?? []) {
       const json = JSON.stringify(event);
       const id = Number(this.stmt.insertEvent.run(event.type, json, event.at).lastInsertRowid);
-      const rank = eventRank(event);
       for (const device of mailboxes) {
         const cursor = Number(this.stmt.insertMailbox.run(device, 'event', String(id), rank).lastInsertRowid);
         delivered.push({ device, item: { cursor, rank, kind: 'event', json, acceptedAt: event.at } });
@@ -404,22 +391,22 @@ export class SqliteStore implements Store {
     this.stmt.ping.get();
   }
 
-  async putDevice(certificate: DeviceCertificate, at: number): Promise<boolean> {
+  async putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean> {
     const c = certificate.cert;
     return this.db.transaction(() => {
       const r = this.stmt.insertDevice.run(c.party, c.device, c.signKey, c.role, c.notBefore, c.notAfter, JSON.stringify(certificate), at);
       if (r.changes === 0) return false;
-      this.audit({ type: 'device.enrolled', at, certificate });
+      this.audit(audit);
       return true;
     })();
   }
 
-  async putRevocation(revocation: Revocation, at: number): Promise<boolean> {
+  async putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean> {
     const r = revocation.revocation;
     return this.db.transaction(() => {
       const res = this.stmt.insertRevocation.run(r.party, r.device, r.signKey, JSON.stringify(revocation), at);
       if (res.changes === 0) return false;
-      this.audit({ type: 'device.revoked', at, revocation });
+      this.audit(audit);
       return true;
     })();
   }
@@ -458,13 +445,12 @@ export class SqliteStore implements Store {
     const json = JSON.stringify(w.envelope);
     this.stmt.insertEnvelope.run(h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt);
     this.stmt.setSeq.run(deviceKey(h.from), h.seq);
-    const rank = PRECEDENCE_RANK[h.precedence];
     const delivered = w.mailboxes.map((device) => {
-      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id, rank).lastInsertRowid);
-      const item: MailboxItem = { cursor, rank, kind: 'envelope', json, acceptedAt: w.acceptedAt };
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id, w.rank).lastInsertRowid);
+      const item: MailboxItem = { cursor, rank: w.rank, kind: 'envelope', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
-    this.audit(envelopeAuditEntry(w));
+    this.audit(w.audit);
     const followers = this.applySideEffects(w.effects);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
@@ -480,7 +466,7 @@ export class SqliteStore implements Store {
       const item: MailboxItem = { cursor, rank: w.rank, kind: 'receipt', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
-    this.audit({ type: 'receipt.accepted', at: w.acceptedAt, receipt: w.receipt });
+    this.audit(w.audit);
     const followers = this.applySideEffects(w.effects);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }

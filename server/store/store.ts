@@ -47,10 +47,13 @@ export interface Store {
   /** Cheap round trip for /readyz. */
   ping(): Promise<void>;
 
-  /** Store a verified certificate (idempotent: false when that exact certificate was stored). */
-  putDevice(certificate: DeviceCertificate, at: number): Promise<boolean>;
-  /** Store a verified revocation (idempotent). */
-  putRevocation(revocation: Revocation, at: number): Promise<boolean>;
+  /**
+   * Store a verified certificate and append its audit entry (idempotent: false, and nothing
+   * appended, when that exact certificate was stored).
+   */
+  putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean>;
+  /** Store a verified revocation and append its audit entry (idempotent, like putDevice). */
+  putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean>;
   listDevices(): Promise<DeviceCertificate[]>;
   listRevocations(): Promise<Revocation[]>;
 
