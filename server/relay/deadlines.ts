@@ -6,9 +6,10 @@ import type { DeadlineRecord } from './records.js';
 /**
  * Acknowledgement deadlines as a state machine (DESIGN.md "Precedence and deadlines"):
  * `stepDeadlines(policy, state, event) -> effects`, with no I/O; `state` is changed in place (see
- * {@link DeadlineState}). The shell (server/deadline-scheduler.ts)
- * carries out the effects: it persists rows, sends events to both parties' mailboxes, appends them
- * to the audit log and keeps one timer armed for the earliest `schedule` time.
+ * {@link DeadlineState}). The shell (server/deadline-scheduler.ts) carries out the effects: it
+ * persists rows, sends events to both parties' mailboxes and appends them to the audit log; it
+ * asks {@link nextDue} (with the link tests' `nextLinkDue`) when to wake next, and keeps one timer
+ * armed for that time.
  *
  * Rules:
  * - Every accepted message, except a link test, gets two deadlines counted from the server's
@@ -54,9 +55,7 @@ export type DeadlineInput =
 export type DeadlineEffect =
   /** Insert or update the row (a closed row has `closedAt`). */
   | { type: 'persist'; record: DeadlineRecord }
-  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent }
-  /** Arm the one timer for `at` (the earliest open `nextAt`), or disarm it when `at` is undefined. */
-  | { type: 'schedule'; at: number | undefined };
+  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent };
 
 export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged'];
 
@@ -207,20 +206,12 @@ function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<Dea
  * scheduler writes the rows with the envelope and adopts them only once that write is committed.
  */
 export function planAccepted(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineEffect[] {
-  const records = opened(policy, state, input);
-  const effects: DeadlineEffect[] = records.map((record) => ({ type: 'persist', record }));
-  const before = state.nextDue();
-  let after = before;
-  for (const r of records) if (after === undefined || r.nextAt < after) after = r.nextAt;
-  if (after !== before) effects.push({ type: 'schedule', at: after });
-  return effects;
+  return opened(policy, state, input).map((record) => ({ type: 'persist', record }));
 }
 
 /** Apply one input to `state` (in place) and return what the shell must do. */
 export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, input: DeadlineInput): DeadlineEffect[] {
   const effects: DeadlineEffect[] = [];
-  const before = state.nextDue();
-
   switch (input.type) {
     case 'accepted': {
       for (const record of opened(policy, state, input)) {
@@ -253,8 +244,5 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
       break;
     }
   }
-
-  const after = state.nextDue();
-  if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
   return effects;
 }

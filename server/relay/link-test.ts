@@ -38,8 +38,7 @@ export type LinkTestEffect =
   | { type: 'persist-pair'; record: LinkPairRecord }
   /** Store (or, when `done`, close) a test in flight so a restart still judges it. */
   | { type: 'persist-pending'; test: PendingTest; done: boolean }
-  | { type: 'emit'; event: LinkEvent }
-  | { type: 'schedule'; at: number | undefined };
+  | { type: 'emit'; event: LinkEvent };
 
 export function pairKey(from: string, to: string): string {
   return `${from}>${to}`;
@@ -66,7 +65,6 @@ export function stepLinkTests(
   const pairs = new Map(state.pairs);
   const pending = new Map(state.pending);
   const effects: LinkTestEffect[] = [];
-  const before = nextLinkDue(state);
 
   const conclude = (test: { messageId: string; from: string; to: string; sentAt: number }, result: LinkTestResult) => {
     const key = pairKey(test.from, test.to);
@@ -138,8 +136,5 @@ export function stepLinkTests(
     }
   }
 
-  const next: LinkTestState = { pairs, pending };
-  const after = nextLinkDue(next);
-  if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
-  return { state: next, effects };
+  return { state: { pairs, pending }, effects };
 }
