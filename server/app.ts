@@ -16,7 +16,7 @@ import { linkPlugin } from './plugins/link.js';
 import { consolePlugin } from './plugins/console.js';
 import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
-import { AuditLog } from './audit-log.js';
+import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
 import { RateLimits, type RateLimitSettings } from './rate-limits.js';
 
@@ -50,6 +50,12 @@ export interface AppDeps {
   https?: { cert: string | Buffer; key: string | Buffer };
   /** The log key's Ed25519 seed (public key = agreement.logKey): without it no checkpoint is signed. */
   logSecret?: Uint8Array;
+  /**
+   * Called with the audit log's size and root on every checkpoint interval and after the last
+   * entry at a clean stop: the data directory keeps them to find a lost or rolled-back database
+   * at the next start (server/data-dir.ts).
+   */
+  recordLog?: (reason: 'checkpoint' | 'stop', size: number, root: Uint8Array) => void;
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -161,17 +167,36 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
   await app.register(consolePlugin);
 
+  const recordLog = async (reason: 'checkpoint' | 'stop') => {
+    if (!deps.recordLog) return;
+    const tree = await audit.tree();
+    deps.recordLog(reason, tree.size, await tree.root());
+  };
+  let recordTimer: ReturnType<Clock['setTimeout']> | undefined;
+  const scheduleRecord = () => {
+    recordTimer = clock.setTimeout(() => {
+      void recordLog('checkpoint')
+        .catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'))
+        .finally(() => {
+          if (recordTimer !== undefined) scheduleRecord();
+        });
+    }, options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
+  };
+
   app.addHook('onReady', async () => {
     await store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
     await deadlines.start();
     await audit.start();
     limits.start();
+    if (deps.recordLog) scheduleRecord();
   });
   app.addHook('preClose', async () => {
     deadlines.stop();
     audit.stop();
     limits.stop();
+    if (recordTimer !== undefined) clock.clearTimeout(recordTimer);
+    recordTimer = undefined;
   });
   app.addHook('onClose', async () => {
     await writes.drain();
@@ -179,6 +204,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     await store.appendAudit({ type: 'server.stop', at: clock.now() });
     // A last checkpoint covers the whole log, server.stop included.
     if (audit.signing) await audit.signCheckpoint().catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
+    await recordLog('stop').catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'));
     await store.close();
   });
   return app;
