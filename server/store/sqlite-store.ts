@@ -221,6 +221,8 @@ export class SqliteStore implements Store {
       getEnvelope: db.prepare<[string], { envelope: string; hash: string; accepted_at: number }>(
         'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
       ),
+      // The header column is kept beside the envelope for this read: admitting a receipt never
+      // reads (or parses) the ciphertext, which may be far larger than the header.
       getMessage: db.prepare<[string], { header: string; hash: string }>('SELECT header, hash FROM envelopes WHERE id = ?'),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = ?'),
       seqUsed: db.prepare<[string, string, number], { one: number }>(
