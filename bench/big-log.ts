@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE, startServer } from '../server/main.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
-import type { AuditEntry } from '../server/store/store.js';
+import type { AuditEntry } from '../server/relay/records.js';
 import { formatAuditEntry } from '../shared/audit/log-verify.js';
 import { leafHash } from '../shared/audit/merkle.js';
 import { utf8 } from '../shared/encoding/base64.js';

@@ -4,6 +4,7 @@ import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation } from '.
 
 type Role = DeviceCertBody['role'];
 import type { Store } from './store/store.js';
+import { deviceEnrolledEntry, deviceRevokedEntry } from './relay/audit-entries.js';
 
 /**
  * The server's view of the device directory: every stored certificate and revocation, held in
@@ -49,7 +50,7 @@ export class Directory {
   async enrol(value: unknown, now: number): Promise<DeviceCertificate> {
     await verifyDeviceCertificate(this.agreement, value, { now, isRevoked: this.isRevoked });
     const certificate = value as DeviceCertificate;
-    if (await this.store.putDevice(certificate, now)) {
+    if (await this.store.putDevice(certificate, now, deviceEnrolledEntry(certificate, now))) {
       if (this.add(certificate)) this.cache?.update(this, certificate.cert);
     }
     return certificate;
@@ -58,7 +59,7 @@ export class Directory {
   /** Verify and store a revocation. Idempotent. */
   async revoke(value: unknown, now: number): Promise<Revocation> {
     const rev = await verifyRevocation(this.agreement, value);
-    if (await this.store.putRevocation(rev, now)) {
+    if (await this.store.putRevocation(rev, now, deviceRevokedEntry(rev, now))) {
       this.revocations.push(rev);
       this.revokedKeys.add(revKey(rev.revocation));
       this.cache?.update(this, rev.revocation);
