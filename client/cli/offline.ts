@@ -12,12 +12,12 @@ import {
   loadAgreement,
   loadDevice,
   parse,
+  printHelp,
   readJson,
   required,
   usage,
   writePublicFile,
   type Command,
-  type Io,
 } from './common.js';
 import { messageJson, messageText } from './link.js';
 
@@ -169,9 +169,4 @@ async function verifiedFile(agreement: Agreement, dir: DirectoryEntries): Promis
   const forged = verified.rejected.find((r) => r.kind === 'revocation');
   if (forged) throw forged.error;
   return verified;
-}
-
-function printHelp(io: Io, text: string): number {
-  io.out(text);
-  return 0;
 }
