@@ -10,6 +10,7 @@ import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
 import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
 import { buildApp, type AppOptions } from './app.js';
+import { useNodeCrypto } from './node-crypto.js';
 import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel } from './config.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -143,6 +144,7 @@ export interface RunningServer {
  * console.log(server.url); await server.close();
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  useNodeCrypto();
   let agreement = options.agreement;
   if (!agreement) {
     if (!options.agreementPath) throw new HotlineError('HL_ERR_CONFIG_INVALID', 'give the agreement or the path of its file');
