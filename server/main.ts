@@ -12,6 +12,7 @@ import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
 import { agreementHash } from '../shared/crypto/keys.js';
 import { rootFromLeafHashes } from '../shared/audit/merkle.js';
 import { buildApp, type AppOptions } from './app.js';
+import { useNodeCrypto } from './node-crypto.js';
 import { AuditLog } from './audit-log.js';
 import { systemClock } from './clock.js';
 import { acquireLock, checkDatabaseFile, DEPLOYMENT_META_KEY, newDeploymentId, readIdentity, writeIdentity, type DataIdentity } from './data-dir.js';
@@ -261,6 +262,7 @@ async function auditRootAt(store: Store, agreement: Agreement, logger: Logger, s
  * console.log(server.url); await server.close();
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  useNodeCrypto();
   let agreement = options.agreement;
   if (!agreement) {
     if (!options.agreementPath) throw new HotlineError('HL_ERR_CONFIG_INVALID', 'give the agreement or the path of its file');

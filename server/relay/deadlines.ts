@@ -1,5 +1,6 @@
 import type { DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
+import { dueAt } from '../../shared/protocol/deadlines.js';
 import { MinHeap } from './min-heap.js';
 import type { DeadlineRecord } from './records.js';
 
@@ -190,13 +191,12 @@ export function nextDue(state: DeadlineState): number | undefined {
 /** The deadlines an `accepted` input opens (none for a link test or one already open). */
 function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineRecord[] {
   if (input.linkTest) return [];
-  const row = policy.deadlines[input.precedence];
   const records: DeadlineRecord[] = [];
   for (const rung of RUNGS) {
     // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
     if (state.open.has(deadlineKey(input.messageId, rung))) continue;
-    const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
-    records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt, level: 0, nextAt: dueAt });
+    const due = dueAt(policy.deadlines, input.precedence, rung, input.acceptedAt);
+    records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt: due, level: 0, nextAt: due });
   }
   return records;
 }
