@@ -9,6 +9,7 @@ import type { Role } from '../../shared/protocol/schemas.js';
 import type { AuditLog } from '../audit-log.js';
 import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { LinkHub } from '../link-hub.js';
+import { RateLimiter } from '../relay/rate-limit.js';
 import type { Store } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { TokenClaims } from '../tokens.js';
@@ -25,6 +26,9 @@ export interface AuditPluginOptions {
   hub: Pick<LinkHub, 'push'>;
   agreementHash: string;
 }
+
+/** Audit alarms one device may report per hour (each is a log entry and a console event). */
+export const ALARMS_PER_HOUR = 20;
 
 /** Entries per page of `GET /v1/audit/entries`. */
 export const MAX_ENTRIES_PAGE = 1000;
@@ -71,6 +75,7 @@ function intParam(query: unknown, name: string, fallback?: number): number {
  */
 export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, { auth, store, audit, deadlines, writes, hub, agreementHash }) => {
   const { directory, clock } = auth;
+  const alarmLimiter = new RateLimiter({ limit: ALARMS_PER_HOUR, windowMs: 3_600_000, maxKeys: 10_000 });
   const authenticated = { preHandler: requireDevice(auth) };
 
   app.get('/v1/audit/entries', authenticated, async (request) => {
@@ -141,6 +146,13 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
     const d = allow(request, COSIGNERS, 'report audit alarms');
     const body = assertSchema(AlarmRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
     const now = clock.now();
+    // Each alarm is a log entry and an event on every console of the party: one device may not
+    // flood either. A real alarm is raised once per bad checkpoint, far below this.
+    const decision = alarmLimiter.take(`${d.party}/${d.device}`, now);
+    if (!decision.allowed) {
+      const retryAfterSeconds = Math.ceil(decision.retryAfterMs / 1000);
+      throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', `at most ${ALARMS_PER_HOUR} audit alarms per device per hour; retry in ${retryAfterSeconds} s`, { detail: { retryAfterSeconds } });
+    }
     const event: Extract<HotlineEvent, { type: 'audit.alarm' }> = { type: 'audit.alarm', party: d.party, reason: `${d.party}/${d.device}: ${body.code}: ${body.reason}`.slice(0, 500), at: now };
     const result = await writes.enqueue({ kind: 'events', acceptedAt: now, events: [deadlines.eventWrite(event, now)] });
     if (!result.ok) throw result.error instanceof HotlineError ? result.error : new HotlineError('HL_ERR_STORE_FAILED', 'the alarm could not be stored');
