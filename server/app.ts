@@ -34,8 +34,6 @@ export interface AppOptions {
   checkpointIntervalMs?: number;
   /** Per-minute limits of what unauthenticated peers may ask for (see RATE_LIMIT_DEFAULTS). */
   rateLimits?: RateLimitSettings;
-  /** Login challenges outstanding at once; past it new ones are refused (HL_ERR_INPUT_RATE_LIMITED). Default 10 000. */
-  maxChallenges?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -146,7 +144,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
 
   app.get('/v1/agreement', async () => deps.agreement);
   await app.register(healthPlugin, { store, lifecycle });
-  await app.register(authPlugin, { auth, store, limits, agreementHash: hash, maxChallenges: options.maxChallenges ?? 10_000 });
+  await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
   await app.register(directoryPlugin, { auth, limits, hub });
   await app.register(linkPlugin, {
     agreement: deps.agreement,

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest, onRequestHookHandler } from 'fastify';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { HotlineError } from '../../shared/errors.js';
 import { CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
@@ -82,35 +83,76 @@ export interface AuthPluginOptions {
   store: Pick<Store, 'appendAudit'>;
   limits: RateLimits;
   agreementHash: string;
-  /** Login challenges outstanding at once; past it new ones are refused. */
-  maxChallenges: number;
+  /** The per-deployment secret the challenge MAC key is derived from (every node of a relay shares it). */
+  secret: Uint8Array;
 }
 
-export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { auth, store, limits, agreementHash, maxChallenges }) => {
-  const { tokens, directory, clock } = auth;
-  const challenges = new Map<string, { party: string; device: string; expiresAt: number }>();
+/** Used challenges remembered per device until they expire; past this a device's logins wait. */
+const USED_PER_DEVICE = 1024;
 
-  // Outstanding challenges are bounded: they are created by unauthenticated peers. A full table
-  // refuses new ones; it never evicts a challenge that is still valid.
+/**
+ * Stateless login challenges: nothing is stored when one is issued, so a flood of challenge
+ * requests under other names (from however many addresses) can never fill a table and lock a real
+ * device out. A challenge is 32 bytes: a random nonce (12), its expiry in seconds (4, big-endian)
+ * and an HMAC-SHA-256 (truncated to 16 bytes) over both and the party and device it was issued to.
+ * Single use is kept by remembering used challenges per enrolled device until they expire.
+ */
+class Challenges {
+  readonly #key: Buffer;
+  readonly #used = new Map<string, Map<string, number>>();
+
+  constructor(secret: Uint8Array) {
+    // A key of its own, derived: the token secret itself never signs anything but tokens.
+    this.#key = createHmac('sha256', secret).update('hotline.challenge-key.v1').digest();
+  }
+
+  #mac(party: string, device: string, head: Uint8Array): Buffer {
+    return createHmac('sha256', this.#key).update(`hotline.challenge.v1\0${party}\0${device}\0`).update(head).digest().subarray(0, 16);
+  }
+
+  issue(party: string, device: string, now: number): { challenge: string; expiresAt: number } {
+    const expiresAt = Math.ceil((now + CHALLENGE_TTL_MS) / 1000) * 1000;
+    const head = new Uint8Array(16);
+    head.set(randomBytes(12));
+    new DataView(head.buffer).setUint32(12, expiresAt / 1000);
+    const bytes = new Uint8Array(32);
+    bytes.set(head);
+    bytes.set(this.#mac(party, device, head), 16);
+    return { challenge: toBase64(bytes), expiresAt };
+  }
+
+  /** Check a presented challenge (attacker-controlled) against its MAC, device and expiry. */
+  check(challenge: string, party: string, device: string, now: number): number {
+    const invalid = () => new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'unknown, expired or already used challenge; ask for a new one');
+    const bytes = fromBase64(challenge, 32);
+    const head = bytes.subarray(0, 16);
+    if (!timingSafeEqual(this.#mac(party, device, head), bytes.subarray(16))) throw invalid();
+    const expiresAt = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12) * 1000;
+    if (now >= expiresAt) throw invalid();
+    return expiresAt;
+  }
+
+  /** Use a valid challenge of an enrolled device once; false when it was used before. */
+  use(challenge: string, key: string, expiresAt: number, now: number): boolean {
+    let used = this.#used.get(key);
+    if (!used) this.#used.set(key, (used = new Map()));
+    if (used.has(challenge)) return false;
+    if (used.size >= USED_PER_DEVICE) for (const [c, exp] of used) if (exp <= now) used.delete(c);
+    if (used.size >= USED_PER_DEVICE) {
+      throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', 'too many logins for this device in the last minute; retry shortly', { detail: { retryAfterSeconds: Math.ceil(CHALLENGE_TTL_MS / 1000) } });
+    }
+    used.set(challenge, expiresAt);
+    return true;
+  }
+}
+
+export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { auth, store, limits, agreementHash, secret }) => {
+  const { tokens, directory, clock } = auth;
+  const challenges = new Challenges(secret);
+
   app.post('/v1/auth/challenge', { onRequest: limitByAddress(limits, 'login') }, async (request) => {
     const body = assertSchema(ChallengeRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
-    const now = clock.now();
-    if (challenges.size >= maxChallenges) {
-      // Insertion order is expiry order (one TTL); a clock stepped back only delays this pruning.
-      for (const [k, v] of challenges) {
-        if (v.expiresAt > now) break;
-        challenges.delete(k);
-      }
-      const oldest = challenges.values().next().value;
-      if (challenges.size >= maxChallenges && oldest) {
-        const retryAfterSeconds = Math.max(1, Math.ceil((oldest.expiresAt - now) / 1000));
-        throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', 'too many outstanding login challenges; retry shortly', { detail: { retryAfterSeconds } });
-      }
-    }
-    const challenge = toBase64(randomBytes(32));
-    const expiresAt = now + CHALLENGE_TTL_MS;
-    challenges.set(challenge, { party: body.party, device: body.device, expiresAt });
-    return { challenge, expiresAt };
+    return challenges.issue(body.party, body.device, clock.now());
   });
 
   app.post('/v1/auth/login', { onRequest: limitByAddress(limits, 'login') }, async (request) => {
@@ -118,11 +160,7 @@ export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { a
     const now = clock.now();
     const who = { party: body.party, device: body.device };
     try {
-      const c = challenges.get(body.challenge);
-      challenges.delete(body.challenge); // single use, whatever happens next
-      if (!c || c.party !== body.party || c.device !== body.device || now >= c.expiresAt) {
-        throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'unknown, expired or already used challenge; ask for a new one');
-      }
+      const challengeExpiry = challenges.check(body.challenge, body.party, body.device, now);
       if (body.certificate) {
         if (body.certificate.cert.party !== body.party || body.certificate.cert.device !== body.device) {
           throw new HotlineError('HL_ERR_CERT_MALFORMED', 'the certificate is for another device');
@@ -130,6 +168,11 @@ export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { a
         await directory.enrol(body.certificate, now);
       }
       const cert = directory.current(body.party, body.device, now, body.certificate?.cert.signKey);
+      // Single use, whatever happens next; remembered only for enrolled devices, so the memory is
+      // bounded by the directory, not by what strangers ask for.
+      if (!challenges.use(body.challenge, `${cert.party}/${cert.device}`, challengeExpiry, now)) {
+        throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'unknown, expired or already used challenge; ask for a new one');
+      }
       const signed = signingBytes(CONTEXT.login, { v: 1, challenge: body.challenge, party: body.party, device: body.device, agreement: agreementHash });
       if (!(await ed25519Verify(fromBase64(cert.signKey, 32), signed, fromBase64(body.signature, 64)))) {
         throw new HotlineError('HL_ERR_AUTH_BAD_SIGNATURE', 'the login signature does not verify against the device certificate');
