@@ -24,17 +24,7 @@ import {
   type Role,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
-import type {
-  ServerFrame} from '../shared/protocol/frames.js';
-import {
-  type ClientFrame,
-  type DeadlineMetEvent,
-  type DeadlineMissedEvent,
-  type DeliverFrame,
-  type HotlineEvent,
-  type LinkEvent,
-  type ReceiptFrame,
-} from '../shared/protocol/frames.js';
+import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { StatusResponse } from '../shared/protocol/status.js';
 import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../shared/audit/merkle.js';
@@ -43,40 +33,11 @@ import { TypedEmitter } from './typed-emitter.js';
 import { RankQueue } from './rank-queue.js';
 import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
+import { systemClock, WS_OPEN, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+import type { AuditAlarm, HotlineClientEvents } from './events.js';
 
-// ---------------------------------------------------------------------------------------------
-// Ports
-
-/** Time and timers, injected so that tests move time instead of waiting. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
-
-// Handlers declared with method syntax are checked bivariantly, so both the browser's WebSocket
-// and the `ws` package (whose event types differ in detail) fit this interface.
-type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
-
-/** The part of the WebSocket API the client uses: the browser's global and `ws` both provide it. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  onopen: Handler<unknown> | null;
-  onmessage: Handler<{ data: unknown }> | null;
-  onclose: Handler<{ code: number; reason: string }> | null;
-  onerror: Handler<unknown> | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-export type WebSocketConstructorLike = new (url: string, protocols: string[]) => WebSocketLike;
-
-const WS_OPEN = 1;
+export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
 
 /**
  * Rank of a precedence: lower goes first (PROTOCOL.md "Delivery order"). The client handles
@@ -173,8 +134,6 @@ export type CosignResult =
   /** The server has signed no checkpoint yet (or has no log key). */
   | { status: 'none' };
 
-/** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
-export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
 
 export interface BackoffOptions {
   initialMs?: number;
@@ -204,73 +163,6 @@ export interface SendInput {
  * cannot read or alter it, so each party sees the tree head the log showed the other.
  */
 export const CHECKPOINT_ATTACHMENT = { name: 'checkpoint', type: 'application/vnd.hotline.checkpoint' } as const;
-
-/** A checkpoint gossiped in a peer's link test that verified and agrees with everything seen here. */
-export interface CheckpointGossipEvent {
-  from: DeviceRef;
-  size: number;
-  /** base64 root hash. */
-  root: string;
-  /** True if this device had already seen this size (with the same root); false if it is new here. */
-  known: boolean;
-  at: number;
-}
-
-export interface MessageEvent {
-  header: EnvelopeHeader;
-  plaintext: Plaintext;
-  envelopeHash: string;
-  acceptedAt: number;
-}
-
-export interface ReceiptEvent {
-  receipt: SignedReceipt;
-  /** Signed by a device whose certificate chains to the pinned agreement (and, when the message is known here, bound to its header). */
-  verified: boolean;
-  /** Whether the receipt was checked against the message header this device holds. */
-  headerChecked: boolean;
-  error?: HotlineError;
-}
-
-export interface RefusedEvent {
-  code: string;
-  message: string;
-  ref?: string;
-}
-
-export interface HotlineClientEvents {
-  /** Logged in (at start, and at each renewal of the token before it expires). */
-  session: { role: string; expiresAt: number };
-  connected: { serverTime: number; lastCursor: number };
-  disconnected: { code: number; reason: string; retryInMs?: number };
-  message: MessageEvent;
-  receipt: ReceiptEvent;
-  accepted: { id: string; envelopeHash: string; at: number };
-  'receipt-accepted': { messageId: string; kind: string; at: number };
-  /** Every event frame: deadline, link and audit events. The typed events below follow it. */
-  event: HotlineEvent;
-  /** A deadline passed before its rung was reached (level 1), or a reminder of it (level 2, 3, …). */
-  'deadline.missed': DeadlineMissedEvent;
-  /** A missed deadline's rung was reached at last (`late: true`). */
-  'deadline.met': DeadlineMetEvent;
-  /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
-  link: LinkEvent;
-  /** This device, as test agent, sent a link test to `to`. */
-  'link-test-sent': { id: string; to: string; at: number };
-  /** This device cosigned the checkpoint of `size` after checking it (and the proof from `from`). */
-  cosigned: { size: number; from?: number; at: number };
-  /** A peer's link test carried a checkpoint that verified and agreed with this device's (now remembered). */
-  'checkpoint-gossip': CheckpointGossipEvent;
-  /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
-  directory: { certificates: DeviceCertBody[]; fetchedAt: number };
-  /**
-   * A checkpoint failed its checks here (bad signature, inconsistent proof, two roots for one
-   * size): raised locally first (also as an `event`), then reported to the server.
-   */
-  'audit.alarm': AuditAlarm;
-  refused: RefusedEvent;
-  error: HotlineError;
-}
 
 /** Codes after which retrying cannot help: the client stops and reports. */
 const FATAL_CODES = new Set<string>([
