@@ -1,11 +1,9 @@
-import { ERROR_TABLE, HotlineError, isHotlineErrorCode, type HotlineErrorCode } from '../shared/errors.js';
-import { agreementHash, CONTEXT, parseAgreement, signingBytes, verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
+import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
+import { agreementHash, parseAgreement, verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
-import { ed25519Sign } from '../shared/crypto/ed25519.js';
 import { randomId } from '../shared/crypto/random.js';
 import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.js';
-import { assertSchema, parseJson } from '../shared/protocol/validate.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   PRECEDENCES,
@@ -25,11 +23,13 @@ import {
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
-import { StatusResponse } from '../shared/protocol/status.js';
+import type { StatusResponse } from '../shared/protocol/status.js';
 import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
+import { RelayApi } from './relay-api.js';
+import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 import { RankQueue } from './rank-queue.js';
 import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
@@ -226,17 +226,14 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #key: string;
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #fetch: typeof fetch;
   readonly #consume: boolean;
-  readonly #baseUrl: string;
+  readonly #api: RelayApi;
 
   #running = false;
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
   #attempt = 0;
   #reconnectTimer: unknown;
-  #refreshTimer: unknown;
-  #token: { token: string; expiresAt: number } | undefined;
   #directory = new Map<string, DeviceCertBody>();
   #directoryLoaded = false;
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
@@ -269,10 +266,26 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#key = `${c.party}/${c.device}`;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    this.#fetch = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
     this.#consume = options.consumeMailbox ?? true;
-    this.#baseUrl = options.serverUrl.replace(/\/+$/, '');
     this.#testAgentOn = options.testAgent ?? false;
+    const scope: DeviceScope = {
+      agreement: this.agreement,
+      me: this.me,
+      key: this.#key,
+      device: options.device,
+      storage: options.storage,
+      clock: this.#clock,
+      emit: (event, payload) => this.emit(event, payload),
+      report: (err) => this.#report(err),
+      running: () => this.#running,
+    };
+    this.#api = new RelayApi({
+      ...scope,
+      serverUrl: options.serverUrl,
+      agreementHash: this.agreementHash,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      tokenRefreshMarginMs: options.tokenRefreshMarginMs,
+    });
   }
 
   /** True between the server's `hello` and the socket closing. */
@@ -299,7 +312,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   async stop(): Promise<void> {
     this.#running = false;
     this.#clock.clearTimeout(this.#reconnectTimer);
-    this.#clock.clearTimeout(this.#refreshTimer);
+    this.#api.stop();
     this.#clock.clearTimeout(this.#testTimer);
     this.#testAgentRunning = false;
     this.#clock.clearTimeout(this.#cosignTimer);
@@ -330,7 +343,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
     const party = this.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.me.party) {
-      throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${this.#otherParties().join(', ')})`);
+      throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this).join(', ')})`);
     }
     const precedence = input.precedence.toUpperCase() as Precedence;
     if (!PRECEDENCES.includes(precedence)) {
@@ -389,9 +402,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    * Needs no WebSocket; operator and auditor devices only.
    */
   async status(): Promise<StatusResponse> {
-    await this.#checkAgreement();
-    await this.#ensureToken();
-    return assertSchema(StatusResponse, await this.#http('GET', '/v1/status', undefined, true), 'HL_ERR_INPUT_SCHEMA');
+    return this.#api.status();
   }
 
   /**
@@ -399,9 +410,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    * with `verifyAuditExport(agreement, value)` before trusting any of it.
    */
   async auditExport(): Promise<unknown> {
-    await this.#checkAgreement();
-    await this.#ensureToken();
-    return this.#http('GET', '/v1/audit/export', undefined, true);
+    return this.#api.auditExport();
   }
 
   /** The verified, currently valid certificates of the directory (as of the last fetch). */
@@ -416,8 +425,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   async refreshDirectory(): Promise<DeviceCertBody[]> {
-    await this.#ensureToken();
-    const dir = (await this.#http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown };
+    await this.#api.ensureToken();
+    const dir = (await this.#api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown };
     if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed directory');
     }
@@ -439,15 +448,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (!this.#running) return;
     let ws: WebSocketLike;
     try {
-      await this.#checkAgreement();
-      await this.#ensureToken();
+      await this.#api.checkAgreement();
+      await this.#api.ensureToken();
       await this.#ensureDirectoryLoaded();
       await this.refreshDirectory();
       await this.#loadPrecedences();
       if (!this.#running) return;
-      const url = this.#baseUrl.replace(/^http/, 'ws') + '/v1/link';
+      const url = this.#api.baseUrl.replace(/^http/, 'ws') + '/v1/link';
       // The token travels as a subprotocol, never in the URL (URLs end up in logs).
-      ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#token!.token}`]);
+      ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#api.token!}`]);
     } catch (err) {
       const e = toHotlineError(err);
       if (FATAL_CODES.has(e.code)) {
@@ -488,7 +497,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       this.#ws = undefined;
       this.#helloReceived = false;
       // Refused before the upgrade (bad or expired token): log in afresh next time.
-      if (!opened) this.#token = undefined;
+      if (!opened) this.#api.forgetToken();
       if (wasConnected) this.#attempt = 0;
       const closeCode = codeOfClose(ev.code);
       if (closeCode !== undefined && FATAL_CODES.has(closeCode)) {
@@ -510,76 +519,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.emit('disconnected', { code, reason, retryInMs: delay });
     this.#clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = this.#clock.setTimeout(() => void this.#connect(), delay);
-  }
-
-  async #checkAgreement(): Promise<void> {
-    const remote = await this.#http('GET', '/v1/agreement', undefined, false);
-    let hash: string;
-    try {
-      hash = agreementHash(parseAgreement(remote));
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', 'the server’s agreement is not a valid agreement', { cause });
-    }
-    if (hash !== this.agreementHash) {
-      throw new HotlineError(
-        'HL_ERR_AGREEMENT_MISMATCH',
-        `the server runs agreement ${hash.slice(0, 16)}…, not the pinned ${this.agreementHash.slice(0, 16)}…; check the server URL and agreement file`,
-      );
-    }
-  }
-
-  async #ensureToken(): Promise<void> {
-    const margin = this.#o.tokenRefreshMarginMs ?? 60_000;
-    if (this.#token && this.#token.expiresAt - margin > this.#clock.now()) return;
-    const { party, device } = this.me;
-    const ch = (await this.#http('POST', '/v1/auth/challenge', { party, device }, false)) as { challenge?: unknown };
-    if (typeof ch.challenge !== 'string') throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'the server sent no challenge');
-    const signature = await ed25519Sign(
-      fromBase64(this.#o.device.signSecret, 32),
-      signingBytes(CONTEXT.login, { v: 1, challenge: ch.challenge, party, device, agreement: this.agreementHash }),
-    );
-    const res = (await this.#http(
-      'POST',
-      '/v1/auth/login',
-      { party, device, challenge: ch.challenge, signature: toBase64(signature), certificate: this.#o.device.certificate },
-      false,
-    )) as { token?: unknown; expiresAt?: unknown; role?: unknown };
-    if (typeof res.token !== 'string' || typeof res.expiresAt !== 'number') {
-      throw new HotlineError('HL_ERR_AUTH_TOKEN_INVALID', 'the server sent a malformed login answer');
-    }
-    this.#token = { token: res.token, expiresAt: res.expiresAt };
-    this.#clock.clearTimeout(this.#refreshTimer);
-    const due = Math.max(1000, res.expiresAt - margin - this.#clock.now());
-    this.#refreshTimer = this.#clock.setTimeout(() => {
-      if (this.#running) this.#ensureToken().catch((err: unknown) => this.#report(toHotlineError(err)));
-    }, due);
-    this.emit('session', { role: typeof res.role === 'string' ? res.role : this.me.role, expiresAt: res.expiresAt });
-  }
-
-  async #http(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean): Promise<unknown> {
-    const headers: Record<string, string> = {};
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    if (auth && this.#token) headers.authorization = `Bearer ${this.#token.token}`;
-    let res: Response;
-    try {
-      res = await this.#fetch(this.#baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.#baseUrl}: is the server running?`, { cause });
-    }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text === '' ? {} : parseJson(text);
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_CLIENT_REFUSED', `${method} ${path}: HTTP ${res.status} with a body that is not JSON`, { cause });
-    }
-    if (!res.ok) {
-      const err = (json as { error?: { code?: unknown; message?: unknown } }).error;
-      const code: HotlineErrorCode = isHotlineErrorCode(err?.code) ? err.code : res.status >= 500 ? 'HL_ERR_CLIENT_UNREACHABLE' : 'HL_ERR_CLIENT_REFUSED';
-      if (code === 'HL_ERR_AUTH_TOKEN_EXPIRED' || code === 'HL_ERR_AUTH_TOKEN_INVALID') this.#token = undefined;
-      throw new HotlineError(code, `${method} ${path}: ${typeof err?.message === 'string' ? err.message : `HTTP ${res.status}`}`);
-    }
-    return json;
   }
 
   async #ensureDirectoryLoaded(): Promise<void> {
@@ -1000,7 +939,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     // Checkpoint gossip: the newest checkpoint this device verified rides along, end to end.
     const note = (await this.#o.storage.read(this.#key)).audit?.note;
     const attachments = note === undefined ? undefined : [{ ...CHECKPOINT_ATTACHMENT, data: toBase64(utf8(note)) }];
-    for (const to of this.#otherParties()) {
+    for (const to of otherParties(this)) {
       const { id } = await this.send({ to, precedence: 'ROUTINE', body: 'link test', lang: 'en', linkTest: true, ...(attachments ? { attachments } : {}) });
       sent.push({ id, to });
       this.emit('link-test-sent', { id, to, at: this.#clock.now() });
@@ -1063,12 +1002,12 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (this.me.role !== 'operator' && this.me.role !== 'auditor') {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} is a ${this.me.role} device; only operator and auditor devices cosign`);
     }
-    await this.#checkAgreement();
-    await this.#ensureToken();
+    await this.#api.checkAgreement();
+    await this.#api.ensureToken();
     if (!this.#directoryLoaded) await this.refreshDirectory();
     let latest: { size?: unknown; note?: unknown };
     try {
-      latest = (await this.#http('GET', '/v1/audit/checkpoint/latest', undefined, true)) as typeof latest;
+      latest = (await this.#api.http('GET', '/v1/audit/checkpoint/latest', undefined, true)) as typeof latest;
     } catch (err) {
       if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return { status: 'none' };
       throw err;
@@ -1076,7 +1015,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     // Only what is new since the checkpoint this device last cosigned: the older ones were checked
     // (and their roots remembered) in earlier rounds, and the consistency proof below covers them.
     const lastCosigned = (await this.#o.storage.read(this.#key)).audit?.cosigned;
-    const listed = (await this.#http('GET', `/v1/audit/checkpoints${lastCosigned ? `?after=${lastCosigned.size}` : ''}`, undefined, true)) as { checkpoints?: unknown };
+    const listed = (await this.#api.http('GET', `/v1/audit/checkpoints${lastCosigned ? `?after=${lastCosigned.size}` : ''}`, undefined, true)) as { checkpoints?: unknown };
     if (typeof latest.note !== 'string' || !Array.isArray(listed.checkpoints)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed checkpoint answer');
     }
@@ -1115,7 +1054,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       return { status: 'unchanged', size: cp.size };
     }
     if (last) {
-      const res = (await this.#http('GET', `/v1/audit/proof/consistency?from=${last.size}&to=${cp.size}`, undefined, true)) as { proof?: unknown };
+      const res = (await this.#api.http('GET', `/v1/audit/proof/consistency?from=${last.size}&to=${cp.size}`, undefined, true)) as { proof?: unknown };
       try {
         if (!Array.isArray(res.proof) || !res.proof.every((p) => typeof p === 'string')) throw new HotlineError('HL_ERR_AUDIT_PROOF_INVALID', 'malformed proof');
         verifyConsistency(last.size, cp.size, (res.proof as string[]).map((p) => fromBase64(p)), fromBase64(last.root, 32), cp.rootHash);
@@ -1128,7 +1067,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
     const now = this.#clock.now();
     const cosigned = await cosignCheckpoint(latest.note, { name: cosignerName(this.me), secretKey: fromBase64(this.#o.device.signSecret, 32) }, Math.floor(now / 1000));
-    await this.#http('POST', '/v1/audit/cosignatures', { size: cp.size, note: cosigned }, true);
+    await this.#api.http('POST', '/v1/audit/cosignatures', { size: cp.size, note: cosigned }, true);
     await remember({ size: cp.size, note: cosigned }, { size: cp.size, root, at: now });
     this.emit('cosigned', { size: cp.size, ...(last ? { from: last.size } : {}), at: now });
     return last ? { status: 'cosigned', size: cp.size, from: last.size } : { status: 'cosigned', size: cp.size };
@@ -1226,7 +1165,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.emit('event', frameEvent);
     this.emit('audit.alarm', event);
     try {
-      await this.#http('POST', '/v1/audit/alarms', { code, reason: reason.slice(0, 400) }, true);
+      await this.#api.http('POST', '/v1/audit/alarms', { code, reason: reason.slice(0, 400) }, true);
     } catch (err) {
       this.#report(toHotlineError(err));
     }
@@ -1248,9 +1187,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  #otherParties(): string[] {
-    return this.agreement.parties.map((p) => p.id).filter((p) => p !== this.me.party);
-  }
 }
 
 /** The size of a checkpoint note this device stored after verifying it (0 if it cannot be read). */
@@ -1260,11 +1196,6 @@ function parseCheckpointSize(note: string): number {
   } catch {
     return 0;
   }
-}
-
-function toHotlineError(err: unknown): HotlineError {
-  if (err instanceof HotlineError) return err;
-  return new HotlineError('HL_ERR_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
 }
 
 /** The error code a WebSocket close code stands for (first match in the table). */
