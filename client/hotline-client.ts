@@ -1,5 +1,5 @@
 import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
-import { agreementHash, parseAgreement, verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
+import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { randomId } from '../shared/crypto/random.js';
@@ -29,6 +29,7 @@ import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
+import { VerifiedDirectory } from './directory.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 import { RankQueue } from './rank-queue.js';
 import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
@@ -228,14 +229,13 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #random: () => number;
   readonly #consume: boolean;
   readonly #api: RelayApi;
+  readonly #directory: VerifiedDirectory;
 
   #running = false;
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
   #attempt = 0;
   #reconnectTimer: unknown;
-  #directory = new Map<string, DeviceCertBody>();
-  #directoryLoaded = false;
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
   /** Incoming frames not handled yet, by rank then arrival. */
@@ -286,6 +286,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       ...(options.fetch ? { fetch: options.fetch } : {}),
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
     });
+    this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
   }
 
   /** True between the server's `hello` and the socket closing. */
@@ -364,7 +365,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
       ...(input.linkTest ? { linkTest: true } : {}),
     };
-    await this.#ensureDirectoryLoaded();
+    await this.#directory.ensureLoaded();
     const id = randomId();
     const item = await this.#sealAndStore({ id, draft, composedAt: this.#clock.now(), resealed: 0 });
     this.#rememberPrecedence(id, precedence);
@@ -415,30 +416,17 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   /** The verified, currently valid certificates of the directory (as of the last fetch). */
   directory(): DeviceCertBody[] {
-    return [...this.#directory.values()];
+    return this.#directory.list();
   }
 
   /** The raw directory as last fetched (certificates and revocations), e.g. to save for `hotline seal`. */
-  async directorySnapshot(): Promise<{ certificates: DeviceCertificate[]; revocations: Revocation[]; fetchedAt: number } | undefined> {
-    return (await this.#o.storage.read(this.#key)).directory;
+  directorySnapshot(): Promise<{ certificates: DeviceCertificate[]; revocations: Revocation[]; fetchedAt: number } | undefined> {
+    return this.#directory.snapshot();
   }
 
   /** Fetch the directory from the server and verify every certificate and revocation here. */
-  async refreshDirectory(): Promise<DeviceCertBody[]> {
-    await this.#api.ensureToken();
-    const dir = (await this.#api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown };
-    if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
-      throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed directory');
-    }
-    const certificates = dir.certificates as DeviceCertificate[];
-    const revocations = dir.revocations as Revocation[];
-    await this.#loadDirectory(certificates, revocations);
-    const fetchedAt = this.#clock.now();
-    await this.#o.storage.update(this.#key, (s) => {
-      s.directory = { certificates, revocations, fetchedAt };
-    });
-    this.emit('directory', { certificates: this.directory(), fetchedAt });
-    return this.directory();
+  refreshDirectory(): Promise<DeviceCertBody[]> {
+    return this.#directory.refresh();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -450,8 +438,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     try {
       await this.#api.checkAgreement();
       await this.#api.ensureToken();
-      await this.#ensureDirectoryLoaded();
-      await this.refreshDirectory();
+      await this.#directory.ensureLoaded();
+      await this.#directory.refresh();
       await this.#loadPrecedences();
       if (!this.#running) return;
       const url = this.#api.baseUrl.replace(/^http/, 'ws') + '/v1/link';
@@ -521,49 +509,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#reconnectTimer = this.#clock.setTimeout(() => void this.#connect(), delay);
   }
 
-  async #ensureDirectoryLoaded(): Promise<void> {
-    if (this.#directoryLoaded) return;
-    const cached = (await this.#o.storage.read(this.#key)).directory;
-    if (cached) await this.#loadDirectory(cached.certificates, cached.revocations);
-  }
-
-  /** Verify the directory here, against the pinned agreement: the server is not trusted to. */
-  async #loadDirectory(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
-    const now = this.#clock.now();
-    const revoked: Revocation[] = [];
-    for (const r of revocations) {
-      try {
-        revoked.push(await verifyRevocation(this.agreement, r));
-      } catch (err) {
-        this.#report(toHotlineError(err));
-      }
-    }
-    const isRevoked = (c: DeviceCertBody) =>
-      revoked.some((r) => r.revocation.party === c.party && r.revocation.device === c.device && r.revocation.signKey === c.signKey);
-    const next = new Map<string, DeviceCertBody>();
-    for (const c of certificates) {
-      try {
-        const cert = await verifyDeviceCertificate(this.agreement, c, { now, isRevoked });
-        next.set(`${cert.party}/${cert.device}`, cert);
-      } catch {
-        // An expired, revoked or forged certificate is left out: nothing is sealed to it or accepted from it.
-      }
-    }
-    this.#directory = next;
-    this.#directoryLoaded = true;
-  }
-
-  async #certFor(ref: DeviceRef): Promise<DeviceCertBody> {
-    const k = `${ref.party}/${ref.device}`;
-    let cert = this.#directory.get(k);
-    if (!cert && this.#running) {
-      await this.refreshDirectory();
-      cert = this.#directory.get(k);
-    }
-    if (!cert) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `${k} has no valid certificate in the directory`);
-    return cert;
-  }
-
   // -------------------------------------------------------------------------------------------
   // Outbox
 
@@ -590,7 +535,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   }
 
   async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
-    const recipients = expectedRecipients(this.directory(), this.me, draft.to);
+    const recipients = expectedRecipients(this.#directory.list(), this.me, draft.to);
     if (recipients.length === 0) {
       throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
     }
@@ -670,7 +615,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     // the seq: fetch the directory again and reseal once with a fresh seq.
     if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
       try {
-        if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.refreshDirectory();
+        if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.#directory.refresh();
         const { kind: _kind, envelope: _old, ...rest } = item;
         const next = await this.#compose.then(() => this.#sealAndStore({ ...rest, resealed: item.resealed + 1 }));
         this.#transmit(next);
@@ -817,7 +762,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
     let opened: { header: EnvelopeHeader; plaintext: Plaintext };
     try {
-      const senderCert = await this.#certFor(h.from);
+      const senderCert = await this.#directory.certFor(h.from);
       opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
@@ -863,7 +808,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     let verified = false;
     let error: HotlineError | undefined;
     try {
-      const cert = await this.#certFor(body.by);
+      const cert = await this.#directory.certFor(body.by);
       await verifyReceipt(frame.receipt, cert, header);
       verified = true;
     } catch (err) {
@@ -1004,7 +949,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
     await this.#api.checkAgreement();
     await this.#api.ensureToken();
-    if (!this.#directoryLoaded) await this.refreshDirectory();
+    if (!this.#directory.loaded) await this.#directory.refresh();
     let latest: { size?: unknown; note?: unknown };
     try {
       latest = (await this.#api.http('GET', '/v1/audit/checkpoint/latest', undefined, true)) as typeof latest;
@@ -1152,7 +1097,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   /** The log key, and the cosignature keys of every operator and auditor device in the directory. */
   #checkpointVerifiers(): NoteVerifier[] {
     const out: NoteVerifier[] = [{ name: logKeyName(this.agreement), publicKey: fromBase64(this.agreement.logKey, 32) }];
-    for (const c of this.directory()) {
+    for (const c of this.#directory.list()) {
       if (c.role === 'operator' || c.role === 'auditor') out.push({ name: cosignerName(c), publicKey: fromBase64(c.signKey, 32), type: 'cosignature/v1' });
     }
     return out;
