@@ -3,7 +3,7 @@ import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { randomId } from '../shared/crypto/random.js';
-import { fromBase64, fromUtf8, toBase64, utf8 } from '../shared/encoding/base64.js';
+import { toBase64, utf8 } from '../shared/encoding/base64.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   PRECEDENCES,
@@ -24,20 +24,19 @@ import {
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
 import type { StatusResponse } from '../shared/protocol/status.js';
-import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
-import { verifyConsistency } from '../shared/audit/merkle.js';
-import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
+import { AuditWitness, CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 import { RankQueue } from './rank-queue.js';
 import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import { systemClock, WS_OPEN, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
-import type { AuditAlarm, HotlineClientEvents } from './events.js';
+import type { HotlineClientEvents } from './events.js';
 
 export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+export { CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
 
 /**
@@ -128,14 +127,6 @@ export interface HotlineClientOptions {
   approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void;
 }
 
-/** The outcome of one {@link HotlineClient.cosignLatest}. */
-export type CosignResult =
-  | { status: 'cosigned'; size: number; from?: number }
-  | { status: 'unchanged'; size: number }
-  /** The server has signed no checkpoint yet (or has no log key). */
-  | { status: 'none' };
-
-
 export interface BackoffOptions {
   initialMs?: number;
   maxMs?: number;
@@ -157,13 +148,6 @@ export interface SendInput {
   /** Sealed with the text, e.g. the checkpoint the test agent gossips ({@link CHECKPOINT_ATTACHMENT}). */
   attachments?: NonNullable<Plaintext['attachments']>;
 }
-
-/**
- * How a link test carries the newest checkpoint its sender verified (checkpoint gossip): an
- * attachment with this name and type whose data is base64(UTF-8 of the signed note). The server
- * cannot read or alter it, so each party sees the tree head the log showed the other.
- */
-export const CHECKPOINT_ATTACHMENT = { name: 'checkpoint', type: 'application/vnd.hotline.checkpoint' } as const;
 
 /** Codes after which retrying cannot help: the client stops and reports. */
 const FATAL_CODES = new Set<string>([
@@ -230,6 +214,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #consume: boolean;
   readonly #api: RelayApi;
   readonly #directory: VerifiedDirectory;
+  readonly #witness: AuditWitness;
 
   #running = false;
   #ws: WebSocketLike | undefined;
@@ -250,11 +235,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #testTimer: unknown;
   #testAgentRunning = false;
   #testAgentOn: boolean;
-  #cosignTimer: unknown;
-  #cosignerRunning = false;
-  #cosignQueue: Promise<unknown> = Promise.resolve();
-  /** This connection's first cosign round (settled at once when this device does not cosign). */
-  #firstCosign: Promise<unknown> = Promise.resolve();
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -287,6 +267,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
+    this.#witness = new AuditWitness({ ...scope, cosign: options.cosign, cosignIntervalMs: options.cosignIntervalMs, api: this.#api, directory: this.#directory });
   }
 
   /** True between the server's `hello` and the socket closing. */
@@ -316,8 +297,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#api.stop();
     this.#clock.clearTimeout(this.#testTimer);
     this.#testAgentRunning = false;
-    this.#clock.clearTimeout(this.#cosignTimer);
-    this.#cosignerRunning = false;
+    this.#witness.stop();
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
@@ -325,7 +305,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#incoming.remove(() => true);
     await this.#draining;
     await this.#compose.catch(() => undefined);
-    await this.#cosignQueue;
+    await this.#witness.settled();
   }
 
   /**
@@ -695,7 +675,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
         this.#settleStart();
         await this.#flushOutbox();
-        this.#startCosigner();
+        this.#witness.start();
         this.#startTestAgent();
         return;
       case 'accepted':
@@ -790,14 +770,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
     if (h.linkTest && gossip && this.me.role === 'operator') {
-      // Checked in the cosigning queue, so that it and a cosigning round never interleave their
-      // reads and writes of the remembered roots; not awaited, so that frames keep flowing.
-      const from = { party: h.from.party, device: h.from.device };
-      const run = this.#cosignQueue.then(() => this.#checkGossip(from, gossip.data));
-      this.#cosignQueue = run.catch((err: unknown) => {
-        const e = toHotlineError(err);
-        if (!e.code.startsWith('HL_ERR_AUDIT_')) this.#report(e);
-      });
+      // Queued with the cosigning rounds, not awaited, so that frames keep flowing.
+      this.#witness.queueGossip({ party: h.from.party, device: h.from.device }, gossip.data);
     }
   }
 
@@ -857,7 +831,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     };
     // The first test goes after this connection's first cosign round, so that the checkpoint it
     // gossips to the other party is the one just verified, not one from an earlier run.
-    void this.#firstCosign.then(round, round);
+    void this.#witness.firstRound.then(round, round);
   }
 
   /**
@@ -892,40 +866,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return sent;
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Cosigning the audit log
-
-  #startCosigner(): void {
-    if (!this.#o.cosign || this.#cosignerRunning || (this.me.role !== 'operator' && this.me.role !== 'auditor')) return;
-    this.#cosignerRunning = true;
-    let first = true;
-    const round = () => {
-      if (!this.#running || !this.#cosignerRunning) return;
-      const done = this.cosignLatest();
-      if (first) {
-        first = false;
-        this.#firstCosign = done;
-      }
-      done.then(
-        () => {
-          if (this.#running && this.#cosignerRunning) this.#cosignTimer = this.#clock.setTimeout(round, this.#o.cosignIntervalMs ?? 60_000);
-        },
-        (err: unknown) => {
-          const e = toHotlineError(err);
-          // An alarm stops the automatic rounds: it is raised and reported, never retried
-          // silently. Anything else (the link is down) is tried again next round.
-          if (e.code.startsWith('HL_ERR_AUDIT_')) {
-            this.#cosignerRunning = false;
-            return;
-          }
-          this.#report(e);
-          if (this.#running) this.#cosignTimer = this.#clock.setTimeout(round, this.#o.cosignIntervalMs ?? 60_000);
-        },
-      );
-    };
-    round();
-  }
-
   /**
    * Cosign the server's latest checkpoint, as a party's witness (DESIGN.md "Audit log"): verify the
    * log's signature (and any cosignature by a known device), check that no checkpoint seen so far
@@ -938,183 +878,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    * const r = await client.cosignLatest(); // { status: 'cosigned', size: 42, from: 37 }
    */
   cosignLatest(): Promise<CosignResult> {
-    const run = this.#cosignQueue.then(() => this.#cosignLatest());
-    this.#cosignQueue = run.catch(() => undefined);
-    return run;
-  }
-
-  async #cosignLatest(): Promise<CosignResult> {
-    if (this.me.role !== 'operator' && this.me.role !== 'auditor') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} is a ${this.me.role} device; only operator and auditor devices cosign`);
-    }
-    await this.#api.checkAgreement();
-    await this.#api.ensureToken();
-    if (!this.#directory.loaded) await this.#directory.refresh();
-    let latest: { size?: unknown; note?: unknown };
-    try {
-      latest = (await this.#api.http('GET', '/v1/audit/checkpoint/latest', undefined, true)) as typeof latest;
-    } catch (err) {
-      if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return { status: 'none' };
-      throw err;
-    }
-    // Only what is new since the checkpoint this device last cosigned: the older ones were checked
-    // (and their roots remembered) in earlier rounds, and the consistency proof below covers them.
-    const lastCosigned = (await this.#o.storage.read(this.#key)).audit?.cosigned;
-    const listed = (await this.#api.http('GET', `/v1/audit/checkpoints${lastCosigned ? `?after=${lastCosigned.size}` : ''}`, undefined, true)) as { checkpoints?: unknown };
-    if (typeof latest.note !== 'string' || !Array.isArray(listed.checkpoints)) {
-      throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed checkpoint answer');
-    }
-    const check = async (note: string, what: string) => {
-      try {
-        return await this.#verifyLogCheckpoint(note);
-      } catch (err) {
-        const e = toHotlineError(err);
-        throw await this.#alarm(e.code, `${what} does not verify: ${e.message}`);
-      }
-    };
-    const cp = await check(latest.note, 'the latest checkpoint');
-    const root = toBase64(cp.rootHash);
-    const seen = new Map<number, string>(Object.entries((await this.#o.storage.read(this.#key)).audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
-    const observe = async (size: number, r: string, what: string) => {
-      const before = seen.get(size);
-      if (before !== undefined && before !== r) {
-        throw await this.#alarm('HL_ERR_AUDIT_EQUIVOCATION', `the server showed two different checkpoints of size ${size} (roots ${before.slice(0, 12)}… and ${r.slice(0, 12)}…; ${what}): it is presenting different histories`);
-      }
-      seen.set(size, r);
-    };
-    await observe(cp.size, root, 'the latest checkpoint');
-    for (const item of listed.checkpoints as { note?: unknown }[]) {
-      if (typeof item?.note !== 'string') continue;
-      const c = await check(item.note, 'a listed checkpoint');
-      await observe(c.size, toBase64(c.rootHash), 'in the list of checkpoints, cosigned by others');
-    }
-
-    const last = (await this.#o.storage.read(this.#key)).audit?.cosigned;
-    const remember = (verified: { size: number; note: string }, cosigned?: { size: number; root: string; at: number }) => this.#rememberSeen(seen, verified, cosigned);
-    if (last && cp.size < last.size) {
-      throw await this.#alarm('HL_ERR_AUDIT_PROOF_INVALID', `the latest checkpoint (size ${cp.size}) is older than the one this device cosigned (size ${last.size}): the log was rolled back`);
-    }
-    if (last && cp.size === last.size) {
-      await remember({ size: cp.size, note: latest.note });
-      return { status: 'unchanged', size: cp.size };
-    }
-    if (last) {
-      const res = (await this.#api.http('GET', `/v1/audit/proof/consistency?from=${last.size}&to=${cp.size}`, undefined, true)) as { proof?: unknown };
-      try {
-        if (!Array.isArray(res.proof) || !res.proof.every((p) => typeof p === 'string')) throw new HotlineError('HL_ERR_AUDIT_PROOF_INVALID', 'malformed proof');
-        verifyConsistency(last.size, cp.size, (res.proof as string[]).map((p) => fromBase64(p)), fromBase64(last.root, 32), cp.rootHash);
-      } catch (err) {
-        throw await this.#alarm(
-          'HL_ERR_AUDIT_PROOF_INVALID',
-          `the consistency proof from checkpoint ${last.size} (cosigned here) to ${cp.size} does not verify: the log was rewritten (${toHotlineError(err).message})`,
-        );
-      }
-    }
-    const now = this.#clock.now();
-    const cosigned = await cosignCheckpoint(latest.note, { name: cosignerName(this.me), secretKey: fromBase64(this.#o.device.signSecret, 32) }, Math.floor(now / 1000));
-    await this.#api.http('POST', '/v1/audit/cosignatures', { size: cp.size, note: cosigned }, true);
-    await remember({ size: cp.size, note: cosigned }, { size: cp.size, root, at: now });
-    this.emit('cosigned', { size: cp.size, ...(last ? { from: last.size } : {}), at: now });
-    return last ? { status: 'cosigned', size: cp.size, from: last.size } : { status: 'cosigned', size: cp.size };
-  }
-
-  /**
-   * Verify a checkpoint note here: the log key's signature, the origin, and every cosignature by a
-   * known operator or auditor device. Throws an `HL_ERR_AUDIT_*` error (no alarm: callers raise it).
-   */
-  async #verifyLogCheckpoint(note: string): Promise<{ size: number; rootHash: Uint8Array }> {
-    try {
-      const v = await verifyCheckpoint(note, this.#checkpointVerifiers());
-      if (!v.verified.some((x) => x.name === logKeyName(this.agreement) && x.type === 'ed25519')) {
-        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'it is not signed by the agreement’s log key');
-      }
-      if (v.checkpoint.origin !== logKeyName(this.agreement)) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `it is for another log (${v.checkpoint.origin})`);
-      return v.checkpoint;
-    } catch (err) {
-      const e = toHotlineError(err);
-      throw e.code.startsWith('HL_ERR_AUDIT_') ? e : new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', e.message, { cause: e });
-    }
-  }
-
-  /**
-   * Merge size → root pairs into this device's audit memory (the newest 256 sizes are kept), and
-   * remember `verified` as the note to gossip if it is the newest verified so far.
-   */
-  async #rememberSeen(seen: ReadonlyMap<number, string>, verified?: { size: number; note: string }, cosigned?: { size: number; root: string; at: number }): Promise<void> {
-    await this.#o.storage.update(this.#key, (s) => {
-      const all = new Map<number, string>(Object.entries(s.audit?.seen ?? {}).map(([k, v]) => [Number(k), v]));
-      for (const [k, v] of seen) all.set(k, v);
-      const kept = [...all.entries()].sort((a, b) => a[0] - b[0]).slice(-256);
-      s.audit = { ...(s.audit ?? { seen: {} }), seen: Object.fromEntries(kept.map(([k, v]) => [String(k), v])) };
-      if (cosigned) s.audit.cosigned = cosigned;
-      if (verified && (s.audit.note === undefined || parseCheckpointSize(s.audit.note) <= verified.size)) s.audit.note = verified.note;
-    });
-  }
-
-  /**
-   * Checkpoint gossip: a peer's link test carried the newest checkpoint its device verified. The
-   * server cannot alter it, so a second root for a size this device knows means the log showed the
-   * two parties different histories (a split view no cosigner can see from its own side alone).
-   * A note that does not verify is an alarm too (the peer or the server lies about checkpoints).
-   * A note that agrees is remembered, so that the server's later answers are held to it.
-   */
-  async #checkGossip(from: DeviceRef, data: string): Promise<void> {
-    const peer = `${from.party}/${from.device}`;
-    let note: string;
-    let cp: { size: number; rootHash: Uint8Array };
-    try {
-      try {
-        // Attacker-controlled (the peer's device): decoded and parsed strictly.
-        note = fromUtf8(fromBase64(data));
-      } catch (cause) {
-        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', 'the attachment is not base64 of UTF-8 text', { cause });
-      }
-      cp = await this.#verifyLogCheckpoint(note);
-    } catch (err) {
-      // Our own view may still be sound: cosigning goes on (else any peer could stop it).
-      const e = toHotlineError(err);
-      throw await this.#alarm(e.code, `the checkpoint ${peer} gossiped in its link test does not verify (${e.message}): ${from.party} or the log server is lying about checkpoints`);
-    }
-    const root = toBase64(cp.rootHash);
-    const before = (await this.#o.storage.read(this.#key)).audit?.seen[String(cp.size)];
-    if (before !== undefined && before !== root) {
-      this.#stopCosigner();
-      throw await this.#alarm(
-        'HL_ERR_AUDIT_EQUIVOCATION',
-        `the log server showed ${from.party} a different tree head for size ${cp.size} than it showed us: equivocation (root ${root.slice(0, 12)}… gossiped by ${peer}, ${before.slice(0, 12)}… seen here)`,
-      );
-    }
-    await this.#rememberSeen(new Map([[cp.size, root]]));
-    this.emit('checkpoint-gossip', { from, size: cp.size, root, known: before !== undefined, at: this.#clock.now() });
-  }
-
-  /** After an equivocation alarm: no automatic cosigning until the next connection (as after a failed round). */
-  #stopCosigner(): void {
-    this.#clock.clearTimeout(this.#cosignTimer);
-    this.#cosignerRunning = false;
-  }
-
-  /** The log key, and the cosignature keys of every operator and auditor device in the directory. */
-  #checkpointVerifiers(): NoteVerifier[] {
-    const out: NoteVerifier[] = [{ name: logKeyName(this.agreement), publicKey: fromBase64(this.agreement.logKey, 32) }];
-    for (const c of this.#directory.list()) {
-      if (c.role === 'operator' || c.role === 'auditor') out.push({ name: cosignerName(c), publicKey: fromBase64(c.signKey, 32), type: 'cosignature/v1' });
-    }
-    return out;
-  }
-
-  /** Raise an audit alarm here, report it to the server (best effort), and return it as an error. */
-  async #alarm(code: HotlineErrorCode, reason: string): Promise<HotlineError> {
-    const event: AuditAlarm = { type: 'audit.alarm', party: this.me.party, reason: reason.slice(0, 500), at: this.#clock.now(), code };
-    const { code: _code, ...frameEvent } = event;
-    this.emit('event', frameEvent);
-    this.emit('audit.alarm', event);
-    try {
-      await this.#api.http('POST', '/v1/audit/alarms', { code, reason: reason.slice(0, 400) }, true);
-    } catch (err) {
-      this.#report(toHotlineError(err));
-    }
-    return new HotlineError(code, reason);
+    return this.#witness.cosignLatest();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1132,15 +896,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-}
-
-/** The size of a checkpoint note this device stored after verifying it (0 if it cannot be read). */
-function parseCheckpointSize(note: string): number {
-  try {
-    return parseCheckpoint(note).size;
-  } catch {
-    return 0;
-  }
 }
 
 /** The error code a WebSocket close code stands for (first match in the table). */
