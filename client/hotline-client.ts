@@ -3,7 +3,6 @@ import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { randomId } from '../shared/crypto/random.js';
-import { toBase64, utf8 } from '../shared/encoding/base64.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   PRECEDENCES,
@@ -27,6 +26,7 @@ import type { StatusResponse } from '../shared/protocol/status.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
+import { LinkTestAgent } from './link-test-agent.js';
 import { AuditWitness, CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 import { RankQueue } from './rank-queue.js';
@@ -215,6 +215,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #api: RelayApi;
   readonly #directory: VerifiedDirectory;
   readonly #witness: AuditWitness;
+  readonly #agent: LinkTestAgent;
 
   #running = false;
   #ws: WebSocketLike | undefined;
@@ -232,9 +233,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   #precedencesLoaded = false;
   #compose: Promise<unknown> = Promise.resolve();
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
-  #testTimer: unknown;
-  #testAgentRunning = false;
-  #testAgentOn: boolean;
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -247,7 +245,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#consume = options.consumeMailbox ?? true;
-    this.#testAgentOn = options.testAgent ?? false;
     const scope: DeviceScope = {
       agreement: this.agreement,
       me: this.me,
@@ -268,6 +265,13 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
     this.#witness = new AuditWitness({ ...scope, cosign: options.cosign, cosignIntervalMs: options.cosignIntervalMs, api: this.#api, directory: this.#directory });
+    this.#agent = new LinkTestAgent({
+      ...scope,
+      on: options.testAgent ?? false,
+      connected: () => this.connected,
+      send: (input) => this.send(input),
+      firstRound: () => this.#witness.firstRound,
+    });
   }
 
   /** True between the server's `hello` and the socket closing. */
@@ -295,8 +299,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#running = false;
     this.#clock.clearTimeout(this.#reconnectTimer);
     this.#api.stop();
-    this.#clock.clearTimeout(this.#testTimer);
-    this.#testAgentRunning = false;
+    this.#agent.stop();
     this.#witness.stop();
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
@@ -676,7 +679,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.#settleStart();
         await this.#flushOutbox();
         this.#witness.start();
-        this.#startTestAgent();
+        this.#agent.start();
         return;
       case 'accepted':
       case 'receipt-accepted':
@@ -817,53 +820,20 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Link-test agent
-
-  /** Once per start: a test now, then one every interval while running. */
-  #startTestAgent(): void {
-    if (!this.#testAgentOn || this.#testAgentRunning || this.me.role !== 'operator') return;
-    this.#testAgentRunning = true;
-    const round = () => {
-      if (!this.#running || !this.#testAgentRunning) return;
-      void this.sendLinkTests().catch((err: unknown) => this.#report(toHotlineError(err)));
-      this.#testTimer = this.#clock.setTimeout(round, this.agreement.linkTest.intervalMs);
-    };
-    // The first test goes after this connection's first cosign round, so that the checkpoint it
-    // gossips to the other party is the one just verified, not one from an earlier run.
-    void this.#witness.firstRound.then(round, round);
-  }
-
   /**
    * Turn the link-test agent ({@link HotlineClientOptions.testAgent}) on or off while running, e.g.
    * from a console's switch. Turned on while connected, it sends a test at once.
    */
   setTestAgent(on: boolean): void {
-    this.#testAgentOn = on;
-    if (!on) {
-      this.#clock.clearTimeout(this.#testTimer);
-      this.#testAgentRunning = false;
-    } else if (this.connected) {
-      this.#startTestAgent();
-    }
+    this.#agent.set(on);
   }
 
   /**
    * Send one link test to each other party now (what the test agent does on its interval). A test
    * is not queued while disconnected: a stale test says nothing about the link now.
    */
-  async sendLinkTests(): Promise<{ id: string; to: string }[]> {
-    if (!this.connected) return [];
-    const sent: { id: string; to: string }[] = [];
-    // Checkpoint gossip: the newest checkpoint this device verified rides along, end to end.
-    const note = (await this.#o.storage.read(this.#key)).audit?.note;
-    const attachments = note === undefined ? undefined : [{ ...CHECKPOINT_ATTACHMENT, data: toBase64(utf8(note)) }];
-    for (const to of otherParties(this)) {
-      const { id } = await this.send({ to, precedence: 'ROUTINE', body: 'link test', lang: 'en', linkTest: true, ...(attachments ? { attachments } : {}) });
-      sent.push({ id, to });
-      this.emit('link-test-sent', { id, to, at: this.#clock.now() });
-    }
-    return sent;
+  sendLinkTests(): Promise<{ id: string; to: string }[]> {
+    return this.#agent.sendLinkTests();
   }
 
   /**
