@@ -1,21 +1,16 @@
 import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
 import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
-import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../shared/crypto/envelope.js';
+import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
-import { randomId } from '../shared/crypto/random.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
-  PRECEDENCES,
-  RECEIPT_KINDS,
   type Agreement,
   type DeviceCertBody,
   type DeviceCertificate,
   type DeviceRef,
   type DeviceSecretFile,
-  type Envelope,
   type EnvelopeHeader,
   type Plaintext,
-  type Precedence,
   type ReceiptKind,
   type Revocation,
   type Role,
@@ -27,23 +22,21 @@ import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
 import { LinkTestAgent } from './link-test-agent.js';
+import { Outbox, type AnswerFrame, type SendInput } from './outbox.js';
+import { PrecedenceMemory, RANK } from './precedences.js';
 import { AuditWitness, CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
-import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
+import { toHotlineError, type DeviceScope } from './scope.js';
 import { RankQueue } from './rank-queue.js';
-import { outboxKey, type ClientStorage, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
+import type { ClientStorage, SendDraft } from './storage/client-storage.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import { systemClock, WS_OPEN, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
 import type { HotlineClientEvents } from './events.js';
 
 export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+export type { SendInput } from './outbox.js';
 export { CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
 
-/**
- * Rank of a precedence: lower goes first (PROTOCOL.md "Delivery order"). The client handles
- * incoming frames and transmits its outbox in this order, as the relay delivers.
- */
-const RANK: Record<Precedence, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
 /** The hello and the answers to this device's own frames: cheap, and ahead of every mailbox item. */
 const CONTROL_RANK = -1;
 /**
@@ -53,8 +46,6 @@ const CONTROL_RANK = -1;
  */
 const FRAME_BATCH = 16;
 const FRAME_BATCH_MS = 10;
-/** Precedences remembered per message id, to rank receipts and the outbox (the oldest dropped first). */
-const MAX_PRECEDENCES = 20_000;
 
 /**
  * Let the event loop run (timers, I/O, paint) before going on: setImmediate in Node, a
@@ -71,8 +62,6 @@ function yieldToEventLoop(): Promise<void> {
     channel.port2.postMessage(null);
   });
 }
-
-type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
 
 function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
   return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
@@ -132,23 +121,6 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
-/** What a caller sends: the client seals it. */
-export interface SendInput {
-  to: string;
-  /** Case-insensitive: 'flash' and 'FLASH' are the same. */
-  precedence: Precedence | Lowercase<Precedence>;
-  subject?: string;
-  body: string;
-  /** BCP 47 language of the body; default the first language of the sender's party. */
-  lang?: string;
-  exercise?: boolean;
-  replyTo?: string;
-  /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
-  linkTest?: boolean;
-  /** Sealed with the text, e.g. the checkpoint the test agent gossips ({@link CHECKPOINT_ATTACHMENT}). */
-  attachments?: NonNullable<Plaintext['attachments']>;
-}
-
 /** Codes after which retrying cannot help: the client stops and reports. */
 const FATAL_CODES = new Set<string>([
   'HL_ERR_AGREEMENT_MISMATCH',
@@ -164,15 +136,6 @@ const FATAL_CODES = new Set<string>([
   'HL_ERR_AUTH_FORBIDDEN',
   'HL_ERR_AUTH_ORIGIN',
   'HL_ERR_KEY_INVALID',
-]);
-
-/** Refusals of an envelope after which it stays in the outbox for the next connection. */
-const TRANSIENT_CODES = new Set<string>([
-  'HL_ERR_STORE_FAILED',
-  'HL_ERR_SERVER_SHUTTING_DOWN',
-  'HL_ERR_SERVER_SLOW_CONSUMER',
-  'HL_ERR_INPUT_RATE_LIMITED',
-  'HL_ERR_INTERNAL',
 ]);
 
 /**
@@ -216,22 +179,18 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #directory: VerifiedDirectory;
   readonly #witness: AuditWitness;
   readonly #agent: LinkTestAgent;
+  readonly #precedences = new PrecedenceMemory();
+  readonly #outbox: Outbox;
 
   #running = false;
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
   #attempt = 0;
   #reconnectTimer: unknown;
-  /** Items already written to the current connection (keys), so a flush does not send them twice. */
-  #sentOnThisConnection = new Set<string>();
   /** Incoming frames not handled yet, by rank then arrival. */
   #incoming = new RankQueue<ServerFrame>();
   /** The running drain of {@link #incoming}, if any. */
   #draining: Promise<void> | undefined;
-  /** Precedence per message id (sent, received, queued), to rank receipts and outbox items. */
-  #precedenceOf = new Map<string, Precedence>();
-  #precedencesLoaded = false;
-  #compose: Promise<unknown> = Promise.resolve();
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
 
   constructor(options: HotlineClientOptions) {
@@ -264,6 +223,14 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
+    this.#outbox = new Outbox({
+      ...scope,
+      directory: this.#directory,
+      precedences: this.#precedences,
+      connected: () => this.connected,
+      write: (frame) => this.#write(frame),
+      approveRecipients: options.approveRecipients,
+    });
     this.#witness = new AuditWitness({ ...scope, cosign: options.cosign, cosignIntervalMs: options.cosignIntervalMs, api: this.#api, directory: this.#directory });
     this.#agent = new LinkTestAgent({
       ...scope,
@@ -307,7 +274,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     // Frames not handled yet are dropped: nothing of them was acknowledged, so the relay sends them again.
     this.#incoming.remove(() => true);
     await this.#draining;
-    await this.#compose.catch(() => undefined);
+    await this.#outbox.settled();
     await this.#witness.settled();
   }
 
@@ -316,68 +283,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    * Resolves once it is stored (not once accepted: listen for 'accepted' with this id).
    */
   send(input: SendInput): Promise<{ id: string }> {
-    const run = this.#compose.then(() => this.#send(input));
-    this.#compose = run.catch(() => undefined);
-    return run;
-  }
-
-  async #send(input: SendInput): Promise<{ id: string }> {
-    if (this.me.role !== 'operator') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} is a ${this.me.role} device; only operator devices send`);
-    }
-    const party = this.agreement.parties.find((p) => p.id === input.to);
-    if (!party || input.to === this.me.party) {
-      throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this).join(', ')})`);
-    }
-    const precedence = input.precedence.toUpperCase() as Precedence;
-    if (!PRECEDENCES.includes(precedence)) {
-      throw new HotlineError('HL_ERR_INPUT_SCHEMA', `precedence must be one of ${PRECEDENCES.join(', ')}`);
-    }
-    const mine = this.agreement.parties.find((p) => p.id === this.me.party);
-    const plaintext: Plaintext = {
-      body: input.body,
-      lang: input.lang ?? mine?.languages[0] ?? 'en',
-      ...(input.subject === undefined ? {} : { subject: input.subject }),
-      ...(input.attachments === undefined ? {} : { attachments: input.attachments }),
-    };
-    const draft: SendDraft = {
-      to: input.to,
-      precedence,
-      plaintext,
-      ...(input.exercise ? { exercise: true } : {}),
-      ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
-      ...(input.linkTest ? { linkTest: true } : {}),
-    };
-    await this.#directory.ensureLoaded();
-    const id = randomId();
-    const item = await this.#sealAndStore({ id, draft, composedAt: this.#clock.now(), resealed: 0 });
-    this.#rememberPrecedence(id, precedence);
-    this.#transmit(item);
-    return { id };
+    return this.#outbox.send(input);
   }
 
   /**
    * Sign a receipt (`acknowledged` by default) for a message in this device's inbox and send it
    * through the outbox. Only operator devices of the addressee party may.
    */
-  async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
-    const state = await this.#o.storage.read(this.#key);
-    const rec = state.inbox[messageId];
-    if (!rec) {
-      throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `message ${messageId} is not in the inbox of ${this.#key}; is the id right, and did this device receive it?`);
-    }
-    if (this.me.role !== 'operator' || rec.header.to !== this.me.party) {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#key} cannot answer ${messageId}: only operator devices of ${rec.header.to} can`);
-    }
-    const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#clock.now());
-    const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
-    await this.#o.storage.update(this.#key, (s) => {
-      s.outbox[outboxKey(item)] = item;
-      const r = s.inbox[messageId];
-      if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
-    });
-    this.#transmit(item);
-    return receipt;
+  acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
+    return this.#outbox.acknowledge(messageId, kind);
   }
 
   /**
@@ -423,7 +337,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       await this.#api.ensureToken();
       await this.#directory.ensureLoaded();
       await this.#directory.refresh();
-      await this.#loadPrecedences();
+      await this.#precedences.load(this.#o.storage, this.#key);
       if (!this.#running) return;
       const url = this.#api.baseUrl.replace(/^http/, 'ws') + '/v1/link';
       // The token travels as a subprotocol, never in the URL (URLs end up in logs).
@@ -442,7 +356,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     }
     this.#ws = ws;
     this.#helloReceived = false;
-    this.#sentOnThisConnection = new Set();
+    this.#outbox.newConnection();
     let opened = false;
     ws.onopen = () => {
       opened = true;
@@ -495,125 +409,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   // -------------------------------------------------------------------------------------------
   // Outbox
 
-  /**
-   * Seal `item.draft` with the next seq and store the seq and the outbox item in one update (a new
-   * item, or a reseal replacing the one under the same key). The envelope leaves this device only
-   * after that update, so a crash never reuses a seq that was sent; a seq sealed but not stored was
-   * never sent and may be used again. Another process on the same device may take the seq meanwhile:
-   * then it is sealed again with the next one (the lock makes the check and the store one step).
-   */
-  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<OutboxEnvelope> {
-    for (let attempt = 0; ; attempt++) {
-      const seq = (await this.#o.storage.read(this.#key)).lastSeq + 1;
-      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: await this.#seal(item.id, item.draft, seq) };
-      const stored = await this.#o.storage.update(this.#key, (s) => {
-        if (s.lastSeq >= seq) return false;
-        s.lastSeq = seq;
-        s.outbox[outboxKey(next)] = next;
-        return true;
-      });
-      if (stored) return next;
-      if (attempt >= 10) throw new HotlineError('HL_ERR_STORE_FAILED', `another process keeps taking the seqs of ${this.#key}`);
-    }
-  }
-
-  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
-    const recipients = expectedRecipients(this.#directory.list(), this.me, draft.to);
-    if (recipients.length === 0) {
-      throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
-    }
-    this.#o.approveRecipients?.(recipients, draft);
-    return sealEnvelope({
-      sender: this.#o.device,
-      id,
-      to: draft.to,
-      precedence: draft.precedence,
-      seq,
-      sentAt: this.#clock.now(),
-      recipients,
-      plaintext: draft.plaintext,
-      ...(draft.exercise ? { exercise: true } : {}),
-      ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
-      ...(draft.linkTest ? { linkTest: true } : {}),
-    });
-  }
-
-  #transmit(item: OutboxItem): void {
-    if (!this.connected) return;
-    // A resealed envelope (same key, new seq) goes again.
-    const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
-    if (this.#sentOnThisConnection.has(k)) return;
-    this.#sentOnThisConnection.add(k);
-    this.#write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
-  }
-
   #write(frame: ClientFrame): void {
     const ws = this.#ws;
     if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
-  }
-
-  /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
-  async #flushOutbox(): Promise<void> {
-    const state = await this.#o.storage.read(this.#key);
-    const rank = (item: OutboxItem) =>
-      RANK[item.kind === 'envelope' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#precedenceOf.get(item.messageId) ?? 'ROUTINE')];
-    // Array sort is stable: within one rank the outbox's order (queued order) stays.
-    for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.#transmit(item);
-  }
-
-  /**
-   * The relay's `accepted` and `receipt-accepted` for several outbox items, stored in one update:
-   * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
-   */
-  async #onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
-    await this.#o.storage.update(this.#key, (s) => {
-      for (const f of frames) {
-        if (f.t === 'receipt-accepted') {
-          delete s.outbox[`r:${f.messageId}:${f.kind}`];
-          continue;
-        }
-        const key = `e:${f.id}`;
-        const item = s.outbox[key];
-        if (item?.kind !== 'envelope') continue;
-        delete s.outbox[key];
-        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
-        s.sent[f.id]!.acceptedAt = f.at;
-      }
-    });
-    for (const f of frames) {
-      if (f.t === 'accepted') this.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
-      else this.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
-    }
-  }
-
-  async #onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
-    const state = await this.#o.storage.read(this.#key);
-    const found = ref === undefined ? undefined : state.outbox[`e:${ref}`];
-    const item = found?.kind === 'envelope' ? found : undefined;
-    if (item && TRANSIENT_CODES.has(code)) {
-      this.#report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
-      return;
-    }
-    // Recipients changed (a device enrolled or revoked), or another process on this device used
-    // the seq: fetch the directory again and reseal once with a fresh seq.
-    if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
-      try {
-        if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.#directory.refresh();
-        const { kind: _kind, envelope: _old, ...rest } = item;
-        const next = await this.#compose.then(() => this.#sealAndStore({ ...rest, resealed: item.resealed + 1 }));
-        this.#transmit(next);
-        return;
-      } catch (err) {
-        this.#report(toHotlineError(err));
-      }
-    }
-    if (ref !== undefined) {
-      await this.#o.storage.update(this.#key, (s) => {
-        delete s.outbox[`e:${ref}`];
-        if (code.startsWith('HL_ERR_RECEIPT_')) for (const kind of RECEIPT_KINDS) delete s.outbox[`r:${ref}:${kind}`];
-      });
-    }
-    this.emit('refused', ref === undefined ? { code, message } : { code, message, ref });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -625,7 +423,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         return RANK[frame.envelope.header.precedence];
       case 'receipt':
         // A receipt goes with its message; one for a message unknown here goes last.
-        return RANK[this.#precedenceOf.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
+        return RANK[this.#precedences.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
       case 'event':
         return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
       default:
@@ -656,7 +454,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
             const run = [frame];
             while (n + run.length < FRAME_BATCH && isAnswer(this.#incoming.peek())) run.push(this.#incoming.shift() as AnswerFrame);
             n += run.length - 1;
-            await this.#onAnswers(run);
+            await this.#outbox.onAnswers(run);
           } else {
             await this.#onFrame(frame);
           }
@@ -677,16 +475,16 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
         this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
         this.#settleStart();
-        await this.#flushOutbox();
+        await this.#outbox.flush();
         this.#witness.start();
         this.#agent.start();
         return;
       case 'accepted':
       case 'receipt-accepted':
-        await this.#onAnswers([frame]);
+        await this.#outbox.onAnswers([frame]);
         return;
       case 'error':
-        await this.#onRefused(frame.code, frame.message, frame.ref);
+        await this.#outbox.onRefused(frame.code, frame.message, frame.ref);
         return;
       case 'deliver':
         if (!this.#consume) return;
@@ -712,23 +510,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    */
   #ack(cursor: number): void {
     if (this.#consume) this.#write({ t: 'ack', cursor });
-  }
-
-  /** Remember a message's precedence for ranking; bounded, the oldest forgotten first. */
-  #rememberPrecedence(id: string, precedence: Precedence): void {
-    this.#precedenceOf.delete(id);
-    this.#precedenceOf.set(id, precedence);
-    if (this.#precedenceOf.size > MAX_PRECEDENCES) this.#precedenceOf.delete(this.#precedenceOf.keys().next().value!);
-  }
-
-  /** Once per client: the precedences of the messages the stored state knows. */
-  async #loadPrecedences(): Promise<void> {
-    if (this.#precedencesLoaded) return;
-    this.#precedencesLoaded = true;
-    const state = await this.#o.storage.read(this.#key);
-    for (const [id, rec] of Object.entries(state.inbox)) this.#rememberPrecedence(id, rec.header.precedence);
-    for (const [id, rec] of Object.entries(state.sent)) this.#rememberPrecedence(id, rec.header.precedence);
-    for (const item of Object.values(state.outbox)) if (item.kind === 'envelope') this.#rememberPrecedence(item.id, item.draft.precedence);
   }
 
   async #onDeliver(frame: DeliverFrame): Promise<void> {
@@ -768,9 +549,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       return true;
     });
     if (!isNew) return;
-    this.#rememberPrecedence(h.id, h.precedence);
+    this.#precedences.remember(h.id, h.precedence);
     this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
-    if (receipt) this.#transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+    if (receipt) this.#outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
     if (h.linkTest && gossip && this.me.role === 'operator') {
       // Queued with the cosigning rounds, not awaited, so that frames keep flowing.

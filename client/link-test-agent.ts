@@ -1,6 +1,6 @@
 import { toBase64, utf8 } from '../shared/encoding/base64.js';
 import { CHECKPOINT_ATTACHMENT } from './witness.js';
-import type { SendInput } from './hotline-client.js';
+import type { SendInput } from './outbox.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 
 export interface LinkTestAgentOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'storage' | 'clock' | 'emit' | 'report' | 'running'> {
