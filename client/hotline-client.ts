@@ -1,7 +1,5 @@
 import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
 import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
-import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
-import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   type Agreement,
@@ -9,26 +7,23 @@ import {
   type DeviceCertificate,
   type DeviceRef,
   type DeviceSecretFile,
-  type EnvelopeHeader,
-  type Plaintext,
   type ReceiptKind,
   type Revocation,
   type Role,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
-import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
+import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import type { StatusResponse } from '../shared/protocol/status.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
 import { LinkTestAgent } from './link-test-agent.js';
-import { Outbox, type AnswerFrame, type SendInput } from './outbox.js';
-import { PrecedenceMemory, RANK } from './precedences.js';
-import { AuditWitness, CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
+import { Inbox } from './inbox.js';
+import { Outbox, type SendInput } from './outbox.js';
+import { PrecedenceMemory } from './precedences.js';
+import { AuditWitness, type CosignResult } from './witness.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
-import { RankQueue } from './rank-queue.js';
 import type { ClientStorage, SendDraft } from './storage/client-storage.js';
-import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import { systemClock, WS_OPEN, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
 import type { HotlineClientEvents } from './events.js';
 
@@ -36,36 +31,6 @@ export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketL
 export type { SendInput } from './outbox.js';
 export { CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
-
-/** The hello and the answers to this device's own frames: cheap, and ahead of every mailbox item. */
-const CONTROL_RANK = -1;
-/**
- * Bounds of one batch of incoming frames; between batches the client yields to the event loop, so
- * a burst of deliveries neither blocks the page or process nor keeps a FLASH read later waiting
- * behind the rest of the burst.
- */
-const FRAME_BATCH = 16;
-const FRAME_BATCH_MS = 10;
-
-/**
- * Let the event loop run (timers, I/O, paint) before going on: setImmediate in Node, a
- * MessageChannel task in a browser (setTimeout(0) is clamped to 4 ms there once nested).
- */
-function yieldToEventLoop(): Promise<void> {
-  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      resolve();
-    };
-    channel.port2.postMessage(null);
-  });
-}
-
-function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
-  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options and events
@@ -174,23 +139,19 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #key: string;
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #consume: boolean;
   readonly #api: RelayApi;
   readonly #directory: VerifiedDirectory;
   readonly #witness: AuditWitness;
   readonly #agent: LinkTestAgent;
   readonly #precedences = new PrecedenceMemory();
   readonly #outbox: Outbox;
+  readonly #inbox: Inbox;
 
   #running = false;
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
   #attempt = 0;
   #reconnectTimer: unknown;
-  /** Incoming frames not handled yet, by rank then arrival. */
-  #incoming = new RankQueue<ServerFrame>();
-  /** The running drain of {@link #incoming}, if any. */
-  #draining: Promise<void> | undefined;
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
 
   constructor(options: HotlineClientOptions) {
@@ -203,7 +164,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#key = `${c.party}/${c.device}`;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    this.#consume = options.consumeMailbox ?? true;
     const scope: DeviceScope = {
       agreement: this.agreement,
       me: this.me,
@@ -232,6 +192,16 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       approveRecipients: options.approveRecipients,
     });
     this.#witness = new AuditWitness({ ...scope, cosign: options.cosign, cosignIntervalMs: options.cosignIntervalMs, api: this.#api, directory: this.#directory });
+    this.#inbox = new Inbox({
+      ...scope,
+      consume: options.consumeMailbox ?? true,
+      directory: this.#directory,
+      precedences: this.#precedences,
+      outbox: this.#outbox,
+      witness: this.#witness,
+      write: (frame) => this.#write(frame),
+      onHello: (frame) => this.#onHello(frame),
+    });
     this.#agent = new LinkTestAgent({
       ...scope,
       on: options.testAgent ?? false,
@@ -271,9 +241,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
-    // Frames not handled yet are dropped: nothing of them was acknowledged, so the relay sends them again.
-    this.#incoming.remove(() => true);
-    await this.#draining;
+    await this.#inbox.clear();
     await this.#outbox.settled();
     await this.#witness.settled();
   }
@@ -370,8 +338,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         this.#report(toHotlineError(err));
         return;
       }
-      this.#incoming.push(this.#rankOf(frame), frame);
-      this.#draining ??= this.#drain();
+      this.#inbox.push(frame);
     };
     ws.onerror = () => {
       /* the close event follows and carries what can be known */
@@ -414,191 +381,18 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Incoming frames: one at a time, highest rank first, in bounded batches
-
-  #rankOf(frame: ServerFrame): number {
-    switch (frame.t) {
-      case 'deliver':
-        return RANK[frame.envelope.header.precedence];
-      case 'receipt':
-        // A receipt goes with its message; one for a message unknown here goes last.
-        return RANK[this.#precedences.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
-      case 'event':
-        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
-      default:
-        return CONTROL_RANK;
-    }
-  }
-
-  /**
-   * Handle queued frames until none is left. It starts after a yield, so that every frame of the
-   * socket reads at hand is queued (and ranked) first: ws and browsers hand over all messages of
-   * one read synchronously. Each frame is taken from the queue only when the one before is done,
-   * so a FLASH that arrives meanwhile is next.
-   */
-  async #drain(): Promise<void> {
-    for (;;) {
-      await yieldToEventLoop();
-      const started = Date.now();
-      for (let n = 0; n < FRAME_BATCH && Date.now() - started < FRAME_BATCH_MS; n++) {
-        const frame = this.#incoming.shift();
-        if (frame === undefined) {
-          // Checked and cleared in one step: a frame queued after this starts a new drain.
-          this.#draining = undefined;
-          return;
-        }
-        try {
-          if (isAnswer(frame)) {
-            // A run of answers (ranked together, ahead of the mailbox) is stored in one update.
-            const run = [frame];
-            while (n + run.length < FRAME_BATCH && isAnswer(this.#incoming.peek())) run.push(this.#incoming.shift() as AnswerFrame);
-            n += run.length - 1;
-            await this.#outbox.onAnswers(run);
-          } else {
-            await this.#onFrame(frame);
-          }
-        } catch (err) {
-          this.#report(toHotlineError(err));
-        }
-      }
-    }
-  }
-
-  async #onFrame(frame: ServerFrame): Promise<void> {
-    switch (frame.t) {
-      case 'hello':
-        this.#helloReceived = true;
-        this.#attempt = 0;
-        // A device whose state was lost or restored from an old copy continues above the last seq
-        // the server accepted from it; outbox items sealed with a stale seq are resealed once.
-        if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
-        this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
-        this.#settleStart();
-        await this.#outbox.flush();
-        this.#witness.start();
-        this.#agent.start();
-        return;
-      case 'accepted':
-      case 'receipt-accepted':
-        await this.#outbox.onAnswers([frame]);
-        return;
-      case 'error':
-        await this.#outbox.onRefused(frame.code, frame.message, frame.ref);
-        return;
-      case 'deliver':
-        if (!this.#consume) return;
-        await this.#onDeliver(frame);
-        this.#ack(frame.cursor);
-        return;
-      case 'receipt':
-        await this.#onReceipt(frame);
-        this.#ack(frame.cursor);
-        return;
-      case 'event':
-        this.emit('event', frame.event);
-        this.#emitTyped(frame.event);
-        this.#ack(frame.cursor);
-        return;
-    }
-  }
-
-  /**
-   * Acknowledge exactly the item with this cursor (PROTOCOL.md "Ack"): items are handled by rank,
-   * not in cursor order, so one ack must not cover the items below it. One frame per item until the
-   * relay's schema takes `cursors` (several at once).
-   */
-  #ack(cursor: number): void {
-    if (this.#consume) this.#write({ t: 'ack', cursor });
-  }
-
-  async #onDeliver(frame: DeliverFrame): Promise<void> {
-    const h = frame.envelope.header;
-    const state = await this.#o.storage.read(this.#key);
-    const hash = envelopeHash(h);
-    const senderKey = `${h.from.party}/${h.from.device}`;
-    const known = state.inbox[h.id];
-    if (known) {
-      // The same message again (a redelivery after a lost ack) is dropped quietly; another
-      // envelope under a known id is an attempt to replace it.
-      if (known.envelopeHash !== hash) this.#report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
-      return;
-    }
-    let opened: { header: EnvelopeHeader; plaintext: Plaintext };
-    try {
-      const senderCert = await this.#directory.certFor(h.from);
-      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
-      if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
-        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
-      }
-    } catch (err) {
-      // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
-      const e = toHotlineError(err);
-      this.#report(new HotlineError(e.code, `refused message ${h.id} from ${senderKey}: ${e.message}`, { cause: e }));
-      return;
-    }
-    // Only the addressee's operators answer; archives and the sender's own colleagues never do.
-    const answer = h.to === this.me.party && this.me.role === 'operator';
-    const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#clock.now()) : undefined;
-    const isNew = await this.#o.storage.update(this.#key, (s) => {
-      // Checked again against the latest state: another process on this device may have taken it.
-      if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#clock.now() };
-      s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
-      if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
-      return true;
-    });
-    if (!isNew) return;
-    this.#precedences.remember(h.id, h.precedence);
-    this.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
-    if (receipt) this.#outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
-    const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
-    if (h.linkTest && gossip && this.me.role === 'operator') {
-      // Queued with the cosigning rounds, not awaited, so that frames keep flowing.
-      this.#witness.queueGossip({ party: h.from.party, device: h.from.device }, gossip.data);
-    }
-  }
-
-  async #onReceipt(frame: ReceiptFrame): Promise<void> {
-    const body = frame.receipt.receipt;
-    const state = await this.#o.storage.read(this.#key);
-    const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
-    let verified = false;
-    let error: HotlineError | undefined;
-    try {
-      const cert = await this.#directory.certFor(body.by);
-      await verifyReceipt(frame.receipt, cert, header);
-      verified = true;
-    } catch (err) {
-      error = toHotlineError(err);
-    }
-    if (verified && state.sent[body.messageId]) {
-      await this.#o.storage.update(this.#key, (s) => {
-        const rec = s.sent[body.messageId];
-        if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
-          rec.receipts.push(body);
-        }
-      });
-    }
-    this.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
-  }
-
-  #emitTyped(event: HotlineEvent): void {
-    switch (event.type) {
-      case 'deadline.missed':
-        this.emit('deadline.missed', event);
-        return;
-      case 'deadline.met':
-        this.emit('deadline.met', event);
-        return;
-      case 'link.test':
-      case 'link.up':
-      case 'link.down':
-        this.emit('link', event);
-        return;
-      default:
-        return;
-    }
+  /** A new connection's hello: the link is up; what waits in the outbox goes, the agent and witness start. */
+  async #onHello(frame: Extract<ServerFrame, { t: 'hello' }>): Promise<void> {
+    this.#helloReceived = true;
+    this.#attempt = 0;
+    // A device whose state was lost or restored from an old copy continues above the last seq
+    // the server accepted from it; outbox items sealed with a stale seq are resealed once.
+    if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
+    this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
+    this.#settleStart();
+    await this.#outbox.flush();
+    this.#witness.start();
+    this.#agent.start();
   }
 
   /**
