@@ -1,6 +1,5 @@
-import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
+import type { HotlineError } from '../shared/errors.js';
 import { agreementHash, parseAgreement } from '../shared/crypto/keys.js';
-import { decodeServerFrame } from '../shared/protocol/codec.js';
 import {
   type Agreement,
   type DeviceCertBody,
@@ -12,28 +11,30 @@ import {
   type Role,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
-import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
+import type { ServerFrame } from '../shared/protocol/frames.js';
 import type { StatusResponse } from '../shared/protocol/status.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
 import { LinkTestAgent } from './link-test-agent.js';
 import { Inbox } from './inbox.js';
+import { RelayConnection, type BackoffOptions } from './connection.js';
 import { Outbox, type SendInput } from './outbox.js';
 import { PrecedenceMemory } from './precedences.js';
 import { AuditWitness, type CosignResult } from './witness.js';
-import { toHotlineError, type DeviceScope } from './scope.js';
+import type { DeviceScope } from './scope.js';
 import type { ClientStorage, SendDraft } from './storage/client-storage.js';
-import { systemClock, WS_OPEN, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+import { systemClock, type Clock, type WebSocketConstructorLike } from './ports.js';
 import type { HotlineClientEvents } from './events.js';
 
 export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+export { backoffDelay, type BackoffOptions } from './connection.js';
 export type { SendInput } from './outbox.js';
 export { CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
 
 // ---------------------------------------------------------------------------------------------
-// Options and events
+// Options
 
 export interface HotlineClientOptions {
   /** `http://host:port` or `https://…`; the WebSocket URL is derived from it. */
@@ -81,39 +82,6 @@ export interface HotlineClientOptions {
   approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void;
 }
 
-export interface BackoffOptions {
-  initialMs?: number;
-  maxMs?: number;
-}
-
-/** Codes after which retrying cannot help: the client stops and reports. */
-const FATAL_CODES = new Set<string>([
-  'HL_ERR_AGREEMENT_MISMATCH',
-  'HL_ERR_AGREEMENT_INVALID',
-  'HL_ERR_CERT_MALFORMED',
-  'HL_ERR_CERT_UNKNOWN_PARTY',
-  'HL_ERR_CERT_BAD_SIGNATURE',
-  'HL_ERR_CERT_NOT_YET_VALID',
-  'HL_ERR_CERT_EXPIRED',
-  'HL_ERR_CERT_REVOKED',
-  'HL_ERR_CERT_WRONG_ROLE',
-  'HL_ERR_AUTH_BAD_SIGNATURE',
-  'HL_ERR_AUTH_FORBIDDEN',
-  'HL_ERR_AUTH_ORIGIN',
-  'HL_ERR_KEY_INVALID',
-]);
-
-/**
- * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with "equal jitter"
- * (half fixed, half random) so that many clients cut off together do not return together.
- */
-export function backoffDelay(attempt: number, random: () => number, options: BackoffOptions = {}): number {
-  const initial = options.initialMs ?? 500;
-  const max = options.maxMs ?? 30_000;
-  const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30));
-  return Math.round(cap / 2 + random() * (cap / 2));
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -121,6 +89,9 @@ export function backoffDelay(attempt: number, random: () => number, options: Bac
  * de-duplicated inbox, automatic `delivered` receipts and verification of everything that comes in.
  * The server is trusted for availability only: every certificate, envelope and receipt is checked
  * here against the pinned agreement.
+ *
+ * A facade: the work is done by its parts (relay-api.ts, connection.ts, directory.ts, outbox.ts,
+ * inbox.ts, link-test-agent.ts, witness.ts), which it builds and wires together here.
  *
  * @example
  * const client = new HotlineClient({ serverUrl, agreement, device, storage: new FileStorage(path), WebSocket });
@@ -138,7 +109,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #o: HotlineClientOptions;
   readonly #key: string;
   readonly #clock: Clock;
-  readonly #random: () => number;
+  readonly #link: RelayConnection;
   readonly #api: RelayApi;
   readonly #directory: VerifiedDirectory;
   readonly #witness: AuditWitness;
@@ -146,13 +117,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #precedences = new PrecedenceMemory();
   readonly #outbox: Outbox;
   readonly #inbox: Inbox;
-
-  #running = false;
-  #ws: WebSocketLike | undefined;
-  #helloReceived = false;
-  #attempt = 0;
-  #reconnectTimer: unknown;
-  #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -163,7 +127,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.me = { party: c.party, device: c.device, role: c.role };
     this.#key = `${c.party}/${c.device}`;
     this.#clock = options.clock ?? systemClock;
-    this.#random = options.random ?? Math.random;
     const scope: DeviceScope = {
       agreement: this.agreement,
       me: this.me,
@@ -173,7 +136,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       clock: this.#clock,
       emit: (event, payload) => this.emit(event, payload),
       report: (err) => this.#report(err),
-      running: () => this.#running,
+      running: () => this.#link.running,
     };
     this.#api = new RelayApi({
       ...scope,
@@ -188,7 +151,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       directory: this.#directory,
       precedences: this.#precedences,
       connected: () => this.connected,
-      write: (frame) => this.#write(frame),
+      write: (frame) => this.#link.write(frame),
       approveRecipients: options.approveRecipients,
     });
     this.#witness = new AuditWitness({ ...scope, cosign: options.cosign, cosignIntervalMs: options.cosignIntervalMs, api: this.#api, directory: this.#directory });
@@ -199,8 +162,24 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       precedences: this.#precedences,
       outbox: this.#outbox,
       witness: this.#witness,
-      write: (frame) => this.#write(frame),
+      write: (frame) => this.#link.write(frame),
       onHello: (frame) => this.#onHello(frame),
+    });
+    this.#link = new RelayConnection({
+      ...scope,
+      WebSocket: options.WebSocket,
+      api: this.#api,
+      random: options.random ?? Math.random,
+      backoff: options.backoff,
+      prepare: async () => {
+        await this.#api.checkAgreement();
+        await this.#api.ensureToken();
+        await this.#directory.ensureLoaded();
+        await this.#directory.refresh();
+        await this.#precedences.load(options.storage, this.#key);
+      },
+      onSocket: () => this.#outbox.newConnection(),
+      onFrame: (frame) => this.#inbox.push(frame),
     });
     this.#agent = new LinkTestAgent({
       ...scope,
@@ -213,7 +192,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   /** True between the server's `hello` and the socket closing. */
   get connected(): boolean {
-    return this.#helloReceived && this.#ws?.readyState === WS_OPEN;
+    return this.#link.connected;
   }
 
   /**
@@ -221,26 +200,15 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    * rejects when the server cannot be used at all (agreement mismatch, certificate refused).
    */
   start(): Promise<void> {
-    const p = new Promise<void>((resolve, reject) => this.#startWaiters.push({ resolve, reject }));
-    if (this.connected) this.#settleStart();
-    if (!this.#running) {
-      this.#running = true;
-      this.#attempt = 0;
-      void this.#connect();
-    }
-    return p;
+    return this.#link.start();
   }
 
   /** Close the link and stop reconnecting. Pending outbox items stay stored for the next start. */
   async stop(): Promise<void> {
-    this.#running = false;
-    this.#clock.clearTimeout(this.#reconnectTimer);
     this.#api.stop();
     this.#agent.stop();
     this.#witness.stop();
-    const ws = this.#ws;
-    if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
-    this.#settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
+    this.#link.stop();
     await this.#inbox.clear();
     await this.#outbox.settled();
     await this.#witness.settled();
@@ -297,99 +265,17 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   // -------------------------------------------------------------------------------------------
   // Connection
 
-  async #connect(): Promise<void> {
-    if (!this.#running) return;
-    let ws: WebSocketLike;
-    try {
-      await this.#api.checkAgreement();
-      await this.#api.ensureToken();
-      await this.#directory.ensureLoaded();
-      await this.#directory.refresh();
-      await this.#precedences.load(this.#o.storage, this.#key);
-      if (!this.#running) return;
-      const url = this.#api.baseUrl.replace(/^http/, 'ws') + '/v1/link';
-      // The token travels as a subprotocol, never in the URL (URLs end up in logs).
-      ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#api.token!}`]);
-    } catch (err) {
-      const e = toHotlineError(err);
-      if (FATAL_CODES.has(e.code)) {
-        this.#running = false;
-        this.#settleStart(e);
-        this.#report(e);
-        return;
-      }
-      this.#report(e);
-      this.#scheduleReconnect(0, e.message);
-      return;
-    }
-    this.#ws = ws;
-    this.#helloReceived = false;
-    this.#outbox.newConnection();
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-    };
-    ws.onmessage = (ev) => {
-      let frame: ServerFrame;
-      try {
-        // The one frame codec (shared/protocol/codec.ts): size, UTF-8, JSON, schema.
-        frame = decodeServerFrame(typeof ev.data === 'string' ? ev.data : (ev.data as Uint8Array));
-      } catch (err) {
-        this.#report(toHotlineError(err));
-        return;
-      }
-      this.#inbox.push(frame);
-    };
-    ws.onerror = () => {
-      /* the close event follows and carries what can be known */
-    };
-    ws.onclose = (ev) => {
-      if (this.#ws !== ws) return;
-      const wasConnected = this.#helloReceived;
-      this.#ws = undefined;
-      this.#helloReceived = false;
-      // Refused before the upgrade (bad or expired token): log in afresh next time.
-      if (!opened) this.#api.forgetToken();
-      if (wasConnected) this.#attempt = 0;
-      const closeCode = codeOfClose(ev.code);
-      if (closeCode !== undefined && FATAL_CODES.has(closeCode)) {
-        this.#running = false;
-        const e = new HotlineError(closeCode, ev.reason || `the server closed the link with ${closeCode}`);
-        this.#settleStart(e);
-        this.#report(e);
-      }
-      this.#scheduleReconnect(ev.code, ev.reason);
-    };
-  }
-
-  #scheduleReconnect(code: number, reason: string): void {
-    if (!this.#running) {
-      this.emit('disconnected', { code, reason });
-      return;
-    }
-    const delay = backoffDelay(this.#attempt++, this.#random, this.#o.backoff);
-    this.emit('disconnected', { code, reason, retryInMs: delay });
-    this.#clock.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = this.#clock.setTimeout(() => void this.#connect(), delay);
-  }
-
   // -------------------------------------------------------------------------------------------
   // Outbox
 
-  #write(frame: ClientFrame): void {
-    const ws = this.#ws;
-    if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
-  }
-
   /** A new connection's hello: the link is up; what waits in the outbox goes, the agent and witness start. */
   async #onHello(frame: Extract<ServerFrame, { t: 'hello' }>): Promise<void> {
-    this.#helloReceived = true;
-    this.#attempt = 0;
+    this.#link.hello();
     // A device whose state was lost or restored from an old copy continues above the last seq
     // the server accepted from it; outbox items sealed with a stale seq are resealed once.
     if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
     this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
-    this.#settleStart();
+    this.#link.settleStart();
     await this.#outbox.flush();
     this.#witness.start();
     this.#agent.start();
@@ -428,23 +314,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   // -------------------------------------------------------------------------------------------
 
-  #settleStart(err?: HotlineError): void {
-    const waiters = this.#startWaiters;
-    this.#startWaiters = [];
-    for (const w of waiters) {
-      if (err) w.reject(err);
-      else w.resolve();
-    }
-  }
-
   #report(err: HotlineError): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-}
-
-/** The error code a WebSocket close code stands for (first match in the table). */
-function codeOfClose(wsCode: number): HotlineErrorCode | undefined {
-  for (const [code, row] of Object.entries(ERROR_TABLE)) if (row.ws === wsCode) return code as HotlineErrorCode;
-  return undefined;
 }
