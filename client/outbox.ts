@@ -31,7 +31,7 @@ export interface SendInput {
   replyTo?: string;
   /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
   linkTest?: boolean;
-  /** Sealed with the text, e.g. the checkpoint the test agent gossips ({@link CHECKPOINT_ATTACHMENT}). */
+  /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
   attachments?: NonNullable<Plaintext['attachments']>;
 }
 
