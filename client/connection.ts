@@ -1,4 +1,4 @@
-import { ERROR_TABLE, HotlineError, type HotlineErrorCode } from '../shared/errors.js';
+import { codeOfCloseCode, HotlineError } from '../shared/errors.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { WS_OPEN, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
@@ -156,7 +156,7 @@ export class RelayConnection {
       // Refused before the upgrade (bad or expired token): log in afresh next time.
       if (!opened) this.#o.api.forgetToken();
       if (wasConnected) this.#attempt = 0;
-      const closeCode = codeOfClose(ev.code);
+      const closeCode = codeOfCloseCode(ev.code);
       if (closeCode !== undefined && FATAL_CODES.has(closeCode)) {
         this.#running = false;
         const e = new HotlineError(closeCode, ev.reason || `the server closed the link with ${closeCode}`);
@@ -193,10 +193,4 @@ export class RelayConnection {
       else w.resolve();
     }
   }
-}
-
-/** The error code a WebSocket close code stands for (first match in the table). */
-function codeOfClose(wsCode: number): HotlineErrorCode | undefined {
-  for (const [code, row] of Object.entries(ERROR_TABLE)) if (row.ws === wsCode) return code as HotlineErrorCode;
-  return undefined;
 }
