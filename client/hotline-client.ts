@@ -262,12 +262,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return this.#directory.refresh();
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Connection
-
-  // -------------------------------------------------------------------------------------------
-  // Outbox
-
   /** A new connection's hello: the link is up; what waits in the outbox goes, the agent and witness start. */
   async #onHello(frame: Extract<ServerFrame, { t: 'hello' }>): Promise<void> {
     this.#link.hello();
@@ -311,8 +305,6 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   cosignLatest(): Promise<CosignResult> {
     return this.#witness.cosignLatest();
   }
-
-  // -------------------------------------------------------------------------------------------
 
   #report(err: HotlineError): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
