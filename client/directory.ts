@@ -1,8 +1,8 @@
 import { HotlineError } from '../shared/errors.js';
-import { verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
+import { verifyDirectory } from '../shared/crypto/directory.js';
 import type { DeviceCertBody, DeviceCertificate, DeviceRef, Revocation } from '../shared/protocol/schemas.js';
 import type { RelayApi } from './relay-api.js';
-import { toHotlineError, type DeviceScope } from './scope.js';
+import type { DeviceScope } from './scope.js';
 
 export interface VerifiedDirectoryOptions extends Pick<DeviceScope, 'agreement' | 'key' | 'storage' | 'clock' | 'emit' | 'report' | 'running'> {
   api: Pick<RelayApi, 'ensureToken' | 'http'>;
@@ -62,29 +62,15 @@ export class VerifiedDirectory {
     if (cached) await this.#load(cached.certificates, cached.revocations);
   }
 
-  /** Verify the directory here, against the pinned agreement: the server is not trusted to. */
+  /**
+   * Verify the directory here, against the pinned agreement (the server is not trusted to), with
+   * the one directory check. An expired, revoked or forged certificate is left out: nothing is
+   * sealed to it or accepted from it. A forged revocation revokes nothing and is reported.
+   */
   async #load(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
-    const now = this.#o.clock.now();
-    const revoked: Revocation[] = [];
-    for (const r of revocations) {
-      try {
-        revoked.push(await verifyRevocation(this.#o.agreement, r));
-      } catch (err) {
-        this.#o.report(toHotlineError(err));
-      }
-    }
-    const isRevoked = (c: DeviceCertBody) =>
-      revoked.some((r) => r.revocation.party === c.party && r.revocation.device === c.device && r.revocation.signKey === c.signKey);
-    const next = new Map<string, DeviceCertBody>();
-    for (const c of certificates) {
-      try {
-        const cert = await verifyDeviceCertificate(this.#o.agreement, c, { now, isRevoked });
-        next.set(`${cert.party}/${cert.device}`, cert);
-      } catch {
-        // An expired, revoked or forged certificate is left out: nothing is sealed to it or accepted from it.
-      }
-    }
-    this.#valid = next;
+    const verified = await verifyDirectory(this.#o.agreement, { certificates, revocations }, { now: this.#o.clock.now() });
+    for (const r of verified.rejected) if (r.kind === 'revocation') this.#o.report(r.error);
+    this.#valid = new Map(verified.bodies().map((cert) => [`${cert.party}/${cert.device}`, cert]));
     this.#loaded = true;
   }
 
