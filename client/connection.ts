@@ -4,6 +4,7 @@ import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { WS_OPEN, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
 import type { RelayApi } from './relay-api.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 export interface BackoffOptions {
   initialMs?: number;
@@ -62,7 +63,7 @@ export class RelayConnection {
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
   #attempt = 0;
-  #reconnectTimer: unknown;
+  #reconnectTimer: TimerHandle | undefined;
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
 
   constructor(options: RelayConnectionOptions) {
@@ -94,7 +95,7 @@ export class RelayConnection {
   /** Close the socket and stop reconnecting; a start() still waiting rejects. */
   stop(): void {
     this.#running = false;
-    this.#o.clock.clearTimeout(this.#reconnectTimer);
+    if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
     const ws = this.#ws;
     if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
     this.settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
@@ -174,7 +175,7 @@ export class RelayConnection {
     }
     const delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
     this.#o.emit('disconnected', { code, reason, retryInMs: delay });
-    this.#o.clock.clearTimeout(this.#reconnectTimer);
+    if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = this.#o.clock.setTimeout(() => void this.#connect(), delay);
   }
 

@@ -2,6 +2,7 @@ import { toBase64, utf8 } from '../shared/encoding/base64.js';
 import { CHECKPOINT_ATTACHMENT } from './witness.js';
 import type { SendInput } from './outbox.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 export interface LinkTestAgentOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'storage' | 'clock' | 'emit' | 'report' | 'running'> {
   /** On at start (see HotlineClientOptions.testAgent). */
@@ -21,7 +22,7 @@ export class LinkTestAgent {
   readonly #o: LinkTestAgentOptions;
   #on: boolean;
   #running = false;
-  #timer: unknown;
+  #timer: TimerHandle | undefined;
 
   constructor(options: LinkTestAgentOptions) {
     this.#o = options;
@@ -30,7 +31,7 @@ export class LinkTestAgent {
 
   /** No more tests until the next connection (the switch stays as it is). */
   stop(): void {
-    this.#o.clock.clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
     this.#running = false;
   }
 

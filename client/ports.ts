@@ -1,13 +1,11 @@
 // The client's ports: what it takes from its environment, so that the same code runs in Node and in
-// a browser.
+// a browser. The Clock port is shared with the server (shared/clock.ts).
 
-/** Time and timers, injected so that tests move time instead of waiting. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+import type { Clock } from '../shared/clock.js';
 
+export type { Clock, TimerHandle } from '../shared/clock.js';
+
+/** The real clock (Date.now and the global timers), the default. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),

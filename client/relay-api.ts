@@ -5,6 +5,7 @@ import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
 import { assertSchema, parseJson } from '../shared/protocol/validate.js';
 import { StatusResponse } from '../shared/protocol/status.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 export interface RelayApiOptions extends Pick<DeviceScope, 'me' | 'device' | 'clock' | 'emit' | 'report' | 'running'> {
   /** `http://host:port` or `https://…`. */
@@ -26,7 +27,7 @@ export class RelayApi {
   readonly #o: RelayApiOptions;
   readonly #fetch: typeof fetch;
   #token: { token: string; expiresAt: number } | undefined;
-  #refreshTimer: unknown;
+  #refreshTimer: TimerHandle | undefined;
 
   constructor(options: RelayApiOptions) {
     this.#o = options;
@@ -46,7 +47,7 @@ export class RelayApi {
 
   /** No more renewals. */
   stop(): void {
-    this.#o.clock.clearTimeout(this.#refreshTimer);
+    if (this.#refreshTimer !== undefined) this.#o.clock.clearTimeout(this.#refreshTimer);
   }
 
   /** `GET /v1/status`, checked against its schema. */
@@ -101,7 +102,7 @@ export class RelayApi {
       throw new HotlineError('HL_ERR_AUTH_TOKEN_INVALID', 'the server sent a malformed login answer');
     }
     this.#token = { token: res.token, expiresAt: res.expiresAt };
-    this.#o.clock.clearTimeout(this.#refreshTimer);
+    if (this.#refreshTimer !== undefined) this.#o.clock.clearTimeout(this.#refreshTimer);
     const due = Math.max(1000, res.expiresAt - margin - this.#o.clock.now());
     this.#refreshTimer = this.#o.clock.setTimeout(() => {
       if (this.#o.running()) this.ensureToken().catch((err: unknown) => this.#o.report(toHotlineError(err)));

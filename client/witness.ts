@@ -8,6 +8,7 @@ import type { AuditAlarm } from './events.js';
 import type { RelayApi } from './relay-api.js';
 import type { VerifiedDirectory } from './directory.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 /**
  * How a link test carries the newest checkpoint its sender verified (checkpoint gossip): an
@@ -40,7 +41,7 @@ export interface AuditWitnessOptions extends Pick<DeviceScope, 'agreement' | 'me
  */
 export class AuditWitness {
   readonly #o: AuditWitnessOptions;
-  #cosignTimer: unknown;
+  #cosignTimer: TimerHandle | undefined;
   #cosignerRunning = false;
   #cosignQueue: Promise<unknown> = Promise.resolve();
   #firstCosign: Promise<unknown> = Promise.resolve();
@@ -261,7 +262,7 @@ export class AuditWitness {
    * after a failed round).
    */
   stop(): void {
-    this.#o.clock.clearTimeout(this.#cosignTimer);
+    if (this.#cosignTimer !== undefined) this.#o.clock.clearTimeout(this.#cosignTimer);
     this.#cosignerRunning = false;
   }
 
