@@ -7,7 +7,7 @@ import { verifyAuditExport, type AuditVerification } from '../../../shared/audit
 import { buildAuditReport, type AuditReport } from '../../../shared/audit/report.js';
 import { PRECEDENCES, type Agreement, type DeviceCertBody, type Revocation } from '../../../shared/protocol/schemas.js';
 import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore, type RecordStore } from '../kv.js';
+import { openIndexedDb, type KeyValueStore, type RecordStore } from '../../storage/kv.js';
 import { HotlineClient, type CosignResult, type WebSocketConstructorLike } from '../../hotline-client.js';
 import { BrowserStorage } from '../../storage/browser-storage.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';

@@ -2,7 +2,7 @@ import { HotlineError } from '../../../shared/errors.js';
 import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
 import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
 import type { DataCipher } from '../key-store.js';
-import type { KeyValueStore, RecordStore, RecordWrite } from '../kv.js';
+import type { KeyValueStore, RecordStore, RecordWrite } from '../../storage/kv.js';
 import { h } from './dom.js';
 import { LANGUAGES, language, setLanguage, t, type Language, type MessageKey } from './i18n.js';
 

@@ -7,7 +7,7 @@ import { fromBase64 } from '../../../shared/encoding/base64.js';
 import { PRECEDENCES, type Agreement, type Precedence } from '../../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../../shared/protocol/frames.js';
 import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore, type RecordStore } from '../kv.js';
+import { openIndexedDb, type KeyValueStore, type RecordStore } from '../../storage/kv.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
 import { initLanguage, language, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedNotes, SealedRecord } from '../common/shell.js';
