@@ -1,4 +1,4 @@
-import { codeOfCloseCode, HotlineError } from '../shared/errors.js';
+import { codeOfCloseCode, HotlineError, retryPolicy, type HotlineErrorCode } from '../shared/errors.js';
 import { decodeServerFrame } from '../shared/protocol/codec.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { WS_OPEN, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
@@ -11,22 +11,8 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
-/** Codes after which retrying cannot help: the client stops and reports. */
-const FATAL_CODES = new Set<string>([
-  'HL_ERR_AGREEMENT_MISMATCH',
-  'HL_ERR_AGREEMENT_INVALID',
-  'HL_ERR_CERT_MALFORMED',
-  'HL_ERR_CERT_UNKNOWN_PARTY',
-  'HL_ERR_CERT_BAD_SIGNATURE',
-  'HL_ERR_CERT_NOT_YET_VALID',
-  'HL_ERR_CERT_EXPIRED',
-  'HL_ERR_CERT_REVOKED',
-  'HL_ERR_CERT_WRONG_ROLE',
-  'HL_ERR_AUTH_BAD_SIGNATURE',
-  'HL_ERR_AUTH_FORBIDDEN',
-  'HL_ERR_AUTH_ORIGIN',
-  'HL_ERR_KEY_INVALID',
-]);
+/** Codes after which retrying cannot help (the error table's `retry: 'stop'`): the client stops and reports. */
+const isFatal = (code: HotlineErrorCode): boolean => retryPolicy(code) === 'stop';
 
 /**
  * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with "equal jitter"
@@ -118,7 +104,7 @@ export class RelayConnection {
       ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#o.api.token!}`]);
     } catch (err) {
       const e = toHotlineError(err);
-      if (FATAL_CODES.has(e.code)) {
+      if (isFatal(e.code)) {
         this.#running = false;
         this.settleStart(e);
         this.#o.report(e);
@@ -158,7 +144,7 @@ export class RelayConnection {
       if (!opened) this.#o.api.forgetToken();
       if (wasConnected) this.#attempt = 0;
       const closeCode = codeOfCloseCode(ev.code);
-      if (closeCode !== undefined && FATAL_CODES.has(closeCode)) {
+      if (closeCode !== undefined && isFatal(closeCode)) {
         this.#running = false;
         const e = new HotlineError(closeCode, ev.reason || `the server closed the link with ${closeCode}`);
         this.settleStart(e);

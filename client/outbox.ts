@@ -1,4 +1,4 @@
-import { HotlineError, type HotlineErrorCode } from '../shared/errors.js';
+import { HotlineError, isHotlineErrorCode, retryPolicy, type HotlineErrorCode, type RetryPolicy } from '../shared/errors.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt } from '../shared/crypto/receipt.js';
 import { randomId } from '../shared/crypto/random.js';
@@ -35,14 +35,12 @@ export interface SendInput {
   attachments?: NonNullable<Plaintext['attachments']>;
 }
 
-/** Refusals of an envelope after which it stays in the outbox for the next connection. */
-const TRANSIENT_CODES = new Set<string>([
-  'HL_ERR_STORE_FAILED',
-  'HL_ERR_SERVER_SHUTTING_DOWN',
-  'HL_ERR_SERVER_SLOW_CONSUMER',
-  'HL_ERR_INPUT_RATE_LIMITED',
-  'HL_ERR_INTERNAL',
-]);
+/**
+ * What a refusal of an envelope means for it, from the error table's `retry` column (codes arrive
+ * over the wire: an unknown one is `never`). `later`: it stays in the outbox for the next
+ * connection; `reseal`: sealed once more against a fresh directory and seq.
+ */
+const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
 
 /** The relay's answer to an envelope or receipt this device sent. */
 export type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
@@ -236,13 +234,13 @@ export class Outbox {
     const state = await this.#o.storage.read(this.#o.key);
     const found = ref === undefined ? undefined : state.outbox[`e:${ref}`];
     const item = found?.kind === 'envelope' ? found : undefined;
-    if (item && TRANSIENT_CODES.has(code)) {
+    if (item && retryOf(code) === 'later') {
       this.#o.report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
       return;
     }
     // Recipients changed (a device enrolled or revoked), or another process on this device used
     // the seq: fetch the directory again and reseal once with a fresh seq.
-    if (item && item.resealed === 0 && (code === 'HL_ERR_ENVELOPE_RECIPIENTS' || code === 'HL_ERR_ENVELOPE_REPLAY')) {
+    if (item && item.resealed === 0 && retryOf(code) === 'reseal') {
       try {
         if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.#o.directory.refresh();
         const { kind: _kind, envelope: _old, ...rest } = item;
