@@ -1,0 +1,59 @@
+import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schemas.js';
+import { h, replace } from '../../common/dom.js';
+import { language, t, type MessageKey } from '../../common/i18n.js';
+import type { OperatorContext, Panel } from '../context.js';
+import { trustOf } from './peers-panel.js';
+
+/** The compose form. Its fields are made once, so that a redraw (a language change, a directory refresh) keeps what is typed. */
+export function composePanel(ctx: OperatorContext): Panel {
+  const el = h('section', { class: 'card', id: 'compose' });
+  const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
+  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+  const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
+  precSel.value = 'ROUTINE';
+  const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
+  const body = h('textarea', { id: 'body', rows: 5, required: true });
+  const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+  let composeError = '';
+
+  const draw = () => {
+    for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
+    const blocked = trustOf(ctx) !== 'ok';
+    const form = h(
+      'form',
+      { id: 'compose-form' },
+      h('h2', {}, t('compose')),
+      h('label', {}, t('to'), toSel),
+      h('label', {}, t('precedence'), precSel),
+      h('label', {}, t('subject'), subject),
+      h('label', {}, t('body'), body),
+      h('label', { class: 'check' }, exercise, ' ', t('exercise')),
+      h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
+      blocked ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : null,
+      composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,
+    );
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (trustOf(ctx) !== 'ok' || body.value.trim() === '') return;
+      const text = { body: body.value, lang: language(), ...(subject.value ? { subject: subject.value } : {}) };
+      ctx.client
+        .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
+        .then(async ({ id }) => {
+          composeError = '';
+          ctx.data.value.texts[id] = text;
+          await ctx.saveNote(id);
+          subject.value = '';
+          body.value = '';
+          exercise.checked = false;
+          draw();
+          ctx.markOutbox(id);
+        })
+        .catch((err: unknown) => {
+          composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
+          draw();
+        });
+    });
+    replace(el, form);
+  };
+  return { el, draw };
+}
