@@ -522,6 +522,19 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return (await this.#o.storage.read(this.#key)).directory;
   }
 
+  /**
+   * The directory as this device last stored it, verified again here, without the server: a
+   * console tab that does not hold the link shows the peers' keys from it. Emits 'directory'.
+   */
+  async loadStoredDirectory(): Promise<DeviceCertBody[]> {
+    const stored = await this.directorySnapshot();
+    if (stored) {
+      await this.#loadDirectory(stored.certificates, stored.revocations);
+      this.emit('directory', { certificates: this.directory(), fetchedAt: stored.fetchedAt });
+    }
+    return this.directory();
+  }
+
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   async refreshDirectory(): Promise<DeviceCertBody[]> {
     await this.#ensureToken();

@@ -6,11 +6,13 @@ import type { SealedRecord } from '../common/shell.js';
 import type { ConsoleData, ConsoleEvent, LastTest } from './model.js';
 
 /** The panels drawn on their own, by name: a panel asks for another's redraw through {@link OperatorContext.redraw}. */
-export type SectionName = 'status' | 'auditAlarm' | 'link' | 'peers' | 'compose' | 'events';
+export type SectionName = 'status' | 'elsewhere' | 'auditAlarm' | 'link' | 'peers' | 'compose' | 'events';
 
 /** What the console learnt of the link since it started: not stored, shown in the status and link panels. */
 export interface LiveState {
   connected: boolean;
+  /** Another tab of this console holds the link (see link-lock.ts): this one shows, and does not send. */
+  elsewhere: boolean;
   lastTest?: LastTest;
   lastSent?: { to: string; at: number };
   lastCosigned?: { size: number; at: number };
@@ -44,6 +46,8 @@ export interface OperatorContext {
   /** Redraw the row of message `id` in the inbox or the outbox in the next frame. */
   markInbox(id: string): void;
   markOutbox(id: string): void;
+  /** Take the link from the tab that holds it; resolves once this tab is connected. */
+  takeOver(): Promise<void>;
 }
 
 /** A panel: its element, kept across redraws, and how to draw its content again. */

@@ -3,7 +3,7 @@ import type { UnlockedKey } from '../key-store.js';
 import type { KeyValueStore, RecordStore } from '../kv.js';
 import { h, replace } from '../common/dom.js';
 import { onLanguageChange } from '../common/i18n.js';
-import { pageHeader, SealedNotes } from '../common/shell.js';
+import { fatalView, pageHeader, SealedNotes } from '../common/shell.js';
 import { bootConsole, openSession } from '../common/boot.js';
 import { FrameScheduler } from '../common/frame-scheduler.js';
 import { startAlarm } from './alarm.js';
@@ -25,7 +25,8 @@ import {
 import { auditAlarmPanel } from './panels/audit-alarm-panel.js';
 import { composePanel } from './panels/compose-panel.js';
 import { eventsPanel, toConsoleEvent } from './panels/events-panel.js';
-import { linkPanel, statusPanel } from './panels/link-panel.js';
+import { elsewherePanel, linkPanel, statusPanel } from './panels/link-panel.js';
+import { leadLink } from './link-lock.js';
 import { messagesPanel } from './panels/messages-panel.js';
 import { peersPanel } from './panels/peers-panel.js';
 
@@ -69,7 +70,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     await data.save(() => undefined);
   }
 
-  const live: LiveState = { connected: false, linkPairs: [], serverOffset: 0 };
+  const live: LiveState = { connected: false, elsewhere: false, linkPairs: [], serverOffset: 0 };
+  /** Who waits for this tab to be connected after taking the link over. */
+  const takeOverWaiters: (() => void)[] = [];
   const dirtySections = new Set<SectionName>();
   const ctx: OperatorContext = {
     me,
@@ -95,10 +98,15 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     },
     markInbox: (id) => messages.markInbox(id),
     markOutbox: (id) => messages.markOutbox(id),
+    takeOver: () => {
+      lead.takeOver();
+      return new Promise((resolve) => takeOverWaiters.push(resolve));
+    },
   };
 
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
+    elsewhere: elsewherePanel(ctx),
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
@@ -115,8 +123,25 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   const drawAll = () => {
     messages.resync();
-    ctx.redraw('status', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+    ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
   };
+
+  // Every tab of this console shows the same: what one stores, the others are told of (sealed).
+  data.share(
+    (current, stored) => ({ ...(stored as ConsoleData), texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague }),
+    () => {
+      ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+      // Confirmed keys are compared with the directory the tab holding the link last stored.
+      if (live.elsewhere) void client.loadStoredDirectory().catch(() => undefined);
+    },
+  );
+  notes.share((ids) => {
+    for (const id of ids) {
+      applyNote(data.value, id, notes.values.get(id)!);
+      messages.markInbox(id);
+      messages.markOutbox(id);
+    }
+  });
 
   /**
    * The link tests the server has judged so far (`GET /v1/status`, through the client's own
@@ -222,6 +247,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       root,
       pageHeader('app_operator', sections.status.el, lock),
       sections.auditAlarm.el,
+      sections.elsewhere.el,
       messages.bannerEl,
       h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, sections.link.el, sections.peers.el, sections.events.el)),
     );
@@ -236,9 +262,31 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   setInterval(() => {
     if (client.connected) void client.refreshDirectory().then(drawAll, () => undefined);
   }, DIRECTORY_REFRESH_MS);
-  await client.start();
-  // The directory was fetched and verified as part of connecting: show the peers' keys now.
-  drawAll();
+  // One tab of this console holds the link; the others show what it stores and can take it over.
+  const lead = leadLink(`hotline-link/${key}`, {
+    held: () => {
+      live.elsewhere = false;
+      ctx.redraw('status', 'elsewhere', 'compose');
+      client.start().then(
+        () => {
+          // The directory was fetched and verified as part of connecting: show the peers' keys now.
+          drawAll();
+          for (const resolve of takeOverWaiters.splice(0)) resolve();
+        },
+        (err: unknown) => {
+          // Stopped because another tab took the link: no error.
+          if (!live.elsewhere) replace(root, pageHeader('app_operator', null), fatalView(err));
+        },
+      );
+    },
+    lost: () => {
+      live.elsewhere = true;
+      live.connected = false;
+      void client.stop();
+      ctx.redraw('status', 'elsewhere', 'compose');
+      void client.loadStoredDirectory().catch(() => undefined);
+    },
+  });
 }
 
 void bootConsole('operator', 'app_operator', runConsole);

@@ -139,6 +139,11 @@ export const en = {
   cosign_unchanged: 'Checkpoint {size} was already cosigned by this device.',
   cosign_nothing: 'The server has signed no checkpoint yet.',
   cosign_failed: 'Not cosigned: {code} — {message}',
+  link_elsewhere: 'open in another tab',
+  elsewhere_title: 'This console is live in another tab',
+  elsewhere_help: 'That tab holds the link to the relay. Every message and alert shows here too; to send or acknowledge from this tab, take the link over.',
+  take_over: 'Take the link over in this tab',
+  send_elsewhere: 'Sending is done from the tab that holds the link: take it over first.',
 };
 
 export type MessageKey = keyof typeof en;

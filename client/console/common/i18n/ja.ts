@@ -140,4 +140,9 @@ export const ja: Dictionary = {
   cosign_unchanged: 'チェックポイント {size} はこの端末で副署済みです。',
   cosign_nothing: 'サーバーはまだチェックポイントに署名していません。',
   cosign_failed: '副署しませんでした：{code} — {message}',
+  link_elsewhere: '別のタブで使用中',
+  elsewhere_title: 'このコンソールは別のタブで接続中です',
+  elsewhere_help: '中継サーバーへの回線はそのタブが保持しています。メッセージと警報はこちらにも表示されます。このタブから送信・受領確認するには、回線を引き継いでください。',
+  take_over: 'このタブで回線を引き継ぐ',
+  send_elsewhere: '送信は回線を保持するタブから行います。先に引き継いでください。',
 };

@@ -140,4 +140,9 @@ export const zh: Dictionary = {
   cosign_unchanged: '检查点 {size} 已由本设备副署。',
   cosign_nothing: '服务器尚未签署任何检查点。',
   cosign_failed: '未副署：{code} — {message}',
+  link_elsewhere: '在另一个标签页中打开',
+  elsewhere_title: '本控制台正在另一个标签页中连接',
+  elsewhere_help: '该标签页持有到中继服务器的链路。所有消息和警报也会在此显示；要从此标签页发送或确认，请接管链路。',
+  take_over: '在此标签页接管链路',
+  send_elsewhere: '请在持有链路的标签页中发送：请先接管。',
 };

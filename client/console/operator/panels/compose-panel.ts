@@ -18,7 +18,8 @@ export function composePanel(ctx: OperatorContext): Panel {
 
   const draw = () => {
     for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
-    const blocked = trustOf(ctx) !== 'ok';
+    const untrusted = trustOf(ctx) !== 'ok';
+    const blocked = untrusted || ctx.live.elsewhere;
     const form = h(
       'form',
       { id: 'compose-form' },
@@ -29,12 +30,12 @@ export function composePanel(ctx: OperatorContext): Panel {
       h('label', {}, t('body'), body),
       h('label', { class: 'check' }, exercise, ' ', t('exercise')),
       h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
-      blocked ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : null,
+      untrusted ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : ctx.live.elsewhere ? h('p', { class: 'notice small', id: 'send-elsewhere' }, t('send_elsewhere')) : null,
       composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
-      if (trustOf(ctx) !== 'ok' || body.value.trim() === '') return;
+      if (trustOf(ctx) !== 'ok' || ctx.live.elsewhere || body.value.trim() === '') return;
       const text = { body: body.value, lang: language(), ...(subject.value ? { subject: subject.value } : {}) };
       ctx.client
         .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })

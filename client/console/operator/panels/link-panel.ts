@@ -14,10 +14,14 @@ function testText(lastTest: LastTest | undefined): string {
 export function statusPanel(ctx: OperatorContext): Panel {
   const el = h('div', { class: 'status', id: 'link-status', 'aria-live': 'polite' });
   const draw = () => {
-    const { connected, lastTest, linkPairs } = ctx.live;
+    const { connected, elsewhere, lastTest, linkPairs } = ctx.live;
     replace(
       el,
-      h('span', { class: `pill ${connected ? 'ok' : 'bad'}`, id: 'link-state', 'data-connected': String(connected) }, `${t('link')}: ${t(connected ? 'connected' : 'disconnected')}`),
+      h(
+        'span',
+        { class: `pill ${connected ? 'ok' : elsewhere ? 'idle' : 'bad'}`, id: 'link-state', 'data-connected': String(connected), 'data-elsewhere': String(elsewhere) },
+        `${t('link')}: ${t(connected ? 'connected' : elsewhere ? 'link_elsewhere' : 'disconnected')}`,
+      ),
       h('span', { class: `pill ${lastTest ? (lastTest.ok ? 'ok' : 'bad') : 'idle'}`, id: 'link-test' }, `${t('last_test')}: `, testText(lastTest)),
       ...linkPairs.map((p) =>
         h('span', { class: `pill ${p.status === 'up' ? 'ok' : p.status === 'down' ? 'bad' : 'idle'}`, 'data-pair': `${p.from}>${p.to}`, 'data-status': p.status }, `${p.from} → ${p.to}: ${t(`link_${p.status}` as MessageKey)}`),
@@ -58,6 +62,28 @@ export function linkPanel(ctx: OperatorContext): Panel {
         'p',
         { class: 'small', id: 'cosign-state', ...(lastCosigned ? { 'data-size': lastCosigned.size } : {}) },
         lastCosigned ? t('cosigned_at', { size: lastCosigned.size, at: formatTime(lastCosigned.at) }) : t('cosign_none'),
+      ),
+    );
+  };
+  return { el, draw };
+}
+
+/** While another tab holds the link: say so, and offer to take it over. */
+export function elsewherePanel(ctx: OperatorContext): Panel {
+  const el = h('div', { id: 'elsewhere-slot' });
+  const draw = () => {
+    if (!ctx.live.elsewhere) {
+      replace(el);
+      return;
+    }
+    replace(
+      el,
+      h(
+        'div',
+        { class: 'elsewhere', role: 'status', id: 'elsewhere' },
+        h('strong', {}, t('elsewhere_title')),
+        h('p', {}, t('elsewhere_help')),
+        h('button', { type: 'button', id: 'take-over', onclick: () => void ctx.takeOver() }, t('take_over')),
       ),
     );
   };

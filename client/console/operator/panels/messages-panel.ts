@@ -68,6 +68,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
 
   const acknowledge = async (id: string) => {
     try {
+      // Only the tab that holds the link signs and sends: from another tab, take it over first.
+      if (ctx.live.elsewhere) await ctx.takeOver();
       await ctx.client.acknowledge(id);
     } catch (err) {
       await ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(err) });

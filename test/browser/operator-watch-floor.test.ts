@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startNodeClient, startHarness, type Harness } from './harness.js';
+
+/** Issue 10, the operator console on a watch floor: each test reproduces one of the problems found there. */
+let hx: Harness;
+beforeAll(async () => {
+  hx = await startHarness();
+});
+afterAll(async () => {
+  await hx?.close();
+});
+
+const consoleUrl = () => `${hx.server.url}/console/operator/`;
+
+async function unlock(page: Page, passphrase: string): Promise<void> {
+  await page.fill('#passphrase', passphrase);
+  await page.click('#unlock');
+}
+
+describe('operator console on a watch floor', () => {
+  it('two tabs: one holds the link, the other says so and can take it over; both show every FLASH with its text; closing a tab loses nothing', async () => {
+    const pass = 'two tabs passphrase';
+    const keyFile = await enrolDevice(hx, 'jp-mod', 'tabs');
+    const context = await hx.browser.newContext({ locale: 'en-US' });
+    const a = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
+    await importKey(a.page, keyFile, pass);
+    await a.page.waitForSelector('#link-state[data-connected="true"]');
+    const b = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
+    await unlock(b.page, pass);
+    // The second tab does not fight the first for the link: it says where the link is.
+    await b.page.waitForSelector('#elsewhere #take-over');
+    expect(await b.page.getAttribute('#link-state', 'data-elsewhere')).toBe('true');
+    expect(await b.page.isDisabled('#send')).toBe(true);
+
+    const cn = await startNodeClient(hx, 'cn-mnd/op1');
+    const first = (await cn.send({ to: 'jp-mod', precedence: 'FLASH', subject: 'first flash', body: 'seen in both tabs', lang: 'en' })).id;
+    for (const p of [a.page, b.page]) {
+      await p.locator(`.flash-banner[data-id="${first}"]`, { hasText: 'first flash' }).waitFor();
+      await p.locator(`#inbox tr.msg[data-id="${first}"] .text p`, { hasText: 'seen in both tabs' }).waitFor();
+    }
+    expect(await a.page.getAttribute('#link-state', 'data-connected')).toBe('true');
+    await b.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en-second-tab.png'), fullPage: true });
+
+    // The second tab takes the link over; the first now follows and still sees everything.
+    await b.page.click('#take-over');
+    await b.page.waitForSelector('#link-state[data-connected="true"]');
+    await a.page.waitForSelector('#elsewhere #take-over');
+    const second = (await cn.send({ to: 'jp-mod', precedence: 'FLASH', subject: 'second flash', body: 'after the takeover', lang: 'en' })).id;
+    for (const p of [a.page, b.page]) await p.locator(`.flash-banner[data-id="${second}"]`, { hasText: 'second flash' }).waitFor();
+
+    // The tab holding the link closes: the other takes it by itself, and no text is lost, even after a reload.
+    await b.page.close();
+    await a.page.waitForSelector('#link-state[data-connected="true"]');
+    await a.page.waitForSelector('#elsewhere', { state: 'detached' });
+    await a.page.reload();
+    await unlock(a.page, pass);
+    await a.page.waitForSelector('#link-state[data-connected="true"]');
+    for (const [id, text] of [[first, 'seen in both tabs'], [second, 'after the takeover']] as const) {
+      await a.page.locator(`#inbox tr.msg[data-id="${id}"] .text p`, { hasText: text }).waitFor();
+    }
+    expect(await a.page.locator('#inbox tr.msg .text.muted').count()).toBe(0);
+
+    // Acknowledged from this tab: both banners go.
+    for (const id of [first, second]) await a.page.click(`.flash-banner[data-id="${id}"] button.ack`);
+    await a.page.waitForSelector('.flash-banner', { state: 'detached' });
+    expect(a.errors).toEqual([]);
+    expect(b.errors).toEqual([]);
+    await cn.stop();
+    await context.close();
+  });
+});
