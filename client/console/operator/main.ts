@@ -17,6 +17,8 @@ import {
   noteOf,
   notedIds,
   withoutNotes,
+  withNotesOf,
+  markLate,
   linkPairs as orderedLinkPairs,
   unconfirmedRecipients,
   type ConsoleData,
@@ -128,7 +130,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
 
   // Every tab of this console shows the same: what one stores, the others are told of (sealed).
   data.share(
-    (current, stored) => ({ ...(stored as ConsoleData), texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague }),
+    (current, stored) => withNotesOf(current, stored as ConsoleData),
     () => {
       ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
       // Confirmed keys are compared with the directory the tab holding the link last stored.
@@ -236,6 +238,13 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   client.on('event', (ev) => {
     // Raised here by the cosigner, or reported by another device of this party through the server.
     if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(() => ctx.redraw('auditAlarm'));
+    // The server's judgement, kept with the message: a rung reached after its deadline is shown late.
+    if (ev.type === 'deadline.met' && ev.late) {
+      markLate(data.value, ev.messageId, ev.rung, ev.lateMs);
+      void ctx.saveNote(ev.messageId);
+      messages.markInbox(ev.messageId);
+      messages.markOutbox(ev.messageId);
+    }
     void ctx.addEvent(toConsoleEvent(ev));
   });
 

@@ -144,6 +144,8 @@ export const en = {
   elsewhere_help: 'That tab holds the link to the relay. Every message and alert shows here too; to send or acknowledge from this tab, take the link over.',
   take_over: 'Take the link over in this tab',
   send_elsewhere: 'Sending is done from the tab that holds the link: take it over first.',
+  late_by: 'late by {t}',
+  ev_deadline_late: 'Reached late: {rung} of {id} ({prec}), late by {late}',
 };
 
 export type MessageKey = keyof typeof en;

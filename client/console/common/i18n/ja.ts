@@ -145,4 +145,6 @@ export const ja: Dictionary = {
   elsewhere_help: '中継サーバーへの回線はそのタブが保持しています。メッセージと警報はこちらにも表示されます。このタブから送信・受領確認するには、回線を引き継いでください。',
   take_over: 'このタブで回線を引き継ぐ',
   send_elsewhere: '送信は回線を保持するタブから行います。先に引き継いでください。',
+  late_by: '{t} 遅延',
+  ev_deadline_late: '期限後に到達：{id}（{prec}）の{rung}、{late} 遅延',
 };

@@ -145,4 +145,6 @@ export const zh: Dictionary = {
   elsewhere_help: '该标签页持有到中继服务器的链路。所有消息和警报也会在此显示；要从此标签页发送或确认，请接管链路。',
   take_over: '在此标签页接管链路',
   send_elsewhere: '请在持有链路的标签页中发送：请先接管。',
+  late_by: '逾期 {t}',
+  ev_deadline_late: '逾期完成：{id}（{prec}）的{rung}，逾期 {late}',
 };

@@ -26,7 +26,9 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
     case 'deadline.missed':
       return { at: ev.at, kind: 'deadline.missed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs), level: ev.level } };
     case 'deadline.met':
-      return { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+      return ev.late
+        ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
+        : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
     default:
@@ -34,8 +36,21 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
   }
 }
 
+const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
+  'deadline.missed': 'ev_deadline_missed',
+  'deadline.met': 'ev_deadline_met',
+  'deadline.late': 'ev_deadline_late',
+  link: 'ev_link',
+  alarm: 'ev_alarm',
+  error: 'ev_error',
+};
+
+/** The event's line in the interface language; rung and precedence names are translated too. */
 function eventText(e: ConsoleEvent): string {
-  const key: MessageKey =
-    e.kind === 'deadline.missed' ? 'ev_deadline_missed' : e.kind === 'deadline.met' ? 'ev_deadline_met' : e.kind === 'link' ? 'ev_link' : e.kind === 'alarm' ? 'ev_alarm' : 'ev_error';
-  return t(key, e.params);
+  const { rung, prec } = e.params;
+  return t(EVENT_KEYS[e.kind], {
+    ...e.params,
+    ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
+    ...(typeof prec === 'string' ? { prec: t(`prec_${prec}` as MessageKey) } : {}),
+  });
 }

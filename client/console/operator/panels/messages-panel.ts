@@ -1,7 +1,7 @@
 import type { ClientState, InboxRecord } from '../../../storage/client-storage.js';
 import type { Precedence } from '../../../../shared/protocol/schemas.js';
 import type { Alarm } from '../alarm.js';
-import { formatTime, h, replace } from '../../common/dom.js';
+import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
@@ -85,13 +85,28 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
       h('td', {}, messageText(r.text)),
       h('td', {}, formatTime(r.acceptedAt)),
-      h('td', { class: 'rung' }, r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? ctx.key : r.acknowledged.by }) : t('rung_received')),
+      h(
+        'td',
+        { class: 'rung' },
+        r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? ctx.key : r.acknowledged.by }) : t('rung_received'),
+        lateMark(r.late.acknowledged),
+      ),
       due.cell(`in:${r.id}`, r.dueAt),
       h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
     );
 
-  const ladder = (rung: OutboxRow['rung']) =>
-    h('ol', { class: 'ladder' }, ...OUT_RUNGS.map((x, i) => h('li', { class: i <= OUT_RUNGS.indexOf(rung) ? 'done' : '' }, t(`rung_${x}` as MessageKey))));
+  /** A rung the server judged late says so, and by how much, in words (not by colour alone). */
+  const lateMark = (lateMs: number | undefined) => (lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(lateMs) })}`));
+
+  const ladder = (r: OutboxRow) =>
+    h(
+      'ol',
+      { class: 'ladder' },
+      ...OUT_RUNGS.map((x, i) => {
+        const late = x === 'delivered' || x === 'acknowledged' ? r.late[x] : undefined;
+        return h('li', { class: `${i <= OUT_RUNGS.indexOf(r.rung) ? 'done' : ''}${late === undefined ? '' : ' late'}`, 'data-rung': x }, t(`rung_${x}` as MessageKey), lateMark(late));
+      }),
+    );
 
   const outboxTr = (r: OutboxRow) => {
     const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
@@ -106,7 +121,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         'td',
         { class: 'rung' },
         h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
-        ladder(r.rung),
+        ladder(r),
         last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
       ),
       due.cell(`out:${r.id}`, r.dueAt),
