@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startNodeClient, startHarness, type Harness } from './harness.js';
+import { connectConsole, enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startNodeClient, startHarness, type Harness } from './harness.js';
 
 /** Issue 10, the operator console on a watch floor: each test reproduces one of the problems found there. */
 let hx: Harness;
@@ -69,5 +69,39 @@ describe('operator console on a watch floor', () => {
     expect(b.errors).toEqual([]);
     await cn.stop();
     await context.close();
+  });
+
+  it('an EXERCISE FLASH is unmistakable: "EXERCISE EXERCISE EXERCISE", its own colour and stripes on the banner and the row, in every language', async () => {
+    const keyFile = await enrolDevice(hx, 'cn-mnd', 'ex1');
+    const cn = await connectConsole(hx, 'zh-CN', keyFile, 'cn exercise passphrase');
+    const jp = await startNodeClient(hx, 'jp-mod/op1');
+    const drill = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'drill', body: 'exercise traffic', lang: 'en', exercise: true })).id;
+    const real = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'real', body: 'real traffic', lang: 'en' })).id;
+    const drillBanner = cn.page.locator(`.flash-banner[data-id="${drill}"]`);
+    const realBanner = cn.page.locator(`.flash-banner[data-id="${real}"]`);
+    await drillBanner.waitFor();
+    await realBanner.waitFor();
+    const look = (sel: string) =>
+      cn.page.$eval(sel, (el) => {
+        const s = getComputedStyle(el);
+        return { color: s.backgroundColor, image: s.backgroundImage };
+      });
+    const drillLook = await look(`.flash-banner[data-id="${drill}"]`);
+    const realLook = await look(`.flash-banner[data-id="${real}"]`);
+    expect(drillLook.image).toContain('repeating-linear-gradient');
+    expect(realLook.image).toBe('none');
+    expect(await realBanner.textContent()).not.toContain('EXERCISE');
+    expect((await look(`#inbox tr.msg[data-id="${drill}"]`)).image).toContain('repeating-linear-gradient');
+    expect((await look(`#inbox tr.msg[data-id="${real}"]`)).image).toBe('none');
+    for (const [lang, words] of [['zh', '演习'], ['ja', '演習'], ['en', 'EXERCISE']] as const) {
+      await cn.page.selectOption('#language', lang);
+      await expect.poll(() => drillBanner.locator('.exercise-words').textContent()).toContain('EXERCISE EXERCISE EXERCISE');
+      expect(await drillBanner.textContent()).toContain(words);
+      expect(await cn.page.locator(`#inbox tr.msg[data-id="${drill}"] .tag.exercise`).textContent()).toContain('EXERCISE');
+      await cn.page.screenshot({ path: join(SCREENSHOT_DIR, `operator-${lang}-exercise.png`), fullPage: true });
+    }
+    expect(cn.errors).toEqual([]);
+    await jp.stop();
+    await cn.context.close();
   });
 });

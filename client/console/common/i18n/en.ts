@@ -146,6 +146,7 @@ export const en = {
   send_elsewhere: 'Sending is done from the tab that holds the link: take it over first.',
   late_by: 'late by {t}',
   ev_deadline_late: 'Reached late: {rung} of {id} ({prec}), late by {late}',
+  exercise_banner: 'EXERCISE EXERCISE EXERCISE',
 };
 
 export type MessageKey = keyof typeof en;

@@ -69,7 +69,7 @@ export const ja: Dictionary = {
   acknowledged_by: '{who} が確認',
   receipt_verified: '{who} の署名付き受領証を検証済み',
   flash_alert: '{from} から FLASH：直ちに確認してください',
-  exercise_mark: '演習',
+  exercise_mark: 'EXERCISE・演習',
   events: 'イベント',
   ev_deadline_missed: '期限超過：{id}（{prec}）の{rung}、{late} 遅れ、段階 {level}',
   ev_deadline_met: '期限内：{id}（{prec}）の{rung}',
@@ -147,4 +147,5 @@ export const ja: Dictionary = {
   send_elsewhere: '送信は回線を保持するタブから行います。先に引き継いでください。',
   late_by: '{t} 遅延',
   ev_deadline_late: '期限後に到達：{id}（{prec}）の{rung}、{late} 遅延',
+  exercise_banner: 'EXERCISE EXERCISE EXERCISE（演習・実事案ではない）',
 };

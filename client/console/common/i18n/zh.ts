@@ -69,7 +69,7 @@ export const zh: Dictionary = {
   acknowledged_by: '{who} 已确认',
   receipt_verified: '{who} 的签名回执已验证',
   flash_alert: '来自 {from} 的 FLASH 电文：请立即确认',
-  exercise_mark: '演习',
+  exercise_mark: 'EXERCISE · 演习',
   events: '事件',
   ev_deadline_missed: '超过期限：{id}（{prec}）的{rung}，迟 {late}，级别 {level}',
   ev_deadline_met: '按期完成：{id}（{prec}）的{rung}',
@@ -147,4 +147,5 @@ export const zh: Dictionary = {
   send_elsewhere: '请在持有链路的标签页中发送：请先接管。',
   late_by: '逾期 {t}',
   ev_deadline_late: '逾期完成：{id}（{prec}）的{rung}，逾期 {late}',
+  exercise_banner: 'EXERCISE EXERCISE EXERCISE（演习，非真实事件）',
 };

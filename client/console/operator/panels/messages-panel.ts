@@ -80,7 +80,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const inboxTr = (r: InboxRow) =>
     h(
       'tr',
-      { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
       h('td', {}, messageText(r.text)),
@@ -112,7 +112,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
     return h(
       'tr',
-      { class: `msg prec-row-${r.header.precedence.toLowerCase()}`, 'data-id': r.id, 'data-rung': r.rung },
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.rung },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, r.header.to),
       h('td', {}, messageText(r.text)),
@@ -128,10 +128,12 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     );
   };
 
+  // An exercise is never mistaken for the real thing: its own words first, its own colour and stripes.
   const bannerDiv = (r: InboxRow) =>
     h(
       'div',
-      { class: 'flash-banner', role: 'alert', 'data-id': r.id },
+      { class: `flash-banner${r.header.exercise ? ' exercise' : ''}`, role: 'alert', 'data-id': r.id, 'data-exercise': String(r.header.exercise === true) },
+      r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
       h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
