@@ -25,6 +25,7 @@ describe('late rungs', () => {
     await jp.page.selectOption('#precedence', 'FLASH');
     await jp.page.fill('#body', '期限を過ぎて届く');
     await jp.page.click('#send');
+    await jp.page.click('#confirm-flash');
     // The delivery deadline passes with no Chinese device online.
     await jp.page.waitForSelector('#events li.ev-deadline-missed');
 

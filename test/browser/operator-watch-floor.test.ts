@@ -104,4 +104,48 @@ describe('operator console on a watch floor', () => {
     await jp.stop();
     await cn.context.close();
   });
+
+  it('compose: Enter in Subject sends nothing, a FLASH asks for confirmation, precedence returns to ROUTINE, the text keeps the language chosen for it', async () => {
+    const keyFile = await enrolDevice(hx, 'jp-mod', 'compose1');
+    await enrolDevice(hx, 'cn-mnd', 'compose-peer');
+    const jp = await connectConsole(hx, 'en-US', keyFile, 'jp compose passphrase');
+    await jp.page.click('#confirm-keys');
+    await jp.page.waitForSelector('#peer-ok');
+    const cn = await startNodeClient(hx, 'cn-mnd/compose-peer');
+    const received: { subject?: string; lang: string }[] = [];
+    cn.on('message', (m) => received.push({ ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }), lang: m.plaintext.lang }));
+
+    // The language of the text defaults to the interface language.
+    expect(await jp.page.inputValue('#text-lang')).toBe('en');
+    await jp.page.selectOption('#precedence', 'FLASH');
+    await jp.page.fill('#body', '国境付近で予定外の航空機の動き');
+    await jp.page.fill('#subject', 'half-written');
+    await jp.page.press('#subject', 'Enter');
+    await jp.page.fill('#subject', 'unplanned aircraft');
+    await jp.page.selectOption('#text-lang', 'ja');
+    // Send asks first; Cancel sends nothing and keeps the draft.
+    await jp.page.click('#send');
+    await jp.page.waitForSelector('#flash-confirm');
+    await jp.page.click('#cancel-flash');
+    await jp.page.waitForSelector('#flash-confirm', { state: 'detached' });
+    expect(await jp.page.inputValue('#body')).toBe('国境付近で予定外の航空機の動き');
+    await jp.page.click('#send');
+    await jp.page.click('#confirm-flash');
+    await jp.page.waitForSelector('#outbox tr.msg[data-rung="delivered"]');
+    await expect.poll(() => received.length).toBe(1);
+    expect(received).toEqual([{ subject: 'unplanned aircraft', lang: 'ja' }]);
+    expect(await jp.page.locator('#outbox tr.msg').count()).toBe(1);
+    expect(await jp.page.inputValue('#precedence')).toBe('ROUTINE');
+    expect(await jp.page.inputValue('#text-lang')).toBe('en');
+
+    // A ROUTINE goes at once, without a confirmation; Enter had sent nothing.
+    await jp.page.fill('#body', 'routine follow-up');
+    await jp.page.click('#send');
+    await expect.poll(() => received.length).toBe(2);
+    expect(received[1]).toEqual({ lang: 'en' });
+    await expect.poll(() => jp.page.locator('#outbox tr.msg').count()).toBe(2);
+    expect(jp.errors).toEqual([]);
+    await cn.stop();
+    await jp.context.close();
+  });
 });

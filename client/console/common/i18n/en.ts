@@ -147,6 +147,10 @@ export const en = {
   late_by: 'late by {t}',
   ev_deadline_late: 'Reached late: {rung} of {id} ({prec}), late by {late}',
   exercise_banner: 'EXERCISE EXERCISE EXERCISE',
+  text_language: 'Language of the text',
+  flash_confirm: 'Send this FLASH to {to} now? FLASH demands acknowledgement within minutes.',
+  send_flash: 'Send FLASH',
+  cancel: 'Cancel',
 };
 
 export type MessageKey = keyof typeof en;

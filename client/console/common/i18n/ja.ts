@@ -148,4 +148,8 @@ export const ja: Dictionary = {
   late_by: '{t} 遅延',
   ev_deadline_late: '期限後に到達：{id}（{prec}）の{rung}、{late} 遅延',
   exercise_banner: 'EXERCISE EXERCISE EXERCISE（演習・実事案ではない）',
+  text_language: '本文の言語',
+  flash_confirm: 'この FLASH を {to} に今すぐ送信しますか？FLASH は数分以内の受領確認を求めます。',
+  send_flash: 'FLASH を送信',
+  cancel: 'キャンセル',
 };

@@ -148,4 +148,8 @@ export const zh: Dictionary = {
   late_by: '逾期 {t}',
   ev_deadline_late: '逾期完成：{id}（{prec}）的{rung}，逾期 {late}',
   exercise_banner: 'EXERCISE EXERCISE EXERCISE（演习，非真实事件）',
+  text_language: '正文语言',
+  flash_confirm: '现在向 {to} 发送此 FLASH 电文吗？FLASH 要求在数分钟内确认。',
+  send_flash: '发送 FLASH',
+  cancel: '取消',
 };
