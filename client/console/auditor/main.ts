@@ -1,5 +1,6 @@
 import { HotlineError } from '../../../shared/errors.js';
-import { fingerprint, verifyRevocation } from '../../../shared/crypto/keys.js';
+import { fingerprint } from '../../../shared/crypto/keys.js';
+import { verifyDirectory } from '../../../shared/crypto/directory.js';
 import { fromBase64, toHex } from '../../../shared/encoding/base64.js';
 import { parseCheckpoint, parseNote } from '../../../shared/audit/checkpoint.js';
 import { verifyAuditExport, type AuditVerification } from '../../../shared/audit/log-verify.js';
@@ -371,10 +372,10 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
 
   // The directory is verified here against the pinned agreement, not taken on the server's word.
   // (HotlineClient leaves out every certificate that does not chain to the pinned agreement.)
+  // A revocation that does not verify is not listed: it revokes nothing.
   const certs = await client.refreshDirectory();
-  const revocations: Revocation[] = [];
-  for (const r of (await client.directorySnapshot())?.revocations ?? []) revocations.push(await verifyRevocation(agreement, r).catch(() => r));
-  directory = { certs, revocations };
+  const snapshot = { certificates: [], revocations: (await client.directorySnapshot())?.revocations ?? [] };
+  directory = { certs, revocations: (await verifyDirectory(agreement, snapshot, { now: Date.now() })).revocations };
 
   onLanguageChange(() => {
     layout();

@@ -1,6 +1,7 @@
 import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
+import { dueAt } from '../../../shared/protocol/deadlines.js';
 import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
 
@@ -196,7 +197,6 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
   const answerable = rec.header.to === me.party;
   const acknowledged =
     rec.acknowledgedAt !== undefined ? { by: 'me', at: rec.acknowledgedAt } : data.ackedByColleague[id];
-  const deadline = agreement.deadlines[rec.header.precedence];
   const text = data.texts[id];
   return {
     id,
@@ -205,7 +205,7 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
     acceptedAt,
     answerable,
     ...(acknowledged ? { acknowledged } : {}),
-    ...(answerable && !acknowledged ? { dueAt: acceptedAt + deadline.acknowledgedMs } : {}),
+    ...(answerable && !acknowledged ? { dueAt: dueAt(agreement.deadlines, rec.header.precedence, 'acknowledged', acceptedAt) } : {}),
     late: data.late?.[id] ?? {},
   };
 }
@@ -237,14 +237,13 @@ export function pendingItem(state: ClientState, id: string): OutboxItem | undefi
 /** An outbox item not yet accepted by the server: a message's row, undefined for receipts and link tests. */
 export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
   if (item.kind !== 'envelope' || item.envelope.header.linkTest) return undefined;
-  const d = agreement.deadlines[item.draft.precedence];
   return {
     id: item.id,
     header: item.envelope.header,
     text: data.texts[item.id] ?? item.draft.plaintext,
     rung: 'sent',
     receipts: [],
-    dueAt: item.composedAt + d.deliveredMs,
+    dueAt: dueAt(agreement.deadlines, item.draft.precedence, 'delivered', item.composedAt),
     late: data.late?.[item.id] ?? {},
   };
 }
@@ -252,11 +251,10 @@ export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agree
 /** A message the server accepted, on the highest rung its verified receipts reach. */
 export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
   if (rec.header.linkTest) return undefined;
-  const d = agreement.deadlines[rec.header.precedence];
   const kinds = new Set(rec.receipts.map((r) => r.kind));
   const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
   const start = rec.acceptedAt ?? rec.header.sentAt;
-  const dueAt = rung === 'accepted' ? start + d.deliveredMs : rung === 'delivered' ? start + d.acknowledgedMs : undefined;
+  const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' ? 'delivered' : 'acknowledged', start);
   const text = data.texts[id];
   return {
     id,
@@ -265,7 +263,7 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     rung,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
     receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
-    ...(dueAt === undefined ? {} : { dueAt }),
+    ...(due === undefined ? {} : { dueAt: due }),
     late: data.late?.[id] ?? {},
   };
 }
