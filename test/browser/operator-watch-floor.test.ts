@@ -81,6 +81,10 @@ describe('operator console on a watch floor', () => {
     const realBanner = cn.page.locator(`.flash-banner[data-id="${real}"]`);
     await drillBanner.waitFor();
     await realBanner.waitFor();
+    // The tab title counts what waits, by precedence; the header shows UTC and the date-time group.
+    await expect.poll(() => cn.page.title()).toBe('(FLASH 2) 热线 — 值班员控制台');
+    expect(await cn.page.textContent('#dtg')).toMatch(/^\d{6}Z (JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC) \d\d$/);
+    expect(await cn.page.textContent('#utc-time')).toMatch(/^\d\d:\d\d:\d\d UTC$/);
     const look = (sel: string) =>
       cn.page.$eval(sel, (el) => {
         const s = getComputedStyle(el);

@@ -19,6 +19,7 @@ import {
   withoutNotes,
   withNotesOf,
   markLate,
+  dateTimeGroup,
   linkPairs as orderedLinkPairs,
   unconfirmedRecipients,
   type ConsoleData,
@@ -248,13 +249,19 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     void ctx.addEvent(toConsoleEvent(ev));
   });
 
+  // The watch works in UTC and quotes messages by date-time group: both always in the header.
+  const clockEl = h('span', { class: 'clock', id: 'utc-clock' });
+  const drawClock = () => {
+    const now = Date.now() + live.serverOffset;
+    replace(clockEl, h('span', { id: 'utc-time' }, `${new Date(now).toISOString().slice(11, 19)} UTC`), ' ', h('span', { id: 'dtg' }, dateTimeGroup(now)));
+  };
   const lock = () => {
     void client.stop().finally(() => location.reload());
   };
   const relayout = () => {
     replace(
       root,
-      pageHeader('app_operator', sections.status.el, lock),
+      pageHeader('app_operator', h('div', { class: 'status' }, clockEl, sections.status.el), lock),
       sections.auditAlarm.el,
       sections.elsewhere.el,
       messages.bannerEl,
@@ -267,7 +274,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
   onLanguageChange(relayout);
   relayout();
-  setInterval(() => messages.tick(), 1000);
+  drawClock();
+  setInterval(() => {
+    messages.tick();
+    drawClock();
+  }, 1000);
   setInterval(() => {
     if (client.connected) void client.refreshDirectory().then(drawAll, () => undefined);
   }, DIRECTORY_REFRESH_MS);

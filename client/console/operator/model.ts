@@ -327,3 +327,23 @@ export function peerTrust(keys: readonly PeerKey[], confirmed: readonly string[]
 export function unconfirmedRecipients(recipients: readonly DeviceCertBody[], me: { party: string }, confirmed: readonly string[]): DeviceCertBody[] {
   return recipients.filter((c) => c.party !== me.party && !confirmed.includes(certIdentity(c)));
 }
+
+const DTG_MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'] as const;
+
+/**
+ * The date-time group of `ms` in UTC, as signal messages write it: DDHHMMZ MON YY
+ * (e.g. `041930Z DEC 26`). The same in every interface language, so that both sides quote it alike.
+ */
+export function dateTimeGroup(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}Z ${DTG_MONTHS[d.getUTCMonth()]} ${p(d.getUTCFullYear() % 100)}`;
+}
+
+/** Unacknowledged messages to this party by precedence, most urgent first: the tab title's prefix, e.g. `(FLASH 1 · IMMEDIATE 2)`. */
+export function unreadTitle(open: Iterable<Precedence>): string {
+  const counts = new Map<Precedence, number>();
+  for (const p of open) counts.set(p, (counts.get(p) ?? 0) + 1);
+  const parts = (['FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE'] as const).filter((p) => counts.has(p)).map((p) => `${p} ${counts.get(p)}`);
+  return parts.length === 0 ? '' : `(${parts.join(' · ')}) `;
+}

@@ -5,7 +5,7 @@ import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
-import { OUT_RUNGS, inboxRow, isFlashAlarm, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
+import { OUT_RUNGS, unreadTitle, inboxRow, isFlashAlarm, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
 import { DueCells } from './due-cells.js';
 
 /** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
@@ -53,6 +53,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const outboxRows = new KeyedRows(outboxBody);
   const banners = new KeyedRows(bannerEl);
   const due = new DueCells(() => ctx.live.serverOffset);
+  /** Unacknowledged messages to this party, by id: the tab title counts them. */
+  const open = new Map<string, Precedence>();
   const dirtyInbox = new Set<string>();
   const dirtyOutbox = new Set<string>();
   // Compare every stored record with the rows: at start, on (re)connection, on a language change.
@@ -142,6 +144,10 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   /** The banner and the alarm follow the rows: on while any unacknowledged FLASH to this party is shown. */
   const putInboxRow = (id: string, r: InboxRow | undefined) => {
     due.forget(`in:${id}`);
+    if (r && r.answerable && !r.acknowledged) open.set(id, r.header.precedence);
+    else open.delete(id);
+    // What waits for this watch shows in the tab's title too, when the tab is in the background.
+    document.title = unreadTitle(open.values()) + t('app_operator');
     if (r) inboxRows.put(id, r.acceptedAt, inboxTr(r));
     else inboxRows.delete(id);
     if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
@@ -243,6 +249,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       inboxRows.clear();
       outboxRows.clear();
       banners.clear();
+      open.clear();
       due.clear();
       resync = true;
     },
