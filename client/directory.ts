@@ -55,6 +55,19 @@ export class VerifiedDirectory {
     return this.list();
   }
 
+  /**
+   * The directory as last stored, verified again, without the server (a console tab that does not
+   * hold the link shows the peers' keys from it). Emits 'directory' when there is one.
+   */
+  async loadStored(): Promise<DeviceCertBody[]> {
+    const stored = await this.snapshot();
+    if (stored) {
+      await this.#load(stored.certificates, stored.revocations);
+      this.#o.emit('directory', { certificates: this.list(), fetchedAt: stored.fetchedAt });
+    }
+    return this.list();
+  }
+
   /** Load the directory last stored, verified again, unless one is loaded already. */
   async ensureLoaded(): Promise<void> {
     if (this.#loaded) return;

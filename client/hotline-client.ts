@@ -257,6 +257,14 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return this.#directory.snapshot();
   }
 
+  /**
+   * The directory as this device last stored it, verified again here, without the server: a
+   * console tab that does not hold the link shows the peers' keys from it. Emits 'directory'.
+   */
+  loadStoredDirectory(): Promise<DeviceCertBody[]> {
+    return this.#directory.loadStored();
+  }
+
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   refreshDirectory(): Promise<DeviceCertBody[]> {
     return this.#directory.refresh();

@@ -6,40 +6,17 @@ import { parseCheckpoint, parseNote } from '../../../shared/audit/checkpoint.js'
 import { verifyAuditExport, type AuditVerification } from '../../../shared/audit/log-verify.js';
 import { buildAuditReport, type AuditReport } from '../../../shared/audit/report.js';
 import { PRECEDENCES, type Agreement, type DeviceCertBody, type Revocation } from '../../../shared/protocol/schemas.js';
-import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore, type RecordStore } from '../../storage/kv.js';
-import { HotlineClient, type CosignResult, type WebSocketConstructorLike } from '../../hotline-client.js';
-import { BrowserStorage } from '../../storage/browser-storage.js';
+import type { UnlockedKey } from '../key-store.js';
+import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
+import type { CosignResult } from '../../hotline-client.js';
 import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
-import { initLanguage, onLanguageChange, t, type MessageKey } from '../common/i18n.js';
-import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
-import { showUnlock } from '../common/unlock-view.js';
+import { onLanguageChange, t, type MessageKey } from '../common/i18n.js';
+import { pageHeader } from '../common/shell.js';
+import { bootConsole, openSession } from '../common/boot.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
 import { entryMessageId, entrySummary, parseEntries, trailOf, type LogEntry } from './entries.js';
 
 const MAX_ROWS = 500;
-
-async function main(): Promise<void> {
-  initLanguage();
-  const root = document.getElementById('app')!;
-  const kv = await openIndexedDb();
-  const store = new KeyStore(kv, 'auditor');
-  const showLock = () => {
-    const body = h('main', {});
-    replace(root, pageHeader('app_auditor', null), body);
-    return body;
-  };
-  const offLang = onLanguageChange(() => void showUnlock(showLock(), store, ['auditor']).then(start));
-  const start = async (unlocked: UnlockedKey) => {
-    offLang();
-    try {
-      await runConsole(root, kv, unlocked);
-    } catch (err) {
-      replace(root, pageHeader('app_auditor', null), fatalView(err));
-    }
-  };
-  void showUnlock(showLock(), store, ['auditor']).then(start);
-}
 
 interface View {
   snapshot?: AuditSnapshot;
@@ -58,18 +35,9 @@ interface View {
 async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
   const device = unlocked.device;
   const c = device.certificate.cert;
-  const data = await SealedRecord.open<{ v: 1; agreement?: Agreement }>(kv, unlocked.data, `console-data/${c.party}/${c.device}`, () => ({ v: 1 }));
-  const agreement = await pinAgreement(data.value.agreement, device, Date.now());
-  if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
   // One session for everything this console reads and the cosignatures it posts. The WebSocket
   // is never opened: an auditor device only reads and cosigns.
-  const client = new HotlineClient({
-    serverUrl: location.origin,
-    agreement,
-    device,
-    storage: new BrowserStorage(kv, unlocked.data),
-    WebSocket: WebSocket as unknown as WebSocketConstructorLike,
-  });
+  const { client, agreement } = await openSession<{ v: 1; agreement?: Agreement }>(kv, unlocked, { initial: () => ({ v: 1 }) });
 
   const view: View = { entries: [], checkpoints: [], filter: {}, unavailable: false };
   let directory: { certs: DeviceCertBody[]; revocations: Revocation[] } = { certs: [], revocations: [] };
@@ -462,4 +430,4 @@ function toLocalInput(ms: number): string {
   return d.toISOString().slice(0, 19);
 }
 
-void main();
+void bootConsole('auditor', 'app_auditor', runConsole);

@@ -36,7 +36,13 @@ export interface ConsoleData {
   testAgent?: boolean;
   /** Audit alarms not yet dismissed by the operator, newest first (absent in data stored before alarms existed). */
   alarms?: AuditAlarmRecord[];
+  /** Rungs the server judged late (`deadline.met` with `late`), by message id (absent in data stored before). */
+  late?: Record<string, LateRungs>;
 }
+
+/** How late each rung of a message was reached, in milliseconds, as the server judged it. */
+export type LateRungs = Partial<Record<DeadlineRung, number>>;
+export type DeadlineRung = 'delivered' | 'acknowledged';
 
 /**
  * What the console keeps per message, stored as one sealed record per message (the maps of
@@ -47,6 +53,7 @@ export interface MessageNote {
   text?: MessageText;
   acceptedAt?: number;
   ackedByColleague?: { by: string; at: number };
+  late?: LateRungs;
 }
 
 /** The note of message `id` from the maps of `data`. */
@@ -54,7 +61,8 @@ export function noteOf(data: ConsoleData, id: string): MessageNote {
   const text = data.texts[id];
   const acceptedAt = data.inboxAcceptedAt[id];
   const acked = data.ackedByColleague[id];
-  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}) };
+  const late = data.late?.[id];
+  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}), ...(late ? { late } : {}) };
 }
 
 /** Put a stored note back into the maps of `data`. */
@@ -62,16 +70,28 @@ export function applyNote(data: ConsoleData, id: string, note: MessageNote): voi
   if (note.text) data.texts[id] = note.text;
   if (note.acceptedAt !== undefined) data.inboxAcceptedAt[id] = note.acceptedAt;
   if (note.ackedByColleague) data.ackedByColleague[id] = note.ackedByColleague;
+  if (note.late) (data.late ??= {})[id] = note.late;
 }
 
 /** The ids that have a note in `data`. */
 export function notedIds(data: ConsoleData): string[] {
-  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague)])];
+  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague), ...Object.keys(data.late ?? {})])];
 }
 
 /** `data` as its single record stores it: without the per-message maps. */
 export function withoutNotes(data: ConsoleData): ConsoleData {
-  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {} };
+  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, late: {} };
+}
+
+/** The per-message maps of `current` put into `stored` (another tab's save of the single record). */
+export function withNotesOf(current: ConsoleData, stored: ConsoleData): ConsoleData {
+  return { ...stored, texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague, late: current.late ?? {} };
+}
+
+/** Record that rung `rung` of message `id` was reached `lateMs` after its deadline. */
+export function markLate(data: ConsoleData, id: string, rung: DeadlineRung, lateMs: number): void {
+  const late = (data.late ??= {});
+  late[id] = { ...late[id], [rung]: lateMs };
 }
 
 /** An `audit.alarm` as the console keeps it until the operator dismisses it. */
@@ -122,14 +142,15 @@ export function latestTest(current: LastTest | undefined, results: readonly (Lin
 
 export interface ConsoleEvent {
   at: number;
-  kind: 'deadline.missed' | 'deadline.met' | 'link' | 'alarm' | 'error';
+  /** 'deadline.late': a rung reached after its deadline was missed (`deadline.met` with `late`). */
+  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'link' | 'alarm' | 'error';
   params: Record<string, string | number>;
 }
 
 export const MAX_EVENTS = 50;
 
 export function initialConsoleData(): ConsoleData {
-  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [] };
+  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [], late: {} };
 }
 
 export interface InboxRow {
@@ -142,6 +163,8 @@ export interface InboxRow {
   acknowledged?: { by: string; at: number };
   /** Absent when nothing more is due. */
   dueAt?: number;
+  /** Rungs reached late, as the server judged them. */
+  late: LateRungs;
 }
 
 export interface OutboxRow {
@@ -153,6 +176,8 @@ export interface OutboxRow {
   /** Verified receipts by rung: who signed, when. */
   receipts: { kind: string; by: string; at: number }[];
   dueAt?: number;
+  /** Rungs reached late, as the server judged them. */
+  late: LateRungs;
 }
 
 export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow[] {
@@ -181,6 +206,7 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
     answerable,
     ...(acknowledged ? { acknowledged } : {}),
     ...(answerable && !acknowledged ? { dueAt: dueAt(agreement.deadlines, rec.header.precedence, 'acknowledged', acceptedAt) } : {}),
+    late: data.late?.[id] ?? {},
   };
 }
 
@@ -218,6 +244,7 @@ export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agree
     rung: 'sent',
     receipts: [],
     dueAt: dueAt(agreement.deadlines, item.draft.precedence, 'delivered', item.composedAt),
+    late: data.late?.[item.id] ?? {},
   };
 }
 
@@ -237,6 +264,7 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
     receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
     ...(due === undefined ? {} : { dueAt: due }),
+    late: data.late?.[id] ?? {},
   };
 }
 
@@ -298,4 +326,24 @@ export function peerTrust(keys: readonly PeerKey[], confirmed: readonly string[]
  */
 export function unconfirmedRecipients(recipients: readonly DeviceCertBody[], me: { party: string }, confirmed: readonly string[]): DeviceCertBody[] {
   return recipients.filter((c) => c.party !== me.party && !confirmed.includes(certIdentity(c)));
+}
+
+const DTG_MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'] as const;
+
+/**
+ * The date-time group of `ms` in UTC, as signal messages write it: DDHHMMZ MON YY
+ * (e.g. `041930Z DEC 26`). The same in every interface language, so that both sides quote it alike.
+ */
+export function dateTimeGroup(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}Z ${DTG_MONTHS[d.getUTCMonth()]} ${p(d.getUTCFullYear() % 100)}`;
+}
+
+/** Unacknowledged messages to this party by precedence, most urgent first: the tab title's prefix, e.g. `(FLASH 1 · IMMEDIATE 2)`. */
+export function unreadTitle(open: Iterable<Precedence>): string {
+  const counts = new Map<Precedence, number>();
+  for (const p of open) counts.set(p, (counts.get(p) ?? 0) + 1);
+  const parts = (['FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE'] as const).filter((p) => counts.has(p)).map((p) => `${p} ${counts.get(p)}`);
+  return parts.length === 0 ? '' : `(${parts.join(' · ')}) `;
 }
