@@ -19,6 +19,7 @@ import { DeadlineScheduler } from './deadline-scheduler.js';
 import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
 import { RateLimits, type RateLimitSettings } from './rate-limits.js';
+import { capConnections, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -34,6 +35,8 @@ export interface AppOptions {
   checkpointIntervalMs?: number;
   /** Per-minute limits of what unauthenticated peers may ask for (see RATE_LIMIT_DEFAULTS). */
   rateLimits?: RateLimitSettings;
+  /** Concurrent connections per peer address (IPv4, or IPv6 /64). Default 512. */
+  maxConnectionsPerAddress?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -84,6 +87,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     bodyLimit: BODY_LIMIT,
     ...(deps.https ? { https: deps.https } : {}),
   }) as unknown as FastifyInstance;
+
+  capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
 
   const hash = agreementHash(deps.agreement);
   const store = deps.store;

@@ -22,6 +22,8 @@ export interface ServerConfig {
   checkpointIntervalMs?: number;
   /** Per-minute abuse limits given explicitly; the others keep their defaults (RATE_LIMIT_DEFAULTS). */
   rateLimits?: RateLimitSettings;
+  /** Concurrent connections per peer address (default 512). */
+  maxConnectionsPerAddress?: number;
   /** Start even though the data directory's checks found data missing (recorded in the audit log). */
   acceptDataLoss?: boolean;
 }
@@ -45,6 +47,7 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--rate-login-per-minute': 'HOTLINE_RATE_LOGIN_PER_MINUTE',
   '--rate-device-failures-per-minute': 'HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE',
   '--rate-directory-per-minute': 'HOTLINE_RATE_DIRECTORY_PER_MINUTE',
+  '--max-connections-per-address': 'HOTLINE_MAX_CONNECTIONS_PER_ADDRESS',
 };
 
 /**
@@ -143,6 +146,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     else problems.push(`${key} (${flag}) must be an integer from 1 to 1000000, got "${t}"`);
   }
 
+  const capText = text('HOTLINE_MAX_CONNECTIONS_PER_ADDRESS');
+  const maxConnectionsPerAddress = capText === undefined ? undefined : /^\d{1,6}$/.test(capText) ? Number(capText) : NaN;
+  if (maxConnectionsPerAddress !== undefined && !(maxConnectionsPerAddress >= 1 && maxConnectionsPerAddress <= 100_000)) {
+    problems.push(`HOTLINE_MAX_CONNECTIONS_PER_ADDRESS (--max-connections-per-address) must be an integer from 1 to 100000, got "${capText}"`);
+  }
   const acceptText = text('HOTLINE_ACCEPT_DATA_LOSS');
   const acceptDataLoss = acceptText === undefined ? false : ['1', 'true', 'yes'].includes(acceptText.toLowerCase()) ? true : ['0', 'false', 'no'].includes(acceptText.toLowerCase()) ? false : undefined;
   if (acceptDataLoss === undefined) problems.push(`HOTLINE_ACCEPT_DATA_LOSS (--accept-data-loss) must be 1/true/yes or 0/false/no, got "${acceptText}"`);
@@ -158,6 +166,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(logKeyPath !== undefined ? { logKeyPath } : {}),
     ...(checkpointIntervalMs !== undefined ? { checkpointIntervalMs } : {}),
     ...(Object.keys(rateLimits).length > 0 ? { rateLimits } : {}),
+    ...(maxConnectionsPerAddress !== undefined ? { maxConnectionsPerAddress } : {}),
     ...(acceptDataLoss ? { acceptDataLoss: true } : {}),
   };
 }

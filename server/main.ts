@@ -348,6 +348,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
     app: {
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
+      ...(config.maxConnectionsPerAddress ? { maxConnectionsPerAddress: config.maxConnectionsPerAddress } : {}),
     },
   };
 }

@@ -12,7 +12,8 @@ export const server: Command = {
   help: `Usage: hotline server --agreement FILE --data DIR [--host H] [--port N] [--log-level L]
                      [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
                      [--rate-login-per-minute N] [--rate-device-failures-per-minute N]
-                     [--rate-directory-per-minute N] [--accept-data-loss]
+                     [--rate-directory-per-minute N] [--max-connections-per-address N]
+                     [--accept-data-loss]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
@@ -20,7 +21,7 @@ Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an
 variable, and a flag wins over its variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST,
 HOTLINE_PORT, HOTLINE_LOG_LEVEL, HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY,
 HOTLINE_CHECKPOINT_INTERVAL_MS, HOTLINE_RATE_LOGIN_PER_MINUTE, HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE,
-HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_ACCEPT_DATA_LOSS.
+HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS, HOTLINE_ACCEPT_DATA_LOSS.
 
 At start the server checks the data directory against what it recorded of itself (the database is
 there, sound, and holds at least the audit log it had) and refuses to start if not, saying what it
@@ -38,6 +39,7 @@ found; only one server may run on a data directory.
   --rate-login-per-minute N    challenges, logins and refused link upgrades per address (default 120)
   --rate-device-failures-per-minute N   refused logins per claimed device, any address (default 20)
   --rate-directory-per-minute N   enrolments and revocations per address (default 60)
+  --max-connections-per-address N   concurrent connections per address (IPv6: per /64; default 512)
   --accept-data-loss   start even though the checks found data missing or damaged (a damaged
                        database is moved aside); the loss is recorded in the audit log`,
   async run(argv, io) {

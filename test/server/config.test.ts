@@ -44,4 +44,10 @@ describe('loadConfig', () => {
     expect(codeOf(() => loadConfig({ ...base, HOTLINE_ACCEPT_DATA_LOSS: 'maybe' }))).toBe('HL_ERR_CONFIG_INVALID');
     expect(codeOf(() => loadConfig(base, ['--accept-data-loss=1']))).toBe('HL_ERR_CONFIG_INVALID');
   });
+
+  it('takes the per-address connection cap', () => {
+    expect(loadConfig(base, ['--max-connections-per-address', '64']).maxConnectionsPerAddress).toBe(64);
+    expect(loadConfig({ ...base, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS: '8' }).maxConnectionsPerAddress).toBe(8);
+    expect(codeOf(() => loadConfig(base, ['--max-connections-per-address', '0']))).toBe('HL_ERR_CONFIG_INVALID');
+  });
 });
