@@ -5,13 +5,15 @@ import type { ServerProcessMessage } from './server-process.js';
 const SCRIPT = fileURLToPath(new URL('./server-process.ts', import.meta.url));
 
 /**
- * Limits lifted for the bench: thousands of devices log in and enrol from one loopback address,
+ * Limits lifted for the bench: thousands of devices log in, enrol and connect from one loopback address,
  * which the defaults (shared/PROTOCOL.md, server/config.ts) rightly refuse from a real peer.
  */
 export const BENCH_RATE_ENV = {
   HOTLINE_RATE_LOGIN_PER_MINUTE: '1000000',
   HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE: '1000000',
   HOTLINE_RATE_DIRECTORY_PER_MINUTE: '1000000',
+  // 10,000 idle devices connect from 127.0.0.1.
+  HOTLINE_MAX_CONNECTIONS_PER_ADDRESS: '100000',
 };
 
 export interface ServerUsage {
