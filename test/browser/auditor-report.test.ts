@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { buildAuditReport } from '../../shared/audit/report.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { auditorToken, exchangeMessage, importKey, openPage, SCREENSHOT_DIR, startHarness, type Harness } from './harness.js';
 
 /**
@@ -39,7 +40,24 @@ async function openAuditor(locale: string, passphrase: string): Promise<{ page: 
   return { page, errors, close: () => context.close() };
 }
 
-const flashCount = (page: Page) => page.locator('#report-table tr[data-precedence="FLASH"] td').nth(1).textContent();
+/** Cells (and cards) that stick out of their card, or cards that scroll sideways: none may. */
+function overflowing(page: Page, tables: string): Promise<string[]> {
+  return page.evaluate((sel) => {
+    const out: string[] = [];
+    for (const table of Array.from(document.querySelectorAll(sel))) {
+      const card = table.closest('.card')!;
+      const box = card.getBoundingClientRect();
+      if (card.scrollWidth > card.clientWidth) out.push(`#${card.id} scrolls sideways`);
+      for (const cell of Array.from(table.querySelectorAll('tbody td'))) {
+        const r = cell.getBoundingClientRect();
+        if (r.right > box.right + 0.5 || r.left < box.left - 0.5) out.push(`${table.id}: "${cell.textContent}" sticks out`);
+      }
+    }
+    return out;
+  }, tables);
+}
+
+const flashCount = (page: Page) => page.textContent('#report-table tr[data-precedence="FLASH"] td[data-col="sent"]');
 
 describe('auditor console: the report only from verified data', () => {
   it('a tampered export that would change the FLASH count shows the failure and no report; stale notices go on every load; a file that is not an export is refused in plain words', async () => {
@@ -85,6 +103,70 @@ describe('auditor console: the report only from verified data', () => {
     expect(await page.textContent('#loaded')).toContain('a file');
     expect(await flashCount(page)).toBe(String(flash));
     expect(await page.locator('#load-refused').count()).toBe(0);
+    expect(errors).toEqual([]);
+    await close();
+  });
+});
+
+describe('auditor console: the whole log in pages, every column in view', () => {
+  it('pages through a log of more than 500 entries to its last entry; at 1280 px every report column (LATE too) fits, at 390 px nothing scrolls sideways', async () => {
+    // Volume: logins as the server writes them, appended through its store in one transaction.
+    const store = hx.server.store;
+    expect(store).toBeInstanceOf(SqliteStore);
+    const at = Date.now();
+    (store as SqliteStore).appendAuditMany(Array.from({ length: 1200 }, (_, i) => ({ type: 'login', at: at + i, party: 'jp-mod', device: 'op1', role: 'operator' })));
+    await exchangeMessage(hx);
+    const { page, errors, close } = await openAuditor('en-US', 'auditor report two');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const total = Number(await page.getAttribute('#shown', 'data-total'));
+    expect(total).toBeGreaterThan(1200);
+    const indexes = () => page.locator('#entries tbody tr').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-index'))));
+    expect(await indexes()).toEqual(Array.from({ length: 100 }, (_, i) => i));
+
+    // The last page holds the newest entry; a typed page number jumps; 500 a page still reaches the end.
+    await page.click('#page-last');
+    await expect.poll(async () => (await indexes()).at(-1)).toBe(total - 1);
+    expect(await page.getAttribute('#pager', 'data-page')).toBe(String(Math.ceil(total / 100)));
+    await page.fill('#page-number', '7');
+    await page.dispatchEvent('#page-number', 'change');
+    await expect.poll(async () => (await indexes())[0]).toBe(600);
+    await page.click('#page-next');
+    await expect.poll(async () => (await indexes())[0]).toBe(700);
+    await page.selectOption('#page-size', '500');
+    await expect.poll(async () => (await indexes())[0]).toBe(500);
+    await page.click('#page-last');
+    await expect.poll(async () => (await indexes()).at(-1)).toBe(total - 1);
+    expect((await indexes()).length).toBe(total - 500 * (Math.ceil(total / 500) - 1));
+    // A filter pages over what it matches, from its first page.
+    await page.selectOption('#filter-type', 'envelope.accepted');
+    await page.click('#apply-filter');
+    await expect.poll(() => page.getAttribute('#pager', 'data-page')).toBe('1');
+    expect(await page.locator('#entries tbody tr[data-type="envelope.accepted"]').count()).toBe(Number(await page.getAttribute('#shown', 'data-total')));
+    await page.selectOption('#filter-type', '');
+    await page.click('#apply-filter');
+    await expect.poll(() => page.getAttribute('#shown', 'data-total')).toBe(String(total));
+    await page.selectOption('#page-size', '100');
+
+    for (const lang of ['en', 'ja', 'zh']) {
+      await page.selectOption('#language', lang);
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await page.waitForSelector(`html[lang="${lang}"] #report-table td[data-col="late"]`);
+      expect(await overflowing(page, '#report-table, #entries, #checkpoint-table, #directory-table')).toEqual([]);
+      const late = (await page.locator('#report-table thead th').last().boundingBox())!;
+      expect(late.x + late.width).toBeLessThanOrEqual(1280);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(1280);
+      await page.screenshot({ path: join(SCREENSHOT_DIR, `auditor-1280-${lang}.png`), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1600 } });
+
+      await page.setViewportSize({ width: 390, height: 844 });
+      await expect.poll(() => page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      expect(await overflowing(page, '#report-table, #entries, #checkpoint-table, #directory-table')).toEqual([]);
+      const lateCell = (await page.locator('#report-table tr[data-precedence="FLASH"] td[data-col="late"]').boundingBox())!;
+      expect(lateCell.x + lateCell.width).toBeLessThanOrEqual(390);
+      await page.screenshot({ path: join(SCREENSHOT_DIR, `auditor-390-${lang}.png`), fullPage: true, clip: { x: 0, y: 0, width: 390, height: 2400 } });
+    }
+    // The pager still works at 390 px.
+    await page.click('#page-last');
+    await expect.poll(async () => (await indexes()).at(-1)).toBe(total - 1);
     expect(errors).toEqual([]);
     await close();
   });

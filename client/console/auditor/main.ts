@@ -14,11 +14,10 @@ import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/she
 import { showUnlock } from '../common/unlock-view.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
 import { entryMessageId, entrySummary, trailOf } from './entries.js';
+import { DEFAULT_PAGE_SIZE, pageOf, pagerView } from './paging.js';
 import { problemKey } from './problems.js';
 import { reportView } from './report.js';
 import { verifySnapshot, type NotAnExport, type VerifiedLog } from './verified-log.js';
-
-const MAX_ROWS = 500;
 
 async function main(): Promise<void> {
   initLanguage();
@@ -61,6 +60,8 @@ interface View {
   trail?: string;
   cosign?: { running: boolean; result?: CosignResult; error?: { code: string; message: string } };
   filter: { from?: number; to?: number; type?: string; message?: string };
+  page: number;
+  pageSize: number;
 }
 
 async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
@@ -79,7 +80,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     WebSocket: WebSocket as unknown as WebSocketConstructorLike,
   });
 
-  let view: View = { state: { phase: 'none' }, filter: {} };
+  let view: View = { state: { phase: 'none' }, filter: {}, page: 1, pageSize: DEFAULT_PAGE_SIZE };
   let directory: { certs: DeviceCertBody[]; revocations: Revocation[] } = { certs: [], revocations: [] };
 
   const sourceEl = h('section', { class: 'card', id: 'source' });
@@ -102,7 +103,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   // Loads are numbered: a slow verification of an earlier file never lands over a later one.
   let loads = 0;
   const beginLoad = (): number => {
-    view = { state: { phase: 'none' }, filter: {} };
+    view = { state: { phase: 'none' }, filter: {}, page: 1, pageSize: view.pageSize };
     return ++loads;
   };
   const verifyAndShow = async (seq: number, snapshot: AuditSnapshot) => {
@@ -211,6 +212,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
         ...(typeSel.value ? { type: typeSel.value } : {}),
         ...(msgIn.value.trim() ? { message: msgIn.value.trim().toLowerCase() } : {}),
       };
+      view.page = 1;
       drawLog();
     });
     const f = view.filter;
@@ -221,26 +223,44 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
         (f.type === undefined || e.type === f.type) &&
         (f.message === undefined || (entryMessageId(e) ?? '').startsWith(f.message)),
     );
+    const p = pageOf(rows, view.page, view.pageSize);
+    view.page = p.page;
+    const pager = pagerView(
+      p,
+      view.pageSize,
+      (page) => {
+        view.page = page;
+        drawLog();
+      },
+      (size) => {
+        // Keep the first row shown in view at the new page size.
+        view.page = Math.floor(Math.max(0, p.first - 1) / size) + 1;
+        view.pageSize = size;
+        drawLog();
+      },
+    );
+    const heads = ['col_index', 'col_at', 'col_type', 'col_summary'] as const;
     replace(
       logEl,
       form,
-      h('p', { class: 'small muted', id: 'shown' }, t('shown', { n: Math.min(rows.length, MAX_ROWS), total: rows.length })),
+      h('p', { class: 'small muted', id: 'shown', 'data-first': p.first, 'data-last': p.last, 'data-total': p.total }, t('shown_range', { first: p.first, last: p.last, total: p.total })),
+      pager,
       h(
         'table',
-        { id: 'entries' },
-        h('thead', {}, h('tr', {}, ...(['col_index', 'col_at', 'col_type', 'col_summary'] as const).map((k) => h('th', {}, t(k))), h('th', {}))),
+        { id: 'entries', class: 'stack' },
+        h('thead', {}, h('tr', {}, ...heads.map((k) => h('th', {}, t(k))), h('th', {}))),
         h(
           'tbody',
           {},
-          ...rows.slice(0, MAX_ROWS).map((e) => {
+          ...p.rows.map((e) => {
             const id = entryMessageId(e);
             return h(
               'tr',
               { 'data-index': e.index, 'data-type': e.type },
-              h('td', {}, e.index),
-              h('td', {}, e.at ? formatTime(e.at) : '—'),
-              h('td', {}, h('code', {}, e.type)),
-              h('td', { class: 'small' }, entrySummary(e)),
+              h('td', { class: 'num', 'data-label': t(heads[0]) }, e.index),
+              h('td', { class: 'when', 'data-label': t(heads[1]) }, e.at ? formatTime(e.at) : '—'),
+              h('td', { 'data-label': t(heads[2]) }, h('code', {}, e.type)),
+              h('td', { class: 'small', 'data-label': t(heads[3]) }, entrySummary(e)),
               h('td', {}, id ? h('button', { type: 'button', class: 'secondary follow', onclick: () => follow(id) }, t('follow')) : null),
             );
           }),

@@ -8,29 +8,53 @@ import { t, type MessageKey } from '../common/i18n.js';
  * only ever drawn from a {@link VerifiedLog}'s report (verified-log.ts), never from a file as read.
  */
 export function reportView(report: AuditReport, agreement: Agreement): HTMLElement {
-  const ms = (x: number | null) => (x === null ? '—' : formatDuration(x));
+  // Deliveries take well under a minute: tenths of a second say more there than mm:ss.
+  const ms = (x: number | null) => (x === null ? '—' : x < 60_000 ? t('rep_seconds', { n: (x / 1000).toFixed(1) }) : formatDuration(x));
+  // Two header rows: the rung groups, then count, median and 95th percentile under each, so that
+  // every column keeps a short label and the table fits the card (at 390 px it is stacked, CSS).
+  const groups = [
+    ['delivered', 'rep_to_delivery'],
+    ['acknowledged', 'rep_to_ack'],
+  ] as const;
+  const sub = ['rep_count', 'col_median', 'rep_p95'] as const;
+  const cell = (col: string, label: string, ...children: (string | number | HTMLElement)[]) => h('td', { 'data-col': col, 'data-label': label }, ...children);
   return h(
     'div',
     {},
     h(
       'table',
-      { id: 'report-table' },
-      h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_count', 'rung_delivered', 'rung_acknowledged', 'col_median', 'col_late'] as const).map((k) => h('th', {}, t(k))))),
+      { id: 'report-table', class: 'stack' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { rowspan: 2, scope: 'col' }, t('col_precedence')),
+          h('th', { rowspan: 2, scope: 'col' }, t('col_count')),
+          ...groups.map(([, k]) => h('th', { colspan: 3, scope: 'colgroup', class: 'group' }, t(k))),
+          h('th', { rowspan: 2, scope: 'col' }, t('col_late')),
+        ),
+        h('tr', {}, ...groups.flatMap(() => sub.map((k) => h('th', { scope: 'col' }, t(k))))),
+      ),
       h(
         'tbody',
         {},
-        ...report.rows.map((row) =>
-          h(
+        ...report.rows.map((row) => {
+          const stats = { delivered: [row.delivered, row.toDelivered], acknowledged: [row.acknowledged, row.toAcknowledged] } as const;
+          return h(
             'tr',
             { 'data-precedence': row.precedence },
-            h('td', {}, h('span', { class: `prec prec-${row.precedence.toLowerCase()}` }, t(`prec_${row.precedence}` as MessageKey))),
-            h('td', {}, row.sent),
-            h('td', {}, row.delivered),
-            h('td', {}, row.acknowledged),
-            h('td', {}, ms(row.toAcknowledged.medianMs)),
-            h('td', { class: row.deadlinesMissed > 0 ? 'problem' : '' }, row.deadlinesMissed),
-          ),
-        ),
+            cell('precedence', t('col_precedence'), h('span', { class: `prec prec-${row.precedence.toLowerCase()}` }, t(`prec_${row.precedence}` as MessageKey))),
+            cell('sent', t('col_count'), row.sent),
+            ...groups.flatMap(([rung, k]) => {
+              const [count, s] = stats[rung];
+              const label = (x: MessageKey) => `${t(k)} · ${t(x)}`;
+              return [cell(rung, label('rep_count'), count), cell(`${rung}-median`, label('col_median'), ms(s.medianMs)), cell(`${rung}-p95`, label('rep_p95'), ms(s.p95Ms))];
+            }),
+            h('td', { 'data-col': 'late', 'data-label': t('col_late'), class: row.deadlinesMissed > 0 ? 'problem' : '' }, row.deadlinesMissed),
+          );
+        }),
       ),
     ),
     h('p', { class: 'small muted' }, t('chart_title')),

@@ -166,6 +166,20 @@ const en = {
   problem_unreachable: 'the server cannot be reached.',
   problem_auth: 'the server refused this device\'s login.',
   problem_other: 'an unexpected error occurred.',
+  shown_range: 'Entries {first}–{last} of {total}.',
+  pages: 'Pages',
+  page_first: 'First page',
+  page_prev: 'Previous page',
+  page_next: 'Next page',
+  page_last: 'Last page',
+  page_number: 'Page number',
+  page_of: 'of {pages}',
+  page_size: 'Rows per page',
+  rep_to_delivery: 'To delivery',
+  rep_to_ack: 'To acknowledgement',
+  rep_count: 'Count',
+  rep_p95: '95 %',
+  rep_seconds: '{n} s',
 };
 
 export type MessageKey = keyof typeof en;
@@ -330,6 +344,20 @@ const ja: Dictionary = {
   problem_unreachable: 'サーバーに接続できません。',
   problem_auth: 'サーバーがこの端末のログインを拒否しました。',
   problem_other: '予期しないエラーが発生しました。',
+  shown_range: '全 {total} 件中 {first}–{last} 件目。',
+  pages: 'ページ',
+  page_first: '最初のページ',
+  page_prev: '前のページ',
+  page_next: '次のページ',
+  page_last: '最後のページ',
+  page_number: 'ページ番号',
+  page_of: '/ {pages} ページ',
+  page_size: '1ページの行数',
+  rep_to_delivery: '配達まで',
+  rep_to_ack: '確認まで',
+  rep_count: '件数',
+  rep_p95: '95%値',
+  rep_seconds: '{n} 秒',
 };
 
 const zh: Dictionary = {
@@ -491,6 +519,20 @@ const zh: Dictionary = {
   problem_unreachable: '无法连接服务器。',
   problem_auth: '服务器拒绝了本设备的登录。',
   problem_other: '发生意外错误。',
+  shown_range: '共 {total} 条，显示第 {first}–{last} 条。',
+  pages: '分页',
+  page_first: '第一页',
+  page_prev: '上一页',
+  page_next: '下一页',
+  page_last: '最后一页',
+  page_number: '页码',
+  page_of: '/ 共 {pages} 页',
+  page_size: '每页行数',
+  rep_to_delivery: '至送达',
+  rep_to_ack: '至确认',
+  rep_count: '数量',
+  rep_p95: '95%分位',
+  rep_seconds: '{n} 秒',
 };
 
 export const LANGUAGES = { en: 'English', ja: '日本語', zh: '中文' } as const;
