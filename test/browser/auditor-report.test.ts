@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { buildAuditReport } from '../../shared/audit/report.js';
+import { verifyAuditExport } from '../../shared/audit/log-verify.js';
+import { next } from '../helpers/events.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { auditorToken, exchangeMessage, importKey, openPage, SCREENSHOT_DIR, startHarness, type Harness } from './harness.js';
+import { auditorToken, exchangeMessage, importKey, openPage, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness } from './harness.js';
 
 /**
  * The auditor console as an auditor's workstation (issue 10, problem 13): a report only from a
@@ -38,6 +41,24 @@ async function openAuditor(locale: string, passphrase: string): Promise<{ page: 
   await importKey(page, hx.keyFiles['jp-mod/audit1']!, passphrase);
   await page.waitForSelector('#verify-result[data-ok="true"]');
   return { page, errors, close: () => context.close() };
+}
+
+/** One round of link tests from Japan's operator, answered by China's; resolves on its `link.test` result. */
+async function linkTest(): Promise<void> {
+  const [jp, cn] = await Promise.all([startNodeClient(hx, 'jp-mod/op1'), startNodeClient(hx, 'cn-mnd/op1')]);
+  try {
+    const result = next(jp, 'link', (e) => e.type === 'link.test' && e.ok);
+    expect((await jp.sendLinkTests()).map((x) => x.to)).toEqual(['cn-mnd']);
+    await result;
+  } finally {
+    await Promise.all([jp.stop(), cn.stop()]);
+  }
+}
+
+/** The file a click on `selector` downloads: its suggested name and its text. */
+async function download(page: Page, selector: string): Promise<{ name: string; text: string }> {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+  return { name: dl.suggestedFilename(), text: readFileSync((await dl.path())!, 'utf8') };
 }
 
 /** Cells (and cards) that stick out of their card, or cards that scroll sideways: none may. */
@@ -167,6 +188,68 @@ describe('auditor console: the whole log in pages, every column in view', () => 
     // The pager still works at 390 px.
     await page.click('#page-last');
     await expect.poll(async () => (await indexes()).at(-1)).toBe(total - 1);
+    expect(errors).toEqual([]);
+    await close();
+  });
+});
+
+describe('auditor console: downloads and print', () => {
+  it('downloads the export as verified and the deadline report as CSV; prints the report alone, with delivery times and link tests beside acknowledgement times', async () => {
+    await exchangeMessage(hx);
+    await linkTest();
+    const { page, errors, close } = await openAuditor('en-US', 'auditor report three');
+    const cellOf = (prec: string, col: string) => page.textContent(`#report-table tr[data-precedence="${prec}"] td[data-col="${col}"]`);
+    expect(await cellOf('FLASH', 'delivered-median')).toMatch(/^\d+(\.\d s| ms)$/);
+    expect(await cellOf('FLASH', 'acknowledged-median')).toMatch(/^\d+(\.\d s| ms)$/);
+    const link = page.locator('#link-stats tr[data-from="jp-mod"][data-to="cn-mnd"]');
+    expect(Number(await link.locator('td[data-col="passed"]').textContent())).toBeGreaterThanOrEqual(1);
+    expect(await link.locator('td[data-col="rtt-median"]').textContent()).toMatch(/^\d+(\.\d s| ms)$/);
+    expect(await page.textContent('#meta-agreement')).toBe(hx.dep.agreement.name);
+
+    // The export as verified: it verifies again outside the browser, holds what the console showed,
+    // and once opened as a file it downloads byte for byte as opened.
+    const exp = await download(page, '#download-export');
+    expect(exp.name).toMatch(/^hotline-audit-jp-cn\.hotline\.test-\d+\.json$/);
+    const again = await verifyAuditExport(hx.dep.agreement, JSON.parse(exp.text));
+    expect(again.ok).toBe(true);
+    expect(again.entries).toBe(Number(await page.getAttribute('#shown', 'data-total')));
+    await page.setInputFiles('#export-file', file('again.json', exp.text));
+    await expect.poll(() => page.textContent('#loaded').catch(() => '')).toContain('a file');
+    expect((await download(page, '#download-export')).text).toBe(exp.text);
+
+    // The report as CSV: the same figures as the table, and the link tests.
+    const csv = await download(page, '#download-csv');
+    expect(csv.name).toMatch(/^hotline-deadlines-jp-cn\.hotline\.test-\d+\.csv$/);
+    const lines = csv.text.split('\r\n');
+    const header = lines[0]!.split(',');
+    expect(header).toEqual(expect.arrayContaining(['precedence', 'messages', 'delivered_median_ms', 'acknowledged_median_ms', 'deadlines_missed']));
+    const flash = lines.find((l) => l.startsWith('FLASH,'))!.split(',');
+    const col = (name: string) => flash[header.indexOf(name)];
+    expect(col('messages')).toBe(await cellOf('FLASH', 'sent'));
+    expect(col('acknowledged')).toBe(await cellOf('FLASH', 'acknowledged'));
+    expect(col('deadlines_missed')).toBe(await cellOf('FLASH', 'late'));
+    expect(Number(col('acknowledged_median_ms'))).toBeGreaterThan(0);
+    const linkHeader = lines.findIndex((l) => l.startsWith('link_from,'));
+    expect(linkHeader).toBeGreaterThan(4);
+    expect(lines.slice(linkHeader + 1).some((l) => /^jp-mod,cn-mnd,[1-9]\d*,\d+,\d+,/.test(l))).toBe(true);
+
+    // One click opens the browser's print dialog (stubbed here: headless Chromium has none), and
+    // printing shows the report alone; the PDF is kept in test-results/.
+    await page.evaluate(() => {
+      const w = window as unknown as { printed: number };
+      w.printed = 0;
+      window.print = () => void w.printed++;
+    });
+    await page.click('#print-report');
+    expect(await page.evaluate(() => (window as unknown as { printed: number }).printed)).toBe(1);
+    await page.emulateMedia({ media: 'print' });
+    for (const sel of ['#report-table', '#link-stats', '#report-chart', '#report-meta']) expect(await page.isVisible(sel), sel).toBe(true);
+    for (const sel of ['header.top', '#source', '#log', '#directory', '#checkpoints', '#print-report']) expect(await page.isVisible(sel), sel).toBe(false);
+    const pdf = await page.pdf({ path: join(SCREENSHOT_DIR, 'auditor-report-en.pdf'), format: 'A4' });
+    expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'auditor-report-print-en.png'), fullPage: true });
+    await page.emulateMedia({ media: 'screen' });
+    expect(await page.isVisible('#log')).toBe(true);
     expect(errors).toEqual([]);
     await close();
   });

@@ -14,6 +14,7 @@ import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/she
 import { showUnlock } from '../common/unlock-view.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
 import { entryMessageId, entrySummary, trailOf } from './entries.js';
+import { downloadFile, exportFileName, reportCsv, reportFileName } from './export.js';
 import { DEFAULT_PAGE_SIZE, pageOf, pagerView } from './paging.js';
 import { problemKey } from './problems.js';
 import { reportView } from './report.js';
@@ -179,6 +180,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       s.phase === 'error' ? h('p', { class: 'error', role: 'alert', id: 'load-error', 'data-code': s.code }, t('load_failed', { reason: t(problemKey(s.code)) })) : null,
       s.phase === 'refused' ? h('p', { class: 'error', role: 'alert', id: 'load-refused', 'data-reason': s.reason }, t(s.reason)) : null,
       log ? h('p', { id: 'loaded' }, t('loaded_from', { source: t(log.source === 'server' ? 'source_server' : 'source_file'), entries: log.entries.length, checkpoints: log.checkpoints.length })) : null,
+      log ? h('button', { type: 'button', id: 'download-export', class: 'secondary', onclick: () => downloadFile(exportFileName(agreement, log), 'application/json', log.text) }, t('rep_download_export')) : null,
       h('div', { class: 'row' }, h('button', { type: 'button', id: 'load-server', class: 'secondary', onclick: () => void fromServer() }, t('load_server')), h('label', {}, t('open_export'), file)),
     );
   };
@@ -392,7 +394,17 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       reportEl,
       h('h2', {}, t('report')),
       log
-        ? reportView(log.report, agreement)
+        ? reportView(
+            log,
+            agreement,
+            h(
+              'div',
+              { class: 'row report-actions' },
+              h('button', { type: 'button', id: 'download-csv', class: 'secondary', onclick: () => downloadFile(reportFileName(agreement, log), 'text/csv;charset=utf-8', reportCsv(log, agreement)) }, t('rep_download_csv')),
+              // The browser's print dialog also saves as PDF; the print stylesheet keeps only the report.
+              h('button', { type: 'button', id: 'print-report', class: 'secondary', onclick: () => window.print() }, t('rep_print')),
+            ),
+          )
         : s.phase === 'failed'
           ? h('p', { class: 'problem', id: 'report-withheld' }, t('report_withheld'))
           : h('p', { class: 'muted', id: 'report-pending' }, t('report_pending')),

@@ -1,15 +1,60 @@
-import type { AuditReport } from '../../../shared/audit/report.js';
+import { parseCheckpoint } from '../../../shared/audit/checkpoint.js';
+import { durationStats, type AuditReport, type RungStats } from '../../../shared/audit/report.js';
+import { toHex } from '../../../shared/encoding/base64.js';
 import type { Agreement } from '../../../shared/protocol/schemas.js';
 import { formatDuration, h } from '../common/dom.js';
 import { t, type MessageKey } from '../common/i18n.js';
+import type { LogEntry } from './entries.js';
+import type { VerifiedLog } from './verified-log.js';
 
 /**
- * The deadline-performance report of a verified log: a table per precedence and a chart. It is
- * only ever drawn from a {@link VerifiedLog}'s report (verified-log.ts), never from a file as read.
+ * The deadline-performance report of a verified log: times to delivery and to acknowledgement per
+ * precedence, the link tests beside them, a chart, and what the figures rest on (agreement, entries
+ * and checkpoint verified). It is only ever drawn from a {@link VerifiedLog} (verified-log.ts),
+ * never from a file as read; the same view prints (style.css, `@media print`).
  */
-export function reportView(report: AuditReport, agreement: Agreement): HTMLElement {
-  // Deliveries take well under a minute: tenths of a second say more there than mm:ss.
-  const ms = (x: number | null) => (x === null ? '—' : x < 60_000 ? t('rep_seconds', { n: (x / 1000).toFixed(1) }) : formatDuration(x));
+export function reportView(log: VerifiedLog, agreement: Agreement, actions: HTMLElement): HTMLElement {
+  return h(
+    'div',
+    {},
+    reportMeta(log, agreement),
+    actions,
+    deadlineTable(log.report),
+    h('h3', {}, t('rep_link_tests')),
+    linkTable(linkTestStats(log.entries)),
+    h('p', { class: 'small muted' }, t('chart_title')),
+    reportChart(log.report, agreement),
+  );
+}
+
+/** What the report rests on, printed with it: which log, verified how far, and when. */
+function reportMeta(log: VerifiedLog, agreement: Agreement): HTMLElement {
+  const last = log.checkpoints.at(-1);
+  const cp = last === undefined ? undefined : parseCheckpoint(last);
+  const item = (k: MessageKey, v: string, id: string) => [h('dt', {}, t(k)), h('dd', { id }, v)];
+  return h(
+    'dl',
+    { class: 'report-meta', id: 'report-meta' },
+    ...item('agreement', agreement.name, 'meta-agreement'),
+    ...item('rep_basis', t('rep_basis_value', { entries: log.verification.entries, checkpoints: log.verification.checkpoints }), 'meta-basis'),
+    ...item('rep_checkpoint', cp ? t('rep_checkpoint_value', { size: cp.size, root: toHex(cp.rootHash).slice(0, 16) }) : t('none'), 'meta-checkpoint'),
+    ...item('rep_source', t(log.source === 'server' ? 'source_server' : 'source_file'), 'meta-source'),
+    ...item('rep_generated', `${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC`, 'meta-generated'),
+  );
+}
+
+/** Deliveries and round trips take well under a minute: ms and tenths of a second say more there than mm:ss. */
+function duration(x: number | null): string {
+  if (x === null) return '—';
+  if (x < 1000) return t('rep_ms', { n: Math.round(x) });
+  return x < 60_000 ? t('rep_seconds', { n: (x / 1000).toFixed(1) }) : formatDuration(x);
+}
+
+function cell(col: string, label: string, ...children: (string | number | HTMLElement)[]): HTMLTableCellElement {
+  return h('td', { 'data-col': col, 'data-label': label }, ...children);
+}
+
+function deadlineTable(report: AuditReport): HTMLElement {
   // Two header rows: the rung groups, then count, median and 95th percentile under each, so that
   // every column keeps a short label and the table fits the card (at 390 px it is stacked, CSS).
   const groups = [
@@ -17,11 +62,7 @@ export function reportView(report: AuditReport, agreement: Agreement): HTMLEleme
     ['acknowledged', 'rep_to_ack'],
   ] as const;
   const sub = ['rep_count', 'col_median', 'rep_p95'] as const;
-  const cell = (col: string, label: string, ...children: (string | number | HTMLElement)[]) => h('td', { 'data-col': col, 'data-label': label }, ...children);
   return h(
-    'div',
-    {},
-    h(
       'table',
       { id: 'report-table', class: 'stack' },
       h(
@@ -50,15 +91,61 @@ export function reportView(report: AuditReport, agreement: Agreement): HTMLEleme
             ...groups.flatMap(([rung, k]) => {
               const [count, s] = stats[rung];
               const label = (x: MessageKey) => `${t(k)} · ${t(x)}`;
-              return [cell(rung, label('rep_count'), count), cell(`${rung}-median`, label('col_median'), ms(s.medianMs)), cell(`${rung}-p95`, label('rep_p95'), ms(s.p95Ms))];
+              return [cell(rung, label('rep_count'), count), cell(`${rung}-median`, label('col_median'), duration(s.medianMs)), cell(`${rung}-p95`, label('rep_p95'), duration(s.p95Ms))];
             }),
             h('td', { 'data-col': 'late', 'data-label': t('col_late'), class: row.deadlinesMissed > 0 ? 'problem' : '' }, row.deadlinesMissed),
           );
         }),
       ),
+  );
+}
+
+export interface LinkTestStats {
+  from: string;
+  to: string;
+  passed: number;
+  failed: number;
+  roundTrip: RungStats;
+}
+
+/** Link tests per direction (`from` is the party whose test agent sent them), from the log's `link.test` entries. */
+export function linkTestStats(entries: readonly LogEntry[]): LinkTestStats[] {
+  const pairs = new Map<string, { from: string; to: string; passed: number; failed: number; rtt: number[] }>();
+  for (const e of entries) {
+    const v = e.value;
+    if (e.type !== 'link.test' || !v || typeof v.from !== 'string' || typeof v.to !== 'string') continue;
+    const key = `${v.from}\u0000${v.to}`;
+    const p = pairs.get(key) ?? { from: v.from, to: v.to, passed: 0, failed: 0, rtt: [] };
+    if (v.ok === true) p.passed++;
+    else p.failed++;
+    if (v.ok === true && typeof v.roundTripMs === 'number') p.rtt.push(v.roundTripMs);
+    pairs.set(key, p);
+  }
+  return [...pairs.values()].map(({ rtt, ...p }) => ({ ...p, roundTrip: durationStats(rtt) }));
+}
+
+function linkTable(stats: LinkTestStats[]): HTMLElement {
+  if (stats.length === 0) return h('p', { class: 'muted', id: 'link-stats-none' }, t('rep_no_link_tests'));
+  const heads = ['rep_link', 'test_ok', 'test_failed', 'col_median', 'rep_p95'] as const;
+  return h(
+    'table',
+    { id: 'link-stats', class: 'stack' },
+    h('thead', {}, h('tr', {}, ...heads.map((k) => h('th', { scope: 'col' }, k === 'col_median' || k === 'rep_p95' ? `${t('rep_round_trip')} · ${t(k)}` : t(k))))),
+    h(
+      'tbody',
+      {},
+      ...stats.map((s) =>
+        h(
+          'tr',
+          { 'data-from': s.from, 'data-to': s.to },
+          cell('link', t('rep_link'), `${s.from} → ${s.to}`),
+          cell('passed', t('test_ok'), s.passed),
+          h('td', { 'data-col': 'failed', 'data-label': t('test_failed'), class: s.failed > 0 ? 'problem' : '' }, s.failed),
+          cell('rtt-median', `${t('rep_round_trip')} · ${t('col_median')}`, duration(s.roundTrip.medianMs)),
+          cell('rtt-p95', `${t('rep_round_trip')} · ${t('rep_p95')}`, duration(s.roundTrip.p95Ms)),
+        ),
+      ),
     ),
-    h('p', { class: 'small muted' }, t('chart_title')),
-    reportChart(report, agreement),
   );
 }
 

@@ -180,6 +180,20 @@ const en = {
   rep_count: 'Count',
   rep_p95: '95 %',
   rep_seconds: '{n} s',
+  rep_link_tests: 'Link tests',
+  rep_no_link_tests: 'No link test in this log.',
+  rep_link: 'Link',
+  rep_round_trip: 'Round trip',
+  rep_basis: 'Verified',
+  rep_checkpoint: 'Latest checkpoint',
+  rep_checkpoint_value: 'size {size}, root {root}…',
+  rep_source: 'Loaded from',
+  rep_generated: 'Report made',
+  rep_download_csv: 'Download the report (CSV)',
+  rep_print: 'Print or save as PDF',
+  rep_download_export: 'Download this export (verified)',
+  rep_ms: '{n} ms',
+  rep_basis_value: '{entries} entries and {checkpoints} checkpoints, in this browser, against the pinned agreement',
 };
 
 export type MessageKey = keyof typeof en;
@@ -358,6 +372,20 @@ const ja: Dictionary = {
   rep_count: '件数',
   rep_p95: '95%値',
   rep_seconds: '{n} 秒',
+  rep_link_tests: '回線試験',
+  rep_no_link_tests: 'このログに回線試験はありません。',
+  rep_link: '回線',
+  rep_round_trip: '往復時間',
+  rep_basis: '検証',
+  rep_checkpoint: '最新のチェックポイント',
+  rep_checkpoint_value: 'サイズ {size}、ルート {root}…',
+  rep_source: '読み込み元',
+  rep_generated: '作成日時',
+  rep_download_csv: '報告をダウンロード（CSV）',
+  rep_print: '印刷・PDF保存',
+  rep_download_export: 'このエクスポートをダウンロード（検証済み）',
+  rep_ms: '{n} ミリ秒',
+  rep_basis_value: 'エントリー {entries} 件、チェックポイント {checkpoints} 件をこのブラウザーで固定済みの協定に照らして検証',
 };
 
 const zh: Dictionary = {
@@ -533,6 +561,20 @@ const zh: Dictionary = {
   rep_count: '数量',
   rep_p95: '95%分位',
   rep_seconds: '{n} 秒',
+  rep_link_tests: '线路测试',
+  rep_no_link_tests: '此日志中没有线路测试。',
+  rep_link: '线路',
+  rep_round_trip: '往返时间',
+  rep_basis: '验证',
+  rep_checkpoint: '最新检查点',
+  rep_checkpoint_value: '大小 {size}，根 {root}…',
+  rep_source: '来源',
+  rep_generated: '报告生成时间',
+  rep_download_csv: '下载报告（CSV）',
+  rep_print: '打印或另存为 PDF',
+  rep_download_export: '下载此导出文件（已验证）',
+  rep_ms: '{n} 毫秒',
+  rep_basis_value: '已在本浏览器中依据固定的协定验证 {entries} 条记录、{checkpoints} 个检查点',
 };
 
 export const LANGUAGES = { en: 'English', ja: '日本語', zh: '中文' } as const;
