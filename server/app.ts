@@ -15,7 +15,7 @@ import { linkPlugin } from './plugins/link.js';
 import { consolePlugin } from './plugins/console.js';
 import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
-import { AuditLog } from './audit-log.js';
+import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
 import { RateLimits } from './rate-limits.js';
 
@@ -33,6 +33,12 @@ export interface AppDeps {
   https?: { cert: string | Buffer; key: string | Buffer };
   /** The log key's Ed25519 seed (public key = agreement.logKey): without it no checkpoint is signed. */
   logSecret?: Uint8Array;
+  /**
+   * Called with the audit log's size and root on every checkpoint interval and after the last
+   * entry at a clean stop: the data directory keeps them to find a lost or rolled-back database
+   * at the next start (server/data-dir.ts).
+   */
+  recordLog?: (reason: 'checkpoint' | 'stop', size: number, root: Uint8Array) => void;
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -145,17 +151,36 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(auditPlugin, { ctx });
   await app.register(consolePlugin);
 
+  const recordLog = async (reason: 'checkpoint' | 'stop') => {
+    if (!deps.recordLog) return;
+    const tree = await ctx.audit.tree();
+    deps.recordLog(reason, tree.size, await tree.root());
+  };
+  let recordTimer: ReturnType<Clock['setTimeout']> | undefined;
+  const scheduleRecord = () => {
+    recordTimer = clock.setTimeout(() => {
+      void recordLog('checkpoint')
+        .catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'))
+        .finally(() => {
+          if (recordTimer !== undefined) scheduleRecord();
+        });
+    }, options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
+  };
+
   app.addHook('onReady', async () => {
     await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
     await ctx.deadlines.start();
     await ctx.audit.start();
     ctx.limits.start();
+    if (deps.recordLog) scheduleRecord();
   });
   app.addHook('preClose', async () => {
     ctx.deadlines.stop();
     ctx.audit.stop();
     ctx.limits.stop();
+    if (recordTimer !== undefined) clock.clearTimeout(recordTimer);
+    recordTimer = undefined;
   });
   app.addHook('onClose', async () => {
     await ctx.writes.drain();
@@ -163,6 +188,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     await deps.store.appendAudit({ type: 'server.stop', at: clock.now() });
     // A last checkpoint covers the whole log, server.stop included.
     if (ctx.audit.signing) await ctx.audit.signCheckpoint().catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
+    await recordLog('stop').catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'));
     await deps.store.close();
   });
   return app;

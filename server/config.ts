@@ -22,12 +22,17 @@ export interface ServerConfig {
   checkpointIntervalMs?: number;
   /** Per-minute abuse limits given explicitly; the others keep their defaults (RATE_LIMIT_DEFAULTS). */
   rateLimits?: RateLimitSettings;
+  /** Start even though the data directory's checks found data missing (recorded in the audit log). */
+  acceptDataLoss?: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Flag name → environment variable it overrides. */
-const FLAGS: Record<string, string> = {
+/**
+ * Flag name → environment variable it overrides: every setting has both. `hotline server` takes
+ * exactly these flags (plus `--data` as an alias of `--data-dir`), so adding a row here adds it there.
+ */
+export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--agreement': 'HOTLINE_AGREEMENT',
   '--data-dir': 'HOTLINE_DATA_DIR',
   '--host': 'HOTLINE_HOST',
@@ -40,6 +45,14 @@ const FLAGS: Record<string, string> = {
   '--rate-login-per-minute': 'HOTLINE_RATE_LOGIN_PER_MINUTE',
   '--rate-device-failures-per-minute': 'HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE',
   '--rate-directory-per-minute': 'HOTLINE_RATE_DIRECTORY_PER_MINUTE',
+};
+
+/**
+ * Switches: flags without a value (`--accept-data-loss`), set by their variable with `1`/`true`.
+ * `hotline server` takes these too.
+ */
+export const SERVER_SWITCHES: Readonly<Record<string, string>> = {
+  '--accept-data-loss': 'HOTLINE_ACCEPT_DATA_LOSS',
 };
 
 /** Rate-limit setting → its variable and flag. */
@@ -60,8 +73,14 @@ function mergeFlags(env: Env, argv: readonly string[]): Record<string, string | 
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg : arg.slice(0, eq);
-    const key = FLAGS[name];
-    if (key === undefined) throw invalid(`unknown option ${name}; known options: ${Object.keys(FLAGS).join(', ')}`);
+    const switchKey = SERVER_SWITCHES[name];
+    if (switchKey !== undefined) {
+      if (eq !== -1) throw invalid(`${name} takes no value`);
+      merged[switchKey] = '1';
+      continue;
+    }
+    const key = SERVER_FLAGS[name];
+    if (key === undefined) throw invalid(`unknown option ${name}; known options: ${[...Object.keys(SERVER_FLAGS), ...Object.keys(SERVER_SWITCHES)].join(', ')}`);
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
     else {
@@ -124,6 +143,10 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     else problems.push(`${key} (${flag}) must be an integer from 1 to 1000000, got "${t}"`);
   }
 
+  const acceptText = text('HOTLINE_ACCEPT_DATA_LOSS');
+  const acceptDataLoss = acceptText === undefined ? false : ['1', 'true', 'yes'].includes(acceptText.toLowerCase()) ? true : ['0', 'false', 'no'].includes(acceptText.toLowerCase()) ? false : undefined;
+  if (acceptDataLoss === undefined) problems.push(`HOTLINE_ACCEPT_DATA_LOSS (--accept-data-loss) must be 1/true/yes or 0/false/no, got "${acceptText}"`);
+
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
     agreementPath: agreementPath!,
@@ -135,5 +158,6 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(logKeyPath !== undefined ? { logKeyPath } : {}),
     ...(checkpointIntervalMs !== undefined ? { checkpointIntervalMs } : {}),
     ...(Object.keys(rateLimits).length > 0 ? { rateLimits } : {}),
+    ...(acceptDataLoss ? { acceptDataLoss: true } : {}),
   };
 }

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -7,11 +7,16 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
 import { parseAgreement, parseLogSecret } from '../shared/crypto/keys.js';
 import { randomBytes } from '../shared/crypto/random.js';
-import { fromBase64, toBase64 } from '../shared/encoding/base64.js';
+import { fromBase64, toBase64, toHex } from '../shared/encoding/base64.js';
 import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
+import { agreementHash } from '../shared/crypto/keys.js';
+import { rootFromLeafHashes } from '../shared/audit/merkle.js';
 import { buildApp, type AppOptions } from './app.js';
+import { AuditLog } from './audit-log.js';
+import { systemClock } from './clock.js';
+import { acquireLock, checkDatabaseFile, DEPLOYMENT_META_KEY, newDeploymentId, readIdentity, writeIdentity, type DataIdentity } from './data-dir.js';
 import type { Clock } from './clock.js';
-import { loadConfig, type LogLevel } from './config.js';
+import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
@@ -123,6 +128,11 @@ export interface StartServerOptions {
   /** The log secret (or the path of its file): the server then signs checkpoints. */
   logSecret?: LogSecretFile;
   logKeyPath?: string;
+  /**
+   * Start even though the checks of the data directory found data missing or damaged: the
+   * problems are logged and recorded in the audit log (`store.data-loss.accepted`).
+   */
+  acceptDataLoss?: boolean;
 }
 
 export interface RunningServer {
@@ -132,6 +142,97 @@ export interface RunningServer {
   store: Store;
   /** Finish in-flight writes, close the sockets and the store. Safe to call twice. */
   close(): Promise<void>;
+}
+
+interface OpenedData {
+  store: Store;
+  jwtSecret: Uint8Array;
+  deploymentId: string;
+}
+
+/**
+ * Open the data directory's database and check it against what the directory recorded of itself
+ * (`data-identity.json`): a database that is missing, empty, unreadable, corrupt (`PRAGMA
+ * quick_check`), from another directory, or holding a shorter or different audit log than recorded
+ * is refused with everything found and what to do, unless `acceptDataLoss`, which moves an
+ * unreadable file aside, starts, and records the problems as an audit entry.
+ */
+async function openData(dataDir: string, agreement: Agreement, logger: Logger, acceptDataLoss: boolean): Promise<OpenedData> {
+  const dbPath = join(dataDir, DATABASE_FILE);
+  const problems: string[] = [];
+  let identity: DataIdentity | undefined;
+  try {
+    identity = readIdentity(dataDir);
+  } catch (err) {
+    if (!acceptDataLoss) throw err;
+    problems.push((err as Error).message);
+  }
+  const missing = checkDatabaseFile(dataDir, dbPath, identity, JWT_SECRET_FILE);
+  if (missing) problems.push(missing.what);
+  if (problems.length > 0 && !acceptDataLoss) throw dataLost(problems);
+  const jwtSecret = loadJwtSecret(dataDir);
+  let store: SqliteStore;
+  try {
+    store = new SqliteStore(dbPath);
+  } catch (cause) {
+    const what = `the database ${dbPath} cannot be opened (${(cause as Error).message})`;
+    if (!acceptDataLoss) throw dataLost([...problems, what], cause);
+    const aside = `${dbPath}.damaged-${Date.now()}`;
+    renameSync(dbPath, aside);
+    for (const suffix of ['-wal', '-shm']) if (existsSync(dbPath + suffix)) renameSync(dbPath + suffix, aside + suffix);
+    problems.push(`${what}; moved aside to ${aside}`);
+    store = new SqliteStore(dbPath);
+  }
+  // The database holds the directory and the log: readable by the server's user only.
+  if (existsSync(dbPath)) chmodSync(dbPath, 0o600);
+  try {
+    const damage = await store.checkIntegrity();
+    if (damage) problems.push(`the database ${dbPath} is corrupt (quick_check: ${damage})`);
+    const size = await store.auditSize();
+    const stored = await store.getMeta(DEPLOYMENT_META_KEY);
+    if (identity) {
+      if (stored !== undefined && stored !== identity.deploymentId) problems.push(`the database ${dbPath} belongs to another data directory (deployment ${stored}, this directory is ${identity.deploymentId})`);
+      if (size < identity.auditSize) {
+        problems.push(`the audit log has ${size} entries, but ${identity.auditSize} were recorded at ${new Date(identity.writtenAt).toISOString()} (${identity.reason}): entries were lost`);
+      } else if (!damage && (await auditRootAt(store, agreement, logger, identity.auditSize, identity.auditRoot)) !== identity.auditRoot) {
+        problems.push(`the audit log's first ${identity.auditSize} entries do not match the root recorded at ${new Date(identity.writtenAt).toISOString()}: the log was changed`);
+      }
+    }
+    if (problems.length > 0) {
+      if (!acceptDataLoss) throw dataLost(problems);
+      logger.error({ problems }, 'starting with --accept-data-loss: data of this directory was found missing or damaged');
+      await store.appendAudit({ type: 'store.data-loss.accepted', at: Date.now(), problems, ...(identity ? { recorded: { auditSize: identity.auditSize, auditRoot: identity.auditRoot, at: identity.writtenAt } } : {}) });
+    }
+    const deploymentId = identity && (stored === undefined || stored === identity.deploymentId) ? identity.deploymentId : (stored ?? newDeploymentId());
+    if (stored !== deploymentId) await store.setMeta(DEPLOYMENT_META_KEY, deploymentId);
+    const now = await store.auditSize();
+    writeIdentity(dataDir, { deploymentId, agreementHash: agreementHash(agreement), auditSize: now, auditRoot: await auditRootAt(store, agreement, logger, now), writtenAt: Date.now(), reason: 'start' });
+    return { store, jwtSecret, deploymentId };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+function dataLost(problems: readonly string[], cause?: unknown): HotlineError {
+  return new HotlineError(
+    'HL_ERR_STORE_DATA_LOST',
+    `refusing to start: the data directory's data is missing or damaged:\n  - ${problems.join('\n  - ')}\n` +
+      'Restore the data directory from a backup (see README "Operations"), or, to start anyway and record the loss in the audit log, give --accept-data-loss (HOTLINE_ACCEPT_DATA_LOSS=1).',
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * The root (hex) of the log's first `size` entries: from the stored tree nodes (O(log n) reads);
+ * when that is not `expected`, or the nodes cannot be read, from the leaf hashes, because the nodes
+ * are derived data and a damaged node must never pass for a changed log.
+ */
+async function auditRootAt(store: Store, agreement: Agreement, logger: Logger, size: number, expected?: string): Promise<string> {
+  const tree = await new AuditLog({ agreement, store, clock: systemClock, log: logger as FastifyBaseLogger }).tree();
+  const fromNodes = await tree.root(size).then(toHex, () => undefined);
+  if (fromNodes !== undefined && (expected === undefined || fromNodes === expected)) return fromNodes;
+  return toHex(rootFromLeafHashes((await store.auditEntries(0, size)).map((e) => e.leafHash)));
 }
 
 /**
@@ -166,10 +267,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? createLogger(options.logLevel ?? 'info', options.logStream);
   const logSecret = options.logSecret ? checkLogSecret(options.logSecret, agreement) : options.logKeyPath ? loadLogSecret(options.logKeyPath, agreement) : undefined;
-  const jwtSecret = loadJwtSecret(dataDir);
-  const store = new SqliteStore(join(dataDir, DATABASE_FILE));
-  const dbPath = join(dataDir, DATABASE_FILE);
-  if (existsSync(dbPath)) chmodSync(dbPath, 0o600);
+  const release = acquireLock(dataDir);
+  let opened: OpenedData;
+  try {
+    opened = await openData(dataDir, agreement, logger, options.acceptDataLoss === true);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const { store, jwtSecret } = opened;
   const https = options.tls ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) } : undefined;
   let app: FastifyInstance;
   try {
@@ -182,12 +288,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...(options.clock ? { clock: options.clock } : {}),
         ...(https ? { https } : {}),
         ...(logSecret ? { logSecret } : {}),
+        recordLog: (reason, size, root) => {
+          writeIdentity(dataDir, { deploymentId: opened.deploymentId, agreementHash: agreementHash(agreement), auditSize: size, auditRoot: toHex(root), writtenAt: Date.now(), reason });
+        },
       },
       options.app,
     );
     await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
   } catch (error) {
     await store.close();
+    release();
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -198,14 +308,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     url,
     app,
     store,
-    close: () => (closing ??= app.close().then(() => undefined)),
+    close: () => (closing ??= app.close().finally(release).then(() => undefined)),
   };
 }
 
-/** The `node server/main.ts` entry: configuration from env and flags, graceful stop on SIGINT/SIGTERM. */
-export async function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
-  const config = loadConfig(env, argv);
-  const server = await startServer({
+/**
+ * What to start from a loaded configuration: the one mapping from settings to start options, shared
+ * by `node server/main.ts` and `hotline server` so that no setting is honoured by one and dropped by
+ * the other.
+ */
+export function startOptionsFromConfig(config: ServerConfig): StartServerOptions {
+  return {
     agreementPath: config.agreementPath,
     dataDir: config.dataDir,
     host: config.host,
@@ -217,7 +330,12 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env:
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
     },
-  });
+  };
+}
+
+/** The `node server/main.ts` entry: configuration from env and flags, graceful stop on SIGINT/SIGTERM. */
+export async function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const server = await startServer(startOptionsFromConfig(loadConfig(env, argv)));
   const stop = (signal: string) => {
     server.app.log.info({ signal }, 'shutting down');
     server.close().then(

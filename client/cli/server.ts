@@ -4,18 +4,27 @@ import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { loadDevice, parse, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 import { postCertificate } from './setup.js';
+import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
 export const server: Command = {
   name: 'server',
   summary: 'run the relay server',
   help: `Usage: hotline server --agreement FILE --data DIR [--host H] [--port N] [--log-level L]
                      [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
+                     [--rate-login-per-minute N] [--rate-device-failures-per-minute N]
+                     [--rate-directory-per-minute N] [--accept-data-loss]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
 Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an environment
-variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST, HOTLINE_PORT, HOTLINE_LOG_LEVEL,
-HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY, HOTLINE_CHECKPOINT_INTERVAL_MS.
+variable, and a flag wins over its variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST,
+HOTLINE_PORT, HOTLINE_LOG_LEVEL, HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY,
+HOTLINE_CHECKPOINT_INTERVAL_MS, HOTLINE_RATE_LOGIN_PER_MINUTE, HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE,
+HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_ACCEPT_DATA_LOSS.
+
+At start the server checks the data directory against what it recorded of itself (the database is
+there, sound, and holds at least the audit log it had) and refuses to start if not, saying what it
+found; only one server may run on a data directory.
 
   --agreement FILE   the agreement
   --data DIR         data directory (database, token secret); created if missing (alias --data-dir)
@@ -25,10 +34,20 @@ HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY, HOTLINE_CHECKPOINT_INTERVAL_
   --tls-cert FILE, --tls-key FILE   serve HTTPS/WSS
   --log-key FILE     the server log secret (from hotline agreement create): the server then signs
                      audit checkpoints; without it the log is kept but never signed
-  --checkpoint-interval-ms N   sign a checkpoint this often when the log grew (default 60000)`,
+  --checkpoint-interval-ms N   sign a checkpoint this often when the log grew (default 60000)
+  --rate-login-per-minute N    challenges, logins and refused link upgrades per address (default 120)
+  --rate-device-failures-per-minute N   refused logins per claimed device, any address (default 20)
+  --rate-directory-per-minute N   enrolments and revocations per address (default 60)
+  --accept-data-loss   start even though the checks found data missing or damaged (a damaged
+                       database is moved aside); the loss is recorded in the audit log`,
   async run(argv, io) {
-    const flags = ['agreement', 'data', 'data-dir', 'host', 'port', 'log-level', 'tls-cert', 'tls-key', 'log-key', 'checkpoint-interval-ms'] as const;
-    const { values } = parse('server', argv, Object.fromEntries(flags.map((f) => [f, { type: 'string' }])) as Record<(typeof flags)[number], { type: 'string' }>);
+    // Exactly the server's own flags (server/config.ts), so none is dropped on this path.
+    const flags = ['data', ...Object.keys(SERVER_FLAGS).map((f) => f.slice(2))];
+    const switches = Object.keys(SERVER_SWITCHES).map((f) => f.slice(2));
+    const { values } = parse('server', argv, {
+      ...(Object.fromEntries(flags.map((f) => [f, { type: 'string' }])) as Record<string, { type: 'string' }>),
+      ...(Object.fromEntries(switches.map((f) => [f, { type: 'boolean' }])) as Record<string, { type: 'boolean' }>),
+    });
     if (values.help) {
       io.out(this.help);
       return 0;
@@ -37,28 +56,18 @@ HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY, HOTLINE_CHECKPOINT_INTERVAL_
     const forwarded: string[] = [];
     for (const f of flags) {
       const v = values[f];
-      if (v !== undefined) forwarded.push(f === 'data' ? '--data-dir' : `--${f}`, v);
+      if (typeof v === 'string') forwarded.push(f === 'data' ? '--data-dir' : `--${f}`, v);
     }
+    for (const f of switches) if (values[f] === true) forwarded.push(`--${f}`);
     // The server's modules (Fastify, SQLite) load only for the commands that run it.
-    const { loadConfig } = await import('../../server/config.js');
-    const { startServer } = await import('../../server/main.js');
+    const { startOptionsFromConfig, startServer } = await import('../../server/main.js');
     let config;
     try {
       config = loadConfig(io.env, forwarded);
     } catch (err) {
       throw usage(`${(err as Error).message}\nRun: hotline server --help`);
     }
-    const running = await startServer({
-      agreementPath: config.agreementPath,
-      dataDir: config.dataDir,
-      host: config.host,
-      port: config.port,
-      logLevel: config.logLevel,
-      logStream: process.stderr,
-      ...(config.tls ? { tls: config.tls } : {}),
-      ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
-      ...(config.checkpointIntervalMs ? { app: { checkpointIntervalMs: config.checkpointIntervalMs } } : {}),
-    });
+    const running = await startServer({ ...startOptionsFromConfig(config), logStream: process.stderr });
     io.out(`listening on ${running.url}`);
     await io.interrupted;
     await running.close();

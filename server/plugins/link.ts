@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
-import { HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
+import { closesLink, HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
 import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/protocol/codec.js';
 import type { ClientFrame, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
@@ -59,8 +59,6 @@ interface Connection {
   handling: boolean;
 }
 
-/** Errors that concern the connection itself: answered, then the connection is closed. */
-const FATAL: ReadonlySet<HotlineErrorCode> = new Set(['HL_ERR_INPUT_MALFORMED_JSON', 'HL_ERR_INPUT_TOO_LARGE', 'HL_ERR_INPUT_UNKNOWN_FRAME']);
 
 const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -382,7 +380,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       e = new HotlineError('HL_ERR_INTERNAL', 'internal error');
     }
     conn.log.info({ code: e.code, ...(ref === undefined ? {} : { ref }) }, 'frame refused');
-    if (FATAL.has(e.code)) {
+    // Errors that concern the connection itself (the table's `closesLink`): answered by a close.
+    if (closesLink(e.code)) {
       closeWith(conn, e.code, e.message);
       return;
     }

@@ -609,6 +609,17 @@ export class SqliteStore implements Store {
     return size === undefined ? this.stmt.allCosignatures.all() : this.stmt.cosignaturesOf.all(size);
   }
 
+  async checkIntegrity(): Promise<string | undefined> {
+    try {
+      const rows = this.db.pragma('quick_check(20)') as { quick_check: string }[];
+      const found = rows.map((r) => r.quick_check).filter((r) => r !== 'ok');
+      return found.length === 0 ? undefined : found.join('; ');
+    } catch (err) {
+      // SQLITE_CORRUPT and friends: the check itself could not read the file.
+      return (err as Error).message;
+    }
+  }
+
   async getMeta(key: string): Promise<string | undefined> {
     return this.stmt.getMeta.get(key)?.value;
   }

@@ -233,5 +233,10 @@ export interface Store {
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
 
+  /**
+   * The database's own consistency check (SQLite `PRAGMA quick_check`): undefined when sound, else
+   * what it found. Run at start, before anything is served from the store.
+   */
+  checkIntegrity(): Promise<string | undefined>;
   close(): Promise<void>;
 }

@@ -11,9 +11,9 @@ export interface ServerProcess {
 }
 
 /** Start test/helpers/server-process.ts with `node --import tsx` and wait for its URL on stdout. */
-export function spawnServer(env: { agreementPath: string; dataDir: string }): Promise<ServerProcess> {
+export function spawnServer(env: { agreementPath: string; dataDir: string; extraEnv?: NodeJS.ProcessEnv }): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
-    env: { ...process.env, HOTLINE_AGREEMENT: env.agreementPath, HOTLINE_DATA_DIR: env.dataDir },
+    env: { ...process.env, ...env.extraEnv, HOTLINE_AGREEMENT: env.agreementPath, HOTLINE_DATA_DIR: env.dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IDENTITY_FILE } from '../../server/data-dir.js';
 import { DATABASE_FILE } from '../../server/main.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { parseCheckpoint } from '../../shared/audit/checkpoint.js';
@@ -67,6 +68,9 @@ async function exportAfter(tamper: (db: Database.Database) => void): Promise<{ e
   } finally {
     db.close();
   }
+  // Whoever can change the database can rewrite the directory's record of it too (a checksum, no
+  // secret): these cases are about what the cosigned checkpoints catch, so the record goes.
+  rmSync(join(dir, IDENTITY_FILE));
   const server = await startAuditServer(d.agreement, logSecret, dir, []);
   try {
     const exp = await fetchExport(server.url, d.devices.jpAud, d.agreement);

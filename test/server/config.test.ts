@@ -35,4 +35,13 @@ describe('loadConfig', () => {
     expect(codeOf(() => loadConfig(base, ['--bogus', 'x']))).toBe('HL_ERR_CONFIG_INVALID');
     expect(codeOf(() => loadConfig(base, ['--port']))).toBe('HL_ERR_CONFIG_INVALID');
   });
+
+  it('takes --accept-data-loss as a switch, and HOTLINE_ACCEPT_DATA_LOSS as yes or no only', () => {
+    expect(loadConfig(base).acceptDataLoss).toBeUndefined();
+    expect(loadConfig(base, ['--accept-data-loss']).acceptDataLoss).toBe(true);
+    expect(loadConfig({ ...base, HOTLINE_ACCEPT_DATA_LOSS: '1' }).acceptDataLoss).toBe(true);
+    expect(loadConfig({ ...base, HOTLINE_ACCEPT_DATA_LOSS: 'no' }).acceptDataLoss).toBeUndefined();
+    expect(codeOf(() => loadConfig({ ...base, HOTLINE_ACCEPT_DATA_LOSS: 'maybe' }))).toBe('HL_ERR_CONFIG_INVALID');
+    expect(codeOf(() => loadConfig(base, ['--accept-data-loss=1']))).toBe('HL_ERR_CONFIG_INVALID');
+  });
 });
