@@ -5,8 +5,9 @@ import type { Page } from 'playwright-core';
 import { buildAuditReport } from '../../shared/audit/report.js';
 import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import { next } from '../helpers/events.js';
+import { dictionaries } from '../../client/console/common/i18n.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { auditorToken, exchangeMessage, importKey, openPage, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness } from './harness.js';
+import { auditorToken, exchangeMessage, importKey, openPage, SCREENSHOT_DIR, signCheckpoint, startHarness, startNodeClient, type Harness } from './harness.js';
 
 /**
  * The auditor console as an auditor's workstation (issue 10, problem 13): a report only from a
@@ -252,5 +253,83 @@ describe('auditor console: downloads and print', () => {
     expect(await page.isVisible('#log')).toBe(true);
     expect(errors).toEqual([]);
     await close();
+  });
+});
+
+describe('auditor console: everything in the interface language', () => {
+  it('in ja and zh no raw code and no English word reaches the screen: entry types, summaries, trail, report, chart, errors', async () => {
+    const id = await exchangeMessage(hx);
+    await linkTest();
+    // Entries the other tests do not produce, in the shapes the server writes them: a late
+    // rung, a missed deadline, an audit alarm, refused logins.
+    const exp = await serverExport();
+    const accepted = JSON.parse(exp.value.entries.find((e) => e.includes(`"id":"${id}"`))!) as { at: number };
+    const deadline = { messageId: id, from: 'jp-mod', to: 'cn-mnd', precedence: 'FLASH', rung: 'acknowledged', dueAt: accepted.at + 1 };
+    (hx.server.store as SqliteStore).appendAuditMany([
+      { type: 'deadline.missed', at: accepted.at + 1, ...deadline, lateMs: 0, level: 1 },
+      { type: 'deadline.met', at: accepted.at + 2, ...deadline, late: true, lateMs: 65_000 },
+      { type: 'audit.alarm', at: accepted.at + 3, party: 'cn-mnd', reason: 'cn-mnd/op1: HL_ERR_AUDIT_EQUIVOCATION: two roots for size 7' },
+      { type: 'login.refused', at: accepted.at + 4, party: 'jp-mod', device: 'op9', code: 'HL_ERR_CERT_UNKNOWN_DEVICE' },
+      { type: 'login.refused.suppressed', at: accepted.at + 5, by: 'address', count: 21, since: accepted.at, until: accepted.at + 5 },
+    ]);
+    // Words that are data, the same in every language: party and device names, the agreement's
+    // name, the precedence names (part of each label, as on the operator console), each
+    // language's own name in the picker, and terms written in Latin letters in ja and zh too
+    // (UTC, CSV, PDF, ID); hex.
+    const data = new Set([hx.dep.agreement.name, 'FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE', 'English', 'UTC', 'CSV', 'PDF', 'ID']);
+    for (const key of Object.keys(hx.dep.devices)) data.add(key).add(key.split('/')[0]!).add(key.split('/')[1]!);
+    data.add('op9');
+    const english = Object.values(dictionaries().en)
+      .flatMap((text) => text.split(/\{\w+\}/))
+      .map((x) => x.trim())
+      .filter((x) => /[A-Za-z]{3}/.test(x) && !data.has(x));
+
+    for (const locale of ['ja-JP', 'zh-CN']) {
+      const { page, errors, close } = await openAuditor(locale, `auditor report ${locale}`);
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await page.fill('#filter-message', id.slice(0, 10));
+      await page.click('#apply-filter');
+      await page.click('#entries tbody tr[data-type="envelope.accepted"] button.follow');
+      await page.waitForSelector('#trail-steps li[data-step="acknowledged"]');
+      await page.fill('#filter-from', 'yesterday');
+      await page.click('#apply-filter');
+      await page.waitForSelector('#filter-error:not(:empty)');
+      await page.screenshot({ path: join(SCREENSHOT_DIR, `auditor-trail-${locale}.png`), fullPage: true });
+      await page.fill('#filter-message', '');
+      await page.fill('#filter-from', '');
+      await page.click('#apply-filter');
+      // The newest entries (those appended above among them) are on the last page.
+      await page.selectOption('#page-size', '500');
+      await page.fill('#page-number', '9999');
+      await page.dispatchEvent('#page-number', 'change');
+      await page.waitForSelector('#entries tbody tr[data-type="login.refused.suppressed"]');
+      await expect.poll(() => page.locator('#filter-error:empty').count()).toBe(1);
+      // A cosignature the server refuses: the error is told in words too, its code kept out of sight.
+      await page.route('**/v1/audit/cosignatures', (route) => route.fulfill({ status: 403, contentType: 'application/json', body: JSON.stringify({ code: 'HL_ERR_AUTH_FORBIDDEN', message: 'forbidden' }) }));
+      await signCheckpoint(hx, await auditorToken(hx));
+      await page.click('#cosign-run');
+      const refused = await page.waitForSelector('#cosign-result:not([data-status="cosigned"])');
+      expect(await refused.getAttribute('data-status')).toBe('failed');
+      expect(await refused.getAttribute('data-code')).toMatch(/^HL_ERR_/);
+
+      // Everything the console holds (text of every element, options and the chart included) and
+      // every attribute a person may read or hear.
+      const shown = await page.evaluate(() => {
+        const app = document.getElementById('app')!;
+        const attrs = Array.from(app.querySelectorAll('[aria-label], [title], [placeholder], [alt]')).flatMap((el) =>
+          ['aria-label', 'title', 'placeholder', 'alt'].map((a) => el.getAttribute(a) ?? ''),
+        );
+        return [app.textContent ?? '', ...attrs].join('\n');
+      });
+      expect(shown).not.toMatch(/HL_ERR_/);
+      let rest = shown;
+      for (const word of [...data].sort((a, b) => b.length - a.length)) rest = rest.split(word).join(' ');
+      for (const phrase of english) expect(rest.includes(phrase), `English "${phrase}" on the ${locale} screen`).toBe(false);
+      const words = rest.split(/[^A-Za-z0-9]+/).filter((w) => /[A-Za-z]/.test(w) && !/^[0-9a-f]+$/.test(w));
+      expect(words, `Latin words on the ${locale} screen`).toEqual([]);
+      await page.screenshot({ path: join(SCREENSHOT_DIR, `auditor-${locale}.png`), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 2000 } });
+      expect(errors.filter((e) => !e.includes('/v1/audit/cosignatures'))).toEqual([]);
+      await close();
+    }
   });
 });

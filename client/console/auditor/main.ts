@@ -13,7 +13,8 @@ import { initLanguage, onLanguageChange, t } from '../common/i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
 import { showUnlock } from '../common/unlock-view.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
-import { entryMessageId, entrySummary, trailOf } from './entries.js';
+import { entryMessageId, entrySummary, entryTypeLabel, trailOf, wordLabel } from './entries.js';
+import { parseFilterTime } from './filter-time.js';
 import { downloadFile, exportFileName, reportCsv, reportFileName } from './export.js';
 import { DEFAULT_PAGE_SIZE, pageOf, pagerView } from './paging.js';
 import { problemKey } from './problems.js';
@@ -166,6 +167,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const drawSource = () => {
+    // The browser draws a file field's own button and note in its own language, not the console's:
+    // the field is hidden in a label that says what it does (still focusable, still a file field).
     const file = h('input', { type: 'file', id: 'export-file', accept: '.json,application/json' });
     file.addEventListener('change', () => {
       const f = file.files?.[0];
@@ -181,7 +184,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       s.phase === 'refused' ? h('p', { class: 'error', role: 'alert', id: 'load-refused', 'data-reason': s.reason }, t(s.reason)) : null,
       log ? h('p', { id: 'loaded' }, t('loaded_from', { source: t(log.source === 'server' ? 'source_server' : 'source_file'), entries: log.entries.length, checkpoints: log.checkpoints.length })) : null,
       log ? h('button', { type: 'button', id: 'download-export', class: 'secondary', onclick: () => downloadFile(exportFileName(agreement, log), 'application/json', log.text) }, t('rep_download_export')) : null,
-      h('div', { class: 'row' }, h('button', { type: 'button', id: 'load-server', class: 'secondary', onclick: () => void fromServer() }, t('load_server')), h('label', {}, t('open_export'), file)),
+      h('div', { class: 'row' }, h('button', { type: 'button', id: 'load-server', class: 'secondary', onclick: () => void fromServer() }, t('load_server')), h('label', { class: 'file-button' }, file, t('open_export'))),
     );
   };
 
@@ -189,12 +192,13 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     const log = verified();
     if (!log) return replace(logEl);
     const types = [...new Set(log.entries.map((e) => e.type))].sort();
-    const fromIn = h('input', { type: 'datetime-local', id: 'filter-from', step: 1 });
-    const toIn = h('input', { type: 'datetime-local', id: 'filter-to', step: 1 });
-    const typeSel = h('select', { id: 'filter-type' }, h('option', { value: '' }, t('all_types')), ...types.map((x) => h('option', { value: x }, x)));
+    const timeIn = (id: string) => h('input', { id, placeholder: t('filter_time_hint'), autocomplete: 'off', inputmode: 'numeric', size: 19 });
+    const fromIn = timeIn('filter-from');
+    const toIn = timeIn('filter-to');
+    const typeSel = h('select', { id: 'filter-type' }, h('option', { value: '' }, t('all_types')), ...types.map((x) => h('option', { value: x }, entryTypeLabel(x))));
     const msgIn = h('input', { id: 'filter-message', placeholder: '0123abcd…', maxlength: 32, autocomplete: 'off' });
-    if (view.filter.from !== undefined) fromIn.value = toLocalInput(view.filter.from);
-    if (view.filter.to !== undefined) toIn.value = toLocalInput(view.filter.to);
+    if (view.filter.from !== undefined) fromIn.value = formatTime(view.filter.from);
+    if (view.filter.to !== undefined) toIn.value = formatTime(view.filter.to);
     typeSel.value = view.filter.type ?? '';
     msgIn.value = view.filter.message ?? '';
     const form = h(
@@ -205,12 +209,19 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       h('label', {}, t('filter_type'), typeSel),
       h('label', {}, t('filter_message'), msgIn),
       h('button', { type: 'submit', id: 'apply-filter' }, t('load')),
+      h('p', { class: 'error', id: 'filter-error', role: 'alert' }),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
+      const from = parseFilterTime(fromIn.value);
+      const to = parseFilterTime(toIn.value);
+      if (from === null || to === null) {
+        (from === null ? fromIn : toIn).focus();
+        return replace(form.querySelector('#filter-error')!, t('filter_time_invalid'));
+      }
       view.filter = {
-        ...(fromIn.value ? { from: new Date(fromIn.value).getTime() } : {}),
-        ...(toIn.value ? { to: new Date(toIn.value).getTime() } : {}),
+        ...(from === undefined ? {} : { from }),
+        ...(to === undefined ? {} : { to }),
         ...(typeSel.value ? { type: typeSel.value } : {}),
         ...(msgIn.value.trim() ? { message: msgIn.value.trim().toLowerCase() } : {}),
       };
@@ -261,7 +272,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
               { 'data-index': e.index, 'data-type': e.type },
               h('td', { class: 'num', 'data-label': t(heads[0]) }, e.index),
               h('td', { class: 'when', 'data-label': t(heads[1]) }, e.at ? formatTime(e.at) : '—'),
-              h('td', { 'data-label': t(heads[2]) }, h('code', {}, e.type)),
+              h('td', { 'data-label': t(heads[2]) }, entryTypeLabel(e.type)),
               h('td', { class: 'small', 'data-label': t(heads[3]) }, entrySummary(e)),
               h('td', {}, id ? h('button', { type: 'button', class: 'secondary follow', onclick: () => follow(id) }, t('follow')) : null),
             );
@@ -284,7 +295,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     replace(
       trailEl,
       h('h2', {}, t('message_trail', { id: view.trail.slice(0, 16) })),
-      h('ol', { class: 'trail', id: 'trail-steps' }, ...steps.map((s) => h('li', { 'data-step': s.step }, h('b', {}, s.step), ` — ${formatTime(s.entry.at)} (#${s.entry.index}) `, h('span', { class: 'small' }, entrySummary(s.entry))))),
+      h('ol', { class: 'trail', id: 'trail-steps' }, ...steps.map((s) => h('li', { 'data-step': s.step }, h('b', {}, s.label), ` — ${formatTime(s.entry.at)} (#${s.entry.index}) `, h('span', { class: 'small' }, entrySummary(s.entry))))),
     );
   };
 
@@ -311,7 +322,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const cosignView = () => {
     const s = view.cosign;
     if (!s || s.running) return null;
-    if (s.error) return h('p', { class: 'problem', role: 'alert', id: 'cosign-result', 'data-status': 'failed', 'data-code': s.error.code }, t('cosign_failed', s.error));
+    if (s.error) return h('p', { class: 'problem', role: 'alert', id: 'cosign-result', 'data-status': 'failed', 'data-code': s.error.code }, t('cosign_failed_reason', { reason: t(problemKey(s.error.code)) }));
     const r = s.result!;
     return h(
       'p',
@@ -423,7 +434,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
           'tbody',
           {},
           ...directory.certs.map((x) =>
-            h('tr', {}, h('td', {}, `${x.party}/${x.device}`), h('td', {}, x.role), h('td', {}, h('code', {}, groupHex(fingerprint(fromBase64(x.signKey)).slice(0, 16)))), h('td', { class: 'small' }, formatTime(x.notAfter))),
+            h('tr', {}, h('td', {}, `${x.party}/${x.device}`), h('td', {}, wordLabel(x.role)), h('td', {}, h('code', {}, groupHex(fingerprint(fromBase64(x.signKey)).slice(0, 16)))), h('td', { class: 'small' }, formatTime(x.notAfter))),
           ),
         ),
       ),
@@ -458,11 +469,6 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   layout();
   drawAll();
   await fromServer();
-}
-
-function toLocalInput(ms: number): string {
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
-  return d.toISOString().slice(0, 19);
 }
 
 void main();

@@ -158,9 +158,9 @@ function reportChart(report: AuditReport, agreement: Agreement): SVGSVGElement {
     if (text !== undefined) e.textContent = text;
     return e;
   };
-  const W = 360;
+  const W = 400;
   const rowH = 34;
-  const left = 90;
+  const left = 130;
   const plotW = W - left - 20;
   const H = 10 + rowH * report.rows.length + 20;
   const max = 1.5; // the axis runs to 150 % of the deadline; longer bars are clipped and marked
@@ -170,7 +170,7 @@ function reportChart(report: AuditReport, agreement: Agreement): SVGSVGElement {
   report.rows.forEach((row, i) => {
     const y = 6 + i * rowH;
     const deadline = agreement.deadlines[row.precedence].acknowledgedMs;
-    svg.appendChild(el('text', { x: 0, y: y + 16 }, row.precedence));
+    svg.appendChild(el('text', { x: 0, y: y + 16 }, t(`prec_${row.precedence}` as MessageKey)));
     const bars: [number | null, string, number][] = [
       [row.toAcknowledged.p95Ms, 'bar-p95', 0],
       [row.toAcknowledged.medianMs, `bar-${row.precedence.toLowerCase()}`, 6],
