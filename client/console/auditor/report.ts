@@ -54,6 +54,13 @@ function cell(col: string, label: string, ...children: (string | number | HTMLEl
   return h('td', { 'data-col': col, 'data-label': label }, ...children);
 }
 
+/** A count that should be 0 (deadlines missed, failed tests): shown as a problem otherwise. */
+function badCount(col: string, label: string, n: number): HTMLTableCellElement {
+  const td = cell(col, label, n);
+  if (n > 0) td.className = 'problem';
+  return td;
+}
+
 function deadlineTable(report: AuditReport): HTMLElement {
   // Two header rows: the rung groups, then count, median and 95th percentile under each, so that
   // every column keeps a short label and the table fits the card (at 390 px it is stacked, CSS).
@@ -93,7 +100,7 @@ function deadlineTable(report: AuditReport): HTMLElement {
               const label = (x: MessageKey) => `${t(k)} · ${t(x)}`;
               return [cell(rung, label('rep_count'), count), cell(`${rung}-median`, label('col_median'), duration(s.medianMs)), cell(`${rung}-p95`, label('rep_p95'), duration(s.p95Ms))];
             }),
-            h('td', { 'data-col': 'late', 'data-label': t('col_late'), class: row.deadlinesMissed > 0 ? 'problem' : '' }, row.deadlinesMissed),
+            badCount('late', t('col_late'), row.deadlinesMissed),
           );
         }),
       ),
@@ -140,7 +147,7 @@ function linkTable(stats: LinkTestStats[]): HTMLElement {
           { 'data-from': s.from, 'data-to': s.to },
           cell('link', t('rep_link'), `${s.from} → ${s.to}`),
           cell('passed', t('test_ok'), s.passed),
-          h('td', { 'data-col': 'failed', 'data-label': t('test_failed'), class: s.failed > 0 ? 'problem' : '' }, s.failed),
+          badCount('failed', t('test_failed'), s.failed),
           cell('rtt-median', `${t('rep_round_trip')} · ${t('col_median')}`, duration(s.roundTrip.medianMs)),
           cell('rtt-p95', `${t('rep_round_trip')} · ${t('rep_p95')}`, duration(s.roundTrip.p95Ms)),
         ),
