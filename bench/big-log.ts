@@ -14,7 +14,8 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE, startServer } from '../server/main.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
-import type { AuditEntry } from '../server/store/store.js';
+import type { AuditEntry } from '../server/relay/records.js';
+import { useNodeCrypto } from '../server/node-crypto.js';
 import { formatAuditEntry } from '../shared/audit/log-verify.js';
 import { leafHash } from '../shared/audit/merkle.js';
 import { utf8 } from '../shared/encoding/base64.js';
@@ -82,6 +83,7 @@ export async function timeToReady(dir: string, agreement: Agreement): Promise<nu
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  useNodeCrypto();
   const n = Number(process.argv[2] ?? 1_000_000);
   const dir = mkdtempSync(join(tmpdir(), 'hotline-big-log-'));
   try {

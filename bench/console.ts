@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { connectConsole, enrolDevice, startHarness, startNodeClient, type Harness } from '../test/browser/harness.js';
 import { percentile } from './raw-ws.js';
+import { useNodeCrypto } from '../server/node-crypto.js';
 
 export interface ConsolePhaseOptions {
   /** ROUTINE messages sent before the FLASH (1,000 at full size). */
@@ -124,6 +125,7 @@ function round(ms: number): number {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  useNodeCrypto();
   const result = await consolePhase({ count: Number(process.argv[2] ?? 1000) });
   console.log(JSON.stringify(result, null, 2));
 }

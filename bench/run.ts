@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startServer } from '../server/main.js';
+import { useNodeCrypto } from '../server/node-crypto.js';
 import { makeDeployment } from '../test/helpers/fixtures.js';
 import { measureClients } from './clients.js';
 import { FULL_SIZE, loadBenchConfig, type BenchConfig } from './config.js';
@@ -152,6 +153,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
 }
 
 async function main(): Promise<void> {
+  useNodeCrypto();
   const cfg = loadBenchConfig(process.env, process.argv.slice(2));
   console.log(`Hotline benchmark${cfg.smoke ? ' (smoke: tiny counts, figures mean nothing)' : ''} — node ${process.version}, ${cpus().length} cores, ${new Date().toISOString()}`);
   const { rows, file } = await runBench(cfg);

@@ -3,7 +3,8 @@ import { HotlineError, isHotlineError, type HotlineErrorCode } from '../shared/e
 import { agreementHash } from '../shared/crypto/keys.js';
 import type { Agreement } from '../shared/protocol/schemas.js';
 import { systemClock, type Clock } from './clock.js';
-import { track, type AppContext, type AppOptions } from './context.js';
+import { Lifecycle } from './lifecycle.js';
+import { LinkHub } from './link-hub.js';
 import { Directory } from './directory.js';
 import type { Store } from './store/store.js';
 import { WriteQueue } from './store/write-queue.js';
@@ -17,9 +18,23 @@ import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
 import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
-import { RateLimits } from './rate-limits.js';
+import { RateLimits, type RateLimitSettings } from './rate-limits.js';
 
-export type { AppOptions } from './context.js';
+/** Limits and knobs of the app; every one has a safe default. */
+export interface AppOptions {
+  /** Interval of WebSocket pings; a connection that has not answered the previous ping is ended. Default 30 s. */
+  heartbeatIntervalMs?: number;
+  /** Bytes queued on a socket beyond which the device counts as a slow consumer. Default 1 MiB. */
+  slowConsumerBytes?: number;
+  /** Browser origins allowed on the WebSocket besides the server's own. */
+  allowedOrigins?: readonly string[];
+  /** Whether the server is reached over TLS (for the same-origin check). */
+  secure?: boolean;
+  /** How often a checkpoint of the audit log is signed, when it has grown. Default 60 s. */
+  checkpointIntervalMs?: number;
+  /** Per-minute limits of what unauthenticated peers may ask for (see RATE_LIMIT_DEFAULTS). */
+  rateLimits?: RateLimitSettings;
+}
 
 /** What the app is built from; main.ts (or a test) makes these. */
 export interface AppDeps {
@@ -71,54 +86,39 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   }) as unknown as FastifyInstance;
 
   const hash = agreementHash(deps.agreement);
-  const directory = new Directory(deps.agreement, deps.store);
+  const store = deps.store;
+  const log = deps.logger;
+  const directory = new Directory(deps.agreement, store);
   await directory.load();
-  const ctx: AppContext = {
-    agreement: deps.agreement,
-    agreementHash: hash,
-    store: deps.store,
+  // Everything the plugins use is built here, before them, and each is given only what it needs:
+  // no plugin reaches another through a shared object.
+  const lifecycle = new Lifecycle();
+  const hub = new LinkHub();
+  const writes = new WriteQueue(store);
+  const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
+  const limits = new RateLimits({
+    ...(options.rateLimits ? { settings: options.rateLimits } : {}),
     clock,
-    log: deps.logger,
-    directory,
-    tokens: new TokenService(deps.jwtSecret, hash, clock),
-    writes: new WriteQueue(deps.store),
-    options: {
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
-      slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
-      allowedOrigins: options.allowedOrigins ?? [],
-      secure: options.secure ?? deps.https !== undefined,
-      maxChallenges: options.maxChallenges ?? 10_000,
-    },
-    limits: new RateLimits({
-      ...(options.rateLimits ? { settings: options.rateLimits } : {}),
-      clock,
-      log: deps.logger,
-      audit: (entry) => track(ctx, deps.store.appendAudit(entry)),
-    }),
-    shuttingDown: false,
-    inFlight: new Set(),
-    disconnectRevoked: () => {},
-    deadlines: undefined as unknown as DeadlineScheduler,
-    audit: new AuditLog({
-      agreement: deps.agreement,
-      store: deps.store,
-      clock,
-      log: deps.logger,
-      ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
-      ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
-    }),
-    pushLive: () => {},
-    operatorOnline: () => false,
-  };
-  ctx.deadlines = new DeadlineScheduler({
+    log,
+    audit: (entry) => lifecycle.track(store.appendAudit(entry)),
+  });
+  const audit = new AuditLog({
     agreement: deps.agreement,
-    store: deps.store,
+    store,
     clock,
-    log: deps.logger,
-    enqueue: (w) => ctx.writes.enqueue(w),
+    log,
+    ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
+    ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
+  });
+  const deadlines = new DeadlineScheduler({
+    agreement: deps.agreement,
+    store,
+    clock,
+    log,
+    enqueue: (w) => writes.enqueue(w),
     validBodies: (now, parties, roles) => directory.validBodies(now, parties, roles),
-    operatorOnline: (party) => ctx.operatorOnline(party),
-    push: (delivered) => ctx.pushLive(delivered),
+    operatorOnline: (party) => hub.isOnline(party, 'operator'),
+    push: (delivered) => hub.push(delivered),
   });
 
   app.setErrorHandler((error, request, reply) => {
@@ -143,24 +143,38 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
 
   app.get('/v1/agreement', async () => deps.agreement);
-  await app.register(healthPlugin, { ctx });
-  await app.register(authPlugin, { ctx });
-  await app.register(directoryPlugin, { ctx });
-  await app.register(linkPlugin, { ctx });
-  await app.register(statusPlugin, { ctx });
-  await app.register(auditPlugin, { ctx });
+  await app.register(healthPlugin, { store, lifecycle });
+  await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
+  await app.register(directoryPlugin, { auth, limits, hub });
+  await app.register(linkPlugin, {
+    agreement: deps.agreement,
+    store,
+    log,
+    auth,
+    writes,
+    limits,
+    lifecycle,
+    deadlines,
+    hub,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
+    slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
+    allowedOrigins: options.allowedOrigins ?? [],
+    secure: options.secure ?? deps.https !== undefined,
+  });
+  await app.register(statusPlugin, { auth, deadlines });
+  await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
   await app.register(consolePlugin);
 
   const recordLog = async (reason: 'checkpoint' | 'stop') => {
     if (!deps.recordLog) return;
-    const tree = await ctx.audit.tree();
+    const tree = await audit.tree();
     deps.recordLog(reason, tree.size, await tree.root());
   };
   let recordTimer: ReturnType<Clock['setTimeout']> | undefined;
   const scheduleRecord = () => {
     recordTimer = clock.setTimeout(() => {
       void recordLog('checkpoint')
-        .catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'))
+        .catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'))
         .finally(() => {
           if (recordTimer !== undefined) scheduleRecord();
         });
@@ -168,28 +182,28 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   };
 
   app.addHook('onReady', async () => {
-    await deps.store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
+    await store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
-    await ctx.deadlines.start();
-    await ctx.audit.start();
-    ctx.limits.start();
+    await deadlines.start();
+    await audit.start();
+    limits.start();
     if (deps.recordLog) scheduleRecord();
   });
   app.addHook('preClose', async () => {
-    ctx.deadlines.stop();
-    ctx.audit.stop();
-    ctx.limits.stop();
+    deadlines.stop();
+    audit.stop();
+    limits.stop();
     if (recordTimer !== undefined) clock.clearTimeout(recordTimer);
     recordTimer = undefined;
   });
   app.addHook('onClose', async () => {
-    await ctx.writes.drain();
-    await ctx.limits.flush();
-    await deps.store.appendAudit({ type: 'server.stop', at: clock.now() });
+    await writes.drain();
+    await limits.flush();
+    await store.appendAudit({ type: 'server.stop', at: clock.now() });
     // A last checkpoint covers the whole log, server.stop included.
-    if (ctx.audit.signing) await ctx.audit.signCheckpoint().catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
-    await recordLog('stop').catch((err: unknown) => deps.logger.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'));
-    await deps.store.close();
+    if (audit.signing) await audit.signCheckpoint().catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
+    await recordLog('stop').catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'));
+    await store.close();
   });
   return app;
 }

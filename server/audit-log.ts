@@ -245,7 +245,7 @@ export class AuditLog {
       throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `the cosigned note is not the checkpoint of size ${size} this log signed`);
     }
     const verified = await verifyNote(noteText, [{ name, publicKey: fromBase64(cert.signKey, 32), type: 'cosignature/v1' }]).catch((err: unknown) => {
-      throw err instanceof HotlineError && err.code === 'HL_ERR_AUDIT_CHECKPOINT_SIGNATURE' && err.message.includes('no signature by a known key')
+      throw err instanceof HotlineError && err.code === 'HL_ERR_AUDIT_CHECKPOINT_SIGNATURE' && err.detail?.['reason'] === 'no-known-signature'
         ? new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', `the note carries no cosignature by ${name}`)
         : err;
     });

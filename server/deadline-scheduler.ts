@@ -10,19 +10,31 @@ import {
   stepDeadlines,
   type DeadlineEffect,
   type DeadlineInput,
-  type DeadlineRecord,
   type DeadlineState,
 } from './relay/deadlines.js';
 import {
   initialLinkTests,
   nextLinkDue,
   stepLinkTests,
-  type LinkPairRecord,
   type LinkTestEffect,
   type LinkTestInput,
   type LinkTestState,
 } from './relay/link-test.js';
-import { deviceKey, type DeviceKey, type EnvelopeWrite, type MailboxItem, type ReceiptWrite, type SideEffects, type Store, type Write, type WriteResult } from './store/store.js';
+import {
+  deviceKey,
+  type DeadlineRecord,
+  type DeviceKey,
+  type EnvelopeWrite,
+  type EventWrite,
+  type LinkPairRecord,
+  type MailboxItem,
+  type ReceiptWrite,
+  type SideEffects,
+  type Write,
+  type WriteResult,
+} from './relay/records.js';
+import type { Store } from './store/store.js';
+import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
   agreement: Agreement;
@@ -211,14 +223,18 @@ export class DeadlineScheduler {
     if (result.status === 'new') this.deps.push(result.delivered);
   }
 
-  /** Operator and auditor devices of both parties: everyone who watches or reviews the link. */
-  mailboxesFor(event: HotlineEvent, now: number): DeviceKey[] {
+  /**
+   * The write of an event: its delivery rank, and as mailboxes the operator and auditor devices of
+   * the parties it concerns (everyone who watches or reviews the link).
+   */
+  eventWrite(event: HotlineEvent, now: number): EventWrite {
     const parties = 'party' in event ? [event.party] : [event.from, event.to];
-    return this.deps
+    const mailboxes = this.deps
       .validBodies(now, parties, ['operator', 'auditor'])
       .filter((c) => parties.includes(c.party))
       .map((c) => deviceKey(c))
       .sort();
+    return { event, rank: eventRank(event), mailboxes };
   }
 }
 
@@ -247,7 +263,7 @@ class SideEffectBuilder {
   }
 
   private event(event: HotlineEvent): void {
-    this.side.events.push({ event, mailboxes: this.scheduler.mailboxesFor(event, this.now) });
+    this.side.events.push(this.scheduler.eventWrite(event, this.now));
   }
 
   build(): SideEffects | undefined {

@@ -1,9 +1,10 @@
-import { HotlineError } from '../shared/errors.js';
 import { verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
+import { deviceName, newestValid, requireValid, revocationKey } from '../shared/crypto/directory.js';
 import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation } from '../shared/protocol/schemas.js';
 
 type Role = DeviceCertBody['role'];
 import type { Store } from './store/store.js';
+import { deviceEnrolledEntry, deviceRevokedEntry } from './relay/audit-entries.js';
 
 /**
  * The server's view of the device directory: every stored certificate and revocation, held in
@@ -38,18 +39,18 @@ export class Directory {
     this.stored.clear();
     for (const c of await this.store.listDevices()) this.add(c);
     this.revocations = await this.store.listRevocations();
-    this.revokedKeys = new Set(this.revocations.map((r) => revKey(r.revocation)));
+    this.revokedKeys = new Set(this.revocations.map((r) => revocationKey(r.revocation)));
     this.cache = undefined;
   }
 
   /** Revocations name the certificate's signKey: a re-enrolled device of the same name is not revoked. */
-  isRevoked = (cert: { party: string; device: string; signKey: string }): boolean => this.revokedKeys.has(revKey(cert));
+  isRevoked = (cert: { party: string; device: string; signKey: string }): boolean => this.revokedKeys.has(revocationKey(cert));
 
   /** Verify and store a certificate. Idempotent. */
   async enrol(value: unknown, now: number): Promise<DeviceCertificate> {
     await verifyDeviceCertificate(this.agreement, value, { now, isRevoked: this.isRevoked });
     const certificate = value as DeviceCertificate;
-    if (await this.store.putDevice(certificate, now)) {
+    if (await this.store.putDevice(certificate, now, deviceEnrolledEntry(certificate, now))) {
       if (this.add(certificate)) this.cache?.update(this, certificate.cert);
     }
     return certificate;
@@ -58,9 +59,9 @@ export class Directory {
   /** Verify and store a revocation. Idempotent. */
   async revoke(value: unknown, now: number): Promise<Revocation> {
     const rev = await verifyRevocation(this.agreement, value);
-    if (await this.store.putRevocation(rev, now)) {
+    if (await this.store.putRevocation(rev, now, deviceRevokedEntry(rev, now))) {
       this.revocations.push(rev);
-      this.revokedKeys.add(revKey(rev.revocation));
+      this.revokedKeys.add(revocationKey(rev.revocation));
       this.cache?.update(this, rev.revocation);
     }
     return rev;
@@ -97,27 +98,13 @@ export class Directory {
    * certificates.
    */
   current(party: string, device: string, now: number, signKey?: string): DeviceCertBody {
-    const mine = (this.byDevice.get(deviceName({ party, device })) ?? [])
-      .map((c) => c.cert)
-      .filter((c) => signKey === undefined || c.signKey === signKey)
-      .sort((a, b) => b.notBefore - a.notBefore);
-    const valid = mine.find((c) => inDate(c, now) && !this.isRevoked(c));
-    if (valid) return valid;
-    const newest = mine[0];
-    if (!newest) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `${party}/${device} is not enrolled`);
-    if (this.isRevoked(newest)) throw new HotlineError('HL_ERR_CERT_REVOKED', `certificate of ${party}/${device} is revoked`);
-    if (now < newest.notBefore) throw new HotlineError('HL_ERR_CERT_NOT_YET_VALID', `certificate of ${party}/${device} is not yet valid`);
-    throw new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of ${party}/${device} has expired`);
+    const mine = (this.byDevice.get(deviceName({ party, device })) ?? []).filter((c) => signKey === undefined || c.cert.signKey === signKey);
+    return requireValid({ party, device }, mine, now, this.isRevoked).cert;
   }
 
   /** The device's valid certificate at `at` by the validCertificates rule, or undefined. */
   resolve(name: string, at: number): DeviceCertificate | undefined {
-    let best: DeviceCertificate | undefined;
-    for (const c of this.byDevice.get(name) ?? []) {
-      if (!inDate(c.cert, at) || this.isRevoked(c.cert)) continue;
-      if (!best || c.cert.notBefore >= best.cert.notBefore) best = c;
-    }
-    return best;
+    return newestValid(this.byDevice.get(name) ?? [], at, this.isRevoked);
   }
 
   private valid(now: number): ValidSet {
@@ -127,7 +114,7 @@ export class Directory {
 
   /** Remember a stored certificate; false when that exact one is known already. */
   private add(c: DeviceCertificate): boolean {
-    const key = revKey(c.cert);
+    const key = revocationKey(c.cert);
     if (this.stored.has(key)) return false;
     this.stored.add(key);
     this.certificates.push(c);
@@ -221,16 +208,4 @@ class ValidSet {
     }
     members.set(name, c.cert);
   }
-}
-
-function inDate(c: DeviceCertBody, now: number): boolean {
-  return now >= c.notBefore && now < c.notAfter;
-}
-
-function revKey(r: { party: string; device: string; signKey: string }): string {
-  return `${r.party}/${r.device}/${r.signKey}`;
-}
-
-function deviceName(c: { party: string; device: string }): string {
-  return `${c.party}/${c.device}`;
 }

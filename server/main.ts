@@ -12,12 +12,14 @@ import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
 import { agreementHash } from '../shared/crypto/keys.js';
 import { rootFromLeafHashes } from '../shared/audit/merkle.js';
 import { buildApp, type AppOptions } from './app.js';
+import { useNodeCrypto } from './node-crypto.js';
 import { AuditLog } from './audit-log.js';
 import { systemClock } from './clock.js';
 import { acquireLock, checkDatabaseFile, DEPLOYMENT_META_KEY, newDeploymentId, readIdentity, writeIdentity, type DataIdentity } from './data-dir.js';
 import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
-import { SqliteStore } from './store/sqlite-store.js';
+import { guardStore } from './store/guarded-store.js';
+import { checkIntegrityInWorker, SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
 /** Paths pino blanks out, as a second line of defence: the code never logs these in the first place. */
@@ -133,6 +135,8 @@ export interface StartServerOptions {
    * problems are logged and recorded in the audit log (`store.data-loss.accepted`).
    */
   acceptDataLoss?: boolean;
+  /** SQLite settings: `maxPageCount` caps the database size (a quota; tests fill the "disk" with it). */
+  sqlite?: { maxPageCount?: number };
 }
 
 export interface RunningServer {
@@ -143,6 +147,9 @@ export interface RunningServer {
   /** Finish in-flight writes, close the sockets and the store. Safe to call twice. */
   close(): Promise<void>;
 }
+
+/** Databases up to this size are checked (PRAGMA quick_check) before the server starts. */
+const INLINE_INTEGRITY_MAX_BYTES = 64 * 1024 * 1024;
 
 interface OpenedData {
   store: Store;
@@ -157,7 +164,7 @@ interface OpenedData {
  * is refused with everything found and what to do, unless `acceptDataLoss`, which moves an
  * unreadable file aside, starts, and records the problems as an audit entry.
  */
-async function openData(dataDir: string, agreement: Agreement, logger: Logger, acceptDataLoss: boolean): Promise<OpenedData> {
+async function openData(dataDir: string, agreement: Agreement, logger: Logger, acceptDataLoss: boolean, sqlite: { maxPageCount?: number }): Promise<OpenedData> {
   const dbPath = join(dataDir, DATABASE_FILE);
   const problems: string[] = [];
   let identity: DataIdentity | undefined;
@@ -173,7 +180,7 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
   const jwtSecret = loadJwtSecret(dataDir);
   let store: SqliteStore;
   try {
-    store = new SqliteStore(dbPath);
+    store = new SqliteStore(dbPath, sqlite);
   } catch (cause) {
     const what = `the database ${dbPath} cannot be opened (${(cause as Error).message})`;
     if (!acceptDataLoss) throw dataLost([...problems, what], cause);
@@ -181,12 +188,23 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     renameSync(dbPath, aside);
     for (const suffix of ['-wal', '-shm']) if (existsSync(dbPath + suffix)) renameSync(dbPath + suffix, aside + suffix);
     problems.push(`${what}; moved aside to ${aside}`);
-    store = new SqliteStore(dbPath);
+    store = new SqliteStore(dbPath, sqlite);
   }
   // The database holds the directory and the log: readable by the server's user only.
   if (existsSync(dbPath)) chmodSync(dbPath, 0o600);
+  const guarded = guardStore(store);
   try {
-    const damage = await store.checkIntegrity();
+    // quick_check reads the whole file (about 1.5 s per 250 MiB here): a large database is checked
+    // beside the running relay instead, and damage found there stops its writes (readiness 503).
+    const large = statSync(dbPath).size > INLINE_INTEGRITY_MAX_BYTES;
+    const damage = large ? undefined : await store.checkIntegrity();
+    if (large) {
+      void checkIntegrityInWorker(dbPath).then((found) => {
+        if (found === undefined) return;
+        guarded.markCorrupt(`the database is corrupt (quick_check: ${found})`);
+        logger.fatal({ problem: found }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup');
+      });
+    }
     if (damage) problems.push(`the database ${dbPath} is corrupt (quick_check: ${damage})`);
     const size = await store.auditSize();
     const stored = await store.getMeta(DEPLOYMENT_META_KEY);
@@ -207,7 +225,7 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     if (stored !== deploymentId) await store.setMeta(DEPLOYMENT_META_KEY, deploymentId);
     const now = await store.auditSize();
     writeIdentity(dataDir, { deploymentId, agreementHash: agreementHash(agreement), auditSize: now, auditRoot: await auditRootAt(store, agreement, logger, now), writtenAt: Date.now(), reason: 'start' });
-    return { store, jwtSecret, deploymentId };
+    return { store: guarded, jwtSecret, deploymentId };
   } catch (err) {
     await store.close();
     throw err;
@@ -244,6 +262,7 @@ async function auditRootAt(store: Store, agreement: Agreement, logger: Logger, s
  * console.log(server.url); await server.close();
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  useNodeCrypto();
   let agreement = options.agreement;
   if (!agreement) {
     if (!options.agreementPath) throw new HotlineError('HL_ERR_CONFIG_INVALID', 'give the agreement or the path of its file');
@@ -270,7 +289,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const release = acquireLock(dataDir);
   let opened: OpenedData;
   try {
-    opened = await openData(dataDir, agreement, logger, options.acceptDataLoss === true);
+    opened = await openData(dataDir, agreement, logger, options.acceptDataLoss === true, options.sqlite ?? {});
   } catch (error) {
     release();
     throw error;

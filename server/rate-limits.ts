@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { RateLimiter, type RateDecision, type RefusedWindow } from './relay/rate-limit.js';
-import type { AuditEntry } from './store/store.js';
+import type { AuditEntry } from './relay/records.js';
 
 /** The limits are per minute: the unit operators configure and the audit summary's period. */
 export const RATE_WINDOW_MS = 60_000;

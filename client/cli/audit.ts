@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { HotlineError } from '../../shared/errors.js';
 import { verifyDeviceCertificate } from '../../shared/crypto/keys.js';
 import { openEnvelope } from '../../shared/crypto/envelope.js';
-import { parseAuditExport, verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
+import { verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
 import { buildAuditReport, type AuditReport, type RungStats } from '../../shared/audit/report.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
-import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, required, usage, writePublicFile, type Command, type Io } from './common.js';
+import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { messageJson, messageText } from './link.js';
 
 /**
@@ -15,17 +14,7 @@ import { messageJson, messageText } from './link.js';
  */
 
 function readExport(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the export ${path} (${(cause as NodeJS.ErrnoException).code ?? 'error'}); check the path`, { cause });
-  }
-  try {
-    return parseAuditExport(text);
-  } catch (cause) {
-    throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `${path} is not valid JSON: not an audit export`, { cause });
-  }
+  return readJson(path, 'export', { code: 'HL_ERR_AUDIT_EXPORT_INVALID', message: `${path} is not valid JSON: not an audit export` });
 }
 
 /** One line saying what failed first, by entry index or checkpoint. */
@@ -63,7 +52,7 @@ ${LINK_HELP}
   --out FILE         where to write the export`,
   async run(argv, io) {
     const { values } = parse('audit export', argv, { ...LINK_FLAGS, out: { type: 'string' } });
-    if (values.help) return print(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('audit export', values, 'device', 'out');
     const { client } = openClient('audit export', values, io, false);
     try {
@@ -101,7 +90,7 @@ index (or the checkpoint) and what is wrong, and exits 1.
   --json             print the result as JSON`,
   async run(argv, io) {
     const { values, positionals } = parse('audit verify', argv, { agreement: { type: 'string' }, json: { type: 'boolean' } }, true);
-    if (values.help) return print(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     if (positionals.length !== 1) throw usage('hotline audit verify needs exactly one EXPORT file\nRun: hotline audit verify --help');
     const { agreement } = loadAgreement(values.agreement, io);
     const v = await verifyAuditExport(agreement, readExport(positionals[0]!));
@@ -135,7 +124,7 @@ Exercise and link-test messages are not counted as traffic. Refuses an export th
   --json             the report as JSON`,
   async run(argv, io) {
     const { values, positionals } = parse('audit report', argv, { ...LINK_FLAGS, json: { type: 'boolean' } }, true);
-    if (values.help) return print(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     if ((values.device === undefined) === (positionals.length === 0) || positionals.length > 1) {
       throw usage('give either --device FILE (fetch from the server) or one EXPORT file\nRun: hotline audit report --help');
     }
@@ -210,7 +199,7 @@ ministry (--auditor): archive devices cannot read the audit API.
       { device: { type: 'string' }, auditor: { type: 'string' }, agreement: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } },
       true,
     );
-    if (values.help) return print(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('audit decrypt', values, 'device');
     if (positionals.length !== 1) throw usage('hotline audit decrypt needs one EXPORT file or SERVER_URL\nRun: hotline audit decrypt --help');
     const source = positionals[0]!;
@@ -292,7 +281,7 @@ failed check is an audit alarm: printed, reported to the party's consoles, nothi
 ${LINK_HELP}`,
   async run(argv, io) {
     const { values } = parse('audit cosign', argv, LINK_FLAGS);
-    if (values.help) return print(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     const { client } = openClient('audit cosign', values, io, false);
     client.on('audit.alarm', (a) => io.err(`! audit alarm (${a.party}): ${a.reason} (${a.code})`));
     try {
@@ -330,8 +319,3 @@ export const auditGroup: Command = {
     throw usage(`"${argv[0]}" is not an audit command; run hotline audit --help`);
   },
 };
-
-function print(io: Io, text: string): number {
-  io.out(text);
-  return 0;
-}

@@ -48,8 +48,11 @@ export function required(command: string, values: Record<string, unknown>, ...na
   }
 }
 
-/** Read and parse a JSON file, with an error that says which file and what to do. */
-export function readJson(path: string, what: string): unknown {
+/**
+ * Read and parse a JSON file, with an error that says which file and what to do. Text that is not
+ * JSON is HL_ERR_CONFIG_INVALID, or `notJson` for a file that has its own code (an audit export).
+ */
+export function readJson(path: string, what: string, notJson?: { code: HotlineErrorCode; message: string }): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -60,8 +63,14 @@ export function readJson(path: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (cause) {
-    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the ${what} ${path} is not valid JSON`, { cause });
+    throw new HotlineError(notJson?.code ?? 'HL_ERR_CONFIG_INVALID', notJson?.message ?? `the ${what} ${path} is not valid JSON`, { cause });
   }
+}
+
+/** `--help`: print the command's help on stdout; exit 0. */
+export function printHelp(io: Io, text: string): number {
+  io.out(text);
+  return 0;
 }
 
 /** Re-throw a parse error of a file with the file named. */

@@ -8,6 +8,7 @@ import {
   LINK_HELP,
   openClient,
   parse,
+  printHelp,
   required,
   seconds,
   usage,
@@ -360,9 +361,4 @@ export function eventText(e: HotlineEvent, me?: string): string {
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
-}
-
-function printHelp(io: Io, text: string): number {
-  io.out(text);
-  return 0;
 }

@@ -1,5 +1,6 @@
 import type { Io } from './common.js';
 import { runCli } from './run.js';
+import { useNodeCrypto } from '../../server/node-crypto.js';
 
 function processIo(): Io {
   const interrupted = new Promise<void>((resolve) => {
@@ -19,6 +20,7 @@ function processIo(): Io {
   };
 }
 
+useNodeCrypto();
 const code = await runCli(process.argv.slice(2), processIo());
 // Let stdout drain (it may be a pipe), then exit: a client's closing socket must not hold the process.
 process.stdout.write('', () => process.exit(code));

@@ -1,22 +1,23 @@
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, verifyDeviceCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
+import { agreementHash, verifyDeviceCertificate } from '../../shared/crypto/keys.js';
+import { verifyDirectory, type DirectoryEntries, type VerifiedDirectory } from '../../shared/crypto/directory.js';
 import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt } from '../../shared/crypto/receipt.js';
 import { randomId } from '../../shared/crypto/random.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, Envelope, PRECEDENCES, type Agreement, type DeviceCertBody, type Precedence, type Revocation } from '../../shared/protocol/schemas.js';
+import { Envelope, PRECEDENCES, type Agreement, type DeviceCertificate, type Precedence } from '../../shared/protocol/schemas.js';
 import { FileStorage } from '../storage/file-storage.js';
 import {
   defaultStatePath,
   loadAgreement,
   loadDevice,
   parse,
+  printHelp,
   readJson,
   required,
   usage,
   writePublicFile,
   type Command,
-  type Io,
 } from './common.js';
 import { messageJson, messageText } from './link.js';
 
@@ -89,8 +90,7 @@ envelope sealed offline never reuses one.
     if (dir.agreementHash !== undefined && dir.agreementHash !== agreementHash(agreement)) {
       throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', `${values.directory} was fetched under another agreement`);
     }
-    const certs = await verifiedDirectory(agreement, dir.certificates, dir.revocations);
-    const recipients = expectedRecipients(certs, me, party.id);
+    const recipients = expectedRecipients((await verifiedFile(agreement, dir)).bodies(), me, party.id);
     if (!recipients.some((c) => c.party === party.id)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `the directory has no valid device of ${party.id}`);
     const mine = agreement.parties.find((p) => p.id === me.party);
     const seq = await storage.update(key, (s) => ++s.lastSeq);
@@ -141,12 +141,8 @@ commitment) and prints the message. With --receipt-out, also writes this device'
     if (file?.type !== 'hotline-sealed') throw new HotlineError('HL_ERR_ENVELOPE_MALFORMED', `${path} is not a sealed envelope file (from hotline seal)`);
     const envelope = assertSchema(Envelope, file.envelope, 'HL_ERR_ENVELOPE_MALFORMED');
     const dir = values.directory === undefined ? undefined : (readJson(values.directory, 'directory file') as DirectoryFile);
-    const revocations = await verifiedRevocations(agreement, dir?.revocations ?? []);
-    const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, {
-      now: Date.now(),
-      isRevoked: (c) => revocations.some((r) => r.revocation.party === c.party && r.revocation.device === c.device && r.revocation.signKey === c.signKey),
-      roles: ['operator'],
-    });
+    const { isRevoked } = await verifiedFile(agreement, { certificates: [], revocations: dir?.revocations ?? [] });
+    const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, { now: Date.now(), isRevoked, roles: ['operator'] });
     const opened = await openEnvelope(envelope, { device, senderCert });
     const hash = envelopeHash(opened.header);
     io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash })) : messageText(opened));
@@ -163,33 +159,14 @@ commitment) and prints the message. With --receipt-out, also writes this device'
   },
 };
 
-async function verifiedRevocations(agreement: Agreement, revocations: readonly unknown[]): Promise<Revocation[]> {
-  const out: Revocation[] = [];
-  for (const r of revocations) out.push(await verifyRevocation(agreement, r));
-  return out;
-}
-
-/** The valid certificates of a directory file, each verified against the agreement. */
-async function verifiedDirectory(agreement: Agreement, certificates: readonly unknown[], revocations: readonly unknown[]): Promise<DeviceCertBody[]> {
-  const revoked = await verifiedRevocations(agreement, revocations);
-  const out: DeviceCertBody[] = [];
-  for (const c of certificates) {
-    try {
-      assertSchema(DeviceCertificate, c, 'HL_ERR_CERT_MALFORMED');
-      out.push(
-        await verifyDeviceCertificate(agreement, c, {
-          now: Date.now(),
-          isRevoked: (x) => revoked.some((r) => r.revocation.party === x.party && r.revocation.device === x.device && r.revocation.signKey === x.signKey),
-        }),
-      );
-    } catch {
-      // Not chaining to the agreement, expired or revoked: never encrypt to it.
-    }
-  }
-  return out;
-}
-
-function printHelp(io: Io, text: string): number {
-  io.out(text);
-  return 0;
+/**
+ * A directory file verified against the agreement now. Certificates that fail are left out (never
+ * encrypt to them); a revocation that fails refuses the whole file, since the file cannot then be
+ * trusted to say which devices are revoked.
+ */
+async function verifiedFile(agreement: Agreement, dir: DirectoryEntries): Promise<VerifiedDirectory> {
+  const verified = await verifyDirectory(agreement, dir, { now: Date.now() });
+  const forged = verified.rejected.find((r) => r.kind === 'revocation');
+  if (forged) throw forged.error;
+  return verified;
 }

@@ -4,12 +4,13 @@ import { agreementCreate, deviceEnroll, deviceRevoke, partyCreate } from './setu
 import { ack, directory, listen, send } from './link.js';
 import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
+import { backup, restore } from './backup.js';
 import { status } from './status.js';
 import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRevoke, server, send, listen, ack, status, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRevoke, server, backup, restore, send, listen, ack, status, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

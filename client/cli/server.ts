@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, parse, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 import { postCertificate } from './setup.js';
 import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
@@ -48,10 +48,7 @@ found; only one server may run on a data directory.
       ...(Object.fromEntries(flags.map((f) => [f, { type: 'string' }])) as Record<string, { type: 'string' }>),
       ...(Object.fromEntries(switches.map((f) => [f, { type: 'boolean' }])) as Record<string, { type: 'boolean' }>),
     });
-    if (values.help) {
-      io.out(this.help);
-      return 0;
-    }
+    if (values.help) return printHelp(io, this.help);
     if (values.data !== undefined && values['data-dir'] !== undefined) throw usage('give --data or --data-dir, not both');
     const forwarded: string[] = [];
     for (const f of flags) {
@@ -99,10 +96,7 @@ and prints the commands with which each ministry sends, listens and acknowledges
 DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).`,
   async run(argv, io) {
     const { values } = parse('demo', argv, { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } });
-    if (values.help) {
-      io.out(this.help);
-      return 0;
-    }
+    if (values.help) return printHelp(io, this.help);
     const dir = values.dir ?? join('data', 'demo');
     const portText = values.port ?? io.env.HOTLINE_PORT ?? '8080';
     if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be an integer 0–65535, got "${portText}"`);

@@ -4,7 +4,7 @@ import { agreementHash, createAgreement, createParty, enrollDevice, fingerprint,
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, PartyPublic, type Role } from '../../shared/protocol/schemas.js';
-import { named, parse, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
+import { named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
@@ -26,7 +26,7 @@ STEM.public.json: that is the file to hand over for \`hotline agreement create\`
       languages: { type: 'string' },
       out: { type: 'string' },
     });
-    if (values.help) return help(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('party create', values, 'id', 'name', 'out');
     const languages = (values.languages ?? 'en').split(',').map((l) => l.trim()).filter(Boolean);
     const party = asUsage(() => createParty({ id: values.id!, name: values.name!, languages }));
@@ -66,7 +66,7 @@ server operator.
       'log-key-out': { type: 'string' },
       out: { type: 'string' },
     });
-    if (values.help) return help(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
     const files = values.party ?? [];
     if (files.length < 2) throw usage('hotline agreement create needs --party at least twice (one public part file per party)');
@@ -125,7 +125,7 @@ relay (it is self-authenticating; a device is also registered on its first login
       server: { type: 'string' },
       'valid-days': { type: 'string' },
     });
-    if (values.help) return help(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('device enroll', values, 'root', 'id', 'role', 'out');
     const role = values.role as Role;
     if (!['operator', 'auditor', 'archive'].includes(role)) throw usage(`--role must be operator, auditor or archive, got "${values.role}"`);
@@ -192,7 +192,7 @@ device id can later be enrolled again with new keys.
       server: { type: 'string' },
       out: { type: 'string' },
     });
-    if (values.help) return help(io, this.help);
+    if (values.help) return printHelp(io, this.help);
     required('device revoke', values, 'root', 'device');
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
     const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
@@ -215,11 +215,6 @@ device id can later be enrolled again with new keys.
     return 0;
   },
 };
-
-function help(io: Io, text: string): number {
-  io.out(text);
-  return 0;
-}
 
 /** Input the user typed that a shared function refused: report it as a usage error. */
 function asUsage<T>(fn: () => T): T {

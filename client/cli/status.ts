@@ -1,5 +1,5 @@
 import type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
-import { LINK_FLAGS, LINK_HELP, openClient, parse, seconds, withTimeout, type Command } from './common.js';
+import { LINK_FLAGS, LINK_HELP, openClient, parse, printHelp, seconds, withTimeout, type Command } from './common.js';
 
 export const status: Command = {
   name: 'status',
@@ -17,10 +17,7 @@ ${LINK_HELP}
   --timeout S        give up after S seconds (default 30)`,
   async run(argv, io) {
     const { values } = parse('status', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, timeout: { type: 'string' } });
-    if (values.help) {
-      io.out(this.help);
-      return 0;
-    }
+    if (values.help) return printHelp(io, this.help);
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
     const { client } = openClient('status', values, io, false);
     try {

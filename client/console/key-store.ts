@@ -4,7 +4,7 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from '../../shared/encoding/base
 import { parseDeviceSecret } from '../../shared/crypto/keys.js';
 import { parseJson } from '../../shared/protocol/validate.js';
 import type { DeviceSecretFile, Role } from '../../shared/protocol/schemas.js';
-import type { KeyValueStore } from './kv.js';
+import type { KeyValueStore } from '../storage/kv.js';
 
 /**
  * The browser consoles' key store. A device key file is imported once and kept encrypted under a

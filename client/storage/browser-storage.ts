@@ -10,7 +10,7 @@ import {
   type RecordMapName,
   type StateChanges,
 } from './client-storage.js';
-import type { KeyValueStore, RecordStore, RecordStoreName, RecordWrite } from '../console/kv.js';
+import type { KeyValueStore, RecordStore, RecordStoreName, RecordWrite } from './kv.js';
 
 /** Seals stored values (the console's DataCipher: secretbox under the key store's data key). */
 export interface StateCipher {

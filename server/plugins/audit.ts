@@ -6,9 +6,29 @@ import { parseJson, assertSchema } from '../../shared/protocol/validate.js';
 import { AUDIT_EXPORT_TYPE, type AuditExport } from '../../shared/audit/log-verify.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { Role } from '../../shared/protocol/schemas.js';
-import type { AppContext } from '../context.js';
+import type { AuditLog } from '../audit-log.js';
+import type { DeadlineScheduler } from '../deadline-scheduler.js';
+import type { LinkHub } from '../link-hub.js';
+import { RateLimiter } from '../relay/rate-limit.js';
+import type { Store } from '../store/store.js';
+import type { WriteQueue } from '../store/write-queue.js';
 import type { TokenClaims } from '../tokens.js';
-import { requireDevice } from './auth.js';
+import { requireDevice, type DeviceAuth } from './auth.js';
+
+export interface AuditPluginOptions {
+  auth: DeviceAuth;
+  store: Pick<Store, 'auditSize' | 'auditEntries' | 'getCheckpoint' | 'getEnvelope' | 'listDevices' | 'listRevocations'>;
+  audit: AuditLog;
+  /** Who an alarm event goes to. */
+  deadlines: Pick<DeadlineScheduler, 'eventWrite'>;
+  writes: Pick<WriteQueue, 'enqueue'>;
+  /** Alarms reach the connected consoles at once. */
+  hub: Pick<LinkHub, 'push'>;
+  agreementHash: string;
+}
+
+/** Audit alarms one device may report per hour (each is a log entry and a console event). */
+export const ALARMS_PER_HOUR = 20;
 
 /** Entries per page of `GET /v1/audit/entries`. */
 export const MAX_ENTRIES_PAGE = 1000;
@@ -53,45 +73,47 @@ function intParam(query: unknown, name: string, fallback?: number): number {
  * checkpoints (tree heads and signatures, no entry), consistency proofs, posting a cosignature
  * and reporting an alarm. Archive devices get nothing. Every route needs a token.
  */
-export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
-  const auth = { preHandler: requireDevice(ctx) };
+export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, { auth, store, audit, deadlines, writes, hub, agreementHash }) => {
+  const { directory, clock } = auth;
+  const alarmLimiter = new RateLimiter({ limit: ALARMS_PER_HOUR, windowMs: 3_600_000, maxKeys: 10_000 });
+  const authenticated = { preHandler: requireDevice(auth) };
 
-  app.get('/v1/audit/entries', auth, async (request) => {
+  app.get('/v1/audit/entries', authenticated, async (request) => {
     allow(request, READERS, 'read audit entries');
-    const size = await ctx.store.auditSize();
+    const size = await store.auditSize();
     const from = intParam(request.query, 'from', 0);
     const to = Math.min(intParam(request.query, 'to', Math.min(from + MAX_ENTRIES_PAGE, size)), size);
     if (from > to) throw new HotlineError('HL_ERR_AUDIT_RANGE', `from (${from}) is beyond to (${to}) or the log size (${size})`);
     if (to - from > MAX_ENTRIES_PAGE) throw new HotlineError('HL_ERR_AUDIT_RANGE', `at most ${MAX_ENTRIES_PAGE} entries per page`);
-    const rows = await ctx.store.auditEntries(from, to);
+    const rows = await store.auditEntries(from, to);
     return { from, to, size, entries: rows.map((r) => ({ idx: r.idx, entry: r.entry, leafHash: toBase64(r.leafHash) })) };
   });
 
-  app.get('/v1/audit/checkpoints', auth, async (request) => {
+  app.get('/v1/audit/checkpoints', authenticated, async (request) => {
     allow(request, COSIGNERS, 'read checkpoints');
     const after = (request.query as Record<string, unknown> | undefined)?.['after'] === undefined ? undefined : intParam(request.query, 'after');
-    return { checkpoints: await ctx.audit.checkpointNotes(after) };
+    return { checkpoints: await audit.checkpointNotes(after) };
   });
 
-  app.get('/v1/audit/checkpoint/latest', auth, async (request) => {
+  app.get('/v1/audit/checkpoint/latest', authenticated, async (request) => {
     allow(request, COSIGNERS, 'read checkpoints');
-    const latest = await ctx.store.getCheckpoint();
+    const latest = await store.getCheckpoint();
     if (!latest) {
-      throw new HotlineError('HL_ERR_NOT_FOUND', ctx.audit.signing ? 'no checkpoint has been signed yet' : 'this server has no log key configured: it signs no checkpoints');
+      throw new HotlineError('HL_ERR_NOT_FOUND', audit.signing ? 'no checkpoint has been signed yet' : 'this server has no log key configured: it signs no checkpoints');
     }
-    return { size: latest.size, note: await ctx.audit.withCosignatures(latest) };
+    return { size: latest.size, note: await audit.withCosignatures(latest) };
   });
 
-  app.post('/v1/audit/checkpoints', auth, async (request, reply) => {
+  app.post('/v1/audit/checkpoints', authenticated, async (request, reply) => {
     allow(request, COSIGNERS, 'ask for a checkpoint');
-    const { checkpoint, created } = await ctx.audit.signCheckpoint();
+    const { checkpoint, created } = await audit.signCheckpoint();
     if (!checkpoint) throw new HotlineError('HL_ERR_NOT_FOUND', 'the audit log is empty');
-    return reply.status(created ? 201 : 200).send({ size: checkpoint.size, note: await ctx.audit.withCosignatures(checkpoint), created });
+    return reply.status(created ? 201 : 200).send({ size: checkpoint.size, note: await audit.withCosignatures(checkpoint), created });
   });
 
-  app.get('/v1/audit/proof/inclusion', auth, async (request) => {
+  app.get('/v1/audit/proof/inclusion', authenticated, async (request) => {
     allow(request, READERS, 'read inclusion proofs');
-    const tree = await ctx.audit.tree();
+    const tree = await audit.tree();
     const index = intParam(request.query, 'index');
     const size = intParam(request.query, 'size', tree.size);
     // The tree checks the range (HL_ERR_AUDIT_RANGE).
@@ -99,19 +121,19 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
     return { index, size, leafHash: toBase64(await tree.leafHash(index)), proof: proof.map(toBase64) };
   });
 
-  app.get('/v1/audit/proof/consistency', auth, async (request) => {
+  app.get('/v1/audit/proof/consistency', authenticated, async (request) => {
     allow(request, COSIGNERS, 'read consistency proofs');
-    const tree = await ctx.audit.tree();
+    const tree = await audit.tree();
     const from = intParam(request.query, 'from');
     const to = intParam(request.query, 'to', tree.size);
     return { from, to, proof: (await tree.consistencyProof(from, to)).map(toBase64) };
   });
 
-  app.post('/v1/audit/cosignatures', auth, async (request, reply) => {
+  app.post('/v1/audit/cosignatures', authenticated, async (request, reply) => {
     const d = allow(request, COSIGNERS, 'cosign checkpoints');
     const body = assertSchema(CosignatureRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
-    const cert = ctx.directory.current(d.party, d.device, ctx.clock.now(), d.signKey);
-    const stored = await ctx.audit.addCosignature(cert, body.size, body.note);
+    const cert = directory.current(d.party, d.device, clock.now(), d.signKey);
+    const stored = await audit.addCosignature(cert, body.size, body.note);
     request.log.info({ size: body.size, cosigner: stored.cosigner }, 'checkpoint cosigned');
     return reply.status(201).send({ cosigned: true, size: body.size, cosigner: stored.cosigner });
   });
@@ -120,27 +142,33 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
   // goes into the log and to every operator and auditor console of the reporting party. (The
   // client raises it locally first: a dishonest server could drop this report, never hide the
   // local alarm.)
-  app.post('/v1/audit/alarms', auth, async (request, reply) => {
+  app.post('/v1/audit/alarms', authenticated, async (request, reply) => {
     const d = allow(request, COSIGNERS, 'report audit alarms');
     const body = assertSchema(AlarmRequest, request.body, 'HL_ERR_INPUT_SCHEMA');
-    const now = ctx.clock.now();
+    const now = clock.now();
+    // Each alarm is a log entry and an event on every console of the party: one device may not
+    // flood either. A real alarm is raised once per bad checkpoint, far below this.
+    const decision = alarmLimiter.take(`${d.party}/${d.device}`, now);
+    if (!decision.allowed) {
+      const retryAfterSeconds = Math.ceil(decision.retryAfterMs / 1000);
+      throw new HotlineError('HL_ERR_INPUT_RATE_LIMITED', `at most ${ALARMS_PER_HOUR} audit alarms per device per hour; retry in ${retryAfterSeconds} s`, { detail: { retryAfterSeconds } });
+    }
     const event: Extract<HotlineEvent, { type: 'audit.alarm' }> = { type: 'audit.alarm', party: d.party, reason: `${d.party}/${d.device}: ${body.code}: ${body.reason}`.slice(0, 500), at: now };
-    const mailboxes = ctx.deadlines.mailboxesFor(event, now);
-    const result = await ctx.writes.enqueue({ kind: 'events', acceptedAt: now, events: [{ event, mailboxes }] });
+    const result = await writes.enqueue({ kind: 'events', acceptedAt: now, events: [deadlines.eventWrite(event, now)] });
     if (!result.ok) throw result.error instanceof HotlineError ? result.error : new HotlineError('HL_ERR_STORE_FAILED', 'the alarm could not be stored');
-    if (result.status === 'new') ctx.pushLive(result.delivered);
+    if (result.status === 'new') hub.push(result.delivered);
     request.log.warn({ party: d.party, device: d.device, code: body.code as HotlineErrorCode }, 'audit alarm reported');
     return reply.status(201).send({ reported: true });
   });
 
-  app.get('/v1/audit/export', auth, async (request): Promise<AuditExport> => {
+  app.get('/v1/audit/export', authenticated, async (request): Promise<AuditExport> => {
     allow(request, READERS, 'export the audit log');
     // Checkpoints first: the log only grows, so every checkpoint read is covered by the entries read after.
-    const checkpoints = (await ctx.audit.checkpointNotes()).map((c) => c.note);
+    const checkpoints = (await audit.checkpointNotes()).map((c) => c.note);
     // Paged by index range (never OFFSET, which rereads every row before the page).
     const entries: string[] = [];
-    for (let from = 0, size = await ctx.store.auditSize(); from < size; from += MAX_ENTRIES_PAGE) {
-      for (const r of await ctx.store.auditEntries(from, from + MAX_ENTRIES_PAGE)) entries.push(r.entry);
+    for (let from = 0, size = await store.auditSize(); from < size; from += MAX_ENTRIES_PAGE) {
+      for (const r of await store.auditEntries(from, from + MAX_ENTRIES_PAGE)) entries.push(r.entry);
     }
     const ciphertexts: Record<string, string> = {};
     for (const text of entries) {
@@ -152,19 +180,19 @@ export const auditPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, 
         continue; // a damaged row is exported as it is; the verifier names it
       }
       if (typeof id !== 'string' || id in ciphertexts) continue;
-      const stored = await ctx.store.getEnvelope(id);
+      const stored = await store.getEnvelope(id);
       if (stored) ciphertexts[id] = stored.envelope.ciphertext;
     }
     request.log.info({ entries: entries.length, checkpoints: checkpoints.length }, 'audit export');
     return {
       type: AUDIT_EXPORT_TYPE,
       v: 1,
-      agreementHash: ctx.agreementHash,
-      exportedAt: ctx.clock.now(),
+      agreementHash: agreementHash,
+      exportedAt: clock.now(),
       entries,
       checkpoints,
-      certificates: await ctx.store.listDevices(),
-      revocations: await ctx.store.listRevocations(),
+      certificates: await store.listDevices(),
+      revocations: await store.listRevocations(),
       ciphertexts,
     };
   });

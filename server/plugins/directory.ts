@@ -1,27 +1,36 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { AppContext } from '../context.js';
-import { limitByAddress, requireDevice } from './auth.js';
+import type { LinkHub } from '../link-hub.js';
+import type { RateLimits } from '../rate-limits.js';
+import { limitByAddress, requireDevice, type DeviceAuth } from './auth.js';
+
+export interface DirectoryPluginOptions {
+  auth: DeviceAuth;
+  limits: RateLimits;
+  /** A revocation ends the revoked certificate's live links. */
+  hub: LinkHub;
+}
 
 /**
  * Enrolment and revocation need no token: a certificate or a revocation is self-authenticating
  * through its party root's signature. Listing the directory needs a logged-in device of any role.
  */
-export const directoryPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
-  app.post('/v1/directory/devices', { onRequest: limitByAddress(ctx, 'directory') }, async (request, reply) => {
-    const certificate = await ctx.directory.enrol(request.body, ctx.clock.now());
+export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub }) => {
+  const { directory, clock } = auth;
+  app.post('/v1/directory/devices', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
+    const certificate = await directory.enrol(request.body, clock.now());
     request.log.info({ device: `${certificate.cert.party}/${certificate.cert.device}`, role: certificate.cert.role }, 'device enrolled');
     return reply.status(201).send({ enrolled: true });
   });
 
-  app.post('/v1/directory/revocations', { onRequest: limitByAddress(ctx, 'directory') }, async (request, reply) => {
-    const rev = await ctx.directory.revoke(request.body, ctx.clock.now());
+  app.post('/v1/directory/revocations', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
+    const rev = await directory.revoke(request.body, clock.now());
     const r = rev.revocation;
     request.log.info({ device: `${r.party}/${r.device}` }, 'device revoked');
-    ctx.disconnectRevoked(r.party, r.device, r.signKey);
+    hub.disconnect(r, 'HL_ERR_CERT_REVOKED', 'this device certificate has been revoked');
     return reply.status(201).send({ revoked: true });
   });
 
-  app.get('/v1/directory', { preHandler: requireDevice(ctx) }, async () => {
-    return { certificates: ctx.directory.validCertificates(ctx.clock.now()), revocations: ctx.directory.allRevocations() };
+  app.get('/v1/directory', { preHandler: requireDevice(auth) }, async () => {
+    return { certificates: directory.validCertificates(clock.now()), revocations: directory.allRevocations() };
   });
 };

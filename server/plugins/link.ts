@@ -7,13 +7,20 @@ import { closesLink, HotlineError, isHotlineError, type HotlineErrorCode } from 
 import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/protocol/codec.js';
 import type { ClientFrame, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
-import { track, type AppContext } from '../context.js';
-import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../store/store.js';
+import type { Agreement } from '../../shared/protocol/schemas.js';
+import type { TimerHandle } from '../clock.js';
+import type { DeadlineScheduler } from '../deadline-scheduler.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { LinkHub, LiveLink } from '../link-hub.js';
+import type { RateLimits } from '../rate-limits.js';
+import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
 import { admitEnvelope, admitReceipt } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
+import type { Store } from '../store/store.js';
+import type { WriteQueue } from '../store/write-queue.js';
 import type { TokenClaims } from '../tokens.js';
 import { addressKey } from '../relay/rate-limit.js';
-import { authenticateToken } from './auth.js';
+import { authenticateToken, type DeviceAuth } from './auth.js';
 
 /** The subprotocol a Hotline client offers and the server selects. */
 export const LINK_PROTOCOL = 'hotline.v1';
@@ -39,9 +46,35 @@ const INBOUND_PAUSE = 256;
 /** Time a closing connection is given for the close handshake before it is cut. */
 const CLOSE_GRACE_MS = 5_000;
 
+export interface LinkPluginOptions {
+  agreement: Agreement;
+  store: Pick<Store, 'mailbox' | 'maxCursor' | 'ackedCursor' | 'lastSeq' | 'getMessage'>;
+  /** The root logger: each connection logs through a child of it. */
+  log: FastifyBaseLogger;
+  /** Tokens at the upgrade; the directory also admits each frame. */
+  auth: DeviceAuth;
+  writes: WriteQueue;
+  limits: RateLimits;
+  lifecycle: Lifecycle;
+  /** Deadlines and link tests opened and closed by what the devices send. */
+  deadlines: Pick<DeadlineScheduler, 'prepareEnvelope' | 'afterEnvelope' | 'prepareReceipt' | 'afterReceipt'>;
+  /** Where each connection is registered, so that others can push to it or end it. */
+  hub: LinkHub;
+  /** Interval of WebSocket pings; a connection that has not answered the previous ping is ended. */
+  heartbeatIntervalMs: number;
+  /** Bytes queued on a socket beyond which the device counts as a slow consumer. */
+  slowConsumerBytes: number;
+  /** Browser origins allowed besides the server's own. */
+  allowedOrigins: readonly string[];
+  /** Whether the server is reached over TLS (for the same-origin check). */
+  secure: boolean;
+}
+
 interface Connection {
   id: string;
   ws: WebSocket;
+  /** How the hub sees it. */
+  link: LiveLink;
   claims: TokenClaims;
   key: DeviceKey;
   log: FastifyBaseLogger;
@@ -52,7 +85,7 @@ interface Connection {
   waitingDrain: boolean;
   alive: boolean;
   closing: boolean;
-  heartbeat?: ReturnType<AppContext['clock']['setTimeout']>;
+  heartbeat?: TimerHandle;
   /** Frames received, handled one after another (a device's seq order reaches the write queue intact). */
   inbound: { data: RawData; isBinary: boolean }[];
   /** The inbound queue is being worked through. */
@@ -74,7 +107,9 @@ function refOf(error: unknown): string | undefined {
   return typeof ref === 'string' ? ref : undefined;
 }
 
-export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, options) => {
+  const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub } = options;
+  const { directory, clock } = auth;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: WS_MAX_PAYLOAD,
@@ -82,7 +117,6 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     clientTracking: false,
     handleProtocols: (protocols) => (protocols.has(LINK_PROTOCOL) ? LINK_PROTOCOL : false),
   });
-  const hub = new Map<DeviceKey, Set<Connection>>();
   const all = new Set<Connection>();
 
   // ----- before the upgrade: path, origin, token, certificate -----
@@ -98,14 +132,14 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   }
 
   function authenticateUpgrade(req: IncomingMessage, address: string): TokenClaims {
-    if (ctx.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; reconnect shortly');
+    if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; reconnect shortly');
     // Refused upgrades count against the address's login limit; past it, even a valid token waits.
-    const limited = ctx.limits.check('login', address);
+    const limited = limits.check('login', address);
     if (limited) throw limited;
     const origin = req.headers.origin;
     if (origin !== undefined) {
-      const own = `${ctx.options.secure ? 'https' : 'http'}://${req.headers.host ?? ''}`;
-      if (origin !== own && !ctx.options.allowedOrigins.includes(origin)) {
+      const own = `${options.secure ? 'https' : 'http'}://${req.headers.host ?? ''}`;
+      if (origin !== own && !options.allowedOrigins.includes(origin)) {
         throw new HotlineError('HL_ERR_AUTH_ORIGIN', 'this origin may not open the link');
       }
     }
@@ -126,7 +160,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     if (token === undefined || token === '') {
       throw new HotlineError('HL_ERR_AUTH_TOKEN_MISSING', `offer the subprotocols "${LINK_PROTOCOL}" and "${BEARER_PROTOCOL_PREFIX}<token>"`);
     }
-    return authenticateToken(ctx, token);
+    return authenticateToken(auth, token);
   }
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -142,8 +176,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       claims = authenticateUpgrade(req, address);
     } catch (error) {
       let e = isHotlineError(error) ? error : new HotlineError('HL_ERR_INTERNAL', 'internal error');
-      if (e.code !== 'HL_ERR_INPUT_RATE_LIMITED' && e.code !== 'HL_ERR_SERVER_SHUTTING_DOWN') e = ctx.limits.take('login', address) ?? e;
-      ctx.log.info({ code: e.code }, 'link upgrade refused');
+      if (e.code !== 'HL_ERR_INPUT_RATE_LIMITED' && e.code !== 'HL_ERR_SERVER_SHUTTING_DOWN') e = limits.take('login', address) ?? e;
+      log.info({ code: e.code }, 'link upgrade refused');
       refuseUpgrade(socket, e);
       return;
     }
@@ -159,8 +193,8 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     send(conn, { t: 'error', code, message }, true);
     const wsCode = new HotlineError(code, message).wsCloseCode;
     conn.ws.close(wsCode, code);
-    const t = ctx.clock.setTimeout(() => conn.ws.terminate(), CLOSE_GRACE_MS);
-    conn.ws.once('close', () => ctx.clock.clearTimeout(t));
+    const t = clock.setTimeout(() => conn.ws.terminate(), CLOSE_GRACE_MS);
+    conn.ws.once('close', () => clock.clearTimeout(t));
   }
 
   function send(conn: Connection, frame: ServerFrame, force = false): void {
@@ -195,7 +229,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
         const { after, upTo } = e;
         setImmediate(() => {
           if (!open(conn)) return;
-          void ctx.store.mailbox(conn.key, { ...(after ? { after } : {}), upTo, limit: BACKLOG_PAGE }).then(
+          void store.mailbox(conn.key, { ...(after ? { after } : {}), upTo, limit: BACKLOG_PAGE }).then(
             (items) => {
               if (!open(conn)) return;
               drive(conn, { type: 'page', items, done: items.length < BACKLOG_PAGE });
@@ -211,7 +245,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     }
   }
 
-  const highWater = ctx.options.slowConsumerBytes / 4;
+  const highWater = options.slowConsumerBytes / 4;
   const open = (conn: Connection) => conn.ws.readyState === WebSocket.OPEN && !conn.closing;
 
   /**
@@ -243,19 +277,17 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     pump(conn);
   }
 
-  function pushLive(device: DeviceKey, item: MailboxItem): void {
-    for (const conn of hub.get(device) ?? []) {
-      if (!open(conn)) continue;
-      drive(conn, { type: 'live', item });
-      // Items waiting in the server's queue count like bytes unread on the socket: a device that
-      // does not read is closed, and resumes from its mailbox.
-      if (conn.delivery.liveBytes + conn.ws.bufferedAmount > ctx.options.slowConsumerBytes) {
-        conn.log.warn({ buffered: conn.ws.bufferedAmount, queued: conn.delivery.liveBytes }, 'slow consumer');
-        closeWith(conn, 'HL_ERR_SERVER_SLOW_CONSUMER', 'too much unread data; reconnect to resume from the mailbox');
-        continue;
-      }
-      pump(conn);
+  /** A new item for an open connection (through the hub). */
+  function pushLive(conn: Connection, item: MailboxItem): void {
+    drive(conn, { type: 'live', item });
+    // Items waiting in the server's queue count like bytes unread on the socket: a device that
+    // does not read is closed, and resumes from its mailbox.
+    if (conn.delivery.liveBytes + conn.ws.bufferedAmount > options.slowConsumerBytes) {
+      conn.log.warn({ buffered: conn.ws.bufferedAmount, queued: conn.delivery.liveBytes }, 'slow consumer');
+      closeWith(conn, 'HL_ERR_SERVER_SLOW_CONSUMER', 'too much unread data; reconnect to resume from the mailbox');
+      return;
     }
+    pump(conn);
   }
 
   // ----- a connection -----
@@ -266,9 +298,18 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     const conn: Connection = {
       id,
       ws,
+      link: {
+        party: claims.party,
+        device: claims.device,
+        role: claims.role,
+        signKey: claims.signKey,
+        isOpen: () => open(conn),
+        push: (item) => pushLive(conn, item),
+        close: (code, message) => closeWith(conn, code, message),
+      },
       claims,
       key,
-      log: ctx.log.child({ connId: id, device: key }),
+      log: log.child({ connId: id, device: key }),
       delivery: initialDelivery(),
       pumping: false,
       waitingDrain: false,
@@ -284,16 +325,13 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     });
     ws.on('error', (err) => conn.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error'));
     ws.on('close', (code) => {
-      if (conn.heartbeat) ctx.clock.clearTimeout(conn.heartbeat);
+      if (conn.heartbeat) clock.clearTimeout(conn.heartbeat);
       all.delete(conn);
-      hub.get(key)?.delete(conn);
-      if (hub.get(key)?.size === 0) hub.delete(key);
+      hub.unregister(conn.link);
       conn.log.info({ code }, 'link closed');
     });
     all.add(conn);
-    let set = hub.get(key);
-    if (!set) hub.set(key, (set = new Set()));
-    set.add(conn);
+    hub.register(conn.link);
     conn.log.info({ role: claims.role }, 'link open');
     armHeartbeat(conn);
     // Not tracked for shutdown: a device that does not read must not hold the server up.
@@ -304,7 +342,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   }
 
   function armHeartbeat(conn: Connection): void {
-    conn.heartbeat = ctx.clock.setTimeout(() => {
+    conn.heartbeat = clock.setTimeout(() => {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (!conn.alive) {
         conn.log.info('no pong: connection ended');
@@ -314,16 +352,16 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
       conn.alive = false;
       conn.ws.ping();
       armHeartbeat(conn);
-    }, ctx.options.heartbeatIntervalMs);
+    }, options.heartbeatIntervalMs);
   }
 
   async function startDelivery(conn: Connection): Promise<void> {
     // The connection is in the hub already: whatever is committed from here on is pushed live, and
     // everything up to the snapshot is read from the mailbox.
-    const snapshot = await ctx.store.maxCursor();
-    const lastCursor = await ctx.store.ackedCursor(conn.key);
-    const lastSeq = await ctx.store.lastSeq(conn.key);
-    send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: ctx.clock.now(), lastCursor, lastSeq });
+    const snapshot = await store.maxCursor();
+    const lastCursor = await store.ackedCursor(conn.key);
+    const lastSeq = await store.lastSeq(conn.key);
+    send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: clock.now(), lastCursor, lastSeq });
     if (!open(conn)) return;
     drive(conn, { type: 'start', snapshot });
     pump(conn);
@@ -340,7 +378,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     if (conn.inbound.length >= INBOUND_PAUSE) conn.ws.pause();
     if (!conn.handling) {
       conn.handling = true;
-      void track(ctx, handleInbound(conn));
+      void lifecycle.track(handleInbound(conn));
     }
   }
 
@@ -392,26 +430,26 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
     const ref = frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
-      if (ctx.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
-      const now = ctx.clock.now();
-      const actx = { agreement: ctx.agreement, directory: ctx.directory, now, sender: conn.claims };
+      if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
+      const now = clock.now();
+      const actx = { agreement, directory, now, sender: conn.claims };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
-        ctx.deadlines.prepareEnvelope(write);
+        deadlines.prepareEnvelope(write);
         // Not awaited: the next frame is admitted while this one waits for its group commit.
-        void track(ctx, ctx.writes.enqueue(write)).then((result) => {
-          ctx.deadlines.afterEnvelope(write, result);
+        void lifecycle.track(writes.enqueue(write)).then((result) => {
+          deadlines.afterEnvelope(write, result);
           if (!result.ok) return refuse(conn, result.error, ref);
           send(conn, { t: 'accepted', id: write.envelope.header.id, envelopeHash: write.envelopeHash, at: result.acceptedAt }, true);
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
           fanOut(result);
         });
       } else if (frame.t === 'receipt') {
-        const stored = await ctx.store.getMessage(frame.receipt.receipt.messageId);
+        const stored = await store.getMessage(frame.receipt.receipt.messageId);
         const write = await admitReceipt(frame.receipt, stored, actx);
-        ctx.deadlines.prepareReceipt(write);
-        void track(ctx, ctx.writes.enqueue(write)).then((result) => {
-          ctx.deadlines.afterReceipt(result);
+        deadlines.prepareReceipt(write);
+        void lifecycle.track(writes.enqueue(write)).then((result) => {
+          deadlines.afterReceipt(result);
           if (!result.ok) return refuse(conn, result.error, ref);
           const r = write.receipt.receipt;
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
@@ -422,7 +460,7 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
         // Through the write queue: the acks of a batch are one statement in its transaction, and
         // share its fsync instead of blocking the event loop on one each.
         const cursors = 'cursor' in frame ? [frame.cursor] : frame.cursors;
-        void track(ctx, ctx.writes.enqueue({ kind: 'ack', device: conn.key, cursors, acceptedAt: now }));
+        void lifecycle.track(writes.enqueue({ kind: 'ack', device: conn.key, cursors, acceptedAt: now }));
       }
     } catch (error) {
       refuse(conn, error, ref);
@@ -430,33 +468,20 @@ export const linkPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, {
   }
 
   function fanOut(result: WriteResult): void {
-    if (!result.ok || result.status !== 'new') return;
-    for (const { device, item } of result.delivered) pushLive(device, item);
+    if (result.ok && result.status === 'new') hub.push(result.delivered);
   }
 
   // Group commit waits (briefly) for frames already received: see WriteQueue.
   let inboundWaiting = 0;
-  ctx.writes.holdWhile = () => inboundWaiting > 0;
-
-  ctx.pushLive = (delivered) => {
-    for (const { device, item } of delivered) pushLive(device, item);
-  };
-  ctx.operatorOnline = (party) =>
-    [...all].some((conn) => conn.claims.party === party && conn.claims.role === 'operator' && !conn.closing && conn.ws.readyState === WebSocket.OPEN);
-
-  ctx.disconnectRevoked = (party, device, signKey) => {
-    for (const conn of hub.get(deviceKey({ party, device })) ?? []) {
-      if (conn.claims.signKey === signKey) closeWith(conn, 'HL_ERR_CERT_REVOKED', 'this device certificate has been revoked');
-    }
-  };
+  writes.holdWhile = () => inboundWaiting > 0;
 
   // ----- shutdown: finish in-flight work, then close the sockets -----
 
   app.addHook('preClose', async () => {
-    ctx.shuttingDown = true;
+    lifecycle.shuttingDown = true;
     app.server.off('upgrade', onUpgrade);
-    while (ctx.inFlight.size > 0) await Promise.allSettled([...ctx.inFlight]);
-    await ctx.writes.drain();
+    while (lifecycle.inFlight.size > 0) await Promise.allSettled([...lifecycle.inFlight]);
+    await writes.drain();
     const closed = [...all].map((conn) => new Promise<void>((resolve) => {
       if (conn.ws.readyState === WebSocket.CLOSED) return resolve();
       conn.ws.once('close', () => resolve());

@@ -1,9 +1,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { HotlineError } from '../../shared/errors.js';
-import type { AppContext } from '../context.js';
+import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import { StatusResponse as StatusResponseSchema, type StatusDeadline, type StatusResponse } from '../../shared/protocol/status.js';
-import type { DeadlineRecord } from '../relay/deadlines.js';
-import { requireDevice } from './auth.js';
+import type { DeadlineRecord } from '../relay/records.js';
+import { requireDevice, type DeviceAuth } from './auth.js';
+
+export interface StatusPluginOptions {
+  auth: DeviceAuth;
+  deadlines: Pick<DeadlineScheduler, 'snapshot'>;
+}
 
 export type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
 
@@ -27,15 +32,15 @@ function view(r: DeadlineRecord, now: number): StatusDeadline {
  * tests, for `hotline status` and the consoles. Metadata only (ids, parties, precedence, times),
  * the same the server already holds; never another party's view of a third party's traffic.
  */
-export const statusPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
-  app.get('/v1/status', { preHandler: requireDevice(ctx), schema: { response: { 200: StatusResponseSchema } } }, async (request): Promise<StatusResponse> => {
+export const statusPlugin: FastifyPluginAsync<StatusPluginOptions> = async (app, { auth, deadlines }) => {
+  app.get('/v1/status', { preHandler: requireDevice(auth), schema: { response: { 200: StatusResponseSchema } } }, async (request): Promise<StatusResponse> => {
     const device = request.device!;
     if (device.role !== 'operator' && device.role !== 'auditor') {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${device.role} devices do not read the status`);
     }
     const party = device.party;
-    const now = ctx.clock.now();
-    const snap = ctx.deadlines.snapshot();
+    const now = auth.clock.now();
+    const snap = deadlines.snapshot();
     const byDue = (a: StatusDeadline, b: StatusDeadline) => a.dueAt - b.dueAt || (a.messageId < b.messageId ? -1 : 1);
     return {
       party,

@@ -2,21 +2,37 @@ import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../shared/protocol/schemas.js';
-import type { TokenClaims } from '../tokens.js';
-import type { Directory } from '../directory.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
-import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from '../store/store.js';
+import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from './records.js';
 import { PRECEDENCE_RANK } from './delivery.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry } from './audit-entries.js';
 
 /** Who an envelope is wrapped for (PROTOCOL.md "Recipients"): auditors never get copies. */
 const RECIPIENT_ROLES: readonly DeviceCertBody['role'][] = ['operator', 'archive'];
 
+/** What admission reads of the device directory (server/directory.ts is one). */
+export interface DirectoryView {
+  /**
+   * The valid certificate of a device now (with `signKey`, that certificate), or a HotlineError
+   * saying why there is none (unknown, revoked, expired, not yet valid).
+   */
+  current(party: string, device: string, now: number, signKey?: string): DeviceCertBody;
+  /** The bodies of the currently valid certificates of these parties and roles, in `party/device` order. */
+  validBodies(now: number, parties: readonly string[], roles: readonly DeviceCertBody['role'][]): DeviceCertBody[];
+}
+
+/** The authenticated device of a connection: the certificate its login was proved with. */
+export interface Sender {
+  party: string;
+  device: string;
+  signKey: string;
+}
+
 export interface AdmitContext {
   agreement: Agreement;
-  directory: Directory;
+  directory: DirectoryView;
   now: number;
-  /** The authenticated device of the connection. */
-  sender: TokenClaims;
+  sender: Sender;
 }
 
 /** Only operators send envelopes and receipts; auditors read, archives only receive. */
@@ -47,7 +63,15 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
   const { hash } = await verifyCheckedEnvelope(env, cert);
   checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to));
-  return { kind: 'envelope', envelope: env, envelopeHash: hash, acceptedAt: ctx.now, mailboxes: envelopeMailboxes(h) };
+  return {
+    kind: 'envelope',
+    envelope: env,
+    envelopeHash: hash,
+    acceptedAt: ctx.now,
+    rank: PRECEDENCE_RANK[h.precedence],
+    mailboxes: envelopeMailboxes(h),
+    audit: envelopeAcceptedEntry(env, hash, ctx.now),
+  };
 }
 
 /**
@@ -64,5 +88,12 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
   if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
   await verifyCheckedReceipt(r, cert, message);
   const header = message.header;
-  return { kind: 'receipt', receipt: r, acceptedAt: ctx.now, rank: PRECEDENCE_RANK[header.precedence], mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to], ['operator']), header, body) };
+  return {
+    kind: 'receipt',
+    receipt: r,
+    acceptedAt: ctx.now,
+    rank: PRECEDENCE_RANK[header.precedence],
+    mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to], ['operator']), header, body),
+    audit: receiptAcceptedEntry(r, ctx.now),
+  };
 }

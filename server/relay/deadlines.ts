@@ -1,13 +1,16 @@
 import type { DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
+import { dueAt } from '../../shared/protocol/deadlines.js';
 import { MinHeap } from './min-heap.js';
+import type { DeadlineRecord } from './records.js';
 
 /**
  * Acknowledgement deadlines as a state machine (DESIGN.md "Precedence and deadlines"):
  * `stepDeadlines(policy, state, event) -> effects`, with no I/O; `state` is changed in place (see
- * {@link DeadlineState}). The shell (server/deadline-scheduler.ts)
- * carries out the effects: it persists rows, sends events to both parties' mailboxes, appends them
- * to the audit log and keeps one timer armed for the earliest `schedule` time.
+ * {@link DeadlineState}). The shell (server/deadline-scheduler.ts) carries out the effects: it
+ * persists rows, sends events to both parties' mailboxes and appends them to the audit log; it
+ * asks {@link nextDue} (with the link tests' `nextLinkDue`) when to wake next, and keeps one timer
+ * armed for that time.
  *
  * Rules:
  * - Every accepted message, except a link test, gets two deadlines counted from the server's
@@ -27,23 +30,6 @@ import { MinHeap } from './min-heap.js';
  * - After downtime (`tick` with `now` far past `nextAt`), a deadline fires once, not once per missed
  *   reminder: its level rises by one and the next reminder goes to the next grid point after `now`.
  */
-
-/** One stored deadline. `level` counts the missed events already fired (0: none). */
-export interface DeadlineRecord {
-  messageId: string;
-  from: string;
-  to: string;
-  precedence: Precedence;
-  rung: Rung;
-  acceptedAt: number;
-  dueAt: number;
-  level: number;
-  /** When the next `deadline.missed` fires; meaningless once closed. */
-  nextAt: number;
-  closedAt?: number;
-  /** Set when closed: whether the rung was reached after `dueAt`. */
-  late?: boolean;
-}
 
 export interface DeadlinePolicy {
   deadlines: Agreement['deadlines'];
@@ -70,9 +56,7 @@ export type DeadlineInput =
 export type DeadlineEffect =
   /** Insert or update the row (a closed row has `closedAt`). */
   | { type: 'persist'; record: DeadlineRecord }
-  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent }
-  /** Arm the one timer for `at` (the earliest open `nextAt`), or disarm it when `at` is undefined. */
-  | { type: 'schedule'; at: number | undefined };
+  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent };
 
 export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged'];
 
@@ -207,13 +191,12 @@ export function nextDue(state: DeadlineState): number | undefined {
 /** The deadlines an `accepted` input opens (none for a link test or one already open). */
 function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineRecord[] {
   if (input.linkTest) return [];
-  const row = policy.deadlines[input.precedence];
   const records: DeadlineRecord[] = [];
   for (const rung of RUNGS) {
     // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
     if (state.open.has(deadlineKey(input.messageId, rung))) continue;
-    const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
-    records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt, level: 0, nextAt: dueAt });
+    const due = dueAt(policy.deadlines, input.precedence, rung, input.acceptedAt);
+    records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt: due, level: 0, nextAt: due });
   }
   return records;
 }
@@ -223,20 +206,12 @@ function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<Dea
  * scheduler writes the rows with the envelope and adopts them only once that write is committed.
  */
 export function planAccepted(policy: DeadlinePolicy, state: DeadlineState, input: Extract<DeadlineInput, { type: 'accepted' }>): DeadlineEffect[] {
-  const records = opened(policy, state, input);
-  const effects: DeadlineEffect[] = records.map((record) => ({ type: 'persist', record }));
-  const before = state.nextDue();
-  let after = before;
-  for (const r of records) if (after === undefined || r.nextAt < after) after = r.nextAt;
-  if (after !== before) effects.push({ type: 'schedule', at: after });
-  return effects;
+  return opened(policy, state, input).map((record) => ({ type: 'persist', record }));
 }
 
 /** Apply one input to `state` (in place) and return what the shell must do. */
 export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, input: DeadlineInput): DeadlineEffect[] {
   const effects: DeadlineEffect[] = [];
-  const before = state.nextDue();
-
   switch (input.type) {
     case 'accepted': {
       for (const record of opened(policy, state, input)) {
@@ -269,8 +244,5 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
       break;
     }
   }
-
-  const after = state.nextDue();
-  if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
   return effects;
 }

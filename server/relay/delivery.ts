@@ -1,6 +1,6 @@
 import type { Precedence } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
-import type { MailboxItem, MailboxPosition } from '../store/store.js';
+import type { MailboxItem, MailboxPosition } from './records.js';
 
 /** Delivery rank of a precedence (PROTOCOL.md "Delivery order"): lower goes first. */
 export const PRECEDENCE_RANK: Readonly<Record<Precedence, number>> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };

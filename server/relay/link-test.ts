@@ -1,4 +1,5 @@
 import type { LinkEvent } from '../../shared/protocol/frames.js';
+import type { LinkPairRecord, LinkStatus, LinkTestResult, PendingTest } from './records.js';
 
 /**
  * The link test as a pure state machine (DESIGN.md "Link test"). A party's test agent (a device:
@@ -17,37 +18,6 @@ import type { LinkEvent } from '../../shared/protocol/frames.js';
  *
  * Pairs are ordered (`from>to`): jp→cn working says nothing about cn→jp.
  */
-
-export type LinkStatus = 'unknown' | 'up' | 'down';
-
-export interface LinkTestResult {
-  messageId: string;
-  sentAt: number;
-  ok: boolean;
-  answeredAt?: number;
-  roundTripMs?: number;
-  reason?: string;
-  /** When the result was decided. */
-  at: number;
-}
-
-/** A test in flight. */
-export interface PendingTest {
-  messageId: string;
-  from: string;
-  to: string;
-  sentAt: number;
-  dueAt: number;
-}
-
-export interface LinkPairRecord {
-  from: string;
-  to: string;
-  status: LinkStatus;
-  /** When the status last changed. */
-  since?: number;
-  last?: LinkTestResult;
-}
 
 export interface LinkTestState {
   pairs: ReadonlyMap<string, LinkPairRecord>;
@@ -68,8 +38,7 @@ export type LinkTestEffect =
   | { type: 'persist-pair'; record: LinkPairRecord }
   /** Store (or, when `done`, close) a test in flight so a restart still judges it. */
   | { type: 'persist-pending'; test: PendingTest; done: boolean }
-  | { type: 'emit'; event: LinkEvent }
-  | { type: 'schedule'; at: number | undefined };
+  | { type: 'emit'; event: LinkEvent };
 
 export function pairKey(from: string, to: string): string {
   return `${from}>${to}`;
@@ -96,7 +65,6 @@ export function stepLinkTests(
   const pairs = new Map(state.pairs);
   const pending = new Map(state.pending);
   const effects: LinkTestEffect[] = [];
-  const before = nextLinkDue(state);
 
   const conclude = (test: { messageId: string; from: string; to: string; sentAt: number }, result: LinkTestResult) => {
     const key = pairKey(test.from, test.to);
@@ -168,8 +136,5 @@ export function stepLinkTests(
     }
   }
 
-  const next: LinkTestState = { pairs, pending };
-  const after = nextLinkDue(next);
-  if (after !== before || input.type === 'tick') effects.push({ type: 'schedule', at: after });
-  return { state: next, effects };
+  return { state: { pairs, pending }, effects };
 }

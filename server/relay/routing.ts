@@ -1,5 +1,5 @@
 import type { DeviceCertBody, EnvelopeHeader, ReceiptBody } from '../../shared/protocol/schemas.js';
-import { deviceKey, type DeviceKey } from '../store/store.js';
+import { deviceKey, type DeviceKey } from './records.js';
 
 /** An envelope goes to exactly the devices it is wrapped for (already checked against the directory). */
 export function envelopeMailboxes(header: EnvelopeHeader): DeviceKey[] {

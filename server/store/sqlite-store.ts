@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { HotlineError } from '../../shared/errors.js';
 import { utf8 } from '../../shared/encoding/base64.js';
@@ -5,27 +7,25 @@ import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
-import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
-import type { DeadlineRecord } from '../relay/deadlines.js';
-import type { LinkPairRecord, LinkStatus, PendingTest } from '../relay/link-test.js';
 import {
   deviceKey,
   type AuditEntry,
+  type DeadlineRecord,
   type DeviceKey,
   type EnvelopeWrite,
   type EventsWrite,
+  type LinkPairRecord,
+  type LinkStatus,
   type MailboxItem,
   type MailboxPosition,
-  type StoredMessage,
+  type PendingTest,
   type ReceiptWrite,
   type SideEffects,
-  type Store,
-  type StoredCheckpoint,
-  type StoredCosignature,
-  type StoredEnvelope,
+  type StoredMessage,
   type Write,
   type WriteResult,
-} from './store.js';
+} from '../relay/records.js';
+import type { Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
@@ -192,15 +192,28 @@ function storeFailed(cause: unknown): HotlineError {
   return new HotlineError('HL_ERR_STORE_FAILED', 'the store could not complete the write', { cause });
 }
 
-/** The audit entry of an accepted envelope: the signed header and signature, never the ciphertext. */
-export function envelopeAuditEntry(w: { envelope: Envelope; envelopeHash: string; acceptedAt: number }): AuditEntry {
-  return {
-    type: 'envelope.accepted',
-    at: w.acceptedAt,
-    envelopeHash: w.envelopeHash,
-    header: w.envelope.header,
-    signature: w.envelope.signature,
-  };
+/**
+ * `PRAGMA quick_check` of the database at `path` on its own read-only connection in a worker
+ * thread, so that a large file is checked while the relay serves. Undefined when sound.
+ */
+export function checkIntegrityInWorker(path: string): Promise<string | undefined> {
+  // Plain CommonJS for the worker: it runs without the TypeScript loader.
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    let found;
+    try {
+      const db = new (require(workerData.driver))(workerData.path, { readonly: true });
+      found = db.pragma('quick_check(20)').map((r) => r.quick_check).filter((r) => r !== 'ok').join('; ') || undefined;
+      db.close();
+    } catch (err) {
+      found = err.message;
+    }
+    parentPort.postMessage(found);`;
+  return new Promise((resolve) => {
+    const worker = new Worker(code, { eval: true, workerData: { path, driver: createRequire(import.meta.url).resolve('better-sqlite3') } });
+    worker.once('message', (found: string | undefined) => resolve(found));
+    worker.once('error', (err) => resolve(err.message));
+  });
 }
 
 /**
@@ -212,8 +225,13 @@ export class SqliteStore implements Store {
   private readonly stmt;
   private readonly tree: SqliteAuditTree;
 
-  constructor(path: string) {
+  /**
+   * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
+   * quota; past it every write fails as on a full disk (SQLITE_FULL), which is how tests fill the disk.
+   */
+  constructor(path: string, options: { maxPageCount?: number } = {}) {
     this.db = new Database(path);
+    if (options.maxPageCount !== undefined) this.db.pragma(`max_page_count = ${Math.floor(options.maxPageCount)}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -234,6 +252,8 @@ export class SqliteStore implements Store {
       getEnvelope: db.prepare<[string], { envelope: string; hash: string; accepted_at: number }>(
         'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
       ),
+      // The header column is kept beside the envelope for this read: admitting a receipt never
+      // reads (or parses) the ciphertext, which may be far larger than the header.
       getMessage: db.prepare<[string], { header: string; hash: string }>('SELECT header, hash FROM envelopes WHERE id = ?'),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = ?'),
       seqUsed: db.prepare<[string, string, number], { one: number }>(
@@ -352,10 +372,9 @@ export class SqliteStore implements Store {
       this.stmt.upsertLinkTest.run(test.messageId, test.from, test.to, test.sentAt, test.dueAt, done ? 1 : 0);
     }
     const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
-    for (const { event, mailboxes } of side.events ?? []) {
+    for (const { event, rank, mailboxes } of side.events ?? []) {
       const json = JSON.stringify(event);
       const id = Number(this.stmt.insertEvent.run(event.type, json, event.at).lastInsertRowid);
-      const rank = eventRank(event);
       for (const device of mailboxes) {
         const cursor = Number(this.stmt.insertMailbox.run(device, 'event', String(id), rank).lastInsertRowid);
         delivered.push({ device, item: { cursor, rank, kind: 'event', json, acceptedAt: event.at } });
@@ -405,22 +424,22 @@ export class SqliteStore implements Store {
     this.stmt.ping.get();
   }
 
-  async putDevice(certificate: DeviceCertificate, at: number): Promise<boolean> {
+  async putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean> {
     const c = certificate.cert;
     return this.db.transaction(() => {
       const r = this.stmt.insertDevice.run(c.party, c.device, c.signKey, c.role, c.notBefore, c.notAfter, JSON.stringify(certificate), at);
       if (r.changes === 0) return false;
-      this.audit({ type: 'device.enrolled', at, certificate });
+      this.audit(audit);
       return true;
     })();
   }
 
-  async putRevocation(revocation: Revocation, at: number): Promise<boolean> {
+  async putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean> {
     const r = revocation.revocation;
     return this.db.transaction(() => {
       const res = this.stmt.insertRevocation.run(r.party, r.device, r.signKey, JSON.stringify(revocation), at);
       if (res.changes === 0) return false;
-      this.audit({ type: 'device.revoked', at, revocation });
+      this.audit(audit);
       return true;
     })();
   }
@@ -459,13 +478,12 @@ export class SqliteStore implements Store {
     const json = JSON.stringify(w.envelope);
     this.stmt.insertEnvelope.run(h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt);
     this.stmt.setSeq.run(deviceKey(h.from), h.seq);
-    const rank = PRECEDENCE_RANK[h.precedence];
     const delivered = w.mailboxes.map((device) => {
-      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id, rank).lastInsertRowid);
-      const item: MailboxItem = { cursor, rank, kind: 'envelope', json, acceptedAt: w.acceptedAt };
+      const cursor = Number(this.stmt.insertMailbox.run(device, 'envelope', h.id, w.rank).lastInsertRowid);
+      const item: MailboxItem = { cursor, rank: w.rank, kind: 'envelope', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
-    this.audit(envelopeAuditEntry(w));
+    this.audit(w.audit);
     const followers = this.applySideEffects(w.effects);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
@@ -481,7 +499,7 @@ export class SqliteStore implements Store {
       const item: MailboxItem = { cursor, rank: w.rank, kind: 'receipt', json, acceptedAt: w.acceptedAt };
       return { device, item };
     });
-    this.audit({ type: 'receipt.accepted', at: w.acceptedAt, receipt: w.receipt });
+    this.audit(w.audit);
     const followers = this.applySideEffects(w.effects);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }

@@ -1,47 +1,17 @@
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
-import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import type { DeviceCertificate, Envelope, Revocation } from '../../shared/protocol/schemas.js';
 import type { NodeRef } from '../../shared/audit/merkle.js';
-import type { DeadlineRecord } from '../relay/deadlines.js';
-import type { LinkPairRecord, PendingTest } from '../relay/link-test.js';
-
-/** `party/device`: how the store and the relay name a device. */
-export type DeviceKey = string;
-
-export function deviceKey(ref: { party: string; device: string }): DeviceKey {
-  return `${ref.party}/${ref.device}`;
-}
-
-/**
- * One audit log entry, before canonicalisation. Metadata, signed headers and signed receipts only:
- * never plaintext, ciphertext, keys or tokens (DESIGN.md "Audit log").
- */
-export type AuditEntry = { type: string; at: number } & Record<string, unknown>;
-
-/**
- * Something handed to a device. `rank` and `cursor` give its delivery order (PROTOCOL.md
- * "Delivery order"); `json` is the stored JSON text of the envelope, signed receipt or event,
- * put into the frame as it is (it was checked before it was stored), never parsed again.
- * For an event, `acceptedAt` is the event's `at`.
- */
-export interface MailboxItem {
-  cursor: number;
-  rank: number;
-  kind: 'envelope' | 'receipt' | 'event';
-  json: string;
-  acceptedAt: number;
-}
-
-/** Where a backlog page starts: after this (rank, cursor), in (rank, cursor) order. */
-export interface MailboxPosition {
-  rank: number;
-  cursor: number;
-}
-
-/** A stored message as a receipt is admitted against it: its header and the hash stored with it. */
-export interface StoredMessage {
-  header: EnvelopeHeader;
-  envelopeHash: string;
-}
+import type {
+  AuditEntry,
+  DeadlineRecord,
+  DeviceKey,
+  LinkPairRecord,
+  MailboxItem,
+  MailboxPosition,
+  PendingTest,
+  StoredMessage,
+  Write,
+  WriteResult,
+} from '../relay/records.js';
 
 /** A checkpoint the log key signed: the note as signed (log signature only), by tree size. */
 export interface StoredCheckpoint {
@@ -69,82 +39,6 @@ export interface StoredEnvelope {
   acceptedAt: number;
 }
 
-/** An accepted envelope to write: the relay has verified it and chosen its mailboxes. */
-export interface EnvelopeWrite {
-  kind: 'envelope';
-  envelope: Envelope;
-  envelopeHash: string;
-  acceptedAt: number;
-  /** Devices whose mailbox gets it (the header's recipients). */
-  mailboxes: DeviceKey[];
-  /** Deadline rows (and a link test's verdict) to write with it, only if it is new. */
-  effects?: SideEffects;
-}
-
-/** A verified receipt to write, with the devices it is relayed to. */
-export interface ReceiptWrite {
-  kind: 'receipt';
-  receipt: SignedReceipt;
-  acceptedAt: number;
-  /** Delivery rank: the precedence rank of the message it answers. */
-  rank: number;
-  mailboxes: DeviceKey[];
-  /** Deadlines it closes and the events that follow, written only if it is new. */
-  effects?: SideEffects;
-}
-
-/** A deadline or link event: stored, put in each listed mailbox, and appended (as is) to the audit log. */
-export interface EventWrite {
-  event: HotlineEvent;
-  mailboxes: DeviceKey[];
-}
-
-/**
- * Deadline and link-test state that changes with a write, in the same transaction (the decisions
- * are made by server/relay/deadlines.ts and link-test.ts; the store only records them).
- */
-export interface SideEffects {
-  /** Upserted by (messageId, rung). */
-  deadlines?: DeadlineRecord[];
-  /** Upserted by (from, to). */
-  linkPairs?: LinkPairRecord[];
-  /** Tests in flight; `done` ones are closed. */
-  linkTests?: { test: PendingTest; done: boolean }[];
-  events?: EventWrite[];
-}
-
-/** Side effects on their own: a deadline firing, a link test timing out. */
-export interface EventsWrite extends SideEffects {
-  kind: 'events';
-  /** When the effects were decided (the server's clock). */
-  acceptedAt: number;
-}
-
-/**
- * A device's acknowledgement of exactly these mailbox items, batched with the other writes (all
- * acks of a batch are one statement). Losing one in a crash only means redelivery, which clients
- * de-duplicate, but it costs no extra fsync to keep it durable. A cursor that is not the device's
- * is ignored.
- */
-export interface AckWrite {
-  kind: 'ack';
-  device: DeviceKey;
-  cursors: readonly number[];
-  acceptedAt: number;
-}
-
-export type Write = EnvelopeWrite | ReceiptWrite | EventsWrite | AckWrite;
-
-/**
- * The outcome of one write. `duplicate`: the same envelope (same id and hash) or the same receipt
- * (same message, kind and signer) is already stored; nothing was written and `acceptedAt` is the
- * stored time. `delivered` lists the mailbox items created, for pushing to connected devices.
- */
-export type WriteResult =
-  | { ok: true; status: 'new'; acceptedAt: number; delivered: { device: DeviceKey; item: MailboxItem }[] }
-  | { ok: true; status: 'duplicate'; acceptedAt: number }
-  | { ok: false; error: Error };
-
 /**
  * The storage port (DESIGN.md "Storage and scale"). Every state change appends its audit entry in
  * the same transaction. Async so that a networked adapter (PostgreSQL) fits the same shape.
@@ -153,10 +47,13 @@ export interface Store {
   /** Cheap round trip for /readyz. */
   ping(): Promise<void>;
 
-  /** Store a verified certificate (idempotent: false when that exact certificate was stored). */
-  putDevice(certificate: DeviceCertificate, at: number): Promise<boolean>;
-  /** Store a verified revocation (idempotent). */
-  putRevocation(revocation: Revocation, at: number): Promise<boolean>;
+  /**
+   * Store a verified certificate and append its audit entry (idempotent: false, and nothing
+   * appended, when that exact certificate was stored).
+   */
+  putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean>;
+  /** Store a verified revocation and append its audit entry (idempotent, like putDevice). */
+  putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean>;
   listDevices(): Promise<DeviceCertificate[]>;
   listRevocations(): Promise<Revocation[]>;
 

@@ -1,4 +1,5 @@
-import type { Store, Write, WriteResult } from './store.js';
+import type { Write, WriteResult } from '../relay/records.js';
+import type { Store } from './store.js';
 
 interface Pending {
   write: Write;

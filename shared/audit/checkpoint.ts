@@ -305,7 +305,7 @@ export async function verifyNote(noteText: string | Uint8Array, verifiers: reado
     seen.add(id);
     verified.push(ok.timestamp === undefined ? { name: sig.name, keyId: sig.keyId, type: entry.type } : { name: sig.name, keyId: sig.keyId, type: entry.type, timestamp: ok.timestamp });
   }
-  if (verified.length === 0) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'note has no signature by a known key');
+  if (verified.length === 0) throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', 'note has no signature by a known key', { detail: { reason: 'no-known-signature' } });
   return { text: note.text, verified, unverified };
 }
 

@@ -1,12 +1,12 @@
 import nacl from 'tweetnacl';
-import type { KeyObject } from 'node:crypto';
-import { nodeCrypto } from './native.js';
+import { nativeCrypto } from './native.js';
 import { KeyCache } from './key-cache.js';
 import { HotlineError } from '../errors.js';
 import { concatBytes } from '../encoding/base64.js';
 
 /**
- * Ed25519 (RFC 8032) through the platform: node:crypto in Node, WebCrypto in browsers. tweetnacl
+ * Ed25519 (RFC 8032) through the platform: the native port in Node (./native.ts), WebCrypto in
+ * browsers. tweetnacl
  * verifies about 116 signatures/s on our 2-core machine against ~8,900/s natively, so it is used
  * here only to derive a public key from a seed once per key. Secret keys are 32-byte seeds.
  *
@@ -24,9 +24,8 @@ export interface SigningKeyPair {
   secretKey: Uint8Array;
 }
 
-// DER prefixes that turn a raw 32-byte key into PKCS#8 / SPKI (RFC 8410).
+// The DER prefix that turns a raw 32-byte seed into PKCS#8 (RFC 8410), for WebCrypto's import.
 const PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
-const SPKI_PREFIX = new Uint8Array([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 
 /** A fresh Ed25519 key pair from the platform's random source. */
 export function generateSigningKeyPair(): SigningKeyPair {
@@ -40,18 +39,8 @@ export function signingPublicKeyFromSeed(seed: Uint8Array): Uint8Array {
   return nacl.sign.keyPair.fromSeed(seed).publicKey;
 }
 
-const nodePublic = new KeyCache<KeyObject>(4096);
-const nodePrivate = new KeyCache<KeyObject>(64);
 const webPublic = new KeyCache<Promise<CryptoKey>>(4096);
 const webPrivate = new WeakMap<Uint8Array, Promise<CryptoKey>>();
-
-function nodePublicKey(pub: Uint8Array): KeyObject {
-  return nodePublic.get(pub, () => nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pub)), format: 'der', type: 'spki' }));
-}
-
-function nodePrivateKey(seed: Uint8Array): KeyObject {
-  return nodePrivate.get(seed, () => nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, seed)), format: 'der', type: 'pkcs8' }));
-}
 
 function webPublicKey(pub: Uint8Array): Promise<CryptoKey> {
   return webPublic.get(pub, () => crypto.subtle.importKey('raw', pub as BufferSource, { name: 'Ed25519' }, false, ['verify']));
@@ -68,10 +57,8 @@ function webPrivateKey(seed: Uint8Array): Promise<CryptoKey> {
 /** Sign `message` with a 32-byte seed; returns the 64-byte signature. */
 export async function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
   if (secretKey.length !== 32) throw new HotlineError('HL_ERR_KEY_INVALID', 'Ed25519 secret key must be a 32-byte seed');
-  if (nodeCrypto) {
-    return new Uint8Array(nodeCrypto.sign(null, message, nodePrivateKey(secretKey)));
-  }
-  return webcryptoSign(secretKey, message);
+  const native = nativeCrypto();
+  return native ? native.ed25519Sign(secretKey, message) : webcryptoSign(secretKey, message);
 }
 
 /** The browser path of {@link ed25519Sign}, exported so that Node tests cover it too. */
@@ -95,11 +82,6 @@ export async function webcryptoVerify(publicKey: Uint8Array, message: Uint8Array
  */
 export async function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
-  if (!nodeCrypto) return webcryptoVerify(publicKey, message, signature);
-  try {
-    return nodeCrypto.verify(null, message, nodePublicKey(publicKey), signature);
-  } catch {
-    // An invalid point encoding is a failed verification, not a crash.
-    return false;
-  }
+  const native = nativeCrypto();
+  return native ? native.ed25519Verify(publicKey, message, signature) : webcryptoVerify(publicKey, message, signature);
 }

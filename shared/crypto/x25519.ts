@@ -1,13 +1,11 @@
 import nacl from 'tweetnacl';
-import type { KeyObject } from 'node:crypto';
-import { nodeCrypto } from './native.js';
-import { KeyCache } from './key-cache.js';
+import { nativeCrypto } from './native.js';
 import { concatBytes } from '../encoding/base64.js';
 import { HotlineError } from '../errors.js';
 
 /**
  * NaCl `box` (X25519 + XSalsa20-Poly1305), byte-identical to tweetnacl's and libsodium's
- * `crypto_box_easy`, with the X25519 scalar multiplication done natively.
+ * `crypto_box_easy`, with the X25519 scalar multiplication done natively (./native.ts in Node).
  *
  * Why: tweetnacl's pure-JS scalar multiplication costs 3–8 ms on this 2-core machine, and a
  * message needs one per recipient to seal and one to open; node:crypto's X25519 takes tens of
@@ -16,8 +14,8 @@ import { HotlineError } from '../errors.js';
  * Browsers use WebCrypto's X25519 where available and fall back to tweetnacl.
  */
 
+// The DER prefix that turns a raw 32-byte X25519 secret into PKCS#8 (RFC 8410), for WebCrypto.
 const PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
-const SPKI_PREFIX = new Uint8Array([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
 const ZERO16 = new Uint8Array(16);
 // "expand 32-byte k", the Salsa20 constant HSalsa20 uses in crypto_box_beforenm.
 const SIGMA = new Uint8Array([101, 120, 112, 97, 110, 100, 32, 51, 50, 45, 98, 121, 116, 101, 32, 107]);
@@ -27,27 +25,17 @@ interface Lowlevel {
 }
 const lowlevel = (nacl as unknown as { lowlevel: Lowlevel }).lowlevel;
 
-const nodePrivate = new KeyCache<KeyObject>(256);
-const nodePublic = new KeyCache<KeyObject>(1024);
-
-function nodePrivateKey(sk: Uint8Array): KeyObject {
-  return nodePrivate.get(sk, () => nodeCrypto!.createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, sk)), format: 'der', type: 'pkcs8' }));
-}
-
-function nodePublicKey(pk: Uint8Array): KeyObject {
-  return nodePublic.get(pk, () => nodeCrypto!.createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, pk)), format: 'der', type: 'spki' }));
-}
-
 let webX25519: boolean | undefined;
 
 /** X25519(sk, pk): the raw shared secret. Async because WebCrypto is. */
 export async function x25519(secretKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
   if (secretKey.length !== 32 || publicKey.length !== 32) throw new HotlineError('HL_ERR_KEY_INVALID', 'X25519 keys are 32 bytes');
-  if (nodeCrypto) {
+  const native = nativeCrypto();
+  if (native) {
     try {
-      return new Uint8Array(nodeCrypto.diffieHellman({ privateKey: nodePrivateKey(secretKey), publicKey: nodePublicKey(publicKey) }));
+      return native.x25519(secretKey, publicKey);
     } catch {
-      // OpenSSL refuses low-order points (all-zero output); NaCl computes them. Stay NaCl-compatible.
+      // OpenSSL (Node) refuses low-order points (all-zero output); NaCl computes them. Stay NaCl-compatible.
       return nacl.scalarMult(secretKey, publicKey);
     }
   }
@@ -91,17 +79,10 @@ export async function boxOpen(ciphertext: Uint8Array, nonce: Uint8Array, publicK
   return out;
 }
 
-/** A fresh X25519 key pair (the public key computed natively in Node). */
+/** A fresh X25519 key pair (made natively where the platform can). */
 export function boxKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
-  if (nodeCrypto) {
-    // Generating in OpenSSL and exporting is cheaper than importing random bytes, and leaves the
-    // key object cached for the wraps that follow (one per recipient).
-    const { privateKey } = nodeCrypto.generateKeyPairSync('x25519');
-    const jwk = privateKey.export({ format: 'jwk' });
-    const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
-    nodePrivate.set(secretKey, privateKey);
-    return { secretKey, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
-  }
+  const native = nativeCrypto();
+  if (native) return native.x25519KeyPair();
   const secretKey = nacl.randomBytes(32);
   return { secretKey, publicKey: boxPublicKey(secretKey) };
 }
@@ -109,18 +90,15 @@ export function boxKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
 /** The X25519 public key of a secret key. */
 export function boxPublicKey(secretKey: Uint8Array): Uint8Array {
   if (secretKey.length !== 32) throw new HotlineError('HL_ERR_KEY_INVALID', 'X25519 secret key must be 32 bytes');
-  if (nodeCrypto) {
-    const spki = nodeCrypto.createPublicKey(nodePrivateKey(secretKey)).export({ format: 'der', type: 'spki' });
-    return new Uint8Array(spki.subarray(spki.length - 32));
-  }
-  return nacl.box.keyPair.fromSecretKey(secretKey).publicKey;
+  const native = nativeCrypto();
+  return native ? native.x25519PublicKey(secretKey) : nacl.box.keyPair.fromSecretKey(secretKey).publicKey;
 }
 
 /**
- * Drop a secret key from the native key cache and wipe it: for the per-message ephemeral key, whose
+ * Drop a secret key from the native crypto's key cache and wipe it: for the per-message ephemeral key, whose
  * secret must not outlive the sealing (forward secrecy of the wrapped content keys).
  */
 export function discardBoxSecret(secretKey: Uint8Array): void {
-  nodePrivate.delete(secretKey);
+  nativeCrypto()?.x25519Forget(secretKey);
   secretKey.fill(0);
 }

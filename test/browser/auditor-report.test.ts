@@ -275,8 +275,8 @@ describe('auditor console: everything in the interface language', () => {
     // Words that are data, the same in every language: party and device names, the agreement's
     // name, the precedence names (part of each label, as on the operator console), each
     // language's own name in the picker, and terms written in Latin letters in ja and zh too
-    // (UTC, CSV, PDF, ID); hex.
-    const data = new Set([hx.dep.agreement.name, 'FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE', 'English', 'UTC', 'CSV', 'PDF', 'ID']);
+    // (UTC, CSV, PDF, ID), and EXERCISE (marked so in every language, issue 10); hex.
+    const data = new Set([hx.dep.agreement.name, 'FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE', 'English', 'UTC', 'CSV', 'PDF', 'ID', 'EXERCISE']);
     for (const key of Object.keys(hx.dep.devices)) data.add(key).add(key.split('/')[0]!).add(key.split('/')[1]!);
     data.add('op9');
     const english = Object.values(dictionaries().en)

@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { Page } from 'playwright-core';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-import { MemoryKeyValueStore } from '../../client/console/kv.js';
+import { MemoryKeyValueStore } from '../../client/storage/kv.js';
 import { KeyStore } from '../../client/console/key-store.js';
 import type { OutboxEnvelope } from '../../client/storage/client-storage.js';
 import { connectConsole, enrolDevice, NO_CHECKPOINT_YET, openPage, startHarness, startNodeClient, type Harness } from './harness.js';

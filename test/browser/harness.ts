@@ -4,7 +4,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import type { Precedence, Role } from '../../shared/protocol/schemas.js';
+import type { DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
@@ -44,13 +44,21 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+export interface HarnessOptions {
+  /** Deadlines in place of the defaults (e.g. a FLASH delivery deadline short enough to miss in a test). */
+  deadlines?: Partial<DeadlineTable>;
+}
+
 /** A fresh deployment, its key files on disk, the server on 127.0.0.1:0, every device enrolled, and Chromium. */
-export async function startHarness(): Promise<Harness> {
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   if (!existsSync(CHROMIUM_PATH)) throw new Error(`Chromium not found at ${CHROMIUM_PATH}: apt-get install -y chromium`);
   const made = await createDeployment();
   // The audit log signs checkpoints under the agreement's name, which must be a note key name
   // (no spaces); the shared test deployment's name has spaces.
-  const dep: Deployment = { ...made, agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test' }) };
+  const dep: Deployment = {
+    ...made,
+    agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines } }),
+  };
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};
   for (const [key, secret] of Object.entries(dep.devices)) {

@@ -76,6 +76,8 @@ describe('operator console', () => {
     await jp.page.fill('#subject', SUBJECT);
     await jp.page.fill('#body', BODY);
     await jp.page.click('#send');
+    // A FLASH goes only after its confirmation.
+    await jp.page.click('#confirm-flash');
     await jp.page.waitForSelector('#outbox tr.msg[data-rung="delivered"]');
 
     // China: the FLASH banner and the audible alarm until acknowledged.

@@ -11,6 +11,7 @@ export default defineConfig({
     testTimeout: 90_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    setupFiles: ['test/helpers/node-crypto-setup.ts'],
     // One Chromium at a time on a 2-core machine.
     fileParallelism: false,
   },

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../../server/main.js';
+import { ALARMS_PER_HOUR } from '../../server/plugins/audit.js';
 import { startTestServer } from '../helpers/test-server.js';
 import { createDeployment, JP, CN, tempDir } from '../helpers/deployment.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -40,6 +41,21 @@ describe('audit API: who may call what', () => {
     }
     const noToken = await call(s.url, 'GET', '/v1/audit/export');
     expect(noToken.body.error.code).toBe('HL_ERR_AUTH_TOKEN_MISSING');
+  });
+
+  it('limits audit alarms per device, so one device cannot flood the log and the consoles', async () => {
+    const s = await startTestServer({ withLogKey: true });
+    const [op, aud] = await Promise.all([s.token(`${JP}/op1`), s.token(`${JP}/audit1`)]);
+    const alarm = (token: string) => call(s.url, 'POST', '/v1/audit/alarms', { code: 'HL_ERR_AUDIT_EQUIVOCATION', reason: 'two roots for one size' }, token);
+    const before = await s.store.auditSize();
+    const statuses: number[] = [];
+    for (let i = 0; i < ALARMS_PER_HOUR + 3; i++) statuses.push((await alarm(op)).status);
+    expect(statuses).toEqual([...Array<number>(ALARMS_PER_HOUR).fill(201), 429, 429, 429]);
+    const refused = await alarm(op);
+    expect(refused.body.error.code).toBe('HL_ERR_INPUT_RATE_LIMITED');
+    // Another device of the party still reports; the flood added exactly the allowed entries.
+    expect((await alarm(aud)).status).toBe(201);
+    expect((await s.store.auditSize()) - before).toBe(ALARMS_PER_HOUR + 1);
   });
 
   it('an auditor device cannot send or acknowledge on the link', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   initialLinkTests,
+  nextLinkDue,
   stepLinkTests,
   type LinkTestEffect,
   type LinkTestInput,
@@ -47,8 +48,11 @@ describe('stepLinkTests', () => {
 
   it('no answer: fails exactly at the timeout, not 1 ms before', () => {
     const { state } = run([sent(1, T0)]);
+    // The scheduler's timer is armed for the timeout.
+    expect(nextLinkDue(state)).toBe(T0 + 120_000);
     expect(events(run([{ type: 'tick', now: T0 + 119_999 }], state).effects)).toEqual([]);
     const { effects, state: after } = run([{ type: 'tick', now: T0 + 120_000 }], state);
+    expect(nextLinkDue(after)).toBeUndefined();
     expect(events(effects)).toEqual([
       ['link.test', false],
       ['link.down', false],

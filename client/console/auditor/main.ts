@@ -1,17 +1,17 @@
 import { HotlineError } from '../../../shared/errors.js';
-import { fingerprint, verifyRevocation } from '../../../shared/crypto/keys.js';
+import { fingerprint } from '../../../shared/crypto/keys.js';
+import { verifyDirectory } from '../../../shared/crypto/directory.js';
 import { fromBase64, toHex } from '../../../shared/encoding/base64.js';
 import { parseCheckpoint, parseNote } from '../../../shared/audit/checkpoint.js';
 import type { AuditProblem } from '../../../shared/audit/log-verify.js';
-import { type Agreement, type DeviceCertBody, type Revocation } from '../../../shared/protocol/schemas.js';
-import { KeyStore, type UnlockedKey } from '../key-store.js';
-import { openIndexedDb, type KeyValueStore, type RecordStore } from '../kv.js';
-import { HotlineClient, type CosignResult, type WebSocketConstructorLike } from '../../hotline-client.js';
-import { BrowserStorage } from '../../storage/browser-storage.js';
+import type { Agreement, DeviceCertBody, Revocation } from '../../../shared/protocol/schemas.js';
+import type { UnlockedKey } from '../key-store.js';
+import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
+import type { CosignResult } from '../../hotline-client.js';
 import { formatTime, groupHex, h, replace } from '../common/dom.js';
-import { initLanguage, onLanguageChange, t } from '../common/i18n.js';
-import { fatalView, pageHeader, pinAgreement, SealedRecord } from '../common/shell.js';
-import { showUnlock } from '../common/unlock-view.js';
+import { onLanguageChange, t } from '../common/i18n.js';
+import { pageHeader } from '../common/shell.js';
+import { bootConsole, openSession } from '../common/boot.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
 import { entryMessageId, entrySummary, entryTypeLabel, trailOf, wordLabel } from './entries.js';
 import { parseFilterTime } from './filter-time.js';
@@ -20,28 +20,6 @@ import { DEFAULT_PAGE_SIZE, pageOf, pagerView } from './paging.js';
 import { problemKey } from './problems.js';
 import { reportView } from './report.js';
 import { verifySnapshot, type NotAnExport, type VerifiedLog } from './verified-log.js';
-
-async function main(): Promise<void> {
-  initLanguage();
-  const root = document.getElementById('app')!;
-  const kv = await openIndexedDb();
-  const store = new KeyStore(kv, 'auditor');
-  const showLock = () => {
-    const body = h('main', {});
-    replace(root, pageHeader('app_auditor', null), body);
-    return body;
-  };
-  const offLang = onLanguageChange(() => void showUnlock(showLock(), store, ['auditor']).then(start));
-  const start = async (unlocked: UnlockedKey) => {
-    offLang();
-    try {
-      await runConsole(root, kv, unlocked);
-    } catch (err) {
-      replace(root, pageHeader('app_auditor', null), fatalView(err));
-    }
-  };
-  void showUnlock(showLock(), store, ['auditor']).then(start);
-}
 
 /**
  * Where the last load stands. Every load starts from a fresh view, so no notice of an earlier
@@ -69,18 +47,9 @@ interface View {
 async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
   const device = unlocked.device;
   const c = device.certificate.cert;
-  const data = await SealedRecord.open<{ v: 1; agreement?: Agreement }>(kv, unlocked.data, `console-data/${c.party}/${c.device}`, () => ({ v: 1 }));
-  const agreement = await pinAgreement(data.value.agreement, device, Date.now());
-  if (!data.value.agreement) await data.save((d) => (d.agreement = agreement));
   // One session for everything this console reads and the cosignatures it posts. The WebSocket
   // is never opened: an auditor device only reads and cosigns.
-  const client = new HotlineClient({
-    serverUrl: location.origin,
-    agreement,
-    device,
-    storage: new BrowserStorage(kv, unlocked.data),
-    WebSocket: WebSocket as unknown as WebSocketConstructorLike,
-  });
+  const { client, agreement } = await openSession<{ v: 1; agreement?: Agreement }>(kv, unlocked, { initial: () => ({ v: 1 }) });
 
   let view: View = { state: { phase: 'none' }, filter: {}, page: 1, pageSize: DEFAULT_PAGE_SIZE };
   let directory: { certs: DeviceCertBody[]; revocations: Revocation[] } = { certs: [], revocations: [] };
@@ -457,10 +426,10 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
 
   // The directory is verified here against the pinned agreement, not taken on the server's word.
   // (HotlineClient leaves out every certificate that does not chain to the pinned agreement.)
+  // A revocation that does not verify is not listed: it revokes nothing.
   const certs = await client.refreshDirectory();
-  const revocations: Revocation[] = [];
-  for (const r of (await client.directorySnapshot())?.revocations ?? []) revocations.push(await verifyRevocation(agreement, r).catch(() => r));
-  directory = { certs, revocations };
+  const snapshot = { certificates: [], revocations: (await client.directorySnapshot())?.revocations ?? [] };
+  directory = { certs, revocations: (await verifyDirectory(agreement, snapshot, { now: Date.now() })).revocations };
 
   onLanguageChange(() => {
     layout();
@@ -471,4 +440,4 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   await fromServer();
 }
 
-void main();
+void bootConsole('auditor', 'app_auditor', runConsole);

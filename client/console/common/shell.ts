@@ -2,7 +2,7 @@ import { HotlineError } from '../../../shared/errors.js';
 import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
 import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
 import type { DataCipher } from '../key-store.js';
-import type { KeyValueStore, RecordStore, RecordWrite } from '../kv.js';
+import type { KeyValueStore, RecordStore, RecordWrite } from '../../storage/kv.js';
 import { h } from './dom.js';
 import { LANGUAGES, language, setLanguage, t, type Language, type MessageKey } from './i18n.js';
 
@@ -52,14 +52,46 @@ export class SealedRecord<T> {
     return record;
   }
 
-  /** Change the value in memory now and store it sealed. */
+  #channel: BroadcastChannel | undefined;
+
+  /** Change the value in memory now and store it sealed (and tell the other tabs, see {@link share}). */
   save(mutate: (value: T) => void): Promise<void> {
     mutate(this.value);
     const snapshot = this.#cipher.seal(this.#stored(this.value));
     const run = this.#chain.then(() => this.#kv.set(this.#key, snapshot));
     this.#chain = run.catch(() => undefined);
+    void run.then(() => this.#channel?.postMessage(snapshot), () => undefined);
     return run;
   }
+
+  /**
+   * Keep this value the same as in the other tabs of this console: each save here is posted to
+   * them, sealed as it is stored (nothing in clear crosses the channel), and a save posted by
+   * another tab becomes this value through `merge` (which puts back the parts `stored` left out),
+   * then `changed` is called.
+   */
+  share(merge: (current: T, stored: unknown) => T, changed: () => void): void {
+    this.#channel = openChannel(`hotline-sealed/${this.#key}`, (text) => {
+      this.value = merge(this.value, this.#cipher.open(text));
+      changed();
+    });
+  }
+}
+
+/** A BroadcastChannel whose string messages go to `receive`; undefined where there is none. */
+function openChannel(name: string, receive: (text: string) => void): BroadcastChannel | undefined {
+  const Channel = (globalThis as { BroadcastChannel?: typeof BroadcastChannel }).BroadcastChannel;
+  if (!Channel) return undefined;
+  const channel = new Channel(name);
+  channel.addEventListener('message', (ev: MessageEvent<unknown>) => {
+    if (typeof ev.data !== 'string') return;
+    try {
+      receive(ev.data);
+    } catch {
+      // Not sealed under this device's data key (another console's tab): not ours.
+    }
+  });
+  return channel;
 }
 
 /**
@@ -95,6 +127,8 @@ export class SealedNotes<V> {
     return notes;
   }
 
+  #channel: BroadcastChannel | undefined;
+
   /** Set the values of some ids in memory now and store them sealed, in one transaction. */
   save(entries: readonly [string, V][]): Promise<void> {
     const writes: RecordWrite[] = entries.map(([id, v]) => {
@@ -105,7 +139,25 @@ export class SealedNotes<V> {
     });
     const run = this.#chain.then(() => this.#kv.writeRecords(this.#scope, writes));
     this.#chain = run.catch(() => undefined);
+    void run.then(() => this.#channel?.postMessage(JSON.stringify(writes.map((w) => [w.key, w.value]))), () => undefined);
     return run;
+  }
+
+  /**
+   * Keep these values the same as in the other tabs of this console: what a tab saves is posted
+   * to the others, sealed as stored, and `changed` is called here with the ids it set.
+   */
+  share(changed: (ids: string[]) => void): void {
+    this.#channel = openChannel(`hotline-notes/${this.#scope}`, (text) => {
+      const ids: string[] = [];
+      for (const [key, sealed] of JSON.parse(text) as [string, string][]) {
+        const { id, v } = this.#cipher.open(sealed) as { id: string; v: V };
+        this.values.set(id, v);
+        this.#keys.set(id, key);
+        ids.push(id);
+      }
+      changed(ids);
+    });
   }
 }
 

@@ -1,6 +1,7 @@
 import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
+import { dueAt } from '../../../shared/protocol/deadlines.js';
 import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
 
@@ -35,7 +36,13 @@ export interface ConsoleData {
   testAgent?: boolean;
   /** Audit alarms not yet dismissed by the operator, newest first (absent in data stored before alarms existed). */
   alarms?: AuditAlarmRecord[];
+  /** Rungs the server judged late (`deadline.met` with `late`), by message id (absent in data stored before). */
+  late?: Record<string, LateRungs>;
 }
+
+/** How late each rung of a message was reached, in milliseconds, as the server judged it. */
+export type LateRungs = Partial<Record<DeadlineRung, number>>;
+export type DeadlineRung = 'delivered' | 'acknowledged';
 
 /**
  * What the console keeps per message, stored as one sealed record per message (the maps of
@@ -46,6 +53,7 @@ export interface MessageNote {
   text?: MessageText;
   acceptedAt?: number;
   ackedByColleague?: { by: string; at: number };
+  late?: LateRungs;
 }
 
 /** The note of message `id` from the maps of `data`. */
@@ -53,7 +61,8 @@ export function noteOf(data: ConsoleData, id: string): MessageNote {
   const text = data.texts[id];
   const acceptedAt = data.inboxAcceptedAt[id];
   const acked = data.ackedByColleague[id];
-  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}) };
+  const late = data.late?.[id];
+  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}), ...(late ? { late } : {}) };
 }
 
 /** Put a stored note back into the maps of `data`. */
@@ -61,16 +70,28 @@ export function applyNote(data: ConsoleData, id: string, note: MessageNote): voi
   if (note.text) data.texts[id] = note.text;
   if (note.acceptedAt !== undefined) data.inboxAcceptedAt[id] = note.acceptedAt;
   if (note.ackedByColleague) data.ackedByColleague[id] = note.ackedByColleague;
+  if (note.late) (data.late ??= {})[id] = note.late;
 }
 
 /** The ids that have a note in `data`. */
 export function notedIds(data: ConsoleData): string[] {
-  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague)])];
+  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague), ...Object.keys(data.late ?? {})])];
 }
 
 /** `data` as its single record stores it: without the per-message maps. */
 export function withoutNotes(data: ConsoleData): ConsoleData {
-  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {} };
+  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, late: {} };
+}
+
+/** The per-message maps of `current` put into `stored` (another tab's save of the single record). */
+export function withNotesOf(current: ConsoleData, stored: ConsoleData): ConsoleData {
+  return { ...stored, texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague, late: current.late ?? {} };
+}
+
+/** Record that rung `rung` of message `id` was reached `lateMs` after its deadline. */
+export function markLate(data: ConsoleData, id: string, rung: DeadlineRung, lateMs: number): void {
+  const late = (data.late ??= {});
+  late[id] = { ...late[id], [rung]: lateMs };
 }
 
 /** An `audit.alarm` as the console keeps it until the operator dismisses it. */
@@ -121,14 +142,15 @@ export function latestTest(current: LastTest | undefined, results: readonly (Lin
 
 export interface ConsoleEvent {
   at: number;
-  kind: 'deadline.missed' | 'deadline.met' | 'link' | 'alarm' | 'error';
+  /** 'deadline.late': a rung reached after its deadline was missed (`deadline.met` with `late`). */
+  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'link' | 'alarm' | 'error';
   params: Record<string, string | number>;
 }
 
 export const MAX_EVENTS = 50;
 
 export function initialConsoleData(): ConsoleData {
-  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [] };
+  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [], late: {} };
 }
 
 export interface InboxRow {
@@ -141,6 +163,8 @@ export interface InboxRow {
   acknowledged?: { by: string; at: number };
   /** Absent when nothing more is due. */
   dueAt?: number;
+  /** Rungs reached late, as the server judged them. */
+  late: LateRungs;
 }
 
 export interface OutboxRow {
@@ -152,6 +176,8 @@ export interface OutboxRow {
   /** Verified receipts by rung: who signed, when. */
   receipts: { kind: string; by: string; at: number }[];
   dueAt?: number;
+  /** Rungs reached late, as the server judged them. */
+  late: LateRungs;
 }
 
 export function inboxRows(state: ClientState, data: ConsoleData, agreement: Agreement, me: { party: string }): InboxRow[] {
@@ -171,7 +197,6 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
   const answerable = rec.header.to === me.party;
   const acknowledged =
     rec.acknowledgedAt !== undefined ? { by: 'me', at: rec.acknowledgedAt } : data.ackedByColleague[id];
-  const deadline = agreement.deadlines[rec.header.precedence];
   const text = data.texts[id];
   return {
     id,
@@ -180,7 +205,8 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
     acceptedAt,
     answerable,
     ...(acknowledged ? { acknowledged } : {}),
-    ...(answerable && !acknowledged ? { dueAt: acceptedAt + deadline.acknowledgedMs } : {}),
+    ...(answerable && !acknowledged ? { dueAt: dueAt(agreement.deadlines, rec.header.precedence, 'acknowledged', acceptedAt) } : {}),
+    late: data.late?.[id] ?? {},
   };
 }
 
@@ -211,25 +237,24 @@ export function pendingItem(state: ClientState, id: string): OutboxItem | undefi
 /** An outbox item not yet accepted by the server: a message's row, undefined for receipts and link tests. */
 export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
   if (item.kind !== 'envelope' || item.envelope.header.linkTest) return undefined;
-  const d = agreement.deadlines[item.draft.precedence];
   return {
     id: item.id,
     header: item.envelope.header,
     text: data.texts[item.id] ?? item.draft.plaintext,
     rung: 'sent',
     receipts: [],
-    dueAt: item.composedAt + d.deliveredMs,
+    dueAt: dueAt(agreement.deadlines, item.draft.precedence, 'delivered', item.composedAt),
+    late: data.late?.[item.id] ?? {},
   };
 }
 
 /** A message the server accepted, on the highest rung its verified receipts reach. */
 export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
   if (rec.header.linkTest) return undefined;
-  const d = agreement.deadlines[rec.header.precedence];
   const kinds = new Set(rec.receipts.map((r) => r.kind));
   const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
   const start = rec.acceptedAt ?? rec.header.sentAt;
-  const dueAt = rung === 'accepted' ? start + d.deliveredMs : rung === 'delivered' ? start + d.acknowledgedMs : undefined;
+  const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' ? 'delivered' : 'acknowledged', start);
   const text = data.texts[id];
   return {
     id,
@@ -238,7 +263,8 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     rung,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
     receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
-    ...(dueAt === undefined ? {} : { dueAt }),
+    ...(due === undefined ? {} : { dueAt: due }),
+    late: data.late?.[id] ?? {},
   };
 }
 
@@ -300,4 +326,24 @@ export function peerTrust(keys: readonly PeerKey[], confirmed: readonly string[]
  */
 export function unconfirmedRecipients(recipients: readonly DeviceCertBody[], me: { party: string }, confirmed: readonly string[]): DeviceCertBody[] {
   return recipients.filter((c) => c.party !== me.party && !confirmed.includes(certIdentity(c)));
+}
+
+const DTG_MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'] as const;
+
+/**
+ * The date-time group of `ms` in UTC, as signal messages write it: DDHHMMZ MON YY
+ * (e.g. `041930Z DEC 26`). The same in every interface language, so that both sides quote it alike.
+ */
+export function dateTimeGroup(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}Z ${DTG_MONTHS[d.getUTCMonth()]} ${p(d.getUTCFullYear() % 100)}`;
+}
+
+/** Unacknowledged messages to this party by precedence, most urgent first: the tab title's prefix, e.g. `(FLASH 1 · IMMEDIATE 2)`. */
+export function unreadTitle(open: Iterable<Precedence>): string {
+  const counts = new Map<Precedence, number>();
+  for (const p of open) counts.set(p, (counts.get(p) ?? 0) + 1);
+  const parts = (['FLASH', 'IMMEDIATE', 'PRIORITY', 'ROUTINE'] as const).filter((p) => counts.has(p)).map((p) => `${p} ${counts.get(p)}`);
+  return parts.length === 0 ? '' : `(${parts.join(' · ')}) `;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryKeyValueStore, type RecordWrite } from '../../../client/console/kv.js';
+import { MemoryKeyValueStore, type RecordWrite } from '../../../client/storage/kv.js';
 import { BrowserStorage, type StateCipher, type StorageChange } from '../../../client/storage/browser-storage.js';
 import type { InboxRecord, OutboxEnvelope } from '../../../client/storage/client-storage.js';
 import type { EnvelopeHeader } from '../../../shared/protocol/schemas.js';

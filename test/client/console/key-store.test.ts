@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore, PBKDF2_ITERATIONS, derivePassphraseKey, type KeyStoreRecord } from '../../../client/console/key-store.js';
-import { MemoryKeyValueStore } from '../../../client/console/kv.js';
+import { MemoryKeyValueStore } from '../../../client/storage/kv.js';
 import { BrowserStorage } from '../../../client/storage/browser-storage.js';
 import { fromBase64, toHex } from '../../../shared/encoding/base64.js';
 import { makeDeployment, type TestDeployment } from '../../helpers/fixtures.js';

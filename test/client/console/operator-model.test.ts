@@ -2,6 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   MAX_ALARMS,
   addAlarm,
+  dateTimeGroup,
+  unreadTitle,
   certIdentity,
   flashAlarms,
   inboxRows,
@@ -159,5 +161,14 @@ describe('i18n dictionaries', () => {
         expect(placeholders(other!), `${lang}.${key}`).toEqual(placeholders(text));
       }
     }
+  });
+});
+
+describe('dateTimeGroup / unreadTitle', () => {
+  it('writes DDHHMMZ MON YY in UTC, and counts unacknowledged messages by precedence, most urgent first', () => {
+    expect(dateTimeGroup(Date.UTC(2026, 11, 4, 19, 30, 59))).toBe('041930Z DEC 26');
+    expect(dateTimeGroup(Date.UTC(2027, 0, 31, 0, 5))).toBe('310005Z JAN 27');
+    expect(unreadTitle([])).toBe('');
+    expect(unreadTitle(['ROUTINE', 'FLASH', 'ROUTINE', 'IMMEDIATE'])).toBe('(FLASH 1 · IMMEDIATE 1 · ROUTINE 2) ');
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { initialDelivery, stepDelivery, type DeliveryEffect, type DeliveryState } from '../../../server/relay/delivery.js';
-import type { MailboxItem } from '../../../server/store/store.js';
+import type { MailboxItem } from '../../../server/relay/records.js';
 
 const ROUTINE = 3;
 const FLASH = 0;

@@ -5,7 +5,9 @@ import { leafHash } from '../../../shared/audit/merkle.js';
 import { utf8, toHex } from '../../../shared/encoding/base64.js';
 import { envelopeHash, expectedRecipients, REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
 import { MIGRATIONS, SqliteStore } from '../../../server/store/sqlite-store.js';
-import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/store/store.js';
+import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/relay/records.js';
+import { deviceEnrolledEntry, envelopeAcceptedEntry, receiptAcceptedEntry } from '../../../server/relay/audit-entries.js';
+import { PRECEDENCE_RANK } from '../../../server/relay/delivery.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
 import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
@@ -25,12 +27,15 @@ async function setup() {
   const sender = dep.devices[`${JP}/op1`]!;
   const envelopeWrite = async (seq: number, id?: string, precedence: Precedence = 'FLASH'): Promise<EnvelopeWrite> => {
     const env = await seal({ sender, to: CN, seq, precedence, directory: certs, plaintext: { body: `m${seq}`, lang: 'en' }, ...(id ? { id } : {}) });
+    const hash = envelopeHash(env.header);
     return {
       kind: 'envelope',
       envelope: env,
-      envelopeHash: envelopeHash(env.header),
+      envelopeHash: hash,
       acceptedAt: 1000 + seq,
+      rank: PRECEDENCE_RANK[precedence],
       mailboxes: expectedRecipients(certs, sender.certificate.cert, CN).map((c) => `${c.party}/${c.device}`),
+      audit: envelopeAcceptedEntry(env, hash, 1000 + seq),
     };
   };
   return { store, path, dep, envelopeWrite };
@@ -97,8 +102,9 @@ describe('SqliteStore', () => {
 
   it('keeps audit indexes contiguous from 0 with leaf hashes SHA-256(0x00 ‖ entry)', async () => {
     const { store, envelopeWrite, dep } = await setup();
-    await store.putDevice(dep.devices[`${JP}/op1`]!.certificate, 1);
-    expect(await store.putDevice(dep.devices[`${JP}/op1`]!.certificate, 2)).toBe(false);
+    const certificate = dep.devices[`${JP}/op1`]!.certificate;
+    await store.putDevice(certificate, 1, deviceEnrolledEntry(certificate, 1));
+    expect(await store.putDevice(certificate, 2, deviceEnrolledEntry(certificate, 2))).toBe(false);
     await store.commit(await Promise.all([1, 2, 3].map((n) => envelopeWrite(n))));
     await store.appendAudit({ type: 'login', at: 3, party: JP, device: 'op1' });
     const entries = await store.auditEntries(0, 100);
@@ -163,7 +169,7 @@ describe('SqliteStore', () => {
     const message = await store.getMessage(w.envelope.header.id);
     expect(message).toEqual({ header: w.envelope.header, envelopeHash: w.envelopeHash });
     const receipt = await signReceipt(dep.devices[`${CN}/op1`]!, w.envelope.header, 'delivered', 2000);
-    const rw: ReceiptWrite = { kind: 'receipt', receipt, acceptedAt: 2001, rank: 1, mailboxes: [`${JP}/op1`] };
+    const rw: ReceiptWrite = { kind: 'receipt', receipt, acceptedAt: 2001, rank: 1, mailboxes: [`${JP}/op1`], audit: receiptAcceptedEntry(receipt, 2001) };
     const [r] = await store.commit([rw]);
     expect(r!.ok && r!.status === 'new' && r!.delivered[0]!.item).toMatchObject({ rank: 1, kind: 'receipt', json: JSON.stringify(receipt) });
     expect((await store.mailbox(`${JP}/op1`, ALL)).map((i) => i.rank)).toEqual([1]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WriteQueue } from '../../../server/store/write-queue.js';
-import type { Write, WriteResult } from '../../../server/store/store.js';
+import type { Write, WriteResult } from '../../../server/relay/records.js';
 
 function fakeStore() {
   const batches: Write[][] = [];

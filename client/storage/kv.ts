@@ -1,6 +1,7 @@
 /**
- * A small key-value port for the browser consoles: IndexedDB in a browser, a Map in Node tests.
- * Values are strings (JSON the callers already encrypted where it matters).
+ * A small key-value port for browser storage (BrowserStorage's records, the consoles' key store):
+ * IndexedDB in a browser, a Map in Node tests. Values are strings (JSON the callers already
+ * encrypted where it matters).
  *
  * @example
  * const kv = await openIndexedDb();

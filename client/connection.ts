@@ -1,0 +1,183 @@
+import { codeOfCloseCode, HotlineError, retryPolicy, type HotlineErrorCode } from '../shared/errors.js';
+import { decodeServerFrame } from '../shared/protocol/codec.js';
+import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { WS_OPEN, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
+import type { RelayApi } from './relay-api.js';
+import { toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
+
+export interface BackoffOptions {
+  initialMs?: number;
+  maxMs?: number;
+}
+
+/** Codes after which retrying cannot help (the error table's `retry: 'stop'`): the client stops and reports. */
+const isFatal = (code: HotlineErrorCode): boolean => retryPolicy(code) === 'stop';
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with "equal jitter"
+ * (half fixed, half random) so that many clients cut off together do not return together.
+ */
+export function backoffDelay(attempt: number, random: () => number, options: BackoffOptions = {}): number {
+  const initial = options.initialMs ?? 500;
+  const max = options.maxMs ?? 30_000;
+  const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30));
+  return Math.round(cap / 2 + random() * (cap / 2));
+}
+
+export interface RelayConnectionOptions extends Pick<DeviceScope, 'clock' | 'emit' | 'report'> {
+  WebSocket: WebSocketConstructorLike;
+  api: Pick<RelayApi, 'baseUrl' | 'token' | 'forgetToken'>;
+  /** Source of jitter in [0, 1). */
+  random: () => number;
+  backoff?: BackoffOptions | undefined;
+  /** Before each socket: the checks and loads that must be done first (agreement, login, directory). */
+  prepare: () => Promise<void>;
+  /** A new socket, before any frame on it. */
+  onSocket: () => void;
+  /** A frame read and decoded from the socket. */
+  onFrame: (frame: ServerFrame) => void;
+}
+
+/**
+ * The WebSocket link to the relay: connect (after `prepare`), decode every frame, reconnect with
+ * backoff until stopped, and stop for good on a refusal that retrying cannot help.
+ */
+export class RelayConnection {
+  readonly #o: RelayConnectionOptions;
+  #running = false;
+  #ws: WebSocketLike | undefined;
+  #helloReceived = false;
+  #attempt = 0;
+  #reconnectTimer: TimerHandle | undefined;
+  #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
+
+  constructor(options: RelayConnectionOptions) {
+    this.#o = options;
+  }
+
+  /** From start() until stop() or a fatal refusal. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** True between the server's `hello` and the socket closing. */
+  get connected(): boolean {
+    return this.#helloReceived && this.#ws?.readyState === WS_OPEN;
+  }
+
+  /** Connect and keep reconnecting; resolves at the first `hello` (see HotlineClient.start). */
+  start(): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => this.#startWaiters.push({ resolve, reject }));
+    if (this.connected) this.settleStart();
+    if (!this.#running) {
+      this.#running = true;
+      this.#attempt = 0;
+      void this.#connect();
+    }
+    return p;
+  }
+
+  /** Close the socket and stop reconnecting; a start() still waiting rejects. */
+  stop(): void {
+    this.#running = false;
+    if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
+    const ws = this.#ws;
+    if (ws && ws.readyState <= WS_OPEN) ws.close(1000, 'client stopping');
+    this.settleStart(new HotlineError('HL_ERR_CLIENT_TIMEOUT', 'client stopped before it connected'));
+  }
+
+  /** The server's hello came: the link is up, and the backoff starts again from its first step. */
+  hello(): void {
+    this.#helloReceived = true;
+    this.#attempt = 0;
+  }
+
+  async #connect(): Promise<void> {
+    if (!this.#running) return;
+    let ws: WebSocketLike;
+    try {
+      await this.#o.prepare();
+      if (!this.#running) return;
+      const url = this.#o.api.baseUrl.replace(/^http/, 'ws') + '/v1/link';
+      // The token travels as a subprotocol, never in the URL (URLs end up in logs).
+      ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#o.api.token!}`]);
+    } catch (err) {
+      const e = toHotlineError(err);
+      if (isFatal(e.code)) {
+        this.#running = false;
+        this.settleStart(e);
+        this.#o.report(e);
+        return;
+      }
+      this.#o.report(e);
+      this.#scheduleReconnect(0, e.message);
+      return;
+    }
+    this.#ws = ws;
+    this.#helloReceived = false;
+    this.#o.onSocket();
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+    };
+    ws.onmessage = (ev) => {
+      let frame: ServerFrame;
+      try {
+        // The one frame codec (shared/protocol/codec.ts): size, UTF-8, JSON, schema.
+        frame = decodeServerFrame(typeof ev.data === 'string' ? ev.data : (ev.data as Uint8Array));
+      } catch (err) {
+        this.#o.report(toHotlineError(err));
+        return;
+      }
+      this.#o.onFrame(frame);
+    };
+    ws.onerror = () => {
+      /* the close event follows and carries what can be known */
+    };
+    ws.onclose = (ev) => {
+      if (this.#ws !== ws) return;
+      const wasConnected = this.#helloReceived;
+      this.#ws = undefined;
+      this.#helloReceived = false;
+      // Refused before the upgrade (bad or expired token): log in afresh next time.
+      if (!opened) this.#o.api.forgetToken();
+      if (wasConnected) this.#attempt = 0;
+      const closeCode = codeOfCloseCode(ev.code);
+      if (closeCode !== undefined && isFatal(closeCode)) {
+        this.#running = false;
+        const e = new HotlineError(closeCode, ev.reason || `the server closed the link with ${closeCode}`);
+        this.settleStart(e);
+        this.#o.report(e);
+      }
+      this.#scheduleReconnect(ev.code, ev.reason);
+    };
+  }
+
+  #scheduleReconnect(code: number, reason: string): void {
+    if (!this.#running) {
+      this.#o.emit('disconnected', { code, reason });
+      return;
+    }
+    const delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
+    this.#o.emit('disconnected', { code, reason, retryInMs: delay });
+    if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = this.#o.clock.setTimeout(() => void this.#connect(), delay);
+  }
+
+  /** Write a frame to the current connection (dropped when there is none). */
+  write(frame: ClientFrame): void {
+    const ws = this.#ws;
+    if (ws && ws.readyState === WS_OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  /** Resolve (or, with `err`, reject) the promises start() returned so far. */
+  settleStart(err?: HotlineError): void {
+    const waiters = this.#startWaiters;
+    this.#startWaiters = [];
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schemas.js';
+import { h, replace } from '../../common/dom.js';
+import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
+import type { OperatorContext, Panel } from '../context.js';
+import { trustOf } from './peers-panel.js';
+
+/**
+ * The compose form. Its fields are made once, so that a redraw (a language change, a directory
+ * refresh) keeps what is typed. Nothing is sent by a key press: Enter in a one-line field does
+ * nothing, and a FLASH is sent only after a second, explicit confirmation.
+ */
+export function composePanel(ctx: OperatorContext): Panel {
+  const el = h('section', { class: 'card', id: 'compose' });
+  const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
+  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+  const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
+  precSel.value = 'ROUTINE';
+  const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
+  const body = h('textarea', { id: 'body', rows: 5, required: true });
+  // The text's language, sent as its tag: what the operator wrote in, not the interface language.
+  const langSel = h('select', { id: 'text-lang' }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
+  langSel.value = language();
+  const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+  let composeError = '';
+  /** A FLASH waiting for its confirmation. */
+  let confirming = false;
+
+  const send = () => {
+    const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}) };
+    ctx.client
+      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
+      .then(async ({ id }) => {
+        composeError = '';
+        ctx.data.value.texts[id] = text;
+        await ctx.saveNote(id);
+        subject.value = '';
+        body.value = '';
+        exercise.checked = false;
+        // The next message starts from the least urgent precedence, in the interface language.
+        precSel.value = 'ROUTINE';
+        langSel.value = language();
+        draw();
+        ctx.markOutbox(id);
+      })
+      .catch((err: unknown) => {
+        composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
+        draw();
+      });
+  };
+
+  const draw = () => {
+    for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
+    const untrusted = trustOf(ctx) !== 'ok';
+    const blocked = untrusted || ctx.live.elsewhere;
+    const confirm = confirming
+      ? h(
+          'div',
+          { class: 'warning', role: 'alertdialog', id: 'flash-confirm', 'aria-labelledby': 'flash-confirm-text' },
+          h('p', { id: 'flash-confirm-text' }, t('flash_confirm', { to: toSel.selectedOptions[0]?.textContent ?? toSel.value })),
+          h(
+            'div',
+            { class: 'row' },
+            h('button', { type: 'button', id: 'confirm-flash', class: 'danger', onclick: () => {
+              confirming = false;
+              send();
+            } }, t('send_flash')),
+            h('button', { type: 'button', id: 'cancel-flash', class: 'secondary', onclick: () => {
+              confirming = false;
+              draw();
+              precSel.focus();
+            } }, t('cancel')),
+          ),
+        )
+      : null;
+    const form = h(
+      'form',
+      { id: 'compose-form' },
+      h('h2', {}, t('compose')),
+      h('label', {}, t('to'), toSel),
+      h('label', {}, t('precedence'), precSel),
+      h('label', {}, t('subject'), subject),
+      h('label', {}, t('body'), body),
+      h('label', {}, t('text_language'), langSel),
+      h('label', { class: 'check' }, exercise, ' ', t('exercise')),
+      confirm ?? h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
+      untrusted ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : ctx.live.elsewhere ? h('p', { class: 'notice small', id: 'send-elsewhere' }, t('send_elsewhere')) : null,
+      composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,
+    );
+    // Enter in a one-line field would submit the form (the browser's implicit submission): a
+    // half-written FLASH went out that way. Only the Send button sends.
+    form.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && ev.target instanceof HTMLInputElement) ev.preventDefault();
+    });
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (trustOf(ctx) !== 'ok' || ctx.live.elsewhere || body.value.trim() === '') return;
+      if (precSel.value === 'FLASH') {
+        confirming = true;
+        draw();
+        el.querySelector<HTMLButtonElement>('#cancel-flash')?.focus();
+        return;
+      }
+      send();
+    });
+    replace(el, form);
+  };
+  return { el, draw };
+}

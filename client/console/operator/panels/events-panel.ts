@@ -1,0 +1,56 @@
+import type { HotlineEvent } from '../../../../shared/protocol/frames.js';
+import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
+import { t, type MessageKey } from '../../common/i18n.js';
+import type { OperatorContext, Panel } from '../context.js';
+import type { ConsoleEvent } from '../model.js';
+
+/** The last 20 of the stored Events, newest first. */
+export function eventsPanel(ctx: OperatorContext): Panel {
+  const el = h('section', { class: 'card', id: 'events' });
+  const draw = () => {
+    const events = ctx.data.value.events;
+    replace(
+      el,
+      h('h2', {}, t('events')),
+      events.length === 0
+        ? h('p', { class: 'muted' }, t('empty'))
+        : h('ul', { class: 'events' }, ...events.slice(0, 20).map((e) => h('li', { class: `ev ev-${e.kind.replace('.', '-')}` }, `${formatTime(e.at)} `, eventText(e)))),
+    );
+  };
+  return { el, draw };
+}
+
+/** A server event as the console stores it for Events. */
+export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
+  switch (ev.type) {
+    case 'deadline.missed':
+      return { at: ev.at, kind: 'deadline.missed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs), level: ev.level } };
+    case 'deadline.met':
+      return ev.late
+        ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
+        : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+    case 'audit.alarm':
+      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
+    default:
+      return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
+  }
+}
+
+const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
+  'deadline.missed': 'ev_deadline_missed',
+  'deadline.met': 'ev_deadline_met',
+  'deadline.late': 'ev_deadline_late',
+  link: 'ev_link',
+  alarm: 'ev_alarm',
+  error: 'ev_error',
+};
+
+/** The event's line in the interface language; rung and precedence names are translated too. */
+function eventText(e: ConsoleEvent): string {
+  const { rung, prec } = e.params;
+  return t(EVENT_KEYS[e.kind], {
+    ...e.params,
+    ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
+    ...(typeof prec === 'string' ? { prec: t(`prec_${prec}` as MessageKey) } : {}),
+  });
+}

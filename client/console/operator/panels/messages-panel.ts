@@ -1,0 +1,270 @@
+import type { ClientState, InboxRecord } from '../../../storage/client-storage.js';
+import type { Precedence } from '../../../../shared/protocol/schemas.js';
+import type { Alarm } from '../alarm.js';
+import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
+import { t, type MessageKey } from '../../common/i18n.js';
+import { KeyedRows } from '../../common/keyed-rows.js';
+import { errParams, type OperatorContext } from '../context.js';
+import { OUT_RUNGS, unreadTitle, inboxRow, isFlashAlarm, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
+import { DueCells } from './due-cells.js';
+
+/** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
+const ROUTINE_EVERY_MS = 250;
+
+/** The inbox, the outbox and the FLASH banners: one keyed row per message, drawn a frame at a time. */
+export interface MessagesPanel {
+  readonly inboxEl: HTMLElement;
+  readonly outboxEl: HTMLElement;
+  readonly bannerEl: HTMLElement;
+  /** The tables' frames (headings, column names); the rows inside are kept. */
+  drawTables(): void;
+  /** Forget every row, so that the next frame draws them all again (their text is translated). */
+  clear(): void;
+  /** Compare every stored record with the rows in the next frame (start, reconnection, a refusal). */
+  resync(): void;
+  markInbox(id: string): void;
+  markOutbox(id: string): void;
+  /** Whether `id` is in this device's inbox (as last read from storage). */
+  inInbox(id: string): boolean;
+  /** Draw a FLASH's row and banner now, ahead of the next frame. */
+  showFlash(id: string, rec: InboxRecord): void;
+  /** One frame's share of rows, FLASH and IMMEDIATE first; true while rows are left. */
+  drawRows(deadline: number): Promise<boolean>;
+  /** The clock's second. */
+  tick(): void;
+}
+
+/**
+ * `stored` is the client's state as read at the start, `alarm` sounds while a FLASH banner is
+ * shown, `schedule` asks for a frame.
+ */
+export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: Alarm, schedule: () => void): MessagesPanel {
+  const inboxEl = h('section', { class: 'card', id: 'inbox' });
+  const outboxEl = h('section', { class: 'card', id: 'outbox' });
+  const bannerEl = h('div', { id: 'alert-slot' });
+  // The client's stored state as last read: read again before drawing the rows that changed.
+  let state = stored;
+
+  // Each message has one row, replaced in place when it changes; events only mark what changed
+  // and the frame scheduler draws it, within a time budget per frame, higher precedence first.
+  const inboxBody = h('tbody', {});
+  const outboxBody = h('tbody', {});
+  const inboxRows = new KeyedRows(inboxBody);
+  const outboxRows = new KeyedRows(outboxBody);
+  const banners = new KeyedRows(bannerEl);
+  const due = new DueCells(() => ctx.live.serverOffset);
+  /** Unacknowledged messages to this party, by id: the tab title counts them. */
+  const open = new Map<string, Precedence>();
+  const dirtyInbox = new Set<string>();
+  const dirtyOutbox = new Set<string>();
+  // Compare every stored record with the rows: at start, on (re)connection, on a language change.
+  let resync = true;
+  let lastRoutine = 0;
+  let routineTimer: ReturnType<typeof setTimeout> | undefined;
+
+  const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
+    h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
+
+  const messageText = (text: { subject?: string; body: string; lang: string } | undefined) =>
+    text ? h('div', { class: 'text', lang: text.lang }, text.subject ? h('b', {}, text.subject) : null, h('p', {}, text.body)) : h('div', { class: 'text muted' }, '…');
+
+  const acknowledge = async (id: string) => {
+    try {
+      // Only the tab that holds the link signs and sends: from another tab, take it over first.
+      if (ctx.live.elsewhere) await ctx.takeOver();
+      await ctx.client.acknowledge(id);
+    } catch (err) {
+      await ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(err) });
+    }
+    markInbox(id);
+  };
+
+  const inboxTr = (r: InboxRow) =>
+    h(
+      'tr',
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
+      h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+      h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
+      h('td', {}, messageText(r.text)),
+      h('td', {}, formatTime(r.acceptedAt)),
+      h(
+        'td',
+        { class: 'rung' },
+        r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? ctx.key : r.acknowledged.by }) : t('rung_received'),
+        lateMark(r.late.acknowledged),
+      ),
+      due.cell(`in:${r.id}`, r.dueAt),
+      h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
+    );
+
+  /** A rung the server judged late says so, and by how much, in words (not by colour alone). */
+  const lateMark = (lateMs: number | undefined) => (lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(lateMs) })}`));
+
+  const ladder = (r: OutboxRow) =>
+    h(
+      'ol',
+      { class: 'ladder' },
+      ...OUT_RUNGS.map((x, i) => {
+        const late = x === 'delivered' || x === 'acknowledged' ? r.late[x] : undefined;
+        return h('li', { class: `${i <= OUT_RUNGS.indexOf(r.rung) ? 'done' : ''}${late === undefined ? '' : ' late'}`, 'data-rung': x }, t(`rung_${x}` as MessageKey), lateMark(late));
+      }),
+    );
+
+  const outboxTr = (r: OutboxRow) => {
+    const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
+    return h(
+      'tr',
+      { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.rung },
+      h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
+      h('td', {}, r.header.to),
+      h('td', {}, messageText(r.text)),
+      h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt)),
+      h(
+        'td',
+        { class: 'rung' },
+        h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
+        ladder(r),
+        last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+      ),
+      due.cell(`out:${r.id}`, r.dueAt),
+    );
+  };
+
+  // An exercise is never mistaken for the real thing: its own words first, its own colour and stripes.
+  const bannerDiv = (r: InboxRow) =>
+    h(
+      'div',
+      { class: `flash-banner${r.header.exercise ? ' exercise' : ''}`, role: 'alert', 'data-id': r.id, 'data-exercise': String(r.header.exercise === true) },
+      r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
+      h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
+      h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
+    );
+
+  /** The banner and the alarm follow the rows: on while any unacknowledged FLASH to this party is shown. */
+  const putInboxRow = (id: string, r: InboxRow | undefined) => {
+    due.forget(`in:${id}`);
+    if (r && r.answerable && !r.acknowledged) open.set(id, r.header.precedence);
+    else open.delete(id);
+    // What waits for this watch shows in the tab's title too, when the tab is in the background.
+    document.title = unreadTitle(open.values()) + t('app_operator');
+    if (r) inboxRows.put(id, r.acceptedAt, inboxTr(r));
+    else inboxRows.delete(id);
+    if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
+    else banners.delete(id);
+    if (banners.size > 0) alarm.start();
+    else alarm.stop();
+  };
+
+  const drawInboxRow = (id: string) => {
+    const rec = state.inbox[id];
+    putInboxRow(id, rec && inboxRow(id, rec, ctx.data.value, ctx.agreement, ctx.me));
+  };
+
+  const drawOutboxRow = (id: string) => {
+    due.forget(`out:${id}`);
+    const rec = state.sent[id];
+    const item = rec ? undefined : pendingItem(state, id);
+    const r = rec ? sentRow(id, rec, ctx.data.value, ctx.agreement) : item && pendingRow(item, ctx.data.value, ctx.agreement);
+    if (r) outboxRows.put(id, r.header.sentAt, outboxTr(r));
+    else outboxRows.delete(id);
+  };
+
+  const inboxEmpty = h('p', { class: 'muted' });
+  const outboxEmpty = h('p', { class: 'muted' });
+  const inboxTable = h('table', {});
+  const outboxTable = h('table', {});
+  const showEmpty = () => {
+    inboxEmpty.hidden = inboxRows.size > 0;
+    inboxTable.hidden = inboxRows.size === 0;
+    outboxEmpty.hidden = outboxRows.size > 0;
+    outboxTable.hidden = outboxRows.size === 0;
+  };
+
+  const drawTables = () => {
+    inboxEmpty.textContent = t('empty');
+    outboxEmpty.textContent = t('empty');
+    const head = (keys: readonly MessageKey[], extra: boolean) => h('thead', {}, h('tr', {}, ...keys.map((k) => h('th', {}, t(k))), extra ? h('th', {}) : null));
+    replace(inboxTable, head(['col_precedence', 'col_from', 'col_subject', 'col_time', 'col_status', 'col_deadline'], true), inboxBody);
+    replace(outboxTable, head(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'], false), outboxBody);
+    replace(inboxEl, h('h2', {}, t('inbox')), inboxEmpty, inboxTable);
+    replace(outboxEl, h('h2', {}, t('outbox')), outboxEmpty, outboxTable);
+    showEmpty();
+  };
+
+  const drawRows = async (deadline: number): Promise<boolean> => {
+    if (resync || dirtyInbox.size > 0 || dirtyOutbox.size > 0) state = await ctx.storage.read(ctx.key);
+    if (resync) {
+      resync = false;
+      for (const id of [...inboxRows.keys(), ...Object.keys(state.inbox)]) dirtyInbox.add(id);
+      for (const id of [...outboxRows.keys(), ...Object.keys(state.sent), ...pendingIds(state)]) dirtyOutbox.add(id);
+    }
+    let n = 0;
+    const overBudget = () => ++n % 16 === 0 && performance.now() > deadline;
+    // Urgent rows now; the rest at most every ROUTINE_EVERY_MS, so that a flood costs a few
+    // layouts a second rather than one per message.
+    const routineWait = lastRoutine + ROUTINE_EVERY_MS - performance.now();
+    for (const urgent of routineWait > 0 ? [true] : [true, false]) {
+      for (const id of dirtyInbox) {
+        const p = state.inbox[id]?.header.precedence;
+        if (urgent !== (p === 'FLASH' || p === 'IMMEDIATE')) continue;
+        dirtyInbox.delete(id);
+        drawInboxRow(id);
+        if (overBudget()) break;
+      }
+    }
+    if (routineWait <= 0) {
+      lastRoutine = performance.now();
+      for (const id of dirtyOutbox) {
+        if (performance.now() > deadline) break;
+        dirtyOutbox.delete(id);
+        drawOutboxRow(id);
+      }
+    }
+    showEmpty();
+    const left = dirtyInbox.size > 0 || dirtyOutbox.size > 0;
+    if (left && routineWait > 0) {
+      clearTimeout(routineTimer);
+      routineTimer = setTimeout(schedule, routineWait);
+      return false;
+    }
+    return left;
+  };
+
+  function markInbox(id: string): void {
+    dirtyInbox.add(id);
+    schedule();
+  }
+  function markOutbox(id: string): void {
+    dirtyOutbox.add(id);
+    schedule();
+  }
+
+  return {
+    inboxEl,
+    outboxEl,
+    bannerEl,
+    drawTables,
+    clear() {
+      inboxRows.clear();
+      outboxRows.clear();
+      banners.clear();
+      open.clear();
+      due.clear();
+      resync = true;
+    },
+    resync() {
+      resync = true;
+      schedule();
+    },
+    markInbox,
+    markOutbox,
+    inInbox: (id) => state.inbox[id] !== undefined,
+    showFlash(id, rec) {
+      putInboxRow(id, inboxRow(id, state.inbox[id] ?? rec, ctx.data.value, ctx.agreement, ctx.me));
+      showEmpty();
+    },
+    drawRows,
+    tick: () => due.tick(),
+  };
+}

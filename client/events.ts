@@ -1,0 +1,77 @@
+import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
+import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
+import type { DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
+
+/** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
+export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
+
+/** A checkpoint gossiped in a peer's link test that verified and agrees with everything seen here. */
+export interface CheckpointGossipEvent {
+  from: DeviceRef;
+  size: number;
+  /** base64 root hash. */
+  root: string;
+  /** True if this device had already seen this size (with the same root); false if it is new here. */
+  known: boolean;
+  at: number;
+}
+
+export interface MessageEvent {
+  header: EnvelopeHeader;
+  plaintext: Plaintext;
+  envelopeHash: string;
+  acceptedAt: number;
+}
+
+export interface ReceiptEvent {
+  receipt: SignedReceipt;
+  /** Signed by a device whose certificate chains to the pinned agreement (and, when the message is known here, bound to its header). */
+  verified: boolean;
+  /** Whether the receipt was checked against the message header this device holds. */
+  headerChecked: boolean;
+  error?: HotlineError;
+}
+
+export interface RefusedEvent {
+  code: string;
+  message: string;
+  ref?: string;
+}
+
+export interface HotlineClientEvents {
+  /** Logged in (at start, and at each renewal of the token before it expires). */
+  session: { role: string; expiresAt: number };
+  connected: { serverTime: number; lastCursor: number };
+  disconnected: { code: number; reason: string; retryInMs?: number };
+  message: MessageEvent;
+  receipt: ReceiptEvent;
+  accepted: { id: string; envelopeHash: string; at: number };
+  'receipt-accepted': { messageId: string; kind: string; at: number };
+  /** Every event frame: deadline, link and audit events. The typed events below follow it. */
+  event: HotlineEvent;
+  /** A deadline passed before its rung was reached (level 1), or a reminder of it (level 2, 3, …). */
+  'deadline.missed': DeadlineMissedEvent;
+  /** A missed deadline's rung was reached at last (`late: true`). */
+  'deadline.met': DeadlineMetEvent;
+  /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
+  link: LinkEvent;
+  /** This device, as test agent, sent a link test to `to`. */
+  'link-test-sent': { id: string; to: string; at: number };
+  /** This device cosigned the checkpoint of `size` after checking it (and the proof from `from`). */
+  cosigned: { size: number; from?: number; at: number };
+  /** A peer's link test carried a checkpoint that verified and agreed with this device's (now remembered). */
+  'checkpoint-gossip': CheckpointGossipEvent;
+  /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
+  directory: { certificates: DeviceCertBody[]; fetchedAt: number };
+  /**
+   * A checkpoint failed its checks here (bad signature, inconsistent proof, two roots for one
+   * size): raised locally first (also as an `event`), then reported to the server.
+   */
+  'audit.alarm': AuditAlarm;
+  refused: RefusedEvent;
+  error: HotlineError;
+}
+
+
+/** Emits one of the client's events: the facade's `emit`, handed to each part of the client. */
+export type EmitEvent = <K extends keyof HotlineClientEvents>(event: K, payload: HotlineClientEvents[K]) => void;

@@ -1,0 +1,265 @@
+import { HotlineError } from '../shared/errors.js';
+import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
+import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
+import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
+import type { EnvelopeHeader, Plaintext } from '../shared/protocol/schemas.js';
+import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { RankQueue } from './rank-queue.js';
+import type { VerifiedDirectory } from './directory.js';
+import type { AnswerFrame, Outbox } from './outbox.js';
+import { RANK, type PrecedenceMemory } from './precedences.js';
+import { CHECKPOINT_ATTACHMENT, type AuditWitness } from './witness.js';
+import { toHotlineError, type DeviceScope } from './scope.js';
+
+/** The hello and the answers to this device's own frames: cheap, and ahead of every mailbox item. */
+const CONTROL_RANK = -1;
+
+/**
+ * Bounds of one batch of incoming frames; between batches the client yields to the event loop, so
+ * a burst of deliveries neither blocks the page or process nor keeps a FLASH read later waiting
+ * behind the rest of the burst.
+ */
+const FRAME_BATCH = 16;
+const FRAME_BATCH_MS = 10;
+
+/**
+ * Let the event loop run (timers, I/O, paint) before going on: setImmediate in Node, a
+ * MessageChannel task in a browser (setTimeout(0) is clamped to 4 ms there once nested).
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
+  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
+}
+
+export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
+  /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
+  consume: boolean;
+  directory: Pick<VerifiedDirectory, 'certFor'>;
+  precedences: PrecedenceMemory;
+  outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused'>;
+  witness: Pick<AuditWitness, 'queueGossip'>;
+  /** Write a frame to the current connection (dropped when there is none). */
+  write: (frame: ClientFrame) => void;
+  /** The server's hello on a new connection. */
+  onHello: (frame: Extract<ServerFrame, { t: 'hello' }>) => Promise<void>;
+}
+
+/**
+ * Every frame the relay sends, handled one at a time, highest rank first, in bounded batches:
+ * deliveries opened and verified, de-duplicated against the stored inbox and the replay window,
+ * and answered with the automatic `delivered` receipt; receipts verified; events emitted; each
+ * mailbox item acknowledged by its cursor. The relay's answers to this device's own frames go to
+ * the outbox.
+ */
+export class Inbox {
+  readonly #o: InboxOptions;
+  /** Incoming frames not handled yet, by rank then arrival. */
+  #incoming = new RankQueue<ServerFrame>();
+  /** The running drain of {@link #incoming}, if any. */
+  #draining: Promise<void> | undefined;
+
+  constructor(options: InboxOptions) {
+    this.#o = options;
+  }
+
+  /** Queue a frame just read from the socket; a drain starts if none runs. */
+  push(frame: ServerFrame): void {
+    this.#incoming.push(this.#rankOf(frame), frame);
+    this.#draining ??= this.#drain();
+  }
+
+  /**
+   * Drop the frames not handled yet (at stop: nothing of them was acknowledged, so the relay sends
+   * them again) and settle when the frame being handled is done.
+   */
+  async clear(): Promise<void> {
+    this.#incoming.remove(() => true);
+    await this.#draining;
+  }
+
+  #rankOf(frame: ServerFrame): number {
+    switch (frame.t) {
+      case 'deliver':
+        return RANK[frame.envelope.header.precedence];
+      case 'receipt':
+        // A receipt goes with its message; one for a message unknown here goes last.
+        return RANK[this.#o.precedences.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
+      case 'event':
+        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
+      default:
+        return CONTROL_RANK;
+    }
+  }
+
+  /**
+   * Handle queued frames until none is left. It starts after a yield, so that every frame of the
+   * socket reads at hand is queued (and ranked) first: ws and browsers hand over all messages of
+   * one read synchronously. Each frame is taken from the queue only when the one before is done,
+   * so a FLASH that arrives meanwhile is next.
+   */
+  async #drain(): Promise<void> {
+    for (;;) {
+      await yieldToEventLoop();
+      const started = Date.now();
+      for (let n = 0; n < FRAME_BATCH && Date.now() - started < FRAME_BATCH_MS; n++) {
+        const frame = this.#incoming.shift();
+        if (frame === undefined) {
+          // Checked and cleared in one step: a frame queued after this starts a new drain.
+          this.#draining = undefined;
+          return;
+        }
+        try {
+          if (isAnswer(frame)) {
+            // A run of answers (ranked together, ahead of the mailbox) is stored in one update.
+            const run = [frame];
+            while (n + run.length < FRAME_BATCH && isAnswer(this.#incoming.peek())) run.push(this.#incoming.shift() as AnswerFrame);
+            n += run.length - 1;
+            await this.#o.outbox.onAnswers(run);
+          } else {
+            await this.#onFrame(frame);
+          }
+        } catch (err) {
+          this.#o.report(toHotlineError(err));
+        }
+      }
+    }
+  }
+
+  async #onFrame(frame: ServerFrame): Promise<void> {
+    switch (frame.t) {
+      case 'hello':
+        await this.#o.onHello(frame);
+        return;
+      case 'accepted':
+      case 'receipt-accepted':
+        await this.#o.outbox.onAnswers([frame]);
+        return;
+      case 'error':
+        await this.#o.outbox.onRefused(frame.code, frame.message, frame.ref);
+        return;
+      case 'deliver':
+        if (!this.#o.consume) return;
+        await this.#onDeliver(frame);
+        this.#ack(frame.cursor);
+        return;
+      case 'receipt':
+        await this.#onReceipt(frame);
+        this.#ack(frame.cursor);
+        return;
+      case 'event':
+        this.#o.emit('event', frame.event);
+        this.#emitTyped(frame.event);
+        this.#ack(frame.cursor);
+        return;
+    }
+  }
+
+  /**
+   * Acknowledge exactly the item with this cursor (PROTOCOL.md "Ack"): items are handled by rank,
+   * not in cursor order, so one ack must not cover the items below it. One frame per item until the
+   * relay's schema takes `cursors` (several at once).
+   */
+  #ack(cursor: number): void {
+    if (this.#o.consume) this.#o.write({ t: 'ack', cursor });
+  }
+
+  async #onDeliver(frame: DeliverFrame): Promise<void> {
+    const h = frame.envelope.header;
+    const state = await this.#o.storage.read(this.#o.key);
+    const hash = envelopeHash(h);
+    const senderKey = `${h.from.party}/${h.from.device}`;
+    const known = state.inbox[h.id];
+    if (known) {
+      // The same message again (a redelivery after a lost ack) is dropped quietly; another
+      // envelope under a known id is an attempt to replace it.
+      if (known.envelopeHash !== hash) this.#o.report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
+      return;
+    }
+    let opened: { header: EnvelopeHeader; plaintext: Plaintext };
+    try {
+      const senderCert = await this.#o.directory.certFor(h.from);
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
+      if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
+        throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
+      }
+    } catch (err) {
+      // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
+      const e = toHotlineError(err);
+      this.#o.report(new HotlineError(e.code, `refused message ${h.id} from ${senderKey}: ${e.message}`, { cause: e }));
+      return;
+    }
+    // Only the addressee's operators answer; archives and the sender's own colleagues never do.
+    const answer = h.to === this.#o.me.party && this.#o.me.role === 'operator';
+    const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#o.clock.now()) : undefined;
+    const isNew = await this.#o.storage.update(this.#o.key, (s) => {
+      // Checked again against the latest state: another process on this device may have taken it.
+      if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now() };
+      s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
+      if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
+      return true;
+    });
+    if (!isNew) return;
+    this.#o.precedences.remember(h.id, h.precedence);
+    this.#o.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
+    if (receipt) this.#o.outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
+    const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
+    if (h.linkTest && gossip && this.#o.me.role === 'operator') {
+      // Queued with the cosigning rounds, not awaited, so that frames keep flowing.
+      this.#o.witness.queueGossip({ party: h.from.party, device: h.from.device }, gossip.data);
+    }
+  }
+
+  async #onReceipt(frame: ReceiptFrame): Promise<void> {
+    const body = frame.receipt.receipt;
+    const state = await this.#o.storage.read(this.#o.key);
+    const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
+    let verified = false;
+    let error: HotlineError | undefined;
+    try {
+      const cert = await this.#o.directory.certFor(body.by);
+      await verifyReceipt(frame.receipt, cert, header);
+      verified = true;
+    } catch (err) {
+      error = toHotlineError(err);
+    }
+    if (verified && state.sent[body.messageId]) {
+      await this.#o.storage.update(this.#o.key, (s) => {
+        const rec = s.sent[body.messageId];
+        if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
+          rec.receipts.push(body);
+        }
+      });
+    }
+    this.#o.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
+  }
+
+  #emitTyped(event: HotlineEvent): void {
+    switch (event.type) {
+      case 'deadline.missed':
+        this.#o.emit('deadline.missed', event);
+        return;
+      case 'deadline.met':
+        this.#o.emit('deadline.met', event);
+        return;
+      case 'link.test':
+      case 'link.up':
+      case 'link.down':
+        this.#o.emit('link', event);
+        return;
+      default:
+        return;
+    }
+  }
+}

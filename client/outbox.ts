@@ -1,0 +1,262 @@
+import { HotlineError, isHotlineErrorCode, retryPolicy, type HotlineErrorCode, type RetryPolicy } from '../shared/errors.js';
+import { envelopeHash, expectedRecipients, sealEnvelope } from '../shared/crypto/envelope.js';
+import { signReceipt } from '../shared/crypto/receipt.js';
+import { randomId } from '../shared/crypto/random.js';
+import {
+  PRECEDENCES,
+  RECEIPT_KINDS,
+  type DeviceCertBody,
+  type Envelope,
+  type Plaintext,
+  type Precedence,
+  type ReceiptKind,
+  type SignedReceipt,
+} from '../shared/protocol/schemas.js';
+import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { outboxKey, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
+import type { VerifiedDirectory } from './directory.js';
+import { RANK, type PrecedenceMemory } from './precedences.js';
+import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
+
+/** What a caller sends: the client seals it. */
+export interface SendInput {
+  to: string;
+  /** Case-insensitive: 'flash' and 'FLASH' are the same. */
+  precedence: Precedence | Lowercase<Precedence>;
+  subject?: string;
+  body: string;
+  /** BCP 47 language of the body; default the first language of the sender's party. */
+  lang?: string;
+  exercise?: boolean;
+  replyTo?: string;
+  /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
+  linkTest?: boolean;
+  /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
+  attachments?: NonNullable<Plaintext['attachments']>;
+}
+
+/**
+ * What a refusal of an envelope means for it, from the error table's `retry` column (codes arrive
+ * over the wire: an unknown one is `never`). `later`: it stays in the outbox for the next
+ * connection; `reseal`: sealed once more against a fresh directory and seq.
+ */
+const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
+
+/** The relay's answer to an envelope or receipt this device sent. */
+export type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
+
+export interface OutboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
+  directory: Pick<VerifiedDirectory, 'ensureLoaded' | 'refresh' | 'list'>;
+  precedences: PrecedenceMemory;
+  /** True while the link is up (between the server's hello and the socket closing). */
+  connected: () => boolean;
+  /** Write a frame to the current connection (dropped when there is none). */
+  write: (frame: ClientFrame) => void;
+  /** See HotlineClientOptions.approveRecipients. */
+  approveRecipients?: ((recipients: readonly DeviceCertBody[], draft: SendDraft) => void) | undefined;
+}
+
+/**
+ * The durable outbox: messages sealed with the next seq and stored before they leave, receipts
+ * queued, everything sent again on each connection (highest precedence first) until the relay
+ * answers, and resealed once when the relay refuses the recipients or the seq.
+ */
+export class Outbox {
+  readonly #o: OutboxOptions;
+  /** Items already written to the current connection (keys), so a flush does not send them twice. */
+  #sentOnThisConnection = new Set<string>();
+  #compose: Promise<unknown> = Promise.resolve();
+
+  constructor(options: OutboxOptions) {
+    this.#o = options;
+  }
+
+  /** A new connection: every item goes again. */
+  newConnection(): void {
+    this.#sentOnThisConnection = new Set();
+  }
+
+  /** Settles when the messages being sealed now are stored. */
+  settled(): Promise<unknown> {
+    return this.#compose;
+  }
+
+  /** Seal and store a message, one at a time (see HotlineClient.send). */
+  send(input: SendInput): Promise<{ id: string }> {
+    const run = this.#compose.then(() => this.#send(input));
+    this.#compose = run.catch(() => undefined);
+    return run;
+  }
+
+  async #send(input: SendInput): Promise<{ id: string }> {
+    if (this.#o.me.role !== 'operator') {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is a ${this.#o.me.role} device; only operator devices send`);
+    }
+    const party = this.#o.agreement.parties.find((p) => p.id === input.to);
+    if (!party || input.to === this.#o.me.party) {
+      throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this.#o).join(', ')})`);
+    }
+    const precedence = input.precedence.toUpperCase() as Precedence;
+    if (!PRECEDENCES.includes(precedence)) {
+      throw new HotlineError('HL_ERR_INPUT_SCHEMA', `precedence must be one of ${PRECEDENCES.join(', ')}`);
+    }
+    const mine = this.#o.agreement.parties.find((p) => p.id === this.#o.me.party);
+    const plaintext: Plaintext = {
+      body: input.body,
+      lang: input.lang ?? mine?.languages[0] ?? 'en',
+      ...(input.subject === undefined ? {} : { subject: input.subject }),
+      ...(input.attachments === undefined ? {} : { attachments: input.attachments }),
+    };
+    const draft: SendDraft = {
+      to: input.to,
+      precedence,
+      plaintext,
+      ...(input.exercise ? { exercise: true } : {}),
+      ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+      ...(input.linkTest ? { linkTest: true } : {}),
+    };
+    await this.#o.directory.ensureLoaded();
+    const id = randomId();
+    const item = await this.#sealAndStore({ id, draft, composedAt: this.#o.clock.now(), resealed: 0 });
+    this.#o.precedences.remember(id, precedence);
+    this.transmit(item);
+    return { id };
+  }
+
+  /** Sign a receipt for a message in the inbox and queue it (see HotlineClient.acknowledge). */
+  async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
+    const state = await this.#o.storage.read(this.#o.key);
+    const rec = state.inbox[messageId];
+    if (!rec) {
+      throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `message ${messageId} is not in the inbox of ${this.#o.key}; is the id right, and did this device receive it?`);
+    }
+    if (this.#o.me.role !== 'operator' || rec.header.to !== this.#o.me.party) {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} cannot answer ${messageId}: only operator devices of ${rec.header.to} can`);
+    }
+    const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#o.clock.now());
+    const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
+    await this.#o.storage.update(this.#o.key, (s) => {
+      s.outbox[outboxKey(item)] = item;
+      const r = s.inbox[messageId];
+      if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
+    });
+    this.transmit(item);
+    return receipt;
+  }
+
+  /**
+   * Seal `item.draft` with the next seq and store the seq and the outbox item in one update (a new
+   * item, or a reseal replacing the one under the same key). The envelope leaves this device only
+   * after that update, so a crash never reuses a seq that was sent; a seq sealed but not stored was
+   * never sent and may be used again. Another process on the same device may take the seq meanwhile:
+   * then it is sealed again with the next one (the lock makes the check and the store one step).
+   */
+  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<OutboxEnvelope> {
+    for (let attempt = 0; ; attempt++) {
+      const seq = (await this.#o.storage.read(this.#o.key)).lastSeq + 1;
+      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: await this.#seal(item.id, item.draft, seq) };
+      const stored = await this.#o.storage.update(this.#o.key, (s) => {
+        if (s.lastSeq >= seq) return false;
+        s.lastSeq = seq;
+        s.outbox[outboxKey(next)] = next;
+        return true;
+      });
+      if (stored) return next;
+      if (attempt >= 10) throw new HotlineError('HL_ERR_STORE_FAILED', `another process keeps taking the seqs of ${this.#o.key}`);
+    }
+  }
+
+  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
+    const recipients = expectedRecipients(this.#o.directory.list(), this.#o.me, draft.to);
+    if (recipients.length === 0) {
+      throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
+    }
+    this.#o.approveRecipients?.(recipients, draft);
+    return sealEnvelope({
+      sender: this.#o.device,
+      id,
+      to: draft.to,
+      precedence: draft.precedence,
+      seq,
+      sentAt: this.#o.clock.now(),
+      recipients,
+      plaintext: draft.plaintext,
+      ...(draft.exercise ? { exercise: true } : {}),
+      ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
+      ...(draft.linkTest ? { linkTest: true } : {}),
+    });
+  }
+
+  transmit(item: OutboxItem): void {
+    if (!this.#o.connected()) return;
+    // A resealed envelope (same key, new seq) goes again.
+    const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
+    if (this.#sentOnThisConnection.has(k)) return;
+    this.#sentOnThisConnection.add(k);
+    this.#o.write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
+  }
+
+  /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
+  async flush(): Promise<void> {
+    const state = await this.#o.storage.read(this.#o.key);
+    const rank = (item: OutboxItem) =>
+      RANK[item.kind === 'envelope' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#o.precedences.get(item.messageId) ?? 'ROUTINE')];
+    // Array sort is stable: within one rank the outbox's order (queued order) stays.
+    for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.transmit(item);
+  }
+
+  /**
+   * The relay's `accepted` and `receipt-accepted` for several outbox items, stored in one update:
+   * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
+   */
+  async onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
+    await this.#o.storage.update(this.#o.key, (s) => {
+      for (const f of frames) {
+        if (f.t === 'receipt-accepted') {
+          delete s.outbox[`r:${f.messageId}:${f.kind}`];
+          continue;
+        }
+        const key = `e:${f.id}`;
+        const item = s.outbox[key];
+        if (item?.kind !== 'envelope') continue;
+        delete s.outbox[key];
+        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
+        s.sent[f.id]!.acceptedAt = f.at;
+      }
+    });
+    for (const f of frames) {
+      if (f.t === 'accepted') this.#o.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
+      else this.#o.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
+    }
+  }
+
+  async onRefused(code: string, message: string, ref: string | undefined): Promise<void> {
+    const state = await this.#o.storage.read(this.#o.key);
+    const found = ref === undefined ? undefined : state.outbox[`e:${ref}`];
+    const item = found?.kind === 'envelope' ? found : undefined;
+    if (item && retryOf(code) === 'later') {
+      this.#o.report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
+      return;
+    }
+    // Recipients changed (a device enrolled or revoked), or another process on this device used
+    // the seq: fetch the directory again and reseal once with a fresh seq.
+    if (item && item.resealed === 0 && retryOf(code) === 'reseal') {
+      try {
+        if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.#o.directory.refresh();
+        const { kind: _kind, envelope: _old, ...rest } = item;
+        const next = await this.#compose.then(() => this.#sealAndStore({ ...rest, resealed: item.resealed + 1 }));
+        this.transmit(next);
+        return;
+      } catch (err) {
+        this.#o.report(toHotlineError(err));
+      }
+    }
+    if (ref !== undefined) {
+      await this.#o.storage.update(this.#o.key, (s) => {
+        delete s.outbox[`e:${ref}`];
+        if (code.startsWith('HL_ERR_RECEIPT_')) for (const kind of RECEIPT_KINDS) delete s.outbox[`r:${ref}:${kind}`];
+      });
+    }
+    this.#o.emit('refused', ref === undefined ? { code, message } : { code, message, ref });
+  }
+}

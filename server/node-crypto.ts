@@ -1,0 +1,77 @@
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { KeyCache } from '../shared/crypto/key-cache.js';
+import { useNativeCrypto, type NativeCrypto } from '../shared/crypto/native.js';
+
+/**
+ * shared/'s native crypto port (shared/crypto/native.ts) on Node's OpenSSL: the one place Node's
+ * crypto serves the hot paths. Ed25519 verifies about 8,900 signatures/s here against tweetnacl's
+ * ~116, and an X25519 takes tens of microseconds against 3–8 ms in pure JS (one per recipient to
+ * seal, one to open). The bytes are those of the pure-JS paths; test/shared/crypto checks both.
+ *
+ * Used by every Node program: the server (buildApp), the CLI, the bench and the tests. Browsers use
+ * WebCrypto through shared/ itself.
+ */
+
+// DER prefixes that turn a raw 32-byte key into PKCS#8 / SPKI (RFC 8410), by algorithm OID.
+const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
+const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const X25519_SPKI = Buffer.from('302a300506032b656e032100', 'hex');
+
+// Importing a raw key into OpenSSL costs more than the operation it serves (see KeyCache).
+const signPublic = new KeyCache<KeyObject>(4096);
+const signPrivate = new KeyCache<KeyObject>(64);
+const boxPrivate = new KeyCache<KeyObject>(256);
+const boxPublic = new KeyCache<KeyObject>(1024);
+
+function publicKey(cache: KeyCache<KeyObject>, prefix: Buffer, raw: Uint8Array): KeyObject {
+  return cache.get(raw, () => createPublicKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'spki' }));
+}
+
+function privateKey(cache: KeyCache<KeyObject>, prefix: Buffer, raw: Uint8Array): KeyObject {
+  return cache.get(raw, () => createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' }));
+}
+
+export const nodeCrypto: NativeCrypto = {
+  ed25519Sign(seed, message) {
+    return new Uint8Array(sign(null, message, privateKey(signPrivate, ED25519_PKCS8, seed)));
+  },
+  ed25519Verify(key, message, signature) {
+    if (key.length !== 32 || signature.length !== 64) return false;
+    try {
+      return verify(null, message, publicKey(signPublic, ED25519_SPKI, key), signature);
+    } catch {
+      // An invalid point encoding is a failed verification, not a crash.
+      return false;
+    }
+  },
+  x25519(secretKey, theirs) {
+    return new Uint8Array(diffieHellman({ privateKey: privateKey(boxPrivate, X25519_PKCS8, secretKey), publicKey: publicKey(boxPublic, X25519_SPKI, theirs) }));
+  },
+  x25519KeyPair() {
+    // Generating in OpenSSL and exporting is cheaper than importing random bytes, and leaves the
+    // key object cached for the wraps that follow (one per recipient).
+    const { privateKey: key } = generateKeyPairSync('x25519');
+    const jwk = key.export({ format: 'jwk' });
+    const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
+    boxPrivate.set(secretKey, key);
+    return { secretKey, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
+  },
+  x25519PublicKey(secretKey) {
+    const spki = createPublicKey(privateKey(boxPrivate, X25519_PKCS8, secretKey)).export({ format: 'der', type: 'spki' });
+    return new Uint8Array(spki.subarray(spki.length - 32));
+  },
+  x25519Forget(secretKey) {
+    boxPrivate.delete(secretKey);
+  },
+  sha256(parts) {
+    const h = createHash('sha256');
+    for (const p of parts) h.update(p);
+    return new Uint8Array(h.digest());
+  },
+};
+
+/** Plug {@link nodeCrypto} into shared/ (idempotent): call once at the start of a Node program. */
+export function useNodeCrypto(): void {
+  useNativeCrypto(nodeCrypto);
+}
