@@ -44,7 +44,14 @@ function percentile(sorted: number[], p: number): number | null {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
-function stats(values: number[]): RungStats {
+/**
+ * Count, median, 95th percentile and worst of durations in ms (nearest rank), e.g. the round trips
+ * of a link's tests in the auditor console.
+ *
+ * @example
+ * durationStats([120, 80, 95]) // { count: 3, medianMs: 95, p95Ms: 120, worstMs: 120 }
+ */
+export function durationStats(values: number[]): RungStats {
   const sorted = [...values].sort((a, b) => a - b);
   return { count: sorted.length, medianMs: percentile(sorted, 50), p95Ms: percentile(sorted, 95), worstMs: sorted.at(-1) ?? null };
 }
@@ -94,8 +101,8 @@ export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditRe
       sent: list.length,
       delivered: toDelivered.length,
       acknowledged: toAcknowledged.length,
-      toDelivered: stats(toDelivered),
-      toAcknowledged: stats(toAcknowledged),
+      toDelivered: durationStats(toDelivered),
+      toAcknowledged: durationStats(toAcknowledged),
       deadlinesMissed: missed.get(precedence)?.size ?? 0,
     });
   }

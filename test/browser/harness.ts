@@ -4,11 +4,12 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import type { DeadlineTable, Role } from '../../shared/protocol/schemas.js';
+import type { DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { next } from '../helpers/events.js';
 
 /** Debian's Chromium, headless, nothing that reaches the network on its own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -221,4 +222,20 @@ export async function auditExport(hx: Harness, token: string): Promise<{ entries
 export async function loginCount(hx: Harness, token: string, party: string, device: string): Promise<number> {
   const { entries } = await auditExport(hx, token);
   return entries.filter((e) => e.type === 'login' && e.party === party && e.device === device).length;
+}
+
+/** One message from Japan (FLASH unless told), delivered and acknowledged by China, through two Node clients; returns its id. */
+export async function exchangeMessage(hx: Harness, precedence: Precedence = 'FLASH'): Promise<string> {
+  const [jp, cn] = await Promise.all([startNodeClient(hx, 'jp-mod/op1'), startNodeClient(hx, 'cn-mnd/op1')]);
+  try {
+    const arrived = next(cn, 'message');
+    const acked = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'acknowledged' && r.verified);
+    const { id } = await jp.send({ to: 'cn-mnd', precedence, subject: '演習', body: '至急', exercise: true });
+    await arrived;
+    await cn.acknowledge(id);
+    await acked;
+    return id;
+  } finally {
+    await Promise.all([jp.stop(), cn.stop()]);
+  }
 }

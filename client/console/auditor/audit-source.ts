@@ -1,5 +1,5 @@
 import { HotlineError } from '../../../shared/errors.js';
-import { parseAuditExport } from '../../../shared/audit/log-verify.js';
+import { recogniseExport, type NotAnExport } from './verified-log.js';
 
 /**
  * Where the auditor console gets its data: the one module that knows the audit API's URLs. The
@@ -11,6 +11,8 @@ export interface AuditSnapshot {
   source: 'server' | 'file';
   /** The export as received: verification checks its shape, nothing here trusts it. */
   value: unknown;
+  /** Its bytes: the file as opened, or the server's export serialised (what a download saves). */
+  text: string;
 }
 
 /**
@@ -19,14 +21,16 @@ export interface AuditSnapshot {
  */
 export async function loadServerExport(fetchExport: () => Promise<unknown>): Promise<AuditSnapshot | undefined> {
   try {
-    return { source: 'server', value: await fetchExport() };
+    const value = await fetchExport();
+    return { source: 'server', value, text: JSON.stringify(value) };
   } catch (err) {
     if (err instanceof HotlineError && err.code === 'HL_ERR_NOT_FOUND') return undefined;
     throw err;
   }
 }
 
-/** An export file chosen by the auditor. */
-export function loadFileExport(text: string): AuditSnapshot {
-  return { source: 'file', value: parseAuditExport(text) };
+/** An export file chosen by the auditor, or why it is not one (refused before verification). */
+export function loadFileExport(text: string): { ok: true; snapshot: AuditSnapshot } | { ok: false; reason: NotAnExport } {
+  const r = recogniseExport(text);
+  return r.ok ? { ok: true, snapshot: { source: 'file', value: r.value, text } } : r;
 }

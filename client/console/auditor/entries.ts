@@ -1,3 +1,7 @@
+import { formatDuration } from '../common/dom.js';
+import { t, type MessageKey } from '../common/i18n.js';
+import { problemKey } from './problems.js';
+
 /**
  * Audit entries as the auditor console shows them: parsed once, summarised in one line, and
  * grouped by message to follow it through its rungs. Entries come from the server or a file and
@@ -44,40 +48,129 @@ export function entryMessageId(e: LogEntry): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
-/** One line per entry; message content is never in the log, only metadata. */
+// Entry types, receipt kinds, rungs and roles are the protocol's words: shown in the interface
+// language, kept as they are in data-* attributes and in the CSV.
+const TYPE_KEYS: Record<string, MessageKey> = {
+  'envelope.accepted': 'type_envelope_accepted',
+  'receipt.accepted': 'type_receipt_accepted',
+  'deadline.missed': 'type_deadline_missed',
+  'deadline.met': 'type_deadline_met',
+  'link.test': 'type_link_test',
+  'link.up': 'type_link_up',
+  'link.down': 'type_link_down',
+  'device.enrolled': 'type_device_enrolled',
+  'device.revoked': 'type_device_revoked',
+  login: 'type_login',
+  'login.refused': 'type_login_refused',
+  'login.refused.suppressed': 'type_login_refused_suppressed',
+  'server.start': 'type_server_start',
+  'server.stop': 'type_server_stop',
+  'audit.alarm': 'type_audit_alarm',
+  'store.data-loss.accepted': 'type_data_loss',
+};
+const WORD_KEYS: Record<string, MessageKey> = {
+  accepted: 'rung_accepted',
+  delivered: 'rung_delivered',
+  acknowledged: 'rung_acknowledged',
+  'will-comply': 'aud_kind_will_comply',
+  'cannot-comply': 'aud_kind_cannot_comply',
+  operator: 'aud_role_operator',
+  auditor: 'aud_role_auditor',
+  archive: 'aud_role_archive',
+  FLASH: 'prec_FLASH',
+  IMMEDIATE: 'prec_IMMEDIATE',
+  PRIORITY: 'prec_PRIORITY',
+  ROUTINE: 'prec_ROUTINE',
+};
+
+/** An entry type in the interface language (an unknown type, from a newer server, as it is). */
+export function entryTypeLabel(type: string): string {
+  const k = Object.hasOwn(TYPE_KEYS, type) ? TYPE_KEYS[type] : undefined;
+  return k ? t(k) : type;
+}
+
+/** A rung, receipt kind, role or precedence in the interface language. */
+export function wordLabel(word: unknown): string {
+  const w = String(word);
+  const k = Object.hasOwn(WORD_KEYS, w) ? WORD_KEYS[w] : undefined;
+  return k ? t(k) : w;
+}
+
+/** The server's link-test reasons are English sentences: the two it writes are recognised. */
+function linkReason(reason: string): string {
+  const offline = /^no device of (\S+) online$/.exec(reason);
+  if (offline) return t('aud_reason_offline', { party: offline[1]! });
+  const silent = /^no answer from (\S+) within (\d+) ms$/.exec(reason);
+  if (silent) return t('aud_reason_no_answer', { party: silent[1]!, ms: silent[2]! });
+  return t('aud_reason_other');
+}
+
+const short = (id: unknown) => String(id).slice(0, 8);
+
+/** One line per entry, in the interface language; message content is never in the log, only metadata. */
 export function entrySummary(e: LogEntry): string {
   const v = obj(e.value);
   switch (e.type) {
     case 'envelope.accepted': {
       const hd = obj(v.header);
-      return `${ref(hd.from)} → ${String(hd.to)} ${String(hd.precedence)}${hd.exercise ? ' EXERCISE' : ''}${hd.linkTest ? ' link test' : ''} · ${String(hd.id).slice(0, 8)}`;
+      const marks = [hd.exercise ? t('exercise_mark') : '', hd.linkTest ? t('type_link_test') : ''].filter(Boolean);
+      return [`${ref(hd.from)} → ${String(hd.to)}`, wordLabel(hd.precedence), ...marks, short(hd.id)].join(' · ');
     }
     case 'receipt.accepted': {
       const r = obj(obj(v.receipt).receipt);
-      return `${String(r.kind)} · ${String(r.messageId).slice(0, 8)} · ${ref(r.by)}`;
+      return [wordLabel(r.kind), short(r.messageId), ref(r.by)].join(' · ');
     }
     case 'deadline.missed':
+      return t('sum_deadline_missed', { rung: wordLabel(v.rung), prec: wordLabel(v.precedence), id: short(v.messageId), late: formatDuration(Number(v.lateMs) || 0), level: String(v.level) });
     case 'deadline.met':
-      return `${String(v.rung)} · ${String(v.precedence)} · ${String(v.messageId).slice(0, 8)}${v.level === undefined ? '' : ` · level ${String(v.level)}`}`;
+      return t('sum_deadline_met', {
+        rung: wordLabel(v.rung),
+        prec: wordLabel(v.precedence),
+        id: short(v.messageId),
+        state: v.late === true ? t('sum_late', { late: formatDuration(Number(v.lateMs) || 0) }) : t('sum_in_time'),
+      });
     case 'link.test':
     case 'link.up':
     case 'link.down':
-      return `${String(v.from)} → ${String(v.to)} ${v.ok ? 'ok' : 'failed'}${v.roundTripMs === undefined ? '' : ` · ${String(v.roundTripMs)} ms`}${v.reason ? ` · ${String(v.reason)}` : ''}`;
+      return [
+        `${String(v.from)} → ${String(v.to)}`,
+        v.ok ? t('test_ok') : t('test_failed'),
+        v.roundTripMs === undefined ? '' : `${t('rep_round_trip')} ${t('rep_ms', { n: String(v.roundTripMs) })}`,
+        typeof v.reason === 'string' ? linkReason(v.reason) : '',
+      ]
+        .filter(Boolean)
+        .join(' · ');
     case 'device.enrolled': {
       const c = obj(obj(v.certificate).cert);
-      return `${ref(c)} (${String(c.role)})`;
+      return `${ref(c)} (${wordLabel(c.role)})`;
     }
     case 'device.revoked':
       return ref(obj(v.revocation).revocation);
-    default: {
-      const who = ref(v);
-      return who || Object.keys(v).filter((k) => !['idx', 'prev', 'type', 'at'].includes(k)).join(', ');
+    case 'login':
+      return v.role === undefined ? ref(v) : `${ref(v)} (${wordLabel(v.role)})`;
+    case 'login.refused':
+      return `${ref(v)} · ${t(problemKey(String(v.code)))}`;
+    case 'login.refused.suppressed':
+      return t('sum_refused_suppressed', { n: String(v.count), who: v.by === 'device' ? ref(v) : t('sum_by_address') });
+    case 'server.start':
+      return t('sum_server_start', { hash: short(v.agreement) });
+    case 'audit.alarm': {
+      // The reason is "party/device: HL_ERR_…: text" (server/plugins/audit.ts); the code says what happened.
+      const m = /^(\S+): (HL_ERR_[A-Z0-9_]+): /.exec(String(v.reason));
+      return m ? `${m[1]!} · ${t(problemKey(m[2]!))}` : `${String(v.party)} · ${t('problem_other')}`;
     }
+    case 'store.data-loss.accepted':
+      return t('sum_data_loss', { n: Array.isArray(v.problems) ? v.problems.length : 0 });
+    default:
+      return ref(v);
   }
 }
 
 export interface TrailStep {
+  /** The rung or event as the protocol names it (kept in data-step). */
   step: string;
+  /** The same in the interface language. */
+  label: string;
   entry: LogEntry;
 }
 
@@ -95,7 +188,8 @@ export function trailOf(entries: readonly LogEntry[], messageId: string): TrailS
           : e.type.startsWith('deadline.')
             ? `${e.type} (${String(v.rung)})`
             : e.type;
-    out.push({ step, entry: e });
+    const label = e.type === 'envelope.accepted' || e.type === 'receipt.accepted' ? wordLabel(step) : e.type.startsWith('deadline.') ? `${entryTypeLabel(e.type)} (${wordLabel(v.rung)})` : entryTypeLabel(e.type);
+    out.push({ step, label, entry: e });
   }
   return out;
 }

@@ -3,33 +3,45 @@ import { fingerprint } from '../../../shared/crypto/keys.js';
 import { verifyDirectory } from '../../../shared/crypto/directory.js';
 import { fromBase64, toHex } from '../../../shared/encoding/base64.js';
 import { parseCheckpoint, parseNote } from '../../../shared/audit/checkpoint.js';
-import { verifyAuditExport, type AuditVerification } from '../../../shared/audit/log-verify.js';
-import { buildAuditReport, type AuditReport } from '../../../shared/audit/report.js';
-import { PRECEDENCES, type Agreement, type DeviceCertBody, type Revocation } from '../../../shared/protocol/schemas.js';
+import type { AuditProblem } from '../../../shared/audit/log-verify.js';
+import type { Agreement, DeviceCertBody, Revocation } from '../../../shared/protocol/schemas.js';
 import type { UnlockedKey } from '../key-store.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
 import type { CosignResult } from '../../hotline-client.js';
-import { formatDuration, formatTime, groupHex, h, replace } from '../common/dom.js';
-import { onLanguageChange, t, type MessageKey } from '../common/i18n.js';
+import { formatTime, groupHex, h, replace } from '../common/dom.js';
+import { onLanguageChange, t } from '../common/i18n.js';
 import { pageHeader } from '../common/shell.js';
 import { bootConsole, openSession } from '../common/boot.js';
 import { loadFileExport, loadServerExport, type AuditSnapshot } from './audit-source.js';
-import { entryMessageId, entrySummary, parseEntries, trailOf, type LogEntry } from './entries.js';
+import { entryMessageId, entrySummary, entryTypeLabel, trailOf, wordLabel } from './entries.js';
+import { parseFilterTime } from './filter-time.js';
+import { downloadFile, exportFileName, reportCsv, reportFileName } from './export.js';
+import { DEFAULT_PAGE_SIZE, pageOf, pagerView } from './paging.js';
+import { problemKey } from './problems.js';
+import { reportView } from './report.js';
+import { verifySnapshot, type NotAnExport, type VerifiedLog } from './verified-log.js';
 
-const MAX_ROWS = 500;
+/**
+ * Where the last load stands. Every load starts from a fresh view, so no notice of an earlier
+ * load (a cosignature, an error, a filter) outlives it; only a verified log is ever shown.
+ */
+type LoadState =
+  | { phase: 'none' }
+  | { phase: 'unavailable' }
+  | { phase: 'error'; code: string }
+  | { phase: 'refused'; reason: NotAnExport }
+  | { phase: 'verifying'; source: AuditSnapshot['source']; done: number; total: number }
+  | { phase: 'failed'; source: AuditSnapshot['source']; problem: AuditProblem; entryText?: string }
+  | { phase: 'verified'; log: VerifiedLog };
 
 interface View {
+  state: LoadState;
   snapshot?: AuditSnapshot;
-  entries: LogEntry[];
-  checkpoints: string[];
-  report?: AuditReport;
-  verification?: AuditVerification;
-  progress?: { done: number; total: number };
   trail?: string;
   cosign?: { running: boolean; result?: CosignResult; error?: { code: string; message: string } };
   filter: { from?: number; to?: number; type?: string; message?: string };
-  unavailable: boolean;
-  loadError?: string;
+  page: number;
+  pageSize: number;
 }
 
 async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey): Promise<void> {
@@ -39,7 +51,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   // is never opened: an auditor device only reads and cosigns.
   const { client, agreement } = await openSession<{ v: 1; agreement?: Agreement }>(kv, unlocked, { initial: () => ({ v: 1 }) });
 
-  const view: View = { entries: [], checkpoints: [], filter: {}, unavailable: false };
+  let view: View = { state: { phase: 'none' }, filter: {}, page: 1, pageSize: DEFAULT_PAGE_SIZE };
   let directory: { certs: DeviceCertBody[]; revocations: Revocation[] } = { certs: [], revocations: [] };
 
   const sourceEl = h('section', { class: 'card', id: 'source' });
@@ -54,55 +66,108 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     replace(
       root,
       pageHeader('app_auditor', h('div', { class: 'status' }, h('span', { class: 'who' }, `${t('me')}: ${c.party}/${c.device}`)), () => location.reload()),
-      h('main', { class: 'grid' }, h('div', { class: 'col' }, sourceEl, logEl, trailEl), h('div', { class: 'col side' }, verifyEl, checkpointsEl, reportEl, directoryEl)),
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, sourceEl, verifyEl, reportEl, logEl, trailEl), h('div', { class: 'col side' }, checkpointsEl, directoryEl)),
     );
 
-  const setSnapshot = (snapshot: AuditSnapshot) => {
-    const v = snapshot.value as { entries?: unknown; checkpoints?: unknown };
+  const verified = (): VerifiedLog | undefined => (view.state.phase === 'verified' ? view.state.log : undefined);
+
+  // Loads are numbered: a slow verification of an earlier file never lands over a later one.
+  let loads = 0;
+  const beginLoad = (): number => {
+    view = { state: { phase: 'none' }, filter: {}, page: 1, pageSize: view.pageSize };
+    return ++loads;
+  };
+  const verifyAndShow = async (seq: number, snapshot: AuditSnapshot) => {
+    const entries = (snapshot.value as { entries?: unknown } | null)?.entries;
     view.snapshot = snapshot;
-    view.entries = parseEntries(Array.isArray(v.entries) ? v.entries : []);
-    view.checkpoints = Array.isArray(v.checkpoints) ? v.checkpoints.filter((x): x is string => typeof x === 'string') : [];
-    view.report = buildAuditReport(view.entries.filter((e) => e.value).map((e) => e.value!));
-    view.verification = undefined;
-    view.progress = undefined;
-    view.trail = undefined;
+    view.state = { phase: 'verifying', source: snapshot.source, done: 0, total: Array.isArray(entries) ? entries.length : 0 };
+    drawAll();
+    const outcome = await verifySnapshot(agreement, snapshot, (done, total) => {
+      if (seq !== loads || view.state.phase !== 'verifying') return;
+      view.state = { ...view.state, done, total };
+      const bar = document.getElementById('verify-progress') as HTMLProgressElement | null;
+      if (bar) {
+        bar.max = Math.max(1, total);
+        bar.value = done;
+      }
+    });
+    if (seq !== loads) return;
+    view.state = outcome.ok ? { phase: 'verified', log: outcome.log } : { phase: 'failed', source: snapshot.source, ...outcome };
+    drawAll();
+  };
+
+  const reverify = () => {
+    const snapshot = view.snapshot;
+    if (snapshot) void verifyAndShow(beginLoad(), snapshot);
+  };
+
+  const fromFile = async (file: File) => {
+    const seq = beginLoad();
+    drawAll();
+    let text: string;
+    try {
+      text = await file.text();
+    } catch {
+      if (seq === loads) view.state = { phase: 'refused', reason: 'file_not_json' };
+      return drawAll();
+    }
+    if (seq !== loads) return;
+    const r = loadFileExport(text);
+    if (!r.ok) {
+      view.state = { phase: 'refused', reason: r.reason };
+      return drawAll();
+    }
+    await verifyAndShow(seq, r.snapshot);
+  };
+
+  const fromServer = async () => {
+    const seq = beginLoad();
+    drawAll();
+    try {
+      const snap = await loadServerExport(() => client.auditExport());
+      if (seq !== loads) return;
+      if (snap) return await verifyAndShow(seq, snap);
+      view.state = { phase: 'unavailable' };
+    } catch (err) {
+      if (seq !== loads) return;
+      view.state = { phase: 'error', code: err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL' };
+    }
     drawAll();
   };
 
   const drawSource = () => {
+    // The browser draws a file field's own button and note in its own language, not the console's:
+    // the field is hidden in a label that says what it does (still focusable, still a file field).
     const file = h('input', { type: 'file', id: 'export-file', accept: '.json,application/json' });
     file.addEventListener('change', () => {
       const f = file.files?.[0];
-      if (!f) return;
-      void f.text().then(
-        (text) => setSnapshot(loadFileExport(text)),
-        (err: unknown) => {
-          view.loadError = err instanceof Error ? err.message : String(err);
-          drawSource();
-        },
-      );
+      if (f) void fromFile(f);
     });
-    const loaded = view.snapshot
-      ? h('p', { id: 'loaded' }, t('loaded_from', { source: t(view.snapshot.source === 'server' ? 'source_server' : 'source_file'), entries: view.entries.length, checkpoints: view.checkpoints.length }))
-      : null;
+    const s = view.state;
+    const log = verified();
     replace(
       sourceEl,
       h('h2', {}, t('audit_log')),
-      view.unavailable ? h('p', { class: 'notice', id: 'audit-unavailable' }, t('audit_unavailable')) : null,
-      view.loadError ? h('p', { class: 'error', role: 'alert' }, view.loadError) : null,
-      loaded,
-      h('div', { class: 'row' }, h('button', { type: 'button', id: 'load-server', class: 'secondary', onclick: () => void fromServer() }, t('load_server')), h('label', {}, t('open_export'), file)),
+      s.phase === 'unavailable' ? h('p', { class: 'notice', id: 'audit-unavailable' }, t('audit_unavailable')) : null,
+      s.phase === 'error' ? h('p', { class: 'error', role: 'alert', id: 'load-error', 'data-code': s.code }, t('load_failed', { reason: t(problemKey(s.code)) })) : null,
+      s.phase === 'refused' ? h('p', { class: 'error', role: 'alert', id: 'load-refused', 'data-reason': s.reason }, t(s.reason)) : null,
+      log ? h('p', { id: 'loaded' }, t('loaded_from', { source: t(log.source === 'server' ? 'source_server' : 'source_file'), entries: log.entries.length, checkpoints: log.checkpoints.length })) : null,
+      log ? h('button', { type: 'button', id: 'download-export', class: 'secondary', onclick: () => downloadFile(exportFileName(agreement, log), 'application/json', log.text) }, t('rep_download_export')) : null,
+      h('div', { class: 'row' }, h('button', { type: 'button', id: 'load-server', class: 'secondary', onclick: () => void fromServer() }, t('load_server')), h('label', { class: 'file-button' }, file, t('open_export'))),
     );
   };
 
   const drawLog = () => {
-    const types = [...new Set(view.entries.map((e) => e.type))].sort();
-    const fromIn = h('input', { type: 'datetime-local', id: 'filter-from', step: 1 });
-    const toIn = h('input', { type: 'datetime-local', id: 'filter-to', step: 1 });
-    const typeSel = h('select', { id: 'filter-type' }, h('option', { value: '' }, t('all_types')), ...types.map((x) => h('option', { value: x }, x)));
+    const log = verified();
+    if (!log) return replace(logEl);
+    const types = [...new Set(log.entries.map((e) => e.type))].sort();
+    const timeIn = (id: string) => h('input', { id, placeholder: t('filter_time_hint'), autocomplete: 'off', inputmode: 'numeric', size: 19 });
+    const fromIn = timeIn('filter-from');
+    const toIn = timeIn('filter-to');
+    const typeSel = h('select', { id: 'filter-type' }, h('option', { value: '' }, t('all_types')), ...types.map((x) => h('option', { value: x }, entryTypeLabel(x))));
     const msgIn = h('input', { id: 'filter-message', placeholder: '0123abcd…', maxlength: 32, autocomplete: 'off' });
-    if (view.filter.from !== undefined) fromIn.value = toLocalInput(view.filter.from);
-    if (view.filter.to !== undefined) toIn.value = toLocalInput(view.filter.to);
+    if (view.filter.from !== undefined) fromIn.value = formatTime(view.filter.from);
+    if (view.filter.to !== undefined) toIn.value = formatTime(view.filter.to);
     typeSel.value = view.filter.type ?? '';
     msgIn.value = view.filter.message ?? '';
     const form = h(
@@ -113,46 +178,71 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       h('label', {}, t('filter_type'), typeSel),
       h('label', {}, t('filter_message'), msgIn),
       h('button', { type: 'submit', id: 'apply-filter' }, t('load')),
+      h('p', { class: 'error', id: 'filter-error', role: 'alert' }),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
+      const from = parseFilterTime(fromIn.value);
+      const to = parseFilterTime(toIn.value);
+      if (from === null || to === null) {
+        (from === null ? fromIn : toIn).focus();
+        return replace(form.querySelector('#filter-error')!, t('filter_time_invalid'));
+      }
       view.filter = {
-        ...(fromIn.value ? { from: new Date(fromIn.value).getTime() } : {}),
-        ...(toIn.value ? { to: new Date(toIn.value).getTime() } : {}),
+        ...(from === undefined ? {} : { from }),
+        ...(to === undefined ? {} : { to }),
         ...(typeSel.value ? { type: typeSel.value } : {}),
         ...(msgIn.value.trim() ? { message: msgIn.value.trim().toLowerCase() } : {}),
       };
+      view.page = 1;
       drawLog();
     });
     const f = view.filter;
-    const rows = view.entries.filter(
+    const rows = log.entries.filter(
       (e) =>
         (f.from === undefined || e.at >= f.from) &&
         (f.to === undefined || e.at <= f.to) &&
         (f.type === undefined || e.type === f.type) &&
         (f.message === undefined || (entryMessageId(e) ?? '').startsWith(f.message)),
     );
-    const bad = view.verification?.problem?.index;
+    const p = pageOf(rows, view.page, view.pageSize);
+    view.page = p.page;
+    const pager = pagerView(
+      p,
+      view.pageSize,
+      (page) => {
+        view.page = page;
+        drawLog();
+      },
+      (size) => {
+        // Keep the first row shown in view at the new page size.
+        view.page = Math.floor(Math.max(0, p.first - 1) / size) + 1;
+        view.pageSize = size;
+        drawLog();
+      },
+    );
+    const heads = ['col_index', 'col_at', 'col_type', 'col_summary'] as const;
     replace(
       logEl,
       form,
-      h('p', { class: 'small muted', id: 'shown' }, t('shown', { n: Math.min(rows.length, MAX_ROWS), total: rows.length })),
+      h('p', { class: 'small muted', id: 'shown', 'data-first': p.first, 'data-last': p.last, 'data-total': p.total }, t('shown_range', { first: p.first, last: p.last, total: p.total })),
+      pager,
       h(
         'table',
-        { id: 'entries' },
-        h('thead', {}, h('tr', {}, ...(['col_index', 'col_at', 'col_type', 'col_summary'] as const).map((k) => h('th', {}, t(k))), h('th', {}))),
+        { id: 'entries', class: 'stack' },
+        h('thead', {}, h('tr', {}, ...heads.map((k) => h('th', {}, t(k))), h('th', {}))),
         h(
           'tbody',
           {},
-          ...rows.slice(0, MAX_ROWS).map((e) => {
+          ...p.rows.map((e) => {
             const id = entryMessageId(e);
             return h(
               'tr',
-              { class: e.index === bad ? 'problem' : '', 'data-index': e.index, 'data-type': e.type },
-              h('td', {}, e.index),
-              h('td', {}, e.at ? formatTime(e.at) : '—'),
-              h('td', {}, h('code', {}, e.type)),
-              h('td', { class: 'small' }, entrySummary(e)),
+              { 'data-index': e.index, 'data-type': e.type },
+              h('td', { class: 'num', 'data-label': t(heads[0]) }, e.index),
+              h('td', { class: 'when', 'data-label': t(heads[1]) }, e.at ? formatTime(e.at) : '—'),
+              h('td', { 'data-label': t(heads[2]) }, entryTypeLabel(e.type)),
+              h('td', { class: 'small', 'data-label': t(heads[3]) }, entrySummary(e)),
               h('td', {}, id ? h('button', { type: 'button', class: 'secondary follow', onclick: () => follow(id) }, t('follow')) : null),
             );
           }),
@@ -168,37 +258,40 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const drawTrail = () => {
-    if (!view.trail) return replace(trailEl);
-    const steps = trailOf(view.entries, view.trail);
+    const log = verified();
+    if (!view.trail || !log) return replace(trailEl);
+    const steps = trailOf(log.entries, view.trail);
     replace(
       trailEl,
       h('h2', {}, t('message_trail', { id: view.trail.slice(0, 16) })),
-      h('ol', { class: 'trail', id: 'trail-steps' }, ...steps.map((s) => h('li', { 'data-step': s.step }, h('b', {}, s.step), ` — ${formatTime(s.entry.at)} (#${s.entry.index}) `, h('span', { class: 'small' }, entrySummary(s.entry))))),
+      h('ol', { class: 'trail', id: 'trail-steps' }, ...steps.map((s) => h('li', { 'data-step': s.step }, h('b', {}, s.label), ` — ${formatTime(s.entry.at)} (#${s.entry.index}) `, h('span', { class: 'small' }, entrySummary(s.entry))))),
     );
   };
 
   /**
    * Cosign as this ministry's auditor: the client verifies the latest checkpoint's signature, that
    * no checkpoint seen has another root for its size, and a consistency proof from the last one
-   * this device cosigned; then the log is loaded again to show the new cosignature.
+   * this device cosigned; then the log is loaded (and verified) again to show the new
+   * cosignature, and the result is shown once that load is done (a load clears older notices).
    */
   const cosign = async () => {
     view.cosign = { running: true };
     drawCheckpoints();
+    let outcome: NonNullable<View['cosign']>;
     try {
-      const result = await client.cosignLatest();
-      view.cosign = { running: false, result };
+      outcome = { running: false, result: await client.cosignLatest() };
       await fromServer();
     } catch (err) {
-      view.cosign = { running: false, error: { code: err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) } };
+      outcome = { running: false, error: { code: err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) } };
     }
+    view.cosign = outcome;
     drawCheckpoints();
   };
 
   const cosignView = () => {
     const s = view.cosign;
     if (!s || s.running) return null;
-    if (s.error) return h('p', { class: 'problem', role: 'alert', id: 'cosign-result', 'data-status': 'failed', 'data-code': s.error.code }, t('cosign_failed', s.error));
+    if (s.error) return h('p', { class: 'problem', role: 'alert', id: 'cosign-result', 'data-status': 'failed', 'data-code': s.error.code }, t('cosign_failed_reason', { reason: t(problemKey(s.error.code)) }));
     const r = s.result!;
     return h(
       'p',
@@ -208,13 +301,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const drawCheckpoints = () => {
-    const verifiedNames = new Set(view.verification?.ok ? [agreement.name, ...view.verification.cosigners] : []);
+    const log = verified();
+    const verifiedNames = new Set(log ? [agreement.name, ...log.verification.cosigners] : []);
     replace(
       checkpointsEl,
       h('h2', {}, t('checkpoints')),
       h('button', { type: 'button', id: 'cosign-run', class: 'secondary', disabled: view.cosign?.running === true, onclick: () => void cosign() }, t('cosign_latest')),
       cosignView(),
-      view.checkpoints.length === 0
+      !log || log.checkpoints.length === 0
         ? h('p', { class: 'muted' }, t('none'))
         : h(
             'table',
@@ -223,20 +317,16 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
             h(
               'tbody',
               {},
-              ...view.checkpoints.map((note) => {
-                try {
-                  const cp = parseCheckpoint(note);
-                  const names = parseNote(note).signatures.map((s) => s.name);
-                  return h(
-                    'tr',
-                    { 'data-size': cp.size },
-                    h('td', {}, cp.size),
-                    h('td', {}, h('code', {}, toHex(cp.rootHash).slice(0, 16) + '…')),
-                    h('td', { class: 'small' }, ...names.map((n) => h('div', {}, verifiedNames.has(n) ? '✔ ' : '', n))),
-                  );
-                } catch (err) {
-                  return h('tr', { class: 'problem' }, h('td', { colspan: 3 }, err instanceof Error ? err.message : String(err)));
-                }
+              ...log.checkpoints.map((note) => {
+                const cp = parseCheckpoint(note);
+                const names = parseNote(note).signatures.map((s) => s.name);
+                return h(
+                  'tr',
+                  { 'data-size': cp.size },
+                  h('td', {}, cp.size),
+                  h('td', {}, h('code', {}, toHex(cp.rootHash).slice(0, 16) + '…')),
+                  h('td', { class: 'small' }, ...names.map((n) => h('div', {}, verifiedNames.has(n) ? '✔ ' : '', n))),
+                );
               }),
             ),
           ),
@@ -244,83 +334,60 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const drawVerify = () => {
-    const v = view.verification;
-    const p = view.progress;
+    const s = view.state;
+    const problem = s.phase === 'failed' ? s.problem : undefined;
     replace(
       verifyEl,
       h('h2', {}, t('verify')),
-      h('button', { type: 'button', id: 'verify-run', disabled: !view.snapshot || (p !== undefined && !v), onclick: () => void runVerify() }, t('verify')),
-      p ? h('progress', { class: 'progress', id: 'verify-progress', max: Math.max(1, p.total), value: p.done }) : null,
-      p && !v ? h('p', { class: 'small' }, t('verify_running', { done: p.done, total: p.total })) : null,
-      v
-        ? v.ok
-          ? h('p', { class: 'verified', id: 'verify-result', 'data-ok': 'true' }, '✔ ', t('verify_ok', { entries: v.entries, checkpoints: v.checkpoints }))
-          : h(
+      h('button', { type: 'button', id: 'verify-run', class: 'secondary', disabled: !view.snapshot || s.phase === 'verifying', onclick: () => reverify() }, t('verify_again')),
+      s.phase === 'verifying' ? h('progress', { class: 'progress', id: 'verify-progress', max: Math.max(1, s.total), value: s.done }) : null,
+      s.phase === 'verifying' ? h('p', { class: 'small', id: 'verify-running' }, t('verify_running', { done: s.done, total: s.total })) : null,
+      s.phase === 'verified'
+        ? h('p', { class: 'verified', id: 'verify-result', 'data-ok': 'true' }, '✔ ', t('verify_ok', { entries: s.log.verification.entries, checkpoints: s.log.verification.checkpoints }))
+        : null,
+      problem
+        ? h(
+            'div',
+            { class: 'failure', id: 'verify-result', role: 'alert', 'data-ok': 'false', 'data-index': problem.index ?? '', 'data-checkpoint': problem.checkpoint ?? '', 'data-code': problem.code },
+            h('p', { class: 'failure-title' }, '✘ ', t('verify_failed')),
+            h(
               'p',
-              { class: 'problem', id: 'verify-result', 'data-ok': 'false', 'data-index': v.problem?.index ?? '', 'data-code': v.problem?.code ?? '' },
-              '✘ ',
-              t('verify_problem', { index: v.problem?.index ?? '—', code: v.problem?.code ?? '', message: v.problem?.message ?? '' }),
-            )
+              {},
+              problem.index !== undefined
+                ? t('verify_failed_entry', { index: problem.index, reason: t(problemKey(problem.code)) })
+                : problem.checkpoint !== undefined
+                  ? t('verify_failed_checkpoint', { checkpoint: problem.checkpoint, reason: t(problemKey(problem.code)) })
+                  : t(problemKey(problem.code)),
+            ),
+            s.phase === 'failed' && s.entryText !== undefined
+              ? h('details', { id: 'problem-entry' }, h('summary', {}, t('verify_failed_evidence', { index: problem.index ?? '' })), h('pre', {}, s.entryText))
+              : null,
+          )
         : null,
     );
   };
 
-  const runVerify = async () => {
-    if (!view.snapshot) return;
-    view.verification = undefined;
-    view.progress = { done: 0, total: view.entries.length };
-    drawVerify();
-    const result = await verifyAuditExport(agreement, view.snapshot.value, {
-      onProgress: (done, total) => {
-        view.progress = { done, total };
-        const bar = document.getElementById('verify-progress') as HTMLProgressElement | null;
-        if (bar) {
-          bar.max = Math.max(1, total);
-          bar.value = done;
-        }
-      },
-    });
-    view.verification = result;
-    view.progress = { done: view.progress.total, total: view.progress.total };
-    if (!result.ok && result.problem?.index !== undefined) view.filter = {};
-    drawAll();
-  };
-
   const drawReport = () => {
-    const r = view.report;
-    const ms = (x: number | null) => (x === null ? '—' : formatDuration(x));
+    const s = view.state;
+    const log = verified();
     replace(
       reportEl,
       h('h2', {}, t('report')),
-      !r
-        ? h('p', { class: 'muted' }, t('none'))
-        : h(
-            'div',
-            {},
+      log
+        ? reportView(
+            log,
+            agreement,
             h(
-              'table',
-              { id: 'report-table' },
-              h('thead', {}, h('tr', {}, ...(['col_precedence', 'col_count', 'rung_delivered', 'rung_acknowledged', 'col_median', 'col_late'] as const).map((k) => h('th', {}, t(k))))),
-              h(
-                'tbody',
-                {},
-                ...r.rows.map((row) =>
-                  h(
-                    'tr',
-                    { 'data-precedence': row.precedence },
-                    h('td', {}, h('span', { class: `prec prec-${row.precedence.toLowerCase()}` }, t(`prec_${row.precedence}` as MessageKey))),
-                    h('td', {}, row.sent),
-                    h('td', {}, row.delivered),
-                    h('td', {}, row.acknowledged),
-                    h('td', {}, ms(row.toAcknowledged.medianMs)),
-                    h('td', { class: row.deadlinesMissed > 0 ? 'problem' : '' }, row.deadlinesMissed),
-                  ),
-                ),
-              ),
+              'div',
+              { class: 'row report-actions' },
+              h('button', { type: 'button', id: 'download-csv', class: 'secondary', onclick: () => downloadFile(reportFileName(agreement, log), 'text/csv;charset=utf-8', reportCsv(log, agreement)) }, t('rep_download_csv')),
+              // The browser's print dialog also saves as PDF; the print stylesheet keeps only the report.
+              h('button', { type: 'button', id: 'print-report', class: 'secondary', onclick: () => window.print() }, t('rep_print')),
             ),
-            h('p', { class: 'small muted' }, t('chart_title')),
-            reportChart(r, agreement),
-          ),
+          )
+        : s.phase === 'failed'
+          ? h('p', { class: 'problem', id: 'report-withheld' }, t('report_withheld'))
+          : h('p', { class: 'muted', id: 'report-pending' }, t('report_pending')),
     );
   };
 
@@ -336,7 +403,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
           'tbody',
           {},
           ...directory.certs.map((x) =>
-            h('tr', {}, h('td', {}, `${x.party}/${x.device}`), h('td', {}, x.role), h('td', {}, h('code', {}, groupHex(fingerprint(fromBase64(x.signKey)).slice(0, 16)))), h('td', { class: 'small' }, formatTime(x.notAfter))),
+            h('tr', {}, h('td', {}, `${x.party}/${x.device}`), h('td', {}, wordLabel(x.role)), h('td', {}, h('code', {}, groupHex(fingerprint(fromBase64(x.signKey)).slice(0, 16)))), h('td', { class: 'small' }, formatTime(x.notAfter))),
           ),
         ),
       ),
@@ -357,19 +424,6 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     drawDirectory();
   };
 
-  const fromServer = async () => {
-    try {
-      const snap = await loadServerExport(() => client.auditExport());
-      view.unavailable = snap === undefined;
-      view.loadError = undefined;
-      if (snap) setSnapshot(snap);
-      else drawSource();
-    } catch (err) {
-      view.loadError = err instanceof Error ? err.message : String(err);
-      drawSource();
-    }
-  };
-
   // The directory is verified here against the pinned agreement, not taken on the server's word.
   // (HotlineClient leaves out every certificate that does not chain to the pinned agreement.)
   // A revocation that does not verify is not listed: it revokes nothing.
@@ -384,50 +438,6 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   layout();
   drawAll();
   await fromServer();
-}
-
-/** Bars: median and p95 time to acknowledge per precedence, as a share of its deadline (100 % line). */
-function reportChart(report: AuditReport, agreement: Agreement): SVGSVGElement {
-  const NS = 'http://www.w3.org/2000/svg';
-  const el = <K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, text?: string) => {
-    const e = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-    if (text !== undefined) e.textContent = text;
-    return e;
-  };
-  const W = 360;
-  const rowH = 34;
-  const left = 90;
-  const plotW = W - left - 20;
-  const H = 10 + rowH * PRECEDENCES.length + 20;
-  const max = 1.5; // the axis runs to 150 % of the deadline; longer bars are clipped and marked
-  const x = (share: number) => left + (Math.min(share, max) / max) * plotW;
-  const svg = el('svg', { class: 'chart', id: 'report-chart', viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': t('chart_title') });
-  svg.appendChild(el('title', {}, t('chart_title')));
-  report.rows.forEach((row, i) => {
-    const y = 6 + i * rowH;
-    const deadline = agreement.deadlines[row.precedence].acknowledgedMs;
-    svg.appendChild(el('text', { x: 0, y: y + 16 }, row.precedence));
-    const bars: [number | null, string, number][] = [
-      [row.toAcknowledged.p95Ms, 'bar-p95', 0],
-      [row.toAcknowledged.medianMs, `bar-${row.precedence.toLowerCase()}`, 6],
-    ];
-    for (const [value, cls, inset] of bars) {
-      if (value === null) continue;
-      const share = value / deadline;
-      svg.appendChild(el('rect', { x: left, y: y + 4 + inset / 2, width: Math.max(1, x(share) - left), height: 20 - inset, class: cls, 'data-share': share.toFixed(3) }));
-    }
-    const label = row.toAcknowledged.medianMs === null ? '—' : `${Math.round((row.toAcknowledged.medianMs / deadline) * 100)} %`;
-    svg.appendChild(el('text', { x: left + 4, y: y + 18 }, label));
-  });
-  svg.appendChild(el('line', { x1: x(1), x2: x(1), y1: 4, y2: H - 16, class: 'deadline-line' }));
-  svg.appendChild(el('text', { x: x(1) - 20, y: H - 4 }, t('deadline_line')));
-  return svg;
-}
-
-function toLocalInput(ms: number): string {
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
-  return d.toISOString().slice(0, 19);
 }
 
 void bootConsole('auditor', 'app_auditor', runConsole);
