@@ -111,7 +111,8 @@ class Challenges {
   }
 
   issue(party: string, device: string, now: number): { challenge: string; expiresAt: number } {
-    const expiresAt = Math.ceil((now + CHALLENGE_TTL_MS) / 1000) * 1000;
+    // Whole seconds, rounded down: a challenge never lives longer than the TTL.
+    const expiresAt = Math.floor((now + CHALLENGE_TTL_MS) / 1000) * 1000;
     const head = new Uint8Array(16);
     head.set(randomBytes(12));
     new DataView(head.buffer).setUint32(12, expiresAt / 1000);
