@@ -26,19 +26,26 @@ async function entryTypes(s: RunningServer): Promise<string[]> {
   return (await s.store.auditEntries(0, await s.store.auditSize())).map((e) => (JSON.parse(e.entry) as { type: string }).type);
 }
 
+/** A server with one message exchanged, a signed checkpoint, and jp's cosignature of it. */
+async function exchangeAndCosign(text: string, precedence: 'FLASH' | 'ROUTINE') {
+  const d = await makeDeployment(Date.now() - 60_000);
+  const data = join(dir, 'server');
+  const log = logSecretFile(d.agreement, d.logSecret);
+  const s = await startAuditServer(d.agreement, log, data, Object.values(d.devices));
+  const jp = makeClient(s.url, d.agreement, d.devices.jpOp);
+  const cn = makeClient(s.url, d.agreement, d.devices.cnOp);
+  clients.push(jp, cn);
+  await Promise.all([jp.start(), cn.start()]);
+  await sendAndAck(jp, cn, text, precedence);
+  const cp = await signNow(s.url, d.devices.jpAud, d.agreement);
+  expect(await jp.cosignLatest()).toMatchObject({ status: 'cosigned', size: cp.size });
+  return { d, data, log, jp, cn, cp, s };
+}
+
 describe('hotline backup and restore', () => {
   it('backs up under load, restores after a loss, verifies the log against the cosigned checkpoint and names the gap', async () => {
-    const d = await makeDeployment(Date.now() - 60_000);
-    const data = join(dir, 'server');
-    const log = logSecretFile(d.agreement, d.logSecret);
-    server = await startAuditServer(d.agreement, log, data, Object.values(d.devices));
-    const jp = makeClient(server.url, d.agreement, d.devices.jpOp);
-    const cn = makeClient(server.url, d.agreement, d.devices.cnOp);
-    clients.push(jp, cn);
-    await Promise.all([jp.start(), cn.start()]);
-    await sendAndAck(jp, cn, '至急：確認されたい', 'FLASH');
-    const cp = await signNow(server.url, d.devices.jpAud, d.agreement);
-    expect(await jp.cosignLatest()).toMatchObject({ status: 'cosigned', size: cp.size });
+    const { d, data, log, jp, cn, cp, s: running } = await exchangeAndCosign('至急：確認されたい', 'FLASH');
+    server = running;
 
     // The backup runs while entries are being written (bounded: 200 appends).
     const store = server.store;
@@ -76,16 +83,8 @@ describe('hotline backup and restore', () => {
   });
 
   it('refuses a backup whose log does not match the checkpoint the parties cosigned, and never overwrites a backup', async () => {
-    const d = await makeDeployment(Date.now() - 60_000);
-    const data = join(dir, 'server');
-    server = await startAuditServer(d.agreement, logSecretFile(d.agreement, d.logSecret), data, Object.values(d.devices));
-    const jp = makeClient(server.url, d.agreement, d.devices.jpOp);
-    const cn = makeClient(server.url, d.agreement, d.devices.cnOp);
-    clients.push(jp, cn);
-    await Promise.all([jp.start(), cn.start()]);
-    await sendAndAck(jp, cn, 'first', 'ROUTINE');
-    const cp = await signNow(server.url, d.devices.jpAud, d.agreement);
-    await jp.cosignLatest();
+    const { d, data, cp, s: running } = await exchangeAndCosign('first', 'ROUTINE');
+    server = running;
     const out = join(dir, 'backup.sqlite');
     expect((await cli(['backup', '--data', data, '--out', out])).code).toBe(0);
     expect((await cli(['backup', '--data', data, '--out', out])).code).not.toBe(0);
