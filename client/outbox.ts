@@ -210,6 +210,10 @@ export class Outbox {
    * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
    */
   async onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
+    // An `accepted` whose hash is not the hash of what this device sealed is not an acceptance of
+    // it (a relay that stored something else, or a bug): the item stays in the outbox and the
+    // mismatch is reported, never taken as proof of sending.
+    const mismatched = new Set<string>();
     await this.#o.storage.update(this.#o.key, (s) => {
       for (const f of frames) {
         if (f.t === 'receipt-accepted') {
@@ -219,12 +223,21 @@ export class Outbox {
         const key = `e:${f.id}`;
         const item = s.outbox[key];
         if (item?.kind !== 'envelope') continue;
+        const own = envelopeHash(item.envelope.header);
+        if (own !== f.envelopeHash) {
+          mismatched.add(f.id);
+          continue;
+        }
         delete s.outbox[key];
-        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: envelopeHash(item.envelope.header), receipts: [] };
+        s.sent[f.id] ??= { header: item.envelope.header, envelopeHash: own, receipts: [] };
         s.sent[f.id]!.acceptedAt = f.at;
       }
     });
     for (const f of frames) {
+      if (f.t === 'accepted' && mismatched.has(f.id)) {
+        this.#o.report(new HotlineError('HL_ERR_RELAY_HASH_MISMATCH', `the relay accepted message ${f.id} under another hash than the one sealed here; it stays in the outbox`));
+        continue;
+      }
       if (f.t === 'accepted') this.#o.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
       else this.#o.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
     }

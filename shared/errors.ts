@@ -99,6 +99,7 @@ export const ERROR_TABLE = {
   HL_ERR_STORE_FAILED: { http: 503, ws: 4503, closesLink: false, retry: 'later' },
   HL_ERR_STORE_DATA_LOST: { http: 503, ws: 4512, closesLink: false, retry: 'later' },
   HL_ERR_STORE_LOCKED: { http: 503, ws: 4513, closesLink: false, retry: 'later' },
+  HL_ERR_RELAY_HASH_MISMATCH: { http: 502, ws: 4514, closesLink: false, retry: 'later' },
   HL_ERR_SERVER_SHUTTING_DOWN: { http: 503, ws: 4504, closesLink: false, retry: 'later' },
   HL_ERR_SERVER_SLOW_CONSUMER: { http: 503, ws: 4505, closesLink: false, retry: 'later' },
   HL_ERR_INTERNAL: { http: 500, ws: 4501, closesLink: false, retry: 'later' },

@@ -420,6 +420,31 @@ describe('HotlineClient inbox', () => {
   });
 });
 
+describe('HotlineClient answers', () => {
+  it('does not take an `accepted` under another hash as acceptance: the message stays in the outbox and the mismatch is reported', async () => {
+    const s = await setup();
+    const storage = new MemoryStorage();
+    const client = s.make(s.d.devices.jpOp, storage);
+    const sock = await connect(s, client, 0);
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'FLASH', body: '至急' });
+    const f = await sock.waitFor('envelope');
+    const accepted: string[] = [];
+    client.on('accepted', (a) => accepted.push(a.id));
+    const err = next(client, 'error');
+    sock.push({ t: 'accepted', id, envelopeHash: envelopeHash({ ...f.envelope.header, seq: f.envelope.header.seq + 1 }), at: 1 });
+    expect((await err).code).toBe('HL_ERR_RELAY_HASH_MISMATCH');
+    const state = await storage.read('jp-mod/jp-op-1');
+    expect(Object.keys(state.outbox)).toEqual([`e:${id}`]);
+    expect(state.sent[id]).toBeUndefined();
+    // The right hash is an acceptance.
+    const ok = next(client, 'accepted');
+    sock.push({ t: 'accepted', id, envelopeHash: envelopeHash(f.envelope.header), at: 2 });
+    await ok;
+    expect(accepted).toEqual([id]);
+    expect((await storage.read('jp-mod/jp-op-1')).outbox).toEqual({});
+  });
+});
+
 describe('HotlineClient receipts', () => {
   it('verifies receipts for its own messages against the directory and the header it sent', async () => {
     const s = await setup();
