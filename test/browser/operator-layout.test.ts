@@ -28,6 +28,9 @@ describe('operator console layout', () => {
       await cn.page.locator(`#inbox tr.msg[data-id="${ids[0]}"]`).waitFor();
       await cn.page.screenshot({ path: join(SCREENSHOT_DIR, `operator-${lang}-390.png`), fullPage: true });
       expect({ lang, width: await cn.page.evaluate(() => document.documentElement.scrollWidth) }).toEqual({ lang, width: 390 });
+      // The text stays readable: its column is not squeezed to a few characters a line.
+      const text = await cn.page.locator(`#inbox tr.msg[data-id="${ids[0]}"] td`).nth(2).boundingBox();
+      expect({ lang, readable: (text?.width ?? 0) >= 250 }).toEqual({ lang, readable: true });
     }
 
     await cn.page.setViewportSize({ width: 1280, height: 900 });
