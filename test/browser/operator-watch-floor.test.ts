@@ -109,6 +109,42 @@ describe('operator console on a watch floor', () => {
     await cn.context.close();
   });
 
+  it('IMMEDIATE has its own amber banner and shorter sound, announced politely; FLASH stays assertive; the Acknowledge button says which message', async () => {
+    const keyFile = await enrolDevice(hx, 'cn-mnd', 'imm1');
+    const cn = await connectConsole(hx, 'zh-CN', keyFile, 'cn immediate passphrase');
+    const jp = await startNodeClient(hx, 'jp-mod/op1');
+    const imm = (await jp.send({ to: 'cn-mnd', precedence: 'IMMEDIATE', subject: 'convoy moved', body: 'immediate traffic', lang: 'en' })).id;
+    const banner = cn.page.locator(`.immediate-banner[data-id="${imm}"]`);
+    await banner.waitFor();
+    expect(await banner.getAttribute('role')).toBe('status');
+    expect(await banner.getAttribute('aria-live')).toBe('polite');
+    expect(await banner.textContent()).toContain('convoy moved');
+    expect(await banner.textContent()).toContain('jp-mod/op1');
+    await expect.poll(() => cn.page.evaluate(() => document.body.dataset.chimes)).toBe('1');
+    // Its own sound, not the FLASH alarm.
+    expect(await cn.page.evaluate(() => document.body.dataset.alarm ?? 'off')).toBe('off');
+    const colour = await banner.evaluate((el) => getComputedStyle(el).backgroundColor);
+    const flash = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'flash too', body: 'flash traffic', lang: 'en' })).id;
+    const flashBanner = cn.page.locator(`.flash-banner[data-id="${flash}"]`);
+    await flashBanner.waitFor();
+    expect(await flashBanner.getAttribute('role')).toBe('alert');
+    expect(await flashBanner.evaluate((el) => getComputedStyle(el).backgroundColor)).not.toBe(colour);
+    for (const [lang, word] of [['zh', '紧急'], ['ja', '緊急'], ['en', 'IMMEDIATE']] as const) {
+      await cn.page.selectOption('#language', lang);
+      await expect.poll(() => banner.textContent()).toContain(word);
+      const label = (await banner.locator('button.ack').getAttribute('aria-label')) ?? '';
+      expect(label).toContain('convoy moved');
+      expect(label).toContain('jp-mod/op1');
+      await cn.page.screenshot({ path: join(SCREENSHOT_DIR, `operator-${lang}-immediate.png`), fullPage: true });
+    }
+    await banner.locator('button.ack').click();
+    await banner.waitFor({ state: 'detached' });
+    expect(await flashBanner.count()).toBe(1);
+    expect(cn.errors).toEqual([]);
+    await jp.stop();
+    await cn.context.close();
+  });
+
   it('compose: Enter in Subject sends nothing, a FLASH asks for confirmation, precedence returns to ROUTINE, the text keeps the language chosen for it', async () => {
     const keyFile = await enrolDevice(hx, 'jp-mod', 'compose1');
     await enrolDevice(hx, 'cn-mnd', 'compose-peer');

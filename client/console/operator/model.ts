@@ -273,6 +273,11 @@ export function isFlashAlarm(r: InboxRow): boolean {
   return r.answerable && !r.acknowledged && r.header.precedence === ('FLASH' satisfies Precedence);
 }
 
+/** An unacknowledged IMMEDIATE addressed to this party: it has a banner of its own, and no alarm. */
+export function isImmediateAlert(r: InboxRow): boolean {
+  return r.answerable && !r.acknowledged && r.header.precedence === ('IMMEDIATE' satisfies Precedence);
+}
+
 /** Unacknowledged FLASH messages addressed to this party: they hold the alarm on. */
 export function flashAlarms(rows: readonly InboxRow[]): InboxRow[] {
   return rows.filter(isFlashAlarm);

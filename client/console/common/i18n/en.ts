@@ -67,6 +67,8 @@ export const en = {
   acknowledged_by: 'acknowledged by {who}',
   receipt_verified: 'signed receipt of {who} verified',
   flash_alert: 'FLASH message from {from}: acknowledge now',
+  immediate_alert: 'IMMEDIATE message from {from}',
+  ack_label: 'Acknowledge {prec} from {from}: {subject}',
   exercise_mark: 'EXERCISE',
   events: 'Events',
   ev_deadline_missed: 'Deadline missed: {rung} of {id} ({prec}), {late} late, level {level}',

@@ -69,6 +69,8 @@ export const ja: Dictionary = {
   acknowledged_by: '{who} が確認',
   receipt_verified: '{who} の署名付き受領証を検証済み',
   flash_alert: '{from} から FLASH：直ちに確認してください',
+  immediate_alert: '{from} から IMMEDIATE（緊急）',
+  ack_label: '{from} からの {prec}「{subject}」を確認する',
   exercise_mark: 'EXERCISE・演習',
   events: 'イベント',
   ev_deadline_missed: '期限超過：{id}（{prec}）の{rung}、{late} 遅れ、段階 {level}',

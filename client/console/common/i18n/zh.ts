@@ -69,6 +69,8 @@ export const zh: Dictionary = {
   acknowledged_by: '{who} 已确认',
   receipt_verified: '{who} 的签名回执已验证',
   flash_alert: '来自 {from} 的 FLASH 电文：请立即确认',
+  immediate_alert: '来自 {from} 的 IMMEDIATE（紧急）电文',
+  ack_label: '确认来自 {from} 的 {prec} 电文“{subject}”',
   exercise_mark: 'EXERCISE · 演习',
   events: '事件',
   ev_deadline_missed: '超过期限：{id}（{prec}）的{rung}，迟 {late}，级别 {level}',

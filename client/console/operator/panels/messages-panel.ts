@@ -5,7 +5,7 @@ import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
-import { OUT_RUNGS, unreadTitle, inboxRow, isFlashAlarm, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
+import { OUT_RUNGS, unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
 import { DueCells } from './due-cells.js';
 
 /** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
@@ -51,7 +51,14 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const outboxBody = h('tbody', {});
   const inboxRows = new KeyedRows(inboxBody);
   const outboxRows = new KeyedRows(outboxBody);
-  const banners = new KeyedRows(bannerEl);
+  // FLASH banners first and assertive (role alert); IMMEDIATE ones below them, announced politely.
+  const flashSlot = h('div', {});
+  const immediateSlot = h('div', {});
+  bannerEl.append(flashSlot, immediateSlot);
+  const banners = new KeyedRows(flashSlot);
+  const immediates = new KeyedRows(immediateSlot);
+  /** IMMEDIATE messages already chimed for, so that a redraw does not chime again. */
+  const chimed = new Set<string>();
   const due = new DueCells(() => ctx.live.serverOffset);
   /** Unacknowledged messages to this party, by id: the tab title counts them. */
   const open = new Map<string, Precedence>();
@@ -94,7 +101,20 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         lateMark(r.late.acknowledged),
       ),
       due.cell(`in:${r.id}`, r.dueAt),
-      h('td', {}, r.answerable && !r.acknowledged ? h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')) : null),
+      h('td', {}, r.answerable && !r.acknowledged ? ackButton(r) : null),
+    );
+
+  /** An Acknowledge button says, to a screen reader too, which message it acknowledges. */
+  const ackButton = (r: InboxRow) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'ack',
+        'aria-label': t('ack_label', { prec: t(`prec_${r.header.precedence}` as MessageKey), from: `${r.header.from.party}/${r.header.from.device}`, subject: r.text ? (r.text.subject ?? r.text.body) : '…' }),
+        onclick: () => void acknowledge(r.id),
+      },
+      t('acknowledge'),
     );
 
   /** A rung the server judged late says so, and by how much, in words (not by colour alone). */
@@ -138,7 +158,17 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
-      h('button', { type: 'button', class: 'ack', onclick: () => void acknowledge(r.id) }, t('acknowledge')),
+      ackButton(r),
+    );
+
+  const immediateDiv = (r: InboxRow) =>
+    h(
+      'div',
+      { class: `immediate-banner${r.header.exercise ? ' exercise' : ''}`, role: 'status', 'aria-live': 'polite', 'data-id': r.id },
+      r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
+      h('strong', {}, t('immediate_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
+      ackButton(r),
     );
 
   /** The banner and the alarm follow the rows: on while any unacknowledged FLASH to this party is shown. */
@@ -152,6 +182,11 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     else inboxRows.delete(id);
     if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
     else banners.delete(id);
+    if (r && isImmediateAlert(r)) {
+      immediates.put(id, r.acceptedAt, immediateDiv(r));
+      if (!chimed.has(id)) alarm.chime();
+      chimed.add(id);
+    } else immediates.delete(id);
     if (banners.size > 0) alarm.start();
     else alarm.stop();
   };
@@ -249,6 +284,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       inboxRows.clear();
       outboxRows.clear();
       banners.clear();
+      immediates.clear();
       open.clear();
       due.clear();
       resync = true;
