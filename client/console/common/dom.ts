@@ -42,11 +42,23 @@ export function formatDuration(ms: number): string {
   return hours > 0 ? `${hours}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-/** A local timestamp, ISO-like and unambiguous across languages. */
+/** A local timestamp with its zone, ISO-like and unambiguous across languages and capitals. */
 export function formatTime(ms: number): string {
   const d = new Date(ms);
   const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} ${zoneOf(d)}`;
+}
+
+/**
+ * The zone of a local time as its offset from UTC ("UTC", "UTC+09:00", "UTC-05:30"): the same
+ * instant reads 23:05:09 in Tokyo and 22:05:09 in Beijing, so a time without its zone misleads
+ * when the two sides compare notes.
+ */
+export function zoneOf(d: Date): string {
+  const minutes = -d.getTimezoneOffset();
+  if (minutes === 0) return 'UTC';
+  const a = Math.abs(minutes);
+  return `UTC${minutes > 0 ? '+' : '-'}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
 }
 
 /** Group a hex fingerprint in fours for reading aloud. */
