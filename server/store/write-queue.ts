@@ -16,6 +16,10 @@ interface Pending {
  * turns; committing at each would cost an fsync, on the event loop, per few messages. While
  * `holdWhile` says more frames are waiting, the batch stays open, up to maxBatch writes or
  * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
+ *
+ * A FLASH never waits for the hold (issue 9: precedence first, everywhere): an envelope or receipt
+ * of rank 0 ends the hold, so its batch commits at the next turn with whatever else is pending.
+ * It still commits after the batch already on disk's way (batches stay in arrival order).
  */
 export class WriteQueue {
   private pending: Pending[] = [];
@@ -26,6 +30,8 @@ export class WriteQueue {
   /** Whether writes are still coming (frames received and not yet handled). */
   holdWhile: () => boolean = () => false;
   private openedAt = 0;
+  /** A FLASH envelope or receipt is among the pending writes: commit at the next turn. */
+  private urgent = false;
 
   constructor(
     private readonly store: Pick<Store, 'commit'>,
@@ -38,6 +44,7 @@ export class WriteQueue {
     return new Promise((resolve) => {
       if (this.pending.length === 0) this.openedAt = performance.now();
       this.pending.push({ write, resolve });
+      if (isUrgent(write)) this.urgent = true;
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -46,12 +53,14 @@ export class WriteQueue {
   }
 
   private flush(): void {
-    if (this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
+    if (!this.urgent && this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
       setImmediate(() => this.flush());
       return;
     }
     this.scheduled = false;
     const batch = this.pending.splice(0, this.maxBatch);
+    // Bounded by maxBatch: only a FLASH left over by a full batch keeps the next one urgent.
+    this.urgent = this.urgent && this.pending.some((p) => isUrgent(p.write));
     if (this.pending.length > 0) {
       this.openedAt = performance.now();
       this.scheduled = true;
@@ -78,4 +87,9 @@ export class WriteQueue {
     }
     await this.inFlight;
   }
+}
+
+/** Rank 0 is FLASH (server/relay/delivery.ts PRECEDENCE_RANK). */
+function isUrgent(write: Write): boolean {
+  return (write.kind === 'envelope' || write.kind === 'receipt') && write.rank === 0;
 }

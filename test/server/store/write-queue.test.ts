@@ -46,6 +46,30 @@ describe('WriteQueue', () => {
     expect(store.batches.map((b) => b.length)).toEqual([4, 2]);
   });
 
+  it('a FLASH envelope or receipt ends the hold: its batch commits at once with what is pending', async () => {
+    const store = fakeStore();
+    // Writes "still coming" for ever and a hold bound far above the test's run time: without the
+    // FLASH rule nothing would commit before maxBatch, and this test would time out.
+    const q = new WriteQueue(store, 1000, 600_000);
+    q.holdWhile = () => true;
+    const routine = [1, 2].map((n) => q.enqueue({ ...write(n), rank: 3 } as Write));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(0);
+    const flash = q.enqueue({ ...write(3), rank: 0 } as Write);
+    await Promise.all([...routine, flash]);
+    expect(store.batches.map((b) => b.length)).toEqual([3]);
+
+    // The hold applies again to the next batch of ROUTINE writes.
+    const later = q.enqueue({ ...write(4), rank: 3 } as Write);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(1);
+    q.holdWhile = () => false;
+    await later;
+    expect(store.batches).toHaveLength(2);
+  });
+
   it('splits at maxBatch and drain waits for every commit', async () => {
     const store = fakeStore();
     const q = new WriteQueue(store, 2);
