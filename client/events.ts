@@ -21,6 +21,12 @@ export interface MessageEvent {
   plaintext: Plaintext;
   envelopeHash: string;
   acceptedAt: number;
+  /**
+   * Set when the sender's certificate has been revoked since the relay accepted this message: the
+   * revocation's signed time. The message verified against the certificate valid at acceptance
+   * and is shown with "sender revoked since <time>".
+   */
+  senderRevokedAt?: number;
 }
 
 export interface ReceiptEvent {
@@ -29,6 +35,8 @@ export interface ReceiptEvent {
   verified: boolean;
   /** Whether the receipt was checked against the message header this device holds. */
   headerChecked: boolean;
+  /** Set when the signer's certificate has been revoked since the relay accepted this receipt (the revocation's time). */
+  signerRevokedAt?: number;
   error?: HotlineError;
 }
 

@@ -45,7 +45,7 @@ function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
 export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
   consume: boolean;
-  directory: Pick<VerifiedDirectory, 'certFor'>;
+  directory: Pick<VerifiedDirectory, 'certAt'>;
   precedences: PrecedenceMemory;
   outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused'>;
   witness: Pick<AuditWitness, 'queueGossip'>;
@@ -187,9 +187,14 @@ export class Inbox {
       return;
     }
     let opened: { header: EnvelopeHeader; plaintext: Plaintext };
+    let senderRevokedAt: number | undefined;
     try {
-      const senderCert = await this.#o.directory.certFor(h.from);
-      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
+      // Verified as of the relay's acceptance, not now: a revocation since then does not take back
+      // what was accepted while the certificate was valid (PROTOCOL.md "Revocation is about the
+      // time of acceptance").
+      const sender = await this.#o.directory.certAt(h.from, frame.acceptedAt);
+      senderRevokedAt = sender.revokedAt;
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert });
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }
@@ -212,7 +217,13 @@ export class Inbox {
     });
     if (!isNew) return;
     this.#o.precedences.remember(h.id, h.precedence);
-    this.#o.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
+    this.#o.emit('message', {
+      header: opened.header,
+      plaintext: opened.plaintext,
+      envelopeHash: hash,
+      acceptedAt: frame.acceptedAt,
+      ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }),
+    });
     if (receipt) this.#o.outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
     if (h.linkTest && gossip && this.#o.me.role === 'operator') {
@@ -227,9 +238,12 @@ export class Inbox {
     const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
     let verified = false;
     let error: HotlineError | undefined;
+    let signerRevokedAt: number | undefined;
     try {
-      const cert = await this.#o.directory.certFor(body.by);
-      await verifyReceipt(frame.receipt, cert, header);
+      // As for a message: the signer's certificate as of the relay's acceptance of the receipt.
+      const signer = await this.#o.directory.certAt(body.by, frame.acceptedAt);
+      signerRevokedAt = signer.revokedAt;
+      await verifyReceipt(frame.receipt, signer.cert, header);
       verified = true;
     } catch (err) {
       error = toHotlineError(err);
@@ -242,7 +256,13 @@ export class Inbox {
         }
       });
     }
-    this.#o.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
+    this.#o.emit('receipt', {
+      receipt: frame.receipt,
+      verified,
+      headerChecked: header !== undefined,
+      ...(signerRevokedAt === undefined ? {} : { signerRevokedAt }),
+      ...(error ? { error } : {}),
+    });
   }
 
   #emitTyped(event: HotlineEvent): void {

@@ -66,6 +66,8 @@ export interface SentRecord {
 export interface CachedDirectory {
   certificates: DeviceCertificate[];
   revocations: Revocation[];
+  /** Revoked, expired and superseded certificates: to verify what was accepted while they were valid. */
+  past?: DeviceCertificate[];
   fetchedAt: number;
 }
 

@@ -31,6 +31,7 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
   });
 
   app.get('/v1/directory', { preHandler: requireDevice(auth) }, async () => {
-    return { certificates: directory.validCertificates(clock.now()), revocations: directory.allRevocations() };
+    const now = clock.now();
+    return { certificates: directory.validCertificates(now), revocations: directory.allRevocations(), past: directory.pastCertificates(now) };
   });
 };
