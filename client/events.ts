@@ -1,6 +1,6 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
-import type { DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
+import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
 
 /** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
 export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
@@ -61,6 +61,8 @@ export interface HotlineClientEvents {
   'deadline.missed': DeadlineMissedEvent;
   /** A missed deadline's rung was reached at last (`late: true`). */
   'deadline.met': DeadlineMetEvent;
+  /** The relay closed a deadline no receipt can reach any more (every addressee operator it was sealed to revoked): why, in `reason` and `detail`. */
+  'deadline.closed': DeadlineClosedEvent;
   /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
   link: LinkEvent;
   /** This device, as test agent, sent a link test to `to`. */

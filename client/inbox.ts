@@ -96,7 +96,7 @@ export class Inbox {
         // A receipt goes with its message; one for a message unknown here goes last.
         return RANK[this.#o.precedences.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
       case 'event':
-        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
+        return 'precedence' in frame.event ? RANK[frame.event.precedence] : 0;
       default:
         return CONTROL_RANK;
     }
@@ -210,7 +210,7 @@ export class Inbox {
     const isNew = await this.#o.storage.update(this.#o.key, (s) => {
       // Checked again against the latest state: another process on this device may have taken it.
       if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now() };
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
       s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
       if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
@@ -272,6 +272,9 @@ export class Inbox {
         return;
       case 'deadline.met':
         this.#o.emit('deadline.met', event);
+        return;
+      case 'deadline.closed':
+        this.#o.emit('deadline.closed', event);
         return;
       case 'link.test':
       case 'link.up':

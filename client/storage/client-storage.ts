@@ -52,6 +52,8 @@ export interface InboxRecord {
   envelopeHash: string;
   receivedAt: number;
   acknowledgedAt?: number;
+  /** The signed time of the sender's revocation, when its certificate was revoked after the relay accepted this message. */
+  senderRevokedAt?: number;
 }
 
 /** A message this device sent, with the receipts seen for it. */

@@ -10,6 +10,7 @@ import { revokeDevice } from '../../shared/crypto/keys.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
 import type { StatusResponse } from '../../server/plugins/status.js';
+import { initialConsoleData, inboxRow } from '../../client/console/operator/model.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -42,8 +43,8 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function client(device: DeviceSecretFile): HotlineClient {
-  const c = new HotlineClient({ serverUrl: server.url, agreement: d.agreement, device, storage: new MemoryStorage(), WebSocket, clock, backoff: { initialMs: 20, maxMs: 200 } });
+function client(device: DeviceSecretFile, storage = new MemoryStorage()): HotlineClient {
+  const c = new HotlineClient({ serverUrl: server.url, agreement: d.agreement, device, storage, WebSocket, clock, backoff: { initialMs: 20, maxMs: 200 } });
   clients.push(c);
   return c;
 }
@@ -79,7 +80,8 @@ describe('revocation is about the time of acceptance', () => {
     const seenAtJp2: HotlineEvent[] = [];
     jp2.on('event', (e) => seenAtJp2.push(e));
     await jp2.start();
-    const cn = client(d.devices.cnOp);
+    const cnStorage = new MemoryStorage();
+    const cn = client(d.devices.cnOp, cnStorage);
     const seenAtCn: HotlineEvent[] = [];
     cn.on('event', (e) => seenAtCn.push(e));
     const refused: string[] = [];
@@ -90,6 +92,9 @@ describe('revocation is about the time of acceptance', () => {
     expect(m.header.id).toBe(id);
     expect(m.plaintext.body).toBe('演習区域の変更について');
     expect(m.senderRevokedAt).toBe(revokedAt);
+    // Stored with the message: the operator console's row shows "sender revoked since" from it.
+    const row = inboxRow(id, (await cnStorage.read('cn-mnd/cn-op-1')).inbox[id]!, initialConsoleData(), d.agreement, { party: 'cn-mnd' });
+    expect(row?.senderRevokedAt).toBe(revokedAt);
     expect(refused).toEqual([]);
 
     const acked = next(jp2, 'receipt', (r) => r.receipt.receipt.kind === 'acknowledged' && r.receipt.receipt.messageId === id);
