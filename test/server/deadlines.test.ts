@@ -35,9 +35,10 @@ async function status(base: string, dep: Deployment, key: string): Promise<Statu
 }
 
 /** Send a message jp-mod/op1 → cn-mnd and wait until cn-mnd/op1 has it. */
-async function sendMessage(s: { url: string; dep: Deployment }, jp: LinkClient, cn: LinkClient, seq: number, precedence: Precedence): Promise<{ env: Envelope; acceptedAt: number }> {
+async function sendMessage(s: { url: string; dep: Deployment; now(): number }, jp: LinkClient, cn: LinkClient, seq: number, precedence: Precedence): Promise<{ env: Envelope; acceptedAt: number }> {
   const dir = await fetchDirectory(s.url, await login(s.url, s.dep.devices[`${JP}/op1`]!, s.dep.agreement));
-  const env = await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq, directory: dir, precedence, plaintext: { body: `test ${precedence}`, lang: 'en' } });
+  // Sealed by a device whose clock agrees with the server's (manual) one.
+  const env = await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq, directory: dir, precedence, plaintext: { body: `test ${precedence}`, lang: 'en' }, sentAt: s.now() });
   jp.send({ t: 'envelope', envelope: env });
   const accepted = await jp.waitForType('accepted', (f) => f.id === env.header.id);
   await cn.waitForType('deliver', (f) => f.envelope.header.id === env.header.id);
@@ -189,9 +190,9 @@ describe('deadlines on the server', () => {
     for (const d of Object.values(dep.devices)) await enrol(a.url, d.certificate);
     let jp = await connect(a.url, `${JP}/op1`);
     let cn = await connect(a.url, `${CN}/op1`);
-    const flash = await sendMessage({ url: a.url, dep }, jp, cn, 1, 'FLASH');
+    const flash = await sendMessage({ url: a.url, dep, now: () => clock.now() }, jp, cn, 1, 'FLASH');
     await answer({ dep }, cn, flash.env, 'delivered', clock.now());
-    const routine = await sendMessage({ url: a.url, dep }, jp, cn, 2, 'ROUTINE');
+    const routine = await sendMessage({ url: a.url, dep, now: () => clock.now() }, jp, cn, 2, 'ROUTINE');
     await jp.close();
     await cn.close();
     await a.close();
