@@ -1,6 +1,6 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
-import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
+import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, OperatorNotice } from '../shared/protocol/frames.js';
 
 /** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
 export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
@@ -79,6 +79,12 @@ export interface HotlineClientEvents {
    */
   'audit.alarm': AuditAlarm;
   refused: RefusedEvent;
+  /**
+   * Something the relay's operators must know now (`store.corrupt`: the relay's database was found
+   * damaged; it refuses every write until restored). Sent at once to every open link, and after the
+   * hello of each new one while it lasts.
+   */
+  notice: OperatorNotice;
   error: HotlineError;
 }
 

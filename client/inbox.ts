@@ -162,6 +162,10 @@ export class Inbox {
         this.#emitTyped(frame.event);
         this.#ack(frame.cursor);
         return;
+      case 'notice':
+        // Not a mailbox item: nothing to acknowledge.
+        this.#o.emit('notice', frame.notice);
+        return;
     }
   }
 

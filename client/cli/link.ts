@@ -208,6 +208,7 @@ ${LINK_HELP}
       json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
+    client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
     client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
     const fatal = new Promise<never>((_, reject) => {
       client.start().catch(reject);

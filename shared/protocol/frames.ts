@@ -166,7 +166,25 @@ export const ErrorFrame = Type.Object(
   { additionalProperties: false },
 );
 
-export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame]);
+/**
+ * Something the relay's operators must know now, sent to every open link (not a mailbox item: it
+ * has no cursor and is not acknowledged, because it is sent exactly when the store cannot write).
+ * `store.corrupt`: the database was found damaged at run time; the relay refuses every write
+ * (envelopes, receipts, logins) until the data directory is restored, and reads go on.
+ */
+export const OperatorNotice = Type.Object(
+  {
+    type: Type.Literal('store.corrupt'),
+    /** The store's own words (SQLite code and message): no data, no secrets. */
+    reason: Type.String({ maxLength: 1000 }),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type OperatorNotice = Static<typeof OperatorNotice>;
+export const NoticeFrame = Type.Object({ t: Type.Literal('notice'), notice: OperatorNotice }, { additionalProperties: false });
+
+export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame]);
 export type ServerFrame = Static<typeof ServerFrame>;
 export type DeliverFrame = Static<typeof DeliverFrame>;
 export type ReceiptFrame = Static<typeof ReceiptFrame>;
