@@ -95,7 +95,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.https ? { https: deps.https } : {}),
   }) as unknown as FastifyInstance;
 
-  capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+  const connections = capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
 
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
@@ -167,7 +167,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
 
   app.get('/v1/agreement', async () => deps.agreement);
-  await app.register(healthPlugin, { store, lifecycle });
+  await app.register(healthPlugin, { store, lifecycle, connections });
   await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
   await app.register(directoryPlugin, { auth, limits, hub, revoked: (party) => deadlines.closeUndeliverable(party) });
   await app.register(linkPlugin, {
