@@ -1,8 +1,10 @@
 import { HotlineError } from '../shared/errors.js';
-import { verifyDirectory } from '../shared/crypto/directory.js';
+import { newestValid, verifyDirectory } from '../shared/crypto/directory.js';
+import { verifyDeviceCertificate } from '../shared/crypto/keys.js';
 import type { DeviceCertBody, DeviceCertificate, DeviceRef, Revocation } from '../shared/protocol/schemas.js';
 import type { RelayApi } from './relay-api.js';
-import type { DeviceScope } from './scope.js';
+import type { CachedDirectory } from './storage/client-storage.js';
+import { toHotlineError, type DeviceScope } from './scope.js';
 
 export interface VerifiedDirectoryOptions extends Pick<DeviceScope, 'agreement' | 'key' | 'storage' | 'clock' | 'emit' | 'report' | 'running'> {
   api: Pick<RelayApi, 'ensureToken' | 'http'>;
@@ -16,6 +18,10 @@ export interface VerifiedDirectoryOptions extends Pick<DeviceScope, 'agreement' 
 export class VerifiedDirectory {
   readonly #o: VerifiedDirectoryOptions;
   #valid = new Map<string, DeviceCertBody>();
+  /** Every certificate known here whose root signature verifies, by `party/device`, valid now or not. */
+  #known = new Map<string, { cert: DeviceCertBody }[]>();
+  /** The earliest verified revocation time of each revoked certificate, by `party/device/signKey`. */
+  #revokedAt = new Map<string, number>();
   #loaded = false;
 
   constructor(options: VerifiedDirectoryOptions) {
@@ -33,23 +39,25 @@ export class VerifiedDirectory {
   }
 
   /** The raw directory as last fetched (certificates and revocations), e.g. to save for `hotline seal`. */
-  async snapshot(): Promise<{ certificates: DeviceCertificate[]; revocations: Revocation[]; fetchedAt: number } | undefined> {
+  async snapshot(): Promise<CachedDirectory | undefined> {
     return (await this.#o.storage.read(this.#o.key)).directory;
   }
 
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   async refresh(): Promise<DeviceCertBody[]> {
     await this.#o.api.ensureToken();
-    const dir = (await this.#o.api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown };
+    const dir = (await this.#o.api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown; past?: unknown };
     if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed directory');
     }
     const certificates = dir.certificates as DeviceCertificate[];
     const revocations = dir.revocations as Revocation[];
-    await this.#load(certificates, revocations);
+    // `past` (revoked, expired, superseded certificates) came later: a relay without it sends none.
+    const past = (Array.isArray(dir.past) ? dir.past : []) as DeviceCertificate[];
+    await this.#load(certificates, revocations, past);
     const fetchedAt = this.#o.clock.now();
     await this.#o.storage.update(this.#o.key, (s) => {
-      s.directory = { certificates, revocations, fetchedAt };
+      s.directory = { certificates, revocations, past, fetchedAt };
     });
     this.#o.emit('directory', { certificates: this.list(), fetchedAt });
     return this.list();
@@ -62,7 +70,7 @@ export class VerifiedDirectory {
   async loadStored(): Promise<DeviceCertBody[]> {
     const stored = await this.snapshot();
     if (stored) {
-      await this.#load(stored.certificates, stored.revocations);
+      await this.#load(stored.certificates, stored.revocations, stored.past ?? []);
       this.#o.emit('directory', { certificates: this.list(), fetchedAt: stored.fetchedAt });
     }
     return this.list();
@@ -72,7 +80,7 @@ export class VerifiedDirectory {
   async ensureLoaded(): Promise<void> {
     if (this.#loaded) return;
     const cached = (await this.#o.storage.read(this.#o.key)).directory;
-    if (cached) await this.#load(cached.certificates, cached.revocations);
+    if (cached) await this.#load(cached.certificates, cached.revocations, cached.past ?? []);
   }
 
   /**
@@ -80,11 +88,56 @@ export class VerifiedDirectory {
    * the one directory check. An expired, revoked or forged certificate is left out: nothing is
    * sealed to it or accepted from it. A forged revocation revokes nothing and is reported.
    */
-  async #load(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
+  async #load(certificates: readonly unknown[], revocations: readonly unknown[], past: readonly unknown[]): Promise<void> {
     const verified = await verifyDirectory(this.#o.agreement, { certificates, revocations }, { now: this.#o.clock.now() });
     for (const r of verified.rejected) if (r.kind === 'revocation') this.#o.report(r.error);
     this.#valid = new Map(verified.bodies().map((cert) => [`${cert.party}/${cert.device}`, cert]));
+    const revokedAt = new Map<string, number>();
+    for (const { revocation: r } of verified.revocations) {
+      const k = `${r.party}/${r.device}/${r.signKey}`;
+      revokedAt.set(k, Math.min(r.at, revokedAt.get(k) ?? Infinity));
+    }
+    const known = new Map<string, { cert: DeviceCertBody }[]>();
+    const remember = (cert: DeviceCertBody) => {
+      const k = `${cert.party}/${cert.device}`;
+      const list = known.get(k) ?? [];
+      if (!list.some((c) => c.cert.signKey === cert.signKey)) list.push({ cert });
+      known.set(k, list);
+    };
+    for (const cert of this.#valid.values()) remember(cert);
+    for (const c of past) {
+      try {
+        // Root signature and schema only, judged at the certificate's own start: whether it was
+        // valid when a message was accepted is decided by certAt, at that time.
+        const value = c as DeviceCertificate;
+        remember(await verifyDeviceCertificate(this.#o.agreement, c, { now: value?.cert?.notBefore ?? 0 }));
+      } catch (err) {
+        this.#o.report(toHotlineError(err));
+      }
+    }
+    this.#known = known;
+    this.#revokedAt = revokedAt;
     this.#loaded = true;
+  }
+
+  /**
+   * The certificate `ref` had at `at` (the relay's acceptance time of a message or receipt):
+   * in date at `at` and not revoked as of `at` — a revocation counts from its signed `at`, so what
+   * was accepted before it stays verifiable (PROTOCOL.md "Revocation is about the time of
+   * acceptance"). `revokedAt` is set when that certificate has been revoked since. A device not
+   * known here has the directory fetched again first (while running).
+   */
+  async certAt(ref: DeviceRef, at: number): Promise<{ cert: DeviceCertBody; revokedAt?: number }> {
+    const k = `${ref.party}/${ref.device}`;
+    const find = () => newestValid(this.#known.get(k) ?? [], at, (c) => (this.#revokedAt.get(`${k}/${c.signKey}`) ?? Infinity) <= at);
+    let found = find();
+    if (!found && this.#o.running()) {
+      await this.refresh();
+      found = find();
+    }
+    if (!found) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `${k} had no valid certificate in the directory when the relay accepted this`);
+    const revokedAt = this.#revokedAt.get(`${k}/${found.cert.signKey}`);
+    return revokedAt === undefined ? { cert: found.cert } : { cert: found.cert, revokedAt };
   }
 
   /** The valid certificate of `ref`; a device not known here has the directory fetched again first (while running). */

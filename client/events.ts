@@ -1,6 +1,6 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
-import type { DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
+import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, OperatorNotice } from '../shared/protocol/frames.js';
 
 /** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
 export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
@@ -21,6 +21,12 @@ export interface MessageEvent {
   plaintext: Plaintext;
   envelopeHash: string;
   acceptedAt: number;
+  /**
+   * Set when the sender's certificate has been revoked since the relay accepted this message: the
+   * revocation's signed time. The message verified against the certificate valid at acceptance
+   * and is shown with "sender revoked since <time>".
+   */
+  senderRevokedAt?: number;
 }
 
 export interface ReceiptEvent {
@@ -29,6 +35,8 @@ export interface ReceiptEvent {
   verified: boolean;
   /** Whether the receipt was checked against the message header this device holds. */
   headerChecked: boolean;
+  /** Set when the signer's certificate has been revoked since the relay accepted this receipt (the revocation's time). */
+  signerRevokedAt?: number;
   error?: HotlineError;
 }
 
@@ -53,6 +61,8 @@ export interface HotlineClientEvents {
   'deadline.missed': DeadlineMissedEvent;
   /** A missed deadline's rung was reached at last (`late: true`). */
   'deadline.met': DeadlineMetEvent;
+  /** The relay closed a deadline no receipt can reach any more (every addressee operator it was sealed to revoked): why, in `reason` and `detail`. */
+  'deadline.closed': DeadlineClosedEvent;
   /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
   link: LinkEvent;
   /** This device, as test agent, sent a link test to `to`. */
@@ -69,6 +79,12 @@ export interface HotlineClientEvents {
    */
   'audit.alarm': AuditAlarm;
   refused: RefusedEvent;
+  /**
+   * Something the relay's operators must know now (`store.corrupt`: the relay's database was found
+   * damaged; it refuses every write until restored). Sent at once to every open link, and after the
+   * hello of each new one while it lasts.
+   */
+  notice: OperatorNotice;
   error: HotlineError;
 }
 

@@ -45,7 +45,7 @@ function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
 export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
   consume: boolean;
-  directory: Pick<VerifiedDirectory, 'certFor'>;
+  directory: Pick<VerifiedDirectory, 'certAt'>;
   precedences: PrecedenceMemory;
   outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused'>;
   witness: Pick<AuditWitness, 'queueGossip'>;
@@ -96,7 +96,7 @@ export class Inbox {
         // A receipt goes with its message; one for a message unknown here goes last.
         return RANK[this.#o.precedences.get(frame.receipt.receipt.messageId) ?? 'ROUTINE'];
       case 'event':
-        return frame.event.type === 'deadline.missed' || frame.event.type === 'deadline.met' ? RANK[frame.event.precedence] : 0;
+        return 'precedence' in frame.event ? RANK[frame.event.precedence] : 0;
       default:
         return CONTROL_RANK;
     }
@@ -162,6 +162,10 @@ export class Inbox {
         this.#emitTyped(frame.event);
         this.#ack(frame.cursor);
         return;
+      case 'notice':
+        // Not a mailbox item: nothing to acknowledge.
+        this.#o.emit('notice', frame.notice);
+        return;
     }
   }
 
@@ -187,9 +191,14 @@ export class Inbox {
       return;
     }
     let opened: { header: EnvelopeHeader; plaintext: Plaintext };
+    let senderRevokedAt: number | undefined;
     try {
-      const senderCert = await this.#o.directory.certFor(h.from);
-      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert });
+      // Verified as of the relay's acceptance, not now: a revocation since then does not take back
+      // what was accepted while the certificate was valid (PROTOCOL.md "Revocation is about the
+      // time of acceptance").
+      const sender = await this.#o.directory.certAt(h.from, frame.acceptedAt);
+      senderRevokedAt = sender.revokedAt;
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert });
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }
@@ -205,14 +214,20 @@ export class Inbox {
     const isNew = await this.#o.storage.update(this.#o.key, (s) => {
       // Checked again against the latest state: another process on this device may have taken it.
       if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now() };
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
       s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
       if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
     });
     if (!isNew) return;
     this.#o.precedences.remember(h.id, h.precedence);
-    this.#o.emit('message', { header: opened.header, plaintext: opened.plaintext, envelopeHash: hash, acceptedAt: frame.acceptedAt });
+    this.#o.emit('message', {
+      header: opened.header,
+      plaintext: opened.plaintext,
+      envelopeHash: hash,
+      acceptedAt: frame.acceptedAt,
+      ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }),
+    });
     if (receipt) this.#o.outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
     if (h.linkTest && gossip && this.#o.me.role === 'operator') {
@@ -227,9 +242,12 @@ export class Inbox {
     const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
     let verified = false;
     let error: HotlineError | undefined;
+    let signerRevokedAt: number | undefined;
     try {
-      const cert = await this.#o.directory.certFor(body.by);
-      await verifyReceipt(frame.receipt, cert, header);
+      // As for a message: the signer's certificate as of the relay's acceptance of the receipt.
+      const signer = await this.#o.directory.certAt(body.by, frame.acceptedAt);
+      signerRevokedAt = signer.revokedAt;
+      await verifyReceipt(frame.receipt, signer.cert, header);
       verified = true;
     } catch (err) {
       error = toHotlineError(err);
@@ -242,7 +260,13 @@ export class Inbox {
         }
       });
     }
-    this.#o.emit('receipt', { receipt: frame.receipt, verified, headerChecked: header !== undefined, ...(error ? { error } : {}) });
+    this.#o.emit('receipt', {
+      receipt: frame.receipt,
+      verified,
+      headerChecked: header !== undefined,
+      ...(signerRevokedAt === undefined ? {} : { signerRevokedAt }),
+      ...(error ? { error } : {}),
+    });
   }
 
   #emitTyped(event: HotlineEvent): void {
@@ -252,6 +276,9 @@ export class Inbox {
         return;
       case 'deadline.met':
         this.#o.emit('deadline.met', event);
+        return;
+      case 'deadline.closed':
+        this.#o.emit('deadline.closed', event);
         return;
       case 'link.test':
       case 'link.up':

@@ -7,6 +7,8 @@ import { Lifecycle } from './lifecycle.js';
 import { LinkHub } from './link-hub.js';
 import { Directory } from './directory.js';
 import type { Store } from './store/store.js';
+import type { GuardedStore } from './store/guarded-store.js';
+import type { OperatorNotice } from '../shared/protocol/frames.js';
 import { WriteQueue } from './store/write-queue.js';
 import { TokenService } from './tokens.js';
 import { healthPlugin } from './plugins/health.js';
@@ -57,6 +59,11 @@ export interface AppDeps {
    * at the next start (server/data-dir.ts).
    */
   recordLog?: (reason: 'checkpoint' | 'stop', size: number, root: Uint8Array) => void;
+  /**
+   * What is known of the store's health (the guarded store main.ts makes): a corruption found at
+   * run time is logged and told to every open link as an operator notice.
+   */
+  storeHealth?: Pick<GuardedStore, 'failure' | 'onCorrupt'>;
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -88,7 +95,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.https ? { https: deps.https } : {}),
   }) as unknown as FastifyInstance;
 
-  capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+  const connections = capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
 
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
@@ -126,6 +133,18 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     push: (delivered) => hub.push(delivered),
   });
 
+  // Corruption found at run time: writes are already refused (the guarded store) and /readyz says
+  // 503; here it is said loudly, in the log and to every console and CLI that holds a link.
+  const corruptNotice = (): OperatorNotice | undefined => {
+    const f = deps.storeHealth?.failure();
+    return f?.kind === 'corrupt' ? { type: 'store.corrupt', reason: f.reason.slice(0, 1000), at: f.since } : undefined;
+  };
+  deps.storeHealth?.onCorrupt((f) => {
+    const notice = corruptNotice() ?? { type: 'store.corrupt' as const, reason: f.reason.slice(0, 1000), at: f.since };
+    const told = hub.noticeAll(notice);
+    log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
+  });
+
   app.setErrorHandler((error, request, reply) => {
     let e: HotlineError;
     if (isHotlineError(error)) e = error;
@@ -148,9 +167,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
 
   app.get('/v1/agreement', async () => deps.agreement);
-  await app.register(healthPlugin, { store, lifecycle });
+  await app.register(healthPlugin, { store, lifecycle, connections });
   await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
-  await app.register(directoryPlugin, { auth, limits, hub });
+  await app.register(directoryPlugin, { auth, limits, hub, revoked: (party) => deadlines.closeUndeliverable(party) });
   await app.register(linkPlugin, {
     agreement: deps.agreement,
     store,
@@ -165,6 +184,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
+    storeNotice: corruptNotice,
   });
   await app.register(statusPlugin, { auth, deadlines });
   await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
@@ -204,7 +224,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   app.addHook('onClose', async () => {
     await writes.drain();
     await limits.flush();
-    await store.appendAudit({ type: 'server.stop', at: clock.now() });
+    try {
+      await store.appendAudit({ type: 'server.stop', at: clock.now() });
+    } catch (err) {
+      // A store that cannot write (corrupt, full) must still be closed, and the stop still end.
+      log.error({ err: { message: (err as Error).message } }, 'could not record server.stop in the audit log');
+      await store.close();
+      return;
+    }
     // A last checkpoint covers the whole log, server.stop included.
     if (audit.signing) await audit.signCheckpoint().catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'final checkpoint failed'));
     await recordLog('stop').catch((err: unknown) => log.error({ err: { message: (err as Error).message } }, 'could not record the log state in the data directory'));

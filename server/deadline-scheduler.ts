@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HotlineEvent } from '../shared/protocol/frames.js';
-import type { Agreement, DeviceCertBody } from '../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertBody, EnvelopeHeader } from '../shared/protocol/schemas.js';
+import { keyIdOf } from '../shared/crypto/keys.js';
+import { fromBase64 } from '../shared/encoding/base64.js';
 import type { Clock, TimerHandle } from './clock.js';
 import {
   deadlinePolicy,
@@ -38,7 +40,7 @@ import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
   agreement: Agreement;
-  store: Pick<Store, 'loadDeadlines' | 'loadLinkTests'>;
+  store: Pick<Store, 'loadDeadlines' | 'loadLinkTests' | 'getMessage'>;
   clock: Clock;
   log: FastifyBaseLogger;
   /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
@@ -91,6 +93,8 @@ export class DeadlineScheduler {
   async start(): Promise<void> {
     await this.reload();
     this.stopped = false;
+    // Devices revoked or expired while the server was down: close what nobody can answer first.
+    await this.closeUndeliverable();
     await this.fire();
   }
 
@@ -157,6 +161,61 @@ export class DeadlineScheduler {
     void this.reload()
       .then(() => this.rearm())
       .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
+  }
+
+  // ----- messages nobody can answer any more -----
+
+  /**
+   * Close the open deadlines of every message that can no longer be answered: none of the
+   * addressee's operator devices it was sealed to still holds a valid certificate with the box key
+   * it was sealed to (revoked, expired, re-enrolled with new keys). Each such deadline is closed
+   * with `deadline.closed` saying why, so no alarm is left running on a message nobody can see.
+   * Called after a revocation (with the revoked device's party: only messages addressed to it are
+   * read) and at start (all of them).
+   */
+  async closeUndeliverable(party?: string): Promise<number> {
+    if (this.stopped) return 0;
+    const ids = new Set<string>();
+    for (const r of this.deadlines.open.values()) if (party === undefined || r.to === party) ids.add(r.messageId);
+    const inputs: DeadlineInput[] = [];
+    for (const id of ids) {
+      const message = await this.deps.store.getMessage(id);
+      const now = this.deps.clock.now();
+      const detail = message ? this.unanswerable(message.header, now) : undefined;
+      if (detail !== undefined) inputs.push({ type: 'undeliverable', messageId: id, reason: 'recipients-revoked', detail, at: now });
+    }
+    if (inputs.length === 0 || this.stopped) return 0;
+    const now = this.deps.clock.now();
+    const effects = new SideEffectBuilder(this, now);
+    for (const input of inputs) effects.addDeadlines(stepDeadlines(this.policy, this.deadlines, input));
+    const side = effects.build();
+    this.rearm();
+    if (!side) return 0;
+    for (const input of inputs) this.log.warn({ messageId: 'messageId' in input ? input.messageId : undefined }, 'deadlines closed: no recipient can answer the message any more');
+    const result = await this.deps.enqueue({ kind: 'events', acceptedAt: now, ...side });
+    if (!result.ok) {
+      this.log.error({ err: { message: result.error.message } }, 'storing closed deadlines failed');
+      await this.reload();
+      this.rearm();
+      return 0;
+    }
+    if (result.status === 'new') this.deps.push(result.delivered);
+    return inputs.length;
+  }
+
+  /** Why no addressee operator can answer `h` now, or undefined when one still can. */
+  private unanswerable(h: EnvelopeHeader, now: number): string | undefined {
+    const sealedTo = h.recipients.filter((r) => r.party === h.to);
+    const valid = new Map(this.deps.validBodies(now, [h.to], ['operator']).map((c) => [c.device, c]));
+    const names: string[] = [];
+    for (const r of sealedTo) {
+      const cert = valid.get(r.device);
+      if (cert && keyIdOf(fromBase64(cert.boxKey, 32)) === r.keyId) return undefined;
+      names.push(`${r.party}/${r.device}`);
+    }
+    // Sealed to no operator of the addressee (it had none then): nobody there can ever answer it.
+    if (names.length === 0) return `it was sealed to no operator device of ${h.to}`;
+    return `every operator device it was sealed to is revoked or no longer valid: ${names.join(', ')}`;
   }
 
   // ----- the timer -----

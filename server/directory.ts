@@ -67,6 +67,16 @@ export class Directory {
     return rev;
   }
 
+  /**
+   * Every stored certificate that is not among {@link validCertificates} now: revoked, expired, or
+   * superseded by a re-enrolment. Clients need them to verify a message or receipt at the time the
+   * relay accepted it (PROTOCOL.md "Revocation is about the time of acceptance").
+   */
+  pastCertificates(now: number): DeviceCertificate[] {
+    const valid = new Set(this.valid(now).all());
+    return this.certificates.filter((c) => !valid.has(c));
+  }
+
   allRevocations(): Revocation[] {
     return [...this.revocations];
   }

@@ -1,5 +1,6 @@
 import type { HotlineErrorCode } from '../shared/errors.js';
 import type { Role } from '../shared/protocol/schemas.js';
+import type { OperatorNotice } from '../shared/protocol/frames.js';
 import { deviceKey, type DeviceKey, type MailboxItem } from './relay/records.js';
 
 /** A live link as the hub sees it: whose it is, and how to hand it an item or end it. */
@@ -15,6 +16,8 @@ export interface LiveLink {
   push(item: MailboxItem): void;
   /** Answer with a coded error, then close. */
   close(code: HotlineErrorCode, message: string): void;
+  /** Send an operator notice (no cursor, not stored). */
+  notice(notice: OperatorNotice): void;
 }
 
 /**
@@ -49,6 +52,19 @@ export class LinkHub {
   /** End the links of one certificate of a device (the signKey names it): a re-enrolled device keeps its new links. */
   disconnect(cert: { party: string; device: string; signKey: string }, code: HotlineErrorCode, message: string): void {
     for (const link of this.#byDevice.get(deviceKey(cert)) ?? []) if (link.signKey === cert.signKey) link.close(code, message);
+  }
+
+  /** Send a notice to every open link; returns how many got it. */
+  noticeAll(notice: OperatorNotice): number {
+    let n = 0;
+    for (const set of this.#byDevice.values()) {
+      for (const link of set) {
+        if (!link.isOpen()) continue;
+        link.notice(notice);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Whether a device of `party` with `role` has an open link now. */

@@ -18,7 +18,7 @@ import { systemClock } from './clock.js';
 import { acquireLock, checkDatabaseFile, DEPLOYMENT_META_KEY, newDeploymentId, readIdentity, writeIdentity, type DataIdentity } from './data-dir.js';
 import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
-import { guardStore } from './store/guarded-store.js';
+import { guardStore, type GuardedStore } from './store/guarded-store.js';
 import { checkIntegrityInWorker, SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
@@ -152,7 +152,7 @@ export interface RunningServer {
 const INLINE_INTEGRITY_MAX_BYTES = 64 * 1024 * 1024;
 
 interface OpenedData {
-  store: Store;
+  store: GuardedStore;
   jwtSecret: Uint8Array;
   deploymentId: string;
 }
@@ -201,8 +201,8 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     if (large) {
       void checkIntegrityInWorker(dbPath).then((found) => {
         if (found === undefined) return;
+        // Logged, and told to every open link, by the app (buildApp's storeHealth).
         guarded.markCorrupt(`the database is corrupt (quick_check: ${found})`);
-        logger.fatal({ problem: found }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup');
       });
     }
     if (damage) problems.push(`the database ${dbPath} is corrupt (quick_check: ${damage})`);
@@ -307,6 +307,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...(options.clock ? { clock: options.clock } : {}),
         ...(https ? { https } : {}),
         ...(logSecret ? { logSecret } : {}),
+        storeHealth: store,
         recordLog: (reason, size, root) => {
           writeIdentity(dataDir, { deploymentId: opened.deploymentId, agreementHash: agreementHash(agreement), auditSize: size, auditRoot: toHex(root), writtenAt: Date.now(), reason });
         },

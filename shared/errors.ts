@@ -68,6 +68,7 @@ export const ERROR_TABLE = {
   HL_ERR_ENVELOPE_RECIPIENTS: { http: 400, ws: 4441, closesLink: false, retry: 'reseal' },
   HL_ERR_ENVELOPE_SENDER_MISMATCH: { http: 403, ws: 4442, closesLink: false, retry: 'never' },
   HL_ERR_ENVELOPE_UNKNOWN_PARTY: { http: 400, ws: 4443, closesLink: false, retry: 'never' },
+  HL_ERR_ENVELOPE_SENT_AT: { http: 400, ws: 4444, closesLink: false, retry: 'reseal' },
   // Receipts
   HL_ERR_RECEIPT_MALFORMED: { http: 400, ws: 4450, closesLink: false, retry: 'never' },
   HL_ERR_RECEIPT_BAD_SIGNATURE: { http: 403, ws: 4451, closesLink: false, retry: 'never' },

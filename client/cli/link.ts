@@ -208,6 +208,7 @@ ${LINK_HELP}
       json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
+    client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
     client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
     const fatal = new Promise<never>((_, reject) => {
       client.start().catch(reject);
@@ -352,6 +353,8 @@ export function eventText(e: HotlineEvent, me?: string): string {
     }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
+    case 'deadline.closed':
+      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached — ${e.detail}`;
     case 'audit.alarm':
       return `! audit alarm (${e.party}): ${e.reason}`;
     default:

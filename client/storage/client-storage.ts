@@ -52,6 +52,8 @@ export interface InboxRecord {
   envelopeHash: string;
   receivedAt: number;
   acknowledgedAt?: number;
+  /** The signed time of the sender's revocation, when its certificate was revoked after the relay accepted this message. */
+  senderRevokedAt?: number;
 }
 
 /** A message this device sent, with the receipts seen for it. */
@@ -66,6 +68,8 @@ export interface SentRecord {
 export interface CachedDirectory {
   certificates: DeviceCertificate[];
   revocations: Revocation[];
+  /** Revoked, expired and superseded certificates: to verify what was accepted while they were valid. */
+  past?: DeviceCertificate[];
   fetchedAt: number;
 }
 

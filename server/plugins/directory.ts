@@ -8,13 +8,15 @@ export interface DirectoryPluginOptions {
   limits: RateLimits;
   /** A revocation ends the revoked certificate's live links. */
   hub: LinkHub;
+  /** After a revocation: close the deadlines of messages to this party that nobody can answer any more. */
+  revoked?: (party: string) => Promise<unknown>;
 }
 
 /**
  * Enrolment and revocation need no token: a certificate or a revocation is self-authenticating
  * through its party root's signature. Listing the directory needs a logged-in device of any role.
  */
-export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub }) => {
+export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub, revoked }) => {
   const { directory, clock } = auth;
   app.post('/v1/directory/devices', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
     const certificate = await directory.enrol(request.body, clock.now());
@@ -27,10 +29,13 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
     const r = rev.revocation;
     request.log.info({ device: `${r.party}/${r.device}` }, 'device revoked');
     hub.disconnect(r, 'HL_ERR_CERT_REVOKED', 'this device certificate has been revoked');
+    // Awaited: when the answer arrives, no deadline is left open on a message nobody can answer.
+    await revoked?.(r.party);
     return reply.status(201).send({ revoked: true });
   });
 
   app.get('/v1/directory', { preHandler: requireDevice(auth) }, async () => {
-    return { certificates: directory.validCertificates(clock.now()), revocations: directory.allRevocations() };
+    const now = clock.now();
+    return { certificates: directory.validCertificates(now), revocations: directory.allRevocations(), past: directory.pastCertificates(now) };
   });
 };

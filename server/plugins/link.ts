@@ -5,7 +5,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { closesLink, HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
 import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/protocol/codec.js';
-import type { ClientFrame, ServerFrame } from '../../shared/protocol/frames.js';
+import type { ClientFrame, OperatorNotice, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
 import type { Agreement } from '../../shared/protocol/schemas.js';
 import type { TimerHandle } from '../clock.js';
@@ -68,6 +68,8 @@ export interface LinkPluginOptions {
   allowedOrigins: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */
   secure: boolean;
+  /** The operator notice in force (the store found corrupt), sent to each link after its hello. */
+  storeNotice?: () => OperatorNotice | undefined;
 }
 
 interface Connection {
@@ -108,7 +110,7 @@ function refOf(error: unknown): string | undefined {
 }
 
 export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, options) => {
-  const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub } = options;
+  const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub, storeNotice } = options;
   const { directory, clock } = auth;
   const wss = new WebSocketServer({
     noServer: true,
@@ -306,6 +308,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         isOpen: () => open(conn),
         push: (item) => pushLive(conn, item),
         close: (code, message) => closeWith(conn, code, message),
+        notice: (notice) => send(conn, { t: 'notice', notice }),
       },
       claims,
       key,
@@ -363,6 +366,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     const lastSeq = await store.lastSeq(conn.key);
     send(conn, { t: 'hello', device: { party: conn.claims.party, device: conn.claims.device }, serverTime: clock.now(), lastCursor, lastSeq });
     if (!open(conn)) return;
+    // A link opened while the store is known corrupt is told at once, like those open when it was found.
+    const notice = storeNotice?.();
+    if (notice) send(conn, { t: 'notice', notice });
     drive(conn, { type: 'start', snapshot });
     pump(conn);
   }
@@ -432,7 +438,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

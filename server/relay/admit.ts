@@ -1,5 +1,5 @@
 import { HotlineError } from '../../shared/errors.js';
-import { checkRecipients, expectedRecipients, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../shared/protocol/schemas.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
@@ -33,6 +33,11 @@ export interface AdmitContext {
   directory: DirectoryView;
   now: number;
   sender: Sender;
+  /**
+   * The hash stored with message `id`, if it is stored: an identical envelope sent again is
+   * answered `accepted` again however old its `sentAt` (a client that lost the first answer).
+   */
+  storedHash?: (id: string) => Promise<string | undefined>;
 }
 
 /** Only operators send envelopes and receipts; auditors read, archives only receive. */
@@ -62,6 +67,12 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
   }
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
   const { hash } = await verifyCheckedEnvelope(env, cert);
+  if (!sentAtInWindow(h.sentAt, ctx.now) && (await ctx.storedHash?.(h.id)) !== hash) {
+    const hours = SENT_AT_WINDOW_MS / 3_600_000;
+    throw new HotlineError('HL_ERR_ENVELOPE_SENT_AT', `sentAt ${h.sentAt} is more than ${hours} h from the relay's clock (${ctx.now}, ms since the epoch): check the device clock; the client seals it again`, {
+      detail: { sentAt: h.sentAt, now: ctx.now },
+    });
+  }
   checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to));
   return {
     kind: 'envelope',

@@ -1,4 +1,4 @@
-import type { DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
+import type { DeadlineClosedEvent, DeadlineClosedReason, DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
 import { dueAt } from '../../shared/protocol/deadlines.js';
 import { MinHeap } from './min-heap.js';
@@ -29,6 +29,9 @@ import type { DeadlineRecord } from './records.js';
  *   already reached both parties and the audit log, and proves the time).
  * - After downtime (`tick` with `now` far past `nextAt`), a deadline fires once, not once per missed
  *   reminder: its level rises by one and the next reminder goes to the next grid point after `now`.
+ * - A message that can no longer be answered (`undeliverable`: every addressee operator it was
+ *   sealed to has been revoked) has its open deadlines closed with `deadline.closed` and the
+ *   reason, at once: never an alarm nobody can end.
  */
 
 export interface DeadlinePolicy {
@@ -51,12 +54,13 @@ export type DeadlineInput =
       linkTest?: boolean;
     }
   | { type: 'receipt'; messageId: string; kind: ReceiptKind; byParty: string; at: number }
-  | { type: 'tick'; now: number };
+  | { type: 'tick'; now: number }
+  | { type: 'undeliverable'; messageId: string; reason: DeadlineClosedReason; detail: string; at: number };
 
 export type DeadlineEffect =
   /** Insert or update the row (a closed row has `closedAt`). */
   | { type: 'persist'; record: DeadlineRecord }
-  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent };
+  | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent | DeadlineClosedEvent };
 
 export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged'];
 
@@ -230,6 +234,21 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
         const closed: DeadlineRecord = { ...r, closedAt: input.at, late: met.late };
         effects.push({ type: 'persist', record: closed });
         if (met.late) effects.push({ type: 'emit', event: met });
+      }
+      break;
+    }
+    case 'undeliverable': {
+      for (const rung of RUNGS) {
+        const key = deadlineKey(input.messageId, rung);
+        const r = state.open.get(key);
+        if (!r) continue;
+        state.remove(key);
+        const closed: DeadlineRecord = { ...r, closedAt: input.at, late: r.level > 0 || input.at > r.dueAt };
+        effects.push({ type: 'persist', record: closed });
+        effects.push({
+          type: 'emit',
+          event: { type: 'deadline.closed', messageId: r.messageId, from: r.from, to: r.to, precedence: r.precedence, rung, dueAt: r.dueAt, at: input.at, reason: input.reason, detail: input.detail },
+        });
       }
       break;
     }

@@ -26,6 +26,8 @@ export interface GuardedStore extends Store {
   failure(): StoreFailure | undefined;
   /** Mark the store corrupt (a background integrity check found damage). */
   markCorrupt(reason: string): void;
+  /** Call `listener` each time the store becomes corrupt (once per finding, not per refused write). */
+  onCorrupt(listener: (failure: StoreFailure) => void): void;
 }
 
 /**
@@ -39,11 +41,24 @@ export interface GuardedStore extends Store {
  */
 export function guardStore(inner: Store, now: () => number = Date.now): GuardedStore {
   let failure: StoreFailure | undefined;
+  const listeners: ((failure: StoreFailure) => void)[] = [];
+  const becomeCorrupt = (reason: string): StoreFailure => {
+    const was = failure?.kind === 'corrupt';
+    failure = { kind: 'corrupt', reason, since: now() };
+    if (!was) {
+      const found = failure;
+      // After the refusal in hand has been thrown: a listener's failure must not change it.
+      queueMicrotask(() => {
+        for (const l of listeners) l(found);
+      });
+    }
+    return failure;
+  };
   const fail = (err: unknown): never => {
     if (isHotlineError(err)) throw err;
     const code = (err as { code?: unknown })?.code;
     const message = (err as Error)?.message ?? String(err);
-    if (typeof code === 'string' && CORRUPT_CODES.test(code)) failure = { kind: 'corrupt', reason: `the database is corrupt (${code}: ${message})`, since: now() };
+    if (typeof code === 'string' && CORRUPT_CODES.test(code)) failure = becomeCorrupt(`the database is corrupt (${code}: ${message})`);
     else if (typeof code === 'string' && FAILING_CODES.test(code)) failure ??= { kind: 'failing', reason: `the database cannot write (${code}: ${message})`, since: now() };
     else throw err;
     throw new HotlineError('HL_ERR_STORE_FAILED', failure.reason, { cause: err });
@@ -57,7 +72,10 @@ export function guardStore(inner: Store, now: () => number = Date.now): GuardedS
   const extra = {
     failure: () => failure,
     markCorrupt: (reason: string) => {
-      failure = { kind: 'corrupt', reason, since: now() };
+      becomeCorrupt(reason);
+    },
+    onCorrupt: (listener: (failure: StoreFailure) => void) => {
+      listeners.push(listener);
     },
     // Readiness: a plain read succeeds on a full disk, so while failing, probe with a frame-sized write.
     ping: async () => {

@@ -242,7 +242,8 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           return;
         }
         case 'deadline.missed':
-        case 'deadline.met': {
+        case 'deadline.met':
+        case 'deadline.closed': {
           const id = entry['messageId'];
           if (typeof id !== 'string' || !headers.has(id)) {
             throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: deadline event for a message not in the log before it`);

@@ -26,6 +26,18 @@ const ENVELOPE_CONTEXT = utf8(CONTEXT.envelope);
 /** Size limit of a whole serialized envelope, checked before any parsing or crypto. */
 export const MAX_ENVELOPE_BYTES = 60 * 1024;
 
+/**
+ * How far a new envelope's `sentAt` may be from the relay's clock, either way (PROTOCOL.md
+ * "`sentAt` window"): a day covers a device clock set in the wrong time zone (at most 14 h) and an
+ * outbox sealed while offline for hours; an older envelope is resealed by its client.
+ */
+export const SENT_AT_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/** Whether `sentAt` is inside the window around the relay's `now`. */
+export function sentAtInWindow(sentAt: number, now: number): boolean {
+  return Math.abs(sentAt - now) <= SENT_AT_WINDOW_MS;
+}
+
 /** hex SHA-256("hotline/v1/key" ‖ K): binds the header to one content key (secretbox is not key-committing). */
 export function keyCommitment(contentKey: Uint8Array): string {
   return toHex(sha256(KEY_COMMITMENT_PREFIX, contentKey));

@@ -67,6 +67,28 @@ export const DeadlineMetEvent = Type.Object(
   },
   { additionalProperties: false },
 );
+/** Why the relay closed a deadline that no receipt can reach any more. */
+export const DeadlineClosedReason = Type.Union([Type.Literal('recipients-revoked')]);
+/**
+ * A deadline closed without its rung being reached, because the message cannot be delivered or
+ * answered any more (PROTOCOL.md "Deadlines"): no alarm is left open on it.
+ */
+export const DeadlineClosedEvent = Type.Object(
+  {
+    type: Type.Literal('deadline.closed'),
+    messageId: MessageId,
+    from: Identifier,
+    to: Identifier,
+    precedence: Precedence,
+    rung: Rung,
+    dueAt: Millis,
+    at: Millis,
+    reason: DeadlineClosedReason,
+    /** Human-readable detail (device names, never message text). */
+    detail: Type.String({ maxLength: 500 }),
+  },
+  { additionalProperties: false },
+);
 export const LinkEvent = Type.Object(
   {
     type: Type.Union([Type.Literal('link.up'), Type.Literal('link.down'), Type.Literal('link.test')]),
@@ -91,10 +113,12 @@ export const AuditAlarmEvent = Type.Object(
   { additionalProperties: false },
 );
 
-export const HotlineEvent = Type.Union([DeadlineMissedEvent, DeadlineMetEvent, LinkEvent, AuditAlarmEvent]);
+export const HotlineEvent = Type.Union([DeadlineMissedEvent, DeadlineMetEvent, DeadlineClosedEvent, LinkEvent, AuditAlarmEvent]);
 export type HotlineEvent = Static<typeof HotlineEvent>;
 export type DeadlineMissedEvent = Static<typeof DeadlineMissedEvent>;
 export type DeadlineMetEvent = Static<typeof DeadlineMetEvent>;
+export type DeadlineClosedEvent = Static<typeof DeadlineClosedEvent>;
+export type DeadlineClosedReason = Static<typeof DeadlineClosedReason>;
 export type LinkEvent = Static<typeof LinkEvent>;
 
 // ----- server → client -----
@@ -142,7 +166,25 @@ export const ErrorFrame = Type.Object(
   { additionalProperties: false },
 );
 
-export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame]);
+/**
+ * Something the relay's operators must know now, sent to every open link (not a mailbox item: it
+ * has no cursor and is not acknowledged, because it is sent exactly when the store cannot write).
+ * `store.corrupt`: the database was found damaged at run time; the relay refuses every write
+ * (envelopes, receipts, logins) until the data directory is restored, and reads go on.
+ */
+export const OperatorNotice = Type.Object(
+  {
+    type: Type.Literal('store.corrupt'),
+    /** The store's own words (SQLite code and message): no data, no secrets. */
+    reason: Type.String({ maxLength: 1000 }),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type OperatorNotice = Static<typeof OperatorNotice>;
+export const NoticeFrame = Type.Object({ t: Type.Literal('notice'), notice: OperatorNotice }, { additionalProperties: false });
+
+export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame]);
 export type ServerFrame = Static<typeof ServerFrame>;
 export type DeliverFrame = Static<typeof DeliverFrame>;
 export type ReceiptFrame = Static<typeof ReceiptFrame>;

@@ -373,7 +373,7 @@ describe('HotlineClient inbox', () => {
     const sock = await connect(s, client, 0);
     const env = await sealFromChina(s, 1);
     const got = next(client, 'message');
-    sock.push({ t: 'deliver', cursor: 1, envelope: env, acceptedAt: 0 });
+    sock.push({ t: 'deliver', cursor: 1, envelope: env, acceptedAt: s.clock.now() });
     await got;
     await client.acknowledge(env.header.id);
     const f = await sock.waitFor('receipt', (x) => x.receipt.receipt.kind === 'acknowledged');
@@ -392,7 +392,7 @@ describe('HotlineClient inbox', () => {
     const client = s.make(s.d.devices.jpArc);
     const sock = await connect(s, client, 0);
     const got = next(client, 'message');
-    sock.push({ t: 'deliver', cursor: 1, envelope: await sealFromChina(s, 1), acceptedAt: 0 });
+    sock.push({ t: 'deliver', cursor: 1, envelope: await sealFromChina(s, 1), acceptedAt: s.clock.now() });
     expect((await got).plaintext.body).toBe('紧急：请确认收到');
     await settle(client, sock, 2);
     expect(sock.count('receipt')).toBe(0);
@@ -409,9 +409,9 @@ describe('HotlineClient inbox', () => {
     client.on('message', (m) => messages.push(m));
     const good = await sealFromChina(s, 5);
     const forged: Envelope = { ...good, header: { ...good.header, sentAt: good.header.sentAt + 1 } };
-    sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: 0 });
-    sock.push({ t: 'deliver', cursor: 2, envelope: good, acceptedAt: 0 });
-    sock.push({ t: 'deliver', cursor: 3, envelope: await sealFromChina(s, 5, 'replayed seq'), acceptedAt: 0 });
+    sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: s.clock.now() });
+    sock.push({ t: 'deliver', cursor: 2, envelope: good, acceptedAt: s.clock.now() });
+    sock.push({ t: 'deliver', cursor: 3, envelope: await sealFromChina(s, 5, 'replayed seq'), acceptedAt: s.clock.now() });
     await settle(client, sock, 4);
     expect(errors).toEqual(['HL_ERR_ENVELOPE_BAD_SIGNATURE', 'HL_ERR_ENVELOPE_REPLAY']);
     expect(messages).toHaveLength(1);
@@ -463,9 +463,9 @@ describe('HotlineClient receipts', () => {
     const tampered = { ...good, receipt: { ...good.receipt, at: 3 } };
     // A colleague on my own side is not the addressee: its "acknowledgement" proves nothing.
     const colleague = await signReceipt(s.d.devices.jpOp2, f.envelope.header, 'acknowledged', 2);
-    sock.push({ t: 'receipt', cursor: 1, receipt: good, acceptedAt: 2 });
-    sock.push({ t: 'receipt', cursor: 2, receipt: tampered, acceptedAt: 2 });
-    sock.push({ t: 'receipt', cursor: 3, receipt: colleague, acceptedAt: 2 });
+    sock.push({ t: 'receipt', cursor: 1, receipt: good, acceptedAt: s.clock.now() });
+    sock.push({ t: 'receipt', cursor: 2, receipt: tampered, acceptedAt: s.clock.now() });
+    sock.push({ t: 'receipt', cursor: 3, receipt: colleague, acceptedAt: s.clock.now() });
     await settle(client, sock, 4);
     expect(results.map((r) => [r.verified, r.headerChecked, r.error?.code])).toEqual([
       [true, true, undefined],
@@ -542,8 +542,8 @@ describe('HotlineClient precedence', () => {
     const routine = [];
     for (let seq = 1; seq <= 200; seq++) routine.push(await sealFromChina(s, seq, `routine ${seq}`, 'ROUTINE'));
     const flash = await sealFromChina(s, 201, '至急', 'FLASH');
-    routine.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
-    sock.push({ t: 'deliver', cursor: 201, envelope: flash, acceptedAt: 0 });
+    routine.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: s.clock.now() }));
+    sock.push({ t: 'deliver', cursor: 201, envelope: flash, acceptedAt: s.clock.now() });
     await acked(sock, Array.from({ length: 201 }, (_, i) => i + 1));
 
     expect(messages[0]!.header.id).toBe(flash.header.id);
@@ -573,7 +573,7 @@ describe('HotlineClient precedence', () => {
       await sealFrom(s, s.d.devices.jpOp2, 'cn-mnd', 3, 'jp i3', 'IMMEDIATE'),
       await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 4, 'cn r4', 'ROUTINE'),
     ];
-    burst.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: 0 }));
+    burst.forEach((envelope, i) => sock.push({ t: 'deliver', cursor: i + 1, envelope, acceptedAt: s.clock.now() }));
     await acked(sock, [1, 2, 3, 4, 5, 6, 7]);
     expect(got).toEqual(['jp i3', 'cn p3', 'cn r1', 'jp r1', 'cn r2', 'jp r2', 'cn r4']);
   });
@@ -606,7 +606,7 @@ describe('HotlineClient precedence', () => {
     const got: string[] = [];
     client.on('message', (m) => got.push(m.plaintext.body));
     const deliver = async (cursor: number, envelope: Envelope) => {
-      sock.push({ t: 'deliver', cursor, envelope, acceptedAt: 0 });
+      sock.push({ t: 'deliver', cursor, envelope, acceptedAt: s.clock.now() });
       await acked(sock, [cursor]);
     };
     await deliver(1, await sealFromChina(s, 10, 'flash 10', 'FLASH'));

@@ -16,6 +16,8 @@ export interface TestServer extends RunningServer {
   connect(key: string): Promise<LinkClient>;
   token(key: string): Promise<string>;
   directory(): Promise<DeviceCertBody[]>;
+  /** The server's clock now (the manual clock given, else the real one): what a test device seals with. */
+  now(): number;
 }
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -68,6 +70,7 @@ export async function startTestServer(
       await c.waitForType('hello');
       return c;
     },
+    now: () => options.clock?.now() ?? Date.now(),
     async directory() {
       return fetchDirectory(server.url, await login(server.url, dev('jp-mod/audit1'), dep.agreement));
     },

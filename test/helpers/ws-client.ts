@@ -73,6 +73,8 @@ export interface SealOptions {
   plaintext: Plaintext;
   precedence?: Precedence;
   id?: string;
+  /** The sender's clock; default the real one. A test whose server runs on a manual clock passes that clock's time (the relay refuses a sentAt a day away from its clock). */
+  sentAt?: number;
 }
 
 export function seal(o: SealOptions): Promise<Envelope> {
@@ -82,7 +84,7 @@ export function seal(o: SealOptions): Promise<Envelope> {
     to: o.to,
     precedence: o.precedence ?? 'FLASH',
     seq: o.seq,
-    sentAt: Date.now(),
+    sentAt: o.sentAt ?? Date.now(),
     recipients: expectedRecipients(o.directory, me, o.to),
     plaintext: o.plaintext,
     ...(o.id === undefined ? {} : { id: o.id }),

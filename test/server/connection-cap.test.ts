@@ -56,4 +56,33 @@ describe('per-address connection cap', () => {
     }
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
   });
+
+  it('descriptor exhaustion from one address: cap + 250 sockets, the extra ones refused, logged and counted on /metrics, and a real device still logs in and links', async () => {
+    const CAP = 50;
+    const EXTRA = 250;
+    const s = await startTestServer({ app: { maxConnectionsPerAddress: CAP } });
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : undefined;
+    };
+    expect(await metric('hotline_connections_refused_total')).toBe(0);
+    const held: Socket[] = [];
+    for (let i = 0; i < CAP; i++) held.push(await open(s.url, OTHER));
+    const over = await Promise.all(Array.from({ length: EXTRA }, () => open(s.url, OTHER)));
+    await Promise.all(over.map(closedByServer));
+    for (const sock of held) expect(sock.destroyed).toBe(false);
+
+    expect(await metric('hotline_connections_refused_total')).toBe(EXTRA);
+    // The held ones and this very /metrics request are open.
+    expect(await metric('hotline_connections_open')).toBeGreaterThanOrEqual(CAP);
+    const lines = s.logs.records().filter((r) => r['msg'] === 'connection cap reached: connection refused');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ address: expect.stringContaining('127.0.0.2'), max: CAP, open: CAP });
+
+    // A real device, from another address, logs in and gets its hello meanwhile.
+    const jp = await s.connect(`${JP}/op1`);
+    expect(jp.ofType('hello')).toHaveLength(1);
+    await jp.close();
+  });
 });

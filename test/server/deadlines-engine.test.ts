@@ -136,7 +136,7 @@ describe('stepDeadlines', () => {
       { type: 'tick', now: T0 + 60 * MIN },
     ]);
     const events = emitted(effects);
-    expect(events.map((e) => [e.type, e.type === 'deadline.missed' ? e.level : e.late])).toEqual([
+    expect(events.map((e) => [e.type, e.type === 'deadline.missed' ? e.level : e.type === 'deadline.met' ? e.late : e.reason])).toEqual([
       ['deadline.missed', 1],
       ['deadline.missed', 2],
       ['deadline.met', true],

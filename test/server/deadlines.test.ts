@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { signReceipt } from '../../shared/crypto/receipt.js';
+import { revokeDevice } from '../../shared/crypto/keys.js';
 import { PRECEDENCES, type Envelope, type Precedence, type ReceiptKind } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import { createLogger, DATABASE_FILE, startServer, type RunningServer } from '../../server/main.js';
@@ -34,9 +35,10 @@ async function status(base: string, dep: Deployment, key: string): Promise<Statu
 }
 
 /** Send a message jp-mod/op1 → cn-mnd and wait until cn-mnd/op1 has it. */
-async function sendMessage(s: { url: string; dep: Deployment }, jp: LinkClient, cn: LinkClient, seq: number, precedence: Precedence): Promise<{ env: Envelope; acceptedAt: number }> {
+async function sendMessage(s: { url: string; dep: Deployment; now(): number }, jp: LinkClient, cn: LinkClient, seq: number, precedence: Precedence): Promise<{ env: Envelope; acceptedAt: number }> {
   const dir = await fetchDirectory(s.url, await login(s.url, s.dep.devices[`${JP}/op1`]!, s.dep.agreement));
-  const env = await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq, directory: dir, precedence, plaintext: { body: `test ${precedence}`, lang: 'en' } });
+  // Sealed by a device whose clock agrees with the server's (manual) one.
+  const env = await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq, directory: dir, precedence, plaintext: { body: `test ${precedence}`, lang: 'en' }, sentAt: s.now() });
   jp.send({ t: 'envelope', envelope: env });
   const accepted = await jp.waitForType('accepted', (f) => f.id === env.header.id);
   await cn.waitForType('deliver', (f) => f.envelope.header.id === env.header.id);
@@ -188,9 +190,9 @@ describe('deadlines on the server', () => {
     for (const d of Object.values(dep.devices)) await enrol(a.url, d.certificate);
     let jp = await connect(a.url, `${JP}/op1`);
     let cn = await connect(a.url, `${CN}/op1`);
-    const flash = await sendMessage({ url: a.url, dep }, jp, cn, 1, 'FLASH');
+    const flash = await sendMessage({ url: a.url, dep, now: () => clock.now() }, jp, cn, 1, 'FLASH');
     await answer({ dep }, cn, flash.env, 'delivered', clock.now());
-    const routine = await sendMessage({ url: a.url, dep }, jp, cn, 2, 'ROUTINE');
+    const routine = await sendMessage({ url: a.url, dep, now: () => clock.now() }, jp, cn, 2, 'ROUTINE');
     await jp.close();
     await cn.close();
     await a.close();
@@ -241,5 +243,40 @@ describe('deadlines on the server', () => {
       .filter((e) => e.type === 'deadline.missed' && e.messageId === flash.env.header.id)
       .map((e) => e.level);
     expect(levels).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+});
+
+describe('a message nobody can answer any more', () => {
+  it('its deadlines are closed with deadline.closed and the reason when every addressee operator it was sealed to is revoked; nothing fires later', async () => {
+    const { s, clock, jp, jpAudit, cn } = await setup();
+    const { env } = await sendMessage(s, jp, cn, 1, 'PRIORITY');
+    const id = env.header.id;
+    // cn-mnd's only operator is revoked before it could acknowledge: nobody there can open it now.
+    const rev = await revokeDevice(s.dep.parties[CN]!, s.dep.devices[`${CN}/op1`]!.certificate.cert, { at: clock.now(), reason: 'lost' });
+    expect((await call(s.url, 'POST', '/v1/directory/revocations', rev)).status).toBe(201);
+    // Answered only once the deadlines are closed: the events are already on their way.
+    for (const c of [jp, jpAudit]) {
+      for (const rung of ['delivered', 'acknowledged'] as const) {
+        const e = await waitEvent(c, (x) => x.type === 'deadline.closed' && x.messageId === id && x.rung === rung, `deadline.closed ${rung}`);
+        expect(e).toMatchObject({ reason: 'recipients-revoked', from: JP, to: CN, precedence: 'PRIORITY', at: clock.now() });
+        expect((e as { detail: string }).detail).toContain(`${CN}/op1`);
+      }
+    }
+    expect((await status(s.url, s.dep, `${JP}/op1`)).sent.filter((w) => w.messageId === id)).toEqual([]);
+    expect(await auditTypes(s.store, id)).toEqual(['deadline.closed', 'deadline.closed']);
+    // Two days later nothing has fired on it: no alarm is left for a message nobody can see.
+    clock.advance(48 * 60 * MIN);
+    expect((await status(s.url, s.dep, `${JP}/op1`)).sent.filter((w) => w.messageId === id)).toEqual([]);
+    expect(await auditTypes(s.store, id)).toEqual(['deadline.closed', 'deadline.closed']);
+    expect(missed(jp).filter((e) => e.messageId === id)).toEqual([]);
+  });
+
+  it('a message whose addressee still has an operator that can open it keeps its deadlines', async () => {
+    const { s, clock, jp, cn } = await setup();
+    const { env } = await sendMessage(s, jp, cn, 1, 'PRIORITY');
+    // Revoking the sender's colleague changes nothing for this message.
+    const rev = await revokeDevice(s.dep.parties[JP]!, s.dep.devices[`${JP}/op2`]!.certificate.cert, { at: clock.now() });
+    expect((await call(s.url, 'POST', '/v1/directory/revocations', rev)).status).toBe(201);
+    expect((await status(s.url, s.dep, `${JP}/op1`)).sent.filter((w) => w.messageId === env.header.id).map((w) => w.rung).sort()).toEqual(['acknowledged', 'delivered']);
   });
 });

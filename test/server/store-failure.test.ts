@@ -1,12 +1,21 @@
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
-import { startServer } from '../../server/main.js';
+import { createLogger, startServer } from '../../server/main.js';
+import { buildApp } from '../../server/app.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { randomBytes } from '../../shared/crypto/random.js';
+import { LogSink } from '../helpers/log-sink.js';
+import { next } from '../helpers/events.js';
 import { guardStore } from '../../server/store/guarded-store.js';
 import type { Store } from '../../server/store/store.js';
 import { HotlineError } from '../../shared/errors.js';
-import { createDeployment, JP, tempDir } from '../helpers/deployment.js';
+import { CN, createDeployment, JP, tempDir } from '../helpers/deployment.js';
 import { onCleanup } from '../helpers/test-server.js';
-import { enrol } from '../helpers/ws-client.js';
+import { enrol, fetchDirectory, LinkClient, login, seal } from '../helpers/ws-client.js';
 
 /** Readiness tells the truth, and a failing store is HL_ERR_STORE_FAILED (503), never HL_ERR_INTERNAL. */
 describe('a store that cannot write', () => {
@@ -101,5 +110,74 @@ describe('a store that cannot write', () => {
     await expect(store.auditEntries(0, 1)).rejects.toMatchObject({ code: 'HL_ERR_AUDIT_RANGE' });
     await expect(store.getMeta('k')).rejects.toBeInstanceOf(TypeError);
     expect(store.failure()).toBeUndefined();
+  });
+});
+
+describe('corruption found at run time', () => {
+  it('stops the writes, logs it, and tells every open link (and each new one) with a store.corrupt notice; the client library emits it', async () => {
+    const dir = tempDir();
+    const dep = await createDeployment();
+    const sqlite = new SqliteStore(join(dir.path, 'db.sqlite'));
+    // A store that fails on demand: its commit reports a damaged file, as SQLite does.
+    let corrupt = false;
+    const commit = sqlite.commit.bind(sqlite);
+    sqlite.commit = async (writes) => {
+      if (corrupt) throw Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
+      return commit(writes);
+    };
+    const store = guardStore(sqlite);
+    const logs = new LogSink();
+    const app = await buildApp({ store, storeHealth: store, agreement: dep.agreement, jwtSecret: randomBytes(32), logger: createLogger('info', logs) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const links: LinkClient[] = [];
+    const clients: HotlineClient[] = [];
+    onCleanup(async () => {
+      for (const c of clients) await c.stop();
+      for (const l of links) await l.close();
+      await app.close();
+      dir.remove();
+    });
+    for (const d of Object.values(dep.devices)) await enrol(url, d.certificate);
+    const open = async (key: string, token?: string) => {
+      const l = await LinkClient.open(url, token ?? (await login(url, dep.devices[key]!, dep.agreement)));
+      links.push(l);
+      await l.waitForType('hello');
+      return l;
+    };
+    const jp = await open(`${JP}/op1`);
+    const jpAudit = await open(`${JP}/audit1`);
+    const cnClient = new HotlineClient({ serverUrl: url, agreement: dep.agreement, device: dep.devices[`${CN}/op1`]!, storage: new MemoryStorage(), WebSocket });
+    clients.push(cnClient);
+    await cnClient.start();
+    const laterToken = await login(url, dep.devices[`${CN}/archive1`]!, dep.agreement);
+    const noticeAtCn = next(cnClient, 'notice');
+    const directory = await fetchDirectory(url, laterToken);
+
+    corrupt = true;
+    const env = await seal({ sender: dep.devices[`${JP}/op1`]!, to: CN, seq: 1, directory, plaintext: { body: 'x', lang: 'en' } });
+    jp.send({ t: 'envelope', envelope: env });
+    expect((await jp.waitForType('error', (f) => f.ref === env.header.id)).code).toBe('HL_ERR_STORE_FAILED');
+
+    for (const l of [jp, jpAudit]) {
+      const n = await l.waitForType('notice');
+      expect(n.notice).toMatchObject({ type: 'store.corrupt', reason: expect.stringContaining('SQLITE_CORRUPT') });
+    }
+    expect((await noticeAtCn).type).toBe('store.corrupt');
+    const fatal = logs.records().filter((r) => r['level'] === 60);
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatchObject({ msg: expect.stringContaining('the database is corrupt: writes are stopped'), linksTold: 3 });
+
+    // The file is not trusted again: writes stay refused, readiness says why, and a link opened
+    // now (with a token from before) is told right after its hello.
+    corrupt = false;
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { error: { message: string } }).error.message).toContain('corrupt');
+    const late = await open(`${CN}/archive1`, laterToken);
+    expect((await late.waitForType('notice')).notice.type).toBe('store.corrupt');
+    const env2 = await seal({ sender: dep.devices[`${JP}/op1`]!, to: CN, seq: 2, directory, plaintext: { body: 'y', lang: 'en' } });
+    jp.send({ t: 'envelope', envelope: env2 });
+    expect((await jp.waitForType('error', (f) => f.ref === env2.header.id)).code).toBe('HL_ERR_STORE_FAILED');
   });
 });

@@ -55,6 +55,7 @@ const TYPE_KEYS: Record<string, MessageKey> = {
   'receipt.accepted': 'type_receipt_accepted',
   'deadline.missed': 'type_deadline_missed',
   'deadline.met': 'type_deadline_met',
+  'deadline.closed': 'type_deadline_closed',
   'link.test': 'type_link_test',
   'link.up': 'type_link_up',
   'link.down': 'type_link_down',

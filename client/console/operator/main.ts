@@ -228,6 +228,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     ctx.redraw('status', 'link');
     void loadStatus();
   });
+  // The relay's store was found corrupt: it refuses every write until restored (an operator notice).
+  client.on('notice', (n) => void ctx.addEvent({ at: n.at, kind: 'notice', params: { reason: n.reason } }));
   client.on('link-test-sent', (s) => {
     live.lastSent = { to: s.to, at: s.at };
     ctx.redraw('link');

@@ -143,7 +143,7 @@ export function latestTest(current: LastTest | undefined, results: readonly (Lin
 export interface ConsoleEvent {
   at: number;
   /** 'deadline.late': a rung reached after its deadline was missed (`deadline.met` with `late`). */
-  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'link' | 'alarm' | 'error';
+  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'deadline.closed' | 'notice' | 'link' | 'alarm' | 'error';
   params: Record<string, string | number>;
 }
 
@@ -165,6 +165,8 @@ export interface InboxRow {
   dueAt?: number;
   /** Rungs reached late, as the server judged them. */
   late: LateRungs;
+  /** The sender's certificate was revoked at this time, after the relay accepted the message. */
+  senderRevokedAt?: number;
 }
 
 export interface OutboxRow {
@@ -207,6 +209,7 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
     ...(acknowledged ? { acknowledged } : {}),
     ...(answerable && !acknowledged ? { dueAt: dueAt(agreement.deadlines, rec.header.precedence, 'acknowledged', acceptedAt) } : {}),
     late: data.late?.[id] ?? {},
+    ...(rec.senderRevokedAt === undefined ? {} : { senderRevokedAt: rec.senderRevokedAt }),
   };
 }
 

@@ -236,6 +236,11 @@ export const en = {
   type_server_stop: 'server stopped',
   type_audit_alarm: 'audit alarm',
   type_data_loss: 'data loss accepted',
+  // h13: revocation at acceptance, closed deadlines, store failure notice
+  ev_deadline_closed: 'Deadline closed: the {rung} of {id} ({prec}) can no longer be reached: every operator device it was sealed to is revoked',
+  ev_notice_store_failed: 'Relay storage failed: new messages and receipts are refused until it is repaired ({reason})',
+  msg_sender_revoked: 'sender revoked since {time}',
+  type_deadline_closed: 'deadline closed',
 };
 
 export type MessageKey = keyof typeof en;

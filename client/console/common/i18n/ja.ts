@@ -237,4 +237,9 @@ export const ja: Dictionary = {
   type_server_stop: 'サーバー停止',
   type_audit_alarm: '監査警報',
   type_data_loss: 'データ損失の承認',
+  // h13: revocation at acceptance, closed deadlines, store failure notice
+  ev_deadline_closed: '期限を終了：{id}（{prec}）の{rung}はもう到達できません：宛先の運用端末がすべて失効しています',
+  ev_notice_store_failed: '中継サーバーの保存領域に障害：修復されるまで新しいメッセージと受領確認は受け付けられません（{reason}）',
+  msg_sender_revoked: '送信者は {time} 以降失効',
+  type_deadline_closed: '期限終了',
 };

@@ -237,4 +237,9 @@ export const zh: Dictionary = {
   type_server_stop: '服务器停止',
   type_audit_alarm: '审计告警',
   type_data_loss: '接受数据丢失',
+  // h13: revocation at acceptance, closed deadlines, store failure notice
+  ev_deadline_closed: '期限已关闭：{id}（{prec}）的{rung}已无法达成：其加密对象的所有操作终端均已吊销',
+  ev_notice_store_failed: '中继服务器存储故障：修复之前不再接受新消息和回执（{reason}）',
+  msg_sender_revoked: '发送方自 {time} 起已吊销',
+  type_deadline_closed: '期限关闭',
 };

@@ -29,6 +29,8 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
       return ev.late
         ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
         : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+    case 'deadline.closed':
+      return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
     default:
@@ -40,6 +42,8 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
   'deadline.missed': 'ev_deadline_missed',
   'deadline.met': 'ev_deadline_met',
   'deadline.late': 'ev_deadline_late',
+  'deadline.closed': 'ev_deadline_closed',
+  notice: 'ev_notice_store_failed',
   link: 'ev_link',
   alarm: 'ev_alarm',
   error: 'ev_error',

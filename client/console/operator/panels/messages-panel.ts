@@ -91,7 +91,12 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       'tr',
       { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.acknowledged ? 'acknowledged' : 'received' },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
-      h('td', {}, `${r.header.from.party}/${r.header.from.device}`),
+      h(
+        'td',
+        {},
+        `${r.header.from.party}/${r.header.from.device}`,
+        r.senderRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': r.senderRevokedAt }, t('msg_sender_revoked', { time: formatTime(r.senderRevokedAt) })),
+      ),
       h('td', {}, messageText(r.text)),
       h('td', {}, formatTime(r.acceptedAt)),
       h(
