@@ -68,6 +68,11 @@ export interface HotlineClientEvents {
    * size): raised locally first (also as an `event`), then reported to the server.
    */
   'audit.alarm': AuditAlarm;
+  /**
+   * Message `id` could not be sealed as composed: the approval of its recipients named these
+   * devices (`party/device`). It stays in the outbox, held, until released or discarded.
+   */
+  held: { id: string; devices: string[] };
   refused: RefusedEvent;
   error: HotlineError;
 }
