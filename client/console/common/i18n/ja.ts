@@ -237,4 +237,18 @@ export const ja: Dictionary = {
   type_server_stop: 'サーバー停止',
   type_audit_alarm: '監査警報',
   type_data_loss: 'データ損失の承認',
+  // h10-held: held messages, drafts, the sender's view, local time
+  rung_held: '保留',
+  held_confirm_key: '保留中：{devices} の新しい鍵を確認してください',
+  held_explain: 'まだ封緘されていません。新しい鍵を確認すると（相手の鍵）自動的に送信されます。',
+  discard_held: '破棄',
+  discard_held_label: '保留中の電文 {subject} を破棄',
+  discard_held_confirm: 'この電文を破棄しますか？ 送信されておらず、元に戻せません。',
+  discard_held_yes: '破棄する',
+  msg_id: 'ID {id}',
+  rung_time: '{rung} {time}',
+  sender_overdue_delivered: '{to} 宛ての FLASH が期限超過：未配達、期限から {late} 経過',
+  sender_overdue_acknowledged: '{to} 宛ての FLASH が期限超過：未確認、期限から {late} 経過',
+  local_time: '現地',
+  draft_restored: '下書きを復元しました',
 };
