@@ -32,11 +32,15 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
     body.value = d.body ?? '';
     exercise.checked = d.exercise === true;
   }
-  let saves = 0;
-  const keep = () =>
+  // data-draft says whether what the form shows is stored yet ('pending', 'saved').
+  let requested = 0;
+  const keep = () => {
+    const mine = ++requested;
+    el.dataset.draft = 'pending';
     drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked }, () => {
-      el.dataset.draftSaved = String(++saves);
+      if (mine === requested) el.dataset.draft = 'saved';
     });
+  };
   for (const field of [toSel, precSel, subject, body, langSel, exercise]) {
     field.addEventListener('input', keep);
     field.addEventListener('change', keep);
@@ -60,8 +64,9 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
         precSel.value = 'ROUTINE';
         langSel.value = language();
         // Sent (or held in the outbox): the draft is gone from storage too.
+        requested++;
         await drafts.clear();
-        el.dataset.draftSaved = String(++saves);
+        el.dataset.draft = 'cleared';
         draw();
         ctx.markOutbox(id);
       })
