@@ -135,6 +135,8 @@ describe("the sender's view", () => {
       expect(await done.locator(`li[data-rung="${rung}"] time`).textContent(), rung).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
     }
     expect(await done.locator('li[data-rung="delivered"]').textContent()).toMatch(/delivered ⚠ late by \d\d:\d\d/);
+    // However little late, never "late by 00:00".
+    expect(await done.locator('li.late').allTextContents()).not.toContainEqual(expect.stringContaining('late by 00:00'));
     const times = await done.locator('li time').evaluateAll((els) => els.map((e) => Date.parse(e.getAttribute('datetime')!)));
     expect([...times].sort((a, b) => a - b)).toEqual(times);
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en-sender-rungs.png'), fullPage: true });

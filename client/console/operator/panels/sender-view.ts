@@ -13,9 +13,12 @@ import { OUT_RUNGS, type OutboxRow } from '../model.js';
 /** The first 8 characters of a message id: how Events cite it, so the row and banner show it too. */
 export const shortId = (id: string): string => id.slice(0, 8);
 
-/** A rung the server judged late says so, and by how much, in words (not by colour alone). */
+/**
+ * A rung the server judged late says so, and by how much, in words (not by colour alone). Rounded
+ * up to the second: half a second late reads "late by 00:01", never "late by 00:00".
+ */
 export const lateMark = (lateMs: number | undefined): HTMLElement | null =>
-  lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(lateMs) })}`);
+  lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(Math.ceil(lateMs / 1000) * 1000) })}`);
 
 /** The outbox ladder: each rung by name (done ones marked ✔, not by colour alone), with its time and lateness. */
 export function ladder(r: OutboxRow): HTMLElement {
