@@ -72,6 +72,7 @@ describe("the sender's view", () => {
     expect(await page.inputValue('#subject')).toBe('下書きの件名');
     expect(await page.inputValue('#precedence')).toBe('IMMEDIATE');
     expect(await page.isChecked('#exercise')).toBe(true);
+    expect(await page.textContent('#draft-restored')).toBe('下書きを復元しました');
 
     // Sent: the fields clear, and a reload brings nothing back.
     await page.click('#confirm-keys');
@@ -80,6 +81,7 @@ describe("the sender's view", () => {
     await page.waitForSelector('#compose[data-draft="cleared"]');
     expect(await page.inputValue('#body')).toBe('');
     await page.locator('#outbox tr.msg').first().waitFor();
+    expect(await page.locator('#draft-restored').count()).toBe(0);
     await page.reload();
     await unlock(page, pass);
     expect(await page.inputValue('#body')).toBe('');

@@ -221,7 +221,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   client.on('error', (e) => void ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }));
   // Fetched again at each connection, after a refusal and on the timer: peer keys are compared
   // with the confirmed set every time, and a change blocks sending until confirmed again.
-  client.on('directory', () => ctx.redraw('peers', 'compose'));
+  client.on('directory', () => {
+    ctx.redraw('peers', 'compose');
+    // A held message whose recipients are all confirmed now (a new device revoked again) goes.
+    releaseHeld(ctx);
+  });
   client.on('link', (ev) => {
     if (ev.type === 'link.test') live.lastTest = latestTest(live.lastTest, [ev]);
     ctx.redraw('status', 'link');

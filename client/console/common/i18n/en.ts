@@ -245,7 +245,6 @@ export const en = {
   discard_held_confirm: 'Discard this message for good? It has not been sent and cannot be recovered.',
   discard_held_yes: 'Discard for good',
   msg_id: 'id {id}',
-  rung_time: '{rung} {time}',
   sender_overdue_delivered: 'Your FLASH to {to} is OVERDUE: not delivered, {late} past its deadline',
   sender_overdue_acknowledged: 'Your FLASH to {to} is OVERDUE: not acknowledged, {late} past its deadline',
   local_time: 'local',

@@ -246,7 +246,6 @@ export const zh: Dictionary = {
   discard_held_confirm: '确定永久丢弃此电文吗？它尚未发送，且无法恢复。',
   discard_held_yes: '永久丢弃',
   msg_id: '编号 {id}',
-  rung_time: '{rung} {time}',
   sender_overdue_delivered: '您发往 {to} 的 FLASH 已超时：未送达，已超过期限 {late}',
   sender_overdue_acknowledged: '您发往 {to} 的 FLASH 已超时：未确认，已超过期限 {late}',
   local_time: '本地',

@@ -24,6 +24,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
   const exercise = h('input', { type: 'checkbox', id: 'exercise' });
   // A draft survives a reload: the fields come back as they were left, and are stored as typed.
   const d = drafts.initial;
+  /** Shown until the restored draft is sent, so that nobody mistakes it for a new message. */
+  let restored = d !== undefined;
   if (d) {
     if (d.to && others.some((p) => p.id === d.to)) toSel.value = d.to;
     if (d.precedence && (PRECEDENCES as readonly string[]).includes(d.precedence)) precSel.value = d.precedence;
@@ -65,6 +67,7 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
         langSel.value = language();
         // Sent (or held in the outbox): the draft is gone from storage too.
         requested++;
+        restored = false;
         await drafts.clear();
         el.dataset.draft = 'cleared';
         draw();
@@ -104,6 +107,7 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
       'form',
       { id: 'compose-form' },
       h('h2', {}, t('compose')),
+      restored ? h('p', { class: 'notice small', id: 'draft-restored' }, t('draft_restored')) : null,
       h('label', {}, t('to'), toSel),
       h('label', {}, t('precedence'), precSel),
       h('label', {}, t('subject'), subject),
