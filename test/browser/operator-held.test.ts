@@ -78,6 +78,13 @@ describe('a message that cannot be sealed as composed is held, never dropped', (
     await row.waitFor();
     // Cancel keeps it.
     await row.locator('button.discard').click();
+    // The question takes the focus on its safe answer.
+    await expect.poll(() => jp.page.evaluate(() => document.activeElement?.id)).toBe('cancel-discard');
+    // Held row and question fit a 390 px phone.
+    await jp.page.setViewportSize({ width: 390, height: 844 });
+    expect(await jp.page.evaluate(() => document.documentElement.scrollWidth)).toBe(390);
+    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en-held-discard-390.png'), fullPage: true });
+    await jp.page.setViewportSize({ width: 1280, height: 900 });
     await jp.page.click('#cancel-discard');
     expect(await row.count()).toBe(1);
     await row.locator('button.discard').click();

@@ -118,6 +118,10 @@ describe("the sender's view", () => {
     expect(await banner.textContent()).toMatch(/发往 cn-mnd 的 FLASH 已超时：未送达/);
     await jp.page.locator('#events li.ev-deadline-missed', { hasText: short }).waitFor();
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-zh-sender-overdue.png'), fullPage: true });
+    // Banner and rung times fit a 390 px phone.
+    await jp.page.setViewportSize({ width: 390, height: 844 });
+    expect(await jp.page.evaluate(() => document.documentElement.scrollWidth)).toBe(390);
+    await jp.page.setViewportSize({ width: 1280, height: 900 });
     await jp.page.selectOption('#language', 'ja');
     await expect.poll(() => banner.textContent()).toContain('期限超過：未配達');
 

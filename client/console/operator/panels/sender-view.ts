@@ -85,11 +85,17 @@ export class HeldCells {
     if (open) this.#asking.add(id);
     else this.#asking.delete(id);
     this.#ctx.markOutbox(id);
-    // Focus follows the action: onto the question's safe answer, or back to the row's Discard.
-    requestAnimationFrame(() => requestAnimationFrame(() => {
-      const row = document.querySelector(`#outbox tr.msg[data-id="${CSS.escape(id)}"]`);
-      row?.querySelector<HTMLButtonElement>(open ? '#cancel-discard' : 'button.discard')?.focus();
-    }));
+    // Focus follows the action: onto the question's safe answer, or back to the row's Discard,
+    // once the row is drawn again (outbox rows are drawn in batches: wait up to ~2 s of frames).
+    const sel = `#outbox tr.msg[data-id="${CSS.escape(id)}"] ${open ? '#cancel-discard' : 'button.discard'}`;
+    const before = document.querySelector(sel);
+    let frames = 120;
+    const tryFocus = () => {
+      const target = document.querySelector<HTMLButtonElement>(sel);
+      if (target && target !== before) target.focus();
+      else if (--frames > 0) requestAnimationFrame(tryFocus);
+    };
+    requestAnimationFrame(tryFocus);
   }
 
   async #discard(id: string): Promise<void> {
