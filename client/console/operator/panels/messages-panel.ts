@@ -133,7 +133,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       // The short id is how Events and the overdue banner cite the message.
       h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt), h('div', { class: 'msg-id small muted' }, t('msg_id', { id: shortId(r.id) }))),
       r.rung === 'held'
-        ? h('td', { class: 'rung' }, ...held.content(r))
+        ? h('td', { class: 'rung held-cell' }, ...held.content(r))
         : h(
             'td',
             { class: 'rung' },
