@@ -78,6 +78,11 @@ export interface HotlineClientEvents {
    * size): raised locally first (also as an `event`), then reported to the server.
    */
   'audit.alarm': AuditAlarm;
+  /**
+   * Message `id` could not be sealed as composed: the approval of its recipients named these
+   * devices (`party/device`). It stays in the outbox, held, until released or discarded.
+   */
+  held: { id: string; devices: string[] };
   refused: RefusedEvent;
   /**
    * Something the relay's operators must know now (`store.corrupt`: the relay's database was found

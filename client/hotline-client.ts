@@ -75,11 +75,14 @@ export interface HotlineClientOptions {
   /** Default 60 s. */
   cosignIntervalMs?: number;
   /**
-   * Asked before every seal, including the automatic reseal after HL_ERR_ENVELOPE_RECIPIENTS:
-   * throw (a HotlineError) to refuse sealing to these devices, e.g. a console that only encrypts
-   * to peer keys its operator confirmed. A refused reseal drops the message with a `refused` event.
+   * Asked before every seal, including the automatic reseal after HL_ERR_ENVELOPE_RECIPIENTS and
+   * {@link HotlineClient.releaseHeld}. Return the devices (`party/device`) that must be approved
+   * first, e.g. a console that only encrypts to peer keys its operator confirmed: the message is
+   * then stored as `held` (a `held` event; nothing sealed, no seq used) until `releaseHeld()` seals
+   * it or `discardHeld()` removes it. Throw (a HotlineError) to refuse sealing at all: `send` then
+   * rejects, and a refused reseal drops the message with a `refused` event.
    */
-  approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void;
+  approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void | readonly string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +223,19 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
    */
   send(input: SendInput): Promise<{ id: string }> {
     return this.#outbox.send(input);
+  }
+
+  /**
+   * Seal and send every held message whose recipients `approveRecipients` approves now (call it
+   * after the approval changed, e.g. new keys confirmed); the rest stay held. Resolves to the ids sealed.
+   */
+  releaseHeld(): Promise<string[]> {
+    return this.#outbox.releaseHeld();
+  }
+
+  /** Remove held message `id` without sending it; false if it is not held (a sealed envelope is never withdrawn). */
+  discardHeld(id: string): Promise<boolean> {
+    return this.#outbox.discardHeld(id);
   }
 
   /**

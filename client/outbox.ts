@@ -13,7 +13,7 @@ import {
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
-import { outboxKey, type OutboxEnvelope, type OutboxItem, type SendDraft } from './storage/client-storage.js';
+import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
@@ -53,8 +53,11 @@ export interface OutboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'k
   /** Write a frame to the current connection (dropped when there is none). */
   write: (frame: ClientFrame) => void;
   /** See HotlineClientOptions.approveRecipients. */
-  approveRecipients?: ((recipients: readonly DeviceCertBody[], draft: SendDraft) => void) | undefined;
+  approveRecipients?: ((recipients: readonly DeviceCertBody[], draft: SendDraft) => void | readonly string[]) | undefined;
 }
+
+/** What sealing gives: an envelope stored to go, or the message stored as held. */
+type Sealed = OutboxEnvelope | OutboxHeld;
 
 /**
  * The durable outbox: messages sealed with the next seq and stored before they leave, receipts
@@ -123,6 +126,45 @@ export class Outbox {
     return { id };
   }
 
+  /**
+   * Seal again every held message whose recipients are approved now (e.g. once the operator
+   * confirmed the new keys) and send it; the others stay held (with the devices named afresh).
+   * Returns the ids sealed. Run in turn with sends, so that seqs stay in order.
+   */
+  releaseHeld(): Promise<string[]> {
+    const run = this.#compose.then(async () => {
+      const held = Object.values((await this.#o.storage.read(this.#o.key)).outbox).filter((i): i is OutboxHeld => i.kind === 'held');
+      if (held.length === 0) return [];
+      await this.#o.directory.ensureLoaded();
+      const released: string[] = [];
+      for (const h of held) {
+        // A release is the operator's decision: one automatic reseal is allowed again after it.
+        const next = await this.#sealAndStore({ id: h.id, draft: h.draft, composedAt: h.composedAt, resealed: 0 });
+        if (next.kind === 'envelope') {
+          released.push(h.id);
+          this.transmit(next);
+        }
+      }
+      return released;
+    });
+    this.#compose = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Remove held message `id` from the outbox without sending it (the operator's explicit choice).
+   * False when it is not held (unknown, or already sealed: a sealed envelope may be on its way and
+   * is not withdrawn).
+   */
+  async discardHeld(id: string): Promise<boolean> {
+    await this.#compose;
+    return this.#o.storage.update(this.#o.key, (s) => {
+      if (s.outbox[`e:${id}`]?.kind !== 'held') return false;
+      delete s.outbox[`e:${id}`];
+      return true;
+    });
+  }
+
   /** Sign a receipt for a message in the inbox and queue it (see HotlineClient.acknowledge). */
   async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
     const state = await this.#o.storage.read(this.#o.key);
@@ -151,10 +193,20 @@ export class Outbox {
    * never sent and may be used again. Another process on the same device may take the seq meanwhile:
    * then it is sealed again with the next one (the lock makes the check and the store one step).
    */
-  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<OutboxEnvelope> {
+  async #sealAndStore(item: Omit<OutboxEnvelope, 'kind' | 'envelope'>): Promise<Sealed> {
     for (let attempt = 0; ; attempt++) {
       const seq = (await this.#o.storage.read(this.#o.key)).lastSeq + 1;
-      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: await this.#seal(item.id, item.draft, seq) };
+      const sealed = await this.#seal(item.id, item.draft, seq);
+      if ('held' in sealed) {
+        // Not sealed: stored as held, under the same key (a reseal's old envelope is replaced), no seq used.
+        const held: OutboxHeld = { kind: 'held', ...item, devices: [...sealed.held], heldAt: this.#o.clock.now() };
+        await this.#o.storage.update(this.#o.key, (s) => {
+          s.outbox[outboxKey(held)] = held;
+        });
+        this.#o.emit('held', { id: item.id, devices: held.devices });
+        return held;
+      }
+      const next: OutboxEnvelope = { kind: 'envelope', ...item, envelope: sealed };
       const stored = await this.#o.storage.update(this.#o.key, (s) => {
         if (s.lastSeq >= seq) return false;
         s.lastSeq = seq;
@@ -166,12 +218,13 @@ export class Outbox {
     }
   }
 
-  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope> {
+  async #seal(id: string, draft: SendDraft, seq: number): Promise<Envelope | { held: readonly string[] }> {
     const recipients = expectedRecipients(this.#o.directory.list(), this.#o.me, draft.to);
     if (recipients.length === 0) {
       throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `no device to encrypt for: connect once to fetch the directory, or enrol ${draft.to}'s devices`);
     }
-    this.#o.approveRecipients?.(recipients, draft);
+    const held = this.#o.approveRecipients?.(recipients, draft);
+    if (held && held.length > 0) return { held };
     return sealEnvelope({
       sender: this.#o.device,
       id,
@@ -188,7 +241,8 @@ export class Outbox {
   }
 
   transmit(item: OutboxItem): void {
-    if (!this.#o.connected()) return;
+    // A held message has no envelope yet: releaseHeld() seals it.
+    if (item.kind === 'held' || !this.#o.connected()) return;
     // A resealed envelope (same key, new seq) goes again.
     const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
     if (this.#sentOnThisConnection.has(k)) return;
@@ -200,7 +254,7 @@ export class Outbox {
   async flush(): Promise<void> {
     const state = await this.#o.storage.read(this.#o.key);
     const rank = (item: OutboxItem) =>
-      RANK[item.kind === 'envelope' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#o.precedences.get(item.messageId) ?? 'ROUTINE')];
+      RANK[item.kind !== 'receipt' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#o.precedences.get(item.messageId) ?? 'ROUTINE')];
     // Array sort is stable: within one rank the outbox's order (queued order) stays.
     for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.transmit(item);
   }
@@ -252,7 +306,8 @@ export class Outbox {
       return;
     }
     // Recipients changed (a device enrolled or revoked), or another process on this device used
-    // the seq: fetch the directory again and reseal once with a fresh seq.
+    // the seq: fetch the directory again and reseal once with a fresh seq. If the new recipients
+    // are not approved (a new peer key not confirmed yet), the message is held, not dropped.
     if (item && item.resealed === 0 && retryOf(code) === 'reseal') {
       try {
         if (code === 'HL_ERR_ENVELOPE_RECIPIENTS') await this.#o.directory.refresh();

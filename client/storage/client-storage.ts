@@ -32,7 +32,24 @@ export interface OutboxReceipt {
   receipt: SignedReceipt;
 }
 
-export type OutboxItem = OutboxEnvelope | OutboxReceipt;
+/**
+ * A message that could not be sealed as composed: the sender's approval of its recipients
+ * (HotlineClientOptions.approveRecipients) held it, e.g. because the keys of a newly enrolled or
+ * re-keyed peer device are not confirmed yet. Nothing was sealed and no seq used; it stays under
+ * the same key as its envelope would (`e:<id>`) until it is released (sealed and sent) or discarded.
+ */
+export interface OutboxHeld {
+  kind: 'held';
+  id: string;
+  draft: SendDraft;
+  composedAt: number;
+  resealed: number;
+  /** The devices (`party/device`) the approval named as the reason. */
+  devices: string[];
+  heldAt: number;
+}
+
+export type OutboxItem = OutboxEnvelope | OutboxReceipt | OutboxHeld;
 
 /**
  * The key of an outbox item in {@link ClientState.outbox}: one entry per message (`e:<id>`, kept
@@ -43,7 +60,7 @@ export type OutboxItem = OutboxEnvelope | OutboxReceipt;
  * state.outbox[outboxKey(item)] = item;
  */
 export function outboxKey(item: OutboxItem): string {
-  return item.kind === 'envelope' ? `e:${item.id}` : `r:${item.messageId}:${item.receiptKind}`;
+  return item.kind === 'receipt' ? `r:${item.messageId}:${item.receiptKind}` : `e:${item.id}`;
 }
 
 /** A message this device received, verified and decrypted; remembered to de-duplicate redeliveries. */

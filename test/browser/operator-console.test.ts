@@ -208,7 +208,7 @@ describe('operator console', () => {
     await cn.context.close();
   });
 
-  it('a new peer device key blocks sending with the warning until it is confirmed, and nothing is sealed to it before', async () => {
+  it('a new peer device key blocks sending with the warning until it is confirmed; a message sent meanwhile is held, not sealed to it, and goes once confirmed', async () => {
     const jpKey = await enrolDevice(hx, 'jp-mod', 'op4');
     const cnKey = await enrolDevice(hx, 'cn-mnd', 'op4');
     const jp = await connectConsole(hx, 'en-US', jpKey, 'jp passphrase four');
@@ -221,26 +221,31 @@ describe('operator console', () => {
     // China's administrator enrols another operator device mid-watch.
     await enrolDevice(hx, 'cn-mnd', 'op5');
     // Japan's message was sealed for the directory it knew: the server refuses it, the client
-    // fetches the directory again, the console sees an unconfirmed key and the reseal is refused.
+    // fetches the directory again, the console sees an unconfirmed key and holds the message
+    // (issue 10: it used to vanish, with only an English line in Events).
     await jp.page.fill('#body', 'first, before the new key is confirmed');
     await jp.page.click('#send');
     await jp.page.waitForSelector('#peer-warning[data-trust="changed"]');
     expect(await jp.page.isDisabled('#send')).toBe(true);
     await jp.page.waitForSelector('#send-blocked');
     expect(await jp.page.locator('#peers li.unconfirmed b').allTextContents()).toEqual(['cn-mnd/op5']);
-    await jp.page.waitForSelector('#events li.ev-error:has-text("HL_ERR_ENVELOPE_RECIPIENTS")');
-    await expect.poll(() => jp.page.locator('#outbox tr.msg').count(), { timeout: 15_000 }).toBe(0);
+    const held = jp.page.locator('#outbox tr.msg[data-rung="held"]');
+    await held.waitFor();
+    expect(await held.locator('.held').textContent()).toBe('held: confirm the new key of cn-mnd/op5');
+    expect(await jp.page.locator('#events li.ev-error').count()).toBe(0);
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-peer-changed.png'), fullPage: true });
+    // Not sealed to the new key, so not sent at all: China has nothing yet.
+    expect(await cn.page.locator('#inbox tr.msg').count()).toBe(0);
 
-    // Confirmed after comparing fingerprints: sending works again.
+    // Confirmed after comparing fingerprints: the held message goes, and sending works again.
     await jp.page.click('#confirm-keys');
     await jp.page.waitForSelector('#peer-ok');
+    await jp.page.locator('#outbox tr.msg[data-rung="delivered"]').waitFor();
     await jp.page.fill('#body', 'second, after confirming');
     await jp.page.click('#send');
-    await jp.page.waitForSelector('#outbox tr.msg[data-rung="delivered"]');
-    // Had the first been resealed to the new key, it would have reached China before the second.
-    await cn.page.waitForSelector('#inbox tr.msg');
-    expect(await cn.page.locator('#inbox tr.msg .text p').allTextContents()).toEqual(['second, after confirming']);
+    await expect.poll(() => jp.page.locator('#outbox tr.msg[data-rung="delivered"]').count()).toBe(2);
+    await expect.poll(() => cn.page.locator('#inbox tr.msg').count()).toBe(2);
+    expect(await cn.page.locator('#inbox tr.msg .text p').allTextContents()).toEqual(['second, after confirming', 'first, before the new key is confirmed']);
     expect(jp.errors).toEqual([]);
     expect(cn.errors).toEqual([]);
     await jp.context.close();

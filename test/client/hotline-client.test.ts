@@ -237,6 +237,70 @@ describe('HotlineClient outbox', () => {
     expect(sock.count('envelope')).toBe(2);
   });
 
+  it('holds, never drops, a message whose new recipients are not approved: stored (a restart keeps it), sealed and sent once approved, or discarded on request', async () => {
+    const s = await setup();
+    const path = join(tempDir(), 'jp-op-1.state.json');
+    const approved = new Set(Object.values(s.d.devices).map((x) => `${x.certificate.cert.party}/${x.certificate.cert.device}`));
+    const make = () => {
+      const c = new HotlineClient({
+        serverUrl: 'http://relay.test',
+        agreement: s.d.agreement,
+        device: s.d.devices.jpOp,
+        storage: new FileStorage(path),
+        WebSocket: s.relay.WebSocket,
+        fetch: s.relay.fetch,
+        clock: s.clock,
+        random: () => 0.5,
+        // As the operator console does: only devices whose keys were confirmed.
+        approveRecipients: (recipients) => recipients.map((r) => `${r.party}/${r.device}`).filter((k) => !approved.has(k)),
+      });
+      clients.push(c);
+      return c;
+    };
+    const client = make();
+    const sock = await connect(s, client, 0);
+    const { id } = await client.send({ to: 'cn-mnd', precedence: 'FLASH', body: 'held, not lost' });
+    const first = await sock.waitFor('envelope');
+    // China enrolled a device meanwhile: the relay refuses the recipients, and the reseal to the new device is not approved.
+    const cn2 = await enrollDevice(s.d.cn, { device: 'cn-op-2', role: 'operator', now: s.d.now });
+    s.relay.certificates = [...s.relay.certificates, cn2.certificate];
+    const held = next(client, 'held');
+    const refusals: unknown[] = [];
+    client.on('refused', (r) => refusals.push(r));
+    sock.push({ t: 'error', code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: 'envelope has 3 recipients; the directory has 4', ref: id });
+    expect(await held).toEqual({ id, devices: ['cn-mnd/cn-op-2'] });
+    let item = (await new FileStorage(path).read('jp-mod/jp-op-1')).outbox[`e:${id}`];
+    expect(item).toMatchObject({ kind: 'held', id, devices: ['cn-mnd/cn-op-2'], draft: { precedence: 'FLASH', plaintext: { body: 'held, not lost' } } });
+    // Nothing sealed to the unapproved device; no seq used for it.
+    expect(sock.count('envelope')).toBe(1);
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).lastSeq).toBe(first.envelope.header.seq);
+    // Still unapproved: a release leaves it held.
+    expect(await client.releaseHeld()).toEqual([]);
+    await client.stop();
+
+    // A restart keeps it; a new message while still unapproved is held from the start.
+    const again = make();
+    const sock2 = await connect(s, again, 1);
+    const other = (await again.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'to discard' })).id;
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox[`e:${other}`]?.kind).toBe('held');
+    expect(await again.discardHeld(other)).toBe(true);
+    expect(await again.discardHeld(other)).toBe(false);
+    approved.add('cn-mnd/cn-op-2');
+    expect(await again.releaseHeld()).toEqual([id]);
+    const sent = await sock2.waitFor('envelope', (f) => f.envelope.header.id === id);
+    expect(sent.envelope.header.seq).toBe(first.envelope.header.seq + 1);
+    expect(sent.envelope.header.recipients.map((r) => r.device)).toContain('cn-op-2');
+    // A sealed envelope is never withdrawn by a discard.
+    expect(await again.discardHeld(id)).toBe(false);
+    const accepted = next(again, 'accepted');
+    sock2.push({ t: 'accepted', id, envelopeHash: envelopeHash(sent.envelope.header), at: s.clock.now() });
+    await accepted;
+    item = (await new FileStorage(path).read('jp-mod/jp-op-1')).outbox[`e:${id}`];
+    expect(item).toBeUndefined();
+    expect((await new FileStorage(path).read('jp-mod/jp-op-1')).outbox).toEqual({});
+    expect(refusals).toEqual([]);
+  });
+
   it('stores a run of accepted answers in one update, and emits each', async () => {
     const s = await setup();
     const inner = new MemoryStorage();

@@ -1,4 +1,3 @@
-import { HotlineError } from '../../../shared/errors.js';
 import type { UnlockedKey } from '../key-store.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
 import { h, replace } from '../common/dom.js';
@@ -19,7 +18,6 @@ import {
   withoutNotes,
   withNotesOf,
   markLate,
-  dateTimeGroup,
   linkPairs as orderedLinkPairs,
   unconfirmedRecipients,
   type ConsoleData,
@@ -32,6 +30,9 @@ import { elsewherePanel, linkPanel, statusPanel } from './panels/link-panel.js';
 import { leadLink } from './link-lock.js';
 import { messagesPanel } from './panels/messages-panel.js';
 import { peersPanel } from './panels/peers-panel.js';
+import { releaseHeld } from './panels/sender-view.js';
+import { clockParts } from './panels/clock.js';
+import { openDrafts } from './panels/drafts.js';
 
 const DIRECTORY_REFRESH_MS = 5 * 60_000;
 
@@ -54,14 +55,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       // Every party witnesses the audit log: a checkpoint that fails its checks is an alarm here.
       cosign: true,
       // Checked at every seal, the automatic reseal after a directory change included: nothing is
-      // encrypted to a peer key the operator has not confirmed (link tests carry no content).
-      approveRecipients: (recipients, draft) => {
-        if (draft.linkTest) return;
-        const unknown = unconfirmedRecipients(recipients, me, d.value.confirmed);
-        if (unknown.length > 0) {
-          throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `not sealed: the keys of ${unknown.map((x) => `${x.party}/${x.device}`).join(', ')} are not confirmed on this console`);
-        }
-      },
+      // encrypted to a peer key the operator has not confirmed (link tests carry no content). Such
+      // a message is held in the outbox until the keys are confirmed (sender-view.ts), never dropped.
+      approveRecipients: (recipients, draft) => (draft.linkTest ? [] : unconfirmedRecipients(recipients, me, d.value.confirmed).map((x) => `${x.party}/${x.device}`)),
     }),
   });
   const notes = await SealedNotes.open<MessageNote>(kv, unlocked.data, `console/${key}`);
@@ -113,7 +109,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
-    compose: composePanel(ctx),
+    compose: composePanel(ctx, await openDrafts(kv, unlocked, key)),
     events: eventsPanel(ctx),
   };
   const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule());
@@ -136,6 +132,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
       // Confirmed keys are compared with the directory the tab holding the link last stored.
       if (live.elsewhere) void client.loadStoredDirectory().catch(() => undefined);
+      // Keys confirmed in another tab: what was held for them goes from the tab holding the link.
+      else releaseHeld(ctx);
     },
   );
   notes.share((ids) => {
@@ -177,6 +175,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     sections.status.draw();
     drawAll();
     void loadStatus();
+    releaseHeld(ctx);
   });
   client.on('disconnected', () => {
     live.connected = false;
@@ -222,7 +221,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   client.on('error', (e) => void ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }));
   // Fetched again at each connection, after a refusal and on the timer: peer keys are compared
   // with the confirmed set every time, and a change blocks sending until confirmed again.
-  client.on('directory', () => ctx.redraw('peers', 'compose'));
+  client.on('directory', () => {
+    ctx.redraw('peers', 'compose');
+    // A held message whose recipients are all confirmed now (a new device revoked again) goes.
+    releaseHeld(ctx);
+  });
   client.on('link', (ev) => {
     if (ev.type === 'link.test') live.lastTest = latestTest(live.lastTest, [ev]);
     ctx.redraw('status', 'link');
@@ -255,7 +258,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const clockEl = h('span', { class: 'clock', id: 'utc-clock' });
   const drawClock = () => {
     const now = Date.now() + live.serverOffset;
-    replace(clockEl, h('span', { id: 'utc-time' }, `${new Date(now).toISOString().slice(11, 19)} UTC`), ' ', h('span', { id: 'dtg' }, dateTimeGroup(now)));
+    replace(clockEl, ...clockParts(now));
   };
   const lock = () => {
     void client.stop().finally(() => location.reload());
@@ -267,6 +270,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       sections.auditAlarm.el,
       sections.elsewhere.el,
       messages.bannerEl,
+      messages.senderOverdueEl,
       h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, sections.link.el, sections.peers.el, sections.events.el)),
     );
     messages.drawTables();

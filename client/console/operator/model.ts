@@ -169,11 +169,19 @@ export interface InboxRow {
   senderRevokedAt?: number;
 }
 
+/** What an outbox row shows of its header (a held message has no envelope yet: these come from its draft). */
+export type OutHeader = Pick<EnvelopeHeader, 'id' | 'to' | 'precedence' | 'sentAt' | 'exercise'>;
+
 export interface OutboxRow {
   id: string;
-  header: EnvelopeHeader;
+  header: OutHeader;
   text?: MessageText;
-  rung: OutRung;
+  /** 'held': not sealed, waiting for the operator to confirm the keys of {@link OutboxRow.held}. */
+  rung: OutRung | 'held';
+  /** The devices (`party/device`) whose new or changed keys hold the message. */
+  held?: string[];
+  /** When each rung was reached, as far as known here: sealed, accepted by the relay, first signed receipt of each kind. */
+  rungAt: Partial<Record<OutRung, number>>;
   acceptedAt?: number;
   /** Verified receipts by rung: who signed, when. */
   receipts: { kind: string; by: string; at: number }[];
@@ -228,7 +236,7 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
 
 /** The ids of the messages waiting in the outbox (receipts are not shown). */
 export function pendingIds(state: ClientState): string[] {
-  return Object.values(state.outbox).flatMap((item) => (item.kind === 'envelope' ? [item.id] : []));
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' ? [] : [item.id]));
 }
 
 /** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */
@@ -239,12 +247,29 @@ export function pendingItem(state: ClientState, id: string): OutboxItem | undefi
 
 /** An outbox item not yet accepted by the server: a message's row, undefined for receipts and link tests. */
 export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
+  if (item.kind === 'held') {
+    if (item.draft.linkTest) return undefined;
+    const { draft } = item;
+    return {
+      id: item.id,
+      header: { id: item.id, to: draft.to, precedence: draft.precedence, sentAt: item.composedAt, ...(draft.exercise ? { exercise: true } : {}) },
+      text: data.texts[item.id] ?? draft.plaintext,
+      rung: 'held',
+      held: item.devices,
+      rungAt: {},
+      receipts: [],
+      // Held, it has not reached the relay: its delivery deadline still runs from when it was composed.
+      dueAt: dueAt(agreement.deadlines, draft.precedence, 'delivered', item.composedAt),
+      late: data.late?.[item.id] ?? {},
+    };
+  }
   if (item.kind !== 'envelope' || item.envelope.header.linkTest) return undefined;
   return {
     id: item.id,
     header: item.envelope.header,
     text: data.texts[item.id] ?? item.draft.plaintext,
     rung: 'sent',
+    rungAt: { sent: item.envelope.header.sentAt },
     receipts: [],
     dueAt: dueAt(agreement.deadlines, item.draft.precedence, 'delivered', item.composedAt),
     late: data.late?.[item.id] ?? {},
@@ -259,11 +284,19 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
   const start = rec.acceptedAt ?? rec.header.sentAt;
   const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' ? 'delivered' : 'acknowledged', start);
   const text = data.texts[id];
+  const first = (kind: string) => rec.receipts.filter((r) => r.kind === kind).reduce<number | undefined>((m, r) => (m === undefined || r.at < m ? r.at : m), undefined);
+  const rungAt: OutboxRow['rungAt'] = { sent: rec.header.sentAt };
+  if (rec.acceptedAt !== undefined) rungAt.accepted = rec.acceptedAt;
+  for (const kind of ['delivered', 'acknowledged'] as const) {
+    const at = first(kind);
+    if (at !== undefined) rungAt[kind] = at;
+  }
   return {
     id,
     header: rec.header,
     ...(text ? { text } : {}),
     rung,
+    rungAt,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
     receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
     ...(due === undefined ? {} : { dueAt: due }),

@@ -84,6 +84,33 @@ describe('outboxRows', () => {
     expect(rows.k!.rung).toBe('acknowledged');
     expect(rows.k!.dueAt).toBeUndefined();
     expect(rows.k!.receipts.at(-1)).toEqual({ kind: 'acknowledged', by: 'cn-mnd/cn-op-1', at: 4_200 });
+    // The sender's view: when each rung was reached (the first receipt of each kind).
+    expect(rows.s!.rungAt).toEqual({ sent: 1_000 });
+    expect(rows.a!.rungAt).toEqual({ sent: 2_000, accepted: 2_000 });
+    expect(rows.k!.rungAt).toEqual({ sent: 4_000, accepted: 4_000, delivered: 4_100, acknowledged: 4_200 });
+  });
+
+  it('lists a held message with the devices it waits for, its text from the draft, and its delivery deadline from when it was composed', () => {
+    const state: ClientState = initialState('jp-mod/jp-op-1');
+    state.outbox['e:h'] = {
+      kind: 'held',
+      id: 'h',
+      draft: { to: 'cn-mnd', precedence: 'FLASH', plaintext: { body: 'held text', subject: 'held', lang: 'ja' }, exercise: true },
+      composedAt: 500,
+      resealed: 1,
+      devices: ['cn-mnd/cn-op-2'],
+      heldAt: 600,
+    };
+    const [row] = outboxRows(state, initialConsoleData(), dep.agreement);
+    expect(row).toMatchObject({
+      id: 'h',
+      rung: 'held',
+      held: ['cn-mnd/cn-op-2'],
+      header: { id: 'h', to: 'cn-mnd', precedence: 'FLASH', sentAt: 500, exercise: true },
+      text: { body: 'held text', subject: 'held', lang: 'ja' },
+      rungAt: {},
+      dueAt: 500 + dep.agreement.deadlines.FLASH.deliveredMs,
+    });
   });
 });
 

@@ -241,6 +241,19 @@ export const en = {
   ev_notice_store_failed: 'Relay storage failed: new messages and receipts are refused until it is repaired ({reason})',
   msg_sender_revoked: 'sender revoked since {time}',
   type_deadline_closed: 'deadline closed',
+  // h10-held: held messages, drafts, the sender's view, local time
+  rung_held: 'held',
+  held_confirm_key: 'held: confirm the new key of {devices}',
+  held_explain: 'Not sealed yet. It is sent by itself once you confirm the new key (Peer keys).',
+  discard_held: 'Discard',
+  discard_held_label: 'Discard the held message {subject}',
+  discard_held_confirm: 'Discard this message for good? It has not been sent and cannot be recovered.',
+  discard_held_yes: 'Discard for good',
+  msg_id: 'id {id}',
+  sender_overdue_delivered: 'Your FLASH to {to} is OVERDUE: not delivered, {late} past its deadline',
+  sender_overdue_acknowledged: 'Your FLASH to {to} is OVERDUE: not acknowledged, {late} past its deadline',
+  local_time: 'local',
+  draft_restored: 'Draft restored',
 };
 
 export type MessageKey = keyof typeof en;

@@ -242,4 +242,17 @@ export const ja: Dictionary = {
   ev_notice_store_failed: '中継サーバーの保存領域に障害：修復されるまで新しいメッセージと受領確認は受け付けられません（{reason}）',
   msg_sender_revoked: '送信者は {time} 以降失効',
   type_deadline_closed: '期限終了',
+  // h10-held: held messages, drafts, the sender's view, local time
+  rung_held: '保留',
+  held_confirm_key: '保留中：{devices} の新しい鍵を確認してください',
+  held_explain: 'まだ封緘されていません。新しい鍵を確認すると（相手の鍵）自動的に送信されます。',
+  discard_held: '破棄',
+  discard_held_label: '保留中の電文 {subject} を破棄',
+  discard_held_confirm: 'この電文を破棄しますか？ 送信されておらず、元に戻せません。',
+  discard_held_yes: '破棄する',
+  msg_id: 'ID {id}',
+  sender_overdue_delivered: '{to} 宛ての FLASH が期限超過：未配達、期限から {late} 経過',
+  sender_overdue_acknowledged: '{to} 宛ての FLASH が期限超過：未確認、期限から {late} 経過',
+  local_time: '現地',
+  draft_restored: '下書きを復元しました',
 };

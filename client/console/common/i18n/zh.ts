@@ -242,4 +242,17 @@ export const zh: Dictionary = {
   ev_notice_store_failed: '中继服务器存储故障：修复之前不再接受新消息和回执（{reason}）',
   msg_sender_revoked: '发送方自 {time} 起已吊销',
   type_deadline_closed: '期限关闭',
+  // h10-held: held messages, drafts, the sender's view, local time
+  rung_held: '暂扣',
+  held_confirm_key: '暂扣：请确认 {devices} 的新密钥',
+  held_explain: '尚未加密封装。确认新密钥后（对方密钥）将自动发送。',
+  discard_held: '丢弃',
+  discard_held_label: '丢弃暂扣的电文 {subject}',
+  discard_held_confirm: '确定永久丢弃此电文吗？它尚未发送，且无法恢复。',
+  discard_held_yes: '永久丢弃',
+  msg_id: '编号 {id}',
+  sender_overdue_delivered: '您发往 {to} 的 FLASH 已超时：未送达，已超过期限 {late}',
+  sender_overdue_acknowledged: '您发往 {to} 的 FLASH 已超时：未确认，已超过期限 {late}',
+  local_time: '本地',
+  draft_restored: '草稿已恢复',
 };

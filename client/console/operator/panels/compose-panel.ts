@@ -3,13 +3,14 @@ import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
 import { trustOf } from './peers-panel.js';
+import type { Drafts } from './drafts.js';
 
 /**
  * The compose form. Its fields are made once, so that a redraw (a language change, a directory
  * refresh) keeps what is typed. Nothing is sent by a key press: Enter in a one-line field does
  * nothing, and a FLASH is sent only after a second, explicit confirmation.
  */
-export function composePanel(ctx: OperatorContext): Panel {
+export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
   const el = h('section', { class: 'card', id: 'compose' });
   const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
   const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
@@ -21,6 +22,31 @@ export function composePanel(ctx: OperatorContext): Panel {
   const langSel = h('select', { id: 'text-lang' }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
   langSel.value = language();
   const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+  // A draft survives a reload: the fields come back as they were left, and are stored as typed.
+  const d = drafts.initial;
+  /** Shown until the restored draft is sent, so that nobody mistakes it for a new message. */
+  let restored = d !== undefined;
+  if (d) {
+    if (d.to && others.some((p) => p.id === d.to)) toSel.value = d.to;
+    if (d.precedence && (PRECEDENCES as readonly string[]).includes(d.precedence)) precSel.value = d.precedence;
+    if (d.lang && d.lang in LANGUAGES) langSel.value = d.lang;
+    subject.value = d.subject ?? '';
+    body.value = d.body ?? '';
+    exercise.checked = d.exercise === true;
+  }
+  // data-draft says whether what the form shows is stored yet ('pending', 'saved').
+  let requested = 0;
+  const keep = () => {
+    const mine = ++requested;
+    el.dataset.draft = 'pending';
+    drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked }, () => {
+      if (mine === requested) el.dataset.draft = 'saved';
+    });
+  };
+  for (const field of [toSel, precSel, subject, body, langSel, exercise]) {
+    field.addEventListener('input', keep);
+    field.addEventListener('change', keep);
+  }
   let composeError = '';
   /** A FLASH waiting for its confirmation. */
   let confirming = false;
@@ -39,6 +65,11 @@ export function composePanel(ctx: OperatorContext): Panel {
         // The next message starts from the least urgent precedence, in the interface language.
         precSel.value = 'ROUTINE';
         langSel.value = language();
+        // Sent (or held in the outbox): the draft is gone from storage too.
+        requested++;
+        restored = false;
+        await drafts.clear();
+        el.dataset.draft = 'cleared';
         draw();
         ctx.markOutbox(id);
       })
@@ -76,6 +107,7 @@ export function composePanel(ctx: OperatorContext): Panel {
       'form',
       { id: 'compose-form' },
       h('h2', {}, t('compose')),
+      restored ? h('p', { class: 'notice small', id: 'draft-restored' }, t('draft_restored')) : null,
       h('label', {}, t('to'), toSel),
       h('label', {}, t('precedence'), precSel),
       h('label', {}, t('subject'), subject),

@@ -1,12 +1,13 @@
 import type { ClientState, InboxRecord } from '../../../storage/client-storage.js';
 import type { Precedence } from '../../../../shared/protocol/schemas.js';
 import type { Alarm } from '../alarm.js';
-import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
+import { formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
-import { OUT_RUNGS, unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
+import { unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
 import { DueCells } from './due-cells.js';
+import { HeldCells, ladder, lateMark, SenderOverdue, shortId } from './sender-view.js';
 
 /** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
 const ROUTINE_EVERY_MS = 250;
@@ -16,6 +17,8 @@ export interface MessagesPanel {
   readonly inboxEl: HTMLElement;
   readonly outboxEl: HTMLElement;
   readonly bannerEl: HTMLElement;
+  /** Banners of this console's own FLASH messages that are overdue (sender-view.ts). */
+  readonly senderOverdueEl: HTMLElement;
   /** The tables' frames (headings, column names); the rows inside are kept. */
   drawTables(): void;
   /** Forget every row, so that the next frame draws them all again (their text is translated). */
@@ -60,6 +63,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   /** IMMEDIATE messages already chimed for, so that a redraw does not chime again. */
   const chimed = new Set<string>();
   const due = new DueCells(() => ctx.live.serverOffset);
+  const held = new HeldCells(ctx);
+  const overdue = new SenderOverdue(() => ctx.live.serverOffset);
   /** Unacknowledged messages to this party, by id: the tab title counts them. */
   const open = new Map<string, Precedence>();
   const dirtyInbox = new Set<string>();
@@ -122,19 +127,6 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       t('acknowledge'),
     );
 
-  /** A rung the server judged late says so, and by how much, in words (not by colour alone). */
-  const lateMark = (lateMs: number | undefined) => (lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(lateMs) })}`));
-
-  const ladder = (r: OutboxRow) =>
-    h(
-      'ol',
-      { class: 'ladder' },
-      ...OUT_RUNGS.map((x, i) => {
-        const late = x === 'delivered' || x === 'acknowledged' ? r.late[x] : undefined;
-        return h('li', { class: `${i <= OUT_RUNGS.indexOf(r.rung) ? 'done' : ''}${late === undefined ? '' : ' late'}`, 'data-rung': x }, t(`rung_${x}` as MessageKey), lateMark(late));
-      }),
-    );
-
   const outboxTr = (r: OutboxRow) => {
     const last = [...r.receipts].reverse().find((x) => x.kind === r.rung);
     return h(
@@ -143,14 +135,17 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, r.header.to),
       h('td', {}, messageText(r.text)),
-      h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt)),
-      h(
-        'td',
-        { class: 'rung' },
-        h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
-        ladder(r),
-        last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
-      ),
+      // The short id is how Events and the overdue banner cite the message.
+      h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt), h('div', { class: 'msg-id small muted' }, t('msg_id', { id: shortId(r.id) }))),
+      r.rung === 'held'
+        ? h('td', { class: 'rung held-cell' }, ...held.content(r))
+        : h(
+            'td',
+            { class: 'rung' },
+            h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
+            ladder(r),
+            last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+          ),
       due.cell(`out:${r.id}`, r.dueAt),
     );
   };
@@ -208,6 +203,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     const r = rec ? sentRow(id, rec, ctx.data.value, ctx.agreement) : item && pendingRow(item, ctx.data.value, ctx.agreement);
     if (r) outboxRows.put(id, r.header.sentAt, outboxTr(r));
     else outboxRows.delete(id);
+    overdue.update(id, r);
   };
 
   const inboxEmpty = h('p', { class: 'muted' });
@@ -284,8 +280,10 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     inboxEl,
     outboxEl,
     bannerEl,
+    senderOverdueEl: overdue.el,
     drawTables,
     clear() {
+      overdue.clear();
       inboxRows.clear();
       outboxRows.clear();
       banners.clear();
@@ -306,6 +304,9 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       showEmpty();
     },
     drawRows,
-    tick: () => due.tick(),
+    tick: () => {
+      due.tick();
+      overdue.tick();
+    },
   };
 }

@@ -4,6 +4,7 @@ import { groupHex, h, replace } from '../../common/dom.js';
 import { t } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
 import { peerKeys, peerTrust } from '../model.js';
+import { releaseHeld } from './sender-view.js';
 
 /** Whether every peer key is confirmed ('ok': sending allowed), as {@link peerTrust} says. */
 export function trustOf(ctx: OperatorContext): ReturnType<typeof peerTrust> {
@@ -50,6 +51,8 @@ export function peersPanel(ctx: OperatorContext): Panel {
               await ctx.data.save((d) => (d.confirmed = keys.map((k) => k.identity)));
               draw();
               ctx.redraw('compose');
+              // What was held for these keys is sealed and sent now.
+              releaseHeld(ctx);
             },
           }, t('confirm_keys'))
         : null,
