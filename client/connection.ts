@@ -100,11 +100,16 @@ export class RelayConnection {
 
   /**
    * Try now instead of waiting for the backoff (an operator's "reconnect now", the browser back
-   * online): a no-op while connected, while an attempt is under way, or when stopped. The backoff
-   * starts again from its first step.
+   * online): a no-op while connected or when stopped; during an attempt, only the backoff is
+   * reset. The backoff starts again from its first step.
    */
   reconnectNow(): void {
-    if (!this.#running || this.#connecting || this.#ws !== undefined) return;
+    if (!this.#running || this.#ws !== undefined) return;
+    // An attempt under way: should it fail, the next one comes after the backoff's first step.
+    if (this.#connecting) {
+      this.#attempt = 0;
+      return;
+    }
     if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#attempt = 0;

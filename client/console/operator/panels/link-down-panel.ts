@@ -17,6 +17,7 @@ export function linkDownPanel(ctx: OperatorContext): { el: HTMLElement } {
   const countdown = h('span', { id: 'retry-in' });
   const drawCountdown = () => {
     if (retryAt === undefined) {
+      delete countdown.dataset.retryAt;
       replace(countdown);
       return;
     }
