@@ -10,7 +10,8 @@ import { next } from '../helpers/events.js';
  */
 let hx: Harness;
 beforeAll(async () => {
-  hx = await startHarness();
+  // An IMMEDIATE's acknowledgement falls due within the test: a lock does not silence a deadline.
+  hx = await startHarness({ deadlines: { IMMEDIATE: { deliveredMs: 2_000, acknowledgedMs: 4_000 } } });
 });
 afterAll(async () => {
   await hx?.close();
@@ -50,6 +51,11 @@ describe('operator console: lock screen, alerts, app shell', () => {
     const imm = (await jp.send({ to: 'cn-mnd', precedence: 'IMMEDIATE', subject: 'secret immediate subject', body: 'secret immediate body', lang: 'en' })).id;
     await cn.page.locator(`#lock-alerts li[data-id="${imm}"][data-precedence="IMMEDIATE"]`, { hasText: 'jp-mod/op1' }).waitFor();
     await expect.poll(() => cn.page.evaluate(() => document.body.dataset.chimes)).toBe('1');
+    // Its acknowledgement deadline passes while locked: listed as overdue (still no content) and heard.
+    const overdue = cn.page.locator(`#lock-alerts li[data-id="${imm}"][data-kind="overdue"]`);
+    await overdue.waitFor({ timeout: 30_000 });
+    expect(await overdue.textContent()).toMatch(/IMMEDIATE from jp-mod not yet acknowledged: overdue by \d\d:\d\d \(level 1\)/);
+    await expect.poll(() => cn.page.evaluate(() => Number(document.body.dataset.chimes ?? 0))).toBeGreaterThanOrEqual(2);
     // FLASH listed first.
     expect(await cn.page.locator('#lock-alerts li').first().getAttribute('data-id')).toBe(flash);
     // Nothing of the content is on the screen: not on the lock screen, not behind it.
@@ -187,6 +193,10 @@ describe('operator console: lock screen, alerts, app shell', () => {
     const keyFile = await enrolDevice(hx, 'jp-mod', 'shell1');
     const jp = await connectConsole(hx, 'en-US', keyFile, pass);
     const page = jp.page;
+    // The worker is served where its scope covers both consoles, under the same CSP as the pages.
+    const sw = await fetch(`${hx.server.url}/console/sw.js`);
+    expect(sw.headers.get('content-type')).toMatch(/javascript/);
+    expect(sw.headers.get('content-security-policy')).toContain("default-src 'self'");
     // The service worker has kept the console's files and controls the page.
     await page.evaluate(() => navigator.serviceWorker.ready);
     await expect.poll(() => page.evaluate(() => navigator.serviceWorker.controller !== null), { timeout: 20_000 }).toBe(true);
