@@ -1,6 +1,6 @@
 import { isHotlineError } from '../../../shared/errors.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
-import { formatDuration, formatTime, h, replace } from '../common/dom.js';
+import { formatTime, h, replace } from '../common/dom.js';
 import { onLanguageChange, t, type MessageKey } from '../common/i18n.js';
 
 /**
@@ -23,7 +23,7 @@ import { onLanguageChange, t, type MessageKey } from '../common/i18n.js';
  */
 export type LockAlert =
   | { kind: 'message'; id: string; precedence: Precedence; from: string; exercise: boolean; at: number }
-  | { kind: 'overdue'; id: string; precedence: Precedence; inbound: boolean; party: string; rung: string; lateMs: number; level: number; at: number };
+  | { kind: 'overdue'; id: string; precedence: Precedence; inbound: boolean; party: string; rung: string; level: number; at: number };
 
 export interface LockScreenOptions {
   /** The console's content, hidden while locked. */
@@ -193,11 +193,11 @@ export class LockScreen {
   }
 }
 
-/** "FLASH from cn-mnd/op1", or an overdue deadline: precedence, party, rung and lateness, nothing of the content. */
+/** "FLASH message from cn-mnd/op1", or an overdue deadline (precedence, party, rung, reminder level; its time beside it): nothing of the content. */
 function alertText(a: LockAlert): string {
   const prec = t(`prec_${a.precedence}` as MessageKey);
   if (a.kind === 'message') return t('lock_alert_message', { prec, from: a.from });
-  const params = { prec, party: a.party, rung: t(`rung_${a.rung}` as MessageKey), late: formatDuration(a.lateMs), level: a.level };
+  const params = { prec, party: a.party, rung: t(`rung_${a.rung}` as MessageKey), level: a.level };
   return t(a.inbound ? 'lock_alert_overdue_in' : 'lock_alert_overdue_out', params);
 }
 

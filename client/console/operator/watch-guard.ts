@@ -64,7 +64,7 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   ctx.client.on('event', (ev) => {
     if (ev.type !== 'deadline.missed' || !screen.locked) return;
     const inbound = ev.to === ctx.me.party;
-    screen.alert({ kind: 'overdue', id: ev.messageId, precedence: ev.precedence, inbound, party: inbound ? ev.from : ev.to, rung: ev.rung, lateMs: ev.lateMs, level: ev.level, at: ev.at });
+    screen.alert({ kind: 'overdue', id: ev.messageId, precedence: ev.precedence, inbound, party: inbound ? ev.from : ev.to, rung: ev.rung, level: ev.level, at: ev.at });
     // The FLASH alarm sounds on by itself while a FLASH waits; a missed deadline is heard too.
     o.alarm.chime();
   });

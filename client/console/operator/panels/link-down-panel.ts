@@ -47,12 +47,17 @@ export function linkDownPanel(ctx: OperatorContext): { el: HTMLElement } {
     drawCountdown();
     ctx.client.reconnectNow();
   };
+  let everConnected = false;
   ctx.client.on('disconnected', (ev) => {
+    // Opened while the relay is down: the peers' keys as last fetched, so that compose works
+    // (what is sent waits in the outbox).
+    if (!everConnected && !down && !ctx.live.elsewhere) void ctx.client.loadStoredDirectory().catch(() => undefined);
     down = true;
     retryAt = ev.retryInMs === undefined ? undefined : Date.now() + ev.retryInMs;
     draw();
   });
   ctx.client.on('connected', () => {
+    everConnected = true;
     down = false;
     retryAt = undefined;
     draw();
