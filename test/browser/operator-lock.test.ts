@@ -85,6 +85,38 @@ describe('operator console: lock screen, alerts, app shell', () => {
     await cn.context.close();
   });
 
+  it('two tabs: Lock covers both; a FLASH shows on both lock screens; each tab unlocks on its own', async () => {
+    const pass = 'jp two tabs lock';
+    const keyFile = await enrolDevice(hx, 'jp-mod', 'locktabs');
+    const context = await hx.browser.newContext({ locale: 'en-US' });
+    const a = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
+    await importKey(a.page, keyFile, pass);
+    await a.page.waitForSelector('#link-state[data-connected="true"]');
+    const b = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
+    await b.page.fill('#passphrase', pass);
+    await b.page.click('#unlock');
+    await b.page.waitForSelector('#elsewhere #take-over');
+
+    await b.page.click('#lock');
+    for (const p of [a.page, b.page]) await p.waitForSelector('#lock-screen:not([hidden])');
+    const cn = await startNodeClient(hx, 'cn-mnd/op1');
+    const flash = (await cn.send({ to: 'jp-mod', precedence: 'FLASH', subject: 'two tabs secret', body: 'two tabs body', lang: 'en' })).id;
+    for (const p of [a.page, b.page]) {
+      await p.locator(`#lock-alerts li[data-id="${flash}"][data-precedence="FLASH"]`, { hasText: 'cn-mnd/op1' }).waitFor();
+      expect(await visibleText(p)).not.toContain('two tabs secret');
+    }
+    await b.page.fill('#passphrase', pass);
+    await b.page.click('#unlock');
+    await b.page.waitForSelector('#lock-screen', { state: 'hidden' });
+    await b.page.locator(`.flash-banner[data-id="${flash}"]`, { hasText: 'two tabs secret' }).waitFor();
+    // The other tab stays locked until unlocked there.
+    expect(await a.page.isVisible('#lock-screen')).toBe(true);
+    expect(a.errors).toEqual([]);
+    expect(b.errors).toEqual([]);
+    await cn.stop();
+    await context.close();
+  });
+
   it('idle auto-lock: locks after the configured minutes without use (stored sealed), not before; alerts continue', async () => {
     const pass = 'jp idle passphrase';
     const keyFile = await enrolDevice(hx, 'jp-mod', 'idle1');

@@ -71,9 +71,17 @@ export class LockScreen {
     return this.#locked;
   }
 
-  /** Cover the console now (the Lock button, the idle timer, another tab locking). */
+  /** Cover the console now, in every tab of it (the Lock button). */
   lock(): void {
     this.#lock(true);
+  }
+
+  /**
+   * Cover this tab only (its idle timer): a tab left in the background must not lock the one the
+   * operator is working in.
+   */
+  lockThisTab(): void {
+    this.#lock(false);
   }
 
   #lock(tellOthers: boolean): void {

@@ -53,13 +53,24 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   const alerts = desktopAlerts();
   const unseen = () => document.hidden || screen.locked;
 
-  ctx.client.on('message', (m) => {
-    const p = m.header.precedence;
-    if (p !== 'FLASH' && p !== 'IMMEDIATE') return;
-    const from = `${m.header.from.party}/${m.header.from.device}`;
-    const exercise = m.header.exercise === true;
-    screen.alert({ kind: 'message', id: m.header.id, precedence: p, from, exercise, at: m.acceptedAt });
-    if (unseen()) alerts.notify({ id: m.header.id, precedence: p, from, exercise });
+  // New inbox records, stored by this tab's client or by the tab holding the link: every tab's lock
+  // screen lists them. The desktop notification comes from the tab holding the link only, once.
+  const known = new Set(Object.keys((await ctx.storage.read(ctx.key)).inbox));
+  ctx.storage.onChange((device, change) => {
+    if (device !== ctx.key) return;
+    const fresh = change.inbox.filter((id) => !known.has(id));
+    if (fresh.length === 0) return;
+    for (const id of fresh) known.add(id);
+    void ctx.storage.read(ctx.key).then((state) => {
+      for (const id of fresh) {
+        const header = state.inbox[id]?.header;
+        if (!header || (header.precedence !== 'FLASH' && header.precedence !== 'IMMEDIATE')) continue;
+        const from = `${header.from.party}/${header.from.device}`;
+        const exercise = header.exercise === true;
+        screen.alert({ kind: 'message', id, precedence: header.precedence, from, exercise, at: state.inbox[id]!.receivedAt });
+        if (unseen() && !ctx.live.elsewhere) alerts.notify({ id, precedence: header.precedence, from, exercise });
+      }
+    });
   });
   ctx.client.on('event', (ev) => {
     if (ev.type !== 'deadline.missed' || !screen.locked) return;
@@ -74,7 +85,7 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   });
 
   const idleMinutes = () => settings.value.idleMinutes ?? DEFAULT_IDLE_MINUTES;
-  watchIdle(idleMinutes, () => screen.lock());
+  watchIdle(idleMinutes, () => screen.lockThisTab());
   const panel = alertsPanel({
     alerts,
     idleMinutes,
