@@ -50,6 +50,10 @@ export class RelayConnection {
   #helloReceived = false;
   #attempt = 0;
   #reconnectTimer: TimerHandle | undefined;
+  /** Between a connection attempt's start and its socket (or its failure): no second attempt meanwhile. */
+  #connecting = false;
+  /** The code last reported since the link was last up: an outage is reported once, not at every attempt. */
+  #reportedCode: HotlineErrorCode | undefined;
   #startWaiters: { resolve: () => void; reject: (e: HotlineError) => void }[] = [];
 
   constructor(options: RelayConnectionOptions) {
@@ -91,10 +95,31 @@ export class RelayConnection {
   hello(): void {
     this.#helloReceived = true;
     this.#attempt = 0;
+    this.#reportedCode = undefined;
+  }
+
+  /**
+   * Try now instead of waiting for the backoff (an operator's "reconnect now", the browser back
+   * online): a no-op while connected or when stopped; during an attempt, only the backoff is
+   * reset. The backoff starts again from its first step.
+   */
+  reconnectNow(): void {
+    if (!this.#running || this.#ws !== undefined) return;
+    // An attempt under way: should it fail, the next one comes after the backoff's first step.
+    if (this.#connecting) {
+      this.#attempt = 0;
+      return;
+    }
+    if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#attempt = 0;
+    void this.#connect();
   }
 
   async #connect(): Promise<void> {
-    if (!this.#running) return;
+    if (!this.#running || this.#connecting) return;
+    this.#connecting = true;
+    this.#reconnectTimer = undefined;
     let ws: WebSocketLike;
     try {
       await this.#o.prepare();
@@ -110,9 +135,15 @@ export class RelayConnection {
         this.#o.report(e);
         return;
       }
-      this.#o.report(e);
+      // The relay unreachable for a minute is one error, not one per attempt (issue 10: a line at
+      // every attempt pushed the real events out of a console's list); `disconnected` still tells
+      // of each attempt and when the next one is.
+      if (e.code !== this.#reportedCode) this.#o.report(e);
+      this.#reportedCode = e.code;
       this.#scheduleReconnect(0, e.message);
       return;
+    } finally {
+      this.#connecting = false;
     }
     this.#ws = ws;
     this.#helloReceived = false;

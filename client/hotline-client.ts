@@ -206,6 +206,14 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return this.#link.start();
   }
 
+  /**
+   * While the link is down, try to connect now rather than at the next backoff step (a console's
+   * "reconnect now", the browser back online). Does nothing while connected or stopped.
+   */
+  reconnectNow(): void {
+    this.#link.reconnectNow();
+  }
+
   /** Close the link and stop reconnecting. Pending outbox items stay stored for the next start. */
   async stop(): Promise<void> {
     this.#api.stop();

@@ -11,7 +11,9 @@ import { HotlineError } from '../../shared/errors.js';
  * WebSocket as the CLI; all cryptography happens in the browser.
  *
  * Routes: `/` → `/console/`, `/console/` (index), `/console/operator/`, `/console/auditor/`,
- * `/console/assets/{operator.js, auditor.js, style.css}`.
+ * `/console/assets/{operator.js, auditor.js, style.css}`, and the app shell's service worker
+ * `/console/sw.js` (client/console/shell-worker/sw.ts), at that path so that its scope covers
+ * both consoles.
  */
 
 /** No inline scripts or styles, no eval, nothing from elsewhere; the WebSocket to this server only. */
@@ -77,7 +79,20 @@ export async function buildConsoleAssets(): Promise<Map<string, Asset>> {
       },
     ],
   });
+  // A classic script (no module service workers in every browser yet), bundled on its own.
+  const worker = await build({
+    entryPoints: [join(dir, 'shell-worker', 'sw.ts')],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'silent',
+  });
   const assets = new Map<string, Asset>();
+  assets.set('/console/sw.js', { type: 'text/javascript; charset=utf-8', body: worker.outputFiles[0]!.text });
   for (const file of result.outputFiles) {
     const name = file.path.split('/').pop()!;
     assets.set(`/console/assets/${name}`, { type: 'text/javascript; charset=utf-8', body: file.text });
@@ -127,5 +142,6 @@ export const consolePlugin: FastifyPluginAsync<ConsolePluginOptions> = async (ap
     app.get(`/console/${c}`, async (_req, reply) => reply.redirect(`/console/${c}/`));
     app.get(`/console/${c}/`, async (_req, reply) => send(`/console/${c}/`, reply));
   }
+  app.get('/console/sw.js', async (_req, reply) => send('/console/sw.js', reply));
   app.get<{ Params: { file: string } }>('/console/assets/:file', async (req, reply) => send(`/console/assets/${req.params.file}`, reply));
 };

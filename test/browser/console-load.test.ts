@@ -104,8 +104,8 @@ describe('operator console under load', () => {
     expect(stores['state-inbox']).toBe(1);
     expect(stores['state-sent']).toBe(2);
 
-    // A reload (lock, unlock) keeps everything committed.
-    await page.click('#lock');
+    // A reload (sign out, unlock) keeps everything committed.
+    await page.click('#sign-out');
     await page.fill('#passphrase', passphrase);
     await page.click('#unlock');
     await page.waitForSelector('#link-state[data-connected="true"]');

@@ -41,6 +41,8 @@ export interface Harness {
   keyFiles: Record<string, string>;
   /** Where key files are written. */
   keyDir: string;
+  /** The server's data directory. */
+  dataDir: string;
   close(): Promise<void>;
 }
 
@@ -66,7 +68,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     writeFileSync(path, JSON.stringify(secret, null, 2), { mode: 0o600 });
     keyFiles[key] = path;
   }
-  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir: join(dir.path, 'data'), host: '127.0.0.1', port: 0, logLevel: 'warn' });
+  const dataDir = join(dir.path, 'data');
+  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: 'warn' });
   for (const secret of Object.values(dep.devices)) {
     const res = await fetch(`${server.url}/v1/directory/devices`, {
       method: 'POST',
@@ -77,18 +80,30 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   }
   const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  return {
+  const hx: Harness = {
     server,
     dep,
     browser,
     keyFiles,
     keyDir: dir.path,
+    dataDir,
     async close() {
       await browser.close();
-      await server.close();
+      await hx.server.close();
       dir.remove();
     },
   };
+  return hx;
+}
+
+/**
+ * Start the harness's server again after `hx.server.close()` (a relay restart): same data
+ * directory, same agreement and log key, and the same port, so that the browser's origin (its
+ * storage, its service worker) is the same one.
+ */
+export async function restartServer(hx: Harness): Promise<void> {
+  const port = Number(new URL(hx.server.url).port);
+  hx.server = await startServer({ agreement: hx.dep.agreement, logSecret: hx.dep.logSecret, dataDir: hx.dataDir, host: '127.0.0.1', port, logLevel: 'warn' });
 }
 
 /**

@@ -128,8 +128,8 @@ describe('operator console', () => {
     await importKey(page, hx.keyFiles['jp-mod/op2']!, 'the right passphrase');
     await page.waitForSelector('#link-state[data-connected="true"]');
 
-    // Lock: the page reloads and only the sealed record remains.
-    await page.click('#lock');
+    // Sign out: the page reloads and only the sealed record remains.
+    await page.click('#sign-out');
     await page.waitForSelector('#unlock-form');
     expect(await page.textContent('#unlock-form')).toContain('jp-mod/op2');
     const stored = await dumpStorage(page);
@@ -192,9 +192,9 @@ describe('operator console', () => {
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-test-agent.png'), fullPage: true });
     await cn.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-cn-link-test.png'), fullPage: true });
 
-    // The switch is remembered for this device (sealed): after locking and unlocking it is still
+    // The switch is remembered for this device (sealed): after signing out and unlocking it is still
     // on. That is a second connection, and so exactly a second login.
-    await jp.page.click('#lock');
+    await jp.page.click('#sign-out');
     await jp.page.fill('#passphrase', 'jp agent passphrase');
     await jp.page.click('#unlock');
     await jp.page.waitForSelector('#link-state[data-connected="true"]');
@@ -274,9 +274,9 @@ describe('operator console', () => {
     expect(await page.locator('#cosign-state[data-size]').count()).toBe(0);
     await page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-audit-alarm.png'), fullPage: true });
 
-    // It stays across a lock and unlock (the tampering has stopped: no new alarm is raised).
+    // It stays across a sign-out and unlock (the tampering has stopped: no new alarm is raised).
     await context.unroute('**/v1/audit/checkpoint/latest');
-    await page.click('#lock');
+    await page.click('#sign-out');
     await page.fill('#passphrase', 'jp passphrase six');
     await page.click('#unlock');
     await page.waitForSelector('#link-state[data-connected="true"]');

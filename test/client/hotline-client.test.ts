@@ -143,6 +143,51 @@ describe('HotlineClient reconnect', () => {
     sock.drop(1006);
     expect((await after).retryInMs).toBe(375);
   });
+
+  it('reconnectNow() tries at once instead of at the next backoff step; an outage is one error, not one per attempt', async () => {
+    const s = await setup();
+    s.relay.down = true;
+    let attempts = 0;
+    const counting = (...args: Parameters<typeof s.relay.fetch>) => {
+      attempts++;
+      return s.relay.fetch(...args);
+    };
+    const c = new HotlineClient({ serverUrl: 'http://relay.test', agreement: s.d.agreement, device: s.d.devices.jpOp, storage: new MemoryStorage(), WebSocket: s.relay.WebSocket, fetch: counting, clock: s.clock, random: () => 0.5 });
+    clients.push(c);
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.code));
+    let gone = next(c, 'disconnected');
+    const started = c.start();
+    for (let i = 0; i < 5; i++) {
+      const ev = await gone;
+      gone = next(c, 'disconnected');
+      s.clock.advance(ev.retryInMs!);
+    }
+    const ev = await gone;
+    expect(ev.retryInMs).toBe(375 * 2 ** 5);
+    // Five failed attempts, one error line.
+    expect(errors).toEqual(['HL_ERR_CLIENT_UNREACHABLE']);
+    s.relay.down = false;
+    const before = attempts;
+    c.reconnectNow();
+    // A second call while the attempt is under way starts no other.
+    c.reconnectNow();
+    const sock = await s.relay.socket(0);
+    expect(attempts).toBeGreaterThan(before);
+    sock.accept('jp-mod', 'jp-op-1');
+    await started;
+    // Nothing of the clock was advanced: the attempt came from reconnectNow, not from the backoff.
+    expect(s.relay.sockets.length).toBe(1);
+    // Connected: reconnectNow does nothing.
+    c.reconnectNow();
+    expect(s.relay.sockets.length).toBe(1);
+    // The next outage is reported again.
+    s.relay.down = true;
+    const again = next(c, 'disconnected');
+    sock.drop(1006);
+    s.clock.advance((await again).retryInMs!);
+    await expect.poll(() => errors.length).toBe(2);
+  });
 });
 
 describe('HotlineClient outbox', () => {

@@ -7,6 +7,7 @@ import { h, replace } from './dom.js';
 import { initLanguage, onLanguageChange, type MessageKey } from './i18n.js';
 import { fatalView, pageHeader, pinAgreement, SealedRecord } from './shell.js';
 import { showUnlock } from './unlock-view.js';
+import { registerAppShell } from './app-shell.js';
 
 /** What a console runs once its device key is unlocked; it owns the page from then on. */
 export type RunConsole = (root: HTMLElement, kv: KeyValueStore & RecordStore, unlocked: UnlockedKey) => Promise<void>;
@@ -21,6 +22,7 @@ export type RunConsole = (root: HTMLElement, kv: KeyValueStore & RecordStore, un
  */
 export async function bootConsole(role: Extract<Role, 'operator' | 'auditor'>, titleKey: MessageKey, run: RunConsole): Promise<void> {
   initLanguage();
+  registerAppShell();
   const root = document.getElementById('app')!;
   const kv = await openIndexedDb();
   const store = new KeyStore(kv, role);

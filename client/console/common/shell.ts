@@ -168,10 +168,19 @@ export class SealedNotes<V> {
  * sealed, so no one without the passphrase can swap it in storage.
  */
 export async function pinAgreement(pinned: Agreement | undefined, device: DeviceSecretFile, now: number): Promise<Agreement> {
-  const res = await fetch('/v1/agreement').catch((cause: unknown) => {
-    throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', 'the server cannot be reached', { cause });
-  });
-  if (!res.ok) throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `GET /v1/agreement: HTTP ${res.status}`);
+  let res: Response;
+  try {
+    res = await fetch('/v1/agreement');
+    if (!res.ok) throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `GET /v1/agreement: HTTP ${res.status}`);
+  } catch (cause) {
+    if (!pinned) throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', 'the server cannot be reached', { cause });
+    // The relay is down (a console reloaded from its service worker's cache, issue 10): go on
+    // with the pinned copy, its chain to this device checked again; the client compares it with
+    // the server's copy before every connection, so a mismatch still stops it once the relay is back.
+    const kept = parseAgreement(pinned);
+    await verifyDeviceCertificate(kept, device.certificate, { now });
+    return kept;
+  }
   const remote = parseAgreement(await res.json());
   if (pinned && agreementHash(parseAgreement(pinned)) !== agreementHash(remote)) {
     throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', 'the server runs another agreement than the one this console pinned');

@@ -33,8 +33,11 @@ import { peersPanel } from './panels/peers-panel.js';
 import { releaseHeld } from './panels/sender-view.js';
 import { clockParts } from './panels/clock.js';
 import { openDrafts } from './panels/drafts.js';
+import { guardWatch } from './watch-guard.js';
 
 const DIRECTORY_REFRESH_MS = 5 * 60_000;
+/** A console on watch waits at most this long between reconnect attempts: a relay back after a restart is seen within seconds. */
+const RECONNECT_MAX_MS = 5000;
 
 /**
  * The operator console: the unlocked device's session, one panel per concern (panels/), and the
@@ -52,6 +55,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     stored: withoutNotes,
     client: (d) => ({
       testAgent: d.value.testAgent === true,
+      backoff: { maxMs: RECONNECT_MAX_MS },
       // Every party witnesses the audit log: a checkpoint that fails its checks is an alarm here.
       cosign: true,
       // Checked at every seal, the automatic reseal after a directory change included: nothing is
@@ -112,6 +116,8 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     compose: composePanel(ctx, await openDrafts(kv, unlocked, key)),
     events: eventsPanel(ctx),
   };
+  // The lock screen, idle auto-lock, desktop alerts and link-down banner (watch-guard.ts).
+  const watch = await guardWatch(ctx, { kv, unlocked, root, alarm });
   const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule());
   /** One frame's drawing: panels first, then changed rows, FLASH and IMMEDIATE before the rest. */
   const frames = new FrameScheduler(async (deadline) => {
@@ -260,18 +266,16 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     const now = Date.now() + live.serverOffset;
     replace(clockEl, ...clockParts(now));
   };
-  const lock = () => {
-    void client.stop().finally(() => location.reload());
-  };
   const relayout = () => {
     replace(
       root,
-      pageHeader('app_operator', h('div', { class: 'status' }, clockEl, sections.status.el), lock),
+      pageHeader('app_operator', h('div', { class: 'status' }, clockEl, sections.status.el), watch.lock),
+      watch.linkDownEl,
       sections.auditAlarm.el,
       sections.elsewhere.el,
       messages.bannerEl,
       messages.senderOverdueEl,
-      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, sections.link.el, sections.peers.el, sections.events.el)),
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, watch.alertsEl, sections.link.el, sections.peers.el, sections.events.el)),
     );
     messages.drawTables();
     // Every row carries translated text: draw them all again.
