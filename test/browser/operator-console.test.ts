@@ -228,7 +228,7 @@ describe('operator console', () => {
     expect(await jp.page.isDisabled('#send')).toBe(true);
     await jp.page.waitForSelector('#send-blocked');
     expect(await jp.page.locator('#peers li.unconfirmed b').allTextContents()).toEqual(['cn-mnd/op5']);
-    await jp.page.waitForSelector('#events li.ev-error:has-text("HL_ERR_ENVELOPE_RECIPIENTS")');
+    await jp.page.waitForSelector('#events li.ev-error[data-code="HL_ERR_ENVELOPE_RECIPIENTS"]');
     await expect.poll(() => jp.page.locator('#outbox tr.msg').count(), { timeout: 15_000 }).toBe(0);
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-jp-peer-changed.png'), fullPage: true });
 

@@ -2,6 +2,7 @@ import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schema
 import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
+import { errorCode, errorKey } from '../../common/error-text.js';
 import { trustOf } from './peers-panel.js';
 
 /**
@@ -12,7 +13,7 @@ import { trustOf } from './peers-panel.js';
 export function composePanel(ctx: OperatorContext): Panel {
   const el = h('section', { class: 'card', id: 'compose' });
   const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
-  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, p.id)));
   const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
   precSel.value = 'ROUTINE';
   const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
@@ -43,12 +44,19 @@ export function composePanel(ctx: OperatorContext): Panel {
         ctx.markOutbox(id);
       })
       .catch((err: unknown) => {
-        composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
+        composeError = t('send_failed', { error: t(errorKey(errorCode(err))) });
         draw();
       });
   };
 
   const draw = () => {
+    // A ministry's name is written in the agreement in one language (English in practice): the
+    // English interface shows it with the party's id, the others the id alone, which both sides
+    // use on the wire and in the audit log.
+    for (const opt of Array.from(toSel.options)) {
+      const party = others.find((p) => p.id === opt.value)!;
+      opt.textContent = language() === 'en' ? `${party.name} (${party.id})` : party.id;
+    }
     for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
     const untrusted = trustOf(ctx) !== 'ok';
     const blocked = untrusted || ctx.live.elsewhere;
