@@ -26,7 +26,7 @@ export const ja: Dictionary = {
   connected: '接続中',
   disconnected: '未接続',
   last_test: '最終回線試験',
-  round_trip: '往復 {ms} ms',
+  round_trip: '往復 {ms} ミリ秒',
   test_ok: '正常',
   test_failed: '失敗',
   no_test: '回線試験はまだありません',
