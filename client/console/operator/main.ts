@@ -107,16 +107,17 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     },
   };
 
+  const compose = composePanel(ctx);
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
     elsewhere: elsewherePanel(ctx),
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
-    compose: composePanel(ctx),
+    compose,
     events: eventsPanel(ctx),
   };
-  const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule());
+  const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule(), (target) => compose.startReply(target));
   /** One frame's drawing: panels first, then changed rows, FLASH and IMMEDIATE before the rest. */
   const frames = new FrameScheduler(async (deadline) => {
     const due = [...dirtySections];
@@ -265,7 +266,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       sections.auditAlarm.el,
       sections.elsewhere.el,
       messages.bannerEl,
-      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, sections.link.el, sections.peers.el, sections.events.el)),
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.findEl, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, sections.link.el, sections.peers.el, sections.events.el)),
     );
     messages.drawTables();
     // Every row carries translated text: draw them all again.

@@ -3,6 +3,12 @@ import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
 import { errorCode, errorKey } from '../../common/error-text.js';
+import type { ReplyTarget } from './messages-panel.js';
+
+/** The compose form; `startReply` makes the next message a reply (the envelope's `replyTo`). */
+export interface ComposePanel extends Panel {
+  startReply(target: ReplyTarget): void;
+}
 import { trustOf } from './peers-panel.js';
 
 /**
@@ -10,7 +16,7 @@ import { trustOf } from './peers-panel.js';
  * refresh) keeps what is typed. Nothing is sent by a key press: Enter in a one-line field does
  * nothing, and a FLASH is sent only after a second, explicit confirmation.
  */
-export function composePanel(ctx: OperatorContext): Panel {
+export function composePanel(ctx: OperatorContext): ComposePanel {
   const el = h('section', { class: 'card', id: 'compose' });
   const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
   const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, p.id)));
@@ -25,11 +31,13 @@ export function composePanel(ctx: OperatorContext): Panel {
   let composeError = '';
   /** A FLASH waiting for its confirmation. */
   let confirming = false;
+  /** The message this one answers, if it is a reply. */
+  let replyTo: ReplyTarget | undefined;
 
   const send = () => {
     const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}) };
     ctx.client
-      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
+      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}), ...(replyTo ? { replyTo: replyTo.id } : {}) })
       .then(async ({ id }) => {
         composeError = '';
         ctx.data.value.texts[id] = text;
@@ -37,6 +45,7 @@ export function composePanel(ctx: OperatorContext): Panel {
         subject.value = '';
         body.value = '';
         exercise.checked = false;
+        replyTo = undefined;
         // The next message starts from the least urgent precedence, in the interface language.
         precSel.value = 'ROUTINE';
         langSel.value = language();
@@ -84,6 +93,19 @@ export function composePanel(ctx: OperatorContext): Panel {
       'form',
       { id: 'compose-form' },
       h('h2', {}, t('compose')),
+      replyTo
+        ? h(
+            'p',
+            { class: 'notice small', id: 'replying-to', 'data-reply-to': replyTo.id },
+            t('replying_to', { from: replyTo.from, subject: replyTo.subject }),
+            ' ',
+            h('button', { type: 'button', class: 'secondary', id: 'reply-cancel', onclick: () => {
+              replyTo = undefined;
+              draw();
+              body.focus();
+            } }, t('reply_cancel')),
+          )
+        : null,
       h('label', {}, t('to'), toSel),
       h('label', {}, t('precedence'), precSel),
       h('label', {}, t('subject'), subject),
@@ -112,5 +134,11 @@ export function composePanel(ctx: OperatorContext): Panel {
     });
     replace(el, form);
   };
-  return { el, draw };
+  const startReply = (target: ReplyTarget) => {
+    replyTo = target;
+    if (Array.from(toSel.options).some((o) => o.value === target.to)) toSel.value = target.to;
+    draw();
+    body.focus();
+  };
+  return { el, draw, startReply };
 }
