@@ -140,9 +140,9 @@ describe('operator console: find, threads, print', () => {
     await jp.page.emulateMedia({ media: 'print' });
     expect(await jp.page.isVisible('#print-sheet')).toBe(true);
     for (const sel of ['#app', '#inbox', '#outbox', 'header.top']) expect(await jp.page.isVisible(sel), sel).toBe(false);
+    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-message-print-en.png') });
     const pdf = await jp.page.pdf({ path: join(SCREENSHOT_DIR, 'operator-message-en.pdf'), format: 'A4' });
     expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
-    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-message-print-en.png') });
     await jp.page.emulateMedia({ media: 'screen' });
     // A received message prints its own rungs: received and acknowledged here.
     await jp.page.click(`#inbox tr.msg[data-id="${ids.ROUTINE}"] button.print`);

@@ -108,16 +108,22 @@ describe('operator console: everything in the interface language', () => {
       await c.page.waitForSelector('#events li.ev-deadline-late');
     }
 
-    // Sent from each console: a PRIORITY delivered and acknowledged by the peer, and one the relay refuses.
+    // Sent from each console: a PRIORITY in reply to the ROUTINE received (threaded under it),
+    // delivered and acknowledged by the peer, and one the relay refuses.
     for (const [c, text] of [
       [jp, '航空機の動きについて'],
       [cn, '关于飞机动向'],
     ] as const) {
+      const routine = received.get(c)![3]!;
+      await c.page.click(`#inbox tr.msg[data-id="${routine}"] button.reply`);
+      await c.page.waitForSelector('#replying-to');
       await c.page.selectOption('#precedence', 'PRIORITY');
       await c.page.fill('#subject', text);
       await c.page.fill('#body', text);
       await c.page.click('#send');
       await c.page.waitForSelector('#outbox tr.msg[data-rung="acknowledged"] .receipt');
+      await c.page.waitForSelector(`#inbox tr.msg[data-id="${routine}"] .thread li`);
+      await c.page.waitForSelector('#outbox tr.msg .in-reply-to');
       c.refuseNext('HL_ERR_ENVELOPE_TOO_LARGE');
       await c.page.fill('#body', text.repeat(3));
       await c.page.click('#send');
@@ -153,7 +159,15 @@ describe('operator console: everything in the interface language', () => {
       [cn, 'zh'],
     ] as const) {
       await c.page.locator('#events li').first().waitFor();
-      const shown = await shownText(c.page);
+      // What shows only on demand: the find bar's count while filtering, and a message's print sheet.
+      await c.page.fill('#find-text', 'no such message');
+      await c.page.waitForSelector('#find-shown:not(:empty)');
+      const filtered = await c.page.textContent('#find-shown');
+      await c.page.fill('#find-text', '');
+      await c.page.evaluate(() => (window.print = () => undefined));
+      await c.page.click('#outbox tr.msg[data-rung="acknowledged"] button.print');
+      const sheet = await c.page.textContent('#print-sheet');
+      const shown = [await shownText(c.page), filtered, sheet].join('\n');
       expect(shown).not.toMatch(/HL_ERR_/);
       // The ministry names from the agreement are in English: the party ids stand for them.
       for (const party of hx.dep.agreement.parties) expect(shown).not.toContain(party.name);
