@@ -117,6 +117,10 @@ describe('operator console: find, threads, print', () => {
     await expect.poll(() => got.length).toBe(2);
     expect(got[1]!.replyTo).toBeUndefined();
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en-find-thread.png'), fullPage: true });
+    // The first screenful at 1280×800, as the README shows it (docs/operator-console.png).
+    await jp.page.setViewportSize({ width: 1280, height: 800 });
+    await jp.page.evaluate(() => window.scrollTo(0, 0));
+    await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en-console.png') });
 
     // Print one message: only its sheet prints, with each rung's time and signer.
     await jp.page.waitForSelector(`#outbox tr.msg[data-id="${reply}"][data-rung="acknowledged"]`);

@@ -95,7 +95,14 @@ export function errorCode(err: unknown): string {
  */
 export function alarmReason(reason: string): { who?: string; key: MessageKey } {
   const m = /^(\S+): (HL_ERR_[A-Z0-9_]+)\b/.exec(reason);
-  if (m) return { who: m[1]!, key: errorKey(m[2]) };
+  if (m) return { who: m[1]!, key: alarmKey(m[2]!) };
   const code = /HL_ERR_[A-Z0-9_]+/.exec(reason)?.[0];
-  return { key: code ? errorKey(code) : 'err_audit' };
+  return { key: code ? alarmKey(code) : 'problem_other' };
+}
+
+/** What an audit alarm's code found, more precisely than "the log is inconsistent" (which the banner already says). */
+function alarmKey(code: string): MessageKey {
+  if (code === 'HL_ERR_AUDIT_PROOF_INVALID' || code === 'HL_ERR_AUDIT_ROOT_MISMATCH' || code === 'HL_ERR_AUDIT_LEAF_MISMATCH') return 'problem_changed';
+  if (code.startsWith('HL_ERR_AUDIT_')) return 'problem_checkpoint';
+  return errorKey(code);
 }

@@ -38,7 +38,8 @@ describe('interface dictionaries', () => {
       for (const lang of ['en', 'ja', 'zh'] as const) expect(dicts[lang][key], `${lang}: ${code}`).toMatch(/\S/);
     }
     expect(errorKey('HL_ERR_FROM_A_NEWER_SERVER')).toBe('err_server');
-    expect(alarmReason('cn-mnd/op1: HL_ERR_AUDIT_EQUIVOCATION: two roots for size 7')).toEqual({ who: 'cn-mnd/op1', key: 'err_audit' });
-    expect(alarmReason('something odd')).toEqual({ key: 'err_audit' });
+    expect(alarmReason('cn-mnd/op1: HL_ERR_AUDIT_EQUIVOCATION: two roots for size 7')).toEqual({ who: 'cn-mnd/op1', key: 'problem_checkpoint' });
+    expect(alarmReason('jp-mod/op2: HL_ERR_AUDIT_PROOF_INVALID: bad proof')).toEqual({ who: 'jp-mod/op2', key: 'problem_changed' });
+    expect(alarmReason('something odd')).toEqual({ key: 'problem_other' });
   });
 });
