@@ -184,7 +184,7 @@ describe('operator console: everything in the interface language', () => {
     // The same watch in English: every line has its words (none is left empty or raw).
     await jp.page.selectOption('#language', 'en');
     await jp.page.locator('#events li.ev-error', { hasText: 'too large' }).waitFor();
-    expect(await jp.page.textContent('#events li.ev-alarm')).toContain('audit log');
+    expect(await jp.page.textContent('#events li.ev-alarm')).toContain('jp-mod/op1 · a checkpoint is malformed or contradicts another');
     expect(await jp.page.textContent('#events')).not.toMatch(/HL_ERR_|link\.test/);
     await jp.page.screenshot({ path: join(SCREENSHOT_DIR, 'operator-en.png') });
 

@@ -90,18 +90,20 @@ export function errorCode(err: unknown): string {
 }
 
 /**
- * An audit alarm's reason ("party/device: HL_ERR_…: text", as server/plugins/audit.ts and the
- * cosigner write it) as who raised it and the i18n key of what they found.
+ * An audit alarm's reason ("party/device: HL_ERR_…: text", as server/plugins/audit.ts relays
+ * it; a local alarm has its `code` beside the reason) as who raised it and the i18n key of what
+ * was found.
  */
-export function alarmReason(reason: string): { who?: string; key: MessageKey } {
+export function alarmReason(reason: string, code?: string): { who?: string; key: MessageKey } {
   const m = /^(\S+): (HL_ERR_[A-Z0-9_]+)\b/.exec(reason);
   if (m) return { who: m[1]!, key: alarmKey(m[2]!) };
-  const code = /HL_ERR_[A-Z0-9_]+/.exec(reason)?.[0];
+  code ??= /HL_ERR_[A-Z0-9_]+/.exec(reason)?.[0];
   return { key: code ? alarmKey(code) : 'problem_other' };
 }
 
 /** What an audit alarm's code found, more precisely than "the log is inconsistent" (which the banner already says). */
 function alarmKey(code: string): MessageKey {
+  if (code.endsWith('_SIGNATURE')) return 'problem_signature';
   if (code === 'HL_ERR_AUDIT_PROOF_INVALID' || code === 'HL_ERR_AUDIT_ROOT_MISMATCH' || code === 'HL_ERR_AUDIT_LEAF_MISMATCH') return 'problem_changed';
   if (code.startsWith('HL_ERR_AUDIT_')) return 'problem_checkpoint';
   return errorKey(code);

@@ -239,7 +239,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   client.on('event', (ev) => {
     // Raised here by the cosigner, or reported by another device of this party through the server.
-    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(() => ctx.redraw('auditAlarm'));
+    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) }))).then(() => ctx.redraw('auditAlarm'));
     // The server's judgement, kept with the message: a rung reached after its deadline is shown late.
     if (ev.type === 'deadline.met' && ev.late) {
       markLate(data.value, ev.messageId, ev.rung, ev.lateMs);

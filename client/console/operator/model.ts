@@ -99,6 +99,8 @@ export interface AuditAlarmRecord {
   at: number;
   party: string;
   reason: string;
+  /** The code of an alarm raised on this device (the relayed ones carry it in `reason`). */
+  code?: string;
 }
 
 export const MAX_ALARMS = 20;

@@ -18,7 +18,7 @@ export function auditAlarmPanel(ctx: OperatorContext): Panel {
         'div',
         { class: 'audit-alarm', role: 'alert', id: 'audit-alarm', 'data-count': alarms.length },
         h('strong', {}, t('audit_alarm_title')),
-        h('ul', {}, ...alarms.map((a) => h('li', {}, `${formatTime(a.at)} `, t('audit_alarm', { reason: reasonText(a.reason) })))),
+        h('ul', {}, ...alarms.map((a) => h('li', {}, `${formatTime(a.at)} `, t('audit_alarm', { reason: reasonText(a.reason, a.code) })))),
         h('button', { type: 'button', id: 'dismiss-alarm', onclick: () => void ctx.data.save((d) => (d.alarms = [])).then(draw) }, t('dismiss')),
       ),
     );
@@ -27,7 +27,7 @@ export function auditAlarmPanel(ctx: OperatorContext): Panel {
 }
 
 /** Who raised the alarm and what they found, in the interface language (the reason's code and English text stay off screen). */
-function reasonText(reason: string): string {
-  const r = alarmReason(reason);
+function reasonText(reason: string, code: string | undefined): string {
+  const r = alarmReason(reason, code);
   return r.who === undefined ? t(r.key) : `${r.who} · ${t(r.key)}`;
 }

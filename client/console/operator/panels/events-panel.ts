@@ -31,7 +31,7 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
         ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
         : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'audit.alarm':
-      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
+      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
     default:
       return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
   }
@@ -54,7 +54,7 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
  */
 export function eventText(e: ConsoleEvent): string {
   const { rung, prec, type } = e.params;
-  const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason)) : undefined;
+  const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason), typeof e.params.code === 'string' ? e.params.code : undefined) : undefined;
   return t(EVENT_KEYS[e.kind], {
     ...e.params,
     ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
