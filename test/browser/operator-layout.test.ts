@@ -12,7 +12,7 @@ afterAll(async () => {
 });
 
 describe('operator console layout', () => {
-  it('at 390×844 nothing scrolls sideways in en, ja and zh with messages shown; at 1280 px the precedence badge stays out of the sender column', async () => {
+  it('at 390×844 nothing scrolls sideways in en, ja and zh with messages shown; at 1280 px the precedence badge stays out of the sender column and the text has a line of its own', async () => {
     const keyFile = await enrolDevice(hx, 'cn-mnd', 'layout1');
     const cn = await connectConsole(hx, 'en-US', keyFile, 'cn layout passphrase');
     const jp = await startNodeClient(hx, 'jp-mod/op1');
@@ -43,6 +43,9 @@ describe('operator console layout', () => {
         const sender = await row.locator('td').nth(1).boundingBox();
         if (!badge || !sender) throw new Error(`row ${id} not laid out`);
         expect({ lang, id, overlap: badge.x + badge.width > sender.x }).toEqual({ lang, id, overlap: false });
+        // The text has a line of its own across the row (it was 3.5rem wide at 1280 px).
+        const text = await row.locator('td').nth(2).boundingBox();
+        expect({ lang, id, readable: (text?.width ?? 0) >= 500 }).toEqual({ lang, id, readable: true });
       }
       await cn.page.screenshot({ path: join(SCREENSHOT_DIR, `operator-${lang}-1280.png`), fullPage: true });
     }

@@ -55,6 +55,11 @@ export class KeyedRows {
     this.#order.length = 0;
   }
 
+  /** The row of `key`, if shown. */
+  get(key: string): Element | undefined {
+    return this.#byKey.get(key)?.el;
+  }
+
   keys(): IterableIterator<string> {
     return this.#byKey.keys();
   }

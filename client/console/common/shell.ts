@@ -1,3 +1,4 @@
+import { errorKey } from './error-text.js';
 import { HotlineError } from '../../../shared/errors.js';
 import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
 import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
@@ -192,6 +193,6 @@ export async function pinAgreement(pinned: Agreement | undefined, device: Device
 /** A full-page error (agreement mismatch, certificate refused): nothing else can go on. */
 export function fatalView(err: unknown): HTMLElement {
   const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';
-  const message = err instanceof Error ? err.message : String(err);
-  return h('div', { class: 'card fatal', role: 'alert', id: 'fatal' }, h('h2', {}, code), h('p', {}, message));
+  // Said in the interface language; the code is kept for support, off the screen.
+  return h('div', { class: 'card fatal', role: 'alert', id: 'fatal', 'data-code': code }, h('h2', {}, t('fatal_title')), h('p', {}, t(errorKey(code))));
 }

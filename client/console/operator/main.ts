@@ -107,18 +107,19 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     },
   };
 
+  const compose = composePanel(ctx, await openDrafts(kv, unlocked, key));
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
     elsewhere: elsewherePanel(ctx),
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
-    compose: composePanel(ctx, await openDrafts(kv, unlocked, key)),
+    compose,
     events: eventsPanel(ctx),
   };
   // The lock screen, idle auto-lock, desktop alerts and link-down banner (watch-guard.ts).
   const watch = await guardWatch(ctx, { kv, unlocked, root, alarm });
-  const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule());
+  const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule(), (target) => compose.startReply(target));
   /** One frame's drawing: panels first, then changed rows, FLASH and IMMEDIATE before the rest. */
   const frames = new FrameScheduler(async (deadline) => {
     const due = [...dirtySections];
@@ -249,7 +250,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   client.on('event', (ev) => {
     // Raised here by the cosigner, or reported by another device of this party through the server.
-    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason }))).then(() => ctx.redraw('auditAlarm'));
+    if (ev.type === 'audit.alarm') void data.save((d) => (d.alarms = addAlarm(d.alarms, { at: ev.at, party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) }))).then(() => ctx.redraw('auditAlarm'));
     // The server's judgement, kept with the message: a rung reached after its deadline is shown late.
     if (ev.type === 'deadline.met' && ev.late) {
       markLate(data.value, ev.messageId, ev.rung, ev.lateMs);
@@ -275,7 +276,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       sections.elsewhere.el,
       messages.bannerEl,
       messages.senderOverdueEl,
-      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, watch.alertsEl, sections.link.el, sections.peers.el, sections.events.el)),
+      h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.findEl, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, watch.alertsEl, sections.link.el, sections.peers.el, sections.events.el)),
     );
     messages.drawTables();
     // Every row carries translated text: draw them all again.

@@ -99,6 +99,8 @@ export interface AuditAlarmRecord {
   at: number;
   party: string;
   reason: string;
+  /** The code of an alarm raised on this device (the relayed ones carry it in `reason`). */
+  code?: string;
 }
 
 export const MAX_ALARMS = 20;
@@ -170,7 +172,8 @@ export interface InboxRow {
 }
 
 /** What an outbox row shows of its header (a held message has no envelope yet: these come from its draft). */
-export type OutHeader = Pick<EnvelopeHeader, 'id' | 'to' | 'precedence' | 'sentAt' | 'exercise'>;
+/** A sent message's header; a held message (not sealed yet) has no sender device or seq of its own yet. */
+export type OutHeader = Pick<EnvelopeHeader, 'id' | 'to' | 'precedence' | 'sentAt' | 'exercise' | 'replyTo'> & Partial<Pick<EnvelopeHeader, 'from' | 'seq'>>;
 
 export interface OutboxRow {
   id: string;
@@ -252,7 +255,7 @@ export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agree
     const { draft } = item;
     return {
       id: item.id,
-      header: { id: item.id, to: draft.to, precedence: draft.precedence, sentAt: item.composedAt, ...(draft.exercise ? { exercise: true } : {}) },
+      header: { id: item.id, to: draft.to, precedence: draft.precedence, sentAt: item.composedAt, ...(draft.exercise ? { exercise: true } : {}), ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }) },
       text: data.texts[item.id] ?? draft.plaintext,
       rung: 'held',
       held: item.devices,

@@ -2,6 +2,13 @@ import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schema
 import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
+import { errorCode, errorKey } from '../../common/error-text.js';
+import type { ReplyTarget } from './messages-panel.js';
+
+/** The compose form; `startReply` makes the next message a reply (the envelope's `replyTo`). */
+export interface ComposePanel extends Panel {
+  startReply(target: ReplyTarget): void;
+}
 import { trustOf } from './peers-panel.js';
 import type { Drafts } from './drafts.js';
 
@@ -10,10 +17,10 @@ import type { Drafts } from './drafts.js';
  * refresh) keeps what is typed. Nothing is sent by a key press: Enter in a one-line field does
  * nothing, and a FLASH is sent only after a second, explicit confirmation.
  */
-export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
+export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel {
   const el = h('section', { class: 'card', id: 'compose' });
   const others = ctx.agreement.parties.filter((p) => p.id !== ctx.me.party);
-  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+  const toSel = h('select', { id: 'to' }, ...others.map((p) => h('option', { value: p.id }, p.id)));
   const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
   precSel.value = 'ROUTINE';
   const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
@@ -50,11 +57,13 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
   let composeError = '';
   /** A FLASH waiting for its confirmation. */
   let confirming = false;
+  /** The message this one answers, if it is a reply. */
+  let replyTo: ReplyTarget | undefined;
 
   const send = () => {
     const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}) };
     ctx.client
-      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}) })
+      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}), ...(replyTo ? { replyTo: replyTo.id } : {}) })
       .then(async ({ id }) => {
         composeError = '';
         ctx.data.value.texts[id] = text;
@@ -62,6 +71,7 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
         subject.value = '';
         body.value = '';
         exercise.checked = false;
+        replyTo = undefined;
         // The next message starts from the least urgent precedence, in the interface language.
         precSel.value = 'ROUTINE';
         langSel.value = language();
@@ -74,12 +84,19 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
         ctx.markOutbox(id);
       })
       .catch((err: unknown) => {
-        composeError = t('send_failed', { error: err instanceof Error ? err.message : String(err) });
+        composeError = t('send_failed', { error: t(errorKey(errorCode(err))) });
         draw();
       });
   };
 
   const draw = () => {
+    // A ministry's name is written in the agreement in one language (English in practice): the
+    // English interface shows it with the party's id, the others the id alone, which both sides
+    // use on the wire and in the audit log.
+    for (const opt of Array.from(toSel.options)) {
+      const party = others.find((p) => p.id === opt.value)!;
+      opt.textContent = language() === 'en' ? `${party.name} (${party.id})` : party.id;
+    }
     for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
     const untrusted = trustOf(ctx) !== 'ok';
     const blocked = untrusted || ctx.live.elsewhere;
@@ -108,6 +125,19 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
       { id: 'compose-form' },
       h('h2', {}, t('compose')),
       restored ? h('p', { class: 'notice small', id: 'draft-restored' }, t('draft_restored')) : null,
+      replyTo
+        ? h(
+            'p',
+            { class: 'notice small', id: 'replying-to', 'data-reply-to': replyTo.id },
+            t('replying_to', { from: replyTo.from, subject: replyTo.subject }),
+            ' ',
+            h('button', { type: 'button', class: 'secondary', id: 'reply-cancel', onclick: () => {
+              replyTo = undefined;
+              draw();
+              body.focus();
+            } }, t('reply_cancel')),
+          )
+        : null,
       h('label', {}, t('to'), toSel),
       h('label', {}, t('precedence'), precSel),
       h('label', {}, t('subject'), subject),
@@ -136,5 +166,11 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): Panel {
     });
     replace(el, form);
   };
-  return { el, draw };
+  const startReply = (target: ReplyTarget) => {
+    replyTo = target;
+    if (Array.from(toSel.options).some((o) => o.value === target.to)) toSel.value = target.to;
+    draw();
+    body.focus();
+  };
+  return { el, draw, startReply };
 }

@@ -1,6 +1,7 @@
 import type { HotlineEvent } from '../../../../shared/protocol/frames.js';
 import { formatDuration, formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
+import { alarmReason, errorKey } from '../../common/error-text.js';
 import type { OperatorContext, Panel } from '../context.js';
 import type { ConsoleEvent } from '../model.js';
 
@@ -14,7 +15,7 @@ export function eventsPanel(ctx: OperatorContext): Panel {
       h('h2', {}, t('events')),
       events.length === 0
         ? h('p', { class: 'muted' }, t('empty'))
-        : h('ul', { class: 'events' }, ...events.slice(0, 20).map((e) => h('li', { class: `ev ev-${e.kind.replace('.', '-')}` }, `${formatTime(e.at)} `, eventText(e)))),
+        : h('ul', { class: 'events' }, ...events.slice(0, 20).map((e) => h('li', { class: `ev ev-${e.kind.replace('.', '-')}`, ...(e.kind === 'error' ? { 'data-code': e.params.code } : {}) }, `${formatTime(e.at)} `, eventText(e)))),
     );
   };
   return { el, draw };
@@ -32,7 +33,7 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
     case 'deadline.closed':
       return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'audit.alarm':
-      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason } };
+      return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
     default:
       return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
   }
@@ -49,12 +50,21 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
   error: 'ev_error',
 };
 
-/** The event's line in the interface language; rung and precedence names are translated too. */
-function eventText(e: ConsoleEvent): string {
-  const { rung, prec } = e.params;
+/**
+ * The event's line in the interface language: rung, precedence and link event names are
+ * translated, an error is told by what its code means (the code is kept in the line's
+ * `data-code`; the server's English message is not shown), an audit alarm by who raised it and what
+ * they found.
+ */
+export function eventText(e: ConsoleEvent): string {
+  const { rung, prec, type } = e.params;
+  const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason), typeof e.params.code === 'string' ? e.params.code : undefined) : undefined;
   return t(EVENT_KEYS[e.kind], {
     ...e.params,
     ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
     ...(typeof prec === 'string' ? { prec: t(`prec_${prec}` as MessageKey) } : {}),
+    ...(e.kind === 'link' && typeof type === 'string' ? { type: t(`type_${type.replace('.', '_')}` as MessageKey) } : {}),
+    ...(e.kind === 'error' ? { message: t(errorKey(e.params.code)) } : {}),
+    ...(alarm ? { reason: alarm.who === undefined ? t(alarm.key) : `${alarm.who} · ${t(alarm.key)}` } : {}),
   });
 }

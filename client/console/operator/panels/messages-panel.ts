@@ -8,12 +8,17 @@ import { errParams, type OperatorContext } from '../context.js';
 import { unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
 import { DueCells } from './due-cells.js';
 import { HeldCells, ladder, lateMark, SenderOverdue, shortId } from './sender-view.js';
+import { isFiltering, matches, sortKey, type FindRow } from '../find.js';
+import { findPanel } from './find-panel.js';
+import { inboxPrintable, outboxPrintable, printMessage } from './print-sheet.js';
 
 /** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
 const ROUTINE_EVERY_MS = 250;
 
 /** The inbox, the outbox and the FLASH banners: one keyed row per message, drawn a frame at a time. */
 export interface MessagesPanel {
+  /** The find bar: unacknowledged counts, search, filters and order over both lists. */
+  readonly findEl: HTMLElement;
   readonly inboxEl: HTMLElement;
   readonly outboxEl: HTMLElement;
   readonly bannerEl: HTMLElement;
@@ -37,11 +42,22 @@ export interface MessagesPanel {
   tick(): void;
 }
 
+/** The message a reply answers, as the compose form shows it. */
+export interface ReplyTarget {
+  id: string;
+  /** The party the reply goes to. */
+  to: string;
+  /** Who sent the message answered (party/device). */
+  from: string;
+  /** Its subject, else its text. */
+  subject: string;
+}
+
 /**
  * `stored` is the client's state as read at the start, `alarm` sounds while a FLASH banner is
- * shown, `schedule` asks for a frame.
+ * shown, `schedule` asks for a frame, `reply` starts a reply in the compose form.
  */
-export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: Alarm, schedule: () => void): MessagesPanel {
+export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: Alarm, schedule: () => void, reply: (target: ReplyTarget) => void): MessagesPanel {
   const inboxEl = h('section', { class: 'card', id: 'inbox' });
   const outboxEl = h('section', { class: 'card', id: 'outbox' });
   const bannerEl = h('div', { id: 'alert-slot' });
@@ -74,6 +90,101 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   let lastRoutine = 0;
   let routineTimer: ReturnType<typeof setTimeout> | undefined;
 
+  // Find: each row's facts, so that a change of filter only hides and shows rows; a change of
+  // order draws every row again under its new sort key.
+  const inboxFind = new Map<string, FindRow>();
+  const outboxFind = new Map<string, FindRow>();
+  const serverNow = () => Date.now() + ctx.live.serverOffset;
+  const applyFind = (tr: Element, row: FindRow) => ((tr as HTMLElement).hidden = !matches(find.query, row, serverNow()));
+  const refilter = () => {
+    for (const [map, rows] of [[inboxFind, inboxRows], [outboxFind, outboxRows]] as const) {
+      for (const [id, row] of map) {
+        const tr = rows.get(id);
+        if (tr) applyFind(tr, row);
+      }
+    }
+    countShown();
+  };
+  const countShown = () => {
+    const total = inboxFind.size + outboxFind.size;
+    if (!isFiltering(find.query)) return find.setShown(total, total);
+    const now = serverNow();
+    let n = 0;
+    for (const map of [inboxFind, outboxFind]) for (const row of map.values()) if (matches(find.query, row, now)) n++;
+    find.setShown(n, total);
+  };
+  const find = findPanel((reordered) => {
+    if (!reordered) return refilter();
+    inboxRows.clear();
+    outboxRows.clear();
+    inboxFind.clear();
+    outboxFind.clear();
+    due.clear();
+    resync = true;
+    schedule();
+  });
+
+  // Threads: the replies known for each message (either list), so that each shows under it.
+  const repliesOf = new Map<string, Set<string>>();
+  /** Note `id` as a reply to `parent`; a reply seen for the first time redraws its parent's rows. */
+  const noteReply = (id: string, parent: string | undefined) => {
+    if (parent === undefined || parent === id) return;
+    const set = repliesOf.get(parent) ?? new Set<string>();
+    if (set.has(id)) return;
+    set.add(id);
+    repliesOf.set(parent, set);
+    dirtyInbox.add(parent);
+    dirtyOutbox.add(parent);
+  };
+  const summary = (text: { subject?: string; body: string } | undefined, id: string) => (text ? (text.subject ?? text.body).slice(0, 80) : id.slice(0, 8));
+  /** "↳ in reply to: …" on a reply's own row. */
+  const replyLine = (parent: string | undefined) =>
+    parent === undefined ? null : h('p', { class: 'in-reply-to small', 'data-reply-to': parent }, t('in_reply_to', { subject: summary(ctx.data.value.texts[parent], parent) }));
+  /** The replies to `id`, oldest first, under its text: who, when, what. */
+  const threadList = (id: string) => {
+    const ids = repliesOf.get(id);
+    if (!ids || ids.size === 0) return null;
+    const items = [...ids].flatMap((c) => {
+      const inRec = state.inbox[c];
+      const pending = pendingItem(state, c);
+      const header = inRec?.header ?? state.sent[c]?.header ?? (pending?.kind === 'envelope' ? pending.envelope.header : undefined);
+      if (!header) return [];
+      const at = inRec ? (ctx.data.value.inboxAcceptedAt[c] ?? inRec.receivedAt) : header.sentAt;
+      return [{ c, at, header, incoming: inRec !== undefined }];
+    });
+    items.sort((a, b) => a.at - b.at);
+    return h(
+      'div',
+      { class: 'thread', 'data-replies': items.length },
+      h('p', { class: 'small muted' }, t('thread')),
+      h(
+        'ul',
+        {},
+        ...items.map((x) =>
+          h(
+            'li',
+            { 'data-id': x.c, 'data-precedence': x.header.precedence },
+            h('span', { class: `prec prec-${x.header.precedence.toLowerCase()}` }, t(`prec_${x.header.precedence}` as MessageKey)),
+            ' ',
+            x.incoming ? t('thread_from', { who: `${x.header.from.party}/${x.header.from.device}` }) : t('thread_to', { who: x.header.to }),
+            ` · ${formatTime(x.at)} · `,
+            h('span', { lang: ctx.data.value.texts[x.c]?.lang ?? '' }, summary(ctx.data.value.texts[x.c], x.c)),
+          ),
+        ),
+      ),
+    );
+  };
+  const subjectOf = (text: { subject?: string; body: string } | undefined) => (text ? (text.subject ?? text.body) : '…');
+  const replyButton = (target: ReplyTarget, prec: Precedence) =>
+    h('button', {
+      type: 'button',
+      class: 'secondary reply',
+      'aria-label': t('reply_label', { prec: t(`prec_${prec}` as MessageKey), from: target.from, subject: target.subject }),
+      onclick: () => reply(target),
+    }, t('reply'));
+  const printButton = (prec: Precedence, subject: string, print: () => void) =>
+    h('button', { type: 'button', class: 'secondary print', 'aria-label': t('print_label', { prec: t(`prec_${prec}` as MessageKey), subject }), onclick: print }, t('print'));
+
   const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
     h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
 
@@ -102,7 +213,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         `${r.header.from.party}/${r.header.from.device}`,
         r.senderRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': r.senderRevokedAt }, t('msg_sender_revoked', { time: formatTime(r.senderRevokedAt) })),
       ),
-      h('td', {}, messageText(r.text)),
+      h('td', {}, messageText(r.text), replyLine(r.header.replyTo), threadList(r.id)),
       h('td', {}, formatTime(r.acceptedAt)),
       h(
         'td',
@@ -111,7 +222,13 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         lateMark(r.late.acknowledged),
       ),
       due.cell(`in:${r.id}`, r.dueAt),
-      h('td', {}, r.answerable && !r.acknowledged ? ackButton(r) : null),
+      h(
+        'td',
+        { class: 'actions' },
+        r.answerable && !r.acknowledged ? ackButton(r) : null,
+        replyButton({ id: r.id, to: r.header.from.party, from: `${r.header.from.party}/${r.header.from.device}`, subject: subjectOf(r.text) }, r.header.precedence),
+        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(inboxPrintable(r, state.inbox[r.id], ctx.key), ctx.key)),
+      ),
     );
 
   /** An Acknowledge button says, to a screen reader too, which message it acknowledges. */
@@ -134,7 +251,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.rung },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, r.header.to),
-      h('td', {}, messageText(r.text)),
+      h('td', {}, messageText(r.text), replyLine(r.header.replyTo), threadList(r.id)),
       // The short id is how Events and the overdue banner cite the message.
       h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt), h('div', { class: 'msg-id small muted' }, t('msg_id', { id: shortId(r.id) }))),
       r.rung === 'held'
@@ -147,6 +264,13 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
             last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
           ),
       due.cell(`out:${r.id}`, r.dueAt),
+      h(
+        'td',
+        { class: 'actions' },
+        // A follow-up to one's own message goes to the same party, threaded under it.
+        replyButton({ id: r.id, to: r.header.to, from: `${(r.header.from ?? ctx.me).party}/${(r.header.from ?? ctx.me).device}`, subject: subjectOf(r.text) }, r.header.precedence),
+        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(outboxPrintable(r, ctx.me), ctx.key)),
+      ),
     );
   };
 
@@ -178,8 +302,18 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     else open.delete(id);
     // What waits for this watch shows in the tab's title too, when the tab is in the background.
     document.title = unreadTitle(open.values()) + t('app_operator');
-    if (r) inboxRows.put(id, r.acceptedAt, inboxTr(r));
-    else inboxRows.delete(id);
+    find.setUnread(open.values());
+    if (r) {
+      noteReply(id, r.header.replyTo);
+      const row: FindRow = { precedence: r.header.precedence, open: r.answerable && !r.acknowledged, ...(r.dueAt === undefined ? {} : { dueAt: r.dueAt }), text: `${r.header.from.party}/${r.header.from.device} ${r.text?.subject ?? ''} ${r.text?.body ?? ''}` };
+      inboxFind.set(id, row);
+      const tr = inboxTr(r);
+      applyFind(tr, row);
+      inboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.acceptedAt, r.header.seq), tr);
+    } else {
+      inboxFind.delete(id);
+      inboxRows.delete(id);
+    }
     if (r && isFlashAlarm(r)) banners.put(id, r.acceptedAt, bannerDiv(r));
     else banners.delete(id);
     if (r && isImmediateAlert(r)) {
@@ -201,8 +335,17 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     const rec = state.sent[id];
     const item = rec ? undefined : pendingItem(state, id);
     const r = rec ? sentRow(id, rec, ctx.data.value, ctx.agreement) : item && pendingRow(item, ctx.data.value, ctx.agreement);
-    if (r) outboxRows.put(id, r.header.sentAt, outboxTr(r));
-    else outboxRows.delete(id);
+    if (r) {
+      noteReply(id, r.header.replyTo);
+      const row: FindRow = { precedence: r.header.precedence, open: r.rung !== 'acknowledged', ...(r.dueAt === undefined ? {} : { dueAt: r.dueAt }), text: `${r.header.to} ${r.text?.subject ?? ''} ${r.text?.body ?? ''}` };
+      outboxFind.set(id, row);
+      const tr = outboxTr(r);
+      applyFind(tr, row);
+      outboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.header.sentAt, r.header.seq ?? 0), tr);
+    } else {
+      outboxFind.delete(id);
+      outboxRows.delete(id);
+    }
     overdue.update(id, r);
   };
 
@@ -215,6 +358,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     inboxTable.hidden = inboxRows.size === 0;
     outboxEmpty.hidden = outboxRows.size > 0;
     outboxTable.hidden = outboxRows.size === 0;
+    countShown();
   };
 
   const drawTables = () => {
@@ -222,10 +366,11 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     outboxEmpty.textContent = t('empty');
     const head = (keys: readonly MessageKey[], extra: boolean) => h('thead', {}, h('tr', {}, ...keys.map((k) => h('th', {}, t(k))), extra ? h('th', {}) : null));
     replace(inboxTable, head(['col_precedence', 'col_from', 'col_subject', 'col_time', 'col_status', 'col_deadline'], true), inboxBody);
-    replace(outboxTable, head(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'], false), outboxBody);
+    replace(outboxTable, head(['col_precedence', 'col_to', 'col_subject', 'col_time', 'col_status', 'col_deadline'], true), outboxBody);
     replace(inboxEl, h('h2', {}, t('inbox')), inboxEmpty, inboxTable);
     replace(outboxEl, h('h2', {}, t('outbox')), outboxEmpty, outboxTable);
     showEmpty();
+    find.draw();
   };
 
   const drawRows = async (deadline: number): Promise<boolean> => {
@@ -277,6 +422,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   }
 
   return {
+    findEl: find.el,
     inboxEl,
     outboxEl,
     bannerEl,
@@ -286,6 +432,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       overdue.clear();
       inboxRows.clear();
       outboxRows.clear();
+      inboxFind.clear();
+      outboxFind.clear();
       banners.clear();
       immediates.clear();
       open.clear();
@@ -307,6 +455,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
     tick: () => {
       due.tick();
       overdue.tick();
+      // What is overdue changes with the clock.
+      if (find.query.state === 'overdue') refilter();
     },
   };
 }

@@ -1,7 +1,7 @@
 import { fingerprint, agreementHash } from '../../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../../shared/encoding/base64.js';
 import { groupHex, h, replace } from '../../common/dom.js';
-import { t } from '../../common/i18n.js';
+import { t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
 import { peerKeys, peerTrust } from '../model.js';
 import { releaseHeld } from './sender-view.js';
@@ -37,9 +37,9 @@ export function peersPanel(ctx: OperatorContext): Panel {
             'li',
             { class: k.confirmed ? '' : 'unconfirmed' },
             h('b', {}, `${k.party}/${k.device}`),
-            ` (${k.role})`,
+            ` (${t(`aud_role_${k.role}` as MessageKey)})`,
             k.confirmed ? null : h('span', { class: 'tag bad' }, t('peer_new')),
-            h('code', { title: `box ${k.boxFingerprint}` }, groupHex(k.signFingerprint)),
+            h('code', { title: t('box_key', { fp: k.boxFingerprint }) }, groupHex(k.signFingerprint)),
           ),
         ),
       ),
