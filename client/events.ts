@@ -1,6 +1,6 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
-import type { DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent } from '../shared/protocol/frames.js';
+import type { DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, MessageRelayedEvent } from '../shared/protocol/frames.js';
 
 /** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
 export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
@@ -53,6 +53,11 @@ export interface HotlineClientEvents {
   'deadline.missed': DeadlineMissedEvent;
   /** A missed deadline's rung was reached at last (`late: true`). */
   'deadline.met': DeadlineMetEvent;
+  /**
+   * Two-relay deployments: the addressee's relay has stored a message of this party (the rung
+   * between `accepted` and `delivered`), as the sender's relay reports it.
+   */
+  relayed: MessageRelayedEvent;
   /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
   link: LinkEvent;
   /** This device, as test agent, sent a link test to `to`. */
