@@ -20,6 +20,10 @@ import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
 import { RateLimits, type RateLimitSettings } from './rate-limits.js';
 import { capConnections, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.js';
+import type { RelaySecretFile } from '../shared/protocol/schemas.js';
+import { relayLinkPlugin } from './plugins/relay-link.js';
+import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/setup.js';
+import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -57,6 +61,17 @@ export interface AppDeps {
    * at the next start (server/data-dir.ts).
    */
   recordLog?: (reason: 'checkpoint' | 'stop', size: number, root: Uint8Array) => void;
+  /**
+   * This server is the relay of one party (agreement v2, PROTOCOL.md "The relay-to-relay link"):
+   * its certificate and link key, and where to dial the peer relays (default: the agreement's URLs).
+   * Without it the server is the shared relay of every party, as before.
+   */
+  relay?: {
+    identity: RelaySecretFile;
+    peerUrls?: Readonly<Record<string, readonly string[]>>;
+    heartbeatIntervalMs?: number;
+    backoff?: { minMs: number; maxMs: number };
+  };
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -93,13 +108,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
   const log = deps.logger;
-  const directory = new Directory(deps.agreement, store);
+  const directory = deps.relay ? new RelayDirectory(deps.agreement, store, deps.relay.identity.certificate.cert.party) : new Directory(deps.agreement, store);
   await directory.load();
   // Everything the plugins use is built here, before them, and each is given only what it needs:
   // no plugin reaches another through a shared object.
   const lifecycle = new Lifecycle();
   const hub = new LinkHub();
-  const writes = new WriteQueue(store);
+  const writes = deps.relay ? new RelayWriteQueue(store) : new WriteQueue(store);
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),
@@ -125,6 +140,12 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     operatorOnline: (party) => hub.isOnline(party, 'operator'),
     push: (delivered) => hub.push(delivered),
   });
+
+  const relayLinks = deps.relay
+    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
+    : [];
+  if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
+  if (directory instanceof RelayDirectory) directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
 
   app.setErrorHandler((error, request, reply) => {
     let e: HotlineError;
@@ -165,7 +186,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
+    ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
+  if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
   await app.register(statusPlugin, { auth, deadlines });
   await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
   await app.register(consolePlugin);
