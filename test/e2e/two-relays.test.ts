@@ -1,0 +1,156 @@
+import WebSocket from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import type { HotlineClientEvents } from '../../client/events.js';
+import { verifyReceipt } from '../../shared/crypto/receipt.js';
+import type { DeviceSecretFile, EnvelopeHeader } from '../../shared/protocol/schemas.js';
+import type { RunningServer } from '../../server/main.js';
+import { fetchDirectory, login } from '../helpers/ws-client.js';
+import { next } from '../helpers/events.js';
+import { makeTwoRelayDeployment, startRelayPair, type RelayPair } from '../helpers/two-relays.js';
+
+const clients: HotlineClient[] = [];
+let pair: RelayPair | undefined;
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.stop();
+  await pair?.close();
+  pair = undefined;
+});
+
+function client(device: DeviceSecretFile, server: RunningServer): HotlineClient {
+  const c = new HotlineClient({ serverUrl: server.url, agreement: pair!.dep.agreement, device, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 } });
+  clients.push(c);
+  return c;
+}
+
+/** Poll a condition, bounded in count and time (the directory exchange has no client-visible event). */
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let i = 0; i < 1000 && Date.now() < end; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${what}`);
+}
+
+/** Each relay has the other party's operators in its directory (sent over the relay link). */
+async function directoriesExchanged(p: RelayPair): Promise<void> {
+  const { dep } = p;
+  const jpToken = await login(p.jp.url, dep.devices.jpAud, dep.agreement);
+  const cnToken = await login(p.cn.url, dep.devices.cnAud, dep.agreement);
+  await eventually(async () => (await fetchDirectory(p.jp.url, jpToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
+  await eventually(async () => (await fetchDirectory(p.cn.url, cnToken)).some((c) => c.device === 'jp-op-1'), 'jp-op-1 at the relay of cn-mnd');
+}
+
+/** The order in which a sender's client saw the rungs of one message. */
+function rungs(c: HotlineClient, id: () => string | undefined): string[] {
+  const seen: string[] = [];
+  const add = (rung: string) => !seen.includes(rung) && seen.push(rung);
+  c.on('accepted', (a) => a.id === id() && add('accepted'));
+  c.on('relayed', (r) => r.messageId === id() && add('relayed'));
+  c.on('receipt', (r) => r.verified && r.receipt.receipt.messageId === id() && add(r.receipt.receipt.kind));
+  return seen;
+}
+
+const relayLink = (type: 'link.up' | 'link.down') => (e: HotlineClientEvents['link']) => e.type === type && e.scope === 'relay';
+
+describe('two sovereign relays', () => {
+  it('a FLASH from a Japanese operator crosses both relays: accepted, relayed, delivered, acknowledged, both receipts verified at the sender', async () => {
+    pair = await startRelayPair();
+    await directoriesExchanged(pair);
+    const { dep } = pair;
+    const jp = client(dep.devices.jpOp, pair.jp);
+    const cn = client(dep.devices.cnOp, pair.cn);
+    await Promise.all([jp.start(), cn.start()]);
+
+    let id: string | undefined;
+    const order = rungs(jp, () => id);
+    const arrived = next(cn, 'message');
+    const acknowledged = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'acknowledged');
+    const delivered = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'delivered');
+    const body = '至急：本日一四〇〇時、演習区域を変更する。/ 紧急：今天十四时起变更演习区域。';
+    ({ id } = await jp.send({ to: 'cn-mnd', precedence: 'FLASH', body, lang: 'ja', subject: '演習' }));
+    const m = await arrived;
+    expect(m.header.id).toBe(id);
+    expect(m.plaintext.body).toBe(body);
+    await cn.acknowledge(id);
+    const receipts = [await delivered, await acknowledged];
+    for (const r of receipts) {
+      expect(r.verified).toBe(true);
+      expect(r.headerChecked).toBe(true);
+      // Checked here once more, against the certificate and the header the sender sealed.
+      await expect(verifyReceipt(r.receipt, dep.devices.cnOp.certificate.cert, m.header as EnvelopeHeader)).resolves.toBeDefined();
+    }
+    expect(order).toEqual(['accepted', 'relayed', 'delivered', 'acknowledged']);
+
+    // And back, in Chinese, from the Chinese operator's own relay.
+    let back: string | undefined;
+    const backOrder = rungs(cn, () => back);
+    const arrivedJp = next(jp, 'message');
+    const deliveredCn = next(cn, 'receipt', (r) => r.receipt.receipt.kind === 'delivered' && r.verified);
+    ({ id: back } = await cn.send({ to: 'jp-mod', precedence: 'FLASH', body: '收到，明白。', lang: 'zh' }));
+    expect((await arrivedJp).plaintext.body).toBe('收到，明白。');
+    await deliveredCn;
+    expect(backOrder.slice(0, 3)).toEqual(['accepted', 'relayed', 'delivered']);
+  });
+
+  it('while the link is cut, messages sent both ways wait at their home relay; each arrives exactly once when it returns; both sides see link down and up, and the FLASH delivered-deadline fires on the sending side', async () => {
+    const dep = await makeTwoRelayDeployment();
+    pair = await startRelayPair({ dep: { ...dep, agreement: { ...dep.agreement } } });
+    await directoriesExchanged(pair);
+    const jp = client(dep.devices.jpOp, pair.jp);
+    const cn = client(dep.devices.cnOp, pair.cn);
+    const up = [next(jp, 'link', relayLink('link.up')), next(cn, 'link', relayLink('link.up'))];
+    await Promise.all([jp.start(), cn.start()]);
+    await Promise.all(up);
+
+    const down = [next(jp, 'link', relayLink('link.down')), next(cn, 'link', relayLink('link.down'))];
+    pair.toCn.cut();
+    pair.toJp.cut();
+    const [jpDown, cnDown] = await Promise.all(down);
+    expect(jpDown).toMatchObject({ from: 'jp-mod', to: 'cn-mnd', ok: false });
+    expect(jpDown.reason).toMatch(/heartbeat|closed|unreachable/);
+    expect(cnDown).toMatchObject({ from: 'cn-mnd', to: 'jp-mod', ok: false });
+
+    const received = { jp: new Map<string, number>(), cn: new Map<string, number>() };
+    jp.on('message', (m) => received.jp.set(m.header.id, (received.jp.get(m.header.id) ?? 0) + 1));
+    cn.on('message', (m) => received.cn.set(m.header.id, (received.cn.get(m.header.id) ?? 0) + 1));
+    const relayedAtJp: string[] = [];
+    jp.on('relayed', (r) => relayedAtJp.push(r.messageId));
+    const sent = { jp: [] as string[], cn: [] as string[] };
+    for (let i = 0; i < 3; i++) {
+      const a = next(jp, 'accepted');
+      sent.jp.push((await jp.send({ to: 'cn-mnd', precedence: i === 0 ? 'FLASH' : 'ROUTINE', body: `jp ${i}`, lang: 'ja' })).id);
+      await a;
+      const b = next(cn, 'accepted');
+      sent.cn.push((await cn.send({ to: 'jp-mod', precedence: 'IMMEDIATE', body: `cn ${i}`, lang: 'zh' })).id);
+      await b;
+    }
+    expect(relayedAtJp).toEqual([]);
+    expect(received.cn.size + received.jp.size).toBe(0);
+
+    const upAgain = [next(jp, 'link', relayLink('link.up')), next(cn, 'link', relayLink('link.up'))];
+    const allIn = Promise.all([
+      ...sent.jp.map((id) => next(jp, 'receipt', (r) => r.verified && r.receipt.receipt.messageId === id)),
+      ...sent.cn.map((id) => next(cn, 'receipt', (r) => r.verified && r.receipt.receipt.messageId === id)),
+    ]);
+    pair.toCn.restore();
+    pair.toJp.restore();
+    await Promise.all(upAgain);
+    await allIn;
+    expect([...received.cn.keys()].sort()).toEqual([...sent.jp].sort());
+    expect([...received.jp.keys()].sort()).toEqual([...sent.cn].sort());
+    expect([...received.cn.values(), ...received.jp.values()].every((n) => n === 1)).toBe(true);
+    // Exactly once at the relays too: one acceptance per message in each relay's log.
+    for (const [server, ids] of [
+      [pair.cn, sent.jp],
+      [pair.jp, sent.cn],
+    ] as const) {
+      const size = await server.store.auditSize();
+      const entries = (await server.store.auditEntries(0, size)).map((e) => JSON.parse(e.entry) as { type: string; header?: { id: string } });
+      for (const id of ids) expect(entries.filter((e) => e.type === 'envelope.accepted' && e.header?.id === id)).toHaveLength(1);
+    }
+  });
+});
