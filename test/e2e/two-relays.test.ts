@@ -97,14 +97,14 @@ describe('two sovereign relays', () => {
   });
 
   it('while the link is cut, messages sent both ways wait at their home relay; each arrives exactly once when it returns; both sides see link down and up, and the FLASH delivered-deadline fires on the sending side', async () => {
-    const dep = await makeTwoRelayDeployment();
-    pair = await startRelayPair({ dep: { ...dep, agreement: { ...dep.agreement } } });
+    // A FLASH must be delivered within 1.5 s here, so that its deadline falls inside the cut.
+    const dep = await makeTwoRelayDeployment(Date.now() - 60_000, { FLASH: { deliveredMs: 1_500, acknowledgedMs: 600_000 } });
+    pair = await startRelayPair({ dep });
     await directoriesExchanged(pair);
     const jp = client(dep.devices.jpOp, pair.jp);
     const cn = client(dep.devices.cnOp, pair.cn);
-    const up = [next(jp, 'link', relayLink('link.up')), next(cn, 'link', relayLink('link.up'))];
+    // The link came up before these devices were enrolled (directoriesExchanged proves it is up).
     await Promise.all([jp.start(), cn.start()]);
-    await Promise.all(up);
 
     const down = [next(jp, 'link', relayLink('link.down')), next(cn, 'link', relayLink('link.down'))];
     pair.toCn.cut();
@@ -120,6 +120,8 @@ describe('two sovereign relays', () => {
     const relayedAtJp: string[] = [];
     jp.on('relayed', (r) => relayedAtJp.push(r.messageId));
     const sent = { jp: [] as string[], cn: [] as string[] };
+    // Listened for from before the send: the deadline falls 1.5 s after acceptance.
+    const missedFlash = next(jp, 'deadline.missed', (e) => e.messageId === sent.jp[0]);
     for (let i = 0; i < 3; i++) {
       const a = next(jp, 'accepted');
       sent.jp.push((await jp.send({ to: 'cn-mnd', precedence: i === 0 ? 'FLASH' : 'ROUTINE', body: `jp ${i}`, lang: 'ja' })).id);
@@ -130,6 +132,10 @@ describe('two sovereign relays', () => {
     }
     expect(relayedAtJp).toEqual([]);
     expect(received.cn.size + received.jp.size).toBe(0);
+    // The sending side keeps the FLASH's deadline while the other relay cannot be reached.
+    const missed = await missedFlash;
+    expect(missed).toMatchObject({ from: 'jp-mod', to: 'cn-mnd', precedence: 'FLASH', rung: 'delivered', level: 1 });
+    expect(relayedAtJp).toEqual([]);
 
     const upAgain = [next(jp, 'link', relayLink('link.up')), next(cn, 'link', relayLink('link.up'))];
     const allIn = Promise.all([

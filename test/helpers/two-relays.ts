@@ -80,7 +80,7 @@ export interface TwoRelayDeployment {
 }
 
 /** Two ministries, each with its own relay (agreement v2), and devices of every role. */
-export async function makeTwoRelayDeployment(now = Date.now() - 60_000): Promise<TwoRelayDeployment> {
+export async function makeTwoRelayDeployment(now = Date.now() - 60_000, deadlines?: Partial<Agreement['deadlines']>): Promise<TwoRelayDeployment> {
   const jp = createParty({ id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: 'cn-mnd', name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
   const logs = { jp: createLogKey(), cn: createLogKey() };
@@ -94,6 +94,7 @@ export async function makeTwoRelayDeployment(now = Date.now() - 60_000): Promise
       { party: 'cn-mnd', urls: ['https://hotline.mod.gov.cn.example'], logKey: logs.cn.logKey },
     ],
     now,
+    ...(deadlines ? { deadlines } : {}),
   });
   const relays = {
     jp: await enrolRelay(jp, { relay: 'jp-relay', logKey: logs.jp.logKey, now }),
