@@ -97,7 +97,6 @@ export class RelayLink {
   #backoffMs: number;
   #urlIndex = 0;
   #lastError = 'not yet connected';
-  #directoryDirty = false;
   readonly heartbeatMs: number;
 
   constructor(readonly o: RelayLinkOptions) {
@@ -148,10 +147,9 @@ export class RelayLink {
     this.#active?.pump();
   }
 
-  /** Our party's directory changed: send it to the peer now. */
+  /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
   directoryChanged(): void {
-    if (this.#active) this.#active.sendDirectory();
-    else this.#directoryDirty = true;
+    this.#active?.sendDirectory();
   }
 
   // ----- dialling -----
@@ -227,7 +225,6 @@ export class RelayLink {
     this.#backoffMs = this.o.backoff?.minMs ?? 250;
     if (this.#dialTimer !== undefined) this.o.clock.clearTimeout(this.#dialTimer);
     this.#dialTimer = undefined;
-    this.#directoryDirty = false;
     this.#setState('up');
     return true;
   }
@@ -639,8 +636,8 @@ class Session {
   async #pumpLoop(): Promise<void> {
     const o = this.#o;
     const { local, peer } = this.link;
-    for (let more = true; more && this.ws.readyState === WebSocket.OPEN; ) {
-      more = false;
+    let more = true;
+    while (more && this.ws.readyState === WebSocket.OPEN) {
       if (this.#inFlight.size >= WINDOW) return;
       const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envAfter, limit: PAGE });
       for (const row of envs) {

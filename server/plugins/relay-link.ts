@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { HotlineError } from '../../shared/errors.js';
 import { MAX_RELAY_FRAME_BYTES, RELAY_LINK_PATH, RELAY_LINK_PROTOCOL } from '../../shared/protocol/relay-frames.js';
 import type { RelayLink } from '../federation/relay-link.js';
@@ -61,7 +61,7 @@ export const relayLinkPlugin: FastifyPluginAsync<RelayLinkPluginOptions> = async
 };
 
 /** Hand an inbound connection to its link: the one of the party its first frame names. */
-function acceptOn(links: readonly RelayLink[], ws: import('ws').WebSocket): void {
+function acceptOn(links: readonly RelayLink[], ws: WebSocket): void {
   if (links.length === 1) return links[0]!.accept(ws);
   ws.once('message', (data) => {
     let party: string | undefined;

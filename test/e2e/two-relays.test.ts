@@ -65,13 +65,14 @@ describe('two sovereign relays', () => {
     const cn = client(dep.devices.cnOp, pair.cn);
     await Promise.all([jp.start(), cn.start()]);
 
-    let id: string | undefined;
-    const order = rungs(jp, () => id);
+    const sent: { id?: string } = {};
+    const order = rungs(jp, () => sent.id);
     const arrived = next(cn, 'message');
     const acknowledged = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'acknowledged');
     const delivered = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'delivered');
     const body = '至急：本日一四〇〇時、演習区域を変更する。/ 紧急：今天十四时起变更演习区域。';
-    ({ id } = await jp.send({ to: 'cn-mnd', precedence: 'FLASH', body, lang: 'ja', subject: '演習' }));
+    const { id } = await jp.send({ to: 'cn-mnd', precedence: 'FLASH', body, lang: 'ja', subject: '演習' });
+    sent.id = id;
     const m = await arrived;
     expect(m.header.id).toBe(id);
     expect(m.plaintext.body).toBe(body);
@@ -86,11 +87,11 @@ describe('two sovereign relays', () => {
     expect(order).toEqual(['accepted', 'relayed', 'delivered', 'acknowledged']);
 
     // And back, in Chinese, from the Chinese operator's own relay.
-    let back: string | undefined;
-    const backOrder = rungs(cn, () => back);
+    const back: { id?: string } = {};
+    const backOrder = rungs(cn, () => back.id);
     const arrivedJp = next(jp, 'message');
     const deliveredCn = next(cn, 'receipt', (r) => r.receipt.receipt.kind === 'delivered' && r.verified);
-    ({ id: back } = await cn.send({ to: 'jp-mod', precedence: 'FLASH', body: '收到，明白。', lang: 'zh' }));
+    back.id = (await cn.send({ to: 'jp-mod', precedence: 'FLASH', body: '收到，明白。', lang: 'zh' })).id;
     expect((await arrivedJp).plaintext.body).toBe('收到，明白。');
     await deliveredCn;
     expect(backOrder.slice(0, 3)).toEqual(['accepted', 'relayed', 'delivered']);
@@ -106,7 +107,7 @@ describe('two sovereign relays', () => {
     // The link came up before these devices were enrolled (directoriesExchanged proves it is up).
     await Promise.all([jp.start(), cn.start()]);
 
-    const down = [next(jp, 'link', relayLink('link.down')), next(cn, 'link', relayLink('link.down'))];
+    const down = [next(jp, 'link', relayLink('link.down')), next(cn, 'link', relayLink('link.down'))] as const;
     pair.toCn.cut();
     pair.toJp.cut();
     const [jpDown, cnDown] = await Promise.all(down);
