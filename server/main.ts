@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
-import { logKeyOf, parseAgreement, parseLogSecret } from '../shared/crypto/keys.js';
+import { logKeyOf, parseAgreement, parseLogSecret, parseRelaySecret } from '../shared/crypto/keys.js';
 import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64, toHex } from '../shared/encoding/base64.js';
-import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
+import type { Agreement, LogSecretFile, RelaySecretFile } from '../shared/protocol/schemas.js';
 import { agreementHash } from '../shared/crypto/keys.js';
 import { rootFromLeafHashes } from '../shared/audit/merkle.js';
 import { buildApp, type AppDeps, type AppOptions } from './app.js';
@@ -100,6 +100,21 @@ export function loadLogSecret(path: string, agreement: Agreement, party?: string
     throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is not a Hotline log secret file`, { cause });
   }
   return checkLogSecret(file, agreement, party);
+}
+
+/** Read a relay's secret file (`hotline relay enrol --out`). */
+export function loadRelaySecret(path: string): RelaySecretFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the relay secret file ${path}`, { cause });
+  }
+  try {
+    return parseRelaySecret(JSON.parse(text));
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is not a Hotline relay secret file (hotline relay enrol --out)`, { cause });
+  }
 }
 
 function checkLogSecret(file: LogSecretFile, agreement: Agreement, party?: string): Uint8Array {
@@ -355,6 +370,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
     logLevel: config.logLevel,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
+    ...(config.relayPath ? { relay: { identity: loadRelaySecret(config.relayPath), ...(config.peerUrls ? { peerUrls: config.peerUrls } : {}) } } : {}),
     app: {
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),

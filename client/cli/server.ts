@@ -13,7 +13,7 @@ export const server: Command = {
                      [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
                      [--rate-login-per-minute N] [--rate-device-failures-per-minute N]
                      [--rate-directory-per-minute N] [--max-connections-per-address N]
-                     [--accept-data-loss]
+                     [--accept-data-loss] [--relay FILE [--peer-url PARTY=URL,...]]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
@@ -21,7 +21,8 @@ Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an
 variable, and a flag wins over its variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST,
 HOTLINE_PORT, HOTLINE_LOG_LEVEL, HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY,
 HOTLINE_CHECKPOINT_INTERVAL_MS, HOTLINE_RATE_LOGIN_PER_MINUTE, HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE,
-HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS, HOTLINE_ACCEPT_DATA_LOSS.
+HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS, HOTLINE_ACCEPT_DATA_LOSS,
+HOTLINE_RELAY, HOTLINE_PEER_URL.
 
 At start the server checks the data directory against what it recorded of itself (the database is
 there, sound, and holds at least the audit log it had) and refuses to start if not, saying what it
@@ -41,7 +42,11 @@ found; only one server may run on a data directory.
   --rate-directory-per-minute N   enrolments and revocations per address (default 60)
   --max-connections-per-address N   concurrent connections per address (IPv6: per /64; default 512)
   --accept-data-loss   start even though the checks found data missing or damaged (a damaged
-                       database is moved aside); the loss is recorded in the audit log`,
+                       database is moved aside); the loss is recorded in the audit log
+  --relay FILE         run as the relay of one party (agreement version 2): the relay secret file
+                       from hotline relay enroll; the relay links to the other parties' relays
+                       (README "Two relays"); --log-key is then this relay's own log secret
+  --peer-url PARTY=URL[,PARTY=URL]   dial PARTY's relay here instead of the agreement's URLs`,
   async run(argv, io) {
     // Exactly the server's own flags (server/config.ts), so none is dropped on this path.
     const flags = ['data', ...Object.keys(SERVER_FLAGS).map((f) => f.slice(2))];
