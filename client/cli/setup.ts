@@ -1,9 +1,9 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice } from '../../shared/crypto/keys.js';
+import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, PartyPublic, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
@@ -213,7 +213,8 @@ device id can later be enrolled again with new keys.
 
   --root FILE          the party's root secret file
   --device FILE        the device's key file, or its certificate (a JSON file holding {cert, signature},
-                       e.g. saved from \`hotline directory\`)
+                       e.g. saved from \`hotline directory\`); or a relay's secret file or certificate
+                       (two-relay deployments: post the revocation to both relays)
   --reason TEXT        why (kept in the revocation and the audit log; no secrets)
   --server URL         POST the revocation to this relay
   --out FILE           also write the signed revocation to FILE (to hand over out of band)`,
@@ -230,6 +231,24 @@ device id can later be enrolled again with new keys.
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
     const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
     const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
+    // A relay (its secret file or its certificate) is revoked the same way, by its id and link key.
+    const maybeRelay = (raw.certificate ?? raw) as { cert?: { type?: unknown } };
+    if (maybeRelay?.cert?.type === 'relay') {
+      const relayCert = named(values.device!, 'relay certificate', () => assertSchema(RelayCertificate, maybeRelay, 'HL_ERR_CERT_MALFORMED'));
+      const revocation = await asUsageAsync(() =>
+        revokeRelay(root, relayCert.cert, { at: Date.now(), ...(values.reason === undefined ? {} : { reason: values.reason }) }),
+      );
+      const who = `relay ${relayCert.cert.party}/${relayCert.cert.relay}`;
+      if (values.out !== undefined) {
+        writePublicFile(values.out, revocation);
+        io.out(`revocation of ${who} written: ${values.out}`);
+      }
+      if (values.server !== undefined) {
+        await postDirectory(values.server, '/v1/directory/revocations', revocation, 'revocation', 'nothing was revoked at the relay; try again');
+        io.out(`${who} revoked at ${values.server}`);
+      }
+      return 0;
+    }
     const certificate = named(values.device!, 'device certificate', () =>
       assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'),
     );

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseAgreement, relayOf, verifyRelayCertificate } from '../../shared/crypto/keys.js';
+import { parseAgreement, relayOf, verifyRelayCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
+import { revocationKey } from '../../shared/crypto/directory.js';
 import { loadConfig } from '../../server/config.js';
 import { startOptionsFromConfig } from '../../server/main.js';
 import { cli } from '../helpers/cli.js';
@@ -45,6 +46,14 @@ describe('hotline agreement create --relay, relay enroll, server --relay', () =>
     const relay = JSON.parse(readFileSync('jp-relay.secret.json', 'utf8'));
     expect(statSync('jp-relay.secret.json').mode & 0o777).toBe(0o600);
     await expect(verifyRelayCertificate(agreement, relay.certificate, { now: Date.now() })).resolves.toMatchObject({ party: 'jp-mod', relay: 'jp-relay' });
+
+    // Retired like a device: the revocation names the relay's id and link key.
+    const revoked = await cli(['device', 'revoke', '--root', 'jp-mod.secret.json', '--device', 'jp-relay.secret.json', '--reason', 'host retired', '--out', 'jp-relay.revocation.json']);
+    expect(revoked.code, revoked.err).toBe(0);
+    const rev = await verifyRevocation(agreement, JSON.parse(readFileSync('jp-relay.revocation.json', 'utf8')));
+    expect(rev.revocation).toMatchObject({ party: 'jp-mod', device: 'jp-relay', signKey: relay.certificate.cert.signKey });
+    const isRevoked = (c: { party: string; device: string; signKey: string }) => revocationKey(c) === revocationKey(rev.revocation);
+    await expect(verifyRelayCertificate(agreement, relay.certificate, { now: Date.now(), isRevoked })).rejects.toMatchObject({ code: 'HL_ERR_CERT_REVOKED' });
 
     // The server takes it, and where to dial the peer.
     const config = loadConfig({}, ['--agreement', 'agreement.json', '--data-dir', 'data', '--relay', 'jp-relay.secret.json', '--peer-url', 'cn-mnd=http://127.0.0.1:9']);
