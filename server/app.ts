@@ -114,7 +114,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   // no plugin reaches another through a shared object.
   const lifecycle = new Lifecycle();
   const hub = new LinkHub();
-  const writes = deps.relay ? new RelayWriteQueue(store) : new WriteQueue(store);
+  const writes = deps.relay ? new RelayWriteQueue(store, deps.relay.identity.certificate.cert.party) : new WriteQueue(store);
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),

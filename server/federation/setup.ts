@@ -13,7 +13,24 @@ import { RelayLink, type RelayLinkOptions } from './relay-link.js';
 export class RelayWriteQueue extends WriteQueue {
   onForward: () => void = () => {};
 
+  constructor(
+    store: ConstructorParameters<typeof WriteQueue>[0],
+    /** This relay's party: only its devices fetch from this relay. */
+    private readonly local: string,
+  ) {
+    super(store);
+  }
+
   override enqueue(write: Write): Promise<WriteResult> {
+    // The relay decides mailboxes for every recipient (as a shared relay would); a party's relay
+    // fills only its own party's: the other party's devices get their copy from their own relay.
+    const own = (device: string) => device.startsWith(`${this.local}/`);
+    if (write.kind === 'envelope' || write.kind === 'receipt') {
+      write.mailboxes = write.mailboxes.filter(own);
+      for (const e of write.effects?.events ?? []) e.mailboxes = e.mailboxes.filter(own);
+    } else if (write.kind === 'events') {
+      for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
+    }
     const p = super.enqueue(write);
     if (write.kind === 'envelope' || write.kind === 'receipt') {
       void p.then((r) => {

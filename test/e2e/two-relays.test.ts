@@ -4,6 +4,7 @@ import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { HotlineClientEvents } from '../../client/events.js';
 import { verifyReceipt } from '../../shared/crypto/receipt.js';
+import { enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, EnvelopeHeader } from '../../shared/protocol/schemas.js';
 import type { RunningServer } from '../../server/main.js';
 import { fetchDirectory, login } from '../helpers/ws-client.js';
@@ -95,6 +96,48 @@ describe('two sovereign relays', () => {
     expect((await arrivedJp).plaintext.body).toBe('收到，明白。');
     await deliveredCn;
     expect(backOrder.slice(0, 3)).toEqual(['accepted', 'relayed', 'delivered']);
+
+    // Each relay fills only its own party's mailboxes: the other party's devices fetch elsewhere.
+    for (const [server, foreign] of [
+      [pair.jp, ['cn-mnd/cn-op-1', 'cn-mnd/cn-archive', 'cn-mnd/cn-audit-1']],
+      [pair.cn, ['jp-mod/jp-op-1', 'jp-mod/jp-op-2', 'jp-mod/jp-archive', 'jp-mod/jp-audit-1']],
+    ] as const) {
+      const upTo = await server.store.maxCursor();
+      for (const device of foreign) expect(await server.store.mailbox(device, { upTo, limit: 10 }), device).toEqual([]);
+    }
+  });
+
+  it('a device the other party enrols at its own relay gets the next message, with nothing lost or refused', async () => {
+    pair = await startRelayPair();
+    await directoriesExchanged(pair);
+    const { dep } = pair;
+    const jp = client(dep.devices.jpOp, pair.jp);
+    const cn = client(dep.devices.cnOp, pair.cn);
+    await Promise.all([jp.start(), cn.start()]);
+    const refused: unknown[] = [];
+    jp.on('refused', (r) => refused.push(r));
+    const first = next(cn, 'message');
+    await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'before', lang: 'ja' });
+    await first;
+
+    const cnOp2 = await enrollDevice(dep.cn, { device: 'cn-op-2', role: 'operator', now: dep.now });
+    const res = await fetch(`${pair.cn.url}/v1/directory/devices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(cnOp2.certificate) });
+    expect(res.status).toBe(201);
+    const jpToken = await login(pair.jp.url, dep.devices.jpAud, dep.agreement);
+    await eventually(async () => (await fetchDirectory(pair!.jp.url, jpToken)).some((c) => c.device === 'cn-op-2'), 'cn-op-2 at the relay of jp-mod');
+    const cn2 = client(cnOp2, pair.cn);
+    await cn2.start();
+    const toNew = next(cn2, 'message');
+    const toOld = next(cn, 'message');
+    // jp's client sealed its directory before cn-op-2 existed: its relay refuses the old recipient
+    // set, the client fetches the directory again and seals once more (PROTOCOL.md "Recipients").
+    const { id } = await jp.send({ to: 'cn-mnd', precedence: 'IMMEDIATE', body: 'after', lang: 'ja' });
+    const m = await toNew;
+    expect(m.header.id).toBe(id);
+    expect(m.plaintext.body).toBe('after');
+    expect(m.header.recipients.map((r) => r.device)).toContain('cn-op-2');
+    expect((await toOld).header.id).toBe(id);
+    expect(refused).toEqual([]);
   });
 
   it('while the link is cut, messages sent both ways wait at their home relay; each arrives exactly once when it returns; both sides see link down and up, and the FLASH delivered-deadline fires on the sending side', async () => {
