@@ -201,7 +201,9 @@ export class RelayLink {
       this.#sessions.delete(s);
       if (this.#active === s) {
         this.#active = undefined;
-        this.#setState('down', s.downReason ?? `relay link closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`);
+        // A relay that is stopping says nothing to its own operators (they are being disconnected
+        // too); the peer relay reports the link down to its side.
+        if (!this.#stopped) this.#setState('down', s.downReason ?? `relay link closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`);
       } else if (!s.authenticated && s.refusal) {
         this.#lastError = s.refusal;
       }
