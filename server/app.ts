@@ -23,6 +23,7 @@ import { capConnections, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connectio
 import type { RelaySecretFile } from '../shared/protocol/schemas.js';
 import { relayLinkPlugin } from './plugins/relay-link.js';
 import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/setup.js';
+import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
@@ -130,6 +131,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
     ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
   });
+  // Built after the scheduler (they use it); read by it only once the app runs.
+  let relayLinks: RelayLink[] = [];
   const deadlines = new DeadlineScheduler({
     agreement: deps.agreement,
     store,
@@ -137,11 +140,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log,
     enqueue: (w) => writes.enqueue(w),
     validBodies: (now, parties, roles) => directory.validBodies(now, parties, roles),
-    operatorOnline: (party) => hub.isOnline(party, 'operator'),
+    // A party served by another relay is reachable while the relay link to it is up: its relay
+    // hands the test on, and the answer comes back the same way (README "Two relays").
+    operatorOnline: (party) => hub.isOnline(party, 'operator') || relayLinks.some((l) => l.peer === party && l.up),
     push: (delivered) => hub.push(delivered),
   });
 
-  const relayLinks = deps.relay
+  relayLinks = deps.relay
     ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
     : [];
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());

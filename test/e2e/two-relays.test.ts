@@ -20,8 +20,8 @@ afterEach(async () => {
   pair = undefined;
 });
 
-function client(device: DeviceSecretFile, server: RunningServer): HotlineClient {
-  const c = new HotlineClient({ serverUrl: server.url, agreement: pair!.dep.agreement, device, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 } });
+function client(device: DeviceSecretFile, server: RunningServer, options: { testAgent?: boolean } = {}): HotlineClient {
+  const c = new HotlineClient({ serverUrl: server.url, agreement: pair!.dep.agreement, device, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 }, ...options });
   clients.push(c);
   return c;
 }
@@ -105,6 +105,23 @@ describe('two sovereign relays', () => {
       const upTo = await server.store.maxCursor();
       for (const device of foreign) expect(await server.store.mailbox(device, { upTo, limit: 10 }), device).toEqual([]);
     }
+  });
+
+  it('the operators’ link test crosses both relays and is judged good on both sides', async () => {
+    pair = await startRelayPair();
+    await directoriesExchanged(pair);
+    const { dep } = pair;
+    const cn = client(dep.devices.cnOp, pair.cn);
+    await cn.start();
+    const jp = client(dep.devices.jpOp, pair.jp, { testAgent: true });
+    const judged = (e: HotlineClientEvents['link']) => e.type === 'link.test' && e.scope === undefined && e.from === 'jp-mod';
+    const atJp = next(jp, 'link', judged);
+    const atCn = next(cn, 'link', judged);
+    await jp.start();
+    // The sending relay judged it by the answer that came back over the relay link; the
+    // addressee's relay by the answer its own operator gave.
+    expect(await atJp).toMatchObject({ to: 'cn-mnd', ok: true });
+    expect(await atCn).toMatchObject({ to: 'cn-mnd', ok: true });
   });
 
   it('a device the other party enrols at its own relay gets the next message, with nothing lost or refused', async () => {
