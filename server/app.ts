@@ -175,7 +175,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
 
   app.get('/v1/agreement', async () => deps.agreement);
   await app.register(healthPlugin, { store, lifecycle });
-  await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
+  await app.register(authPlugin, {
+    auth,
+    store,
+    limits,
+    agreementHash: hash,
+    secret: deps.jwtSecret,
+    ...(deps.relay ? { servesParty: deps.relay.identity.certificate.cert.party } : {}),
+  });
   await app.register(directoryPlugin, { auth, limits, hub });
   await app.register(linkPlugin, {
     agreement: deps.agreement,

@@ -13,6 +13,7 @@ import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.j
 import { RELAY_LINK_PROTOCOL, type RelayAuthStatement } from '../../shared/protocol/relay-frames.js';
 import type { DeviceSecretFile, RelaySecretFile } from '../../shared/protocol/schemas.js';
 import { makeTwoRelayDeployment, type TwoRelayDeployment } from '../helpers/two-relays.js';
+import { tryLogin } from '../helpers/ws-client.js';
 
 /**
  * The relay of cn-mnd alone, and a test standing in for the relay of jp-mod on its link: every
@@ -180,6 +181,13 @@ describe('relay-to-relay link refusals', () => {
     const c = await authenticated();
     c.sendNumbered({ t: 'relay-directory', certificates: [dep.devices.jpOp.certificate, dep.devices.cnOp.certificate], revocations: [] });
     await refusedWith(c, 'HL_ERR_RELAY_WRONG_PARTY', 4530);
+  });
+
+  it('a party’s relay logs in only its own party’s devices', async () => {
+    const refused = await tryLogin(cn.url, dep.devices.jpOp, dep.agreement);
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatchObject({ error: { code: 'HL_ERR_AUTH_FORBIDDEN' } });
+    expect((await tryLogin(cn.url, dep.devices.cnOp, dep.agreement)).status).toBe(200);
   });
 
   it('the same envelope forwarded twice is stored once and confirmed twice with the first time', async () => {
