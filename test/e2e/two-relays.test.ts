@@ -107,6 +107,37 @@ describe('two sovereign relays', () => {
     }
   });
 
+  it('what a relay had not yet forwarded when it was restarted goes after the restart, once', async () => {
+    pair = await startRelayPair();
+    await directoriesExchanged(pair);
+    const { dep } = pair;
+    const jp = client(dep.devices.jpOp, pair.jp);
+    const cn = client(dep.devices.cnOp, pair.cn);
+    await Promise.all([jp.start(), cn.start()]);
+    const down = next(jp, 'link', relayLink('link.down'));
+    pair.toCn.cut();
+    pair.toJp.cut();
+    await down;
+    const sent: string[] = [];
+    for (const body of ['一', '二']) {
+      const a = next(jp, 'accepted');
+      sent.push((await jp.send({ to: 'cn-mnd', precedence: 'PRIORITY', body, lang: 'ja' })).id);
+      await a;
+    }
+    // The relay of jp-mod stops with both unconfirmed, and starts again on the same database.
+    await pair.restart('jp');
+    const counts = new Map<string, number>();
+    cn.on('message', (m) => counts.set(m.header.id, (counts.get(m.header.id) ?? 0) + 1));
+    const both = Promise.all(sent.map((id) => next(jp, 'relayed', (r) => r.messageId === id)));
+    const delivered = Promise.all(sent.map((id) => next(jp, 'receipt', (r) => r.verified && r.receipt.receipt.messageId === id)));
+    pair.toCn.restore();
+    pair.toJp.restore();
+    await both;
+    await delivered;
+    expect([...counts.keys()].sort()).toEqual([...sent].sort());
+    expect([...counts.values()]).toEqual([1, 1]);
+  });
+
   it('the operators’ link test crosses both relays and is judged good on both sides', async () => {
     pair = await startRelayPair();
     await directoriesExchanged(pair);

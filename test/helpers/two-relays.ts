@@ -120,6 +120,8 @@ export interface RelayPair {
   /** What jp's relay dials to reach cn's, and the other way. */
   toCn: LoopbackProxy;
   toJp: LoopbackProxy;
+  /** Stop one relay cleanly and start it again on the same data directory and port. */
+  restart(party: 'jp' | 'cn'): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -137,12 +139,12 @@ export async function startRelayPair(
   const toCn = await LoopbackProxy.start(() => cnPort);
   const toJp = await LoopbackProxy.start(() => jpPort);
   const link = { heartbeatIntervalMs: 200, backoff: { minMs: 20, maxMs: 200 }, ...options.relay };
-  const start = (party: 'jp' | 'cn') =>
+  const start = (party: 'jp' | 'cn', port = 0) =>
     startServer({
       agreement: dep.agreement,
       dataDir: join(dir, party),
       host: '127.0.0.1',
-      port: 0,
+      port,
       logLevel: 'silent',
       ...(options.withLogKeys ? { logSecret: dep.logs[party] } : {}),
       relay: {
@@ -164,16 +166,22 @@ export async function startRelayPair(
       if (res.status !== 201) throw new Error(`enrolment at the relay of ${party} failed: ${res.status}`);
     }
   }
-  return {
+  const pair: RelayPair = {
     dep,
     jp,
     cn,
     toCn,
     toJp,
+    async restart(party) {
+      const old = pair[party];
+      await old.close();
+      pair[party] = await start(party, Number(new URL(old.url).port));
+    },
     async close() {
-      await Promise.all([jp.close(), cn.close()]);
+      await Promise.all([pair.jp.close(), pair.cn.close()]);
       await Promise.all([toCn.close(), toJp.close()]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return pair;
 }
