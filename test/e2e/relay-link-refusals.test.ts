@@ -9,11 +9,15 @@ import { agreementHash, CONTEXT, createAgreement, enrolRelay, revokeRelay, signi
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { randomBytes } from '../../shared/crypto/random.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
-import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
+import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { RELAY_LINK_PROTOCOL, type RelayAuthStatement } from '../../shared/protocol/relay-frames.js';
-import type { DeviceSecretFile, RelaySecretFile } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, RelaySecretFile } from '../../shared/protocol/schemas.js';
 import { makeTwoRelayDeployment, type TwoRelayDeployment } from '../helpers/two-relays.js';
-import { tryLogin } from '../helpers/ws-client.js';
+import { fetchDirectory, login, tryLogin } from '../helpers/ws-client.js';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { signReceipt } from '../../shared/crypto/receipt.js';
+import { next } from '../helpers/events.js';
 
 /**
  * The relay of cn-mnd alone, and a test standing in for the relay of jp-mod on its link: every
@@ -204,4 +208,52 @@ describe('relay-to-relay link refusals', () => {
     expect(accepted).toHaveLength(1);
     c.ws.close();
   });
+
+  it('a receipt forwarded twice is stored once, confirmed twice, and reaches the sender once', async () => {
+    const c = await authenticated();
+    c.sendNumbered({ t: 'relay-directory', certificates: [dep.devices.jpOp.certificate, dep.devices.jpOp2.certificate, dep.devices.jpArc.certificate], revocations: [] });
+    // Once the directory is in, a Chinese operator writes to jp-mod at its own relay...
+    const token = await eventuallyToken(dep.devices.cnOp);
+    const sender = new HotlineClient({ serverUrl: cn.url, agreement: dep.agreement, device: dep.devices.cnOp, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 } });
+    try {
+      expect(token).toBeTruthy();
+      await sender.start();
+      const { id } = await sender.send({ to: 'jp-mod', precedence: 'FLASH', body: '测试', lang: 'zh' });
+      // ...which forwards it here, to the test standing in for the relay of jp-mod.
+      const fwd = await c.nextFrame('relay-envelope');
+      const env = fwd.envelope as Envelope;
+      expect(env.header.id).toBe(id);
+      const relayed = next(sender, 'relayed');
+      c.sendNumbered({ t: 'relay-stored', id, envelopeHash: envelopeHash(env.header), at: Date.now() });
+      expect((await relayed).messageId).toBe(id);
+      // jp-op-1's receipt, forwarded twice.
+      const receipts: string[] = [];
+      sender.on('receipt', (r) => r.verified && receipts.push(r.receipt.receipt.kind));
+      const receipt = await signReceipt(dep.devices.jpOp, env.header, 'delivered', Date.now());
+      c.sendNumbered({ t: 'relay-receipt', receipt, acceptedAt: Date.now() });
+      const first = await c.nextFrame('relay-receipt-stored');
+      const gotIt = next(sender, 'receipt');
+      c.sendNumbered({ t: 'relay-receipt', receipt, acceptedAt: Date.now() });
+      const second = await c.nextFrame('relay-receipt-stored');
+      expect(first).toMatchObject({ messageId: id, kind: 'delivered', by: { party: 'jp-mod', device: 'jp-op-1' }, at: second.at });
+      expect((await gotIt).verified).toBe(true);
+      const size = await cn.store.auditSize();
+      const stored = (await cn.store.auditEntries(0, size)).filter((e) => e.entry.includes('"type":"receipt.accepted"') && e.entry.includes(id));
+      expect(stored).toHaveLength(1);
+      expect(receipts).toEqual(['delivered']);
+    } finally {
+      await sender.stop();
+      c.ws.close();
+    }
+  });
 });
+
+/** A token for a device of cn-mnd once the relay knows jp-mod's devices (sent over the link). */
+async function eventuallyToken(device: DeviceSecretFile): Promise<string> {
+  const token = await login(cn.url, device, dep.agreement);
+  for (let i = 0; i < 250; i++) {
+    if ((await fetchDirectory(cn.url, token)).some((c) => c.device === 'jp-op-1')) return token;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('jp-op-1 never reached the relay of cn-mnd');
+}
