@@ -201,7 +201,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
-  await app.register(statusPlugin, { auth, deadlines });
+  await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });
   await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
   await app.register(consolePlugin);
 

@@ -18,6 +18,7 @@ import {
   type RelayFrame,
 } from '../../shared/protocol/relay-frames.js';
 import type { Clock } from '../clock.js';
+import type { RelayLinkStatus } from '../../shared/protocol/status.js';
 import type { Directory } from '../directory.js';
 import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { LinkHub } from '../link-hub.js';
@@ -97,6 +98,8 @@ export class RelayLink {
   #backoffMs: number;
   #urlIndex = 0;
   #lastError = 'not yet connected';
+  #since: number | undefined;
+  #reason: string | undefined;
   readonly heartbeatMs: number;
 
   constructor(readonly o: RelayLinkOptions) {
@@ -108,6 +111,16 @@ export class RelayLink {
 
   get state(): LinkState {
     return this.#state;
+  }
+
+  /** For `GET /v1/status`: the link's state, since when, and why it is down. */
+  status(): RelayLinkStatus {
+    return {
+      peer: this.peer,
+      status: this.#state,
+      ...(this.#since === undefined ? {} : { since: this.#since }),
+      ...(this.#state === 'down' && this.#reason !== undefined ? { reason: this.#reason } : {}),
+    };
   }
 
   /** Whether an authenticated connection to the peer relay is open now. */
@@ -235,6 +248,8 @@ export class RelayLink {
     if (this.#state === state) return;
     this.#state = state;
     const at = this.o.clock.now();
+    this.#since = at;
+    this.#reason = reason?.slice(0, 200);
     const event: LinkEvent = {
       type: state === 'up' ? 'link.up' : 'link.down',
       scope: 'relay',

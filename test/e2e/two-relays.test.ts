@@ -205,6 +205,8 @@ describe('two sovereign relays', () => {
     expect(jpDown).toMatchObject({ from: 'jp-mod', to: 'cn-mnd', ok: false });
     expect(jpDown.reason).toMatch(/heartbeat|closed|unreachable/);
     expect(cnDown).toMatchObject({ from: 'cn-mnd', to: 'jp-mod', ok: false });
+    // The status view says so too, with the reason, for a console that missed the event.
+    expect((await jp.status()).relayLinks).toEqual([{ peer: 'cn-mnd', status: 'down', since: jpDown.at, reason: jpDown.reason }]);
 
     const received = { jp: new Map<string, number>(), cn: new Map<string, number>() };
     jp.on('message', (m) => received.jp.set(m.header.id, (received.jp.get(m.header.id) ?? 0) + 1));
@@ -237,6 +239,7 @@ describe('two sovereign relays', () => {
     pair.toCn.restore();
     pair.toJp.restore();
     await Promise.all(upAgain);
+    expect((await cn.status()).relayLinks).toMatchObject([{ peer: 'jp-mod', status: 'up' }]);
     await allIn;
     expect([...received.cn.keys()].sort()).toEqual([...sent.jp].sort());
     expect([...received.jp.keys()].sort()).toEqual([...sent.cn].sort());
