@@ -32,6 +32,10 @@ export class LoopbackProxy {
       });
       upstream.on('error', () => upstream.destroy());
       client.on('close', () => upstream.destroy());
+      // No Nagle on the proxy either (ws sets TCP_NODELAY on its own sockets): a loopback hop
+      // must not add the 40 ms of Nagle against delayed ACKs to every small frame.
+      client.setNoDelay(true);
+      upstream.setNoDelay(true);
       upstream.connect(target(), '127.0.0.1');
       client.on('data', (b) => {
         if (!this.#cut) upstream.write(b);
