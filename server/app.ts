@@ -150,7 +150,10 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
     : [];
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
-  if (directory instanceof RelayDirectory) directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
+  if (directory instanceof RelayDirectory) {
+    directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
+    directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));
+  }
 
   app.setErrorHandler((error, request, reply) => {
     let e: HotlineError;

@@ -160,6 +160,11 @@ export class RelayLink {
     this.#active?.pump();
   }
 
+  /** A revocation was stored here: if it revokes the peer relay's certificate, the link ends now. */
+  revoked(rev: { party: string; device: string; signKey: string }): void {
+    for (const s of this.#sessions) s.checkRevoked(rev);
+  }
+
   /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
   directoryChanged(): void {
     this.#active?.sendDirectory();
@@ -498,9 +503,22 @@ class Session {
     throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', `${frame.t} before the handshake is done`);
   }
 
+  /** End the link if `rev` revokes the peer relay's certificate. */
+  checkRevoked(rev: { party: string; device: string; signKey: string }): void {
+    const peer = this.#peerCert;
+    if (peer && rev.party === peer.party && rev.device === peer.relay && rev.signKey === peer.signKey) {
+      this.#refuse(new HotlineError('HL_ERR_CERT_REVOKED', `certificate of relay ${peer.party}/${peer.relay} is revoked`));
+    }
+  }
+
   #armHeartbeat(): void {
     const o = this.#o;
     const tick = () => {
+      // A peer certificate that expires while the link is up ends it, as at the handshake.
+      if (this.#peerCert && o.clock.now() >= this.#peerCert.notAfter) {
+        this.#refuse(new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of relay ${this.#peerCert.party}/${this.#peerCert.relay} has expired`));
+        return;
+      }
       const silentMs = o.clock.now() - this.#lastHeard;
       if (silentMs >= 3 * this.link.heartbeatMs) {
         this.downReason = `no heartbeat from the relay of ${this.link.peer} for ${Math.round(silentMs / 1000)} s`;

@@ -59,8 +59,12 @@ export class RelayDirectory extends Directory {
     return c;
   }
 
+  /** Any revocation stored here (the relay links end a link whose peer relay it revokes). */
+  onRevoked: (rev: Revocation['revocation']) => void = () => {};
+
   override async revoke(value: unknown, now: number): Promise<Revocation> {
     const r = await super.revoke(value, now);
+    this.onRevoked(r.revocation);
     if (r.revocation.party === this.local) this.onLocalChange();
     return r;
   }

@@ -150,6 +150,15 @@ describe('relay-to-relay link refusals', () => {
     await refusedWith(await open(relay), 'HL_ERR_CERT_REVOKED', 4416);
   });
 
+  it('a relay whose certificate is revoked while its link is up is cut off at once', async () => {
+    const relay = await enrolRelay(dep.jp, { relay: 'jp-relay-3', logKey: dep.logs.jp.logKey, now: Date.now() - 1000 });
+    const c = await authenticated(relay);
+    const rev = await revokeRelay(dep.jp, relay.certificate.cert, { at: Date.now(), reason: 'host compromised' });
+    const res = await fetch(`${cn.url}/v1/directory/revocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rev) });
+    expect(res.status).toBe(201);
+    await refusedWith(c, 'HL_ERR_CERT_REVOKED', 4416);
+  });
+
   it('another agreement', async () => {
     const other = createAgreement({ name: 'other.hotline', parties: dep.agreement.parties, now: Date.now() }).agreement;
     await refusedWith(await open(dep.relays.jp, agreementHash(other)), 'HL_ERR_AGREEMENT_MISMATCH', 4421);

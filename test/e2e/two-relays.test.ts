@@ -4,7 +4,7 @@ import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { HotlineClientEvents } from '../../client/events.js';
 import { verifyReceipt } from '../../shared/crypto/receipt.js';
-import { enrollDevice } from '../../shared/crypto/keys.js';
+import { enrollDevice, revokeDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, EnvelopeHeader } from '../../shared/protocol/schemas.js';
 import type { RunningServer } from '../../server/main.js';
 import { fetchDirectory, login } from '../helpers/ws-client.js';
@@ -155,7 +155,7 @@ describe('two sovereign relays', () => {
     expect(await atCn).toMatchObject({ to: 'cn-mnd', ok: true });
   });
 
-  it('a device the other party enrols at its own relay gets the next message, with nothing lost or refused', async () => {
+  it('a device the other party enrols at its own relay gets the next message, and once revoked no longer, with nothing lost or refused', async () => {
     pair = await startRelayPair();
     await directoriesExchanged(pair);
     const { dep } = pair;
@@ -185,6 +185,18 @@ describe('two sovereign relays', () => {
     expect(m.plaintext.body).toBe('after');
     expect(m.header.recipients.map((r) => r.device)).toContain('cn-op-2');
     expect((await toOld).header.id).toBe(id);
+    expect(refused).toEqual([]);
+
+    // Revoked at its own relay: the next message is no longer sealed to it, and still goes.
+    const rev = await revokeDevice(dep.cn, cnOp2.certificate.cert, { at: Date.now(), reason: 'console lost' });
+    const revRes = await fetch(`${pair.cn.url}/v1/directory/revocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rev) });
+    expect(revRes.status).toBe(201);
+    await eventually(async () => !(await fetchDirectory(pair!.jp.url, jpToken)).some((c) => c.device === 'cn-op-2'), 'cn-op-2 revoked at the relay of jp-mod');
+    const third = next(cn, 'message');
+    const { id: id3 } = await jp.send({ to: 'cn-mnd', precedence: 'IMMEDIATE', body: 'revoked', lang: 'ja' });
+    const m3 = await third;
+    expect(m3.header.id).toBe(id3);
+    expect(m3.header.recipients.map((r) => r.device)).not.toContain('cn-op-2');
     expect(refused).toEqual([]);
   });
 
