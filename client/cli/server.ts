@@ -93,20 +93,36 @@ const DEMO_DEVICES: { id: string; role: Role }[] = [
 export const demo: Command = {
   name: 'demo',
   summary: 'create (once) and run a two-ministry demo deployment (npm start)',
-  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L]
+  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L] [--two-relays]
 
 On the first run, creates a demo deployment in DIR (default ./data/demo): the parties jp-mod
 (Japan Ministry of Defense) and cn-mnd (China Ministry of National Defense), each with an operator,
 an auditor and an archive device; the agreement; the server log key. Then starts the relay on
 127.0.0.1:8080 (--port or HOTLINE_PORT to change) on SQLite in DIR/server, registers the devices,
 and prints the commands with which each ministry sends, listens and acknowledges. Later runs reuse
-DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).`,
+DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).
+
+With --two-relays (default DIR ./data/demo-two) each ministry runs its own relay instead: jp-mod's
+on port N (8080), cn-mnd's on N+1 (8081), each on its own SQLite, linked to each other (README
+"Two relays").`,
   async run(argv, io) {
-    const { values } = parse('demo', argv, { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } });
+    const { values } = parse('demo', argv, {
+      dir: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+      'two-relays': { type: 'boolean' },
+    });
     if (values.help) return printHelp(io, this.help);
-    const dir = values.dir ?? join('data', 'demo');
     const portText = values.port ?? io.env.HOTLINE_PORT ?? '8080';
     if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be an integer 0–65535, got "${portText}"`);
+    if (values['two-relays']) {
+      if (Number(portText) === 65535) throw usage('--two-relays needs --port N below 65535 (cn-mnd listens on N+1)');
+      const { runTwoRelayDemo } = await import('./demo-two-relays.js');
+      const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
+      return runTwoRelayDemo({ dir: values.dir ?? join('data', 'demo-two'), host, port: Number(portText), logLevel: values['log-level'] ?? 'warn' }, io);
+    }
+    const dir = values.dir ?? join('data', 'demo');
     const agreementPath = join(dir, 'agreement.json');
     const fresh = !existsSync(agreementPath);
     if (fresh) await createDemo(dir);
