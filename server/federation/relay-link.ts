@@ -93,6 +93,8 @@ export class RelayLink {
   readonly #sessions = new Set<Session>();
   #stopped = true;
   #dialing = false;
+  /** The connection being dialled, until it opens or fails. */
+  #dialWs: WebSocket | undefined;
   #dialTimer: ReturnType<Clock['setTimeout']> | undefined;
   #graceTimer: ReturnType<Clock['setTimeout']> | undefined;
   #backoffMs: number;
@@ -143,6 +145,7 @@ export class RelayLink {
     if (this.#dialTimer !== undefined) this.o.clock.clearTimeout(this.#dialTimer);
     if (this.#graceTimer !== undefined) this.o.clock.clearTimeout(this.#graceTimer);
     this.#dialTimer = this.#graceTimer = undefined;
+    this.#dialWs?.terminate();
     await Promise.all([...this.#sessions].map((s) => s.close(1001, 'relay stopping')));
   }
 
@@ -183,9 +186,12 @@ export class RelayLink {
       ...(this.o.tls?.ca ? { ca: this.o.tls.ca } : {}),
     });
     let opened = false;
+    this.#dialWs = ws;
     ws.once('open', () => {
       opened = true;
       this.#dialing = false;
+      this.#dialWs = undefined;
+      if (this.#stopped) return void ws.close(1001, 'relay stopping');
       this.#open(ws, 'outbound');
     });
     ws.once('unexpected-response', (_req, res) => {
@@ -198,6 +204,7 @@ export class RelayLink {
     ws.once('close', () => {
       if (opened) return;
       this.#dialing = false;
+      this.#dialWs = undefined;
       this.#redial();
     });
   }

@@ -183,6 +183,15 @@ describe('relay-to-relay link refusals', () => {
     await refusedWith(c, 'HL_ERR_RELAY_FRAME_REPLAY', 4531);
   });
 
+  it('a frame of an unknown type, or not JSON, ends the link', async () => {
+    const c = await authenticated();
+    c.send({ t: 'relay-bogus', n: 1 });
+    await refusedWith(c, 'HL_ERR_INPUT_UNKNOWN_FRAME', 4402);
+    const d = await authenticated();
+    d.ws.send('{not json');
+    await refusedWith(d, 'HL_ERR_INPUT_MALFORMED_JSON', 4400);
+  });
+
   it('an envelope whose sender is not of the forwarding relay’s party', async () => {
     const c = await authenticated();
     const env = await jpEnvelope(dep.devices.cnOp, 'jp-mod', 1);
