@@ -5,6 +5,7 @@ import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { HotlineClientEvents } from '../../client/events.js';
 import { verifyReceipt } from '../../shared/crypto/receipt.js';
 import { enrollDevice, revokeDevice } from '../../shared/crypto/keys.js';
+import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import type { DeviceSecretFile, EnvelopeHeader } from '../../shared/protocol/schemas.js';
 import type { RunningServer } from '../../server/main.js';
 import { fetchDirectory, login } from '../helpers/ws-client.js';
@@ -20,7 +21,7 @@ afterEach(async () => {
   pair = undefined;
 });
 
-function client(device: DeviceSecretFile, server: RunningServer, options: { testAgent?: boolean } = {}): HotlineClient {
+function client(device: DeviceSecretFile, server: RunningServer, options: { testAgent?: boolean; cosign?: boolean } = {}): HotlineClient {
   const c = new HotlineClient({ serverUrl: server.url, agreement: pair!.dep.agreement, device, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 }, ...options });
   clients.push(c);
   return c;
@@ -153,6 +154,34 @@ describe('two sovereign relays', () => {
     // addressee's relay by the answer its own operator gave.
     expect(await atJp).toMatchObject({ to: 'cn-mnd', ok: true });
     expect(await atCn).toMatchObject({ to: 'cn-mnd', ok: true });
+  });
+
+  it('each relay signs its checkpoints with its own log key: its operators cosign them, and a link test from the other side raises no alarm', async () => {
+    pair = await startRelayPair({ withLogKeys: true });
+    await directoriesExchanged(pair);
+    const { dep } = pair;
+    const cn = client(dep.devices.cnOp, pair.cn, { cosign: true });
+    const alarms: unknown[] = [];
+    cn.on('audit.alarm', (a) => alarms.push(a));
+    await cn.start();
+    const cosigned = await cn.cosignLatest();
+    expect(cosigned.status).toBe('cosigned');
+    // The Japanese test agent gossips its own relay's checkpoint: another log, not compared here.
+    const jp = client(dep.devices.jpOp, pair.jp, { cosign: true, testAgent: true });
+    jp.on('audit.alarm', (a) => alarms.push(a));
+    const judged = next(jp, 'link', (e) => e.type === 'link.test' && e.ok);
+    await jp.start();
+    await judged;
+    await cn.stop();
+    await jp.stop();
+    expect(alarms).toEqual([]);
+    // An auditor of cn-mnd verifies its own relay's export, checkpoints and cosignature included.
+    const token = await login(pair.cn.url, dep.devices.cnAud, dep.agreement);
+    const exp = await (await fetch(`${pair.cn.url}/v1/audit/export`, { headers: { authorization: `Bearer ${token}` } })).json();
+    const verified = await verifyAuditExport(dep.agreement, exp);
+    expect(verified.ok, JSON.stringify(verified.problem ?? verified)).toBe(true);
+    expect(verified.checkpoints).toBeGreaterThan(0);
+    expect(verified.cosigners).toContain('cn-mnd/cn-op-1');
   });
 
   it('a device the other party enrols at its own relay gets the next message, and once revoked no longer, with nothing lost or refused', async () => {
