@@ -1,6 +1,6 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
-import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, OperatorNotice } from '../shared/protocol/frames.js';
+import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, MessageRelayedEvent, OperatorNotice } from '../shared/protocol/frames.js';
 
 /** An audit alarm raised here: the `audit.alarm` event with the error code that caused it. */
 export type AuditAlarm = Extract<HotlineEvent, { type: 'audit.alarm' }> & { code: HotlineErrorCode };
@@ -63,6 +63,11 @@ export interface HotlineClientEvents {
   'deadline.met': DeadlineMetEvent;
   /** The relay closed a deadline no receipt can reach any more (every addressee operator it was sealed to revoked): why, in `reason` and `detail`. */
   'deadline.closed': DeadlineClosedEvent;
+  /**
+   * Two-relay deployments: the addressee's relay has stored a message of this party (the rung
+   * between `accepted` and `delivered`), as the sender's relay reports it.
+   */
+  relayed: MessageRelayedEvent;
   /** A link test's result (`link.test`) or a change of the link's state (`link.up`, `link.down`). */
   link: LinkEvent;
   /** This device, as test agent, sent a link test to `to`. */

@@ -285,6 +285,9 @@ export class Inbox {
       case 'link.down':
         this.#o.emit('link', event);
         return;
+      case 'message.relayed':
+        this.#o.emit('relayed', event);
+        return;
       default:
         return;
     }

@@ -4,6 +4,7 @@ import type { DeviceRef } from '../shared/protocol/schemas.js';
 import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
+import { logKeyOf } from '../shared/crypto/keys.js';
 import type { AuditAlarm } from './events.js';
 import type { RelayApi } from './relay-api.js';
 import type { VerifiedDirectory } from './directory.js';
@@ -228,6 +229,9 @@ export class AuditWitness {
    * A note that agrees is remembered, so that the server's later answers are held to it.
    */
   async #checkGossip(from: DeviceRef, data: string): Promise<void> {
+    // With two relays the peer gossips its own relay's log, not ours: nothing here to compare it
+    // with (each relay witnessing the other's log is for later, README "Two relays").
+    if (logKeyOf(this.#o.agreement, from.party) !== logKeyOf(this.#o.agreement, this.#o.me.party)) return;
     const peer = `${from.party}/${from.device}`;
     let note: string;
     let cp: { size: number; rootHash: Uint8Array };
@@ -268,7 +272,8 @@ export class AuditWitness {
 
   /** The log key, and the cosignature keys of every operator and auditor device in the directory. */
   #checkpointVerifiers(): NoteVerifier[] {
-    const out: NoteVerifier[] = [{ name: logKeyName(this.#o.agreement), publicKey: fromBase64(this.#o.agreement.logKey, 32) }];
+    // The log of the relay serving this device's party (its own relay's, with two relays).
+    const out: NoteVerifier[] = [{ name: logKeyName(this.#o.agreement), publicKey: fromBase64(logKeyOf(this.#o.agreement, this.#o.me.party), 32) }];
     for (const c of this.#o.directory.list()) {
       if (c.role === 'operator' || c.role === 'auditor') out.push({ name: cosignerName(c), publicKey: fromBase64(c.signKey, 32), type: 'cosignature/v1' });
     }

@@ -22,6 +22,11 @@ import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS } from './audit-log.js';
 import { auditPlugin } from './plugins/audit.js';
 import { RateLimits, type RateLimitSettings } from './rate-limits.js';
 import { capConnections, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.js';
+import type { RelaySecretFile } from '../shared/protocol/schemas.js';
+import { relayLinkPlugin } from './plugins/relay-link.js';
+import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/setup.js';
+import type { RelayLink } from './federation/relay-link.js';
+import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -64,6 +69,17 @@ export interface AppDeps {
    * run time is logged and told to every open link as an operator notice.
    */
   storeHealth?: Pick<GuardedStore, 'failure' | 'onCorrupt'>;
+  /**
+   * This server is the relay of one party (agreement v2, PROTOCOL.md "The relay-to-relay link"):
+   * its certificate and link key, and where to dial the peer relays (default: the agreement's URLs).
+   * Without it the server is the shared relay of every party, as before.
+   */
+  relay?: {
+    identity: RelaySecretFile;
+    peerUrls?: Readonly<Record<string, readonly string[]>>;
+    heartbeatIntervalMs?: number;
+    backoff?: { minMs: number; maxMs: number };
+  };
 }
 
 /** HTTP request bodies are small JSON documents (certificates, revocations, logins). */
@@ -100,13 +116,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
   const log = deps.logger;
-  const directory = new Directory(deps.agreement, store);
+  const directory = deps.relay ? new RelayDirectory(deps.agreement, store, deps.relay.identity.certificate.cert.party) : new Directory(deps.agreement, store);
   await directory.load();
   // Everything the plugins use is built here, before them, and each is given only what it needs:
   // no plugin reaches another through a shared object.
   const lifecycle = new Lifecycle();
   const hub = new LinkHub();
-  const writes = new WriteQueue(store);
+  const writes = deps.relay ? new RelayWriteQueue(store, deps.relay.identity.certificate.cert.party) : new WriteQueue(store);
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),
@@ -122,6 +138,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
     ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
   });
+  // Built after the scheduler (they use it); read by it only once the app runs.
+  let relayLinks: RelayLink[] = [];
   const deadlines = new DeadlineScheduler({
     agreement: deps.agreement,
     store,
@@ -129,7 +147,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log,
     enqueue: (w) => writes.enqueue(w),
     validBodies: (now, parties, roles) => directory.validBodies(now, parties, roles),
-    operatorOnline: (party) => hub.isOnline(party, 'operator'),
+    // A party served by another relay is reachable while the relay link to it is up: its relay
+    // hands the test on, and the answer comes back the same way (README "Two relays").
+    operatorOnline: (party) => hub.isOnline(party, 'operator') || relayLinks.some((l) => l.peer === party && l.up),
     push: (delivered) => hub.push(delivered),
   });
 
@@ -144,6 +164,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     const told = hub.noticeAll(notice);
     log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
   });
+  relayLinks = deps.relay
+    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
+    : [];
+  if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
+  if (directory instanceof RelayDirectory) {
+    directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
+    directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));
+  }
 
   app.setErrorHandler((error, request, reply) => {
     let e: HotlineError;
@@ -168,7 +196,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
 
   app.get('/v1/agreement', async () => deps.agreement);
   await app.register(healthPlugin, { store, lifecycle, connections });
-  await app.register(authPlugin, { auth, store, limits, agreementHash: hash, secret: deps.jwtSecret });
+  await app.register(authPlugin, {
+    auth,
+    store,
+    limits,
+    agreementHash: hash,
+    secret: deps.jwtSecret,
+    ...(deps.relay ? { servesParty: deps.relay.identity.certificate.cert.party } : {}),
+  });
   await app.register(directoryPlugin, { auth, limits, hub, revoked: (party) => deadlines.closeUndeliverable(party) });
   await app.register(linkPlugin, {
     agreement: deps.agreement,
@@ -185,8 +220,10 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
     storeNotice: corruptNotice,
+    ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
-  await app.register(statusPlugin, { auth, deadlines });
+  if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
+  await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });
   await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
   await app.register(consolePlugin);
 

@@ -26,6 +26,10 @@ export interface ServerConfig {
   maxConnectionsPerAddress?: number;
   /** Start even though the data directory's checks found data missing (recorded in the audit log). */
   acceptDataLoss?: boolean;
+  /** Path of this relay's secret file (`hotline relay enrol`): run as the relay of one party (agreement v2). */
+  relayPath?: string;
+  /** Where to dial peer relays instead of the agreement's URLs, by party. */
+  peerUrls?: Record<string, string[]>;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -48,6 +52,8 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--rate-device-failures-per-minute': 'HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE',
   '--rate-directory-per-minute': 'HOTLINE_RATE_DIRECTORY_PER_MINUTE',
   '--max-connections-per-address': 'HOTLINE_MAX_CONNECTIONS_PER_ADDRESS',
+  '--relay': 'HOTLINE_RELAY',
+  '--peer-url': 'HOTLINE_PEER_URL',
 };
 
 /**
@@ -155,6 +161,16 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
   const acceptDataLoss = acceptText === undefined ? false : ['1', 'true', 'yes'].includes(acceptText.toLowerCase()) ? true : ['0', 'false', 'no'].includes(acceptText.toLowerCase()) ? false : undefined;
   if (acceptDataLoss === undefined) problems.push(`HOTLINE_ACCEPT_DATA_LOSS (--accept-data-loss) must be 1/true/yes or 0/false/no, got "${acceptText}"`);
 
+  const relayPath = text('HOTLINE_RELAY');
+  const peerText = text('HOTLINE_PEER_URL');
+  const peerUrls: Record<string, string[]> = {};
+  for (const part of (peerText ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    const m = /^([a-z0-9][a-z0-9-]{0,62}[a-z0-9])=(https?:\/\/\S+)$/.exec(part);
+    if (!m) problems.push(`HOTLINE_PEER_URL (--peer-url) is PARTY=URL[,PARTY=URL…] with http(s) URLs, got "${part}"`);
+    else (peerUrls[m[1]!] ??= []).push(m[2]!);
+  }
+  if (peerText !== undefined && relayPath === undefined) problems.push('HOTLINE_PEER_URL (--peer-url) needs HOTLINE_RELAY (--relay)');
+
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
     agreementPath: agreementPath!,
@@ -168,5 +184,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(Object.keys(rateLimits).length > 0 ? { rateLimits } : {}),
     ...(maxConnectionsPerAddress !== undefined ? { maxConnectionsPerAddress } : {}),
     ...(acceptDataLoss ? { acceptDataLoss: true } : {}),
+    ...(relayPath !== undefined ? { relayPath } : {}),
+    ...(Object.keys(peerUrls).length > 0 ? { peerUrls } : {}),
   };
 }

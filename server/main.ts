@@ -5,13 +5,13 @@ import type { AddressInfo } from 'node:net';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { HotlineError } from '../shared/errors.js';
-import { parseAgreement, parseLogSecret } from '../shared/crypto/keys.js';
+import { logKeyOf, parseAgreement, parseLogSecret, parseRelaySecret } from '../shared/crypto/keys.js';
 import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64, toHex } from '../shared/encoding/base64.js';
-import type { Agreement, LogSecretFile } from '../shared/protocol/schemas.js';
+import type { Agreement, LogSecretFile, RelaySecretFile } from '../shared/protocol/schemas.js';
 import { agreementHash } from '../shared/crypto/keys.js';
 import { rootFromLeafHashes } from '../shared/audit/merkle.js';
-import { buildApp, type AppOptions } from './app.js';
+import { buildApp, type AppDeps, type AppOptions } from './app.js';
 import { useNodeCrypto } from './node-crypto.js';
 import { AuditLog } from './audit-log.js';
 import { systemClock } from './clock.js';
@@ -82,7 +82,7 @@ export function loadJwtSecret(dataDir: string): Uint8Array {
  * Read and check the log (checkpoint) secret: mode 0600, a valid log secret file, and its public
  * key the agreement's `logKey` (else the checkpoints would verify for nobody).
  */
-export function loadLogSecret(path: string, agreement: Agreement): Uint8Array {
+export function loadLogSecret(path: string, agreement: Agreement, party?: string): Uint8Array {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -99,13 +99,30 @@ export function loadLogSecret(path: string, agreement: Agreement): Uint8Array {
   } catch (cause) {
     throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is not a Hotline log secret file`, { cause });
   }
-  return checkLogSecret(file, agreement);
+  return checkLogSecret(file, agreement, party);
 }
 
-function checkLogSecret(file: LogSecretFile, agreement: Agreement): Uint8Array {
+/** Read a relay's secret file (`hotline relay enrol --out`). */
+export function loadRelaySecret(path: string): RelaySecretFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the relay secret file ${path}`, { cause });
+  }
+  try {
+    return parseRelaySecret(JSON.parse(text));
+  } catch (cause) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `${path} is not a Hotline relay secret file (hotline relay enrol --out)`, { cause });
+  }
+}
+
+function checkLogSecret(file: LogSecretFile, agreement: Agreement, party?: string): Uint8Array {
   const parsed = parseLogSecret(file);
-  if (parsed.logKey !== agreement.logKey) {
-    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the log key (${parsed.logKey}) is not the agreement's logKey (${agreement.logKey}); give the log secret made with this agreement`);
+  // A party's own relay signs with the log key the agreement names for it (agreement v2).
+  const expected = logKeyOf(agreement, party);
+  if (parsed.logKey !== expected) {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the log key (${parsed.logKey}) is not the agreement's log key for this relay (${expected}); give the log secret made with this agreement`);
   }
   return fromBase64(parsed.logSecret, 32);
 }
@@ -137,6 +154,8 @@ export interface StartServerOptions {
   acceptDataLoss?: boolean;
   /** SQLite settings: `maxPageCount` caps the database size (a quota; tests fill the "disk" with it). */
   sqlite?: { maxPageCount?: number };
+  /** Run as the relay of one party (agreement v2): its identity and link settings (AppDeps.relay). */
+  relay?: NonNullable<AppDeps['relay']>;
 }
 
 export interface RunningServer {
@@ -285,7 +304,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? createLogger(options.logLevel ?? 'info', options.logStream);
-  const logSecret = options.logSecret ? checkLogSecret(options.logSecret, agreement) : options.logKeyPath ? loadLogSecret(options.logKeyPath, agreement) : undefined;
+  const relayParty = options.relay?.identity.certificate.cert.party;
+  const logSecret = options.logSecret
+    ? checkLogSecret(options.logSecret, agreement, relayParty)
+    : options.logKeyPath
+      ? loadLogSecret(options.logKeyPath, agreement, relayParty)
+      : undefined;
   const release = acquireLock(dataDir);
   let opened: OpenedData;
   try {
@@ -308,6 +332,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...(https ? { https } : {}),
         ...(logSecret ? { logSecret } : {}),
         storeHealth: store,
+        ...(options.relay ? { relay: options.relay } : {}),
         recordLog: (reason, size, root) => {
           writeIdentity(dataDir, { deploymentId: opened.deploymentId, agreementHash: agreementHash(agreement), auditSize: size, auditRoot: toHex(root), writtenAt: Date.now(), reason });
         },
@@ -346,6 +371,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
     logLevel: config.logLevel,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
+    ...(config.relayPath ? { relay: { identity: loadRelaySecret(config.relayPath), ...(config.peerUrls ? { peerUrls: config.peerUrls } : {}) } } : {}),
     app: {
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),

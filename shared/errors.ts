@@ -101,6 +101,10 @@ export const ERROR_TABLE = {
   HL_ERR_STORE_DATA_LOST: { http: 503, ws: 4512, closesLink: false, retry: 'later' },
   HL_ERR_STORE_LOCKED: { http: 503, ws: 4513, closesLink: false, retry: 'later' },
   HL_ERR_RELAY_HASH_MISMATCH: { http: 502, ws: 4514, closesLink: false, retry: 'later' },
+  // The relay-to-relay link (h11): a peer relay, or what it forwards, is not of the party it must be.
+  HL_ERR_RELAY_WRONG_PARTY: { http: 403, ws: 4530, closesLink: true, retry: 'stop' },
+  // A relay-to-relay frame whose number is not above the last one of its connection.
+  HL_ERR_RELAY_FRAME_REPLAY: { http: 409, ws: 4531, closesLink: true, retry: 'never' },
   HL_ERR_SERVER_SHUTTING_DOWN: { http: 503, ws: 4504, closesLink: false, retry: 'later' },
   HL_ERR_SERVER_SLOW_CONSUMER: { http: 503, ws: 4505, closesLink: false, retry: 'later' },
   HL_ERR_INTERNAL: { http: 500, ws: 4501, closesLink: false, retry: 'later' },

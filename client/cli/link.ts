@@ -18,19 +18,20 @@ import {
   type Io,
 } from './common.js';
 
-const RUNGS = ['accepted', 'delivered', 'acknowledged'] as const;
+const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
 type Rung = (typeof RUNGS)[number];
 
 export const send: Command = {
   name: 'send',
   summary: 'send a signed, encrypted message and wait for its receipts',
   help: `Usage: hotline send --device FILE --to PARTY --precedence flash|immediate|priority|routine TEXT
-                   [--wait accepted|delivered|acknowledged] [--timeout S]
+                   [--wait accepted|relayed|delivered|acknowledged] [--timeout S]
                    [--subject S] [--lang L] [--exercise] [--server URL] [--agreement FILE]
 
 Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
 your own party, puts it in the device's outbox and sends it. Prints the message id on stdout, then
 waits until the wanted rung is reached (default: accepted, i.e. stored by the relay):
+relayed (two-relay deployments) waits until the addressee's relay has stored it;
 delivered and acknowledged wait for the other side's signed receipt, verified here.
 Exit 0 when reached; 1 on refusal or timeout (the message then stays in the outbox and goes with
 the next send or listen of this device).
@@ -38,7 +39,7 @@ the next send or listen of this device).
 ${LINK_HELP}
   --to PARTY         the addressee party (e.g. cn-mnd)
   --precedence P     flash, immediate, priority or routine
-  --wait RUNG        accepted (default), delivered or acknowledged
+  --wait RUNG        accepted (default), relayed, delivered or acknowledged
   --timeout S        give up after S seconds (default 60)
   --subject S        a subject line
   --lang L           language of TEXT (default: your party's first language)
@@ -66,7 +67,7 @@ ${LINK_HELP}
       throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
     }
     const wait = (values.wait ?? 'accepted') as Rung;
-    if (!RUNGS.includes(wait)) throw usage(`--wait must be accepted, delivered or acknowledged, got "${values.wait}"`);
+    if (!RUNGS.includes(wait)) throw usage(`--wait must be accepted, relayed, delivered or acknowledged, got "${values.wait}"`);
     const timeoutMs = seconds('timeout', values.timeout, 60) * 1000;
     let body = positionals.join(' ');
     if (body === '-') body = await io.readStdin();
@@ -122,6 +123,11 @@ function collect(client: HotlineClient) {
     receipts.push(r);
     wake();
   });
+  const relayed = new Map<string, number>();
+  client.on('relayed', (r) => {
+    relayed.set(r.messageId, r.at);
+    wake();
+  });
   client.on('refused', (r) => {
     refused.push(r);
     wake();
@@ -137,6 +143,10 @@ function collect(client: HotlineClient) {
           said.add('accepted');
           io.err(`accepted by the relay at ${iso(accepted.get(id)!)}`);
         }
+        if (relayed.has(id) && !said.has('relayed')) {
+          said.add('relayed');
+          io.err(`relayed: stored by the addressee's relay at ${iso(relayed.get(id)!)}`);
+        }
         for (const r of receipts.filter((x) => x.receipt.receipt.messageId === id)) {
           const b = r.receipt.receipt;
           const k = `${b.kind}/${b.by.party}/${b.by.device}`;
@@ -150,6 +160,8 @@ function collect(client: HotlineClient) {
         }
         const verified = receipts.filter((x) => x.verified && x.receipt.receipt.messageId === id).map((x) => x.receipt.receipt.kind);
         if (rung === 'accepted' && accepted.has(id)) return true;
+        // A receipt from the addressee proves its relay had the message, whatever came first.
+        if (rung === 'relayed' && (relayed.has(id) || verified.length > 0)) return true;
         // Any verified rung from the addressee implies the message reached it.
         if (rung === 'delivered' && verified.length > 0) return true;
         if (rung === 'acknowledged' && verified.includes('acknowledged')) return true;
@@ -357,6 +369,8 @@ export function eventText(e: HotlineEvent, me?: string): string {
       return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached — ${e.detail}`;
     case 'audit.alarm':
       return `! audit alarm (${e.party}): ${e.reason}`;
+    case 'message.relayed':
+      return `  relayed: ${e.precedence} ${e.messageId} stored by ${e.to}'s relay`;
     default:
       return `${e.ok ? ' ' : '!'} ${e.type}: ${e.from} → ${e.to}${e.roundTripMs === undefined ? '' : ` ${e.roundTripMs} ms`}${e.reason ? ` (${e.reason})` : ''}`;
   }

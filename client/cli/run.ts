@@ -1,6 +1,7 @@
 import { HotlineError } from '../../shared/errors.js';
 import { exitCodeOf, type Command, type Io } from './common.js';
 import { agreementCreate, deviceEnroll, deviceRevoke, partyCreate } from './setup.js';
+import { relayEnroll } from './relay.js';
 import { ack, directory, listen, send } from './link.js';
 import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
@@ -10,7 +11,7 @@ import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRevoke, server, backup, restore, send, listen, ack, status, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

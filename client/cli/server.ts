@@ -13,7 +13,7 @@ export const server: Command = {
                      [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
                      [--rate-login-per-minute N] [--rate-device-failures-per-minute N]
                      [--rate-directory-per-minute N] [--max-connections-per-address N]
-                     [--accept-data-loss]
+                     [--accept-data-loss] [--relay FILE [--peer-url PARTY=URL,...]]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
@@ -21,7 +21,8 @@ Stops cleanly on Ctrl-C / SIGTERM, finishing writes in flight. Every flag has an
 variable, and a flag wins over its variable: HOTLINE_AGREEMENT, HOTLINE_DATA_DIR, HOTLINE_HOST,
 HOTLINE_PORT, HOTLINE_LOG_LEVEL, HOTLINE_TLS_CERT, HOTLINE_TLS_KEY, HOTLINE_LOG_KEY,
 HOTLINE_CHECKPOINT_INTERVAL_MS, HOTLINE_RATE_LOGIN_PER_MINUTE, HOTLINE_RATE_DEVICE_FAILURES_PER_MINUTE,
-HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS, HOTLINE_ACCEPT_DATA_LOSS.
+HOTLINE_RATE_DIRECTORY_PER_MINUTE, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS, HOTLINE_ACCEPT_DATA_LOSS,
+HOTLINE_RELAY, HOTLINE_PEER_URL.
 
 At start the server checks the data directory against what it recorded of itself (the database is
 there, sound, and holds at least the audit log it had) and refuses to start if not, saying what it
@@ -41,7 +42,11 @@ found; only one server may run on a data directory.
   --rate-directory-per-minute N   enrolments and revocations per address (default 60)
   --max-connections-per-address N   concurrent connections per address (IPv6: per /64; default 512)
   --accept-data-loss   start even though the checks found data missing or damaged (a damaged
-                       database is moved aside); the loss is recorded in the audit log`,
+                       database is moved aside); the loss is recorded in the audit log
+  --relay FILE         run as the relay of one party (agreement version 2): the relay secret file
+                       from hotline relay enroll; the relay links to the other parties' relays
+                       (README "Two relays"); --log-key is then this relay's own log secret
+  --peer-url PARTY=URL[,PARTY=URL]   dial PARTY's relay here instead of the agreement's URLs`,
   async run(argv, io) {
     // Exactly the server's own flags (server/config.ts), so none is dropped on this path.
     const flags = ['data', ...Object.keys(SERVER_FLAGS).map((f) => f.slice(2))];
@@ -88,20 +93,36 @@ const DEMO_DEVICES: { id: string; role: Role }[] = [
 export const demo: Command = {
   name: 'demo',
   summary: 'create (once) and run a two-ministry demo deployment (npm start)',
-  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L]
+  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L] [--two-relays]
 
 On the first run, creates a demo deployment in DIR (default ./data/demo): the parties jp-mod
 (Japan Ministry of Defense) and cn-mnd (China Ministry of National Defense), each with an operator,
 an auditor and an archive device; the agreement; the server log key. Then starts the relay on
 127.0.0.1:8080 (--port or HOTLINE_PORT to change) on SQLite in DIR/server, registers the devices,
 and prints the commands with which each ministry sends, listens and acknowledges. Later runs reuse
-DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).`,
+DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).
+
+With --two-relays (default DIR ./data/demo-two) each ministry runs its own relay instead: jp-mod's
+on port N (8080), cn-mnd's on N+1 (8081), each on its own SQLite, linked to each other (README
+"Two relays").`,
   async run(argv, io) {
-    const { values } = parse('demo', argv, { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } });
+    const { values } = parse('demo', argv, {
+      dir: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+      'two-relays': { type: 'boolean' },
+    });
     if (values.help) return printHelp(io, this.help);
-    const dir = values.dir ?? join('data', 'demo');
     const portText = values.port ?? io.env.HOTLINE_PORT ?? '8080';
     if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be an integer 0–65535, got "${portText}"`);
+    if (values['two-relays']) {
+      if (Number(portText) === 65535) throw usage('--two-relays needs --port N below 65535 (cn-mnd listens on N+1)');
+      const { runTwoRelayDemo } = await import('./demo-two-relays.js');
+      const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
+      return runTwoRelayDemo({ dir: values.dir ?? join('data', 'demo-two'), host, port: Number(portText), logLevel: values['log-level'] ?? 'warn' }, io);
+    }
+    const dir = values.dir ?? join('data', 'demo');
     const agreementPath = join(dir, 'agreement.json');
     const fresh = !existsSync(agreementPath);
     if (fresh) await createDemo(dir);

@@ -1,9 +1,9 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, createAgreement, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice } from '../../shared/crypto/keys.js';
+import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, PartyPublic, type Role } from '../../shared/protocol/schemas.js';
+import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
@@ -46,6 +46,7 @@ export const agreementCreate: Command = {
   summary: 'create the agreement from the parties’ public parts',
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
+                                [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -57,7 +58,14 @@ server operator.
   --name NAME          the hotline's name (default: the party ids joined, e.g. jp-mod/cn-mnd hotline)
   --log-key PUB        base64 log public key of an existing server log key
   --log-key-out FILE   where to write a new log secret
-  --out FILE           where to write the agreement (e.g. agreement.json)`,
+  --out FILE           where to write the agreement (e.g. agreement.json)
+  --relay PARTY=URL    PARTY runs its own relay, answering at URL (repeat for each party, and for
+                       a second URL of one party): a version-2 agreement (see README "Two relays").
+                       Each such relay gets its own log key: --relay-log-key PARTY=PUB names an
+                       existing one, else one is made and written to STEM.PARTY.log.secret.json
+                       (mode 0600) for that party's relay operator. Parties without --relay share
+                       one relay, whose log key is the one above. Without --relay: version 1, one
+                       relay shared by every party, as before.`,
   async run(argv, io) {
     const { values } = parse('agreement create', argv, {
       party: { type: 'string', multiple: true },
@@ -65,9 +73,14 @@ server operator.
       'log-key': { type: 'string' },
       'log-key-out': { type: 'string' },
       out: { type: 'string' },
+      relay: { type: 'string', multiple: true },
+      'relay-log-key': { type: 'string', multiple: true },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
+    const relayUrls = pairs('--relay', values.relay ?? [], (v) => /^https?:\/\/\S+$/.test(v), 'an http(s) URL');
+    const relayLogKeys = pairs('--relay-log-key', values['relay-log-key'] ?? [], (v) => /^[A-Za-z0-9+/]{43}=$/.test(v), 'a base64 public key');
+    for (const p of relayLogKeys.keys()) if (!relayUrls.has(p)) throw usage(`--relay-log-key ${p}=… needs --relay ${p}=URL`);
     const files = values.party ?? [];
     if (files.length < 2) throw usage('hotline agreement create needs --party at least twice (one public part file per party)');
     if (values['log-key'] !== undefined && values['log-key-out'] !== undefined) throw usage('give --log-key or --log-key-out, not both');
@@ -79,21 +92,41 @@ server operator.
       return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'));
     });
     if (values['log-key'] !== undefined) asUsage(() => fromBase64(values['log-key']!, 32));
+    for (const p of relayUrls.keys()) if (!parties.some((x) => x.id === p)) throw usage(`--relay ${p}=…: no --party file of ${p}`);
+    // Each party with its own relay gets its own log key (made here unless named).
+    const relaySecrets = new Map<string, LogSecretFile>();
+    const relays = [...relayUrls].map(([party, urls]) => {
+      let logKey = relayLogKeys.get(party)?.[0];
+      if (logKey === undefined) {
+        const made = createLogKey();
+        relaySecrets.set(party, made);
+        logKey = made.logKey;
+      }
+      return { party, urls, logKey };
+    });
+    // When every party runs its own relay there is no shared relay: its log key is the first relay's.
+    const everyPartyHasRelay = relays.length === parties.length;
+    const sharedLogKey = values['log-key'] ?? (everyPartyHasRelay ? relays[0]!.logKey : undefined);
     const { agreement, logSecret } = asUsage(() =>
       createAgreement({
         name: values.name ?? `${parties.map((p) => p.id).join('.')}.hotline`,
         parties,
-        ...(values['log-key'] === undefined ? {} : { logKey: values['log-key'] }),
+        ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
+        ...(relays.length > 0 ? { relays } : {}),
         now: Date.now(),
       }),
     );
-    const logOut = values['log-key-out'] ?? join(dirname(values.out!), `${stem(values.out!).split('/').pop()}.log.secret.json`);
+    const base = join(dirname(values.out!), `${stem(values.out!).split('/').pop()}`);
+    const logOut = values['log-key-out'] ?? `${base}.log.secret.json`;
     if (logSecret) writeSecretFile(logOut, logSecret);
+    for (const [party, secret] of relaySecrets) writeSecretFile(`${base}.${party}.log.secret.json`, secret);
     writePublicFile(values.out!, agreement);
-    io.out(`agreement written: ${values.out}`);
+    io.out(`agreement written: ${values.out} (version ${agreement.v})`);
     io.out(`  parties: ${parties.map((p) => `${p.id} (${p.name})`).join(', ')}`);
+    for (const r of relays) io.out(`  relay of ${r.party}: ${r.urls.join(', ')}`);
     io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
     if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);
+    for (const party of relaySecrets.keys()) io.out(`  log secret of the relay of ${party} (mode 0600, for its operator): ${base}.${party}.log.secret.json`);
     return 0;
   },
 };
@@ -180,7 +213,8 @@ device id can later be enrolled again with new keys.
 
   --root FILE          the party's root secret file
   --device FILE        the device's key file, or its certificate (a JSON file holding {cert, signature},
-                       e.g. saved from \`hotline directory\`)
+                       e.g. saved from \`hotline directory\`); or a relay's secret file or certificate
+                       (two-relay deployments: post the revocation to both relays)
   --reason TEXT        why (kept in the revocation and the audit log; no secrets)
   --server URL         POST the revocation to this relay
   --out FILE           also write the signed revocation to FILE (to hand over out of band)`,
@@ -197,6 +231,24 @@ device id can later be enrolled again with new keys.
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
     const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
     const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
+    // A relay (its secret file or its certificate) is revoked the same way, by its id and link key.
+    const maybeRelay = (raw.certificate ?? raw) as { cert?: { type?: unknown } };
+    if (maybeRelay?.cert?.type === 'relay') {
+      const relayCert = named(values.device!, 'relay certificate', () => assertSchema(RelayCertificate, maybeRelay, 'HL_ERR_CERT_MALFORMED'));
+      const revocation = await asUsageAsync(() =>
+        revokeRelay(root, relayCert.cert, { at: Date.now(), ...(values.reason === undefined ? {} : { reason: values.reason }) }),
+      );
+      const who = `relay ${relayCert.cert.party}/${relayCert.cert.relay}`;
+      if (values.out !== undefined) {
+        writePublicFile(values.out, revocation);
+        io.out(`revocation of ${who} written: ${values.out}`);
+      }
+      if (values.server !== undefined) {
+        await postDirectory(values.server, '/v1/directory/revocations', revocation, 'revocation', 'nothing was revoked at the relay; try again');
+        io.out(`${who} revoked at ${values.server}`);
+      }
+      return 0;
+    }
     const certificate = named(values.device!, 'device certificate', () =>
       assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'),
     );
@@ -233,4 +285,15 @@ async function asUsageAsync<T>(fn: () => Promise<T>): Promise<T> {
     if (err instanceof HotlineError && err.code !== 'HL_ERR_USAGE') throw usage(`${err.message} (${err.code})`);
     throw err;
   }
+}
+
+/** `PARTY=VALUE` flags by party (repeatable), each value checked; a usage error names the bad one. */
+function pairs(flag: string, items: readonly string[], ok: (v: string) => boolean, what: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const item of items) {
+    const m = /^([a-z0-9][a-z0-9-]{0,62}[a-z0-9])=(.+)$/.exec(item);
+    if (!m || !ok(m[2]!)) throw usage(`${flag} takes PARTY=VALUE with ${what}, got "${item}"`);
+    out.set(m[1]!, [...(out.get(m[1]!) ?? []), m[2]!]);
+  }
+  return out;
 }

@@ -79,5 +79,13 @@ export function statusText(st: StatusResponse, parties: readonly string[]): stri
       lines.push(`${head} ${pair.status.toUpperCase()}${since}${result}`);
     }
   }
+  if (st.relayLinks !== undefined) {
+    // Two-relay deployments: the line between this party's relay and the others'.
+    lines.push('', 'Relay links:');
+    for (const l of st.relayLinks) {
+      const since = l.since === undefined ? '' : ` since ${iso(l.since)}`;
+      lines.push(`  ${l.status === 'down' ? '!' : ' '} ${st.party} relay ↔ ${l.peer} relay`.padEnd(36) + ` ${l.status.toUpperCase()}${since}${l.reason ? `: ${l.reason}` : ''}`);
+    }
+  }
   return lines.join('\n');
 }

@@ -85,6 +85,8 @@ export interface AuthPluginOptions {
   agreementHash: string;
   /** The per-deployment secret the challenge MAC key is derived from (every node of a relay shares it). */
   secret: Uint8Array;
+  /** A party's own relay (two-relay deployments) logs in that party's devices only. */
+  servesParty?: string;
 }
 
 /** Used challenges remembered per device until they expire; past this a device's logins wait. */
@@ -147,7 +149,7 @@ class Challenges {
   }
 }
 
-export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { auth, store, limits, agreementHash, secret }) => {
+export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { auth, store, limits, agreementHash, secret, servesParty }) => {
   const { tokens, directory, clock } = auth;
   const challenges = new Challenges(secret);
 
@@ -161,6 +163,9 @@ export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (app, { a
     const now = clock.now();
     const who = { party: body.party, device: body.device };
     try {
+      if (servesParty !== undefined && body.party !== servesParty) {
+        throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `this is the relay of ${servesParty}; devices of ${body.party} log in at their own party's relay`);
+      }
       const challengeExpiry = challenges.check(body.challenge, body.party, body.device, now);
       if (body.certificate) {
         if (body.certificate.cert.party !== body.party || body.certificate.cert.device !== body.device) {

@@ -48,6 +48,8 @@ const CLOSE_GRACE_MS = 5_000;
 
 export interface LinkPluginOptions {
   agreement: Agreement;
+  /** WebSocket paths served by other plugins (the relay-to-relay link), left alone here. */
+  otherPaths?: readonly string[];
   store: Pick<Store, 'mailbox' | 'maxCursor' | 'ackedCursor' | 'lastSeq' | 'getMessage'>;
   /** The root logger: each connection logs through a child of it. */
   log: FastifyBaseLogger;
@@ -168,6 +170,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
+    // Another plugin's WebSocket (the relay-to-relay link) is answered there.
+    if (path !== undefined && options.otherPaths?.includes(path)) return;
     if (path !== LINK_PATH) {
       refuseUpgrade(socket, new HotlineError('HL_ERR_NOT_FOUND', 'no WebSocket here; the link is at /v1/link'));
       return;

@@ -25,7 +25,7 @@ import {
   type Write,
   type WriteResult,
 } from '../relay/records.js';
-import type { Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
+import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
@@ -128,6 +128,15 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX mailbox_by_device;
   CREATE INDEX mailbox_by_device ON mailbox (device, acked, rank, cursor);
   CREATE UNIQUE INDEX envelopes_by_sender_seq ON envelopes (from_party, from_device, seq);
+  `,
+  // h11: the relay-to-relay link. What a peer relay has confirmed storing, by envelope id or
+  // receipt identity; what is not here is still to be forwarded (the envelopes and receipts
+  // tables are the queue, so acceptance needs no extra row).
+  `
+  CREATE TABLE relay_sent (
+    kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt')), ref TEXT NOT NULL, peer TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (kind, ref, peer)
+  );
   `,
 ];
 
@@ -336,6 +345,20 @@ export class SqliteStore implements Store {
       ),
       cosignaturesOf: db.prepare<[number], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures WHERE size = ? ORDER BY cosigner'),
       allCosignatures: db.prepare<[], CosignatureRow>('SELECT size, cosigner, signature, at FROM cosignatures ORDER BY size, cosigner'),
+      relayEnvelopes: db.prepare<[number, string, string, string, number], { pos: number; json: string; accepted_at: number }>(
+        `SELECT e.rowid AS pos, e.envelope AS json, e.accepted_at FROM envelopes e
+          WHERE e.rowid > ? AND e.from_party = ? AND e.to_party = ?
+            AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'envelope' AND s.ref = e.id AND s.peer = ?)
+          ORDER BY e.rowid LIMIT ?`,
+      ),
+      relayReceipts: db.prepare<[number, string, string, string, number], { pos: number; json: string; accepted_at: number }>(
+        `SELECT r.id AS pos, r.receipt AS json, r.accepted_at FROM receipts r JOIN envelopes e ON e.id = r.message_id
+          WHERE r.id > ? AND r.by_party = ? AND e.from_party = ?
+            AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'receipt' AND s.peer = ?
+                              AND s.ref = r.message_id || '/' || r.kind || '/' || r.by_party || '/' || r.by_device)
+          ORDER BY r.id LIMIT ?`,
+      ),
+      insertRelaySent: db.prepare('INSERT OR IGNORE INTO relay_sent (kind, ref, peer, at) VALUES (?, ?, ?, ?)'),
     };
     this.tree = new SqliteAuditTree(db);
   }
@@ -635,6 +658,25 @@ export class SqliteStore implements Store {
     } catch (err) {
       // SQLITE_CORRUPT and friends: the check itself could not read the file.
       return (err as Error).message;
+    }
+  }
+
+  async relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
+    const { kind, local, peer, after, limit } = options;
+    const rows = kind === 'envelope' ? this.stmt.relayEnvelopes.all(after, local, peer, peer, limit) : this.stmt.relayReceipts.all(after, local, peer, peer, limit);
+    return rows.map((r) => ({ pos: r.pos, json: r.json, acceptedAt: r.accepted_at }));
+  }
+
+  async markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
+    try {
+      return this.db.transaction(() => {
+        let fresh = false;
+        for (const m of marks) fresh = this.stmt.insertRelaySent.run(m.kind, m.ref, m.peer, m.at).changes > 0 || fresh;
+        // The events (the sender's `message.relayed`) go with the first confirmation only.
+        return fresh && events ? this.applySideEffects(events) : [];
+      })();
+    } catch (error) {
+      throw storeFailed(error);
     }
   }
 

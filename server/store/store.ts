@@ -4,6 +4,7 @@ import type {
   AuditEntry,
   DeadlineRecord,
   DeviceKey,
+  EventsWrite,
   LinkPairRecord,
   MailboxItem,
   MailboxPosition,
@@ -37,6 +38,24 @@ export interface StoredEnvelope {
   envelope: Envelope;
   envelopeHash: string;
   acceptedAt: number;
+}
+
+/** An envelope or receipt stored here that a peer relay has not yet confirmed (the relay-to-relay link). */
+export interface RelayOutgoing {
+  /** Its position in its table: pages of `relayOutgoing` go on after the last one read. */
+  pos: number;
+  /** The stored JSON of the envelope or signed receipt. */
+  json: string;
+  acceptedAt: number;
+}
+
+/** A peer relay's confirmation that it stored an envelope (ref: message id) or a receipt (ref: `messageId/kind/party/device`). */
+export interface RelayMark {
+  kind: 'envelope' | 'receipt';
+  ref: string;
+  /** The peer relay's party. */
+  peer: string;
+  at: number;
 }
 
 /**
@@ -127,6 +146,17 @@ export interface Store {
   /** Every pair's link-test state, and the tests still in flight. */
   loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }>;
 
+  /**
+   * Relay-to-relay link: envelopes sent by `local`'s devices to `peer` (kind `envelope`), or
+   * receipts signed by `local`'s devices for messages from `peer` (kind `receipt`), that `peer`'s
+   * relay has not confirmed, with position above `after`, in acceptance order.
+   */
+  relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]>;
+  /**
+   * Record a peer relay's confirmations, and (only if one of them is new) the events that follow,
+   * in one transaction; returns the mailbox items created.
+   */
+  markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]>;
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
 

@@ -272,7 +272,10 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
 
   // Checkpoints: signed by the log key, cosigned by party devices, and each root must be the root
   // of the entries at its size.
-  const verifiers: NoteVerifier[] = [{ name: logKeyName(agreement), publicKey: fromBase64(agreement.logKey, 32) }];
+  // The log key of whichever relay kept this log: the shared relay's, or (agreement version 2)
+  // one party's relay's. Binding an export to its relay comes with the two-log reconciliation.
+  const logKeys = new Set([agreement.logKey, ...(agreement.relays ?? []).map((r) => r.logKey)]);
+  const verifiers: NoteVerifier[] = [...logKeys].map((k) => ({ name: logKeyName(agreement), publicKey: fromBase64(k, 32) }));
   for (const list of certs.values()) {
     for (const c of list) {
       if (c.role === 'operator' || c.role === 'auditor') {

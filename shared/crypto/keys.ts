@@ -11,7 +11,11 @@ import {
   DeviceSecretFile,
   LogSecretFile,
   PartySecretFile,
+  RelayCertificate,
+  RelaySecretFile,
   Revocation,
+  type RelayCertBody,
+  type RelayEntry,
   type DeadlineTable,
   type DeviceCertBody,
   type PartyPublic,
@@ -25,6 +29,8 @@ export const CONTEXT = {
   envelope: 'hotline/v1/envelope\n',
   receipt: 'hotline/v1/receipt\n',
   login: 'hotline/v1/login\n',
+  relay: 'hotline/v1/relay\n',
+  relayLink: 'hotline/v1/relay-link\n',
 } as const;
 
 /** The bytes a signature covers: context line ‖ canonical JSON. */
@@ -104,6 +110,11 @@ export interface CreateAgreementOptions {
   reminderIntervalMs?: number;
   linkTest?: { intervalMs: number; timeoutMs: number };
   now: number;
+  /**
+   * The parties that run their own relay (agreement v2): where each answers and its log key.
+   * Omitted: a version-1 agreement, one relay shared by every party.
+   */
+  relays?: RelayEntry[];
 }
 
 /**
@@ -123,6 +134,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     reminderIntervalMs: options.reminderIntervalMs ?? DEFAULT_REMINDER_INTERVAL_MS,
     linkTest: options.linkTest ?? DEFAULT_LINK_TEST,
     createdAt: options.now,
+    ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
   };
   return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
 }
@@ -134,6 +146,16 @@ export function parseAgreement(value: unknown): Agreement {
   if (ids.size !== a.parties.length) throw new HotlineError('HL_ERR_AGREEMENT_INVALID', 'duplicate party id');
   for (const p of a.parties) fromBase64(p.rootKey, 32);
   fromBase64(a.logKey, 32);
+  if (a.v === 1 && a.relays !== undefined) {
+    throw new HotlineError('HL_ERR_AGREEMENT_INVALID', 'relays need an agreement of version 2 ("v": 2)');
+  }
+  const seen = new Set<string>();
+  for (const r of a.relays ?? []) {
+    if (!ids.has(r.party)) throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `relay of ${r.party}: no such party in the agreement`);
+    if (seen.has(r.party)) throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${r.party} has two relay entries`);
+    seen.add(r.party);
+    fromBase64(r.logKey, 32);
+  }
   for (const [prec, row] of Object.entries(a.deadlines)) {
     if (row.deliveredMs > row.acknowledgedMs) {
       throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);
@@ -276,5 +298,96 @@ export async function verifyDeviceCertificate(
   if (options.roles && !options.roles.includes(cert.role)) {
     throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${cert.party}/${cert.device} is a ${cert.role}, not ${options.roles.join(' or ')}`);
   }
+  return cert;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relays (agreement v2, PROTOCOL.md "Relays")
+
+/**
+ * The relay entry of `party`: its own relay in a version-2 agreement, or undefined when the party
+ * is served by the shared relay (every party of a version-1 agreement).
+ */
+export function relayOf(agreement: Agreement, party: string): RelayEntry | undefined {
+  return agreement.relays?.find((r) => r.party === party);
+}
+
+/** The log key that signs the checkpoints of the relay serving `party` (the shared relay's: `logKey`). */
+export function logKeyOf(agreement: Agreement, party?: string): string {
+  return (party === undefined ? undefined : relayOf(agreement, party)?.logKey) ?? agreement.logKey;
+}
+
+export interface EnrolRelayOptions {
+  relay: string;
+  /** The relay's log public key: the agreement's `relays[party].logKey`. */
+  logKey: string;
+  now: number;
+  /** Default one year. */
+  validForMs?: number;
+}
+
+/**
+ * Make a relay's link key and its certificate signed by the party root. The returned file holds
+ * the link secret (the log secret stays in its own file).
+ *
+ * @example
+ * const relay = await enrolRelay(jp, { relay: 'jp-relay', logKey: jpLog.logKey, now: Date.now() });
+ */
+export async function enrolRelay(party: PartySecretFile, options: EnrolRelayOptions): Promise<RelaySecretFile> {
+  fromBase64(options.logKey, 32);
+  const sign = generateSigningKeyPair();
+  const cert: RelayCertBody = {
+    v: 1,
+    type: 'relay',
+    party: party.party.id,
+    relay: options.relay,
+    signKey: toBase64(sign.publicKey),
+    logKey: options.logKey,
+    notBefore: options.now,
+    notAfter: options.now + (options.validForMs ?? 365 * 24 * HOUR),
+  };
+  const signature = await ed25519Sign(fromBase64(party.rootSecret, 32), signingBytes(CONTEXT.relay, cert));
+  const certificate = assertSchema(RelayCertificate, { cert, signature: toBase64(signature) }, 'HL_ERR_CERT_MALFORMED');
+  return parseRelaySecret({ type: 'hotline-relay', v: 1, certificate, signSecret: toBase64(sign.secretKey) });
+}
+
+/** Validate a relay secret file; checks the link secret matches the certificate's signKey. */
+export function parseRelaySecret(value: unknown): RelaySecretFile {
+  const file = assertSchema(RelaySecretFile, value, 'HL_ERR_KEY_INVALID');
+  if (toBase64(signingPublicKeyFromSeed(fromBase64(file.signSecret, 32))) !== file.certificate.cert.signKey) {
+    throw new HotlineError('HL_ERR_KEY_INVALID', 'relay sign secret does not match its certificate');
+  }
+  return file;
+}
+
+/** Revoke a relay certificate: a revocation whose `device` is the relay's id (signed by the party root). */
+export async function revokeRelay(party: PartySecretFile, cert: RelayCertBody, options: { at: number; reason?: string }): Promise<Revocation> {
+  return revokeDevice(party, { v: 1, party: cert.party, device: cert.relay, role: 'operator', signKey: cert.signKey, boxKey: cert.signKey, notBefore: cert.notBefore, notAfter: cert.notAfter }, options);
+}
+
+/**
+ * Verify a relay certificate against the pinned agreement: schema, party known, root signature,
+ * in date, not revoked, and its log key is the one the agreement names for the party's relay.
+ * Input is attacker-controlled (it arrives on the relay-to-relay link).
+ */
+export async function verifyRelayCertificate(
+  agreement: Agreement,
+  value: unknown,
+  options: { now: number; isRevoked?: RevocationCheck },
+): Promise<RelayCertBody> {
+  const certificate = assertSchema(RelayCertificate, value, 'HL_ERR_CERT_MALFORMED');
+  const cert = certificate.cert;
+  const name = `relay ${cert.party}/${cert.relay}`;
+  const party = findParty(agreement, cert.party);
+  const ok = await ed25519Verify(fromBase64(party.rootKey, 32), signingBytes(CONTEXT.relay, cert), fromBase64(certificate.signature, 64));
+  if (!ok) throw new HotlineError('HL_ERR_CERT_BAD_SIGNATURE', `certificate of ${name} is not signed by its party root`);
+  fromBase64(cert.signKey, 32);
+  if (options.now < cert.notBefore) throw new HotlineError('HL_ERR_CERT_NOT_YET_VALID', `certificate of ${name} is not yet valid`);
+  if (options.now >= cert.notAfter) throw new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of ${name} has expired`);
+  const asDevice = { v: 1 as const, party: cert.party, device: cert.relay, role: 'operator' as const, signKey: cert.signKey, boxKey: cert.signKey, notBefore: cert.notBefore, notAfter: cert.notAfter };
+  if (options.isRevoked?.(asDevice)) throw new HotlineError('HL_ERR_CERT_REVOKED', `certificate of ${name} is revoked`);
+  const entry = relayOf(agreement, cert.party);
+  if (!entry) throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${cert.party} runs no relay of its own in the agreement`);
+  if (entry.logKey !== cert.logKey) throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `the log key of ${name} is not the one the agreement names for ${cert.party}`);
   return cert;
 }

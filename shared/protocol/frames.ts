@@ -100,6 +100,11 @@ export const LinkEvent = Type.Object(
     reason: Type.Optional(Type.String({ maxLength: 200 })),
     roundTripMs: Type.Optional(Millis),
     at: Millis,
+    /**
+     * `relay`: the state of the relay-to-relay link between `from`'s relay and `to`'s (PROTOCOL.md
+     * "The relay-to-relay link"), not an operators' link test. Absent on link-test events.
+     */
+    scope: Type.Optional(Type.Literal('relay')),
   },
   { additionalProperties: false },
 );
@@ -113,7 +118,26 @@ export const AuditAlarmEvent = Type.Object(
   { additionalProperties: false },
 );
 
-export const HotlineEvent = Type.Union([DeadlineMissedEvent, DeadlineMetEvent, DeadlineClosedEvent, LinkEvent, AuditAlarmEvent]);
+/**
+ * The addressee's relay has stored the message (two-relay deployments): the rung between
+ * `accepted` and `delivered`. Sent by the sender's relay to its own party's operator devices.
+ */
+export const MessageRelayedEvent = Type.Object(
+  {
+    type: Type.Literal('message.relayed'),
+    messageId: MessageId,
+    envelopeHash: Hash256,
+    from: Identifier,
+    to: Identifier,
+    precedence: Precedence,
+    /** When the peer relay stored it (its clock, as it confirmed). */
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type MessageRelayedEvent = Static<typeof MessageRelayedEvent>;
+
+export const HotlineEvent = Type.Union([DeadlineMissedEvent, DeadlineMetEvent, DeadlineClosedEvent, LinkEvent, AuditAlarmEvent, MessageRelayedEvent]);
 export type HotlineEvent = Static<typeof HotlineEvent>;
 export type DeadlineMissedEvent = Static<typeof DeadlineMissedEvent>;
 export type DeadlineMetEvent = Static<typeof DeadlineMetEvent>;

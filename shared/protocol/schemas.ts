@@ -61,10 +61,29 @@ export const DeadlineTable = Type.Object(
 );
 export type DeadlineTable = Static<typeof DeadlineTable>;
 
+/** A URL where a relay answers: http(s) for the API, the same origin for its links. */
+export const RelayUrl = Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', maxLength: 300 });
+
+/**
+ * Agreement v2: the relay of one party (PROTOCOL.md "Relays"): where it answers and which log key
+ * signs its checkpoints. A party with no entry is served by the shared relay (top-level `logKey`).
+ */
+export const RelayEntry = Type.Object(
+  {
+    party: Identifier,
+    urls: Type.Array(RelayUrl, { minItems: 1, maxItems: 8 }),
+    /** The Ed25519 public key that signs this relay's audit checkpoints. */
+    logKey: PublicKey,
+  },
+  { additionalProperties: false },
+);
+export type RelayEntry = Static<typeof RelayEntry>;
+
 /** The agreement: every client and the server load the same file; clients pin it. */
 export const Agreement = Type.Object(
   {
-    v: Type.Literal(1),
+    /** 1: one shared relay; 2: adds `relays` (one relay per party, or a shared one). */
+    v: Type.Union([Type.Literal(1), Type.Literal(2)]),
     /**
      * Name of the hotline, also the audit log's checkpoint origin and note key name, so it follows
      * C2SP signed-note key-name rules: no spaces, no '+'. E.g. `jp-cn.hotline.example`.
@@ -81,6 +100,8 @@ export const Agreement = Type.Object(
       { additionalProperties: false },
     ),
     createdAt: Millis,
+    /** Version 2 only: the parties that run their own relay. */
+    relays: Type.Optional(Type.Array(RelayEntry, { maxItems: 64 })),
   },
   { additionalProperties: false },
 );
@@ -127,8 +148,40 @@ export type RevocationBody = Static<typeof RevocationBody>;
 export const Revocation = Type.Object({ revocation: RevocationBody, signature: Signature }, { additionalProperties: false });
 export type Revocation = Static<typeof Revocation>;
 
+/**
+ * What a party root signs for one of its relays (PROTOCOL.md "Relay certificates"): the key the
+ * relay proves itself with on the relay-to-relay link, and the key that signs its checkpoints.
+ */
+export const RelayCertBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    type: Type.Literal('relay'),
+    party: Identifier,
+    relay: Identifier,
+    /** Ed25519 key of the relay-to-relay link's challenge–response. */
+    signKey: PublicKey,
+    /** Ed25519 key of the relay's checkpoints: the agreement's `relays[party].logKey`. */
+    logKey: PublicKey,
+    notBefore: Millis,
+    notAfter: Millis,
+  },
+  { additionalProperties: false },
+);
+export type RelayCertBody = Static<typeof RelayCertBody>;
+
+/** A relay certificate: the body and the party root's signature over "hotline/v1/relay\n" ‖ JCS(body). */
+export const RelayCertificate = Type.Object({ cert: RelayCertBody, signature: Signature }, { additionalProperties: false });
+export type RelayCertificate = Static<typeof RelayCertificate>;
+
 // ---------------------------------------------------------------------------------------------
 // Secret files (never sent over the network)
+
+/** A relay's secret file (`hotline relay enrol --out`, mode 0600): its certificate and link key. */
+export const RelaySecretFile = Type.Object(
+  { type: Type.Literal('hotline-relay'), v: Type.Literal(1), certificate: RelayCertificate, signSecret: b64(32) },
+  { additionalProperties: false },
+);
+export type RelaySecretFile = Static<typeof RelaySecretFile>;
 
 export const PartySecretFile = Type.Object(
   { type: Type.Literal('hotline-party-secret'), v: Type.Literal(1), party: PartyPublic, rootSecret: b64(32) },

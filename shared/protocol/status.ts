@@ -54,6 +54,20 @@ export const LinkPairStatus = Type.Object(
 );
 export type LinkPairStatus = Static<typeof LinkPairStatus>;
 
+/** The relay-to-relay link from this party's relay to a peer's (two-relay deployments). */
+export const RelayLinkStatus = Type.Object(
+  {
+    peer: Identifier,
+    status: Type.Union([Type.Literal('unknown'), Type.Literal('up'), Type.Literal('down')]),
+    /** When the status last changed. */
+    since: Type.Optional(Millis),
+    /** Why it is down. */
+    reason: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export type RelayLinkStatus = Static<typeof RelayLinkStatus>;
+
 export const StatusResponse = Type.Object(
   {
     party: Identifier,
@@ -64,6 +78,8 @@ export const StatusResponse = Type.Object(
     sent: Type.Array(StatusDeadline),
     /** Every ordered pair of parties this party is in. */
     links: Type.Array(LinkPairStatus),
+    /** A party's own relay only: its link to each peer relay. */
+    relayLinks: Type.Optional(Type.Array(RelayLinkStatus)),
   },
   { additionalProperties: false },
 );

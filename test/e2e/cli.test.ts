@@ -174,4 +174,21 @@ describe('hotline demo (npm start)', () => {
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
   }, 60_000);
+
+  it('--two-relays: each ministry on its own relay; the printed send reaches the rung relayed', async () => {
+    const demo = new Proc(['demo', '--two-relays', '--dir', 'demo2', '--port', '0']);
+    const jpUrl = (await demo.line(/^relay of jp-mod listening on http:\/\/127\.0\.0\.1:\d+$/)).replace('relay of jp-mod listening on ', '');
+    const cnUrl = (await demo.line(/^relay of cn-mnd listening on http:\/\/127\.0\.0\.1:\d+$/)).replace('relay of cn-mnd listening on ', '');
+    await demo.line(/^Stop with Ctrl-C/);
+    expect(jpUrl).not.toBe(cnUrl);
+    expect(demo.stdout).toContain(`npx hotline send --device demo2/jp-mod/operator-1.secret.json --server ${jpUrl} --agreement demo2/agreement.json --to cn-mnd`);
+    expect(JSON.parse(readFileSync(join(dir, 'demo2', 'agreement.json'), 'utf8')).v).toBe(2);
+    const args = ['--device', 'demo2/jp-mod/operator-1.secret.json', '--server', jpUrl, '--agreement', 'demo2/agreement.json', '--to', 'cn-mnd', '--precedence', 'flash', '--wait', 'relayed', '--timeout', '30', '至急'];
+    // The demo prints its commands once the relays are linked (each knows the other's devices).
+    const sent = await run(['send', ...args]);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(sent.stderr).toContain("relayed: stored by the addressee's relay");
+    demo.child.kill('SIGINT');
+    expect(await demo.exited).toBe(0);
+  }, 90_000);
 });

@@ -1,6 +1,11 @@
 // A server in its own process, for tests that kill it (SIGKILL) and start it again on the same
 // data directory. Reads HOTLINE_AGREEMENT, HOTLINE_DATA_DIR and HOTLINE_CHECKPOINT_INTERVAL_MS; prints "HOTLINE_URL <url>" once listening.
-import { startServer } from '../../server/main.js';
+// With HOTLINE_RELAY (and HOTLINE_PEER_URL=party=url) it runs as the relay of one party, with a
+// short heartbeat and backoff for tests.
+import { loadRelaySecret, startServer } from '../../server/main.js';
+
+const relayPath = process.env['HOTLINE_RELAY'];
+const peer = /^([a-z0-9-]+)=(\S+)$/.exec(process.env['HOTLINE_PEER_URL'] ?? '');
 
 const server = await startServer({
   agreementPath: process.env['HOTLINE_AGREEMENT']!,
@@ -9,6 +14,16 @@ const server = await startServer({
   port: 0,
   logLevel: 'silent',
   ...(process.env['HOTLINE_CHECKPOINT_INTERVAL_MS'] ? { app: { checkpointIntervalMs: Number(process.env['HOTLINE_CHECKPOINT_INTERVAL_MS']) } } : {}),
+  ...(relayPath
+    ? {
+        relay: {
+          identity: loadRelaySecret(relayPath),
+          ...(peer ? { peerUrls: { [peer[1]!]: [peer[2]!] } } : {}),
+          heartbeatIntervalMs: 200,
+          backoff: { minMs: 20, maxMs: 200 },
+        },
+      }
+    : {}),
 });
 process.stdout.write(`HOTLINE_URL ${server.url}\n`);
 process.once('SIGTERM', () => {

@@ -2,7 +2,20 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { envelopeHash, openEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyReceipt } from '../../shared/crypto/receipt.js';
-import { agreementHash, parseAgreement, parseDeviceSecret, parsePartySecret, verifyDeviceCertificate, verifyRevocation } from '../../shared/crypto/keys.js';
+import {
+  agreementHash,
+  CONTEXT,
+  parseAgreement,
+  parseDeviceSecret,
+  parsePartySecret,
+  parseRelaySecret,
+  signingBytes,
+  verifyDeviceCertificate,
+  verifyRelayCertificate,
+  verifyRevocation,
+} from '../../shared/crypto/keys.js';
+import { ed25519Verify } from '../../shared/crypto/ed25519.js';
+import { fromBase64 } from '../../shared/encoding/base64.js';
 import { canonicalize } from '../../shared/encoding/canonical-json.js';
 
 // The worked examples in shared/PROTOCOL.md come from this file; this test keeps them true.
@@ -31,5 +44,26 @@ describe('PROTOCOL.md worked examples (test/vectors/examples-v1.json)', () => {
     await expect(verifyRevocation(agreement, ex.revocation)).resolves.toBeDefined();
     // The signing string of the header, as PROTOCOL.md shows it, is the context line and JCS.
     expect(canonicalize(ex.envelope.header).startsWith('{"ciphertextHash":"')).toBe(true);
+  });
+});
+
+// The two-relay examples (PROTOCOL.md "Relays" and "The relay-to-relay link").
+const ex2 = JSON.parse(readFileSync(new URL('../vectors/examples-v2.json', import.meta.url), 'utf8'));
+
+describe('PROTOCOL.md two-relay examples (test/vectors/examples-v2.json)', () => {
+  it('the version-2 agreement, both relay certificates and the relay-auth signature verify', async () => {
+    const agreement = parseAgreement(ex2.agreement);
+    expect(agreement.v).toBe(2);
+    expect(agreementHash(agreement)).toBe(ex2.agreementHash);
+    // The parties are those of the version-1 example.
+    expect(agreement.parties).toEqual(ex.agreement.parties);
+    for (const r of [ex2.relays.jp, ex2.relays.cn]) {
+      parseRelaySecret(r);
+      await expect(verifyRelayCertificate(agreement, r.certificate, { now: agreement.createdAt })).resolves.toBeDefined();
+    }
+    const { statement, signature } = ex2.handshake;
+    expect(statement.agreement).toBe(ex2.agreementHash);
+    const ok = await ed25519Verify(fromBase64(ex2.relays.jp.certificate.cert.signKey, 32), signingBytes(CONTEXT.relayLink, statement), fromBase64(signature, 64));
+    expect(ok).toBe(true);
   });
 });

@@ -69,6 +69,9 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_STORE_DATA_LOST: 'err_server',
   HL_ERR_STORE_LOCKED: 'err_server',
   HL_ERR_RELAY_HASH_MISMATCH: 'err_relay_hash',
+  // Only on the relay-to-relay link; a console sees them only in a peer relay's refusal it is told of.
+  HL_ERR_RELAY_WRONG_PARTY: 'err_relay_link',
+  HL_ERR_RELAY_FRAME_REPLAY: 'err_relay_link',
   HL_ERR_SERVER_SHUTTING_DOWN: 'err_unreachable',
   HL_ERR_SERVER_SLOW_CONSUMER: 'err_server',
   HL_ERR_INTERNAL: 'err_server',

@@ -336,6 +336,7 @@ export const en = {
   print_made: 'Printed {time} at {who}',
   // merge: error text for the sentAt window
   err_sent_at: 'The message was dated more than a day away from the relay\'s clock: check this computer\'s clock; it is sealed again with the current time.',
+  err_relay_link: 'The link between the two ministries\' relays refused a peer relay or one of its frames (wrong party or a replayed frame).',
 };
 
 export type MessageKey = keyof typeof en;

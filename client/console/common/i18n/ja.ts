@@ -337,4 +337,5 @@ export const ja: Dictionary = {
   print_made: '{time} に {who} で印刷',
   // merge: error text for the sentAt window
   err_sent_at: 'メッセージの日時が中継サーバの時計と1日以上ずれています。この端末の時計を確認してください。現在時刻で封緘し直します。',
+  err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
 };

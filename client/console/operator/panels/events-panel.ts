@@ -34,6 +34,10 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
       return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
+    case 'message.relayed':
+      // h11: the peer relay stored the message (two-relay deployments); shown on the link line
+      // until the console shows the rung itself.
+      return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: '✔' } };
     default:
       return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
   }

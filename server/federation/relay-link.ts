@@ -1,0 +1,726 @@
+import { WebSocket, type RawData } from 'ws';
+import type { FastifyBaseLogger } from 'fastify';
+import { HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
+import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
+import { randomBytes } from '../../shared/crypto/random.js';
+import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
+import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
+import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
+import type { Agreement, Envelope, RelayCertBody, RelaySecretFile, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
+import {
+  decodeRelayFrame,
+  MAX_RELAY_FRAME_BYTES,
+  RELAY_LINK_PATH,
+  RELAY_LINK_PROTOCOL,
+  type RelayAuthStatement,
+  type RelayFrame,
+} from '../../shared/protocol/relay-frames.js';
+import type { Clock } from '../clock.js';
+import type { RelayLinkStatus } from '../../shared/protocol/status.js';
+import type { Directory } from '../directory.js';
+import type { DeadlineScheduler } from '../deadline-scheduler.js';
+import type { LinkHub } from '../link-hub.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { Store } from '../store/store.js';
+import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type Write, type WriteResult } from '../relay/records.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry } from '../relay/audit-entries.js';
+import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
+import { receiptMailboxes } from '../relay/routing.js';
+
+/**
+ * One relay-to-relay link: this relay (of party `local`) and the relay of party `peer`
+ * (PROTOCOL.md "The relay-to-relay link"). Both relays dial each other with backoff and accept the
+ * other's connection; whichever connection authenticates first is used, and when both do, the one
+ * dialled by the party whose id sorts first is kept (both sides decide the same).
+ *
+ * Store and forward: what this relay's devices sent to `peer`, and the receipts they signed for
+ * `peer`'s messages, are read from the store (`relayOutgoing`) and sent until the peer confirms
+ * them (`markRelayed`); the envelopes and receipts tables are the queue, so acceptance writes
+ * nothing extra and a restart resends exactly what is unconfirmed. The peer commits before it
+ * confirms; every hop is idempotent by envelope hash and receipt identity.
+ */
+
+/** Most frames sent and not yet confirmed. */
+const WINDOW = 256;
+/** Rows read from the store per page. */
+const PAGE = 64;
+/** A handshake not finished within this is closed. */
+const HANDSHAKE_MS = 10_000;
+
+export interface RelayLinkOptions {
+  agreement: Agreement;
+  agreementHash: string;
+  /** This relay's certificate and link key. */
+  identity: RelaySecretFile;
+  /** The peer relay's party. */
+  peer: string;
+  /** Base URLs (http/https) to dial the peer relay at; the agreement's `relays[peer].urls` by default. */
+  peerUrls: readonly string[];
+  store: Store;
+  directory: Directory;
+  writes: { enqueue(w: Write): Promise<WriteResult> };
+  deadlines: DeadlineScheduler;
+  hub: LinkHub;
+  lifecycle: Lifecycle;
+  clock: Clock;
+  log: FastifyBaseLogger;
+  /** A ping every this often; the link is down after three intervals without a frame. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  /** Redial backoff, doubled from min to max. Default 250 ms to 30 s. */
+  backoff?: { minMs: number; maxMs: number };
+  /** TLS options for dialling (a private CA, for instance). */
+  tls?: { ca?: string | Buffer };
+}
+
+type LinkState = 'unknown' | 'up' | 'down';
+
+/** The ws URL of a relay's link endpoint, from its base URL. */
+export function relayLinkUrl(base: string): string {
+  const u = new URL(base);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/$/, '')}${RELAY_LINK_PATH}`;
+  u.search = '';
+  return u.toString();
+}
+
+export class RelayLink {
+  readonly local: string;
+  readonly peer: string;
+  #state: LinkState = 'unknown';
+  #active: Session | undefined;
+  readonly #sessions = new Set<Session>();
+  #stopped = true;
+  #dialing = false;
+  /** The connection being dialled, until it opens or fails. */
+  #dialWs: WebSocket | undefined;
+  #dialTimer: ReturnType<Clock['setTimeout']> | undefined;
+  #graceTimer: ReturnType<Clock['setTimeout']> | undefined;
+  #backoffMs: number;
+  #urlIndex = 0;
+  #lastError = 'not yet connected';
+  #since: number | undefined;
+  #reason: string | undefined;
+  readonly heartbeatMs: number;
+
+  constructor(readonly o: RelayLinkOptions) {
+    this.local = o.identity.certificate.cert.party;
+    this.peer = o.peer;
+    this.heartbeatMs = o.heartbeatIntervalMs ?? 5_000;
+    this.#backoffMs = o.backoff?.minMs ?? 250;
+  }
+
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  /** For `GET /v1/status`: the link's state, since when, and why it is down. */
+  status(): RelayLinkStatus {
+    return {
+      peer: this.peer,
+      status: this.#state,
+      ...(this.#since === undefined ? {} : { since: this.#since }),
+      ...(this.#state === 'down' && this.#reason !== undefined ? { reason: this.#reason } : {}),
+    };
+  }
+
+  /** Whether an authenticated connection to the peer relay is open now. */
+  get up(): boolean {
+    return this.#active !== undefined;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#dial();
+    // A peer that never answers is reported down once this grace has passed.
+    this.#graceTimer = this.o.clock.setTimeout(() => {
+      this.#graceTimer = undefined;
+      if (this.#state === 'unknown') this.#setState('down', this.#lastError);
+    }, 3 * this.heartbeatMs);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#dialTimer !== undefined) this.o.clock.clearTimeout(this.#dialTimer);
+    if (this.#graceTimer !== undefined) this.o.clock.clearTimeout(this.#graceTimer);
+    this.#dialTimer = this.#graceTimer = undefined;
+    this.#dialWs?.terminate();
+    await Promise.all([...this.#sessions].map((s) => s.close(1001, 'relay stopping')));
+  }
+
+  /** A connection the peer opened to us (already upgraded, subprotocol selected). */
+  accept(ws: WebSocket, first?: RawData): void {
+    if (this.#stopped) {
+      ws.close(1001, 'relay stopping');
+      return;
+    }
+    this.#open(ws, 'inbound', first);
+  }
+
+  /** Something was committed here that may have to go to the peer: forward it now. */
+  kick(): void {
+    this.#active?.pump();
+  }
+
+  /** A revocation was stored here: if it revokes the peer relay's certificate, the link ends now. */
+  revoked(rev: { party: string; device: string; signKey: string }): void {
+    for (const s of this.#sessions) s.checkRevoked(rev);
+  }
+
+  /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
+  directoryChanged(): void {
+    this.#active?.sendDirectory();
+  }
+
+  // ----- dialling -----
+
+  #dial(): void {
+    if (this.#stopped || this.#active || this.#dialing || this.o.peerUrls.length === 0) return;
+    this.#dialing = true;
+    const base = this.o.peerUrls[this.#urlIndex++ % this.o.peerUrls.length]!;
+    const ws = new WebSocket(relayLinkUrl(base), RELAY_LINK_PROTOCOL, {
+      maxPayload: MAX_RELAY_FRAME_BYTES,
+      perMessageDeflate: false,
+      handshakeTimeout: HANDSHAKE_MS,
+      ...(this.o.tls?.ca ? { ca: this.o.tls.ca } : {}),
+    });
+    let opened = false;
+    this.#dialWs = ws;
+    ws.once('open', () => {
+      opened = true;
+      this.#dialing = false;
+      this.#dialWs = undefined;
+      if (this.#stopped) return void ws.close(1001, 'relay stopping');
+      this.#open(ws, 'outbound');
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      this.#lastError = `peer relay answered HTTP ${res.statusCode}`;
+      res.resume();
+    });
+    ws.on('error', (err) => {
+      if (!opened) this.#lastError = `peer relay unreachable: ${err.message}`;
+    });
+    ws.once('close', () => {
+      if (opened) return;
+      this.#dialing = false;
+      this.#dialWs = undefined;
+      this.#redial();
+    });
+  }
+
+  #redial(): void {
+    if (this.#stopped || this.#active || this.#dialTimer !== undefined) return;
+    const wait = this.#backoffMs;
+    this.#backoffMs = Math.min(this.#backoffMs * 2, this.o.backoff?.maxMs ?? 30_000);
+    this.#dialTimer = this.o.clock.setTimeout(() => {
+      this.#dialTimer = undefined;
+      this.#dial();
+    }, wait);
+  }
+
+  #open(ws: WebSocket, direction: 'inbound' | 'outbound', first?: RawData): void {
+    const s = new Session(this, ws, direction);
+    this.#sessions.add(s);
+    ws.once('close', (code, reason) => {
+      this.#sessions.delete(s);
+      if (this.#active === s) {
+        this.#active = undefined;
+        // A relay that is stopping says nothing to its own operators (they are being disconnected
+        // too); the peer relay reports the link down to its side.
+        if (!this.#stopped) this.#setState('down', s.downReason ?? `relay link closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`);
+      } else if (!s.authenticated && s.refusal) {
+        this.#lastError = s.refusal;
+      }
+      this.#redial();
+    });
+    s.begin(first);
+  }
+
+  // ----- called by a session -----
+
+  /** A session finished its handshake: use it, unless another one already is (see the class comment). */
+  adopt(s: Session): boolean {
+    const current = this.#active;
+    if (current && current !== s) {
+      const keepDialledBy = this.local < this.peer ? 'outbound' : 'inbound';
+      if (s.direction !== keepDialledBy) return false;
+      this.#active = undefined;
+      void current.close(1000, 'duplicate relay link');
+    }
+    this.#active = s;
+    this.#backoffMs = this.o.backoff?.minMs ?? 250;
+    if (this.#dialTimer !== undefined) this.o.clock.clearTimeout(this.#dialTimer);
+    this.#dialTimer = undefined;
+    this.#setState('up');
+    return true;
+  }
+
+  #setState(state: 'up' | 'down', reason?: string): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    const at = this.o.clock.now();
+    this.#since = at;
+    this.#reason = reason?.slice(0, 200);
+    const event: LinkEvent = {
+      type: state === 'up' ? 'link.up' : 'link.down',
+      scope: 'relay',
+      from: this.local,
+      to: this.peer,
+      ok: state === 'up',
+      ...(reason === undefined ? {} : { reason: reason.slice(0, 200) }),
+      at,
+    };
+    if (state === 'down') this.o.log.warn({ peer: this.peer, reason }, 'relay link down');
+    else this.o.log.info({ peer: this.peer }, 'relay link up');
+    void this.emit(event);
+  }
+
+  /** Store an event for this relay's own operators and auditors, and push it to those online. */
+  async emit(event: HotlineEvent, roles: readonly ('operator' | 'auditor')[] = ['operator', 'auditor']): Promise<void> {
+    const now = this.o.clock.now();
+    const write: EventWrite = { event, rank: eventRank(event), mailboxes: this.localMailboxes(now, roles) };
+    try {
+      const result = await this.o.lifecycle.track(this.o.writes.enqueue({ kind: 'events', acceptedAt: now, events: [write] }));
+      if (result.ok && result.status === 'new') this.o.hub.push(result.delivered);
+      else if (!result.ok) throw result.error;
+    } catch (err) {
+      this.o.log.error({ err: { message: (err as Error).message }, event: event.type }, 'could not store a relay link event');
+    }
+  }
+
+  localMailboxes(now: number, roles: readonly ('operator' | 'auditor' | 'archive')[]): string[] {
+    return this.o.directory
+      .validBodies(now, [this.local], roles)
+      .filter((c) => c.party === this.local)
+      .map((c) => deviceKey(c))
+      .sort();
+  }
+}
+
+interface InFlight {
+  kind: 'envelope' | 'receipt';
+  hash?: string;
+  precedence?: Envelope['header']['precedence'];
+}
+
+/** One WebSocket to the peer relay, from the handshake to its close. */
+class Session {
+  readonly #challenge = toBase64(randomBytes(32));
+  #peerCert: RelayCertBody | undefined;
+  #peerChallenge: string | undefined;
+  #sentAuth = false;
+  authenticated = false;
+  /** Why the link went down, when we decided it (heartbeat, refusal). */
+  downReason: string | undefined;
+  /** Why the handshake was refused, for the next link.down. */
+  refusal: string | undefined;
+  #nOut = 0;
+  #nIn = 0;
+  #lastHeard: number;
+  #timers: ReturnType<Clock['setTimeout']>[] = [];
+  #heartbeat: ReturnType<Clock['setTimeout']> | undefined;
+  #inbound: Promise<void> = Promise.resolve();
+  readonly #inFlight = new Map<string, InFlight>();
+  #envAfter = 0;
+  #rcpAfter = 0;
+  #pumping = false;
+  #again = false;
+
+  constructor(
+    readonly link: RelayLink,
+    readonly ws: WebSocket,
+    readonly direction: 'inbound' | 'outbound',
+  ) {
+    this.#lastHeard = link.o.clock.now();
+  }
+
+  get #o(): RelayLinkOptions {
+    return this.link.o;
+  }
+
+  /** Start the handshake; `first` is a frame already read off the socket (to pick the link). */
+  begin(first?: RawData): void {
+    const o = this.#o;
+    const take = (data: RawData, isBinary: boolean) => {
+      this.#lastHeard = o.clock.now();
+      // One frame at a time, in order: a forwarded receipt must not overtake its envelope.
+      this.#inbound = this.#inbound.then(() => this.#onMessage(data, isBinary));
+    };
+    if (first !== undefined) take(first, false);
+    this.ws.on('message', take);
+    this.ws.on('error', () => {});
+    this.ws.once('close', () => {
+      for (const t of this.#timers) o.clock.clearTimeout(t);
+      if (this.#heartbeat !== undefined) o.clock.clearTimeout(this.#heartbeat);
+    });
+    this.#timers.push(
+      o.clock.setTimeout(() => {
+        if (!this.authenticated) this.#refuse(new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'relay link handshake not finished in time'));
+      }, HANDSHAKE_MS),
+    );
+    this.#sendRaw({ t: 'relay-hello', v: 1, agreement: o.agreementHash, certificate: o.identity.certificate, challenge: this.#challenge });
+  }
+
+  close(code: number, reason: string): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.ws.readyState === WebSocket.CLOSED) return resolve();
+      this.ws.once('close', () => resolve());
+      this.ws.close(code, reason);
+      const t = this.#o.clock.setTimeout(() => this.ws.terminate(), 2_000);
+      this.ws.once('close', () => this.#o.clock.clearTimeout(t));
+    });
+  }
+
+  // ----- sending -----
+
+  #sendRaw(frame: RelayFrame): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  /** Frames after the handshake carry the next frame number. */
+  #send(frame: DistributiveOmit<Exclude<RelayFrame, { t: 'relay-hello' | 'relay-auth' }>, 'n'>): void {
+    this.#sendRaw({ ...frame, n: ++this.#nOut } as RelayFrame);
+  }
+
+  /** A refusal of the link itself: an error frame, then a close with the code's close code. */
+  #refuse(error: HotlineError): void {
+    if (!this.authenticated) this.refusal = `${error.code}: ${error.message}`;
+    else this.downReason = `${error.code}: ${error.message}`;
+    this.#o.log.warn({ code: error.code, peer: this.link.peer, direction: this.direction }, 'relay link refused');
+    this.#sendRaw({ t: 'relay-error', code: error.code, message: error.message.slice(0, 500) });
+    void this.close(error.wsCloseCode, error.code);
+  }
+
+  sendDirectory(): void {
+    const o = this.#o;
+    const now = o.clock.now();
+    const local = this.link.local;
+    const certificates = o.directory.validCertificates(now).filter((c) => c.cert.party === local);
+    const revocations = o.directory.allRevocations().filter((r) => r.revocation.party === local);
+    this.#send({ t: 'relay-directory', certificates, revocations });
+  }
+
+  // ----- receiving -----
+
+  async #onMessage(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    let frame: RelayFrame;
+    try {
+      if (isBinary) throw new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'relay link frames are text');
+      frame = decodeRelayFrame(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+    } catch (err) {
+      this.#refuse(isHotlineError(err) ? err : new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'unreadable relay frame'));
+      return;
+    }
+    try {
+      await this.#handle(frame);
+    } catch (err) {
+      const e = isHotlineError(err) ? err : new HotlineError('HL_ERR_INTERNAL', 'internal error');
+      if (!isHotlineError(err)) this.#o.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'relay link frame failed');
+      if (!this.authenticated || CLOSES_LINK.has(e.code)) this.#refuse(e);
+      else this.#send({ t: 'relay-error', code: e.code, message: e.message.slice(0, 500), ...refOf(frame) });
+    }
+  }
+
+  async #handle(frame: RelayFrame): Promise<void> {
+    const o = this.#o;
+    if (frame.t === 'relay-error') {
+      o.log.warn({ code: frame.code, ref: frame.ref, peer: this.link.peer }, 'peer relay refused a frame');
+      if (frame.ref) this.#inFlight.delete(frame.ref);
+      return;
+    }
+    if (!this.authenticated) return this.#handshake(frame);
+    if (frame.t === 'relay-hello' || frame.t === 'relay-auth') throw new HotlineError('HL_ERR_INPUT_UNKNOWN_FRAME', 'handshake already done');
+    if (frame.n <= this.#nIn) throw new HotlineError('HL_ERR_RELAY_FRAME_REPLAY', `frame ${frame.n} is not above ${this.#nIn}: replayed or reordered`);
+    this.#nIn = frame.n;
+    switch (frame.t) {
+      case 'relay-ping':
+        this.#send({ t: 'relay-pong', at: o.clock.now() });
+        return;
+      case 'relay-pong':
+        return;
+      case 'relay-directory':
+        return this.#onDirectory(frame.certificates, frame.revocations);
+      case 'relay-envelope':
+        return this.#onEnvelope(frame.envelope, frame.acceptedAt);
+      case 'relay-receipt':
+        return this.#onReceipt(frame.receipt);
+      case 'relay-stored':
+        return this.#onStored(frame.id, frame.envelopeHash, frame.at);
+      case 'relay-receipt-stored':
+        return this.#onReceiptStored(`${frame.messageId}/${frame.kind}/${frame.by.party}/${frame.by.device}`, frame.at);
+    }
+  }
+
+  async #handshake(frame: RelayFrame): Promise<void> {
+    const o = this.#o;
+    const now = o.clock.now();
+    if (frame.t === 'relay-hello') {
+      if (this.#peerCert) throw new HotlineError('HL_ERR_INPUT_UNKNOWN_FRAME', 'a second relay-hello');
+      if (frame.agreement !== o.agreementHash) {
+        throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', `the peer relay runs another agreement (${frame.agreement.slice(0, 16)}…)`);
+      }
+      const claimed = frame.certificate.cert.party;
+      if (claimed !== this.link.peer) {
+        throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `this link is to the relay of ${this.link.peer}; the certificate is of ${claimed}`);
+      }
+      this.#peerCert = await verifyRelayCertificate(o.agreement, frame.certificate, { now, isRevoked: o.directory.isRevoked });
+      this.#peerChallenge = frame.challenge;
+      const me = o.identity.certificate.cert;
+      const statement: RelayAuthStatement = {
+        v: 1,
+        agreement: o.agreementHash,
+        party: me.party,
+        relay: me.relay,
+        peer: this.link.peer,
+        challenge: frame.challenge,
+        ownChallenge: this.#challenge,
+      };
+      const signature = await ed25519Sign(fromBase64(o.identity.signSecret, 32), signingBytes(CONTEXT.relayLink, statement));
+      this.#sentAuth = true;
+      this.#sendRaw({ t: 'relay-auth', signature: toBase64(signature) });
+      return;
+    }
+    if (frame.t === 'relay-auth') {
+      const peer = this.#peerCert;
+      if (!peer || !this.#sentAuth) throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', 'relay-auth before relay-hello');
+      const statement: RelayAuthStatement = {
+        v: 1,
+        agreement: o.agreementHash,
+        party: peer.party,
+        relay: peer.relay,
+        peer: this.link.local,
+        challenge: this.#challenge,
+        ownChallenge: this.#peerChallenge!,
+      };
+      const ok = await ed25519Verify(fromBase64(peer.signKey, 32), signingBytes(CONTEXT.relayLink, statement), fromBase64(frame.signature, 64));
+      if (!ok) throw new HotlineError('HL_ERR_AUTH_BAD_SIGNATURE', `the relay of ${peer.party} did not prove its key for this connection`);
+      this.authenticated = true;
+      if (!this.link.adopt(this)) {
+        void this.close(1000, 'duplicate relay link');
+        return;
+      }
+      o.log.info({ peer: peer.party, relay: peer.relay, direction: this.direction }, 'relay link authenticated');
+      this.#armHeartbeat();
+      this.sendDirectory();
+      this.pump();
+      return;
+    }
+    throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', `${frame.t} before the handshake is done`);
+  }
+
+  /** End the link if `rev` revokes the peer relay's certificate. */
+  checkRevoked(rev: { party: string; device: string; signKey: string }): void {
+    const peer = this.#peerCert;
+    if (peer && rev.party === peer.party && rev.device === peer.relay && rev.signKey === peer.signKey) {
+      this.#refuse(new HotlineError('HL_ERR_CERT_REVOKED', `certificate of relay ${peer.party}/${peer.relay} is revoked`));
+    }
+  }
+
+  #armHeartbeat(): void {
+    const o = this.#o;
+    const tick = () => {
+      // A peer certificate that expires while the link is up ends it, as at the handshake.
+      if (this.#peerCert && o.clock.now() >= this.#peerCert.notAfter) {
+        this.#refuse(new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of relay ${this.#peerCert.party}/${this.#peerCert.relay} has expired`));
+        return;
+      }
+      const silentMs = o.clock.now() - this.#lastHeard;
+      if (silentMs >= 3 * this.link.heartbeatMs) {
+        this.downReason = `no heartbeat from the relay of ${this.link.peer} for ${Math.round(silentMs / 1000)} s`;
+        this.ws.terminate();
+        return;
+      }
+      this.#send({ t: 'relay-ping', at: o.clock.now() });
+      this.#heartbeat = o.clock.setTimeout(tick, this.link.heartbeatMs);
+    };
+    this.#heartbeat = o.clock.setTimeout(tick, this.link.heartbeatMs);
+  }
+
+  async #onDirectory(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
+    const o = this.#o;
+    const now = o.clock.now();
+    const peer = this.link.peer;
+    // A relay speaks for its own party only: anything of another party is refused whole.
+    for (const r of revocations as { revocation: { party: string } }[]) {
+      if (r.revocation.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} sent a revocation of ${r.revocation.party}`);
+    }
+    for (const c of certificates as { cert: { party: string } }[]) {
+      if (c.cert.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} sent a certificate of ${c.cert.party}`);
+    }
+    // Each is checked against the pinned root of its party, as if the device had enrolled here.
+    let refused = 0;
+    for (const r of revocations) {
+      try {
+        const rev = await o.directory.revoke(r, now);
+        o.hub.disconnect(rev.revocation, 'HL_ERR_CERT_REVOKED', 'this device’s certificate was revoked');
+      } catch {
+        refused++;
+      }
+    }
+    for (const c of certificates) {
+      try {
+        await o.directory.enrol(c, now);
+      } catch {
+        refused++;
+      }
+    }
+    if (refused > 0) o.log.warn({ peer, refused }, 'peer relay directory entries refused');
+  }
+
+  async #onEnvelope(env: Envelope, homeAcceptedAt: number): Promise<void> {
+    const o = this.#o;
+    const h = env.header;
+    const peer = this.link.peer;
+    if (h.from.party !== peer) {
+      throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} forwarded an envelope from ${h.from.party}`);
+    }
+    if (h.to !== this.link.local) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `this relay serves ${this.link.local}, not ${h.to}`);
+    const now = o.clock.now();
+    // The sender's certificate as it was when its own relay accepted the envelope (not later
+    // than now): a revocation since then does not unsend what was accepted.
+    const cert = o.directory.current(h.from.party, h.from.device, Math.min(homeAcceptedAt, now));
+    if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device and may not send`);
+    const { hash } = await verifyCheckedEnvelope(env, cert);
+    const write: EnvelopeWrite = {
+      kind: 'envelope',
+      envelope: env,
+      envelopeHash: hash,
+      acceptedAt: now,
+      rank: PRECEDENCE_RANK[h.precedence],
+      // Only this relay's own devices fetch from it; the sender's colleagues have their copy at home.
+      mailboxes: h.recipients.filter((r) => r.party === this.link.local).map((r) => deviceKey(r)),
+      audit: envelopeAcceptedEntry(env, hash, now),
+    };
+    o.deadlines.prepareEnvelope(write);
+    const result = await o.lifecycle.track(o.writes.enqueue(write));
+    o.deadlines.afterEnvelope(write, result);
+    if (!result.ok) throw result.error;
+    if (result.status === 'new') o.hub.push(result.delivered);
+    this.#send({ t: 'relay-stored', id: h.id, envelopeHash: hash, at: result.acceptedAt });
+  }
+
+  async #onReceipt(r: SignedReceipt): Promise<void> {
+    const o = this.#o;
+    const body = r.receipt;
+    const peer = this.link.peer;
+    if (body.by.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} forwarded a receipt signed by ${body.by.party}`);
+    const message = await o.store.getMessage(body.messageId);
+    if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
+    const now = o.clock.now();
+    const cert = o.directory.current(body.by.party, body.by.device, Math.min(body.at, now));
+    await verifyCheckedReceipt(r, cert, message);
+    const header = message.header;
+    const write: ReceiptWrite = {
+      kind: 'receipt',
+      receipt: r,
+      acceptedAt: now,
+      rank: PRECEDENCE_RANK[header.precedence],
+      mailboxes: receiptMailboxes(o.directory.validBodies(now, [this.link.local], ['operator']), header, body).filter((d) => d.startsWith(`${this.link.local}/`)),
+      audit: receiptAcceptedEntry(r, now),
+    };
+    o.deadlines.prepareReceipt(write);
+    const result = await o.lifecycle.track(o.writes.enqueue(write));
+    o.deadlines.afterReceipt(result);
+    if (!result.ok) throw result.error;
+    if (result.status === 'new') o.hub.push(result.delivered);
+    this.#send({ t: 'relay-receipt-stored', messageId: body.messageId, kind: body.kind, by: body.by, at: result.acceptedAt });
+  }
+
+  async #onStored(id: string, hash: string, at: number): Promise<void> {
+    const o = this.#o;
+    const sent = this.#inFlight.get(id);
+    if (!sent || sent.kind !== 'envelope') return; // a late answer from before a reconnection: it is sent again
+    if (sent.hash !== hash) {
+      this.#inFlight.delete(id);
+      throw new HotlineError('HL_ERR_RELAY_HASH_MISMATCH', `the peer relay stored ${id} under another envelope hash`);
+    }
+    const event: MessageRelayedEvent = { type: 'message.relayed', messageId: id, envelopeHash: hash, from: this.link.local, to: this.link.peer, precedence: sent.precedence!, at };
+    const now = o.clock.now();
+    const delivered = await o.store.markRelayed(
+      [{ kind: 'envelope', ref: id, peer: this.link.peer, at }],
+      { kind: 'events', acceptedAt: now, events: [{ event, rank: eventRank(event), mailboxes: this.link.localMailboxes(now, ['operator']) }] },
+    );
+    o.hub.push(delivered);
+    this.#inFlight.delete(id);
+    this.pump();
+  }
+
+  async #onReceiptStored(ref: string, at: number): Promise<void> {
+    if (!this.#inFlight.has(ref)) return;
+    await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }]);
+    this.#inFlight.delete(ref);
+    this.pump();
+  }
+
+  // ----- forwarding -----
+
+  /** Send what the peer has not confirmed, up to the window. */
+  pump(): void {
+    if (!this.authenticated) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pumpLoop()
+      .catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'relay link forwarding failed'))
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again) {
+          this.#again = false;
+          this.pump();
+        }
+      });
+  }
+
+  async #pumpLoop(): Promise<void> {
+    const o = this.#o;
+    const { local, peer } = this.link;
+    let more = true;
+    while (more && this.ws.readyState === WebSocket.OPEN) {
+      if (this.#inFlight.size >= WINDOW) return;
+      const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envAfter, limit: PAGE });
+      for (const row of envs) {
+        this.#envAfter = row.pos;
+        const env = JSON.parse(row.json) as Envelope;
+        if (this.#inFlight.has(env.header.id)) continue;
+        this.#inFlight.set(env.header.id, { kind: 'envelope', hash: envelopeHash(env.header), precedence: env.header.precedence });
+        this.#send({ t: 'relay-envelope', envelope: env, acceptedAt: row.acceptedAt });
+      }
+      const rcps = await o.store.relayOutgoing({ kind: 'receipt', local, peer, after: this.#rcpAfter, limit: PAGE });
+      for (const row of rcps) {
+        this.#rcpAfter = row.pos;
+        const r = JSON.parse(row.json) as SignedReceipt;
+        const b = r.receipt;
+        const ref = `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}`;
+        if (this.#inFlight.has(ref)) continue;
+        this.#inFlight.set(ref, { kind: 'receipt' });
+        this.#send({ t: 'relay-receipt', receipt: r, acceptedAt: row.acceptedAt });
+      }
+      more = envs.length === PAGE || rcps.length === PAGE;
+    }
+  }
+}
+
+/** Refusals on the relay link that end the connection (the rest answer one frame). */
+const CLOSES_LINK = new Set<HotlineErrorCode>([
+  'HL_ERR_RELAY_WRONG_PARTY',
+  'HL_ERR_RELAY_FRAME_REPLAY',
+  'HL_ERR_AGREEMENT_MISMATCH',
+  'HL_ERR_INPUT_UNKNOWN_FRAME',
+  'HL_ERR_INPUT_MALFORMED_JSON',
+  'HL_ERR_INPUT_SCHEMA',
+]);
+
+function refOf(frame: RelayFrame): { ref?: string } {
+  if (frame.t === 'relay-envelope') return { ref: frame.envelope.header.id };
+  if (frame.t === 'relay-receipt') {
+    const b = frame.receipt.receipt;
+    return { ref: `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}` };
+  }
+  return {};
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

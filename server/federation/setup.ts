@@ -1,0 +1,87 @@
+import { HotlineError } from '../../shared/errors.js';
+import { relayOf } from '../../shared/crypto/keys.js';
+import type { DeviceCertificate, Revocation } from '../../shared/protocol/schemas.js';
+import { Directory } from '../directory.js';
+import { WriteQueue } from '../store/write-queue.js';
+import type { Write, WriteResult } from '../relay/records.js';
+import { RelayLink, type RelayLinkOptions } from './relay-link.js';
+
+/**
+ * The write queue of a party's relay: after an envelope or receipt is committed, `onForward` tells
+ * the relay links, which forward what their peer has not yet confirmed (read back from the store).
+ */
+export class RelayWriteQueue extends WriteQueue {
+  onForward: () => void = () => {};
+
+  constructor(
+    store: ConstructorParameters<typeof WriteQueue>[0],
+    /** This relay's party: only its devices fetch from this relay. */
+    private readonly local: string,
+  ) {
+    super(store);
+  }
+
+  override enqueue(write: Write): Promise<WriteResult> {
+    // The relay decides mailboxes for every recipient (as a shared relay would); a party's relay
+    // fills only its own party's: the other party's devices get their copy from their own relay.
+    const own = (device: string) => device.startsWith(`${this.local}/`);
+    if (write.kind === 'envelope' || write.kind === 'receipt') {
+      write.mailboxes = write.mailboxes.filter(own);
+      for (const e of write.effects?.events ?? []) e.mailboxes = e.mailboxes.filter(own);
+    } else if (write.kind === 'events') {
+      for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
+    }
+    const p = super.enqueue(write);
+    if (write.kind === 'envelope' || write.kind === 'receipt') {
+      void p.then((r) => {
+        if (r.ok && r.status === 'new') this.onForward();
+      });
+    }
+    return p;
+  }
+}
+
+/** The directory of a party's relay: an enrolment or revocation of its own party goes to the peers at once. */
+export class RelayDirectory extends Directory {
+  onLocalChange: () => void = () => {};
+
+  constructor(
+    agreement: ConstructorParameters<typeof Directory>[0],
+    store: ConstructorParameters<typeof Directory>[1],
+    private readonly local: string,
+  ) {
+    super(agreement, store);
+  }
+
+  override async enrol(value: unknown, now: number): Promise<DeviceCertificate> {
+    const c = await super.enrol(value, now);
+    if (c.cert.party === this.local) this.onLocalChange();
+    return c;
+  }
+
+  /** Any revocation stored here (the relay links end a link whose peer relay it revokes). */
+  onRevoked: (rev: Revocation['revocation']) => void = () => {};
+
+  override async revoke(value: unknown, now: number): Promise<Revocation> {
+    const r = await super.revoke(value, now);
+    this.onRevoked(r.revocation);
+    if (r.revocation.party === this.local) this.onLocalChange();
+    return r;
+  }
+}
+
+type Shared = Omit<RelayLinkOptions, 'peer' | 'peerUrls'> & { peerUrls?: Readonly<Record<string, readonly string[]>> };
+
+/**
+ * One link per other party that runs its own relay in the agreement. Refuses to start a relay
+ * whose certificate the agreement does not back (HL_ERR_CONFIG_INVALID).
+ */
+export function relayLinksFor(o: Shared): RelayLink[] {
+  const me = o.identity.certificate.cert;
+  const mine = relayOf(o.agreement, me.party);
+  if (!mine) throw new HotlineError('HL_ERR_CONFIG_INVALID', `the agreement names no relay of ${me.party}; a shared relay runs without --relay`);
+  if (mine.logKey !== me.logKey) throw new HotlineError('HL_ERR_CONFIG_INVALID', `the relay certificate's log key is not the one the agreement names for ${me.party}`);
+  return (o.agreement.relays ?? [])
+    .filter((r) => r.party !== me.party)
+    .map((r) => new RelayLink({ ...o, peer: r.party, peerUrls: o.peerUrls?.[r.party] ?? r.urls }));
+}
