@@ -250,7 +250,7 @@ export const ja: Dictionary = {
   discard_held_label: '保留中の電文 {subject} を破棄',
   discard_held_confirm: 'この電文を破棄しますか？ 送信されておらず、元に戻せません。',
   discard_held_yes: '破棄する',
-  msg_id: 'ID {id}',
+  msg_id: '識別番号 {id}',
   sender_overdue_delivered: '{to} 宛ての FLASH が期限超過：未配達、期限から {late} 経過',
   sender_overdue_acknowledged: '{to} 宛ての FLASH が期限超過：未確認、期限から {late} 経過',
   local_time: '現地',
