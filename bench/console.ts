@@ -51,12 +51,13 @@ function instrument(page: Page): Promise<void> {
       },
       true,
     );
+    // The banner goes into a slot of its own inside #alert-slot (FLASH and IMMEDIATE slots): watch the subtree.
     const slot = document.getElementById('alert-slot')!;
     new MutationObserver((_, obs) => {
       if (!slot.querySelector('.flash-banner')) return;
       obs.disconnect();
       requestAnimationFrame(() => (probe.banner = performance.timeOrigin + performance.now()));
-    }).observe(slot, { childList: true });
+    }).observe(slot, { childList: true, subtree: true });
   });
 }
 
