@@ -133,6 +133,13 @@ export async function importKey(page: Page, keyFile: string, passphrase: string)
   await page.click('#import');
 }
 
+/** Unlock a console page whose key is already stored in this browser, and wait for its link. */
+export async function unlockConsole(page: Page, passphrase: string): Promise<void> {
+  await page.fill('#passphrase', passphrase);
+  await page.click('#unlock');
+  await page.waitForSelector('#link-state[data-connected="true"]');
+}
+
 /** A fresh browser context with one operator console unlocked (its key imported) and connected. */
 export async function connectConsole(hx: Harness, locale: string, keyFile: string, passphrase: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   const context = await hx.browser.newContext({ locale });

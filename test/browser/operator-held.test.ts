@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
-import { connectConsole, enrolDevice, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness } from './harness.js';
+import { connectConsole, enrolDevice, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness, unlockConsole } from './harness.js';
 import { next } from '../helpers/events.js';
 
 /**
@@ -17,12 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await hx?.close();
 });
-
-async function unlock(page: Page, passphrase: string): Promise<void> {
-  await page.fill('#passphrase', passphrase);
-  await page.click('#unlock');
-  await page.waitForSelector('#link-state[data-connected="true"]');
-}
 
 describe('a message that cannot be sealed as composed is held, never dropped', () => {
   it('peer key change mid-compose: held with the device named (en/ja/zh), kept over a reload, sent once the key is confirmed', async () => {
@@ -51,7 +44,7 @@ describe('a message that cannot be sealed as composed is held, never dropped', (
 
     // Stored: a reload keeps it held.
     await jp.page.reload();
-    await unlock(jp.page, pass);
+    await unlockConsole(jp.page, pass);
     await jp.page.locator(`#outbox tr.msg[data-id="${id}"][data-rung="held"]`).waitFor();
 
     // Confirming the new key seals it to every device and sends it by itself.
@@ -91,7 +84,7 @@ describe('a message that cannot be sealed as composed is held, never dropped', (
     await jp.page.click('#confirm-discard');
     await row.waitFor({ state: 'detached' });
     await jp.page.reload();
-    await unlock(jp.page, pass);
+    await unlockConsole(jp.page, pass);
     await jp.page.waitForSelector('#peer-warning');
     expect(await jp.page.locator('#outbox tr.msg').count()).toBe(0);
     expect(jp.errors).toEqual([]);

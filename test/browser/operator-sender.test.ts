@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
-import { connectConsole, enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness } from './harness.js';
+import { connectConsole, enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness, unlockConsole } from './harness.js';
 import { next } from '../helpers/events.js';
 
 /**
@@ -17,12 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await hx?.close();
 });
-
-async function unlock(page: Page, passphrase: string): Promise<void> {
-  await page.fill('#passphrase', passphrase);
-  await page.click('#unlock');
-  await page.waitForSelector('#link-state[data-connected="true"]');
-}
 
 describe("the sender's view", () => {
   it('a draft survives a reload (stored sealed, not in clear) and is cleared once sent; local time shows beside UTC in Tokyo', async () => {
@@ -67,7 +60,7 @@ describe("the sender's view", () => {
     expect(dump).not.toContain('draftbody-unique-7f3a');
 
     await page.reload();
-    await unlock(page, pass);
+    await unlockConsole(page, pass);
     expect(await page.inputValue('#body')).toBe('draftbody-unique-7f3a 再読み込みで消えない');
     expect(await page.inputValue('#subject')).toBe('下書きの件名');
     expect(await page.inputValue('#precedence')).toBe('IMMEDIATE');
@@ -83,7 +76,7 @@ describe("the sender's view", () => {
     await page.locator('#outbox tr.msg').first().waitFor();
     expect(await page.locator('#draft-restored').count()).toBe(0);
     await page.reload();
-    await unlock(page, pass);
+    await unlockConsole(page, pass);
     expect(await page.inputValue('#body')).toBe('');
     expect(await page.inputValue('#subject')).toBe('');
     expect(await page.inputValue('#precedence')).toBe('ROUTINE');
