@@ -9,5 +9,8 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     setupFiles: ['test/helpers/node-crypto-setup.ts'],
+    // Finds (or starts) the PostgreSQL database of the PostgreSQL tests, and fails the run if there
+    // is none: those tests never skip (README "Tests").
+    globalSetup: ['test/helpers/postgres-global-setup.ts'],
   },
 });

@@ -1,0 +1,149 @@
+import { HotlineError } from '../../shared/errors.js';
+import { bytesEqual } from '../../shared/encoding/base64.js';
+import { nodeHash, type NodeRef } from '../../shared/audit/merkle.js';
+
+/** What the tree needs of a connection: one query at a time (a pool, or a client inside a transaction). */
+export interface Queryable {
+  query<R extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+}
+
+const REBUILD_PAGE = 65_536;
+
+/**
+ * The audit log's Merkle tree on PostgreSQL: the same layout as the SQLite adapter's
+ * (sqlite-audit-tree.ts): `audit_nodes (level, idx, hash)` holds every complete subtree of 2^level
+ * leaves, written in the transaction of the entry that closes it. The tree's frontier (the newest
+ * node of each level) is therefore in the database, and start-up reads O(log n) rows. Appends are
+ * serialised across nodes by the store's advisory lock (pg-store.ts), so two nodes never close the
+ * same subtree.
+ */
+export class PgAuditTree {
+  async size(q: Queryable): Promise<number> {
+    const { rows } = await q.query<{ n: number | null }>('SELECT MAX(idx) + 1 AS n FROM audit_entries');
+    return rows[0]?.n ?? 0;
+  }
+
+  /** Inside the caller's transaction (holding the audit lock): store the subtrees that leaf `idx` closes. */
+  async addLeaf(q: Queryable, idx: number, leaf: Uint8Array): Promise<void> {
+    let hash = leaf;
+    let i = idx;
+    for (let level = 1; i % 2 === 1; level++) {
+      hash = nodeHash(await this.node(q, level - 1, i - 1), hash);
+      i = (i - 1) / 2;
+      await q.query('INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash', [level, i, Buffer.from(hash)]);
+    }
+  }
+
+  async node(q: Queryable, level: number, index: number): Promise<Uint8Array> {
+    const { rows } =
+      level === 0
+        ? await q.query<{ h: Buffer }>('SELECT leaf_hash AS h FROM audit_entries WHERE idx = $1', [index])
+        : await q.query<{ h: Buffer }>('SELECT hash AS h FROM audit_nodes WHERE level = $1 AND idx = $2', [level, index]);
+    const row = rows[0];
+    if (!row || row.h.length !== 32) {
+      throw new HotlineError('HL_ERR_AUDIT_LEAF_MISMATCH', `the audit tree's node ${level}/${index} is missing or damaged`, { detail: { level, index } });
+    }
+    return new Uint8Array(row.h);
+  }
+
+  async nodes(q: Queryable, refs: readonly NodeRef[]): Promise<Uint8Array[]> {
+    if (refs.length === 0) return [];
+    // One round trip for all of them (a proof asks for ~2·log2 n nodes).
+    const { rows } = await q.query<{ level: number; idx: number; h: Buffer }>(
+      `SELECT r.level, r.idx, COALESCE(e.leaf_hash, n.hash) AS h
+         FROM unnest($1::int[], $2::bigint[]) AS r(level, idx)
+         LEFT JOIN audit_entries e ON r.level = 0 AND e.idx = r.idx
+         LEFT JOIN audit_nodes n ON r.level > 0 AND n.level = r.level AND n.idx = r.idx`,
+      [refs.map((r) => r.level), refs.map((r) => r.index)],
+    );
+    const found = new Map(rows.map((r) => [`${r.level}/${r.idx}`, r.h]));
+    return refs.map((r) => {
+      const h = found.get(`${r.level}/${r.index}`);
+      if (!h || h.length !== 32) {
+        throw new HotlineError('HL_ERR_AUDIT_LEAF_MISMATCH', `the audit tree's node ${r.level}/${r.index} is missing or damaged`, { detail: { level: r.level, index: r.index } });
+      }
+      return new Uint8Array(h);
+    });
+  }
+
+  async check(q: Queryable): Promise<string | undefined> {
+    const size = await this.size(q);
+    const top = (await q.query<{ level: number }>('SELECT level FROM audit_nodes ORDER BY level DESC LIMIT 1')).rows[0]?.level;
+    const height = size < 2 ? 0 : Math.floor(Math.log2(size));
+    if (top === undefined && height > 0) return `no tree node is stored for a log of ${size} entries (a log from before they were kept)`;
+    if (top !== undefined && top > height) return `a node of level ${top} is stored for a log of ${size} entries`;
+    for (let level = 1; level <= height; level++) {
+      const count = Math.floor(size / 2 ** level);
+      const { rows } = await q.query<{ first: number | null; last: number | null }>(
+        `SELECT (SELECT idx FROM audit_nodes WHERE level = $1 ORDER BY idx LIMIT 1) AS first,
+                (SELECT idx FROM audit_nodes WHERE level = $1 ORDER BY idx DESC LIMIT 1) AS last`,
+        [level],
+      );
+      const first = rows[0]?.first ?? undefined;
+      const last = rows[0]?.last ?? undefined;
+      if (first !== 0 || last !== count - 1) {
+        return `level ${level} holds nodes ${first ?? '-'}..${last ?? '-'}; a log of ${size} entries has 0..${count - 1}`;
+      }
+      const problem = await this.checkNodes(q, level, count - 1, count);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+
+  async checkNodes(q: Queryable, level: number, from: number, to: number): Promise<string | undefined> {
+    const nodes = (await q.query<{ idx: number; h: Buffer }>('SELECT idx, hash AS h FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx', [level, from, to])).rows;
+    const children = (
+      level === 1
+        ? await q.query<{ idx: number; h: Buffer }>('SELECT idx, leaf_hash AS h FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [2 * from, 2 * to])
+        : await q.query<{ idx: number; h: Buffer }>('SELECT idx, hash AS h FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx', [level - 1, 2 * from, 2 * to])
+    ).rows;
+    for (let k = 0; k < to - from; k++) {
+      const n = nodes[k];
+      const left = children[2 * k];
+      const right = children[2 * k + 1];
+      const i = from + k;
+      if (!n || n.idx !== i) return `node ${level}/${i} is missing`;
+      if (!left || left.idx !== 2 * i || !right || right.idx !== 2 * i + 1) return `a child of node ${level}/${i} is missing`;
+      if (n.h.length !== 32 || left.h.length !== 32 || right.h.length !== 32) return `node ${level}/${i} or a child is not 32 bytes`;
+      if (!bytesEqual(new Uint8Array(n.h), nodeHash(new Uint8Array(left.h), new Uint8Array(right.h)))) {
+        return `node ${level}/${i} is not the hash of its children`;
+      }
+    }
+    if (nodes.length > to - from) return `stray nodes at level ${level} in ${from}..${to - 1}`;
+    return undefined;
+  }
+
+  /** Recompute every node from the leaves, inside the caller's transaction (holding the audit lock). */
+  async rebuild(q: Queryable): Promise<number> {
+    await q.query('DELETE FROM audit_nodes');
+    const edge: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const page = (await q.query<{ idx: number; h: Buffer }>('SELECT idx, leaf_hash AS h FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2', [size, REBUILD_PAGE])).rows;
+      if (page.length === 0) break;
+      const levels: number[] = [];
+      const idxs: number[] = [];
+      const hashes: Buffer[] = [];
+      for (const row of page) {
+        if (row.idx !== size || row.h.length !== 32) {
+          throw new HotlineError('HL_ERR_AUDIT_ENTRY_INVALID', `audit entry ${size} is missing or damaged: the tree cannot be rebuilt`, { detail: { index: size } });
+        }
+        let hash: Uint8Array = new Uint8Array(row.h);
+        let i = size;
+        for (let level = 1; i % 2 === 1; level++) {
+          hash = nodeHash(edge.pop()!, hash);
+          i = (i - 1) / 2;
+          levels.push(level);
+          idxs.push(i);
+          hashes.push(Buffer.from(hash));
+        }
+        edge.push(hash);
+        size++;
+      }
+      if (levels.length > 0) {
+        await q.query('INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[])', [levels, idxs, hashes]);
+      }
+    }
+    return size;
+  }
+}

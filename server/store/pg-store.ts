@@ -1,0 +1,748 @@
+import pg from 'pg';
+import { HotlineError } from '../../shared/errors.js';
+import { utf8 } from '../../shared/encoding/base64.js';
+import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
+import { formatAuditEntry } from '../../shared/audit/log-verify.js';
+import { checkReplay } from '../../shared/crypto/envelope.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
+import {
+  deviceKey,
+  type AuditEntry,
+  type DeadlineRecord,
+  type DeviceKey,
+  type EnvelopeWrite,
+  type EventsWrite,
+  type LinkPairRecord,
+  type LinkStatus,
+  type MailboxItem,
+  type MailboxPosition,
+  type PendingTest,
+  type ReceiptWrite,
+  type SideEffects,
+  type StoredMessage,
+  type Write,
+  type WriteResult,
+} from '../relay/records.js';
+import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
+import { PgAuditTree, type Queryable } from './pg-audit-tree.js';
+
+/**
+ * Schema migrations of the PostgreSQL adapter, applied in order at start; the table
+ * `schema_migrations` records each one applied (version, time). Migration 1 is the whole schema of
+ * the SQLite adapter as it stood when this adapter came (its migrations 1–6), in PostgreSQL types.
+ * Differences that are not just types: a mailbox row names its envelope (`envelope_id`) or its
+ * receipt/event (`ref_id`) in two typed columns instead of one text column, and `envelopes.pos`
+ * stands for SQLite's rowid (acceptance order, for the relay-to-relay link).
+ */
+export const PG_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE devices (
+    party TEXT NOT NULL, device TEXT NOT NULL, sign_key TEXT NOT NULL, role TEXT NOT NULL,
+    not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, certificate TEXT NOT NULL, enrolled_at BIGINT NOT NULL,
+    PRIMARY KEY (party, device, sign_key)
+  );
+  CREATE TABLE revocations (
+    party TEXT NOT NULL, device TEXT NOT NULL, sign_key TEXT NOT NULL, revocation TEXT NOT NULL, stored_at BIGINT NOT NULL,
+    PRIMARY KEY (party, device, sign_key)
+  );
+  CREATE TABLE envelopes (
+    pos BIGSERIAL NOT NULL UNIQUE,
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL, from_party TEXT NOT NULL, from_device TEXT NOT NULL, to_party TEXT NOT NULL,
+    precedence TEXT NOT NULL, seq BIGINT NOT NULL, header TEXT NOT NULL, envelope TEXT NOT NULL, accepted_at BIGINT NOT NULL
+  );
+  CREATE UNIQUE INDEX envelopes_by_sender_seq ON envelopes (from_party, from_device, seq);
+  CREATE TABLE device_seq (device TEXT PRIMARY KEY, last_seq BIGINT NOT NULL);
+  CREATE TABLE receipts (
+    id BIGSERIAL PRIMARY KEY, message_id TEXT NOT NULL, kind TEXT NOT NULL, by_party TEXT NOT NULL, by_device TEXT NOT NULL,
+    receipt TEXT NOT NULL, at BIGINT NOT NULL, accepted_at BIGINT NOT NULL,
+    UNIQUE (message_id, kind, by_party, by_device)
+  );
+  CREATE TABLE events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, event TEXT NOT NULL, at BIGINT NOT NULL);
+  CREATE TABLE mailbox (
+    cursor BIGSERIAL PRIMARY KEY, device TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt', 'event')),
+    envelope_id TEXT, ref_id BIGINT,
+    acked SMALLINT NOT NULL DEFAULT 0, rank SMALLINT NOT NULL DEFAULT 0,
+    CHECK ((kind = 'envelope') = (envelope_id IS NOT NULL) AND (kind <> 'envelope') = (ref_id IS NOT NULL))
+  );
+  CREATE INDEX mailbox_by_device ON mailbox (device, acked, rank, cursor);
+  CREATE TABLE deadlines (
+    message_id TEXT NOT NULL, rung TEXT NOT NULL CHECK (rung IN ('delivered', 'acknowledged')),
+    from_party TEXT NOT NULL, to_party TEXT NOT NULL, precedence TEXT NOT NULL,
+    accepted_at BIGINT NOT NULL, due_at BIGINT NOT NULL, level INTEGER NOT NULL, next_at BIGINT NOT NULL,
+    closed_at BIGINT, late SMALLINT,
+    PRIMARY KEY (message_id, rung)
+  );
+  CREATE INDEX deadlines_open ON deadlines (closed_at, next_at);
+  CREATE TABLE link_pairs (
+    from_party TEXT NOT NULL, to_party TEXT NOT NULL, status TEXT NOT NULL, since BIGINT, last TEXT,
+    PRIMARY KEY (from_party, to_party)
+  );
+  CREATE TABLE link_tests (
+    message_id TEXT PRIMARY KEY, from_party TEXT NOT NULL, to_party TEXT NOT NULL,
+    sent_at BIGINT NOT NULL, due_at BIGINT NOT NULL, done SMALLINT NOT NULL DEFAULT 0
+  );
+  CREATE TABLE audit_entries (idx BIGINT PRIMARY KEY CHECK (idx >= 0), entry TEXT NOT NULL, leaf_hash BYTEA NOT NULL);
+  CREATE TABLE audit_nodes (
+    level INTEGER NOT NULL CHECK (level >= 1), idx BIGINT NOT NULL CHECK (idx >= 0), hash BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+  );
+  CREATE TABLE checkpoints (size BIGINT PRIMARY KEY CHECK (size >= 0), root_hash TEXT NOT NULL, note TEXT NOT NULL, created_at BIGINT NOT NULL);
+  CREATE TABLE cosignatures (
+    size BIGINT NOT NULL, cosigner TEXT NOT NULL, signature TEXT NOT NULL, at BIGINT NOT NULL,
+    PRIMARY KEY (size, cosigner)
+  );
+  CREATE TABLE relay_sent (
+    kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt')), ref TEXT NOT NULL, peer TEXT NOT NULL, at BIGINT NOT NULL,
+    PRIMARY KEY (kind, ref, peer)
+  );
+  `,
+];
+
+/**
+ * Advisory-lock keys, namespaced by the schema (several relays, or parallel tests, may share one
+ * database in separate schemas). `hashtext` gives an int4; the second key separates the purposes.
+ */
+const LOCK_MIGRATE = 1;
+const LOCK_AUDIT = 2;
+const lockSql = (purpose: number) => `SELECT pg_advisory_xact_lock(hashtext(current_schema()), ${purpose})`;
+
+const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
+         COALESCE(e.envelope, r.receipt, ev.event) AS json,
+         COALESCE(e.accepted_at, r.accepted_at, ev.at) AS accepted_at
+    FROM mailbox m
+    LEFT JOIN envelopes e ON m.kind = 'envelope' AND e.id = m.envelope_id
+    LEFT JOIN receipts r ON m.kind = 'receipt' AND r.id = m.ref_id
+    LEFT JOIN events ev ON m.kind = 'event' AND ev.id = m.ref_id`;
+
+interface MailboxRow {
+  cursor: number;
+  rank: number;
+  kind: 'envelope' | 'receipt' | 'event';
+  json: string;
+  accepted_at: number;
+}
+
+interface CheckpointRow {
+  size: number;
+  root_hash: string;
+  note: string;
+  created_at: number;
+}
+
+function toCheckpoint(r: CheckpointRow): StoredCheckpoint {
+  return { size: r.size, rootHash: r.root_hash, note: r.note, createdAt: r.created_at };
+}
+
+interface DeadlineRow {
+  message_id: string;
+  rung: DeadlineRecord['rung'];
+  from_party: string;
+  to_party: string;
+  precedence: DeadlineRecord['precedence'];
+  accepted_at: number;
+  due_at: number;
+  level: number;
+  next_at: number;
+}
+
+/**
+ * int8 (BIGINT, BIGSERIAL, COUNT, MAX) as a JS number: every value this store keeps (cursors,
+ * indexes, milliseconds) is far below 2^53. Per pool, so that nothing else in the process changes.
+ */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+};
+
+function storeFailed(cause: unknown): HotlineError {
+  return new HotlineError('HL_ERR_STORE_FAILED', 'the store could not complete the write', { cause });
+}
+
+export interface PgStoreOptions {
+  /**
+   * Use this schema (created if missing) instead of the role's default one: several relays, or
+   * parallel test suites, on one database each in its own schema.
+   */
+  schema?: string;
+  /** Connections in the pool (default 10). */
+  maxConnections?: number;
+  /** How long a query waits for a connection before failing (default 10 000 ms). */
+  connectTimeoutMs?: number;
+}
+
+/** A schema name this adapter accepts: it goes into SQL as an identifier. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * The PostgreSQL adapter (node-postgres), chosen by `HOTLINE_DATABASE_URL=postgres://…`.
+ * `synchronous_commit = on` on every connection: a commit returns only once its WAL is flushed, so
+ * (as with SQLite's `synchronous=FULL`) nothing is "accepted" that a crash could lose. Group commit
+ * is the WriteQueue's, as with SQLite: one transaction per batch.
+ *
+ * Open with `PgStore.open(url)`: the migrations run before the store is returned.
+ */
+export class PgStore implements Store {
+  private readonly tree = new PgAuditTree();
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
+    const schema = options.schema;
+    if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier`);
+    }
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.maxConnections ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      types: TYPES,
+      // Durable before "accepted", whatever the server's default; the schema, when given, first on the path.
+      options: `-c synchronous_commit=on${schema ? ` -c search_path=${schema}` : ''}`,
+    });
+    // An idle connection that the server drops (restart, fail-over) must not crash the process:
+    // the pool discards it and the next query opens a new one.
+    pool.on('error', () => {});
+    const store = new PgStore(pool);
+    try {
+      if (schema) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      await store.migrate();
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+    return store;
+  }
+
+  /** Apply pending migrations, each in its own transaction, under an advisory lock (nodes may start together). */
+  private async migrate(): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query(lockSql(LOCK_MIGRATE));
+      await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+    });
+    for (;;) {
+      const applied = await this.tx(async (c) => {
+        await c.query(lockSql(LOCK_MIGRATE));
+        const current = (await c.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
+        if (current > PG_MIGRATIONS.length) {
+          throw new HotlineError('HL_ERR_CONFIG_INVALID', `the database's schema is at version ${current}, newer than this relay knows (${PG_MIGRATIONS.length}): upgrade the relay`);
+        }
+        if (current === PG_MIGRATIONS.length) return false;
+        await c.query(PG_MIGRATIONS[current]!);
+        await c.query('INSERT INTO schema_migrations (version) VALUES ($1)', [current + 1]);
+        return true;
+      });
+      if (!applied) return;
+    }
+  }
+
+  /** The schema version (number of migrations applied). */
+  async schemaVersion(): Promise<number> {
+    return (await this.pool.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
+  }
+
+  /** Run `fn` in one transaction on one connection; rolled back if it throws. */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    let broken: unknown;
+    try {
+      await c.query('BEGIN');
+      const result = await fn(c);
+      await c.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await c.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError;
+      }
+      throw err;
+    } finally {
+      // A connection that failed mid-transaction is not put back for reuse.
+      c.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /**
+   * Append inside the caller's transaction. The first append of a transaction takes the audit
+   * lock (held to its commit), so that entries are appended in one serial order by every node
+   * sharing the database, each after the one it chains to.
+   */
+  private async audit(c: pg.PoolClient, entry: AuditEntry, locked: Set<pg.PoolClient>): Promise<number> {
+    if (!locked.has(c)) {
+      await c.query(lockSql(LOCK_AUDIT));
+      locked.add(c);
+    }
+    const last = (await c.query<{ idx: number; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_entries ORDER BY idx DESC LIMIT 1')).rows[0];
+    const idx = last ? last.idx + 1 : 0;
+    const text = formatAuditEntry(entry, idx, last ? new Uint8Array(last.leaf_hash) : null);
+    const hash = leafHash(utf8(text));
+    await c.query('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES ($1, $2, $3)', [idx, text, Buffer.from(hash)]);
+    await this.tree.addLeaf(c, idx, hash);
+    return idx;
+  }
+
+  private async insertMailbox(c: pg.PoolClient, device: DeviceKey, kind: MailboxItem['kind'], ref: string | number, rank: number): Promise<number> {
+    const { rows } = await c.query<{ cursor: number }>(
+      'INSERT INTO mailbox (device, kind, envelope_id, ref_id, rank) VALUES ($1, $2, $3, $4, $5) RETURNING cursor',
+      [device, kind, kind === 'envelope' ? ref : null, kind === 'envelope' ? null : ref, rank],
+    );
+    return rows[0]!.cursor;
+  }
+
+  private async applySideEffects(c: pg.PoolClient, side: SideEffects | undefined, locked: Set<pg.PoolClient>): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
+    if (!side) return [];
+    for (const r of side.deadlines ?? []) {
+      await c.query(
+        `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (message_id, rung) DO UPDATE SET level = excluded.level, next_at = excluded.next_at,
+           closed_at = excluded.closed_at, late = excluded.late`,
+        [r.messageId, r.rung, r.from, r.to, r.precedence, r.acceptedAt, r.dueAt, r.level, r.nextAt, r.closedAt ?? null, r.late === undefined ? null : r.late ? 1 : 0],
+      );
+    }
+    for (const p of side.linkPairs ?? []) {
+      await c.query(
+        `INSERT INTO link_pairs (from_party, to_party, status, since, last) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (from_party, to_party) DO UPDATE SET status = excluded.status, since = excluded.since, last = excluded.last`,
+        [p.from, p.to, p.status, p.since ?? null, p.last ? JSON.stringify(p.last) : null],
+      );
+    }
+    for (const { test, done } of side.linkTests ?? []) {
+      await c.query(
+        `INSERT INTO link_tests (message_id, from_party, to_party, sent_at, due_at, done) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (message_id) DO UPDATE SET done = excluded.done`,
+        [test.messageId, test.from, test.to, test.sentAt, test.dueAt, done ? 1 : 0],
+      );
+    }
+    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
+    for (const { event, rank, mailboxes } of side.events ?? []) {
+      const json = JSON.stringify(event);
+      const id = (await c.query<{ id: number }>('INSERT INTO events (type, event, at) VALUES ($1, $2, $3) RETURNING id', [event.type, json, event.at])).rows[0]!.id;
+      for (const device of mailboxes) {
+        const cursor = await this.insertMailbox(c, device, 'event', id, rank);
+        delivered.push({ device, item: { cursor, rank, kind: 'event', json, acceptedAt: event.at } });
+      }
+      await this.audit(c, event as AuditEntry, locked);
+    }
+    return delivered;
+  }
+
+  async loadDeadlines(): Promise<DeadlineRecord[]> {
+    const { rows } = await this.pool.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL ORDER BY next_at, message_id, rung');
+    return rows.map((r) => ({
+      messageId: r.message_id,
+      from: r.from_party,
+      to: r.to_party,
+      precedence: r.precedence,
+      rung: r.rung,
+      acceptedAt: r.accepted_at,
+      dueAt: r.due_at,
+      level: r.level,
+      nextAt: r.next_at,
+    }));
+  }
+
+  async loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }> {
+    const pairRows = (
+      await this.pool.query<{ from_party: string; to_party: string; status: LinkStatus; since: number | null; last: string | null }>('SELECT * FROM link_pairs ORDER BY from_party, to_party')
+    ).rows;
+    const pairs = pairRows.map((r): LinkPairRecord => ({
+      from: r.from_party,
+      to: r.to_party,
+      status: r.status,
+      ...(r.since === null ? {} : { since: r.since }),
+      ...(r.last === null ? {} : { last: JSON.parse(r.last) as LinkPairRecord['last'] & object }),
+    }));
+    const testRows = (
+      await this.pool.query<{ message_id: string; from_party: string; to_party: string; sent_at: number; due_at: number }>('SELECT * FROM link_tests WHERE done = 0 ORDER BY due_at')
+    ).rows;
+    const pending = testRows.map((r): PendingTest => ({ messageId: r.message_id, from: r.from_party, to: r.to_party, sentAt: r.sent_at, dueAt: r.due_at }));
+    return { pairs, pending };
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean> {
+    const c = certificate.cert;
+    return this.tx(async (client) => {
+      const r = await client.query(
+        `INSERT INTO devices (party, device, sign_key, role, not_before, not_after, certificate, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+        [c.party, c.device, c.signKey, c.role, c.notBefore, c.notAfter, JSON.stringify(certificate), at],
+      );
+      if (r.rowCount === 0) return false;
+      await this.audit(client, audit, new Set());
+      return true;
+    });
+  }
+
+  async putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean> {
+    const r = revocation.revocation;
+    return this.tx(async (client) => {
+      const res = await client.query('INSERT INTO revocations (party, device, sign_key, revocation, stored_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [
+        r.party,
+        r.device,
+        r.signKey,
+        JSON.stringify(revocation),
+        at,
+      ]);
+      if (res.rowCount === 0) return false;
+      await this.audit(client, audit, new Set());
+      return true;
+    });
+  }
+
+  async listDevices(): Promise<DeviceCertificate[]> {
+    const { rows } = await this.pool.query<{ certificate: string }>('SELECT certificate FROM devices ORDER BY party, device, not_before');
+    return rows.map((r) => JSON.parse(r.certificate) as DeviceCertificate);
+  }
+
+  async listRevocations(): Promise<Revocation[]> {
+    const { rows } = await this.pool.query<{ revocation: string }>('SELECT revocation FROM revocations ORDER BY stored_at, party, device');
+    return rows.map((r) => JSON.parse(r.revocation) as Revocation);
+  }
+
+  async getEnvelope(id: string): Promise<StoredEnvelope | undefined> {
+    const row = (await this.pool.query<{ envelope: string; hash: string; accepted_at: number }>('SELECT envelope, hash, accepted_at FROM envelopes WHERE id = $1', [id])).rows[0];
+    if (!row) return undefined;
+    return { envelope: JSON.parse(row.envelope) as Envelope, envelopeHash: row.hash, acceptedAt: row.accepted_at };
+  }
+
+  async getMessage(id: string): Promise<StoredMessage | undefined> {
+    const row = (await this.pool.query<{ header: string; hash: string }>('SELECT header, hash FROM envelopes WHERE id = $1', [id])).rows[0];
+    return row ? { header: JSON.parse(row.header) as EnvelopeHeader, envelopeHash: row.hash } : undefined;
+  }
+
+  private async writeEnvelope(c: pg.PoolClient, w: EnvelopeWrite, locked: Set<pg.PoolClient>): Promise<WriteResult> {
+    const h = w.envelope.header;
+    // What the replay check needs, read in one round trip inside the transaction (so that earlier
+    // writes of the batch count): the stored hash and time of this id, the device's highest seq,
+    // and whether this seq is used.
+    const known = (
+      await c.query<{ hash: string | null; accepted_at: number | null; last_seq: number | null; used: boolean }>(
+        `SELECT (SELECT hash FROM envelopes WHERE id = $1) AS hash,
+                (SELECT accepted_at FROM envelopes WHERE id = $1) AS accepted_at,
+                (SELECT last_seq FROM device_seq WHERE device = $2) AS last_seq,
+                EXISTS (SELECT 1 FROM envelopes WHERE from_party = $3 AND from_device = $4 AND seq = $5) AS used`,
+        [h.id, deviceKey(h.from), h.from.party, h.from.device, h.seq],
+      )
+    ).rows[0]!;
+    const guard = {
+      lastSeq: () => known.last_seq ?? 0,
+      seqUsed: (_party: string, _device: string, seq: number) => {
+        if (seq !== h.seq) throw new Error(`replay guard asked about seq ${seq}, read for ${h.seq}`);
+        return known.used;
+      },
+      hashOf: () => known.hash ?? undefined,
+    };
+    // Checked again here, inside the transaction: two envelopes may have passed the relay's checks
+    // concurrently (on this node or another), and only the first of a (device, seq) or id may win;
+    // the unique indexes settle a race between nodes (the batch then fails and is retried write by write).
+    if (checkReplay(h, guard, w.envelopeHash) === 'duplicate') {
+      return { ok: true, status: 'duplicate', acceptedAt: known.accepted_at! };
+    }
+    const json = JSON.stringify(w.envelope);
+    await c.query(
+      'INSERT INTO envelopes (id, hash, from_party, from_device, to_party, precedence, seq, header, envelope, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+      [h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt],
+    );
+    await c.query(
+      'INSERT INTO device_seq (device, last_seq) VALUES ($1, $2) ON CONFLICT (device) DO UPDATE SET last_seq = GREATEST(device_seq.last_seq, excluded.last_seq)',
+      [deviceKey(h.from), h.seq],
+    );
+    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
+    for (const device of w.mailboxes) {
+      const cursor = await this.insertMailbox(c, device, 'envelope', h.id, w.rank);
+      delivered.push({ device, item: { cursor, rank: w.rank, kind: 'envelope', json, acceptedAt: w.acceptedAt } });
+    }
+    await this.audit(c, w.audit, locked);
+    const followers = await this.applySideEffects(c, w.effects, locked);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
+  }
+
+  private async writeReceipt(c: pg.PoolClient, w: ReceiptWrite, locked: Set<pg.PoolClient>): Promise<WriteResult> {
+    const r = w.receipt.receipt;
+    const existing = (
+      await c.query<{ accepted_at: number }>('SELECT accepted_at FROM receipts WHERE message_id = $1 AND kind = $2 AND by_party = $3 AND by_device = $4', [
+        r.messageId,
+        r.kind,
+        r.by.party,
+        r.by.device,
+      ])
+    ).rows[0];
+    if (existing) return { ok: true, status: 'duplicate', acceptedAt: existing.accepted_at };
+    const json = JSON.stringify(w.receipt);
+    const id = (
+      await c.query<{ id: number }>(
+        'INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
+        [r.messageId, r.kind, r.by.party, r.by.device, json, r.at, w.acceptedAt],
+      )
+    ).rows[0]!.id;
+    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
+    for (const device of w.mailboxes) {
+      const cursor = await this.insertMailbox(c, device, 'receipt', id, w.rank);
+      delivered.push({ device, item: { cursor, rank: w.rank, kind: 'receipt', json, acceptedAt: w.acceptedAt } });
+    }
+    await this.audit(c, w.audit, locked);
+    const followers = await this.applySideEffects(c, w.effects, locked);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
+  }
+
+  async commit(writes: readonly Write[]): Promise<WriteResult[]> {
+    // As the SQLite adapter: one transaction (one WAL flush) for the batch; each write checks
+    // everything that could refuse it before its first statement, so a refused write has touched
+    // nothing. Anything else failing part-way rolls the batch back, and each write is retried in
+    // its own transaction so that one bad write fails alone.
+    try {
+      return await this.tx((c) => this.writeBatch(c, writes));
+    } catch {
+      const results: WriteResult[] = [];
+      for (const w of writes) {
+        try {
+          results.push((await this.tx((c) => this.writeBatch(c, [w])))[0]!);
+        } catch (error) {
+          results.push({ ok: false, error: storeFailed(error) });
+        }
+      }
+      return results;
+    }
+  }
+
+  private async writeBatch(c: pg.PoolClient, writes: readonly Write[]): Promise<WriteResult[]> {
+    const acks: [number, DeviceKey][] = [];
+    const locked = new Set<pg.PoolClient>();
+    const results: WriteResult[] = [];
+    for (const w of writes) {
+      if (w.kind === 'ack') {
+        for (const cursor of w.cursors) acks.push([cursor, w.device]);
+        results.push({ ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] });
+        continue;
+      }
+      try {
+        results.push(
+          w.kind === 'envelope'
+            ? await this.writeEnvelope(c, w, locked)
+            : w.kind === 'receipt'
+              ? await this.writeReceipt(c, w, locked)
+              : { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: await this.applySideEffects(c, w, locked) },
+        );
+      } catch (error) {
+        // Refusals are thrown before anything is written; anything else aborts the batch (above).
+        if (error instanceof HotlineError && error.code !== 'HL_ERR_STORE_FAILED') {
+          results.push({ ok: false, error });
+          continue;
+        }
+        throw error;
+      }
+    }
+    if (acks.length > 0) await this.ackIn(c, acks);
+    return results;
+  }
+
+  /** All acks of a batch in one statement. Cursors are unique across devices; the device check keeps a device from acknowledging another's items. */
+  private async ackIn(q: Queryable, acks: readonly [number, DeviceKey][]): Promise<void> {
+    await q.query(
+      `UPDATE mailbox SET acked = 1 FROM unnest($1::bigint[], $2::text[]) AS a(c, d)
+        WHERE mailbox.cursor = a.c AND mailbox.device = a.d AND mailbox.acked = 0`,
+      [acks.map((a) => a[0]), acks.map((a) => a[1])],
+    );
+  }
+
+  async mailbox(device: DeviceKey, options: { after?: MailboxPosition; upTo: number; limit: number }): Promise<MailboxItem[]> {
+    const { after, upTo, limit } = options;
+    // Keyset paging on (device, acked, rank, cursor): PostgreSQL seeks a row-value comparison on the whole key.
+    const { rows } = await this.pool.query<MailboxRow>(
+      `${MAILBOX_SELECT} WHERE m.device = $1 AND m.acked = 0 AND (m.rank, m.cursor) > ($2, $3) AND m.cursor <= $4 ORDER BY m.rank, m.cursor LIMIT $5`,
+      [device, after?.rank ?? -1, after?.cursor ?? 0, upTo, limit],
+    );
+    return rows.map((row): MailboxItem => ({ cursor: row.cursor, rank: row.rank, kind: row.kind, json: row.json, acceptedAt: row.accepted_at }));
+  }
+
+  async maxCursor(): Promise<number> {
+    return (await this.pool.query<{ c: number | null }>('SELECT MAX(cursor) AS c FROM mailbox')).rows[0]?.c ?? 0;
+  }
+
+  async ack(device: DeviceKey, cursors: readonly number[]): Promise<number> {
+    await this.ackIn(this.pool, cursors.map((c) => [c, device]));
+    return this.ackedCursor(device);
+  }
+
+  async lastSeq(device: DeviceKey): Promise<number> {
+    return (await this.pool.query<{ last_seq: number }>('SELECT last_seq FROM device_seq WHERE device = $1', [device])).rows[0]?.last_seq ?? 0;
+  }
+
+  async ackedCursor(device: DeviceKey): Promise<number> {
+    // One index probe per rank (there are four), not a scan of the device's history.
+    const { rows } = await this.pool.query<{ c: number | null }>(
+      `SELECT GREATEST(
+         (SELECT MAX(cursor) FROM mailbox WHERE device = $1 AND acked = 1 AND rank = 0),
+         (SELECT MAX(cursor) FROM mailbox WHERE device = $1 AND acked = 1 AND rank = 1),
+         (SELECT MAX(cursor) FROM mailbox WHERE device = $1 AND acked = 1 AND rank = 2),
+         (SELECT MAX(cursor) FROM mailbox WHERE device = $1 AND acked = 1 AND rank = 3)) AS c`,
+      [device],
+    );
+    return rows[0]?.c ?? 0;
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<number> {
+    return this.tx((c) => this.audit(c, entry, new Set()));
+  }
+
+  /** Append many entries in one transaction: for building large test and bench logs. */
+  async appendAuditMany(entries: Iterable<AuditEntry>): Promise<number> {
+    return this.tx(async (c) => {
+      const locked = new Set<pg.PoolClient>();
+      let n = 0;
+      for (const e of entries) {
+        await this.audit(c, e, locked);
+        n++;
+      }
+      return n;
+    });
+  }
+
+  async auditSize(): Promise<number> {
+    return this.tree.size(this.pool);
+  }
+
+  async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
+    const { rows } = await this.pool.query<{ idx: number; entry: string; leaf_hash: Buffer }>('SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [from, to]);
+    return rows.map((r) => ({ idx: r.idx, entry: r.entry, leafHash: new Uint8Array(r.leaf_hash) }));
+  }
+
+  async auditNodes(refs: readonly NodeRef[]): Promise<Uint8Array[]> {
+    return this.tree.nodes(this.pool, refs);
+  }
+
+  async checkAuditTree(): Promise<string | undefined> {
+    // One snapshot for the whole check: another node may append meanwhile.
+    return this.snapshot((c) => this.tree.check(c));
+  }
+
+  async checkAuditNodes(level: number, from: number, to: number): Promise<string | undefined> {
+    return this.snapshot((c) => this.tree.checkNodes(c, level, from, to));
+  }
+
+  async rebuildAuditTree(): Promise<number> {
+    return this.tx(async (c) => {
+      await c.query(lockSql(LOCK_AUDIT));
+      return this.tree.rebuild(c);
+    });
+  }
+
+  /** A read-only transaction at REPEATABLE READ: every query of `fn` sees the same state. */
+  private async snapshot<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.tx(async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      return fn(c);
+    });
+  }
+
+  async putCheckpoint(c: StoredCheckpoint): Promise<boolean> {
+    const r = await this.pool.query('INSERT INTO checkpoints (size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [c.size, c.rootHash, c.note, c.createdAt]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async listCheckpoints(after = -1): Promise<StoredCheckpoint[]> {
+    return (await this.pool.query<CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size > $1 ORDER BY size', [after])).rows.map(toCheckpoint);
+  }
+
+  async getCheckpoint(size?: number): Promise<StoredCheckpoint | undefined> {
+    const { rows } =
+      size === undefined
+        ? await this.pool.query<CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1')
+        : await this.pool.query<CheckpointRow>('SELECT size, root_hash, note, created_at FROM checkpoints WHERE size = $1', [size]);
+    return rows[0] ? toCheckpoint(rows[0]) : undefined;
+  }
+
+  async putCosignature(c: StoredCosignature): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO cosignatures (size, cosigner, signature, at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (size, cosigner) DO UPDATE SET signature = excluded.signature, at = excluded.at`,
+      [c.size, c.cosigner, c.signature, c.at],
+    );
+  }
+
+  async listCosignatures(size?: number): Promise<StoredCosignature[]> {
+    const { rows } =
+      size === undefined
+        ? await this.pool.query<StoredCosignature>('SELECT size, cosigner, signature, at FROM cosignatures ORDER BY size, cosigner')
+        : await this.pool.query<StoredCosignature>('SELECT size, cosigner, signature, at FROM cosignatures WHERE size = $1 ORDER BY cosigner', [size]);
+    return rows.map((r) => ({ size: r.size, cosigner: r.cosigner, signature: r.signature, at: r.at }));
+  }
+
+  /**
+   * PostgreSQL checks its own pages (checksums, WAL replay) and has no quick_check; what is checked
+   * here is that the schema is the one this relay knows and every table of it is readable.
+   */
+  async checkIntegrity(): Promise<string | undefined> {
+    try {
+      const version = await this.schemaVersion();
+      if (version !== PG_MIGRATIONS.length) return `the schema is at version ${version}, this relay expects ${PG_MIGRATIONS.length}`;
+      for (const table of ['meta', 'devices', 'revocations', 'envelopes', 'receipts', 'events', 'mailbox', 'audit_entries', 'audit_nodes', 'checkpoints']) {
+        await this.pool.query(`SELECT 1 FROM ${table} LIMIT 1`);
+      }
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  async relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
+    const { kind, local, peer, after, limit } = options;
+    const { rows } =
+      kind === 'envelope'
+        ? await this.pool.query<{ pos: number; json: string; accepted_at: number }>(
+            `SELECT e.pos, e.envelope AS json, e.accepted_at FROM envelopes e
+              WHERE e.pos > $1 AND e.from_party = $2 AND e.to_party = $3
+                AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'envelope' AND s.ref = e.id AND s.peer = $3)
+              ORDER BY e.pos LIMIT $4`,
+            [after, local, peer, limit],
+          )
+        : await this.pool.query<{ pos: number; json: string; accepted_at: number }>(
+            `SELECT r.id AS pos, r.receipt AS json, r.accepted_at FROM receipts r JOIN envelopes e ON e.id = r.message_id
+              WHERE r.id > $1 AND r.by_party = $2 AND e.from_party = $3
+                AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'receipt' AND s.peer = $3
+                                  AND s.ref = r.message_id || '/' || r.kind || '/' || r.by_party || '/' || r.by_device)
+              ORDER BY r.id LIMIT $4`,
+            [after, local, peer, limit],
+          );
+    return rows.map((r) => ({ pos: r.pos, json: r.json, acceptedAt: r.accepted_at }));
+  }
+
+  async markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
+    try {
+      return await this.tx(async (c) => {
+        let fresh = false;
+        for (const m of marks) {
+          const r = await c.query('INSERT INTO relay_sent (kind, ref, peer, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [m.kind, m.ref, m.peer, m.at]);
+          fresh = (r.rowCount ?? 0) > 0 || fresh;
+        }
+        // The events (the sender's `message.relayed`) go with the first confirmation only.
+        return fresh && events ? this.applySideEffects(c, events, new Set()) : [];
+      });
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (await this.pool.query<{ value: string }>('SELECT value FROM meta WHERE key = $1', [key])).rows[0]?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
+  }
+
+  private closed = false;
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { PgStore } from '../../server/store/pg-store.js';
+import type { Store } from '../../server/store/store.js';
+import type { AuditEntry } from '../../server/relay/records.js';
+import { tempDir } from './deployment.js';
+import { onCleanup } from './test-server.js';
+
+/**
+ * The store adapters the contract suite runs against (test/server/store/store-contract.test.ts):
+ * each `open()` gives a fresh, empty store that is closed and removed after the test. A PostgreSQL
+ * store gets a schema of its own (created here, dropped after), so that suites run in parallel on
+ * one database.
+ */
+export interface StoreAdapter {
+  name: 'sqlite' | 'pg';
+  open(): Promise<OpenedStore>;
+}
+
+export interface OpenedStore {
+  store: Store & { appendAuditMany(entries: Iterable<AuditEntry>): number | Promise<number> };
+  /** Open the same database again (a restart): a second store on the same data. */
+  reopen(): Promise<Store>;
+  /** Run raw SQL on the database (for tests that damage it on purpose); returns the rows of the last statement. */
+  exec(sql: string): Promise<Record<string, unknown>[]>;
+  /** A literal of `bytes` in this adapter's SQL dialect. */
+  blob(bytes: Uint8Array): string;
+}
+
+/** The test database's URL: set by the global setup (test/helpers/postgres-global-setup.ts). */
+export function testDatabaseUrl(): string {
+  const url = process.env['HOTLINE_TEST_DATABASE_URL'];
+  if (!url) throw new Error('HOTLINE_TEST_DATABASE_URL is not set: run the tests through vitest (its global setup finds the database)');
+  return url;
+}
+
+/** A fresh schema name, dropped (with everything in it) after the test. */
+export function testSchema(): string {
+  const schema = `t_${randomBytes(8).toString('hex')}`;
+  onCleanup(async () => {
+    const client = new pg.Client({ connectionString: testDatabaseUrl() });
+    await client.connect();
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    } finally {
+      await client.end();
+    }
+  });
+  return schema;
+}
+
+export const sqliteAdapter: StoreAdapter = {
+  name: 'sqlite',
+  async open() {
+    const dir = tempDir();
+    const path = join(dir.path, 'hotline.sqlite');
+    const store = new SqliteStore(path);
+    const others: Store[] = [];
+    onCleanup(async () => {
+      for (const s of others) await s.close();
+      await store.close();
+      dir.remove();
+    });
+    return {
+      store,
+      async reopen() {
+        const s = new SqliteStore(path);
+        others.push(s);
+        return s;
+      },
+      async exec(sql: string) {
+        const db = new Database(path);
+        try {
+          const stmt = db.prepare(sql);
+          if (stmt.reader) return stmt.all() as Record<string, unknown>[];
+          stmt.run();
+          return [];
+        } finally {
+          db.close();
+        }
+      },
+      blob: (bytes) => `X'${Buffer.from(bytes).toString('hex')}'`,
+    };
+  },
+};
+
+export const pgAdapter: StoreAdapter = {
+  name: 'pg',
+  async open() {
+    const url = testDatabaseUrl();
+    const schema = testSchema();
+    const store = await PgStore.open(url, { schema, maxConnections: 4 });
+    const others: Store[] = [];
+    // Registered after testSchema's cleanup, so run before it (cleanups run in reverse order).
+    onCleanup(async () => {
+      for (const s of others) await s.close();
+      await store.close();
+    });
+    return {
+      store,
+      async reopen() {
+        const s = await PgStore.open(url, { schema, maxConnections: 4 });
+        others.push(s);
+        return s;
+      },
+      async exec(sql: string) {
+        const client = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
+        await client.connect();
+        try {
+          return (await client.query<Record<string, unknown>>(sql)).rows;
+        } finally {
+          await client.end();
+        }
+      },
+      blob: (bytes) => `'\\x${Buffer.from(bytes).toString('hex')}'::bytea`,
+    };
+  },
+};
+
+export const STORE_ADAPTERS: readonly StoreAdapter[] = [sqliteAdapter, pgAdapter];
