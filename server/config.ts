@@ -30,6 +30,11 @@ export interface ServerConfig {
   relayPath?: string;
   /** Where to dial peer relays instead of the agreement's URLs, by party. */
   peerUrls?: Record<string, string[]>;
+  /**
+   * `postgres://…`: keep the relay's data in this PostgreSQL database instead of the SQLite file in
+   * the data directory (README "Running on PostgreSQL"). Holds a password: never logged.
+   */
+  databaseUrl?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -54,6 +59,7 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--max-connections-per-address': 'HOTLINE_MAX_CONNECTIONS_PER_ADDRESS',
   '--relay': 'HOTLINE_RELAY',
   '--peer-url': 'HOTLINE_PEER_URL',
+  '--database-url': 'HOTLINE_DATABASE_URL',
 };
 
 /**
@@ -171,6 +177,12 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
   }
   if (peerText !== undefined && relayPath === undefined) problems.push('HOTLINE_PEER_URL (--peer-url) needs HOTLINE_RELAY (--relay)');
 
+  const databaseUrl = text('HOTLINE_DATABASE_URL');
+  if (databaseUrl !== undefined && !isPostgresUrl(databaseUrl)) {
+    // Not echoed: the URL may hold a password.
+    problems.push('HOTLINE_DATABASE_URL (--database-url) must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/database)');
+  }
+
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
     agreementPath: agreementPath!,
@@ -186,5 +198,15 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(acceptDataLoss ? { acceptDataLoss: true } : {}),
     ...(relayPath !== undefined ? { relayPath } : {}),
     ...(Object.keys(peerUrls).length > 0 ? { peerUrls } : {}),
+    ...(databaseUrl !== undefined ? { databaseUrl } : {}),
   };
+}
+
+function isPostgresUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.pathname.length > 1;
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { HotlineError } from '../shared/errors.js';
+import { HotlineError, isHotlineError } from '../shared/errors.js';
 import { logKeyOf, parseAgreement, parseLogSecret, parseRelaySecret } from '../shared/crypto/keys.js';
 import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64, toHex } from '../shared/encoding/base64.js';
@@ -20,6 +20,7 @@ import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
 import { guardStore, type GuardedStore } from './store/guarded-store.js';
 import { checkIntegrityInWorker, SqliteStore } from './store/sqlite-store.js';
+import { PgStore, type PgStoreOptions } from './store/pg-store.js';
 import type { Store } from './store/store.js';
 
 /** Paths pino blanks out, as a second line of defence: the code never logs these in the first place. */
@@ -156,6 +157,12 @@ export interface StartServerOptions {
   sqlite?: { maxPageCount?: number };
   /** Run as the relay of one party (agreement v2): its identity and link settings (AppDeps.relay). */
   relay?: NonNullable<AppDeps['relay']>;
+  /**
+   * `postgres://…`: the store is this PostgreSQL database (server/store/pg-store.ts) instead of the
+   * SQLite file in `dataDir`. `pg` sets PostgreSQL options (tests put each server in a schema of its own).
+   */
+  databaseUrl?: string;
+  pg?: PgStoreOptions;
 }
 
 export interface RunningServer {
@@ -251,6 +258,74 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
   }
 }
 
+/** What an error says of a PostgreSQL URL: host, port and database, never the user or password. */
+function describeDatabase(url: string): string {
+  try {
+    const u = new URL(url);
+    return `PostgreSQL database ${u.pathname.slice(1)} on ${u.hostname}:${u.port || '5432'}`;
+  } catch {
+    return 'the PostgreSQL database';
+  }
+}
+
+const JWT_SECRET_META_KEY = 'jwt_secret';
+
+/**
+ * Open the PostgreSQL store (migrations applied) and check it, as openData does for SQLite: the
+ * audit log must not be shorter than, or differ from, what this node's data directory recorded of
+ * it (`data-identity.json`). Every node of a relay keeps its own data directory (its lock, its
+ * record of the log); they share the database, and with it the token secret (meta `jwt_secret`,
+ * made by the first node to start), so that a token issued by one node is good on every other.
+ */
+async function openPgData(url: string, options: PgStoreOptions, dataDir: string, agreement: Agreement, logger: Logger, acceptDataLoss: boolean): Promise<OpenedData> {
+  const problems: string[] = [];
+  let identity: DataIdentity | undefined;
+  try {
+    identity = readIdentity(dataDir);
+  } catch (err) {
+    if (!acceptDataLoss) throw err;
+    problems.push((err as Error).message);
+  }
+  let store: PgStore;
+  try {
+    store = await PgStore.open(url, options);
+  } catch (cause) {
+    if (isHotlineError(cause)) throw cause;
+    throw new HotlineError('HL_ERR_STORE_FAILED', `cannot open the ${describeDatabase(url)}: ${(cause as Error).message}`, { cause });
+  }
+  const guarded = guardStore(store);
+  try {
+    const damage = await store.checkIntegrity();
+    if (damage) problems.push(`the ${describeDatabase(url)} is not usable: ${damage}`);
+    const size = await store.auditSize();
+    const stored = await store.getMeta(DEPLOYMENT_META_KEY);
+    if (identity) {
+      if (stored !== undefined && stored !== identity.deploymentId) problems.push(`the ${describeDatabase(url)} belongs to another deployment (${stored}, this data directory is ${identity.deploymentId})`);
+      if (size < identity.auditSize) {
+        problems.push(`the audit log has ${size} entries, but ${identity.auditSize} were recorded at ${new Date(identity.writtenAt).toISOString()} (${identity.reason}): entries were lost`);
+      } else if (!damage && (await auditRootAt(store, agreement, logger, identity.auditSize, identity.auditRoot)) !== identity.auditRoot) {
+        problems.push(`the audit log's first ${identity.auditSize} entries do not match the root recorded at ${new Date(identity.writtenAt).toISOString()}: the log was changed`);
+      }
+    }
+    if (problems.length > 0) {
+      if (!acceptDataLoss) throw dataLost(problems);
+      logger.error({ problems }, 'starting with --accept-data-loss: data of this relay was found missing or damaged');
+      await store.appendAudit({ type: 'store.data-loss.accepted', at: Date.now(), problems, ...(identity ? { recorded: { auditSize: identity.auditSize, auditRoot: identity.auditRoot, at: identity.writtenAt } } : {}) });
+    }
+    // The first node to start names the deployment and makes the token secret; the others adopt them.
+    await store.setMetaIfAbsent(DEPLOYMENT_META_KEY, identity?.deploymentId ?? newDeploymentId());
+    const deploymentId = (await store.getMeta(DEPLOYMENT_META_KEY))!;
+    await store.setMetaIfAbsent(JWT_SECRET_META_KEY, toBase64(randomBytes(32)));
+    const jwtSecret = fromBase64((await store.getMeta(JWT_SECRET_META_KEY))!, 32);
+    const now = await store.auditSize();
+    writeIdentity(dataDir, { deploymentId, agreementHash: agreementHash(agreement), auditSize: now, auditRoot: await auditRootAt(store, agreement, logger, now), writtenAt: Date.now(), reason: 'start' });
+    return { store: guarded, jwtSecret, deploymentId };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
 function dataLost(problems: readonly string[], cause?: unknown): HotlineError {
   return new HotlineError(
     'HL_ERR_STORE_DATA_LOST',
@@ -313,7 +388,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const release = acquireLock(dataDir);
   let opened: OpenedData;
   try {
-    opened = await openData(dataDir, agreement, logger, options.acceptDataLoss === true, options.sqlite ?? {});
+    opened = options.databaseUrl
+      ? await openPgData(options.databaseUrl, options.pg ?? {}, dataDir, agreement, logger, options.acceptDataLoss === true)
+      : await openData(dataDir, agreement, logger, options.acceptDataLoss === true, options.sqlite ?? {});
   } catch (error) {
     release();
     throw error;
@@ -371,6 +448,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
     logLevel: config.logLevel,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
+    ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
     ...(config.relayPath ? { relay: { identity: loadRelaySecret(config.relayPath), ...(config.peerUrls ? { peerUrls: config.peerUrls } : {}) } } : {}),
     app: {
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),

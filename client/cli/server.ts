@@ -46,7 +46,9 @@ found; only one server may run on a data directory.
   --relay FILE         run as the relay of one party (agreement version 2): the relay secret file
                        from hotline relay enroll; the relay links to the other parties' relays
                        (README "Two relays"); --log-key is then this relay's own log secret
-  --peer-url PARTY=URL[,PARTY=URL]   dial PARTY's relay here instead of the agreement's URLs`,
+  --peer-url PARTY=URL[,PARTY=URL]   dial PARTY's relay here instead of the agreement's URLs
+  --database-url URL   keep the data in PostgreSQL (postgres://user:pass@host:5432/db) instead of
+                       the SQLite file in the data directory (README "Running on PostgreSQL")`,
   async run(argv, io) {
     // Exactly the server's own flags (server/config.ts), so none is dropped on this path.
     const flags = ['data', ...Object.keys(SERVER_FLAGS).map((f) => f.slice(2))];

@@ -738,6 +738,11 @@ export class PgStore implements Store {
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 
+  /** Set `key` only if it has no value yet (nodes starting together agree on the first one). */
+  async setMetaIfAbsent(key: string, value: string): Promise<void> {
+    await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, value]);
+  }
+
   private closed = false;
 
   async close(): Promise<void> {

@@ -30,7 +30,17 @@ afterEach(async () => {
  * devices enrolled; closed (with its clients) after the test.
  */
 export async function startTestServer(
-  options: { dep?: Deployment; clock?: Clock; app?: AppOptions; logLevel?: LogLevel; enrolAll?: boolean; dataDir?: string; withLogKey?: boolean } = {},
+  options: {
+    dep?: Deployment;
+    clock?: Clock;
+    app?: AppOptions;
+    logLevel?: LogLevel;
+    enrolAll?: boolean;
+    dataDir?: string;
+    withLogKey?: boolean;
+    /** Run on PostgreSQL: this database, in this schema (test/helpers/stores.ts testSchema). */
+    database?: { url: string; schema: string };
+  } = {},
 ): Promise<TestServer> {
   const dep = options.dep ?? (await createDeployment(options.clock?.now()));
   // A given data directory (a copy of another server's) is the caller's to remove.
@@ -45,6 +55,7 @@ export async function startTestServer(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.app ? { app: options.app } : {}),
     ...(options.withLogKey ? { logSecret: dep.logSecret } : {}),
+    ...(options.database ? { databaseUrl: options.database.url, pg: { schema: options.database.schema, maxConnections: 4 } } : {}),
   });
   const clients: LinkClient[] = [];
   cleanups.push(async () => {

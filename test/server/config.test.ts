@@ -50,4 +50,21 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...base, HOTLINE_MAX_CONNECTIONS_PER_ADDRESS: '8' }).maxConnectionsPerAddress).toBe(8);
     expect(codeOf(() => loadConfig(base, ['--max-connections-per-address', '0']))).toBe('HL_ERR_CONFIG_INVALID');
   });
+
+  it('takes the PostgreSQL URL from HOTLINE_DATABASE_URL or --database-url, and never echoes a bad one (it may hold a password)', () => {
+    expect(loadConfig(base).databaseUrl).toBeUndefined();
+    expect(loadConfig({ ...base, HOTLINE_DATABASE_URL: 'postgres://relay:pw@db:5432/hotline' }).databaseUrl).toBe('postgres://relay:pw@db:5432/hotline');
+    expect(loadConfig(base, ['--database-url', 'postgresql://db/hotline']).databaseUrl).toBe('postgresql://db/hotline');
+    let message = '';
+    try {
+      loadConfig(base, ['--database-url', 'mysql://relay:s3cret@db/hotline']);
+    } catch (e) {
+      message = (e as Error).message;
+      expect((e as { code?: string }).code).toBe('HL_ERR_CONFIG_INVALID');
+    }
+    expect(message).toContain('HOTLINE_DATABASE_URL');
+    expect(message).not.toContain('s3cret');
+    // A URL without a database name is refused too.
+    expect(codeOf(() => loadConfig(base, ['--database-url', 'postgres://db:5432']))).toBe('HL_ERR_CONFIG_INVALID');
+  });
 });

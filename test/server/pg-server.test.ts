@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { envelopeHash } from '../../shared/crypto/envelope.js';
+import { signReceipt } from '../../shared/crypto/receipt.js';
+import { loadConfig } from '../../server/config.js';
+import { startOptionsFromConfig } from '../../server/main.js';
+import { PgStore } from '../../server/store/pg-store.js';
+import { CN, JP, createDeployment } from '../helpers/deployment.js';
+import { startTestServer } from '../helpers/test-server.js';
+import { testDatabaseUrl, testSchema } from '../helpers/stores.js';
+import { call, login, seal } from '../helpers/ws-client.js';
+
+/**
+ * The relay on PostgreSQL (issue 12), end to end: the same link as on SQLite, the data in the
+ * database (not the data directory), and a second node on the same database taking over.
+ */
+describe('the relay on PostgreSQL', () => {
+  it('both start paths take the URL: HOTLINE_DATABASE_URL reaches the start options', () => {
+    const config = loadConfig({ HOTLINE_AGREEMENT: 'a.json', HOTLINE_DATA_DIR: 'd', HOTLINE_DATABASE_URL: 'postgres://u:p@h/db' });
+    expect(startOptionsFromConfig(config).databaseUrl).toBe('postgres://u:p@h/db');
+  });
+
+  it('relays a message and its receipts, keeps it in the database, and a second node on the database serves it with the same tokens', async () => {
+    const database = { url: testDatabaseUrl(), schema: testSchema() };
+    const dep = await createDeployment();
+    const a = await startTestServer({ dep, database });
+    const jp = await a.connect(`${JP}/op1`);
+    const cn = await a.connect(`${CN}/op1`);
+    const sender = dep.devices[`${JP}/op1`]!;
+    const recipient = dep.devices[`${CN}/op1`]!;
+    const env = await seal({ sender, to: CN, seq: 1, directory: await a.directory(), plaintext: { body: '本日一二時、演習を中止する。', lang: 'ja' } });
+    jp.send({ t: 'envelope', envelope: env });
+    expect(await jp.waitForType('accepted')).toMatchObject({ id: env.header.id, envelopeHash: envelopeHash(env.header) });
+    const deliver = await cn.waitForType('deliver');
+    expect(deliver.envelope).toEqual(env);
+    const receipt = await signReceipt(recipient, env.header, 'delivered', Date.now());
+    cn.send({ t: 'receipt', receipt });
+    expect((await jp.waitForType('receipt')).receipt).toEqual(receipt);
+
+    // It is in PostgreSQL, in this schema: a store opened on it reads the envelope and the log.
+    const direct = await PgStore.open(database.url, { schema: database.schema, maxConnections: 1 });
+    try {
+      expect((await direct.getEnvelope(env.header.id))?.envelope).toEqual(env);
+      const size = await direct.auditSize();
+      expect(size).toBeGreaterThan(2);
+      const entries = (await direct.auditEntries(0, size)).map((e) => e.entry);
+      expect(entries.some((e) => e.includes('"envelope.accepted"'))).toBe(true);
+    } finally {
+      await direct.close();
+    }
+
+    // A second node: its own (empty) data directory, the same database. A token issued by the
+    // first node is good here (the token secret is in the database), and the stored message and
+    // its audit log are served as they are.
+    const token = await login(a.url, sender, dep.agreement);
+    const b = await startTestServer({ dep, database, enrolAll: false });
+    expect((await call(b.url, 'GET', '/readyz')).status).toBe(200);
+    expect((await call(b.url, 'GET', '/v1/directory', undefined, token)).status).toBe(200);
+    const cnOnB = await b.connect(`${CN}/archive1`);
+    expect((await cnOnB.waitForType('deliver')).envelope).toEqual(env);
+    const audit = await call(b.url, 'GET', '/v1/audit/entries', undefined, await b.token(`${JP}/audit1`));
+    expect(audit.status).toBe(200);
+    const read = (audit.body as { entries: { idx: number; entry: string }[] }).entries;
+    expect(read.map((e) => e.idx)).toEqual(read.map((_, i) => i));
+    expect(read.some((e) => e.entry.includes(env.header.id))).toBe(true);
+  });
+});
