@@ -15,10 +15,22 @@ export interface StoreFailure {
 /** Methods that change the store: refused while it is known corrupt, so no half-state is written on top. */
 const WRITES = new Set<string | symbol>(['putDevice', 'putRevocation', 'commit', 'ack', 'appendAudit', 'setMeta', 'rebuildAuditTree', 'putCheckpoint', 'putCosignature']);
 
-/** SQLite result codes (better-sqlite3's `err.code`) that mean the file itself is damaged. */
-const CORRUPT_CODES = /^SQLITE_(CORRUPT|NOTADB)/;
-/** Codes that mean the store cannot write now (full disk, I/O, read-only file), not a bad request. */
-const FAILING_CODES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM|BUSY|LOCKED)/;
+/**
+ * Codes that mean the data itself is damaged: SQLite result codes (better-sqlite3's `err.code`), and
+ * PostgreSQL's SQLSTATE XX001/XX002 (data or index corrupted).
+ */
+const CORRUPT_CODES = /^(SQLITE_(CORRUPT|NOTADB)|XX00[12]$)/;
+/**
+ * Codes that mean the store cannot write now, not a bad request: SQLite's full disk, I/O, read-only
+ * file; PostgreSQL's SQLSTATE classes 08 (connection), 53 (insufficient resources: disk full, out of
+ * memory, too many connections), 57P (server shutting down or starting), 58 (system I/O), 40001/40P01
+ * (serialisation failure, deadlock: retry), 25006 (read-only transaction: a standby after fail-over);
+ * and the socket errors of an unreachable database.
+ */
+const FAILING_CODES =
+  /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM|BUSY|LOCKED)|08[0-9A-Z]{3}$|53[0-9A-Z]{3}$|57P0[1-4]$|58[0-9A-Z]{3}$|40001$|40P01$|25006$|E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN|NOTFOUND)$)/;
+/** node-postgres's own errors for a lost or unobtainable connection, which carry no code. */
+const CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly)/;
 
 /** A store whose failures are known: what /readyz reports and how writes are refused. */
 export interface GuardedStore extends Store {
@@ -56,8 +68,9 @@ export function guardStore(inner: Store, now: () => number = Date.now): GuardedS
   };
   const fail = (err: unknown): never => {
     if (isHotlineError(err)) throw err;
-    const code = (err as { code?: unknown })?.code;
     const message = (err as Error)?.message ?? String(err);
+    const raw = (err as { code?: unknown })?.code;
+    const code = typeof raw === 'string' ? raw : CONNECTION_LOST.test(message) ? 'ECONNRESET' : undefined;
     if (typeof code === 'string' && CORRUPT_CODES.test(code)) failure = becomeCorrupt(`the database is corrupt (${code}: ${message})`);
     else if (typeof code === 'string' && FAILING_CODES.test(code)) failure ??= { kind: 'failing', reason: `the database cannot write (${code}: ${message})`, since: now() };
     else throw err;

@@ -5,7 +5,8 @@ import { loadConfig } from '../../server/config.js';
 import { startOptionsFromConfig } from '../../server/main.js';
 import { PgStore } from '../../server/store/pg-store.js';
 import { CN, JP, createDeployment } from '../helpers/deployment.js';
-import { startTestServer } from '../helpers/test-server.js';
+import { onCleanup, startTestServer } from '../helpers/test-server.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { testDatabaseUrl, testSchema } from '../helpers/stores.js';
 import { call, login, seal } from '../helpers/ws-client.js';
 
@@ -62,5 +63,50 @@ describe('the relay on PostgreSQL', () => {
     const read = (audit.body as { entries: { idx: number; entry: string }[] }).entries;
     expect(read.map((e) => e.idx)).toEqual(read.map((_, i) => i));
     expect(read.some((e) => e.entry.includes(env.header.id))).toBe(true);
+  });
+});
+
+describe('PostgreSQL unreachable', () => {
+  it('readiness is 503 HL_ERR_STORE_FAILED and nothing is accepted while the database is away; the relay recovers by itself', async () => {
+    const url = new URL(testDatabaseUrl());
+    const proxy = await TcpProxy.start({ host: url.hostname, port: Number(url.port || 5432) });
+    onCleanup(() => proxy.close());
+    const viaProxy = new URL(url);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const dep = await createDeployment();
+    const schema = testSchema();
+    const s = await startTestServer({ dep, database: { url: viaProxy.toString(), schema } });
+    const jp = await s.connect(`${JP}/op1`);
+    const directory = await s.directory();
+    const sender = dep.devices[`${JP}/op1`]!;
+    const first = await seal({ sender, to: CN, seq: 1, directory, plaintext: { body: 'before', lang: 'en' } });
+    jp.send({ t: 'envelope', envelope: first });
+    await jp.waitForType('accepted', (f) => f.id === first.header.id);
+
+    proxy.cut();
+    const ready = await call(s.url, 'GET', '/readyz');
+    expect([ready.status, ready.body.error.code]).toEqual([503, 'HL_ERR_STORE_FAILED']);
+    // The store's own reason (a known failure, not "does not answer"), without the password.
+    expect(ready.body.error.message).toMatch(/^the database cannot write \((ECONNRESET|ECONNREFUSED|57P01|08\w+)/);
+    expect(ready.body.error.message).not.toContain(url.password);
+    // An envelope sent now is refused (retry later), not accepted.
+    const during = await seal({ sender, to: CN, seq: 2, directory, plaintext: { body: 'during', lang: 'en' } });
+    jp.send({ t: 'envelope', envelope: during });
+    const refused = await jp.waitForType('error', (f) => f.ref === during.header.id);
+    expect(refused.code).toBe('HL_ERR_STORE_FAILED');
+
+    proxy.restore();
+    expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+    // Sent again, it is accepted, and both are stored once.
+    jp.send({ t: 'envelope', envelope: during });
+    await jp.waitForType('accepted', (f) => f.id === during.header.id);
+    const store = await PgStore.open(viaProxy.toString(), { schema, maxConnections: 1 });
+    try {
+      expect((await store.getEnvelope(first.header.id))?.envelope).toEqual(first);
+      expect((await store.getEnvelope(during.header.id))?.envelope).toEqual(during);
+    } finally {
+      await store.close();
+    }
   });
 });
