@@ -9,33 +9,34 @@ import type { AddressInfo } from 'node:net';
 export class TcpProxy {
   private up = true;
   private readonly sockets = new Set<Socket>();
-  private constructor(
-    private readonly server: Server,
-    readonly port: number,
-  ) {}
+  private readonly server: Server;
+  port = 0;
 
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    let proxy: TcpProxy | undefined;
-    const server = createServer((client) => {
-      if (!proxy?.up) {
+  private constructor(target: { host: string; port: number }) {
+    this.server = createServer((client) => {
+      if (!this.up) {
         client.destroy();
         return;
       }
       const upstream = createConnection(target);
       const pair = [client, upstream];
       for (const s of pair) {
-        proxy.sockets.add(s);
+        this.sockets.add(s);
         s.on('error', () => {});
         s.on('close', () => {
-          proxy!.sockets.delete(s);
+          this.sockets.delete(s);
           for (const o of pair) o.destroy();
         });
       }
       client.pipe(upstream);
       upstream.pipe(client);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy = new TcpProxy(server, (server.address() as AddressInfo).port);
+  }
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const proxy = new TcpProxy(target);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    proxy.port = (proxy.server.address() as AddressInfo).port;
     return proxy;
   }
 
