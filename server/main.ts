@@ -295,6 +295,7 @@ async function openPgData(url: string, options: PgStoreOptions, dataDir: string,
   }
   const guarded = guardStore(store);
   try {
+    await store.lockNode();
     const damage = await store.checkIntegrity();
     if (damage) problems.push(`the ${describeDatabase(url)} is not usable: ${damage}`);
     const size = await store.auditSize();

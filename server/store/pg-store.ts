@@ -106,6 +106,7 @@ export const PG_MIGRATIONS: readonly string[] = [
  */
 const LOCK_MIGRATE = 1;
 const LOCK_AUDIT = 2;
+const LOCK_NODE = 3;
 const lockSql = (purpose: number) => `SELECT pg_advisory_xact_lock(hashtext(current_schema()), ${purpose})`;
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -186,25 +187,32 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export class PgStore implements Store {
   private readonly tree = new PgAuditTree();
 
-  private constructor(private readonly pool: pg.Pool) {}
+  /** The connection holding the node lock (`lockNode`), while it is held. */
+  private lockClient: pg.Client | undefined;
+  private lockWanted = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly clientConfig: pg.ClientConfig,
+  ) {}
 
   static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
       throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier`);
     }
-    const pool = new pg.Pool({
+    const clientConfig: pg.ClientConfig = {
       connectionString: url,
-      max: options.maxConnections ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
       types: TYPES,
       // Durable before "accepted", whatever the server's default; the schema, when given, first on the path.
       options: `-c synchronous_commit=on${schema ? ` -c search_path=${schema}` : ''}`,
-    });
+    };
+    const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
     // An idle connection that the server drops (restart, fail-over) must not crash the process:
     // the pool discards it and the next query opens a new one.
     pool.on('error', () => {});
-    const store = new PgStore(pool);
+    const store = new PgStore(pool, clientConfig);
     try {
       if (schema) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
       await store.migrate();
@@ -242,8 +250,48 @@ export class PgStore implements Store {
     return (await this.pool.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
   }
 
+  /**
+   * Make this store the only one that writes to its database (schema): a session advisory lock on a
+   * connection of its own, held until close. Several relay nodes at once on one database are not
+   * supported yet (each node's deadline timers and live links are its own: README "Running on
+   * PostgreSQL"), so a second node is refused with HL_ERR_STORE_LOCKED until the first stops. If the
+   * lock's connection is lost (a database restart), every write first takes the lock again, and
+   * fails (store failure: readiness 503) while another node holds it.
+   */
+  async lockNode(): Promise<void> {
+    this.lockWanted = true;
+    await this.holdNodeLock();
+  }
+
+  private async holdNodeLock(): Promise<void> {
+    if (!this.lockWanted || this.lockClient) return;
+    const client = new pg.Client(this.clientConfig);
+    client.on('error', () => {
+      if (this.lockClient === client) this.lockClient = undefined;
+      void client.end().catch(() => {});
+    });
+    await client.connect();
+    let held = false;
+    try {
+      held = (await client.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(hashtext(current_schema()), ${LOCK_NODE}) AS held`)).rows[0]?.held === true;
+    } finally {
+      if (!held) await client.end().catch(() => {});
+    }
+    if (!held) {
+      throw new HotlineError(
+        'HL_ERR_STORE_LOCKED',
+        'another relay node is running on this database: several nodes at once are not supported yet; start this one once the other has stopped',
+      );
+    }
+    this.lockClient = client;
+    client.on('end', () => {
+      if (this.lockClient === client) this.lockClient = undefined;
+    });
+  }
+
   /** Run `fn` in one transaction on one connection; rolled back if it throws. */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    await this.holdNodeLock();
     const c = await this.pool.connect();
     let broken: unknown;
     try {
@@ -363,6 +411,7 @@ export class PgStore implements Store {
   }
 
   async ping(): Promise<void> {
+    await this.holdNodeLock();
     await this.pool.query('SELECT 1');
   }
 
@@ -567,6 +616,7 @@ export class PgStore implements Store {
   }
 
   async ack(device: DeviceKey, cursors: readonly number[]): Promise<number> {
+    await this.holdNodeLock();
     await this.ackIn(this.pool, cursors.map((c) => [c, device]));
     return this.ackedCursor(device);
   }
@@ -643,6 +693,7 @@ export class PgStore implements Store {
   }
 
   async putCheckpoint(c: StoredCheckpoint): Promise<boolean> {
+    await this.holdNodeLock();
     const r = await this.pool.query('INSERT INTO checkpoints (size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [c.size, c.rootHash, c.note, c.createdAt]);
     return (r.rowCount ?? 0) > 0;
   }
@@ -660,6 +711,7 @@ export class PgStore implements Store {
   }
 
   async putCosignature(c: StoredCosignature): Promise<void> {
+    await this.holdNodeLock();
     await this.pool.query(
       `INSERT INTO cosignatures (size, cosigner, signature, at) VALUES ($1, $2, $3, $4)
        ON CONFLICT (size, cosigner) DO UPDATE SET signature = excluded.signature, at = excluded.at`,
@@ -735,11 +787,13 @@ export class PgStore implements Store {
   }
 
   async setMeta(key: string, value: string): Promise<void> {
+    await this.holdNodeLock();
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 
   /** Set `key` only if it has no value yet (nodes starting together agree on the first one). */
   async setMetaIfAbsent(key: string, value: string): Promise<void> {
+    await this.holdNodeLock();
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, value]);
   }
 
@@ -748,6 +802,10 @@ export class PgStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.lockWanted = false;
+    const lock = this.lockClient;
+    this.lockClient = undefined;
+    await lock?.end().catch(() => {});
     await this.pool.end();
   }
 }
