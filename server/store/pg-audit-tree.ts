@@ -1,6 +1,9 @@
 import { HotlineError } from '../../shared/errors.js';
 import { bytesEqual } from '../../shared/encoding/base64.js';
-import { nodeHash, type NodeRef } from '../../shared/audit/merkle.js';
+import { utf8 } from '../../shared/encoding/base64.js';
+import { leafHash, nodeHash, type NodeRef } from '../../shared/audit/merkle.js';
+import { formatAuditEntry } from '../../shared/audit/log-verify.js';
+import type { AuditEntry } from '../relay/records.js';
 
 /** What the tree needs of a connection: one query at a time (a pool, or a client inside a transaction). */
 export interface Queryable {
@@ -21,17 +24,6 @@ export class PgAuditTree {
   async size(q: Queryable): Promise<number> {
     const { rows } = await q.query<{ n: number | null }>('SELECT MAX(idx) + 1 AS n FROM audit_entries');
     return rows[0]?.n ?? 0;
-  }
-
-  /** Inside the caller's transaction (holding the audit lock): store the subtrees that leaf `idx` closes. */
-  async addLeaf(q: Queryable, idx: number, leaf: Uint8Array): Promise<void> {
-    let hash = leaf;
-    let i = idx;
-    for (let level = 1; i % 2 === 1; level++) {
-      hash = nodeHash(await this.node(q, level - 1, i - 1), hash);
-      i = (i - 1) / 2;
-      await q.query('INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash', [level, i, Buffer.from(hash)]);
-    }
   }
 
   async node(q: Queryable, level: number, index: number): Promise<Uint8Array> {
@@ -145,5 +137,93 @@ export class PgAuditTree {
       }
     }
     return size;
+  }
+}
+
+/**
+ * The complete subtrees on the right edge of a tree of `size` leaves (its frontier), highest first:
+ * one per bit set in `size`. Appending needs exactly these.
+ */
+export function frontierRefs(size: number): NodeRef[] {
+  const refs: NodeRef[] = [];
+  let offset = 0;
+  for (let level = size < 1 ? -1 : Math.floor(Math.log2(size)); level >= 0; level--) {
+    const width = 2 ** level;
+    if (Math.floor(size / width) % 2 === 1) {
+      refs.push({ level, index: offset / width });
+      offset += width;
+    }
+  }
+  return refs;
+}
+
+/**
+ * The audit appends of one transaction. The first append takes the audit lock (held to commit:
+ * appends get one serial order across every node on the database) and reads the last entry and the
+ * tree's frontier (O(log n) rows, one round trip); the entries and the nodes they close are then
+ * computed in memory and written at `flush`, two statements for the whole transaction, whatever
+ * the batch size. Nothing is written unless `flush` runs before the commit.
+ */
+export class AuditAppender {
+  private started = false;
+  private size = 0;
+  private last: Uint8Array | null = null;
+  private edge: Uint8Array[] = [];
+  private entries: { idx: number; text: string; hash: Uint8Array }[] = [];
+  private nodes: { level: number; idx: number; hash: Uint8Array }[] = [];
+
+  constructor(
+    private readonly q: Queryable,
+    private readonly tree: PgAuditTree,
+    private readonly lockSql: string,
+  ) {}
+
+  async append(entry: AuditEntry): Promise<number> {
+    if (!this.started) await this.start();
+    // Each entry names its own index and the leaf hash of the one before it (shared/audit/log-verify.ts).
+    const idx = this.size;
+    const text = formatAuditEntry(entry, idx, this.last);
+    const hash = leafHash(utf8(text));
+    this.entries.push({ idx, text, hash });
+    let h = hash;
+    let i = idx;
+    for (let level = 1; i % 2 === 1; level++) {
+      h = nodeHash(this.edge.pop()!, h);
+      i = (i - 1) / 2;
+      this.nodes.push({ level, idx: i, hash: h });
+    }
+    this.edge.push(h);
+    this.size++;
+    this.last = hash;
+    return idx;
+  }
+
+  private async start(): Promise<void> {
+    await this.q.query(this.lockSql);
+    const last = (await this.q.query<{ idx: number; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_entries ORDER BY idx DESC LIMIT 1')).rows[0];
+    this.size = last ? last.idx + 1 : 0;
+    this.last = last ? new Uint8Array(last.leaf_hash) : null;
+    // A missing or damaged frontier node fails here with HL_ERR_AUDIT_LEAF_MISMATCH, as a read would.
+    this.edge = await this.tree.nodes(this.q, frontierRefs(this.size));
+    this.started = true;
+  }
+
+  /** Write what was appended (inside the transaction, before its commit). */
+  async flush(): Promise<void> {
+    if (this.entries.length > 0) {
+      await this.q.query('INSERT INTO audit_entries (idx, entry, leaf_hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])', [
+        this.entries.map((e) => e.idx),
+        this.entries.map((e) => e.text),
+        this.entries.map((e) => Buffer.from(e.hash)),
+      ]);
+    }
+    if (this.nodes.length > 0) {
+      await this.q.query(
+        'INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[]) ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash',
+        [this.nodes.map((n) => n.level), this.nodes.map((n) => n.idx), this.nodes.map((n) => Buffer.from(n.hash))],
+      );
+    }
+    this.entries = [];
+    this.nodes = [];
   }
 }

@@ -1,8 +1,6 @@
 import pg from 'pg';
 import { HotlineError } from '../../shared/errors.js';
-import { utf8 } from '../../shared/encoding/base64.js';
-import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
-import { formatAuditEntry } from '../../shared/audit/log-verify.js';
+import type { NodeRef } from '../../shared/audit/merkle.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
 import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
 import {
@@ -24,7 +22,7 @@ import {
   type WriteResult,
 } from '../relay/records.js';
 import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
-import { PgAuditTree, type Queryable } from './pg-audit-tree.js';
+import { AuditAppender, PgAuditTree, type Queryable } from './pg-audit-tree.js';
 
 /**
  * Schema migrations of the PostgreSQL adapter, applied in order at start; the table
@@ -313,33 +311,33 @@ export class PgStore implements Store {
   }
 
   /**
-   * Append inside the caller's transaction. The first append of a transaction takes the audit
-   * lock (held to its commit), so that entries are appended in one serial order by every node
-   * sharing the database, each after the one it chains to.
+   * One transaction that may append audit entries: `fn` appends through the AuditAppender, which
+   * takes the audit lock at the first append; the entries are written before the commit.
    */
-  private async audit(c: pg.PoolClient, entry: AuditEntry, locked: Set<pg.PoolClient>): Promise<number> {
-    if (!locked.has(c)) {
-      await c.query(lockSql(LOCK_AUDIT));
-      locked.add(c);
-    }
-    const last = (await c.query<{ idx: number; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_entries ORDER BY idx DESC LIMIT 1')).rows[0];
-    const idx = last ? last.idx + 1 : 0;
-    const text = formatAuditEntry(entry, idx, last ? new Uint8Array(last.leaf_hash) : null);
-    const hash = leafHash(utf8(text));
-    await c.query('INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES ($1, $2, $3)', [idx, text, Buffer.from(hash)]);
-    await this.tree.addLeaf(c, idx, hash);
-    return idx;
+  private async txAudit<T>(fn: (c: pg.PoolClient, audit: AuditAppender) => Promise<T>): Promise<T> {
+    return this.tx(async (c) => {
+      const audit = new AuditAppender(c, this.tree, lockSql(LOCK_AUDIT));
+      const result = await fn(c, audit);
+      await audit.flush();
+      return result;
+    });
   }
 
-  private async insertMailbox(c: pg.PoolClient, device: DeviceKey, kind: MailboxItem['kind'], ref: string | number, rank: number): Promise<number> {
-    const { rows } = await c.query<{ cursor: number }>(
-      'INSERT INTO mailbox (device, kind, envelope_id, ref_id, rank) VALUES ($1, $2, $3, $4, $5) RETURNING cursor',
-      [device, kind, kind === 'envelope' ? ref : null, kind === 'envelope' ? null : ref, rank],
+  /** Mailbox rows for `devices`, one statement; the cursors in the order of `devices`. */
+  private async insertMailboxes(c: pg.PoolClient, devices: readonly DeviceKey[], kind: MailboxItem['kind'], ref: string | number, rank: number): Promise<number[]> {
+    if (devices.length === 0) return [];
+    const { rows } = await c.query<{ cursor: number; device: string }>(
+      `INSERT INTO mailbox (device, kind, envelope_id, ref_id, rank)
+       SELECT d, $2, $3, $4, $5 FROM unnest($1::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n
+       RETURNING cursor, device`,
+      [devices, kind, kind === 'envelope' ? ref : null, kind === 'envelope' ? null : ref, rank],
     );
-    return rows[0]!.cursor;
+    // A write names each device once (its mailboxes), so the device finds its row.
+    const byDevice = new Map(rows.map((r) => [r.device, r.cursor]));
+    return devices.map((d) => byDevice.get(d)!);
   }
 
-  private async applySideEffects(c: pg.PoolClient, side: SideEffects | undefined, locked: Set<pg.PoolClient>): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
+  private async applySideEffects(c: pg.PoolClient, side: SideEffects | undefined, audit: AuditAppender): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
     if (!side) return [];
     for (const r of side.deadlines ?? []) {
       await c.query(
@@ -368,11 +366,9 @@ export class PgStore implements Store {
     for (const { event, rank, mailboxes } of side.events ?? []) {
       const json = JSON.stringify(event);
       const id = (await c.query<{ id: number }>('INSERT INTO events (type, event, at) VALUES ($1, $2, $3) RETURNING id', [event.type, json, event.at])).rows[0]!.id;
-      for (const device of mailboxes) {
-        const cursor = await this.insertMailbox(c, device, 'event', id, rank);
-        delivered.push({ device, item: { cursor, rank, kind: 'event', json, acceptedAt: event.at } });
-      }
-      await this.audit(c, event as AuditEntry, locked);
+      const cursors = await this.insertMailboxes(c, mailboxes, 'event', id, rank);
+      mailboxes.forEach((device, k) => delivered.push({ device, item: { cursor: cursors[k]!, rank, kind: 'event', json, acceptedAt: event.at } }));
+      await audit.append(event as AuditEntry);
     }
     return delivered;
   }
@@ -417,21 +413,21 @@ export class PgStore implements Store {
 
   async putDevice(certificate: DeviceCertificate, at: number, audit: AuditEntry): Promise<boolean> {
     const c = certificate.cert;
-    return this.tx(async (client) => {
+    return this.txAudit(async (client, log) => {
       const r = await client.query(
         `INSERT INTO devices (party, device, sign_key, role, not_before, not_after, certificate, enrolled_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
         [c.party, c.device, c.signKey, c.role, c.notBefore, c.notAfter, JSON.stringify(certificate), at],
       );
       if (r.rowCount === 0) return false;
-      await this.audit(client, audit, new Set());
+      await log.append(audit);
       return true;
     });
   }
 
   async putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean> {
     const r = revocation.revocation;
-    return this.tx(async (client) => {
+    return this.txAudit(async (client, log) => {
       const res = await client.query('INSERT INTO revocations (party, device, sign_key, revocation, stored_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [
         r.party,
         r.device,
@@ -440,7 +436,7 @@ export class PgStore implements Store {
         at,
       ]);
       if (res.rowCount === 0) return false;
-      await this.audit(client, audit, new Set());
+      await log.append(audit);
       return true;
     });
   }
@@ -466,7 +462,7 @@ export class PgStore implements Store {
     return row ? { header: JSON.parse(row.header) as EnvelopeHeader, envelopeHash: row.hash } : undefined;
   }
 
-  private async writeEnvelope(c: pg.PoolClient, w: EnvelopeWrite, locked: Set<pg.PoolClient>): Promise<WriteResult> {
+  private async writeEnvelope(c: pg.PoolClient, w: EnvelopeWrite, audit: AuditAppender): Promise<WriteResult> {
     const h = w.envelope.header;
     // What the replay check needs, read in one round trip inside the transaction (so that earlier
     // writes of the batch count): the stored hash and time of this id, the device's highest seq,
@@ -495,25 +491,28 @@ export class PgStore implements Store {
       return { ok: true, status: 'duplicate', acceptedAt: known.accepted_at! };
     }
     const json = JSON.stringify(w.envelope);
-    await c.query(
-      'INSERT INTO envelopes (id, hash, from_party, from_device, to_party, precedence, seq, header, envelope, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-      [h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt],
+    // The envelope, its sender's seq and its mailbox rows in one statement (one round trip).
+    const { rows } = await c.query<{ cursor: number; device: string }>(
+      `WITH e AS (
+         INSERT INTO envelopes (id, hash, from_party, from_device, to_party, precedence, seq, header, envelope, accepted_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),
+       s AS (
+         INSERT INTO device_seq (device, last_seq) VALUES ($11, $7)
+         ON CONFLICT (device) DO UPDATE SET last_seq = GREATEST(device_seq.last_seq, excluded.last_seq))
+       INSERT INTO mailbox (device, kind, envelope_id, rank)
+       SELECT d, 'envelope', $1, $12 FROM unnest($13::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n
+       RETURNING cursor, device`,
+      [h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt, deviceKey(h.from), w.rank, w.mailboxes],
     );
-    await c.query(
-      'INSERT INTO device_seq (device, last_seq) VALUES ($1, $2) ON CONFLICT (device) DO UPDATE SET last_seq = GREATEST(device_seq.last_seq, excluded.last_seq)',
-      [deviceKey(h.from), h.seq],
-    );
-    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
-    for (const device of w.mailboxes) {
-      const cursor = await this.insertMailbox(c, device, 'envelope', h.id, w.rank);
-      delivered.push({ device, item: { cursor, rank: w.rank, kind: 'envelope', json, acceptedAt: w.acceptedAt } });
-    }
-    await this.audit(c, w.audit, locked);
-    const followers = await this.applySideEffects(c, w.effects, locked);
+    // A write names each device once (its mailboxes), so the device finds its row.
+    const cursorOf = new Map(rows.map((r) => [r.device, r.cursor]));
+    const delivered = w.mailboxes.map((device) => ({ device, item: { cursor: cursorOf.get(device)!, rank: w.rank, kind: 'envelope' as const, json, acceptedAt: w.acceptedAt } }));
+    await audit.append(w.audit);
+    const followers = await this.applySideEffects(c, w.effects, audit);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
-  private async writeReceipt(c: pg.PoolClient, w: ReceiptWrite, locked: Set<pg.PoolClient>): Promise<WriteResult> {
+  private async writeReceipt(c: pg.PoolClient, w: ReceiptWrite, audit: AuditAppender): Promise<WriteResult> {
     const r = w.receipt.receipt;
     const existing = (
       await c.query<{ accepted_at: number }>('SELECT accepted_at FROM receipts WHERE message_id = $1 AND kind = $2 AND by_party = $3 AND by_device = $4', [
@@ -531,13 +530,10 @@ export class PgStore implements Store {
         [r.messageId, r.kind, r.by.party, r.by.device, json, r.at, w.acceptedAt],
       )
     ).rows[0]!.id;
-    const delivered: { device: DeviceKey; item: MailboxItem }[] = [];
-    for (const device of w.mailboxes) {
-      const cursor = await this.insertMailbox(c, device, 'receipt', id, w.rank);
-      delivered.push({ device, item: { cursor, rank: w.rank, kind: 'receipt', json, acceptedAt: w.acceptedAt } });
-    }
-    await this.audit(c, w.audit, locked);
-    const followers = await this.applySideEffects(c, w.effects, locked);
+    const cursors = await this.insertMailboxes(c, w.mailboxes, 'receipt', id, w.rank);
+    const delivered = w.mailboxes.map((device, k) => ({ device, item: { cursor: cursors[k]!, rank: w.rank, kind: 'receipt' as const, json, acceptedAt: w.acceptedAt } }));
+    await audit.append(w.audit);
+    const followers = await this.applySideEffects(c, w.effects, audit);
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
@@ -547,12 +543,12 @@ export class PgStore implements Store {
     // nothing. Anything else failing part-way rolls the batch back, and each write is retried in
     // its own transaction so that one bad write fails alone.
     try {
-      return await this.tx((c) => this.writeBatch(c, writes));
+      return await this.txAudit((c, audit) => this.writeBatch(c, writes, audit));
     } catch {
       const results: WriteResult[] = [];
       for (const w of writes) {
         try {
-          results.push((await this.tx((c) => this.writeBatch(c, [w])))[0]!);
+          results.push((await this.txAudit((c, audit) => this.writeBatch(c, [w], audit)))[0]!);
         } catch (error) {
           results.push({ ok: false, error: storeFailed(error) });
         }
@@ -561,9 +557,8 @@ export class PgStore implements Store {
     }
   }
 
-  private async writeBatch(c: pg.PoolClient, writes: readonly Write[]): Promise<WriteResult[]> {
+  private async writeBatch(c: pg.PoolClient, writes: readonly Write[], audit: AuditAppender): Promise<WriteResult[]> {
     const acks: [number, DeviceKey][] = [];
-    const locked = new Set<pg.PoolClient>();
     const results: WriteResult[] = [];
     for (const w of writes) {
       if (w.kind === 'ack') {
@@ -574,10 +569,10 @@ export class PgStore implements Store {
       try {
         results.push(
           w.kind === 'envelope'
-            ? await this.writeEnvelope(c, w, locked)
+            ? await this.writeEnvelope(c, w, audit)
             : w.kind === 'receipt'
-              ? await this.writeReceipt(c, w, locked)
-              : { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: await this.applySideEffects(c, w, locked) },
+              ? await this.writeReceipt(c, w, audit)
+              : { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: await this.applySideEffects(c, w, audit) },
         );
       } catch (error) {
         // Refusals are thrown before anything is written; anything else aborts the batch (above).
@@ -639,16 +634,15 @@ export class PgStore implements Store {
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {
-    return this.tx((c) => this.audit(c, entry, new Set()));
+    return this.txAudit((_c, audit) => audit.append(entry));
   }
 
   /** Append many entries in one transaction: for building large test and bench logs. */
   async appendAuditMany(entries: Iterable<AuditEntry>): Promise<number> {
-    return this.tx(async (c) => {
-      const locked = new Set<pg.PoolClient>();
+    return this.txAudit(async (_c, audit) => {
       let n = 0;
       for (const e of entries) {
-        await this.audit(c, e, locked);
+        await audit.append(e);
         n++;
       }
       return n;
@@ -768,14 +762,14 @@ export class PgStore implements Store {
 
   async markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
     try {
-      return await this.tx(async (c) => {
+      return await this.txAudit(async (c, audit) => {
         let fresh = false;
         for (const m of marks) {
           const r = await c.query('INSERT INTO relay_sent (kind, ref, peer, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [m.kind, m.ref, m.peer, m.at]);
           fresh = (r.rowCount ?? 0) > 0 || fresh;
         }
         // The events (the sender's `message.relayed`) go with the first confirmation only.
-        return fresh && events ? this.applySideEffects(c, events, new Set()) : [];
+        return fresh && events ? this.applySideEffects(c, events, audit) : [];
       });
     } catch (error) {
       throw storeFailed(error);
