@@ -32,6 +32,8 @@ export class WriteQueue {
   private openedAt = 0;
   /** A FLASH envelope or receipt is among the pending writes: commit at the next turn. */
   private urgent = false;
+  /** A batch is being committed (only ever true across turns with an asynchronous store: PostgreSQL). */
+  private committing = false;
 
   constructor(
     private readonly store: Pick<Store, 'commit'>,
@@ -53,6 +55,14 @@ export class WriteQueue {
   }
 
   private flush(): void {
+    // While a batch is being committed, the next one keeps gathering: it could not commit before
+    // that one anyway (batches go in order), so it goes as one transaction when that commit ends,
+    // not as many small ones queued behind it. With SQLite a commit ends within its turn, so this
+    // never waits there.
+    if (this.committing) {
+      this.scheduled = false;
+      return;
+    }
     if (!this.urgent && this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
       setImmediate(() => this.flush());
       return;
@@ -68,6 +78,7 @@ export class WriteQueue {
     }
     if (batch.length === 0) return;
     // Batches commit one after another, in arrival order: a device's seq order is kept.
+    this.committing = true;
     this.inFlight = this.inFlight.then(async () => {
       this.commits++;
       let results: WriteResult[];
@@ -75,6 +86,11 @@ export class WriteQueue {
         results = await this.store.commit(batch.map((p) => p.write));
       } catch (error) {
         results = batch.map(() => ({ ok: false, error: error as Error }));
+      }
+      this.committing = false;
+      if (this.pending.length > 0 && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
       }
       batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
     });

@@ -84,4 +84,36 @@ describe('WriteQueue', () => {
     const results = await Promise.all([q.enqueue(write(1)), q.enqueue(write(2))]);
     expect(results.every((r) => !r.ok)).toBe(true);
   });
+
+  it('with an asynchronous store (PostgreSQL), writes that arrive while a batch commits go as ONE next batch', async () => {
+    const batches: number[][] = [];
+    const releases: (() => void)[] = [];
+    const store = {
+      commit: async (writes: readonly Write[]): Promise<WriteResult[]> => {
+        batches.push(writes.map((w) => (w as { acceptedAt: number }).acceptedAt));
+        // The commit ends only when the test says so: a round trip to the database.
+        await new Promise<void>((r) => releases.push(r));
+        return writes.map((w) => ({ ok: true, status: 'new', acceptedAt: w.acceptedAt ?? 0, delivered: [] }));
+      },
+    };
+    const q = new WriteQueue(store);
+    const first = q.enqueue(write(1));
+    for (let i = 0; i < 100 && releases.length === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1]]);
+    // Five writes, one per turn, while the first batch is still committing.
+    const more: Promise<WriteResult>[] = [];
+    for (let n = 2; n <= 6; n++) {
+      more.push(q.enqueue(write(n)));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(batches).toEqual([[1]]);
+    releases.shift()!();
+    await first;
+    for (let i = 0; i < 100 && releases.length === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1], [2, 3, 4, 5, 6]]);
+    releases.shift()!();
+    expect((await Promise.all(more)).every((r) => r.ok)).toBe(true);
+    await q.drain();
+    expect(q.commits).toBe(2);
+  });
 });
