@@ -210,19 +210,22 @@ export class AuditAppender {
 
   /** Write what was appended (inside the transaction, before its commit). */
   async flush(): Promise<void> {
-    if (this.entries.length > 0) {
-      await this.q.query('INSERT INTO audit_entries (idx, entry, leaf_hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])', [
+    if (this.entries.length === 0) return;
+    // Entries and nodes in one statement (one round trip); a transaction that appended nothing writes nothing.
+    await this.q.query(
+      `WITH n AS (
+         INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($4::int[], $5::bigint[], $6::bytea[])
+         ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash)
+       INSERT INTO audit_entries (idx, entry, leaf_hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])`,
+      [
         this.entries.map((e) => e.idx),
         this.entries.map((e) => e.text),
         this.entries.map((e) => Buffer.from(e.hash)),
-      ]);
-    }
-    if (this.nodes.length > 0) {
-      await this.q.query(
-        'INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[]) ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash',
-        [this.nodes.map((n) => n.level), this.nodes.map((n) => n.idx), this.nodes.map((n) => Buffer.from(n.hash))],
-      );
-    }
+        this.nodes.map((n) => n.level),
+        this.nodes.map((n) => n.idx),
+        this.nodes.map((n) => Buffer.from(n.hash)),
+      ],
+    );
     this.entries = [];
     this.nodes = [];
   }

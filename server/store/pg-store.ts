@@ -339,13 +339,28 @@ export class PgStore implements Store {
 
   private async applySideEffects(c: pg.PoolClient, side: SideEffects | undefined, audit: AuditAppender): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
     if (!side) return [];
-    for (const r of side.deadlines ?? []) {
+    // One row per (message, rung), the last given winning, as upserts one after another would leave it.
+    const deadlines = [...new Map((side.deadlines ?? []).map((r) => [`${r.messageId}/${r.rung}`, r])).values()];
+    if (deadlines.length > 0) {
+      // All of a write's deadline rows in one statement (an envelope opens two rungs).
       await c.query(
         `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[], $10::bigint[], $11::smallint[])
          ON CONFLICT (message_id, rung) DO UPDATE SET level = excluded.level, next_at = excluded.next_at,
            closed_at = excluded.closed_at, late = excluded.late`,
-        [r.messageId, r.rung, r.from, r.to, r.precedence, r.acceptedAt, r.dueAt, r.level, r.nextAt, r.closedAt ?? null, r.late === undefined ? null : r.late ? 1 : 0],
+        [
+          deadlines.map((r) => r.messageId),
+          deadlines.map((r) => r.rung),
+          deadlines.map((r) => r.from),
+          deadlines.map((r) => r.to),
+          deadlines.map((r) => r.precedence),
+          deadlines.map((r) => r.acceptedAt),
+          deadlines.map((r) => r.dueAt),
+          deadlines.map((r) => r.level),
+          deadlines.map((r) => r.nextAt),
+          deadlines.map((r) => r.closedAt ?? null),
+          deadlines.map((r) => (r.late === undefined ? null : r.late ? 1 : 0)),
+        ],
       );
     }
     for (const p of side.linkPairs ?? []) {

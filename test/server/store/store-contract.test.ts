@@ -160,4 +160,111 @@ describe.each(STORE_ADAPTERS)('store contract: $name', (adapter) => {
     expect((await store.mailbox(`${JP}/op1`, ALL)).map((i) => i.rank)).toEqual([1]);
   });
 
+
+  it('writes deadline and link-test rows, events with their mailbox items and audit entries, with an envelope and on their own', async () => {
+    const { store, envelopeWrite } = await setup(adapter);
+    const w = await envelopeWrite(1, undefined, 'IMMEDIATE');
+    const id = w.envelope.header.id;
+    const rung = (r: 'delivered' | 'acknowledged', dueAt: number) => ({ messageId: id, from: JP, to: CN, precedence: 'IMMEDIATE' as const, rung: r, acceptedAt: 1001, dueAt, level: 0, nextAt: dueAt });
+    await store.commit([{ ...w, effects: { deadlines: [rung('delivered', 5000), rung('acknowledged', 9000)] } }]);
+    expect((await store.loadDeadlines()).map((d) => [d.rung, d.nextAt, d.level])).toEqual([['delivered', 5000, 0], ['acknowledged', 9000, 0]]);
+
+    // A deadline fires: its row moves on, its event goes to two mailboxes and into the log.
+    const missed = { type: 'deadline.missed' as const, messageId: id, from: JP, to: CN, precedence: 'IMMEDIATE' as const, rung: 'delivered' as const, dueAt: 5000, at: 5001, lateMs: 1, level: 1 };
+    const sizeBefore = await store.auditSize();
+    const [fired] = await store.commit([
+      {
+        kind: 'events',
+        acceptedAt: 5001,
+        deadlines: [{ ...rung('delivered', 5000), level: 1, nextAt: 6000 }],
+        linkPairs: [{ from: JP, to: CN, status: 'up', since: 4000, last: { messageId: 'lt1', sentAt: 3000, ok: true, answeredAt: 3100, roundTripMs: 100, at: 3100 } }],
+        linkTests: [{ test: { messageId: 'lt2', from: JP, to: CN, sentAt: 4500, dueAt: 7000 }, done: false }],
+        events: [{ event: missed, rank: 1, mailboxes: [`${JP}/op1`, `${JP}/op2`] }],
+      },
+    ]);
+    expect(fired!.ok && fired!.status === 'new' && fired!.delivered.map((d) => [d.device, d.item.kind, d.item.rank, JSON.parse(d.item.json)])).toEqual([
+      [`${JP}/op1`, 'event', 1, missed],
+      [`${JP}/op2`, 'event', 1, missed],
+    ]);
+    expect((await store.mailbox(`${JP}/op2`, ALL)).filter((i) => i.kind === 'event').map((i) => [i.rank, i.acceptedAt])).toEqual([[1, 5001]]);
+    expect(await store.auditSize()).toBe(sizeBefore + 1);
+    expect(JSON.parse((await store.auditEntries(sizeBefore, sizeBefore + 1))[0]!.entry)).toMatchObject({ type: 'deadline.missed', level: 1, messageId: id });
+    expect((await store.loadDeadlines()).map((d) => [d.rung, d.nextAt, d.level])).toEqual([['delivered', 6000, 1], ['acknowledged', 9000, 0]]);
+    const links = await store.loadLinkTests();
+    expect(links.pairs).toEqual([{ from: JP, to: CN, status: 'up', since: 4000, last: { messageId: 'lt1', sentAt: 3000, ok: true, answeredAt: 3100, roundTripMs: 100, at: 3100 } }]);
+    expect(links.pending).toEqual([{ messageId: 'lt2', from: JP, to: CN, sentAt: 4500, dueAt: 7000 }]);
+
+    // Closed rows are no longer loaded; a finished test is no longer pending.
+    await store.commit([
+      { kind: 'events', acceptedAt: 7000, deadlines: [{ ...rung('delivered', 5000), level: 1, nextAt: 6000, closedAt: 6500, late: true }], linkTests: [{ test: { messageId: 'lt2', from: JP, to: CN, sentAt: 4500, dueAt: 7000 }, done: true }] },
+    ]);
+    expect((await store.loadDeadlines()).map((d) => d.rung)).toEqual(['acknowledged']);
+    expect((await store.loadLinkTests()).pending).toEqual([]);
+  });
+
+  it('keeps checkpoints by size (idempotent) and one cosignature per checkpoint and cosigner (the newest)', async () => {
+    const { store } = await setup(adapter);
+    const cp = (size: number) => ({ size, rootHash: 'ab'.repeat(32), note: `note ${size}`, createdAt: 100 + size });
+    expect(await store.putCheckpoint(cp(3))).toBe(true);
+    expect(await store.putCheckpoint({ ...cp(3), note: 'other' })).toBe(false);
+    expect(await store.putCheckpoint(cp(7))).toBe(true);
+    expect(await store.getCheckpoint()).toEqual(cp(7));
+    expect(await store.getCheckpoint(3)).toEqual(cp(3));
+    expect(await store.getCheckpoint(4)).toBeUndefined();
+    expect(await store.listCheckpoints()).toEqual([cp(3), cp(7)]);
+    expect(await store.listCheckpoints(3)).toEqual([cp(7)]);
+    await store.putCosignature({ size: 3, cosigner: `${CN}/op1`, signature: 'sig-a', at: 1 });
+    await store.putCosignature({ size: 3, cosigner: `${CN}/op1`, signature: 'sig-b', at: 2 });
+    await store.putCosignature({ size: 7, cosigner: `${JP}/op1`, signature: 'sig-c', at: 3 });
+    expect(await store.listCosignatures(3)).toEqual([{ size: 3, cosigner: `${CN}/op1`, signature: 'sig-b', at: 2 }]);
+    expect((await store.listCosignatures()).map((c) => c.signature)).toEqual(['sig-b', 'sig-c']);
+  });
+
+  it('relay-to-relay: lists what the peer has not confirmed, in acceptance order; a confirmation is recorded once, with its events', async () => {
+    const { store, envelopeWrite, dep } = await setup(adapter);
+    const writes = await Promise.all([1, 2, 3].map((n) => envelopeWrite(n)));
+    await store.commit(writes);
+    const out = await store.relayOutgoing({ kind: 'envelope', local: JP, peer: CN, after: 0, limit: 10 });
+    expect(out.map((o) => (JSON.parse(o.json) as { header: { seq: number } }).header.seq)).toEqual([1, 2, 3]);
+    expect(out.map((o) => o.acceptedAt)).toEqual([1001, 1002, 1003]);
+    // Pages go on after the last position read.
+    expect(await store.relayOutgoing({ kind: 'envelope', local: JP, peer: CN, after: out[0]!.pos, limit: 1 })).toEqual([out[1]]);
+    expect(await store.relayOutgoing({ kind: 'envelope', local: CN, peer: JP, after: 0, limit: 10 })).toEqual([]);
+
+    const relayed = { type: 'message.relayed', messageId: writes[0]!.envelope.header.id, from: JP, to: CN, at: 2000 };
+    const events = { kind: 'events' as const, acceptedAt: 2000, events: [{ event: relayed as never, rank: 0, mailboxes: [`${JP}/op1`] }] };
+    const mark = { kind: 'envelope' as const, ref: writes[0]!.envelope.header.id, peer: CN, at: 2000 };
+    const size = await store.auditSize();
+    expect((await store.markRelayed([mark], events)).map((d) => d.device)).toEqual([`${JP}/op1`]);
+    // Again: nothing new, so no events.
+    expect(await store.markRelayed([mark], events)).toEqual([]);
+    expect(await store.auditSize()).toBe(size + 1);
+    expect((await store.relayOutgoing({ kind: 'envelope', local: JP, peer: CN, after: 0, limit: 10 })).map((o) => o.pos)).toEqual([out[1]!.pos, out[2]!.pos]);
+
+    // Receipts signed here for messages from the peer's party: none yet (the messages are from JP).
+    const receipt = await signReceipt(dep.devices[`${CN}/op1`]!, writes[1]!.envelope.header, 'delivered', 3000);
+    await store.commit([{ kind: 'receipt', receipt, acceptedAt: 3001, rank: 0, mailboxes: [`${JP}/op1`], audit: receiptAcceptedEntry(receipt, 3001) }]);
+    const receipts = await store.relayOutgoing({ kind: 'receipt', local: CN, peer: JP, after: 0, limit: 10 });
+    expect(receipts.map((r) => JSON.parse(r.json))).toEqual([receipt]);
+    const ref = `${receipt.receipt.messageId}/delivered/${CN}/op1`;
+    await store.markRelayed([{ kind: 'receipt', ref, peer: JP, at: 3002 }]);
+    expect(await store.relayOutgoing({ kind: 'receipt', local: CN, peer: JP, after: 0, limit: 10 })).toEqual([]);
+  });
+
+  it('keeps meta values, replaced by key, and a restart (a second store on the data) sees everything', async () => {
+    const { store, reopen, envelopeWrite } = await setup(adapter);
+    expect(await store.getMeta('k')).toBeUndefined();
+    await store.setMeta('k', 'one');
+    await store.setMeta('k', 'two');
+    expect(await store.getMeta('k')).toBe('two');
+    const w = await envelopeWrite(1);
+    await store.commit([w]);
+    expect(await store.checkIntegrity()).toBeUndefined();
+    const again = await reopen();
+    expect(await again.getMeta('k')).toBe('two');
+    expect((await again.getEnvelope(w.envelope.header.id))?.envelope).toEqual(w.envelope);
+    expect(await again.auditSize()).toBe(1);
+    expect(await again.checkAuditTree()).toBeUndefined();
+    expect(await again.lastSeq(`${JP}/op1`)).toBe(1);
+  });
 });
