@@ -18,6 +18,7 @@ import {
   withoutNotes,
   withNotesOf,
   markLate,
+  markRelayed,
   linkPairs as orderedLinkPairs,
   unconfirmedRecipients,
   type ConsoleData,
@@ -27,6 +28,7 @@ import { auditAlarmPanel } from './panels/audit-alarm-panel.js';
 import { composePanel } from './panels/compose-panel.js';
 import { eventsPanel, toConsoleEvent } from './panels/events-panel.js';
 import { elsewherePanel, linkPanel, statusPanel } from './panels/link-panel.js';
+import { lineDownPanel, lineFromEvent, withLine } from './panels/line-panel.js';
 import { leadLink } from './link-lock.js';
 import { messagesPanel } from './panels/messages-panel.js';
 import { peersPanel } from './panels/peers-panel.js';
@@ -73,7 +75,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     await data.save(() => undefined);
   }
 
-  const live: LiveState = { connected: false, elsewhere: false, linkPairs: [], serverOffset: 0 };
+  const live: LiveState = { connected: false, elsewhere: false, linkPairs: [], relayLines: [], serverOffset: 0 };
   /** Who waits for this tab to be connected after taking the link over. */
   const takeOverWaiters: (() => void)[] = [];
   const dirtySections = new Set<SectionName>();
@@ -111,6 +113,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
     elsewhere: elsewherePanel(ctx),
+    line: lineDownPanel(ctx),
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
@@ -129,14 +132,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   const drawAll = () => {
     messages.resync();
-    ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+    ctx.redraw('status', 'elsewhere', 'line', 'auditAlarm', 'link', 'peers', 'compose', 'events');
   };
 
   // Every tab of this console shows the same: what one stores, the others are told of (sealed).
   data.share(
     (current, stored) => withNotesOf(current, stored as ConsoleData),
     () => {
-      ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+      ctx.redraw('status', 'elsewhere', 'line', 'auditAlarm', 'link', 'peers', 'compose', 'events');
       // Confirmed keys are compared with the directory the tab holding the link last stored.
       if (live.elsewhere) void client.loadStoredDirectory().catch(() => undefined);
       // Keys confirmed in another tab: what was held for them goes from the tab holding the link.
@@ -160,8 +163,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       const status = await client.status();
       live.linkPairs = orderedLinkPairs(agreement, me, status.links);
       live.lastTest = latestTest(live.lastTest, status.links.map((p) => p.last));
+      // The relay's line to its peers (two relays): what it reports now, newer than any event seen.
+      if (status.relayLinks) live.relayLines = status.relayLinks.reduce(withLine, live.relayLines);
       sections.status.draw();
       sections.link.draw();
+      sections.line.draw();
     } catch {
       // An older server without /v1/status: the link events alone fill the status in.
     }
@@ -234,9 +240,21 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     releaseHeld(ctx);
   });
   client.on('link', (ev) => {
+    if (ev.scope === 'relay') {
+      // The hotline's line between the two relays, not a link test: the header and its banner.
+      live.relayLines = withLine(live.relayLines, lineFromEvent(ev, me));
+      ctx.redraw('status', 'line');
+      return;
+    }
     if (ev.type === 'link.test') live.lastTest = latestTest(live.lastTest, [ev]);
     ctx.redraw('status', 'link');
     void loadStatus();
+  });
+  // Two relays: the addressee's relay stored a message of this party (the `relayed` rung).
+  client.on('relayed', (ev) => {
+    markRelayed(data.value, ev.messageId, ev.at);
+    void ctx.saveNote(ev.messageId);
+    messages.markOutbox(ev.messageId);
   });
   // The relay's store was found corrupt: it refuses every write until restored (an operator notice).
   client.on('notice', (n) => void ctx.addEvent({ at: n.at, kind: 'notice', params: { reason: n.reason } }));
@@ -274,6 +292,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       watch.linkDownEl,
       sections.auditAlarm.el,
       sections.elsewhere.el,
+      sections.line.el,
       messages.bannerEl,
       messages.senderOverdueEl,
       h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.findEl, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, watch.alertsEl, sections.link.el, sections.peers.el, sections.events.el)),
@@ -297,7 +316,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const lead = leadLink(`hotline-link/${key}`, {
     held: () => {
       live.elsewhere = false;
-      ctx.redraw('status', 'elsewhere', 'compose');
+      ctx.redraw('status', 'elsewhere', 'line', 'compose');
       client.start().then(
         () => {
           // The directory was fetched and verified as part of connecting: show the peers' keys now.
@@ -314,7 +333,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       live.elsewhere = true;
       live.connected = false;
       void client.stop();
-      ctx.redraw('status', 'elsewhere', 'compose');
+      ctx.redraw('status', 'elsewhere', 'line', 'compose');
       void client.loadStoredDirectory().catch(() => undefined);
     },
   });

@@ -338,4 +338,21 @@ export const ja: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: 'メッセージの日時が中継サーバの時計と1日以上ずれています。この端末の時計を確認してください。現在時刻で封緘し直します。',
   err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
+  // h10-relayed: the relayed rung and the hotline's line between two relays
+  rung_relayed: '中継済み',
+  type_message_relayed: '中継済み',
+  print_rung_peer_relay: '{time} — {party} の中継サーバーが保管',
+  ev_relayed: '{prec} {id} を {to} の中継サーバーが保管',
+  ev_line_down: 'ホットライン回線 {from} ⇄ {to} 断',
+  ev_line_up: 'ホットライン回線 {from} ⇄ {to} 復旧',
+  line_to: '{party} との回線',
+  line_up: '正常',
+  line_down: '断',
+  line_unknown: '未接続',
+  line_down_title: '{party} とのホットライン回線が断',
+  line_down_since: '{time} から',
+  line_down_help: '{party} 宛てのメッセージは当省の中継サーバーで待機し、回線の復旧後に送られます。この端末と中継サーバーとの接続には影響ありません。',
+  line_reason_heartbeat: '{party} の中継サーバーから {s} 秒間応答なし',
+  line_reason_closed: '中継サーバー間の接続が切れたか、開けませんでした',
+  relay_link: '中継サーバー',
 };

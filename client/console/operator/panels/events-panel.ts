@@ -35,10 +35,11 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
     case 'message.relayed':
-      // h11: the peer relay stored the message (two-relay deployments); shown on the link line
-      // until the console shows the rung itself.
-      return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: '✔' } };
+      // The addressee's relay stored the message (two relays): the rung, cited by the short id.
+      return { at: ev.at, kind: 'relayed', params: { id: ev.messageId.slice(0, 8), prec: ev.precedence, to: ev.to } };
     default:
+      // The hotline's line between the relays (its reason stays in the header's banner).
+      if (ev.scope === 'relay' && ev.type !== 'link.test') return { at: ev.at, kind: ev.type === 'link.up' ? 'line.up' : 'line.down', params: { from: ev.from, to: ev.to } };
       return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
   }
 }
@@ -52,6 +53,9 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
   link: 'ev_link',
   alarm: 'ev_alarm',
   error: 'ev_error',
+  relayed: 'ev_relayed',
+  'line.down': 'ev_line_down',
+  'line.up': 'ev_line_up',
 };
 
 /**

@@ -1,0 +1,171 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
+import { tempDir } from '../helpers/deployment.js';
+import { fetchDirectory, login } from '../helpers/ws-client.js';
+import { startRelayPair, type RelayPair } from '../helpers/two-relays.js';
+import { importKey, launchChromium, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR } from './harness.js';
+
+/**
+ * Issue 11, the consoles against two sovereign relays: each ministry's operator loads the console
+ * from its own relay and logs in there. A Japanese operator's FLASH to China climbs accepted →
+ * relayed (China's relay stored it while no Chinese console was open) → delivered → acknowledged;
+ * then the line between the relays is cut (a proxy that stops forwarding) and both consoles show
+ * the hotline's line down, with its reason, apart from their own link to their relay, and up
+ * again when it returns (issue 10: the sender's ladder shows `relayed` with its time).
+ */
+let pair: RelayPair;
+let browser: Browser;
+const dir = tempDir('hotline-two-relays-console-');
+const contexts: BrowserContext[] = [];
+
+beforeAll(async () => {
+  pair = await startRelayPair();
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  for (const c of contexts) await c.close();
+  await browser?.close();
+  await pair?.close();
+  dir.remove();
+});
+
+/** Each relay has the other party's operator in its directory (sent over the relay link; no client-visible event). */
+async function directoriesExchanged(): Promise<void> {
+  const { dep } = pair;
+  const jpToken = await login(pair.jp.url, dep.devices.jpAud, dep.agreement);
+  const cnToken = await login(pair.cn.url, dep.devices.cnAud, dep.agreement);
+  const end = Date.now() + 20_000;
+  for (let i = 0; i < 400 && Date.now() < end; i++) {
+    const [atJp, atCn] = await Promise.all([fetchDirectory(pair.jp.url, jpToken), fetchDirectory(pair.cn.url, cnToken)]);
+    if (atJp.some((c) => c.device === 'cn-op-1') && atCn.some((c) => c.device === 'jp-op-1')) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the relays did not exchange their directories within 20 s');
+}
+
+/** An operator console loaded from `relayUrl`, its key imported, connected to that relay. */
+async function openConsole(relayUrl: string, device: DeviceSecretFile, locale: string, timezoneId: string): Promise<{ page: Page; errors: string[] }> {
+  const file = join(dir.path, `${device.certificate.cert.device}.key`);
+  writeFileSync(file, JSON.stringify(device), { mode: 0o600 });
+  const context = await browser.newContext({ locale, timezoneId, viewport: { width: 1280, height: 900 } });
+  contexts.push(context);
+  const opened = await openPage(context, `${relayUrl}/console/operator/`, [NO_CHECKPOINT_YET]);
+  await importKey(opened.page, file, `${device.certificate.cert.device} passphrase`);
+  await opened.page.waitForSelector('#link-state[data-connected="true"]');
+  return opened;
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOT_DIR, name), fullPage: true });
+
+describe('operator consoles, one relay per ministry', () => {
+  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides, apart from each console’s own link', async () => {
+    await directoriesExchanged();
+    const { dep } = pair;
+    const jp = await openConsole(pair.jp.url, dep.devices.jpOp, 'ja-JP', 'Asia/Tokyo');
+    const jpLine = jp.page.locator('.line-state[data-peer="cn-mnd"]');
+    await jp.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor();
+    expect(await jpLine.textContent()).toBe('cn-mnd との回線: 正常');
+
+    await jp.page.click('#confirm-keys');
+    await jp.page.waitForSelector('#peer-ok');
+    await jp.page.selectOption('#precedence', 'FLASH');
+    await jp.page.fill('#subject', '演習区域の変更');
+    await jp.page.fill('#body', '至急：本日一四〇〇時、演習区域を変更する。');
+    await jp.page.click('#send');
+    await jp.page.click('#confirm-flash');
+    const sentRow = jp.page.locator('#outbox tr.msg').first();
+    await sentRow.waitFor();
+    const id = (await sentRow.getAttribute('data-id'))!;
+    const row = jp.page.locator(`#outbox tr.msg[data-id="${id}"]`);
+
+    // No Chinese console is open: China's relay stores the FLASH, and the sender sees it relayed.
+    await row.and(jp.page.locator('[data-rung="relayed"]')).waitFor();
+    expect(await row.locator('.rung-label').textContent()).toBe('中継済み');
+    const relayedRung = row.locator('li[data-rung="relayed"]');
+    expect(await relayedRung.getAttribute('class')).toContain('done');
+    expect(await relayedRung.locator('time').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    expect(await row.locator('li[data-rung="delivered"]').getAttribute('class')).not.toContain('done');
+    await jp.page.locator('#events li.ev-relayed', { hasText: id.slice(0, 8) }).waitFor();
+    await shot(jp.page, 'two-relays-ja-jp-relayed.png');
+
+    // The Chinese operator opens the console at China's relay: the FLASH banner, then the acknowledgement.
+    const cn = await openConsole(pair.cn.url, dep.devices.cnOp, 'zh-CN', 'Asia/Shanghai');
+    const banner = cn.page.locator(`.flash-banner[data-id="${id}"]`);
+    await banner.waitFor();
+    expect(await banner.textContent()).toContain('演習区域の変更');
+    expect(await banner.textContent()).toContain('jp-mod/jp-op-1');
+    await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor();
+    await shot(cn.page, 'two-relays-zh-cn-flash.png');
+    await banner.locator('button.ack').click();
+    await banner.waitFor({ state: 'detached' });
+
+    // The sender's ladder: every rung done, each with its time, in order.
+    const done = jp.page.locator(`#outbox tr.msg[data-id="${id}"][data-rung="acknowledged"]`);
+    await done.waitFor();
+    expect(await done.locator('li').evaluateAll((els) => els.map((e) => e.getAttribute('data-rung')))).toEqual(['sent', 'accepted', 'relayed', 'delivered', 'acknowledged']);
+    expect(await done.locator('li.done').count()).toBe(5);
+    const times = await done.locator('li time').evaluateAll((els) => els.map((e) => [e.parentElement!.getAttribute('data-rung'), Date.parse(e.getAttribute('datetime')!)] as const));
+    expect(times.map(([rung]) => rung)).toEqual(['sent', 'accepted', 'relayed', 'delivered', 'acknowledged']);
+    const at = times.map(([, t]) => t);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    expect(await done.locator('li[data-rung="relayed"]').textContent()).toContain('中継済み');
+    await jp.page.selectOption('#language', 'zh');
+    await expect.poll(() => done.locator('li[data-rung="relayed"]').textContent()).toContain('已中转');
+    await jp.page.selectOption('#language', 'en');
+    await expect.poll(() => done.locator('li[data-rung="relayed"]').textContent()).toContain('relayed');
+    await jp.page.selectOption('#language', 'ja');
+    await shot(jp.page, 'two-relays-ja-jp-acknowledged.png');
+
+    // The line between the relays is cut: both consoles say so, with why, while still connected to their own relay.
+    pair.toCn.cut();
+    pair.toJp.cut();
+    const jpDown = jp.page.locator('.line-down[data-peer="cn-mnd"]');
+    const cnDown = cn.page.locator('.line-down[data-peer="jp-mod"]');
+    await jpDown.waitFor({ timeout: 30_000 });
+    await cnDown.waitFor({ timeout: 30_000 });
+    for (const [page, peer] of [
+      [jp.page, 'cn-mnd'],
+      [cn.page, 'jp-mod'],
+    ] as const) {
+      expect(await page.getAttribute(`.line-state[data-peer="${peer}"]`, 'data-status')).toBe('down');
+      // This console's own link to its relay is up: the line is another thing, and said to be.
+      expect(await page.getAttribute('#link-state', 'data-connected')).toBe('true');
+      expect(await page.locator('#link-down').count()).toBe(0);
+      expect(await page.getAttribute(`.line-down[data-peer="${peer}"]`, 'data-reason')).toMatch(/\S/);
+    }
+    expect(await jpDown.locator('[role="alert"]').textContent()).toBe('cn-mnd とのホットライン回線が断');
+    expect(await jpDown.textContent()).toMatch(/中継サーバー/);
+    expect(await jpLine.textContent()).toBe('cn-mnd との回線: 断');
+    expect(await cnDown.locator('[role="alert"]').textContent()).toBe('与 jp-mod 的热线线路中断');
+    expect(await cnDown.textContent()).toMatch(/中继服务器/);
+    // No English on the Japanese and Chinese screens' line banners (the relay's words are kept in the title only).
+    for (const text of [await jpDown.textContent(), await cnDown.textContent()]) expect(text!.replace(/[a-z]+-[a-z]+|UTC/g, '')).not.toMatch(/[A-Za-z]{3,}/);
+    await jp.page.locator('#events li.ev-line-down').first().waitFor();
+    await cn.page.locator('#events li.ev-line-down').first().waitFor();
+    await shot(jp.page, 'two-relays-ja-jp-line-down.png');
+    await shot(cn.page, 'two-relays-zh-cn-line-down.png');
+    await jp.page.selectOption('#language', 'zh');
+    await cn.page.selectOption('#language', 'ja');
+    await jp.page.locator('.line-down[data-peer="cn-mnd"] [role="alert"]', { hasText: '与 cn-mnd 的热线线路中断' }).waitFor();
+    await cn.page.locator('.line-down[data-peer="jp-mod"] [role="alert"]', { hasText: 'jp-mod とのホットライン回線が断' }).waitFor();
+    await shot(jp.page, 'two-relays-zh-jp-line-down.png');
+    await shot(cn.page, 'two-relays-ja-cn-line-down.png');
+
+    // Restored: up on both sides, the banners gone.
+    pair.toCn.restore();
+    pair.toJp.restore();
+    await jp.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor({ timeout: 30_000 });
+    await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor({ timeout: 30_000 });
+    expect(await jp.page.locator('.line-down').count()).toBe(0);
+    expect(await cn.page.locator('.line-down').count()).toBe(0);
+    await jp.page.locator('#events li.ev-line-up').first().waitFor();
+    await cn.page.locator('#events li.ev-line-up').first().waitFor();
+    await shot(jp.page, 'two-relays-zh-jp-line-up.png');
+    await shot(cn.page, 'two-relays-ja-cn-line-up.png');
+    expect(jp.errors).toEqual([]);
+    expect(cn.errors).toEqual([]);
+  });
+});
