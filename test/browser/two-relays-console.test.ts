@@ -113,9 +113,9 @@ describe('operator consoles, one relay per ministry', () => {
     expect([...at].sort((a, b) => a - b)).toEqual(at);
     expect(await done.locator('li[data-rung="relayed"]').textContent()).toContain('中継済み');
     await jp.page.selectOption('#language', 'zh');
-    await expect.poll(() => done.locator('li[data-rung="relayed"]').textContent()).toContain('已中转');
+    await done.locator('li[data-rung="relayed"]', { hasText: '已中转' }).waitFor();
     await jp.page.selectOption('#language', 'en');
-    await expect.poll(() => done.locator('li[data-rung="relayed"]').textContent()).toContain('relayed');
+    await done.locator('li[data-rung="relayed"]', { hasText: 'relayed' }).waitFor();
     await jp.page.selectOption('#language', 'ja');
     await shot(jp.page, 'two-relays-ja-jp-acknowledged.png');
 
