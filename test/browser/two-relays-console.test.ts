@@ -47,7 +47,7 @@ async function directoriesExchanged(): Promise<void> {
 }
 
 /** An operator console loaded from `relayUrl`, its key imported, connected to that relay. */
-async function openConsole(relayUrl: string, device: DeviceSecretFile, locale: string, timezoneId: string): Promise<{ page: Page; errors: string[] }> {
+async function openConsole(relayUrl: string, device: DeviceSecretFile, locale: string, timezoneId: string): Promise<{ page: Page; errors: string[]; context: BrowserContext }> {
   const file = join(dir.path, `${device.certificate.cert.device}.key`);
   writeFileSync(file, JSON.stringify(device), { mode: 0o600 });
   const context = await browser.newContext({ locale, timezoneId, viewport: { width: 1280, height: 900 } });
@@ -55,13 +55,20 @@ async function openConsole(relayUrl: string, device: DeviceSecretFile, locale: s
   const opened = await openPage(context, `${relayUrl}/console/operator/`, [NO_CHECKPOINT_YET]);
   await importKey(opened.page, file, `${device.certificate.cert.device} passphrase`);
   await opened.page.waitForSelector('#link-state[data-connected="true"]');
-  return opened;
+  return { ...opened, context };
+}
+
+/** A further tab of a console whose key this browser holds: unlocked, the link held by the first tab. */
+async function unlockTab(page: Page, passphrase: string): Promise<void> {
+  await page.fill('#passphrase', passphrase);
+  await page.click('#unlock');
+  await page.waitForSelector('#elsewhere #take-over');
 }
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOT_DIR, name), fullPage: true });
 
 describe('operator consoles, one relay per ministry', () => {
-  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides, apart from each console’s own link', async () => {
+  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides (a second tab too), apart from each console’s own link; printed with the relayed rung', async () => {
     await directoriesExchanged();
     const { dep } = pair;
     const jp = await openConsole(pair.jp.url, dep.devices.jpOp, 'ja-JP', 'Asia/Tokyo');
@@ -118,6 +125,21 @@ describe('operator consoles, one relay per ministry', () => {
     await done.locator('li[data-rung="relayed"]', { hasText: 'relayed' }).waitFor();
     await jp.page.selectOption('#language', 'ja');
     await shot(jp.page, 'two-relays-ja-jp-acknowledged.png');
+    // Printed, the relayed rung says whose relay stored it, and when.
+    await jp.page.evaluate(() => {
+      window.print = () => undefined;
+    });
+    await done.locator('button.print').click();
+    const printed = jp.page.locator('#print-sheet #print-rungs li[data-rung="relayed"][data-reached="true"]');
+    expect(await printed.textContent()).toContain('cn-mnd の中継サーバーが保管');
+    expect(await jp.page.locator('#print-sheet #print-rungs li').evaluateAll((els) => els.map((e) => e.getAttribute('data-rung')))).toEqual(['sent', 'accepted', 'relayed', 'delivered', 'acknowledged']);
+    await jp.page.evaluate(() => window.dispatchEvent(new Event('afterprint')));
+
+    // A second tab of the Japanese console: it has no link of its own (one per device), and is
+    // told the line's state by the tab that has.
+    const jp2 = await openPage(jp.context, `${pair.jp.url}/console/operator/`, [NO_CHECKPOINT_YET]);
+    await unlockTab(jp2.page, `${dep.devices.jpOp.certificate.cert.device} passphrase`);
+    await jp2.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor();
 
     // The line between the relays is cut: both consoles say so, with why, while still connected to their own relay.
     pair.toCn.cut();
@@ -126,6 +148,8 @@ describe('operator consoles, one relay per ministry', () => {
     const cnDown = cn.page.locator('.line-down[data-peer="jp-mod"]');
     await jpDown.waitFor({ timeout: 30_000 });
     await cnDown.waitFor({ timeout: 30_000 });
+    await jp2.page.locator('.line-down[data-peer="cn-mnd"]').waitFor();
+    expect(await jp2.page.getAttribute('#link-state', 'data-elsewhere')).toBe('true');
     for (const [page, peer] of [
       [jp.page, 'cn-mnd'],
       [cn.page, 'jp-mod'],
@@ -161,11 +185,14 @@ describe('operator consoles, one relay per ministry', () => {
     await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor({ timeout: 30_000 });
     expect(await jp.page.locator('.line-down').count()).toBe(0);
     expect(await cn.page.locator('.line-down').count()).toBe(0);
+    await jp2.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor();
+    expect(await jp2.page.locator('.line-down').count()).toBe(0);
     await jp.page.locator('#events li.ev-line-up').first().waitFor();
     await cn.page.locator('#events li.ev-line-up').first().waitFor();
     await shot(jp.page, 'two-relays-zh-jp-line-up.png');
     await shot(cn.page, 'two-relays-ja-cn-line-up.png');
     expect(jp.errors).toEqual([]);
+    expect(jp2.errors).toEqual([]);
     expect(cn.errors).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import type { UnlockedKey } from '../key-store.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
+import type { RelayLinkStatus } from '../../../shared/protocol/status.js';
 import { h, replace } from '../common/dom.js';
 import { onLanguageChange } from '../common/i18n.js';
 import { fatalView, pageHeader, SealedNotes } from '../common/shell.js';
@@ -164,7 +165,10 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       live.linkPairs = orderedLinkPairs(agreement, me, status.links);
       live.lastTest = latestTest(live.lastTest, status.links.map((p) => p.last));
       // The relay's line to its peers (two relays): what it reports now, newer than any event seen.
-      if (status.relayLinks) live.relayLines = status.relayLinks.reduce(withLine, live.relayLines);
+      if (status.relayLinks) {
+        live.relayLines = status.relayLinks.reduce(withLine, live.relayLines);
+        shareLines();
+      }
       sections.status.draw();
       sections.link.draw();
       sections.line.draw();
@@ -239,11 +243,37 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     // A held message whose recipients are all confirmed now (a new device revoked again) goes.
     releaseHeld(ctx);
   });
+  // The line between the relays is known to the tab holding the link (its client gets the
+  // relay's events and status): it tells this console's other tabs, sealed like all they share,
+  // so that every tab shows the line down. A tab that finds the link held elsewhere asks.
+  const Channel = (globalThis as { BroadcastChannel?: typeof BroadcastChannel }).BroadcastChannel;
+  const lineChannel = Channel ? new Channel(`hotline-line/${key}`) : undefined;
+  const shareLines = () => lineChannel?.postMessage(unlocked.data.seal({ lines: live.relayLines }));
+  lineChannel?.addEventListener('message', (ev: MessageEvent<unknown>) => {
+    if (typeof ev.data !== 'string') return;
+    let said: { lines?: RelayLinkStatus[]; ask?: true };
+    try {
+      said = unlocked.data.open(ev.data) as typeof said;
+    } catch {
+      return;
+    }
+    if (said.ask && !live.elsewhere) shareLines();
+    if (said.lines && live.elsewhere) {
+      live.relayLines = said.lines.reduce(withLine, live.relayLines);
+      ctx.redraw('status', 'line');
+    }
+  });
+  const askLines = () => lineChannel?.postMessage(unlocked.data.seal({ ask: true }));
+  const linesChanged = () => {
+    ctx.redraw('status', 'line');
+    shareLines();
+  };
+
   client.on('link', (ev) => {
     if (ev.scope === 'relay') {
       // The hotline's line between the two relays, not a link test: the header and its banner.
       live.relayLines = withLine(live.relayLines, lineFromEvent(ev, me));
-      ctx.redraw('status', 'line');
+      linesChanged();
       return;
     }
     if (ev.type === 'link.test') live.lastTest = latestTest(live.lastTest, [ev]);
@@ -335,6 +365,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       void client.stop();
       ctx.redraw('status', 'elsewhere', 'line', 'compose');
       void client.loadStoredDirectory().catch(() => undefined);
+      askLines();
     },
   });
 }

@@ -57,13 +57,16 @@ export function linePills(lines: readonly RelayLinkStatus[]): HTMLElement[] {
   );
 }
 
-/** While the line to a peer is down: a banner across the page, once per outage announced, with why and since when. */
+/**
+ * While the line to a peer is down: a banner across the page, once per outage announced, with why
+ * and since when; in every tab of the console (a tab without the link is told by the one with it).
+ */
 export function lineDownPanel(ctx: OperatorContext): Panel {
   const el = h('div', { id: 'line-down-slot' });
   // Drawn again only when what it says changes: the alert is announced once per outage.
   let shown = '';
   const draw = () => {
-    const down = ctx.live.elsewhere ? [] : ctx.live.relayLines.filter((l) => l.status === 'down');
+    const down = ctx.live.relayLines.filter((l) => l.status === 'down');
     const now = JSON.stringify([document.documentElement.lang, down]);
     if (now === shown) return;
     shown = now;

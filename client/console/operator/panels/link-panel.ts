@@ -27,7 +27,8 @@ export function statusPanel(ctx: OperatorContext): Panel {
         // "Relay: connected": this console's own link, told apart from the hotline's line between relays.
         `${t('relay_link')}: ${t(connected ? 'connected' : elsewhere ? 'link_elsewhere' : 'disconnected')}`,
       ),
-      ...(elsewhere ? [] : linePills(ctx.live.relayLines)),
+      // In every tab: the tab holding the link tells the others (main.ts).
+      ...linePills(ctx.live.relayLines),
       h('span', { class: `pill ${lastTest ? (lastTest.ok ? 'ok' : 'bad') : 'idle'}`, id: 'link-test' }, `${t('last_test')}: `, testText(lastTest)),
       ...linkPairs.map((p) =>
         h('span', { class: `pill ${p.status === 'up' ? 'ok' : p.status === 'down' ? 'bad' : 'idle'}`, 'data-pair': `${p.from}>${p.to}`, 'data-status': p.status }, `${p.from} → ${p.to}: ${t(`link_${p.status}` as MessageKey)}`),
