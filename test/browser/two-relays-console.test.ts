@@ -68,7 +68,7 @@ async function unlockTab(page: Page, passphrase: string): Promise<void> {
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOT_DIR, name), fullPage: true });
 
 describe('operator consoles, one relay per ministry', () => {
-  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides (a second tab too), apart from each console’s own link; printed with the relayed rung', async () => {
+  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides (a second tab too), apart from each console’s own link, and what was sent meanwhile waits unrelayed; printed with the relayed rung', async () => {
     await directoriesExchanged();
     const { dep } = pair;
     const jp = await openConsole(pair.jp.url, dep.devices.jpOp, 'ja-JP', 'Asia/Tokyo');
@@ -178,13 +178,28 @@ describe('operator consoles, one relay per ministry', () => {
     await shot(jp.page, 'two-relays-zh-jp-line-down.png');
     await shot(cn.page, 'two-relays-ja-cn-line-down.png');
 
-    // Restored: up on both sides, the banners gone.
+    // Sent while the line is down: accepted by Japan's relay, and shown as not relayed yet.
+    await jp.page.fill('#subject', '回線断中の通報');
+    await jp.page.fill('#body', '回線が復旧したら届くこと。');
+    await jp.page.click('#send');
+    const waiting = jp.page.locator('#outbox tr.msg[data-rung="accepted"]');
+    await waiting.waitFor();
+    const waitingId = (await waiting.getAttribute('data-id'))!;
+    expect(await waiting.locator('li[data-rung="relayed"]').getAttribute('class')).not.toContain('done');
+    expect(await waiting.locator('li[data-rung="relayed"] time').count()).toBe(0);
+
+    // Restored: up on both sides, the banners gone, and what waited goes through, once.
     pair.toCn.restore();
     pair.toJp.restore();
     await jp.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor({ timeout: 30_000 });
     await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor({ timeout: 30_000 });
     expect(await jp.page.locator('.line-down').count()).toBe(0);
     expect(await cn.page.locator('.line-down').count()).toBe(0);
+    const through = jp.page.locator(`#outbox tr.msg[data-id="${waitingId}"][data-rung="delivered"]`);
+    await through.waitFor({ timeout: 30_000 });
+    await through.locator('li[data-rung="relayed"].done time').waitFor();
+    await cn.page.locator(`#inbox tr.msg[data-id="${waitingId}"]`, { hasText: '回線断中の通報' }).waitFor();
+    expect(await cn.page.locator(`#inbox tr.msg[data-id="${waitingId}"]`).count()).toBe(1);
     await jp2.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor();
     expect(await jp2.page.locator('.line-down').count()).toBe(0);
     await jp.page.locator('#events li.ev-line-up').first().waitFor();
