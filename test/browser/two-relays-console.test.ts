@@ -68,7 +68,7 @@ async function unlockTab(page: Page, passphrase: string): Promise<void> {
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOT_DIR, name), fullPage: true });
 
 describe('operator consoles, one relay per ministry', () => {
-  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides (a second tab too), apart from each console’s own link, and what was sent meanwhile waits unrelayed; printed with the relayed rung', async () => {
+  it('a FLASH from Tokyo: accepted, relayed, delivered, acknowledged on the sender’s ladder; the line cut and restored is shown on both sides (a second tab too), apart from each console’s own link, and on a locked console; what was sent meanwhile waits unrelayed; printed with the relayed rung', async () => {
     await directoriesExchanged();
     const { dep } = pair;
     const jp = await openConsole(pair.jp.url, dep.devices.jpOp, 'ja-JP', 'Asia/Tokyo');
@@ -178,6 +178,12 @@ describe('operator consoles, one relay per ministry', () => {
     await shot(jp.page, 'two-relays-zh-jp-line-down.png');
     await shot(cn.page, 'two-relays-ja-cn-line-down.png');
 
+    // The Chinese console locked: its lock screen shows the line down too.
+    await cn.page.click('#lock');
+    const onLock = cn.page.locator('#lock-screen #lock-line .line-down[data-peer="jp-mod"]');
+    await onLock.locator('[role="alert"]', { hasText: 'jp-mod とのホットライン回線が断' }).waitFor();
+    await shot(cn.page, 'two-relays-ja-cn-locked-line-down.png');
+
     // Sent while the line is down: accepted by Japan's relay, and shown as not relayed yet.
     await jp.page.fill('#subject', '回線断中の通報');
     await jp.page.fill('#body', '回線が復旧したら届くこと。');
@@ -192,9 +198,15 @@ describe('operator consoles, one relay per ministry', () => {
     pair.toCn.restore();
     pair.toJp.restore();
     await jp.page.locator('.line-state[data-peer="cn-mnd"][data-status="up"]').waitFor({ timeout: 30_000 });
-    await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor({ timeout: 30_000 });
+    // (Behind its lock screen: attached, not visible.)
+    await cn.page.locator('.line-state[data-peer="jp-mod"][data-status="up"]').waitFor({ state: 'attached', timeout: 30_000 });
     expect(await jp.page.locator('.line-down').count()).toBe(0);
     expect(await cn.page.locator('.line-down').count()).toBe(0);
+    // Locked, the Chinese console saw the line come back; unlocked, it shows what arrived.
+    await onLock.waitFor({ state: 'detached' });
+    await cn.page.fill('#passphrase', `${dep.devices.cnOp.certificate.cert.device} passphrase`);
+    await cn.page.click('#unlock');
+    await cn.page.waitForSelector('#lock-screen', { state: 'hidden' });
     const through = jp.page.locator(`#outbox tr.msg[data-id="${waitingId}"][data-rung="delivered"]`);
     await through.waitFor({ timeout: 30_000 });
     await through.locator('li[data-rung="relayed"].done time').waitFor();

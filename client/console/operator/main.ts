@@ -111,10 +111,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const compose = composePanel(ctx, await openDrafts(kv, unlocked, key));
+  const line = lineDownPanel(ctx);
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
     elsewhere: elsewherePanel(ctx),
-    line: lineDownPanel(ctx),
+    line,
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
@@ -122,7 +123,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     events: eventsPanel(ctx),
   };
   // The lock screen, idle auto-lock, desktop alerts and link-down banner (watch-guard.ts).
-  const watch = await guardWatch(ctx, { kv, unlocked, root, alarm });
+  const watch = await guardWatch(ctx, { kv, unlocked, root, alarm, lockStatus: line.lockEl });
   const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule(), (target) => compose.startReply(target));
   /** One frame's drawing: panels first, then changed rows, FLASH and IMMEDIATE before the rest. */
   const frames = new FrameScheduler(async (deadline) => {

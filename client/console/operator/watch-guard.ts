@@ -29,6 +29,8 @@ export interface WatchGuardOptions {
   /** The console's content, covered while locked. */
   root: HTMLElement;
   alarm: Alarm;
+  /** Shown on the lock screen (the hotline line's state, kept up to date by its panel). */
+  lockStatus?: HTMLElement;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   const screen = new LockScreen({
     root: o.root,
     device: ctx.key,
+    ...(o.lockStatus ? { status: o.lockStatus } : {}),
     async verify(passphrase) {
       const k = await store.unlock(passphrase);
       const c = k.device.certificate.cert;

@@ -60,31 +60,30 @@ export function linePills(lines: readonly RelayLinkStatus[]): HTMLElement[] {
 /**
  * While the line to a peer is down: a banner across the page, once per outage announced, with why
  * and since when; in every tab of the console (a tab without the link is told by the one with it).
+ * `lockEl` holds the same for the lock screen, which covers the page: a locked console still
+ * shows the line down (lock-screen.ts).
  */
-export function lineDownPanel(ctx: OperatorContext): Panel {
+export function lineDownPanel(ctx: OperatorContext): Panel & { readonly lockEl: HTMLElement } {
   const el = h('div', { id: 'line-down-slot' });
+  const lockEl = h('div', { id: 'lock-line' });
   // Drawn again only when what it says changes: the alert is announced once per outage.
   let shown = '';
+  const banners = (down: readonly RelayLinkStatus[]) =>
+    down.map((l) =>
+      h(
+        'div',
+        { class: 'line-down', 'data-peer': l.peer, ...(l.reason === undefined ? {} : { 'data-reason': l.reason, title: l.reason }) },
+        h('strong', { role: 'alert' }, t('line_down_title', { party: l.peer })),
+        h('p', {}, h('span', { class: 'line-reason' }, lineReason(l.reason)), l.since === undefined ? null : ` (${t('line_down_since', { time: formatTime(l.since) })})`, ' ', t('line_down_help', { party: l.peer })),
+      ),
+    );
   const draw = () => {
     const down = ctx.live.relayLines.filter((l) => l.status === 'down');
     const now = JSON.stringify([document.documentElement.lang, down]);
     if (now === shown) return;
     shown = now;
-    if (down.length === 0) {
-      replace(el);
-      return;
-    }
-    replace(
-      el,
-      ...down.map((l) =>
-        h(
-          'div',
-          { class: 'line-down', 'data-peer': l.peer, ...(l.reason === undefined ? {} : { 'data-reason': l.reason, title: l.reason }) },
-          h('strong', { role: 'alert' }, t('line_down_title', { party: l.peer })),
-          h('p', {}, h('span', { class: 'line-reason' }, lineReason(l.reason)), l.since === undefined ? null : ` (${t('line_down_since', { time: formatTime(l.since) })})`, ' ', t('line_down_help', { party: l.peer })),
-        ),
-      ),
-    );
+    replace(el, ...banners(down));
+    replace(lockEl, ...banners(down));
   };
-  return { el, draw };
+  return { el, lockEl, draw };
 }
