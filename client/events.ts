@@ -55,13 +55,18 @@ export interface HotlineClientEvents {
   receipt: ReceiptEvent;
   accepted: { id: string; envelopeHash: string; at: number };
   'receipt-accepted': { messageId: string; kind: string; at: number };
+  /** The relay stored this device's refusal of message `messageId` (PROTOCOL.md "Refusals"). */
+  'refusal-accepted': { messageId: string; at: number };
   /** Every event frame: deadline, link and audit events. The typed events below follow it. */
   event: HotlineEvent;
   /** A deadline passed before its rung was reached (level 1), or a reminder of it (level 2, 3, …). */
   'deadline.missed': DeadlineMissedEvent;
   /** A missed deadline's rung was reached at last (`late: true`). */
   'deadline.met': DeadlineMetEvent;
-  /** The relay closed a deadline no receipt can reach any more (every addressee operator it was sealed to revoked): why, in `reason` and `detail`. */
+  /**
+   * The relay closed a deadline no receipt can reach any more (every addressee operator it was
+   * sealed to revoked, or refused it): why, in `reason` and `detail`.
+   */
   'deadline.closed': DeadlineClosedEvent;
   /**
    * Two-relay deployments: the addressee's relay has stored a message of this party (the rung

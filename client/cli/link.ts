@@ -365,8 +365,10 @@ export function eventText(e: HotlineEvent, me?: string): string {
     }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
-    case 'deadline.closed':
-      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached — ${e.detail}`;
+    case 'deadline.closed': {
+      const why = e.reason === 'recipient-refused' ? `refused by ${e.to}'s device` : `${e.to}'s devices revoked`;
+      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached (${why}) — ${e.detail}`;
+    }
     case 'audit.alarm':
       return `! audit alarm (${e.party}): ${e.reason}`;
     case 'message.relayed':

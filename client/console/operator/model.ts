@@ -237,9 +237,9 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
   return rows.sort((a, b) => b.header.sentAt - a.header.sentAt);
 }
 
-/** The ids of the messages waiting in the outbox (receipts are not shown). */
+/** The ids of the messages waiting in the outbox (receipts and refusals are not shown). */
 export function pendingIds(state: ClientState): string[] {
-  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' ? [] : [item.id]));
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' || item.kind === 'refusal' ? [] : [item.id]));
 }
 
 /** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */

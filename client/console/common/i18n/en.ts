@@ -337,6 +337,11 @@ export const en = {
   // merge: error text for the sentAt window
   err_sent_at: 'The message was dated more than a day away from the relay\'s clock: check this computer\'s clock; it is sealed again with the current time.',
   err_relay_link: 'The link between the two ministries\' relays refused a peer relay or one of its frames (wrong party or a replayed frame).',
+  // h13-rest: refusals and revoked signers
+  err_refusal: 'The relay did not take this device\'s refusal of a message it could not open (signature, wrong message, or an answer given before).',
+  ev_deadline_closed_refused: 'Deadline closed: the {rung} of {id} ({prec}) can no longer be reached: the addressee\'s device refused the message as it could not verify or open it ({detail})',
+  rung_signer_revoked: 'signer revoked since {time}',
+  type_refusal_accepted: 'refusal accepted',
 };
 
 export type MessageKey = keyof typeof en;

@@ -338,4 +338,9 @@ export const ja: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: 'メッセージの日時が中継サーバの時計と1日以上ずれています。この端末の時計を確認してください。現在時刻で封緘し直します。',
   err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '開封できなかったメッセージについてのこの端末の拒否通知を中継サーバが受け付けませんでした(署名、対象メッセージの誤り、または既に応答済み)。',
+  ev_deadline_closed_refused: '期限を終了：{id}（{prec}）の{rung}はもう到達できません：宛先の端末がメッセージを検証または開封できず拒否しました（{detail}）',
+  rung_signer_revoked: '署名者は {time} 以降失効',
+  type_refusal_accepted: '受信拒否の受付',
 };

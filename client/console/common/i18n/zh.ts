@@ -338,4 +338,9 @@ export const zh: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: '消息时间与中继服务器时钟相差超过一天：请检查本机时钟；将以当前时间重新封装。',
   err_relay_link: '两部中继服务器之间的链路拒绝了对方中继或其帧(当事方错误或重放的帧)。',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '中继服务器未接受本终端对一条无法打开的消息的拒收声明(签名、消息不符或此前已作答)。',
+  ev_deadline_closed_refused: '期限已关闭：{id}（{prec}）的{rung}已无法达成：收件方终端因无法验证或打开该消息而拒收（{detail}）',
+  rung_signer_revoked: '签名者自 {time} 起已吊销',
+  type_refusal_accepted: '拒收已受理',
 };
