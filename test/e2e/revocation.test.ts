@@ -11,6 +11,7 @@ import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
 import type { StatusResponse } from '../../server/plugins/status.js';
 import { initialConsoleData, inboxRow } from '../../client/console/operator/model.js';
+import { eventText as cliEventText } from '../../client/cli/link.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -114,7 +115,7 @@ describe('revocation is about the time of acceptance', () => {
     expect([...seenAtJp2, ...seenAtCn].filter((e) => e.type === 'deadline.missed')).toEqual([]);
   });
 
-  it('a message accepted after the revocation’s signed time is refused by the recipient', async () => {
+  it('a message accepted after the revocation’s signed time is refused by the recipient, whose signed refusal closes its deadlines: both sides are told why, no alarm stays', async () => {
     const jp = client(d.devices.jpOp);
     await jp.start();
     const accepted = next(jp, 'accepted');
@@ -124,12 +125,43 @@ describe('revocation is about the time of acceptance', () => {
     // The party declares the key compromised since before that message was accepted.
     await revoke(d.devices.jpOp, d.jp, at - 1);
 
-    const cn = client(d.devices.cnOp);
+    // The sender's colleague watches; the addressee connects only now.
+    const jp2 = client(d.devices.jpOp2);
+    const closedAtJp2 = next(jp2, 'deadline.closed', (e) => e.messageId === id && e.rung === 'acknowledged');
+    await jp2.start();
+    const cnStorage = new MemoryStorage();
+    const cn = client(d.devices.cnOp, cnStorage);
     const refused = next(cn, 'error', (e) => e.message.includes(id));
+    const relayTook = next(cn, 'refusal-accepted', (r) => r.messageId === id);
+    const closedAtCn = next(cn, 'deadline.closed', (e) => e.messageId === id && e.rung === 'acknowledged');
     const messages: string[] = [];
     cn.on('message', (m) => messages.push(m.header.id));
     await cn.start();
     expect((await refused).code).toBe('HL_ERR_CERT_UNKNOWN_DEVICE');
     expect(messages).toEqual([]);
+    await relayTook;
+    // Sent from the outbox and gone from it once the relay stored it.
+    expect(Object.keys((await cnStorage.read('cn-mnd/cn-op-1')).outbox)).toEqual([]);
+
+    // Both sides are told that nobody will answer it, and why.
+    for (const e of [await closedAtJp2, await closedAtCn]) {
+      expect(e).toMatchObject({ reason: 'recipient-refused', from: 'jp-mod', to: 'cn-mnd', precedence: 'ROUTINE' });
+      expect(e.detail).toContain('cn-mnd/cn-op-1 (HL_ERR_CERT_UNKNOWN_DEVICE)');
+    }
+    expect(cliEventText(await closedAtJp2, 'jp-mod')).toContain("can no longer be reached (refused by cn-mnd's device)");
+    expect((await status(d.devices.cnOp)).waiting.filter((w) => w.messageId === id)).toEqual([]);
+    expect((await status(d.devices.jpOp2)).sent.filter((w) => w.messageId === id)).toEqual([]);
+
+    // Two days on, no alarm has fired on it at either side.
+    const seen: HotlineEvent[] = [];
+    jp2.on('event', (e) => seen.push(e));
+    cn.on('event', (e) => seen.push(e));
+    clock.advance(48 * 60 * MIN);
+    const marker = next(cn, 'message');
+    const jp2Sent = next(jp2, 'accepted');
+    await jp2.send({ to: 'cn-mnd', precedence: 'FLASH', body: 'marker', lang: 'en' });
+    await jp2Sent;
+    await marker;
+    expect(seen.filter((e) => e.type === 'deadline.missed' && e.messageId === id)).toEqual([]);
   });
 });
