@@ -1,4 +1,5 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
+import type { RevokedSinceChange } from './revoked-since.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
 import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, MessageRelayedEvent, OperatorNotice } from '../shared/protocol/frames.js';
 
@@ -81,6 +82,12 @@ export interface HotlineClientEvents {
   cosigned: { size: number; from?: number; at: number };
   /** A peer's link test carried a checkpoint that verified and agreed with this device's (now remembered). */
   'checkpoint-gossip': CheckpointGossipEvent;
+  /**
+   * A directory fetch brought revocations of devices whose messages (or receipts) were already
+   * stored here: they stay readable and valid, now labelled "sender revoked since <time>" (the
+   * stored records carry `senderRevokedAt` / `signersRevokedAt`).
+   */
+  'revoked-since': RevokedSinceChange;
   /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
   directory: { certificates: DeviceCertBody[]; fetchedAt: number };
   /**

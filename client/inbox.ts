@@ -224,7 +224,7 @@ export class Inbox {
     const isNew = await this.#o.storage.update(this.#o.key, (s) => {
       // Checked again against the latest state: another process on this device may have taken it.
       if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), acceptedAt: frame.acceptedAt, ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
       s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
       if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
@@ -269,6 +269,7 @@ export class Inbox {
         if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
           rec.receipts.push(body);
         }
+        if (rec && signerRevokedAt !== undefined) (rec.signersRevokedAt ??= {})[`${body.by.party}/${body.by.device}`] ??= signerRevokedAt;
       });
     }
     this.#o.emit('receipt', {

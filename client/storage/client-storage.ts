@@ -84,7 +84,14 @@ export interface InboxRecord {
   envelopeHash: string;
   receivedAt: number;
   acknowledgedAt?: number;
-  /** The signed time of the sender's revocation, when its certificate was revoked after the relay accepted this message. */
+  /** When the relay accepted it (its `acceptedAt`); absent in records stored before it was kept. */
+  acceptedAt?: number;
+  /**
+   * The signed time of the revocation of the sender's certificate (the one valid when the relay
+   * accepted this message): set at delivery, or later, when a directory fetch brings the revocation
+   * of a message already stored here. The message stays readable; it is shown as "sender revoked
+   * since <time>" (README "Revoked devices and old messages").
+   */
   senderRevokedAt?: number;
 }
 
@@ -94,6 +101,11 @@ export interface SentRecord {
   envelopeHash: string;
   acceptedAt?: number;
   receipts: ReceiptBody[];
+  /**
+   * Signers (`party/device`) of receipts here whose certificate has been revoked since they signed:
+   * the revocation's signed time. The receipts stay valid, shown as "signer revoked since <time>".
+   */
+  signersRevokedAt?: Record<string, number>;
 }
 
 /** The last directory fetched (public data), so that a message can be sealed while offline. */

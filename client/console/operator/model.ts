@@ -186,8 +186,8 @@ export interface OutboxRow {
   /** When each rung was reached, as far as known here: sealed, accepted by the relay, first signed receipt of each kind. */
   rungAt: Partial<Record<OutRung, number>>;
   acceptedAt?: number;
-  /** Verified receipts by rung: who signed, when. */
-  receipts: { kind: string; by: string; at: number }[];
+  /** Verified receipts by rung: who signed, when, and when the signer was revoked since, if it was. */
+  receipts: { kind: string; by: string; at: number; signerRevokedAt?: number }[];
   dueAt?: number;
   /** Rungs reached late, as the server judged them. */
   late: LateRungs;
@@ -301,7 +301,11 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     rung,
     rungAt,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
-    receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
+    receipts: rec.receipts.map((r) => {
+      const by = `${r.by.party}/${r.by.device}`;
+      const revokedAt = rec.signersRevokedAt?.[by];
+      return { kind: r.kind, by, at: r.at, ...(revokedAt === undefined ? {} : { signerRevokedAt: revokedAt }) };
+    }),
     ...(due === undefined ? {} : { dueAt: due }),
     late: data.late?.[id] ?? {},
   };
