@@ -216,5 +216,23 @@ describe('revocation is about the time of acceptance', () => {
     await jp.refreshDirectory();
     expect(again).toBe(0);
   });
+
+  it('a revocation backdated to before a stored message was accepted labels it too (the compromise it declares covers it)', async () => {
+    const cnStorage = new MemoryStorage();
+    const jp = client(d.devices.jpOp);
+    const cn = client(d.devices.cnOp, cnStorage);
+    await jp.start();
+    await cn.start();
+    const arrived = next(cn, 'message');
+    const { id } = await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'before the news', lang: 'en' });
+    const acceptedAt = (await arrived).acceptedAt;
+    await jp.stop();
+    // The party declares the key compromised since a minute before that message was accepted.
+    await revoke(d.devices.jpOp, d.jp, acceptedAt - MIN);
+    const labelled = next(cn, 'revoked-since');
+    await cn.refreshDirectory();
+    expect((await labelled).messages).toEqual([{ id, from: 'jp-mod/jp-op-1', revokedAt: acceptedAt - MIN }]);
+    expect((await cnStorage.read('cn-mnd/cn-op-1')).inbox[id]?.senderRevokedAt).toBe(acceptedAt - MIN);
+  });
 });
 
