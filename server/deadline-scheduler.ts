@@ -5,7 +5,9 @@ import { keyIdOf } from '../shared/crypto/keys.js';
 import { fromBase64 } from '../shared/encoding/base64.js';
 import type { Clock, TimerHandle } from './clock.js';
 import {
+  deadlineKey,
   deadlinePolicy,
+  RUNGS,
   initialDeadlines,
   nextDue,
   planAccepted,
@@ -172,7 +174,7 @@ export class DeadlineScheduler {
    */
   async prepareRefusal(write: RefusalWrite): Promise<void> {
     const r = write.refusal.refusal;
-    const open = [...this.deadlines.open.values()].some((d) => d.messageId === r.messageId);
+    const open = RUNGS.some((rung) => this.deadlines.open.has(deadlineKey(r.messageId, rung)));
     if (!open || this.stopped) return;
     const message = await this.deps.store.getMessage(r.messageId);
     if (!message) return;
