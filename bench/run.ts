@@ -8,7 +8,8 @@
  * verifications per second. Phases: real HotlineClients end to end (server in this process and
  * in its own), server capacity over raw links (bench/capacity.ts), FLASH under load, a backlog for
  * an offline device (bench/backlog.ts), CPU per message against history and idle connections
- * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts).
+ * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts),
+ * a flood of idle TCP connections against the per-address cap (bench/conn-flood.ts).
  * Counts and time are bounded (bench/config.ts); `--smoke` runs all of it with tiny counts.
  *
  * Only public interfaces are used: the wire protocol, HotlineClient, startServer and the server's
@@ -34,6 +35,7 @@ import { backlogPhase } from './backlog.js';
 import { scalePhase } from './scale.js';
 import { restartPhase } from './restart.js';
 import { consolePhase } from './console.js';
+import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
 
 const GIB = 2 ** 30;
@@ -86,6 +88,9 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     // behaviour (test/browser/console-load.test.ts).
     const consoleResult = cfg.smoke || !existsSync('/usr/bin/chromium') ? undefined : await consolePhase({ count: FULL_SIZE.console, maxSeconds: cfg.maxSeconds * 5 });
 
+    log('connection flood');
+    const flood = await connFloodPhase(floodOptions(cfg.flood, cfg.smoke, cfg.maxSeconds * 2));
+
     const capacityGoal = (0.7 * verify.perSecond) / 2;
     const rows: Row[] = [
       { measurement: `floor: raw ws echo 1 KiB, 1 in flight (${rawWs.serialCount})`, value: rawWs.p50Us / 1000, unit: 'ms p50' },
@@ -122,6 +127,14 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       consoleResult
         ? { measurement: `console: key-press-to-paint during the flood, max of ${consoleResult.keyToPaint.samples} (p99 ${consoleResult.keyToPaint.p99Ms.toFixed(1)} ms)`, value: consoleResult.keyToPaint.maxMs, unit: 'ms', goal: '≤ 100 ms', met: consoleResult.keyToPaint.maxMs <= 100 }
         : { measurement: 'console: key-press-to-paint during the flood', value: NaN, unit: 'ms', goal: '≤ 100 ms', notMeasured: true },
+      {
+        measurement: `connection flood: ${flood.attempted.toLocaleString('en-US')} idle TCP connections from ${flood.sources} loopback addresses (cap ${flood.cap} each, server fd limit ${flood.serverFdLimit.toLocaleString('en-US')}; refused ${flood.refusedByServer.toLocaleString('en-US')}, peak open ${flood.peakOpen.toLocaleString('en-US')}, ${flood.capLogLines} cap log lines): a real device's login + link during it`,
+        value: flood.realLinkMs,
+        unit: 'ms',
+        goal: 'links; cap holds; refusals counted and logged',
+        met: flood.ok,
+        reduced: flood.attempted < FULL_SIZE.flood,
+      },
     );
 
     const json = {
@@ -139,6 +152,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
         scale,
         restart,
         console: consoleResult ?? null,
+        connFlood: flood,
       },
       rows,
     };

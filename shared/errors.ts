@@ -76,6 +76,14 @@ export const ERROR_TABLE = {
   HL_ERR_RECEIPT_HASH_MISMATCH: { http: 400, ws: 4453, closesLink: false, retry: 'never' },
   HL_ERR_RECEIPT_NOT_RECIPIENT: { http: 403, ws: 4454, closesLink: false, retry: 'never' },
   HL_ERR_RECEIPT_SENDER_MISMATCH: { http: 403, ws: 4455, closesLink: false, retry: 'never' },
+  // Refusals: a device's signed statement that it could not accept a message delivered to it
+  HL_ERR_REFUSAL_MALFORMED: { http: 400, ws: 4480, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_BAD_SIGNATURE: { http: 403, ws: 4481, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_UNKNOWN_MESSAGE: { http: 404, ws: 4482, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_HASH_MISMATCH: { http: 400, ws: 4483, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_NOT_RECIPIENT: { http: 403, ws: 4484, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_SENDER_MISMATCH: { http: 403, ws: 4485, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_CONFLICT: { http: 409, ws: 4486, closesLink: false, retry: 'never' },
   // Authentication and authorisation
   HL_ERR_AUTH_CHALLENGE_INVALID: { http: 401, ws: 4460, closesLink: false, retry: 'later' },
   HL_ERR_AUTH_BAD_SIGNATURE: { http: 401, ws: 4461, closesLink: false, retry: 'stop' },

@@ -3,6 +3,7 @@ import { agreementHash } from '../../shared/crypto/keys.js';
 import { PRECEDENCES, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
+import type { RevokedSinceChange } from '../revoked-since.js';
 import {
   LINK_FLAGS,
   LINK_HELP,
@@ -220,6 +221,9 @@ ${LINK_HELP}
       json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
+    client.on('revoked-since', (c) => {
+      for (const line of revokedSinceLines(c)) print(line.json, line.text);
+    });
     client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
     client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
     const fatal = new Promise<never>((_, reject) => {
@@ -306,7 +310,7 @@ ${LINK_HELP}
 // ---------------------------------------------------------------------------------------------
 // Printing
 
-export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number }): Record<string, unknown> {
+export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number; senderRevokedAt?: number }): Record<string, unknown> {
   const h = m.header;
   return {
     type: 'message',
@@ -317,6 +321,7 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
     seq: h.seq,
     sentAt: h.sentAt,
     ...(m.acceptedAt === undefined ? {} : { acceptedAt: m.acceptedAt }),
+    ...(m.senderRevokedAt === undefined ? {} : { senderRevokedAt: m.senderRevokedAt }),
     ...(h.exercise ? { exercise: true } : {}),
     ...(h.replyTo ? { replyTo: h.replyTo } : {}),
     ...(h.linkTest ? { linkTest: true } : {}),
@@ -335,6 +340,7 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
   ];
+  if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
   if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);
   lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));
   if (devicePath && client && h.to === client.me.party && client.me.role === 'operator') {
@@ -345,13 +351,18 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
 
 function receiptJson(r: ReceiptEvent): Record<string, unknown> {
   const b = r.receipt.receipt;
-  return { type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified, ...(r.error ? { error: r.error.code } : {}) };
+  return {
+    type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified,
+    ...(r.signerRevokedAt === undefined ? {} : { signerRevokedAt: r.signerRevokedAt }),
+    ...(r.error ? { error: r.error.code } : {}),
+  };
 }
 
 function receiptText(r: ReceiptEvent): string {
   const b = r.receipt.receipt;
   const v = r.verified ? 'signature verified' : `NOT VERIFIED: ${r.error?.code ?? ''}`;
-  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v})`;
+  const revoked = r.signerRevokedAt === undefined ? '' : `, signer revoked since ${iso(r.signerRevokedAt)}`;
+  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v}${revoked})`;
 }
 
 /** An event as the operator of `me` reads it: the sender side and the addressee side see it differently. */
@@ -365,8 +376,10 @@ export function eventText(e: HotlineEvent, me?: string): string {
     }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
-    case 'deadline.closed':
-      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached — ${e.detail}`;
+    case 'deadline.closed': {
+      const why = e.reason === 'recipient-refused' ? `refused by ${e.to}'s device` : `${e.to}'s devices revoked`;
+      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached (${why}) — ${e.detail}`;
+    }
     case 'audit.alarm':
       return `! audit alarm (${e.party}): ${e.reason}`;
     case 'message.relayed':
@@ -374,6 +387,20 @@ export function eventText(e: HotlineEvent, me?: string): string {
     default:
       return `${e.ok ? ' ' : '!'} ${e.type}: ${e.from} → ${e.to}${e.roundTripMs === undefined ? '' : ` ${e.roundTripMs} ms`}${e.reason ? ` (${e.reason})` : ''}`;
   }
+}
+
+/** What a directory fetch newly labelled "revoked since" (`listen`, `status`), one line each. */
+export function revokedSinceLines(c: RevokedSinceChange): { json: Record<string, unknown>; text: string }[] {
+  return [
+    ...c.messages.map((m) => ({
+      json: { type: 'sender-revoked', messageId: m.id, from: m.from, revokedAt: m.revokedAt },
+      text: `! sender revoked since ${iso(m.revokedAt)}: message ${m.id} from ${m.from} stays readable (accepted while its certificate was valid)`,
+    })),
+    ...c.receipts.map((r) => ({
+      json: { type: 'signer-revoked', messageId: r.messageId, by: r.by, revokedAt: r.revokedAt },
+      text: `! signer revoked since ${iso(r.revokedAt)}: receipts by ${r.by} for ${r.messageId} stay valid (signed before the revocation)`,
+    })),
+  ];
 }
 
 function iso(ms: number): string {

@@ -1,4 +1,5 @@
 import type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
+import { revokedSinceLines } from './link.js';
 import { LINK_FLAGS, LINK_HELP, openClient, parse, printHelp, seconds, withTimeout, type Command } from './common.js';
 
 export const status: Command = {
@@ -10,7 +11,9 @@ Asks the relay for your party's view: the messages waiting for your party's deli
 acknowledgement, and the messages your party sent that the other side has not yet acknowledged,
 each with the time left or how long it is overdue (and its escalation level); then, for each pair
 of parties, the state of the link (up, down, or no test yet) and the last link test with its round
-trip. Times are the relay's. Operator and auditor devices.
+trip. Times are the relay's. Then what this device holds from devices revoked since: messages
+received and receipts for its messages, accepted while the certificate was valid (still valid,
+labelled "revoked since"). Operator and auditor devices.
 
 ${LINK_HELP}
   --json             print the relay's answer as one JSON object
@@ -22,8 +25,17 @@ ${LINK_HELP}
     const { client } = openClient('status', values, io, false);
     try {
       const st = await withTimeout(client.status(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
-      if (values.json) io.out(JSON.stringify(st));
-      else io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+      // The directory brings the revocations since the last fetch: what this device stored before
+      // them is labelled "revoked since" (README "Revoked devices and old messages").
+      await withTimeout(client.refreshDirectory(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
+      const revoked = await client.revokedLabels();
+      if (values.json) io.out(JSON.stringify({ ...st, revokedSince: revoked }));
+      else {
+        io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+        if (revoked.messages.length + revoked.receipts.length > 0) {
+          io.out(['', 'Stored here, from devices revoked since (still valid: accepted before the revocation):', ...revokedSinceLines(revoked).map((l) => `  ${l.text}`)].join('\n'));
+        }
+      }
       return 0;
     } finally {
       await client.stop();

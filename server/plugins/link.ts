@@ -14,7 +14,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { LinkHub, LiveLink } from '../link-hub.js';
 import type { RateLimits } from '../rate-limits.js';
 import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
-import { admitEnvelope, admitReceipt } from '../relay/admit.js';
+import { admitEnvelope, admitReceipt, admitRefusal } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { Store } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
@@ -59,7 +59,7 @@ export interface LinkPluginOptions {
   limits: RateLimits;
   lifecycle: Lifecycle;
   /** Deadlines and link tests opened and closed by what the devices send. */
-  deadlines: Pick<DeadlineScheduler, 'prepareEnvelope' | 'afterEnvelope' | 'prepareReceipt' | 'afterReceipt'>;
+  deadlines: Pick<DeadlineScheduler, 'prepareEnvelope' | 'afterEnvelope' | 'prepareReceipt' | 'afterReceipt' | 'prepareRefusal' | 'afterRefusal'>;
   /** Where each connection is registered, so that others can push to it or end it. */
   hub: LinkHub;
   /** Interval of WebSocket pings; a connection that has not answered the previous ping is ended. */
@@ -437,7 +437,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   }
 
   async function handleFrame(conn: Connection, frame: ClientFrame): Promise<void> {
-    const ref = frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : undefined;
+    const ref =
+      frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : frame.t === 'refusal' ? frame.refusal.refusal.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
@@ -464,6 +465,17 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           const r = write.receipt.receipt;
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
+          fanOut(result);
+        });
+      } else if (frame.t === 'refusal') {
+        const stored = await store.getMessage(frame.refusal.refusal.messageId);
+        const write = await admitRefusal(frame.refusal, stored, actx);
+        await deadlines.prepareRefusal(write);
+        void lifecycle.track(writes.enqueue(write)).then((result) => {
+          deadlines.afterRefusal(write, result);
+          if (!result.ok) return refuse(conn, result.error, ref);
+          send(conn, { t: 'refusal-accepted', messageId: write.refusal.refusal.messageId, at: result.acceptedAt }, true);
+          conn.log.info({ ref, code: write.refusal.refusal.code, status: result.status }, 'refusal accepted');
           fanOut(result);
         });
       } else {

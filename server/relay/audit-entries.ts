@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { AuditEntry } from './records.js';
 
 /**
@@ -15,6 +15,11 @@ export function envelopeAcceptedEntry(envelope: Envelope, envelopeHash: string, 
 /** An accepted receipt: the signed receipt as it is. */
 export function receiptAcceptedEntry(receipt: SignedReceipt, acceptedAt: number): AuditEntry {
   return { type: 'receipt.accepted', at: acceptedAt, receipt };
+}
+
+/** An accepted refusal: the signed refusal as it is (its code names why; never message text). */
+export function refusalAcceptedEntry(refusal: SignedRefusal, acceptedAt: number): AuditEntry {
+  return { type: 'refusal.accepted', at: acceptedAt, refusal };
 }
 
 /** A certificate enrolled (it chains to the agreement, which is what an auditor checks). */

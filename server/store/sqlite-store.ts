@@ -20,6 +20,8 @@ import {
   type MailboxPosition,
   type PendingTest,
   type ReceiptWrite,
+  type RefusalWrite,
+  type StoredRefusal,
   type SideEffects,
   type StoredMessage,
   type Write,
@@ -136,6 +138,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE relay_sent (
     kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt')), ref TEXT NOT NULL, peer TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (kind, ref, peer)
+  );
+  `,
+  // h13: refusals, a device's signed statement that it could not accept a message delivered to it
+  // (PROTOCOL.md "Refusals"). One per (message, device); they close deadlines, not mailboxes.
+  `
+  CREATE TABLE refusals (
+    message_id TEXT NOT NULL, by_party TEXT NOT NULL, by_device TEXT NOT NULL, code TEXT NOT NULL,
+    refusal TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, by_party, by_device)
   );
   `,
 ];
@@ -279,6 +290,18 @@ export class SqliteStore implements Store {
       ),
       insertReceipt: db.prepare(
         'INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      findRefusal: db.prepare<[string, string, string], { refusal: string; accepted_at: number }>(
+        'SELECT refusal, accepted_at FROM refusals WHERE message_id = ? AND by_party = ? AND by_device = ?',
+      ),
+      receiptBy: db.prepare<[string, string, string], { one: number }>(
+        'SELECT 1 AS one FROM receipts WHERE message_id = ? AND by_party = ? AND by_device = ? LIMIT 1',
+      ),
+      insertRefusal: db.prepare(
+        'INSERT INTO refusals (message_id, by_party, by_device, code, refusal, accepted_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      refusalsOf: db.prepare<[string], { by_party: string; by_device: string; code: string; accepted_at: number }>(
+        'SELECT by_party, by_device, code, accepted_at FROM refusals WHERE message_id = ? ORDER BY accepted_at, by_party, by_device',
       ),
       insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref, rank) VALUES (?, ?, ?, ?)'),
       // Keyset paging on the (device, acked, rank, cursor) index, in two statements so that each is
@@ -527,6 +550,29 @@ export class SqliteStore implements Store {
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
+  private writeRefusal(w: RefusalWrite): WriteResult {
+    const r = w.refusal.refusal;
+    const json = JSON.stringify(w.refusal);
+    const existing = this.stmt.findRefusal.get(r.messageId, r.by.party, r.by.device);
+    if (existing) {
+      // The same refusal again (a resend after a lost answer) is answered again; another one is a
+      // device changing its account of the same message.
+      if (existing.refusal === json) return { ok: true, status: 'duplicate', acceptedAt: existing.accepted_at };
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already refused ${r.messageId} with another refusal`);
+    }
+    if (this.stmt.receiptBy.get(r.messageId, r.by.party, r.by.device)) {
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already signed a receipt for ${r.messageId}: it cannot refuse it now`);
+    }
+    this.stmt.insertRefusal.run(r.messageId, r.by.party, r.by.device, r.code, json, w.acceptedAt);
+    this.audit(w.audit);
+    const followers = this.applySideEffects(w.effects);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: followers };
+  }
+
+  async refusalsOf(messageId: string): Promise<StoredRefusal[]> {
+    return this.stmt.refusalsOf.all(messageId).map((r) => ({ party: r.by_party, device: r.by_device, code: r.code, acceptedAt: r.accepted_at }));
+  }
+
   async commit(writes: readonly Write[]): Promise<WriteResult[]> {
     // One transaction, one fsync, for the batch, and no savepoint per write: each write checks
     // everything that could refuse it (replay, duplicate id, duplicate receipt) before its first
@@ -554,6 +600,7 @@ export class SqliteStore implements Store {
         return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] };
       }
       try {
+        if (w.kind === 'refusal') return this.writeRefusal(w);
         return w.kind === 'envelope' ? this.writeEnvelope(w) : w.kind === 'receipt' ? this.writeReceipt(w) : this.writeEvents(w);
       } catch (error) {
         // Refusals are thrown before anything is written; anything else aborts the batch (above).

@@ -10,6 +10,7 @@ import type {
   MailboxPosition,
   PendingTest,
   StoredMessage,
+  StoredRefusal,
   Write,
   WriteResult,
 } from '../relay/records.js';
@@ -140,6 +141,9 @@ export interface Store {
   putCosignature(cosignature: StoredCosignature): Promise<void>;
   /** Cosignatures of one checkpoint, or of all when `size` is undefined. */
   listCosignatures(size?: number): Promise<StoredCosignature[]>;
+
+  /** The refusals stored for a message (PROTOCOL.md "Refusals"), in acceptance order. */
+  refusalsOf(messageId: string): Promise<StoredRefusal[]>;
 
   /** Deadlines not yet closed (for the scheduler at start). */
   loadDeadlines(): Promise<DeadlineRecord[]>;

@@ -6,6 +6,7 @@ import { sha256 } from '../crypto/hash.js';
 import { agreementHash, verifyDeviceCertificate, verifyRevocation } from '../crypto/keys.js';
 import { envelopeHash, verifyHeaderSignature } from '../crypto/envelope.js';
 import { verifyReceipt } from '../crypto/receipt.js';
+import { verifyRefusal } from '../crypto/refusal.js';
 import { assertSchema, parseJson } from '../protocol/validate.js';
 import {
   DeviceCertificate,
@@ -58,6 +59,7 @@ export type AuditExport = Static<typeof AuditExport>;
 const EntryBase = Type.Object({ idx: Millis, prev: Type.String(), type: Type.String({ minLength: 1 }), at: Millis });
 const EnvelopeEntry = Type.Object({ envelopeHash: Hash256, header: EnvelopeHeader, signature: Signature });
 const ReceiptEntry = Type.Object({ receipt: SignedReceipt });
+const RefusalEntry = Type.Object({ refusal: Type.Object({ refusal: Type.Object({ messageId: Type.String(), by: Type.Object({ party: Type.String(), device: Type.String() }), at: Type.Number() }) }) });
 
 export interface AuditProblem {
   /** The first bad entry's index, when the problem is in an entry. */
@@ -231,6 +233,18 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           await verifyReceipt(e.receipt, cert, h.header);
           assertNotRevoked(e.receipt.receipt.by, cert, entry.at, i);
           result.receipts++;
+          return;
+        }
+        case 'refusal.accepted': {
+          // A device's signed refusal of a message delivered to it: signed by a device the message
+          // was wrapped for, over the header hash in the log (PROTOCOL.md "Refusals").
+          const e = assertSchema(RefusalEntry, entry, 'HL_ERR_AUDIT_ENTRY_INVALID');
+          const body = e.refusal.refusal;
+          const h = headers.get(body.messageId);
+          if (!h) throw new EntryError(i, 'HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `entry ${i}: refusal of a message not in the log before it`);
+          const cert = certAt(body.by, body.at, i);
+          await verifyRefusal(entry['refusal'], cert, { header: h.header, envelopeHash: h.hash });
+          assertNotRevoked(body.by, cert, entry.at, i);
           return;
         }
         case 'device.enrolled': {

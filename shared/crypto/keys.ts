@@ -28,6 +28,7 @@ export const CONTEXT = {
   revocation: 'hotline/v1/revocation\n',
   envelope: 'hotline/v1/envelope\n',
   receipt: 'hotline/v1/receipt\n',
+  refusal: 'hotline/v1/refusal\n',
   login: 'hotline/v1/login\n',
   relay: 'hotline/v1/relay\n',
   relayLink: 'hotline/v1/relay-link\n',

@@ -231,8 +231,8 @@ export interface OutboxRow {
    */
   rungAt: Partial<Record<OutRung, number>>;
   acceptedAt?: number;
-  /** Verified receipts by rung: who signed, when. */
-  receipts: { kind: string; by: string; at: number }[];
+  /** Verified receipts by rung: who signed, when, and when the signer was revoked since, if it was. */
+  receipts: { kind: string; by: string; at: number; signerRevokedAt?: number }[];
   dueAt?: number;
   /** Rungs reached late, as the server judged them. */
   late: LateRungs;
@@ -282,9 +282,9 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
   return rows.sort((a, b) => b.header.sentAt - a.header.sentAt);
 }
 
-/** The ids of the messages waiting in the outbox (receipts are not shown). */
+/** The ids of the messages waiting in the outbox (receipts and refusals are not shown). */
 export function pendingIds(state: ClientState): string[] {
-  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' ? [] : [item.id]));
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' || item.kind === 'refusal' ? [] : [item.id]));
 }
 
 /** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */
@@ -349,7 +349,11 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     rung,
     rungAt,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
-    receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
+    receipts: rec.receipts.map((r) => {
+      const by = `${r.by.party}/${r.by.device}`;
+      const revokedAt = rec.signersRevokedAt?.[by];
+      return { kind: r.kind, by, at: r.at, ...(revokedAt === undefined ? {} : { signerRevokedAt: revokedAt }) };
+    }),
     ...(due === undefined ? {} : { dueAt: due }),
     late: data.late?.[id] ?? {},
   };

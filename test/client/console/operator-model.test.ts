@@ -254,3 +254,24 @@ describe('dateTimeGroup / unreadTitle', () => {
     expect(unreadTitle(['ROUTINE', 'FLASH', 'ROUTINE', 'IMMEDIATE'])).toBe('(FLASH 1 · IMMEDIATE 1 · ROUTINE 2) ');
   });
 });
+
+describe('a deadline closed because the addressee refused the message (issue 13)', () => {
+  it('is told by its reason in every language, with the relay\'s detail (devices and code)', async () => {
+    const { eventText, toConsoleEvent } = await import('../../../client/console/operator/panels/events-panel.js');
+    const { setLanguage } = await import('../../../client/console/common/i18n.js');
+    const base = { type: 'deadline.closed', messageId: 'a'.repeat(32), from: 'jp-mod', to: 'cn-mnd', precedence: 'PRIORITY', rung: 'acknowledged', dueAt: 2, at: 1 } as const;
+    const refused = toConsoleEvent({ ...base, reason: 'recipient-refused', detail: 'refused by the device it was delivered to: cn-mnd/op1 (HL_ERR_CERT_UNKNOWN_DEVICE)' });
+    const revoked = toConsoleEvent({ ...base, reason: 'recipients-revoked', detail: 'every operator device it was sealed to is revoked or no longer valid: cn-mnd/op1' });
+    const words = { en: 'refused the message', ja: '拒否しました', zh: '拒收' } as const;
+    try {
+      for (const lang of ['en', 'ja', 'zh'] as const) {
+        setLanguage(lang);
+        expect(eventText(refused)).toContain(words[lang]);
+        expect(eventText(refused)).toContain('cn-mnd/op1 (HL_ERR_CERT_UNKNOWN_DEVICE)');
+        expect(eventText(revoked)).not.toContain(words[lang]);
+      }
+    } finally {
+      setLanguage('en');
+    }
+  });
+});

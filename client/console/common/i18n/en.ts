@@ -354,6 +354,11 @@ export const en = {
   line_reason_heartbeat: 'no heartbeat from the relay of {party} for {s} s',
   line_reason_closed: 'the connection between the two relays closed or could not be opened',
   relay_link: 'Relay',
+  // h13-rest: refusals and revoked signers
+  err_refusal: 'The relay did not take this device\'s refusal of a message it could not open (signature, wrong message, or an answer given before).',
+  ev_deadline_closed_refused: 'Deadline closed: the {rung} of {id} ({prec}) can no longer be reached: the addressee\'s device refused the message as it could not verify or open it ({detail})',
+  rung_signer_revoked: 'signer revoked since {time}',
+  type_refusal_accepted: 'refusal accepted',
 };
 
 export type MessageKey = keyof typeof en;

@@ -355,4 +355,9 @@ export const ja: Dictionary = {
   line_reason_heartbeat: '{party} の中継サーバーから {s} 秒間応答なし',
   line_reason_closed: '中継サーバー間の接続が切れたか、開けませんでした',
   relay_link: '中継サーバー',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '開封できなかったメッセージについてのこの端末の拒否通知を中継サーバが受け付けませんでした(署名、対象メッセージの誤り、または既に応答済み)。',
+  ev_deadline_closed_refused: '期限を終了：{id}（{prec}）の{rung}はもう到達できません：宛先の端末がメッセージを検証または開封できず拒否しました（{detail}）',
+  rung_signer_revoked: '署名者は {time} 以降失効',
+  type_refusal_accepted: '受信拒否の受付',
 };

@@ -355,4 +355,9 @@ export const zh: Dictionary = {
   line_reason_heartbeat: '{s} 秒未收到 {party} 中继服务器的心跳',
   line_reason_closed: '两个中继服务器之间的连接已断开或无法建立',
   relay_link: '中继服务器',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '中继服务器未接受本终端对一条无法打开的消息的拒收声明(签名、消息不符或此前已作答)。',
+  ev_deadline_closed_refused: '期限已关闭：{id}（{prec}）的{rung}已无法达成：收件方终端因无法验证或打开该消息而拒收（{detail}）',
+  rung_signer_revoked: '签名者自 {time} 起已吊销',
+  type_refusal_accepted: '拒收已受理',
 };

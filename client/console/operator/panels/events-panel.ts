@@ -31,7 +31,8 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
         ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
         : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'deadline.closed':
-      return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+      // `detail` names devices and error codes (no message text): shown as it is, beside the translated reason.
+      return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, reason: ev.reason, detail: ev.detail } };
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
     case 'message.relayed':
@@ -67,7 +68,8 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
 export function eventText(e: ConsoleEvent): string {
   const { rung, prec, type } = e.params;
   const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason), typeof e.params.code === 'string' ? e.params.code : undefined) : undefined;
-  return t(EVENT_KEYS[e.kind], {
+  const key = e.kind === 'deadline.closed' && e.params.reason === 'recipient-refused' ? 'ev_deadline_closed_refused' : EVENT_KEYS[e.kind];
+  return t(key, {
     ...e.params,
     ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
     ...(typeof prec === 'string' ? { prec: t(`prec_${prec}` as MessageKey) } : {}),

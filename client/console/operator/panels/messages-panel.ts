@@ -262,6 +262,8 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
             h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
             ladder(r, outRungs(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)),
             last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+            // A receipt signed before its signer was revoked stays valid: shown with the revocation.
+            last?.signerRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': last.signerRevokedAt }, t('rung_signer_revoked', { time: formatTime(last.signerRevokedAt) })),
           ),
       due.cell(`out:${r.id}`, r.dueAt),
       h(
