@@ -165,8 +165,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
   });
   relayLinks = deps.relay
-    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
+    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log, ...(audit.signing ? { audit } : {}) })
     : [];
+  audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   if (directory instanceof RelayDirectory) {
     directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());

@@ -28,6 +28,8 @@ import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type
 import { envelopeAcceptedEntry, receiptAcceptedEntry } from '../relay/audit-entries.js';
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
+import type { AuditLog } from '../audit-log.js';
+import { PeerLogWitness, relayCosignerName } from './witness.js';
 
 /**
  * One relay-to-relay link: this relay (of party `local`) and the relay of party `peer`
@@ -66,6 +68,11 @@ export interface RelayLinkOptions {
   lifecycle: Lifecycle;
   clock: Clock;
   log: FastifyBaseLogger;
+  /**
+   * This relay's own log: its checkpoints go to the peer relay to be cosigned, and the peer's
+   * cosignatures are stored beside them. Without it this relay only witnesses the peer's log.
+   */
+  audit?: AuditLog;
   /** A ping every this often; the link is down after three intervals without a frame. Default 5 s. */
   heartbeatIntervalMs?: number;
   /** Redial backoff, doubled from min to max. Default 250 ms to 30 s. */
@@ -103,10 +110,21 @@ export class RelayLink {
   #since: number | undefined;
   #reason: string | undefined;
   readonly heartbeatMs: number;
+  /** This relay as a witness of the peer relay's log. */
+  readonly witness: PeerLogWitness;
 
   constructor(readonly o: RelayLinkOptions) {
     this.local = o.identity.certificate.cert.party;
     this.peer = o.peer;
+    this.witness = new PeerLogWitness({
+      agreement: o.agreement,
+      identity: o.identity,
+      peer: o.peer,
+      store: o.store,
+      clock: o.clock,
+      log: o.log,
+      alarm: (reason) => this.emit({ type: 'audit.alarm', party: this.local, reason: reason.slice(0, 500), at: o.clock.now() }),
+    });
     this.heartbeatMs = o.heartbeatIntervalMs ?? 5_000;
     this.#backoffMs = o.backoff?.minMs ?? 250;
   }
@@ -166,6 +184,11 @@ export class RelayLink {
   /** A revocation was stored here: if it revokes the peer relay's certificate, the link ends now. */
   revoked(rev: { party: string; device: string; signKey: string }): void {
     for (const s of this.#sessions) s.checkRevoked(rev);
+  }
+
+  /** This relay signed a new checkpoint of its log: offer it to the peer relay to cosign. */
+  checkpointSigned(): void {
+    this.#active?.offerCheckpoint();
   }
 
   /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
@@ -326,6 +349,10 @@ class Session {
   #rcpAfter = 0;
   #pumping = false;
   #again = false;
+  /** The size of our checkpoint the peer relay last cosigned, as it told us (undefined: not yet told). */
+  #peerCosigned: number | undefined;
+  /** The checkpoint offered and not yet answered (size and proof start), so it is not offered twice. */
+  #offered: { size: number; from: number } | undefined;
 
   constructor(
     readonly link: RelayLink,
@@ -426,6 +453,12 @@ class Session {
   async #handle(frame: RelayFrame): Promise<void> {
     const o = this.#o;
     if (frame.t === 'relay-error') {
+      if (frame.ref?.startsWith('checkpoint/')) {
+        // The peer relay, as witness, refused our checkpoint: our log (or its view of it) is in question.
+        o.log.error({ code: frame.code, ref: frame.ref, peer: this.link.peer }, 'the peer relay refused to cosign our checkpoint');
+        this.#offered = undefined;
+        return;
+      }
       o.log.warn({ code: frame.code, ref: frame.ref, peer: this.link.peer }, 'peer relay refused a frame');
       if (frame.ref) this.#inFlight.delete(frame.ref);
       return;
@@ -450,6 +483,14 @@ class Session {
         return this.#onStored(frame.id, frame.envelopeHash, frame.at);
       case 'relay-receipt-stored':
         return this.#onReceiptStored(`${frame.messageId}/${frame.kind}/${frame.by.party}/${frame.by.device}`, frame.at);
+      case 'relay-witness-state':
+        this.#peerCosigned = frame.size;
+        this.#offered = undefined;
+        return this.#offer();
+      case 'relay-checkpoint':
+        return this.#onCheckpoint(frame);
+      case 'relay-cosignature':
+        return this.#onCosignature(frame.size, frame.note);
     }
   }
 
@@ -505,6 +546,8 @@ class Session {
       this.#armHeartbeat();
       this.sendDirectory();
       this.pump();
+      // Witnessing: tell the peer which of its checkpoints we last cosigned; it answers with its newest.
+      this.#send({ t: 'relay-witness-state', size: (await this.link.witness.state()).size });
       return;
     }
     throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', `${frame.t} before the handshake is done`);
@@ -654,6 +697,50 @@ class Session {
     this.pump();
   }
 
+  // ----- witnessing -----
+
+  /** Offer our newest checkpoint to the peer relay to cosign (after it said what it cosigned last). */
+  offerCheckpoint(): void {
+    if (!this.authenticated) return;
+    void this.#offer().catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'could not offer a checkpoint to the peer relay'));
+  }
+
+  async #offer(): Promise<void> {
+    const o = this.#o;
+    const from = this.#peerCosigned;
+    if (!o.audit || from === undefined || this.ws.readyState !== WebSocket.OPEN) return;
+    const latest = await o.store.getCheckpoint();
+    if (!latest || latest.size === from) return;
+    if (latest.size < from) {
+      o.log.error({ peer: this.link.peer, cosigned: from, latest: latest.size }, 'the peer relay cosigned a larger checkpoint of our log than our newest: this log was rolled back');
+      return;
+    }
+    if (this.#offered && this.#offered.size === latest.size && this.#offered.from === from) return;
+    const proof = from > 0 ? (await (await o.audit.tree()).consistencyProof(from, latest.size)).map(toBase64) : [];
+    this.#offered = { size: latest.size, from };
+    this.#send({ t: 'relay-checkpoint', size: latest.size, note: latest.note, from, proof });
+  }
+
+  async #onCheckpoint(frame: Extract<RelayFrame, { t: 'relay-checkpoint' }>): Promise<void> {
+    const answer = await this.link.witness.check(frame);
+    if (answer.kind === 'need-proof') this.#send({ t: 'relay-witness-state', size: answer.size });
+    else {
+      this.#send({ t: 'relay-cosignature', size: answer.size, note: answer.note });
+      this.#o.log.info({ peer: this.link.peer, size: answer.size }, 'peer relay checkpoint cosigned');
+    }
+  }
+
+  async #onCosignature(size: number, note: string): Promise<void> {
+    const o = this.#o;
+    const peer = this.#peerCert!;
+    if (!o.audit) throw new HotlineError('HL_ERR_NOT_FOUND', 'this relay signs no checkpoints');
+    await o.audit.addCosignature({ party: peer.party, device: peer.relay, signKey: peer.signKey }, size, note);
+    o.log.info({ peer: peer.party, size, cosigner: relayCosignerName(peer) }, 'checkpoint cosigned by the peer relay');
+    if (this.#peerCosigned === undefined || size > this.#peerCosigned) this.#peerCosigned = size;
+    this.#offered = undefined;
+    await this.#offer();
+  }
+
   // ----- forwarding -----
 
   /** Send what the peer has not confirmed, up to the window. */
@@ -720,6 +807,7 @@ function refOf(frame: RelayFrame): { ref?: string } {
     const b = frame.receipt.receipt;
     return { ref: `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}` };
   }
+  if (frame.t === 'relay-checkpoint' || frame.t === 'relay-cosignature') return { ref: `checkpoint/${frame.size}` };
   return {};
 }
 
