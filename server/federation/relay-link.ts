@@ -25,7 +25,7 @@ import type { LinkHub } from '../link-hub.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Store } from '../store/store.js';
 import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type Write, type WriteResult } from '../relay/records.js';
-import { envelopeAcceptedEntry, receiptAcceptedEntry } from '../relay/audit-entries.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry, receiptRelayedEntry } from '../relay/audit-entries.js';
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
 import type { AuditLog } from '../audit-log.js';
@@ -325,6 +325,7 @@ interface InFlight {
   kind: 'envelope' | 'receipt';
   hash?: string;
   precedence?: Envelope['header']['precedence'];
+  receipt?: SignedReceipt;
 }
 
 /** One WebSocket to the peer relay, from the handshake to its close. */
@@ -691,8 +692,11 @@ class Session {
   }
 
   async #onReceiptStored(ref: string, at: number): Promise<void> {
-    if (!this.#inFlight.has(ref)) return;
-    await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }]);
+    const sent = this.#inFlight.get(ref);
+    if (!sent || sent.kind !== 'receipt') return;
+    // The log says what went over, as `message.relayed` does for an envelope (with the first confirmation only).
+    const audit = [receiptRelayedEntry(sent.receipt!, this.link.local, this.link.peer, at)];
+    await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }], { kind: 'events', acceptedAt: this.#o.clock.now(), audit });
     this.#inFlight.delete(ref);
     this.pump();
   }
@@ -783,7 +787,7 @@ class Session {
         const b = r.receipt;
         const ref = `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}`;
         if (this.#inFlight.has(ref)) continue;
-        this.#inFlight.set(ref, { kind: 'receipt' });
+        this.#inFlight.set(ref, { kind: 'receipt', receipt: r });
         this.#send({ t: 'relay-receipt', receipt: r, acceptedAt: row.acceptedAt });
       }
       more = envs.length === PAGE || rcps.length === PAGE;

@@ -19,7 +19,7 @@ import {
   type DeviceCertBody,
 } from '../protocol/schemas.js';
 import { MerkleLog, leafHash } from './merkle.js';
-import { verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
+import { noteKeyId, verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
 
 /**
  * Offline verification of the audit log (DESIGN.md "Audit log"): an auditor holding only the
@@ -78,6 +78,8 @@ export interface AuditVerification {
   cosigners: string[];
   envelopes: number;
   receipts: number;
+  /** Two relays (agreement version 2): the party whose relay's log key signed the checkpoints. */
+  logParty?: string;
   problem?: AuditProblem;
 }
 
@@ -273,8 +275,12 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
   // Checkpoints: signed by the log key, cosigned by party devices, and each root must be the root
   // of the entries at its size.
   // The log key of whichever relay kept this log: the shared relay's, or (agreement version 2)
-  // one party's relay's. Binding an export to its relay comes with the two-log reconciliation.
+  // one party's relay's; every checkpoint of one export by the same key (the export is bound to
+  // that relay: `logParty`, what the two-log reconciliation pairs exports by).
   const logKeys = new Set([agreement.logKey, ...(agreement.relays ?? []).map((r) => r.logKey)]);
+  const relayByKeyId = new Map<number, string>();
+  for (const r of agreement.relays ?? []) relayByKeyId.set(noteKeyId(logKeyName(agreement), fromBase64(r.logKey, 32)), r.party);
+  let signerKeyId: number | undefined;
   const verifiers: NoteVerifier[] = [...logKeys].map((k) => ({ name: logKeyName(agreement), publicKey: fromBase64(k, 32) }));
   for (const list of certs.values()) {
     for (const c of list) {
@@ -289,6 +295,14 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
       const v = await verifyCheckpoint(exp.checkpoints[k]!, dedupeVerifiers(verifiers));
       if (!v.verified.some((s) => s.name === logKeyName(agreement) && s.type === 'ed25519')) {
         throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', `checkpoint ${k} is not signed by the log key`);
+      }
+      const logSig = v.verified.find((s) => s.name === logKeyName(agreement) && s.type === 'ed25519')!;
+      if (signerKeyId === undefined) {
+        signerKeyId = logSig.keyId;
+        const party = relayByKeyId.get(logSig.keyId);
+        if (party !== undefined) result.logParty = party;
+      } else if (signerKeyId !== logSig.keyId) {
+        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', `checkpoint ${k} is signed by another log key than checkpoint 0: two relays' logs are mixed in one export`);
       }
       if (v.checkpoint.origin !== logKeyName(agreement)) {
         throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `checkpoint ${k} is for another log (${v.checkpoint.origin})`);
