@@ -170,7 +170,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   if (directory instanceof RelayDirectory) {
-    directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
+    directory.onLocalChange = (change) => relayLinks.forEach((l) => l.directoryChanged(change));
     directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));
   }
 

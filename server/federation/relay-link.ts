@@ -7,7 +7,7 @@ import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, Envelope, RelayCertBody, RelaySecretFile, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelaySecretFile, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
 import {
   decodeRelayFrame,
@@ -30,6 +30,7 @@ import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
 import type { AuditLog } from '../audit-log.js';
 import { PeerLogWitness, relayCosignerName } from './witness.js';
+import { ForwardCursor } from './forward-cursor.js';
 
 /**
  * One relay-to-relay link: this relay (of party `local`) and the relay of party `peer`
@@ -164,7 +165,10 @@ export class RelayLink {
     if (this.#graceTimer !== undefined) this.o.clock.clearTimeout(this.#graceTimer);
     this.#dialTimer = this.#graceTimer = undefined;
     this.#dialWs?.terminate();
-    await Promise.all([...this.#sessions].map((s) => s.close(1001, 'relay stopping')));
+    const sessions = [...this.#sessions];
+    await Promise.all(sessions.map((s) => s.close(1001, 'relay stopping')));
+    // Where forwarding got to, before the store closes (the next start pages on from there).
+    await Promise.all(sessions.map((s) => s.saved));
   }
 
   /** A connection the peer opened to us (already upgraded, subprotocol selected). */
@@ -191,9 +195,12 @@ export class RelayLink {
     this.#active?.offerCheckpoint();
   }
 
-  /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
-  directoryChanged(): void {
-    this.#active?.sendDirectory();
+  /**
+   * Our party's directory changed: send the change to the peer now (a link that comes up later
+   * sends the whole directory then, which includes it).
+   */
+  directoryChanged(change: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+    this.#active?.sendDirectory(change);
   }
 
   // ----- dialling -----
@@ -346,8 +353,11 @@ class Session {
   #heartbeat: ReturnType<Clock['setTimeout']> | undefined;
   #inbound: Promise<void> = Promise.resolve();
   readonly #inFlight = new Map<string, InFlight>();
-  #envAfter = 0;
-  #rcpAfter = 0;
+  /** Settles when the forward positions are stored after the close. */
+  saved: Promise<void> = Promise.resolve();
+  /** Where forwarding starts and how far the peer has confirmed, per kind (stored between connections). */
+  readonly #envCursor: ForwardCursor;
+  readonly #rcpCursor: ForwardCursor;
   #pumping = false;
   #again = false;
   /** The size of our checkpoint the peer relay last cosigned, as it told us (undefined: not yet told). */
@@ -361,6 +371,8 @@ class Session {
     readonly direction: 'inbound' | 'outbound',
   ) {
     this.#lastHeard = link.o.clock.now();
+    this.#envCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'envelope'), link.o.clock);
+    this.#rcpCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'receipt'), link.o.clock);
   }
 
   get #o(): RelayLinkOptions {
@@ -381,6 +393,12 @@ class Session {
     this.ws.once('close', () => {
       for (const t of this.#timers) o.clock.clearTimeout(t);
       if (this.#heartbeat !== undefined) o.clock.clearTimeout(this.#heartbeat);
+      if (this.authenticated) {
+        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true)]).then(
+          () => undefined,
+          (err: unknown) => o.log.warn({ err: { message: (err as Error).message } }, 'could not store the relay forward position'),
+        );
+      }
     });
     this.#timers.push(
       o.clock.setTimeout(() => {
@@ -420,12 +438,18 @@ class Session {
     void this.close(error.wsCloseCode, error.code);
   }
 
-  sendDirectory(): void {
+  /**
+   * Our party's directory: all of it (after the handshake), or only what changed. The receiver
+   * adds what it gets and never drops what a frame leaves out, so a delta and the whole directory
+   * are the same frame; a delta lost with a dying connection is in the whole one the next sends.
+   */
+  sendDirectory(change?: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+    if (!this.authenticated) return;
     const o = this.#o;
     const now = o.clock.now();
     const local = this.link.local;
-    const certificates = o.directory.validCertificates(now).filter((c) => c.cert.party === local);
-    const revocations = o.directory.allRevocations().filter((r) => r.revocation.party === local);
+    const certificates = change ? change.certificates : o.directory.validCertificates(now).filter((c) => c.cert.party === local);
+    const revocations = change ? change.revocations : o.directory.allRevocations().filter((r) => r.revocation.party === local);
     this.#send({ t: 'relay-directory', certificates, revocations });
   }
 
@@ -688,6 +712,7 @@ class Session {
     );
     o.hub.push(delivered);
     this.#inFlight.delete(id);
+    this.#envCursor.confirmed(id);
     this.pump();
   }
 
@@ -698,6 +723,7 @@ class Session {
     const audit = [receiptRelayedEntry(sent.receipt!, this.link.local, this.link.peer, at)];
     await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }], { kind: 'events', acceptedAt: this.#o.clock.now(), audit });
     this.#inFlight.delete(ref);
+    this.#rcpCursor.confirmed(ref);
     this.pump();
   }
 
@@ -769,29 +795,32 @@ class Session {
   async #pumpLoop(): Promise<void> {
     const o = this.#o;
     const { local, peer } = this.link;
+    // Pages start from the stored floor (not from the beginning of history) on a new connection.
+    await Promise.all([this.#envCursor.load(), this.#rcpCursor.load()]);
     let more = true;
     while (more && this.ws.readyState === WebSocket.OPEN) {
-      if (this.#inFlight.size >= WINDOW) return;
-      const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envAfter, limit: PAGE });
+      if (this.#inFlight.size >= WINDOW) break;
+      const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envCursor.after, limit: PAGE });
       for (const row of envs) {
-        this.#envAfter = row.pos;
         const env = JSON.parse(row.json) as Envelope;
+        this.#envCursor.read(row.pos, env.header.id);
         if (this.#inFlight.has(env.header.id)) continue;
         this.#inFlight.set(env.header.id, { kind: 'envelope', hash: envelopeHash(env.header), precedence: env.header.precedence });
         this.#send({ t: 'relay-envelope', envelope: env, acceptedAt: row.acceptedAt });
       }
-      const rcps = await o.store.relayOutgoing({ kind: 'receipt', local, peer, after: this.#rcpAfter, limit: PAGE });
+      const rcps = await o.store.relayOutgoing({ kind: 'receipt', local, peer, after: this.#rcpCursor.after, limit: PAGE });
       for (const row of rcps) {
-        this.#rcpAfter = row.pos;
         const r = JSON.parse(row.json) as SignedReceipt;
         const b = r.receipt;
         const ref = `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}`;
+        this.#rcpCursor.read(row.pos, ref);
         if (this.#inFlight.has(ref)) continue;
         this.#inFlight.set(ref, { kind: 'receipt', receipt: r });
         this.#send({ t: 'relay-receipt', receipt: r, acceptedAt: row.acceptedAt });
       }
       more = envs.length === PAGE || rcps.length === PAGE;
     }
+    await Promise.all([this.#envCursor.save(), this.#rcpCursor.save()]);
   }
 }
 

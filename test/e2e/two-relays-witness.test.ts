@@ -1,24 +1,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../server/main.js';
-import { relayLinkUrl } from '../../server/federation/relay-link.js';
+import { startServer } from '../../server/main.js';
 import { relayCosignerName, witnessEvidenceKey, witnessStateKey, type ForkEvidence } from '../../server/federation/witness.js';
-import { agreementHash, CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
-import { ed25519Sign } from '../../shared/crypto/ed25519.js';
-import { randomBytes } from '../../shared/crypto/random.js';
 import { fromBase64, toBase64, utf8 } from '../../shared/encoding/base64.js';
 import { formatCheckpointBody, signNote, verifyCheckpoint } from '../../shared/audit/checkpoint.js';
 import { MerkleLog, leafHash } from '../../shared/audit/merkle.js';
 import { logKeyName, verifyAuditExport } from '../../shared/audit/log-verify.js';
-import { RELAY_LINK_PROTOCOL, type RelayAuthStatement } from '../../shared/protocol/relay-frames.js';
-import type { DeviceSecretFile, RelaySecretFile } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
 import { makeTwoRelayDeployment, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
 import { call, login } from '../helpers/ws-client.js';
 import { fetchExport, makeClient, sendAndAck, signNow } from '../helpers/audit.js';
 import { LogSink } from '../helpers/log-sink.js';
+import { fakeRelay } from '../helpers/fake-relay.js';
 import type { HotlineClient } from '../../client/hotline-client.js';
 
 /**
@@ -103,47 +98,7 @@ describe('each relay witnesses the other’s log', () => {
   }, 60_000);
 });
 
-// ----- a test standing in for the relay of jp-mod, against the real relay of cn-mnd -----
-
-interface Frame {
-  t: string;
-  [k: string]: unknown;
-}
-
-async function fakeJpRelay(dep: TwoRelayDeployment, cn: RunningServer, identity: RelaySecretFile = dep.relays.jp) {
-  const agreement = agreementHash(dep.agreement);
-  const ws = new WebSocket(relayLinkUrl(cn.url), RELAY_LINK_PROTOCOL);
-  const frames: Frame[] = [];
-  let wake = () => {};
-  ws.on('message', (d) => {
-    frames.push(JSON.parse(d.toString()) as Frame);
-    wake();
-  });
-  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  const nextFrame = async (t: string): Promise<Frame> => {
-    for (let i = 0; i < 200; i++) {
-      const k = frames.findIndex((f) => f.t === t);
-      if (k >= 0) return frames.splice(k, 1)[0]!;
-      await Promise.race([new Promise<void>((r) => (wake = r)), closed]);
-      if (ws.readyState === WebSocket.CLOSED && !frames.some((f) => f.t === t)) throw new Error(`closed before ${t}`);
-    }
-    throw new Error(`no ${t}`);
-  };
-  const send = (f: Frame) => ws.send(JSON.stringify(f));
-  const challenge = toBase64(randomBytes(32));
-  send({ t: 'relay-hello', v: 1, agreement, certificate: identity.certificate, challenge });
-  const hello = await nextFrame('relay-hello');
-  await nextFrame('relay-auth');
-  const me = identity.certificate.cert;
-  const statement: RelayAuthStatement = { v: 1, agreement, party: me.party, relay: me.relay, peer: 'cn-mnd', challenge: hello.challenge as string, ownChallenge: challenge };
-  send({ t: 'relay-auth', signature: toBase64(await ed25519Sign(fromBase64(identity.signSecret, 32), signingBytes(CONTEXT.relayLink, statement))) });
-  let n = 0;
-  return { ws, nextFrame, sendNumbered: (f: Frame) => send({ ...f, n: ++n }) };
-}
+// ----- a test standing in for the relay of jp-mod (test/helpers/fake-relay.ts), against the real relay of cn-mnd -----
 
 /** A log of `size` made-up entries; `fork` changes entry 1 (so every size above 1 differs). */
 function treeOf(size: number, fork = false): MerkleLog {
@@ -185,7 +140,7 @@ describe('a fork of the peer relay’s log', () => {
     op.on('event', (e) => e.type === 'audit.alarm' && alarms.push(e.reason));
     await op.start();
 
-    const jp = await fakeJpRelay(dep, cn);
+    const jp = await fakeRelay(dep.agreement, cn.url, dep.relays.jp, 'cn-mnd');
     expect((await jp.nextFrame('relay-witness-state')).size).toBe(0);
     const good = treeOf(9);
     const cosignerKey = { name: 'cn-mnd/cn-relay', publicKey: fromBase64(dep.relays.cn.certificate.cert.signKey, 32), type: 'cosignature/v1' as const };
