@@ -225,7 +225,16 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
   await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });
-  await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
+  await app.register(auditPlugin, {
+    auth,
+    store,
+    audit,
+    deadlines,
+    writes,
+    hub,
+    agreementHash: hash,
+    ...(deps.relay ? { witnesses: async () => (await Promise.all(relayLinks.map((l) => l.witnessCertificates()))).flat() } : {}),
+  });
   await app.register(consolePlugin);
 
   const recordLog = async (reason: 'checkpoint' | 'stop') => {

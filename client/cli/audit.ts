@@ -28,7 +28,8 @@ export function describeProblem(v: AuditVerification): string {
 }
 
 function summary(v: AuditVerification): string {
-  const cos = v.cosigners.length > 0 ? `, cosigned by ${v.cosigners.join(', ')}` : ', not cosigned';
+  const named = v.cosigners.map((n) => (v.witnesses?.includes(n) ? `${n} (the other party's relay)` : n));
+  const cos = v.cosigners.length > 0 ? `, cosigned by ${named.join(', ')}` : ', not cosigned';
   return `${v.entries} entries, ${v.checkpoints} checkpoints (largest verified size ${v.verifiedSize}${cos}); ${v.envelopes} envelope headers and ${v.receipts} receipts verified against the agreement`;
 }
 

@@ -7,7 +7,7 @@ import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelaySecretFile, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
 import {
   decodeRelayFrame,
@@ -29,7 +29,7 @@ import { envelopeAcceptedEntry, receiptAcceptedEntry, receiptRelayedEntry } from
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
 import type { AuditLog } from '../audit-log.js';
-import { PeerLogWitness, relayCosignerName } from './witness.js';
+import { PeerLogWitness, relayCosignerName, witnessCertsKey } from './witness.js';
 import { ForwardCursor } from './forward-cursor.js';
 
 /**
@@ -190,6 +190,19 @@ export class RelayLink {
     for (const s of this.#sessions) s.checkRevoked(rev);
   }
 
+  /** The peer relay's certificates whose cosignatures this relay stored (for the audit export). */
+  async witnessCertificates(): Promise<RelayCertificate[]> {
+    const text = await this.o.store.getMeta(witnessCertsKey(this.peer));
+    return text === undefined ? [] : (JSON.parse(text) as RelayCertificate[]);
+  }
+
+  /** Remember the certificate of a peer relay that cosigned (once per certificate). */
+  async recordWitness(certificate: RelayCertificate): Promise<void> {
+    const known = await this.witnessCertificates();
+    if (known.some((c) => c.signature === certificate.signature)) return;
+    await this.o.store.setMeta(witnessCertsKey(this.peer), JSON.stringify([...known, certificate]));
+  }
+
   /** This relay signed a new checkpoint of its log: offer it to the peer relay to cosign. */
   checkpointSigned(): void {
     this.#active?.offerCheckpoint();
@@ -339,6 +352,7 @@ interface InFlight {
 class Session {
   readonly #challenge = toBase64(randomBytes(32));
   #peerCert: RelayCertBody | undefined;
+  #peerCertificate: RelayCertificate | undefined;
   #peerChallenge: string | undefined;
   #sentAuth = false;
   authenticated = false;
@@ -532,6 +546,7 @@ class Session {
         throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `this link is to the relay of ${this.link.peer}; the certificate is of ${claimed}`);
       }
       this.#peerCert = await verifyRelayCertificate(o.agreement, frame.certificate, { now, isRevoked: o.directory.isRevoked });
+      this.#peerCertificate = frame.certificate;
       this.#peerChallenge = frame.challenge;
       const me = o.identity.certificate.cert;
       const statement: RelayAuthStatement = {
@@ -765,6 +780,7 @@ class Session {
     const peer = this.#peerCert!;
     if (!o.audit) throw new HotlineError('HL_ERR_NOT_FOUND', 'this relay signs no checkpoints');
     await o.audit.addCosignature({ party: peer.party, device: peer.relay, signKey: peer.signKey }, size, note);
+    await this.link.recordWitness(this.#peerCertificate!);
     o.log.info({ peer: peer.party, size, cosigner: relayCosignerName(peer) }, 'checkpoint cosigned by the peer relay');
     if (this.#peerCosigned === undefined || size > this.#peerCosigned) this.#peerCosigned = size;
     this.#offered = undefined;

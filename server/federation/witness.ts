@@ -70,6 +70,11 @@ export function witnessEvidenceKey(peer: string): string {
   return `witness/${peer}/forks`;
 }
 
+/** The certificates of a peer relay that cosigned this relay's checkpoints (exported with the log). */
+export function witnessCertsKey(peer: string): string {
+  return `witness/${peer}/certificates`;
+}
+
 /** The note key name a relay cosigns with: `party/relay`. */
 export function relayCosignerName(cert: { party: string; relay: string }): string {
   return cosignerName({ party: cert.party, device: cert.relay });

@@ -34,7 +34,7 @@ let jpMsg: string;
 let cnMsg: string;
 
 /** Poll a condition, bounded in count and time (relaying the last receipts has no client-visible event). */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; i < 1000 && Date.now() < end; i++) {
     if (await check()) return;

@@ -34,7 +34,7 @@ afterEach(async () => {
 });
 
 /** Poll a condition, bounded in count and time (cosigning between relays has no client-visible event). */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; i < 1000 && Date.now() < end; i++) {
     if (await check()) return;
@@ -91,10 +91,15 @@ describe('each relay witnesses the other’s log', () => {
     const state = JSON.parse((await pair.cn.store.getMeta(witnessStateKey('jp-mod')))!) as { size: number };
     expect(state.size).toBe(signed.size);
 
-    // An export carrying a relay's cosignature still verifies.
-    const v = await verifyAuditExport(dep.agreement, await fetchExport(pair.jp.url, dep.devices.jpAud, dep.agreement));
+    // The export carries the witness's certificate: the auditor sees the other relay's cosignature verified.
+    const exported = await fetchExport(pair.jp.url, dep.devices.jpAud, dep.agreement);
+    expect((exported['relays'] as { cert: { relay: string } }[]).map((c) => c.cert.relay)).toEqual(['cn-relay']);
+    const v = await verifyAuditExport(dep.agreement, exported);
     expect(v.problem).toBeUndefined();
     expect(v.ok).toBe(true);
+    expect(v.logParty).toBe('jp-mod');
+    expect(v.witnesses).toEqual(['cn-mnd/cn-relay']);
+    expect(v.cosigners).toContain('cn-mnd/cn-relay');
   }, 60_000);
 });
 
