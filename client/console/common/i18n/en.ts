@@ -337,6 +337,9 @@ export const en = {
   // merge: error text for the sentAt window
   err_sent_at: 'The message was dated more than a day away from the relay\'s clock: check this computer\'s clock; it is sealed again with the current time.',
   err_relay_link: 'The link between the two ministries\' relays refused a peer relay or one of its frames (wrong party or a replayed frame).',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: 'relayed (stored by the other party\'s relay)',
+  type_receipt_relayed: 'receipt relayed (stored by the other party\'s relay)',
 };
 
 export type MessageKey = keyof typeof en;

@@ -338,4 +338,7 @@ export const ja: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: 'メッセージの日時が中継サーバの時計と1日以上ずれています。この端末の時計を確認してください。現在時刻で封緘し直します。',
   err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '中継済み(相手側の中継サーバが保存)',
+  type_receipt_relayed: '受領証中継済み(相手側の中継サーバが保存)',
 };

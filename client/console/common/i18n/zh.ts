@@ -338,4 +338,7 @@ export const zh: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: '消息时间与中继服务器时钟相差超过一天：请检查本机时钟；将以当前时间重新封装。',
   err_relay_link: '两部中继服务器之间的链路拒绝了对方中继或其帧(当事方错误或重放的帧)。',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '已中继(对方中继服务器已保存)',
+  type_receipt_relayed: '回执已中继(对方中继服务器已保存)',
 };
