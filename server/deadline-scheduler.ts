@@ -354,7 +354,7 @@ export class DeadlineScheduler {
 
 /** Turns engine effects into the rows and events of one write. */
 class SideEffectBuilder {
-  private readonly side: Required<SideEffects> = { deadlines: [], linkPairs: [], linkTests: [], events: [] };
+  private readonly side: Required<SideEffects> = { deadlines: [], linkPairs: [], linkTests: [], events: [], audit: [] };
 
   constructor(
     private readonly scheduler: DeadlineScheduler,

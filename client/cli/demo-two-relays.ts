@@ -16,8 +16,8 @@ const DEVICES: { id: string; role: Role }[] = [
 ];
 
 /**
- * `hotline demo --two-relays`: the same two ministries, each with its own relay (agreement version
- * 2, README "Two relays"): jp-mod's on PORT, cn-mnd's on PORT+1, each on its own SQLite under DIR,
+ * `hotline demo` (`npm start`): the two ministries, each with its own relay (agreement version 2,
+ * README "Two relays"): jp-mod's on PORT, cn-mnd's on PORT+1, each on its own SQLite under DIR,
  * linked to each other. Created on the first run, reused after.
  */
 export async function runTwoRelayDemo(options: { dir: string; host: string; port: number; logLevel: string }, io: Io): Promise<number> {
@@ -75,10 +75,19 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
     out(`# ${PARTIES.find((p) => p.id === me)!.name} (${me}), operator-1, at its own relay — in two terminals:`);
     out(`npx hotline listen --device ${dev} ${flags}`);
     out(`npx hotline send --device ${dev} ${flags} --to ${other} --precedence flash --wait acknowledged "${text}"`);
+    out(`# acknowledge a message shown by listen (its id):`);
+    out(`npx hotline ack --device ${dev} ${flags} MESSAGE_ID`);
     out('');
   }
-  out(`Browser consoles: ${jp.url}/console/operator/ (jp-mod) and ${cn.url}/console/operator/ (cn-mnd)`);
-  out('Stop with Ctrl-C; the next run reuses the deployment and its messages.');
+  // Each relay serves its own party's consoles only: each ministry opens its own.
+  for (const p of PARTIES) {
+    out(`Consoles of ${p.id} (its own relay; import a key file from ${rel(join(dir, p.id))}): ${urls[p.id]}/console/operator/ and ${urls[p.id]}/console/auditor/`);
+  }
+  out(`Audit, after an exchange: export from each relay with its auditor, then reconcile the two logs:`);
+  out(`npx hotline audit export --device ${rel(join(dir, 'jp-mod', 'auditor-1.secret.json'))} --server ${urls['jp-mod']} --agreement ${rel(agreementPath)} --out jp-export.json`);
+  out(`npx hotline audit export --device ${rel(join(dir, 'cn-mnd', 'auditor-1.secret.json'))} --server ${urls['cn-mnd']} --agreement ${rel(agreementPath)} --out cn-export.json`);
+  out(`npx hotline audit verify --agreement ${rel(agreementPath)} jp-export.json cn-export.json`);
+  out('Stop with Ctrl-C; the next npm start reuses the deployment and its messages (hotline demo --shared: one shared relay instead).');
   await io.interrupted;
   await Promise.all([jp.close(), cn.close()]);
   return 0;

@@ -175,6 +175,8 @@ export interface SideEffects {
   /** Tests in flight; `done` ones are closed. */
   linkTests?: { test: PendingTest; done: boolean }[];
   events?: EventWrite[];
+  /** Audit entries of their own (no event, no mailbox): a receipt's `receipt.relayed`. */
+  audit?: AuditEntry[];
 }
 
 /** Side effects on their own: a deadline firing, a link test timing out. */

@@ -427,6 +427,7 @@ export class SqliteStore implements Store {
       }
       this.audit(event as AuditEntry);
     }
+    for (const entry of side.audit ?? []) this.audit(entry);
     return delivered;
   }
 

@@ -157,7 +157,7 @@ export interface Store {
    */
   relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]>;
   /**
-   * Record a peer relay's confirmations, and (only if one of them is new) the events that follow,
+   * Record a peer relay's confirmations, and (only if one of them is new) the events and audit entries that follow,
    * in one transaction; returns the mailbox items created.
    */
   markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]>;

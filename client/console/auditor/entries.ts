@@ -69,6 +69,8 @@ const TYPE_KEYS: Record<string, MessageKey> = {
   'server.stop': 'type_server_stop',
   'audit.alarm': 'type_audit_alarm',
   'store.data-loss.accepted': 'type_data_loss',
+  'message.relayed': 'type_message_relayed',
+  'receipt.relayed': 'type_receipt_relayed',
 };
 const WORD_KEYS: Record<string, MessageKey> = {
   accepted: 'rung_accepted',

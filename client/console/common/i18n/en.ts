@@ -359,6 +359,9 @@ export const en = {
   ev_deadline_closed_refused: 'Deadline closed: the {rung} of {id} ({prec}) can no longer be reached: the addressee\'s device refused the message as it could not verify or open it ({detail})',
   rung_signer_revoked: 'signer revoked since {time}',
   type_refusal_accepted: 'refusal accepted',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: 'relayed (stored by the other party\'s relay)',
+  type_receipt_relayed: 'receipt relayed (stored by the other party\'s relay)',
 };
 
 export type MessageKey = keyof typeof en;

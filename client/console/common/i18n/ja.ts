@@ -360,4 +360,7 @@ export const ja: Dictionary = {
   ev_deadline_closed_refused: '期限を終了：{id}（{prec}）の{rung}はもう到達できません：宛先の端末がメッセージを検証または開封できず拒否しました（{detail}）',
   rung_signer_revoked: '署名者は {time} 以降失効',
   type_refusal_accepted: '受信拒否の受付',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '中継済み(相手側の中継サーバが保存)',
+  type_receipt_relayed: '受領証中継済み(相手側の中継サーバが保存)',
 };

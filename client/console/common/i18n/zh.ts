@@ -360,4 +360,7 @@ export const zh: Dictionary = {
   ev_deadline_closed_refused: '期限已关闭：{id}（{prec}）的{rung}已无法达成：收件方终端因无法验证或打开该消息而拒收（{detail}）',
   rung_signer_revoked: '签名者自 {time} 起已吊销',
   type_refusal_accepted: '拒收已受理',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '已中继(对方中继服务器已保存)',
+  type_receipt_relayed: '回执已中继(对方中继服务器已保存)',
 };
