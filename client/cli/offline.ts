@@ -77,7 +77,7 @@ envelope sealed offline never reuses one.
     if (body.trim() === '') throw usage('hotline seal needs the message TEXT (or - for stdin)');
     const device = loadDevice(values.device!, io);
     const me = device.certificate.cert;
-    if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is a ${me.role} device; only operator devices send`);
+    if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is an ${me.role} device; only operator devices send`);
     const { agreement } = loadAgreement(values.agreement, io, values.device);
     const party = agreement.parties.find((p) => p.id === values.to);
     if (!party || party.id === me.party) throw usage(`--to must be another party of the agreement: ${agreement.parties.map((p) => p.id).filter((p) => p !== me.party).join(', ')}`);

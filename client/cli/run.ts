@@ -1,5 +1,6 @@
 import { HotlineError } from '../../shared/errors.js';
-import { exitCodeOf, type Command, type Io } from './common.js';
+import { readFileSync } from 'node:fs';
+import { closest, exitCodeOf, type Command, type Io } from './common.js';
 import { agreementCreate, deviceEnroll, deviceRevoke, partyCreate } from './setup.js';
 import { relayEnroll } from './relay.js';
 import { ack, directory, listen, send } from './link.js';
@@ -24,7 +25,36 @@ function overview(): string {
     '',
     'Set-up: party create (each party) → agreement create → device enroll → server.',
     'Environment: HOTLINE_SERVER (--server), HOTLINE_AGREEMENT (--agreement).',
+    'hotline --version prints the version.',
   ].join('\n');
+}
+
+/** `hotline GROUP --help` (e.g. party, agreement, device): the group's commands. */
+function groupHelp(group: string): string | undefined {
+  const members = COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+  if (members.length === 0) return undefined;
+  const width = Math.max(...members.map((c) => c.name.length));
+  return [
+    `Usage: hotline ${group} COMMAND [options]   (hotline ${group} COMMAND --help for each)`,
+    '',
+    ...members.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+  ].join('\n');
+}
+
+/**
+ * The version, and how this process runs the CLI: bin/hotline.js says whether it loaded the compiled
+ * bundle or the TypeScript sources (README "The CLI").
+ */
+function version(): string {
+  // package.json is two levels up both from client/cli/ (sources) and from dist/cli/ (the bundle).
+  let v = 'unknown';
+  try {
+    v = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? v;
+  } catch {
+    // Reported as unknown rather than failing --version.
+  }
+  const how = (globalThis as { hotlineCliBuild?: string }).hotlineCliBuild;
+  return `hotline ${v}${how === undefined ? '' : ` (${how})`}`;
 }
 
 /** Find the command named by the first one or two words of argv. */
@@ -42,14 +72,29 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     io.out(overview());
     return argv.length === 0 ? 2 : 0;
   }
+  if (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version') {
+    io.out(version());
+    return 0;
+  }
   const found = lookup(argv);
   if (!found) {
-    const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `)).map((c) => `hotline ${c.name}`);
-    io.err(
-      group.length > 0
-        ? `hotline: "${argv.slice(0, 2).join(' ')}" is not a command; did you mean ${group.join(' or ')}?`
-        : `hotline: unknown command "${argv[0]}"; run hotline --help for the list`,
-    );
+    const word = argv[0]!;
+    const groupText = groupHelp(word);
+    if (groupText !== undefined && (argv[1] === '--help' || argv[1] === '-h')) {
+      io.out(groupText);
+      return 0;
+    }
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${word} `));
+    if (group.length > 0) {
+      // A group with a mistyped (or no) sub-command: "device enrol" → device enroll.
+      const sub = argv[1] !== undefined && !argv[1].startsWith('-') ? closest(argv[1], group.map((c) => c.name.slice(word.length + 1))) : undefined;
+      const names = sub !== undefined ? [`hotline ${word} ${sub}`] : group.map((c) => `hotline ${c.name}`);
+      io.err(`hotline: "${argv.slice(0, 2).join(' ')}" is not a command; did you mean ${names.join(' or ')}?`);
+      return 2;
+    }
+    const words = [...new Set(COMMANDS.map((c) => c.name.split(' ')[0]!))];
+    const guess = word.startsWith('-') ? undefined : closest(word, words);
+    io.err(`hotline: unknown command "${word}"; ${guess === undefined ? '' : `did you mean hotline ${guess}? `}run hotline --help for the list`);
     return 2;
   }
   try {

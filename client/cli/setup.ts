@@ -1,10 +1,10 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
+import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
-import { named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { fileKind, loadPartyRoot, named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
@@ -89,7 +89,7 @@ server operator.
       if (value?.type === 'hotline-party-secret') {
         throw usage(`${f} is a party SECRET file; pass its public part (${stem(f)}.public.json) instead: the agreement needs no secret`);
       }
-      return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'));
+      return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'), { value, expect: 'party-public' });
     });
     if (values['log-key'] !== undefined) asUsage(() => fromBase64(values['log-key']!, 32));
     for (const p of relayUrls.keys()) if (!parties.some((x) => x.id === p)) throw usage(`--relay ${p}=…: no --party file of ${p}`);
@@ -164,7 +164,7 @@ relay (it is self-authenticating; a device is also registered on its first login
     if (!['operator', 'auditor', 'archive'].includes(role)) throw usage(`--role must be operator, auditor or archive, got "${values.role}"`);
     const days = values['valid-days'] === undefined ? 365 : Number(values['valid-days']);
     if (!Number.isInteger(days) || days < 1) throw usage('--valid-days must be a whole number of days, at least 1');
-    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const root = loadPartyRoot(values.root!);
     const device = await asUsageAsync(() => enrollDevice(root, { device: values.id!, role, now: Date.now(), validForMs: days * 86_400_000 }));
     writeSecretFile(values.out!, device);
     io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}`);
@@ -229,7 +229,7 @@ device id can later be enrolled again with new keys.
     if (values.help) return printHelp(io, this.help);
     required('device revoke', values, 'root', 'device');
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
-    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const root = loadPartyRoot(values.root!);
     const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
     // A relay (its secret file or its certificate) is revoked the same way, by its id and link key.
     const maybeRelay = (raw.certificate ?? raw) as { cert?: { type?: unknown } };
@@ -250,7 +250,7 @@ device id can later be enrolled again with new keys.
       return 0;
     }
     const certificate = named(values.device!, 'device certificate', () =>
-      assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'),
+      assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'), { value: raw, expect: fileKind(raw) === 'device' ? 'device' : 'device-certificate' },
     );
     const revocation = await asUsageAsync(() =>
       revokeDevice(root, certificate.cert, { at: Date.now(), ...(values.reason === undefined ? {} : { reason: values.reason }) }),
