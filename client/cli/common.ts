@@ -251,24 +251,26 @@ export function openClient(
   io: Io,
   consumeMailbox: boolean,
   extra: { testAgent?: boolean; cosignIfOperator?: boolean } = {},
-): { client: HotlineClient; statePath: string; devicePath: string } {
+): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrl: string } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
   const device = loadDevice(devicePath, io);
   const { agreement } = loadAgreement(values.agreement, io, devicePath);
   const statePath = values.state ?? defaultStatePath(devicePath);
+  const storage = new FileStorage(statePath);
+  const url = serverUrl(values.server, io);
   const client = new HotlineClient({
-    serverUrl: serverUrl(values.server, io),
+    serverUrl: url,
     agreement,
     device,
-    storage: new FileStorage(statePath),
+    storage,
     WebSocket,
     consumeMailbox,
     ...(extra.testAgent ? { testAgent: true } : {}),
     // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
     ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),
   });
-  return { client, statePath, devicePath };
+  return { client, statePath, devicePath, storage, serverUrl: url };
 }
 
 /** Resolve with `promise`, or reject with HL_ERR_CLIENT_TIMEOUT after `ms`. */

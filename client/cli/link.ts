@@ -1,4 +1,4 @@
-import { HotlineError } from '../../shared/errors.js';
+import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
 import { PRECEDENCES, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
@@ -17,6 +17,7 @@ import {
   type Command,
   type Io,
 } from './common.js';
+import { outboxKeys, reportOutboxFlush } from './outbox.js';
 
 const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
 type Rung = (typeof RUNGS)[number];
@@ -73,8 +74,12 @@ ${LINK_HELP}
     if (body === '-') body = await io.readStdin();
     if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
 
-    const { client, statePath } = openClient('send', values, io, false);
+    const { client, statePath, storage, serverUrl } = openClient('send', values, io, false);
+    reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     const seen = collect(client);
+    // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
+    // and why in the end (the last reason, e.g. the connection refused).
+    const unreachable = watchUnreachable(client, serverUrl, io);
     // One deadline for connecting and for the rung.
     const deadline = Date.now() + timeoutMs;
     try {
@@ -97,9 +102,10 @@ ${LINK_HELP}
         throw err;
       });
       if (reached === undefined) {
+        const never = unreachable.last();
         const state = seen.accepted.has(id)
           ? `it was accepted by the relay but not ${wait} within ${timeoutMs / 1000} s`
-          : `it was not accepted by the relay within ${timeoutMs / 1000} s; it stays in the outbox (${statePath}) and goes with the next send or listen of this device`;
+          : `it was not accepted by the relay within ${timeoutMs / 1000} s${never === undefined ? '' : ` (${never})`}; it stays in the outbox (${statePath}) and goes with the next send, ack or listen of this device (hotline outbox lists it)`;
         throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `message ${id}: ${state}`);
       }
       return 0;
@@ -108,6 +114,45 @@ ${LINK_HELP}
     }
   },
 };
+
+/** Why a network error happened, from its cause chain: ECONNREFUSED, ENOTFOUND, ... */
+function networkReason(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: 'the connection was refused: is the server running, on that port?',
+  ENOTFOUND: 'the host name was not found',
+  ECONNRESET: 'the connection was reset',
+  ETIMEDOUT: 'the connection timed out',
+  EHOSTUNREACH: 'the host is unreachable',
+};
+
+/**
+ * While the client cannot reach the relay: say so once, at once ("cannot reach URL (retrying)"),
+ * and keep the last reason for the final message; say when it connects after all.
+ */
+function watchUnreachable(client: HotlineClient, url: string, io: Io): { last(): string | undefined } {
+  let reason: string | undefined;
+  let said = false;
+  client.on('error', (e) => {
+    if (e.code !== 'HL_ERR_CLIENT_UNREACHABLE') return;
+    const why = networkReason(e);
+    reason = `cannot reach ${url}: ${why === undefined ? e.message : (REASONS[why] ?? why)}`;
+    if (!said) io.err(`cannot reach ${url} (retrying)`);
+    said = true;
+  });
+  client.on('connected', () => {
+    if (said) io.err(`connected to ${url}`);
+    said = false;
+    reason = undefined;
+  });
+  return { last: () => reason };
+}
 
 /** Watches a client's events for a message's rungs. */
 function collect(client: HotlineClient) {
@@ -198,7 +243,8 @@ ${LINK_HELP}
     const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
-    const { client, devicePath } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    const { client, devicePath, storage } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    reportOutboxFlush(client, storage, io);
     if (testAgent && client.me.role !== 'operator') {
       throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
     }
@@ -221,13 +267,33 @@ ${LINK_HELP}
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
     client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
-    client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
-    const fatal = new Promise<never>((_, reject) => {
-      client.start().catch(reject);
+    // A refusal the client will not retry (the device revoked, the agreement changed) ends listen:
+    // exit 1 with a sentence, instead of a listener that looks alive and receives nothing.
+    // The client gives up by a `disconnected` without retryInMs, after reporting the refusal.
+    let stopWith: (e: HotlineError) => void = () => {};
+    const fatal = new Promise<never>((_, reject) => (stopWith = reject));
+    let lastRefusal: HotlineError | undefined;
+    client.on('error', (e) => {
+      if (retryPolicy(e.code) === 'stop') lastRefusal = e;
+      if (json) io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message }));
+      else io.err(`${e.code}: ${e.message}`);
     });
+    client.on('disconnected', (d) => {
+      if (d.retryInMs === undefined) stopWith(lastRefusal ?? new HotlineError('HL_ERR_CLIENT_REFUSED', `the relay closed the link for good (${d.code}${d.reason ? ` ${d.reason}` : ''})`));
+    });
+    client.start().catch(stopWith);
     try {
       await Promise.race([io.interrupted, fatal]);
       return 0;
+    } catch (err) {
+      if (err instanceof HotlineError && err.code === 'HL_ERR_CERT_REVOKED') {
+        throw new HotlineError(
+          err.code,
+          `this device, ${client.me.party}/${client.me.device}, has been revoked by its party; the relay refuses it from now on. Enrol a new device (hotline device enroll) to go on`,
+          { cause: err },
+        );
+      }
+      throw err;
     } finally {
       await client.stop();
     }
@@ -255,7 +321,8 @@ ${LINK_HELP}
     const kind = (values.kind ?? 'acknowledged') as Exclude<ReceiptKind, 'delivered'>;
     if (!['acknowledged', 'will-comply', 'cannot-comply'].includes(kind)) throw usage(`--kind must be acknowledged, will-comply or cannot-comply`);
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('ack', values, io, false);
+    const { client, storage } = openClient('ack', values, io, false);
+    reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     try {
       const stored = new Promise<number>((resolve, reject) => {
         client.on('receipt-accepted', (r) => r.messageId === id && r.kind === kind && resolve(r.at));
