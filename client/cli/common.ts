@@ -298,3 +298,29 @@ export const LINK_HELP = `  --device FILE      the device key file (from hotline
   --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)
   --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT; default agreement.json beside the device file)
   --state FILE       client state: outbox, seq, inbox (default DEVICE.state.json beside the device file)`;
+
+/**
+ * Run a server start; a port already taken (or not allowed) becomes a sentence with what to do
+ * instead of a stack trace.
+ */
+export async function listening<T>(host: string, port: number, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new HotlineError(
+        'HL_ERR_CONFIG_INVALID',
+        `port ${port} on ${host} is already in use (another hotline server or demo still running?); stop it, or choose another port with --port N or HOTLINE_PORT (0 picks a free one)`,
+        { cause: err },
+      );
+    }
+    if (code === 'EACCES') {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `not allowed to listen on port ${port} on ${host} (ports below 1024 need privileges); choose another with --port N or HOTLINE_PORT`, { cause: err });
+    }
+    if (code === 'EADDRNOTAVAIL') {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `${host} is not an address of this machine; choose another with --host H or HOTLINE_HOST`, { cause: err });
+    }
+    throw err;
+  }
+}

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
+import { listening, loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
 import { postCertificate } from './setup.js';
 
 const PARTIES = [
@@ -29,7 +29,7 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
   const { startServer, loadRelaySecret } = await import('../../server/main.js');
   const start = (i: number, peerUrls: Record<string, string[]>) => {
     const p = PARTIES[i]!.id;
-    return startServer({
+    return listening(host, ports[i]!, () => startServer({
       agreementPath,
       dataDir: join(dir, p, 'relay-data'),
       host,
@@ -38,7 +38,7 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
       logStream: process.stderr,
       logKeyPath: join(dir, p, 'log.secret.json'),
       relay: { identity: loadRelaySecret(join(dir, p, 'relay.secret.json')), peerUrls },
-    });
+    }));
   };
   // With fixed ports both relays dial the agreement's URLs; with port 0 (tests) the second one
   // dials the first, which is enough: the link is opened by whichever relay can.
