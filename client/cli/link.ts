@@ -18,6 +18,7 @@ import {
   type Io,
 } from './common.js';
 import { outboxKeys, reportOutboxFlush } from './outbox.js';
+import { checkAddressee } from './recipients.js';
 
 const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
 type Rung = (typeof RUNGS)[number];
@@ -88,6 +89,9 @@ ${LINK_HELP}
         if (err instanceof HotlineError && (err.code === 'HL_ERR_CLIENT_TIMEOUT' || err.code === 'HL_ERR_CLIENT_UNREACHABLE')) return err;
         throw err;
       });
+      if (client.directory().length === 0) await client.loadStoredDirectory();
+      // Nothing known yet (never connected): the outbox says so when it seals.
+      if (client.directory().length > 0) checkAddressee(client.directory(), client.me, values.to!, io);
       const { id } = await client.send({
         to: values.to!,
         precedence: precedence as (typeof PRECEDENCES)[number],

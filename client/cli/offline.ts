@@ -20,6 +20,7 @@ import {
   type Command,
 } from './common.js';
 import { messageJson, messageText } from './link.js';
+import { checkAddressee } from './recipients.js';
 
 /** The file `hotline seal` writes: the envelope and the sender's certificate (verifiable against the agreement). */
 interface SealedFile {
@@ -90,8 +91,9 @@ envelope sealed offline never reuses one.
     if (dir.agreementHash !== undefined && dir.agreementHash !== agreementHash(agreement)) {
       throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', `${values.directory} was fetched under another agreement`);
     }
-    const recipients = expectedRecipients((await verifiedFile(agreement, dir)).bodies(), me, party.id);
-    if (!recipients.some((c) => c.party === party.id)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `the directory has no valid device of ${party.id}`);
+    const valid = (await verifiedFile(agreement, dir)).bodies();
+    checkAddressee(valid, me, party.id, io);
+    const recipients = expectedRecipients(valid, me, party.id);
     const mine = agreement.parties.find((p) => p.id === me.party);
     const seq = await storage.update(key, (s) => ++s.lastSeq);
     const envelope = await sealEnvelope({

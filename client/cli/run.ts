@@ -1,7 +1,7 @@
 import { HotlineError } from '../../shared/errors.js';
 import { readFileSync } from 'node:fs';
 import { closest, exitCodeOf, type Command, type Io } from './common.js';
-import { agreementCreate, deviceEnroll, deviceRevoke, partyCreate } from './setup.js';
+import { agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, partyCreate } from './setup.js';
 import { relayEnroll } from './relay.js';
 import { ack, directory, listen, send } from './link.js';
 import { open, seal } from './offline.js';
@@ -13,7 +13,7 @@ import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -4,7 +4,7 @@ import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
-import { fileKind, loadPartyRoot, named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { fileKind, loadPartyRoot, named, parse, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
@@ -140,7 +140,8 @@ export const deviceEnroll: Command = {
 Makes a device's signing and encryption keys and its certificate, signed by the party root (the
 root secret file from \`hotline party create\`). FILE (mode 0600) is the device key file that
 \`hotline send\`, \`listen\` and \`ack\` use. With --server the certificate is also registered with the
-relay (it is self-authenticating; a device is also registered on its first login).
+relay (it is self-authenticating; a device is also registered on its first login). Enrolled without
+--server (or before the relay runs), register it later with \`hotline device register\`.
 
   --root FILE          the party's root secret file
   --id ID              device id (e.g. operator-1)
@@ -170,17 +171,55 @@ relay (it is self-authenticating; a device is also registered on its first login
     io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}`);
     io.out(`  signing key fingerprint: ${fingerprint(fromBase64(device.certificate.cert.signKey, 32))}`);
     if (values.server !== undefined) {
-      await postCertificate(values.server, device.certificate);
+      await postCertificate(
+        values.server,
+        device.certificate,
+        `the key file ${values.out} was written; once the server runs, register it with: hotline device register --device ${values.out} --server ${values.server}`,
+      );
       io.out(`  registered with ${values.server}`);
+    } else if (role === 'archive') {
+      io.out(`  not registered yet: an archive device gets copies only once registered (hotline device register --device ${values.out} --server URL)`);
     }
     return 0;
   },
 };
 
 /** POST /v1/directory/devices: register a certificate with the relay. */
-export async function postCertificate(server: string, certificate: DeviceCertificate): Promise<void> {
-  await postDirectory(server, '/v1/directory/devices', certificate, 'certificate', 'the key file was written; register later with --server or by logging in');
+export async function postCertificate(server: string, certificate: DeviceCertificate, hint = 'nothing was registered; try again'): Promise<void> {
+  await postDirectory(server, '/v1/directory/devices', certificate, 'certificate', hint);
 }
+
+export const deviceRegister: Command = {
+  name: 'device register',
+  summary: 'register an existing device’s certificate with the relay',
+  help: `Usage: hotline device register --device FILE --server URL
+
+Registers the certificate of an existing device with the relay: for a device enrolled while the
+relay was not running or not reachable (\`hotline device enroll\` without --server, or whose
+--server failed). Until its certificate is registered, the other devices do not seal messages for
+it: an archive device misses every message. An operator or auditor device is also registered when
+it first connects; an archive device never connects on its own, so register it. Registering again
+is harmless. The certificate is self-authenticating (signed by the party root): the relay checks it
+against the agreement; no secret leaves this machine.
+
+  --device FILE        the device key file (from hotline device enroll), or its certificate
+  --server URL         the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)`,
+  async run(argv, io) {
+    const { values } = parse('device register', argv, { device: { type: 'string' }, server: { type: 'string' } });
+    if (values.help) return printHelp(io, this.help);
+    required('device register', values, 'device');
+    const url = serverUrl(values.server, io);
+    const raw = readJson(values.device!, 'device key file') as { certificate?: unknown };
+    const certificate = named(values.device!, 'device key file', () => assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'), {
+      value: raw,
+      expect: fileKind(raw) === 'device-certificate' ? 'device-certificate' : 'device',
+    });
+    const c = certificate.cert;
+    await postCertificate(url, certificate);
+    io.out(`registered ${c.party}/${c.device} (${c.role}) with ${url}; valid until ${new Date(c.notAfter).toISOString()}`);
+    return 0;
+  },
+};
 
 /** POST a self-authenticating directory object (certificate or revocation) to the relay. */
 async function postDirectory(server: string, path: string, body: unknown, what: string, unreachableHint: string): Promise<void> {
