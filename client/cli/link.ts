@@ -267,7 +267,7 @@ ${LINK_HELP}
     client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
     client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
     client.on('cosigned', (c) =>
-      json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
+      json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned the audit log's checkpoint at ${c.size} entries${c.from === undefined ? '' : ` (consistent with the one at ${c.from} entries)`}`),
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
     client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
@@ -309,11 +309,20 @@ export const ack: Command = {
   summary: 'acknowledge a received message (signed receipt)',
   help: `Usage: hotline ack --device FILE ID [--kind acknowledged|will-comply|cannot-comply] [--timeout S]
 
-Signs an "acknowledged" receipt (or another rung) for message ID, which this device received
-(with \`hotline listen\`), and sends it. Exit 0 once the relay has stored it.
+Signs a receipt for message ID, which this device received (with \`hotline listen\`), and sends
+it. Exit 0 once the relay has stored it. Each receipt is one rung of the response ladder, which
+the sender sees verified (\`hotline send --wait\`, \`hotline listen\`):
+
+  delivered       automatic: an operator device of the addressee verified and decrypted it
+  acknowledged    (default) a person read it
+  will-comply     the answer: your party will do what the message asks
+  cannot-comply   the answer: your party cannot; say why in a reply (hotline send)
+
+Any of the last three meets the message's acknowledgement deadline. Typically acknowledged at
+once, then will-comply or cannot-comply once decided (each is its own signed receipt).
 
 ${LINK_HELP}
-  --kind K           acknowledged (default), will-comply or cannot-comply
+  --kind K           acknowledged (default), will-comply or cannot-comply (the ladder above)
   --timeout S        give up after S seconds (default 30)`,
   async run(argv, io) {
     const { values, positionals } = parse('ack', argv, { ...LINK_FLAGS, kind: { type: 'string' }, timeout: { type: 'string' } }, true);
