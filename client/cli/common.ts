@@ -7,6 +7,7 @@ import { parseAgreement, parseDeviceSecret, parsePartySecret } from '../../share
 import type { Agreement, DeviceSecretFile, PartySecretFile } from '../../shared/protocol/schemas.js';
 import { HotlineClient } from '../hotline-client.js';
 import { FileStorage } from '../storage/file-storage.js';
+import { unsealKeyFile } from './key-files.js';
 
 /** Where a command writes: injected so that tests can run commands in-process. */
 export interface Io {
@@ -16,6 +17,8 @@ export interface Io {
   /** Resolves when the user asks the command to stop (SIGINT/SIGTERM). */
   interrupted: Promise<void>;
   readStdin(): Promise<string>;
+  /** --passphrase-file, taken out of argv by runCli (any command): unlocks sealed key files. */
+  passphraseFile?: string;
 }
 
 /** A command: parses its own argv, returns the exit code. */
@@ -138,6 +141,8 @@ export function fileKind(value: unknown): FileKind | undefined {
     'hotline-data-identity': 'data-identity',
   };
   if (typeof v.type === 'string' && byType[v.type] !== undefined) return byType[v.type];
+  // A sealed key file is what it contains (its `contains` is readable without the passphrase).
+  if (v.type === 'hotline-sealed-key' && typeof v.contains === 'string') return byType[v.contains];
   if (Array.isArray(v.parties) && typeof v.logKey === 'string') return 'agreement';
   if (typeof v.rootKey === 'string' && typeof v.id === 'string') return 'party-public';
   if (typeof v.cert === 'object' && v.cert !== null && typeof v.signature === 'string') {
@@ -168,8 +173,9 @@ export function named<T>(path: string, what: string, fn: () => T, file?: { value
 }
 
 /** Read and check a party root secret file. */
-export function loadPartyRoot(path: string): PartySecretFile {
-  const raw = readJson(path, 'party root secret file');
+export function loadPartyRoot(path: string, io: Io): PartySecretFile {
+  const read = readJson(path, 'party root secret file');
+  const raw = fileKind(read) === 'party-secret' ? unsealKeyFile(path, read, io) : read;
   return named(path, 'party root file', () => parsePartySecret(raw), { value: raw, expect: 'party-secret' });
 }
 
@@ -203,7 +209,8 @@ export function defaultStatePath(devicePath: string): string {
 }
 
 export function loadDevice(path: string, io: Io): DeviceSecretFile {
-  const raw = readJson(path, 'device key file');
+  const read = readJson(path, 'device key file');
+  const raw = fileKind(read) === 'device' ? unsealKeyFile(path, read, io) : read;
   const device = named(path, 'device key file', () => parseDeviceSecret(raw), { value: raw, expect: 'device' });
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) io.err(`warning: ${path} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
@@ -294,7 +301,8 @@ export const LINK_FLAGS = {
   state: { type: 'string' },
 } as const;
 
-export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll)
+export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll); if sealed, its passphrase
+                     from --passphrase-file FILE, HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE
   --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)
   --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT; default agreement.json beside the device file)
   --state FILE       client state: outbox, seq, inbox (default DEVICE.state.json beside the device file)`;

@@ -42,7 +42,7 @@ secret (that stays in its own file, for --log-key).
     } catch {
       throw usage(`--log-key: "${keyArg}" is neither a log secret file nor a base64 public key`);
     }
-    const root = loadPartyRoot(values.root!);
+    const root = loadPartyRoot(values.root!, io);
     let relay;
     try {
       relay = await enrolRelay(root, { relay: values.id!, logKey, now: Date.now(), validForMs: days * 86_400_000 });

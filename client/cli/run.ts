@@ -26,6 +26,7 @@ function overview(): string {
     '',
     'Set-up: party create (each party) → agreement create → device enroll → server.',
     'Environment: HOTLINE_SERVER (--server), HOTLINE_AGREEMENT (--agreement).',
+    'Sealed key files: --passphrase-file FILE (any command), HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE.',
     'hotline --version prints the version.',
   ].join('\n');
 }
@@ -68,7 +69,21 @@ function lookup(argv: string[]): { command: Command; rest: string[] } | undefine
 }
 
 /** Run the CLI; returns the exit code (0 ok, 1 refused or timed out, 2 usage). */
-export async function runCli(argv: string[], io: Io): Promise<number> {
+/** Take `--passphrase-file FILE` (a global option: any command may open a sealed key file) out of argv. */
+function globalOptions(argv: string[], io: Io): { argv: string[]; io: Io } {
+  const rest: string[] = [];
+  let passphraseFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--passphrase-file' && i + 1 < argv.length) passphraseFile = argv[++i];
+    else if (a.startsWith('--passphrase-file=')) passphraseFile = a.slice('--passphrase-file='.length);
+    else rest.push(a);
+  }
+  return { argv: rest, io: passphraseFile === undefined ? io : { ...io, passphraseFile } };
+}
+
+export async function runCli(args: string[], given: Io): Promise<number> {
+  const { argv, io } = globalOptions(args, given);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     io.out(overview());
     return argv.length === 0 ? 2 : 0;

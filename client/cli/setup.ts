@@ -4,37 +4,53 @@ import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { passphraseOf, sealKeyFile } from './key-files.js';
 import { fileKind, loadPartyRoot, named, parse, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
   summary: 'create a party (ministry) root key',
   help: `Usage: hotline party create --id ID --name NAME --out FILE [--languages ja,en]
+                           (--passphrase-file FILE | --no-passphrase)
 
 Creates a party's Ed25519 root key. FILE (mode 0600) holds the root SECRET: keep it offline; it
 signs the party's device certificates and revocations. The public part is written beside it as
 STEM.public.json: that is the file to hand over for \`hotline agreement create\`.
 
+FILE is sealed with a passphrase (scrypt, then secretbox): from --passphrase-file FILE (its first
+line), HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE. Every command that opens it then needs the
+same passphrase. --no-passphrase writes it plain instead (then keep it on an encrypted, offline
+medium).
+
   --id ID              party id: lowercase letters, digits, dashes (e.g. jp-mod)
   --name NAME          full name (e.g. "Japan Ministry of Defense")
   --languages LIST     comma-separated language tags, first is the default (default: en)
-  --out FILE           where to write the secret (e.g. jp-mod.secret.json)`,
+  --out FILE           where to write the secret (e.g. jp-mod.secret.json)
+  --passphrase-file F  seal FILE with the passphrase in F
+  --no-passphrase      write FILE plain (opt out of sealing)`,
   async run(argv, io) {
     const { values } = parse('party create', argv, {
       id: { type: 'string' },
       name: { type: 'string' },
       languages: { type: 'string' },
       out: { type: 'string' },
+      'no-passphrase': { type: 'boolean' },
     });
     if (values.help) return printHelp(io, this.help);
     required('party create', values, 'id', 'name', 'out');
     const languages = (values.languages ?? 'en').split(',').map((l) => l.trim()).filter(Boolean);
     const party = asUsage(() => createParty({ id: values.id!, name: values.name!, languages }));
     const publicPath = `${stem(values.out!)}.public.json`;
-    writeSecretFile(values.out!, party);
+    const passphrase = values['no-passphrase'] ? undefined : passphraseOf(io);
+    if (passphrase === undefined && !values['no-passphrase']) {
+      throw usage(
+        'hotline party create seals the root file with a passphrase: give --passphrase-file FILE (or set HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE); to write it plain instead, add --no-passphrase',
+      );
+    }
+    writeSecretFile(values.out!, passphrase === undefined ? party : sealKeyFile(party, passphrase));
     writePublicFile(publicPath, party.party);
     io.out(`party ${party.party.id} created`);
-    io.out(`  secret (keep offline, mode 0600): ${values.out}`);
+    io.out(`  secret (keep offline, mode 0600): ${values.out}${passphrase === undefined ? ' — NOT sealed (--no-passphrase)' : ' — sealed with the passphrase'}`);
     io.out(`  public part (for hotline agreement create): ${publicPath}`);
     io.out(`  root key fingerprint: ${fingerprint(fromBase64(party.party.rootKey, 32))}`);
     return 0;
@@ -149,7 +165,10 @@ relay (it is self-authenticating; a device is also registered on its first login
                        archive (receives a copy of every message, never answers)
   --valid-days N       certificate lifetime (default 365)
   --server URL         also POST the certificate to this relay
-  --out FILE           where to write the device key file (e.g. jp-operator-1.secret.json)`,
+  --out FILE           where to write the device key file (e.g. jp-operator-1.secret.json)
+  --device-passphrase-file F   seal the new device key file with the passphrase in F (its first
+                       line); its commands then need it (--passphrase-file). Default: plain, mode
+                       0600. (--passphrase-file opens a sealed root file.)`,
   async run(argv, io) {
     const { values } = parse('device enroll', argv, {
       root: { type: 'string' },
@@ -158,6 +177,7 @@ relay (it is self-authenticating; a device is also registered on its first login
       out: { type: 'string' },
       server: { type: 'string' },
       'valid-days': { type: 'string' },
+      'device-passphrase-file': { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('device enroll', values, 'root', 'id', 'role', 'out');
@@ -165,10 +185,11 @@ relay (it is self-authenticating; a device is also registered on its first login
     if (!['operator', 'auditor', 'archive'].includes(role)) throw usage(`--role must be operator, auditor or archive, got "${values.role}"`);
     const days = values['valid-days'] === undefined ? 365 : Number(values['valid-days']);
     if (!Number.isInteger(days) || days < 1) throw usage('--valid-days must be a whole number of days, at least 1');
-    const root = loadPartyRoot(values.root!);
+    const root = loadPartyRoot(values.root!, io);
     const device = await asUsageAsync(() => enrollDevice(root, { device: values.id!, role, now: Date.now(), validForMs: days * 86_400_000 }));
-    writeSecretFile(values.out!, device);
-    io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}`);
+    const devicePassphrase = values['device-passphrase-file'] === undefined ? undefined : passphraseOf({ ...io, passphraseFile: values['device-passphrase-file'] });
+    writeSecretFile(values.out!, devicePassphrase === undefined ? device : sealKeyFile(device, devicePassphrase));
+    io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}${devicePassphrase === undefined ? '' : ' (sealed with its passphrase)'}`);
     io.out(`  signing key fingerprint: ${fingerprint(fromBase64(device.certificate.cert.signKey, 32))}`);
     if (values.server !== undefined) {
       await postCertificate(
@@ -268,7 +289,7 @@ device id can later be enrolled again with new keys.
     if (values.help) return printHelp(io, this.help);
     required('device revoke', values, 'root', 'device');
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
-    const root = loadPartyRoot(values.root!);
+    const root = loadPartyRoot(values.root!, io);
     const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
     // A relay (its secret file or its certificate) is revoked the same way, by its id and link key.
     const maybeRelay = (raw.certificate ?? raw) as { cert?: { type?: unknown } };

@@ -53,8 +53,8 @@ describe('runCli', () => {
   });
 
   it('says what a wrong file is and what was expected, not schema paths', async () => {
-    await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
-    await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
     await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
     await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'op-1', '--role', 'operator', '--out', 'op.secret.json']);
     const rootAsDevice = await cli(['listen', '--device', 'jp.secret.json', '--server', 'http://127.0.0.1:1']);
@@ -70,8 +70,8 @@ describe('runCli', () => {
   });
 
   it('says "an archive" and "an auditor", not "a archive"', async () => {
-    await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
-    await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
     await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
     await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'archive-1', '--role', 'archive', '--out', 'ar.secret.json']);
     const r = await cli(['seal', '--device', 'ar.secret.json', '--to', 'cn-mnd', '--precedence', 'flash', '--out', 'x.sealed.json', 'text']);
@@ -83,14 +83,14 @@ describe('runCli', () => {
     expect(await cli(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringContaining('hotline --help') });
     expect(await cli(['party'])).toMatchObject({ code: 2, err: expect.stringContaining('hotline party create') });
     expect(await cli(['send', '--device', 'x.json', '--bogus'])).toMatchObject({ code: 2, err: expect.stringContaining("Unknown option '--bogus'") });
-    expect(await cli(['party', 'create', '--id', 'Not Valid', '--name', 'x', '--out', 'p.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('HL_ERR_KEY_INVALID') });
+    expect(await cli(['party', 'create', '--no-passphrase', '--id', 'Not Valid', '--name', 'x', '--out', 'p.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('HL_ERR_KEY_INVALID') });
     expect(await cli(['ack', '--device', 'x.json', 'not-an-id'])).toMatchObject({ code: 2, err: expect.stringContaining('32 hex characters') });
   });
 
   it('refuses to overwrite a key file, to take a secret file as a public part, and an unknown role', async () => {
-    expect((await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--languages', 'ja,en', '--out', 'jp.secret.json'])).code).toBe(0);
-    expect((await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json'])).code).toBe(0);
-    expect(await cli(['party', 'create', '--id', 'jp-mod', '--name', 'again', '--out', 'jp.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('refusing to overwrite') });
+    expect((await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--languages', 'ja,en', '--out', 'jp.secret.json'])).code).toBe(0);
+    expect((await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json'])).code).toBe(0);
+    expect(await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'again', '--out', 'jp.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('refusing to overwrite') });
     expect(await cli(['agreement', 'create', '--party', 'jp.secret.json', '--party', 'cn.public.json', '--out', 'a.json'])).toMatchObject({ code: 2, err: expect.stringContaining('SECRET') });
     expect(await cli(['agreement', 'create', '--party', 'jp.public.json', '--out', 'a.json'])).toMatchObject({ code: 2, err: expect.stringContaining('at least twice') });
     expect(await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'x1', '--role', 'admiral', '--out', 'x.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--role must be') });
@@ -98,10 +98,10 @@ describe('runCli', () => {
   });
 
   it('asks for a server and an agreement when neither flag nor environment gives one', async () => {
-    await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
     await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'op-1', '--role', 'operator', '--out', 'op.secret.json']);
     expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--agreement') });
-    await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
+    await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
     await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
     expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
     expect(await cli(['listen', '--device', 'op.secret.json', '--server', 'ftp://x'])).toMatchObject({ code: 2, err: expect.stringContaining('http://') });

@@ -75,8 +75,8 @@ let url: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hotline-cli-'));
-  await ok(['party', 'create', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
-  await ok(['party', 'create', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
   await ok(['agreement', 'create', '--party', 'jp-mod.public.json', '--party', 'cn-mnd.public.json', '--out', 'agreement.json']);
   await ok(['device', 'enroll', '--root', 'jp-mod.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'jp-op.secret.json']);
   await ok(['device', 'enroll', '--root', 'cn-mnd.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'cn-op.secret.json']);
