@@ -19,6 +19,7 @@ import {
 } from './common.js';
 import { outboxKeys, reportOutboxFlush } from './outbox.js';
 import { checkAddressee } from './recipients.js';
+import { checkPeersConfirmed } from './peers.js';
 
 const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
 type Rung = (typeof RUNGS)[number];
@@ -36,7 +37,11 @@ waits until the wanted rung is reached (default: accepted, i.e. stored by the re
 relayed (two-relay deployments) waits until the addressee's relay has stored it;
 delivered and acknowledged wait for the other side's signed receipt, verified here.
 Exit 0 when reached; 1 on refusal or timeout (the message then stays in the outbox and goes with
-the next send or listen of this device).
+the next send, ack or listen of this device; hotline outbox lists it).
+
+Refused before anything is sealed when PARTY has no registered operator device, or while a key of
+PARTY is new or changed and not confirmed by you (compare fingerprints by voice: hotline peers,
+then hotline peers confirm).
 
 ${LINK_HELP}
   --to PARTY         the addressee party (e.g. cn-mnd)
@@ -75,7 +80,7 @@ ${LINK_HELP}
     if (body === '-') body = await io.readStdin();
     if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
 
-    const { client, statePath, storage, serverUrl } = openClient('send', values, io, false);
+    const { client, statePath, storage, serverUrl, devicePath } = openClient('send', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     const seen = collect(client);
     // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
@@ -91,7 +96,10 @@ ${LINK_HELP}
       });
       if (client.directory().length === 0) await client.loadStoredDirectory();
       // Nothing known yet (never connected): the outbox says so when it seals.
-      if (client.directory().length > 0) checkAddressee(client.directory(), client.me, values.to!, io);
+      if (client.directory().length > 0) {
+        checkAddressee(client.directory(), client.me, values.to!, io);
+        checkPeersConfirmed(client.directory(), client.me, values.to!, devicePath);
+      }
       const { id } = await client.send({
         to: values.to!,
         precedence: precedence as (typeof PRECEDENCES)[number],

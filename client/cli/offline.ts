@@ -21,6 +21,7 @@ import {
 } from './common.js';
 import { messageJson, messageText } from './link.js';
 import { checkAddressee } from './recipients.js';
+import { checkPeersConfirmed } from './peers.js';
 
 /** The file `hotline seal` writes: the envelope and the sender's certificate (verifiable against the agreement). */
 interface SealedFile {
@@ -93,6 +94,7 @@ envelope sealed offline never reuses one.
     }
     const valid = (await verifiedFile(agreement, dir)).bodies();
     checkAddressee(valid, me, party.id, io);
+    checkPeersConfirmed(valid, me, party.id, values.device!);
     const recipients = expectedRecipients(valid, me, party.id);
     const mine = agreement.parties.find((p) => p.id === me.party);
     const seq = await storage.update(key, (s) => ++s.lastSeq);

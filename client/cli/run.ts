@@ -9,11 +9,12 @@ import { demo, server } from './server.js';
 import { backup, restore } from './backup.js';
 import { status } from './status.js';
 import { outboxDrop, outboxList } from './outbox.js';
+import { peersConfirm, peersList } from './peers.js';
 import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -4,6 +4,7 @@ import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { listening, loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 import { postCertificate } from './setup.js';
+import { confirmForDemo } from './peers.js';
 import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
 export const server: Command = {
@@ -129,6 +130,8 @@ on port N (8080), cn-mnd's on N+1 (8081), each on its own SQLite, linked to each
     if (fresh) await createDemo(dir);
     const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
     const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
+    // The demo made every key itself: its operators start with the other party's keys confirmed.
+    for (const d of devices) if (d.role === 'operator') confirmForDemo(d.path, { party: d.party }, loaded.map((x) => x.certificate.cert));
     const { startServer } = await import('../../server/main.js');
     const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
     const running = await listening(host, Number(portText), () => startServer({

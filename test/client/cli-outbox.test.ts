@@ -38,6 +38,7 @@ describe('hotline outbox, and what a send flushes', () => {
     const f = files(s);
     const jp = f.device(`${JP}/op1`);
     const base = ['--device', jp, '--agreement', f.agreement];
+    expect((await cli(['peers', 'confirm', ...base, '--server', s.url])).code).toBe(0);
     const ok = await cli(['send', ...base, '--server', s.url, '--to', CN, '--precedence', 'routine', '--timeout', '60', 'first, to fetch the directory']);
     expect(ok.code, ok.err).toBe(0);
     expect((await cli(['outbox', '--device', jp])).out).toContain(`the outbox of ${JP}/op1 is empty`);

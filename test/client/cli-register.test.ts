@@ -50,6 +50,8 @@ describe('hotline device register, and send/seal to a party without registered d
     const reg = await cli(['device', 'register', '--device', cnOp, '--server', s.url]);
     expect(reg.code, reg.err).toBe(0);
     expect(reg.out).toContain(`registered ${CN}/op1 (operator) with ${s.url}`);
+    const confirm = () => cli(['peers', 'confirm', '--device', jpOp, '--agreement', agreement, '--server', s.url]);
+    expect((await confirm()).code).toBe(0);
     const warned = await send('the archives miss this one');
     expect(warned.code, warned.err).toBe(0);
     expect(warned.err).toContain(`warning: ${CN} has no registered archive device`);
@@ -59,6 +61,13 @@ describe('hotline device register, and send/seal to a party without registered d
     expect((await cli(['device', 'register', '--device', jpArchive, '--server', s.url])).code).toBe(0);
     // Registering again is harmless.
     expect((await cli(['device', 'register', '--device', jpArchive, '--server', s.url])).code).toBe(0);
+    // A new device of cn-mnd blocks sending to it until its keys are confirmed (jp-mod's own archive does not).
+    const blocked = await send('not before the new archive is confirmed');
+    expect(blocked.code).toBe(1);
+    expect(blocked.err).toContain(`${CN}/archive-2`);
+    expect(blocked.err).toContain('HL_ERR_PEER_KEY_UNCONFIRMED');
+    expect(blocked.err).not.toContain(`${JP}/archive1 `);
+    expect((await confirm()).out).toContain(`${CN}/archive-2`);
     const quiet = await send('every archive gets this one');
     expect(quiet.code, quiet.err).toBe(0);
     expect(quiet.err).not.toContain('warning');
@@ -94,5 +103,51 @@ describe('hotline device register, and send/seal to a party without registered d
     const sealed = await cli(['seal', '--device', jpOp, '--agreement', agreement, '--to', CN, '--precedence', 'routine', '--directory', directory, '--out', join(dir.path, 'm.sealed.json'), 'x']);
     expect(sealed.code).toBe(1);
     expect(sealed.err).toContain(`${CN} has no registered operator device (never registered, or revoked)`);
+  });
+
+  it('peers: a new, then a changed key of a peer blocks send and seal until confirmed, showing fingerprints', { timeout: 120_000 }, async () => {
+    const s = await startTestServer();
+    const dir = tempDir();
+    onCleanup(() => dir.remove());
+    const agreement = writeAgreement(dir.path, s.dep.agreement);
+    const file = (name: string, value: unknown) => {
+      const path = join(dir.path, name);
+      writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
+      return path;
+    };
+    const jpOp = file('jp-op1.secret.json', s.dep.devices[`${JP}/op1`]);
+    const link = ['--device', jpOp, '--agreement', agreement, '--server', s.url];
+    const send = () => cli(['send', ...link, '--to', CN, '--precedence', 'routine', '--timeout', '60', 'text']);
+
+    const first = await send();
+    expect(first.code).toBe(1);
+    expect(first.out).toBe('');
+    expect(first.err).toContain(`not sent: keys of ${CN} are new or changed and not confirmed`);
+    expect(first.err).toMatch(new RegExp(`${CN}/op1 +operator +NEW +sign [0-9a-f]{64}`));
+    expect(first.err).toContain(`hotline peers confirm --device ${jpOp} --party ${CN}`);
+    const listed = await cli(['peers', ...link]);
+    expect(listed.out).toMatch(new RegExp(`${CN}/archive1 +archive +NEW`));
+    expect(listed.out).toContain('2 not confirmed');
+
+    const confirmed = await cli(['peers', 'confirm', ...link, '--party', CN]);
+    expect(confirmed.code, confirmed.err).toBe(0);
+    expect(confirmed.out).toMatch(new RegExp(`${CN}/op1 +operator +new +sign [0-9a-f]{64}`));
+    expect((await cli(['peers', ...link])).out).toMatch(new RegExp(`${CN}/op1 +operator +confirmed`));
+    expect((await send()).code).toBe(0);
+
+    // cn-mnd/op1 re-enrolled with new keys (same id): CHANGED, blocked again.
+    const cnRoot = file('cn.secret.json', s.dep.parties[CN]);
+    const cnNew = join(dir.path, 'cn-op1-new.secret.json');
+    expect((await cli(['device', 'enroll', '--root', cnRoot, '--id', 'op1', '--role', 'operator', '--out', cnNew, '--server', s.url])).code).toBe(0);
+    const changed = await send();
+    expect(changed.code).toBe(1);
+    expect(changed.err).toMatch(new RegExp(`${CN}/op1 +operator +CHANGED`));
+    const directory = join(dir.path, 'directory.json');
+    expect((await cli(['directory', ...link, '--out', directory])).code).toBe(0);
+    const sealed = await cli(['seal', '--device', jpOp, '--agreement', agreement, '--to', CN, '--precedence', 'routine', '--directory', directory, '--out', join(dir.path, 'm.sealed.json'), 'x']);
+    expect(sealed.code).toBe(1);
+    expect(sealed.err).toContain('HL_ERR_PEER_KEY_UNCONFIRMED');
+    expect((await cli(['peers', 'confirm', ...link])).out).toMatch(new RegExp(`${CN}/op1 +operator +changed`));
+    expect((await send()).code).toBe(0);
   });
 });

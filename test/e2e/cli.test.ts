@@ -103,6 +103,8 @@ describe('hotline CLI', () => {
     const env = { HOTLINE_SERVER: url, HOTLINE_AGREEMENT: 'agreement.json' };
     const listen = new Proc(['listen', '--device', 'cn-op.secret.json', '--json'], env);
     await listen.line(/"type":"connected"/);
+    // cn-mnd's keys, compared by voice, are confirmed before the first message to it.
+    expect(await ok(['peers', 'confirm', '--device', 'jp-op.secret.json'], env)).toMatch(/cn-mnd\/operator-1 +operator +new +sign [0-9a-f]{64}/);
 
     const text = '至急：明朝の演習について受領を確認されたい';
     const send = new Proc(['send', '--device', 'jp-op.secret.json', '--to', 'cn-mnd', '--precedence', 'flash', '--wait', 'acknowledged', '--timeout', '60', text], env);
