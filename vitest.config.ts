@@ -9,5 +9,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     setupFiles: ['test/helpers/node-crypto-setup.ts'],
+    // Tests that spawn bin/hotline.js run the bundle built here from the current sources.
+    globalSetup: ['test/helpers/build-cli.ts'],
   },
 });

@@ -94,7 +94,7 @@ export class Outbox {
 
   async #send(input: SendInput): Promise<{ id: string }> {
     if (this.#o.me.role !== 'operator') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is a ${this.#o.me.role} device; only operator devices send`);
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {

@@ -115,7 +115,7 @@ export class AuditWitness {
 
   async #cosignLatest(): Promise<CosignResult> {
     if (this.#o.me.role !== 'operator' && this.#o.me.role !== 'auditor') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is a ${this.#o.me.role} device; only operator and auditor devices cosign`);
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator and auditor devices cosign`);
     }
     await this.#o.api.checkAgreement();
     await this.#o.api.ensureToken();

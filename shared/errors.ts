@@ -53,6 +53,10 @@ export const ERROR_TABLE = {
   HL_ERR_AGREEMENT_INVALID: { http: 400, ws: 4419, closesLink: false, retry: 'stop' },
   HL_ERR_AGREEMENT_MISMATCH: { http: 409, ws: 4421, closesLink: false, retry: 'stop' },
   HL_ERR_KEY_INVALID: { http: 400, ws: 4420, closesLink: false, retry: 'stop' },
+  // A sealed key file (CLI) opened with a wrong passphrase, or damaged.
+  HL_ERR_KEY_PASSPHRASE: { http: 400, ws: 4422, closesLink: false, retry: 'stop' },
+  // A client refused to seal for a peer device whose keys its operator has not confirmed (CLI, consoles hold instead).
+  HL_ERR_PEER_KEY_UNCONFIRMED: { http: 409, ws: 4423, closesLink: false, retry: 'never' },
   // Envelopes
   HL_ERR_ENVELOPE_MALFORMED: { http: 400, ws: 4430, closesLink: false, retry: 'never' },
   HL_ERR_ENVELOPE_TOO_LARGE: { http: 413, ws: 4431, closesLink: false, retry: 'never' },

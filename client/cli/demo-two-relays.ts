@@ -2,7 +2,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
+import { confirmForDemo } from './peers.js';
+import { listening, loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
 import { postCertificate } from './setup.js';
 
 const PARTIES = [
@@ -29,7 +30,7 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
   const { startServer, loadRelaySecret } = await import('../../server/main.js');
   const start = (i: number, peerUrls: Record<string, string[]>) => {
     const p = PARTIES[i]!.id;
-    return startServer({
+    return listening(host, ports[i]!, () => startServer({
       agreementPath,
       dataDir: join(dir, p, 'relay-data'),
       host,
@@ -38,19 +39,23 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
       logStream: process.stderr,
       logKeyPath: join(dir, p, 'log.secret.json'),
       relay: { identity: loadRelaySecret(join(dir, p, 'relay.secret.json')), peerUrls },
-    });
+    }));
   };
   // With fixed ports both relays dial the agreement's URLs; with port 0 (tests) the second one
   // dials the first, which is enough: the link is opened by whichever relay can.
   const jp = await start(0, options.port === 0 ? { 'cn-mnd': [] } : {});
   const cn = await start(1, options.port === 0 ? { 'jp-mod': [jp.url] } : {});
   const urls: Record<string, string> = { 'jp-mod': jp.url, 'cn-mnd': cn.url };
+  const certs = [];
   for (const p of PARTIES) {
     for (const d of DEVICES) {
       const device: DeviceSecretFile = loadDevice(join(dir, p.id, `${d.id}.secret.json`), io);
       await postCertificate(urls[p.id]!, device.certificate);
+      certs.push(device.certificate.cert);
     }
   }
+  // The demo made every key itself: its operators start with the other party's keys confirmed.
+  for (const p of PARTIES) for (const d of DEVICES) if (d.role === 'operator') confirmForDemo(join(dir, p.id, `${d.id}.secret.json`), { party: p.id }, certs);
   // Ready when each relay knows the other party's devices (sent over the relay link), so that
   // the printed commands work at once; bounded, and said so if the link does not come up.
   const knows = async (server: typeof jp, party: string) => (await server.store.listDevices()).some((c) => c.cert.party === party);

@@ -2,8 +2,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { listening, loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 import { postCertificate } from './setup.js';
+import { confirmForDemo } from './peers.js';
 import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
 export const server: Command = {
@@ -71,7 +72,8 @@ found; only one server may run on a data directory.
     } catch (err) {
       throw usage(`${(err as Error).message}\nRun: hotline server --help`);
     }
-    const running = await startServer({ ...startOptionsFromConfig(config), logStream: process.stderr });
+    const options = startOptionsFromConfig(config);
+    const running = await listening(options.host ?? '127.0.0.1', options.port ?? 8080, () => startServer({ ...options, logStream: process.stderr }));
     io.out(`listening on ${running.url}`);
     await io.interrupted;
     await running.close();
@@ -137,16 +139,19 @@ instead (a neutral host's deployment). --two-relays is accepted for compatibilit
     if (fresh) await createDemo(dir);
     const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
     const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
+    // The demo made every key itself: its operators start with the other party's keys confirmed.
+    for (const d of devices) if (d.role === 'operator') confirmForDemo(d.path, { party: d.party }, loaded.map((x) => x.certificate.cert));
     const { startServer } = await import('../../server/main.js');
-    const running = await startServer({
+    const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
+    const running = await listening(host, Number(portText), () => startServer({
       agreementPath,
       dataDir: join(dir, 'server'),
-      host: values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1',
+      host,
       port: Number(portText),
       logLevel: (values['log-level'] ?? 'warn') as 'warn',
       logStream: process.stderr,
       ...(existsSync(join(dir, 'log.secret.json')) ? { logKeyPath: join(dir, 'log.secret.json') } : {}),
-    });
+    }));
     for (const d of loaded) await postCertificate(running.url, d.certificate);
     const rel = (p: string) => relative(process.cwd(), p) || p;
     const flags = `--server ${running.url} --agreement ${rel(agreementPath)}`;

@@ -664,7 +664,7 @@ class Session {
     // The sender's certificate as it was when its own relay accepted the envelope (not later
     // than now): a revocation since then does not unsend what was accepted.
     const cert = o.directory.current(h.from.party, h.from.device, Math.min(homeAcceptedAt, now));
-    if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device and may not send`);
+    if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
     const { hash } = await verifyCheckedEnvelope(env, cert);
     const write: EnvelopeWrite = {
       kind: 'envelope',

@@ -46,7 +46,7 @@ function senderCertificate(ctx: AdmitContext): DeviceCertBody {
   // The certificate is checked again at each frame: it may have expired or been revoked since login.
   const cert = ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
   if (cert.role !== 'operator') {
-    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device and may not send`);
+    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
   }
   return cert;
 }

@@ -75,8 +75,8 @@ let url: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hotline-cli-'));
-  await ok(['party', 'create', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
-  await ok(['party', 'create', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
   await ok(['agreement', 'create', '--party', 'jp-mod.public.json', '--party', 'cn-mnd.public.json', '--out', 'agreement.json']);
   await ok(['device', 'enroll', '--root', 'jp-mod.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'jp-op.secret.json']);
   await ok(['device', 'enroll', '--root', 'cn-mnd.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'cn-op.secret.json']);
@@ -103,6 +103,8 @@ describe('hotline CLI', () => {
     const env = { HOTLINE_SERVER: url, HOTLINE_AGREEMENT: 'agreement.json' };
     const listen = new Proc(['listen', '--device', 'cn-op.secret.json', '--json'], env);
     await listen.line(/"type":"connected"/);
+    // cn-mnd's keys, compared by voice, are confirmed before the first message to it.
+    expect(await ok(['peers', 'confirm', '--device', 'jp-op.secret.json'], env)).toMatch(/cn-mnd\/operator-1 +operator +new +sign [0-9a-f]{64}/);
 
     const text = '至急：明朝の演習について受領を確認されたい';
     const send = new Proc(['send', '--device', 'jp-op.secret.json', '--to', 'cn-mnd', '--precedence', 'flash', '--wait', 'acknowledged', '--timeout', '60', text], env);

@@ -26,6 +26,8 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_AGREEMENT_INVALID: 'err_agreement',
   HL_ERR_AGREEMENT_MISMATCH: 'err_agreement',
   HL_ERR_KEY_INVALID: 'err_key',
+  HL_ERR_KEY_PASSPHRASE: 'err_key',
+  HL_ERR_PEER_KEY_UNCONFIRMED: 'err_key',
   HL_ERR_ENVELOPE_MALFORMED: 'err_envelope',
   HL_ERR_ENVELOPE_TOO_LARGE: 'err_too_large',
   HL_ERR_ENVELOPE_SENT_AT: 'err_sent_at',
