@@ -365,6 +365,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   async function startDelivery(conn: Connection): Promise<void> {
     // The connection is in the hub already: whatever is committed from here on is pushed live, and
     // everything up to the snapshot is read from the mailbox.
+    // Acks wait in the write queue for a commit to ride with; this device's earlier links' acks
+    // must be in the store before its acknowledged cursor and its backlog are read.
+    await writes.flushAcks();
     const snapshot = await store.maxCursor();
     const lastCursor = await store.ackedCursor(conn.key);
     const lastSeq = await store.lastSeq(conn.key);
