@@ -37,6 +37,7 @@ import { restartPhase } from './restart.js';
 import { consolePhase } from './console.js';
 import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
+import { measureTwoRelays } from './two-relays.js';
 
 const GIB = 2 ** 30;
 
@@ -59,6 +60,9 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     const clientOptions = { serial: cfg.serial, pipelined: cfg.pipelined, window: cfg.window, maxSeconds: cfg.maxSeconds };
     const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
     const inProcess = await measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
+
+    log('HotlineClients, two relays linked relay to relay, in this process');
+    const twoRelays = await measureTwoRelays(dir, { ...clientOptions, setupSeconds: cfg.setupSeconds });
 
     log('HotlineClients, server in its own process');
     const d2 = await makeDeployment(Date.now() - 60_000);
@@ -107,6 +111,16 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     };
     latencyRows('HotlineClients, server in its own process', ownProcess);
     latencyRows('HotlineClients, server in-process', inProcess);
+    // Issue 11: the same clients through two relays (one per party, in this process like the line
+    // above), beside the single relay and the raw ws floor of this run. Reported; no goal is set.
+    const oneRelay = { label: 'one relay, in-process', unit: 'ms' };
+    rows.push(
+      { measurement: `HotlineClients, two relays in-process, 1 in flight, send → verified receipt, p50 (${twoRelays.serial.count})`, value: twoRelays.serial.p50Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p50Ms }, ratio: twoRelays.serial.p50Ms / inProcess.serial.p50Ms },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the raw ws echo', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'raw ws', value: rawWs.p50Us / 1000, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / (rawWs.p50Us / 1000) },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the path floor', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / path.p50Ms },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p99', value: twoRelays.serial.p99Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p99Ms }, ratio: twoRelays.serial.p99Ms / inProcess.serial.p99Ms },
+      { measurement: `HotlineClients, two relays in-process, ${cfg.window} in flight, end to end (${twoRelays.pipelined.count})`, value: twoRelays.pipelined.perSecond, unit: 'msgs/s', against: { label: 'one relay, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: twoRelays.pipelined.perSecond / inProcess.pipelined.perSecond },
+    );
     rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
       { measurement: `FLASH sent last after ${backlog.queued} ROUTINE for an offline device: delivered first`, value: backlog.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: backlog.flashFirst, reduced: backlog.queued < FULL_SIZE.backlogFlash },
@@ -146,6 +160,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       phases: {
         clientsInProcess: inProcess,
         clientsOwnProcess: ownProcess,
+        twoRelays,
         capacity,
         flashUnderLoad: flash,
         backlog,

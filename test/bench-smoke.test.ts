@@ -43,7 +43,7 @@ describe('npm run bench -- --smoke', () => {
 
       expect(json.smoke).toBe(true);
       expect(json.machine.cores).toBeGreaterThan(0);
-      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'restart', 'scale']);
+      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'restart', 'scale', 'twoRelays']);
       // The console phase is a slot another change fills; until then it is null and printed "not measured".
       const found: { path: string; value: unknown }[] = [];
       leaves({ floors: json.floors, phases: { ...json.phases, console: undefined } }, '', found);
@@ -52,7 +52,7 @@ describe('npm run bench -- --smoke', () => {
       for (const f of figures) expect(Number.isFinite(f.value), `${f.path} = ${String(f.value)}`).toBe(true);
 
       const p = json.phases;
-      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined]) {
+      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined, p.twoRelays.serial, p.twoRelays.pipelined]) {
         expect(run.count).toBeGreaterThan(0);
         expect([run.duplicated, run.missing]).toEqual([0, 0]);
       }

@@ -1,3 +1,4 @@
+import { closeSync, fsync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -239,11 +240,26 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 /**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
+ *
+ * The group commit (`commit`) is the exception in how, not in what: its transaction runs with
+ * `synchronous=NORMAL` (no fsync inside COMMIT, which would block the event loop for the disk's
+ * whole flush) and the WAL file is then fsync'd on libuv's thread pool; `commit` resolves only
+ * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
+ * the event loop admits the next frames (signature checks, the next batch) instead of waiting.
+ * Until the fsync completes, the batch's rows are visible to this process's reads but not yet
+ * durable; the audit tree size served (`auditSize`, hence every checkpoint and proof) counts only
+ * durable entries, so no checkpoint ever signs an entry a crash could still take back.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmt;
   private readonly tree: SqliteAuditTree;
+  /** The WAL file, open for fsync after each group commit (undefined: commit with synchronous=FULL). */
+  private walFd: number | undefined;
+  /** Group commits whose fsync has not completed yet. */
+  private syncing = 0;
+  /** Audit entries known durable while a group commit's fsync is pending. */
+  private durableAudit = 0;
 
   /**
    * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
@@ -257,9 +273,20 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
+    // Opened once and closed only after the database (closing another descriptor of a file would
+    // drop SQLite's POSIX locks on it; the WAL's locks are in -shm, but the rule costs nothing).
+    if (path !== ':memory:' && this.db.pragma('journal_mode', { simple: true }) === 'wal') {
+      try {
+        this.walFd = openSync(`${path}-wal`, 'r+');
+      } catch {
+        this.walFd = undefined;
+      }
+    }
     const db = this.db;
     this.stmt = {
       ping: db.prepare('SELECT 1'),
+      syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+      syncFull: db.prepare('PRAGMA synchronous = FULL'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       insertDevice: db.prepare(
@@ -580,6 +607,35 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
+    if (this.walFd !== undefined) return this.commitThenSync(writes);
+    return this.commitNow(writes);
+  }
+
+  /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
+  private async commitThenSync(writes: readonly Write[]): Promise<WriteResult[]> {
+    const fd = this.walFd!;
+    this.stmt.syncNormal.run();
+    let results: WriteResult[];
+    try {
+      results = this.commitNow(writes);
+    } finally {
+      this.stmt.syncFull.run();
+    }
+    const size = this.tree.size();
+    this.syncing++;
+    try {
+      await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (error) {
+      // Written but not known to be on disk: nobody may hear "accepted"; a resend is answered from the store.
+      return writes.map(() => ({ ok: false, error: storeFailed(error) }));
+    } finally {
+      this.syncing--;
+    }
+    this.durableAudit = Math.max(this.durableAudit, size);
+    return results;
+  }
+
+  private commitNow(writes: readonly Write[]): WriteResult[] {
     try {
       return this.db.transaction(() => this.writeBatch(writes))();
     } catch {
@@ -654,7 +710,11 @@ export class SqliteStore implements Store {
   }
 
   async auditSize(): Promise<number> {
-    return this.tree.size();
+    // While a group commit's fsync is pending, its entries are not served (see the class comment).
+    // Every other write commits with synchronous=FULL, which syncs the whole WAL: all is durable.
+    const size = this.tree.size();
+    if (this.syncing === 0) this.durableAudit = size;
+    return Math.min(size, this.durableAudit);
   }
 
   async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
@@ -738,5 +798,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
   }
 }
