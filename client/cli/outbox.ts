@@ -9,7 +9,7 @@ import { defaultStatePath, loadDevice, parse, printHelp, required, usage, type C
 export interface OutboxRow {
   /** The message id (a receipt: the id of the message it answers). */
   id: string;
-  kind: 'message' | 'receipt';
+  kind: 'message' | 'receipt' | 'refusal';
   precedence?: string;
   to?: string;
   /** waiting (sealed, goes with the next connection), held (not sealed until approved), receipt kind. */
@@ -26,6 +26,9 @@ function row(item: OutboxItem): OutboxRow {
   if (item.kind === 'receipt') {
     return { id: item.messageId, kind: 'receipt', state: `${item.receiptKind} receipt, waiting for the relay`, since: item.receipt.receipt.at };
   }
+  if (item.kind === 'refusal') {
+    return { id: item.messageId, kind: 'refusal', state: `refusal (${item.refusal.refusal.code}), waiting for the relay`, since: item.refusal.refusal.at };
+  }
   const base = {
     id: item.id,
     kind: 'message' as const,
@@ -39,7 +42,7 @@ function row(item: OutboxItem): OutboxRow {
 }
 
 export function rowText(r: OutboxRow): string {
-  const what = r.kind === 'receipt' ? `receipt for ${r.id}` : `${(r.linkTest ? 'link test' : r.precedence!).padEnd(9)} ${r.id} to ${r.to}`;
+  const what = r.kind === 'receipt' ? `receipt for ${r.id}` : r.kind === 'refusal' ? `refusal of ${r.id}` : `${(r.linkTest ? 'link test' : r.precedence!).padEnd(9)} ${r.id} to ${r.to}`;
   return `  ${what}  ${r.state}${r.since === undefined ? '' : ` since ${new Date(r.since).toISOString()}`}`;
 }
 
@@ -112,8 +115,8 @@ ${STORAGE_HELP}`,
     const { storage, key, path } = openState(values, io);
     if (!existsSync(path)) throw new HotlineError('HL_ERR_USAGE', `${key} has no state file (${path}): its outbox is empty`);
     const dropped = await storage.update(key, (s): { ambiguous: string[] } | { rows: { key: string; row: OutboxRow }[] } => {
-      const matches = Object.entries(s.outbox).filter(([, item]) => (item.kind === 'receipt' ? item.messageId : item.id).startsWith(id));
-      const ids = new Set(matches.map(([, item]) => (item.kind === 'receipt' ? item.messageId : item.id)));
+      const matches = Object.entries(s.outbox).filter(([, item]) => (item.kind === 'receipt' || item.kind === 'refusal' ? item.messageId : item.id).startsWith(id));
+      const ids = new Set(matches.map(([, item]) => (item.kind === 'receipt' || item.kind === 'refusal' ? item.messageId : item.id)));
       if (ids.size > 1) return { ambiguous: [...ids] };
       const rows = matches.map(([k, item]) => {
         delete s.outbox[k];
@@ -141,7 +144,7 @@ export function reportOutboxFlush(client: HotlineClient, storage: FileStorage, i
     void storage
       .read(`${client.me.party}/${client.me.device}`)
       .then((state) => {
-        const items = Object.values(state.outbox).filter((i) => (before === undefined ? !(i.kind !== 'receipt' && i.draft.linkTest) : before.has(outboxKey(i))));
+        const items = Object.values(state.outbox).filter((i) => (before === undefined ? !((i.kind === 'envelope' || i.kind === 'held') && i.draft.linkTest) : before.has(outboxKey(i))));
         const going = items.filter((i) => i.kind !== 'held').map(row);
         const held = items.filter((i) => i.kind === 'held').length;
         if (going.length > 0) {

@@ -339,7 +339,6 @@ export const en = {
   err_relay_link: 'The link between the two ministries\' relays refused a peer relay or one of its frames (wrong party or a replayed frame).',
   // h10-relayed: the relayed rung and the hotline's line between two relays
   rung_relayed: 'relayed',
-  type_message_relayed: 'relayed',
   print_rung_peer_relay: '{time} — stored by the relay of {party}',
   ev_relayed: '{prec} {id} stored by the relay of {to}',
   ev_line_down: 'Hotline line {from} ⇄ {to} DOWN',

@@ -340,7 +340,6 @@ export const ja: Dictionary = {
   err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
   // h10-relayed: the relayed rung and the hotline's line between two relays
   rung_relayed: '中継済み',
-  type_message_relayed: '中継済み',
   print_rung_peer_relay: '{time} — {party} の中継サーバーが保管',
   ev_relayed: '{prec} {id} を {to} の中継サーバーが保管',
   ev_line_down: 'ホットライン回線 {from} ⇄ {to} 断',

@@ -340,7 +340,6 @@ export const zh: Dictionary = {
   err_relay_link: '两部中继服务器之间的链路拒绝了对方中继或其帧(当事方错误或重放的帧)。',
   // h10-relayed: the relayed rung and the hotline's line between two relays
   rung_relayed: '已中转',
-  type_message_relayed: '已中转',
   print_rung_peer_relay: '{time} — 已由 {party} 的中继服务器存储',
   ev_relayed: '{prec} {id} 已由 {to} 的中继服务器存储',
   ev_line_down: '热线线路 {from} ⇄ {to} 中断',
