@@ -11,6 +11,7 @@ export default defineConfig({
     setupFiles: ['test/helpers/node-crypto-setup.ts'],
     // Finds (or starts) the PostgreSQL database of the PostgreSQL tests, and fails the run if there
     // is none: those tests never skip (README "Tests").
-    globalSetup: ['test/helpers/postgres-global-setup.ts'],
+    // Tests that spawn bin/hotline.js run the bundle built here from the current sources.
+    globalSetup: ['test/helpers/postgres-global-setup.ts', 'test/helpers/build-cli.ts'],
   },
 });

@@ -29,11 +29,19 @@ export function summarize(latenciesMs: readonly number[], seconds: number): Omit
  */
 export async function measureClients(
   serverUrl: string,
-  d: TestDeployment,
+  d: Pick<TestDeployment, 'agreement'> & { devices: Pick<TestDeployment['devices'], 'jpOp' | 'jpOp2' | 'cnOp'> & Partial<TestDeployment['devices']> },
   options: { serial: number; pipelined: number; window: number; maxSeconds: number },
+  /**
+   * Two relays (bench/two-relays.ts): cn-mnd's operator connects to its own relay at this URL, and
+   * the devices are enrolled already (each at its own relay).
+   */
+  twoRelays?: { cnServerUrl: string },
 ): Promise<{ serial: LatencyRun; pipelined: LatencyRun }> {
-  await enrolCertificates(serverUrl, Object.values(d.devices).map((dev) => dev.certificate));
-  const mk = (device: typeof d.devices.jpOp) => new HotlineClient({ serverUrl, agreement: d.agreement, device, storage: new MemoryStorage(), WebSocket });
+  if (!twoRelays) await enrolCertificates(serverUrl, Object.values(d.devices).map((dev) => dev!.certificate));
+  const mk = (device: typeof d.devices.jpOp) => {
+    const url = twoRelays && device.certificate.cert.party === 'cn-mnd' ? twoRelays.cnServerUrl : serverUrl;
+    return new HotlineClient({ serverUrl: url, agreement: d.agreement, device, storage: new MemoryStorage(), WebSocket });
+  };
   const jp = mk(d.devices.jpOp);
   const cn = mk(d.devices.cnOp);
   const jp2 = mk(d.devices.jpOp2);

@@ -36,6 +36,8 @@ export interface BenchConfig {
   auditEntries: number;
   /** Messages of the stream whose server CPU per message is compared (empty, deadlines, devices). */
   stream: number;
+  /** Idle TCP connections of the connection flood (bench/conn-flood.ts; issue 13 measured 25,000). */
+  flood: number;
   /** Where the JSON goes. */
   resultsDir: string;
 }
@@ -49,6 +51,7 @@ export const FULL_SIZE = {
   idle: 10_000,
   auditEntries: 1_000_000,
   console: 1_000,
+  flood: 25_000,
 } as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -82,6 +85,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     idle: c('IDLE', FULL_SIZE.idle, 30),
     auditEntries: c('AUDIT', FULL_SIZE.auditEntries, 2000),
     stream: c('STREAM', 2000, 30),
+    flood: c('FLOOD', FULL_SIZE.flood, 300),
     resultsDir: env['HOTLINE_BENCH_RESULTS_DIR'] ?? new URL('./results/', import.meta.url).pathname,
   };
 }

@@ -8,7 +8,8 @@
  * verifications per second. Phases: real HotlineClients end to end (server in this process and
  * in its own), server capacity over raw links (bench/capacity.ts), FLASH under load, a backlog for
  * an offline device (bench/backlog.ts), CPU per message against history and idle connections
- * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts).
+ * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts),
+ * a flood of idle TCP connections against the per-address cap (bench/conn-flood.ts).
  * Counts and time are bounded (bench/config.ts); `--smoke` runs all of it with tiny counts.
  *
  * Only public interfaces are used: the wire protocol, HotlineClient, startServer and the server's
@@ -34,7 +35,9 @@ import { backlogPhase } from './backlog.js';
 import { scalePhase } from './scale.js';
 import { restartPhase } from './restart.js';
 import { consolePhase } from './console.js';
+import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
+import { measureTwoRelays } from './two-relays.js';
 
 const GIB = 2 ** 30;
 
@@ -57,6 +60,9 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     const clientOptions = { serial: cfg.serial, pipelined: cfg.pipelined, window: cfg.window, maxSeconds: cfg.maxSeconds };
     const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
     const inProcess = await measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
+
+    log('HotlineClients, two relays linked relay to relay, in this process');
+    const twoRelays = await measureTwoRelays(dir, { ...clientOptions, setupSeconds: cfg.setupSeconds });
 
     log('HotlineClients, server in its own process');
     const d2 = await makeDeployment(Date.now() - 60_000);
@@ -86,6 +92,9 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     // behaviour (test/browser/console-load.test.ts).
     const consoleResult = cfg.smoke || !existsSync('/usr/bin/chromium') ? undefined : await consolePhase({ count: FULL_SIZE.console, maxSeconds: cfg.maxSeconds * 5 });
 
+    log('connection flood');
+    const flood = await connFloodPhase(floodOptions(cfg.flood, cfg.smoke, cfg.maxSeconds * 2));
+
     const capacityGoal = (0.7 * verify.perSecond) / 2;
     const rows: Row[] = [
       { measurement: `floor: raw ws echo 1 KiB, 1 in flight (${rawWs.serialCount})`, value: rawWs.p50Us / 1000, unit: 'ms p50' },
@@ -102,6 +111,16 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     };
     latencyRows('HotlineClients, server in its own process', ownProcess);
     latencyRows('HotlineClients, server in-process', inProcess);
+    // Issue 11: the same clients through two relays (one per party, in this process like the line
+    // above), beside the single relay and the raw ws floor of this run. Reported; no goal is set.
+    const oneRelay = { label: 'one relay, in-process', unit: 'ms' };
+    rows.push(
+      { measurement: `HotlineClients, two relays in-process, 1 in flight, send → verified receipt, p50 (${twoRelays.serial.count})`, value: twoRelays.serial.p50Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p50Ms }, ratio: twoRelays.serial.p50Ms / inProcess.serial.p50Ms },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the raw ws echo', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'raw ws', value: rawWs.p50Us / 1000, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / (rawWs.p50Us / 1000) },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the path floor', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / path.p50Ms },
+      { measurement: 'HotlineClients, two relays in-process, 1 in flight, p99', value: twoRelays.serial.p99Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p99Ms }, ratio: twoRelays.serial.p99Ms / inProcess.serial.p99Ms },
+      { measurement: `HotlineClients, two relays in-process, ${cfg.window} in flight, end to end (${twoRelays.pipelined.count})`, value: twoRelays.pipelined.perSecond, unit: 'msgs/s', against: { label: 'one relay, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: twoRelays.pipelined.perSecond / inProcess.pipelined.perSecond },
+    );
     rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
       { measurement: `FLASH sent last after ${backlog.queued} ROUTINE for an offline device: delivered first`, value: backlog.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: backlog.flashFirst, reduced: backlog.queued < FULL_SIZE.backlogFlash },
@@ -122,6 +141,14 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       consoleResult
         ? { measurement: `console: key-press-to-paint during the flood, max of ${consoleResult.keyToPaint.samples} (p99 ${consoleResult.keyToPaint.p99Ms.toFixed(1)} ms)`, value: consoleResult.keyToPaint.maxMs, unit: 'ms', goal: '≤ 100 ms', met: consoleResult.keyToPaint.maxMs <= 100 }
         : { measurement: 'console: key-press-to-paint during the flood', value: NaN, unit: 'ms', goal: '≤ 100 ms', notMeasured: true },
+      {
+        measurement: `connection flood: ${flood.attempted.toLocaleString('en-US')} idle TCP connections from ${flood.sources} loopback addresses (cap ${flood.cap} each, server fd limit ${flood.serverFdLimit.toLocaleString('en-US')}; refused ${flood.refusedByServer.toLocaleString('en-US')}, peak open ${flood.peakOpen.toLocaleString('en-US')}, ${flood.capLogLines} cap log lines): a real device's login + link during it`,
+        value: flood.realLinkMs,
+        unit: 'ms',
+        goal: 'links; cap holds; refusals counted and logged',
+        met: flood.ok,
+        reduced: flood.attempted < FULL_SIZE.flood,
+      },
     );
 
     const json = {
@@ -133,12 +160,14 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       phases: {
         clientsInProcess: inProcess,
         clientsOwnProcess: ownProcess,
+        twoRelays,
         capacity,
         flashUnderLoad: flash,
         backlog,
         scale,
         restart,
         console: consoleResult ?? null,
+        connFlood: flood,
       },
       rows,
     };

@@ -38,7 +38,10 @@ export interface BenchServer {
 /** Start `bench/server-process.ts` (`node --import tsx`) on a data directory, on 127.0.0.1 and a free port. */
 export function spawnBenchServer(options: { agreementPath: string; dataDir: string; timeoutMs?: number }): Promise<BenchServer> {
   const t0 = performance.now();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
+  // HOTLINE_BENCH_SERVER_NODE_ARGS: extra node options for the server process only, e.g.
+  // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server under a bench phase.
+  const extra = (process.env['HOTLINE_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const child: ChildProcess = spawn(process.execPath, [...extra, '--import', 'tsx', SCRIPT], {
     env: {
       ...process.env,
       ...BENCH_RATE_ENV,

@@ -133,6 +133,8 @@ export class RelayConnection {
         this.#running = false;
         this.settleStart(e);
         this.#o.report(e);
+        // No retryInMs: the client gave up (as when the server closes the link with such a code).
+        this.#o.emit('disconnected', { code: 0, reason: e.message });
         return;
       }
       // The relay unreachable for a minute is one error, not one per attempt (issue 10: a line at

@@ -5,6 +5,7 @@ import type { DeviceCertBody, DeviceCertificate, DeviceRef, Revocation } from '.
 import type { RelayApi } from './relay-api.js';
 import type { CachedDirectory } from './storage/client-storage.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
+import { labelRevoked } from './revoked-since.js';
 
 export interface VerifiedDirectoryOptions extends Pick<DeviceScope, 'agreement' | 'key' | 'storage' | 'clock' | 'emit' | 'report' | 'running'> {
   api: Pick<RelayApi, 'ensureToken' | 'http'>;
@@ -56,10 +57,13 @@ export class VerifiedDirectory {
     const past = (Array.isArray(dir.past) ? dir.past : []) as DeviceCertificate[];
     await this.#load(certificates, revocations, past);
     const fetchedAt = this.#o.clock.now();
-    await this.#o.storage.update(this.#o.key, (s) => {
+    const labelled = await this.#o.storage.update(this.#o.key, (s) => {
       s.directory = { certificates, revocations, past, fetchedAt };
+      // What was stored here before a revocation this fetch brings is labelled, in the same update.
+      return labelRevoked(s, (ref, at) => this.revokedSince(ref, at));
     });
     this.#o.emit('directory', { certificates: this.list(), fetchedAt });
+    if (labelled.messages.length + labelled.receipts.length > 0) this.#o.emit('revoked-since', labelled);
     return this.list();
   }
 
@@ -138,6 +142,20 @@ export class VerifiedDirectory {
     if (!found) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `${k} had no valid certificate in the directory when the relay accepted this`);
     const revokedAt = this.#revokedAt.get(`${k}/${found.cert.signKey}`);
     return revokedAt === undefined ? { cert: found.cert } : { cert: found.cert, revokedAt };
+  }
+
+  /**
+   * The signed time of the revocation of the certificate `ref` had at `at`, if it has been
+   * revoked (from what is loaded here; no fetch). The certificate is the one valid at `at`; when a
+   * revocation dated before `at` leaves none, the one in date at `at` (a revocation backdated to
+   * a compromise is shown too).
+   */
+  revokedSince(ref: DeviceRef, at: number): number | undefined {
+    const k = `${ref.party}/${ref.device}`;
+    const candidates = this.#known.get(k) ?? [];
+    const revoked = (c: DeviceCertBody) => this.#revokedAt.get(`${k}/${c.signKey}`);
+    const found = newestValid(candidates, at, (c) => (revoked(c) ?? Infinity) <= at) ?? newestValid(candidates, at, () => false);
+    return found ? revoked(found.cert) : undefined;
   }
 
   /** The valid certificate of `ref`; a device not known here has the directory fetched again first (while running). */

@@ -1,4 +1,5 @@
 import type { HotlineError, HotlineErrorCode } from '../shared/errors.js';
+import type { RevokedSinceChange } from './revoked-since.js';
 import type { DeviceCertBody, DeviceRef, EnvelopeHeader, Plaintext, SignedReceipt } from '../shared/protocol/schemas.js';
 import type { DeadlineClosedEvent, DeadlineMetEvent, DeadlineMissedEvent, HotlineEvent, LinkEvent, MessageRelayedEvent, OperatorNotice } from '../shared/protocol/frames.js';
 
@@ -55,13 +56,18 @@ export interface HotlineClientEvents {
   receipt: ReceiptEvent;
   accepted: { id: string; envelopeHash: string; at: number };
   'receipt-accepted': { messageId: string; kind: string; at: number };
+  /** The relay stored this device's refusal of message `messageId` (PROTOCOL.md "Refusals"). */
+  'refusal-accepted': { messageId: string; at: number };
   /** Every event frame: deadline, link and audit events. The typed events below follow it. */
   event: HotlineEvent;
   /** A deadline passed before its rung was reached (level 1), or a reminder of it (level 2, 3, …). */
   'deadline.missed': DeadlineMissedEvent;
   /** A missed deadline's rung was reached at last (`late: true`). */
   'deadline.met': DeadlineMetEvent;
-  /** The relay closed a deadline no receipt can reach any more (every addressee operator it was sealed to revoked): why, in `reason` and `detail`. */
+  /**
+   * The relay closed a deadline no receipt can reach any more (every addressee operator it was
+   * sealed to revoked, or refused it): why, in `reason` and `detail`.
+   */
   'deadline.closed': DeadlineClosedEvent;
   /**
    * Two-relay deployments: the addressee's relay has stored a message of this party (the rung
@@ -76,6 +82,12 @@ export interface HotlineClientEvents {
   cosigned: { size: number; from?: number; at: number };
   /** A peer's link test carried a checkpoint that verified and agreed with this device's (now remembered). */
   'checkpoint-gossip': CheckpointGossipEvent;
+  /**
+   * A directory fetch brought revocations of devices whose messages (or receipts) were already
+   * stored here: they stay readable and valid, now labelled "sender revoked since <time>" (the
+   * stored records carry `senderRevokedAt` / `signersRevokedAt`).
+   */
+  'revoked-since': RevokedSinceChange;
   /** The directory was fetched and verified again (at each connection, after a refusal, on demand): the valid certificates now. */
   directory: { certificates: DeviceCertBody[]; fetchedAt: number };
   /**

@@ -16,6 +16,7 @@ import type { StatusResponse } from '../shared/protocol/status.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { RelayApi } from './relay-api.js';
 import { VerifiedDirectory } from './directory.js';
+import { revokedLabels, type RevokedSinceChange } from './revoked-since.js';
 import { LinkTestAgent } from './link-test-agent.js';
 import { Inbox } from './inbox.js';
 import { RelayConnection, type BackoffOptions } from './connection.js';
@@ -292,6 +293,14 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   refreshDirectory(): Promise<DeviceCertBody[]> {
     return this.#directory.refresh();
+  }
+
+  /**
+   * The messages stored here whose sender, and the receipts whose signer, has been revoked since
+   * (labelled when a directory fetch brought the revocation): they stay readable and valid.
+   */
+  async revokedLabels(): Promise<RevokedSinceChange> {
+    return revokedLabels(await this.#o.storage.read(this.#key));
   }
 
   /** A new connection's hello: the link is up; what waits in the outbox goes, the agent and witness start. */

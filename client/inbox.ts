@@ -1,4 +1,4 @@
-import { HotlineError } from '../shared/errors.js';
+import { HotlineError, retryPolicy } from '../shared/errors.js';
 import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
@@ -39,7 +39,7 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
-  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted';
+  return frame?.t === 'accepted' || frame?.t === 'receipt-accepted' || frame?.t === 'refusal-accepted';
 }
 
 export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
@@ -47,7 +47,7 @@ export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' 
   consume: boolean;
   directory: Pick<VerifiedDirectory, 'certAt'>;
   precedences: PrecedenceMemory;
-  outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused'>;
+  outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused' | 'refuse'>;
   witness: Pick<AuditWitness, 'queueGossip'>;
   /** Write a frame to the current connection (dropped when there is none). */
   write: (frame: ClientFrame) => void;
@@ -143,6 +143,7 @@ export class Inbox {
         return;
       case 'accepted':
       case 'receipt-accepted':
+      case 'refusal-accepted':
         await this.#o.outbox.onAnswers([frame]);
         return;
       case 'error':
@@ -150,8 +151,8 @@ export class Inbox {
         return;
       case 'deliver':
         if (!this.#o.consume) return;
-        await this.#onDeliver(frame);
-        this.#ack(frame.cursor);
+        // Not acknowledged when it could not be judged now (the directory unreachable): it comes again.
+        if (await this.#onDeliver(frame)) this.#ack(frame.cursor);
         return;
       case 'receipt':
         await this.#onReceipt(frame);
@@ -178,7 +179,8 @@ export class Inbox {
     if (this.#o.consume) this.#o.write({ t: 'ack', cursor });
   }
 
-  async #onDeliver(frame: DeliverFrame): Promise<void> {
+  /** Handle a delivery; false when it must come again (it could not be judged now). */
+  async #onDeliver(frame: DeliverFrame): Promise<boolean> {
     const h = frame.envelope.header;
     const state = await this.#o.storage.read(this.#o.key);
     const hash = envelopeHash(h);
@@ -188,7 +190,7 @@ export class Inbox {
       // The same message again (a redelivery after a lost ack) is dropped quietly; another
       // envelope under a known id is an attempt to replace it.
       if (known.envelopeHash !== hash) this.#o.report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
-      return;
+      return true;
     }
     let opened: { header: EnvelopeHeader; plaintext: Plaintext };
     let senderRevokedAt: number | undefined;
@@ -205,8 +207,16 @@ export class Inbox {
     } catch (err) {
       // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
       const e = toHotlineError(err);
+      if (retryPolicy(e.code) === 'later') {
+        // Not a judgement on the message (the directory could not be fetched, the storage is busy).
+        this.#o.report(new HotlineError(e.code, `could not check message ${h.id} from ${senderKey} now: ${e.message}; it is delivered again on the next connection`, { cause: e }));
+        return false;
+      }
       this.#o.report(new HotlineError(e.code, `refused message ${h.id} from ${senderKey}: ${e.message}`, { cause: e }));
-      return;
+      // Told to the relay, signed, so that no deadline stays open on a message this device cannot
+      // show (PROTOCOL.md "Refusals"); the relay closes them once no addressee operator can answer.
+      await this.#o.outbox.refuse(h, hash, e.code);
+      return true;
     }
     // Only the addressee's operators answer; archives and the sender's own colleagues never do.
     const answer = h.to === this.#o.me.party && this.#o.me.role === 'operator';
@@ -214,12 +224,12 @@ export class Inbox {
     const isNew = await this.#o.storage.update(this.#o.key, (s) => {
       // Checked again against the latest state: another process on this device may have taken it.
       if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
-      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
+      s.inbox[h.id] = { header: h, envelopeHash: hash, receivedAt: this.#o.clock.now(), acceptedAt: frame.acceptedAt, ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }) };
       s.peerSeq[senderKey] = acceptSeq(s.peerSeq[senderKey], h.seq, senderKey);
       if (receipt) s.outbox[`r:${h.id}:delivered`] = { kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt };
       return true;
     });
-    if (!isNew) return;
+    if (!isNew) return true;
     this.#o.precedences.remember(h.id, h.precedence);
     this.#o.emit('message', {
       header: opened.header,
@@ -234,6 +244,7 @@ export class Inbox {
       // Queued with the cosigning rounds, not awaited, so that frames keep flowing.
       this.#o.witness.queueGossip({ party: h.from.party, device: h.from.device }, gossip.data);
     }
+    return true;
   }
 
   async #onReceipt(frame: ReceiptFrame): Promise<void> {
@@ -258,6 +269,7 @@ export class Inbox {
         if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
           rec.receipts.push(body);
         }
+        if (rec && signerRevokedAt !== undefined) (rec.signersRevokedAt ??= {})[`${body.by.party}/${body.by.device}`] ??= signerRevokedAt;
       });
     }
     this.#o.emit('receipt', {

@@ -1,6 +1,7 @@
 import { HotlineError, isHotlineErrorCode, retryPolicy, type HotlineErrorCode, type RetryPolicy } from '../shared/errors.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../shared/crypto/envelope.js';
 import { signReceipt } from '../shared/crypto/receipt.js';
+import { signRefusal } from '../shared/crypto/refusal.js';
 import { randomId } from '../shared/crypto/random.js';
 import {
   PRECEDENCES,
@@ -43,7 +44,7 @@ export interface SendInput {
 const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
 
 /** The relay's answer to an envelope or receipt this device sent. */
-export type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' }>;
+export type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' | 'refusal-accepted' }>;
 
 export interface OutboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   directory: Pick<VerifiedDirectory, 'ensureLoaded' | 'refresh' | 'list'>;
@@ -93,7 +94,7 @@ export class Outbox {
 
   async #send(input: SendInput): Promise<{ id: string }> {
     if (this.#o.me.role !== 'operator') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is a ${this.#o.me.role} device; only operator devices send`);
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {
@@ -163,6 +164,20 @@ export class Outbox {
       delete s.outbox[`e:${id}`];
       return true;
     });
+  }
+
+  /**
+   * Sign and queue this device's refusal of a delivered message it could not accept (PROTOCOL.md
+   * "Refusals"), so that the relay closes the message's deadlines once nobody who can answer it is
+   * left. Stored before it leaves, sent again on each connection until the relay answers.
+   */
+  async refuse(header: { id: string; precedence: Precedence }, envelopeHash: string, code: string): Promise<void> {
+    const refusal = await signRefusal(this.#o.device, header.id, envelopeHash, code, this.#o.clock.now());
+    const item: OutboxItem = { kind: 'refusal', messageId: header.id, precedence: header.precedence, refusal };
+    await this.#o.storage.update(this.#o.key, (s) => {
+      s.outbox[outboxKey(item)] = item;
+    });
+    this.transmit(item);
   }
 
   /** Sign a receipt for a message in the inbox and queue it (see HotlineClient.acknowledge). */
@@ -247,14 +262,22 @@ export class Outbox {
     const k = item.kind === 'envelope' ? `${outboxKey(item)}:${item.envelope.header.seq}` : outboxKey(item);
     if (this.#sentOnThisConnection.has(k)) return;
     this.#sentOnThisConnection.add(k);
-    this.#o.write(item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : { t: 'receipt', receipt: item.receipt });
+    this.#o.write(
+      item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : item.kind === 'receipt' ? { t: 'receipt', receipt: item.receipt } : { t: 'refusal', refusal: item.refusal },
+    );
   }
 
   /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
   async flush(): Promise<void> {
     const state = await this.#o.storage.read(this.#o.key);
     const rank = (item: OutboxItem) =>
-      RANK[item.kind !== 'receipt' ? item.draft.precedence : (state.inbox[item.messageId]?.header.precedence ?? this.#o.precedences.get(item.messageId) ?? 'ROUTINE')];
+      RANK[
+        item.kind === 'refusal'
+          ? item.precedence
+          : item.kind !== 'receipt'
+            ? item.draft.precedence
+            : (state.inbox[item.messageId]?.header.precedence ?? this.#o.precedences.get(item.messageId) ?? 'ROUTINE')
+      ];
     // Array sort is stable: within one rank the outbox's order (queued order) stays.
     for (const item of Object.values(state.outbox).sort((a, b) => rank(a) - rank(b))) this.transmit(item);
   }
@@ -272,6 +295,10 @@ export class Outbox {
       for (const f of frames) {
         if (f.t === 'receipt-accepted') {
           delete s.outbox[`r:${f.messageId}:${f.kind}`];
+          continue;
+        }
+        if (f.t === 'refusal-accepted') {
+          delete s.outbox[`x:${f.messageId}`];
           continue;
         }
         const key = `e:${f.id}`;
@@ -293,6 +320,7 @@ export class Outbox {
         continue;
       }
       if (f.t === 'accepted') this.#o.emit('accepted', { id: f.id, envelopeHash: f.envelopeHash, at: f.at });
+      else if (f.t === 'refusal-accepted') this.#o.emit('refusal-accepted', { messageId: f.messageId, at: f.at });
       else this.#o.emit('receipt-accepted', { messageId: f.messageId, kind: f.kind, at: f.at });
     }
   }
@@ -323,6 +351,8 @@ export class Outbox {
       await this.#o.storage.update(this.#o.key, (s) => {
         delete s.outbox[`e:${ref}`];
         if (code.startsWith('HL_ERR_RECEIPT_')) for (const kind of RECEIPT_KINDS) delete s.outbox[`r:${ref}:${kind}`];
+        // A refusal the relay will not take (retry `never`) is not sent again.
+        if (code.startsWith('HL_ERR_REFUSAL_')) delete s.outbox[`x:${ref}`];
       });
     }
     this.#o.emit('refused', ref === undefined ? { code, message } : { code, message, ref });

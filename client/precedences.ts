@@ -33,6 +33,9 @@ export class PrecedenceMemory {
     const state = await storage.read(key);
     for (const [id, rec] of Object.entries(state.inbox)) this.remember(id, rec.header.precedence);
     for (const [id, rec] of Object.entries(state.sent)) this.remember(id, rec.header.precedence);
-    for (const item of Object.values(state.outbox)) if (item.kind !== 'receipt') this.remember(item.id, item.draft.precedence);
+    for (const item of Object.values(state.outbox)) {
+      if (item.kind === 'refusal') this.remember(item.messageId, item.precedence);
+      else if (item.kind !== 'receipt') this.remember(item.id, item.draft.precedence);
+    }
   }
 }

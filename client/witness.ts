@@ -115,7 +115,7 @@ export class AuditWitness {
 
   async #cosignLatest(): Promise<CosignResult> {
     if (this.#o.me.role !== 'operator' && this.#o.me.role !== 'auditor') {
-      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is a ${this.#o.me.role} device; only operator and auditor devices cosign`);
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator and auditor devices cosign`);
     }
     await this.#o.api.checkAgreement();
     await this.#o.api.ensureToken();
@@ -230,7 +230,7 @@ export class AuditWitness {
    */
   async #checkGossip(from: DeviceRef, data: string): Promise<void> {
     // With two relays the peer gossips its own relay's log, not ours: nothing here to compare it
-    // with (each relay witnessing the other's log is for later, README "Two relays").
+    // with (the relays witness each other's logs instead, README "Two relays").
     if (logKeyOf(this.#o.agreement, from.party) !== logKeyOf(this.#o.agreement, this.#o.me.party)) return;
     const peer = `${from.party}/${from.device}`;
     let note: string;

@@ -165,11 +165,12 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
   });
   relayLinks = deps.relay
-    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log })
+    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log, ...(audit.signing ? { audit } : {}) })
     : [];
+  audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   if (directory instanceof RelayDirectory) {
-    directory.onLocalChange = () => relayLinks.forEach((l) => l.directoryChanged());
+    directory.onLocalChange = (change) => relayLinks.forEach((l) => l.directoryChanged(change));
     directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));
   }
 
@@ -224,7 +225,16 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
   await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });
-  await app.register(auditPlugin, { auth, store, audit, deadlines, writes, hub, agreementHash: hash });
+  await app.register(auditPlugin, {
+    auth,
+    store,
+    audit,
+    deadlines,
+    writes,
+    hub,
+    agreementHash: hash,
+    ...(deps.relay ? { witnesses: async () => (await Promise.all(relayLinks.map((l) => l.witnessCertificates()))).flat() } : {}),
+  });
   await app.register(consolePlugin);
 
   const recordLog = async (reason: 'checkpoint' | 'stop') => {

@@ -65,6 +65,9 @@ export class AuditLog {
   /** The tree check, catch-up and signing run one at a time. */
   #queue: Promise<unknown> = Promise.resolve();
 
+  /** Called after each new checkpoint is stored (the relay links offer it to the peer relays to cosign). */
+  onCheckpoint: (checkpoint: StoredCheckpoint) => void = () => {};
+
   constructor(options: AuditLogOptions) {
     this.#o = options;
     this.#name = logKeyName(options.agreement);
@@ -191,6 +194,7 @@ export class AuditLog {
       const checkpoint: StoredCheckpoint = { size, rootHash: toHex(rootHash), note, createdAt: this.#o.clock.now() };
       await this.#o.store.putCheckpoint(checkpoint);
       this.#o.log.info({ size }, 'checkpoint signed');
+      this.onCheckpoint(checkpoint);
       return { checkpoint, created: true };
     });
   }
@@ -235,7 +239,7 @@ export class AuditLog {
    * Check and store a device's cosignature: `noteText` must be the stored checkpoint of `size` with
    * a cosignature/v1 line by `cert` (name `party/device`, its signKey) that verifies.
    */
-  async addCosignature(cert: DeviceCertBody, size: number, noteText: string): Promise<StoredCosignature> {
+  async addCosignature(cert: Pick<DeviceCertBody, 'party' | 'device' | 'signKey'>, size: number, noteText: string): Promise<StoredCosignature> {
     const checkpoint = await this.#o.store.getCheckpoint(size);
     if (!checkpoint) throw new HotlineError('HL_ERR_AUDIT_RANGE', `there is no checkpoint of size ${size}`);
     const name = cosignerName(cert);

@@ -1,11 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { HotlineEvent } from '../shared/protocol/frames.js';
+import type { DeadlineClosedReason, HotlineEvent } from '../shared/protocol/frames.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader } from '../shared/protocol/schemas.js';
 import { keyIdOf } from '../shared/crypto/keys.js';
 import { fromBase64 } from '../shared/encoding/base64.js';
 import type { Clock, TimerHandle } from './clock.js';
 import {
+  deadlineKey,
   deadlinePolicy,
+  RUNGS,
   initialDeadlines,
   nextDue,
   planAccepted,
@@ -31,7 +33,9 @@ import {
   type LinkPairRecord,
   type MailboxItem,
   type ReceiptWrite,
+  type RefusalWrite,
   type SideEffects,
+  type StoredRefusal,
   type Write,
   type WriteResult,
 } from './relay/records.js';
@@ -40,7 +44,7 @@ import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
   agreement: Agreement;
-  store: Pick<Store, 'loadDeadlines' | 'loadLinkTests' | 'getMessage'>;
+  store: Pick<Store, 'loadDeadlines' | 'loadLinkTests' | 'getMessage' | 'refusalsOf'>;
   clock: Clock;
   log: FastifyBaseLogger;
   /** The group-commit queue: side effects go through it, in order with envelopes and receipts. */
@@ -163,6 +167,41 @@ export class DeadlineScheduler {
       .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
   }
 
+  /**
+   * Before a verified refusal is queued: if, with it, no addressee operator device the message was
+   * sealed to can still answer it, close its deadlines (`recipient-refused`), in memory now and in
+   * the refusal's write (PROTOCOL.md "Refusals").
+   */
+  async prepareRefusal(write: RefusalWrite): Promise<void> {
+    const r = write.refusal.refusal;
+    const open = RUNGS.some((rung) => this.deadlines.open.has(deadlineKey(r.messageId, rung)));
+    if (!open || this.stopped) return;
+    const message = await this.deps.store.getMessage(r.messageId);
+    if (!message) return;
+    const refusals = await this.deps.store.refusalsOf(r.messageId);
+    if (!refusals.some((x) => x.party === r.by.party && x.device === r.by.device)) {
+      refusals.push({ party: r.by.party, device: r.by.device, code: r.code, acceptedAt: write.acceptedAt });
+    }
+    const why = this.unanswerable(message.header, write.acceptedAt, refusals);
+    if (!why) return;
+    const effects = new SideEffectBuilder(this, write.acceptedAt);
+    effects.addDeadlines(stepDeadlines(this.policy, this.deadlines, { type: 'undeliverable', messageId: r.messageId, reason: why.reason, detail: why.detail, at: write.acceptedAt }));
+    const side = effects.build();
+    if (side) write.effects = side;
+    this.rearm();
+  }
+
+  /**
+   * After the refusal's write: if the store refused it or had it already (its closures were not
+   * written), memory may be out of step: read it back.
+   */
+  afterRefusal(write: RefusalWrite, result: WriteResult): void {
+    if (result.ok && (result.status === 'new' || !write.effects)) return;
+    void this.reload()
+      .then(() => this.rearm())
+      .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
+  }
+
   // ----- messages nobody can answer any more -----
 
   /**
@@ -180,9 +219,10 @@ export class DeadlineScheduler {
     const inputs: DeadlineInput[] = [];
     for (const id of ids) {
       const message = await this.deps.store.getMessage(id);
+      const refusals = message ? await this.deps.store.refusalsOf(id) : [];
       const now = this.deps.clock.now();
-      const detail = message ? this.unanswerable(message.header, now) : undefined;
-      if (detail !== undefined) inputs.push({ type: 'undeliverable', messageId: id, reason: 'recipients-revoked', detail, at: now });
+      const why = message ? this.unanswerable(message.header, now, refusals) : undefined;
+      if (why) inputs.push({ type: 'undeliverable', messageId: id, reason: why.reason, detail: why.detail, at: now });
     }
     if (inputs.length === 0 || this.stopped) return 0;
     const now = this.deps.clock.now();
@@ -203,19 +243,34 @@ export class DeadlineScheduler {
     return inputs.length;
   }
 
-  /** Why no addressee operator can answer `h` now, or undefined when one still can. */
-  private unanswerable(h: EnvelopeHeader, now: number): string | undefined {
-    const sealedTo = h.recipients.filter((r) => r.party === h.to);
+  /**
+   * Why no addressee operator can answer `h` now, or undefined when one still can. A device that
+   * refused the message (a stored refusal) counts as one that cannot, whatever its certificate.
+   */
+  private unanswerable(h: EnvelopeHeader, now: number, refusals: readonly StoredRefusal[]): { reason: DeadlineClosedReason; detail: string } | undefined {
+    // Archive devices get a copy but never answer: they neither keep a message answerable nor count here.
+    const archives = new Set(this.deps.validBodies(now, [h.to], ['archive']).map((c) => c.device));
+    const sealedTo = h.recipients.filter((r) => r.party === h.to && !archives.has(r.device));
     const valid = new Map(this.deps.validBodies(now, [h.to], ['operator']).map((c) => [c.device, c]));
-    const names: string[] = [];
+    const refusedBy = new Map(refusals.filter((x) => x.party === h.to).map((x) => [x.device, x.code]));
+    const revoked: string[] = [];
+    const refused: string[] = [];
     for (const r of sealedTo) {
+      const code = refusedBy.get(r.device);
+      if (code !== undefined) {
+        refused.push(`${r.party}/${r.device} (${code})`);
+        continue;
+      }
       const cert = valid.get(r.device);
       if (cert && keyIdOf(fromBase64(cert.boxKey, 32)) === r.keyId) return undefined;
-      names.push(`${r.party}/${r.device}`);
+      revoked.push(`${r.party}/${r.device}`);
     }
     // Sealed to no operator of the addressee (it had none then): nobody there can ever answer it.
-    if (names.length === 0) return `it was sealed to no operator device of ${h.to}`;
-    return `every operator device it was sealed to is revoked or no longer valid: ${names.join(', ')}`;
+    if (sealedTo.length === 0) return { reason: 'recipients-revoked', detail: `it was sealed to no operator device of ${h.to}` };
+    if (refused.length === 0) return { reason: 'recipients-revoked', detail: `every operator device it was sealed to is revoked or no longer valid: ${revoked.join(', ')}` };
+    const others = revoked.length === 0 ? '' : `; revoked or no longer valid: ${revoked.join(', ')}`;
+    // The event's detail is at most 500 characters (shared/protocol/frames.ts).
+    return { reason: 'recipient-refused', detail: `refused by the device it was delivered to: ${refused.join(', ')}${others}`.slice(0, 500) };
   }
 
   // ----- the timer -----
@@ -299,7 +354,7 @@ export class DeadlineScheduler {
 
 /** Turns engine effects into the rows and events of one write. */
 class SideEffectBuilder {
-  private readonly side: Required<SideEffects> = { deadlines: [], linkPairs: [], linkTests: [], events: [] };
+  private readonly side: Required<SideEffects> = { deadlines: [], linkPairs: [], linkTests: [], events: [], audit: [] };
 
   constructor(
     private readonly scheduler: DeadlineScheduler,

@@ -53,6 +53,10 @@ export const ERROR_TABLE = {
   HL_ERR_AGREEMENT_INVALID: { http: 400, ws: 4419, closesLink: false, retry: 'stop' },
   HL_ERR_AGREEMENT_MISMATCH: { http: 409, ws: 4421, closesLink: false, retry: 'stop' },
   HL_ERR_KEY_INVALID: { http: 400, ws: 4420, closesLink: false, retry: 'stop' },
+  // A sealed key file (CLI) opened with a wrong passphrase, or damaged.
+  HL_ERR_KEY_PASSPHRASE: { http: 400, ws: 4422, closesLink: false, retry: 'stop' },
+  // A client refused to seal for a peer device whose keys its operator has not confirmed (CLI, consoles hold instead).
+  HL_ERR_PEER_KEY_UNCONFIRMED: { http: 409, ws: 4423, closesLink: false, retry: 'never' },
   // Envelopes
   HL_ERR_ENVELOPE_MALFORMED: { http: 400, ws: 4430, closesLink: false, retry: 'never' },
   HL_ERR_ENVELOPE_TOO_LARGE: { http: 413, ws: 4431, closesLink: false, retry: 'never' },
@@ -76,6 +80,14 @@ export const ERROR_TABLE = {
   HL_ERR_RECEIPT_HASH_MISMATCH: { http: 400, ws: 4453, closesLink: false, retry: 'never' },
   HL_ERR_RECEIPT_NOT_RECIPIENT: { http: 403, ws: 4454, closesLink: false, retry: 'never' },
   HL_ERR_RECEIPT_SENDER_MISMATCH: { http: 403, ws: 4455, closesLink: false, retry: 'never' },
+  // Refusals: a device's signed statement that it could not accept a message delivered to it
+  HL_ERR_REFUSAL_MALFORMED: { http: 400, ws: 4480, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_BAD_SIGNATURE: { http: 403, ws: 4481, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_UNKNOWN_MESSAGE: { http: 404, ws: 4482, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_HASH_MISMATCH: { http: 400, ws: 4483, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_NOT_RECIPIENT: { http: 403, ws: 4484, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_SENDER_MISMATCH: { http: 403, ws: 4485, closesLink: false, retry: 'never' },
+  HL_ERR_REFUSAL_CONFLICT: { http: 409, ws: 4486, closesLink: false, retry: 'never' },
   // Authentication and authorisation
   HL_ERR_AUTH_CHALLENGE_INVALID: { http: 401, ws: 4460, closesLink: false, retry: 'later' },
   HL_ERR_AUTH_BAD_SIGNATURE: { http: 401, ws: 4461, closesLink: false, retry: 'stop' },

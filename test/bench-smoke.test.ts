@@ -43,7 +43,7 @@ describe('npm run bench -- --smoke', () => {
 
       expect(json.smoke).toBe(true);
       expect(json.machine.cores).toBeGreaterThan(0);
-      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'console', 'flashUnderLoad', 'restart', 'scale']);
+      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'restart', 'scale', 'twoRelays']);
       // The console phase is a slot another change fills; until then it is null and printed "not measured".
       const found: { path: string; value: unknown }[] = [];
       leaves({ floors: json.floors, phases: { ...json.phases, console: undefined } }, '', found);
@@ -52,7 +52,7 @@ describe('npm run bench -- --smoke', () => {
       for (const f of figures) expect(Number.isFinite(f.value), `${f.path} = ${String(f.value)}`).toBe(true);
 
       const p = json.phases;
-      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined]) {
+      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined, p.twoRelays.serial, p.twoRelays.pipelined]) {
         expect(run.count).toBeGreaterThan(0);
         expect([run.duplicated, run.missing]).toEqual([0, 0]);
       }
@@ -70,6 +70,9 @@ describe('npm run bench -- --smoke', () => {
       expect(p.scale.devices.enrolled).toBe(json.config.devices);
       expect(p.scale.idle.connected).toBe(json.config.idle);
       expect(p.restart.auditEntries).toBe(json.config.auditEntries);
+      // The connection flood: every attempt connected, the ones past the cap refused, counted and
+      // logged, and the real device linked meanwhile.
+      expect(p.connFlood).toMatchObject({ attempted: json.config.flood, connectErrors: 0, ok: true });
       expect(json.rows.length).toBeGreaterThan(15);
     },
     TIMEOUT_MS,

@@ -3,6 +3,7 @@ import { verifyDeviceCertificate } from '../../shared/crypto/keys.js';
 import { openEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
 import { buildAuditReport, type AuditReport, type RungStats } from '../../shared/audit/report.js';
+import { reconcileAuditExports } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { messageJson, messageText } from './link.js';
@@ -27,7 +28,8 @@ export function describeProblem(v: AuditVerification): string {
 }
 
 function summary(v: AuditVerification): string {
-  const cos = v.cosigners.length > 0 ? `, cosigned by ${v.cosigners.join(', ')}` : ', not cosigned';
+  const named = v.cosigners.map((n) => (v.witnesses?.includes(n) ? `${n} (the other party's relay)` : n));
+  const cos = v.cosigners.length > 0 ? `, cosigned by ${named.join(', ')}` : ', not cosigned';
   return `${v.entries} entries, ${v.checkpoints} checkpoints (largest verified size ${v.verifiedSize}${cos}); ${v.envelopes} envelope headers and ${v.receipts} receipts verified against the agreement`;
 }
 
@@ -77,8 +79,8 @@ ${LINK_HELP}
 
 export const auditVerify: Command = {
   name: 'audit verify',
-  summary: 'verify an audit export with nothing but the agreement',
-  help: `Usage: hotline audit verify --agreement FILE EXPORT [--json]
+  summary: 'verify an audit export (or reconcile two relays\' exports) with nothing but the agreement',
+  help: `Usage: hotline audit verify --agreement FILE EXPORT [EXPORT2] [--json]
 
 Recomputes every leaf and the Merkle tree, checks every checkpoint's log signature and every
 cosignature, every envelope header and receipt signature against its certificate (each certificate
@@ -86,13 +88,23 @@ against the agreement's party roots), and that the entries hash to each checkpoi
 server and no network. Exit 0 only if everything holds; otherwise prints the first bad entry by
 index (or the checkpoint) and what is wrong, and exits 1.
 
+With two exports (two relays, one per party: e.g. jp-export.json cn-export.json, in any order),
+verifies each as above and then reconciles them: every envelope header and receipt that crossed
+the relay-to-relay link must be in both logs with the same hash. Each one missing from a log,
+altered, or said to be relayed and absent on the other side is named (message id, kind, whose
+log); what one relay accepted and had not yet relayed when exported is listed as pending (not a
+failure). Exit 0 only if both exports verify and nothing is missing or altered.
+
   --agreement FILE   the agreement (or HOTLINE_AGREEMENT)
   --json             print the result as JSON`,
   async run(argv, io) {
     const { values, positionals } = parse('audit verify', argv, { agreement: { type: 'string' }, json: { type: 'boolean' } }, true);
     if (values.help) return printHelp(io, this.help);
-    if (positionals.length !== 1) throw usage('hotline audit verify needs exactly one EXPORT file\nRun: hotline audit verify --help');
+    if (positionals.length !== 1 && positionals.length !== 2) {
+      throw usage('hotline audit verify needs one EXPORT file, or two (one per party\'s relay) to reconcile\nRun: hotline audit verify --help');
+    }
     const { agreement } = loadAgreement(values.agreement, io);
+    if (positionals.length === 2) return verifyTwo(agreement, positionals[0]!, positionals[1]!, values.json === true, io);
     const v = await verifyAuditExport(agreement, readExport(positionals[0]!));
     if (values.json) io.out(JSON.stringify(v));
     if (!v.ok) {
@@ -107,6 +119,39 @@ index (or the checkpoint) and what is wrong, and exits 1.
     return 0;
   },
 };
+
+/** Both exports verified on their own, then reconciled (even when one fails: what is missing is still named). */
+async function verifyTwo(agreement: Agreement, pathA: string, pathB: string, json: boolean, io: Parameters<Command['run']>[1]): Promise<number> {
+  const a = readExport(pathA);
+  const b = readExport(pathB);
+  const va = await verifyAuditExport(agreement, a);
+  const vb = await verifyAuditExport(agreement, b);
+  const parties = va.logParty && vb.logParty ? ([va.logParty, vb.logParty] as [string, string]) : undefined;
+  const r = reconcileAuditExports(agreement, a, b, parties ? { parties } : {});
+  const ok = va.ok && vb.ok && r.ok;
+  if (json) {
+    io.out(JSON.stringify({ ok, exports: [{ file: pathA, ...va }, { file: pathB, ...vb }], reconciliation: r }));
+    return ok ? 0 : 1;
+  }
+  for (const [path, v] of [
+    [pathA, va],
+    [pathB, vb],
+  ] as const) {
+    const whose = v.logParty ? ` (log of ${v.logParty}'s relay)` : '';
+    if (v.ok) io.out(`OK ${path}${whose}: ${summary(v)}`);
+    else io.err(`FAILED ${path}${whose} at ${describeProblem(v)}`);
+  }
+  if (r.problem) {
+    io.err(`NOT RECONCILED: ${r.problem.message} (${r.problem.code})`);
+    return 1;
+  }
+  for (const f of r.findings) io.err(`${f.problem.toUpperCase()} (${f.side}): ${f.kind} ${f.messageId}${f.receipt ? ` ${f.receipt.kind} by ${f.receipt.by}` : ''}: ${f.message}`);
+  for (const f of r.pending) io.err(`pending (${f.from} → ${f.to}): ${f.kind} ${f.messageId}${f.receipt ? ` ${f.receipt.kind} by ${f.receipt.by}` : ''}: ${f.message}`);
+  const [pa, pb] = r.parties;
+  if (r.ok) io.out(`RECONCILED ${pa} ⇄ ${pb}: ${r.envelopes} envelope headers and ${r.receipts} receipts in both logs with the same hash${r.pending.length > 0 ? `; ${r.pending.length} not yet relayed when exported` : ''}`);
+  else io.err(`NOT RECONCILED ${pa} ⇄ ${pb}: ${r.findings.length} missing or altered (${r.envelopes} envelope headers and ${r.receipts} receipts agree)`);
+  return ok ? 0 : 1;
+}
 
 export const auditReport: Command = {
   name: 'audit report',

@@ -3,10 +3,11 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import WebSocket from 'ws';
 import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { parseAgreement, parseDeviceSecret } from '../../shared/crypto/keys.js';
-import type { Agreement, DeviceSecretFile } from '../../shared/protocol/schemas.js';
+import { parseAgreement, parseDeviceSecret, parsePartySecret } from '../../shared/crypto/keys.js';
+import type { Agreement, DeviceSecretFile, PartySecretFile } from '../../shared/protocol/schemas.js';
 import { HotlineClient } from '../hotline-client.js';
 import { FileStorage } from '../storage/file-storage.js';
+import { unsealKeyFile } from './key-files.js';
 
 /** Where a command writes: injected so that tests can run commands in-process. */
 export interface Io {
@@ -16,6 +17,8 @@ export interface Io {
   /** Resolves when the user asks the command to stop (SIGINT/SIGTERM). */
   interrupted: Promise<void>;
   readStdin(): Promise<string>;
+  /** --passphrase-file, taken out of argv by runCli (any command): unlocks sealed key files. */
+  passphraseFile?: string;
 }
 
 /** A command: parses its own argv, returns the exit code. */
@@ -32,12 +35,40 @@ export function usage(message: string): HotlineError {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** node:util parseArgs with errors turned into usage errors that name the command. */
+/** Edit distance between two short words, a swap of two neighbouring letters counting as one edit. */
+function distance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The candidate nearest to a mistyped `word` ("did you mean"), if one is near enough to be meant. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: { c: string; d: number } | undefined;
+  for (const c of candidates) {
+    const d = c.startsWith(word) && word.length >= 3 ? 1 : distance(word, c);
+    if (best === undefined || d < best.d) best = { c, d };
+  }
+  return best !== undefined && best.d <= Math.max(1, Math.floor(best.c.length / 3)) ? best.c : undefined;
+}
+
+/** node:util parseArgs with errors turned into usage errors that name the command (and the flag meant). */
 export function parse<O extends Options>(command: string, argv: string[], options: O, allowPositionals = false) {
+  const all = { ...options, help: { type: 'boolean', short: 'h' } } as const;
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+    return parseArgs({ args: argv, options: all, allowPositionals, strict: true });
   } catch (err) {
-    throw usage(`${(err as Error).message.replace(/\. To specify a positional.*$/s, '')}`.trim() + `\nRun: hotline ${command} --help`);
+    let message = (err as Error).message.replace(/\. To specify a positional.*$/s, '').trim();
+    const unknown = /^Unknown option '--([^']+)'/.exec(message)?.[1];
+    const meant = unknown === undefined ? undefined : closest(unknown.split('=')[0]!, Object.keys(all));
+    if (meant !== undefined) message += `; did you mean --${meant}?`;
+    throw usage(`${message}\nRun: hotline ${command} --help`);
   }
 }
 
@@ -73,14 +104,79 @@ export function printHelp(io: Io, text: string): number {
   return 0;
 }
 
-/** Re-throw a parse error of a file with the file named. */
-export function named<T>(path: string, what: string, fn: () => T): T {
+/** The kinds of Hotline JSON file, by what {@link fileKind} recognises. */
+const FILE_KINDS = {
+  'party-secret': 'a party root file (the secret from hotline party create)',
+  'party-public': "a party's public part (from hotline party create)",
+  device: 'a device key file (from hotline device enroll)',
+  'log-secret': 'a server log key file',
+  relay: 'a relay key file (from hotline relay enroll)',
+  agreement: 'an agreement (from hotline agreement create)',
+  'device-certificate': 'a device certificate (public, no keys)',
+  'relay-certificate': 'a relay certificate (public, no keys)',
+  sealed: 'a sealed message (from hotline seal)',
+  receipt: 'a receipt file (from hotline open --receipt-out)',
+  directory: 'a directory file (from hotline directory)',
+  'audit-export': 'an audit export (from hotline audit export)',
+  'console-key': 'a key exported by a browser console',
+  'data-identity': "a relay data directory's identity file",
+  state: "a device's state file",
+} as const;
+export type FileKind = keyof typeof FILE_KINDS;
+
+/** What a Hotline JSON file is, told by its shape (for "this is X, not Y" errors). */
+export function fileKind(value: unknown): FileKind | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  const byType: Record<string, FileKind> = {
+    'hotline-party-secret': 'party-secret',
+    'hotline-device': 'device',
+    'hotline-log-secret': 'log-secret',
+    'hotline-relay': 'relay',
+    'hotline-sealed': 'sealed',
+    'hotline-receipt': 'receipt',
+    'hotline-directory': 'directory',
+    'hotline-audit-export': 'audit-export',
+    'hotline-console-key': 'console-key',
+    'hotline-data-identity': 'data-identity',
+  };
+  if (typeof v.type === 'string' && byType[v.type] !== undefined) return byType[v.type];
+  // A sealed key file is what it contains (its `contains` is readable without the passphrase).
+  if (v.type === 'hotline-sealed-key' && typeof v.contains === 'string') return byType[v.contains];
+  if (Array.isArray(v.parties) && typeof v.logKey === 'string') return 'agreement';
+  if (typeof v.rootKey === 'string' && typeof v.id === 'string') return 'party-public';
+  if (typeof v.cert === 'object' && v.cert !== null && typeof v.signature === 'string') {
+    return (v.cert as { type?: unknown }).type === 'relay' ? 'relay-certificate' : 'device-certificate';
+  }
+  if (typeof v.device === 'string' && typeof v.outbox === 'object') return 'state';
+  return undefined;
+}
+
+/**
+ * Re-throw a parse error of a file with the file named. Given the parsed JSON and the kind of file
+ * expected: when the file is another kind of Hotline file, say which and what was expected ("…
+ * is a party root file (…), not a device key file") instead of the schema's words.
+ */
+export function named<T>(path: string, what: string, fn: () => T, file?: { value: unknown; expect: FileKind }): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof HotlineError) throw new HotlineError(err.code, `${path} is not a valid ${what}: ${err.message}`, { cause: err });
+    if (err instanceof HotlineError) {
+      const kind = file === undefined ? undefined : fileKind(file.value);
+      if (kind !== undefined && kind !== file?.expect) {
+        throw new HotlineError(err.code, `${path} is ${FILE_KINDS[kind]}, not ${/^[aeiou]/.test(what) ? 'an' : 'a'} ${what}`, { cause: err });
+      }
+      throw new HotlineError(err.code, `${path} is not a valid ${what}: ${err.message}`, { cause: err });
+    }
     throw err;
   }
+}
+
+/** Read and check a party root secret file. */
+export function loadPartyRoot(path: string, io: Io): PartySecretFile {
+  const read = readJson(path, 'party root secret file');
+  const raw = fileKind(read) === 'party-secret' ? unsealKeyFile(path, read, io) : read;
+  return named(path, 'party root file', () => parsePartySecret(raw), { value: raw, expect: 'party-secret' });
 }
 
 /**
@@ -113,7 +209,9 @@ export function defaultStatePath(devicePath: string): string {
 }
 
 export function loadDevice(path: string, io: Io): DeviceSecretFile {
-  const device = named(path, 'device key file', () => parseDeviceSecret(readJson(path, 'device key file')));
+  const read = readJson(path, 'device key file');
+  const raw = fileKind(read) === 'device' ? unsealKeyFile(path, read, io) : read;
+  const device = named(path, 'device key file', () => parseDeviceSecret(raw), { value: raw, expect: 'device' });
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) io.err(`warning: ${path} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
   return device;
@@ -127,7 +225,8 @@ export function loadAgreement(flag: string | undefined, io: Io, near?: string): 
   }
   if (path === undefined) throw usage('no agreement given: pass --agreement FILE or set HOTLINE_AGREEMENT');
   const p = path;
-  return { agreement: named(p, 'agreement', () => parseAgreement(readJson(p, 'agreement file'))), path: p };
+  const raw = readJson(p, 'agreement file');
+  return { agreement: named(p, 'agreement', () => parseAgreement(raw), { value: raw, expect: 'agreement' }), path: p };
 }
 
 export function serverUrl(flag: string | undefined, io: Io): string {
@@ -159,24 +258,26 @@ export function openClient(
   io: Io,
   consumeMailbox: boolean,
   extra: { testAgent?: boolean; cosignIfOperator?: boolean } = {},
-): { client: HotlineClient; statePath: string; devicePath: string } {
+): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrl: string } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
   const device = loadDevice(devicePath, io);
   const { agreement } = loadAgreement(values.agreement, io, devicePath);
   const statePath = values.state ?? defaultStatePath(devicePath);
+  const storage = new FileStorage(statePath);
+  const url = serverUrl(values.server, io);
   const client = new HotlineClient({
-    serverUrl: serverUrl(values.server, io),
+    serverUrl: url,
     agreement,
     device,
-    storage: new FileStorage(statePath),
+    storage,
     WebSocket,
     consumeMailbox,
     ...(extra.testAgent ? { testAgent: true } : {}),
     // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
     ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),
   });
-  return { client, statePath, devicePath };
+  return { client, statePath, devicePath, storage, serverUrl: url };
 }
 
 /** Resolve with `promise`, or reject with HL_ERR_CLIENT_TIMEOUT after `ms`. */
@@ -200,7 +301,34 @@ export const LINK_FLAGS = {
   state: { type: 'string' },
 } as const;
 
-export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll)
+export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll); if sealed, its passphrase
+                     from --passphrase-file FILE, HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE
   --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)
   --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT; default agreement.json beside the device file)
   --state FILE       client state: outbox, seq, inbox (default DEVICE.state.json beside the device file)`;
+
+/**
+ * Run a server start; a port already taken (or not allowed) becomes a sentence with what to do
+ * instead of a stack trace.
+ */
+export async function listening<T>(host: string, port: number, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new HotlineError(
+        'HL_ERR_CONFIG_INVALID',
+        `port ${port} on ${host} is already in use (another hotline server or demo still running?); stop it, or choose another port with --port N or HOTLINE_PORT (0 picks a free one)`,
+        { cause: err },
+      );
+    }
+    if (code === 'EACCES') {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `not allowed to listen on port ${port} on ${host} (ports below 1024 need privileges); choose another with --port N or HOTLINE_PORT`, { cause: err });
+    }
+    if (code === 'EADDRNOTAVAIL') {
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `${host} is not an address of this machine; choose another with --host H or HOTLINE_HOST`, { cause: err });
+    }
+    throw err;
+  }
+}

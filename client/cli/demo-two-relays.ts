@@ -2,7 +2,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
+import { confirmForDemo } from './peers.js';
+import { listening, loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
 import { postCertificate } from './setup.js';
 
 const PARTIES = [
@@ -16,8 +17,8 @@ const DEVICES: { id: string; role: Role }[] = [
 ];
 
 /**
- * `hotline demo --two-relays`: the same two ministries, each with its own relay (agreement version
- * 2, README "Two relays"): jp-mod's on PORT, cn-mnd's on PORT+1, each on its own SQLite under DIR,
+ * `hotline demo` (`npm start`): the two ministries, each with its own relay (agreement version 2,
+ * README "Two relays"): jp-mod's on PORT, cn-mnd's on PORT+1, each on its own SQLite under DIR,
  * linked to each other. Created on the first run, reused after.
  */
 export async function runTwoRelayDemo(options: { dir: string; host: string; port: number; logLevel: string }, io: Io): Promise<number> {
@@ -29,7 +30,7 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
   const { startServer, loadRelaySecret } = await import('../../server/main.js');
   const start = (i: number, peerUrls: Record<string, string[]>) => {
     const p = PARTIES[i]!.id;
-    return startServer({
+    return listening(host, ports[i]!, () => startServer({
       agreementPath,
       dataDir: join(dir, p, 'relay-data'),
       host,
@@ -38,19 +39,23 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
       logStream: process.stderr,
       logKeyPath: join(dir, p, 'log.secret.json'),
       relay: { identity: loadRelaySecret(join(dir, p, 'relay.secret.json')), peerUrls },
-    });
+    }));
   };
   // With fixed ports both relays dial the agreement's URLs; with port 0 (tests) the second one
   // dials the first, which is enough: the link is opened by whichever relay can.
   const jp = await start(0, options.port === 0 ? { 'cn-mnd': [] } : {});
   const cn = await start(1, options.port === 0 ? { 'jp-mod': [jp.url] } : {});
   const urls: Record<string, string> = { 'jp-mod': jp.url, 'cn-mnd': cn.url };
+  const certs = [];
   for (const p of PARTIES) {
     for (const d of DEVICES) {
       const device: DeviceSecretFile = loadDevice(join(dir, p.id, `${d.id}.secret.json`), io);
       await postCertificate(urls[p.id]!, device.certificate);
+      certs.push(device.certificate.cert);
     }
   }
+  // The demo made every key itself: its operators start with the other party's keys confirmed.
+  for (const p of PARTIES) for (const d of DEVICES) if (d.role === 'operator') confirmForDemo(join(dir, p.id, `${d.id}.secret.json`), { party: p.id }, certs);
   // Ready when each relay knows the other party's devices (sent over the relay link), so that
   // the printed commands work at once; bounded, and said so if the link does not come up.
   const knows = async (server: typeof jp, party: string) => (await server.store.listDevices()).some((c) => c.cert.party === party);
@@ -75,10 +80,19 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
     out(`# ${PARTIES.find((p) => p.id === me)!.name} (${me}), operator-1, at its own relay — in two terminals:`);
     out(`npx hotline listen --device ${dev} ${flags}`);
     out(`npx hotline send --device ${dev} ${flags} --to ${other} --precedence flash --wait acknowledged "${text}"`);
+    out(`# acknowledge a message shown by listen (its id):`);
+    out(`npx hotline ack --device ${dev} ${flags} MESSAGE_ID`);
     out('');
   }
-  out(`Browser consoles: ${jp.url}/console/operator/ (jp-mod) and ${cn.url}/console/operator/ (cn-mnd)`);
-  out('Stop with Ctrl-C; the next run reuses the deployment and its messages.');
+  // Each relay serves its own party's consoles only: each ministry opens its own.
+  for (const p of PARTIES) {
+    out(`Consoles of ${p.id} (its own relay; import a key file from ${rel(join(dir, p.id))}): ${urls[p.id]}/console/operator/ and ${urls[p.id]}/console/auditor/`);
+  }
+  out(`Audit, after an exchange: export from each relay with its auditor, then reconcile the two logs:`);
+  out(`npx hotline audit export --device ${rel(join(dir, 'jp-mod', 'auditor-1.secret.json'))} --server ${urls['jp-mod']} --agreement ${rel(agreementPath)} --out jp-export.json`);
+  out(`npx hotline audit export --device ${rel(join(dir, 'cn-mnd', 'auditor-1.secret.json'))} --server ${urls['cn-mnd']} --agreement ${rel(agreementPath)} --out cn-export.json`);
+  out(`npx hotline audit verify --agreement ${rel(agreementPath)} jp-export.json cn-export.json`);
+  out('Stop with Ctrl-C; the next npm start reuses the deployment and its messages (hotline demo --shared: one shared relay instead).');
   await io.interrupted;
   await Promise.all([jp.close(), cn.close()]);
   return 0;

@@ -1,8 +1,9 @@
-import { HotlineError } from '../../shared/errors.js';
+import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
 import { PRECEDENCES, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
+import type { RevokedSinceChange } from '../revoked-since.js';
 import {
   LINK_FLAGS,
   LINK_HELP,
@@ -17,6 +18,9 @@ import {
   type Command,
   type Io,
 } from './common.js';
+import { outboxKeys, reportOutboxFlush } from './outbox.js';
+import { checkAddressee } from './recipients.js';
+import { checkPeersConfirmed } from './peers.js';
 
 const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
 type Rung = (typeof RUNGS)[number];
@@ -34,7 +38,11 @@ waits until the wanted rung is reached (default: accepted, i.e. stored by the re
 relayed (two-relay deployments) waits until the addressee's relay has stored it;
 delivered and acknowledged wait for the other side's signed receipt, verified here.
 Exit 0 when reached; 1 on refusal or timeout (the message then stays in the outbox and goes with
-the next send or listen of this device).
+the next send, ack or listen of this device; hotline outbox lists it).
+
+Refused before anything is sealed when PARTY has no registered operator device, or while a key of
+PARTY is new or changed and not confirmed by you (compare fingerprints by voice: hotline peers,
+then hotline peers confirm).
 
 ${LINK_HELP}
   --to PARTY         the addressee party (e.g. cn-mnd)
@@ -73,8 +81,12 @@ ${LINK_HELP}
     if (body === '-') body = await io.readStdin();
     if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
 
-    const { client, statePath } = openClient('send', values, io, false);
+    const { client, statePath, storage, serverUrl, devicePath } = openClient('send', values, io, false);
+    reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     const seen = collect(client);
+    // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
+    // and why in the end (the last reason, e.g. the connection refused).
+    const unreachable = watchUnreachable(client, serverUrl, io);
     // One deadline for connecting and for the rung.
     const deadline = Date.now() + timeoutMs;
     try {
@@ -83,6 +95,12 @@ ${LINK_HELP}
         if (err instanceof HotlineError && (err.code === 'HL_ERR_CLIENT_TIMEOUT' || err.code === 'HL_ERR_CLIENT_UNREACHABLE')) return err;
         throw err;
       });
+      if (client.directory().length === 0) await client.loadStoredDirectory();
+      // Nothing known yet (never connected): the outbox says so when it seals.
+      if (client.directory().length > 0) {
+        checkAddressee(client.directory(), client.me, values.to!, io);
+        checkPeersConfirmed(client.directory(), client.me, values.to!, devicePath);
+      }
       const { id } = await client.send({
         to: values.to!,
         precedence: precedence as (typeof PRECEDENCES)[number],
@@ -97,9 +115,10 @@ ${LINK_HELP}
         throw err;
       });
       if (reached === undefined) {
+        const never = unreachable.last();
         const state = seen.accepted.has(id)
           ? `it was accepted by the relay but not ${wait} within ${timeoutMs / 1000} s`
-          : `it was not accepted by the relay within ${timeoutMs / 1000} s; it stays in the outbox (${statePath}) and goes with the next send or listen of this device`;
+          : `it was not accepted by the relay within ${timeoutMs / 1000} s${never === undefined ? '' : ` (${never})`}; it stays in the outbox (${statePath}) and goes with the next send, ack or listen of this device (hotline outbox lists it)`;
         throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `message ${id}: ${state}`);
       }
       return 0;
@@ -108,6 +127,45 @@ ${LINK_HELP}
     }
   },
 };
+
+/** Why a network error happened, from its cause chain: ECONNREFUSED, ENOTFOUND, ... */
+function networkReason(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: 'the connection was refused: is the server running, on that port?',
+  ENOTFOUND: 'the host name was not found',
+  ECONNRESET: 'the connection was reset',
+  ETIMEDOUT: 'the connection timed out',
+  EHOSTUNREACH: 'the host is unreachable',
+};
+
+/**
+ * While the client cannot reach the relay: say so once, at once ("cannot reach URL (retrying)"),
+ * and keep the last reason for the final message; say when it connects after all.
+ */
+function watchUnreachable(client: HotlineClient, url: string, io: Io): { last(): string | undefined } {
+  let reason: string | undefined;
+  let said = false;
+  client.on('error', (e) => {
+    if (e.code !== 'HL_ERR_CLIENT_UNREACHABLE') return;
+    const why = networkReason(e);
+    reason = `cannot reach ${url}: ${why === undefined ? e.message : (REASONS[why] ?? why)}`;
+    if (!said) io.err(`cannot reach ${url} (retrying)`);
+    said = true;
+  });
+  client.on('connected', () => {
+    if (said) io.err(`connected to ${url}`);
+    said = false;
+    reason = undefined;
+  });
+  return { last: () => reason };
+}
 
 /** Watches a client's events for a message's rungs. */
 function collect(client: HotlineClient) {
@@ -198,7 +256,8 @@ ${LINK_HELP}
     const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
-    const { client, devicePath } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    const { client, devicePath, storage } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    reportOutboxFlush(client, storage, io);
     if (testAgent && client.me.role !== 'operator') {
       throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
     }
@@ -217,17 +276,40 @@ ${LINK_HELP}
     client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
     client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
     client.on('cosigned', (c) =>
-      json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned audit checkpoint ${c.size}${c.from === undefined ? '' : ` (consistent with ${c.from})`}`),
+      json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned the audit log's checkpoint at ${c.size} entries${c.from === undefined ? '' : ` (consistent with the one at ${c.from} entries)`}`),
     );
     client.on('refused', (r) => print({ type: 'refused', ...r }, `refused${r.ref ? ` ${r.ref}` : ''}: ${r.code}: ${r.message}`));
-    client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
-    client.on('error', (e) => (json ? io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message })) : io.err(`${e.code}: ${e.message}`)));
-    const fatal = new Promise<never>((_, reject) => {
-      client.start().catch(reject);
+    client.on('revoked-since', (c) => {
+      for (const line of revokedSinceLines(c)) print(line.json, line.text);
     });
+    client.on('notice', (n) => print({ type: 'notice', notice: n }, `! relay notice: ${n.type}: ${n.reason}`));
+    // A refusal the client will not retry (the device revoked, the agreement changed) ends listen:
+    // exit 1 with a sentence, instead of a listener that looks alive and receives nothing.
+    // The client gives up by a `disconnected` without retryInMs, after reporting the refusal.
+    let stopWith: (e: HotlineError) => void = () => {};
+    const fatal = new Promise<never>((_, reject) => (stopWith = reject));
+    let lastRefusal: HotlineError | undefined;
+    client.on('error', (e) => {
+      if (retryPolicy(e.code) === 'stop') lastRefusal = e;
+      if (json) io.out(JSON.stringify({ type: 'error', code: e.code, message: e.message }));
+      else io.err(`${e.code}: ${e.message}`);
+    });
+    client.on('disconnected', (d) => {
+      if (d.retryInMs === undefined) stopWith(lastRefusal ?? new HotlineError('HL_ERR_CLIENT_REFUSED', `the relay closed the link for good (${d.code}${d.reason ? ` ${d.reason}` : ''})`));
+    });
+    client.start().catch(stopWith);
     try {
       await Promise.race([io.interrupted, fatal]);
       return 0;
+    } catch (err) {
+      if (err instanceof HotlineError && err.code === 'HL_ERR_CERT_REVOKED') {
+        throw new HotlineError(
+          err.code,
+          `this device, ${client.me.party}/${client.me.device}, has been revoked by its party; the relay refuses it from now on. Enrol a new device (hotline device enroll) to go on`,
+          { cause: err },
+        );
+      }
+      throw err;
     } finally {
       await client.stop();
     }
@@ -239,11 +321,20 @@ export const ack: Command = {
   summary: 'acknowledge a received message (signed receipt)',
   help: `Usage: hotline ack --device FILE ID [--kind acknowledged|will-comply|cannot-comply] [--timeout S]
 
-Signs an "acknowledged" receipt (or another rung) for message ID, which this device received
-(with \`hotline listen\`), and sends it. Exit 0 once the relay has stored it.
+Signs a receipt for message ID, which this device received (with \`hotline listen\`), and sends
+it. Exit 0 once the relay has stored it. Each receipt is one rung of the response ladder, which
+the sender sees verified (\`hotline send --wait\`, \`hotline listen\`):
+
+  delivered       automatic: an operator device of the addressee verified and decrypted it
+  acknowledged    (default) a person read it
+  will-comply     the answer: your party will do what the message asks
+  cannot-comply   the answer: your party cannot; say why in a reply (hotline send)
+
+Any of the last three meets the message's acknowledgement deadline. Typically acknowledged at
+once, then will-comply or cannot-comply once decided (each is its own signed receipt).
 
 ${LINK_HELP}
-  --kind K           acknowledged (default), will-comply or cannot-comply
+  --kind K           acknowledged (default), will-comply or cannot-comply (the ladder above)
   --timeout S        give up after S seconds (default 30)`,
   async run(argv, io) {
     const { values, positionals } = parse('ack', argv, { ...LINK_FLAGS, kind: { type: 'string' }, timeout: { type: 'string' } }, true);
@@ -255,7 +346,8 @@ ${LINK_HELP}
     const kind = (values.kind ?? 'acknowledged') as Exclude<ReceiptKind, 'delivered'>;
     if (!['acknowledged', 'will-comply', 'cannot-comply'].includes(kind)) throw usage(`--kind must be acknowledged, will-comply or cannot-comply`);
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('ack', values, io, false);
+    const { client, storage } = openClient('ack', values, io, false);
+    reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     try {
       const stored = new Promise<number>((resolve, reject) => {
         client.on('receipt-accepted', (r) => r.messageId === id && r.kind === kind && resolve(r.at));
@@ -306,7 +398,7 @@ ${LINK_HELP}
 // ---------------------------------------------------------------------------------------------
 // Printing
 
-export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number }): Record<string, unknown> {
+export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number; senderRevokedAt?: number }): Record<string, unknown> {
   const h = m.header;
   return {
     type: 'message',
@@ -317,6 +409,7 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
     seq: h.seq,
     sentAt: h.sentAt,
     ...(m.acceptedAt === undefined ? {} : { acceptedAt: m.acceptedAt }),
+    ...(m.senderRevokedAt === undefined ? {} : { senderRevokedAt: m.senderRevokedAt }),
     ...(h.exercise ? { exercise: true } : {}),
     ...(h.replyTo ? { replyTo: h.replyTo } : {}),
     ...(h.linkTest ? { linkTest: true } : {}),
@@ -335,6 +428,7 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
   ];
+  if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
   if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);
   lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));
   if (devicePath && client && h.to === client.me.party && client.me.role === 'operator') {
@@ -345,13 +439,18 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
 
 function receiptJson(r: ReceiptEvent): Record<string, unknown> {
   const b = r.receipt.receipt;
-  return { type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified, ...(r.error ? { error: r.error.code } : {}) };
+  return {
+    type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified,
+    ...(r.signerRevokedAt === undefined ? {} : { signerRevokedAt: r.signerRevokedAt }),
+    ...(r.error ? { error: r.error.code } : {}),
+  };
 }
 
 function receiptText(r: ReceiptEvent): string {
   const b = r.receipt.receipt;
   const v = r.verified ? 'signature verified' : `NOT VERIFIED: ${r.error?.code ?? ''}`;
-  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v})`;
+  const revoked = r.signerRevokedAt === undefined ? '' : `, signer revoked since ${iso(r.signerRevokedAt)}`;
+  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v}${revoked})`;
 }
 
 /** An event as the operator of `me` reads it: the sender side and the addressee side see it differently. */
@@ -365,8 +464,10 @@ export function eventText(e: HotlineEvent, me?: string): string {
     }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
-    case 'deadline.closed':
-      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached — ${e.detail}`;
+    case 'deadline.closed': {
+      const why = e.reason === 'recipient-refused' ? `refused by ${e.to}'s device` : `${e.to}'s devices revoked`;
+      return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached (${why}) — ${e.detail}`;
+    }
     case 'audit.alarm':
       return `! audit alarm (${e.party}): ${e.reason}`;
     case 'message.relayed':
@@ -374,6 +475,20 @@ export function eventText(e: HotlineEvent, me?: string): string {
     default:
       return `${e.ok ? ' ' : '!'} ${e.type}: ${e.from} → ${e.to}${e.roundTripMs === undefined ? '' : ` ${e.roundTripMs} ms`}${e.reason ? ` (${e.reason})` : ''}`;
   }
+}
+
+/** What a directory fetch newly labelled "revoked since" (`listen`, `status`), one line each. */
+export function revokedSinceLines(c: RevokedSinceChange): { json: Record<string, unknown>; text: string }[] {
+  return [
+    ...c.messages.map((m) => ({
+      json: { type: 'sender-revoked', messageId: m.id, from: m.from, revokedAt: m.revokedAt },
+      text: `! sender revoked since ${iso(m.revokedAt)}: message ${m.id} from ${m.from} stays readable (accepted while its certificate was valid)`,
+    })),
+    ...c.receipts.map((r) => ({
+      json: { type: 'signer-revoked', messageId: r.messageId, by: r.by, revokedAt: r.revokedAt },
+      text: `! signer revoked since ${iso(r.revokedAt)}: receipts by ${r.by} for ${r.messageId} stay valid (signed before the revocation)`,
+    })),
+  ];
 }
 
 function iso(ms: number): string {

@@ -20,6 +20,15 @@ function processIo(): Io {
   };
 }
 
+// The reader of our output went away (`hotline listen --json | head -1`): stop quietly, as a
+// pipeline expects, instead of dying with an EPIPE stack trace. The state file is crash-safe.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 useNodeCrypto();
 const code = await runCli(process.argv.slice(2), processIo());
 // Let stdout drain (it may be a pipe), then exit: a client's closing socket must not hold the process.

@@ -20,6 +20,8 @@ import {
   type Command,
 } from './common.js';
 import { messageJson, messageText } from './link.js';
+import { checkAddressee } from './recipients.js';
+import { checkPeersConfirmed } from './peers.js';
 
 /** The file `hotline seal` writes: the envelope and the sender's certificate (verifiable against the agreement). */
 interface SealedFile {
@@ -77,7 +79,7 @@ envelope sealed offline never reuses one.
     if (body.trim() === '') throw usage('hotline seal needs the message TEXT (or - for stdin)');
     const device = loadDevice(values.device!, io);
     const me = device.certificate.cert;
-    if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is a ${me.role} device; only operator devices send`);
+    if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is an ${me.role} device; only operator devices send`);
     const { agreement } = loadAgreement(values.agreement, io, values.device);
     const party = agreement.parties.find((p) => p.id === values.to);
     if (!party || party.id === me.party) throw usage(`--to must be another party of the agreement: ${agreement.parties.map((p) => p.id).filter((p) => p !== me.party).join(', ')}`);
@@ -90,8 +92,10 @@ envelope sealed offline never reuses one.
     if (dir.agreementHash !== undefined && dir.agreementHash !== agreementHash(agreement)) {
       throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', `${values.directory} was fetched under another agreement`);
     }
-    const recipients = expectedRecipients((await verifiedFile(agreement, dir)).bodies(), me, party.id);
-    if (!recipients.some((c) => c.party === party.id)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `the directory has no valid device of ${party.id}`);
+    const valid = (await verifiedFile(agreement, dir)).bodies();
+    checkAddressee(valid, me, party.id, io);
+    checkPeersConfirmed(valid, me, party.id, values.device!);
+    const recipients = expectedRecipients(valid, me, party.id);
     const mine = agreement.parties.find((p) => p.id === me.party);
     const seq = await storage.update(key, (s) => ++s.lastSeq);
     const envelope = await sealEnvelope({

@@ -1,7 +1,7 @@
-import { enrolRelay, fingerprint, parseLogSecret, parsePartySecret } from '../../shared/crypto/keys.js';
+import { enrolRelay, fingerprint, parseLogSecret } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { HotlineError } from '../../shared/errors.js';
-import { named, parse, printHelp, readJson, required, usage, writeSecretFile, type Command } from './common.js';
+import { loadPartyRoot, named, parse, printHelp, readJson, required, usage, writeSecretFile, type Command } from './common.js';
 
 export const relayEnroll: Command = {
   name: 'relay enroll',
@@ -36,13 +36,13 @@ secret (that stays in its own file, for --log-key).
     const keyArg = values['log-key']!;
     const logKey = /^[A-Za-z0-9+/]{43}=$/.test(keyArg)
       ? keyArg
-      : named(keyArg, 'log secret file', () => parseLogSecret(readJson(keyArg, 'log secret file'))).logKey;
+      : readLogKey(keyArg);
     try {
       fromBase64(logKey, 32);
     } catch {
       throw usage(`--log-key: "${keyArg}" is neither a log secret file nor a base64 public key`);
     }
-    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const root = loadPartyRoot(values.root!, io);
     let relay;
     try {
       relay = await enrolRelay(root, { relay: values.id!, logKey, now: Date.now(), validForMs: days * 86_400_000 });
@@ -57,3 +57,8 @@ secret (that stays in its own file, for --log-key).
     return 0;
   },
 };
+
+function readLogKey(path: string): string {
+  const raw = readJson(path, 'log secret file');
+  return named(path, 'log secret file', () => parseLogSecret(raw), { value: raw, expect: 'log-secret' }).logKey;
+}

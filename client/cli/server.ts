@@ -2,8 +2,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
-import { loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { listening, loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 import { postCertificate } from './setup.js';
+import { confirmForDemo } from './peers.js';
 import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
 export const server: Command = {
@@ -73,7 +74,8 @@ found; only one server may run on a data directory.
     } catch (err) {
       throw usage(`${(err as Error).message}\nRun: hotline server --help`);
     }
-    const running = await startServer({ ...startOptionsFromConfig(config), logStream: process.stderr });
+    const options = startOptionsFromConfig(config);
+    const running = await listening(options.host ?? '127.0.0.1', options.port ?? 8080, () => startServer({ ...options, logStream: process.stderr }));
     io.out(`listening on ${running.url}`);
     await io.interrupted;
     await running.close();
@@ -94,58 +96,70 @@ const DEMO_DEVICES: { id: string; role: Role }[] = [
 
 export const demo: Command = {
   name: 'demo',
-  summary: 'create (once) and run a two-ministry demo deployment (npm start)',
-  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L] [--two-relays]
+  summary: 'create (once) and run a two-ministry demo deployment, a relay per ministry (npm start)',
+  help: `Usage: hotline demo [--dir DIR] [--port N] [--host H] [--log-level L] [--shared]
 
 On the first run, creates a demo deployment in DIR (default ./data/demo): the parties jp-mod
 (Japan Ministry of Defense) and cn-mnd (China Ministry of National Defense), each with an operator,
-an auditor and an archive device; the agreement; the server log key. Then starts the relay on
-127.0.0.1:8080 (--port or HOTLINE_PORT to change) on SQLite in DIR/server, registers the devices,
-and prints the commands with which each ministry sends, listens and acknowledges. Later runs reuse
-DIR. The files hold real keys: this is a demo, keep DIR out of version control (data/ is ignored).
+an auditor and an archive device, and each with its own relay (agreement version 2, README "Two
+relays"): jp-mod's on 127.0.0.1:N (8080; --port or HOTLINE_PORT to change), cn-mnd's on N+1 (8081),
+each on its own SQLite under DIR/<party>/relay-data, linked to each other. Registers each party's
+devices at its own relay and prints both consoles' addresses and the commands with which each
+ministry sends, listens and acknowledges. Later runs reuse DIR. The files hold real keys: this is
+a demo, keep DIR out of version control (data/ is ignored).
 
-With --two-relays (default DIR ./data/demo-two) each ministry runs its own relay instead: jp-mod's
-on port N (8080), cn-mnd's on N+1 (8081), each on its own SQLite, linked to each other (README
-"Two relays").`,
+With --shared (default DIR ./data/demo-shared) both ministries use one shared relay on port N
+instead (a neutral host's deployment). --two-relays is accepted for compatibility (the default).`,
   async run(argv, io) {
     const { values } = parse('demo', argv, {
       dir: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'log-level': { type: 'string' },
+      shared: { type: 'boolean' },
       'two-relays': { type: 'boolean' },
     });
     if (values.help) return printHelp(io, this.help);
+    if (values.shared && values['two-relays']) throw usage('--shared and --two-relays are two different demos: give one');
     const portText = values.port ?? io.env.HOTLINE_PORT ?? '8080';
     if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be an integer 0–65535, got "${portText}"`);
-    if (values['two-relays']) {
-      if (Number(portText) === 65535) throw usage('--two-relays needs --port N below 65535 (cn-mnd listens on N+1)');
+    if (!values.shared) {
+      if (Number(portText) === 65535) throw usage('the two-relay demo needs --port N below 65535 (cn-mnd listens on N+1)');
+      const dir = values.dir ?? join('data', 'demo');
+      // A shared-relay demo made by an earlier version (npm start ran that one) in the same place.
+      if (existsSync(join(dir, 'agreement.json')) && !existsSync(join(dir, 'jp-mod', 'relay.secret.json'))) {
+        throw usage(`${dir} holds a shared-relay demo (made by an earlier npm start): run it with hotline demo --shared --dir ${dir}, or move it away to create the two-relay demo there`);
+      }
       const { runTwoRelayDemo } = await import('./demo-two-relays.js');
       const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
-      return runTwoRelayDemo({ dir: values.dir ?? join('data', 'demo-two'), host, port: Number(portText), logLevel: values['log-level'] ?? 'warn' }, io);
+      return runTwoRelayDemo({ dir, host, port: Number(portText), logLevel: values['log-level'] ?? 'warn' }, io);
     }
-    const dir = values.dir ?? join('data', 'demo');
+    const dir = values.dir ?? join('data', 'demo-shared');
+    if (existsSync(join(dir, 'jp-mod', 'relay.secret.json'))) throw usage(`${dir} holds a two-relay demo: run it without --shared, or give another --dir`);
     const agreementPath = join(dir, 'agreement.json');
     const fresh = !existsSync(agreementPath);
     if (fresh) await createDemo(dir);
     const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
     const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
+    // The demo made every key itself: its operators start with the other party's keys confirmed.
+    for (const d of devices) if (d.role === 'operator') confirmForDemo(d.path, { party: d.party }, loaded.map((x) => x.certificate.cert));
     const { startServer } = await import('../../server/main.js');
-    const running = await startServer({
+    const host = values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1';
+    const running = await listening(host, Number(portText), () => startServer({
       agreementPath,
       dataDir: join(dir, 'server'),
-      host: values.host ?? io.env.HOTLINE_HOST ?? '127.0.0.1',
+      host,
       port: Number(portText),
       logLevel: (values['log-level'] ?? 'warn') as 'warn',
       logStream: process.stderr,
       ...(existsSync(join(dir, 'log.secret.json')) ? { logKeyPath: join(dir, 'log.secret.json') } : {}),
-    });
+    }));
     for (const d of loaded) await postCertificate(running.url, d.certificate);
     const rel = (p: string) => relative(process.cwd(), p) || p;
     const flags = `--server ${running.url} --agreement ${rel(agreementPath)}`;
     const dev = (party: string, id: string) => rel(join(dir, party, `${id}.secret.json`));
     const out = io.out;
-    out(`Hotline demo ${fresh ? 'created in' : 'reused from'} ${rel(dir)}`);
+    out(`Hotline shared-relay demo ${fresh ? 'created in' : 'reused from'} ${rel(dir)}`);
     out(`listening on ${running.url}`);
     out('');
     for (const [me, other, text] of [
@@ -162,7 +176,7 @@ on port N (8080), cn-mnd's on N+1 (8081), each on its own SQLite, linked to each
     }
     out(`Browser consoles: ${running.url}/console/operator/ (import a device key file above) and ${running.url}/console/auditor/`);
     out(`Other devices: ${DEMO_PARTIES.map((p) => DEMO_DEVICES.map((d) => dev(p.id, d.id)).join(', ')).join(', ')}`);
-    out('Stop with Ctrl-C; the next npm start reuses the deployment and its messages.');
+    out('Stop with Ctrl-C; the next hotline demo --shared reuses the deployment and its messages.');
     await io.interrupted;
     await running.close();
     return 0;

@@ -1,40 +1,56 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
-import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, parsePartySecret, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
+import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
 import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
-import { named, parse, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { passphraseOf, sealKeyFile } from './key-files.js';
+import { fileKind, loadPartyRoot, named, parse, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
   summary: 'create a party (ministry) root key',
   help: `Usage: hotline party create --id ID --name NAME --out FILE [--languages ja,en]
+                           (--passphrase-file FILE | --no-passphrase)
 
 Creates a party's Ed25519 root key. FILE (mode 0600) holds the root SECRET: keep it offline; it
 signs the party's device certificates and revocations. The public part is written beside it as
 STEM.public.json: that is the file to hand over for \`hotline agreement create\`.
 
+FILE is sealed with a passphrase (scrypt, then secretbox): from --passphrase-file FILE (its first
+line), HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE. Every command that opens it then needs the
+same passphrase. --no-passphrase writes it plain instead (then keep it on an encrypted, offline
+medium).
+
   --id ID              party id: lowercase letters, digits, dashes (e.g. jp-mod)
   --name NAME          full name (e.g. "Japan Ministry of Defense")
   --languages LIST     comma-separated language tags, first is the default (default: en)
-  --out FILE           where to write the secret (e.g. jp-mod.secret.json)`,
+  --out FILE           where to write the secret (e.g. jp-mod.secret.json)
+  --passphrase-file F  seal FILE with the passphrase in F
+  --no-passphrase      write FILE plain (opt out of sealing)`,
   async run(argv, io) {
     const { values } = parse('party create', argv, {
       id: { type: 'string' },
       name: { type: 'string' },
       languages: { type: 'string' },
       out: { type: 'string' },
+      'no-passphrase': { type: 'boolean' },
     });
     if (values.help) return printHelp(io, this.help);
     required('party create', values, 'id', 'name', 'out');
     const languages = (values.languages ?? 'en').split(',').map((l) => l.trim()).filter(Boolean);
     const party = asUsage(() => createParty({ id: values.id!, name: values.name!, languages }));
     const publicPath = `${stem(values.out!)}.public.json`;
-    writeSecretFile(values.out!, party);
+    const passphrase = values['no-passphrase'] ? undefined : passphraseOf(io);
+    if (passphrase === undefined && !values['no-passphrase']) {
+      throw usage(
+        'hotline party create seals the root file with a passphrase: give --passphrase-file FILE (or set HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE); to write it plain instead, add --no-passphrase',
+      );
+    }
+    writeSecretFile(values.out!, passphrase === undefined ? party : sealKeyFile(party, passphrase));
     writePublicFile(publicPath, party.party);
     io.out(`party ${party.party.id} created`);
-    io.out(`  secret (keep offline, mode 0600): ${values.out}`);
+    io.out(`  secret (keep offline, mode 0600): ${values.out}${passphrase === undefined ? ' — NOT sealed (--no-passphrase)' : ' — sealed with the passphrase'}`);
     io.out(`  public part (for hotline agreement create): ${publicPath}`);
     io.out(`  root key fingerprint: ${fingerprint(fromBase64(party.party.rootKey, 32))}`);
     return 0;
@@ -89,7 +105,7 @@ server operator.
       if (value?.type === 'hotline-party-secret') {
         throw usage(`${f} is a party SECRET file; pass its public part (${stem(f)}.public.json) instead: the agreement needs no secret`);
       }
-      return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'));
+      return named(f, 'party public part', () => assertSchema(PartyPublic, value, 'HL_ERR_AGREEMENT_INVALID'), { value, expect: 'party-public' });
     });
     if (values['log-key'] !== undefined) asUsage(() => fromBase64(values['log-key']!, 32));
     for (const p of relayUrls.keys()) if (!parties.some((x) => x.id === p)) throw usage(`--relay ${p}=…: no --party file of ${p}`);
@@ -140,7 +156,8 @@ export const deviceEnroll: Command = {
 Makes a device's signing and encryption keys and its certificate, signed by the party root (the
 root secret file from \`hotline party create\`). FILE (mode 0600) is the device key file that
 \`hotline send\`, \`listen\` and \`ack\` use. With --server the certificate is also registered with the
-relay (it is self-authenticating; a device is also registered on its first login).
+relay (it is self-authenticating; a device is also registered on its first login). Enrolled without
+--server (or before the relay runs), register it later with \`hotline device register\`.
 
   --root FILE          the party's root secret file
   --id ID              device id (e.g. operator-1)
@@ -148,7 +165,10 @@ relay (it is self-authenticating; a device is also registered on its first login
                        archive (receives a copy of every message, never answers)
   --valid-days N       certificate lifetime (default 365)
   --server URL         also POST the certificate to this relay
-  --out FILE           where to write the device key file (e.g. jp-operator-1.secret.json)`,
+  --out FILE           where to write the device key file (e.g. jp-operator-1.secret.json)
+  --device-passphrase-file F   seal the new device key file with the passphrase in F (its first
+                       line); its commands then need it (--passphrase-file). Default: plain, mode
+                       0600. (--passphrase-file opens a sealed root file.)`,
   async run(argv, io) {
     const { values } = parse('device enroll', argv, {
       root: { type: 'string' },
@@ -157,6 +177,7 @@ relay (it is self-authenticating; a device is also registered on its first login
       out: { type: 'string' },
       server: { type: 'string' },
       'valid-days': { type: 'string' },
+      'device-passphrase-file': { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('device enroll', values, 'root', 'id', 'role', 'out');
@@ -164,23 +185,62 @@ relay (it is self-authenticating; a device is also registered on its first login
     if (!['operator', 'auditor', 'archive'].includes(role)) throw usage(`--role must be operator, auditor or archive, got "${values.role}"`);
     const days = values['valid-days'] === undefined ? 365 : Number(values['valid-days']);
     if (!Number.isInteger(days) || days < 1) throw usage('--valid-days must be a whole number of days, at least 1');
-    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const root = loadPartyRoot(values.root!, io);
     const device = await asUsageAsync(() => enrollDevice(root, { device: values.id!, role, now: Date.now(), validForMs: days * 86_400_000 }));
-    writeSecretFile(values.out!, device);
-    io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}`);
+    const devicePassphrase = values['device-passphrase-file'] === undefined ? undefined : passphraseOf({ ...io, passphraseFile: values['device-passphrase-file'] });
+    writeSecretFile(values.out!, devicePassphrase === undefined ? device : sealKeyFile(device, devicePassphrase));
+    io.out(`device ${root.party.id}/${values.id} (${role}) enrolled: ${values.out}${devicePassphrase === undefined ? '' : ' (sealed with its passphrase)'}`);
     io.out(`  signing key fingerprint: ${fingerprint(fromBase64(device.certificate.cert.signKey, 32))}`);
     if (values.server !== undefined) {
-      await postCertificate(values.server, device.certificate);
+      await postCertificate(
+        values.server,
+        device.certificate,
+        `the key file ${values.out} was written; once the server runs, register it with: hotline device register --device ${values.out} --server ${values.server}`,
+      );
       io.out(`  registered with ${values.server}`);
+    } else if (role === 'archive') {
+      io.out(`  not registered yet: an archive device gets copies only once registered (hotline device register --device ${values.out} --server URL)`);
     }
     return 0;
   },
 };
 
 /** POST /v1/directory/devices: register a certificate with the relay. */
-export async function postCertificate(server: string, certificate: DeviceCertificate): Promise<void> {
-  await postDirectory(server, '/v1/directory/devices', certificate, 'certificate', 'the key file was written; register later with --server or by logging in');
+export async function postCertificate(server: string, certificate: DeviceCertificate, hint = 'nothing was registered; try again'): Promise<void> {
+  await postDirectory(server, '/v1/directory/devices', certificate, 'certificate', hint);
 }
+
+export const deviceRegister: Command = {
+  name: 'device register',
+  summary: 'register an existing device’s certificate with the relay',
+  help: `Usage: hotline device register --device FILE --server URL
+
+Registers the certificate of an existing device with the relay: for a device enrolled while the
+relay was not running or not reachable (\`hotline device enroll\` without --server, or whose
+--server failed). Until its certificate is registered, the other devices do not seal messages for
+it: an archive device misses every message. An operator or auditor device is also registered when
+it first connects; an archive device never connects on its own, so register it. Registering again
+is harmless. The certificate is self-authenticating (signed by the party root): the relay checks it
+against the agreement; no secret leaves this machine.
+
+  --device FILE        the device key file (from hotline device enroll), or its certificate
+  --server URL         the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)`,
+  async run(argv, io) {
+    const { values } = parse('device register', argv, { device: { type: 'string' }, server: { type: 'string' } });
+    if (values.help) return printHelp(io, this.help);
+    required('device register', values, 'device');
+    const url = serverUrl(values.server, io);
+    const raw = readJson(values.device!, 'device key file') as { certificate?: unknown };
+    const certificate = named(values.device!, 'device key file', () => assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'), {
+      value: raw,
+      expect: fileKind(raw) === 'device-certificate' ? 'device-certificate' : 'device',
+    });
+    const c = certificate.cert;
+    await postCertificate(url, certificate);
+    io.out(`registered ${c.party}/${c.device} (${c.role}) with ${url}; valid until ${new Date(c.notAfter).toISOString()}`);
+    return 0;
+  },
+};
 
 /** POST a self-authenticating directory object (certificate or revocation) to the relay. */
 async function postDirectory(server: string, path: string, body: unknown, what: string, unreachableHint: string): Promise<void> {
@@ -229,7 +289,7 @@ device id can later be enrolled again with new keys.
     if (values.help) return printHelp(io, this.help);
     required('device revoke', values, 'root', 'device');
     if (values.server === undefined && values.out === undefined) throw usage('give --server URL (to revoke at the relay) and/or --out FILE (to keep the signed revocation)');
-    const root = named(values.root!, 'party root secret file', () => parsePartySecret(readJson(values.root!, 'party root secret file')));
+    const root = loadPartyRoot(values.root!, io);
     const raw = readJson(values.device!, 'device key or certificate file') as { certificate?: unknown };
     // A relay (its secret file or its certificate) is revoked the same way, by its id and link key.
     const maybeRelay = (raw.certificate ?? raw) as { cert?: { type?: unknown } };
@@ -250,7 +310,7 @@ device id can later be enrolled again with new keys.
       return 0;
     }
     const certificate = named(values.device!, 'device certificate', () =>
-      assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'),
+      assertSchema(DeviceCertificate, raw.certificate ?? raw, 'HL_ERR_CERT_MALFORMED'), { value: raw, expect: fileKind(raw) === 'device' ? 'device' : 'device-certificate' },
     );
     const revocation = await asUsageAsync(() =>
       revokeDevice(root, certificate.cert, { at: Date.now(), ...(values.reason === undefined ? {} : { reason: values.reason }) }),

@@ -1,4 +1,5 @@
 import type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
+import { revokedSinceLines } from './link.js';
 import { LINK_FLAGS, LINK_HELP, openClient, parse, printHelp, seconds, withTimeout, type Command } from './common.js';
 
 export const status: Command = {
@@ -8,9 +9,12 @@ export const status: Command = {
 
 Asks the relay for your party's view: the messages waiting for your party's delivery or
 acknowledgement, and the messages your party sent that the other side has not yet acknowledged,
-each with the time left or how long it is overdue (and its escalation level); then, for each pair
+one line per message with each rung still open (delivered, acknowledged), the time left or how
+long it is overdue (and its escalation level); then, for each pair
 of parties, the state of the link (up, down, or no test yet) and the last link test with its round
-trip. Times are the relay's. Operator and auditor devices.
+trip. Times are the relay's. Then what this device holds from devices revoked since: messages
+received and receipts for its messages, accepted while the certificate was valid (still valid,
+labelled "revoked since"). Operator and auditor devices.
 
 ${LINK_HELP}
   --json             print the relay's answer as one JSON object
@@ -22,8 +26,17 @@ ${LINK_HELP}
     const { client } = openClient('status', values, io, false);
     try {
       const st = await withTimeout(client.status(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
-      if (values.json) io.out(JSON.stringify(st));
-      else io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+      // The directory brings the revocations since the last fetch: what this device stored before
+      // them is labelled "revoked since" (README "Revoked devices and old messages").
+      await withTimeout(client.refreshDirectory(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
+      const revoked = await client.revokedLabels();
+      if (values.json) io.out(JSON.stringify({ ...st, revokedSince: revoked }));
+      else {
+        io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+        if (revoked.messages.length + revoked.receipts.length > 0) {
+          io.out(['', 'Stored here, from devices revoked since (still valid: accepted before the revocation):', ...revokedSinceLines(revoked).map((l) => `  ${l.text}`)].join('\n'));
+        }
+      }
       return 0;
     } finally {
       await client.stop();
@@ -42,20 +55,41 @@ export function duration(ms: number): string {
   return `${sec} s`;
 }
 
-function deadlineLine(d: StatusDeadline, peer: string): string {
-  const when = d.overdue ? `OVERDUE ${duration(d.remainingMs)}${d.level > 0 ? ` (level ${d.level})` : ''}` : `${duration(d.remainingMs)} left`;
-  return `  ${d.overdue ? '!' : ' '} ${d.precedence.padEnd(9)} ${d.messageId}  ${peer.padEnd(14)} ${d.rung.padEnd(12)} ${when}`;
+/**
+ * One line per message: the relay reports a deadline per rung (delivered, acknowledged), so a
+ * message waiting for both has two; they are shown together, and the message counted once.
+ */
+function messageLine(rungs: readonly StatusDeadline[], peer: string): string {
+  const d = rungs[0]!;
+  const overdue = rungs.some((r) => r.overdue);
+  const parts = rungs.map((r) => `${r.rung.padEnd(12)} ${r.overdue ? `OVERDUE ${duration(r.remainingMs)}${r.level > 0 ? ` (level ${r.level})` : ''}` : `${duration(r.remainingMs)} left`}`);
+  return `  ${overdue ? '!' : ' '} ${d.precedence.padEnd(9)} ${d.messageId}  ${peer.padEnd(14)} ${parts.join('; ')}`;
 }
+
+/** Deadlines grouped by message, in the relay's order (by due time) of each message's first rung. */
+function byMessage(deadlines: readonly StatusDeadline[]): StatusDeadline[][] {
+  const groups = new Map<string, StatusDeadline[]>();
+  for (const d of deadlines) {
+    const g = groups.get(d.messageId);
+    if (g) g.push(d);
+    else groups.set(d.messageId, [d]);
+  }
+  return [...groups.values()];
+}
+
+const messages = (n: number) => `${n} message${n === 1 ? '' : 's'}`;
 
 export function statusText(st: StatusResponse, parties: readonly string[]): string {
   const iso = (ms: number) => new Date(ms).toISOString();
   const lines = [`${st.party} — status at ${iso(st.now)} (relay time)`, ''];
-  lines.push(`Waiting for ${st.party} (${st.waiting.length}):`);
-  if (st.waiting.length === 0) lines.push('    nothing');
-  for (const d of st.waiting) lines.push(deadlineLine(d, `from ${d.from}`));
-  lines.push('', `Sent by ${st.party}, not yet delivered/acknowledged (${st.sent.length}):`);
-  if (st.sent.length === 0) lines.push('    nothing');
-  for (const d of st.sent) lines.push(deadlineLine(d, `to ${d.to}`));
+  const waiting = byMessage(st.waiting);
+  lines.push(`Waiting for ${st.party} (${messages(waiting.length)}):`);
+  if (waiting.length === 0) lines.push('    nothing');
+  for (const g of waiting) lines.push(messageLine(g, `from ${g[0]!.from}`));
+  const sent = byMessage(st.sent);
+  lines.push('', `Sent by ${st.party}, not yet delivered/acknowledged (${messages(sent.length)}):`);
+  if (sent.length === 0) lines.push('    nothing');
+  for (const g of sent) lines.push(messageLine(g, `to ${g[0]!.to}`));
   lines.push('', 'Link tests:');
   const others = parties.filter((p) => p !== st.party);
   for (const other of others) {

@@ -110,7 +110,7 @@ export class KeyStore {
     }
     const c = device.certificate.cert;
     if (options.roles && !options.roles.includes(c.role)) {
-      throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${c.party}/${c.device} is a ${c.role} key; this console needs ${options.roles.join(' or ')}`);
+      throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${c.party}/${c.device} is an ${c.role} key; this console needs ${options.roles.join(' or ')}`);
     }
     const salt = nacl.randomBytes(16);
     const key = await derivePassphraseKey(passphrase, salt, PBKDF2_ITERATIONS);

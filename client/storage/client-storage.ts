@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, ReceiptBody, ReceiptKind, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, ReceiptBody, ReceiptKind, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { Plaintext } from '../../shared/protocol/schemas.js';
 import { seqWindowFrom, type SeqWindow } from '../../shared/crypto/replay-window.js';
 
@@ -33,6 +33,19 @@ export interface OutboxReceipt {
 }
 
 /**
+ * This device's signed refusal of a message delivered to it that it could not accept (PROTOCOL.md
+ * "Refusals"), waiting for the server's `refusal-accepted`: the relay closes the message's
+ * deadlines once nobody who can answer it is left.
+ */
+export interface OutboxRefusal {
+  kind: 'refusal';
+  messageId: string;
+  /** The refused message's precedence, as its header said (for the order of the outbox). */
+  precedence: Precedence;
+  refusal: SignedRefusal;
+}
+
+/**
  * A message that could not be sealed as composed: the sender's approval of its recipients
  * (HotlineClientOptions.approveRecipients) held it, e.g. because the keys of a newly enrolled or
  * re-keyed peer device are not confirmed yet. Nothing was sealed and no seq used; it stays under
@@ -49,18 +62,20 @@ export interface OutboxHeld {
   heldAt: number;
 }
 
-export type OutboxItem = OutboxEnvelope | OutboxReceipt | OutboxHeld;
+export type OutboxItem = OutboxEnvelope | OutboxReceipt | OutboxRefusal | OutboxHeld;
 
 /**
  * The key of an outbox item in {@link ClientState.outbox}: one entry per message (`e:<id>`, kept
- * across a reseal) and per receipt (`r:<messageId>:<kind>`), so that storage writes and removes one
+ * across a reseal), per receipt (`r:<messageId>:<kind>`) and per refusal (`x:<messageId>`), so that storage writes and removes one
  * item without touching the others.
  *
  * @example
  * state.outbox[outboxKey(item)] = item;
  */
 export function outboxKey(item: OutboxItem): string {
-  return item.kind === 'receipt' ? `r:${item.messageId}:${item.receiptKind}` : `e:${item.id}`;
+  if (item.kind === 'receipt') return `r:${item.messageId}:${item.receiptKind}`;
+  if (item.kind === 'refusal') return `x:${item.messageId}`;
+  return `e:${item.id}`;
 }
 
 /** A message this device received, verified and decrypted; remembered to de-duplicate redeliveries. */
@@ -69,7 +84,14 @@ export interface InboxRecord {
   envelopeHash: string;
   receivedAt: number;
   acknowledgedAt?: number;
-  /** The signed time of the sender's revocation, when its certificate was revoked after the relay accepted this message. */
+  /** When the relay accepted it (its `acceptedAt`); absent in records stored before it was kept. */
+  acceptedAt?: number;
+  /**
+   * The signed time of the revocation of the sender's certificate (the one valid when the relay
+   * accepted this message): set at delivery, or later, when a directory fetch brings the revocation
+   * of a message already stored here. The message stays readable; it is shown as "sender revoked
+   * since <time>" (README "Revoked devices and old messages").
+   */
   senderRevokedAt?: number;
 }
 
@@ -79,6 +101,11 @@ export interface SentRecord {
   envelopeHash: string;
   acceptedAt?: number;
   receipts: ReceiptBody[];
+  /**
+   * Signers (`party/device`) of receipts here whose certificate has been revoked since they signed:
+   * the revocation's signed time. The receipts stay valid, shown as "signer revoked since <time>".
+   */
+  signersRevokedAt?: Record<string, number>;
 }
 
 /** The last directory fetched (public data), so that a message can be sealed while offline. */

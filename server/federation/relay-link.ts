@@ -7,7 +7,7 @@ import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, Envelope, RelayCertBody, RelaySecretFile, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
 import {
   decodeRelayFrame,
@@ -25,9 +25,12 @@ import type { LinkHub } from '../link-hub.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Store } from '../store/store.js';
 import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type Write, type WriteResult } from '../relay/records.js';
-import { envelopeAcceptedEntry, receiptAcceptedEntry } from '../relay/audit-entries.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry, receiptRelayedEntry } from '../relay/audit-entries.js';
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
+import type { AuditLog } from '../audit-log.js';
+import { PeerLogWitness, relayCosignerName, witnessCertsKey } from './witness.js';
+import { ForwardCursor } from './forward-cursor.js';
 
 /**
  * One relay-to-relay link: this relay (of party `local`) and the relay of party `peer`
@@ -66,6 +69,11 @@ export interface RelayLinkOptions {
   lifecycle: Lifecycle;
   clock: Clock;
   log: FastifyBaseLogger;
+  /**
+   * This relay's own log: its checkpoints go to the peer relay to be cosigned, and the peer's
+   * cosignatures are stored beside them. Without it this relay only witnesses the peer's log.
+   */
+  audit?: AuditLog;
   /** A ping every this often; the link is down after three intervals without a frame. Default 5 s. */
   heartbeatIntervalMs?: number;
   /** Redial backoff, doubled from min to max. Default 250 ms to 30 s. */
@@ -103,10 +111,21 @@ export class RelayLink {
   #since: number | undefined;
   #reason: string | undefined;
   readonly heartbeatMs: number;
+  /** This relay as a witness of the peer relay's log. */
+  readonly witness: PeerLogWitness;
 
   constructor(readonly o: RelayLinkOptions) {
     this.local = o.identity.certificate.cert.party;
     this.peer = o.peer;
+    this.witness = new PeerLogWitness({
+      agreement: o.agreement,
+      identity: o.identity,
+      peer: o.peer,
+      store: o.store,
+      clock: o.clock,
+      log: o.log,
+      alarm: (reason) => this.emit({ type: 'audit.alarm', party: this.local, reason: reason.slice(0, 500), at: o.clock.now() }),
+    });
     this.heartbeatMs = o.heartbeatIntervalMs ?? 5_000;
     this.#backoffMs = o.backoff?.minMs ?? 250;
   }
@@ -146,7 +165,10 @@ export class RelayLink {
     if (this.#graceTimer !== undefined) this.o.clock.clearTimeout(this.#graceTimer);
     this.#dialTimer = this.#graceTimer = undefined;
     this.#dialWs?.terminate();
-    await Promise.all([...this.#sessions].map((s) => s.close(1001, 'relay stopping')));
+    const sessions = [...this.#sessions];
+    await Promise.all(sessions.map((s) => s.close(1001, 'relay stopping')));
+    // Where forwarding got to, before the store closes (the next start pages on from there).
+    await Promise.all(sessions.map((s) => s.saved));
   }
 
   /** A connection the peer opened to us (already upgraded, subprotocol selected). */
@@ -168,9 +190,30 @@ export class RelayLink {
     for (const s of this.#sessions) s.checkRevoked(rev);
   }
 
-  /** Our party's directory changed: send it to the peer now (a link that comes up later sends it then). */
-  directoryChanged(): void {
-    this.#active?.sendDirectory();
+  /** The peer relay's certificates whose cosignatures this relay stored (for the audit export). */
+  async witnessCertificates(): Promise<RelayCertificate[]> {
+    const text = await this.o.store.getMeta(witnessCertsKey(this.peer));
+    return text === undefined ? [] : (JSON.parse(text) as RelayCertificate[]);
+  }
+
+  /** Remember the certificate of a peer relay that cosigned (once per certificate). */
+  async recordWitness(certificate: RelayCertificate): Promise<void> {
+    const known = await this.witnessCertificates();
+    if (known.some((c) => c.signature === certificate.signature)) return;
+    await this.o.store.setMeta(witnessCertsKey(this.peer), JSON.stringify([...known, certificate]));
+  }
+
+  /** This relay signed a new checkpoint of its log: offer it to the peer relay to cosign. */
+  checkpointSigned(): void {
+    this.#active?.offerCheckpoint();
+  }
+
+  /**
+   * Our party's directory changed: send the change to the peer now (a link that comes up later
+   * sends the whole directory then, which includes it).
+   */
+  directoryChanged(change: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+    this.#active?.sendDirectory(change);
   }
 
   // ----- dialling -----
@@ -302,12 +345,14 @@ interface InFlight {
   kind: 'envelope' | 'receipt';
   hash?: string;
   precedence?: Envelope['header']['precedence'];
+  receipt?: SignedReceipt;
 }
 
 /** One WebSocket to the peer relay, from the handshake to its close. */
 class Session {
   readonly #challenge = toBase64(randomBytes(32));
   #peerCert: RelayCertBody | undefined;
+  #peerCertificate: RelayCertificate | undefined;
   #peerChallenge: string | undefined;
   #sentAuth = false;
   authenticated = false;
@@ -322,10 +367,17 @@ class Session {
   #heartbeat: ReturnType<Clock['setTimeout']> | undefined;
   #inbound: Promise<void> = Promise.resolve();
   readonly #inFlight = new Map<string, InFlight>();
-  #envAfter = 0;
-  #rcpAfter = 0;
+  /** Settles when the forward positions are stored after the close. */
+  saved: Promise<void> = Promise.resolve();
+  /** Where forwarding starts and how far the peer has confirmed, per kind (stored between connections). */
+  readonly #envCursor: ForwardCursor;
+  readonly #rcpCursor: ForwardCursor;
   #pumping = false;
   #again = false;
+  /** The size of our checkpoint the peer relay last cosigned, as it told us (undefined: not yet told). */
+  #peerCosigned: number | undefined;
+  /** The checkpoint offered and not yet answered (size and proof start), so it is not offered twice. */
+  #offered: { size: number; from: number } | undefined;
 
   constructor(
     readonly link: RelayLink,
@@ -333,6 +385,8 @@ class Session {
     readonly direction: 'inbound' | 'outbound',
   ) {
     this.#lastHeard = link.o.clock.now();
+    this.#envCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'envelope'), link.o.clock);
+    this.#rcpCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'receipt'), link.o.clock);
   }
 
   get #o(): RelayLinkOptions {
@@ -353,6 +407,12 @@ class Session {
     this.ws.once('close', () => {
       for (const t of this.#timers) o.clock.clearTimeout(t);
       if (this.#heartbeat !== undefined) o.clock.clearTimeout(this.#heartbeat);
+      if (this.authenticated) {
+        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true)]).then(
+          () => undefined,
+          (err: unknown) => o.log.warn({ err: { message: (err as Error).message } }, 'could not store the relay forward position'),
+        );
+      }
     });
     this.#timers.push(
       o.clock.setTimeout(() => {
@@ -392,12 +452,18 @@ class Session {
     void this.close(error.wsCloseCode, error.code);
   }
 
-  sendDirectory(): void {
+  /**
+   * Our party's directory: all of it (after the handshake), or only what changed. The receiver
+   * adds what it gets and never drops what a frame leaves out, so a delta and the whole directory
+   * are the same frame; a delta lost with a dying connection is in the whole one the next sends.
+   */
+  sendDirectory(change?: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+    if (!this.authenticated) return;
     const o = this.#o;
     const now = o.clock.now();
     const local = this.link.local;
-    const certificates = o.directory.validCertificates(now).filter((c) => c.cert.party === local);
-    const revocations = o.directory.allRevocations().filter((r) => r.revocation.party === local);
+    const certificates = change ? change.certificates : o.directory.validCertificates(now).filter((c) => c.cert.party === local);
+    const revocations = change ? change.revocations : o.directory.allRevocations().filter((r) => r.revocation.party === local);
     this.#send({ t: 'relay-directory', certificates, revocations });
   }
 
@@ -426,6 +492,12 @@ class Session {
   async #handle(frame: RelayFrame): Promise<void> {
     const o = this.#o;
     if (frame.t === 'relay-error') {
+      if (frame.ref?.startsWith('checkpoint/')) {
+        // The peer relay, as witness, refused our checkpoint: our log (or its view of it) is in question.
+        o.log.error({ code: frame.code, ref: frame.ref, peer: this.link.peer }, 'the peer relay refused to cosign our checkpoint');
+        this.#offered = undefined;
+        return;
+      }
       o.log.warn({ code: frame.code, ref: frame.ref, peer: this.link.peer }, 'peer relay refused a frame');
       if (frame.ref) this.#inFlight.delete(frame.ref);
       return;
@@ -450,6 +522,14 @@ class Session {
         return this.#onStored(frame.id, frame.envelopeHash, frame.at);
       case 'relay-receipt-stored':
         return this.#onReceiptStored(`${frame.messageId}/${frame.kind}/${frame.by.party}/${frame.by.device}`, frame.at);
+      case 'relay-witness-state':
+        this.#peerCosigned = frame.size;
+        this.#offered = undefined;
+        return this.#offer();
+      case 'relay-checkpoint':
+        return this.#onCheckpoint(frame);
+      case 'relay-cosignature':
+        return this.#onCosignature(frame.size, frame.note);
     }
   }
 
@@ -466,6 +546,7 @@ class Session {
         throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `this link is to the relay of ${this.link.peer}; the certificate is of ${claimed}`);
       }
       this.#peerCert = await verifyRelayCertificate(o.agreement, frame.certificate, { now, isRevoked: o.directory.isRevoked });
+      this.#peerCertificate = frame.certificate;
       this.#peerChallenge = frame.challenge;
       const me = o.identity.certificate.cert;
       const statement: RelayAuthStatement = {
@@ -505,6 +586,8 @@ class Session {
       this.#armHeartbeat();
       this.sendDirectory();
       this.pump();
+      // Witnessing: tell the peer which of its checkpoints we last cosigned; it answers with its newest.
+      this.#send({ t: 'relay-witness-state', size: (await this.link.witness.state()).size });
       return;
     }
     throw new HotlineError('HL_ERR_AUTH_CHALLENGE_INVALID', `${frame.t} before the handshake is done`);
@@ -581,7 +664,7 @@ class Session {
     // The sender's certificate as it was when its own relay accepted the envelope (not later
     // than now): a revocation since then does not unsend what was accepted.
     const cert = o.directory.current(h.from.party, h.from.device, Math.min(homeAcceptedAt, now));
-    if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device and may not send`);
+    if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
     const { hash } = await verifyCheckedEnvelope(env, cert);
     const write: EnvelopeWrite = {
       kind: 'envelope',
@@ -644,14 +727,64 @@ class Session {
     );
     o.hub.push(delivered);
     this.#inFlight.delete(id);
+    this.#envCursor.confirmed(id);
     this.pump();
   }
 
   async #onReceiptStored(ref: string, at: number): Promise<void> {
-    if (!this.#inFlight.has(ref)) return;
-    await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }]);
+    const sent = this.#inFlight.get(ref);
+    if (!sent || sent.kind !== 'receipt') return;
+    // The log says what went over, as `message.relayed` does for an envelope (with the first confirmation only).
+    const audit = [receiptRelayedEntry(sent.receipt!, this.link.local, this.link.peer, at)];
+    await this.#o.store.markRelayed([{ kind: 'receipt', ref, peer: this.link.peer, at }], { kind: 'events', acceptedAt: this.#o.clock.now(), audit });
     this.#inFlight.delete(ref);
+    this.#rcpCursor.confirmed(ref);
     this.pump();
+  }
+
+  // ----- witnessing -----
+
+  /** Offer our newest checkpoint to the peer relay to cosign (after it said what it cosigned last). */
+  offerCheckpoint(): void {
+    if (!this.authenticated) return;
+    void this.#offer().catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'could not offer a checkpoint to the peer relay'));
+  }
+
+  async #offer(): Promise<void> {
+    const o = this.#o;
+    const from = this.#peerCosigned;
+    if (!o.audit || from === undefined || this.ws.readyState !== WebSocket.OPEN) return;
+    const latest = await o.store.getCheckpoint();
+    if (!latest || latest.size === from) return;
+    if (latest.size < from) {
+      o.log.error({ peer: this.link.peer, cosigned: from, latest: latest.size }, 'the peer relay cosigned a larger checkpoint of our log than our newest: this log was rolled back');
+      return;
+    }
+    if (this.#offered && this.#offered.size === latest.size && this.#offered.from === from) return;
+    const proof = from > 0 ? (await (await o.audit.tree()).consistencyProof(from, latest.size)).map(toBase64) : [];
+    this.#offered = { size: latest.size, from };
+    this.#send({ t: 'relay-checkpoint', size: latest.size, note: latest.note, from, proof });
+  }
+
+  async #onCheckpoint(frame: Extract<RelayFrame, { t: 'relay-checkpoint' }>): Promise<void> {
+    const answer = await this.link.witness.check(frame);
+    if (answer.kind === 'need-proof') this.#send({ t: 'relay-witness-state', size: answer.size });
+    else {
+      this.#send({ t: 'relay-cosignature', size: answer.size, note: answer.note });
+      this.#o.log.info({ peer: this.link.peer, size: answer.size }, 'peer relay checkpoint cosigned');
+    }
+  }
+
+  async #onCosignature(size: number, note: string): Promise<void> {
+    const o = this.#o;
+    const peer = this.#peerCert!;
+    if (!o.audit) throw new HotlineError('HL_ERR_NOT_FOUND', 'this relay signs no checkpoints');
+    await o.audit.addCosignature({ party: peer.party, device: peer.relay, signKey: peer.signKey }, size, note);
+    await this.link.recordWitness(this.#peerCertificate!);
+    o.log.info({ peer: peer.party, size, cosigner: relayCosignerName(peer) }, 'checkpoint cosigned by the peer relay');
+    if (this.#peerCosigned === undefined || size > this.#peerCosigned) this.#peerCosigned = size;
+    this.#offered = undefined;
+    await this.#offer();
   }
 
   // ----- forwarding -----
@@ -678,29 +811,32 @@ class Session {
   async #pumpLoop(): Promise<void> {
     const o = this.#o;
     const { local, peer } = this.link;
+    // Pages start from the stored floor (not from the beginning of history) on a new connection.
+    await Promise.all([this.#envCursor.load(), this.#rcpCursor.load()]);
     let more = true;
     while (more && this.ws.readyState === WebSocket.OPEN) {
-      if (this.#inFlight.size >= WINDOW) return;
-      const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envAfter, limit: PAGE });
+      if (this.#inFlight.size >= WINDOW) break;
+      const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envCursor.after, limit: PAGE });
       for (const row of envs) {
-        this.#envAfter = row.pos;
         const env = JSON.parse(row.json) as Envelope;
+        this.#envCursor.read(row.pos, env.header.id);
         if (this.#inFlight.has(env.header.id)) continue;
         this.#inFlight.set(env.header.id, { kind: 'envelope', hash: envelopeHash(env.header), precedence: env.header.precedence });
         this.#send({ t: 'relay-envelope', envelope: env, acceptedAt: row.acceptedAt });
       }
-      const rcps = await o.store.relayOutgoing({ kind: 'receipt', local, peer, after: this.#rcpAfter, limit: PAGE });
+      const rcps = await o.store.relayOutgoing({ kind: 'receipt', local, peer, after: this.#rcpCursor.after, limit: PAGE });
       for (const row of rcps) {
-        this.#rcpAfter = row.pos;
         const r = JSON.parse(row.json) as SignedReceipt;
         const b = r.receipt;
         const ref = `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}`;
+        this.#rcpCursor.read(row.pos, ref);
         if (this.#inFlight.has(ref)) continue;
-        this.#inFlight.set(ref, { kind: 'receipt' });
+        this.#inFlight.set(ref, { kind: 'receipt', receipt: r });
         this.#send({ t: 'relay-receipt', receipt: r, acceptedAt: row.acceptedAt });
       }
       more = envs.length === PAGE || rcps.length === PAGE;
     }
+    await Promise.all([this.#envCursor.save(), this.#rcpCursor.save()]);
   }
 }
 
@@ -720,6 +856,7 @@ function refOf(frame: RelayFrame): { ref?: string } {
     const b = frame.receipt.receipt;
     return { ref: `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}` };
   }
+  if (frame.t === 'relay-checkpoint' || frame.t === 'relay-cosignature') return { ref: `checkpoint/${frame.size}` };
   return {};
 }
 

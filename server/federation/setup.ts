@@ -41,9 +41,15 @@ export class RelayWriteQueue extends WriteQueue {
   }
 }
 
+/** A change of a party's directory, as sent to the peer relays (a delta: PROTOCOL.md "relay-directory"). */
+export interface DirectoryChange {
+  certificates: DeviceCertificate[];
+  revocations: Revocation[];
+}
+
 /** The directory of a party's relay: an enrolment or revocation of its own party goes to the peers at once. */
 export class RelayDirectory extends Directory {
-  onLocalChange: () => void = () => {};
+  onLocalChange: (change: DirectoryChange) => void = () => {};
 
   constructor(
     agreement: ConstructorParameters<typeof Directory>[0],
@@ -55,7 +61,7 @@ export class RelayDirectory extends Directory {
 
   override async enrol(value: unknown, now: number): Promise<DeviceCertificate> {
     const c = await super.enrol(value, now);
-    if (c.cert.party === this.local) this.onLocalChange();
+    if (c.cert.party === this.local) this.onLocalChange({ certificates: [c], revocations: [] });
     return c;
   }
 
@@ -65,7 +71,7 @@ export class RelayDirectory extends Directory {
   override async revoke(value: unknown, now: number): Promise<Revocation> {
     const r = await super.revoke(value, now);
     this.onRevoked(r.revocation);
-    if (r.revocation.party === this.local) this.onLocalChange();
+    if (r.revocation.party === this.local) this.onLocalChange({ certificates: [], revocations: [r] });
     return r;
   }
 }

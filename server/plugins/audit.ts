@@ -5,7 +5,7 @@ import { toBase64 } from '../../shared/encoding/base64.js';
 import { parseJson, assertSchema } from '../../shared/protocol/validate.js';
 import { AUDIT_EXPORT_TYPE, type AuditExport } from '../../shared/audit/log-verify.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
-import type { Role } from '../../shared/protocol/schemas.js';
+import type { RelayCertificate, Role } from '../../shared/protocol/schemas.js';
 import type { AuditLog } from '../audit-log.js';
 import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { LinkHub } from '../link-hub.js';
@@ -25,6 +25,8 @@ export interface AuditPluginOptions {
   /** Alarms reach the connected consoles at once. */
   hub: Pick<LinkHub, 'push'>;
   agreementHash: string;
+  /** Two relays: the certificates of the peer relays that cosigned this log's checkpoints (for the export). */
+  witnesses?: () => Promise<RelayCertificate[]>;
 }
 
 /** Audit alarms one device may report per hour (each is a log entry and a console event). */
@@ -73,7 +75,7 @@ function intParam(query: unknown, name: string, fallback?: number): number {
  * checkpoints (tree heads and signatures, no entry), consistency proofs, posting a cosignature
  * and reporting an alarm. Archive devices get nothing. Every route needs a token.
  */
-export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, { auth, store, audit, deadlines, writes, hub, agreementHash }) => {
+export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, { auth, store, audit, deadlines, writes, hub, agreementHash, witnesses }) => {
   const { directory, clock } = auth;
   const alarmLimiter = new RateLimiter({ limit: ALARMS_PER_HOUR, windowMs: 3_600_000, maxKeys: 10_000 });
   const authenticated = { preHandler: requireDevice(auth) };
@@ -183,6 +185,7 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
       const stored = await store.getEnvelope(id);
       if (stored) ciphertexts[id] = stored.envelope.ciphertext;
     }
+    const relays = witnesses ? await witnesses() : [];
     request.log.info({ entries: entries.length, checkpoints: checkpoints.length }, 'audit export');
     return {
       type: AUDIT_EXPORT_TYPE,
@@ -194,6 +197,7 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
       certificates: await store.listDevices(),
       revocations: await store.listRevocations(),
       ciphertexts,
+      ...(relays.length > 0 ? { relays } : {}),
     };
   });
 };

@@ -14,7 +14,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { LinkHub, LiveLink } from '../link-hub.js';
 import type { RateLimits } from '../rate-limits.js';
 import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
-import { admitEnvelope, admitReceipt } from '../relay/admit.js';
+import { admitEnvelope, admitReceipt, admitRefusal } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { Store } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
@@ -59,7 +59,7 @@ export interface LinkPluginOptions {
   limits: RateLimits;
   lifecycle: Lifecycle;
   /** Deadlines and link tests opened and closed by what the devices send. */
-  deadlines: Pick<DeadlineScheduler, 'prepareEnvelope' | 'afterEnvelope' | 'prepareReceipt' | 'afterReceipt'>;
+  deadlines: Pick<DeadlineScheduler, 'prepareEnvelope' | 'afterEnvelope' | 'prepareReceipt' | 'afterReceipt' | 'prepareRefusal' | 'afterRefusal'>;
   /** Where each connection is registered, so that others can push to it or end it. */
   hub: LinkHub;
   /** Interval of WebSocket pings; a connection that has not answered the previous ping is ended. */
@@ -90,14 +90,38 @@ interface Connection {
   alive: boolean;
   closing: boolean;
   heartbeat?: TimerHandle;
-  /** Frames received, handled one after another (a device's seq order reaches the write queue intact). */
-  inbound: { data: RawData; isBinary: boolean }[];
+  /**
+   * Frames received and decoded, not yet handled, in two lanes each handled in arrival order:
+   * `urgent` (FLASH envelopes, and receipts of a FLASH this connection was handed) goes before
+   * `inbound` (everything else), so that a FLASH does not wait behind the ROUTINE frames a busy
+   * device has queued (issue 9: precedence first). PROTOCOL.md "Delivery order" allows it: a
+   * higher rank may overtake a lower one, and within a rank acceptance order is arrival order.
+   */
+  inbound: Inbound[];
+  urgent: Inbound[];
+  /** Ids of the FLASH envelopes handed to this device (bounded): their receipts are urgent. */
+  flashHanded: Set<string>;
   /** The inbound queue is being worked through. */
   handling: boolean;
 }
 
 
 const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A frame received: decoded, or the refusal its decoding gave. */
+type Inbound = { frame: ClientFrame } | { error: unknown };
+
+/** FLASH ids remembered per connection for the urgent lane (the oldest forgotten first). */
+const FLASH_HANDED_MAX = 1024;
+
+/** Whether a decoded frame goes in the urgent lane. */
+function isUrgentFrame(conn: Connection, item: Inbound): boolean {
+  if (!('frame' in item)) return false;
+  const f = item.frame;
+  if (f.t === 'envelope') return f.envelope.header.precedence === 'FLASH';
+  if (f.t === 'receipt') return conn.flashHanded.has(f.receipt.receipt.messageId);
+  return false;
+}
 
 /** The bytes of a ws message, however ws delivered them. */
 function rawBytes(data: RawData): Uint8Array {
@@ -221,6 +245,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   function drive(conn: Connection, event: DeliveryEvent): void {
     for (const e of stepDelivery(conn.delivery, event)) {
       if (e.type === 'send') {
+        if (e.item.kind === 'envelope' && e.item.rank === 0) rememberFlash(conn, e.item);
         conn.ws.send(itemFrame(e.item), () => {
           // Flow control: a turn that stopped at the high-water mark resumes once data is written,
           // in a turn of its own. (A write the kernel took at once calls back on process.nextTick:
@@ -249,6 +274,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         });
       }
     }
+  }
+
+  /** A FLASH envelope handed to the device: its receipts will take the urgent lane. */
+  function rememberFlash(conn: Connection, item: MailboxItem): void {
+    const id = (JSON.parse(item.json) as { header?: { id?: unknown } }).header?.id;
+    if (typeof id !== 'string') return;
+    conn.flashHanded.add(id);
+    if (conn.flashHanded.size > FLASH_HANDED_MAX) conn.flashHanded.delete(conn.flashHanded.values().next().value!);
   }
 
   const highWater = options.slowConsumerBytes / 4;
@@ -323,6 +356,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       alive: true,
       closing: false,
       inbound: [],
+      urgent: [],
+      flashHanded: new Set(),
       handling: false,
     };
     // Handlers first, synchronously, so that no frame arrives unheard.
@@ -365,6 +400,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   async function startDelivery(conn: Connection): Promise<void> {
     // The connection is in the hub already: whatever is committed from here on is pushed live, and
     // everything up to the snapshot is read from the mailbox.
+    // Acks wait in the write queue for a commit to ride with; this device's earlier links' acks
+    // must be in the store before its acknowledged cursor and its backlog are read.
+    await writes.flushAcks();
     const snapshot = await store.maxCursor();
     const lastCursor = await store.ackedCursor(conn.key);
     const lastSeq = await store.lastSeq(conn.key);
@@ -383,9 +421,17 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     if (conn.closing) return;
     // Frames of one socket read are queued, not run as one microtask chain: they are handled in
     // bounded turns (handleInbound), and past INBOUND_PAUSE the socket stops being read.
-    conn.inbound.push({ data, isBinary });
+    // Decoded on arrival (once: the frame is kept), so that its lane is known.
+    let item: Inbound;
+    try {
+      if (isBinary) throw new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'frames are JSON text, not binary');
+      item = { frame: decodeClientFrame(rawBytes(data)) };
+    } catch (error) {
+      item = { error };
+    }
+    (isUrgentFrame(conn, item) ? conn.urgent : conn.inbound).push(item);
     inboundWaiting++;
-    if (conn.inbound.length >= INBOUND_PAUSE) conn.ws.pause();
+    if (conn.inbound.length + conn.urgent.length >= INBOUND_PAUSE) conn.ws.pause();
     if (!conn.handling) {
       conn.handling = true;
       void lifecycle.track(handleInbound(conn));
@@ -395,28 +441,26 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   async function handleInbound(conn: Connection): Promise<void> {
     let started = performance.now();
     let n = 0;
-    while (conn.inbound.length > 0) {
+    while (conn.inbound.length + conn.urgent.length > 0) {
       if (++n > TURN_ITEMS || performance.now() - started > TURN_MS) {
         await yieldTurn();
         started = performance.now();
         n = 0;
       }
-      const { data, isBinary } = conn.inbound.shift()!;
+      // Looked at after each yield: a FLASH that came meanwhile is next.
+      const item = (conn.urgent.length > 0 ? conn.urgent : conn.inbound).shift()!;
       inboundWaiting--;
-      if (conn.inbound.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
+      if (conn.inbound.length + conn.urgent.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
       if (conn.closing) break;
-      let frame: ClientFrame;
-      try {
-        if (isBinary) throw new HotlineError('HL_ERR_INPUT_MALFORMED_JSON', 'frames are JSON text, not binary');
-        frame = decodeClientFrame(rawBytes(data));
-      } catch (error) {
-        refuse(conn, error, refOf(error));
+      if ('error' in item) {
+        refuse(conn, item.error, refOf(item.error));
         continue;
       }
-      await handleFrame(conn, frame);
+      await handleFrame(conn, item.frame);
     }
-    inboundWaiting -= conn.inbound.length;
+    inboundWaiting -= conn.inbound.length + conn.urgent.length;
     conn.inbound = [];
+    conn.urgent = [];
     conn.handling = false;
   }
 
@@ -437,7 +481,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   }
 
   async function handleFrame(conn: Connection, frame: ClientFrame): Promise<void> {
-    const ref = frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : undefined;
+    const ref =
+      frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : frame.t === 'refusal' ? frame.refusal.refusal.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
@@ -464,6 +509,17 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           const r = write.receipt.receipt;
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
+          fanOut(result);
+        });
+      } else if (frame.t === 'refusal') {
+        const stored = await store.getMessage(frame.refusal.refusal.messageId);
+        const write = await admitRefusal(frame.refusal, stored, actx);
+        await deadlines.prepareRefusal(write);
+        void lifecycle.track(writes.enqueue(write)).then((result) => {
+          deadlines.afterRefusal(write, result);
+          if (!result.ok) return refuse(conn, result.error, ref);
+          send(conn, { t: 'refusal-accepted', messageId: write.refusal.refusal.messageId, at: result.acceptedAt }, true);
+          conn.log.info({ ref, code: write.refusal.refusal.code, status: result.status }, 'refusal accepted');
           fanOut(result);
         });
       } else {

@@ -1,11 +1,12 @@
 import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, DeviceCertBody, Envelope, SignedReceipt } from '../../shared/protocol/schemas.js';
+import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
+import type { Agreement, DeviceCertBody, Envelope, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
-import type { EnvelopeWrite, ReceiptWrite, StoredMessage } from './records.js';
+import type { EnvelopeWrite, ReceiptWrite, RefusalWrite, StoredMessage } from './records.js';
 import { PRECEDENCE_RANK } from './delivery.js';
-import { envelopeAcceptedEntry, receiptAcceptedEntry } from './audit-entries.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry, refusalAcceptedEntry } from './audit-entries.js';
 
 /** Who an envelope is wrapped for (PROTOCOL.md "Recipients"): auditors never get copies. */
 const RECIPIENT_ROLES: readonly DeviceCertBody['role'][] = ['operator', 'archive'];
@@ -45,7 +46,7 @@ function senderCertificate(ctx: AdmitContext): DeviceCertBody {
   // The certificate is checked again at each frame: it may have expired or been revoked since login.
   const cert = ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
   if (cert.role !== 'operator') {
-    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device and may not send`);
+    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
   }
   return cert;
 }
@@ -107,4 +108,25 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
     mailboxes: receiptMailboxes(ctx.directory.validBodies(ctx.now, [header.from.party, header.to], ['operator']), header, body),
     audit: receiptAcceptedEntry(r, ctx.now),
   };
+}
+
+/**
+ * Every check a refusal passes before it is written (PROTOCOL.md "Refusals"): the connection's
+ * device, with a certificate valid now, is a device the stored envelope was wrapped for (an
+ * operator or an archive: the roles that receive), and signed it over the stored hash. Whether it
+ * closes deadlines is the scheduler's decision; a conflicting refusal is refused by the store.
+ */
+export async function admitRefusal(r: SignedRefusal, message: StoredMessage | undefined, ctx: AdmitContext): Promise<RefusalWrite> {
+  const body = r.refusal;
+  // Checked again at each frame: it may have expired or been revoked since login.
+  const cert = ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
+  if (!RECIPIENT_ROLES.includes(cert.role)) {
+    throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device: it receives no messages to refuse`);
+  }
+  if (body.by.party !== cert.party || body.by.device !== cert.device) {
+    throw new HotlineError('HL_ERR_REFUSAL_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the refusal names another device`);
+  }
+  if (!message) throw new HotlineError('HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
+  await verifyCheckedRefusal(r, cert, message);
+  return { kind: 'refusal', refusal: r, acceptedAt: ctx.now, audit: refusalAcceptedEntry(r, ctx.now) };
 }

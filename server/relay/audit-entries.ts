@@ -1,5 +1,6 @@
-import type { DeviceCertificate, Envelope, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { AuditEntry } from './records.js';
+import { receiptHash } from '../../shared/audit/reconcile.js';
 
 /**
  * The content of the audit entries of what the server accepts (DESIGN.md "Audit log"): decided
@@ -15,6 +16,20 @@ export function envelopeAcceptedEntry(envelope: Envelope, envelopeHash: string, 
 /** An accepted receipt: the signed receipt as it is. */
 export function receiptAcceptedEntry(receipt: SignedReceipt, acceptedAt: number): AuditEntry {
   return { type: 'receipt.accepted', at: acceptedAt, receipt };
+}
+
+/** An accepted refusal: the signed refusal as it is (its code names why; never message text). */
+export function refusalAcceptedEntry(refusal: SignedRefusal, acceptedAt: number): AuditEntry {
+  return { type: 'refusal.accepted', at: acceptedAt, refusal };
+}
+
+/**
+ * A receipt this relay forwarded was stored by the peer relay (two relays): what `hotline audit
+ * verify` reconciles against the peer's log, as `message.relayed` for an envelope.
+ */
+export function receiptRelayedEntry(receipt: SignedReceipt, from: string, to: string, at: number): AuditEntry {
+  const b = receipt.receipt;
+  return { type: 'receipt.relayed', at, messageId: b.messageId, kind: b.kind, by: b.by, receiptHash: receiptHash(receipt), from, to };
 }
 
 /** A certificate enrolled (it chains to the agreement, which is what an auditor checks). */

@@ -1,4 +1,4 @@
-import type { Envelope, EnvelopeHeader, Precedence, SignedReceipt } from '../../shared/protocol/schemas.js';
+import type { Envelope, EnvelopeHeader, Precedence, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, Rung } from '../../shared/protocol/frames.js';
 
 /**
@@ -80,6 +80,30 @@ export interface ReceiptWrite {
 }
 
 /**
+ * A verified refusal (PROTOCOL.md "Refusals"): stored once per (message, device), audited, with the
+ * deadline closures it decides. Nothing goes to a mailbox: the `deadline.closed` events tell the
+ * parties. A different refusal from the same device for the same message, or one from a device
+ * that has already sent a receipt for it, is refused (`HL_ERR_REFUSAL_CONFLICT`) by the store.
+ */
+export interface RefusalWrite {
+  kind: 'refusal';
+  refusal: SignedRefusal;
+  acceptedAt: number;
+  /** Its audit entry, appended only if it is new. */
+  audit: AuditEntry;
+  /** Deadlines it closes and the events that follow, written only if it is new. */
+  effects?: SideEffects;
+}
+
+/** A stored refusal, as the relay reads them to judge whether anyone can still answer a message. */
+export interface StoredRefusal {
+  party: string;
+  device: string;
+  code: string;
+  acceptedAt: number;
+}
+
+/**
  * A deadline, link or audit event: stored, put in each listed mailbox, and appended (as is: it is
  * its own audit entry) to the audit log.
  */
@@ -151,6 +175,8 @@ export interface SideEffects {
   /** Tests in flight; `done` ones are closed. */
   linkTests?: { test: PendingTest; done: boolean }[];
   events?: EventWrite[];
+  /** Audit entries of their own (no event, no mailbox): a receipt's `receipt.relayed`. */
+  audit?: AuditEntry[];
 }
 
 /** Side effects on their own: a deadline firing, a link test timing out. */
@@ -173,7 +199,7 @@ export interface AckWrite {
   acceptedAt: number;
 }
 
-export type Write = EnvelopeWrite | ReceiptWrite | EventsWrite | AckWrite;
+export type Write = EnvelopeWrite | ReceiptWrite | RefusalWrite | EventsWrite | AckWrite;
 
 /**
  * The outcome of one write. `duplicate`: the same envelope (same id and hash) or the same receipt

@@ -16,6 +16,8 @@ import {
   type MailboxPosition,
   type PendingTest,
   type ReceiptWrite,
+  type RefusalWrite,
+  type StoredRefusal,
   type SideEffects,
   type StoredMessage,
   type Write,
@@ -94,6 +96,15 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE TABLE relay_sent (
     kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt')), ref TEXT NOT NULL, peer TEXT NOT NULL, at BIGINT NOT NULL,
     PRIMARY KEY (kind, ref, peer)
+  );
+  `,
+  // 2: refusals, a device's signed statement that it could not accept a message delivered to it
+  // (PROTOCOL.md "Refusals"). One per (message, device); they close deadlines, not mailboxes.
+  `
+  CREATE TABLE refusals (
+    message_id TEXT NOT NULL, by_party TEXT NOT NULL, by_device TEXT NOT NULL, code TEXT NOT NULL,
+    refusal TEXT NOT NULL, accepted_at BIGINT NOT NULL,
+    PRIMARY KEY (message_id, by_party, by_device)
   );
   `,
 ];
@@ -385,6 +396,7 @@ export class PgStore implements Store {
       mailboxes.forEach((device, k) => delivered.push({ device, item: { cursor: cursors[k]!, rank, kind: 'event', json, acceptedAt: event.at } }));
       await audit.append(event as AuditEntry);
     }
+    for (const entry of side.audit ?? []) await audit.append(entry);
     return delivered;
   }
 
@@ -552,6 +564,46 @@ export class PgStore implements Store {
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
+  private async writeRefusal(c: pg.PoolClient, w: RefusalWrite, audit: AuditAppender): Promise<WriteResult> {
+    const r = w.refusal.refusal;
+    const json = JSON.stringify(w.refusal);
+    const existing = (
+      await c.query<{ refusal: string; accepted_at: number }>('SELECT refusal, accepted_at FROM refusals WHERE message_id = $1 AND by_party = $2 AND by_device = $3', [
+        r.messageId,
+        r.by.party,
+        r.by.device,
+      ])
+    ).rows[0];
+    if (existing) {
+      // As the SQLite adapter: the same refusal again is answered again; another one is a conflict.
+      if (existing.refusal === json) return { ok: true, status: 'duplicate', acceptedAt: Number(existing.accepted_at) };
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already refused ${r.messageId} with another refusal`);
+    }
+    const signed = await c.query('SELECT 1 FROM receipts WHERE message_id = $1 AND by_party = $2 AND by_device = $3 LIMIT 1', [r.messageId, r.by.party, r.by.device]);
+    if ((signed.rowCount ?? 0) > 0) {
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already signed a receipt for ${r.messageId}: it cannot refuse it now`);
+    }
+    await c.query('INSERT INTO refusals (message_id, by_party, by_device, code, refusal, accepted_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+      r.messageId,
+      r.by.party,
+      r.by.device,
+      r.code,
+      json,
+      w.acceptedAt,
+    ]);
+    await audit.append(w.audit);
+    const followers = await this.applySideEffects(c, w.effects, audit);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: followers };
+  }
+
+  async refusalsOf(messageId: string): Promise<StoredRefusal[]> {
+    const { rows } = await this.pool.query<{ by_party: string; by_device: string; code: string; accepted_at: number }>(
+      'SELECT by_party, by_device, code, accepted_at FROM refusals WHERE message_id = $1 ORDER BY accepted_at, by_party, by_device',
+      [messageId],
+    );
+    return rows.map((r) => ({ party: r.by_party, device: r.by_device, code: r.code, acceptedAt: Number(r.accepted_at) }));
+  }
+
   async commit(writes: readonly Write[]): Promise<WriteResult[]> {
     // As the SQLite adapter: one transaction (one WAL flush) for the batch; each write checks
     // everything that could refuse it before its first statement, so a refused write has touched
@@ -587,7 +639,9 @@ export class PgStore implements Store {
             ? await this.writeEnvelope(c, w, audit)
             : w.kind === 'receipt'
               ? await this.writeReceipt(c, w, audit)
-              : { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: await this.applySideEffects(c, w, audit) },
+              : w.kind === 'refusal'
+                ? await this.writeRefusal(c, w, audit)
+                : { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: await this.applySideEffects(c, w, audit) },
         );
       } catch (error) {
         // Refusals are thrown before anything is written; anything else aborts the batch (above).
@@ -744,7 +798,7 @@ export class PgStore implements Store {
     try {
       const version = await this.schemaVersion();
       if (version !== PG_MIGRATIONS.length) return `the schema is at version ${version}, this relay expects ${PG_MIGRATIONS.length}`;
-      for (const table of ['meta', 'devices', 'revocations', 'envelopes', 'receipts', 'events', 'mailbox', 'audit_entries', 'audit_nodes', 'checkpoints']) {
+      for (const table of ['meta', 'devices', 'revocations', 'envelopes', 'receipts', 'refusals', 'events', 'mailbox', 'audit_entries', 'audit_nodes', 'checkpoints']) {
         await this.pool.query(`SELECT 1 FROM ${table} LIMIT 1`);
       }
       return undefined;

@@ -1,3 +1,4 @@
+import { closeSync, fsync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -20,6 +21,8 @@ import {
   type MailboxPosition,
   type PendingTest,
   type ReceiptWrite,
+  type RefusalWrite,
+  type StoredRefusal,
   type SideEffects,
   type StoredMessage,
   type Write,
@@ -138,6 +141,15 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (kind, ref, peer)
   );
   `,
+  // h13: refusals, a device's signed statement that it could not accept a message delivered to it
+  // (PROTOCOL.md "Refusals"). One per (message, device); they close deadlines, not mailboxes.
+  `
+  CREATE TABLE refusals (
+    message_id TEXT NOT NULL, by_party TEXT NOT NULL, by_device TEXT NOT NULL, code TEXT NOT NULL,
+    refusal TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, by_party, by_device)
+  );
+  `,
 ];
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -228,11 +240,26 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 /**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
+ *
+ * The group commit (`commit`) is the exception in how, not in what: its transaction runs with
+ * `synchronous=NORMAL` (no fsync inside COMMIT, which would block the event loop for the disk's
+ * whole flush) and the WAL file is then fsync'd on libuv's thread pool; `commit` resolves only
+ * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
+ * the event loop admits the next frames (signature checks, the next batch) instead of waiting.
+ * Until the fsync completes, the batch's rows are visible to this process's reads but not yet
+ * durable; the audit tree size served (`auditSize`, hence every checkpoint and proof) counts only
+ * durable entries, so no checkpoint ever signs an entry a crash could still take back.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmt;
   private readonly tree: SqliteAuditTree;
+  /** The WAL file, open for fsync after each group commit (undefined: commit with synchronous=FULL). */
+  private walFd: number | undefined;
+  /** Group commits whose fsync has not completed yet. */
+  private syncing = 0;
+  /** Audit entries known durable while a group commit's fsync is pending. */
+  private durableAudit = 0;
 
   /**
    * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
@@ -246,9 +273,20 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
+    // Opened once and closed only after the database (closing another descriptor of a file would
+    // drop SQLite's POSIX locks on it; the WAL's locks are in -shm, but the rule costs nothing).
+    if (path !== ':memory:' && this.db.pragma('journal_mode', { simple: true }) === 'wal') {
+      try {
+        this.walFd = openSync(`${path}-wal`, 'r+');
+      } catch {
+        this.walFd = undefined;
+      }
+    }
     const db = this.db;
     this.stmt = {
       ping: db.prepare('SELECT 1'),
+      syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+      syncFull: db.prepare('PRAGMA synchronous = FULL'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       insertDevice: db.prepare(
@@ -279,6 +317,18 @@ export class SqliteStore implements Store {
       ),
       insertReceipt: db.prepare(
         'INSERT INTO receipts (message_id, kind, by_party, by_device, receipt, at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      findRefusal: db.prepare<[string, string, string], { refusal: string; accepted_at: number }>(
+        'SELECT refusal, accepted_at FROM refusals WHERE message_id = ? AND by_party = ? AND by_device = ?',
+      ),
+      receiptBy: db.prepare<[string, string, string], { one: number }>(
+        'SELECT 1 AS one FROM receipts WHERE message_id = ? AND by_party = ? AND by_device = ? LIMIT 1',
+      ),
+      insertRefusal: db.prepare(
+        'INSERT INTO refusals (message_id, by_party, by_device, code, refusal, accepted_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      refusalsOf: db.prepare<[string], { by_party: string; by_device: string; code: string; accepted_at: number }>(
+        'SELECT by_party, by_device, code, accepted_at FROM refusals WHERE message_id = ? ORDER BY accepted_at, by_party, by_device',
       ),
       insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref, rank) VALUES (?, ?, ?, ?)'),
       // Keyset paging on the (device, acked, rank, cursor) index, in two statements so that each is
@@ -404,6 +454,7 @@ export class SqliteStore implements Store {
       }
       this.audit(event as AuditEntry);
     }
+    for (const entry of side.audit ?? []) this.audit(entry);
     return delivered;
   }
 
@@ -527,12 +578,64 @@ export class SqliteStore implements Store {
     return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [...delivered, ...followers] };
   }
 
+  private writeRefusal(w: RefusalWrite): WriteResult {
+    const r = w.refusal.refusal;
+    const json = JSON.stringify(w.refusal);
+    const existing = this.stmt.findRefusal.get(r.messageId, r.by.party, r.by.device);
+    if (existing) {
+      // The same refusal again (a resend after a lost answer) is answered again; another one is a
+      // device changing its account of the same message.
+      if (existing.refusal === json) return { ok: true, status: 'duplicate', acceptedAt: existing.accepted_at };
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already refused ${r.messageId} with another refusal`);
+    }
+    if (this.stmt.receiptBy.get(r.messageId, r.by.party, r.by.device)) {
+      throw new HotlineError('HL_ERR_REFUSAL_CONFLICT', `${r.by.party}/${r.by.device} has already signed a receipt for ${r.messageId}: it cannot refuse it now`);
+    }
+    this.stmt.insertRefusal.run(r.messageId, r.by.party, r.by.device, r.code, json, w.acceptedAt);
+    this.audit(w.audit);
+    const followers = this.applySideEffects(w.effects);
+    return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: followers };
+  }
+
+  async refusalsOf(messageId: string): Promise<StoredRefusal[]> {
+    return this.stmt.refusalsOf.all(messageId).map((r) => ({ party: r.by_party, device: r.by_device, code: r.code, acceptedAt: r.accepted_at }));
+  }
+
   async commit(writes: readonly Write[]): Promise<WriteResult[]> {
     // One transaction, one fsync, for the batch, and no savepoint per write: each write checks
     // everything that could refuse it (replay, duplicate id, duplicate receipt) before its first
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
+    if (this.walFd !== undefined) return this.commitThenSync(writes);
+    return this.commitNow(writes);
+  }
+
+  /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
+  private async commitThenSync(writes: readonly Write[]): Promise<WriteResult[]> {
+    const fd = this.walFd!;
+    this.stmt.syncNormal.run();
+    let results: WriteResult[];
+    try {
+      results = this.commitNow(writes);
+    } finally {
+      this.stmt.syncFull.run();
+    }
+    const size = this.tree.size();
+    this.syncing++;
+    try {
+      await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (error) {
+      // Written but not known to be on disk: nobody may hear "accepted"; a resend is answered from the store.
+      return writes.map(() => ({ ok: false, error: storeFailed(error) }));
+    } finally {
+      this.syncing--;
+    }
+    this.durableAudit = Math.max(this.durableAudit, size);
+    return results;
+  }
+
+  private commitNow(writes: readonly Write[]): WriteResult[] {
     try {
       return this.db.transaction(() => this.writeBatch(writes))();
     } catch {
@@ -554,6 +657,7 @@ export class SqliteStore implements Store {
         return { ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] };
       }
       try {
+        if (w.kind === 'refusal') return this.writeRefusal(w);
         return w.kind === 'envelope' ? this.writeEnvelope(w) : w.kind === 'receipt' ? this.writeReceipt(w) : this.writeEvents(w);
       } catch (error) {
         // Refusals are thrown before anything is written; anything else aborts the batch (above).
@@ -606,7 +710,11 @@ export class SqliteStore implements Store {
   }
 
   async auditSize(): Promise<number> {
-    return this.tree.size();
+    // While a group commit's fsync is pending, its entries are not served (see the class comment).
+    // Every other write commits with synchronous=FULL, which syncs the whole WAL: all is durable.
+    const size = this.tree.size();
+    if (this.syncing === 0) this.durableAudit = size;
+    return Math.min(size, this.durableAudit);
   }
 
   async auditEntries(from: number, to: number): Promise<{ idx: number; entry: string; leafHash: Uint8Array }[]> {
@@ -690,5 +798,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
   }
 }

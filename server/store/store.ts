@@ -10,6 +10,7 @@ import type {
   MailboxPosition,
   PendingTest,
   StoredMessage,
+  StoredRefusal,
   Write,
   WriteResult,
 } from '../relay/records.js';
@@ -141,6 +142,9 @@ export interface Store {
   /** Cosignatures of one checkpoint, or of all when `size` is undefined. */
   listCosignatures(size?: number): Promise<StoredCosignature[]>;
 
+  /** The refusals stored for a message (PROTOCOL.md "Refusals"), in acceptance order. */
+  refusalsOf(messageId: string): Promise<StoredRefusal[]>;
+
   /** Deadlines not yet closed (for the scheduler at start). */
   loadDeadlines(): Promise<DeadlineRecord[]>;
   /** Every pair's link-test state, and the tests still in flight. */
@@ -153,7 +157,7 @@ export interface Store {
    */
   relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]>;
   /**
-   * Record a peer relay's confirmations, and (only if one of them is new) the events that follow,
+   * Record a peer relay's confirmations, and (only if one of them is new) the events and audit entries that follow,
    * in one transaction; returns the mailbox items created.
    */
   markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]>;

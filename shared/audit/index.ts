@@ -54,5 +54,7 @@ export type {
 } from './checkpoint.js';
 export { AUDIT_EXPORT_TYPE, AuditExport, cosignerName, formatAuditEntry, logKeyName, parseAuditExport, verifyAuditExport } from './log-verify.js';
 export type { AuditProblem, AuditVerification, VerifyAuditOptions } from './log-verify.js';
+export { exportLogParty, receiptHash, reconcileAuditExports } from './reconcile.js';
+export type { ReconcileFinding, Reconciliation } from './reconcile.js';
 export { buildAuditReport } from './report.js';
 export type { AuditReport, PrecedenceRow, RungStats } from './report.js';

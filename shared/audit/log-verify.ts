@@ -3,23 +3,26 @@ import { HotlineError, isHotlineError, type HotlineErrorCode } from '../errors.j
 import { canonicalize } from '../encoding/canonical-json.js';
 import { bytesEqual, fromBase64, fromUtf8, toHex, utf8 } from '../encoding/base64.js';
 import { sha256 } from '../crypto/hash.js';
-import { agreementHash, verifyDeviceCertificate, verifyRevocation } from '../crypto/keys.js';
+import { agreementHash, verifyDeviceCertificate, verifyRelayCertificate, verifyRevocation } from '../crypto/keys.js';
 import { envelopeHash, verifyHeaderSignature } from '../crypto/envelope.js';
 import { verifyReceipt } from '../crypto/receipt.js';
+import { verifyRefusal } from '../crypto/refusal.js';
 import { assertSchema, parseJson } from '../protocol/validate.js';
 import {
   DeviceCertificate,
   EnvelopeHeader,
   Hash256,
   Millis,
+  RelayCertificate,
   Revocation,
   Signature,
   SignedReceipt,
   type Agreement,
   type DeviceCertBody,
+  type RelayCertBody,
 } from '../protocol/schemas.js';
 import { MerkleLog, leafHash } from './merkle.js';
-import { verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
+import { noteKeyId, verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
 
 /**
  * Offline verification of the audit log (DESIGN.md "Audit log"): an auditor holding only the
@@ -49,6 +52,8 @@ export const AuditExport = Type.Object(
     revocations: Type.Array(Revocation),
     /** Optional: base64 ciphertext by message id, for `hotline audit decrypt`. */
     ciphertexts: Type.Optional(Type.Record(Type.String(), Type.String())),
+    /** Two relays: the certificates of the peer relays that cosigned (witnessed) this log's checkpoints. */
+    relays: Type.Optional(Type.Array(RelayCertificate, { maxItems: 1000 })),
   },
   { additionalProperties: false },
 );
@@ -58,6 +63,7 @@ export type AuditExport = Static<typeof AuditExport>;
 const EntryBase = Type.Object({ idx: Millis, prev: Type.String(), type: Type.String({ minLength: 1 }), at: Millis });
 const EnvelopeEntry = Type.Object({ envelopeHash: Hash256, header: EnvelopeHeader, signature: Signature });
 const ReceiptEntry = Type.Object({ receipt: SignedReceipt });
+const RefusalEntry = Type.Object({ refusal: Type.Object({ refusal: Type.Object({ messageId: Type.String(), by: Type.Object({ party: Type.String(), device: Type.String() }), at: Type.Number() }) }) });
 
 export interface AuditProblem {
   /** The first bad entry's index, when the problem is in an entry. */
@@ -74,10 +80,14 @@ export interface AuditVerification {
   checkpoints: number;
   /** Largest checkpoint size verified against the entries. */
   verifiedSize: number;
-  /** Cosigners seen on the newest checkpoint, `party/device`. */
+  /** Cosigners seen on the newest checkpoint, `party/device` (a peer relay's: `party/relay id`). */
   cosigners: string[];
+  /** Of those, the peer relays (witnesses of this log over the relay-to-relay link). */
+  witnesses?: string[];
   envelopes: number;
   receipts: number;
+  /** Two relays (agreement version 2): the party whose relay's log key signed the checkpoints. */
+  logParty?: string;
   problem?: AuditProblem;
 }
 
@@ -131,6 +141,7 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
 
   // Certificates are trusted only through the agreement's roots, never because the export has them.
   const certs = new Map<string, DeviceCertBody[]>();
+  const relayCerts: RelayCertBody[] = [];
   try {
     for (const c of exp.certificates) {
       const body = await verifyDeviceCertificate(agreement, c, { now: c.cert.notBefore });
@@ -138,6 +149,8 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
       certs.set(k, [...(certs.get(k) ?? []), body]);
     }
     for (const r of exp.revocations) await verifyRevocation(agreement, r);
+    // Peer relays' certificates, checked against their party's root like a device's.
+    for (const c of exp.relays ?? []) relayCerts.push(await verifyRelayCertificate(agreement, c, { now: c.cert.notBefore }));
   } catch (err) {
     result.problem = toProblem(err);
     return result;
@@ -233,6 +246,18 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           result.receipts++;
           return;
         }
+        case 'refusal.accepted': {
+          // A device's signed refusal of a message delivered to it: signed by a device the message
+          // was wrapped for, over the header hash in the log (PROTOCOL.md "Refusals").
+          const e = assertSchema(RefusalEntry, entry, 'HL_ERR_AUDIT_ENTRY_INVALID');
+          const body = e.refusal.refusal;
+          const h = headers.get(body.messageId);
+          if (!h) throw new EntryError(i, 'HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `entry ${i}: refusal of a message not in the log before it`);
+          const cert = certAt(body.by, body.at, i);
+          await verifyRefusal(entry['refusal'], cert, { header: h.header, envelopeHash: h.hash });
+          assertNotRevoked(body.by, cert, entry.at, i);
+          return;
+        }
         case 'device.enrolled': {
           await verifyDeviceCertificate(agreement, entry['certificate'], { now: (entry['certificate'] as { cert: { notBefore: number } })?.cert?.notBefore ?? 0 });
           return;
@@ -273,8 +298,12 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
   // Checkpoints: signed by the log key, cosigned by party devices, and each root must be the root
   // of the entries at its size.
   // The log key of whichever relay kept this log: the shared relay's, or (agreement version 2)
-  // one party's relay's. Binding an export to its relay comes with the two-log reconciliation.
+  // one party's relay's; every checkpoint of one export by the same key (the export is bound to
+  // that relay: `logParty`, what the two-log reconciliation pairs exports by).
   const logKeys = new Set([agreement.logKey, ...(agreement.relays ?? []).map((r) => r.logKey)]);
+  const relayByKeyId = new Map<number, string>();
+  for (const r of agreement.relays ?? []) relayByKeyId.set(noteKeyId(logKeyName(agreement), fromBase64(r.logKey, 32)), r.party);
+  let signerKeyId: number | undefined;
   const verifiers: NoteVerifier[] = [...logKeys].map((k) => ({ name: logKeyName(agreement), publicKey: fromBase64(k, 32) }));
   for (const list of certs.values()) {
     for (const c of list) {
@@ -283,12 +312,26 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
       }
     }
   }
+  const witnessNames = new Set<string>();
+  for (const c of relayCerts) {
+    const name = cosignerName({ party: c.party, device: c.relay });
+    witnessNames.add(name);
+    verifiers.push({ name, publicKey: fromBase64(c.signKey, 32), type: 'cosignature/v1' });
+  }
   let lastSize = -1;
   for (let k = 0; k < exp.checkpoints.length; k++) {
     try {
       const v = await verifyCheckpoint(exp.checkpoints[k]!, dedupeVerifiers(verifiers));
       if (!v.verified.some((s) => s.name === logKeyName(agreement) && s.type === 'ed25519')) {
         throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', `checkpoint ${k} is not signed by the log key`);
+      }
+      const logSig = v.verified.find((s) => s.name === logKeyName(agreement) && s.type === 'ed25519')!;
+      if (signerKeyId === undefined) {
+        signerKeyId = logSig.keyId;
+        const party = relayByKeyId.get(logSig.keyId);
+        if (party !== undefined) result.logParty = party;
+      } else if (signerKeyId !== logSig.keyId) {
+        throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE', `checkpoint ${k} is signed by another log key than checkpoint 0: two relays' logs are mixed in one export`);
       }
       if (v.checkpoint.origin !== logKeyName(agreement)) {
         throw new HotlineError('HL_ERR_AUDIT_CHECKPOINT_MALFORMED', `checkpoint ${k} is for another log (${v.checkpoint.origin})`);
@@ -304,6 +347,7 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
       }
       result.verifiedSize = size;
       result.cosigners = v.verified.filter((s) => s.type === 'cosignature/v1').map((s) => s.name);
+      if (witnessNames.size > 0) result.witnesses = result.cosigners.filter((n) => witnessNames.has(n));
     } catch (err) {
       const p = toProblem(err);
       result.problem = { ...p, checkpoint: k, ...(p.code === 'HL_ERR_AUDIT_ROOT_MISMATCH' ? { index: Math.min(lastSize, log.size) - 1 } : {}) };

@@ -28,6 +28,7 @@ export const CONTEXT = {
   revocation: 'hotline/v1/revocation\n',
   envelope: 'hotline/v1/envelope\n',
   receipt: 'hotline/v1/receipt\n',
+  refusal: 'hotline/v1/refusal\n',
   login: 'hotline/v1/login\n',
   relay: 'hotline/v1/relay\n',
   relayLink: 'hotline/v1/relay-link\n',
@@ -296,7 +297,7 @@ export async function verifyDeviceCertificate(
   if (options.now >= cert.notAfter) throw new HotlineError('HL_ERR_CERT_EXPIRED', `certificate of ${cert.party}/${cert.device} has expired`);
   if (options.isRevoked?.(cert)) throw new HotlineError('HL_ERR_CERT_REVOKED', `certificate of ${cert.party}/${cert.device} is revoked`);
   if (options.roles && !options.roles.includes(cert.role)) {
-    throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${cert.party}/${cert.device} is a ${cert.role}, not ${options.roles.join(' or ')}`);
+    throw new HotlineError('HL_ERR_CERT_WRONG_ROLE', `${cert.party}/${cert.device} is an ${cert.role}, not ${options.roles.join(' or ')}`);
   }
   return cert;
 }

@@ -1,6 +1,6 @@
 import { HotlineError, type HotlineErrorCode } from '../errors.js';
 import { checkerOf, parseJson, schemaError } from './validate.js';
-import { AckFrame, CLIENT_FRAME_TYPES, SendEnvelopeFrame, SendReceiptFrame, ServerFrame, type ClientFrame } from './frames.js';
+import { AckFrame, CLIENT_FRAME_TYPES, SendEnvelopeFrame, SendReceiptFrame, SendRefusalFrame, ServerFrame, type ClientFrame } from './frames.js';
 
 /**
  * Largest frame a peer may send, in UTF-8 bytes; a larger one is refused with
@@ -15,6 +15,7 @@ const encoder = new TextEncoder();
 const CLIENT_SCHEMAS = {
   envelope: { schema: SendEnvelopeFrame, code: 'HL_ERR_ENVELOPE_MALFORMED' },
   receipt: { schema: SendReceiptFrame, code: 'HL_ERR_RECEIPT_MALFORMED' },
+  refusal: { schema: SendRefusalFrame, code: 'HL_ERR_REFUSAL_MALFORMED' },
   ack: { schema: AckFrame, code: 'HL_ERR_INPUT_SCHEMA' },
 } as const satisfies Record<ClientFrame['t'], { schema: unknown; code: HotlineErrorCode }>;
 
@@ -63,6 +64,7 @@ function refOf(t: string, value: Record<string, unknown>): string | undefined {
   const inner = (v: unknown, key: string): unknown => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[key] : undefined);
   if (t === 'envelope') return shortString(inner(inner(value.envelope, 'header'), 'id'));
   if (t === 'receipt') return shortString(inner(inner(value.receipt, 'receipt'), 'messageId'));
+  if (t === 'refusal') return shortString(inner(inner(value.refusal, 'refusal'), 'messageId'));
   return undefined;
 }
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence, SignedReceipt } from './schemas.js';
+import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence, SignedReceipt, SignedRefusal } from './schemas.js';
 
 /**
  * WebSocket frames. Every frame is one JSON text message with a `t` (type) member.
@@ -16,6 +16,8 @@ import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence
 
 export const SendEnvelopeFrame = Type.Object({ t: Type.Literal('envelope'), envelope: Envelope }, { additionalProperties: false });
 export const SendReceiptFrame = Type.Object({ t: Type.Literal('receipt'), receipt: SignedReceipt }, { additionalProperties: false });
+/** A device could not accept a message delivered to it (PROTOCOL.md "Refusals"). */
+export const SendRefusalFrame = Type.Object({ t: Type.Literal('refusal'), refusal: SignedRefusal }, { additionalProperties: false });
 /** Most cursors one ack frame may carry. */
 export const MAX_ACK_CURSORS = 256;
 /** Acknowledges exactly the item with `cursor`, or each of `cursors` (not "everything up to"). */
@@ -26,10 +28,11 @@ export const AckFrame = Type.Union([
 export type AckFrame = Static<typeof AckFrame>;
 export type SendEnvelopeFrame = Static<typeof SendEnvelopeFrame>;
 export type SendReceiptFrame = Static<typeof SendReceiptFrame>;
+export type SendRefusalFrame = Static<typeof SendRefusalFrame>;
 
-export const ClientFrame = Type.Union([SendEnvelopeFrame, SendReceiptFrame, AckFrame]);
+export const ClientFrame = Type.Union([SendEnvelopeFrame, SendReceiptFrame, SendRefusalFrame, AckFrame]);
 export type ClientFrame = Static<typeof ClientFrame>;
-export const CLIENT_FRAME_TYPES = ['envelope', 'receipt', 'ack'] as const;
+export const CLIENT_FRAME_TYPES = ['envelope', 'receipt', 'refusal', 'ack'] as const;
 
 // ----- events (server → both parties' devices) -----
 
@@ -67,8 +70,12 @@ export const DeadlineMetEvent = Type.Object(
   },
   { additionalProperties: false },
 );
-/** Why the relay closed a deadline that no receipt can reach any more. */
-export const DeadlineClosedReason = Type.Union([Type.Literal('recipients-revoked')]);
+/**
+ * Why the relay closed a deadline that no receipt can reach any more: every addressee operator
+ * device it was sealed to is revoked or no longer valid (`recipients-revoked`), or each of them is
+ * revoked or has refused the message with a signed refusal, at least one has (`recipient-refused`).
+ */
+export const DeadlineClosedReason = Type.Union([Type.Literal('recipients-revoked'), Type.Literal('recipient-refused')]);
 /**
  * A deadline closed without its rung being reached, because the message cannot be delivered or
  * answered any more (PROTOCOL.md "Deadlines"): no alarm is left open on it.
@@ -164,6 +171,11 @@ export const AcceptedFrame = Type.Object(
   { t: Type.Literal('accepted'), id: MessageId, envelopeHash: Hash256, at: Millis },
   { additionalProperties: false },
 );
+/** Answer to a sent refusal: it is on disk (sent again for a refusal already stored). */
+export const RefusalAcceptedFrame = Type.Object(
+  { t: Type.Literal('refusal-accepted'), messageId: MessageId, at: Millis },
+  { additionalProperties: false },
+);
 /** Answer to a sent receipt: it is on disk. */
 export const ReceiptAcceptedFrame = Type.Object(
   { t: Type.Literal('receipt-accepted'), messageId: MessageId, kind: Type.String(), at: Millis },
@@ -208,7 +220,7 @@ export const OperatorNotice = Type.Object(
 export type OperatorNotice = Static<typeof OperatorNotice>;
 export const NoticeFrame = Type.Object({ t: Type.Literal('notice'), notice: OperatorNotice }, { additionalProperties: false });
 
-export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame]);
+export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, RefusalAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame]);
 export type ServerFrame = Static<typeof ServerFrame>;
 export type DeliverFrame = Static<typeof DeliverFrame>;
 export type ReceiptFrame = Static<typeof ReceiptFrame>;

@@ -55,6 +55,30 @@ export const RelayReceiptStoredFrame = Type.Object(
 );
 export const RelayPingFrame = Type.Object({ t: Type.Literal('relay-ping'), n: FrameNo, at: Millis }, { additionalProperties: false });
 export const RelayPongFrame = Type.Object({ t: Type.Literal('relay-pong'), n: FrameNo, at: Millis }, { additionalProperties: false });
+const CheckpointNote = Type.String({ minLength: 1, maxLength: 16_384 });
+const ProofHash = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
+/** The witness's state: the size of the peer's checkpoint it last cosigned (0: none yet). */
+export const RelayWitnessStateFrame = Type.Object(
+  { t: Type.Literal('relay-witness-state'), n: FrameNo, size: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) },
+  { additionalProperties: false },
+);
+/** The log owner's newest checkpoint, with a consistency proof from `from` (the witness's state) to `size`. */
+export const RelayCheckpointFrame = Type.Object(
+  {
+    t: Type.Literal('relay-checkpoint'),
+    n: FrameNo,
+    size: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    note: CheckpointNote,
+    from: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    proof: Type.Array(ProofHash, { maxItems: 128 }),
+  },
+  { additionalProperties: false },
+);
+/** The witness's answer: the same note with its cosignature/v1 line added. */
+export const RelayCosignatureFrame = Type.Object(
+  { t: Type.Literal('relay-cosignature'), n: FrameNo, size: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), note: CheckpointNote },
+  { additionalProperties: false },
+);
 export const RelayErrorFrame = Type.Object(
   {
     t: Type.Literal('relay-error'),
@@ -76,6 +100,9 @@ export const RelayFrame = Type.Union([
   RelayReceiptStoredFrame,
   RelayPingFrame,
   RelayPongFrame,
+  RelayWitnessStateFrame,
+  RelayCheckpointFrame,
+  RelayCosignatureFrame,
   RelayErrorFrame,
 ]);
 export type RelayFrame = Static<typeof RelayFrame>;
@@ -91,6 +118,9 @@ const SCHEMAS: Record<RelayFrame['t'], (typeof RelayFrame)['anyOf'][number]> = {
   'relay-receipt-stored': RelayReceiptStoredFrame,
   'relay-ping': RelayPingFrame,
   'relay-pong': RelayPongFrame,
+  'relay-witness-state': RelayWitnessStateFrame,
+  'relay-checkpoint': RelayCheckpointFrame,
+  'relay-cosignature': RelayCosignatureFrame,
   'relay-error': RelayErrorFrame,
 };
 

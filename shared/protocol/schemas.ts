@@ -308,5 +308,31 @@ export type ReceiptBody = Static<typeof ReceiptBody>;
 export const SignedReceipt = Type.Object({ receipt: ReceiptBody, signature: Signature }, { additionalProperties: false });
 export type SignedReceipt = Static<typeof SignedReceipt>;
 
+// ---------------------------------------------------------------------------------------------
+// Refusals
+
+/**
+ * A device's statement that it could not accept a message delivered to it (PROTOCOL.md
+ * "Refusals"): bound to the envelope's header hash, naming the error code it refused it with.
+ */
+export const RefusalBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    messageId: MessageId,
+    /** hex SHA-256 of JCS(envelope header), as delivered */
+    envelopeHash: Hash256,
+    /** The `HL_ERR_…` code the device refused the message with. */
+    code: Type.String({ pattern: '^HL_ERR_[A-Z0-9_]{1,56}$' }),
+    by: DeviceRef,
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type RefusalBody = Static<typeof RefusalBody>;
+
+/** A refusal signed by the refusing device over "hotline/v1/refusal\n" ‖ JCS(refusal). */
+export const SignedRefusal = Type.Object({ refusal: RefusalBody, signature: Signature }, { additionalProperties: false });
+export type SignedRefusal = Static<typeof SignedRefusal>;
+
 /** Re-export for modules that build their own schemas from these. */
 export type { TSchema, Static };

@@ -51,6 +51,14 @@ export interface HarnessOptions {
   deadlines?: Partial<DeadlineTable>;
 }
 
+/** Debian's Chromium, headless (see CHROMIUM_ARGS), and the screenshot directory made. */
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(`Chromium not found at ${CHROMIUM_PATH}: apt-get install -y chromium`);
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  return browser;
+}
+
 /** A fresh deployment, its key files on disk, the server on 127.0.0.1:0, every device enrolled, and Chromium. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   if (!existsSync(CHROMIUM_PATH)) throw new Error(`Chromium not found at ${CHROMIUM_PATH}: apt-get install -y chromium`);
@@ -78,8 +86,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     });
     if (res.status !== 201) throw new Error(`enrolment failed: HTTP ${res.status} ${await res.text()}`);
   }
-  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
-  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  const browser = await launchChromium();
   const hx: Harness = {
     server,
     dep,

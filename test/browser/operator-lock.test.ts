@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { connectConsole, enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, restartServer, SCREENSHOT_DIR, startHarness, startNodeClient, type Harness } from './harness.js';
 import { next } from '../helpers/events.js';
 
@@ -21,6 +21,35 @@ const consoleUrl = () => `${hx.server.url}/console/operator/`;
 
 /** The page's visible text (hidden elements, such as a locked console's content, are not in it). */
 const visibleText = (page: Page) => page.evaluate(() => document.body.innerText);
+
+/** A spy in place of Notification in every page of `context`: what the page asks and shows, with the browser's real permission. */
+async function spyOnNotifications(context: BrowserContext): Promise<void> {
+  await context.addInitScript(() => {
+    const Real = window.Notification;
+    const w = window as unknown as { __notes: { title: string; body?: string; tag?: string; requireInteraction?: boolean }[]; __asked: number };
+    w.__notes = [];
+    w.__asked = 0;
+    class Spy {
+      onclick: unknown = null;
+      constructor(title: string, options?: NotificationOptions) {
+        w.__notes.push({ title, body: options?.body, tag: options?.tag, requireInteraction: options?.requireInteraction });
+      }
+      close(): void {}
+      static get permission(): NotificationPermission {
+        return Real.permission;
+      }
+      static requestPermission(): Promise<NotificationPermission> {
+        w.__asked++;
+        return Real.requestPermission();
+      }
+    }
+    (window as unknown as { Notification: unknown }).Notification = Spy;
+  });
+}
+
+type Note = { title: string; body?: string; tag?: string; requireInteraction?: boolean };
+/** The notifications the page made so far (see spyOnNotifications). */
+const notesOf = (page: Page) => page.evaluate(() => (window as unknown as { __notes: Note[] }).__notes);
 
 describe('operator console: lock screen, alerts, app shell', () => {
   it('locked: the link stays up, a FLASH and an IMMEDIATE show with precedence and sender (no content) and sound; a wrong passphrase is refused; the right one unlocks', async () => {
@@ -85,7 +114,7 @@ describe('operator console: lock screen, alerts, app shell', () => {
     await cn.context.close();
   });
 
-  it('two tabs: Lock covers both; a FLASH shows on both lock screens; each tab unlocks on its own', async () => {
+  it('two tabs: Lock covers both; a FLASH, and a deadline missed meanwhile, show on both lock screens; each tab unlocks on its own', async () => {
     const pass = 'jp two tabs lock';
     const keyFile = await enrolDevice(hx, 'jp-mod', 'locktabs');
     const context = await hx.browser.newContext({ locale: 'en-US' });
@@ -105,6 +134,15 @@ describe('operator console: lock screen, alerts, app shell', () => {
       await p.locator(`#lock-alerts li[data-id="${flash}"][data-precedence="FLASH"]`, { hasText: 'cn-mnd/op1' }).waitFor();
       expect(await visibleText(p)).not.toContain('two tabs secret');
     }
+    // An IMMEDIATE's acknowledgement deadline passes while both are locked: the relay tells the tab
+    // holding the link, and the other tab's lock screen lists it too (it has no link of its own).
+    const imm = (await cn.send({ to: 'jp-mod', precedence: 'IMMEDIATE', subject: 'two tabs immediate', body: 'two tabs immediate body', lang: 'en' })).id;
+    for (const p of [a.page, b.page]) {
+      const overdue = p.locator(`#lock-alerts li[data-id="${imm}"][data-kind="overdue"]`);
+      await overdue.waitFor({ timeout: 30_000 });
+      expect(await overdue.textContent()).toContain('IMMEDIATE from cn-mnd not yet acknowledged: overdue (level 1)');
+    }
+    expect(await b.page.getAttribute('#link-state', 'data-elsewhere')).toBe('true');
     await b.page.fill('#passphrase', pass);
     await b.page.click('#unlock');
     await b.page.waitForSelector('#lock-screen', { state: 'hidden' });
@@ -160,28 +198,7 @@ describe('operator console: lock screen, alerts, app shell', () => {
   it('desktop alerts: asked for only on the button, after the reason; then FLASH and IMMEDIATE notify (precedence and sender only) while locked', async () => {
     const keyFile = await enrolDevice(hx, 'cn-mnd', 'notify1');
     const context = await hx.browser.newContext({ locale: 'en-US' });
-    // A spy in place of Notification: what the page asks and shows, with the browser's real permission.
-    await context.addInitScript(() => {
-      const Real = window.Notification;
-      const w = window as unknown as { __notes: { title: string; body?: string; tag?: string; requireInteraction?: boolean }[]; __asked: number };
-      w.__notes = [];
-      w.__asked = 0;
-      class Spy {
-        onclick: unknown = null;
-        constructor(title: string, options?: NotificationOptions) {
-          w.__notes.push({ title, body: options?.body, tag: options?.tag, requireInteraction: options?.requireInteraction });
-        }
-        close(): void {}
-        static get permission(): NotificationPermission {
-          return Real.permission;
-        }
-        static requestPermission(): Promise<NotificationPermission> {
-          w.__asked++;
-          return Real.requestPermission();
-        }
-      }
-      (window as unknown as { Notification: unknown }).Notification = Spy;
-    });
+    await spyOnNotifications(context);
     const { page, errors } = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
     await importKey(page, keyFile, 'cn notify passphrase');
     await page.waitForSelector('#link-state[data-connected="true"]');
@@ -215,6 +232,47 @@ describe('operator console: lock screen, alerts, app shell', () => {
     const routine = (await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'routine', lang: 'en' })).id;
     await page.locator(`#inbox tr.msg[data-id="${routine}"]`).waitFor({ state: 'attached' });
     expect((await notes()).length).toBe(2);
+    expect(errors).toEqual([]);
+    await jp.stop();
+    await context.close();
+  });
+
+  it('desktop alerts while the tab is hidden (not locked): a FLASH notifies with precedence and sender, never its text; visible again, nothing more', async () => {
+    const keyFile = await enrolDevice(hx, 'cn-mnd', 'hidden1');
+    // Permission granted up front, as after the operator's earlier "Enable desktop alerts".
+    const context = await hx.browser.newContext({ locale: 'ja-JP', permissions: ['notifications'] });
+    await spyOnNotifications(context);
+    const { page, errors } = await openPage(context, consoleUrl(), [NO_CHECKPOINT_YET]);
+    await importKey(page, keyFile, 'cn hidden passphrase');
+    await page.waitForSelector('#link-state[data-connected="true"]');
+    await page.waitForSelector('#notify-state[data-permission="granted"]');
+    /** Headless Chromium shows every page: the page is told it is in the background, as a browser does for a tab behind another. */
+    const setHidden = (hidden: boolean) =>
+      page.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+
+    const jp = await startNodeClient(hx, 'jp-mod/op1');
+    await setHidden(true);
+    const flash = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'hidden subject', body: 'hidden body', lang: 'en', exercise: true })).id;
+    await expect.poll(async () => (await notesOf(page)).length).toBe(1);
+    const [note] = await notesOf(page);
+    // The interface language's words: precedence and sender, marked as an exercise; no subject, no text.
+    expect(note).toMatchObject({ tag: `hotline-${flash}`, requireInteraction: true });
+    expect(note!.title).toContain('FLASH');
+    expect(note!.title).toContain('演習');
+    expect(note!.body).toContain('jp-mod/op1');
+    for (const secret of ['hidden subject', 'hidden body']) expect(`${note!.title} ${note!.body}`).not.toContain(secret);
+    expect(await page.isVisible('#lock-screen')).toBe(false);
+
+    // Seen again: the banner is on screen, and the next FLASH raises no notification.
+    await setHidden(false);
+    await page.locator(`.flash-banner[data-id="${flash}"]`).waitFor();
+    const seen = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'seen', body: 'on screen', lang: 'en' })).id;
+    await page.locator(`.flash-banner[data-id="${seen}"]`).waitFor();
+    expect((await notesOf(page)).length).toBe(1);
     expect(errors).toEqual([]);
     await jp.stop();
     await context.close();

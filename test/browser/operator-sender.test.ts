@@ -116,12 +116,14 @@ describe("the sender's view", () => {
     expect(await jp.page.evaluate(() => document.documentElement.scrollWidth)).toBe(390);
     await jp.page.setViewportSize({ width: 1280, height: 900 });
     await jp.page.selectOption('#language', 'ja');
-    await expect.poll(() => banner.textContent()).toContain('期限超過：未配達');
+    // Waits on the banner drawn again in Japanese (a locator's wait, 30 s): an expect.poll gives up
+    // after 1 s, less than a redraw of the page can take on a loaded machine (the 1-in-5 failure).
+    await banner.filter({ hasText: '期限超過：未配達' }).waitFor();
 
     // China comes online: delivered (late), and now the acknowledgement is overdue.
     const cn = await startNodeClient(hx, 'cn-mnd/op1');
     await banner.and(jp.page.locator('[data-rung="acknowledged"]')).waitFor();
-    await expect.poll(() => banner.textContent()).toContain('未確認');
+    await banner.filter({ hasText: '未確認' }).waitFor();
     const acked = next(cn, 'receipt-accepted', (r) => r.messageId === id && r.kind === 'acknowledged');
     await cn.acknowledge(id);
     await acked;

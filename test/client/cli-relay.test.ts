@@ -21,8 +21,8 @@ afterEach(() => {
 });
 
 async function parties(): Promise<void> {
-  expect((await cli(['party', 'create', '--id', 'jp-mod', '--name', 'Japan', '--languages', 'ja,en', '--out', 'jp-mod.secret.json'])).code).toBe(0);
-  expect((await cli(['party', 'create', '--id', 'cn-mnd', '--name', 'China', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json'])).code).toBe(0);
+  expect((await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--languages', 'ja,en', '--out', 'jp-mod.secret.json'])).code).toBe(0);
+  expect((await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json'])).code).toBe(0);
 }
 
 describe('hotline agreement create --relay, relay enroll, server --relay', () => {

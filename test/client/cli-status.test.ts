@@ -91,7 +91,7 @@ describe('hotline status and listen --test-agent', () => {
     const jpStatus = cliRun(['status', ...flags(`${JP}/op2`)]);
     expect(await jpStatus.exited).toBe(0);
     const text = jpStatus.lines.join('\n');
-    expect(text).toContain(`Waiting for ${JP} (1):`);
+    expect(text).toContain(`Waiting for ${JP} (1 message):`);
     expect(text).toMatch(new RegExp(`FLASH +${env.header.id} +from ${CN} +acknowledged +(9|10) min \\d\\d s left`));
     expect(text).toMatch(new RegExp(`${JP} → ${CN} +UP since .*round trip ${up.event.roundTripMs} ms`));
     expect(text).toMatch(new RegExp(`${CN} → ${JP} +no test recorded`));
@@ -130,5 +130,18 @@ describe('statusText', () => {
     expect(text).toContain(`ROUTINE   ${'b'.repeat(32)}  to ${JP}      delivered    1 h 00 min left`);
     expect(text).toMatch(new RegExp(`! ${CN} → ${JP} +DOWN since .* FAILED: no device of ${JP} online \\(1 min 00 s ago\\)`));
     expect(duration(-12_345)).toBe('12 s');
+  });
+
+  it('counts messages, not rungs: a message waiting for delivery and acknowledgement is one line', () => {
+    const now = Date.UTC(2026, 0, 1, 12);
+    const id = 'd'.repeat(32);
+    const rung = (r: 'delivered' | 'acknowledged', remainingMs: number, level: number) => ({
+      messageId: id, from: JP, to: CN, precedence: 'FLASH' as const, rung: r, acceptedAt: now - 60_000, dueAt: now + remainingMs, remainingMs, overdue: remainingMs < 0, level,
+    });
+    const text = statusText({ party: JP, now, waiting: [], sent: [rung('delivered', -30_000, 1), rung('acknowledged', 540_000, 0)], links: [] }, [JP, CN]);
+    expect(text).toContain(`Sent by ${JP}, not yet delivered/acknowledged (1 message):`);
+    expect(text).toContain(`! FLASH     ${id}  to ${CN}      delivered    OVERDUE 30 s (level 1); acknowledged 9 min 00 s left`);
+    expect(text.split('\n').filter((l) => l.includes(id))).toHaveLength(1);
+    expect(text).toContain(`Waiting for ${JP} (0 messages):`);
   });
 });

@@ -75,8 +75,8 @@ let url: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hotline-cli-'));
-  await ok(['party', 'create', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
-  await ok(['party', 'create', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
+  await ok(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
   await ok(['agreement', 'create', '--party', 'jp-mod.public.json', '--party', 'cn-mnd.public.json', '--out', 'agreement.json']);
   await ok(['device', 'enroll', '--root', 'jp-mod.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'jp-op.secret.json']);
   await ok(['device', 'enroll', '--root', 'cn-mnd.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'cn-op.secret.json']);
@@ -103,6 +103,8 @@ describe('hotline CLI', () => {
     const env = { HOTLINE_SERVER: url, HOTLINE_AGREEMENT: 'agreement.json' };
     const listen = new Proc(['listen', '--device', 'cn-op.secret.json', '--json'], env);
     await listen.line(/"type":"connected"/);
+    // cn-mnd's keys, compared by voice, are confirmed before the first message to it.
+    expect(await ok(['peers', 'confirm', '--device', 'jp-op.secret.json'], env)).toMatch(/cn-mnd\/operator-1 +operator +new +sign [0-9a-f]{64}/);
 
     const text = '至急：明朝の演習について受領を確認されたい';
     const send = new Proc(['send', '--device', 'jp-op.secret.json', '--to', 'cn-mnd', '--precedence', 'flash', '--wait', 'acknowledged', '--timeout', '60', text], env);
@@ -148,12 +150,12 @@ describe('hotline CLI', () => {
 });
 
 describe('hotline demo (npm start)', () => {
-  it('creates the deployment on the first run, prints the commands, and reuses it on the second', async () => {
-    const first = new Proc(['demo', '--dir', 'demo', '--port', '0']);
+  it('--shared: creates the shared-relay deployment on the first run, prints the commands, and reuses it on the second', async () => {
+    const first = new Proc(['demo', '--shared', '--dir', 'demo', '--port', '0']);
     const listening = await first.line(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
     const demoUrl = listening.replace('listening on ', '');
     await first.line(/^Stop with Ctrl-C/);
-    expect(first.stdout).toContain('Hotline demo created in demo');
+    expect(first.stdout).toContain('Hotline shared-relay demo created in demo');
     expect(first.stdout).toContain(`npx hotline send --device demo/jp-mod/operator-1.secret.json --server ${demoUrl} --agreement demo/agreement.json --to cn-mnd --precedence flash`);
     expect(first.stdout).toContain('npx hotline listen --device demo/cn-mnd/operator-1.secret.json');
     expect(first.stdout).toContain('npx hotline ack --device demo/cn-mnd/operator-1.secret.json');
@@ -167,22 +169,32 @@ describe('hotline demo (npm start)', () => {
     expect(await first.exited).toBe(0);
 
     const agreementBefore = readFileSync(join(dir, 'demo', 'agreement.json'), 'utf8');
-    const second = new Proc(['demo', '--dir', 'demo', '--port', '0']);
+    const second = new Proc(['demo', '--shared', '--dir', 'demo', '--port', '0']);
     await second.line(/^Stop with Ctrl-C/);
-    expect(second.stdout).toContain('Hotline demo reused from demo');
+    expect(second.stdout).toContain('Hotline shared-relay demo reused from demo');
     expect(readFileSync(join(dir, 'demo', 'agreement.json'), 'utf8')).toBe(agreementBefore);
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
+
+    // npm start (the two-relay demo) does not take a shared-relay demo's directory for its own.
+    const mixed = await run(['demo', '--dir', 'demo', '--port', '0']);
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toContain('demo holds a shared-relay demo');
+    expect(readFileSync(join(dir, 'demo', 'agreement.json'), 'utf8')).toBe(agreementBefore);
   }, 60_000);
 
-  it('--two-relays: each ministry on its own relay; the printed send reaches the rung relayed', async () => {
-    const demo = new Proc(['demo', '--two-relays', '--dir', 'demo2', '--port', '0']);
+  it('by default (npm start) each ministry on its own relay: both consoles printed, the printed send reaches the rung relayed', async () => {
+    const demo = new Proc(['demo', '--dir', 'demo2', '--port', '0']);
     const jpUrl = (await demo.line(/^relay of jp-mod listening on http:\/\/127\.0\.0\.1:\d+$/)).replace('relay of jp-mod listening on ', '');
     const cnUrl = (await demo.line(/^relay of cn-mnd listening on http:\/\/127\.0\.0\.1:\d+$/)).replace('relay of cn-mnd listening on ', '');
     await demo.line(/^Stop with Ctrl-C/);
     expect(jpUrl).not.toBe(cnUrl);
     expect(demo.stdout).toContain(`npx hotline send --device demo2/jp-mod/operator-1.secret.json --server ${jpUrl} --agreement demo2/agreement.json --to cn-mnd`);
     expect(JSON.parse(readFileSync(join(dir, 'demo2', 'agreement.json'), 'utf8')).v).toBe(2);
+    // Each ministry's consoles at its own relay.
+    expect(demo.stdout).toContain(`Consoles of jp-mod (its own relay; import a key file from demo2/jp-mod): ${jpUrl}/console/operator/ and ${jpUrl}/console/auditor/`);
+    expect(demo.stdout).toContain(`Consoles of cn-mnd (its own relay; import a key file from demo2/cn-mnd): ${cnUrl}/console/operator/ and ${cnUrl}/console/auditor/`);
+    for (const f of ['jp-mod/relay-data', 'cn-mnd/relay-data']) expect(statSync(join(dir, 'demo2', f)).isDirectory(), f).toBe(true);
     const args = ['--device', 'demo2/jp-mod/operator-1.secret.json', '--server', jpUrl, '--agreement', 'demo2/agreement.json', '--to', 'cn-mnd', '--precedence', 'flash', '--wait', 'relayed', '--timeout', '30', '至急'];
     // The demo prints its commands once the relays are linked (each knows the other's devices).
     const sent = await run(['send', ...args]);

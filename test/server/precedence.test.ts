@@ -4,6 +4,7 @@ import { CN, JP } from '../helpers/deployment.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 import { seal, type LinkClient } from '../helpers/ws-client.js';
 import type { Envelope, Precedence } from '../../shared/protocol/schemas.js';
+import { signReceipt } from '../../shared/crypto/receipt.js';
 
 const ROUTINE_COUNT = 300;
 
@@ -50,6 +51,43 @@ describe('precedence first at the relay', () => {
     await again.waitFor(() => again.ofType('deliver').length >= ROUTINE_COUNT - 10, 'the rest', 30_000);
     await again.sync();
     expect(again.ofType('deliver').map((d) => d.envelope.header.seq)).toEqual(routine.slice(10).map((e) => e.header.seq));
+  });
+
+  it('admission: a FLASH envelope overtakes the ROUTINE envelopes its connection has queued; each is accepted once, ROUTINE in order', async () => {
+    const s = await startTestServer({ logLevel: 'warn' });
+    const jp = await s.connect(`${JP}/op1`);
+    const routine = await sealMany(s, 1, 200, 'ROUTINE');
+    const [flash] = await sealMany(s, 201, 1, 'FLASH');
+    // One burst: the relay has most ROUTINE still queued (each costs a signature check) when the
+    // FLASH, sent last, is read.
+    for (const envelope of [...routine, flash!]) jp.send({ t: 'envelope', envelope });
+    await jp.waitFor(() => jp.ofType('accepted').length >= 201, 'every envelope accepted', 30_000);
+    const order = jp.ofType('accepted').map((a) => a.id);
+    expect(new Set(order).size).toBe(201);
+    expect(order.indexOf(flash!.header.id)).toBeLessThan(200);
+    expect(order.filter((id) => id !== flash!.header.id)).toEqual(routine.map((e) => e.header.id));
+    expect(jp.ofType('error')).toEqual([]);
+  });
+
+  it('admission: the receipt of a FLASH the device was handed overtakes its queued ROUTINE receipts', async () => {
+    const s = await startTestServer({ logLevel: 'warn' });
+    const jp = await s.connect(`${JP}/op1`);
+    const routine = await sealMany(s, 1, 200, 'ROUTINE');
+    const [flash] = await sealMany(s, 201, 1, 'FLASH');
+    await sendAll(jp, [...routine, flash!]);
+    const cn = await s.connect(`${CN}/op1`);
+    await cn.waitFor(() => cn.ofType('deliver').length >= 201, 'every envelope delivered', 30_000);
+    const addressee = s.dep.devices[`${CN}/op1`]!;
+    const receipts = [];
+    for (const env of [...routine, flash!]) receipts.push(await signReceipt(addressee, env.header, 'delivered', Date.now()));
+    // ROUTINE receipts first, the FLASH receipt last, in one burst.
+    for (const receipt of receipts) cn.send({ t: 'receipt', receipt });
+    await cn.waitFor(() => cn.ofType('receipt-accepted').length >= 201, 'every receipt accepted', 30_000);
+    const order = cn.ofType('receipt-accepted').map((r) => r.messageId);
+    expect(new Set(order).size).toBe(201);
+    expect(order.indexOf(flash!.header.id)).toBeLessThan(200);
+    expect(order.filter((id) => id !== flash!.header.id)).toEqual(routine.map((e) => e.header.id));
+    expect(cn.ofType('error')).toEqual([]);
   });
 
   it('a FLASH arriving live while a ROUTINE backlog drains goes out before the rest of that backlog', async () => {

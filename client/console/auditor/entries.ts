@@ -44,7 +44,7 @@ function ref(x: unknown): string {
 /** The message an entry is about, if any. */
 export function entryMessageId(e: LogEntry): string | undefined {
   const v = obj(e.value);
-  const id = obj(v.header).id ?? obj(obj(v.receipt).receipt).messageId ?? v.messageId;
+  const id = obj(v.header).id ?? obj(obj(v.receipt).receipt).messageId ?? obj(obj(v.refusal).refusal).messageId ?? v.messageId;
   return typeof id === 'string' ? id : undefined;
 }
 
@@ -53,6 +53,7 @@ export function entryMessageId(e: LogEntry): string | undefined {
 const TYPE_KEYS: Record<string, MessageKey> = {
   'envelope.accepted': 'type_envelope_accepted',
   'receipt.accepted': 'type_receipt_accepted',
+  'refusal.accepted': 'type_refusal_accepted',
   'deadline.missed': 'type_deadline_missed',
   'deadline.met': 'type_deadline_met',
   'deadline.closed': 'type_deadline_closed',
@@ -68,6 +69,8 @@ const TYPE_KEYS: Record<string, MessageKey> = {
   'server.stop': 'type_server_stop',
   'audit.alarm': 'type_audit_alarm',
   'store.data-loss.accepted': 'type_data_loss',
+  'message.relayed': 'type_message_relayed',
+  'receipt.relayed': 'type_receipt_relayed',
 };
 const WORD_KEYS: Record<string, MessageKey> = {
   accepted: 'rung_accepted',

@@ -1,12 +1,12 @@
 import type { HotlineClient } from '../../hotline-client.js';
 import type { BrowserStorage } from '../../storage/browser-storage.js';
 import type { Agreement, DeviceCertBody } from '../../../shared/protocol/schemas.js';
-import type { LinkPairStatus } from '../../../shared/protocol/status.js';
+import type { LinkPairStatus, RelayLinkStatus } from '../../../shared/protocol/status.js';
 import type { SealedRecord } from '../common/shell.js';
 import type { ConsoleData, ConsoleEvent, LastTest } from './model.js';
 
 /** The panels drawn on their own, by name: a panel asks for another's redraw through {@link OperatorContext.redraw}. */
-export type SectionName = 'status' | 'elsewhere' | 'auditAlarm' | 'link' | 'peers' | 'compose' | 'events';
+export type SectionName = 'status' | 'elsewhere' | 'line' | 'auditAlarm' | 'link' | 'peers' | 'compose' | 'events';
 
 /** What the console learnt of the link since it started: not stored, shown in the status and link panels. */
 export interface LiveState {
@@ -17,6 +17,8 @@ export interface LiveState {
   lastSent?: { to: string; at: number };
   lastCosigned?: { size: number; at: number };
   linkPairs: LinkPairStatus[];
+  /** Two-relay deployments: this party's relay's line to each peer relay (empty on a shared relay). */
+  relayLines: RelayLinkStatus[];
   /** Deadlines run on the server's clock: countdowns use the offset measured at each connection. */
   serverOffset: number;
 }

@@ -34,6 +34,8 @@ export interface LockScreenOptions {
   verify(passphrase: string): Promise<void>;
   /** Told on every lock and unlock. */
   changed?(locked: boolean): void;
+  /** Shown on the lock screen above its alerts, drawn by its owner (the hotline line's state). */
+  status?: HTMLElement;
 }
 
 export class LockScreen {
@@ -191,6 +193,7 @@ export class LockScreen {
       this.#el,
       h('h2', { id: 'lock-title' }, t('lock_title')),
       h('p', {}, t('lock_help', { device: this.#o.device })),
+      this.#o.status ?? null,
       h('h3', {}, t('lock_alerts')),
       this.#list,
       form,

@@ -1,5 +1,6 @@
 import type { UnlockedKey } from '../key-store.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
+import type { RelayLinkStatus } from '../../../shared/protocol/status.js';
 import { h, replace } from '../common/dom.js';
 import { onLanguageChange } from '../common/i18n.js';
 import { fatalView, pageHeader, SealedNotes } from '../common/shell.js';
@@ -18,6 +19,7 @@ import {
   withoutNotes,
   withNotesOf,
   markLate,
+  markRelayed,
   linkPairs as orderedLinkPairs,
   unconfirmedRecipients,
   type ConsoleData,
@@ -27,6 +29,7 @@ import { auditAlarmPanel } from './panels/audit-alarm-panel.js';
 import { composePanel } from './panels/compose-panel.js';
 import { eventsPanel, toConsoleEvent } from './panels/events-panel.js';
 import { elsewherePanel, linkPanel, statusPanel } from './panels/link-panel.js';
+import { lineDownPanel, lineFromEvent, withLine } from './panels/line-panel.js';
 import { leadLink } from './link-lock.js';
 import { messagesPanel } from './panels/messages-panel.js';
 import { peersPanel } from './panels/peers-panel.js';
@@ -73,7 +76,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     await data.save(() => undefined);
   }
 
-  const live: LiveState = { connected: false, elsewhere: false, linkPairs: [], serverOffset: 0 };
+  const live: LiveState = { connected: false, elsewhere: false, linkPairs: [], relayLines: [], serverOffset: 0 };
   /** Who waits for this tab to be connected after taking the link over. */
   const takeOverWaiters: (() => void)[] = [];
   const dirtySections = new Set<SectionName>();
@@ -108,9 +111,11 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   };
 
   const compose = composePanel(ctx, await openDrafts(kv, unlocked, key));
+  const line = lineDownPanel(ctx);
   const sections: Record<SectionName, Panel> = {
     status: statusPanel(ctx),
     elsewhere: elsewherePanel(ctx),
+    line,
     auditAlarm: auditAlarmPanel(ctx),
     link: linkPanel(ctx),
     peers: peersPanel(ctx),
@@ -118,7 +123,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     events: eventsPanel(ctx),
   };
   // The lock screen, idle auto-lock, desktop alerts and link-down banner (watch-guard.ts).
-  const watch = await guardWatch(ctx, { kv, unlocked, root, alarm });
+  const watch = await guardWatch(ctx, { kv, unlocked, root, alarm, lockStatus: line.lockEl });
   const messages = messagesPanel(ctx, await storage.read(key), alarm, () => frames.schedule(), (target) => compose.startReply(target));
   /** One frame's drawing: panels first, then changed rows, FLASH and IMMEDIATE before the rest. */
   const frames = new FrameScheduler(async (deadline) => {
@@ -129,14 +134,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   const drawAll = () => {
     messages.resync();
-    ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+    ctx.redraw('status', 'elsewhere', 'line', 'auditAlarm', 'link', 'peers', 'compose', 'events');
   };
 
   // Every tab of this console shows the same: what one stores, the others are told of (sealed).
   data.share(
     (current, stored) => withNotesOf(current, stored as ConsoleData),
     () => {
-      ctx.redraw('status', 'elsewhere', 'auditAlarm', 'link', 'peers', 'compose', 'events');
+      ctx.redraw('status', 'elsewhere', 'line', 'auditAlarm', 'link', 'peers', 'compose', 'events');
       // Confirmed keys are compared with the directory the tab holding the link last stored.
       if (live.elsewhere) void client.loadStoredDirectory().catch(() => undefined);
       // Keys confirmed in another tab: what was held for them goes from the tab holding the link.
@@ -160,8 +165,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       const status = await client.status();
       live.linkPairs = orderedLinkPairs(agreement, me, status.links);
       live.lastTest = latestTest(live.lastTest, status.links.map((p) => p.last));
+      // The relay's line to its peers (two relays): what it reports now, newer than any event seen.
+      if (status.relayLinks) {
+        live.relayLines = status.relayLinks.reduce(withLine, live.relayLines);
+        shareLines();
+      }
       sections.status.draw();
       sections.link.draw();
+      sections.line.draw();
     } catch {
       // An older server without /v1/status: the link events alone fill the status in.
     }
@@ -233,10 +244,48 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     // A held message whose recipients are all confirmed now (a new device revoked again) goes.
     releaseHeld(ctx);
   });
+  // The line between the relays is known to the tab holding the link (its client gets the
+  // relay's events and status): it tells this console's other tabs, sealed like all they share,
+  // so that every tab shows the line down. A tab that finds the link held elsewhere asks.
+  const Channel = (globalThis as { BroadcastChannel?: typeof BroadcastChannel }).BroadcastChannel;
+  const lineChannel = Channel ? new Channel(`hotline-line/${key}`) : undefined;
+  const shareLines = () => lineChannel?.postMessage(unlocked.data.seal({ lines: live.relayLines }));
+  lineChannel?.addEventListener('message', (ev: MessageEvent<unknown>) => {
+    if (typeof ev.data !== 'string') return;
+    let said: { lines?: RelayLinkStatus[]; ask?: true };
+    try {
+      said = unlocked.data.open(ev.data) as typeof said;
+    } catch {
+      return;
+    }
+    if (said.ask && !live.elsewhere) shareLines();
+    if (said.lines && live.elsewhere) {
+      live.relayLines = said.lines.reduce(withLine, live.relayLines);
+      ctx.redraw('status', 'line');
+    }
+  });
+  const askLines = () => lineChannel?.postMessage(unlocked.data.seal({ ask: true }));
+  const linesChanged = () => {
+    ctx.redraw('status', 'line');
+    shareLines();
+  };
+
   client.on('link', (ev) => {
+    if (ev.scope === 'relay') {
+      // The hotline's line between the two relays, not a link test: the header and its banner.
+      live.relayLines = withLine(live.relayLines, lineFromEvent(ev, me));
+      linesChanged();
+      return;
+    }
     if (ev.type === 'link.test') live.lastTest = latestTest(live.lastTest, [ev]);
     ctx.redraw('status', 'link');
     void loadStatus();
+  });
+  // Two relays: the addressee's relay stored a message of this party (the `relayed` rung).
+  client.on('relayed', (ev) => {
+    markRelayed(data.value, ev.messageId, ev.at);
+    void ctx.saveNote(ev.messageId);
+    messages.markOutbox(ev.messageId);
   });
   // The relay's store was found corrupt: it refuses every write until restored (an operator notice).
   client.on('notice', (n) => void ctx.addEvent({ at: n.at, kind: 'notice', params: { reason: n.reason } }));
@@ -274,6 +323,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       watch.linkDownEl,
       sections.auditAlarm.el,
       sections.elsewhere.el,
+      sections.line.el,
       messages.bannerEl,
       messages.senderOverdueEl,
       h('main', { class: 'grid' }, h('div', { class: 'col' }, messages.findEl, messages.inboxEl, messages.outboxEl), h('div', { class: 'col side' }, sections.compose.el, watch.alertsEl, sections.link.el, sections.peers.el, sections.events.el)),
@@ -297,7 +347,7 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   const lead = leadLink(`hotline-link/${key}`, {
     held: () => {
       live.elsewhere = false;
-      ctx.redraw('status', 'elsewhere', 'compose');
+      ctx.redraw('status', 'elsewhere', 'line', 'compose');
       client.start().then(
         () => {
           // The directory was fetched and verified as part of connecting: show the peers' keys now.
@@ -314,8 +364,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       live.elsewhere = true;
       live.connected = false;
       void client.stop();
-      ctx.redraw('status', 'elsewhere', 'compose');
+      ctx.redraw('status', 'elsewhere', 'line', 'compose');
       void client.loadStoredDirectory().catch(() => undefined);
+      askLines();
     },
   });
 }

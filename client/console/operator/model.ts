@@ -10,8 +10,28 @@ import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/st
  * own sealed data. Pure: the DOM code only draws what these functions return.
  */
 
-export type OutRung = 'sent' | 'accepted' | 'delivered' | 'acknowledged';
-export const OUT_RUNGS: readonly OutRung[] = ['sent', 'accepted', 'delivered', 'acknowledged'];
+export type OutRung = 'sent' | 'accepted' | 'relayed' | 'delivered' | 'acknowledged';
+/**
+ * A sent message's ladder. `relayed` (the addressee's relay stored it: PROTOCOL.md "The
+ * relay-to-relay link") is a rung only where the message crosses two relays ({@link crossesRelays});
+ * on a shared relay there is no such hop and the ladder leaves it out.
+ */
+export const OUT_RUNGS: readonly OutRung[] = ['sent', 'accepted', 'relayed', 'delivered', 'acknowledged'];
+
+/**
+ * Whether a message from `from` to `to` goes through two relays: each party is served by its own
+ * relay (an entry in the agreement's `relays`) or by the shared one (no entry), and the hop between
+ * two different relays is the `relayed` rung.
+ */
+export function crossesRelays(agreement: Agreement, from: string, to: string): boolean {
+  const relayOf = (party: string) => (agreement.relays?.some((r) => r.party === party) ? party : undefined);
+  return relayOf(from) !== relayOf(to);
+}
+
+/** The rungs of the ladder of a message from `from` to `to`. */
+export function outRungs(agreement: Agreement, from: string, to: string): readonly OutRung[] {
+  return crossesRelays(agreement, from, to) ? OUT_RUNGS : OUT_RUNGS.filter((r) => r !== 'relayed');
+}
 
 export interface MessageText {
   subject?: string;
@@ -38,6 +58,8 @@ export interface ConsoleData {
   alarms?: AuditAlarmRecord[];
   /** Rungs the server judged late (`deadline.met` with `late`), by message id (absent in data stored before). */
   late?: Record<string, LateRungs>;
+  /** When the addressee's relay stored each sent message (`message.relayed`), by id (absent in data stored before). */
+  relayed?: Record<string, number>;
 }
 
 /** How late each rung of a message was reached, in milliseconds, as the server judged it. */
@@ -54,6 +76,8 @@ export interface MessageNote {
   acceptedAt?: number;
   ackedByColleague?: { by: string; at: number };
   late?: LateRungs;
+  /** When the addressee's relay stored it (two-relay deployments). */
+  relayedAt?: number;
 }
 
 /** The note of message `id` from the maps of `data`. */
@@ -62,7 +86,14 @@ export function noteOf(data: ConsoleData, id: string): MessageNote {
   const acceptedAt = data.inboxAcceptedAt[id];
   const acked = data.ackedByColleague[id];
   const late = data.late?.[id];
-  return { ...(text ? { text } : {}), ...(acceptedAt === undefined ? {} : { acceptedAt }), ...(acked ? { ackedByColleague: acked } : {}), ...(late ? { late } : {}) };
+  const relayedAt = data.relayed?.[id];
+  return {
+    ...(text ? { text } : {}),
+    ...(acceptedAt === undefined ? {} : { acceptedAt }),
+    ...(acked ? { ackedByColleague: acked } : {}),
+    ...(late ? { late } : {}),
+    ...(relayedAt === undefined ? {} : { relayedAt }),
+  };
 }
 
 /** Put a stored note back into the maps of `data`. */
@@ -71,27 +102,34 @@ export function applyNote(data: ConsoleData, id: string, note: MessageNote): voi
   if (note.acceptedAt !== undefined) data.inboxAcceptedAt[id] = note.acceptedAt;
   if (note.ackedByColleague) data.ackedByColleague[id] = note.ackedByColleague;
   if (note.late) (data.late ??= {})[id] = note.late;
+  if (note.relayedAt !== undefined) (data.relayed ??= {})[id] = note.relayedAt;
 }
 
 /** The ids that have a note in `data`. */
 export function notedIds(data: ConsoleData): string[] {
-  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague), ...Object.keys(data.late ?? {})])];
+  return [...new Set([...Object.keys(data.texts), ...Object.keys(data.inboxAcceptedAt), ...Object.keys(data.ackedByColleague), ...Object.keys(data.late ?? {}), ...Object.keys(data.relayed ?? {})])];
 }
 
 /** `data` as its single record stores it: without the per-message maps. */
 export function withoutNotes(data: ConsoleData): ConsoleData {
-  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, late: {} };
+  return { ...data, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, late: {}, relayed: {} };
 }
 
 /** The per-message maps of `current` put into `stored` (another tab's save of the single record). */
 export function withNotesOf(current: ConsoleData, stored: ConsoleData): ConsoleData {
-  return { ...stored, texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague, late: current.late ?? {} };
+  return { ...stored, texts: current.texts, inboxAcceptedAt: current.inboxAcceptedAt, ackedByColleague: current.ackedByColleague, late: current.late ?? {}, relayed: current.relayed ?? {} };
 }
 
 /** Record that rung `rung` of message `id` was reached `lateMs` after its deadline. */
 export function markLate(data: ConsoleData, id: string, rung: DeadlineRung, lateMs: number): void {
   const late = (data.late ??= {});
   late[id] = { ...late[id], [rung]: lateMs };
+}
+
+/** Record that the addressee's relay stored message `id` at `at` (the first report counts). */
+export function markRelayed(data: ConsoleData, id: string, at: number): void {
+  const relayed = (data.relayed ??= {});
+  relayed[id] ??= at;
 }
 
 /** An `audit.alarm` as the console keeps it until the operator dismisses it. */
@@ -144,15 +182,19 @@ export function latestTest(current: LastTest | undefined, results: readonly (Lin
 
 export interface ConsoleEvent {
   at: number;
-  /** 'deadline.late': a rung reached after its deadline was missed (`deadline.met` with `late`). */
-  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'deadline.closed' | 'notice' | 'link' | 'alarm' | 'error';
+  /**
+   * 'deadline.late': a rung reached after its deadline was missed (`deadline.met` with `late`).
+   * 'relayed': the addressee's relay stored a message (`message.relayed`); 'line.down' /
+   * 'line.up': the relay-to-relay line (`link.*` with `scope: "relay"`), not a link test.
+   */
+  kind: 'deadline.missed' | 'deadline.met' | 'deadline.late' | 'deadline.closed' | 'notice' | 'link' | 'alarm' | 'error' | 'relayed' | 'line.down' | 'line.up';
   params: Record<string, string | number>;
 }
 
 export const MAX_EVENTS = 50;
 
 export function initialConsoleData(): ConsoleData {
-  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [], late: {} };
+  return { v: 1, texts: {}, inboxAcceptedAt: {}, ackedByColleague: {}, confirmed: [], events: [], alarms: [], late: {}, relayed: {} };
 }
 
 export interface InboxRow {
@@ -183,11 +225,14 @@ export interface OutboxRow {
   rung: OutRung | 'held';
   /** The devices (`party/device`) whose new or changed keys hold the message. */
   held?: string[];
-  /** When each rung was reached, as far as known here: sealed, accepted by the relay, first signed receipt of each kind. */
+  /**
+   * When each rung was reached, as far as known here: sealed, accepted by the relay, stored by the
+   * addressee's relay (two relays), first signed receipt of each kind.
+   */
   rungAt: Partial<Record<OutRung, number>>;
   acceptedAt?: number;
-  /** Verified receipts by rung: who signed, when. */
-  receipts: { kind: string; by: string; at: number }[];
+  /** Verified receipts by rung: who signed, when, and when the signer was revoked since, if it was. */
+  receipts: { kind: string; by: string; at: number; signerRevokedAt?: number }[];
   dueAt?: number;
   /** Rungs reached late, as the server judged them. */
   late: LateRungs;
@@ -237,9 +282,9 @@ export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agr
   return rows.sort((a, b) => b.header.sentAt - a.header.sentAt);
 }
 
-/** The ids of the messages waiting in the outbox (receipts are not shown). */
+/** The ids of the messages waiting in the outbox (receipts and refusals are not shown). */
 export function pendingIds(state: ClientState): string[] {
-  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' ? [] : [item.id]));
+  return Object.values(state.outbox).flatMap((item) => (item.kind === 'receipt' || item.kind === 'refusal' ? [] : [item.id]));
 }
 
 /** The outbox item of message `id`, if it is still waiting for the server's `accepted`. */
@@ -283,13 +328,16 @@ export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agree
 export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreement: Agreement): OutboxRow | undefined {
   if (rec.header.linkTest) return undefined;
   const kinds = new Set(rec.receipts.map((r) => r.kind));
-  const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : 'accepted';
+  const relayedAt = data.relayed?.[id];
+  // A receipt of the addressee implies the hop between the relays, reported or not yet.
+  const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : relayedAt !== undefined ? 'relayed' : 'accepted';
   const start = rec.acceptedAt ?? rec.header.sentAt;
-  const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' ? 'delivered' : 'acknowledged', start);
+  const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' || rung === 'relayed' ? 'delivered' : 'acknowledged', start);
   const text = data.texts[id];
   const first = (kind: string) => rec.receipts.filter((r) => r.kind === kind).reduce<number | undefined>((m, r) => (m === undefined || r.at < m ? r.at : m), undefined);
   const rungAt: OutboxRow['rungAt'] = { sent: rec.header.sentAt };
   if (rec.acceptedAt !== undefined) rungAt.accepted = rec.acceptedAt;
+  if (relayedAt !== undefined) rungAt.relayed = relayedAt;
   for (const kind of ['delivered', 'acknowledged'] as const) {
     const at = first(kind);
     if (at !== undefined) rungAt[kind] = at;
@@ -301,7 +349,11 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     rung,
     rungAt,
     ...(rec.acceptedAt === undefined ? {} : { acceptedAt: rec.acceptedAt }),
-    receipts: rec.receipts.map((r) => ({ kind: r.kind, by: `${r.by.party}/${r.by.device}`, at: r.at })),
+    receipts: rec.receipts.map((r) => {
+      const by = `${r.by.party}/${r.by.device}`;
+      const revokedAt = rec.signersRevokedAt?.[by];
+      return { kind: r.kind, by, at: r.at, ...(revokedAt === undefined ? {} : { signerRevokedAt: revokedAt }) };
+    }),
     ...(due === undefined ? {} : { dueAt: due }),
     late: data.late?.[id] ?? {},
   };

@@ -5,7 +5,7 @@ import { SealedRecord } from '../common/shell.js';
 import type { Alarm } from './alarm.js';
 import type { OperatorContext } from './context.js';
 import { desktopAlerts } from './desktop-alerts.js';
-import { LockScreen, watchIdle } from './lock-screen.js';
+import { LockScreen, watchIdle, type LockAlert } from './lock-screen.js';
 import { alertsPanel, DEFAULT_IDLE_MINUTES } from './panels/alerts-panel.js';
 import { linkDownPanel } from './panels/link-down-panel.js';
 
@@ -29,6 +29,8 @@ export interface WatchGuardOptions {
   /** The console's content, covered while locked. */
   root: HTMLElement;
   alarm: Alarm;
+  /** Shown on the lock screen (the hotline line's state, kept up to date by its panel). */
+  lockStatus?: HTMLElement;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   const screen = new LockScreen({
     root: o.root,
     device: ctx.key,
+    ...(o.lockStatus ? { status: o.lockStatus } : {}),
     async verify(passphrase) {
       const k = await store.unlock(passphrase);
       const c = k.device.certificate.cert;
@@ -72,16 +75,41 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
       }
     });
   });
-  ctx.client.on('event', (ev) => {
-    if (ev.type !== 'deadline.missed' || !screen.locked) return;
-    const inbound = ev.to === ctx.me.party;
-    screen.alert({ kind: 'overdue', id: ev.messageId, precedence: ev.precedence, inbound, party: inbound ? ev.from : ev.to, rung: ev.rung, level: ev.level, at: ev.at });
+  const overdue = (a: LockAlert) => {
+    if (!screen.locked) return;
+    screen.alert(a);
     // The FLASH alarm sounds on by itself while a FLASH waits; a missed deadline is heard too.
     o.alarm.chime();
+  };
+  // A missed deadline, and a colleague's acknowledgement that settles it, reach only the tab
+  // holding the link (its client gets the relay's events): it tells the other tabs of this
+  // console, so that every lock screen lists the same. Sealed under the data key like everything
+  // the tabs share, although it carries no content.
+  const Channel = (globalThis as { BroadcastChannel?: typeof BroadcastChannel }).BroadcastChannel;
+  const overdueChannel = Channel ? new Channel(`hotline-overdue/${ctx.key}`) : undefined;
+  overdueChannel?.addEventListener('message', (ev: MessageEvent<unknown>) => {
+    if (typeof ev.data !== 'string') return;
+    let a: LockAlert | { kind: 'settled'; id: string };
+    try {
+      a = o.unlocked.data.open(ev.data) as typeof a;
+    } catch {
+      return;
+    }
+    if (a.kind === 'overdue') overdue(a);
+    else if (a.kind === 'settled') screen.settled(a.id);
+  });
+  ctx.client.on('event', (ev) => {
+    if (ev.type !== 'deadline.missed') return;
+    const inbound = ev.to === ctx.me.party;
+    const a: LockAlert = { kind: 'overdue', id: ev.messageId, precedence: ev.precedence, inbound, party: inbound ? ev.from : ev.to, rung: ev.rung, level: ev.level, at: ev.at };
+    overdueChannel?.postMessage(o.unlocked.data.seal(a));
+    overdue(a);
   });
   ctx.client.on('receipt', (r) => {
     const b = r.receipt.receipt;
-    if (r.verified && b.kind === 'acknowledged' && b.by.party === ctx.me.party) screen.settled(b.messageId);
+    if (!r.verified || b.kind !== 'acknowledged' || b.by.party !== ctx.me.party) return;
+    overdueChannel?.postMessage(o.unlocked.data.seal({ kind: 'settled', id: b.messageId }));
+    screen.settled(b.messageId);
   });
 
   const idleMinutes = () => settings.value.idleMinutes ?? DEFAULT_IDLE_MINUTES;

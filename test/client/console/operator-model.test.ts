@@ -5,11 +5,16 @@ import {
   dateTimeGroup,
   unreadTitle,
   certIdentity,
+  crossesRelays,
   flashAlarms,
   inboxRows,
   initialConsoleData,
   latestTest,
   linkPairs,
+  markRelayed,
+  noteOf,
+  applyNote,
+  outRungs,
   outboxRows,
   peerKeys,
   peerTrust,
@@ -20,6 +25,8 @@ import { dictionaries } from '../../../client/console/common/i18n.js';
 import { initialState, type ClientState } from '../../../client/storage/client-storage.js';
 import type { DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../../helpers/fixtures.js';
+import { lineFromEvent, lineReason, withLine } from '../../../client/console/operator/panels/line-panel.js';
+import { setLanguage } from '../../../client/console/common/i18n.js';
 
 let dep: TestDeployment;
 beforeAll(async () => {
@@ -114,6 +121,54 @@ describe('outboxRows', () => {
   });
 });
 
+describe('the relayed rung (two relays)', () => {
+  it('is on the ladder only where the message crosses two relays, and is reached by `message.relayed` (kept in the sealed note) or implied by a receipt', () => {
+    const two = { ...dep.agreement, v: 2 as const, relays: [{ party: 'jp-mod', urls: ['https://jp.example'], logKey: dep.agreement.logKey }, { party: 'cn-mnd', urls: ['https://cn.example'], logKey: dep.agreement.logKey }] };
+    const half = { ...two, relays: [two.relays[0]!] };
+    expect(crossesRelays(dep.agreement, 'jp-mod', 'cn-mnd')).toBe(false);
+    expect(crossesRelays(two, 'jp-mod', 'cn-mnd')).toBe(true);
+    // One party on its own relay, the other on the shared one: still a hop between two relays.
+    expect(crossesRelays(half, 'jp-mod', 'cn-mnd')).toBe(true);
+    expect(outRungs(dep.agreement, 'jp-mod', 'cn-mnd')).toEqual(['sent', 'accepted', 'delivered', 'acknowledged']);
+    expect(outRungs(two, 'jp-mod', 'cn-mnd')).toEqual(['sent', 'accepted', 'relayed', 'delivered', 'acknowledged']);
+
+    const state: ClientState = initialState('jp-mod/jp-op-1');
+    const by = { party: 'cn-mnd', device: 'cn-op-1' };
+    state.sent.r = { header: header('r', 'FLASH', 'jp-mod', 'cn-mnd', { sentAt: 2_000 }), envelopeHash: 'h', acceptedAt: 2_010, receipts: [] };
+    state.sent.d = { header: header('d', 'FLASH', 'jp-mod', 'cn-mnd', { sentAt: 3_000 }), envelopeHash: 'h', acceptedAt: 3_010, receipts: [{ kind: 'delivered', by, at: 3_100 } as never] };
+    const data = initialConsoleData();
+    markRelayed(data, 'r', 2_050);
+    // A second report (a reconnection redelivers the event) keeps the first time.
+    markRelayed(data, 'r', 2_090);
+    const rows = Object.fromEntries(outboxRows(state, data, two).map((x) => [x.id, x]));
+    expect(rows.r).toMatchObject({ rung: 'relayed', rungAt: { sent: 2_000, accepted: 2_010, relayed: 2_050 }, dueAt: 2_010 + two.deadlines.FLASH.deliveredMs });
+    expect(rows.d).toMatchObject({ rung: 'delivered', rungAt: { sent: 3_000, accepted: 3_010, delivered: 3_100 } });
+    // Kept in the message's sealed note, and back from it (another tab, a reload).
+    const again = initialConsoleData();
+    applyNote(again, 'r', noteOf(data, 'r'));
+    expect(again.relayed).toEqual({ r: 2_050 });
+  });
+
+  it('the line between the relays: each peer once, the newer report kept, its reason told in the interface language', () => {
+    const down = lineFromEvent({ type: 'link.down', scope: 'relay', from: 'jp-mod', to: 'cn-mnd', ok: false, reason: 'no heartbeat from the relay of cn-mnd for 15 s', at: 2_000 }, { party: 'jp-mod' });
+    expect(down).toEqual({ peer: 'cn-mnd', status: 'down', since: 2_000, reason: 'no heartbeat from the relay of cn-mnd for 15 s' });
+    const up = { peer: 'cn-mnd', status: 'up' as const, since: 1_000 };
+    // A status answer older than the event seen does not undo it; a newer one does.
+    expect(withLine([down], up)).toEqual([down]);
+    expect(withLine([down], { ...up, since: 3_000 })).toEqual([{ ...up, since: 3_000 }]);
+    expect(withLine([down], { peer: 'ru-mod', status: 'unknown' }).map((l) => l.peer)).toEqual(['cn-mnd', 'ru-mod']);
+    setLanguage('ja');
+    try {
+      expect(lineReason(down.reason)).toBe('cn-mnd の中継サーバーから 15 秒間応答なし');
+      expect(lineReason('HL_ERR_RELAY_WRONG_PARTY: relay of ru-mod')).toBe(dictionaries().ja.err_relay_link);
+      expect(lineReason('connect ECONNREFUSED 127.0.0.1:9')).toBe(dictionaries().ja.line_reason_closed);
+      expect(lineReason(undefined)).toBe(dictionaries().ja.line_reason_closed);
+    } finally {
+      setLanguage('en');
+    }
+  });
+});
+
 describe('peerKeys / peerTrust', () => {
   it('lists the other parties’ operator and archive keys and blocks until confirmed, and again after a change', () => {
     const certs: DeviceCertBody[] = Object.values(dep.devices).map((d) => d.certificate.cert);
@@ -197,5 +252,26 @@ describe('dateTimeGroup / unreadTitle', () => {
     expect(dateTimeGroup(Date.UTC(2027, 0, 31, 0, 5))).toBe('310005Z JAN 27');
     expect(unreadTitle([])).toBe('');
     expect(unreadTitle(['ROUTINE', 'FLASH', 'ROUTINE', 'IMMEDIATE'])).toBe('(FLASH 1 · IMMEDIATE 1 · ROUTINE 2) ');
+  });
+});
+
+describe('a deadline closed because the addressee refused the message (issue 13)', () => {
+  it('is told by its reason in every language, with the relay\'s detail (devices and code)', async () => {
+    const { eventText, toConsoleEvent } = await import('../../../client/console/operator/panels/events-panel.js');
+    const { setLanguage } = await import('../../../client/console/common/i18n.js');
+    const base = { type: 'deadline.closed', messageId: 'a'.repeat(32), from: 'jp-mod', to: 'cn-mnd', precedence: 'PRIORITY', rung: 'acknowledged', dueAt: 2, at: 1 } as const;
+    const refused = toConsoleEvent({ ...base, reason: 'recipient-refused', detail: 'refused by the device it was delivered to: cn-mnd/op1 (HL_ERR_CERT_UNKNOWN_DEVICE)' });
+    const revoked = toConsoleEvent({ ...base, reason: 'recipients-revoked', detail: 'every operator device it was sealed to is revoked or no longer valid: cn-mnd/op1' });
+    const words = { en: 'refused the message', ja: '拒否しました', zh: '拒收' } as const;
+    try {
+      for (const lang of ['en', 'ja', 'zh'] as const) {
+        setLanguage(lang);
+        expect(eventText(refused)).toContain(words[lang]);
+        expect(eventText(refused)).toContain('cn-mnd/op1 (HL_ERR_CERT_UNKNOWN_DEVICE)');
+        expect(eventText(revoked)).not.toContain(words[lang]);
+      }
+    } finally {
+      setLanguage('en');
+    }
   });
 });

@@ -55,6 +55,24 @@ describe('SqliteStore', () => {
     await again.close();
   });
 
+  it('a group commit is answered after its WAL fsync, and its audit entries are not served before', async () => {
+    const { store, path, envelopeWrite } = await setup();
+    const before = await store.auditSize();
+    const w = await envelopeWrite(1);
+    const committing = store.commit([w]);
+    // The transaction ran (other readers of the file see the row) but the fsync is still pending:
+    // the tree size served, which every checkpoint and proof starts from, leaves the entry out.
+    const reader = new Database(path, { readonly: true });
+    onCleanup(() => {
+      reader.close();
+    });
+    expect(reader.prepare('SELECT COUNT(*) AS n FROM envelopes').get()).toEqual({ n: 1 });
+    expect(await store.auditSize()).toBe(before);
+    const [result] = await committing;
+    expect(result).toMatchObject({ ok: true, status: 'new' });
+    expect(await store.auditSize()).toBe(before + 1);
+  });
+
   it('migration: ranks the un-acknowledged rows of a database made before ranks', async () => {
     const { envelopeWrite } = await setup();
     const routine = (await envelopeWrite(1, undefined, 'ROUTINE')).envelope;

@@ -70,6 +70,41 @@ describe('WriteQueue', () => {
     expect(store.batches).toHaveLength(2);
   });
 
+  it('acks alone start no commit: they ride with the next write, or commit when their hold ends or on flushAcks', async () => {
+    const store = fakeStore();
+    // An ack hold far above the test's run time: only a write or flushAcks may commit the acks.
+    const q = new WriteQueue(store, 256, 15, 600_000);
+    const ack = (cursor: number) => ({ kind: 'ack', device: 'jp/op1', cursors: [cursor], acceptedAt: cursor }) as Write;
+    const acks = [q.enqueue(ack(1)), q.enqueue(ack(2))];
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(0);
+    // The next write takes them along, in arrival order, in one commit.
+    await Promise.all([...acks, q.enqueue(write(3))]);
+    expect(store.batches.map((b) => b.map((w) => w.acceptedAt))).toEqual([[1, 2, 3]]);
+
+    // flushAcks commits held acks at once and resolves after that commit.
+    const more = q.enqueue(ack(4));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(1);
+    await q.flushAcks();
+    expect(store.batches.map((b) => b.map((w) => w.acceptedAt))).toEqual([[1, 2, 3], [4]]);
+    await more;
+    // With nothing held, flushAcks commits nothing.
+    await q.flushAcks();
+    expect(store.batches).toHaveLength(2);
+
+    // A short hold: the acks commit on their own when it ends.
+    const short = new WriteQueue(store, 256, 15, 1);
+    await short.enqueue(ack(5));
+    expect(store.batches.at(-1)!.map((w) => w.acceptedAt)).toEqual([5]);
+
+    // drain() does not wait for the hold either.
+    const last = q.enqueue(ack(6));
+    await q.drain();
+    expect(store.batches.at(-1)!.map((w) => w.acceptedAt)).toEqual([6]);
+    await last;
+  });
+
   it('splits at maxBatch and drain waits for every commit', async () => {
     const store = fakeStore();
     const q = new WriteQueue(store, 2);

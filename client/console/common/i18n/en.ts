@@ -337,6 +337,30 @@ export const en = {
   // merge: error text for the sentAt window
   err_sent_at: 'The message was dated more than a day away from the relay\'s clock: check this computer\'s clock; it is sealed again with the current time.',
   err_relay_link: 'The link between the two ministries\' relays refused a peer relay or one of its frames (wrong party or a replayed frame).',
+  // h10-relayed: the relayed rung and the hotline's line between two relays
+  rung_relayed: 'relayed',
+  print_rung_peer_relay: '{time} — stored by the relay of {party}',
+  ev_relayed: '{prec} {id} stored by the relay of {to}',
+  ev_line_down: 'Hotline line {from} ⇄ {to} DOWN',
+  ev_line_up: 'Hotline line {from} ⇄ {to} up',
+  line_to: 'Line to {party}',
+  line_up: 'up',
+  line_down: 'DOWN',
+  line_unknown: 'not up yet',
+  line_down_title: 'Hotline line to {party} DOWN',
+  line_down_since: 'since {time}',
+  line_down_help: "Messages to {party} wait at this ministry's relay and go once the line is back; this console's own link to its relay is not affected.",
+  line_reason_heartbeat: 'no heartbeat from the relay of {party} for {s} s',
+  line_reason_closed: 'the connection between the two relays closed or could not be opened',
+  relay_link: 'Relay',
+  // h13-rest: refusals and revoked signers
+  err_refusal: 'The relay did not take this device\'s refusal of a message it could not open (signature, wrong message, or an answer given before).',
+  ev_deadline_closed_refused: 'Deadline closed: the {rung} of {id} ({prec}) can no longer be reached: the addressee\'s device refused the message as it could not verify or open it ({detail})',
+  rung_signer_revoked: 'signer revoked since {time}',
+  type_refusal_accepted: 'refusal accepted',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: 'relayed (stored by the other party\'s relay)',
+  type_receipt_relayed: 'receipt relayed (stored by the other party\'s relay)',
 };
 
 export type MessageKey = keyof typeof en;

@@ -338,4 +338,28 @@ export const ja: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: 'メッセージの日時が中継サーバの時計と1日以上ずれています。この端末の時計を確認してください。現在時刻で封緘し直します。',
   err_relay_link: '両省の中継サーバ間リンクが相手の中継サーバまたはそのフレームを拒否しました(当事者の誤り、またはフレームの再送)。',
+  // h10-relayed: the relayed rung and the hotline's line between two relays
+  rung_relayed: '中継済み',
+  print_rung_peer_relay: '{time} — {party} の中継サーバーが保管',
+  ev_relayed: '{prec} {id} を {to} の中継サーバーが保管',
+  ev_line_down: 'ホットライン回線 {from} ⇄ {to} 断',
+  ev_line_up: 'ホットライン回線 {from} ⇄ {to} 復旧',
+  line_to: '{party} との回線',
+  line_up: '正常',
+  line_down: '断',
+  line_unknown: '未接続',
+  line_down_title: '{party} とのホットライン回線が断',
+  line_down_since: '{time} から',
+  line_down_help: '{party} 宛てのメッセージは当省の中継サーバーで待機し、回線の復旧後に送られます。この端末と中継サーバーとの接続には影響ありません。',
+  line_reason_heartbeat: '{party} の中継サーバーから {s} 秒間応答なし',
+  line_reason_closed: '中継サーバー間の接続が切れたか、開けませんでした',
+  relay_link: '中継サーバー',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '開封できなかったメッセージについてのこの端末の拒否通知を中継サーバが受け付けませんでした(署名、対象メッセージの誤り、または既に応答済み)。',
+  ev_deadline_closed_refused: '期限を終了：{id}（{prec}）の{rung}はもう到達できません：宛先の端末がメッセージを検証または開封できず拒否しました（{detail}）',
+  rung_signer_revoked: '署名者は {time} 以降失効',
+  type_refusal_accepted: '受信拒否の受付',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '中継済み(相手側の中継サーバが保存)',
+  type_receipt_relayed: '受領証中継済み(相手側の中継サーバが保存)',
 };

@@ -338,4 +338,28 @@ export const zh: Dictionary = {
   // merge: error text for the sentAt window
   err_sent_at: '消息时间与中继服务器时钟相差超过一天：请检查本机时钟；将以当前时间重新封装。',
   err_relay_link: '两部中继服务器之间的链路拒绝了对方中继或其帧(当事方错误或重放的帧)。',
+  // h10-relayed: the relayed rung and the hotline's line between two relays
+  rung_relayed: '已中转',
+  print_rung_peer_relay: '{time} — 已由 {party} 的中继服务器存储',
+  ev_relayed: '{prec} {id} 已由 {to} 的中继服务器存储',
+  ev_line_down: '热线线路 {from} ⇄ {to} 中断',
+  ev_line_up: '热线线路 {from} ⇄ {to} 恢复',
+  line_to: '与 {party} 的线路',
+  line_up: '正常',
+  line_down: '中断',
+  line_unknown: '尚未接通',
+  line_down_title: '与 {party} 的热线线路中断',
+  line_down_since: '自 {time} 起',
+  line_down_help: '发往 {party} 的消息在本部中继服务器等待，线路恢复后发出；本控制台与其中继服务器的连接不受影响。',
+  line_reason_heartbeat: '{s} 秒未收到 {party} 中继服务器的心跳',
+  line_reason_closed: '两个中继服务器之间的连接已断开或无法建立',
+  relay_link: '中继服务器',
+  // h13-rest: refusals and revoked signers
+  err_refusal: '中继服务器未接受本终端对一条无法打开的消息的拒收声明(签名、消息不符或此前已作答)。',
+  ev_deadline_closed_refused: '期限已关闭：{id}（{prec}）的{rung}已无法达成：收件方终端因无法验证或打开该消息而拒收（{detail}）',
+  rung_signer_revoked: '签名者自 {time} 起已吊销',
+  type_refusal_accepted: '拒收已受理',
+  // h11-witness: audit entries of the relay-to-relay link
+  type_message_relayed: '已中继(对方中继服务器已保存)',
+  type_receipt_relayed: '回执已中继(对方中继服务器已保存)',
 };

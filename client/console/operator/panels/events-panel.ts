@@ -31,14 +31,16 @@ export function toConsoleEvent(ev: HotlineEvent): ConsoleEvent {
         ? { at: ev.at, kind: 'deadline.late', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, late: formatDuration(ev.lateMs) } }
         : { at: ev.at, kind: 'deadline.met', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
     case 'deadline.closed':
-      return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence } };
+      // `detail` names devices and error codes (no message text): shown as it is, beside the translated reason.
+      return { at: ev.at, kind: 'deadline.closed', params: { rung: ev.rung, id: ev.messageId.slice(0, 8), prec: ev.precedence, reason: ev.reason, detail: ev.detail } };
     case 'audit.alarm':
       return { at: ev.at, kind: 'alarm', params: { party: ev.party, reason: ev.reason, ...('code' in ev && typeof ev.code === 'string' ? { code: ev.code } : {}) } };
     case 'message.relayed':
-      // h11: the peer relay stored the message (two-relay deployments); shown on the link line
-      // until the console shows the rung itself.
-      return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: '✔' } };
+      // The addressee's relay stored the message (two relays): the rung, cited by the short id.
+      return { at: ev.at, kind: 'relayed', params: { id: ev.messageId.slice(0, 8), prec: ev.precedence, to: ev.to } };
     default:
+      // The hotline's line between the relays (its reason stays in the header's banner).
+      if (ev.scope === 'relay' && ev.type !== 'link.test') return { at: ev.at, kind: ev.type === 'link.up' ? 'line.up' : 'line.down', params: { from: ev.from, to: ev.to } };
       return { at: ev.at, kind: 'link', params: { type: ev.type, from: ev.from, to: ev.to, ok: ev.ok ? '✔' : '✘', ...(ev.roundTripMs === undefined ? {} : { rtt: ev.roundTripMs }) } };
   }
 }
@@ -52,6 +54,9 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
   link: 'ev_link',
   alarm: 'ev_alarm',
   error: 'ev_error',
+  relayed: 'ev_relayed',
+  'line.down': 'ev_line_down',
+  'line.up': 'ev_line_up',
 };
 
 /**
@@ -63,7 +68,8 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
 export function eventText(e: ConsoleEvent): string {
   const { rung, prec, type } = e.params;
   const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason), typeof e.params.code === 'string' ? e.params.code : undefined) : undefined;
-  return t(EVENT_KEYS[e.kind], {
+  const key = e.kind === 'deadline.closed' && e.params.reason === 'recipient-refused' ? 'ev_deadline_closed_refused' : EVENT_KEYS[e.kind];
+  return t(key, {
     ...e.params,
     ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),
     ...(typeof prec === 'string' ? { prec: t(`prec_${prec}` as MessageKey) } : {}),

@@ -2,6 +2,7 @@ import { formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
 import type { LastTest } from '../model.js';
+import { linePills } from './line-panel.js';
 
 /** "12:00:01 passed, round trip 80 ms", or that no test ran yet. */
 function testText(lastTest: LastTest | undefined): string {
@@ -10,7 +11,10 @@ function testText(lastTest: LastTest | undefined): string {
     : t('no_test');
 }
 
-/** The header's status pills: the link, the last link test, each ordered pair's state, this device. */
+/**
+ * The header's status pills: this console's link to its relay, the hotline's line to each peer
+ * relay (two relays), the last link test, each ordered pair's state, this device.
+ */
 export function statusPanel(ctx: OperatorContext): Panel {
   const el = h('div', { class: 'status', id: 'link-status', 'aria-live': 'polite' });
   const draw = () => {
@@ -20,8 +24,11 @@ export function statusPanel(ctx: OperatorContext): Panel {
       h(
         'span',
         { class: `pill ${connected ? 'ok' : elsewhere ? 'idle' : 'bad'}`, id: 'link-state', 'data-connected': String(connected), 'data-elsewhere': String(elsewhere) },
-        `${t('link')}: ${t(connected ? 'connected' : elsewhere ? 'link_elsewhere' : 'disconnected')}`,
+        // "Relay: connected": this console's own link, told apart from the hotline's line between relays.
+        `${t('relay_link')}: ${t(connected ? 'connected' : elsewhere ? 'link_elsewhere' : 'disconnected')}`,
       ),
+      // In every tab: the tab holding the link tells the others (main.ts).
+      ...linePills(ctx.live.relayLines),
       h('span', { class: `pill ${lastTest ? (lastTest.ok ? 'ok' : 'bad') : 'idle'}`, id: 'link-test' }, `${t('last_test')}: `, testText(lastTest)),
       ...linkPairs.map((p) =>
         h('span', { class: `pill ${p.status === 'up' ? 'ok' : p.status === 'down' ? 'bad' : 'idle'}`, 'data-pair': `${p.from}>${p.to}`, 'data-status': p.status }, `${p.from} → ${p.to}: ${t(`link_${p.status}` as MessageKey)}`),

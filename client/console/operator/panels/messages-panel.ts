@@ -5,7 +5,7 @@ import { formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
-import { unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
+import { crossesRelays, outRungs, unreadTitle, inboxRow, isFlashAlarm, isImmediateAlert, pendingIds, pendingItem, pendingRow, sentRow, type InboxRow, type OutboxRow } from '../model.js';
 import { DueCells } from './due-cells.js';
 import { HeldCells, ladder, lateMark, SenderOverdue, shortId } from './sender-view.js';
 import { isFiltering, matches, sortKey, type FindRow } from '../find.js';
@@ -260,8 +260,10 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
             'td',
             { class: 'rung' },
             h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
-            ladder(r),
+            ladder(r, outRungs(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)),
             last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+            // A receipt signed before its signer was revoked stays valid: shown with the revocation.
+            last?.signerRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': last.signerRevokedAt }, t('rung_signer_revoked', { time: formatTime(last.signerRevokedAt) })),
           ),
       due.cell(`out:${r.id}`, r.dueAt),
       h(
@@ -269,7 +271,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         { class: 'actions' },
         // A follow-up to one's own message goes to the same party, threaded under it.
         replyButton({ id: r.id, to: r.header.to, from: `${(r.header.from ?? ctx.me).party}/${(r.header.from ?? ctx.me).device}`, subject: subjectOf(r.text) }, r.header.precedence),
-        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(outboxPrintable(r, ctx.me), ctx.key)),
+        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(outboxPrintable(r, ctx.me, crossesRelays(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)), ctx.key)),
       ),
     );
   };

@@ -17,9 +17,11 @@ export interface PrintableMessage {
 
 /** A rung as printed: when, and who signed it (`by` absent: the relay's acceptance, which it does not sign). */
 export interface PrintRung {
-  rung: 'sent' | 'accepted' | 'delivered' | 'received' | 'acknowledged';
+  rung: 'sent' | 'accepted' | 'relayed' | 'delivered' | 'received' | 'acknowledged';
   at?: number;
   by?: string;
+  /** `relayed`: the party whose relay stored it (it reports the rung; it does not sign it). */
+  relayOf?: string;
   lateMs?: number;
 }
 
@@ -40,8 +42,11 @@ export function inboxPrintable(r: InboxRow, rec: InboxRecord | undefined, me: st
   };
 }
 
-/** A sent message: signed here, accepted by the relay, then each verified receipt with its signer. */
-export function outboxPrintable(r: OutboxRow, me: { party: string; device: string }): PrintableMessage {
+/**
+ * A sent message: signed here, accepted by the relay, stored by the addressee's relay where it
+ * crosses two (`twoRelays`), then each verified receipt with its signer.
+ */
+export function outboxPrintable(r: OutboxRow, me: { party: string; device: string }, twoRelays = false): PrintableMessage {
   const from = r.header.from ?? me;
   const receipt = (kind: 'delivered' | 'acknowledged'): PrintRung => {
     const x = r.receipts.find((rc) => rc.kind === kind);
@@ -51,7 +56,13 @@ export function outboxPrintable(r: OutboxRow, me: { party: string; device: strin
     id: r.id,
     header: { ...r.header, from },
     ...(r.text ? { text: r.text } : {}),
-    rungs: [{ rung: 'sent', at: r.header.sentAt, by: device(from) }, { rung: 'accepted', ...(r.acceptedAt === undefined ? {} : { at: r.acceptedAt }) }, receipt('delivered'), receipt('acknowledged')],
+    rungs: [
+      { rung: 'sent', at: r.header.sentAt, by: device(from) },
+      { rung: 'accepted', ...(r.acceptedAt === undefined ? {} : { at: r.acceptedAt }) },
+      ...(twoRelays ? [{ rung: 'relayed' as const, relayOf: r.header.to, ...(r.rungAt.relayed === undefined ? {} : { at: r.rungAt.relayed }) }] : []),
+      receipt('delivered'),
+      receipt('acknowledged'),
+    ],
   };
 }
 
@@ -84,7 +95,12 @@ export function printSheet(m: PrintableMessage, printedBy: string, now: number):
           { 'data-rung': r.rung, 'data-reached': String(r.at !== undefined) },
           h('b', {}, t(`rung_${r.rung}` as MessageKey)),
           ': ',
-          r.at === undefined ? t('print_not_yet') : r.by === undefined ? t('print_rung_relay', { time: formatTime(r.at) }) : t('print_rung', { time: formatTime(r.at), who: r.by }),
+          r.at === undefined
+            ? t('print_not_yet')
+            : r.relayOf !== undefined
+              ? t('print_rung_peer_relay', { time: formatTime(r.at), party: r.relayOf })
+              : r.by === undefined
+                ? t('print_rung_relay', { time: formatTime(r.at) }) : t('print_rung', { time: formatTime(r.at), who: r.by }),
           r.lateMs === undefined ? null : h('span', { class: 'late' }, ` ⚠ ${t('late_by', { t: formatDuration(r.lateMs) })}`),
         ),
       ),

@@ -2,12 +2,13 @@ import { formatDuration, formatTime, h } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
 import { KeyedRows } from '../../common/keyed-rows.js';
 import { errParams, type OperatorContext } from '../context.js';
-import { OUT_RUNGS, type OutboxRow } from '../model.js';
+import { OUT_RUNGS, type OutboxRow, type OutRung } from '../model.js';
 
 /**
  * The sender's side of a message: its ladder with the time each rung was reached, a held
  * message's reason and its Discard (with a confirmation), and the banner of an overdue FLASH.
- * The protocol has no separate "relayed" rung: the relay's acceptance is the relay's signed step.
+ * Where the message crosses two relays (one per party), the ladder has the `relayed` rung between
+ * `accepted` and `delivered`: when the addressee's relay stored it (`message.relayed`).
  */
 
 /** The first 8 characters of a message id: how Events cite it, so the row and banner show it too. */
@@ -20,13 +21,17 @@ export const shortId = (id: string): string => id.slice(0, 8);
 export const lateMark = (lateMs: number | undefined): HTMLElement | null =>
   lateMs === undefined ? null : h('span', { class: 'late', 'data-late-ms': lateMs }, ` ⚠ ${t('late_by', { t: formatDuration(Math.ceil(lateMs / 1000) * 1000) })}`);
 
-/** The outbox ladder: each rung by name (done ones marked ✔, not by colour alone), with its time and lateness. */
-export function ladder(r: OutboxRow): HTMLElement {
-  const reached = r.rung === 'held' ? -1 : OUT_RUNGS.indexOf(r.rung);
+/**
+ * The outbox ladder: each of `rungs` by name (done ones marked ✔, not by colour alone), with its
+ * time and lateness. A rung below the one reached is done even without a time of its own (a
+ * `delivered` receipt implies the hop between the relays whose report has not come yet).
+ */
+export function ladder(r: OutboxRow, rungs: readonly OutRung[] = OUT_RUNGS): HTMLElement {
+  const reached = r.rung === 'held' ? -1 : rungs.indexOf(r.rung);
   return h(
     'ol',
     { class: 'ladder' },
-    ...OUT_RUNGS.map((x, i) => {
+    ...rungs.map((x, i) => {
       const late = x === 'delivered' || x === 'acknowledged' ? r.late[x] : undefined;
       const at = r.rungAt[x];
       return h(
