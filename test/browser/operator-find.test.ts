@@ -39,13 +39,19 @@ describe('operator console: find, threads, print', () => {
     cn.on('message', (m) => got.push({ id: m.header.id, ...(m.header.replyTo === undefined ? {} : { replyTo: m.header.replyTo }) }));
 
     const ids: Record<string, string> = {};
+    const accepted = new Set<string>();
+    cn.on('accepted', (a) => accepted.add(a.id));
+    // Each accepted before the next is sent: the relay handles a FLASH before the ROUTINE frames
+    // queued on its connection (PROTOCOL.md "Delivery order"), so only then is "newest" the order sent.
     for (const [precedence, subject] of [
       ['ROUTINE', 'weekly summary'],
       ['PRIORITY', 'radar outage'],
       ['IMMEDIATE', 'fuel report'],
       ['FLASH', 'convoy at the border'],
     ] as const) {
-      ids[precedence] = (await cn.send({ to: 'jp-mod', precedence, subject, body: `${subject}: details`, lang: 'en' })).id;
+      const id = (await cn.send({ to: 'jp-mod', precedence, subject, body: `${subject}: details`, lang: 'en' })).id;
+      ids[precedence] = id;
+      await expect.poll(() => accepted.has(id), { timeout: 30_000 }).toBe(true);
     }
     for (const id of Object.values(ids)) await jp.page.locator(`#inbox tr.msg[data-id="${id}"]`).waitFor();
     // Newest first by default.
