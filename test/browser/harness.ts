@@ -257,10 +257,17 @@ export async function loginCount(hx: Harness, token: string, party: string, devi
 export async function exchangeMessage(hx: Harness, precedence: Precedence = 'FLASH'): Promise<string> {
   const [jp, cn] = await Promise.all([startNodeClient(hx, 'jp-mod/op1'), startNodeClient(hx, 'cn-mnd/op1')]);
   try {
-    const arrived = next(cn, 'message');
+    // Matched by id, not the first 'message': delivery is at least once, and an earlier test's
+    // message can come again first (it failed once in CI after acks began to ride the next commit).
+    const arrivedIds = new Set<string>();
+    const waiting = new Map<string, () => void>();
+    cn.on('message', (m) => {
+      arrivedIds.add(m.header.id);
+      waiting.get(m.header.id)?.();
+    });
     const acked = next(jp, 'receipt', (r) => r.receipt.receipt.kind === 'acknowledged' && r.verified);
     const { id } = await jp.send({ to: 'cn-mnd', precedence, subject: '演習', body: '至急', exercise: true });
-    await arrived;
+    await new Promise<void>((resolve) => (arrivedIds.has(id) ? resolve() : waiting.set(id, resolve)));
     await cn.acknowledge(id);
     await acked;
     return id;
