@@ -236,17 +236,9 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     const stored = await store.getMeta(DEPLOYMENT_META_KEY);
     if (identity) {
       if (stored !== undefined && stored !== identity.deploymentId) problems.push(`the database ${dbPath} belongs to another data directory (deployment ${stored}, this directory is ${identity.deploymentId})`);
-      if (size < identity.auditSize) {
-        problems.push(`the audit log has ${size} entries, but ${identity.auditSize} were recorded at ${new Date(identity.writtenAt).toISOString()} (${identity.reason}): entries were lost`);
-      } else if (!damage && (await auditRootAt(store, agreement, logger, identity.auditSize, identity.auditRoot)) !== identity.auditRoot) {
-        problems.push(`the audit log's first ${identity.auditSize} entries do not match the root recorded at ${new Date(identity.writtenAt).toISOString()}: the log was changed`);
-      }
+      await checkRecordedLog(store, agreement, logger, identity, size, damage, problems);
     }
-    if (problems.length > 0) {
-      if (!acceptDataLoss) throw dataLost(problems);
-      logger.error({ problems }, 'starting with --accept-data-loss: data of this directory was found missing or damaged');
-      await store.appendAudit({ type: 'store.data-loss.accepted', at: Date.now(), problems, ...(identity ? { recorded: { auditSize: identity.auditSize, auditRoot: identity.auditRoot, at: identity.writtenAt } } : {}) });
-    }
+    await refuseOrAcceptLoss(store, logger, problems, identity, acceptDataLoss, 'this directory');
     const deploymentId = identity && (stored === undefined || stored === identity.deploymentId) ? identity.deploymentId : (stored ?? newDeploymentId());
     if (stored !== deploymentId) await store.setMeta(DEPLOYMENT_META_KEY, deploymentId);
     const now = await store.auditSize();
@@ -256,6 +248,23 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     await store.close();
     throw err;
   }
+}
+
+/** The audit log against what the data directory recorded of it: not shorter, and the same root at that size. */
+async function checkRecordedLog(store: Store, agreement: Agreement, logger: Logger, identity: DataIdentity, size: number, damage: string | undefined, problems: string[]): Promise<void> {
+  if (size < identity.auditSize) {
+    problems.push(`the audit log has ${size} entries, but ${identity.auditSize} were recorded at ${new Date(identity.writtenAt).toISOString()} (${identity.reason}): entries were lost`);
+  } else if (!damage && (await auditRootAt(store, agreement, logger, identity.auditSize, identity.auditRoot)) !== identity.auditRoot) {
+    problems.push(`the audit log's first ${identity.auditSize} entries do not match the root recorded at ${new Date(identity.writtenAt).toISOString()}: the log was changed`);
+  }
+}
+
+/** Refuse to start on lost or damaged data, unless --accept-data-loss, which is itself an audit entry. */
+async function refuseOrAcceptLoss(store: Store, logger: Logger, problems: readonly string[], identity: DataIdentity | undefined, acceptDataLoss: boolean, whose: string): Promise<void> {
+  if (problems.length === 0) return;
+  if (!acceptDataLoss) throw dataLost(problems);
+  logger.error({ problems }, `starting with --accept-data-loss: data of ${whose} was found missing or damaged`);
+  await store.appendAudit({ type: 'store.data-loss.accepted', at: Date.now(), problems, ...(identity ? { recorded: { auditSize: identity.auditSize, auditRoot: identity.auditRoot, at: identity.writtenAt } } : {}) });
 }
 
 /** What an error says of a PostgreSQL URL: host, port and database, never the user or password. */
@@ -302,17 +311,9 @@ async function openPgData(url: string, options: PgStoreOptions, dataDir: string,
     const stored = await store.getMeta(DEPLOYMENT_META_KEY);
     if (identity) {
       if (stored !== undefined && stored !== identity.deploymentId) problems.push(`the ${describeDatabase(url)} belongs to another deployment (${stored}, this data directory is ${identity.deploymentId})`);
-      if (size < identity.auditSize) {
-        problems.push(`the audit log has ${size} entries, but ${identity.auditSize} were recorded at ${new Date(identity.writtenAt).toISOString()} (${identity.reason}): entries were lost`);
-      } else if (!damage && (await auditRootAt(store, agreement, logger, identity.auditSize, identity.auditRoot)) !== identity.auditRoot) {
-        problems.push(`the audit log's first ${identity.auditSize} entries do not match the root recorded at ${new Date(identity.writtenAt).toISOString()}: the log was changed`);
-      }
+      await checkRecordedLog(store, agreement, logger, identity, size, damage, problems);
     }
-    if (problems.length > 0) {
-      if (!acceptDataLoss) throw dataLost(problems);
-      logger.error({ problems }, 'starting with --accept-data-loss: data of this relay was found missing or damaged');
-      await store.appendAudit({ type: 'store.data-loss.accepted', at: Date.now(), problems, ...(identity ? { recorded: { auditSize: identity.auditSize, auditRoot: identity.auditRoot, at: identity.writtenAt } } : {}) });
-    }
+    await refuseOrAcceptLoss(store, logger, problems, identity, acceptDataLoss, 'this relay');
     // The first node to start names the deployment and makes the token secret; the others adopt them.
     await store.setMetaIfAbsent(DEPLOYMENT_META_KEY, identity?.deploymentId ?? newDeploymentId());
     const deploymentId = (await store.getMeta(DEPLOYMENT_META_KEY))!;

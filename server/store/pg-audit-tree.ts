@@ -1,9 +1,9 @@
 import { HotlineError } from '../../shared/errors.js';
-import { bytesEqual } from '../../shared/encoding/base64.js';
 import { utf8 } from '../../shared/encoding/base64.js';
 import { leafHash, nodeHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import type { AuditEntry } from '../relay/records.js';
+import { checkNodeRows } from './sqlite-audit-tree.js';
 
 /** What the tree needs of a connection: one query at a time (a pool, or a client inside a transaction). */
 export interface Queryable {
@@ -89,20 +89,7 @@ export class PgAuditTree {
         ? await q.query<{ idx: number; h: Buffer }>('SELECT idx, leaf_hash AS h FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [2 * from, 2 * to])
         : await q.query<{ idx: number; h: Buffer }>('SELECT idx, hash AS h FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx', [level - 1, 2 * from, 2 * to])
     ).rows;
-    for (let k = 0; k < to - from; k++) {
-      const n = nodes[k];
-      const left = children[2 * k];
-      const right = children[2 * k + 1];
-      const i = from + k;
-      if (!n || n.idx !== i) return `node ${level}/${i} is missing`;
-      if (!left || left.idx !== 2 * i || !right || right.idx !== 2 * i + 1) return `a child of node ${level}/${i} is missing`;
-      if (n.h.length !== 32 || left.h.length !== 32 || right.h.length !== 32) return `node ${level}/${i} or a child is not 32 bytes`;
-      if (!bytesEqual(new Uint8Array(n.h), nodeHash(new Uint8Array(left.h), new Uint8Array(right.h)))) {
-        return `node ${level}/${i} is not the hash of its children`;
-      }
-    }
-    if (nodes.length > to - from) return `stray nodes at level ${level} in ${from}..${to - 1}`;
-    return undefined;
+    return checkNodeRows(level, from, to, nodes, children);
   }
 
   /** Recompute every node from the leaves, inside the caller's transaction (holding the audit lock). */

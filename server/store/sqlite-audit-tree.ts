@@ -84,20 +84,7 @@ export class SqliteAuditTree {
     const nodes = this.stmt.nodeRange.all(level, from, to);
     const children =
       level === 1 ? this.stmt.leafRange.all(2 * from, 2 * to) : this.stmt.nodeRange.all(level - 1, 2 * from, 2 * to);
-    for (let k = 0; k < to - from; k++) {
-      const n = nodes[k];
-      const left = children[2 * k];
-      const right = children[2 * k + 1];
-      const i = from + k;
-      if (!n || n.idx !== i) return `node ${level}/${i} is missing`;
-      if (!left || left.idx !== 2 * i || !right || right.idx !== 2 * i + 1) return `a child of node ${level}/${i} is missing`;
-      if (n.h.length !== 32 || left.h.length !== 32 || right.h.length !== 32) return `node ${level}/${i} or a child is not 32 bytes`;
-      if (!bytesEqual(new Uint8Array(n.h), nodeHash(new Uint8Array(left.h), new Uint8Array(right.h)))) {
-        return `node ${level}/${i} is not the hash of its children`;
-      }
-    }
-    if (nodes.length > to - from) return `stray nodes at level ${level} in ${from}..${to - 1}`;
-    return undefined;
+    return checkNodeRows(level, from, to, nodes, children);
   }
 
   /**
@@ -130,4 +117,32 @@ export class SqliteAuditTree {
       return size;
     })();
   }
+}
+
+/** A stored node or leaf hash, by its index at its level (as both adapters read them). */
+export interface HashRow {
+  idx: number;
+  h: Uint8Array;
+}
+
+/**
+ * Nodes [from, to) of one level against their children (the level below, or the leaves at level 1),
+ * both read in index order: what is missing, stray or not the hash of its children. Shared by the
+ * SQLite and PostgreSQL trees.
+ */
+export function checkNodeRows(level: number, from: number, to: number, nodes: readonly HashRow[], children: readonly HashRow[]): string | undefined {
+  for (let k = 0; k < to - from; k++) {
+    const n = nodes[k];
+    const left = children[2 * k];
+    const right = children[2 * k + 1];
+    const i = from + k;
+    if (!n || n.idx !== i) return `node ${level}/${i} is missing`;
+    if (!left || left.idx !== 2 * i || !right || right.idx !== 2 * i + 1) return `a child of node ${level}/${i} is missing`;
+    if (n.h.length !== 32 || left.h.length !== 32 || right.h.length !== 32) return `node ${level}/${i} or a child is not 32 bytes`;
+    if (!bytesEqual(new Uint8Array(n.h), nodeHash(new Uint8Array(left.h), new Uint8Array(right.h)))) {
+      return `node ${level}/${i} is not the hash of its children`;
+    }
+  }
+  if (nodes.length > to - from) return `stray nodes at level ${level} in ${from}..${to - 1}`;
+  return undefined;
 }

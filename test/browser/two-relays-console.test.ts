@@ -124,6 +124,8 @@ describe('operator consoles, one relay per ministry', () => {
     await jp.page.selectOption('#language', 'en');
     await done.locator('li[data-rung="relayed"]', { hasText: 'relayed' }).waitFor();
     await jp.page.selectOption('#language', 'ja');
+    // The lists are redrawn in the new language: shoot once the row is back, in Japanese.
+    await done.locator('li[data-rung="relayed"]', { hasText: '中継済み' }).waitFor();
     await shot(jp.page, 'two-relays-ja-jp-acknowledged.png');
     // Printed, the relayed rung says whose relay stored it, and when.
     await jp.page.evaluate(() => {

@@ -1,8 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, cliRun } from '../helpers/cli.js';
+import { cli, cliRun, closedUrl } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 
@@ -23,14 +22,6 @@ function files(s: TestServer): { dir: string; agreement: string; device: (key: s
   };
 }
 
-/** A URL on 127.0.0.1 where nothing listens (a port just freed). */
-async function closedUrl(): Promise<string> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return `http://127.0.0.1:${port}`;
-}
 
 describe('hotline outbox, and what a send flushes', () => {
   it('lists what a failed send left, drops an item, and the next send says what else it sent', { timeout: 120_000 }, async () => {

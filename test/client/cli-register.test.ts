@@ -1,30 +1,28 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli } from '../helpers/cli.js';
+import { cli, closedUrl } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
-import { onCleanup, startTestServer } from '../helpers/test-server.js';
+import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 
-async function closedUrl(): Promise<string> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return `http://127.0.0.1:${port}`;
+
+/** A temporary folder with the agreement written in it, and a writer of key files (mode 0600) beside it. */
+function keyFiles(s: TestServer) {
+  const dir = tempDir();
+  onCleanup(() => dir.remove());
+  const agreement = writeAgreement(dir.path, s.dep.agreement);
+  const file = (name: string, value: unknown) => {
+    const path = join(dir.path, name);
+    writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
+    return path;
+  };
+  return { dir, agreement, file };
 }
 
 describe('hotline device register, and send/seal to a party without registered devices', () => {
   it('registers a device enrolled before the relay ran; send refuses a party without an operator and warns of a missing archive', { timeout: 120_000 }, async () => {
     const s = await startTestServer({ enrolAll: false });
-    const dir = tempDir();
-    onCleanup(() => dir.remove());
-    const agreement = writeAgreement(dir.path, s.dep.agreement);
-    const file = (name: string, value: unknown) => {
-      const path = join(dir.path, name);
-      writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
-      return path;
-    };
+    const { dir, agreement, file } = keyFiles(s);
     const cnRoot = file('cn-mnd.secret.json', s.dep.parties[CN]);
     const jpOp = file('jp-op1.secret.json', s.dep.devices[`${JP}/op1`]);
     const cnOp = file('cn-op1.secret.json', s.dep.devices[`${CN}/op1`]);
@@ -87,14 +85,7 @@ describe('hotline device register, and send/seal to a party without registered d
 
   it('seal refuses a party whose only operator was revoked', { timeout: 60_000 }, async () => {
     const s = await startTestServer();
-    const dir = tempDir();
-    onCleanup(() => dir.remove());
-    const agreement = writeAgreement(dir.path, s.dep.agreement);
-    const file = (name: string, value: unknown) => {
-      const path = join(dir.path, name);
-      writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
-      return path;
-    };
+    const { dir, agreement, file } = keyFiles(s);
     const jpOp = file('jp-op1.secret.json', s.dep.devices[`${JP}/op1`]);
     const cnOp = file('cn-op1.secret.json', s.dep.devices[`${CN}/op1`]);
     expect((await cli(['device', 'revoke', '--root', file('cn.secret.json', s.dep.parties[CN]), '--device', cnOp, '--server', s.url])).code).toBe(0);
@@ -107,14 +98,7 @@ describe('hotline device register, and send/seal to a party without registered d
 
   it('peers: a new, then a changed key of a peer blocks send and seal until confirmed, showing fingerprints', { timeout: 120_000 }, async () => {
     const s = await startTestServer();
-    const dir = tempDir();
-    onCleanup(() => dir.remove());
-    const agreement = writeAgreement(dir.path, s.dep.agreement);
-    const file = (name: string, value: unknown) => {
-      const path = join(dir.path, name);
-      writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
-      return path;
-    };
+    const { dir, agreement, file } = keyFiles(s);
     const jpOp = file('jp-op1.secret.json', s.dep.devices[`${JP}/op1`]);
     const link = ['--device', jpOp, '--agreement', agreement, '--server', s.url];
     const send = () => cli(['send', ...link, '--to', CN, '--precedence', 'routine', '--timeout', '60', 'text']);

@@ -2,47 +2,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../../client/cli/run.js';
-import type { Io } from '../../client/cli/common.js';
 import { duration, statusText } from '../../client/cli/status.js';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { StatusResponse } from '../../shared/protocol/status.js';
+import { cliRun } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 import { fetchDirectory, login, seal } from '../helpers/ws-client.js';
-
-/** An in-process CLI run whose output lines can be awaited, and which stops when told. */
-function cliRun(args: string[]) {
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  let stop: () => void = () => {};
-  const push = (l: string) => {
-    for (const part of l.split('\n')) {
-      lines.push(part);
-      for (const w of [...waiters]) {
-        if (w.re.test(part)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(part);
-        }
-      }
-    }
-  };
-  const io: Io = { out: push, err: push, env: {}, interrupted: new Promise<void>((r) => (stop = r)), readStdin: async () => '' };
-  const exited = runCli(args, io);
-  return {
-    lines,
-    exited,
-    stop: () => stop(),
-    line: (re: RegExp) =>
-      new Promise<string>((resolve, reject) => {
-        const hit = lines.find((l) => re.test(l));
-        if (hit !== undefined) return resolve(hit);
-        waiters.push({ re, resolve });
-        void exited.then((code) => reject(new Error(`exited ${code} before ${re}; output:\n${lines.join('\n')}`)));
-      }),
-  };
-}
 
 function files(s: TestServer): { agreement: string; device: (key: string) => string } {
   const dir = tempDir();

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { runCli } from '../../client/cli/run.js';
 import type { Io } from '../../client/cli/common.js';
 
@@ -51,4 +52,13 @@ export function cliRun(args: string[], env: NodeJS.ProcessEnv = {}) {
         void exited.then((code) => reject(new Error(`exited ${code} before ${re}; output:\n${lines.join('\n')}`)));
       }),
   };
+}
+
+/** A URL on 127.0.0.1 where nothing listens (a port just freed). */
+export async function closedUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return `http://127.0.0.1:${port}`;
 }

@@ -5,8 +5,13 @@ import pg from 'pg';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { PgStore } from '../../server/store/pg-store.js';
 import type { Store } from '../../server/store/store.js';
-import type { AuditEntry } from '../../server/relay/records.js';
-import { tempDir } from './deployment.js';
+import type { AuditEntry, EnvelopeWrite } from '../../server/relay/records.js';
+import { envelopeAcceptedEntry } from '../../server/relay/audit-entries.js';
+import { PRECEDENCE_RANK } from '../../server/relay/delivery.js';
+import { envelopeHash, expectedRecipients } from '../../shared/crypto/envelope.js';
+import type { Precedence } from '../../shared/protocol/schemas.js';
+import { CN, JP, type Deployment, tempDir } from './deployment.js';
+import { seal } from './ws-client.js';
 import { onCleanup } from './test-server.js';
 
 /**
@@ -121,3 +126,25 @@ export const pgAdapter: StoreAdapter = {
 };
 
 export const STORE_ADAPTERS: readonly StoreAdapter[] = [sqliteAdapter, pgAdapter];
+
+/**
+ * An envelope write as the relay makes it (sealed by jp-mod/op1 to CN, mailboxes of every CN
+ * device, its audit entry), accepted at 1000 + seq: the store tests' unit of work.
+ */
+export function envelopeWrites(dep: Deployment): (seq: number, id?: string, precedence?: Precedence) => Promise<EnvelopeWrite> {
+  const certs = Object.values(dep.devices).map((d) => d.certificate.cert);
+  const sender = dep.devices[`${JP}/op1`]!;
+  return async (seq, id, precedence = 'FLASH') => {
+    const env = await seal({ sender, to: CN, seq, precedence, directory: certs, plaintext: { body: `m${seq}`, lang: 'en' }, ...(id ? { id } : {}) });
+    const hash = envelopeHash(env.header);
+    return {
+      kind: 'envelope',
+      envelope: env,
+      envelopeHash: hash,
+      acceptedAt: 1000 + seq,
+      rank: PRECEDENCE_RANK[precedence],
+      mailboxes: expectedRecipients(certs, sender.certificate.cert, CN).map((c) => `${c.party}/${c.device}`),
+      audit: envelopeAcceptedEntry(env, hash, 1000 + seq),
+    };
+  };
+}

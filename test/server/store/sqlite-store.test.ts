@@ -1,15 +1,11 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { envelopeHash, expectedRecipients } from '../../../shared/crypto/envelope.js';
+import { envelopeHash } from '../../../shared/crypto/envelope.js';
 import { MIGRATIONS, SqliteStore } from '../../../server/store/sqlite-store.js';
-import type { EnvelopeWrite } from '../../../server/relay/records.js';
-import { envelopeAcceptedEntry } from '../../../server/relay/audit-entries.js';
-import { PRECEDENCE_RANK } from '../../../server/relay/delivery.js';
-import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
-import { seal } from '../../helpers/ws-client.js';
+import { envelopeWrites } from '../../helpers/stores.js';
 
 /** What only the SQLite adapter does: the store contract itself is store-contract.test.ts. */
 
@@ -22,21 +18,7 @@ async function setup() {
     dir.remove();
   });
   const dep = await createDeployment();
-  const certs = Object.values(dep.devices).map((d) => d.certificate.cert);
-  const sender = dep.devices[`${JP}/op1`]!;
-  const envelopeWrite = async (seq: number, id?: string, precedence: Precedence = 'FLASH'): Promise<EnvelopeWrite> => {
-    const env = await seal({ sender, to: CN, seq, precedence, directory: certs, plaintext: { body: `m${seq}`, lang: 'en' }, ...(id ? { id } : {}) });
-    const hash = envelopeHash(env.header);
-    return {
-      kind: 'envelope',
-      envelope: env,
-      envelopeHash: hash,
-      acceptedAt: 1000 + seq,
-      rank: PRECEDENCE_RANK[precedence],
-      mailboxes: expectedRecipients(certs, sender.certificate.cert, CN).map((c) => `${c.party}/${c.device}`),
-      audit: envelopeAcceptedEntry(env, hash, 1000 + seq),
-    };
-  };
+  const envelopeWrite = envelopeWrites(dep);
   return { store, path, dep, envelopeWrite };
 }
 

@@ -1,35 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { leafHash } from '../../../shared/audit/merkle.js';
 import { utf8, toHex } from '../../../shared/encoding/base64.js';
-import { envelopeHash, expectedRecipients, REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
+import { REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
 import type { Store } from '../../../server/store/store.js';
-import type { EnvelopeWrite, MailboxItem, ReceiptWrite } from '../../../server/relay/records.js';
-import { deviceEnrolledEntry, envelopeAcceptedEntry, receiptAcceptedEntry } from '../../../server/relay/audit-entries.js';
-import { PRECEDENCE_RANK } from '../../../server/relay/delivery.js';
+import type { MailboxItem, ReceiptWrite } from '../../../server/relay/records.js';
+import { deviceEnrolledEntry, receiptAcceptedEntry } from '../../../server/relay/audit-entries.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
 import { CN, JP, createDeployment } from '../../helpers/deployment.js';
-import { STORE_ADAPTERS, type StoreAdapter } from '../../helpers/stores.js';
-import { seal } from '../../helpers/ws-client.js';
+import { STORE_ADAPTERS, envelopeWrites, type StoreAdapter } from '../../helpers/stores.js';
 
 async function setup(adapter: StoreAdapter) {
   const { store, reopen } = await adapter.open();
   const dep = await createDeployment();
-  const certs = Object.values(dep.devices).map((d) => d.certificate.cert);
-  const sender = dep.devices[`${JP}/op1`]!;
-  const envelopeWrite = async (seq: number, id?: string, precedence: Precedence = 'FLASH'): Promise<EnvelopeWrite> => {
-    const env = await seal({ sender, to: CN, seq, precedence, directory: certs, plaintext: { body: `m${seq}`, lang: 'en' }, ...(id ? { id } : {}) });
-    const hash = envelopeHash(env.header);
-    return {
-      kind: 'envelope',
-      envelope: env,
-      envelopeHash: hash,
-      acceptedAt: 1000 + seq,
-      rank: PRECEDENCE_RANK[precedence],
-      mailboxes: expectedRecipients(certs, sender.certificate.cert, CN).map((c) => `${c.party}/${c.device}`),
-      audit: envelopeAcceptedEntry(env, hash, 1000 + seq),
-    };
-  };
+  const envelopeWrite = envelopeWrites(dep);
   return { store, reopen, dep, envelopeWrite };
 }
 
