@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../shared/crypto/keys.js';
 import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, PartySecretFile, Role } from '../shared/protocol/schemas.js';
 import { call } from '../test/helpers/ws-client.js';
@@ -52,12 +52,15 @@ export async function makeBenchDeployment(pairs: number, dir: string): Promise<B
   };
 }
 
-/** A raw 32-byte key of a node:crypto key pair, as base64 (the JWK members are base64url). */
+/**
+ * A raw 32-byte key pair from random bytes, its public key derived by node:crypto (DER, RFC 8410).
+ * Not generateKeyPairSync + export('jwk'): that export can deadlock on Node 20 (server/node-crypto.ts).
+ */
 function rawKeys(type: 'ed25519' | 'x25519'): { secret: string; public: string } {
-  const { privateKey } = type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('x25519');
-  const jwk = privateKey.export({ format: 'jwk' });
-  const b64 = (s: string | undefined) => Buffer.from(s!, 'base64url').toString('base64');
-  return { secret: b64(jwk.d), public: b64(jwk.x) };
+  const secret = randomBytes(32);
+  const pkcs8 = Buffer.from(type === 'ed25519' ? '302e020100300506032b657004220420' : '302e020100300506032b656e04220420', 'hex');
+  const spki = createPublicKey(createPrivateKey({ key: Buffer.concat([pkcs8, secret]), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' });
+  return { secret: secret.toString('base64'), public: spki.subarray(spki.length - 32).toString('base64') };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { KeyCache } from '../shared/crypto/key-cache.js';
 import { useNativeCrypto, type NativeCrypto } from '../shared/crypto/native.js';
 
@@ -49,13 +49,12 @@ export const nodeCrypto: NativeCrypto = {
     return new Uint8Array(diffieHellman({ privateKey: privateKey(boxPrivate, X25519_PKCS8, secretKey), publicKey: publicKey(boxPublic, X25519_SPKI, theirs) }));
   },
   x25519KeyPair() {
-    // Generating in OpenSSL and exporting is cheaper than importing random bytes, and leaves the
-    // key object cached for the wraps that follow (one per recipient).
-    const { privateKey: key } = generateKeyPairSync('x25519');
-    const jwk = key.export({ format: 'jwk' });
-    const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
-    boxPrivate.set(secretKey, key);
-    return { secretKey, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
+    // Random bytes, then the public key through the cached private key object (kept for the wraps
+    // that follow, one per recipient). Not generateKeyPairSync + export('jwk'): on Node 20 a GC
+    // during that export can collect the key's generation job, whose destructor waits on the lock
+    // the export holds, and the process hangs for good (seen in `npm run bench` while sealing).
+    const secretKey = new Uint8Array(randomBytes(32));
+    return { secretKey, publicKey: nodeCrypto.x25519PublicKey(secretKey) };
   },
   x25519PublicKey(secretKey) {
     const spki = createPublicKey(privateKey(boxPrivate, X25519_PKCS8, secretKey)).export({ format: 'der', type: 'spki' });
