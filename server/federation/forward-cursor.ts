@@ -5,7 +5,7 @@ import type { Store } from '../store/store.js';
 const SAVE_EVERY_MS = 1_000;
 
 /**
- * Where forwarding of one kind (envelopes or receipts) to one peer relay starts on a new
+ * Where forwarding of one kind (envelopes, receipts or refusals) to one peer relay starts on a new
  * connection (PROTOCOL.md "Store and forward; idempotency"): a stored position (store meta
  * `relay/<peer>/floor/<kind>`) at or below which everything was confirmed by the peer, so that a
  * connection pages on from there instead of rescanning the whole history.
@@ -30,7 +30,7 @@ export class ForwardCursor {
     private readonly clock: Clock,
   ) {}
 
-  static key(peer: string, kind: 'envelope' | 'receipt'): string {
+  static key(peer: string, kind: 'envelope' | 'receipt' | 'refusal'): string {
     return `relay/${peer}/floor/${kind}`;
   }
 

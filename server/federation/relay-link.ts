@@ -7,7 +7,8 @@ import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
-import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt } from '../../shared/protocol/schemas.js';
+import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
+import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
 import {
   decodeRelayFrame,
@@ -24,8 +25,8 @@ import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { LinkHub } from '../link-hub.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Store } from '../store/store.js';
-import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type Write, type WriteResult } from '../relay/records.js';
-import { envelopeAcceptedEntry, receiptAcceptedEntry, receiptRelayedEntry } from '../relay/audit-entries.js';
+import { deviceKey, type EnvelopeWrite, type EventWrite, type ReceiptWrite, type RefusalWrite, type Write, type WriteResult } from '../relay/records.js';
+import { envelopeAcceptedEntry, receiptAcceptedEntry, receiptRelayedEntry, refusalAcceptedEntry, refusalRelayedEntry } from '../relay/audit-entries.js';
 import { eventRank, PRECEDENCE_RANK } from '../relay/delivery.js';
 import { receiptMailboxes } from '../relay/routing.js';
 import type { AuditLog } from '../audit-log.js';
@@ -38,8 +39,8 @@ import { ForwardCursor } from './forward-cursor.js';
  * other's connection; whichever connection authenticates first is used, and when both do, the one
  * dialled by the party whose id sorts first is kept (both sides decide the same).
  *
- * Store and forward: what this relay's devices sent to `peer`, and the receipts they signed for
- * `peer`'s messages, are read from the store (`relayOutgoing`) and sent until the peer confirms
+ * Store and forward: what this relay's devices sent to `peer`, and the receipts and refusals they
+ * signed for `peer`'s messages, are read from the store (`relayOutgoing`) and sent until the peer confirms
  * them (`markRelayed`); the envelopes and receipts tables are the queue, so acceptance writes
  * nothing extra and a restart resends exactly what is unconfirmed. The peer commits before it
  * confirms; every hop is idempotent by envelope hash and receipt identity.
@@ -342,10 +343,11 @@ export class RelayLink {
 }
 
 interface InFlight {
-  kind: 'envelope' | 'receipt';
+  kind: 'envelope' | 'receipt' | 'refusal';
   hash?: string;
   precedence?: Envelope['header']['precedence'];
   receipt?: SignedReceipt;
+  refusal?: SignedRefusal;
 }
 
 /** One WebSocket to the peer relay, from the handshake to its close. */
@@ -372,6 +374,7 @@ class Session {
   /** Where forwarding starts and how far the peer has confirmed, per kind (stored between connections). */
   readonly #envCursor: ForwardCursor;
   readonly #rcpCursor: ForwardCursor;
+  readonly #refCursor: ForwardCursor;
   #pumping = false;
   #again = false;
   /** The size of our checkpoint the peer relay last cosigned, as it told us (undefined: not yet told). */
@@ -387,6 +390,7 @@ class Session {
     this.#lastHeard = link.o.clock.now();
     this.#envCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'envelope'), link.o.clock);
     this.#rcpCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'receipt'), link.o.clock);
+    this.#refCursor = new ForwardCursor(link.o.store, ForwardCursor.key(link.peer, 'refusal'), link.o.clock);
   }
 
   get #o(): RelayLinkOptions {
@@ -408,7 +412,7 @@ class Session {
       for (const t of this.#timers) o.clock.clearTimeout(t);
       if (this.#heartbeat !== undefined) o.clock.clearTimeout(this.#heartbeat);
       if (this.authenticated) {
-        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true)]).then(
+        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true), this.#refCursor.save(true)]).then(
           () => undefined,
           (err: unknown) => o.log.warn({ err: { message: (err as Error).message } }, 'could not store the relay forward position'),
         );
@@ -484,6 +488,11 @@ class Session {
     } catch (err) {
       const e = isHotlineError(err) ? err : new HotlineError('HL_ERR_INTERNAL', 'internal error');
       if (!isHotlineError(err)) this.#o.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'relay link frame failed');
+      if (frame.t === 'relay-refusal') {
+        // A forwarded refusal that does not hold closes nothing; raised, since the peer relay vouched for it.
+        const b = frame.refusal.refusal;
+        this.#o.log.error({ code: e.code, messageId: b.messageId, by: `${b.by.party}/${b.by.device}`, peer: this.link.peer }, 'forwarded refusal refused');
+      }
       if (!this.authenticated || CLOSES_LINK.has(e.code)) this.#refuse(e);
       else this.#send({ t: 'relay-error', code: e.code, message: e.message.slice(0, 500), ...refOf(frame) });
     }
@@ -518,6 +527,10 @@ class Session {
         return this.#onEnvelope(frame.envelope, frame.acceptedAt);
       case 'relay-receipt':
         return this.#onReceipt(frame.receipt);
+      case 'relay-refusal':
+        return this.#onRefusal(frame.refusal, frame.acceptedAt);
+      case 'relay-refusal-stored':
+        return this.#onRefusalStored(`${frame.messageId}/${frame.by.party}/${frame.by.device}`, frame.at);
       case 'relay-stored':
         return this.#onStored(frame.id, frame.envelopeHash, frame.at);
       case 'relay-receipt-stored':
@@ -711,6 +724,48 @@ class Session {
     this.#send({ t: 'relay-receipt-stored', messageId: body.messageId, kind: body.kind, by: body.by, at: result.acceptedAt });
   }
 
+  /**
+   * A refusal a device of the peer's party signed for a message stored here (PROTOCOL.md
+   * "Refusals"): checked as its own relay checked it (signer's certificate, signature, stored
+   * hash, a device the envelope was wrapped for), stored and audited, and it closes the message's
+   * deadlines here by the same rule.
+   */
+  async #onRefusal(r: SignedRefusal, homeAcceptedAt: number): Promise<void> {
+    const o = this.#o;
+    const body = r.refusal;
+    const peer = this.link.peer;
+    if (body.by.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} forwarded a refusal signed by ${body.by.party}`);
+    const message = await o.store.getMessage(body.messageId);
+    if (!message) throw new HotlineError('HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
+    const now = o.clock.now();
+    // The signer's certificate as it was when its own relay accepted the refusal (not later than now).
+    const cert = o.directory.current(body.by.party, body.by.device, Math.min(homeAcceptedAt, now));
+    if (cert.role !== 'operator' && cert.role !== 'archive') {
+      throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and receives no messages`);
+    }
+    await verifyCheckedRefusal(r, cert, message);
+    const write: RefusalWrite = { kind: 'refusal', refusal: r, acceptedAt: now, audit: refusalAcceptedEntry(r, now) };
+    await o.deadlines.prepareRefusal(write);
+    const result = await o.lifecycle.track(o.writes.enqueue(write));
+    o.deadlines.afterRefusal(write, result);
+    if (!result.ok) throw result.error;
+    if (result.status === 'new') {
+      o.hub.push(result.delivered);
+      o.log.info({ messageId: body.messageId, by: `${body.by.party}/${body.by.device}`, code: body.code, peer }, 'forwarded refusal accepted');
+    }
+    this.#send({ t: 'relay-refusal-stored', messageId: body.messageId, by: body.by, at: result.acceptedAt });
+  }
+
+  async #onRefusalStored(ref: string, at: number): Promise<void> {
+    const sent = this.#inFlight.get(ref);
+    if (!sent || sent.kind !== 'refusal') return;
+    const audit = [refusalRelayedEntry(sent.refusal!, this.link.local, this.link.peer, at)];
+    await this.#o.store.markRelayed([{ kind: 'refusal', ref, peer: this.link.peer, at }], { kind: 'events', acceptedAt: this.#o.clock.now(), audit });
+    this.#inFlight.delete(ref);
+    this.#refCursor.confirmed(ref);
+    this.pump();
+  }
+
   async #onStored(id: string, hash: string, at: number): Promise<void> {
     const o = this.#o;
     const sent = this.#inFlight.get(id);
@@ -812,7 +867,7 @@ class Session {
     const o = this.#o;
     const { local, peer } = this.link;
     // Pages start from the stored floor (not from the beginning of history) on a new connection.
-    await Promise.all([this.#envCursor.load(), this.#rcpCursor.load()]);
+    await Promise.all([this.#envCursor.load(), this.#rcpCursor.load(), this.#refCursor.load()]);
     let more = true;
     while (more && this.ws.readyState === WebSocket.OPEN) {
       if (this.#inFlight.size >= WINDOW) break;
@@ -834,9 +889,20 @@ class Session {
         this.#inFlight.set(ref, { kind: 'receipt', receipt: r });
         this.#send({ t: 'relay-receipt', receipt: r, acceptedAt: row.acceptedAt });
       }
-      more = envs.length === PAGE || rcps.length === PAGE;
+      // Refusals after receipts: each answers a message of the peer's party, which it stored first.
+      const refs = await o.store.relayOutgoing({ kind: 'refusal', local, peer, after: this.#refCursor.after, limit: PAGE });
+      for (const row of refs) {
+        const r = JSON.parse(row.json) as SignedRefusal;
+        const b = r.refusal;
+        const ref = `${b.messageId}/${b.by.party}/${b.by.device}`;
+        this.#refCursor.read(row.pos, ref);
+        if (this.#inFlight.has(ref)) continue;
+        this.#inFlight.set(ref, { kind: 'refusal', refusal: r });
+        this.#send({ t: 'relay-refusal', refusal: r, acceptedAt: row.acceptedAt });
+      }
+      more = envs.length === PAGE || rcps.length === PAGE || refs.length === PAGE;
     }
-    await Promise.all([this.#envCursor.save(), this.#rcpCursor.save()]);
+    await Promise.all([this.#envCursor.save(), this.#rcpCursor.save(), this.#refCursor.save()]);
   }
 }
 
@@ -855,6 +921,10 @@ function refOf(frame: RelayFrame): { ref?: string } {
   if (frame.t === 'relay-receipt') {
     const b = frame.receipt.receipt;
     return { ref: `${b.messageId}/${b.kind}/${b.by.party}/${b.by.device}` };
+  }
+  if (frame.t === 'relay-refusal') {
+    const b = frame.refusal.refusal;
+    return { ref: `${b.messageId}/${b.by.party}/${b.by.device}` };
   }
   if (frame.t === 'relay-checkpoint' || frame.t === 'relay-cosignature') return { ref: `checkpoint/${frame.size}` };
   return {};

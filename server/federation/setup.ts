@@ -7,7 +7,7 @@ import type { Write, WriteResult } from '../relay/records.js';
 import { RelayLink, type RelayLinkOptions } from './relay-link.js';
 
 /**
- * The write queue of a party's relay: after an envelope or receipt is committed, `onForward` tells
+ * The write queue of a party's relay: after an envelope, receipt or refusal is committed, `onForward` tells
  * the relay links, which forward what their peer has not yet confirmed (read back from the store).
  */
 export class RelayWriteQueue extends WriteQueue {
@@ -28,11 +28,13 @@ export class RelayWriteQueue extends WriteQueue {
     if (write.kind === 'envelope' || write.kind === 'receipt') {
       write.mailboxes = write.mailboxes.filter(own);
       for (const e of write.effects?.events ?? []) e.mailboxes = e.mailboxes.filter(own);
+    } else if (write.kind === 'refusal') {
+      for (const e of write.effects?.events ?? []) e.mailboxes = e.mailboxes.filter(own);
     } else if (write.kind === 'events') {
       for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
     }
     const p = super.enqueue(write);
-    if (write.kind === 'envelope' || write.kind === 'receipt') {
+    if (write.kind === 'envelope' || write.kind === 'receipt' || write.kind === 'refusal') {
       void p.then((r) => {
         if (r.ok && r.status === 'new') this.onForward();
       });

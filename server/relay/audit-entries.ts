@@ -1,6 +1,6 @@
 import type { DeviceCertificate, Envelope, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { AuditEntry } from './records.js';
-import { receiptHash } from '../../shared/audit/reconcile.js';
+import { receiptHash, refusalHash } from '../../shared/audit/reconcile.js';
 
 /**
  * The content of the audit entries of what the server accepts (DESIGN.md "Audit log"): decided
@@ -30,6 +30,15 @@ export function refusalAcceptedEntry(refusal: SignedRefusal, acceptedAt: number)
 export function receiptRelayedEntry(receipt: SignedReceipt, from: string, to: string, at: number): AuditEntry {
   const b = receipt.receipt;
   return { type: 'receipt.relayed', at, messageId: b.messageId, kind: b.kind, by: b.by, receiptHash: receiptHash(receipt), from, to };
+}
+
+/**
+ * A refusal this relay forwarded was stored by the peer relay (two relays): reconciled against
+ * the peer's log like `receipt.relayed`.
+ */
+export function refusalRelayedEntry(refusal: SignedRefusal, from: string, to: string, at: number): AuditEntry {
+  const b = refusal.refusal;
+  return { type: 'refusal.relayed', at, messageId: b.messageId, by: b.by, refusalHash: refusalHash(refusal), from, to };
 }
 
 /** A certificate enrolled (it chains to the agreement, which is what an auditor checks). */

@@ -107,6 +107,15 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (message_id, by_party, by_device)
   );
   `,
+  // 3 (h13-fwd): refusals cross the relay-to-relay link too (PROTOCOL.md "Refusals"): a peer
+  // relay's confirmation is recorded under kind 'refusal' (ref `messageId/party/device`), and a
+  // refusal's forward position is its own sequence number.
+  `
+  ALTER TABLE relay_sent DROP CONSTRAINT relay_sent_kind_check;
+  ALTER TABLE relay_sent ADD CONSTRAINT relay_sent_kind_check CHECK (kind IN ('envelope', 'receipt', 'refusal'));
+  ALTER TABLE refusals ADD COLUMN pos BIGSERIAL;
+  CREATE UNIQUE INDEX refusals_by_pos ON refusals (pos);
+  `,
 ];
 
 /**
@@ -807,10 +816,19 @@ export class PgStore implements Store {
     }
   }
 
-  async relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
+  async relayOutgoing(options: { kind: RelayMark['kind']; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
     const { kind, local, peer, after, limit } = options;
     const { rows } =
-      kind === 'envelope'
+      kind === 'refusal'
+        ? await this.pool.query<{ pos: number; json: string; accepted_at: number }>(
+            `SELECT f.pos, f.refusal AS json, f.accepted_at FROM refusals f JOIN envelopes e ON e.id = f.message_id
+              WHERE f.pos > $1 AND f.by_party = $2 AND e.from_party = $3
+                AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'refusal' AND s.peer = $3
+                                  AND s.ref = f.message_id || '/' || f.by_party || '/' || f.by_device)
+              ORDER BY f.pos LIMIT $4`,
+            [after, local, peer, limit],
+          )
+        : kind === 'envelope'
         ? await this.pool.query<{ pos: number; json: string; accepted_at: number }>(
             `SELECT e.pos, e.envelope AS json, e.accepted_at FROM envelopes e
               WHERE e.pos > $1 AND e.from_party = $2 AND e.to_party = $3

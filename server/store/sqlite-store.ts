@@ -150,6 +150,18 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (message_id, by_party, by_device)
   );
   `,
+  // h13-fwd: refusals cross the relay-to-relay link too (PROTOCOL.md "Refusals"): a peer relay's
+  // confirmation of a refusal is recorded under kind 'refusal' (ref `messageId/party/device`). The
+  // refusals table's rowid is the forward position. SQLite cannot widen a CHECK: the table is rebuilt.
+  `
+  CREATE TABLE relay_sent_new (
+    kind TEXT NOT NULL CHECK (kind IN ('envelope', 'receipt', 'refusal')), ref TEXT NOT NULL, peer TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (kind, ref, peer)
+  );
+  INSERT INTO relay_sent_new (kind, ref, peer, at) SELECT kind, ref, peer, at FROM relay_sent;
+  DROP TABLE relay_sent;
+  ALTER TABLE relay_sent_new RENAME TO relay_sent;
+  `,
 ];
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -407,6 +419,13 @@ export class SqliteStore implements Store {
             AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'receipt' AND s.peer = ?
                               AND s.ref = r.message_id || '/' || r.kind || '/' || r.by_party || '/' || r.by_device)
           ORDER BY r.id LIMIT ?`,
+      ),
+      relayRefusals: db.prepare<[number, string, string, string, number], { pos: number; json: string; accepted_at: number }>(
+        `SELECT f.rowid AS pos, f.refusal AS json, f.accepted_at FROM refusals f JOIN envelopes e ON e.id = f.message_id
+          WHERE f.rowid > ? AND f.by_party = ? AND e.from_party = ?
+            AND NOT EXISTS (SELECT 1 FROM relay_sent s WHERE s.kind = 'refusal' AND s.peer = ?
+                              AND s.ref = f.message_id || '/' || f.by_party || '/' || f.by_device)
+          ORDER BY f.rowid LIMIT ?`,
       ),
       insertRelaySent: db.prepare('INSERT OR IGNORE INTO relay_sent (kind, ref, peer, at) VALUES (?, ?, ?, ?)'),
     };
@@ -769,9 +788,10 @@ export class SqliteStore implements Store {
     }
   }
 
-  async relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
+  async relayOutgoing(options: { kind: RelayMark['kind']; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]> {
     const { kind, local, peer, after, limit } = options;
-    const rows = kind === 'envelope' ? this.stmt.relayEnvelopes.all(after, local, peer, peer, limit) : this.stmt.relayReceipts.all(after, local, peer, peer, limit);
+    const stmt = kind === 'envelope' ? this.stmt.relayEnvelopes : kind === 'receipt' ? this.stmt.relayReceipts : this.stmt.relayRefusals;
+    const rows = stmt.all(after, local, peer, peer, limit);
     return rows.map((r) => ({ pos: r.pos, json: r.json, acceptedAt: r.accepted_at }));
   }
 

@@ -50,9 +50,12 @@ export interface RelayOutgoing {
   acceptedAt: number;
 }
 
-/** A peer relay's confirmation that it stored an envelope (ref: message id) or a receipt (ref: `messageId/kind/party/device`). */
+/**
+ * A peer relay's confirmation that it stored an envelope (ref: message id), a receipt (ref:
+ * `messageId/kind/party/device`) or a refusal (ref: `messageId/party/device`).
+ */
 export interface RelayMark {
-  kind: 'envelope' | 'receipt';
+  kind: 'envelope' | 'receipt' | 'refusal';
   ref: string;
   /** The peer relay's party. */
   peer: string;
@@ -151,11 +154,12 @@ export interface Store {
   loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }>;
 
   /**
-   * Relay-to-relay link: envelopes sent by `local`'s devices to `peer` (kind `envelope`), or
-   * receipts signed by `local`'s devices for messages from `peer` (kind `receipt`), that `peer`'s
-   * relay has not confirmed, with position above `after`, in acceptance order.
+   * Relay-to-relay link: envelopes sent by `local`'s devices to `peer` (kind `envelope`),
+   * receipts signed by `local`'s devices for messages from `peer` (kind `receipt`), or refusals
+   * signed by `local`'s devices of messages from `peer` (kind `refusal`), that `peer`'s relay has
+   * not confirmed, with position above `after`, in acceptance order.
    */
-  relayOutgoing(options: { kind: 'envelope' | 'receipt'; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]>;
+  relayOutgoing(options: { kind: RelayMark['kind']; local: string; peer: string; after: number; limit: number }): Promise<RelayOutgoing[]>;
   /**
    * Record a peer relay's confirmations, and (only if one of them is new) the events and audit entries that follow,
    * in one transaction; returns the mailbox items created.

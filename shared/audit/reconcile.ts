@@ -3,7 +3,7 @@ import { canonicalize } from '../encoding/canonical-json.js';
 import { fromBase64 } from '../encoding/base64.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { envelopeHash } from '../crypto/envelope.js';
-import type { Agreement, EnvelopeHeader, SignedReceipt } from '../protocol/schemas.js';
+import type { Agreement, EnvelopeHeader, SignedReceipt, SignedRefusal } from '../protocol/schemas.js';
 import { noteKeyId, parseNote } from './checkpoint.js';
 import { logKeyName } from './log-verify.js';
 
@@ -19,9 +19,11 @@ import { logKeyName } from './log-verify.js';
  *   `envelope.accepted` in r's log (from the link), then `message.relayed` in s's log (r's relay
  *   confirmed it stored it);
  * - a receipt a device of s signed for a message of r: `receipt.accepted` in s's log, then in r's
- *   log, then `receipt.relayed` in s's log.
+ *   log, then `receipt.relayed` in s's log;
+ * - a refusal a device of s signed for a message of r: `refusal.accepted` in s's log, then in r's
+ *   log, then `refusal.relayed` in s's log.
  * Each must be in both logs with the same hash (the envelope hash, recomputed from the header; the
- * SHA-256 of the signed receipt's canonical JSON). What the home log says was relayed and the peer
+ * SHA-256 of the signed receipt's or refusal's canonical JSON). What the home log says was relayed and the peer
  * log lacks is *missing* there; what the peer log has and the home log (which accepted it first)
  * lacks is *missing* in the home log; a difference is *altered*; what the home log accepted and
  * does not yet say was relayed, and the peer log lacks, is *pending* (still queued when the logs
@@ -33,12 +35,21 @@ export function receiptHash(receipt: SignedReceipt): string {
   return sha256Hex(canonicalize(receipt));
 }
 
+/** SHA-256 (hex) of a signed refusal's canonical JSON, as {@link receiptHash}. */
+export function refusalHash(refusal: SignedRefusal): string {
+  return sha256Hex(canonicalize(refusal));
+}
+
+type Kind = 'envelope' | 'receipt' | 'refusal';
+
 export interface ReconcileFinding {
   problem: 'missing' | 'altered' | 'pending';
-  kind: 'envelope' | 'receipt';
+  kind: Kind;
   messageId: string;
   /** For a receipt: its kind and signer (`party/device`). */
   receipt?: { kind: string; by: string };
+  /** For a refusal: its signer (`party/device`). */
+  refusal?: { by: string };
   /** The party whose relay sent it over the link, and the one it went to. */
   from: string;
   to: string;
@@ -56,6 +67,8 @@ export interface Reconciliation {
   /** Envelopes and receipts found in both logs with the same hash. */
   envelopes: number;
   receipts: number;
+  /** Refusals found in both logs with the same hash. */
+  refusals: number;
   /** Missing and altered: each makes `ok` false. */
   findings: ReconcileFinding[];
   /** Accepted by the home relay, not relayed when exported, and not in the peer log. */
@@ -69,6 +82,7 @@ interface Item {
   index: number;
   messageId: string;
   receipt?: { kind: string; by: string };
+  refusal?: { by: string };
 }
 
 interface LogView {
@@ -77,9 +91,12 @@ interface LogView {
   envelopes: Map<string, Item & { from: string; to: string }>;
   /** Receipts by `messageId/kind/party/device`. */
   receipts: Map<string, Item & { signer: string }>;
-  /** `message.relayed` / `receipt.relayed` entries of this log, by the same keys. */
+  /** Refusals by `messageId/party/device`. */
+  refusals: Map<string, Item & { signer: string }>;
+  /** `message.relayed` / `receipt.relayed` / `refusal.relayed` entries of this log, by the same keys. */
   relayedEnvelopes: Map<string, { hash: string; index: number; to: string }>;
   relayedReceipts: Map<string, { hash: string; index: number; to: string }>;
+  relayedRefusals: Map<string, { hash: string; index: number; to: string }>;
 }
 
 /**
@@ -108,7 +125,7 @@ export function exportLogParty(agreement: Agreement, value: unknown): string | u
 }
 
 function view(party: string, value: unknown): LogView {
-  const v: LogView = { party, envelopes: new Map(), receipts: new Map(), relayedEnvelopes: new Map(), relayedReceipts: new Map() };
+  const v: LogView = { party, envelopes: new Map(), receipts: new Map(), refusals: new Map(), relayedEnvelopes: new Map(), relayedReceipts: new Map(), relayedRefusals: new Map() };
   const entries = (value as { entries?: unknown })?.entries;
   if (!Array.isArray(entries)) throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `the export of ${party}'s relay has no entries list`);
   entries.forEach((text: unknown, index) => {
@@ -128,6 +145,14 @@ function view(party: string, value: unknown): LogView {
         const b = r.receipt;
         const by = `${b.by.party}/${b.by.device}`;
         v.receipts.set(`${b.messageId}/${b.kind}/${by}`, { hash: receiptHash(r), index, messageId: b.messageId, receipt: { kind: b.kind, by }, signer: b.by.party });
+      } else if (e['type'] === 'refusal.accepted') {
+        const r = e['refusal'] as SignedRefusal;
+        const b = r.refusal;
+        const by = `${b.by.party}/${b.by.device}`;
+        v.refusals.set(`${b.messageId}/${by}`, { hash: refusalHash(r), index, messageId: b.messageId, refusal: { by }, signer: b.by.party });
+      } else if (e['type'] === 'refusal.relayed') {
+        const by = e['by'] as { party: string; device: string };
+        v.relayedRefusals.set(`${String(e['messageId'])}/${by.party}/${by.device}`, { hash: String(e['refusalHash']), index, to: String(e['to']) });
       } else if (e['type'] === 'message.relayed') {
         v.relayedEnvelopes.set(String(e['messageId']), { hash: String(e['envelopeHash']), index, to: String(e['to']) });
       } else if (e['type'] === 'receipt.relayed') {
@@ -150,7 +175,7 @@ function view(party: string, value: unknown): LogView {
  * for (const f of r.findings) console.log(`${f.problem} in ${f.side}'s log: ${f.kind} ${f.messageId}`);
  */
 export function reconcileAuditExports(agreement: Agreement, a: unknown, b: unknown, options: { parties?: [string, string] } = {}): Reconciliation {
-  const result: Reconciliation = { ok: false, parties: [], envelopes: 0, receipts: 0, findings: [], pending: [] };
+  const result: Reconciliation = { ok: false, parties: [], envelopes: 0, receipts: 0, refusals: 0, findings: [], pending: [] };
   try {
     if ((agreement.relays ?? []).length < 2) {
       throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', 'the agreement names no relay per party: with one shared relay there is one log, and nothing to reconcile');
@@ -166,6 +191,7 @@ export function reconcileAuditExports(agreement: Agreement, a: unknown, b: unkno
     for (const [home, peer] of [logs, [logs[1], logs[0]] as const]) {
       compare(home, peer, 'envelope', result);
       compare(home, peer, 'receipt', result);
+      compare(home, peer, 'refusal', result);
     }
     result.ok = result.findings.length === 0;
   } catch (err) {
@@ -175,16 +201,16 @@ export function reconcileAuditExports(agreement: Agreement, a: unknown, b: unkno
 }
 
 /** What `home`'s relay sent to `peer`'s (of one kind), in either log, checked against the other. */
-function compare(home: LogView, peer: LogView, kind: 'envelope' | 'receipt', result: Reconciliation): void {
+function compare(home: LogView, peer: LogView, kind: Kind, result: Reconciliation): void {
   const s = home.party;
   const r = peer.party;
-  // Envelopes sent by s to r; receipts signed by s's devices for messages that r's devices sent.
+  // Envelopes sent by s to r; receipts and refusals signed by s's devices for messages that r's devices sent.
   const senderOf = (id: string) => home.envelopes.get(id)?.from ?? peer.envelopes.get(id)?.from;
   const travels = (item: Item & ({ from: string; to: string } | { signer: string })): boolean =>
     'from' in item ? item.from === s && item.to === r : item.signer === s && senderOf(item.messageId) === r;
-  const inHome = kind === 'envelope' ? home.envelopes : home.receipts;
-  const inPeer = kind === 'envelope' ? peer.envelopes : peer.receipts;
-  const relayed = kind === 'envelope' ? home.relayedEnvelopes : home.relayedReceipts;
+  const inHome = kind === 'envelope' ? home.envelopes : kind === 'receipt' ? home.receipts : home.refusals;
+  const inPeer = kind === 'envelope' ? peer.envelopes : kind === 'receipt' ? peer.receipts : peer.refusals;
+  const relayed = kind === 'envelope' ? home.relayedEnvelopes : kind === 'receipt' ? home.relayedReceipts : home.relayedRefusals;
   const keys = new Set<string>();
   for (const [k, item] of inHome) if (travels(item)) keys.add(k);
   for (const [k, item] of inPeer) if (travels(item)) keys.add(k);
@@ -199,10 +225,12 @@ function compare(home: LogView, peer: LogView, kind: 'envelope' | 'receipt', res
       kind,
       messageId,
       ...(any?.receipt ? { receipt: any.receipt } : kind === 'receipt' ? { receipt: { kind: key.split('/')[1]!, by: key.split('/').slice(2).join('/') } } : {}),
+      ...(any?.refusal ? { refusal: any.refusal } : kind === 'refusal' ? { refusal: { by: key.split('/').slice(1).join('/') } } : {}),
       from: s,
       to: r,
     };
-    const what = kind === 'envelope' ? `envelope ${messageId}` : `${base.receipt!.kind} receipt by ${base.receipt!.by} for ${messageId}`;
+    const what =
+      kind === 'envelope' ? `envelope ${messageId}` : kind === 'receipt' ? `${base.receipt!.kind} receipt by ${base.receipt!.by} for ${messageId}` : `refusal by ${base.refusal!.by} of ${messageId}`;
     const at = (...xs: [string, { index: number } | undefined][]) => Object.fromEntries(xs.filter(([, x]) => x !== undefined).map(([party, x]) => [party, x!.index]));
     if (h && p) {
       if (h.hash !== p.hash) {
@@ -214,7 +242,8 @@ function compare(home: LogView, peer: LogView, kind: 'envelope' | 'receipt', res
         continue;
       }
       if (kind === 'envelope') result.envelopes++;
-      else result.receipts++;
+      else if (kind === 'receipt') result.receipts++;
+      else result.refusals++;
       continue;
     }
     if (h && !p) {

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HotlineError } from '../errors.js';
 import { parseJson, checkerOf, schemaError } from './validate.js';
-import { DeviceCertificate, DeviceRef, Envelope, Hash256, MessageId, Millis, ReceiptKind, RelayCertificate, Revocation, SignedReceipt } from './schemas.js';
+import { DeviceCertificate, DeviceRef, Envelope, Hash256, MessageId, Millis, ReceiptKind, RelayCertificate, Revocation, SignedReceipt, SignedRefusal } from './schemas.js';
 
 /**
  * Frames of the relay-to-relay link (PROTOCOL.md "The relay-to-relay link"): one JSON text message
@@ -53,6 +53,16 @@ export const RelayReceiptStoredFrame = Type.Object(
   { t: Type.Literal('relay-receipt-stored'), n: FrameNo, messageId: MessageId, kind: ReceiptKind, by: DeviceRef, at: Millis },
   { additionalProperties: false },
 );
+/** A refusal a device of the sending relay's party signed for a message of the receiver's party. */
+export const RelayRefusalFrame = Type.Object(
+  { t: Type.Literal('relay-refusal'), n: FrameNo, refusal: SignedRefusal, acceptedAt: Millis },
+  { additionalProperties: false },
+);
+/** That refusal is committed at the receiving relay (`at`: its first storing time). */
+export const RelayRefusalStoredFrame = Type.Object(
+  { t: Type.Literal('relay-refusal-stored'), n: FrameNo, messageId: MessageId, by: DeviceRef, at: Millis },
+  { additionalProperties: false },
+);
 export const RelayPingFrame = Type.Object({ t: Type.Literal('relay-ping'), n: FrameNo, at: Millis }, { additionalProperties: false });
 export const RelayPongFrame = Type.Object({ t: Type.Literal('relay-pong'), n: FrameNo, at: Millis }, { additionalProperties: false });
 const CheckpointNote = Type.String({ minLength: 1, maxLength: 16_384 });
@@ -98,6 +108,8 @@ export const RelayFrame = Type.Union([
   RelayStoredFrame,
   RelayReceiptFrame,
   RelayReceiptStoredFrame,
+  RelayRefusalFrame,
+  RelayRefusalStoredFrame,
   RelayPingFrame,
   RelayPongFrame,
   RelayWitnessStateFrame,
@@ -116,6 +128,8 @@ const SCHEMAS: Record<RelayFrame['t'], (typeof RelayFrame)['anyOf'][number]> = {
   'relay-stored': RelayStoredFrame,
   'relay-receipt': RelayReceiptFrame,
   'relay-receipt-stored': RelayReceiptStoredFrame,
+  'relay-refusal': RelayRefusalFrame,
+  'relay-refusal-stored': RelayRefusalStoredFrame,
   'relay-ping': RelayPingFrame,
   'relay-pong': RelayPongFrame,
   'relay-witness-state': RelayWitnessStateFrame,
