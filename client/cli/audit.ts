@@ -3,7 +3,7 @@ import { verifyDeviceCertificate } from '../../shared/crypto/keys.js';
 import { openEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
 import { buildAuditReport, type AuditReport, type RungStats } from '../../shared/audit/report.js';
-import { reconcileAuditExports } from '../../shared/audit/reconcile.js';
+import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { messageJson, messageText } from './link.js';
@@ -89,8 +89,8 @@ server and no network. Exit 0 only if everything holds; otherwise prints the fir
 index (or the checkpoint) and what is wrong, and exits 1.
 
 With two exports (two relays, one per party: e.g. jp-export.json cn-export.json, in any order),
-verifies each as above and then reconciles them: every envelope header and receipt that crossed
-the relay-to-relay link must be in both logs with the same hash. Each one missing from a log,
+verifies each as above and then reconciles them: every envelope header, receipt and refusal that
+crossed the relay-to-relay link must be in both logs with the same hash. Each one missing from a log,
 altered, or said to be relayed and absent on the other side is named (message id, kind, whose
 log); what one relay accepted and had not yet relayed when exported is listed as pending (not a
 failure). Exit 0 only if both exports verify and nothing is missing or altered.
@@ -145,11 +145,14 @@ async function verifyTwo(agreement: Agreement, pathA: string, pathB: string, jso
     io.err(`NOT RECONCILED: ${r.problem.message} (${r.problem.code})`);
     return 1;
   }
-  for (const f of r.findings) io.err(`${f.problem.toUpperCase()} (${f.side}): ${f.kind} ${f.messageId}${f.receipt ? ` ${f.receipt.kind} by ${f.receipt.by}` : ''}: ${f.message}`);
-  for (const f of r.pending) io.err(`pending (${f.from} → ${f.to}): ${f.kind} ${f.messageId}${f.receipt ? ` ${f.receipt.kind} by ${f.receipt.by}` : ''}: ${f.message}`);
+  const signer = (f: ReconcileFinding) => (f.receipt ? ` ${f.receipt.kind} by ${f.receipt.by}` : f.refusal ? ` by ${f.refusal.by}` : '');
+  for (const f of r.findings) io.err(`${f.problem.toUpperCase()} (${f.side}): ${f.kind} ${f.messageId}${signer(f)}: ${f.message}`);
+  for (const f of r.pending) io.err(`pending (${f.from} → ${f.to}): ${f.kind} ${f.messageId}${signer(f)}: ${f.message}`);
   const [pa, pb] = r.parties;
-  if (r.ok) io.out(`RECONCILED ${pa} ⇄ ${pb}: ${r.envelopes} envelope headers and ${r.receipts} receipts in both logs with the same hash${r.pending.length > 0 ? `; ${r.pending.length} not yet relayed when exported` : ''}`);
-  else io.err(`NOT RECONCILED ${pa} ⇄ ${pb}: ${r.findings.length} missing or altered (${r.envelopes} envelope headers and ${r.receipts} receipts agree)`);
+  // Refusals are named only when there are any (most exchanges have none).
+  const counts = `${r.envelopes} envelope headers and ${r.receipts} receipts${r.refusals > 0 ? ` and ${r.refusals} refusals` : ''}`;
+  if (r.ok) io.out(`RECONCILED ${pa} ⇄ ${pb}: ${counts} in both logs with the same hash${r.pending.length > 0 ? `; ${r.pending.length} not yet relayed when exported` : ''}`);
+  else io.err(`NOT RECONCILED ${pa} ⇄ ${pb}: ${r.findings.length} missing or altered (${counts} agree)`);
   return ok ? 0 : 1;
 }
 

@@ -7,6 +7,7 @@ import { envelopeHash } from '../../shared/crypto/envelope.js';
 import { enrollDevice } from '../../shared/crypto/keys.js';
 import { signRefusal } from '../../shared/crypto/refusal.js';
 import { reconcileAuditExports } from '../../shared/audit/reconcile.js';
+import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.js';
 import { makeTwoRelayDeployment, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
@@ -136,6 +137,8 @@ describe('a refusal crosses the relay-to-relay link', () => {
       return r.body as { entries: string[] };
     };
     const [jpLog, cnLog] = [await exp(pair.jp, dep.devices.jpAud), await exp(pair.cn, dep.devices.cnAud)];
+    // The sender's log verifies on its own: the forwarded refusal's signature and message are checked there too.
+    expect((await verifyAuditExport(dep.agreement, jpLog)).problem).toBeUndefined();
     const ok = reconcileAuditExports(dep.agreement, jpLog, cnLog, { parties: ['jp-mod', 'cn-mnd'] });
     expect(ok.findings).toEqual([]);
     expect(ok).toMatchObject({ ok: true, refusals: 1 });

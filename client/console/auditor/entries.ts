@@ -71,6 +71,7 @@ const TYPE_KEYS: Record<string, MessageKey> = {
   'store.data-loss.accepted': 'type_data_loss',
   'message.relayed': 'type_message_relayed',
   'receipt.relayed': 'type_receipt_relayed',
+  'refusal.relayed': 'type_refusal_relayed',
 };
 const WORD_KEYS: Record<string, MessageKey> = {
   accepted: 'rung_accepted',

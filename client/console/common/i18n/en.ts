@@ -361,6 +361,8 @@ export const en = {
   // h11-witness: audit entries of the relay-to-relay link
   type_message_relayed: 'relayed (stored by the other party\'s relay)',
   type_receipt_relayed: 'receipt relayed (stored by the other party\'s relay)',
+  // h13-fwd: refusals across the relay-to-relay link
+  type_refusal_relayed: 'refusal relayed (stored by the other party\'s relay)',
 };
 
 export type MessageKey = keyof typeof en;

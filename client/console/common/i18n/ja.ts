@@ -362,4 +362,6 @@ export const ja: Dictionary = {
   // h11-witness: audit entries of the relay-to-relay link
   type_message_relayed: '中継済み(相手側の中継サーバが保存)',
   type_receipt_relayed: '受領証中継済み(相手側の中継サーバが保存)',
+  // h13-fwd: refusals across the relay-to-relay link
+  type_refusal_relayed: '受信拒否中継済み(相手側の中継サーバが保存)',
 };

@@ -362,4 +362,6 @@ export const zh: Dictionary = {
   // h11-witness: audit entries of the relay-to-relay link
   type_message_relayed: '已中继(对方中继服务器已保存)',
   type_receipt_relayed: '回执已中继(对方中继服务器已保存)',
+  // h13-fwd: refusals across the relay-to-relay link
+  type_refusal_relayed: '拒收已中继(对方中继服务器已保存)',
 };
