@@ -45,7 +45,7 @@ function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
 export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
   consume: boolean;
-  directory: Pick<VerifiedDirectory, 'certAt'>;
+  directory: Pick<VerifiedDirectory, 'certAt' | 'refresh'>;
   precedences: PrecedenceMemory;
   outbox: Pick<Outbox, 'transmit' | 'onAnswers' | 'onRefused' | 'refuse'>;
   witness: Pick<AuditWitness, 'queueGossip'>;
@@ -166,6 +166,12 @@ export class Inbox {
       case 'notice':
         // Not a mailbox item: nothing to acknowledge.
         this.#o.emit('notice', frame.notice);
+        return;
+      case 'directory-changed':
+        // A certificate was revoked: fetch and verify the directory now (it emits 'directory', and
+        // 'revoked-since' for what is stored here from that sender), not at the next refresh. The
+        // frame itself is not trusted: only the signed revocation in the directory counts.
+        await this.#o.directory.refresh();
         return;
     }
   }

@@ -169,6 +169,12 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     : [];
   audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
+  // Every open link hears of a new revocation at once (PROTOCOL.md "Directory changes"); a relay
+  // directory also stores those a peer relay passes on, so they are pushed the same way.
+  directory.onNewRevocation = (rev) => {
+    const told = hub.directoryChangedAll({ party: rev.party, device: rev.device, signKey: rev.signKey, at: rev.at });
+    log.info({ device: `${rev.party}/${rev.device}`, linksTold: told }, 'revocation pushed to open links');
+  };
   if (directory instanceof RelayDirectory) {
     directory.onLocalChange = (change) => relayLinks.forEach((l) => l.directoryChanged(change));
     directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));

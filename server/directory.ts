@@ -27,6 +27,8 @@ export class Directory {
   private revocations: Revocation[] = [];
   private revokedKeys = new Set<string>();
   private cache: ValidSet | undefined;
+  /** A revocation was stored now (not one stored already): the relay tells every open link. */
+  onNewRevocation: (rev: Revocation['revocation']) => void = () => {};
 
   constructor(
     private readonly agreement: Agreement,
@@ -63,6 +65,7 @@ export class Directory {
       this.revocations.push(rev);
       this.revokedKeys.add(revocationKey(rev.revocation));
       this.cache?.update(this, rev.revocation);
+      this.onNewRevocation(rev.revocation);
     }
     return rev;
   }

@@ -1,6 +1,6 @@
 import type { HotlineErrorCode } from '../shared/errors.js';
 import type { Role } from '../shared/protocol/schemas.js';
-import type { OperatorNotice } from '../shared/protocol/frames.js';
+import type { DirectoryChangedFrame, OperatorNotice } from '../shared/protocol/frames.js';
 import { deviceKey, type DeviceKey, type MailboxItem } from './relay/records.js';
 
 /** A live link as the hub sees it: whose it is, and how to hand it an item or end it. */
@@ -18,6 +18,8 @@ export interface LiveLink {
   close(code: HotlineErrorCode, message: string): void;
   /** Send an operator notice (no cursor, not stored). */
   notice(notice: OperatorNotice): void;
+  /** Tell it the directory changed (no cursor, not stored). */
+  directoryChanged(revocation: DirectoryChangedFrame['revocation']): void;
 }
 
 /**
@@ -61,6 +63,22 @@ export class LinkHub {
       for (const link of set) {
         if (!link.isOpen()) continue;
         link.notice(notice);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * A certificate was revoked here (posted, or passed on by a peer relay): every open link is told
+   * at once, so that its client fetches the directory now rather than at its next refresh.
+   */
+  directoryChangedAll(revocation: DirectoryChangedFrame['revocation']): number {
+    let n = 0;
+    for (const set of this.#byDevice.values()) {
+      for (const link of set) {
+        if (!link.isOpen()) continue;
+        link.directoryChanged(revocation);
         n++;
       }
     }

@@ -346,6 +346,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         push: (item) => pushLive(conn, item),
         close: (code, message) => closeWith(conn, code, message),
         notice: (notice) => send(conn, { t: 'notice', notice }),
+        directoryChanged: (revocation) => send(conn, { t: 'directory-changed', revocation }),
       },
       claims,
       key,

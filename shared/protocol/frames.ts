@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence, SignedReceipt, SignedRefusal } from './schemas.js';
+import { DeviceRef, Envelope, Hash256, Identifier, MessageId, Millis, Precedence, PublicKey, SignedReceipt, SignedRefusal } from './schemas.js';
 
 /**
  * WebSocket frames. Every frame is one JSON text message with a `t` (type) member.
@@ -220,7 +220,22 @@ export const OperatorNotice = Type.Object(
 export type OperatorNotice = Static<typeof OperatorNotice>;
 export const NoticeFrame = Type.Object({ t: Type.Literal('notice'), notice: OperatorNotice }, { additionalProperties: false });
 
-export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, RefusalAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame]);
+/**
+ * The directory changed: a certificate was revoked (posted to this relay, or passed on by a peer
+ * relay). Sent at once to every open link, whatever its device; not stored, no cursor, not
+ * acknowledged (PROTOCOL.md "Directory changes"). It names the revoked certificate only: the
+ * client fetches `GET /v1/directory` and verifies the signed revocation there, as at connect.
+ */
+export const DirectoryChangedFrame = Type.Object(
+  {
+    t: Type.Literal('directory-changed'),
+    revocation: Type.Object({ party: Identifier, device: Identifier, signKey: PublicKey, at: Millis }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+export type DirectoryChangedFrame = Static<typeof DirectoryChangedFrame>;
+
+export const ServerFrame = Type.Union([HelloFrame, AcceptedFrame, ReceiptAcceptedFrame, RefusalAcceptedFrame, DeliverFrame, ReceiptFrame, EventFrame, ErrorFrame, NoticeFrame, DirectoryChangedFrame]);
 export type ServerFrame = Static<typeof ServerFrame>;
 export type DeliverFrame = Static<typeof DeliverFrame>;
 export type ReceiptFrame = Static<typeof ReceiptFrame>;

@@ -239,6 +239,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   client.on('error', (e) => void ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(e) }));
   // Fetched again at each connection, after a refusal and on the timer: peer keys are compared
   // with the confirmed set every time, and a change blocks sending until confirmed again.
+  // A revocation pushed by the relay brings a directory fetch at once: messages from that sender
+  // now show "sender revoked since".
+  client.on('revoked-since', () => drawAll());
   client.on('directory', () => {
     ctx.redraw('peers', 'compose');
     // A held message whose recipients are all confirmed now (a new device revoked again) goes.
