@@ -4,9 +4,10 @@ import { utf8, toHex } from '../../../shared/encoding/base64.js';
 import { REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
 import type { Store } from '../../../server/store/store.js';
 import type { MailboxItem, ReceiptWrite } from '../../../server/relay/records.js';
-import { deviceEnrolledEntry, receiptAcceptedEntry } from '../../../server/relay/audit-entries.js';
+import { deviceEnrolledEntry, receiptAcceptedEntry, refusalAcceptedEntry } from '../../../server/relay/audit-entries.js';
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
+import { signRefusal } from '../../../shared/crypto/refusal.js';
 import { CN, JP, createDeployment } from '../../helpers/deployment.js';
 import { STORE_ADAPTERS, envelopeWrites, type StoreAdapter } from '../../helpers/stores.js';
 
@@ -233,6 +234,22 @@ describe.each(STORE_ADAPTERS)('store contract: $name', (adapter) => {
     const ref = `${receipt.receipt.messageId}/delivered/${CN}/op1`;
     await store.markRelayed([{ kind: 'receipt', ref, peer: JP, at: 3002 }]);
     expect(await store.relayOutgoing({ kind: 'receipt', local: CN, peer: JP, after: 0, limit: 10 })).toEqual([]);
+
+    // Refusals signed here for messages from the peer's party go the same way (kind 'refusal').
+    const refusal = await signRefusal(dep.devices[`${CN}/op1`]!, writes[2]!.envelope.header.id, writes[2]!.envelopeHash, 'HL_ERR_CERT_UNKNOWN_DEVICE', 4000);
+    await store.commit([{ kind: 'refusal', refusal, acceptedAt: 4001, audit: refusalAcceptedEntry(refusal, 4001) }]);
+    const refusals = await store.relayOutgoing({ kind: 'refusal', local: CN, peer: JP, after: 0, limit: 10 });
+    expect(refusals.map((r) => JSON.parse(r.json))).toEqual([refusal]);
+    expect(refusals.map((r) => r.acceptedAt)).toEqual([4001]);
+    expect(await store.relayOutgoing({ kind: 'refusal', local: CN, peer: JP, after: refusals[0]!.pos, limit: 10 })).toEqual([]);
+    expect(await store.relayOutgoing({ kind: 'refusal', local: JP, peer: CN, after: 0, limit: 10 })).toEqual([]);
+    const refusedRef = `${refusal.refusal.messageId}/${CN}/op1`;
+    const relayedEntry = { type: 'refusal.relayed', at: 4002, messageId: refusal.refusal.messageId };
+    const before = await store.auditSize();
+    await store.markRelayed([{ kind: 'refusal', ref: refusedRef, peer: JP, at: 4002 }], { kind: 'events', acceptedAt: 4002, audit: [relayedEntry] });
+    await store.markRelayed([{ kind: 'refusal', ref: refusedRef, peer: JP, at: 4002 }], { kind: 'events', acceptedAt: 4002, audit: [relayedEntry] });
+    expect(await store.auditSize()).toBe(before + 1);
+    expect(await store.relayOutgoing({ kind: 'refusal', local: CN, peer: JP, after: 0, limit: 10 })).toEqual([]);
   });
 
   it('keeps meta values, replaced by key, and a restart (a second store on the data) sees everything', async () => {
