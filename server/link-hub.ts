@@ -78,6 +78,8 @@ export class LinkHub {
     for (const set of this.#byDevice.values()) {
       for (const link of set) {
         if (!link.isOpen()) continue;
+        // The revoked certificate's own links are being closed (HL_ERR_CERT_REVOKED): nothing to refresh there.
+        if (link.party === revocation.party && link.device === revocation.device && link.signKey === revocation.signKey) continue;
         link.directoryChanged(revocation);
         n++;
       }
