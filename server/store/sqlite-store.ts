@@ -268,6 +268,12 @@ export class SqliteStore implements Store {
   private readonly tree: SqliteAuditTree;
   /** The WAL file, open for fsync after each group commit (undefined: commit with synchronous=FULL). */
   private walFd: number | undefined;
+  /**
+   * A group commit's transaction is done at the call and its fsync then runs off the event loop,
+   * so another may be committed meanwhile (a FLASH batch, server/store/write-queue.ts): its fsync
+   * covers the earlier batch's WAL frames too.
+   */
+  readonly commitsOverlap: boolean;
   /** Group commits whose fsync has not completed yet. */
   private syncing = 0;
   /** Audit entries known durable while a group commit's fsync is pending. */
@@ -294,6 +300,7 @@ export class SqliteStore implements Store {
         this.walFd = undefined;
       }
     }
+    this.commitsOverlap = this.walFd !== undefined;
     const db = this.db;
     this.stmt = {
       ping: db.prepare('SELECT 1'),

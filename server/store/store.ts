@@ -89,6 +89,13 @@ export interface Store {
    * refused write does not disturb the others.
    */
   commit(writes: readonly Write[]): Promise<WriteResult[]>;
+  /**
+   * Whether `commit` may be called again before an earlier call has resolved (server/store/write-queue.ts
+   * commits a FLASH batch beside the one in progress): each call's transaction is done, in call
+   * order, before the call returns, and each call resolves once its writes are durable. Absent: one
+   * commit at a time.
+   */
+  readonly commitsOverlap?: boolean;
 
   /**
    * One page of a device's un-acknowledged mailbox items with cursor ≤ `upTo`, in (rank, cursor)

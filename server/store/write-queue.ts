@@ -19,7 +19,14 @@ interface Pending {
  *
  * A FLASH never waits for the hold (issue 9: precedence first, everywhere): an envelope or receipt
  * of rank 0 ends the hold, so its batch commits at the next turn with whatever else is pending.
- * It still commits after the batch already on disk's way (batches stay in arrival order).
+ * Nor does it wait for the batch being committed, when the store allows commits to overlap
+ * (`commitsOverlap`: SQLite, whose transaction is done at the call and whose fsync runs off the
+ * event loop): the FLASH writes pending are then taken out of the gathering batch, in arrival
+ * order, and committed at once as a batch of their own, beside the one whose fsync is running,
+ * instead of waiting for that fsync and then for their own. Each is answered after its own
+ * commit, which is after its fsync: durability is as before. The ROUTINE writes left behind keep
+ * their order and commit as before; a FLASH may so be accepted before them (PROTOCOL.md
+ * "Delivery order": a higher rank may overtake a lower one).
  *
  * Acks answer nothing and are never waited for (records.ts AckWrite): an ack alone does not start
  * a commit. It rides with the next envelope, receipt or events write, or commits on its own after
@@ -48,9 +55,11 @@ export class WriteQueue {
   private acksPending = 0;
   /** Ends the hold of acks pending alone. */
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** FLASH batches committed beside the batch in progress, not yet answered. */
+  private readonly urgentInFlight = new Set<Promise<void>>();
 
   constructor(
-    private readonly store: Pick<Store, 'commit'>,
+    private readonly store: Pick<Store, 'commit' | 'commitsOverlap'>,
     private readonly maxBatch = 256,
     /** Longest a batch is held open for writes still coming: bounds the latency this adds. */
     private readonly maxHoldMs = 15,
@@ -81,7 +90,8 @@ export class WriteQueue {
   /** Commit the acks held so far now (with anything else pending); resolves once they are committed. */
   async flushAcks(): Promise<void> {
     if (this.acksPending > 0) {
-      const last = this.pending[this.pending.length - 1]!;
+      // The last ack, not the last write: a FLASH behind it may commit in a batch of its own.
+      const last = this.pending.findLast((p) => p.write.kind === 'ack')!;
       const done = new Promise<void>((resolve) => {
         const prev = last.resolve;
         last.resolve = (r) => {
@@ -114,6 +124,8 @@ export class WriteQueue {
     // off the event loop.
     if (this.committing) {
       this.scheduled = false;
+      // Except a FLASH: it goes at once, beside that batch, where the store allows it.
+      if (this.urgent && this.store.commitsOverlap === true) this.commitUrgent();
       return;
     }
     // Acks alone wait for a write to ride with, or for their timer (or flushAcks, which stops it).
@@ -158,6 +170,24 @@ export class WriteQueue {
     });
   }
 
+  /** The FLASH writes pending (at most maxBatch), out of the gathering batch, committed now. */
+  private commitUrgent(): void {
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of this.pending) (batch.length < this.maxBatch && isUrgent(p.write) ? batch : rest).push(p);
+    this.pending = rest;
+    this.writesPending -= batch.length;
+    this.urgent = rest.some((p) => isUrgent(p.write));
+    if (this.urgent) this.schedule();
+    this.commits++;
+    const done = this.store.commit(batch.map((p) => p.write)).then(
+      (results) => batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') })),
+      (error: unknown) => batch.forEach((p) => p.resolve({ ok: false, error: error as Error })),
+    );
+    this.urgentInFlight.add(done);
+    void done.finally(() => this.urgentInFlight.delete(done));
+  }
+
   /** Resolves once everything enqueued so far is committed (graceful shutdown). */
   async drain(): Promise<void> {
     this.stopAckTimer();
@@ -166,6 +196,7 @@ export class WriteQueue {
       await new Promise<void>((r) => setImmediate(r));
     }
     await this.inFlight;
+    await Promise.all([...this.urgentInFlight]);
   }
 }
 

@@ -55,6 +55,30 @@ describe('SqliteStore', () => {
     expect(await store.auditSize()).toBe(before + 1);
   });
 
+  it('commits may overlap (a FLASH batch beside one whose fsync runs): both in call order, each answered after a sync, audit served only when durable', async () => {
+    const { store, path, envelopeWrite } = await setup();
+    expect(store.commitsOverlap).toBe(true);
+    const before = await store.auditSize();
+    const routine = await envelopeWrite(1, undefined, 'ROUTINE');
+    const flash = await envelopeWrite(2, undefined, 'FLASH');
+    const first = store.commit([routine]);
+    const second = store.commit([flash]);
+    // Both transactions ran, in call order; neither fsync is known done: nothing new is served.
+    const reader = new Database(path, { readonly: true });
+    onCleanup(() => {
+      reader.close();
+    });
+    expect(reader.prepare('SELECT seq FROM envelopes ORDER BY rowid').all()).toEqual([{ seq: 1 }, { seq: 2 }]);
+    expect(await store.auditSize()).toBe(before);
+    const [b] = await second;
+    expect(b).toMatchObject({ ok: true, status: 'new' });
+    // The second fsync covers the first batch's WAL frames too.
+    expect(await store.auditSize()).toBeGreaterThanOrEqual(before + 2);
+    const [a] = await first;
+    expect(a).toMatchObject({ ok: true, status: 'new' });
+    expect(await store.auditSize()).toBe(before + 2);
+  });
+
   it('migration: ranks the un-acknowledged rows of a database made before ranks', async () => {
     const { envelopeWrite } = await setup();
     const routine = (await envelopeWrite(1, undefined, 'ROUTINE')).envelope;

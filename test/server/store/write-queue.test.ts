@@ -151,4 +151,101 @@ describe('WriteQueue', () => {
     await q.drain();
     expect(q.commits).toBe(2);
   });
+
+  /** A store whose commits end when the test says so (an fsync running), optionally allowed to overlap. */
+  function slowStore(commitsOverlap: boolean | undefined) {
+    const batches: number[][] = [];
+    const releases: (() => void)[] = [];
+    return {
+      batches,
+      releases,
+      ...(commitsOverlap === undefined ? {} : { commitsOverlap }),
+      commit: async (writes: readonly Write[]): Promise<WriteResult[]> => {
+        batches.push(writes.map((w) => w.acceptedAt));
+        await new Promise<void>((r) => releases.push(r));
+        return writes.map((w) => ({ ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] }));
+      },
+    };
+  }
+  const turns = async (n: number) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('where commits may overlap, a FLASH goes at once in a batch of its own, before the ROUTINE writes queued ahead of it', async () => {
+    const store = slowStore(true);
+    const q = new WriteQueue(store);
+    const answered: number[] = [];
+    const track = (p: Promise<WriteResult>, n: number) => p.then((r) => (answered.push(n), r));
+    const first = track(q.enqueue({ ...write(1), rank: 3 } as Write), 1);
+    await turns(5);
+    expect(store.batches).toEqual([[1]]);
+    // While batch [1] is being committed (its fsync running): ROUTINE 2 and 3, ACK 4, then FLASH 5 and a FLASH receipt 6.
+    const ack = q.enqueue({ kind: 'ack', device: 'jp/op1', cursors: [1], acceptedAt: 4 } as Write);
+    const queued = [track(q.enqueue({ ...write(2), rank: 3 } as Write), 2), track(q.enqueue({ ...write(3), rank: 3 } as Write), 3)];
+    const flash = [track(q.enqueue({ ...write(5), rank: 0 } as Write), 5), track(q.enqueue({ ...write(6), rank: 0 } as Write), 6)];
+    await turns(5);
+    // The FLASH writes, in arrival order, committed beside [1], which is not done yet.
+    expect(store.batches).toEqual([[1], [5, 6]]);
+    store.releases[1]!();
+    await Promise.all(flash);
+    expect(answered).toEqual([5, 6]);
+    // The ROUTINE writes (and the ack) keep their order and go once [1] is done.
+    await turns(5);
+    expect(store.batches).toHaveLength(2);
+    store.releases[0]!();
+    await first;
+    await turns(5);
+    expect(store.batches).toEqual([[1], [5, 6], [4, 2, 3]]);
+    store.releases[2]!();
+    await Promise.all([...queued, ack]);
+    expect(answered).toEqual([5, 6, 1, 2, 3]);
+    await q.drain();
+    expect(q.commits).toBe(3);
+  });
+
+  it('drain waits for a FLASH batch committed beside another, and flushAcks for its acks, not for the FLASH', async () => {
+    const store = slowStore(true);
+    const q = new WriteQueue(store, 256, 15, 600_000);
+    void q.enqueue(write(1));
+    await turns(5);
+    const ack = q.enqueue({ kind: 'ack', device: 'jp/op1', cursors: [1], acceptedAt: 2 } as Write);
+    const flash = q.enqueue({ ...write(3), rank: 0 } as Write);
+    let flushed = false;
+    const flush = q.flushAcks().then(() => (flushed = true));
+    await turns(5);
+    expect(store.batches).toEqual([[1], [3]]);
+    let drained = false;
+    const drain = q.drain().then(() => (drained = true));
+    // The FLASH batch ends first: flushAcks still waits for the batch with its ack.
+    store.releases[1]!();
+    await flash;
+    await turns(5);
+    expect(flushed).toBe(false);
+    store.releases[0]!();
+    await turns(5);
+    expect(store.batches).toEqual([[1], [3], [2]]);
+    expect(flushed).toBe(false);
+    expect(drained).toBe(false);
+    store.releases[2]!();
+    await Promise.all([ack, flush, drain]);
+    expect(flushed && drained).toBe(true);
+  });
+
+  it('where commits may not overlap (PostgreSQL), a FLASH waits for the batch in progress and then commits first', async () => {
+    for (const commitsOverlap of [undefined, false]) {
+      const store = slowStore(commitsOverlap);
+      const q = new WriteQueue(store);
+      const first = q.enqueue({ ...write(1), rank: 3 } as Write);
+      await turns(5);
+      const later = [q.enqueue({ ...write(2), rank: 3 } as Write), q.enqueue({ ...write(3), rank: 0 } as Write)];
+      await turns(5);
+      expect(store.batches).toEqual([[1]]);
+      store.releases[0]!();
+      await first;
+      await turns(5);
+      expect(store.batches).toEqual([[1], [2, 3]]);
+      store.releases[1]!();
+      await Promise.all(later);
+    }
+  });
 });
