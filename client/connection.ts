@@ -148,7 +148,7 @@ export class RelayConnection {
       if (e.code === 'HL_ERR_AGREEMENT_MISMATCH' && this.#usable() > 1) {
         this.#excluded.add(this.#o.api.index);
         this.#o.report(new HotlineError(e.code, `${this.#o.api.baseUrl}: ${e.message}; trying the other URLs`));
-        this.#scheduleReconnect(0, e.message, false);
+        this.#scheduleReconnect(0, e.message, 'skip');
         return;
       }
       if (isFatal(e.code)) {
@@ -164,7 +164,7 @@ export class RelayConnection {
       // of each attempt and when the next one is.
       if (e.code !== this.#reportedCode) this.#o.report(e);
       this.#reportedCode = e.code;
-      this.#scheduleReconnect(0, e.message, false);
+      this.#scheduleReconnect(0, e.message, 'failed');
       return;
     } finally {
       this.#connecting = false;
@@ -208,7 +208,7 @@ export class RelayConnection {
         this.settleStart(e);
         this.#o.report(e);
       }
-      this.#scheduleReconnect(ev.code, ev.reason, wasConnected);
+      this.#scheduleReconnect(ev.code, ev.reason, wasConnected ? 'lost' : 'failed');
     };
   }
 
@@ -228,22 +228,23 @@ export class RelayConnection {
   }
 
   /**
-   * After a lost link (`lost`) or a failed attempt: which URL next, and when. With one URL, the
-   * backoff as ever. With several, a lost link goes to the next URL after the backoff's first
-   * step; a failed attempt to the next URL at once, until a whole round has failed, which costs
-   * the next backoff step.
+   * After a lost link (`lost`), a failed attempt (`failed`) or a URL left out (`skip`): which URL
+   * next, and when. With one URL, the backoff as ever. With several, a lost link goes to the next
+   * URL after the backoff's first step; a failed attempt to the next URL at once, until a whole
+   * round has failed, which costs the next backoff step; a URL left out, to the next at once.
    */
-  #scheduleReconnect(code: number, reason: string, lost: boolean): void {
+  #scheduleReconnect(code: number, reason: string, why: 'lost' | 'failed' | 'skip'): void {
     const url = this.#o.api.baseUrl;
     if (!this.#running) {
       this.#o.emit('disconnected', { code, reason, url });
       return;
     }
     let delay: number;
-    if (this.#usable() <= 1) {
+    if (why === 'skip') {
+      delay = 0;
+    } else if (this.#usable() <= 1 || why === 'lost') {
+      // A lost link: #attempt was reset, so this is the first step (and the next round the second).
       delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
-    } else if (lost) {
-      delay = backoffDelay(0, this.#o.random, this.#o.backoff);
     } else if (++this.#failedInRound < this.#usable()) {
       delay = 0;
     } else {
