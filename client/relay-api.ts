@@ -137,11 +137,20 @@ export class RelayApi {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (auth && this.#token) headers.authorization = `Bearer ${this.#token.token}`;
-    let res: Response;
-    try {
-      res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.baseUrl}: is the server running?`, { cause });
+    let res: Response | undefined;
+    // Without a link (a command that only asks, like `hotline status`), a URL that does not answer
+    // is followed by the next one at once. With the link running, the connection chooses the URL
+    // (connection.ts): a request then fails and the link moves on by its own rules.
+    for (let tried = 1; res === undefined; tried++) {
+      try {
+        res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      } catch (cause) {
+        if (tried < this.urls.length && !this.#o.running()) {
+          this.use(this.#index + 1);
+          continue;
+        }
+        throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.baseUrl}: is the server running?`, { cause });
+      }
     }
     const text = await res.text();
     let json: unknown;

@@ -6,7 +6,7 @@ import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { serverUrls, type Io } from '../../client/cli/common.js';
 import { createAgreement, createLogKey } from '../../shared/crypto/keys.js';
-import { cliRun, closedUrl } from '../helpers/cli.js';
+import { cli, cliRun, closedUrl } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 
@@ -46,6 +46,15 @@ describe('hotline listen with several relay URLs', () => {
     await listen.line(/^ {3}至急：通过第二个地址收到$/);
     // The first URL was tried and named.
     expect(listen.text()).toContain(`HL_ERR_CLIENT_UNREACHABLE: cannot reach ${down}`);
+  });
+
+  it('status, which needs no link, asks the next URL at once when the first does not answer', { timeout: 90_000 }, async () => {
+    const s = await startTestServer({ logLevel: 'warn' });
+    const f = deviceFile(s, `${JP}/op1`);
+    const down = await closedUrl();
+    const r = await cli(['status', '--device', f.device, '--agreement', f.agreement, '--json', '--server', `${down},${s.url}`]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ party: JP });
   });
 
   it('takes the list from HOTLINE_SERVER, comma-separated, and goes on to the next URL when its relay stops', { timeout: 90_000 }, async () => {
