@@ -27,7 +27,7 @@ export function backoffDelay(attempt: number, random: () => number, options: Bac
 
 export interface RelayConnectionOptions extends Pick<DeviceScope, 'clock' | 'emit' | 'report'> {
   WebSocket: WebSocketConstructorLike;
-  api: Pick<RelayApi, 'baseUrl' | 'token' | 'forgetToken'>;
+  api: Pick<RelayApi, 'baseUrl' | 'urls' | 'index' | 'use' | 'token' | 'forgetToken'>;
   /** Source of jitter in [0, 1). */
   random: () => number;
   backoff?: BackoffOptions | undefined;
@@ -42,13 +42,23 @@ export interface RelayConnectionOptions extends Pick<DeviceScope, 'clock' | 'emi
 /**
  * The WebSocket link to the relay: connect (after `prepare`), decode every frame, reconnect with
  * backoff until stopped, and stop for good on a refusal that retrying cannot help.
+ *
+ * Several URLs (the nodes of one relay, docs/failover.md): a link that was up and is lost goes to
+ * the next URL after the backoff's first step (≤ `initialMs`, 0.5 s by default); a failed attempt
+ * goes on to the next URL at once, and the backoff grows only once every URL has failed in a row
+ * (a round). A URL that serves another agreement is left out (reported) while others remain.
  */
 export class RelayConnection {
   readonly #o: RelayConnectionOptions;
   #running = false;
   #ws: WebSocketLike | undefined;
   #helloReceived = false;
+  /** Rounds of the URL list failed in a row: the backoff's step. */
   #attempt = 0;
+  /** URLs tried in the current round without a link. */
+  #failedInRound = 0;
+  /** URLs (indexes) that serve another agreement: skipped while another remains. */
+  readonly #excluded = new Set<number>();
   #reconnectTimer: TimerHandle | undefined;
   /** Between a connection attempt's start and its socket (or its failure): no second attempt meanwhile. */
   #connecting = false;
@@ -77,6 +87,8 @@ export class RelayConnection {
     if (!this.#running) {
       this.#running = true;
       this.#attempt = 0;
+      this.#failedInRound = 0;
+      this.#excluded.clear();
       void this.#connect();
     }
     return p;
@@ -95,6 +107,7 @@ export class RelayConnection {
   hello(): void {
     this.#helloReceived = true;
     this.#attempt = 0;
+    this.#failedInRound = 0;
     this.#reportedCode = undefined;
   }
 
@@ -113,6 +126,7 @@ export class RelayConnection {
     if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#attempt = 0;
+    this.#failedInRound = 0;
     void this.#connect();
   }
 
@@ -129,12 +143,20 @@ export class RelayConnection {
       ws = new this.#o.WebSocket(url, ['hotline.v1', `bearer.${this.#o.api.token!}`]);
     } catch (err) {
       const e = toHotlineError(err);
+      // One node serving another agreement is that URL's fault, not the device's: leave it out
+      // while another URL remains (a misconfigured spare must not take the client down).
+      if (e.code === 'HL_ERR_AGREEMENT_MISMATCH' && this.#usable() > 1) {
+        this.#excluded.add(this.#o.api.index);
+        this.#o.report(new HotlineError(e.code, `${this.#o.api.baseUrl}: ${e.message}; trying the other URLs`));
+        this.#scheduleReconnect(0, e.message, 'skip');
+        return;
+      }
       if (isFatal(e.code)) {
         this.#running = false;
         this.settleStart(e);
         this.#o.report(e);
         // No retryInMs: the client gave up (as when the server closes the link with such a code).
-        this.#o.emit('disconnected', { code: 0, reason: e.message });
+        this.#o.emit('disconnected', { code: 0, reason: e.message, url: this.#o.api.baseUrl });
         return;
       }
       // The relay unreachable for a minute is one error, not one per attempt (issue 10: a line at
@@ -142,7 +164,7 @@ export class RelayConnection {
       // of each attempt and when the next one is.
       if (e.code !== this.#reportedCode) this.#o.report(e);
       this.#reportedCode = e.code;
-      this.#scheduleReconnect(0, e.message);
+      this.#scheduleReconnect(0, e.message, 'failed');
       return;
     } finally {
       this.#connecting = false;
@@ -175,7 +197,10 @@ export class RelayConnection {
       this.#helloReceived = false;
       // Refused before the upgrade (bad or expired token): log in afresh next time.
       if (!opened) this.#o.api.forgetToken();
-      if (wasConnected) this.#attempt = 0;
+      if (wasConnected) {
+        this.#attempt = 0;
+        this.#failedInRound = 0;
+      }
       const closeCode = codeOfCloseCode(ev.code);
       if (closeCode !== undefined && isFatal(closeCode)) {
         this.#running = false;
@@ -183,17 +208,51 @@ export class RelayConnection {
         this.settleStart(e);
         this.#o.report(e);
       }
-      this.#scheduleReconnect(ev.code, ev.reason);
+      this.#scheduleReconnect(ev.code, ev.reason, wasConnected ? 'lost' : 'failed');
     };
   }
 
-  #scheduleReconnect(code: number, reason: string): void {
+  /** URLs not left out. */
+  #usable(): number {
+    return this.#o.api.urls.length - this.#excluded.size;
+  }
+
+  /** The next URL after the one in use that is not left out. */
+  #nextUrl(): number {
+    const { urls, index } = this.#o.api;
+    for (let step = 1; step <= urls.length; step++) {
+      const i = (index + step) % urls.length;
+      if (!this.#excluded.has(i)) return i;
+    }
+    return index;
+  }
+
+  /**
+   * After a lost link (`lost`), a failed attempt (`failed`) or a URL left out (`skip`): which URL
+   * next, and when. With one URL, the backoff as ever. With several, a lost link goes to the next
+   * URL after the backoff's first step; a failed attempt to the next URL at once, until a whole
+   * round has failed, which costs the next backoff step; a URL left out, to the next at once.
+   */
+  #scheduleReconnect(code: number, reason: string, why: 'lost' | 'failed' | 'skip'): void {
+    const url = this.#o.api.baseUrl;
     if (!this.#running) {
-      this.#o.emit('disconnected', { code, reason });
+      this.#o.emit('disconnected', { code, reason, url });
       return;
     }
-    const delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
-    this.#o.emit('disconnected', { code, reason, retryInMs: delay });
+    let delay: number;
+    if (why === 'skip') {
+      delay = 0;
+    } else if (this.#usable() <= 1 || why === 'lost') {
+      // A lost link: #attempt was reset, so this is the first step (and the next round the second).
+      delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
+    } else if (++this.#failedInRound < this.#usable()) {
+      delay = 0;
+    } else {
+      this.#failedInRound = 0;
+      delay = backoffDelay(this.#attempt++, this.#o.random, this.#o.backoff);
+    }
+    this.#o.api.use(this.#nextUrl());
+    this.#o.emit('disconnected', { code, reason, url, retryInMs: delay, nextUrl: this.#o.api.baseUrl });
     if (this.#reconnectTimer !== undefined) this.#o.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = this.#o.clock.setTimeout(() => void this.#connect(), delay);
   }

@@ -50,8 +50,13 @@ export interface RefusedEvent {
 export interface HotlineClientEvents {
   /** Logged in (at start, and at each renewal of the token before it expires). */
   session: { role: string; expiresAt: number };
-  connected: { serverTime: number; lastCursor: number };
-  disconnected: { code: number; reason: string; retryInMs?: number };
+  /** The link is up (the relay's `hello`), at `url`: the relay URL in use (one of several, docs/failover.md). */
+  connected: { serverTime: number; lastCursor: number; url: string };
+  /**
+   * The link is down, or an attempt failed, at `url`. `retryInMs`: when the next attempt is, at
+   * `nextUrl` (another node of the relay when several URLs are given); absent when the client gave up.
+   */
+  disconnected: { code: number; reason: string; url: string; retryInMs?: number; nextUrl?: string };
   message: MessageEvent;
   receipt: ReceiptEvent;
   accepted: { id: string; envelopeHash: string; at: number };

@@ -38,8 +38,12 @@ export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEve
 // Options
 
 export interface HotlineClientOptions {
-  /** `http://host:port` or `https://…`; the WebSocket URL is derived from it. */
-  serverUrl: string;
+  /**
+   * `http://host:port` or `https://…`; the WebSocket URL is derived from it. Several URLs (the
+   * nodes of one relay, e.g. the agreement's `relayUrls(agreement, party)`) are tried in turn, and
+   * a lost link goes to the next one within the backoff's first step (docs/failover.md).
+   */
+  serverUrl: string | readonly string[];
   /** The pinned agreement. The server's copy must hash the same, or the client refuses to go on. */
   agreement: Agreement;
   device: DeviceSecretFile;
@@ -199,6 +203,16 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     return this.#link.connected;
   }
 
+  /** The relay URLs this client tries, in order (checked, each once). */
+  get serverUrls(): readonly string[] {
+    return this.#api.urls;
+  }
+
+  /** The relay URL in use now: the one connected to, or the one the next attempt goes to. */
+  get serverUrl(): string {
+    return this.#api.baseUrl;
+  }
+
   /**
    * Start connecting (and keep reconnecting until {@link stop}). Resolves at the first `hello`;
    * rejects when the server cannot be used at all (agreement mismatch, certificate refused).
@@ -309,7 +323,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     // A device whose state was lost or restored from an old copy continues above the last seq
     // the server accepted from it; outbox items sealed with a stale seq are resealed once.
     if (frame.lastSeq > 0) await this.#o.storage.update(this.#key, (s) => void (s.lastSeq = Math.max(s.lastSeq, frame.lastSeq)));
-    this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor });
+    this.emit('connected', { serverTime: frame.serverTime, lastCursor: frame.lastCursor, url: this.#api.baseUrl });
     this.#link.settleStart();
     await this.#outbox.flush();
     this.#witness.start();

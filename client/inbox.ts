@@ -55,6 +55,9 @@ export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' 
   onHello: (frame: Extract<ServerFrame, { t: 'hello' }>) => Promise<void>;
 }
 
+/** How many receipt keys an Inbox remembers to drop a receipt handed again (about 1 MB at most). */
+const SEEN_RECEIPTS_MAX = 10_000;
+
 /**
  * Every frame the relay sends, handled one at a time, highest rank first, in bounded batches:
  * deliveries opened and verified, de-duplicated against the stored inbox and the replay window,
@@ -66,6 +69,13 @@ export class Inbox {
   readonly #o: InboxOptions;
   /** Incoming frames not handled yet, by rank then arrival. */
   #incoming = new RankQueue<ServerFrame>();
+  /**
+   * Verified receipts already emitted by this client (`messageId/kind/party/device`): a receipt
+   * handed again (its ack lost with a link, a node failed over, or a device that does not consume
+   * its mailbox reconnecting) is not news. Per client, not from storage: another process of the
+   * same device (`listen` beside `send --wait`) may have stored it, and this one must still see it.
+   */
+  readonly #seenReceipts = new Set<string>();
   /** The running drain of {@link #incoming}, if any. */
   #draining: Promise<void> | undefined;
 
@@ -268,6 +278,13 @@ export class Inbox {
       verified = true;
     } catch (err) {
       error = toHotlineError(err);
+    }
+    const seenKey = `${body.messageId}/${body.kind}/${body.by.party}/${body.by.device}`;
+    if (verified && this.#seenReceipts.has(seenKey)) return;
+    if (verified) {
+      this.#seenReceipts.add(seenKey);
+      // Bounded: the oldest are forgotten first (a Set keeps insertion order).
+      if (this.#seenReceipts.size > SEEN_RECEIPTS_MAX) this.#seenReceipts.delete(this.#seenReceipts.values().next().value!);
     }
     if (verified && state.sent[body.messageId]) {
       await this.#o.storage.update(this.#o.key, (s) => {

@@ -8,8 +8,11 @@ import { toHotlineError, type DeviceScope } from './scope.js';
 import type { TimerHandle } from '../shared/clock.js';
 
 export interface RelayApiOptions extends Pick<DeviceScope, 'me' | 'device' | 'clock' | 'emit' | 'report' | 'running'> {
-  /** `http://host:port` or `https://…`. */
-  serverUrl: string;
+  /**
+   * `http://host:port` or `https://…`, or several: the nodes of one relay, tried in turn (README
+   * "Failover", docs/failover.md).
+   */
+  serverUrl: string | readonly string[];
   /** The pinned agreement's hash: the server's must be the same. */
   agreementHash: string;
   fetch?: typeof fetch;
@@ -22,8 +25,9 @@ export interface RelayApiOptions extends Pick<DeviceScope, 'me' | 'device' | 'cl
  * bearer token, renewed before it expires) and the authenticated requests.
  */
 export class RelayApi {
-  /** The server URL without a trailing slash. */
-  readonly baseUrl: string;
+  /** The relay's URLs without a trailing slash, in the order given, each once. */
+  readonly urls: readonly string[];
+  #index = 0;
   readonly #o: RelayApiOptions;
   readonly #fetch: typeof fetch;
   #token: { token: string; expiresAt: number } | undefined;
@@ -32,7 +36,25 @@ export class RelayApi {
   constructor(options: RelayApiOptions) {
     this.#o = options;
     this.#fetch = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
-    this.baseUrl = options.serverUrl.replace(/\/+$/, '');
+    this.urls = relayUrlList(options.serverUrl);
+  }
+
+  /** The URL in use now (the one the next request and the next link go to). */
+  get baseUrl(): string {
+    return this.urls[this.#index]!;
+  }
+
+  /** Index in {@link urls} of the URL in use. */
+  get index(): number {
+    return this.#index;
+  }
+
+  /**
+   * Use URL `index` of the list from now on. The token is kept: the nodes of one relay share the
+   * token secret (README "Running on PostgreSQL"); a node that refuses it gets a fresh login.
+   */
+  use(index: number): void {
+    this.#index = ((index % this.urls.length) + this.urls.length) % this.urls.length;
   }
 
   /** The current bearer token, if logged in. */
@@ -115,11 +137,20 @@ export class RelayApi {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (auth && this.#token) headers.authorization = `Bearer ${this.#token.token}`;
-    let res: Response;
-    try {
-      res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    } catch (cause) {
-      throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.baseUrl}: is the server running?`, { cause });
+    let res: Response | undefined;
+    // Without a link (a command that only asks, like `hotline status`), a URL that does not answer
+    // is followed by the next one at once. With the link running, the connection chooses the URL
+    // (connection.ts): a request then fails and the link moves on by its own rules.
+    for (let tried = 1; res === undefined; tried++) {
+      try {
+        res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      } catch (cause) {
+        if (tried < this.urls.length && !this.#o.running()) {
+          this.use(this.#index + 1);
+          continue;
+        }
+        throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.baseUrl}: is the server running?`, { cause });
+      }
     }
     const text = await res.text();
     let json: unknown;
@@ -136,4 +167,21 @@ export class RelayApi {
     }
     return json;
   }
+}
+
+/**
+ * The relay URLs a client is given, checked: each `http://` or `https://` with a host, without a
+ * trailing slash, each once, in the order given. None, or one that is not such a URL, is
+ * `HL_ERR_CONFIG_INVALID`.
+ */
+export function relayUrlList(serverUrl: string | readonly string[]): string[] {
+  const given = typeof serverUrl === 'string' ? [serverUrl] : serverUrl;
+  const urls: string[] = [];
+  for (const raw of given) {
+    const url = raw.trim().replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]+/.test(url)) throw new HotlineError('HL_ERR_CONFIG_INVALID', `a relay URL must be http:// or https://, got "${raw}"`);
+    if (!urls.includes(url)) urls.push(url);
+  }
+  if (urls.length === 0) throw new HotlineError('HL_ERR_CONFIG_INVALID', 'no relay URL given');
+  return urls;
 }

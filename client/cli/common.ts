@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import WebSocket from 'ws';
 import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { parseAgreement, parseDeviceSecret, parsePartySecret } from '../../shared/crypto/keys.js';
+import { parseAgreement, parseDeviceSecret, parsePartySecret, relayOf } from '../../shared/crypto/keys.js';
 import type { Agreement, DeviceSecretFile, PartySecretFile } from '../../shared/protocol/schemas.js';
 import { HotlineClient } from '../hotline-client.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -236,6 +236,26 @@ export function serverUrl(flag: string | undefined, io: Io): string {
   return url;
 }
 
+/**
+ * The relay's URLs for a command that links a device, in the order to try them (docs/failover.md):
+ * every `--server` (repeatable, each may be a comma-separated list), else `HOTLINE_SERVER` (a
+ * comma-separated list), else the URLs that a version-2 agreement gives for the device's party.
+ */
+export function serverUrls(flag: string | readonly string[] | undefined, io: Io, agreement?: Agreement, party?: string): string[] {
+  const split = (text: string) => text.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  const given = flag === undefined ? [] : (typeof flag === 'string' ? [flag] : flag).flatMap(split);
+  const env = given.length === 0 ? split(io.env.HOTLINE_SERVER ?? '') : [];
+  const fromAgreement = given.length === 0 && env.length === 0 && agreement !== undefined && party !== undefined ? (relayOf(agreement, party)?.urls ?? []) : [];
+  const urls = [...given, ...env, ...fromAgreement];
+  if (urls.length === 0) {
+    throw usage(
+      'no server given: pass --server URL (e.g. http://127.0.0.1:8080; repeat it, or separate URLs with commas, for the nodes of one relay) or set HOTLINE_SERVER',
+    );
+  }
+  for (const url of urls) if (!/^https?:\/\/[^/]+/.test(url)) throw usage(`--server must be an http:// or https:// URL, got "${url}"`);
+  return [...new Set(urls.map((u) => u.replace(/\/+$/, '')))];
+}
+
 /** Seconds from a --timeout flag. */
 export function seconds(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -246,7 +266,7 @@ export function seconds(name: string, text: string | undefined, fallback: number
 
 export interface LinkOptions {
   device?: string | undefined;
-  server?: string | undefined;
+  server?: string | readonly string[] | undefined;
   agreement?: string | undefined;
   state?: string | undefined;
 }
@@ -258,16 +278,16 @@ export function openClient(
   io: Io,
   consumeMailbox: boolean,
   extra: { testAgent?: boolean; cosignIfOperator?: boolean } = {},
-): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrl: string } {
+): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrls: string[] } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
   const device = loadDevice(devicePath, io);
   const { agreement } = loadAgreement(values.agreement, io, devicePath);
   const statePath = values.state ?? defaultStatePath(devicePath);
   const storage = new FileStorage(statePath);
-  const url = serverUrl(values.server, io);
+  const urls = serverUrls(values.server, io, agreement, device.certificate.cert.party);
   const client = new HotlineClient({
-    serverUrl: url,
+    serverUrl: urls,
     agreement,
     device,
     storage,
@@ -277,7 +297,7 @@ export function openClient(
     // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
     ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),
   });
-  return { client, statePath, devicePath, storage, serverUrl: url };
+  return { client, statePath, devicePath, storage, serverUrls: urls };
 }
 
 /** Resolve with `promise`, or reject with HL_ERR_CLIENT_TIMEOUT after `ms`. */
@@ -296,14 +316,17 @@ export function exitCodeOf(code: HotlineErrorCode): number {
 
 export const LINK_FLAGS = {
   device: { type: 'string' },
-  server: { type: 'string' },
+  server: { type: 'string', multiple: true },
   agreement: { type: 'string' },
   state: { type: 'string' },
 } as const;
 
 export const LINK_HELP = `  --device FILE      the device key file (from hotline device enroll); if sealed, its passphrase
                      from --passphrase-file FILE, HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE
-  --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER)
+  --server URL       the relay, e.g. http://127.0.0.1:8080 (or HOTLINE_SERVER); the nodes of one
+                     relay: repeat it or separate URLs with commas, tried in turn (a lost link
+                     goes to the next within 2 s). Default: a version-2 agreement's URLs for
+                     the device's party
   --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT; default agreement.json beside the device file)
   --state FILE       client state: outbox, seq, inbox (default DEVICE.state.json beside the device file)`;
 

@@ -81,12 +81,12 @@ ${LINK_HELP}
     if (body === '-') body = await io.readStdin();
     if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
 
-    const { client, statePath, storage, serverUrl, devicePath } = openClient('send', values, io, false);
+    const { client, statePath, storage, devicePath } = openClient('send', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     const seen = collect(client);
     // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
     // and why in the end (the last reason, e.g. the connection refused).
-    const unreachable = watchUnreachable(client, serverUrl, io);
+    const unreachable = watchUnreachable(client, io);
     // One deadline for connecting and for the rung.
     const deadline = Date.now() + timeoutMs;
     try {
@@ -146,20 +146,23 @@ const REASONS: Record<string, string> = {
 };
 
 /**
- * While the client cannot reach the relay: say so once, at once ("cannot reach URL (retrying)"),
- * and keep the last reason for the final message; say when it connects after all.
+ * While the client cannot reach the relay: say so once, at once ("cannot reach URL (retrying)",
+ * the URL that failed: with several, the client goes on to the next), and keep the last reason
+ * for the final message; say when it connects after all, and where.
  */
-function watchUnreachable(client: HotlineClient, url: string, io: Io): { last(): string | undefined } {
+function watchUnreachable(client: HotlineClient, io: Io): { last(): string | undefined } {
   let reason: string | undefined;
   let said = false;
   client.on('error', (e) => {
     if (e.code !== 'HL_ERR_CLIENT_UNREACHABLE') return;
+    // The error is reported before the client moves on to the next URL: this is the one that failed.
+    const url = client.serverUrl;
     const why = networkReason(e);
     reason = `cannot reach ${url}: ${why === undefined ? e.message : (REASONS[why] ?? why)}`;
-    if (!said) io.err(`cannot reach ${url} (retrying)`);
+    if (!said) io.err(`cannot reach ${url} (retrying${client.serverUrls.length > 1 ? ', and the other URLs' : ''})`);
     said = true;
   });
-  client.on('connected', () => {
+  client.on('connected', ({ url }) => {
     if (said) io.err(`connected to ${url}`);
     said = false;
     reason = undefined;
@@ -264,12 +267,27 @@ ${LINK_HELP}
     const json = values.json === true;
     const print = (obj: Record<string, unknown>, human: string) => (json ? io.out(JSON.stringify(obj)) : io.out(human));
     client.on('connected', (c) => {
-      if (json) io.out(JSON.stringify({ type: 'connected', device: client.me, serverTime: c.serverTime }));
-      else io.err(`connected as ${client.me.party}/${client.me.device} (${client.me.role})`);
+      if (json) io.out(JSON.stringify({ type: 'connected', device: client.me, serverTime: c.serverTime, url: c.url }));
+      else io.err(`connected as ${client.me.party}/${client.me.device} (${client.me.role}) at ${c.url}`);
     });
+    // With several URLs (the nodes of one relay) each line names the one that failed and the next.
+    const several = client.serverUrls.length > 1;
     client.on('disconnected', (d) => {
-      if (json) io.out(JSON.stringify({ type: 'disconnected', code: d.code, ...(d.retryInMs === undefined ? {} : { retryInMs: d.retryInMs }) }));
-      else io.err(`link down (${d.code}${d.reason ? ` ${d.reason}` : ''})${d.retryInMs === undefined ? '' : `; retrying in ${(d.retryInMs / 1000).toFixed(1)} s`}`);
+      if (json) {
+        io.out(
+          JSON.stringify({
+            type: 'disconnected',
+            code: d.code,
+            url: d.url,
+            ...(d.retryInMs === undefined ? {} : { retryInMs: d.retryInMs }),
+            ...(d.nextUrl === undefined ? {} : { nextUrl: d.nextUrl }),
+          }),
+        );
+      } else {
+        const at = several ? ` at ${d.url}` : '';
+        const next = d.retryInMs === undefined ? '' : `; retrying${several && d.nextUrl !== undefined ? ` at ${d.nextUrl}` : ''} in ${(d.retryInMs / 1000).toFixed(1)} s`;
+        io.err(`link down${at} (${d.code}${d.reason ? ` ${d.reason}` : ''})${next}`);
+      }
     });
     client.on('message', (m) => print(messageJson(m), messageText(m, devicePath, client)));
     client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));

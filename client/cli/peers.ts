@@ -80,7 +80,7 @@ export function checkPeersConfirmed(directory: readonly DeviceCertBody[], me: { 
 
 const PEERS_FLAGS = { ...LINK_FLAGS, party: { type: 'string' }, timeout: { type: 'string' } } as const;
 
-async function directoryOf(command: string, values: { device?: string | undefined; server?: string | undefined; agreement?: string | undefined; state?: string | undefined; timeout?: string | undefined }, io: Io) {
+async function directoryOf(command: string, values: { device?: string | undefined; server?: string | readonly string[] | undefined; agreement?: string | undefined; state?: string | undefined; timeout?: string | undefined }, io: Io) {
   const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
   const { client, devicePath } = openClient(command, values, io, false);
   try {
