@@ -44,6 +44,8 @@ export interface AppOptions {
   rateLimits?: RateLimitSettings;
   /** Concurrent connections per peer address (IPv4, or IPv6 /64). Default 512. */
   maxConnectionsPerAddress?: number;
+  /** Several nodes on one database: the longest the deadline timer waits before looking at the database again. Default 1 s. */
+  clusterPollMs?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -159,6 +161,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     operatorOnline: (party) => hub.isOnline(party, 'operator') || relayLinks.some((l) => l.peer === party && l.up),
     push: (delivered) => hub.push(delivered),
     ...(deps.cluster ? { cluster: deps.cluster } : {}),
+    ...(options.clusterPollMs === undefined ? {} : { pollMs: options.clusterPollMs }),
   });
 
   // Corruption found at run time: writes are already refused (the guarded store) and /readyz says

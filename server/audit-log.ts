@@ -157,6 +157,7 @@ export class AuditLog {
     this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined;
       void this.signCheckpoint({ periodic: true })
+        .then(({ created }) => this.#o.log.debug({ created }, 'periodic checkpoint'))
         .catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'checkpoint signing failed'))
         .finally(() => this.#schedule());
     }, this.#o.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);

@@ -422,6 +422,7 @@ export class DeadlineScheduler {
    */
   private async fireFromStore(): Promise<void> {
     const now = this.deps.clock.now();
+    let fired = 0;
     try {
       const delivered = await this.deps.cluster!.fireDue(now, (due) => {
         const effects = new SideEffectBuilder(this, now);
@@ -429,6 +430,7 @@ export class DeadlineScheduler {
         effects.addLinks(stepLinkTests(this.linkPolicy, initialLinkTests(due.pairs, due.tests), { type: 'tick', now }).effects);
         const side = effects.build();
         for (const e of side?.events ?? []) this.log.info({ event: e.event.type, messageId: 'messageId' in e.event ? e.event.messageId : undefined }, 'deadline event');
+        fired = side?.events?.length ?? 0;
         return side;
       });
       this.deps.push(delivered);
@@ -436,6 +438,7 @@ export class DeadlineScheduler {
       this.log.error({ err: { message: (error as Error).message } }, 'firing deadlines failed');
     }
     await this.rearmFromStore();
+    this.log.debug({ at: now, events: fired, next: this.timerAt }, 'due deadlines and link tests fired from the database');
   }
 
   /**
