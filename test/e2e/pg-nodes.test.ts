@@ -147,10 +147,12 @@ describe('two relay nodes on one PostgreSQL database', () => {
     const restored = (s: TestServer) => s.logs.records().filter((r) => String(r['msg']).startsWith('listening for new mailbox items again')).length;
     for (let round = 1; round <= 3; round++) {
       const pids = await listeners();
+      expect(pids).toHaveLength(2);
       await sql('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
       // Sent while node B's listener is down or coming back: its notification may well be lost.
       const env = await send(n, a, jp, `${JP}/op1`, CN, `while cut ${round}`);
-      await b.logs.waitFor((r) => String(r['msg']).startsWith('listening for new mailbox items again'), round);
+      // Both listeners back before the next round cuts them again.
+      await Promise.all([a, b].map((s) => s.logs.waitFor((r) => String(r['msg']).startsWith('listening for new mailbox items again'), round)));
       expect((await cn.waitForType('deliver', (f) => f.envelope.header.id === env.header.id)).envelope).toEqual(env);
     }
     expect(restored(a)).toBe(3);
