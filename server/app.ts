@@ -6,7 +6,7 @@ import { systemClock, type Clock } from './clock.js';
 import { Lifecycle } from './lifecycle.js';
 import { LinkHub } from './link-hub.js';
 import { Directory } from './directory.js';
-import type { Store } from './store/store.js';
+import type { ClusterStore, MailboxListening, Store } from './store/store.js';
 import type { GuardedStore } from './store/guarded-store.js';
 import type { OperatorNotice } from '../shared/protocol/frames.js';
 import { WriteQueue } from './store/write-queue.js';
@@ -44,6 +44,8 @@ export interface AppOptions {
   rateLimits?: RateLimitSettings;
   /** Concurrent connections per peer address (IPv4, or IPv6 /64). Default 512. */
   maxConnectionsPerAddress?: number;
+  /** Several nodes on one database: the longest the deadline timer waits before looking at the database again. Default 1 s. */
+  clusterPollMs?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -74,6 +76,12 @@ export interface AppDeps {
    * its certificate and link key, and where to dial the peer relays (default: the agreement's URLs).
    * Without it the server is the shared relay of every party, as before.
    */
+  /**
+   * This node is one of several on one database (PostgreSQL; docs/postgresql.md): new items reach
+   * devices through the database's notifications, deadlines are fired from the database by one node
+   * at a time, and periodic checkpoints are signed once per interval across the nodes.
+   */
+  cluster?: ClusterStore;
   relay?: {
     identity: RelaySecretFile;
     peerUrls?: Readonly<Record<string, readonly string[]>>;
@@ -137,6 +145,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log,
     ...(deps.logSecret ? { logSecret: deps.logSecret } : {}),
     ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
+    ...(deps.cluster ? { cluster: deps.cluster } : {}),
   });
   // Built after the scheduler (they use it); read by it only once the app runs.
   let relayLinks: RelayLink[] = [];
@@ -151,6 +160,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     // hands the test on, and the answer comes back the same way (README "Two relays").
     operatorOnline: (party) => hub.isOnline(party, 'operator') || relayLinks.some((l) => l.peer === party && l.up),
     push: (delivered) => hub.push(delivered),
+    ...(deps.cluster ? { cluster: deps.cluster } : {}),
+    ...(options.clusterPollMs === undefined ? {} : { pollMs: options.clusterPollMs }),
   });
 
   // Corruption found at run time: writes are already refused (the guarded store) and /readyz says
@@ -227,6 +238,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
     storeNotice: corruptNotice,
+    ...(deps.cluster ? { cluster: deps.cluster } : {}),
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
@@ -259,7 +271,19 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     }, options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
   };
 
+  let listening: MailboxListening | undefined;
   app.addHook('onReady', async () => {
+    if (deps.cluster) {
+      // Before anything is served: a device's items committed by another node are read when named.
+      listening = await deps.cluster.listenMailboxes({
+        devices: (keys) => hub.pull(keys),
+        restored: () => {
+          log.info('listening for new mailbox items again: reading what was committed meanwhile');
+          hub.pullAll();
+        },
+        lost: (err) => log.warn({ err: { message: err.message } }, 'the connection listening for new mailbox items was lost; reopening it'),
+      });
+    }
     await store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
     await deadlines.start();
@@ -268,6 +292,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     if (deps.recordLog) scheduleRecord();
   });
   app.addHook('preClose', async () => {
+    await listening?.close();
     deadlines.stop();
     audit.stop();
     limits.stop();

@@ -6,7 +6,7 @@ import { formatCheckpointBody, formatNote, parseNote, signNote, verifyNote, type
 import { cosignerName, logKeyName } from '../shared/audit/log-verify.js';
 import type { Agreement, DeviceCertBody } from '../shared/protocol/schemas.js';
 import type { Clock, TimerHandle } from './clock.js';
-import type { Store, StoredCheckpoint, StoredCosignature } from './store/store.js';
+import type { ClusterStore, Store, StoredCheckpoint, StoredCosignature } from './store/store.js';
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
 /** Logs up to this many entries have their stored tree checked in full before start() returns. */
@@ -29,6 +29,12 @@ export interface AuditLogOptions {
    * for it). Default {@link DEFAULT_INLINE_CHECK_MAX}.
    */
   inlineCheckMax?: number;
+  /**
+   * One of several nodes on one database: checkpoints are signed holding the database's lock, and a
+   * periodic one only if no node has signed one in this interval yet (intervals counted from the
+   * epoch on the clock), so the nodes together sign at most one per interval.
+   */
+  cluster?: Pick<ClusterStore, 'exclusive'>;
 }
 
 /**
@@ -150,7 +156,8 @@ export class AuditLog {
     if (!this.#running) return;
     this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined;
-      void this.signCheckpoint()
+      void this.signCheckpoint({ periodic: true })
+        .then(({ created }) => this.#o.log.debug({ created }, 'periodic checkpoint'))
         .catch((err: unknown) => this.#o.log.error({ err: { message: (err as Error).message } }, 'checkpoint signing failed'))
         .finally(() => this.#schedule());
     }, this.#o.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
@@ -181,22 +188,30 @@ export class AuditLog {
    * Sign a checkpoint of the current tree unless the newest one already has this size. Returns the
    * newest checkpoint and whether it was made now.
    */
-  async signCheckpoint(): Promise<{ checkpoint: StoredCheckpoint | undefined; created: boolean }> {
+  async signCheckpoint(options: { periodic?: boolean } = {}): Promise<{ checkpoint: StoredCheckpoint | undefined; created: boolean }> {
     const secret = this.#o.logSecret;
     if (!secret) throw new HotlineError('HL_ERR_NOT_FOUND', 'this server has no log key configured: it signs no checkpoints');
-    return this.#exclusive(async () => {
-      const tree = this.#view(await this.#o.store.auditSize());
-      const latest = await this.#o.store.getCheckpoint();
-      const size = tree.size;
-      if (size === 0 || (latest && latest.size >= size)) return { checkpoint: latest, created: false };
-      const rootHash = await tree.root(size);
-      const note = await signNote(formatCheckpointBody({ origin: this.#name, size, rootHash }), { name: this.#name, secretKey: secret });
-      const checkpoint: StoredCheckpoint = { size, rootHash: toHex(rootHash), note, createdAt: this.#o.clock.now() };
-      await this.#o.store.putCheckpoint(checkpoint);
-      this.#o.log.info({ size }, 'checkpoint signed');
-      this.onCheckpoint(checkpoint);
-      return { checkpoint, created: true };
-    });
+    const cluster = this.#o.cluster;
+    return this.#exclusive(() => (cluster ? cluster.exclusive('checkpoint', () => this.#sign(secret, options.periodic === true)) : this.#sign(secret, false)));
+  }
+
+  async #sign(secret: Uint8Array, oncePerInterval: boolean): Promise<{ checkpoint: StoredCheckpoint | undefined; created: boolean }> {
+    const tree = this.#view(await this.#o.store.auditSize());
+    const latest = await this.#o.store.getCheckpoint();
+    const size = tree.size;
+    if (size === 0 || (latest && latest.size >= size)) return { checkpoint: latest, created: false };
+    if (oncePerInterval && latest) {
+      // Another node signed this interval's checkpoint already (its timer ran first).
+      const interval = this.#o.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+      if (Math.floor(latest.createdAt / interval) === Math.floor(this.#o.clock.now() / interval)) return { checkpoint: latest, created: false };
+    }
+    const rootHash = await tree.root(size);
+    const note = await signNote(formatCheckpointBody({ origin: this.#name, size, rootHash }), { name: this.#name, secretKey: secret });
+    const checkpoint: StoredCheckpoint = { size, rootHash: toHex(rootHash), note, createdAt: this.#o.clock.now() };
+    await this.#o.store.putCheckpoint(checkpoint);
+    this.#o.log.info({ size }, 'checkpoint signed');
+    this.onCheckpoint(checkpoint);
+    return { checkpoint, created: true };
   }
 
   /** The checkpoint's note with every stored cosignature added as a signature line. */

@@ -39,7 +39,7 @@ import {
   type Write,
   type WriteResult,
 } from './relay/records.js';
-import type { Store } from './store/store.js';
+import type { ClusterStore, Store } from './store/store.js';
 import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
@@ -55,7 +55,19 @@ export interface DeadlineSchedulerDeps {
   operatorOnline: (party: string) => boolean;
   /** Hand new mailbox items to the devices that are connected. */
   push: (delivered: readonly { device: DeviceKey; item: MailboxItem }[]) => void;
+  /**
+   * One of several nodes on one database (docs/postgresql.md): the deadlines and link tests are the
+   * database's rows, not this node's memory. Due ones are fired by `fireDue` (one node at a time, the
+   * firing and its effects in one transaction); a receipt or refusal closes what the database holds
+   * open; the timer is armed for the database's earliest due time, and looks again at least every
+   * `pollMs` (what another node opened, or left when it died).
+   */
+  cluster?: Pick<ClusterStore, 'nextDue' | 'openDeadlinesOf' | 'fireDue'>;
+  /** With `cluster`: the longest the timer waits before looking at the database again. Default 1 000 ms. */
+  pollMs?: number;
 }
+
+export const DEFAULT_CLUSTER_POLL_MS = 1_000;
 
 /** What the status endpoint shows. */
 export interface StatusSnapshot {
@@ -95,7 +107,7 @@ export class DeadlineScheduler {
 
   /** Load open deadlines and tests in flight; fire at once (once) what fell due while the server was down. */
   async start(): Promise<void> {
-    await this.reload();
+    if (!this.deps.cluster) await this.reload();
     this.stopped = false;
     // Devices revoked or expired while the server was down: close what nobody can answer first.
     await this.closeUndeliverable();
@@ -113,7 +125,12 @@ export class DeadlineScheduler {
     this.links = initialLinkTests(links.pairs, links.pending);
   }
 
-  snapshot(): StatusSnapshot {
+  async snapshot(): Promise<StatusSnapshot> {
+    if (this.deps.cluster) {
+      // Several nodes: the database's view, which every node shares.
+      const [rows, links] = await Promise.all([this.deps.store.loadDeadlines(), this.deps.store.loadLinkTests()]);
+      return { deadlines: rows, links: links.pairs };
+    }
     return { deadlines: [...this.deadlines.open.values()], links: [...this.links.pairs.values()] };
   }
 
@@ -129,8 +146,11 @@ export class DeadlineScheduler {
     // Decided once, here: whether the addressee is online must be the same fact in the write and in memory.
     const inputs = { d: this.envelopeInput(write), ...(h.linkTest ? { l: this.linkInput(write) } : {}) };
     this.prepared.set(write, inputs);
-    if (inputs.d.type === 'accepted') effects.addDeadlines(planAccepted(this.policy, this.deadlines, inputs.d));
-    if (inputs.l) effects.addLinks(stepLinkTests(this.linkPolicy, this.links, inputs.l).effects);
+    // Several nodes: nothing is kept in memory; a re-sent envelope is a duplicate in the store, which
+    // then writes none of its effects, so planning against an empty state opens nothing twice.
+    const cluster = this.deps.cluster !== undefined;
+    if (inputs.d.type === 'accepted') effects.addDeadlines(planAccepted(this.policy, cluster ? initialDeadlines() : this.deadlines, inputs.d));
+    if (inputs.l) effects.addLinks(stepLinkTests(this.linkPolicy, cluster ? initialLinkTests() : this.links, inputs.l).effects);
     const side = effects.build();
     if (side) write.effects = side;
   }
@@ -140,15 +160,37 @@ export class DeadlineScheduler {
     const inputs = this.prepared.get(write);
     this.prepared.delete(write);
     if (!inputs || !result.ok || result.status !== 'new') return;
+    if (this.deps.cluster) {
+      // Wake when the new deadlines or test fall due (another node may fire them first: then nothing is due).
+      const dues = [...(write.effects?.deadlines ?? []).map((r) => r.nextAt), ...(write.effects?.linkTests ?? []).map((t) => t.test.dueAt)];
+      if (dues.length > 0) this.wakeAt(Math.min(...dues));
+      return;
+    }
     stepDeadlines(this.policy, this.deadlines, inputs.d);
     if (inputs.l) this.links = stepLinkTests(this.linkPolicy, this.links, inputs.l).state;
     this.rearm();
   }
 
   /** Before a verified receipt is queued: close what it reaches, in memory now and in its write. */
-  prepareReceipt(write: ReceiptWrite): void {
+  async prepareReceipt(write: ReceiptWrite): Promise<void> {
     const r = write.receipt.receipt;
     const effects = new SideEffectBuilder(this, write.acceptedAt);
+    if (this.deps.cluster) {
+      // Several nodes: close what the database holds open (opened on any node), not this node's memory.
+      const [rows, links] = await Promise.all([this.deps.cluster.openDeadlinesOf(r.messageId), this.deps.store.loadLinkTests()]);
+      effects.addDeadlines(stepDeadlines(this.policy, initialDeadlines(rows), { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt }));
+      effects.addLinks(
+        stepLinkTests(this.linkPolicy, initialLinkTests(links.pairs, links.pending.filter((t) => t.messageId === r.messageId)), {
+          type: 'receipt',
+          messageId: r.messageId,
+          byParty: r.by.party,
+          at: write.acceptedAt,
+        }).effects,
+      );
+      const side = effects.build();
+      if (side) write.effects = side;
+      return;
+    }
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt });
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'receipt', messageId: r.messageId, byParty: r.by.party, at: write.acceptedAt });
     this.links = l.state;
@@ -161,7 +203,7 @@ export class DeadlineScheduler {
 
   /** After the receipt's write: if the store refused it, memory is out of step: read it back. */
   afterReceipt(result: WriteResult): void {
-    if (result.ok) return;
+    if (result.ok || this.deps.cluster) return;
     void this.reload()
       .then(() => this.rearm())
       .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
@@ -174,7 +216,9 @@ export class DeadlineScheduler {
    */
   async prepareRefusal(write: RefusalWrite): Promise<void> {
     const r = write.refusal.refusal;
-    const open = RUNGS.some((rung) => this.deadlines.open.has(deadlineKey(r.messageId, rung)));
+    // Several nodes: what the database holds open for this message, in a state of its own.
+    const state = this.deps.cluster ? initialDeadlines(await this.deps.cluster.openDeadlinesOf(r.messageId)) : this.deadlines;
+    const open = RUNGS.some((rung) => state.open.has(deadlineKey(r.messageId, rung)));
     if (!open || this.stopped) return;
     const message = await this.deps.store.getMessage(r.messageId);
     if (!message) return;
@@ -185,7 +229,7 @@ export class DeadlineScheduler {
     const why = this.unanswerable(message.header, write.acceptedAt, refusals);
     if (!why) return;
     const effects = new SideEffectBuilder(this, write.acceptedAt);
-    effects.addDeadlines(stepDeadlines(this.policy, this.deadlines, { type: 'undeliverable', messageId: r.messageId, reason: why.reason, detail: why.detail, at: write.acceptedAt }));
+    effects.addDeadlines(stepDeadlines(this.policy, state, { type: 'undeliverable', messageId: r.messageId, reason: why.reason, detail: why.detail, at: write.acceptedAt }));
     const side = effects.build();
     if (side) write.effects = side;
     this.rearm();
@@ -196,7 +240,7 @@ export class DeadlineScheduler {
    * written), memory may be out of step: read it back.
    */
   afterRefusal(write: RefusalWrite, result: WriteResult): void {
-    if (result.ok && (result.status === 'new' || !write.effects)) return;
+    if ((result.ok && (result.status === 'new' || !write.effects)) || this.deps.cluster) return;
     void this.reload()
       .then(() => this.rearm())
       .catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'reloading deadlines failed'));
@@ -214,6 +258,8 @@ export class DeadlineScheduler {
    */
   async closeUndeliverable(party?: string): Promise<number> {
     if (this.stopped) return 0;
+    // Several nodes: the database's open deadlines (this node's memory is only a scratch state here).
+    if (this.deps.cluster) this.deadlines = initialDeadlines(await this.deps.store.loadDeadlines());
     const ids = new Set<string>();
     for (const r of this.deadlines.open.values()) if (party === undefined || r.to === party) ids.add(r.messageId);
     const inputs: DeadlineInput[] = [];
@@ -235,7 +281,7 @@ export class DeadlineScheduler {
     const result = await this.deps.enqueue({ kind: 'events', acceptedAt: now, ...side });
     if (!result.ok) {
       this.log.error({ err: { message: result.error.message } }, 'storing closed deadlines failed');
-      await this.reload();
+      if (!this.deps.cluster) await this.reload();
       this.rearm();
       return 0;
     }
@@ -282,7 +328,10 @@ export class DeadlineScheduler {
 
   private linkInput(write: EnvelopeWrite): LinkTestInput {
     const h = write.envelope.header;
-    return { type: 'test-accepted', messageId: h.id, from: h.from.party, to: h.to, at: write.acceptedAt, addresseeOnline: this.deps.operatorOnline(h.to) };
+    // Several nodes: an addressee operator may hold its link on another node, which this one cannot
+    // see; the test then waits for its answer and fails by timeout if none comes (docs/postgresql.md).
+    const addresseeOnline = this.deps.cluster !== undefined || this.deps.operatorOnline(h.to);
+    return { type: 'test-accepted', messageId: h.id, from: h.from.party, to: h.to, at: write.acceptedAt, addresseeOnline };
   }
 
   private earliest(): number | undefined {
@@ -299,8 +348,37 @@ export class DeadlineScheduler {
     this.timerAt = undefined;
   }
 
+  /** Arm the timer for `at`, unless it is already armed for earlier. */
+  private wakeAt(at: number): void {
+    if (this.stopped || (this.timer !== undefined && this.timerAt !== undefined && this.timerAt <= at)) return;
+    this.disarm();
+    this.timerAt = at;
+    this.timer = this.deps.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = undefined;
+      void this.fire().catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'deadline tick failed'));
+    }, Math.max(0, at - this.deps.clock.now()));
+  }
+
+  /** Several nodes: arm for the database's earliest due time, or the next poll, whichever is first. */
+  private async rearmFromStore(): Promise<void> {
+    let due: number | undefined;
+    try {
+      due = await this.deps.cluster!.nextDue();
+    } catch (error) {
+      this.log.error({ err: { message: (error as Error).message } }, 'reading the next deadline failed');
+    }
+    const poll = this.deps.clock.now() + (this.deps.pollMs ?? DEFAULT_CLUSTER_POLL_MS);
+    this.disarm();
+    this.wakeAt(due === undefined ? poll : Math.min(due, poll));
+  }
+
   private rearm(): void {
     if (this.stopped) return;
+    if (this.deps.cluster) {
+      void this.rearmFromStore();
+      return;
+    }
     const at = this.earliest();
     if (at === this.timerAt && this.timer !== undefined) return;
     this.disarm();
@@ -316,6 +394,7 @@ export class DeadlineScheduler {
   /** Fire everything due now, in one write. */
   private async fire(): Promise<void> {
     if (this.stopped) return;
+    if (this.deps.cluster) return this.fireFromStore();
     const now = this.deps.clock.now();
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'tick', now });
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'tick', now });
@@ -335,6 +414,31 @@ export class DeadlineScheduler {
       return;
     }
     if (result.status === 'new') this.deps.push(result.delivered);
+  }
+
+  /**
+   * Several nodes: fire what the database holds due, once across the nodes (ClusterStore.fireDue:
+   * the rows read, the engines stepped on them, the effects written, in one transaction).
+   */
+  private async fireFromStore(): Promise<void> {
+    const now = this.deps.clock.now();
+    let fired = 0;
+    try {
+      const delivered = await this.deps.cluster!.fireDue(now, (due) => {
+        const effects = new SideEffectBuilder(this, now);
+        effects.addDeadlines(stepDeadlines(this.policy, initialDeadlines(due.deadlines), { type: 'tick', now }));
+        effects.addLinks(stepLinkTests(this.linkPolicy, initialLinkTests(due.pairs, due.tests), { type: 'tick', now }).effects);
+        const side = effects.build();
+        for (const e of side?.events ?? []) this.log.info({ event: e.event.type, messageId: 'messageId' in e.event ? e.event.messageId : undefined }, 'deadline event');
+        fired = side?.events?.length ?? 0;
+        return side;
+      });
+      this.deps.push(delivered);
+    } catch (error) {
+      this.log.error({ err: { message: (error as Error).message } }, 'firing deadlines failed');
+    }
+    await this.rearmFromStore();
+    this.log.debug({ at: now, events: fired, next: this.timerAt }, 'due deadlines and link tests fired from the database');
   }
 
   /**

@@ -20,6 +20,11 @@ export interface LiveLink {
   notice(notice: OperatorNotice): void;
   /** Tell it the directory changed (no cursor, not stored). */
   directoryChanged(revocation: DirectoryChangedFrame['revocation']): void;
+  /**
+   * Read the device's new items from the store (another node committed some: several nodes on one
+   * database, docs/postgresql.md). Optional: a single node is told of every item by `push`.
+   */
+  pull?(): void;
 }
 
 /**
@@ -49,6 +54,18 @@ export class LinkHub {
     for (const { device, item } of delivered) {
       for (const link of this.#byDevice.get(device) ?? []) if (link.isOpen()) link.push(item);
     }
+  }
+
+  /** Have the open links of these devices read their new items from the store (a notification named them). */
+  pull(devices: readonly DeviceKey[]): void {
+    for (const device of devices) {
+      for (const link of this.#byDevice.get(device) ?? []) if (link.isOpen()) link.pull?.();
+    }
+  }
+
+  /** Have every open link read its new items (the listener was restored: notifications may have been lost). */
+  pullAll(): void {
+    for (const set of this.#byDevice.values()) for (const link of set) if (link.isOpen()) link.pull?.();
   }
 
   /** End the links of one certificate of a device (the signKey names it): a re-enrolled device keeps its new links. */

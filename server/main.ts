@@ -21,7 +21,7 @@ import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
 import { guardStore, type GuardedStore } from './store/guarded-store.js';
 import { checkIntegrityInWorker, SqliteStore } from './store/sqlite-store.js';
 import { PgStore, type PgStoreOptions } from './store/pg-store.js';
-import type { Store } from './store/store.js';
+import type { ClusterStore, Store } from './store/store.js';
 
 /** Paths pino blanks out, as a second line of defence: the code never logs these in the first place. */
 export const REDACT_PATHS = [
@@ -179,6 +179,8 @@ const INLINE_INTEGRITY_MAX_BYTES = 64 * 1024 * 1024;
 
 interface OpenedData {
   store: GuardedStore;
+  /** PostgreSQL: the same store, as one of several nodes (its failures guarded alike). */
+  cluster?: ClusterStore;
   jwtSecret: Uint8Array;
   deploymentId: string;
 }
@@ -304,7 +306,6 @@ async function openPgData(url: string, options: PgStoreOptions, dataDir: string,
   }
   const guarded = guardStore(store);
   try {
-    await store.lockNode();
     const damage = await store.checkIntegrity();
     if (damage) problems.push(`the ${describeDatabase(url)} is not usable: ${damage}`);
     const size = await store.auditSize();
@@ -321,7 +322,8 @@ async function openPgData(url: string, options: PgStoreOptions, dataDir: string,
     const jwtSecret = fromBase64((await store.getMeta(JWT_SECRET_META_KEY))!, 32);
     const now = await store.auditSize();
     writeIdentity(dataDir, { deploymentId, agreementHash: agreementHash(agreement), auditSize: now, auditRoot: await auditRootAt(store, agreement, logger, now), writtenAt: Date.now(), reason: 'start' });
-    return { store: guarded, jwtSecret, deploymentId };
+    // The guarded proxy forwards the cluster methods too, so their failures count for readiness.
+    return { store: guarded, cluster: guarded as unknown as ClusterStore, jwtSecret, deploymentId };
   } catch (err) {
     await store.close();
     throw err;
@@ -411,6 +413,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...(https ? { https } : {}),
         ...(logSecret ? { logSecret } : {}),
         storeHealth: store,
+        ...(opened.cluster ? { cluster: opened.cluster } : {}),
         ...(options.relay ? { relay: options.relay } : {}),
         recordLog: (reason, size, root) => {
           writeIdentity(dataDir, { deploymentId: opened.deploymentId, agreementHash: agreementHash(agreement), auditSize: size, auditRoot: toHex(root), writtenAt: Date.now(), reason });

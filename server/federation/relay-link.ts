@@ -716,7 +716,7 @@ class Session {
       mailboxes: receiptMailboxes(o.directory.validBodies(now, [this.link.local], ['operator']), header, body).filter((d) => d.startsWith(`${this.link.local}/`)),
       audit: receiptAcceptedEntry(r, now),
     };
-    o.deadlines.prepareReceipt(write);
+    await o.deadlines.prepareReceipt(write);
     const result = await o.lifecycle.track(o.writes.enqueue(write));
     o.deadlines.afterReceipt(result);
     if (!result.ok) throw result.error;

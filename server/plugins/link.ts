@@ -16,7 +16,7 @@ import type { RateLimits } from '../rate-limits.js';
 import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
 import { admitEnvelope, admitReceipt, admitRefusal } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
-import type { Store } from '../store/store.js';
+import type { ClusterStore, Store } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { TokenClaims } from '../tokens.js';
 import { addressKey } from '../relay/rate-limit.js';
@@ -72,6 +72,11 @@ export interface LinkPluginOptions {
   secure: boolean;
   /** The operator notice in force (the store found corrupt), sent to each link after its hello. */
   storeNotice?: () => OperatorNotice | undefined;
+  /**
+   * One of several nodes on one database: items committed by another node are read from here when
+   * a notification names the device (LinkHub.pull), never pushed by this node's writes.
+   */
+  cluster?: Pick<ClusterStore, 'liveMailbox'>;
 }
 
 interface Connection {
@@ -103,6 +108,14 @@ interface Connection {
   flashHanded: Set<string>;
   /** The inbound queue is being worked through. */
   handling: boolean;
+  /**
+   * Cursors above the snapshot already queued for this connection (pushed by this node or read
+   * after a notification): an item reaches the device once, whichever way it came first.
+   */
+  liveSeen: Set<number>;
+  /** A read of new items (pull) is running; `pullAgain`: another notification came meanwhile. */
+  pulling: boolean;
+  pullAgain: boolean;
 }
 
 
@@ -136,7 +149,7 @@ function refOf(error: unknown): string | undefined {
 }
 
 export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, options) => {
-  const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub, storeNotice } = options;
+  const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub, storeNotice, cluster } = options;
   const { directory, clock } = auth;
   const wss = new WebSocketServer({
     noServer: true,
@@ -316,8 +329,12 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     pump(conn);
   }
 
-  /** A new item for an open connection (through the hub). */
+  /** A new item for an open connection (through the hub, or read after a notification). */
   function pushLive(conn: Connection, item: MailboxItem): void {
+    const snapshot = conn.delivery.snapshot;
+    if (snapshot !== undefined && item.cursor <= snapshot) return; // the backlog's
+    if (conn.liveSeen.has(item.cursor)) return;
+    conn.liveSeen.add(item.cursor);
     drive(conn, { type: 'live', item });
     // Items waiting in the server's queue count like bytes unread on the socket: a device that
     // does not read is closed, and resumes from its mailbox.
@@ -327,6 +344,41 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       return;
     }
     pump(conn);
+  }
+
+  /**
+   * Read the device's unacknowledged items above the snapshot and queue those not yet queued (several
+   * nodes: another node committed them). Runs one at a time per connection; a notification that
+   * comes meanwhile makes it run once more.
+   */
+  function pull(conn: Connection): void {
+    if (!cluster || conn.delivery.snapshot === undefined || !open(conn)) return;
+    if (conn.pulling) {
+      conn.pullAgain = true;
+      return;
+    }
+    conn.pulling = true;
+    const run = async () => {
+      do {
+        conn.pullAgain = false;
+        let after = conn.delivery.snapshot!;
+        for (;;) {
+          const items = await cluster.liveMailbox(conn.key, after, BACKLOG_PAGE);
+          if (!open(conn)) return;
+          for (const item of items) pushLive(conn, item);
+          if (items.length < BACKLOG_PAGE || !open(conn)) break;
+          after = items[items.length - 1]!.cursor;
+        }
+      } while (conn.pullAgain && open(conn));
+    };
+    void run()
+      .catch((error: unknown) => {
+        conn.log.error({ err: { message: (error as Error).message } }, 'reading new items failed');
+        closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
+      })
+      .finally(() => {
+        conn.pulling = false;
+      });
   }
 
   // ----- a connection -----
@@ -347,6 +399,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         close: (code, message) => closeWith(conn, code, message),
         notice: (notice) => send(conn, { t: 'notice', notice }),
         directoryChanged: (revocation) => send(conn, { t: 'directory-changed', revocation }),
+        ...(cluster ? { pull: () => pull(conn) } : {}),
       },
       claims,
       key,
@@ -360,6 +413,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       urgent: [],
       flashHanded: new Set(),
       handling: false,
+      liveSeen: new Set(),
+      pulling: false,
+      pullAgain: false,
     };
     // Handlers first, synchronously, so that no frame arrives unheard.
     ws.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
@@ -414,6 +470,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     if (notice) send(conn, { t: 'notice', notice });
     drive(conn, { type: 'start', snapshot });
     pump(conn);
+    // Several nodes: what another node committed between the snapshot and the first notification.
+    pull(conn);
   }
 
   // ----- frames from the device (attacker-controlled) -----
@@ -503,7 +561,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       } else if (frame.t === 'receipt') {
         const stored = await store.getMessage(frame.receipt.receipt.messageId);
         const write = await admitReceipt(frame.receipt, stored, actx);
-        deadlines.prepareReceipt(write);
+        await deadlines.prepareReceipt(write);
         void lifecycle.track(writes.enqueue(write)).then((result) => {
           deadlines.afterReceipt(result);
           if (!result.ok) return refuse(conn, result.error, ref);

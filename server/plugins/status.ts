@@ -42,7 +42,7 @@ export const statusPlugin: FastifyPluginAsync<StatusPluginOptions> = async (app,
     }
     const party = device.party;
     const now = auth.clock.now();
-    const snap = deadlines.snapshot();
+    const snap = await deadlines.snapshot();
     const byDue = (a: StatusDeadline, b: StatusDeadline) => a.dueAt - b.dueAt || (a.messageId < b.messageId ? -1 : 1);
     return {
       party,

@@ -124,7 +124,12 @@ export const PG_MIGRATIONS: readonly string[] = [
  */
 const LOCK_MIGRATE = 1;
 const LOCK_AUDIT = 2;
-const LOCK_NODE = 3;
+/** Firing due deadlines and link tests: one node at a time (README "Running on PostgreSQL"). */
+const LOCK_FIRE = 4;
+/** Signing a periodic checkpoint: one node at a time. */
+const LOCK_CHECKPOINT = 5;
+/** The NOTIFY channel of new mailbox items is this prefix and the schema's name. */
+const MAILBOX_CHANNEL_PREFIX = 'hotline_mailbox_';
 const lockSql = (purpose: number) => `SELECT pg_advisory_xact_lock(hashtext(current_schema()), ${purpose})`;
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -166,6 +171,38 @@ interface DeadlineRow {
   next_at: number;
 }
 
+function toDeadline(r: DeadlineRow): DeadlineRecord {
+  return {
+    messageId: r.message_id,
+    from: r.from_party,
+    to: r.to_party,
+    precedence: r.precedence,
+    rung: r.rung,
+    acceptedAt: r.accepted_at,
+    dueAt: r.due_at,
+    level: r.level,
+    nextAt: r.next_at,
+  };
+}
+
+interface PairRow {
+  from_party: string;
+  to_party: string;
+  status: LinkStatus;
+  since: number | null;
+  last: string | null;
+}
+
+function toPair(r: PairRow): LinkPairRecord {
+  return {
+    from: r.from_party,
+    to: r.to_party,
+    status: r.status,
+    ...(r.since === null ? {} : { since: r.since }),
+    ...(r.last === null ? {} : { last: JSON.parse(r.last) as LinkPairRecord['last'] & object }),
+  };
+}
+
 /**
  * int8 (BIGINT, BIGSERIAL, COUNT, MAX) as a JS number: every value this store keeps (cursors,
  * indexes, milliseconds) is far below 2^53. Per pool, so that nothing else in the process changes.
@@ -204,10 +241,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export class PgStore implements Store {
   private readonly tree = new PgAuditTree();
-
-  /** The connection holding the node lock (`lockNode`), while it is held. */
-  private lockClient: pg.Client | undefined;
-  private lockWanted = false;
+  /** Devices given new mailbox rows in each open transaction: told to every node at its commit (NOTIFY). */
+  private readonly touched = new WeakMap<pg.PoolClient, Set<DeviceKey>>();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -268,53 +303,18 @@ export class PgStore implements Store {
     return (await this.pool.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
   }
 
-  /**
-   * Make this store the only one that writes to its database (schema): a session advisory lock on a
-   * connection of its own, held until close. Several relay nodes at once on one database are not
-   * supported yet (each node's deadline timers and live links are its own: README "Running on
-   * PostgreSQL"), so a second node is refused with HL_ERR_STORE_LOCKED until the first stops. If the
-   * lock's connection is lost (a database restart), every write first takes the lock again, and
-   * fails (store failure: readiness 503) while another node holds it.
-   */
-  async lockNode(): Promise<void> {
-    this.lockWanted = true;
-    await this.holdNodeLock();
-  }
-
-  private async holdNodeLock(): Promise<void> {
-    if (!this.lockWanted || this.lockClient) return;
-    const client = new pg.Client(this.clientConfig);
-    client.on('error', () => {
-      if (this.lockClient === client) this.lockClient = undefined;
-      void client.end().catch(() => {});
-    });
-    await client.connect();
-    let held = false;
-    try {
-      held = (await client.query<{ held: boolean }>(`SELECT pg_try_advisory_lock(hashtext(current_schema()), ${LOCK_NODE}) AS held`)).rows[0]?.held === true;
-    } finally {
-      if (!held) await client.end().catch(() => {});
-    }
-    if (!held) {
-      throw new HotlineError(
-        'HL_ERR_STORE_LOCKED',
-        'another relay node is running on this database: several nodes at once are not supported yet; start this one once the other has stopped',
-      );
-    }
-    this.lockClient = client;
-    client.on('end', () => {
-      if (this.lockClient === client) this.lockClient = undefined;
-    });
-  }
-
   /** Run `fn` in one transaction on one connection; rolled back if it throws. */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    await this.holdNodeLock();
     const c = await this.pool.connect();
     let broken: unknown;
+    const touched = new Set<DeviceKey>();
+    this.touched.set(c, touched);
     try {
       await c.query('BEGIN');
       const result = await fn(c);
+      // One notification per device given new items, delivered to the listening nodes at the commit
+      // (and dropped with a rollback): it names the mailbox only, the node then reads it by cursor.
+      if (touched.size > 0) await c.query(`SELECT pg_notify('${MAILBOX_CHANNEL_PREFIX}' || current_schema(), d) FROM unnest($1::text[]) AS d`, [[...touched]]);
       await c.query('COMMIT');
       return result;
     } catch (err) {
@@ -325,6 +325,7 @@ export class PgStore implements Store {
       }
       throw err;
     } finally {
+      this.touched.delete(c);
       // A connection that failed mid-transaction is not put back for reuse.
       c.release(broken instanceof Error ? broken : undefined);
     }
@@ -352,6 +353,7 @@ export class PgStore implements Store {
        RETURNING cursor, device`,
       [devices, kind, kind === 'envelope' ? ref : null, kind === 'envelope' ? null : ref, rank],
     );
+    for (const d of devices) this.touched.get(c)?.add(d);
     // A write names each device once (its mailboxes), so the device finds its row.
     const byDevice = new Map(rows.map((r) => [r.device, r.cursor]));
     return devices.map((d) => byDevice.get(d)!);
@@ -367,7 +369,8 @@ export class PgStore implements Store {
         `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[], $10::bigint[], $11::smallint[])
          ON CONFLICT (message_id, rung) DO UPDATE SET level = excluded.level, next_at = excluded.next_at,
-           closed_at = excluded.closed_at, late = excluded.late`,
+           closed_at = excluded.closed_at, late = excluded.late
+         WHERE deadlines.closed_at IS NULL`,
         [
           deadlines.map((r) => r.messageId),
           deadlines.map((r) => r.rung),
@@ -393,7 +396,7 @@ export class PgStore implements Store {
     for (const { test, done } of side.linkTests ?? []) {
       await c.query(
         `INSERT INTO link_tests (message_id, from_party, to_party, sent_at, due_at, done) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (message_id) DO UPDATE SET done = excluded.done`,
+         ON CONFLICT (message_id) DO UPDATE SET done = excluded.done WHERE link_tests.done = 0`,
         [test.messageId, test.from, test.to, test.sentAt, test.dueAt, done ? 1 : 0],
       );
     }
@@ -411,30 +414,11 @@ export class PgStore implements Store {
 
   async loadDeadlines(): Promise<DeadlineRecord[]> {
     const { rows } = await this.pool.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL ORDER BY next_at, message_id, rung');
-    return rows.map((r) => ({
-      messageId: r.message_id,
-      from: r.from_party,
-      to: r.to_party,
-      precedence: r.precedence,
-      rung: r.rung,
-      acceptedAt: r.accepted_at,
-      dueAt: r.due_at,
-      level: r.level,
-      nextAt: r.next_at,
-    }));
+    return rows.map(toDeadline);
   }
 
   async loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }> {
-    const pairRows = (
-      await this.pool.query<{ from_party: string; to_party: string; status: LinkStatus; since: number | null; last: string | null }>('SELECT * FROM link_pairs ORDER BY from_party, to_party')
-    ).rows;
-    const pairs = pairRows.map((r): LinkPairRecord => ({
-      from: r.from_party,
-      to: r.to_party,
-      status: r.status,
-      ...(r.since === null ? {} : { since: r.since }),
-      ...(r.last === null ? {} : { last: JSON.parse(r.last) as LinkPairRecord['last'] & object }),
-    }));
+    const pairs = (await this.pool.query<PairRow>('SELECT * FROM link_pairs ORDER BY from_party, to_party')).rows.map(toPair);
     const testRows = (
       await this.pool.query<{ message_id: string; from_party: string; to_party: string; sent_at: number; due_at: number }>('SELECT * FROM link_tests WHERE done = 0 ORDER BY due_at')
     ).rows;
@@ -443,7 +427,6 @@ export class PgStore implements Store {
   }
 
   async ping(): Promise<void> {
-    await this.holdNodeLock();
     await this.pool.query('SELECT 1');
   }
 
@@ -540,6 +523,7 @@ export class PgStore implements Store {
        RETURNING cursor, device`,
       [h.id, w.envelopeHash, h.from.party, h.from.device, h.to, h.precedence, h.seq, JSON.stringify(h), json, w.acceptedAt, deviceKey(h.from), w.rank, w.mailboxes],
     );
+    for (const d of w.mailboxes) this.touched.get(c)?.add(d);
     // A write names each device once (its mailboxes), so the device finds its row.
     const cursorOf = new Map(rows.map((r) => [r.device, r.cursor]));
     const delivered = w.mailboxes.map((device) => ({ device, item: { cursor: cursorOf.get(device)!, rank: w.rank, kind: 'envelope' as const, json, acceptedAt: w.acceptedAt } }));
@@ -689,7 +673,6 @@ export class PgStore implements Store {
   }
 
   async ack(device: DeviceKey, cursors: readonly number[]): Promise<number> {
-    await this.holdNodeLock();
     await this.ackIn(this.pool, cursors.map((c) => [c, device]));
     return this.ackedCursor(device);
   }
@@ -765,7 +748,6 @@ export class PgStore implements Store {
   }
 
   async putCheckpoint(c: StoredCheckpoint): Promise<boolean> {
-    await this.holdNodeLock();
     const r = await this.pool.query('INSERT INTO checkpoints (size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [c.size, c.rootHash, c.note, c.createdAt]);
     return (r.rowCount ?? 0) > 0;
   }
@@ -783,7 +765,6 @@ export class PgStore implements Store {
   }
 
   async putCosignature(c: StoredCosignature): Promise<void> {
-    await this.holdNodeLock();
     await this.pool.query(
       `INSERT INTO cosignatures (size, cosigner, signature, at) VALUES ($1, $2, $3, $4)
        ON CONFLICT (size, cosigner) DO UPDATE SET signature = excluded.signature, at = excluded.at`,
@@ -868,14 +849,103 @@ export class PgStore implements Store {
   }
 
   async setMeta(key: string, value: string): Promise<void> {
-    await this.holdNodeLock();
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 
   /** Set `key` only if it has no value yet (nodes starting together agree on the first one). */
   async setMetaIfAbsent(key: string, value: string): Promise<void> {
-    await this.holdNodeLock();
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, value]);
+  }
+
+  // ----- several nodes on one database (README "Running on PostgreSQL", docs/postgresql.md) -----
+
+  private readonly listeners = new Set<MailboxListener>();
+
+  /**
+   * Listen for new mailbox items committed by any node (this one included): `devices` is called
+   * with the devices named by each notification. The listening connection is its own; when it is
+   * lost it is opened again (backing off up to 2 s), and once it listens again `restored` is
+   * called, so that the caller reads what was committed meanwhile (a notification sent while
+   * nobody listened is lost; the items are not).
+   */
+  async listenMailboxes(handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void }): Promise<MailboxListener> {
+    const listener = new MailboxListener(this.clientConfig, handlers);
+    this.listeners.add(listener);
+    listener.onClose = () => this.listeners.delete(listener);
+    try {
+      await listener.open();
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
+    return listener;
+  }
+
+  /**
+   * Live items of `device` with cursor above `after` not yet acknowledged, in cursor order: what a
+   * node reads for a connected device when a notification (or a restored listener) says there may
+   * be new ones.
+   */
+  async liveMailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]> {
+    const { rows } = await this.pool.query<MailboxRow>(`${MAILBOX_SELECT} WHERE m.device = $1 AND m.acked = 0 AND m.cursor > $2 ORDER BY m.cursor LIMIT $3`, [device, after, limit]);
+    return rows.map((row): MailboxItem => ({ cursor: row.cursor, rank: row.rank, kind: row.kind, json: row.json, acceptedAt: row.accepted_at }));
+  }
+
+  /** The earliest time an open deadline or a link test in flight is due, from the database. */
+  async nextDue(): Promise<number | undefined> {
+    const { rows } = await this.pool.query<{ at: number | null }>(
+      `SELECT LEAST((SELECT MIN(next_at) FROM deadlines WHERE closed_at IS NULL), (SELECT MIN(due_at) FROM link_tests WHERE done = 0)) AS at`,
+    );
+    return rows[0]?.at ?? undefined;
+  }
+
+  /** The open deadlines of one message, as stored now. */
+  async openDeadlinesOf(messageId: string): Promise<DeadlineRecord[]> {
+    const { rows } = await this.pool.query<DeadlineRow>('SELECT * FROM deadlines WHERE message_id = $1 AND closed_at IS NULL ORDER BY rung', [messageId]);
+    return rows.map(toDeadline);
+  }
+
+  /**
+   * Fire what is due at `now`, exactly once across every node on the database: under an advisory
+   * lock, the due deadlines and link tests are read (rows locked, so that a receipt being committed
+   * on them is waited for and seen), `compute` turns them into the rows and events to write (the
+   * engines, server/relay/), and those are written in the same transaction. A node that dies before
+   * the commit has fired nothing; one that dies after has moved each row past `now`.
+   */
+  async fireDue(
+    now: number,
+    compute: (due: { deadlines: DeadlineRecord[]; tests: PendingTest[]; pairs: LinkPairRecord[] }) => SideEffects | undefined,
+  ): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
+    return this.txAudit(async (c, audit) => {
+      await c.query(lockSql(LOCK_FIRE));
+      const deadlines = (await c.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL AND next_at <= $1 ORDER BY next_at, message_id, rung FOR UPDATE', [now])).rows.map(toDeadline);
+      // Pairs before tests: the order in which a receipt's write takes them (applySideEffects), so the two never deadlock.
+      const due = (await c.query<{ n: number }>('SELECT COUNT(*) AS n FROM link_tests WHERE done = 0 AND due_at <= $1', [now])).rows[0]!.n;
+      let tests: PendingTest[] = [];
+      let pairs: LinkPairRecord[] = [];
+      if (due > 0) {
+        pairs = (await c.query<PairRow>('SELECT * FROM link_pairs ORDER BY from_party, to_party FOR UPDATE')).rows.map(toPair);
+        tests = (
+          await c.query<{ message_id: string; from_party: string; to_party: string; sent_at: number; due_at: number }>(
+            'SELECT * FROM link_tests WHERE done = 0 AND due_at <= $1 ORDER BY due_at FOR UPDATE',
+            [now],
+          )
+        ).rows.map((r): PendingTest => ({ messageId: r.message_id, from: r.from_party, to: r.to_party, sentAt: r.sent_at, dueAt: r.due_at }));
+      }
+      if (deadlines.length === 0 && tests.length === 0) return [];
+      return this.applySideEffects(c, compute({ deadlines, tests, pairs }), audit);
+    });
+  }
+
+  /**
+   * Run `fn` while holding an advisory lock of the database (nodes take turns): for signing the
+   * periodic checkpoint, which `fn` first checks is not already signed for its interval.
+   */
+  async exclusive<T>(purpose: 'checkpoint', fn: () => Promise<T>): Promise<T> {
+    return this.tx(async (c) => {
+      await c.query(lockSql(purpose === 'checkpoint' ? LOCK_CHECKPOINT : LOCK_CHECKPOINT));
+      return fn();
+    });
   }
 
   private closed = false;
@@ -883,10 +953,103 @@ export class PgStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.lockWanted = false;
-    const lock = this.lockClient;
-    this.lockClient = undefined;
-    await lock?.end().catch(() => {});
+    await Promise.all([...this.listeners].map((l) => l.close()));
     await this.pool.end();
+  }
+}
+
+/** Where the listening connection is: for the operator's log and for tests that cut it. */
+const LISTEN_BACKOFF_MAX_MS = 2_000;
+
+/**
+ * The LISTEN connection of one node (PgStore.listenMailboxes): a client of its own, outside the pool
+ * (a pooled connection would be handed to queries and its LISTEN lost). Reopened after any loss.
+ */
+export class MailboxListener {
+  private client: pg.Client | undefined;
+  private closed = false;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private backoffMs = 50;
+  /** The server process id of the listening connection while it listens (tests end it on purpose). */
+  pid: number | undefined;
+  onClose: () => void = () => {};
+
+  constructor(
+    private readonly config: pg.ClientConfig,
+    private readonly handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void },
+  ) {}
+
+  /** Connect and LISTEN; throws if that fails (at start: the node does not start half-deaf). */
+  async open(): Promise<void> {
+    const client = new pg.Client({ ...this.config, application_name: 'hotline-listen' });
+    let gone = false;
+    const onLost = (err: Error) => {
+      if (gone) return;
+      gone = true;
+      if (this.client === client) {
+        this.client = undefined;
+        this.pid = undefined;
+      }
+      void client.end().catch(() => {});
+      if (this.closed) return;
+      this.handlers.lost(err);
+      this.scheduleReopen();
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost(new Error('the listening connection ended')));
+    client.on('notification', (n) => {
+      if (n.payload) this.handlers.devices([n.payload]);
+    });
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ schema: string; pid: number }>('SELECT current_schema() AS schema, pg_backend_pid() AS pid');
+      const channel = `${MAILBOX_CHANNEL_PREFIX}${rows[0]!.schema}`;
+      await client.query(`LISTEN "${channel.replaceAll('"', '""')}"`);
+      if (this.closed || gone) throw new Error('the listening connection ended');
+      this.client = client;
+      this.pid = rows[0]!.pid;
+      this.backoffMs = 50;
+    } catch (err) {
+      gone = true;
+      await client.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  private scheduleReopen(): void {
+    if (this.closed || this.retry !== undefined) return;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(LISTEN_BACKOFF_MAX_MS, this.backoffMs * 2);
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.open().then(
+        () => {
+          // Listening again: what was committed while nobody listened is read now.
+          if (!this.closed) this.handlers.restored();
+        },
+        (err: unknown) => {
+          if (this.closed) return;
+          this.handlers.lost(err as Error);
+          this.scheduleReopen();
+        },
+      );
+    }, wait);
+    this.retry.unref?.();
+  }
+
+  /** Whether it listens now. */
+  get listening(): boolean {
+    return this.client !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retry !== undefined) clearTimeout(this.retry);
+    this.retry = undefined;
+    const client = this.client;
+    this.client = undefined;
+    this.pid = undefined;
+    await client?.end().catch(() => {});
+    this.onClose();
   }
 }

@@ -9,6 +9,7 @@ import type {
   MailboxItem,
   MailboxPosition,
   PendingTest,
+  SideEffects,
   StoredMessage,
   StoredRefusal,
   Write,
@@ -181,4 +182,38 @@ export interface Store {
    */
   checkIntegrity(): Promise<string | undefined>;
   close(): Promise<void>;
+}
+
+/** The listening connection of one node (ClusterStore.listenMailboxes). */
+export interface MailboxListening {
+  /** Whether it listens now (it reopens by itself after a loss). */
+  readonly listening: boolean;
+  /** The database server's process id of the connection while it listens. */
+  readonly pid: number | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * What several nodes of one relay on one database need beyond the Store port (PostgreSQL only:
+ * README "Running on PostgreSQL", docs/postgresql.md). A store that has these makes the relay run
+ * as one of several nodes: new mailbox items reach the node holding a device's link by a
+ * notification, due deadlines and link tests are fired from the database by one node at a time,
+ * and periodic checkpoints are signed by one node per interval.
+ */
+export interface ClusterStore {
+  /** Hear which devices got new mailbox items (committed by any node); `restored` after each reconnect of the listener. */
+  listenMailboxes(handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void }): Promise<MailboxListening>;
+  /** Unacknowledged items of `device` with cursor above `after`, in cursor order. */
+  liveMailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]>;
+  /** Earliest `next_at` of an open deadline or `due_at` of a link test in flight. */
+  nextDue(): Promise<number | undefined>;
+  /** The open deadlines of a message as stored now. */
+  openDeadlinesOf(messageId: string): Promise<DeadlineRecord[]>;
+  /** Fire what is due at `now` (once across the nodes): `compute` makes the writes from the due rows, written in the same transaction. */
+  fireDue(
+    now: number,
+    compute: (due: { deadlines: DeadlineRecord[]; tests: PendingTest[]; pairs: LinkPairRecord[] }) => SideEffects | undefined,
+  ): Promise<{ device: DeviceKey; item: MailboxItem }[]>;
+  /** Run `fn` holding a database-wide lock (one node at a time). */
+  exclusive<T>(purpose: 'checkpoint', fn: () => Promise<T>): Promise<T>;
 }
