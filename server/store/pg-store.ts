@@ -107,6 +107,12 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (message_id, by_party, by_device)
   );
   `,
+  // h15-ladder: the ladder's later rungs get deadlines of their own where the agreement sets them
+  // (PROTOCOL.md "Deadlines"): the rung CHECK widens.
+  `
+  ALTER TABLE deadlines DROP CONSTRAINT IF EXISTS deadlines_rung_check;
+  ALTER TABLE deadlines ADD CONSTRAINT deadlines_rung_check CHECK (rung IN ('delivered', 'acknowledged', 'answered', 'complied'));
+  `,
 ];
 
 /**

@@ -4,6 +4,7 @@ import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../.
 import { dueAt } from '../../../shared/protocol/deadlines.js';
 import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
+import type { Rung } from '../../../shared/protocol/frames.js';
 
 /**
  * The operator console's view model, computed from the client's stored state and the console's
@@ -64,7 +65,7 @@ export interface ConsoleData {
 
 /** How late each rung of a message was reached, in milliseconds, as the server judged it. */
 export type LateRungs = Partial<Record<DeadlineRung, number>>;
-export type DeadlineRung = 'delivered' | 'acknowledged';
+export type DeadlineRung = Rung;
 
 /**
  * What the console keeps per message, stored as one sealed record per message (the maps of
