@@ -58,6 +58,7 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_REFUSAL_CONFLICT: 'err_refusal',
   HL_ERR_RECEIPT_REASON_REQUIRED: 'err_receipt',
   HL_ERR_RECEIPT_REASON_UNEXPECTED: 'err_receipt',
+  HL_ERR_CLIENT_CANNOT_COMPLY: 'err_receipt',
   HL_ERR_AUTH_CHALLENGE_INVALID: 'err_auth',
   HL_ERR_AUTH_BAD_SIGNATURE: 'err_auth',
   HL_ERR_AUTH_TOKEN_MISSING: 'err_auth',
