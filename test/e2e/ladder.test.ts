@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { buildAuditReport } from '../../shared/audit/report.js';
+import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import { parseAgreement, CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
@@ -92,7 +93,10 @@ describe('the response ladder, end to end', () => {
     await answer(cn, id, 'have-complied');
     expect(await compliedMet).toMatchObject({ messageId: id, late: true, lateMs: 2 * MIN });
 
-    const report = buildAuditReport((await fetchExport(s.url, s.dep.devices[`${JP}/audit1`]!, s.dep.agreement)).entries);
+    // The export, with its answered and complied deadline events, verifies as a whole.
+    const exported = await fetchExport(s.url, s.dep.devices[`${JP}/audit1`]!, s.dep.agreement);
+    expect((await verifyAuditExport(s.dep.agreement, exported)).ok).toBe(true);
+    const report = buildAuditReport(exported.entries);
     expect(report.rows.find((r) => r.precedence === 'FLASH')).toMatchObject({
       sent: 1, delivered: 1, acknowledged: 1, answered: 1, willComply: 1, cannotComply: 0, complied: 1, deadlinesMissed: 2,
       toAnswered: { count: 1, worstMs: FLASH.answeredMs + MIN }, toComplied: { count: 1, worstMs: FLASH.compliedMs + 2 * MIN },
@@ -127,7 +131,9 @@ describe('the response ladder, end to end', () => {
     await answer(cn, id, 'acknowledged'); // a round trip after the jump: any missed event came before
     expect(events.filter((e) => e.type === 'deadline.missed')).toEqual([]);
 
-    const report = buildAuditReport((await fetchExport(s.url, s.dep.devices[`${JP}/audit1`]!, s.dep.agreement)).entries);
+    const exported = await fetchExport(s.url, s.dep.devices[`${JP}/audit1`]!, s.dep.agreement);
+    expect((await verifyAuditExport(s.dep.agreement, exported)).ok).toBe(true);
+    const report = buildAuditReport(exported.entries);
     expect(report.rows.find((r) => r.precedence === 'FLASH')).toMatchObject({ sent: 1, acknowledged: 1, answered: 1, willComply: 0, cannotComply: 1, complied: 0, deadlinesMissed: 0 });
   });
 });
