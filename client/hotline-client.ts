@@ -6,6 +6,7 @@ import {
   type DeviceCertificate,
   type DeviceRef,
   type DeviceSecretFile,
+  type CannotComplyReason,
   type ReceiptKind,
   type Revocation,
   type Role,
@@ -36,6 +37,15 @@ export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEve
 
 // ---------------------------------------------------------------------------------------------
 // Options
+
+/** The receipts a person gives (every kind but the automatic `delivered`). */
+export type AnswerKind = Exclude<ReceiptKind, 'delivered'>;
+
+/** Options of {@link HotlineClient.acknowledge}. */
+export interface AcknowledgeOptions {
+  /** Required for `cannot-comply`, refused for every other kind. */
+  reason?: CannotComplyReason;
+}
 
 export interface HotlineClientOptions {
   /**
@@ -263,10 +273,16 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
 
   /**
    * Sign a receipt (`acknowledged` by default) for a message in this device's inbox and send it
-   * through the outbox. Only operator devices of the addressee party may.
+   * through the outbox: one rung of the response ladder (PROTOCOL.md "Receipts"). Only operator
+   * devices of the addressee party may. A `cannot-comply` names its reason, no other kind has one
+   * (`HL_ERR_RECEIPT_REASON_REQUIRED` / `_UNEXPECTED`, thrown here before anything is signed).
+   *
+   * @example
+   * await client.acknowledge(id, 'will-comply');
+   * await client.acknowledge(id, 'cannot-comply', { reason: 'not-feasible' });
    */
-  acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
-    return this.#outbox.acknowledge(messageId, kind);
+  acknowledge(messageId: string, kind: AnswerKind = 'acknowledged', options: AcknowledgeOptions = {}): Promise<SignedReceipt> {
+    return this.#outbox.acknowledge(messageId, kind, options.reason);
   }
 
   /**

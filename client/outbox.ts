@@ -10,6 +10,7 @@ import {
   type Envelope,
   type Plaintext,
   type Precedence,
+  type CannotComplyReason,
   type ReceiptKind,
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
@@ -181,7 +182,7 @@ export class Outbox {
   }
 
   /** Sign a receipt for a message in the inbox and queue it (see HotlineClient.acknowledge). */
-  async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged'): Promise<SignedReceipt> {
+  async acknowledge(messageId: string, kind: Exclude<ReceiptKind, 'delivered'> = 'acknowledged', reason?: CannotComplyReason): Promise<SignedReceipt> {
     const state = await this.#o.storage.read(this.#o.key);
     const rec = state.inbox[messageId];
     if (!rec) {
@@ -190,12 +191,15 @@ export class Outbox {
     if (this.#o.me.role !== 'operator' || rec.header.to !== this.#o.me.party) {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} cannot answer ${messageId}: only operator devices of ${rec.header.to} can`);
     }
-    const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#o.clock.now());
+    const receipt = await signReceipt(this.#o.device, rec.header, kind, this.#o.clock.now(), rec.envelopeHash, reason);
     const item: OutboxItem = { kind: 'receipt', messageId, receiptKind: kind, receipt };
     await this.#o.storage.update(this.#o.key, (s) => {
       s.outbox[outboxKey(item)] = item;
       const r = s.inbox[messageId];
-      if (r && kind === 'acknowledged') r.acknowledgedAt = receipt.receipt.at;
+      if (!r) return;
+      // Every rung above delivered is given by a person who read it: it acknowledges too.
+      r.acknowledgedAt ??= receipt.receipt.at;
+      if (kind !== 'acknowledged') r.answers = { ...r.answers, [kind]: { at: receipt.receipt.at, ...(reason === undefined ? {} : { reason }) } };
     });
     this.transmit(item);
     return receipt;

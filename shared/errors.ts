@@ -88,6 +88,11 @@ export const ERROR_TABLE = {
   HL_ERR_REFUSAL_NOT_RECIPIENT: { http: 403, ws: 4484, closesLink: false, retry: 'never' },
   HL_ERR_REFUSAL_SENDER_MISMATCH: { http: 403, ws: 4485, closesLink: false, retry: 'never' },
   HL_ERR_REFUSAL_CONFLICT: { http: 409, ws: 4486, closesLink: false, retry: 'never' },
+  // The response ladder (h15-ladder): a cannot-comply names its reason, no other rung has one
+  HL_ERR_RECEIPT_REASON_REQUIRED: { http: 400, ws: 4490, closesLink: false, retry: 'never' },
+  HL_ERR_RECEIPT_REASON_UNEXPECTED: { http: 400, ws: 4491, closesLink: false, retry: 'never' },
+  // `send --wait have-complied` (or answered-only waits) ended by a cannot-comply: it will never come
+  HL_ERR_CLIENT_CANNOT_COMPLY: { http: 409, ws: 4492, closesLink: false, retry: 'never' },
   // Authentication and authorisation
   HL_ERR_AUTH_CHALLENGE_INVALID: { http: 401, ws: 4460, closesLink: false, retry: 'later' },
   HL_ERR_AUTH_BAD_SIGNATURE: { http: 401, ws: 4461, closesLink: false, retry: 'stop' },

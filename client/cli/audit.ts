@@ -2,7 +2,7 @@ import { HotlineError } from '../../shared/errors.js';
 import { verifyDeviceCertificate } from '../../shared/crypto/keys.js';
 import { openEnvelope } from '../../shared/crypto/envelope.js';
 import { verifyAuditExport, type AuditExport, type AuditVerification } from '../../shared/audit/log-verify.js';
-import { buildAuditReport, type AuditReport, type RungStats } from '../../shared/audit/report.js';
+import { buildAuditReport, type AuditReport, type PrecedenceRow, type RungStats } from '../../shared/audit/report.js';
 import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
@@ -162,9 +162,11 @@ export const auditReport: Command = {
   help: `Usage: hotline audit report (--device FILE [--server URL] | EXPORT) [--agreement FILE] [--json]
 
 Verifies the export (fetched with an auditor device, or read from the file EXPORT), then prints per
-precedence: messages sent, delivered and acknowledged, the time from acceptance to each rung
-(median, 95th percentile, worst), and the deadlines missed; and the link tests passed and failed.
-Exercise and link-test messages are not counted as traffic. Refuses an export that does not verify.
+precedence: messages sent, delivered, acknowledged, answered (will-comply / cannot-comply) and
+complied, the time from acceptance to each rung (median, 95th percentile, worst), and the deadlines
+missed; and the link tests passed and failed. Each rung counts the ones below it: a will-comply is
+also an acknowledgement. Exercise messages are not counted as traffic: they get a table of their
+own; link tests count only as link tests. Refuses an export that does not verify.
 
   --device FILE      an auditor device: fetch the export from the server
   --server URL       the relay (or HOTLINE_SERVER)
@@ -207,17 +209,27 @@ function rung(s: RungStats): string {
   return `${ms(s.medianMs)} / ${ms(s.p95Ms)} / ${ms(s.worstMs)}`;
 }
 
+function table(rows: readonly PrecedenceRow[]): string[] {
+  const head = [
+    'precedence', 'sent', 'delivered', 'acknowledged', 'answered (will / cannot)', 'complied',
+    'to delivered (median / p95 / worst)', 'to acknowledged (median / p95 / worst)', 'to answered (median / p95 / worst)', 'to complied (median / p95 / worst)', 'deadlines missed',
+  ];
+  const cells = rows.map((x) => [
+    x.precedence, String(x.sent), String(x.delivered), String(x.acknowledged), `${x.answered} (${x.willComply} / ${x.cannotComply})`, String(x.complied),
+    rung(x.toDelivered), rung(x.toAcknowledged), rung(x.toAnswered), rung(x.toComplied), String(x.deadlinesMissed),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(head), ...cells.map(line)];
+}
+
 export function formatReport(r: AuditReport): string[] {
-  const head = ['precedence', 'sent', 'delivered', 'acknowledged', 'to delivered (median / p95 / worst)', 'to acknowledged (median / p95 / worst)', 'deadlines missed'];
-  const rows = r.rows.map((x) => [x.precedence, String(x.sent), String(x.delivered), String(x.acknowledged), rung(x.toDelivered), rung(x.toAcknowledged), String(x.deadlinesMissed)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [
-    line(head),
-    ...rows.map(line),
+    ...table(r.rows),
     '',
     `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
-    `exercise messages: ${r.exercises}`,
+    `exercise messages: ${r.exercises}${r.exercises === 0 ? '' : ' (not counted above):'}`,
+    ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
   ];
 }
 

@@ -1,7 +1,7 @@
 import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
-import { PRECEDENCES, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
-import type { HotlineEvent } from '../../shared/protocol/frames.js';
+import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import type { HotlineEvent, Rung as DeadlineRung } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
 import type { RevokedSinceChange } from '../revoked-since.js';
 import {
@@ -21,22 +21,37 @@ import {
 import { outboxKeys, reportOutboxFlush } from './outbox.js';
 import { checkAddressee } from './recipients.js';
 import { checkPeersConfirmed } from './peers.js';
+import { checkReceiptReason } from '../../shared/crypto/receipt.js';
 
-const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged'] as const;
+const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged', 'answered', 'will-comply', 'have-complied'] as const;
 type Rung = (typeof RUNGS)[number];
+
+/** What each `--wait` rung is reached by, among the addressee's verified receipts (the ladder: docs/ladder.md). */
+const REACHED_BY: Partial<Record<Rung, readonly ReceiptKind[]>> = {
+  delivered: RECEIPT_KINDS,
+  acknowledged: ['acknowledged', 'will-comply', 'cannot-comply', 'have-complied'],
+  answered: ['will-comply', 'cannot-comply', 'have-complied'],
+  'will-comply': ['will-comply', 'have-complied'],
+  'have-complied': ['have-complied'],
+};
 
 export const send: Command = {
   name: 'send',
   summary: 'send a signed, encrypted message and wait for its receipts',
   help: `Usage: hotline send --device FILE --to PARTY --precedence flash|immediate|priority|routine TEXT
-                   [--wait accepted|relayed|delivered|acknowledged] [--timeout S]
+                   [--wait accepted|relayed|delivered|acknowledged|answered|will-comply|have-complied]
+                   [--timeout S]
                    [--subject S] [--lang L] [--exercise] [--server URL] [--agreement FILE]
 
 Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
 your own party, puts it in the device's outbox and sends it. Prints the message id on stdout, then
 waits until the wanted rung is reached (default: accepted, i.e. stored by the relay):
 relayed (two-relay deployments) waits until the addressee's relay has stored it;
-delivered and acknowledged wait for the other side's signed receipt, verified here.
+delivered and acknowledged wait for the other side's signed receipt, verified here; answered for
+its will-comply or cannot-comply; will-comply for a will-comply (or have-complied); have-complied
+for the report that it was done. Any higher rung reaches the lower ones (a will-comply also
+acknowledges). Waiting for will-comply or have-complied, a cannot-comply ends the wait: exit 1
+(HL_ERR_CLIENT_CANNOT_COMPLY) with its reason.
 Exit 0 when reached; 1 on refusal or timeout (the message then stays in the outbox and goes with
 the next send, ack or listen of this device; hotline outbox lists it).
 
@@ -47,7 +62,8 @@ then hotline peers confirm).
 ${LINK_HELP}
   --to PARTY         the addressee party (e.g. cn-mnd)
   --precedence P     flash, immediate, priority or routine
-  --wait RUNG        accepted (default), relayed, delivered or acknowledged
+  --wait RUNG        accepted (default), relayed, delivered, acknowledged, answered, will-comply
+                     or have-complied
   --timeout S        give up after S seconds (default 60)
   --subject S        a subject line
   --lang L           language of TEXT (default: your party's first language)
@@ -75,7 +91,7 @@ ${LINK_HELP}
       throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
     }
     const wait = (values.wait ?? 'accepted') as Rung;
-    if (!RUNGS.includes(wait)) throw usage(`--wait must be accepted, relayed, delivered or acknowledged, got "${values.wait}"`);
+    if (!RUNGS.includes(wait)) throw usage(`--wait must be accepted, relayed, delivered, acknowledged, answered, will-comply or have-complied, got "${values.wait}"`);
     const timeoutMs = seconds('timeout', values.timeout, 60) * 1000;
     let body = positionals.join(' ');
     if (body === '-') body = await io.readStdin();
@@ -217,15 +233,20 @@ function collect(client: HotlineClient) {
             io.err(`warning: ignored a ${b.kind} receipt claiming ${b.by.party}/${b.by.device} that does not verify (${r.error?.code ?? 'unknown'})`);
             continue;
           }
-          io.err(`${b.kind} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (signature verified)`);
+          io.err(`${b.kind}${b.reason === undefined ? '' : ` (${b.reason})`} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (signature verified)`);
         }
-        const verified = receipts.filter((x) => x.verified && x.receipt.receipt.messageId === id).map((x) => x.receipt.receipt.kind);
+        const verified = receipts.filter((x) => x.verified && x.receipt.receipt.messageId === id).map((x) => x.receipt.receipt);
+        const kinds = verified.map((b) => b.kind);
         if (rung === 'accepted' && accepted.has(id)) return true;
         // A receipt from the addressee proves its relay had the message, whatever came first.
         if (rung === 'relayed' && (relayed.has(id) || verified.length > 0)) return true;
-        // Any verified rung from the addressee implies the message reached it.
-        if (rung === 'delivered' && verified.length > 0) return true;
-        if (rung === 'acknowledged' && verified.includes('acknowledged')) return true;
+        // Any verified rung from the addressee implies the rungs below it (delivered by any).
+        if (REACHED_BY[rung]?.some((k) => kinds.includes(k))) return true;
+        // Waiting for compliance, a cannot-comply means it will never come (unless complied anyway, above).
+        const no = verified.find((b) => b.kind === 'cannot-comply');
+        if ((rung === 'will-comply' || rung === 'have-complied') && no) {
+          throw new HotlineError('HL_ERR_CLIENT_CANNOT_COMPLY', `message ${id}: ${no.by.party}/${no.by.device} answered cannot-comply (${no.reason ?? 'no reason given'}); it will not be ${rung === 'will-comply' ? 'complied with' : 'done'}`);
+        }
         await new Promise<void>((resolve) => (wake = resolve));
       }
     },
@@ -334,10 +355,13 @@ ${LINK_HELP}
   },
 };
 
+const ANSWER_KINDS = ['acknowledged', 'will-comply', 'cannot-comply', 'have-complied'] as const;
+
 export const ack: Command = {
   name: 'ack',
-  summary: 'acknowledge a received message (signed receipt)',
-  help: `Usage: hotline ack --device FILE ID [--kind acknowledged|will-comply|cannot-comply] [--timeout S]
+  summary: 'acknowledge or answer a received message (signed receipt)',
+  help: `Usage: hotline ack --device FILE ID [--kind acknowledged|will-comply|cannot-comply|have-complied]
+                  [--reason R] [--timeout S]
 
 Signs a receipt for message ID, which this device received (with \`hotline listen\`), and sends
 it. Exit 0 once the relay has stored it. Each receipt is one rung of the response ladder, which
@@ -346,23 +370,32 @@ the sender sees verified (\`hotline send --wait\`, \`hotline listen\`):
   delivered       automatic: an operator device of the addressee verified and decrypted it
   acknowledged    (default) a person read it
   will-comply     the answer: your party will do what the message asks
-  cannot-comply   the answer: your party cannot; say why in a reply (hotline send)
+  cannot-comply   the answer: your party cannot; --reason says why (required), a reply the rest
+  have-complied   your party has done what the message asks
 
-Any of the last three meets the message's acknowledgement deadline. Typically acknowledged at
-once, then will-comply or cannot-comply once decided (each is its own signed receipt).
+Each rung reaches the ones below it (a will-comply also acknowledges), and each may have its own
+deadline in the agreement (acknowledged always; answered and complied where the agreement sets
+them). Typically acknowledged at once, then will-comply or cannot-comply once decided, then
+have-complied once done: each is its own signed receipt.
 
 ${LINK_HELP}
-  --kind K           acknowledged (default), will-comply or cannot-comply (the ladder above)
+  --kind K           acknowledged (default), will-comply, cannot-comply or have-complied
+  --reason R         with cannot-comply only: ${CANNOT_COMPLY_REASONS.join(', ')}.
+                     Not encrypted (the relays and the audit log read it): details go in a reply
   --timeout S        give up after S seconds (default 30)`,
   async run(argv, io) {
-    const { values, positionals } = parse('ack', argv, { ...LINK_FLAGS, kind: { type: 'string' }, timeout: { type: 'string' } }, true);
+    const { values, positionals } = parse('ack', argv, { ...LINK_FLAGS, kind: { type: 'string' }, reason: { type: 'string' }, timeout: { type: 'string' } }, true);
     if (values.help) return printHelp(io, this.help);
     const id = positionals[0];
     if (id === undefined || positionals.length > 1 || !/^[0-9a-f]{32}$/.test(id)) {
       throw usage('hotline ack needs exactly one message ID (32 hex characters, as printed by hotline listen)\nRun: hotline ack --help');
     }
-    const kind = (values.kind ?? 'acknowledged') as Exclude<ReceiptKind, 'delivered'>;
-    if (!['acknowledged', 'will-comply', 'cannot-comply'].includes(kind)) throw usage(`--kind must be acknowledged, will-comply or cannot-comply`);
+    const kind = (values.kind ?? 'acknowledged') as (typeof ANSWER_KINDS)[number];
+    if (!ANSWER_KINDS.includes(kind)) throw usage(`--kind must be acknowledged, will-comply, cannot-comply or have-complied`);
+    const reason = values.reason as CannotComplyReason | undefined;
+    if (reason !== undefined && !CANNOT_COMPLY_REASONS.includes(reason)) throw usage(`--reason must be one of ${CANNOT_COMPLY_REASONS.join(', ')}, got "${reason}"`);
+    // Said before connecting: the same rule the relay keeps (HL_ERR_RECEIPT_REASON_REQUIRED / _UNEXPECTED).
+    checkReceiptReason({ kind, messageId: id, ...(reason === undefined ? {} : { reason }) });
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
     const { client, storage } = openClient('ack', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
@@ -373,9 +406,9 @@ ${LINK_HELP}
       });
       stored.catch(() => undefined);
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
-      await client.acknowledge(id, kind);
+      await client.acknowledge(id, kind, reason === undefined ? {} : { reason });
       const at = await withTimeout(stored, timeoutMs, `the relay did not confirm the receipt within ${timeoutMs / 1000} s; run hotline ack again`);
-      io.out(`${kind} ${id} (stored by the relay at ${iso(at)})`);
+      io.out(`${kind}${reason === undefined ? '' : ` (${reason})`} ${id} (stored by the relay at ${iso(at)})`);
       return 0;
     } finally {
       await client.stop();
@@ -458,7 +491,7 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
 function receiptJson(r: ReceiptEvent): Record<string, unknown> {
   const b = r.receipt.receipt;
   return {
-    type: 'receipt', messageId: b.messageId, kind: b.kind, by: b.by, at: b.at, verified: r.verified,
+    type: 'receipt', messageId: b.messageId, kind: b.kind, ...(b.reason === undefined ? {} : { reason: b.reason }), by: b.by, at: b.at, verified: r.verified,
     ...(r.signerRevokedAt === undefined ? {} : { signerRevokedAt: r.signerRevokedAt }),
     ...(r.error ? { error: r.error.code } : {}),
   };
@@ -468,8 +501,15 @@ function receiptText(r: ReceiptEvent): string {
   const b = r.receipt.receipt;
   const v = r.verified ? 'signature verified' : `NOT VERIFIED: ${r.error?.code ?? ''}`;
   const revoked = r.signerRevokedAt === undefined ? '' : `, signer revoked since ${iso(r.signerRevokedAt)}`;
-  return `✓ ${b.kind} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v}${revoked})`;
+  return `✓ ${b.kind}${b.reason === undefined ? '' : ` (${b.reason})`} ${b.messageId} by ${b.by.party}/${b.by.device} at ${iso(b.at)} (${v}${revoked})`;
 }
+
+const OVERDUE_FOR: Record<DeadlineRung, string> = {
+  delivered: 'delivery',
+  acknowledged: 'acknowledgement',
+  answered: 'an answer (will-comply or cannot-comply)',
+  complied: 'have-complied',
+};
 
 /** An event as the operator of `me` reads it: the sender side and the addressee side see it differently. */
 export function eventText(e: HotlineEvent, me?: string): string {
@@ -477,12 +517,13 @@ export function eventText(e: HotlineEvent, me?: string): string {
     case 'deadline.missed': {
       const late = `${Math.round(e.lateMs / 1000)} s late, level ${e.level}`;
       if (me === e.from) return `! deadline missed: your ${e.precedence} ${e.messageId} not yet ${e.rung} by ${e.to} — ${late}`;
-      if (me === e.to) return `! deadline missed: ${e.precedence} message ${e.messageId} from ${e.from} overdue for ${e.rung === 'acknowledged' ? 'acknowledgement' : 'delivery'} — ${late}`;
+      if (me === e.to) return `! deadline missed: ${e.precedence} message ${e.messageId} from ${e.from} overdue for ${OVERDUE_FOR[e.rung]} — ${late}`;
       return `! deadline missed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) not ${e.rung} — ${late}`;
     }
     case 'deadline.met':
       return `  deadline met: ${e.precedence} ${e.messageId} ${e.rung}${e.late ? ` ${Math.round(e.lateMs / 1000)} s late` : ' on time'}`;
     case 'deadline.closed': {
+      if (e.reason === 'cannot-comply') return `  deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung}: ${e.to} answered cannot-comply`;
       const why = e.reason === 'recipient-refused' ? `refused by ${e.to}'s device` : `${e.to}'s devices revoked`;
       return `! deadline closed: ${e.precedence} ${e.messageId} (${e.from} → ${e.to}) ${e.rung} can no longer be reached (${why}) — ${e.detail}`;
     }

@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, ReceiptBody, ReceiptKind, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, CannotComplyReason, ReceiptBody, ReceiptKind, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { Plaintext } from '../../shared/protocol/schemas.js';
 import { seqWindowFrom, type SeqWindow } from '../../shared/crypto/replay-window.js';
 
@@ -83,7 +83,10 @@ export interface InboxRecord {
   header: EnvelopeHeader;
   envelopeHash: string;
   receivedAt: number;
+  /** When this device first acknowledged it (an `acknowledged` receipt or any later rung). */
   acknowledgedAt?: number;
+  /** The later rungs this device signed (will-comply, cannot-comply with its reason, have-complied). */
+  answers?: Partial<Record<'will-comply' | 'cannot-comply' | 'have-complied', { at: number; reason?: CannotComplyReason }>>;
   /** When the relay accepted it (its `acceptedAt`); absent in records stored before it was kept. */
   acceptedAt?: number;
   /**

@@ -1,6 +1,6 @@
 import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
-import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
+import { checkReceiptReason, verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
@@ -99,6 +99,8 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
   }
   if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
   await verifyCheckedReceipt(r, cert, message);
+  // After the signature: the code then says what is wrong with a receipt its signer really sent.
+  checkReceiptReason(body);
   const header = message.header;
   return {
     kind: 'receipt',

@@ -1,6 +1,6 @@
 import type { DeadlineClosedEvent, DeadlineClosedReason, DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
-import { dueAt } from '../../shared/protocol/deadlines.js';
+import { dueAt, rungsReached } from '../../shared/protocol/deadlines.js';
 import { MinHeap } from './min-heap.js';
 import type { DeadlineRecord } from './records.js';
 
@@ -13,14 +13,16 @@ import type { DeadlineRecord } from './records.js';
  * armed for that time.
  *
  * Rules:
- * - Every accepted message, except a link test, gets two deadlines counted from the server's
- *   `acceptedAt`: `delivered` and `acknowledged`, from `agreement.deadlines[precedence]`. A link test
- *   gets none: its answer is watched by the link-test logic (server/relay/link-test.ts), and it must
- *   never need a human.
- * - Only a receipt signed by the addressee party counts. `delivered` closes the delivered rung;
- *   `acknowledged` (and the later rungs `will-comply` / `cannot-comply`, which a human gives after
- *   reading) closes both. The receipt's time is the server's acceptance time, never the signer's
- *   clock.
+ * - Every accepted message, except a link test, gets deadlines counted from the server's
+ *   `acceptedAt`: `delivered` and `acknowledged`, and `answered` and `complied` where
+ *   `agreement.deadlines[precedence]` sets them. A link test gets none: its answer is watched by the
+ *   link-test logic (server/relay/link-test.ts), and it must never need a human.
+ * - Only a receipt signed by the addressee party counts. Each kind closes its rung and the rungs
+ *   below it (`rungsReached`): `delivered` the delivered rung; `acknowledged` both; `will-comply`
+ *   and `cannot-comply` (the answer) the answered rung too; `have-complied` all four. A
+ *   `cannot-comply` closes `complied` with `deadline.closed` (`reason: "cannot-comply"`): nobody
+ *   will comply, so no alarm may wait for it. The receipt's time is the server's acceptance time,
+ *   never the signer's clock.
  * - A deadline whose rung is not reached by `dueAt` fires `deadline.missed` level 1 at exactly
  *   `dueAt` (not a millisecond before), then a reminder every `reminderIntervalMs` with the level
  *   raised by one, until the rung is reached. Reminders sit on the grid `dueAt + k·interval`.
@@ -62,16 +64,14 @@ export type DeadlineEffect =
   | { type: 'persist'; record: DeadlineRecord }
   | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent | DeadlineClosedEvent };
 
-export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged'];
+/** Every deadline rung, in ladder order (`answered` and `complied` only where the agreement sets them). */
+export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged', 'answered', 'complied'];
 
 export function deadlineKey(messageId: string, rung: Rung): string {
   return `${messageId}/${rung}`;
 }
 
-/** Which rungs a receipt of this kind reaches: a human acknowledgement implies delivery. */
-export function rungsReached(kind: ReceiptKind): Rung[] {
-  return kind === 'delivered' ? ['delivered'] : ['delivered', 'acknowledged'];
-}
+export { rungsReached };
 
 /** The first reminder grid point `dueAt + k·interval` strictly after `now`. */
 export function nextGridPoint(dueAt: number, interval: number, now: number): number {
@@ -176,7 +176,7 @@ export class DeadlineState {
   }
 }
 
-/** Firing order: by `nextAt`, then message id, then the delivered rung before the acknowledged one. */
+/** Firing order: by `nextAt`, then message id, then the rungs in ladder order. */
 function firesBefore(a: DeadlineRecord, b: DeadlineRecord): boolean {
   if (a.nextAt !== b.nextAt) return a.nextAt < b.nextAt;
   if (a.messageId !== b.messageId) return a.messageId < b.messageId;
@@ -200,6 +200,7 @@ function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<Dea
     // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
     if (state.open.has(deadlineKey(input.messageId, rung))) continue;
     const due = dueAt(policy.deadlines, input.precedence, rung, input.acceptedAt);
+    if (due === undefined) continue; // the agreement sets no deadline for this rung
     records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt: due, level: 0, nextAt: due });
   }
   return records;
@@ -234,6 +235,29 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
         const closed: DeadlineRecord = { ...r, closedAt: input.at, late: met.late };
         effects.push({ type: 'persist', record: closed });
         if (met.late) effects.push({ type: 'emit', event: met });
+      }
+      if (input.kind === 'cannot-comply') {
+        const key = deadlineKey(input.messageId, 'complied');
+        const r = state.open.get(key);
+        if (r && r.to === input.byParty) {
+          state.remove(key);
+          effects.push({ type: 'persist', record: { ...r, closedAt: input.at, late: r.level > 0 || input.at > r.dueAt } });
+          effects.push({
+            type: 'emit',
+            event: {
+              type: 'deadline.closed',
+              messageId: r.messageId,
+              from: r.from,
+              to: r.to,
+              precedence: r.precedence,
+              rung: 'complied',
+              dueAt: r.dueAt,
+              at: input.at,
+              reason: 'cannot-comply',
+              detail: `${input.byParty} answered cannot-comply`,
+            },
+          });
+        }
       }
       break;
     }

@@ -116,6 +116,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE refusals ADD COLUMN pos BIGSERIAL;
   CREATE UNIQUE INDEX refusals_by_pos ON refusals (pos);
   `,
+  // 4 (h15-ladder): the ladder's later rungs get deadlines of their own where the agreement sets them
+  // (PROTOCOL.md "Deadlines"): the rung CHECK widens.
+  `
+  ALTER TABLE deadlines DROP CONSTRAINT IF EXISTS deadlines_rung_check;
+  ALTER TABLE deadlines ADD CONSTRAINT deadlines_rung_check CHECK (rung IN ('delivered', 'acknowledged', 'answered', 'complied'));
+  `,
 ];
 
 /**

@@ -162,6 +162,21 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE relay_sent;
   ALTER TABLE relay_sent_new RENAME TO relay_sent;
   `,
+  // h15-ladder: the ladder's later rungs get deadlines of their own where the agreement sets them
+  // (PROTOCOL.md "Deadlines"). SQLite cannot alter a CHECK: the table is rebuilt, rows kept.
+  `
+  CREATE TABLE deadlines_v2 (
+    message_id TEXT NOT NULL, rung TEXT NOT NULL CHECK (rung IN ('delivered', 'acknowledged', 'answered', 'complied')),
+    from_party TEXT NOT NULL, to_party TEXT NOT NULL, precedence TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL, due_at INTEGER NOT NULL, level INTEGER NOT NULL, next_at INTEGER NOT NULL,
+    closed_at INTEGER, late INTEGER,
+    PRIMARY KEY (message_id, rung)
+  );
+  INSERT INTO deadlines_v2 SELECT message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late FROM deadlines;
+  DROP TABLE deadlines;
+  ALTER TABLE deadlines_v2 RENAME TO deadlines;
+  CREATE INDEX deadlines_open ON deadlines (closed_at, next_at);
+  `,
 ];
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,

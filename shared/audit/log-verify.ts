@@ -22,6 +22,9 @@ import {
   type RelayCertBody,
 } from '../protocol/schemas.js';
 import { MerkleLog, leafHash } from './merkle.js';
+
+/** The rungs a deadline event may name (PROTOCOL.md "Deadlines"; answered and complied since the complete ladder). */
+const DEADLINE_RUNGS = ['delivered', 'acknowledged', 'answered', 'complied'] as const;
 import { noteKeyId, verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
 
 /**
@@ -276,7 +279,7 @@ export async function verifyAuditExport(agreement: Agreement, value: unknown, op
           // Deadlines run from the server's acceptance, not the sender's (possibly skewed) clock.
           const acceptedAt = headers.get(id)!.acceptedAt;
           const rung = entry['rung'];
-          if (rung !== 'delivered' && rung !== 'acknowledged') throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: unknown rung`);
+          if (!(DEADLINE_RUNGS as readonly unknown[]).includes(rung)) throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: unknown rung`);
           const due = entry['dueAt'];
           if (typeof due !== 'number' || due < acceptedAt) throw new EntryError(i, 'HL_ERR_AUDIT_ENTRY_INVALID', `entry ${i}: impossible due time`);
           if (entry.type === 'deadline.missed' && entry.at < due) {

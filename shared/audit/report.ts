@@ -1,4 +1,5 @@
-import { PRECEDENCES, type Precedence } from '../protocol/schemas.js';
+import { PRECEDENCES, type Precedence, type ReceiptKind } from '../protocol/schemas.js';
+import { rungsReached } from '../protocol/deadlines.js';
 
 /**
  * The auditors' deadline-performance report (`hotline audit report`, the auditor console's table):
@@ -16,19 +17,31 @@ export interface RungStats {
 export interface PrecedenceRow {
   precedence: Precedence;
   sent: number;
+  /** Messages that reached each rung, by any receipt of that rung or a higher one from the addressee. */
   delivered: number;
   acknowledged: number;
+  /** Answered: a will-comply or a cannot-comply (or a have-complied, which implies the answer). */
+  answered: number;
+  /** Of the answered, those whose first answer was will-comply / cannot-comply. */
+  willComply: number;
+  cannotComply: number;
+  complied: number;
   toDelivered: RungStats;
   toAcknowledged: RungStats;
+  toAnswered: RungStats;
+  toComplied: RungStats;
   /** Distinct (message, rung) deadlines that were missed. */
   deadlinesMissed: number;
 }
 
 export interface AuditReport {
+  /** Real traffic: neither exercises nor link tests. */
   rows: PrecedenceRow[];
   linkTests: { passed: number; failed: number };
-  /** Messages marked as exercises are counted apart. */
+  /** How many messages were marked as exercises: counted apart, in {@link AuditReport.exerciseRows}. */
   exercises: number;
+  /** The exercises, per precedence, in the same form as {@link AuditReport.rows}. */
+  exerciseRows: PrecedenceRow[];
 }
 
 interface Parsed {
@@ -56,55 +69,89 @@ export function durationStats(values: number[]): RungStats {
   return { count: sorted.length, medianMs: percentile(sorted, 50), p95Ms: percentile(sorted, 95), worstMs: sorted.at(-1) ?? null };
 }
 
+interface Tracked {
+  precedence: Precedence;
+  acceptedAt: number;
+  to: string;
+  exercise: boolean;
+  delivered?: number;
+  acknowledged?: number;
+  answered?: number;
+  answer?: 'will-comply' | 'cannot-comply';
+  complied?: number;
+}
+
 /**
  * Build the report from entries (canonical JSON text or parsed objects), in log order. Time to a
- * rung is measured from the server's acceptance to the first receipt of that rung by the
- * addressee; an `acknowledged` receipt also counts as delivery when no `delivered` came first.
+ * rung is measured from the server's acceptance to the first receipt from the addressee that
+ * reaches it; each rung reaches the ones below it (PROTOCOL.md "Deadlines"), so a will-comply
+ * counts as acknowledged and delivered, a have-complied as all four. Exercises are counted apart
+ * ({@link AuditReport.exerciseRows}), link tests only as link tests.
  *
  * @example
  * const report = buildAuditReport(exportFile.entries);
  */
 export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditReport {
-  const msgs = new Map<string, { precedence: Precedence; acceptedAt: number; to: string; delivered?: number; acknowledged?: number }>();
-  const missed = new Map<Precedence, Set<string>>();
-  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0 };
+  const msgs = new Map<string, Tracked>();
+  const missed = new Map<string, Set<string>>();
+  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [] };
   for (const raw of entries) {
     const e = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Parsed;
     if (e.type === 'envelope.accepted') {
       const h = e['header'] as { id: string; precedence: Precedence; to: string; exercise?: boolean; linkTest?: boolean };
       if (h.linkTest) continue;
       if (h.exercise) report.exercises++;
-      msgs.set(h.id, { precedence: h.precedence, acceptedAt: e.at, to: h.to });
+      msgs.set(h.id, { precedence: h.precedence, acceptedAt: e.at, to: h.to, exercise: h.exercise === true });
     } else if (e.type === 'receipt.accepted') {
-      const r = (e['receipt'] as { receipt: { messageId: string; kind: string; by: { party: string } } }).receipt;
+      const r = (e['receipt'] as { receipt: { messageId: string; kind: ReceiptKind; by: { party: string } } }).receipt;
       const m = msgs.get(r.messageId);
       if (!m || r.by.party !== m.to) continue;
-      if (r.kind === 'delivered' || r.kind === 'acknowledged') m.delivered ??= e.at;
-      if (r.kind === 'acknowledged') m.acknowledged ??= e.at;
+      const reached = rungsReached(r.kind);
+      if (reached.includes('delivered')) m.delivered ??= e.at;
+      if (reached.includes('acknowledged')) m.acknowledged ??= e.at;
+      if (reached.includes('answered') && m.answered === undefined) {
+        m.answered = e.at;
+        if (r.kind === 'will-comply' || r.kind === 'have-complied') m.answer = 'will-comply';
+        if (r.kind === 'cannot-comply') m.answer = 'cannot-comply';
+      }
+      if (reached.includes('complied')) m.complied ??= e.at;
     } else if (e.type === 'deadline.missed') {
-      const m = msgs.get(String(e['messageId']));
-      if (!m) continue;
-      const set = missed.get(m.precedence) ?? new Set<string>();
-      set.add(`${String(e['messageId'])}/${String(e['rung'])}`);
-      missed.set(m.precedence, set);
+      const id = String(e['messageId']);
+      if (!msgs.has(id)) continue;
+      const set = missed.get(id) ?? new Set<string>();
+      set.add(String(e['rung']));
+      missed.set(id, set);
     } else if (e.type === 'link.test') {
       if (e['ok'] === true) report.linkTests.passed++;
       else report.linkTests.failed++;
     }
   }
-  for (const precedence of PRECEDENCES) {
-    const list = [...msgs.values()].filter((m) => m.precedence === precedence);
-    const toDelivered = list.filter((m) => m.delivered !== undefined).map((m) => m.delivered! - m.acceptedAt);
-    const toAcknowledged = list.filter((m) => m.acknowledged !== undefined).map((m) => m.acknowledged! - m.acceptedAt);
-    report.rows.push({
+  const row = (precedence: Precedence, list: { id: string; m: Tracked }[]): PrecedenceRow => {
+    const times = (rung: 'delivered' | 'acknowledged' | 'answered' | 'complied') => list.flatMap(({ m }) => (m[rung] === undefined ? [] : [m[rung] - m.acceptedAt]));
+    const toDelivered = times('delivered');
+    const toAcknowledged = times('acknowledged');
+    const toAnswered = times('answered');
+    const toComplied = times('complied');
+    return {
       precedence,
       sent: list.length,
       delivered: toDelivered.length,
       acknowledged: toAcknowledged.length,
+      answered: toAnswered.length,
+      willComply: list.filter(({ m }) => m.answer === 'will-comply').length,
+      cannotComply: list.filter(({ m }) => m.answer === 'cannot-comply').length,
+      complied: toComplied.length,
       toDelivered: durationStats(toDelivered),
       toAcknowledged: durationStats(toAcknowledged),
-      deadlinesMissed: missed.get(precedence)?.size ?? 0,
-    });
+      toAnswered: durationStats(toAnswered),
+      toComplied: durationStats(toComplied),
+      deadlinesMissed: list.reduce((n, { id }) => n + (missed.get(id)?.size ?? 0), 0),
+    };
+  };
+  const all = [...msgs.entries()].map(([id, m]) => ({ id, m }));
+  for (const precedence of PRECEDENCES) {
+    report.rows.push(row(precedence, all.filter((x) => x.m.precedence === precedence && !x.m.exercise)));
+    report.exerciseRows.push(row(precedence, all.filter((x) => x.m.precedence === precedence && x.m.exercise)));
   }
   return report;
 }

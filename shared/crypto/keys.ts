@@ -161,6 +161,13 @@ export function parseAgreement(value: unknown): Agreement {
     if (row.deliveredMs > row.acknowledgedMs) {
       throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);
     }
+    // The ladder's later rungs, when set, come no earlier than the rungs they imply.
+    if (row.answeredMs !== undefined && row.answeredMs < row.acknowledgedMs) {
+      throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: answered deadline is before the acknowledged deadline`);
+    }
+    if (row.compliedMs !== undefined && row.compliedMs < (row.answeredMs ?? row.acknowledgedMs)) {
+      throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: complied deadline is before the ${row.answeredMs === undefined ? 'acknowledged' : 'answered'} deadline`);
+    }
   }
   return a;
 }

@@ -1,17 +1,38 @@
 import { HotlineError } from '../errors.js';
 import { fromBase64, toBase64 } from '../encoding/base64.js';
 import { assertSchema } from '../protocol/validate.js';
-import { SignedReceipt, type DeviceCertBody, type DeviceSecretFile, type EnvelopeHeader, type ReceiptKind } from '../protocol/schemas.js';
+import { SignedReceipt, type CannotComplyReason, type DeviceCertBody, type DeviceSecretFile, type EnvelopeHeader, type ReceiptBody, type ReceiptKind } from '../protocol/schemas.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { CONTEXT, signingBytes } from './keys.js';
 import { envelopeHash } from './envelope.js';
 
 /**
+ * The rule a new receipt keeps beyond its schema (PROTOCOL.md "Receipts"): a `cannot-comply` names
+ * its reason (`HL_ERR_RECEIPT_REASON_REQUIRED`) and no other kind has one
+ * (`HL_ERR_RECEIPT_REASON_UNEXPECTED`). Checked when signing and by the relay that admits the
+ * receipt, not when verifying one already stored: logs kept before the rule may hold a
+ * `cannot-comply` without a reason, and they still verify.
+ *
+ * @example
+ * checkReceiptReason({ ...body, kind: 'cannot-comply' }); // throws HL_ERR_RECEIPT_REASON_REQUIRED
+ */
+export function checkReceiptReason(body: Pick<ReceiptBody, 'kind' | 'reason' | 'messageId'>): void {
+  if (body.kind === 'cannot-comply' && body.reason === undefined) {
+    throw new HotlineError('HL_ERR_RECEIPT_REASON_REQUIRED', `a cannot-comply receipt for ${body.messageId} must name its reason (no-authority, not-feasible, not-understood, declined or other)`);
+  }
+  if (body.kind !== 'cannot-comply' && body.reason !== undefined) {
+    throw new HotlineError('HL_ERR_RECEIPT_REASON_UNEXPECTED', `a ${body.kind} receipt for ${body.messageId} has no reason; only cannot-comply names one`);
+  }
+}
+
+/**
  * Sign a receipt for an envelope: the rung (`delivered`, `acknowledged`, ...) this device reached,
  * bound to the envelope's header hash. Non-repudiable by design (DESIGN.md "Trust model").
+ * A `cannot-comply` needs its `reason` (see {@link checkReceiptReason}).
  *
  * @example
  * const r = await signReceipt(device, header, 'acknowledged', Date.now());
+ * const no = await signReceipt(device, header, 'cannot-comply', Date.now(), undefined, 'not-feasible');
  */
 export async function signReceipt(
   device: DeviceSecretFile,
@@ -20,6 +41,7 @@ export async function signReceipt(
   at: number,
   /** The header's hash when the caller has it (from `openEnvelope`), saving a canonicalisation. */
   hash: string = envelopeHash(header),
+  reason?: CannotComplyReason,
 ): Promise<SignedReceipt> {
   const me = device.certificate.cert;
   const receipt = {
@@ -27,9 +49,11 @@ export async function signReceipt(
     messageId: header.id,
     envelopeHash: hash,
     kind,
+    ...(reason === undefined ? {} : { reason }),
     by: { party: me.party, device: me.device },
     at,
   };
+  checkReceiptReason(receipt);
   const signature = await ed25519Sign(fromBase64(device.signSecret, 32), signingBytes(CONTEXT.receipt, receipt));
   return assertSchema(SignedReceipt, { receipt, signature: toBase64(signature) }, 'HL_ERR_RECEIPT_MALFORMED');
 }

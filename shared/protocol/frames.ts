@@ -36,7 +36,11 @@ export const CLIENT_FRAME_TYPES = ['envelope', 'receipt', 'refusal', 'ack'] as c
 
 // ----- events (server → both parties' devices) -----
 
-export const Rung = Type.Union([Type.Literal('delivered'), Type.Literal('acknowledged')]);
+/**
+ * A deadline's rung: `delivered` and `acknowledged` always; `answered` (a will-comply or a
+ * cannot-comply) and `complied` (have-complied) when the agreement gives them a deadline.
+ */
+export const Rung = Type.Union([Type.Literal('delivered'), Type.Literal('acknowledged'), Type.Literal('answered'), Type.Literal('complied')]);
 export type Rung = Static<typeof Rung>;
 
 export const DeadlineMissedEvent = Type.Object(
@@ -73,9 +77,10 @@ export const DeadlineMetEvent = Type.Object(
 /**
  * Why the relay closed a deadline that no receipt can reach any more: every addressee operator
  * device it was sealed to is revoked or no longer valid (`recipients-revoked`), or each of them is
- * revoked or has refused the message with a signed refusal, at least one has (`recipient-refused`).
+ * revoked or has refused the message with a signed refusal, at least one has (`recipient-refused`);
+ * or the addressee answered `cannot-comply`, which closes the `complied` rung (`cannot-comply`).
  */
-export const DeadlineClosedReason = Type.Union([Type.Literal('recipients-revoked'), Type.Literal('recipient-refused')]);
+export const DeadlineClosedReason = Type.Union([Type.Literal('recipients-revoked'), Type.Literal('recipient-refused'), Type.Literal('cannot-comply')]);
 /**
  * A deadline closed without its rung being reached, because the message cannot be delivered or
  * answered any more (PROTOCOL.md "Deadlines"): no alarm is left open on it.

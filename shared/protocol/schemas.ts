@@ -49,8 +49,18 @@ export const PartyPublic = Type.Object(
 );
 export type PartyPublic = Static<typeof PartyPublic>;
 
+/**
+ * One precedence's deadlines, each counted from the relay's acceptance. `answeredMs` (a
+ * `will-comply` or `cannot-comply`) and `compliedMs` (`have-complied`) are optional: absent, that
+ * rung has no deadline (agreements made before the ladder was complete have neither).
+ */
 export const DeadlineRow = Type.Object(
-  { deliveredMs: Type.Integer({ minimum: 1 }), acknowledgedMs: Type.Integer({ minimum: 1 }) },
+  {
+    deliveredMs: Type.Integer({ minimum: 1 }),
+    acknowledgedMs: Type.Integer({ minimum: 1 }),
+    answeredMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    compliedMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
   { additionalProperties: false },
 );
 export type DeadlineRow = Static<typeof DeadlineRow>;
@@ -286,9 +296,18 @@ export type Plaintext = Static<typeof Plaintext>;
 // ---------------------------------------------------------------------------------------------
 // Receipts
 
-export const RECEIPT_KINDS = ['delivered', 'acknowledged', 'will-comply', 'cannot-comply'] as const;
+export const RECEIPT_KINDS = ['delivered', 'acknowledged', 'will-comply', 'cannot-comply', 'have-complied'] as const;
 export const ReceiptKind = Type.Union(RECEIPT_KINDS.map((k) => Type.Literal(k)));
 export type ReceiptKind = Static<typeof ReceiptKind>;
+
+/**
+ * Why a party cannot comply (PROTOCOL.md "Receipts"): a code, not free text, because a receipt is
+ * not encrypted (the relays and the audit log read it) and because each side reads it in its own
+ * language. The explanation, if any, goes in an encrypted reply.
+ */
+export const CANNOT_COMPLY_REASONS = ['no-authority', 'not-feasible', 'not-understood', 'declined', 'other'] as const;
+export const CannotComplyReason = Type.Union(CANNOT_COMPLY_REASONS.map((k) => Type.Literal(k)));
+export type CannotComplyReason = Static<typeof CannotComplyReason>;
 
 export const ReceiptBody = Type.Object(
   {
@@ -297,6 +316,11 @@ export const ReceiptBody = Type.Object(
     /** hex SHA-256 of JCS(envelope header) */
     envelopeHash: Hash256,
     kind: ReceiptKind,
+    /**
+     * `cannot-comply` only, and required there for receipts a relay accepts now (older logs may
+     * hold a `cannot-comply` without it, so the schema alone does not demand it).
+     */
+    reason: Type.Optional(CannotComplyReason),
     by: DeviceRef,
     at: Millis,
   },

@@ -30,7 +30,7 @@ async function checkpointAndCosign(token: string): Promise<void> {
 
 describe('auditor console', () => {
   it('verifies the log in the browser, follows a message through its rungs, reports deadlines, and names the first tampered entry', async () => {
-    const messageId = await exchangeMessage(hx);
+    const messageId = await exchangeMessage(hx, 'FLASH', { exercise: false });
     const token = await login(hx.server.url, hx.dep.devices['jp-mod/audit1']!, hx.dep.agreement);
     await checkpointAndCosign(token);
 

@@ -83,8 +83,8 @@ const flashCount = (page: Page) => page.textContent('#report-table tr[data-prece
 
 describe('auditor console: the report only from verified data', () => {
   it('a tampered export that would change the FLASH count shows the failure and no report; stale notices go on every load; a file that is not an export is refused in plain words', async () => {
-    await exchangeMessage(hx);
-    await exchangeMessage(hx);
+    await exchangeMessage(hx, 'FLASH', { exercise: false });
+    await exchangeMessage(hx, 'FLASH', { exercise: false });
     const { page, errors, close } = await openAuditor('en-US', 'auditor report one');
     const good = await serverExport();
     const flash = good.value.entries.filter((e) => e.includes('"type":"envelope.accepted"') && e.includes('"precedence":"FLASH"')).length;
@@ -137,7 +137,7 @@ describe('auditor console: the whole log in pages, every column in view', () => 
     expect(store).toBeInstanceOf(SqliteStore);
     const at = Date.now();
     (store as SqliteStore).appendAuditMany(Array.from({ length: 1200 }, (_, i) => ({ type: 'login', at: at + i, party: 'jp-mod', device: 'op1', role: 'operator' })));
-    await exchangeMessage(hx);
+    await exchangeMessage(hx, 'FLASH', { exercise: false });
     const { page, errors, close } = await openAuditor('en-US', 'auditor report two');
     await page.setViewportSize({ width: 1280, height: 900 });
     const total = Number(await page.getAttribute('#shown', 'data-total'));
@@ -200,7 +200,7 @@ describe('auditor console: the whole log in pages, every column in view', () => 
 
 describe('auditor console: downloads and print', () => {
   it('downloads the export as verified and the deadline report as CSV; prints the report alone, with delivery times and link tests beside acknowledgement times', async () => {
-    await exchangeMessage(hx);
+    await exchangeMessage(hx, 'FLASH', { exercise: false });
     await linkTest();
     const { page, errors, close } = await openAuditor('en-US', 'auditor report three');
     const cellOf = (prec: string, col: string) => page.textContent(`#report-table tr[data-precedence="${prec}"] td[data-col="${col}"]`);

@@ -17,6 +17,7 @@ import {
   type DeadlineState,
 } from '../../server/relay/deadlines.js';
 import type { DeadlineRecord } from '../../server/relay/records.js';
+import { rungDeadlineMs } from '../../shared/protocol/deadlines.js';
 
 const MIN = 60_000;
 const policy: DeadlinePolicy = { deadlines: DEFAULT_DEADLINES, reminderIntervalMs: 5 * MIN };
@@ -205,7 +206,9 @@ class ReferenceEngine {
       for (const rung of RUNGS) {
         const key = deadlineKey(input.messageId, rung);
         if (this.open.has(key)) continue;
-        const dueAt = input.acceptedAt + (rung === 'delivered' ? row.deliveredMs : row.acknowledgedMs);
+        const ms = rungDeadlineMs(row, rung);
+        if (ms === undefined) continue;
+        const dueAt = input.acceptedAt + ms;
         const record: DeadlineRecord = { messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt, level: 0, nextAt: dueAt };
         this.open.set(key, record);
         if (this.#min && (this.#min.at === undefined || dueAt < this.#min.at)) this.#min = { at: dueAt };
@@ -249,6 +252,59 @@ function seeded(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+describe('stepDeadlines: the complete ladder (answered and complied deadlines)', () => {
+  const ladder: DeadlinePolicy = {
+    deadlines: { ...DEFAULT_DEADLINES, FLASH: { deliveredMs: 30_000, acknowledgedMs: 10 * MIN, answeredMs: 30 * MIN, compliedMs: 120 * MIN } },
+    reminderIntervalMs: 5 * MIN,
+  };
+  const step = (state: DeadlineState, input: DeadlineInput) => stepDeadlines(ladder, state, input);
+  const rungsOpen = (state: DeadlineState) => [...state.open.values()].map((r) => r.rung);
+
+  it('opens the answered and complied rungs only where the agreement sets them', () => {
+    const state = initialDeadlines();
+    const persisted = step(state, accepted('FLASH')).flatMap((e) => (e.type === 'persist' ? [[e.record.rung, e.record.dueAt - T0]] : []));
+    expect(persisted).toEqual([['delivered', 30_000], ['acknowledged', 10 * MIN], ['answered', 30 * MIN], ['complied', 120 * MIN]]);
+    const routine = initialDeadlines();
+    step(routine, accepted('ROUTINE'));
+    expect(rungsOpen(routine)).toEqual(['delivered', 'acknowledged']);
+  });
+
+  it('will-comply closes the answered rung (and those below) but not complied; have-complied closes it', () => {
+    const state = initialDeadlines();
+    step(state, accepted('FLASH'));
+    expect(step(state, { type: 'receipt', messageId: ID, kind: 'will-comply', byParty: 'cn-mnd', at: T0 + 20_000 })).toEqual(
+      ['delivered', 'acknowledged', 'answered'].map((rung) => expect.objectContaining({ type: 'persist', record: expect.objectContaining({ rung, closedAt: T0 + 20_000, late: false }) })),
+    );
+    expect(rungsOpen(state)).toEqual(['complied']);
+    // Missed, then reached: late, with deadline.met.
+    const missed = emitted(step(state, { type: 'tick', now: T0 + 120 * MIN }));
+    expect(missed).toEqual([expect.objectContaining({ type: 'deadline.missed', rung: 'complied', level: 1 })]);
+    const met = emitted(step(state, { type: 'receipt', messageId: ID, kind: 'have-complied', byParty: 'cn-mnd', at: T0 + 121 * MIN }));
+    expect(met).toEqual([expect.objectContaining({ type: 'deadline.met', rung: 'complied', late: true, lateMs: MIN })]);
+    expect(state.open.size).toBe(0);
+  });
+
+  it('cannot-comply answers, and closes the complied rung with deadline.closed (nobody will comply)', () => {
+    const state = initialDeadlines();
+    step(state, accepted('FLASH'));
+    const effects = step(state, { type: 'receipt', messageId: ID, kind: 'cannot-comply', byParty: 'cn-mnd', at: T0 + 2 * MIN });
+    // Delivery was due at 30 s: reached late, so deadline.met for it first.
+    expect(emitted(effects)).toEqual([
+      expect.objectContaining({ type: 'deadline.met', rung: 'delivered', late: true }),
+      { type: 'deadline.closed', messageId: ID, from: 'jp-mod', to: 'cn-mnd', precedence: 'FLASH', rung: 'complied', dueAt: T0 + 120 * MIN, at: T0 + 2 * MIN, reason: 'cannot-comply', detail: 'cn-mnd answered cannot-comply' },
+    ]);
+    expect(state.open.size).toBe(0);
+    expect(effects.filter((e) => e.type === 'persist').map((e) => (e.type === 'persist' ? e.record.rung : ''))).toEqual(['delivered', 'acknowledged', 'answered', 'complied']);
+  });
+
+  it("the sender's own cannot-comply closes nothing", () => {
+    const state = initialDeadlines();
+    step(state, accepted('FLASH'));
+    expect(step(state, { type: 'receipt', messageId: ID, kind: 'cannot-comply', byParty: 'jp-mod', at: T0 + MIN })).toEqual([]);
+    expect(state.open.size).toBe(4);
+  });
+});
 
 describe('DeadlineState at scale', () => {
   it('20,000 open deadlines: a seeded mix of accepts, receipts and ticks gives exactly the reference effects and open set', () => {

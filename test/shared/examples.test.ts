@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { envelopeHash, openEnvelope } from '../../shared/crypto/envelope.js';
-import { verifyReceipt } from '../../shared/crypto/receipt.js';
+import { checkReceiptReason, verifyReceipt } from '../../shared/crypto/receipt.js';
 import {
   agreementHash,
   CONTEXT,
@@ -44,6 +44,19 @@ describe('PROTOCOL.md worked examples (test/vectors/examples-v1.json)', () => {
     await expect(verifyRevocation(agreement, ex.revocation)).resolves.toBeDefined();
     // The signing string of the header, as PROTOCOL.md shows it, is the context line and JCS.
     expect(canonicalize(ex.envelope.header).startsWith('{"ciphertextHash":"')).toBe(true);
+  });
+});
+
+describe('PROTOCOL.md response-ladder examples (examples-v1.json "ladder")', () => {
+  it('an agreement with answered and complied deadlines parses; the cannot-comply receipt verifies and names its reason', async () => {
+    const agreement = parseAgreement({ ...ex.agreement, deadlines: { ...ex.agreement.deadlines, FLASH: ex.ladder.deadlinesFLASH } });
+    expect(agreement.deadlines.FLASH).toEqual({ deliveredMs: 30_000, acknowledgedMs: 600_000, answeredMs: 1_800_000, compliedMs: 7_200_000 });
+    const r = await verifyReceipt(ex.ladder.cannotComply, ex.devices.cnOp.certificate.cert, ex.envelope.header);
+    expect(r.receipt).toMatchObject({ kind: 'cannot-comply', reason: 'not-feasible' });
+    expect(() => checkReceiptReason(r.receipt)).not.toThrow();
+    // Without its reason the signature no longer covers the receipt.
+    const { reason: _reason, ...bare } = ex.ladder.cannotComply.receipt;
+    await expect(verifyReceipt({ ...ex.ladder.cannotComply, receipt: bare }, ex.devices.cnOp.certificate.cert, ex.envelope.header)).rejects.toMatchObject({ code: 'HL_ERR_RECEIPT_BAD_SIGNATURE' });
   });
 });
 

@@ -215,8 +215,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       void ctx.addEvent({ at: Date.now(), kind: 'error', params: { code: r.error?.code ?? 'HL_ERR_RECEIPT_BAD_SIGNATURE', message: `receipt for ${b.messageId} from ${b.by.party}/${b.by.device} does not verify` } });
       return;
     }
-    if (b.kind === 'acknowledged' && b.by.party === me.party && messages.inInbox(b.messageId)) {
-      data.value.ackedByColleague[b.messageId] = { by: `${b.by.party}/${b.by.device}`, at: b.at };
+    // Every rung above delivered is given by a person who read it: a colleague's will-comply acknowledges too.
+    if (b.kind !== 'delivered' && b.by.party === me.party && messages.inInbox(b.messageId)) {
+      data.value.ackedByColleague[b.messageId] ??= { by: `${b.by.party}/${b.by.device}`, at: b.at };
       void ctx.saveNote(b.messageId);
       messages.markInbox(b.messageId);
       return;

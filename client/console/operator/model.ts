@@ -1,9 +1,10 @@
 import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
-import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence } from '../../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence, ReceiptBody } from '../../../shared/protocol/schemas.js';
 import { dueAt } from '../../../shared/protocol/deadlines.js';
 import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
+import type { Rung } from '../../../shared/protocol/frames.js';
 
 /**
  * The operator console's view model, computed from the client's stored state and the console's
@@ -64,7 +65,7 @@ export interface ConsoleData {
 
 /** How late each rung of a message was reached, in milliseconds, as the server judged it. */
 export type LateRungs = Partial<Record<DeadlineRung, number>>;
-export type DeadlineRung = 'delivered' | 'acknowledged';
+export type DeadlineRung = Rung;
 
 /**
  * What the console keeps per message, stored as one sealed record per message (the maps of
@@ -211,6 +212,8 @@ export interface InboxRow {
   late: LateRungs;
   /** The sender's certificate was revoked at this time, after the relay accepted the message. */
   senderRevokedAt?: number;
+  /** The later rungs of the ladder this device gave (will-comply, cannot-comply and its reason, have-complied). */
+  answers?: InboxRecord['answers'];
 }
 
 /** What an outbox row shows of its header (a held message has no envelope yet: these come from its draft). */
@@ -232,7 +235,7 @@ export interface OutboxRow {
   rungAt: Partial<Record<OutRung, number>>;
   acceptedAt?: number;
   /** Verified receipts by rung: who signed, when, and when the signer was revoked since, if it was. */
-  receipts: { kind: string; by: string; at: number; signerRevokedAt?: number }[];
+  receipts: { kind: string; by: string; at: number; signerRevokedAt?: number; reason?: string }[];
   dueAt?: number;
   /** Rungs reached late, as the server judged them. */
   late: LateRungs;
@@ -266,6 +269,7 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
     ...(answerable && !acknowledged ? { dueAt: dueAt(agreement.deadlines, rec.header.precedence, 'acknowledged', acceptedAt) } : {}),
     late: data.late?.[id] ?? {},
     ...(rec.senderRevokedAt === undefined ? {} : { senderRevokedAt: rec.senderRevokedAt }),
+    ...(rec.answers === undefined ? {} : { answers: rec.answers }),
   };
 }
 
@@ -330,7 +334,9 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
   const kinds = new Set(rec.receipts.map((r) => r.kind));
   const relayedAt = data.relayed?.[id];
   // A receipt of the addressee implies the hop between the relays, reported or not yet.
-  const rung: OutRung = kinds.has('acknowledged') ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : relayedAt !== undefined ? 'relayed' : 'accepted';
+  // Every later rung of the ladder acknowledges too (PROTOCOL.md "Deadlines").
+  const acked = ['acknowledged', 'will-comply', 'cannot-comply', 'have-complied'].some((k) => kinds.has(k as ReceiptBody['kind']));
+  const rung: OutRung = acked ? 'acknowledged' : kinds.has('delivered') ? 'delivered' : relayedAt !== undefined ? 'relayed' : 'accepted';
   const start = rec.acceptedAt ?? rec.header.sentAt;
   const due = rung === 'acknowledged' ? undefined : dueAt(agreement.deadlines, rec.header.precedence, rung === 'accepted' || rung === 'relayed' ? 'delivered' : 'acknowledged', start);
   const text = data.texts[id];
@@ -342,6 +348,8 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     const at = first(kind);
     if (at !== undefined) rungAt[kind] = at;
   }
+  const answeredAt = ['will-comply', 'cannot-comply', 'have-complied'].map(first).filter((x): x is number => x !== undefined);
+  if (answeredAt.length > 0) rungAt.acknowledged = Math.min(rungAt.acknowledged ?? Infinity, ...answeredAt);
   return {
     id,
     header: rec.header,
@@ -352,7 +360,7 @@ export function sentRow(id: string, rec: SentRecord, data: ConsoleData, agreemen
     receipts: rec.receipts.map((r) => {
       const by = `${r.by.party}/${r.by.device}`;
       const revokedAt = rec.signersRevokedAt?.[by];
-      return { kind: r.kind, by, at: r.at, ...(revokedAt === undefined ? {} : { signerRevokedAt: revokedAt }) };
+      return { kind: r.kind, by, at: r.at, ...(revokedAt === undefined ? {} : { signerRevokedAt: revokedAt }), ...(r.reason === undefined ? {} : { reason: r.reason }) };
     }),
     ...(due === undefined ? {} : { dueAt: due }),
     late: data.late?.[id] ?? {},

@@ -107,7 +107,8 @@ export async function guardWatch(ctx: OperatorContext, o: WatchGuardOptions): Pr
   });
   ctx.client.on('receipt', (r) => {
     const b = r.receipt.receipt;
-    if (!r.verified || b.kind !== 'acknowledged' || b.by.party !== ctx.me.party) return;
+    // Any rung above delivered settles it (a will-comply acknowledges too).
+    if (!r.verified || b.kind === 'delivered' || b.by.party !== ctx.me.party) return;
     overdueChannel?.postMessage(o.unlocked.data.seal({ kind: 'settled', id: b.messageId }));
     screen.settled(b.messageId);
   });

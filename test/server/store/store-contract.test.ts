@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Rung } from '../../../shared/protocol/frames.js';
 import { leafHash } from '../../../shared/audit/merkle.js';
 import { utf8, toHex } from '../../../shared/encoding/base64.js';
 import { REPLAY_WINDOW } from '../../../shared/crypto/envelope.js';
@@ -185,6 +186,17 @@ describe.each(STORE_ADAPTERS)('store contract: $name', (adapter) => {
     ]);
     expect((await store.loadDeadlines()).map((d) => d.rung)).toEqual(['acknowledged']);
     expect((await store.loadLinkTests()).pending).toEqual([]);
+  });
+
+  it('keeps the ladder\'s answered and complied deadline rows (h15-ladder migration), open and closed', async () => {
+    const { store, envelopeWrite } = await setup(adapter);
+    const w = await envelopeWrite(1, undefined, 'FLASH');
+    const id = w.envelope.header.id;
+    const row = (rung: Rung, dueAt: number) => ({ messageId: id, from: JP, to: CN, precedence: 'FLASH' as const, rung, acceptedAt: 1001, dueAt, level: 0, nextAt: dueAt });
+    await store.commit([{ ...w, effects: { deadlines: [row('delivered', 2000), row('acknowledged', 3000), row('answered', 4000), row('complied', 5000)] } }]);
+    expect((await store.loadDeadlines()).map((d) => [d.rung, d.dueAt])).toEqual([['delivered', 2000], ['acknowledged', 3000], ['answered', 4000], ['complied', 5000]]);
+    await store.commit([{ kind: 'events', acceptedAt: 3500, deadlines: [{ ...row('complied', 5000), closedAt: 3500, late: false }] }]);
+    expect((await store.loadDeadlines()).map((d) => d.rung)).toEqual(['delivered', 'acknowledged', 'answered']);
   });
 
   it('keeps checkpoints by size (idempotent) and one cosignature per checkpoint and cosigner (the newest)', async () => {

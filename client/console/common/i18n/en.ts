@@ -363,6 +363,25 @@ export const en = {
   type_receipt_relayed: 'receipt relayed (stored by the other party\'s relay)',
   // h13-fwd: refusals across the relay-to-relay link
   type_refusal_relayed: 'refusal relayed (stored by the other party\'s relay)',
+  // h15-ladder: the complete response ladder
+  rung_answered: 'answered',
+  rung_complied: 'complied',
+  ladder_will_comply: 'Will comply',
+  ladder_cannot_comply: 'Cannot comply',
+  ladder_have_complied: 'Have complied',
+  ladder_will_comply_label: 'Will comply: {prec} from {from}: {subject}',
+  ladder_cannot_comply_label: 'Cannot comply, with the reason chosen: {prec} from {from}: {subject}',
+  ladder_have_complied_label: 'Have complied: {prec} from {from}: {subject}',
+  ladder_reason_label: 'Reason for cannot comply',
+  ladder_reason_no_authority: 'no authority to do it',
+  ladder_reason_not_feasible: 'not feasible',
+  ladder_reason_not_understood: 'not understood: please clarify',
+  ladder_reason_declined: 'declined',
+  ladder_reason_other: 'other (see our message)',
+  ladder_answer_will_comply: 'will comply ({who})',
+  ladder_answer_cannot_comply: 'cannot comply: {reason} ({who})',
+  ladder_answer_have_complied: 'have complied ({who})',
+  ev_deadline_closed_cannot_comply: 'Deadline closed: the {rung} of {id} ({prec}) will not be reached: the addressee answered cannot comply',
 };
 
 export type MessageKey = keyof typeof en;

@@ -364,4 +364,23 @@ export const ja: Dictionary = {
   type_receipt_relayed: '受領証中継済み(相手側の中継サーバが保存)',
   // h13-fwd: refusals across the relay-to-relay link
   type_refusal_relayed: '受信拒否中継済み(相手側の中継サーバが保存)',
+  // h15-ladder: the complete response ladder
+  rung_answered: '回答',
+  rung_complied: '実施',
+  ladder_will_comply: '実施する',
+  ladder_cannot_comply: '実施できない',
+  ladder_have_complied: '実施済み',
+  ladder_will_comply_label: '実施する：{from} からの {prec}：{subject}',
+  ladder_cannot_comply_label: '実施できない（選んだ理由で）：{from} からの {prec}：{subject}',
+  ladder_have_complied_label: '実施済み：{from} からの {prec}：{subject}',
+  ladder_reason_label: '実施できない理由',
+  ladder_reason_no_authority: '権限がない',
+  ladder_reason_not_feasible: '実施不可能',
+  ladder_reason_not_understood: '内容が不明：説明を求む',
+  ladder_reason_declined: '拒否',
+  ladder_reason_other: 'その他（当方のメッセージ参照）',
+  ladder_answer_will_comply: '実施する（{who}）',
+  ladder_answer_cannot_comply: '実施できない：{reason}（{who}）',
+  ladder_answer_have_complied: '実施済み（{who}）',
+  ev_deadline_closed_cannot_comply: '期限終了：{id}（{prec}）の{rung}は達成されません：相手が実施できないと回答',
 };

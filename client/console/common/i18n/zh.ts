@@ -364,4 +364,23 @@ export const zh: Dictionary = {
   type_receipt_relayed: '回执已中继(对方中继服务器已保存)',
   // h13-fwd: refusals across the relay-to-relay link
   type_refusal_relayed: '拒收已中继(对方中继服务器已保存)',
+  // h15-ladder: the complete response ladder
+  rung_answered: '已答复',
+  rung_complied: '已执行',
+  ladder_will_comply: '将执行',
+  ladder_cannot_comply: '无法执行',
+  ladder_have_complied: '已执行',
+  ladder_will_comply_label: '将执行：来自 {from} 的 {prec}：{subject}',
+  ladder_cannot_comply_label: '无法执行（按所选理由）：来自 {from} 的 {prec}：{subject}',
+  ladder_have_complied_label: '已执行：来自 {from} 的 {prec}：{subject}',
+  ladder_reason_label: '无法执行的理由',
+  ladder_reason_no_authority: '无权执行',
+  ladder_reason_not_feasible: '无法实现',
+  ladder_reason_not_understood: '未能理解：请说明',
+  ladder_reason_declined: '拒绝',
+  ladder_reason_other: '其他（见我方消息）',
+  ladder_answer_will_comply: '将执行（{who}）',
+  ladder_answer_cannot_comply: '无法执行：{reason}（{who}）',
+  ladder_answer_have_complied: '已执行（{who}）',
+  ev_deadline_closed_cannot_comply: '期限关闭：{id}（{prec}）的{rung}将不会达成：对方答复无法执行',
 };

@@ -68,7 +68,8 @@ const EVENT_KEYS: Record<ConsoleEvent['kind'], MessageKey> = {
 export function eventText(e: ConsoleEvent): string {
   const { rung, prec, type } = e.params;
   const alarm = e.kind === 'alarm' ? alarmReason(String(e.params.reason), typeof e.params.code === 'string' ? e.params.code : undefined) : undefined;
-  const key = e.kind === 'deadline.closed' && e.params.reason === 'recipient-refused' ? 'ev_deadline_closed_refused' : EVENT_KEYS[e.kind];
+  const closedKey = e.params.reason === 'recipient-refused' ? 'ev_deadline_closed_refused' : e.params.reason === 'cannot-comply' ? 'ev_deadline_closed_cannot_comply' : undefined;
+  const key = e.kind === 'deadline.closed' && closedKey !== undefined ? closedKey : EVENT_KEYS[e.kind];
   return t(key, {
     ...e.params,
     ...(typeof rung === 'string' ? { rung: t(`rung_${rung}` as MessageKey) } : {}),

@@ -1,5 +1,6 @@
 import type { ClientState, InboxRecord } from '../../../storage/client-storage.js';
-import type { Precedence } from '../../../../shared/protocol/schemas.js';
+import { CANNOT_COMPLY_REASONS, type CannotComplyReason, type Precedence } from '../../../../shared/protocol/schemas.js';
+import type { AnswerKind } from '../../../hotline-client.js';
 import type { Alarm } from '../alarm.js';
 import { formatTime, h, replace } from '../../common/dom.js';
 import { t, type MessageKey } from '../../common/i18n.js';
@@ -16,6 +17,18 @@ import { inboxPrintable, outboxPrintable, printMessage } from './print-sheet.js'
 const ROUTINE_EVERY_MS = 250;
 
 /** The inbox, the outbox and the FLASH banners: one keyed row per message, drawn a frame at a time. */
+const ANSWERS = ['will-comply', 'cannot-comply', 'have-complied'] as const;
+
+function reasonKey(code: string): MessageKey {
+  return `ladder_reason_${code.replace(/-/g, '_')}` as MessageKey;
+}
+
+/** "will comply (cn-mnd/op1)", "cannot comply: not feasible (…)": a reason code in the reader's language. */
+function answerText(kind: (typeof ANSWERS)[number], who: string, reason?: string): string {
+  const key = `ladder_answer_${kind.replace(/-/g, '_')}` as MessageKey;
+  return t(key, { who, reason: reason === undefined ? '—' : (CANNOT_COMPLY_REASONS as readonly string[]).includes(reason) ? t(reasonKey(reason)) : reason });
+}
+
 export interface MessagesPanel {
   /** The find bar: unacknowledged counts, search, filters and order over both lists. */
   readonly findEl: HTMLElement;
@@ -191,15 +204,61 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const messageText = (text: { subject?: string; body: string; lang: string } | undefined) =>
     text ? h('div', { class: 'text', lang: text.lang }, text.subject ? h('b', {}, text.subject) : null, h('p', {}, text.body)) : h('div', { class: 'text muted' }, '…');
 
-  const acknowledge = async (id: string) => {
+  const acknowledge = async (id: string, kind: AnswerKind = 'acknowledged', reason?: CannotComplyReason) => {
     try {
       // Only the tab that holds the link signs and sends: from another tab, take it over first.
       if (ctx.live.elsewhere) await ctx.takeOver();
-      await ctx.client.acknowledge(id);
+      await ctx.client.acknowledge(id, kind, reason === undefined ? {} : { reason });
     } catch (err) {
       await ctx.addEvent({ at: Date.now(), kind: 'error', params: errParams(err) });
     }
     markInbox(id);
+  };
+
+  /** The answers given here, one line each (the addressee's side of the ladder). */
+  const answerLines = (answers: InboxRow['answers'], who: string) =>
+    ANSWERS.flatMap((kind) => {
+      const a = answers?.[kind];
+      if (!a) return [];
+      return [h('div', { class: 'answer small', 'data-answer': kind }, answerText(kind, who, a.reason))];
+    });
+
+  /**
+   * The ladder's buttons on an inbox row: will comply / cannot comply (with its reason, picked
+   * first) until one is given, have complied until given or refused.
+   */
+  const ladderButtons = (r: InboxRow) => {
+    if (!r.answerable) return [];
+    const a = r.answers ?? {};
+    const label = (key: MessageKey) => t(key, { prec: t(`prec_${r.header.precedence}` as MessageKey), from: `${r.header.from.party}/${r.header.from.device}`, subject: r.text ? (r.text.subject ?? r.text.body) : '…' });
+    const out: HTMLElement[] = [];
+    const answered = a['will-comply'] !== undefined || a['cannot-comply'] !== undefined || a['have-complied'] !== undefined;
+    if (!answered) {
+      out.push(h('button', { type: 'button', class: 'secondary ladder will-comply', 'aria-label': label('ladder_will_comply_label'), onclick: () => void acknowledge(r.id, 'will-comply') }, t('ladder_will_comply')));
+      const select = h(
+        'select',
+        { class: 'ladder-reason', 'aria-label': t('ladder_reason_label') },
+        h('option', { value: '' }, `${t('ladder_reason_label')}…`),
+        ...CANNOT_COMPLY_REASONS.map((code) => h('option', { value: code }, t(reasonKey(code)))),
+      ) as HTMLSelectElement;
+      out.push(select);
+      out.push(
+        h('button', {
+          type: 'button',
+          class: 'secondary ladder cannot-comply',
+          'aria-label': label('ladder_cannot_comply_label'),
+          onclick: () => {
+            // A cannot-comply names its reason (PROTOCOL.md "Receipts"): pick one first.
+            if (select.value === '') return select.focus();
+            void acknowledge(r.id, 'cannot-comply', select.value as CannotComplyReason);
+          },
+        }, t('ladder_cannot_comply')),
+      );
+    }
+    if (a['have-complied'] === undefined && a['cannot-comply'] === undefined) {
+      out.push(h('button', { type: 'button', class: 'secondary ladder have-complied', 'aria-label': label('ladder_have_complied_label'), onclick: () => void acknowledge(r.id, 'have-complied') }, t('ladder_have_complied')));
+    }
+    return out;
   };
 
   const inboxTr = (r: InboxRow) =>
@@ -220,12 +279,14 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         { class: 'rung' },
         r.acknowledged ? t('acknowledged_by', { who: r.acknowledged.by === 'me' ? ctx.key : r.acknowledged.by }) : t('rung_received'),
         lateMark(r.late.acknowledged),
+        ...answerLines(r.answers, ctx.key),
       ),
       due.cell(`in:${r.id}`, r.dueAt),
       h(
         'td',
         { class: 'actions' },
         r.answerable && !r.acknowledged ? ackButton(r) : null,
+        ...ladderButtons(r),
         replyButton({ id: r.id, to: r.header.from.party, from: `${r.header.from.party}/${r.header.from.device}`, subject: subjectOf(r.text) }, r.header.precedence),
         printButton(r.header.precedence, subjectOf(r.text), () => printMessage(inboxPrintable(r, state.inbox[r.id], ctx.key), ctx.key)),
       ),
@@ -262,6 +323,11 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
             h('span', { class: 'rung-label' }, t(`rung_${r.rung}` as MessageKey)),
             ladder(r, outRungs(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)),
             last ? h('div', { class: 'receipt small', 'data-verified': 'true' }, '✔ ', t('receipt_verified', { who: last.by })) : null,
+            // The answers of the ladder, verified like every receipt, one line each (the first of each kind).
+            ...ANSWERS.flatMap((kind) => {
+              const x = r.receipts.find((y) => y.kind === kind);
+              return x ? [h('div', { class: 'answer small', 'data-answer': kind, 'data-verified': 'true' }, '✔ ', answerText(kind, x.by, x.reason))] : [];
+            }),
             // A receipt signed before its signer was revoked stays valid: shown with the revocation.
             last?.signerRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': last.signerRevokedAt }, t('rung_signer_revoked', { time: formatTime(last.signerRevokedAt) })),
           ),
