@@ -27,6 +27,7 @@ import { relayLinkPlugin } from './plugins/relay-link.js';
 import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/setup.js';
 import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
+import { Metrics } from './metrics.js';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -44,6 +45,8 @@ export interface AppOptions {
   rateLimits?: RateLimitSettings;
   /** Concurrent connections per peer address (IPv4, or IPv6 /64). Default 512. */
   maxConnectionsPerAddress?: number;
+  /** Bearer token that opens /metrics to other hosts (without it: loopback peers only). */
+  metricsToken?: string;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -112,6 +115,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   }) as unknown as FastifyInstance;
 
   const connections = capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+  const metrics = new Metrics();
+  metrics.sources.connections = () => connections;
 
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
@@ -123,6 +128,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const lifecycle = new Lifecycle();
   const hub = new LinkHub();
   const writes = deps.relay ? new RelayWriteQueue(store, deps.relay.identity.certificate.cert.party) : new WriteQueue(store);
+  writes.onCommit = (seconds) => metrics.commitTook(seconds);
+  metrics.sources.writeQueue = () => writes.depth;
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),
@@ -151,6 +158,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     // hands the test on, and the answer comes back the same way (README "Two relays").
     operatorOnline: (party) => hub.isOnline(party, 'operator') || relayLinks.some((l) => l.peer === party && l.up),
     push: (delivered) => hub.push(delivered),
+    metrics,
   });
 
   // Corruption found at run time: writes are already refused (the guarded store) and /readyz says
@@ -165,8 +173,23 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
   });
   relayLinks = deps.relay
-    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log, ...(audit.signing ? { audit } : {}) })
+    ? relayLinksFor({
+        ...deps.relay,
+        agreement: deps.agreement,
+        agreementHash: hash,
+        store,
+        directory,
+        writes,
+        deadlines,
+        hub,
+        lifecycle,
+        clock,
+        log,
+        onRefused: (code) => metrics.refused(code, 'relay-link'),
+        ...(audit.signing ? { audit } : {}),
+      })
     : [];
+  metrics.sources.relayLinks = () => relayLinks.map((l) => ({ peer: l.peer, up: l.up, inFlight: l.inFlight }));
   audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   if (directory instanceof RelayDirectory) {
@@ -183,20 +206,22 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
       e = new HotlineError(code, code === 'HL_ERR_INTERNAL' ? 'internal error' : (error as Error).message);
     }
     request.log.info({ code: e.code }, 'request refused');
+    metrics.refused(e.code, 'http');
     const retryAfter = e.detail?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     return reply.status(e.httpStatus).send({ error: { code: e.code, message: e.message } });
   });
-  app.setNotFoundHandler((_request, reply) =>
-    reply.status(404).send({ error: { code: 'HL_ERR_NOT_FOUND', message: 'no such endpoint' } }),
-  );
+  app.setNotFoundHandler((_request, reply) => {
+    metrics.refused('HL_ERR_NOT_FOUND', 'http');
+    return reply.status(404).send({ error: { code: 'HL_ERR_NOT_FOUND', message: 'no such endpoint' } });
+  });
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the raw URL: a query string may carry a token someone put there.
     request.log.info({ method: request.method, route: request.routeOptions.url ?? '(none)', status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
   app.get('/v1/agreement', async () => deps.agreement);
-  await app.register(healthPlugin, { store, lifecycle, connections });
+  await app.register(healthPlugin, { store, lifecycle, metrics, ...(options.metricsToken === undefined ? {} : { metricsToken: options.metricsToken }) });
   await app.register(authPlugin, {
     auth,
     store,
@@ -221,6 +246,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
     storeNotice: corruptNotice,
+    metrics,
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });

@@ -40,6 +40,7 @@ import {
   type WriteResult,
 } from './relay/records.js';
 import type { Store } from './store/store.js';
+import type { Metrics } from './metrics.js';
 import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
@@ -55,6 +56,8 @@ export interface DeadlineSchedulerDeps {
   operatorOnline: (party: string) => boolean;
   /** Hand new mailbox items to the devices that are connected. */
   push: (delivered: readonly { device: DeviceKey; item: MailboxItem }[]) => void;
+  /** Told each message accepted, each rung reached and each first miss (for /metrics). */
+  metrics?: Pick<Metrics, 'message' | 'deadlineMissed'>;
 }
 
 /** What the status endpoint shows. */
@@ -140,6 +143,7 @@ export class DeadlineScheduler {
     const inputs = this.prepared.get(write);
     this.prepared.delete(write);
     if (!inputs || !result.ok || result.status !== 'new') return;
+    if (inputs.d.type === 'accepted' && !inputs.d.linkTest) this.deps.metrics?.message(inputs.d.precedence, 'accepted');
     stepDeadlines(this.policy, this.deadlines, inputs.d);
     if (inputs.l) this.links = stepLinkTests(this.linkPolicy, this.links, inputs.l).state;
     this.rearm();
@@ -150,6 +154,8 @@ export class DeadlineScheduler {
     const r = write.receipt.receipt;
     const effects = new SideEffectBuilder(this, write.acceptedAt);
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt });
+    // A closed row here is a rung the receipt reached (a receipt closes nothing else).
+    for (const e of d) if (e.type === 'persist' && e.record.closedAt !== undefined) this.deps.metrics?.message(e.record.precedence, e.record.rung);
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'receipt', messageId: r.messageId, byParty: r.by.party, at: write.acceptedAt });
     this.links = l.state;
     effects.addDeadlines(d);
@@ -318,6 +324,7 @@ export class DeadlineScheduler {
     if (this.stopped) return;
     const now = this.deps.clock.now();
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'tick', now });
+    for (const e of d) if (e.type === 'emit' && e.event.type === 'deadline.missed' && e.event.level === 1) this.deps.metrics?.deadlineMissed(e.event.precedence, e.event.rung);
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'tick', now });
     this.links = l.state;
     const effects = new SideEffectBuilder(this, now);
