@@ -28,6 +28,21 @@ import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/set
 import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 import { Metrics } from './metrics.js';
+import fastifySwagger from '@fastify/swagger';
+
+/** One HTTP route as registered (method and URL pattern). */
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+/** Every HTTP route the app registered (HEAD ones included), for the OpenAPI check. */
+export function routesOf(app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
+/** The version the OpenAPI document states (package.json's). */
+const HOTLINE_VERSION = '0.1.0';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -220,6 +235,19 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     request.log.info({ method: request.method, route: request.routeOptions.url ?? '(none)', status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
+  const table: RouteEntry[] = [];
+  ROUTES.set(app, table);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) table.push({ method, url: r.url ?? r.path });
+  });
+  // Before every route: @fastify/swagger collects each route's TypeBox schemas as it is added.
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Hotline relay', version: HOTLINE_VERSION, description: 'HTTP API of a Hotline relay (shared/PROTOCOL.md "HTTP API"). The WebSocket link (/v1/link) is specified in PROTOCOL.md, not here.' },
+    },
+  });
+  app.get('/v1/openapi.json', async () => app.swagger());
   app.get('/v1/agreement', async () => deps.agreement);
   await app.register(healthPlugin, { store, lifecycle, metrics, ...(options.metricsToken === undefined ? {} : { metricsToken: options.metricsToken }) });
   await app.register(authPlugin, {
