@@ -27,6 +27,22 @@ import { relayLinkPlugin } from './plugins/relay-link.js';
 import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/setup.js';
 import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
+import { Metrics } from './metrics.js';
+import fastifySwagger from '@fastify/swagger';
+
+/** One HTTP route as registered (method and URL pattern). */
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+/** Every HTTP route the app registered (HEAD ones included), for the OpenAPI check. */
+export function routesOf(app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
+/** The version the OpenAPI document states (package.json's). */
+const HOTLINE_VERSION = '0.1.0';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -46,6 +62,8 @@ export interface AppOptions {
   maxConnectionsPerAddress?: number;
   /** Several nodes on one database: the longest the deadline timer waits before looking at the database again. Default 1 s. */
   clusterPollMs?: number;
+  /** Bearer token that opens /metrics to other hosts (without it: loopback peers only). */
+  metricsToken?: string;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -120,6 +138,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   }) as unknown as FastifyInstance;
 
   const connections = capConnections(app.server, deps.logger, options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+  const metrics = new Metrics();
+  metrics.sources.connections = () => connections;
 
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
@@ -131,6 +151,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const lifecycle = new Lifecycle();
   const hub = new LinkHub();
   const writes = deps.relay ? new RelayWriteQueue(store, deps.relay.identity.certificate.cert.party) : new WriteQueue(store);
+  writes.onCommit = (seconds) => metrics.commitTook(seconds);
+  metrics.sources.writeQueue = () => writes.depth;
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),
@@ -162,6 +184,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     push: (delivered) => hub.push(delivered),
     ...(deps.cluster ? { cluster: deps.cluster } : {}),
     ...(options.clusterPollMs === undefined ? {} : { pollMs: options.clusterPollMs }),
+    metrics,
   });
 
   // Corruption found at run time: writes are already refused (the guarded store) and /readyz says
@@ -176,8 +199,23 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     log.fatal({ reason: f.reason, linksTold: told }, 'the database is corrupt: writes are stopped and /readyz answers 503; restore the data directory from a backup (README "Operations")');
   });
   relayLinks = deps.relay
-    ? relayLinksFor({ ...deps.relay, agreement: deps.agreement, agreementHash: hash, store, directory, writes, deadlines, hub, lifecycle, clock, log, ...(audit.signing ? { audit } : {}) })
+    ? relayLinksFor({
+        ...deps.relay,
+        agreement: deps.agreement,
+        agreementHash: hash,
+        store,
+        directory,
+        writes,
+        deadlines,
+        hub,
+        lifecycle,
+        clock,
+        log,
+        onRefused: (code) => metrics.refused(code, 'relay-link'),
+        ...(audit.signing ? { audit } : {}),
+      })
     : [];
+  metrics.sources.relayLinks = () => relayLinks.map((l) => ({ peer: l.peer, up: l.up, inFlight: l.inFlight }));
   audit.onCheckpoint = () => relayLinks.forEach((l) => l.checkpointSigned());
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   // Every open link hears of a new revocation at once (PROTOCOL.md "Directory changes"); a relay
@@ -200,20 +238,35 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
       e = new HotlineError(code, code === 'HL_ERR_INTERNAL' ? 'internal error' : (error as Error).message);
     }
     request.log.info({ code: e.code }, 'request refused');
+    metrics.refused(e.code, 'http');
     const retryAfter = e.detail?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     return reply.status(e.httpStatus).send({ error: { code: e.code, message: e.message } });
   });
-  app.setNotFoundHandler((_request, reply) =>
-    reply.status(404).send({ error: { code: 'HL_ERR_NOT_FOUND', message: 'no such endpoint' } }),
-  );
+  app.setNotFoundHandler((_request, reply) => {
+    metrics.refused('HL_ERR_NOT_FOUND', 'http');
+    return reply.status(404).send({ error: { code: 'HL_ERR_NOT_FOUND', message: 'no such endpoint' } });
+  });
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the raw URL: a query string may carry a token someone put there.
     request.log.info({ method: request.method, route: request.routeOptions.url ?? '(none)', status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
+  const table: RouteEntry[] = [];
+  ROUTES.set(app, table);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) table.push({ method, url: r.url ?? r.path });
+  });
+  // Before every route: @fastify/swagger collects each route's TypeBox schemas as it is added.
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Hotline relay', version: HOTLINE_VERSION, description: 'HTTP API of a Hotline relay (shared/PROTOCOL.md "HTTP API"). The WebSocket link (/v1/link) is specified in PROTOCOL.md, not here.' },
+    },
+  });
+  app.get('/v1/openapi.json', async () => app.swagger());
   app.get('/v1/agreement', async () => deps.agreement);
-  await app.register(healthPlugin, { store, lifecycle, connections });
+  await app.register(healthPlugin, { store, lifecycle, metrics, ...(options.metricsToken === undefined ? {} : { metricsToken: options.metricsToken }) });
   await app.register(authPlugin, {
     auth,
     store,
@@ -239,6 +292,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     secure: options.secure ?? deps.https !== undefined,
     storeNotice: corruptNotice,
     ...(deps.cluster ? { cluster: deps.cluster } : {}),
+    metrics,
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });

@@ -35,6 +35,8 @@ export interface ServerConfig {
    * the data directory (README "Running on PostgreSQL"). Holds a password: never logged.
    */
   databaseUrl?: string;
+  /** Path of a file holding the bearer token that opens /metrics to other hosts (docs/operations-endpoints.md). */
+  metricsTokenPath?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -60,6 +62,7 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--relay': 'HOTLINE_RELAY',
   '--peer-url': 'HOTLINE_PEER_URL',
   '--database-url': 'HOTLINE_DATABASE_URL',
+  '--metrics-token-file': 'HOTLINE_METRICS_TOKEN_FILE',
 };
 
 /**
@@ -183,6 +186,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     problems.push('HOTLINE_DATABASE_URL (--database-url) must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/database)');
   }
 
+  const metricsTokenPath = text('HOTLINE_METRICS_TOKEN_FILE');
+
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
     agreementPath: agreementPath!,
@@ -199,6 +204,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(relayPath !== undefined ? { relayPath } : {}),
     ...(Object.keys(peerUrls).length > 0 ? { peerUrls } : {}),
     ...(databaseUrl !== undefined ? { databaseUrl } : {}),
+    ...(metricsTokenPath !== undefined ? { metricsTokenPath } : {}),
   };
 }
 

@@ -40,6 +40,7 @@ import {
   type WriteResult,
 } from './relay/records.js';
 import type { ClusterStore, Store } from './store/store.js';
+import type { Metrics } from './metrics.js';
 import { eventRank } from './relay/delivery.js';
 
 export interface DeadlineSchedulerDeps {
@@ -65,6 +66,8 @@ export interface DeadlineSchedulerDeps {
   cluster?: Pick<ClusterStore, 'nextDue' | 'openDeadlinesOf' | 'fireDue'>;
   /** With `cluster`: the longest the timer waits before looking at the database again. Default 1 000 ms. */
   pollMs?: number;
+  /** Told each message accepted, each rung reached and each first miss (for /metrics). */
+  metrics?: Pick<Metrics, 'message' | 'deadlineMissed'>;
 }
 
 export const DEFAULT_CLUSTER_POLL_MS = 1_000;
@@ -160,6 +163,7 @@ export class DeadlineScheduler {
     const inputs = this.prepared.get(write);
     this.prepared.delete(write);
     if (!inputs || !result.ok || result.status !== 'new') return;
+    if (inputs.d.type === 'accepted' && !inputs.d.linkTest) this.deps.metrics?.message(inputs.d.precedence, 'accepted');
     if (this.deps.cluster) {
       // Wake when the new deadlines or test fall due (another node may fire them first: then nothing is due).
       const dues = [...(write.effects?.deadlines ?? []).map((r) => r.nextAt), ...(write.effects?.linkTests ?? []).map((t) => t.test.dueAt)];
@@ -192,6 +196,8 @@ export class DeadlineScheduler {
       return;
     }
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'receipt', messageId: r.messageId, kind: r.kind, byParty: r.by.party, at: write.acceptedAt });
+    // A closed row here is a rung the receipt reached (a receipt closes nothing else).
+    for (const e of d) if (e.type === 'persist' && e.record.closedAt !== undefined) this.deps.metrics?.message(e.record.precedence, e.record.rung);
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'receipt', messageId: r.messageId, byParty: r.by.party, at: write.acceptedAt });
     this.links = l.state;
     effects.addDeadlines(d);
@@ -397,6 +403,7 @@ export class DeadlineScheduler {
     if (this.deps.cluster) return this.fireFromStore();
     const now = this.deps.clock.now();
     const d = stepDeadlines(this.policy, this.deadlines, { type: 'tick', now });
+    for (const e of d) if (e.type === 'emit' && e.event.type === 'deadline.missed' && e.event.level === 1) this.deps.metrics?.deadlineMissed(e.event.precedence, e.event.rung);
     const l = stepLinkTests(this.linkPolicy, this.links, { type: 'tick', now });
     this.links = l.state;
     const effects = new SideEffectBuilder(this, now);

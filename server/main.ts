@@ -459,8 +459,21 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
       ...(config.maxConnectionsPerAddress ? { maxConnectionsPerAddress: config.maxConnectionsPerAddress } : {}),
+      ...(config.metricsTokenPath ? { metricsToken: readMetricsToken(config.metricsTokenPath) } : {}),
     },
   };
+}
+
+/** The /metrics bearer token from its file (a Docker secret, say): at least 32 characters, no spaces. */
+export function readMetricsToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch {
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `HOTLINE_METRICS_TOKEN_FILE (--metrics-token-file): cannot read ${path}`);
+  }
+  if (!/^\S{32,}$/.test(text)) throw new HotlineError('HL_ERR_CONFIG_INVALID', `HOTLINE_METRICS_TOKEN_FILE (--metrics-token-file): ${path} must hold one token of at least 32 characters without spaces (e.g. openssl rand -hex 32)`);
+  return text;
 }
 
 /** The `node server/main.ts` entry: configuration from env and flags, graceful stop on SIGINT/SIGTERM. */

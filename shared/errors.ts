@@ -130,6 +130,8 @@ export const ERROR_TABLE = {
   HL_ERR_CLIENT_UNREACHABLE: { http: 503, ws: 4510, closesLink: false, retry: 'later' },
   HL_ERR_KEYSTORE_PASSPHRASE: { http: 400, ws: 4508, closesLink: false, retry: 'never' },
   HL_ERR_USAGE: { http: 400, ws: 4509, closesLink: false, retry: 'never' },
+  // /metrics asked from another host without the metrics bearer token (docs/operations-endpoints.md).
+  HL_ERR_METRICS_FORBIDDEN: { http: 403, ws: 4540, closesLink: false, retry: 'never' },
 } as const satisfies Record<string, ErrorRow>;
 
 /** Every error code Hotline uses: `HL_ERR_<AREA>_<WHAT>`. */

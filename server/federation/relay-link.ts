@@ -81,6 +81,8 @@ export interface RelayLinkOptions {
   backoff?: { minMs: number; maxMs: number };
   /** TLS options for dialling (a private CA, for instance). */
   tls?: { ca?: string | Buffer };
+  /** Told the code of each refusal this relay sends the peer relay (for /metrics). */
+  onRefused?: (code: HotlineErrorCode) => void;
 }
 
 type LinkState = 'unknown' | 'up' | 'down';
@@ -143,6 +145,11 @@ export class RelayLink {
       ...(this.#since === undefined ? {} : { since: this.#since }),
       ...(this.#state === 'down' && this.#reason !== undefined ? { reason: this.#reason } : {}),
     };
+  }
+
+  /** Frames sent to the peer relay on the open connection and not yet confirmed (for /metrics). */
+  get inFlight(): number {
+    return this.#active?.inFlightCount ?? 0;
   }
 
   /** Whether an authenticated connection to the peer relay is open now. */
@@ -397,6 +404,10 @@ class Session {
     return this.link.o;
   }
 
+  get inFlightCount(): number {
+    return this.#inFlight.size;
+  }
+
   /** Start the handshake; `first` is a frame already read off the socket (to pick the link). */
   begin(first?: RawData): void {
     const o = this.#o;
@@ -452,6 +463,7 @@ class Session {
     if (!this.authenticated) this.refusal = `${error.code}: ${error.message}`;
     else this.downReason = `${error.code}: ${error.message}`;
     this.#o.log.warn({ code: error.code, peer: this.link.peer, direction: this.direction }, 'relay link refused');
+    this.#o.onRefused?.(error.code);
     this.#sendRaw({ t: 'relay-error', code: error.code, message: error.message.slice(0, 500) });
     void this.close(error.wsCloseCode, error.code);
   }
@@ -494,7 +506,10 @@ class Session {
         this.#o.log.error({ code: e.code, messageId: b.messageId, by: `${b.by.party}/${b.by.device}`, peer: this.link.peer }, 'forwarded refusal refused');
       }
       if (!this.authenticated || CLOSES_LINK.has(e.code)) this.#refuse(e);
-      else this.#send({ t: 'relay-error', code: e.code, message: e.message.slice(0, 500), ...refOf(frame) });
+      else {
+        this.#o.onRefused?.(e.code);
+        this.#send({ t: 'relay-error', code: e.code, message: e.message.slice(0, 500), ...refOf(frame) });
+      }
     }
   }
 

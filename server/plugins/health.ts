@@ -1,30 +1,53 @@
-import type { FastifyPluginAsync } from 'fastify';
-import { isHotlineError } from '../../shared/errors.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { HotlineError, isHotlineError } from '../../shared/errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Store } from '../store/store.js';
-import type { ConnectionCapStats } from '../connection-cap.js';
+import type { Metrics } from '../metrics.js';
 
 export interface HealthPluginOptions {
   store: Pick<Store, 'ping'>;
   lifecycle: Lifecycle;
-  /** The per-address connection cap's counters, exposed on /metrics. */
-  connections?: ConnectionCapStats;
+  /** What /metrics exposes. */
+  metrics: Metrics;
+  /**
+   * The bearer token that opens /metrics to a scraper on another host (HOTLINE_METRICS_TOKEN_FILE);
+   * without it /metrics answers loopback peers only.
+   */
+  metricsToken?: string;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * Whether this request may read /metrics (docs/operations-endpoints.md "Access"): the bearer
+ * token when one is set, or a loopback peer that is not a reverse proxy passing a request on (a
+ * proxy on the same host, Caddy or nginx, adds X-Forwarded-For / Forwarded: its requests are
+ * treated as remote, so a proxied /metrics is never public by accident).
+ */
+export function metricsAllowed(request: FastifyRequest, token: string | undefined): boolean {
+  const m = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '');
+  if (token !== undefined && m) return timingSafeEqual(digest(m[1]!), digest(token));
+  if (request.headers['x-forwarded-for'] !== undefined || request.headers['forwarded'] !== undefined) return false;
+  const a = request.socket.remoteAddress ?? '';
+  return a === '::1' || /^(::ffff:)?127\./.test(a);
 }
 
 /** Liveness and readiness for orchestrators: /readyz answers 200 only while the store can write. */
-export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app, { store, lifecycle, connections }) => {
+export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app, { store, lifecycle, metrics, metricsToken }) => {
   app.get('/healthz', async () => ({ ok: true }));
-  // Prometheus text format; counts only (no addresses: the log line has the address).
-  app.get('/metrics', async (_request, reply) => {
-    const lines = [
-      '# HELP hotline_connections_open TCP connections open now.',
-      '# TYPE hotline_connections_open gauge',
-      `hotline_connections_open ${connections?.open ?? 0}`,
-      '# HELP hotline_connections_refused_total Connections closed at once because their address had reached the per-address cap.',
-      '# TYPE hotline_connections_refused_total counter',
-      `hotline_connections_refused_total ${connections?.refused ?? 0}`,
-    ];
-    return reply.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
+  // Prometheus text format; counts and timings only, labels from fixed sets (server/metrics.ts).
+  app.get('/metrics', async (request, reply) => {
+    if (!metricsAllowed(request, metricsToken)) {
+      throw new HotlineError(
+        'HL_ERR_METRICS_FORBIDDEN',
+        metricsToken === undefined
+          ? '/metrics answers loopback peers only; set HOTLINE_METRICS_TOKEN_FILE to let a scraper on another host in with a bearer token'
+          : '/metrics needs the bearer token of HOTLINE_METRICS_TOKEN_FILE (Authorization: Bearer …) or a loopback peer',
+      );
+    }
+    const { contentType, body } = await metrics.text();
+    return reply.type(contentType).send(body);
   });
   app.get('/readyz', async (_request, reply) => {
     if (lifecycle.shuttingDown) {

@@ -21,6 +21,7 @@ import type { WriteQueue } from '../store/write-queue.js';
 import type { TokenClaims } from '../tokens.js';
 import { addressKey } from '../relay/rate-limit.js';
 import { authenticateToken, type DeviceAuth } from './auth.js';
+import type { Metrics } from '../metrics.js';
 
 /** The subprotocol a Hotline client offers and the server selects. */
 export const LINK_PROTOCOL = 'hotline.v1';
@@ -77,6 +78,8 @@ export interface LinkPluginOptions {
    * a notification names the device (LinkHub.pull), never pushed by this node's writes.
    */
   cluster?: Pick<ClusterStore, 'liveMailbox'>;
+  /** Refusals counted, signature checks timed, and this plugin's queues read at scrape time. */
+  metrics?: Metrics;
 }
 
 interface Connection {
@@ -159,10 +162,20 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     handleProtocols: (protocols) => (protocols.has(LINK_PROTOCOL) ? LINK_PROTOCOL : false),
   });
   const all = new Set<Connection>();
+  const timing = options.metrics ? { timeVerify: options.metrics.timeVerify.bind(options.metrics) } : {};
+  if (options.metrics) {
+    // Read at scrape time only: one pass over the open links.
+    options.metrics.sources.links = () => {
+      let sendQueue = 0;
+      for (const c of all) sendQueue += c.delivery.queue.length + c.delivery.early.length;
+      return { open: all.size, sendQueue, inboundWaiting };
+    };
+  }
 
   // ----- before the upgrade: path, origin, token, certificate -----
 
   function refuseUpgrade(socket: Duplex, error: HotlineError): void {
+    options.metrics?.refused(error.code, 'link');
     const body = JSON.stringify({ error: { code: error.code, message: error.message } });
     const status = error.httpStatus;
     const retryAfter = error.detail?.retryAfterSeconds;
@@ -531,6 +544,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       e = new HotlineError('HL_ERR_INTERNAL', 'internal error');
     }
     conn.log.info({ code: e.code, ...(ref === undefined ? {} : { ref }) }, 'frame refused');
+    options.metrics?.refused(e.code, 'link');
     // Errors that concern the connection itself (the table's `closesLink`): answered by a close.
     if (closesLink(e.code)) {
       closeWith(conn, e.code, e.message);
@@ -546,7 +560,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash, ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

@@ -39,7 +39,11 @@ export interface AdmitContext {
    * answered `accepted` again however old its `sentAt` (a client that lost the first answer).
    */
   storedHash?: (id: string) => Promise<string | undefined>;
+  /** Runs each signature check (the shell times it for /metrics); by default it is just run. */
+  timeVerify?: <T>(kind: 'envelope' | 'receipt' | 'refusal', run: () => Promise<T>) => Promise<T>;
 }
+
+const untimed = <T>(_kind: string, run: () => Promise<T>): Promise<T> => run();
 
 /** Only operators send envelopes and receipts; auditors read, archives only receive. */
 function senderCertificate(ctx: AdmitContext): DeviceCertBody {
@@ -67,7 +71,7 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
     throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${h.to} is not a party of the agreement`);
   }
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
-  const { hash } = await verifyCheckedEnvelope(env, cert);
+  const { hash } = await (ctx.timeVerify ?? untimed)('envelope', () => verifyCheckedEnvelope(env, cert));
   if (!sentAtInWindow(h.sentAt, ctx.now) && (await ctx.storedHash?.(h.id)) !== hash) {
     const hours = SENT_AT_WINDOW_MS / 3_600_000;
     throw new HotlineError('HL_ERR_ENVELOPE_SENT_AT', `sentAt ${h.sentAt} is more than ${hours} h from the relay's clock (${ctx.now}, ms since the epoch): check the device clock; the client seals it again`, {
@@ -98,7 +102,7 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the receipt names another signer`);
   }
   if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
-  await verifyCheckedReceipt(r, cert, message);
+  await (ctx.timeVerify ?? untimed)('receipt', () => verifyCheckedReceipt(r, cert, message));
   // After the signature: the code then says what is wrong with a receipt its signer really sent.
   checkReceiptReason(body);
   const header = message.header;
@@ -129,6 +133,6 @@ export async function admitRefusal(r: SignedRefusal, message: StoredMessage | un
     throw new HotlineError('HL_ERR_REFUSAL_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the refusal names another device`);
   }
   if (!message) throw new HotlineError('HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
-  await verifyCheckedRefusal(r, cert, message);
+  await (ctx.timeVerify ?? untimed)('refusal', () => verifyCheckedRefusal(r, cert, message));
   return { kind: 'refusal', refusal: r, acceptedAt: ctx.now, audit: refusalAcceptedEntry(r, ctx.now) };
 }

@@ -42,6 +42,8 @@ export class WriteQueue {
   private inFlight: Promise<void> = Promise.resolve();
   /** Number of store commits made (for tests and metrics). */
   commits = 0;
+  /** Told the duration of each store commit, in seconds (for /metrics). */
+  onCommit: ((seconds: number) => void) | undefined;
   /** Whether writes are still coming (frames received and not yet handled). */
   holdWhile: () => boolean = () => false;
   private openedAt = 0;
@@ -66,6 +68,11 @@ export class WriteQueue {
     /** Longest acks wait, alone, for a write to ride with. */
     private readonly ackHoldMs = 50,
   ) {}
+
+  /** Writes waiting for a commit (not those of the batch being committed). */
+  get depth(): number {
+    return this.pending.length;
+  }
 
   enqueue(write: Write): Promise<WriteResult> {
     return new Promise((resolve) => {
@@ -156,11 +163,13 @@ export class WriteQueue {
     this.inFlight = this.inFlight.then(async () => {
       this.commits++;
       let results: WriteResult[];
+      const started = performance.now();
       try {
         results = await this.store.commit(batch.map((p) => p.write));
       } catch (error) {
         results = batch.map(() => ({ ok: false, error: error as Error }));
       }
+      this.onCommit?.((performance.now() - started) / 1000);
       this.committing = false;
       if (this.pending.length > 0 && !this.scheduled) {
         this.scheduled = true;

@@ -128,7 +128,10 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
 
 /** Parse an envelope from wire text: size limit first, then JSON, then schema. */
 export function parseEnvelopeText(text: string): Envelope {
-  if (text.length > MAX_ENVELOPE_BYTES) throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', 'envelope exceeds the size limit');
+  // Counted in UTF-8 bytes (PROTOCOL.md "Limits"), the cheap bound first: at most 3 bytes per UTF-16 unit.
+  if (text.length > MAX_ENVELOPE_BYTES || (text.length * 3 > MAX_ENVELOPE_BYTES && utf8(text).length > MAX_ENVELOPE_BYTES)) {
+    throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', `envelopes are limited to ${MAX_ENVELOPE_BYTES} bytes of UTF-8`);
+  }
   return assertSchema(Envelope, parseJson(text), 'HL_ERR_ENVELOPE_MALFORMED');
 }
 
@@ -264,9 +267,14 @@ export function checkRecipients(header: EnvelopeHeader, expected: readonly Devic
   if (header.recipients.length !== want.size) {
     throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `envelope has ${header.recipients.length} recipients; the directory has ${want.size}`);
   }
+  const seen = new Set<string>();
   for (const r of header.recipients) {
-    const keyId = want.get(`${r.party}/${r.device}`);
-    if (keyId === undefined) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is not an expected recipient`);
+    const name = `${r.party}/${r.device}`;
+    const keyId = want.get(name);
+    if (keyId === undefined) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${name} is not an expected recipient`);
+    // A device listed twice would leave another expected one out with the count still right.
+    if (seen.has(name)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${name} is listed twice`);
+    seen.add(name);
     if (keyId !== r.keyId) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is wrapped for a stale box key`);
   }
 }

@@ -80,3 +80,39 @@ describe('PROTOCOL.md two-relay examples (test/vectors/examples-v2.json)', () =>
     expect(ok).toBe(true);
   });
 });
+
+// The sealed-file and receipt-file examples (PROTOCOL.md "Sealed files and receipt files"), around an exercise reply.
+const files = JSON.parse(readFileSync(new URL('../vectors/examples-files.json', import.meta.url), 'utf8'));
+
+describe('PROTOCOL.md sealed-file and receipt-file examples (test/vectors/examples-files.json)', () => {
+  it('the sealed file names its type, carries a verifiable sender certificate and an exercise reply that opens', async () => {
+    const agreement = parseAgreement(ex.agreement);
+    const sealed = files.sealedFile;
+    expect(Object.keys(sealed).sort()).toEqual(['envelope', 'senderCertificate', 'type', 'v']);
+    expect(sealed).toMatchObject({ type: 'hotline-sealed', v: 1 });
+    const h = sealed.envelope.header;
+    const senderCert = await verifyDeviceCertificate(agreement, sealed.senderCertificate, { now: h.sentAt });
+    expect(h).toMatchObject({ exercise: true, replyTo: ex.envelope.header.id, from: { party: senderCert.party, device: senderCert.device } });
+    const { plaintext } = await openEnvelope(sealed.envelope, { device: ex.devices.jpOp, senderCert });
+    expect(plaintext).toEqual({ body: '演习：收到，遵照执行。', lang: 'zh' });
+    expect(envelopeHash(h)).toBe(files.envelopeHash);
+    // PROTOCOL.md quotes the hash and the exercise header members.
+    const spec = readFileSync(new URL('../../shared/PROTOCOL.md', import.meta.url), 'utf8');
+    expect(spec).toContain(files.envelopeHash);
+    expect(spec).toContain(`"replyTo": "${h.replyTo}"`);
+    expect(spec).toContain('"exercise": true');
+    expect(spec).toContain(sealed.envelope.signature);
+  });
+
+  it('the receipt file names its type and carries a receipt its signer certificate verifies', async () => {
+    const agreement = parseAgreement(ex.agreement);
+    const rf = files.receiptFile;
+    expect(Object.keys(rf).sort()).toEqual(['receipt', 'signerCertificate', 'type', 'v']);
+    expect(rf).toMatchObject({ type: 'hotline-receipt', v: 1 });
+    const signer = await verifyDeviceCertificate(agreement, rf.signerCertificate, { now: rf.receipt.receipt.at });
+    await expect(verifyReceipt(rf.receipt, signer, files.sealedFile.envelope.header)).resolves.toBeDefined();
+    expect(rf.receipt.receipt.envelopeHash).toBe(files.envelopeHash);
+    const spec = readFileSync(new URL('../../shared/PROTOCOL.md', import.meta.url), 'utf8');
+    expect(spec).toContain(rf.receipt.signature);
+  });
+});

@@ -92,6 +92,7 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_CLIENT_UNREACHABLE: 'err_unreachable',
   HL_ERR_KEYSTORE_PASSPHRASE: 'err_key',
   HL_ERR_USAGE: 'err_input',
+  HL_ERR_METRICS_FORBIDDEN: 'err_auth',
 };
 
 /** The i18n key that says what `code` means; an unknown code (from a newer server) is an internal problem. */

@@ -138,6 +138,8 @@ describe('tampering is refused with a specific code', () => {
     const env = await sealFromJp();
     await expect(open({ ...env, extra: true })).rejects.toMatchObject({ code: 'HL_ERR_ENVELOPE_MALFORMED' });
     expect(() => parseEnvelopeText('{'.repeat(MAX_ENVELOPE_BYTES + 1))).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_TOO_LARGE' }));
+    // Bytes, not UTF-16 units: 30,000 three-byte characters are 90,000 bytes in 30,002 units.
+    expect(() => parseEnvelopeText(`"${'演'.repeat(30_000)}"`)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_TOO_LARGE' }));
     expect(() => parseEnvelopeText('{"header":')).toThrow(expect.objectContaining({ code: 'HL_ERR_INPUT_MALFORMED_JSON' }));
   });
 
@@ -266,6 +268,12 @@ describe('checkRecipients', () => {
 
     const extra = await sealFromJp({ recipients: [...expected, d.devices.cnAud.certificate.cert] });
     expect(() => checkRecipients(extra.header, expected)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_RECIPIENTS' }));
+
+    // One device twice in place of another: the count is right, the set is not.
+    const first = env.header.recipients[0]!;
+    const twice = { ...env.header, recipients: env.header.recipients.map((r, i) => (i === 1 ? first : r)) };
+    expect(env.header.recipients.length).toBeGreaterThan(1);
+    expect(() => checkRecipients(twice, expected)).toThrow(expect.objectContaining({ code: 'HL_ERR_ENVELOPE_RECIPIENTS', message: expect.stringContaining('listed twice') }));
 
     const reEnrolled = await enrollDevice(d.cn, { device: 'cn-op-1', role: 'operator', now: d.now });
     const newer = expected.map((c) => (c.device === 'cn-op-1' ? reEnrolled.certificate.cert : c));
