@@ -8,7 +8,7 @@ import { envelopeHash } from './envelope.js';
 
 /**
  * Sign a receipt for an envelope: the rung (`delivered`, `acknowledged`, ...) this device reached,
- * bound to the envelope's header hash. Non-repudiable by design (DESIGN.md "Trust model").
+ * bound to the envelope's header hash. Non-repudiable by design (docs/design.md "Trust model").
  *
  * @example
  * const r = await signReceipt(device, header, 'acknowledged', Date.now());

@@ -13,7 +13,7 @@ import { portMap, readmeText, walkthrough, walkthroughCommands, type StepResult 
 
 function report(results: readonly StepResult[]): string {
   return results
-    .map((r, i) => `#${i + 1} [exit ${r.code}] ${r.command}${r.code === 0 ? '' : `\n--- stdout\n${r.out}\n--- stderr\n${r.err}`}`)
+    .map((r, i) => `#${i + 1} [exit ${r.code}, ${r.ms ?? '?'} ms] ${r.command}${r.code === 0 ? '' : `\n--- stdout\n${r.out}\n--- stderr\n${r.err}`}`)
     .join('\n');
 }
 
@@ -24,6 +24,8 @@ async function runWalkthrough(name: string) {
   try {
     const results = await w.run();
     const stopped = await w.stop();
+    // Where the time goes, for whoever makes this test faster or slower.
+    console.log(`walkthrough ${name}:\n${report(results)}`);
     return { commands, results, stopped, dir };
   } finally {
     await w.stop();

@@ -31,6 +31,8 @@ export interface StepResult {
   code: number;
   out: string;
   err: string;
+  /** Wall time of the step (for a background command: until it was ready). */
+  ms?: number;
 }
 
 /** The logical commands of the README blocks marked `<!-- walkthrough: name -->`, in order. */
@@ -176,6 +178,7 @@ export function walkthrough(commands: readonly string[], ports: ReadonlyMap<stri
       for (const command of commands) {
         const line = substitute(command, ports);
         let result: StepResult;
+        const started = performance.now();
         const exp = /^export\s+(.*)$/.exec(line);
         const capture = /^([A-Z_][A-Z0-9_]*)=\$\((.*)\)(\s+#.*)?$/.exec(line);
         const bg = /^(.*?)\s+&(\s+#.*)?$/.exec(line);
@@ -195,6 +198,7 @@ export function walkthrough(commands: readonly string[], ports: ReadonlyMap<stri
         } else {
           result = await runOne(line);
         }
+        result.ms = Math.round(performance.now() - started);
         results.push(result);
         if (result.code !== 0) break;
       }
