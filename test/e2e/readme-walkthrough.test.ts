@@ -33,7 +33,7 @@ async function runWalkthrough(name: string) {
   }
 }
 
-describe('README walkthroughs, run command by command', () => {
+describe.concurrent('README walkthroughs, run command by command', () => {
   it('one shared relay: two parties, operators, auditors, archives, a FLASH acknowledged, a revocation, the backup channel, a verified export', { timeout: 300_000 }, async () => {
     const { commands, results, stopped } = await runWalkthrough('single-relay');
     // What the walkthrough must reach (so that it cannot be emptied).
