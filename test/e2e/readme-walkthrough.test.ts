@@ -60,3 +60,39 @@ describe.concurrent('README walkthroughs, run command by command', () => {
     for (const s of stopped) expect(s.code, `${s.command}\n${s.output}`).toBe(0);
   });
 });
+
+describe('the walkthrough runner', () => {
+  it('reads only the marked blocks, joins continuations, skips comments, in README order', () => {
+    const readme = [
+      '<!-- walkthrough: w -->',
+      '```sh',
+      '# a comment',
+      'hotline party create --id a \\',
+      '  --out a.json   # trailing',
+      '',
+      '```',
+      '```sh',
+      'hotline not-marked',
+      '```',
+      '<!-- walkthrough: w -->',
+      '```sh',
+      'hotline second',
+      '```',
+    ].join('\n');
+    expect(walkthroughCommands(readme, 'w')).toEqual(['hotline party create --id a --out a.json   # trailing', 'hotline second']);
+    expect(walkthroughCommands(readme, 'other')).toEqual([]);
+  });
+
+  it('stops at the first command that fails, and reports it with its output', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotline-walkthrough-fail-'));
+    try {
+      const w = walkthrough(['hotline --version', 'hotline party create --id x --no-such-flag', 'hotline --version'], new Map(), dir, 30_000);
+      const results = await w.run();
+      await w.stop();
+      expect(results.map((r) => r.code)).toEqual([0, 2]);
+      expect(results[1]!.err).toContain('--no-such-flag');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
