@@ -74,7 +74,7 @@ export interface HotlineClientOptions {
   /** Log in again this long before the token expires. Default 60 s. */
   tokenRefreshMarginMs?: number;
   /**
-   * Act as this party's link-test agent (DESIGN.md "Link test"): once connected, and then every
+   * Act as this party's link-test agent (docs/design.md "Link test"): once connected, and then every
    * `agreement.linkTest.intervalMs`, send a signed test message (`linkTest: true`, ROUTINE) to each
    * other party. Their operator devices answer with the automatic `delivered` receipt; the server
    * judges the round trip and tells both parties (`link.test`, `link.up`, `link.down` events).
@@ -82,7 +82,7 @@ export interface HotlineClientOptions {
    */
   testAgent?: boolean;
   /**
-   * Cosign the audit log's checkpoints (DESIGN.md "Audit log"): once connected, and then every
+   * Cosign the audit log's checkpoints (docs/design.md "Audit log"): once connected, and then every
    * `cosignIntervalMs`, run {@link HotlineClient.cosignLatest}. Operator and auditor devices.
    * Default false (`hotline listen` turns it on for operators).
    */
@@ -363,7 +363,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   }
 
   /**
-   * Cosign the server's latest checkpoint, as a party's witness (DESIGN.md "Audit log"): verify the
+   * Cosign the server's latest checkpoint, as a party's witness (docs/design.md "Audit log"): verify the
    * log's signature (and any cosignature by a known device), check that no checkpoint seen so far
    * has another root for the same size, verify a consistency proof from the last checkpoint this
    * device cosigned (remembered in its storage), then add this device's cosignature/v1 and post it.

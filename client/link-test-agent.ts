@@ -14,7 +14,7 @@ export interface LinkTestAgentOptions extends Pick<DeviceScope, 'agreement' | 'm
 }
 
 /**
- * This party's link-test agent (DESIGN.md "Link test"): while connected, a signed test message to
+ * This party's link-test agent (docs/design.md "Link test"): while connected, a signed test message to
  * each other party every `agreement.linkTest.intervalMs`, carrying the newest checkpoint this
  * device verified (checkpoint gossip). The server judges the round trip.
  */

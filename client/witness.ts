@@ -35,7 +35,7 @@ export interface AuditWitnessOptions extends Pick<DeviceScope, 'agreement' | 'me
 }
 
 /**
- * This device as a witness of the audit log (DESIGN.md "Audit log"): it verifies and cosigns the
+ * This device as a witness of the audit log (docs/design.md "Audit log"): it verifies and cosigns the
  * log's checkpoints, remembers every root it has seen per size, checks the checkpoints peers gossip
  * in their link tests against them, and raises an alarm at any disagreement. Its rounds and gossip
  * checks run one at a time, in one queue.

@@ -50,7 +50,7 @@ export interface AuditTree {
 }
 
 /**
- * The server side of the tamper-evident log (DESIGN.md "Audit log"): the RFC 9162 tree of every
+ * The server side of the tamper-evident log (docs/design.md "Audit log"): the RFC 9162 tree of every
  * stored entry, checkpoints signed with the log key on an interval (on the injected clock) and on
  * demand, and the parties' cosignatures checked and stored beside them. Entries are appended by the
  * store, in the transaction of the state change they record, together with the tree nodes they

@@ -5,7 +5,7 @@ import type { RateLimitSettings } from './rate-limits.js';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** The server's validated configuration (DESIGN.md: "All configuration by environment variables and flags"). */
+/** The server's validated configuration (README "Settings", docs/design.md "Configuration"). */
 export interface ServerConfig {
   /** Path of the agreement JSON file every party loads. */
   agreementPath: string;

@@ -10,7 +10,7 @@ import { deviceEnrolledEntry, deviceRevokedEntry } from './relay/audit-entries.j
  * The server's view of the device directory: every stored certificate and revocation, held in
  * memory (loaded from the store at start, updated on each enrolment and revocation) so that the
  * hot path (each envelope) needs no store read. A certificate is accepted only if it chains to the
- * agreement, so enrolment needs no token (DESIGN.md "Trust model").
+ * agreement, so enrolment needs no token (docs/design.md "Trust model").
  *
  * The set of valid certificates is cached (issue 9: rebuilding and sorting it twice per message was
  * 53 % of the server's time with 5,000 devices). It can only change at an enrolment, a revocation,

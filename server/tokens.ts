@@ -20,7 +20,7 @@ export const TokenClaims = Type.Object({
 export type TokenClaims = Static<typeof TokenClaims>;
 
 /**
- * Short-lived access tokens (DESIGN.md "Interfaces"): HS256 with a per-deployment secret, the
+ * Short-lived access tokens (PROTOCOL.md "HTTP API and WebSocket frames"): HS256 with a per-deployment secret, the
  * algorithm pinned on verify (so `alg: none` and RS/HS confusion are refused), and iss, aud (the
  * agreement hash), typ and exp checked. Time comes from the injected clock.
  */

@@ -5,7 +5,7 @@
 export type TimerHandle = object | number;
 
 /**
- * The one source of time (DESIGN.md: "All time comes from one injected clock"), a port: the server
+ * The one source of time (docs/design.md "Time"), a port: the server
  * and the client library take one, so tests move time instead of waiting. shared/ itself never
  * reads the clock (time comes in as an argument); it defines the type so that both sides and the
  * tests' manual clock implement the same one. Times are integer milliseconds since the Unix epoch.

@@ -70,7 +70,7 @@ function intParam(query: unknown, name: string, fallback?: number): number {
 }
 
 /**
- * The audit API (issue 5; DESIGN.md "Audit log"). Auditor devices read everything: entries,
+ * The audit API (issue 5; PROTOCOL.md "Audit API"). Auditor devices read everything: entries,
  * checkpoints, proofs and the export. Operator devices get only what cosigning needs: the
  * checkpoints (tree heads and signatures, no entry), consistency proofs, posting a cosignature
  * and reporting an alarm. Archive devices get nothing. Every route needs a token.

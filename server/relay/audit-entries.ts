@@ -3,7 +3,7 @@ import type { AuditEntry } from './records.js';
 import { receiptHash, refusalHash } from '../../shared/audit/reconcile.js';
 
 /**
- * The content of the audit entries of what the server accepts (DESIGN.md "Audit log"): decided
+ * The content of the audit entries of what the server accepts (docs/design.md "Audit log", PROTOCOL.md "Audit entries"): decided
  * here, once, so that every store adapter appends the same entries (a store only numbers, chains
  * and appends them). Deadline, link and audit events are their own entries, as they are.
  */

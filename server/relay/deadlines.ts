@@ -5,7 +5,7 @@ import { MinHeap } from './min-heap.js';
 import type { DeadlineRecord } from './records.js';
 
 /**
- * Acknowledgement deadlines as a state machine (DESIGN.md "Precedence and deadlines"):
+ * Acknowledgement deadlines as a state machine (docs/design.md "Deadlines", PROTOCOL.md "Deadlines"):
  * `stepDeadlines(policy, state, event) -> effects`, with no I/O; `state` is changed in place (see
  * {@link DeadlineState}). The shell (server/deadline-scheduler.ts) carries out the effects: it
  * persists rows, sends events to both parties' mailboxes and appends them to the audit log; it

@@ -2,7 +2,7 @@ import type { LinkEvent } from '../../shared/protocol/frames.js';
 import type { LinkPairRecord, LinkStatus, LinkTestResult, PendingTest } from './records.js';
 
 /**
- * The link test as a pure state machine (DESIGN.md "Link test"). A party's test agent (a device:
+ * The link test as a pure state machine (docs/design.md "Link test"). A party's test agent (a device:
  * the server holds no device key and cannot fake a test) sends a signed envelope with
  * `header.linkTest: true`; the other party's connected operator device answers with its automatic
  * `delivered` receipt. The server watches the round trip:

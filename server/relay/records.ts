@@ -17,7 +17,7 @@ export function deviceKey(ref: { party: string; device: string }): DeviceKey {
 
 /**
  * One audit log entry, before canonicalisation. Metadata, signed headers and signed receipts only:
- * never plaintext, ciphertext, keys or tokens (DESIGN.md "Audit log"). Its content is decided by
+ * never plaintext, ciphertext, keys or tokens (docs/design.md "Audit log"). Its content is decided by
  * the writer (server/relay/audit-entries.ts for what the relay accepts); the store only numbers,
  * chains and appends it.
  */

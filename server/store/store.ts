@@ -64,7 +64,7 @@ export interface RelayMark {
 }
 
 /**
- * The storage port (DESIGN.md "Storage and scale"). Every state change appends its audit entry in
+ * The storage port (docs/design.md "Storage"). Every state change appends its audit entry in
  * the same transaction. Async so that a networked adapter (PostgreSQL) fits the same shape.
  */
 export interface Store {

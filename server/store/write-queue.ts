@@ -8,7 +8,7 @@ interface Pending {
 
 
 /**
- * Group commit (DESIGN.md "Storage and scale"): writes that arrive in the same turn of the event
+ * Group commit (docs/design.md "Storage"): writes that arrive in the same turn of the event
  * loop go to the store as one transaction, one fsync, and each caller is answered after that
  * commit. Durability is not weakened: nobody hears "accepted" before the batch is on disk.
  *

@@ -28,7 +28,7 @@ const DEADLINE_RUNGS = ['delivered', 'acknowledged', 'answered', 'complied'] as 
 import { noteKeyId, verifyCheckpoint, type NoteVerifier } from './checkpoint.js';
 
 /**
- * Offline verification of the audit log (DESIGN.md "Audit log"): an auditor holding only the
+ * Offline verification of the audit log (docs/design.md "Audit log"): an auditor holding only the
  * agreement checks every entry, every hash, every signature and every checkpoint of an export, and
  * is told the first bad entry by index. Pure: runs in the CLI and in the auditor's browser.
  *

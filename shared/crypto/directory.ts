@@ -3,7 +3,7 @@ import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation, Role } f
 import { verifyDeviceCertificate, verifyRevocation, type RevocationCheck } from './keys.js';
 
 /**
- * The one directory check (DESIGN.md "Trust model"): which device certificates are valid at a given
+ * The one directory check (docs/design.md "Trust model"): which device certificates are valid at a given
  * time under the pinned agreement. The server, the client library, the CLI and the consoles all
  * decide it here, so that they cannot disagree about who a message is sealed to or accepted from.
  */

@@ -68,7 +68,7 @@ export interface SealEnvelopeOptions {
 }
 
 /**
- * Encrypt and sign a message (DESIGN.md "Envelope v1"): a fresh content key K, secretbox of the
+ * Encrypt and sign a message (PROTOCOL.md "Envelope v1"): a fresh content key K, secretbox of the
  * plaintext, K boxed to each recipient from a fresh ephemeral X25519 key, the key commitment, and
  * the sender device's signature over the canonical header.
  *
@@ -245,7 +245,7 @@ export async function openEnvelope(
 }
 
 /**
- * Who must receive a wrapped key (DESIGN.md): the addressee party's operator and archive devices,
+ * Who must receive a wrapped key (docs/design.md "Envelopes and recipients"): the addressee party's operator and archive devices,
  * and the sender party's other operator devices and archive devices. `directory` holds the
  * currently valid (in date, not revoked) certificates.
  */

@@ -22,7 +22,7 @@ import {
   type Role,
 } from '../protocol/schemas.js';
 
-/** Signing-string context lines (DESIGN.md: a context line, then JCS of the object). */
+/** Signing-string context lines (PROTOCOL.md "Conventions": a context line, then JCS of the object). */
 export const CONTEXT = {
   device: 'hotline/v1/device\n',
   revocation: 'hotline/v1/revocation\n',
@@ -42,7 +42,7 @@ export function signingBytes(context: string, value: unknown): Uint8Array {
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-/** Defaults from DESIGN.md (CCEB handling objectives for acknowledgement). */
+/** Default deadlines (docs/design.md "Deadlines": the acknowledgement objectives of allied message handling). */
 export const DEFAULT_DEADLINES: DeadlineTable = {
   FLASH: { deliveredMs: 30_000, acknowledgedMs: 10 * MINUTE },
   IMMEDIATE: { deliveredMs: 2 * MINUTE, acknowledgedMs: 30 * MINUTE },

@@ -27,7 +27,7 @@ export function checkReceiptReason(body: Pick<ReceiptBody, 'kind' | 'reason' | '
 
 /**
  * Sign a receipt for an envelope: the rung (`delivered`, `acknowledged`, ...) this device reached,
- * bound to the envelope's header hash. Non-repudiable by design (DESIGN.md "Trust model").
+ * bound to the envelope's header hash. Non-repudiable by design (docs/design.md "Trust model").
  * A `cannot-comply` needs its `reason` (see {@link checkReceiptReason}).
  *
  * @example

@@ -13,8 +13,9 @@ export function canonicalize(value: unknown): string {
 }
 
 /**
- * RFC 8785, restricted for signed data: every number must be a safe integer. DESIGN.md forbids
- * floats in signed data so that no two implementations can disagree on a number's form.
+ * RFC 8785, restricted for signed data: every number must be a safe integer. No floats in signed
+ * data, so that no two implementations can disagree on a number's form (docs/design.md "Envelopes
+ * and recipients").
  */
 export function canonicalizeSigned(value: unknown): string {
   return serialize(value, true);

@@ -254,7 +254,7 @@ export const EnvelopeHeader = Type.Object(
     recipients: Type.Array(RecipientEntry, { minItems: 1, maxItems: 256 }),
     replyTo: Type.Optional(MessageId),
     exercise: Type.Optional(Type.Literal(true)),
-    /** Marks the automatic link test message (DESIGN.md "Link test"). */
+    /** Marks the automatic link test message (docs/design.md "Link test"). */
     linkTest: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },

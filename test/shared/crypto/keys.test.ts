@@ -21,7 +21,7 @@ beforeAll(async () => {
 });
 
 describe('createAgreement', () => {
-  it('holds both parties, a log key and the DESIGN.md default deadlines', () => {
+  it('holds both parties, a log key and the default deadlines (docs/design.md "Deadlines")', () => {
     expect(d.agreement.parties.map((p) => p.id)).toEqual(['jp-mod', 'cn-mnd']);
     expect(d.agreement.deadlines.FLASH).toEqual({ deliveredMs: 30_000, acknowledgedMs: 600_000 });
     expect(d.agreement.deadlines.IMMEDIATE).toEqual({ deliveredMs: 120_000, acknowledgedMs: 1_800_000 });

@@ -6,7 +6,7 @@ import type { DeadlineTable } from '../../../shared/protocol/schemas.js';
 describe('dueAt', () => {
   const start = Date.UTC(2026, 11, 4, 12, 0, 0);
 
-  it('counts each rung of each precedence from the start time, by the DESIGN.md defaults', () => {
+  it('counts each rung of each precedence from the start time, by the default deadlines (docs/design.md "Deadlines")', () => {
     expect(dueAt(DEFAULT_DEADLINES, 'FLASH', 'delivered', start)).toBe(start + 30_000);
     expect(dueAt(DEFAULT_DEADLINES, 'FLASH', 'acknowledged', start)).toBe(start + 10 * 60_000);
     expect(dueAt(DEFAULT_DEADLINES, 'IMMEDIATE', 'delivered', start)).toBe(start + 2 * 60_000);
