@@ -104,7 +104,7 @@ export class DeadlineScheduler {
 
   constructor(private readonly deps: DeadlineSchedulerDeps) {
     this.policy = deadlinePolicy(deps.agreement);
-    this.linkPolicy = { timeoutMs: deps.agreement.linkTest.timeoutMs };
+    this.linkPolicy = { timeoutMs: deps.agreement.linkTest.timeoutMs, intervalMs: deps.agreement.linkTest.intervalMs };
     this.log = deps.log.child({ module: 'deadlines' });
   }
 
@@ -342,7 +342,7 @@ export class DeadlineScheduler {
 
   private earliest(): number | undefined {
     const a = nextDue(this.deadlines);
-    const b = nextLinkDue(this.links);
+    const b = nextLinkDue(this.links, this.linkPolicy);
     if (a === undefined) return b;
     if (b === undefined) return a;
     return Math.min(a, b);

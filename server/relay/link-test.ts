@@ -26,6 +26,13 @@ export interface LinkTestState {
 
 export interface LinkTestPolicy {
   timeoutMs: number;
+  /**
+   * The agreement's test interval. With it, the watchdog is on: a pair that has been tested and
+   * is not already down goes down when no test of it has been accepted within `intervalMs +
+   * timeoutMs` (its test agent stopped, or the sender's side lost its way to the relay), so a
+   * silent agent raises `link.down` like a failed test instead of leaving the last "up" standing.
+   */
+  intervalMs?: number;
 }
 
 export type LinkTestInput =
@@ -51,10 +58,31 @@ export function initialLinkTests(pairs: Iterable<LinkPairRecord> = [], pending: 
   };
 }
 
-export function nextLinkDue(state: LinkTestState): number | undefined {
+export function nextLinkDue(state: LinkTestState, policy?: LinkTestPolicy): number | undefined {
   let at: number | undefined;
   for (const t of state.pending.values()) if (at === undefined || t.dueAt < at) at = t.dueAt;
+  for (const due of watchdogDue(policy, state).values()) if (at === undefined || due < at) at = due;
   return at;
+}
+
+/**
+ * When the watchdog raises each watched pair (pair key → time): a pair that has a result and is
+ * not down, `intervalMs + timeoutMs` after its newest test (a result's or one still in flight).
+ * Link tests are few (one per pair per interval), so this walk is small.
+ */
+function watchdogDue(policy: LinkTestPolicy | undefined, state: LinkTestState): Map<string, number> {
+  const due = new Map<string, number>();
+  if (policy?.intervalMs === undefined) return due;
+  const newest = new Map<string, number>();
+  for (const t of state.pending.values()) {
+    const key = pairKey(t.from, t.to);
+    newest.set(key, Math.max(newest.get(key) ?? 0, t.sentAt));
+  }
+  for (const [key, p] of state.pairs) {
+    if (p.status === 'down' || !p.last) continue;
+    due.set(key, Math.max(p.last.sentAt, newest.get(key) ?? 0) + policy.intervalMs + policy.timeoutMs);
+  }
+  return due;
 }
 
 export function stepLinkTests(
@@ -131,6 +159,18 @@ export function stepLinkTests(
           reason: `no answer from ${test.to} within ${policy.timeoutMs} ms`,
           at: input.now,
         });
+      }
+      // The watchdog: no test at all for too long. No test result (there was no test): the pair
+      // goes down with a link.down that names no message, once, until a good test brings it up.
+      for (const [key, at] of watchdogDue(policy, { pairs, pending })) {
+        if (at > input.now) continue;
+        const prev = pairs.get(key)!;
+        const silentMs = policy.intervalMs! + policy.timeoutMs;
+        const reason = `no link test from ${prev.from} to ${prev.to} for ${Math.round(silentMs / 1000)} s: is ${prev.from}'s test agent running?`;
+        const record: LinkPairRecord = { ...prev, status: 'down', since: input.now };
+        pairs.set(key, record);
+        effects.push({ type: 'persist-pair', record });
+        effects.push({ type: 'emit', event: { type: 'link.down', from: prev.from, to: prev.to, ok: false, reason, at: input.now } });
       }
       break;
     }

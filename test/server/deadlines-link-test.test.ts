@@ -133,4 +133,31 @@ describe('link test', () => {
     const st = await status(s, `${JP}/audit1`);
     expect(st.links).toEqual([expect.objectContaining({ from: JP, to: CN, status: 'up', since: clock.now(), last: expect.objectContaining({ messageId: t3.id, roundTripMs: 250 }) })]);
   });
+
+  it('the watchdog: the test agent stops, and link.down reaches both parties one interval plus timeout after its last test', async () => {
+    const clock = new ManualClock();
+    const s = await startTestServer({ clock, app: QUIET });
+    const { intervalMs, timeoutMs } = s.dep.agreement.linkTest;
+    const jpAudit = await s.connect(`${JP}/audit1`);
+    const cn = agent(s, `${CN}/op1`, { clock });
+    await cn.start();
+    const jp = agent(s, `${JP}/op1`, { testAgent: true, clock });
+    const up = next(cn, 'link', (e) => e.type === 'link.up');
+    await jp.start();
+    const first = await up;
+    // The agent stops (its machine is switched off): no test, no answer, nothing failed.
+    jp.stop();
+    const down = next(cn, 'link', (e) => e.type === 'link.down');
+    clock.advance(intervalMs + timeoutMs - (clock.now() - first.at) - 1);
+    await jpAudit.sync();
+    expect(jpAudit.ofType('event').filter((f) => f.event.type === 'link.down')).toEqual([]);
+    clock.advance(1);
+    const alarm = await down;
+    expect(alarm).toMatchObject({ type: 'link.down', from: JP, to: CN, ok: false, at: clock.now() });
+    expect(alarm.messageId).toBeUndefined();
+    expect(alarm.reason).toContain(`is ${JP}'s test agent running?`);
+    expect(await waitEvent(jpAudit, (e) => e.type === 'link.down', 'auditor link.down')).toMatchObject({ from: JP, to: CN, ok: false });
+    expect((await linkAudit(s)).map((e) => `${e.type}:${e.ok}`)).toEqual(['link.test:true', 'link.up:true', 'link.down:false']);
+    expect((await status(s, `${CN}/op1`)).links).toEqual([expect.objectContaining({ from: JP, to: CN, status: 'down', since: clock.now() })]);
+  });
 });

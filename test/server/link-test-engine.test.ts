@@ -95,3 +95,51 @@ describe('stepLinkTests', () => {
     ]);
   });
 });
+
+describe('the watchdog (no link test at all)', () => {
+  const watched = { timeoutMs: 120_000, intervalMs: 3_600_000 };
+  const step = (state: LinkTestState, input: LinkTestInput) => stepLinkTests(watched, state, input);
+  const up = () => {
+    let state = initialLinkTests();
+    state = step(state, sent(1, T0)).state;
+    return step(state, { type: 'receipt', messageId: id(1), byParty: 'cn-mnd', at: T0 + 42 }).state;
+  };
+
+  it('raises link.down once when no test is accepted within interval + timeout, and a good test brings the pair up again', () => {
+    const state = up();
+    const silentAt = T0 + 3_600_000 + 120_000;
+    expect(nextLinkDue(state, watched)).toBe(silentAt);
+    expect(step(state, { type: 'tick', now: silentAt - 1 }).effects).toEqual([]);
+    const { state: down, effects } = step(state, { type: 'tick', now: silentAt });
+    const emitted = effects.flatMap((e) => (e.type === 'emit' ? [e.event] : []));
+    expect(emitted).toHaveLength(1);
+    expect(emitted[0]).toMatchObject({ type: 'link.down', from: 'jp-mod', to: 'cn-mnd', ok: false, at: silentAt });
+    expect(emitted[0]).not.toHaveProperty('messageId');
+    expect((emitted[0] as { reason: string }).reason).toContain("is jp-mod's test agent running?");
+    expect(effects).toContainEqual({ type: 'persist-pair', record: expect.objectContaining({ status: 'down', since: silentAt }) });
+    // Once: a down pair is not watched, so later ticks say nothing more and arm no timer.
+    expect(nextLinkDue(down, watched)).toBeUndefined();
+    expect(step(down, { type: 'tick', now: silentAt + 10 * 3_600_000 }).effects).toEqual([]);
+    // The agent is back: a good round trip is link.up.
+    const back = step(step(down, sent(2, silentAt + 5)).state, { type: 'receipt', messageId: id(2), byParty: 'cn-mnd', at: silentAt + 50 });
+    expect(back.effects.flatMap((e) => (e.type === 'emit' ? [e.event.type] : []))).toEqual(['link.test', 'link.up']);
+  });
+
+  it('counts a test still in flight as a test: the silence is measured from the newest one', () => {
+    const state = step(up(), sent(2, T0 + 3_600_000)).state;
+    // The pending test fails at its own timeout (link.test + link.down), not the watchdog earlier.
+    expect(nextLinkDue(state, watched)).toBe(T0 + 3_600_000 + 120_000);
+    const fired = step(state, { type: 'tick', now: T0 + 3_600_000 + 120_000 });
+    expect(fired.effects.flatMap((e) => (e.type === 'emit' ? [[e.event.type, 'messageId' in e.event]] : []))).toEqual([
+      ['link.test', true],
+      ['link.down', true],
+    ]);
+  });
+
+  it('watches only pairs that have been tested, and nothing without the interval in the policy', () => {
+    expect(nextLinkDue(initialLinkTests(), watched)).toBeUndefined();
+    const state = up();
+    expect(nextLinkDue(state)).toBeUndefined();
+    expect(stepLinkTests(policy, state, { type: 'tick', now: T0 + 100 * 3_600_000 }).effects).toEqual([]);
+  });
+});
