@@ -42,7 +42,7 @@ export function routesOf(app: FastifyInstance): readonly RouteEntry[] {
 }
 
 /** The version the OpenAPI document states (package.json's). */
-const HOTLINE_VERSION = '0.1.0';
+const OPENAPI_DOC_VERSION = '0.1.0';
 
 /** Limits and knobs of the app; every one has a safe default. */
 export interface AppOptions {
@@ -261,7 +261,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Hotline relay', version: HOTLINE_VERSION, description: 'HTTP API of a Hotline relay (shared/PROTOCOL.md "HTTP API"). The WebSocket link (/v1/link) is specified in PROTOCOL.md, not here.' },
+      info: { title: 'Hotline relay', version: OPENAPI_DOC_VERSION, description: 'HTTP API of a Hotline relay (shared/PROTOCOL.md "HTTP API"). The WebSocket link (/v1/link) is specified in PROTOCOL.md, not here.' },
     },
   });
   app.get('/v1/openapi.json', async () => app.swagger());

@@ -364,6 +364,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
    * nodes: another node committed them). Runs one at a time per connection; a notification that
    * comes meanwhile makes it run once more.
    */
+  const PULL_RETRY_MS = 1_000;
+
   function pull(conn: Connection): void {
     if (!cluster || conn.delivery.snapshot === undefined || !open(conn)) return;
     if (conn.pulling) {
@@ -385,13 +387,19 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       } while (conn.pullAgain && open(conn));
     };
     void run()
-      .catch((error: unknown) => {
-        conn.log.error({ err: { message: (error as Error).message } }, 'reading new items failed');
-        closeWith(conn, 'HL_ERR_STORE_FAILED', 'could not read the mailbox; reconnect');
-      })
-      .finally(() => {
-        conn.pulling = false;
-      });
+      .then(
+        () => {
+          conn.pulling = false;
+        },
+        (error: unknown) => {
+          // The database is away (its outage is /readyz's 503 and every write's HL_ERR_STORE_FAILED):
+          // the link stays open and the read is tried again, so what another node committed still
+          // arrives once the database is back (the listener's reconnect pulls every link too).
+          conn.pulling = false;
+          conn.log.warn({ err: { message: (error as Error).message } }, 'reading new items failed; retrying in 1 s');
+          setTimeout(() => pull(conn), PULL_RETRY_MS).unref();
+        },
+      );
   }
 
   // ----- a connection -----
