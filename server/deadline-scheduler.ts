@@ -388,13 +388,7 @@ export class DeadlineScheduler {
     const at = this.earliest();
     if (at === this.timerAt && this.timer !== undefined) return;
     this.disarm();
-    if (at === undefined) return;
-    this.timerAt = at;
-    this.timer = this.deps.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.timerAt = undefined;
-      void this.fire().catch((error: unknown) => this.log.error({ err: { message: (error as Error).message } }, 'deadline tick failed'));
-    }, Math.max(0, at - this.deps.clock.now()));
+    if (at !== undefined) this.wakeAt(at);
   }
 
   /** Fire everything due now, in one write. */

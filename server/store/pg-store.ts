@@ -25,6 +25,7 @@ import {
 } from '../relay/records.js';
 import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
 import { AuditAppender, PgAuditTree, type Queryable } from './pg-audit-tree.js';
+import { deadlineFromRow, type DeadlineRow } from './sqlite-store.js';
 
 /**
  * Schema migrations of the PostgreSQL adapter, applied in order at start; the table
@@ -165,31 +166,6 @@ function toCheckpoint(r: CheckpointRow): StoredCheckpoint {
   return { size: r.size, rootHash: r.root_hash, note: r.note, createdAt: r.created_at };
 }
 
-interface DeadlineRow {
-  message_id: string;
-  rung: DeadlineRecord['rung'];
-  from_party: string;
-  to_party: string;
-  precedence: DeadlineRecord['precedence'];
-  accepted_at: number;
-  due_at: number;
-  level: number;
-  next_at: number;
-}
-
-function toDeadline(r: DeadlineRow): DeadlineRecord {
-  return {
-    messageId: r.message_id,
-    from: r.from_party,
-    to: r.to_party,
-    precedence: r.precedence,
-    rung: r.rung,
-    acceptedAt: r.accepted_at,
-    dueAt: r.due_at,
-    level: r.level,
-    nextAt: r.next_at,
-  };
-}
 
 interface PairRow {
   from_party: string;
@@ -420,7 +396,7 @@ export class PgStore implements Store {
 
   async loadDeadlines(): Promise<DeadlineRecord[]> {
     const { rows } = await this.pool.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL ORDER BY next_at, message_id, rung');
-    return rows.map(toDeadline);
+    return rows.map(deadlineFromRow);
   }
 
   async loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }> {
@@ -908,7 +884,7 @@ export class PgStore implements Store {
   /** The open deadlines of one message, as stored now. */
   async openDeadlinesOf(messageId: string): Promise<DeadlineRecord[]> {
     const { rows } = await this.pool.query<DeadlineRow>('SELECT * FROM deadlines WHERE message_id = $1 AND closed_at IS NULL ORDER BY rung', [messageId]);
-    return rows.map(toDeadline);
+    return rows.map(deadlineFromRow);
   }
 
   /**
@@ -924,7 +900,7 @@ export class PgStore implements Store {
   ): Promise<{ device: DeviceKey; item: MailboxItem }[]> {
     return this.txAudit(async (c, audit) => {
       await c.query(lockSql(LOCK_FIRE));
-      const deadlines = (await c.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL AND next_at <= $1 ORDER BY next_at, message_id, rung FOR UPDATE', [now])).rows.map(toDeadline);
+      const deadlines = (await c.query<DeadlineRow>('SELECT * FROM deadlines WHERE closed_at IS NULL AND next_at <= $1 ORDER BY next_at, message_id, rung FOR UPDATE', [now])).rows.map(deadlineFromRow);
       // Pairs before tests: the order in which a receipt's write takes them (applySideEffects), so the two never deadlock.
       const due = (await c.query<{ n: number }>('SELECT COUNT(*) AS n FROM link_tests WHERE done = 0 AND due_at <= $1', [now])).rows[0]!.n;
       let tests: PendingTest[] = [];

@@ -213,7 +213,8 @@ function toCheckpoint(r: CheckpointRow): StoredCheckpoint {
   return { size: r.size, rootHash: r.root_hash, note: r.note, createdAt: r.created_at };
 }
 
-interface DeadlineRow {
+/** A deadlines row as both adapters read it (the PostgreSQL adapter uses the same columns). */
+export interface DeadlineRow {
   message_id: string;
   rung: DeadlineRecord['rung'];
   from_party: string;
@@ -223,6 +224,21 @@ interface DeadlineRow {
   due_at: number;
   level: number;
   next_at: number;
+}
+
+/** A deadlines row as the engine's record (both adapters). */
+export function deadlineFromRow(r: DeadlineRow): DeadlineRecord {
+  return {
+    messageId: r.message_id,
+    from: r.from_party,
+    to: r.to_party,
+    precedence: r.precedence,
+    rung: r.rung,
+    acceptedAt: r.accepted_at,
+    dueAt: r.due_at,
+    level: r.level,
+    nextAt: r.next_at,
+  };
 }
 
 /** Apply pending migrations in one transaction each. */
@@ -504,17 +520,7 @@ export class SqliteStore implements Store {
   }
 
   async loadDeadlines(): Promise<DeadlineRecord[]> {
-    return this.stmt.openDeadlines.all().map((r) => ({
-      messageId: r.message_id,
-      from: r.from_party,
-      to: r.to_party,
-      precedence: r.precedence,
-      rung: r.rung,
-      acceptedAt: r.accepted_at,
-      dueAt: r.due_at,
-      level: r.level,
-      nextAt: r.next_at,
-    }));
+    return this.stmt.openDeadlines.all().map(deadlineFromRow);
   }
 
   async loadLinkTests(): Promise<{ pairs: LinkPairRecord[]; pending: PendingTest[] }> {
