@@ -90,13 +90,14 @@ describe('operator console on a watch floor', () => {
         const s = getComputedStyle(el);
         return { color: s.backgroundColor, image: s.backgroundImage };
       });
-    const drillLook = await look(`.flash-banner[data-id="${drill}"]`);
-    const realLook = await look(`.flash-banner[data-id="${real}"]`);
-    expect(drillLook.image).toContain('repeating-linear-gradient');
-    expect(realLook.image).toBe('none');
+    // Polled: a redraw replaces the banner and the row, and an element read while it is being
+    // replaced has no computed style (an empty string), which is not the answer either way.
+    const image = (sel: string) => look(sel).then((l) => l.image);
+    await expect.poll(() => image(`.flash-banner[data-id="${drill}"]`)).toContain('repeating-linear-gradient');
+    await expect.poll(() => image(`.flash-banner[data-id="${real}"]`)).toBe('none');
     expect(await realBanner.textContent()).not.toContain('EXERCISE');
-    expect((await look(`#inbox tr.msg[data-id="${drill}"]`)).image).toContain('repeating-linear-gradient');
-    expect((await look(`#inbox tr.msg[data-id="${real}"]`)).image).toBe('none');
+    await expect.poll(() => image(`#inbox tr.msg[data-id="${drill}"]`)).toContain('repeating-linear-gradient');
+    await expect.poll(() => image(`#inbox tr.msg[data-id="${real}"]`)).toBe('none');
     for (const [lang, words] of [['zh', '演习'], ['ja', '演習'], ['en', 'EXERCISE']] as const) {
       await cn.page.selectOption('#language', lang);
       await expect.poll(() => drillBanner.locator('.exercise-words').textContent()).toContain('EXERCISE EXERCISE EXERCISE');
