@@ -275,7 +275,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     secret: deps.jwtSecret,
     ...(deps.relay ? { servesParty: deps.relay.identity.certificate.cert.party } : {}),
   });
-  await app.register(directoryPlugin, { auth, limits, hub, revoked: (party) => deadlines.closeUndeliverable(party) });
+  await app.register(directoryPlugin, { auth, limits, hub, store, revoked: (party) => deadlines.closeUndeliverable(party) });
   await app.register(linkPlugin, {
     agreement: deps.agreement,
     store,

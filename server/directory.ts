@@ -1,6 +1,10 @@
 import { verifyDeviceCertificate, verifyRevocation } from '../shared/crypto/keys.js';
 import { deviceName, newestValid, requireValid, revocationKey } from '../shared/crypto/directory.js';
-import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation } from '../shared/protocol/schemas.js';
+import { keyIdOf } from '../shared/crypto/keys.js';
+import { prekeyInDate, prekeyRotationMs, verifyPrekey } from '../shared/crypto/prekey.js';
+import { fromBase64 } from '../shared/encoding/base64.js';
+import { HotlineError } from '../shared/errors.js';
+import type { Agreement, DeviceCertBody, DeviceCertificate, Revocation, SignedPrekey } from '../shared/protocol/schemas.js';
 
 type Role = DeviceCertBody['role'];
 import type { Store } from './store/store.js';
@@ -27,6 +31,8 @@ export class Directory {
   private revocations: Revocation[] = [];
   private revokedKeys = new Set<string>();
   private cache: ValidSet | undefined;
+  /** Stored prekeys by `party/device`, each with its keyId (PROTOCOL.md "Prekeys and forward secrecy"). */
+  private readonly prekeys = new Map<string, { signed: SignedPrekey; keyId: string }[]>();
   /** A revocation was stored now (not one stored already): the relay tells every open link. */
   onNewRevocation: (rev: Revocation['revocation']) => void = () => {};
 
@@ -43,6 +49,49 @@ export class Directory {
     this.revocations = await this.store.listRevocations();
     this.revokedKeys = new Set(this.revocations.map((r) => revocationKey(r.revocation)));
     this.cache = undefined;
+    this.prekeys.clear();
+    for (const p of await this.store.listPrekeys(0)) this.addPrekey(p);
+  }
+
+  /**
+   * Verify a device's signed prekey against that device's valid certificate (the one whose signKey
+   * it names) and store it. Self-authenticating like an enrolment: it needs no token. Idempotent.
+   * Refused: not signed by the certificate key (HL_ERR_PREKEY_BAD_SIGNATURE), no such valid
+   * certificate (the HL_ERR_CERT_* code), in date for more than two rotation periods or no longer
+   * in date (HL_ERR_PREKEY_VALIDITY).
+   */
+  async putPrekey(value: unknown, now: number): Promise<SignedPrekey> {
+    const claimed = (value as Partial<SignedPrekey> | null)?.prekey;
+    if (typeof claimed?.party !== 'string' || typeof claimed.device !== 'string' || typeof claimed.signKey !== 'string') {
+      throw new HotlineError('HL_ERR_PREKEY_MALFORMED', 'a prekey names its party, device and signKey');
+    }
+    const cert = this.current(claimed.party, claimed.device, now, claimed.signKey);
+    const p = await verifyPrekey(value, cert, prekeyRotationMs(this.agreement));
+    if (p.notAfter <= now) throw new HotlineError('HL_ERR_PREKEY_VALIDITY', `prekey of ${p.party}/${p.device} is no longer in date`);
+    const signed = value as SignedPrekey;
+    if (await this.store.putPrekey(signed, now)) this.addPrekey(signed);
+    return signed;
+  }
+
+  /** The stored prekeys of `cert`'s device, made with its key, in date at `now`. */
+  prekeysOf(cert: Pick<DeviceCertBody, 'party' | 'device' | 'signKey'>, now: number): { signed: SignedPrekey; keyId: string }[] {
+    return (this.prekeys.get(deviceName(cert)) ?? []).filter((p) => p.signed.prekey.signKey === cert.signKey && prekeyInDate(p.signed.prekey, now));
+  }
+
+  /** The keyIds an envelope may be wrapped to for `cert`'s device at `now` (empty: its certificate's box key). */
+  prekeyIds = (cert: DeviceCertBody, now: number): string[] => this.prekeysOf(cert, now).map((p) => p.keyId);
+
+  /** The prekeys in date at `now` of the devices valid now: what the directory serves. */
+  validPrekeys(now: number): SignedPrekey[] {
+    return this.valid(now).all().flatMap((c) => this.prekeysOf(c.cert, now).map((p) => p.signed));
+  }
+
+  private addPrekey(signed: SignedPrekey): void {
+    const name = deviceName(signed.prekey);
+    const list = this.prekeys.get(name) ?? [];
+    if (list.some((p) => p.signed.prekey.boxKey === signed.prekey.boxKey)) return;
+    list.push({ signed, keyId: keyIdOf(fromBase64(signed.prekey.boxKey, 32)) });
+    this.prekeys.set(name, list);
   }
 
   /** Revocations name the certificate's signKey: a re-enrolled device of the same name is not revoked. */

@@ -132,6 +132,12 @@ export const ERROR_TABLE = {
   HL_ERR_USAGE: { http: 400, ws: 4509, closesLink: false, retry: 'never' },
   // /metrics asked from another host without the metrics bearer token (docs/operations-endpoints.md).
   HL_ERR_METRICS_FORBIDDEN: { http: 403, ws: 4540, closesLink: false, retry: 'never' },
+  // Prekeys (PROTOCOL.md "Prekeys and forward secrecy")
+  HL_ERR_PREKEY_MALFORMED: { http: 400, ws: 4620, closesLink: false, retry: 'never' },
+  HL_ERR_PREKEY_BAD_SIGNATURE: { http: 400, ws: 4621, closesLink: false, retry: 'never' },
+  HL_ERR_PREKEY_WRONG_DEVICE: { http: 400, ws: 4622, closesLink: false, retry: 'never' },
+  HL_ERR_PREKEY_VALIDITY: { http: 400, ws: 4623, closesLink: false, retry: 'never' },
+  HL_ERR_PREKEY_SECRET_GONE: { http: 400, ws: 4624, closesLink: false, retry: 'never' },
 } as const satisfies Record<string, ErrorRow>;
 
 /** Every error code Hotline uses: `HL_ERR_<AREA>_<WHAT>`. */

@@ -2,6 +2,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { LinkHub } from '../link-hub.js';
 import type { RateLimits } from '../rate-limits.js';
 import { limitByAddress, requireDevice, type DeviceAuth } from './auth.js';
+import type { Store } from '../store/store.js';
+import { deviceKey, type MailboxPosition } from '../relay/records.js';
+import type { Envelope } from '../../shared/protocol/schemas.js';
 
 export interface DirectoryPluginOptions {
   auth: DeviceAuth;
@@ -10,13 +13,18 @@ export interface DirectoryPluginOptions {
   hub: LinkHub;
   /** After a revocation: close the deadlines of messages to this party that nobody can answer any more. */
   revoked?: (party: string) => Promise<unknown>;
+  /** The mailboxes, to tell a device which of its prekeys still have messages waiting. */
+  store?: Pick<Store, 'mailbox' | 'maxCursor'>;
 }
+
+/** Mailbox items read per page when counting a device's pending prekeys. */
+const PENDING_PAGE = 500;
 
 /**
  * Enrolment and revocation need no token: a certificate or a revocation is self-authenticating
  * through its party root's signature. Listing the directory needs a logged-in device of any role.
  */
-export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub, revoked }) => {
+export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub, revoked, store }) => {
   const { directory, clock } = auth;
   app.post('/v1/directory/devices', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
     const certificate = await directory.enrol(request.body, clock.now());
@@ -36,6 +44,40 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
 
   app.get('/v1/directory', { preHandler: requireDevice(auth) }, async () => {
     const now = clock.now();
-    return { certificates: directory.validCertificates(now), revocations: directory.allRevocations(), past: directory.pastCertificates(now) };
+    return { certificates: directory.validCertificates(now), revocations: directory.allRevocations(), past: directory.pastCertificates(now), prekeys: directory.validPrekeys(now) };
   });
+
+  // A prekey is self-authenticating (signed by its device's certificate key), like an enrolment.
+  app.post('/v1/prekeys', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
+    const signed = await directory.putPrekey(request.body, clock.now());
+    request.log.info({ device: `${signed.prekey.party}/${signed.prekey.device}` }, 'prekey published');
+    return reply.status(201).send({ stored: true });
+  });
+
+  // Which of this device's box keys still have messages waiting in its mailbox (PROTOCOL.md "When a
+  // prekey's secret is deleted"): read before serverTime, so a key past its notAfter at serverTime
+  // gets no message after this answer.
+  if (store) {
+    app.get('/v1/prekeys/pending', { preHandler: requireDevice(auth) }, async (request) => {
+      const serverTime = clock.now();
+      const me = request.device!;
+      const key = deviceKey(me);
+      const pending = new Set<string>();
+      const upTo = await store.maxCursor();
+      let after: MailboxPosition | undefined;
+      for (;;) {
+        const page = await store.mailbox(key, { ...(after ? { after } : {}), upTo, limit: PENDING_PAGE });
+        for (const item of page) {
+          if (item.kind !== 'envelope') continue;
+          const env = JSON.parse(item.json) as Envelope;
+          const entry = env.header.recipients.find((r) => r.party === me.party && r.device === me.device);
+          if (entry) pending.add(entry.keyId);
+        }
+        if (page.length < PENDING_PAGE) break;
+        const last = page[page.length - 1]!;
+        after = { rank: last.rank, cursor: last.cursor };
+      }
+      return { serverTime, pending: [...pending].sort() };
+    });
+  }
 };

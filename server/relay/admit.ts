@@ -20,6 +20,8 @@ export interface DirectoryView {
   current(party: string, device: string, now: number, signKey?: string): DeviceCertBody;
   /** The bodies of the currently valid certificates of these parties and roles, in `party/device` order. */
   validBodies(now: number, parties: readonly string[], roles: readonly DeviceCertBody['role'][]): DeviceCertBody[];
+  /** The keyIds of the device's prekeys in date at `now`; when any, its envelopes are wrapped to one of them. */
+  prekeyIds?(cert: DeviceCertBody, now: number): readonly string[];
 }
 
 /** The authenticated device of a connection: the certificate its login was proved with. */
@@ -78,7 +80,8 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
       detail: { sentAt: h.sentAt, now: ctx.now },
     });
   }
-  checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to));
+  const prekeyIds = ctx.directory.prekeyIds?.bind(ctx.directory);
+  checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to), prekeyIds && ((c) => prekeyIds(c, ctx.now)));
   return {
     kind: 'envelope',
     envelope: env,

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { HotlineError } from '../../shared/errors.js';
 import type { NodeRef } from '../../shared/audit/merkle.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation, SignedPrekey } from '../../shared/protocol/schemas.js';
 import {
   deviceKey,
   type AuditEntry,
@@ -122,6 +122,14 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE deadlines DROP CONSTRAINT IF EXISTS deadlines_rung_check;
   ALTER TABLE deadlines ADD CONSTRAINT deadlines_rung_check CHECK (rung IN ('delivered', 'acknowledged', 'answered', 'complied'));
+  `,
+  // h15-fs: devices' signed prekeys (PROTOCOL.md "Prekeys and forward secrecy"), one row per box key.
+  `
+  CREATE TABLE prekeys (
+    party TEXT NOT NULL, device TEXT NOT NULL, box_key TEXT NOT NULL,
+    not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, prekey TEXT NOT NULL, stored_at BIGINT NOT NULL,
+    PRIMARY KEY (party, device, box_key)
+  );
   `,
 ];
 
@@ -445,6 +453,20 @@ export class PgStore implements Store {
   async listDevices(): Promise<DeviceCertificate[]> {
     const { rows } = await this.pool.query<{ certificate: string }>('SELECT certificate FROM devices ORDER BY party, device, not_before');
     return rows.map((r) => JSON.parse(r.certificate) as DeviceCertificate);
+  }
+
+  async putPrekey(signed: SignedPrekey, at: number): Promise<boolean> {
+    const p = signed.prekey;
+    const r = await this.pool.query(
+      `INSERT INTO prekeys (party, device, box_key, not_before, not_after, prekey, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+      [p.party, p.device, p.boxKey, p.notBefore, p.notAfter, JSON.stringify(signed), at],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async listPrekeys(now: number): Promise<SignedPrekey[]> {
+    const { rows } = await this.pool.query<{ prekey: string }>('SELECT prekey FROM prekeys WHERE not_after > $1 ORDER BY party, device, not_before', [now]);
+    return rows.map((r) => JSON.parse(r.prekey) as SignedPrekey);
   }
 
   async listRevocations(): Promise<Revocation[]> {

@@ -7,7 +7,7 @@ import { utf8 } from '../../shared/encoding/base64.js';
 import { leafHash, type NodeRef } from '../../shared/audit/merkle.js';
 import { formatAuditEntry } from '../../shared/audit/log-verify.js';
 import { checkReplay } from '../../shared/crypto/envelope.js';
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Revocation, SignedPrekey } from '../../shared/protocol/schemas.js';
 import {
   deviceKey,
   type AuditEntry,
@@ -177,6 +177,14 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE deadlines_v2 RENAME TO deadlines;
   CREATE INDEX deadlines_open ON deadlines (closed_at, next_at);
   `,
+  // h15-fs: devices' signed prekeys (PROTOCOL.md "Prekeys and forward secrecy"), one row per box key.
+  `
+  CREATE TABLE prekeys (
+    party TEXT NOT NULL, device TEXT NOT NULL, box_key TEXT NOT NULL,
+    not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, prekey TEXT NOT NULL, stored_at INTEGER NOT NULL,
+    PRIMARY KEY (party, device, box_key)
+  );
+  `,
 ];
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -345,6 +353,8 @@ export class SqliteStore implements Store {
       listDevices: db.prepare<[], { certificate: string }>('SELECT certificate FROM devices ORDER BY party, device, not_before'),
       insertRevocation: db.prepare('INSERT OR IGNORE INTO revocations (party, device, sign_key, revocation, stored_at) VALUES (?, ?, ?, ?, ?)'),
       listRevocations: db.prepare<[], { revocation: string }>('SELECT revocation FROM revocations ORDER BY stored_at, party, device'),
+      insertPrekey: db.prepare('INSERT OR IGNORE INTO prekeys (party, device, box_key, not_before, not_after, prekey, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      listPrekeys: db.prepare<[number], { prekey: string }>('SELECT prekey FROM prekeys WHERE not_after > ? ORDER BY party, device, not_before'),
       envelopeHash: db.prepare<[string], { hash: string; accepted_at: number }>('SELECT hash, accepted_at FROM envelopes WHERE id = ?'),
       getEnvelope: db.prepare<[string], { envelope: string; hash: string; accepted_at: number }>(
         'SELECT envelope, hash, accepted_at FROM envelopes WHERE id = ?',
@@ -567,6 +577,15 @@ export class SqliteStore implements Store {
 
   async listDevices(): Promise<DeviceCertificate[]> {
     return this.stmt.listDevices.all().map((r) => JSON.parse(r.certificate) as DeviceCertificate);
+  }
+
+  async putPrekey(signed: SignedPrekey, at: number): Promise<boolean> {
+    const p = signed.prekey;
+    return this.stmt.insertPrekey.run(p.party, p.device, p.boxKey, p.notBefore, p.notAfter, JSON.stringify(signed), at).changes > 0;
+  }
+
+  async listPrekeys(now: number): Promise<SignedPrekey[]> {
+    return this.stmt.listPrekeys.all(now).map((r) => JSON.parse(r.prekey) as SignedPrekey);
   }
 
   async listRevocations(): Promise<Revocation[]> {

@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, Revocation } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, Revocation, SignedPrekey } from '../../shared/protocol/schemas.js';
 import type { NodeRef } from '../../shared/audit/merkle.js';
 import type {
   AuditEntry,
@@ -80,6 +80,13 @@ export interface Store {
   putRevocation(revocation: Revocation, at: number, audit: AuditEntry): Promise<boolean>;
   listDevices(): Promise<DeviceCertificate[]>;
   listRevocations(): Promise<Revocation[]>;
+  /**
+   * Store a device's signed prekey, verified by the caller (idempotent: false when that box key is
+   * stored already). Not an audit entry: a prekey is public and the envelope headers name its keyId.
+   */
+  putPrekey(signed: SignedPrekey, at: number): Promise<boolean>;
+  /** The stored prekeys still in date at `now` (`notAfter > now`). */
+  listPrekeys(now: number): Promise<SignedPrekey[]>;
 
   getEnvelope(id: string): Promise<StoredEnvelope | undefined>;
   /** The header and hash of a stored message, without reading its ciphertext (receipt admission). */

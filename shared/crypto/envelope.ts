@@ -19,6 +19,7 @@ import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
 import { randomBytes, randomId } from './random.js';
 import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
 import { seqVerdict } from './replay-window.js';
+import type { HeldPrekey } from './prekey.js';
 
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
 const ENVELOPE_CONTEXT = utf8(CONTEXT.envelope);
@@ -60,6 +61,11 @@ export interface SealEnvelopeOptions {
   sentAt: number;
   /** Every device that gets a wrapped content key (see {@link expectedRecipients}). */
   recipients: readonly DeviceCertBody[];
+  /**
+   * The box key (base64) to wrap to, by `party/device`, where it is not the certificate's: the
+   * device's newest prekey (`wrapKeyFor` in prekey.ts, PROTOCOL.md "Prekeys and forward secrecy").
+   */
+  wrapKeys?: ReadonlyMap<string, string>;
   plaintext: Plaintext;
   id?: string;
   replyTo?: string;
@@ -92,7 +98,7 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
   const ephemeral = boxKeyPair();
   const recipients: RecipientEntry[] = [];
   for (const cert of options.recipients) {
-    const boxKey = fromBase64(cert.boxKey, 32);
+    const boxKey = fromBase64(options.wrapKeys?.get(`${cert.party}/${cert.device}`) ?? cert.boxKey, 32);
     const nonce = randomBytes(nacl.box.nonceLength);
     recipients.push({
       party: cert.party,
@@ -205,6 +211,12 @@ export interface OpenEnvelopeOptions {
   device: DeviceSecretFile;
   /** The sender's certificate, already verified against the agreement. */
   senderCert: DeviceCertBody;
+  /**
+   * The prekey secrets this device still holds (PROTOCOL.md "Prekeys and forward secrecy"). An
+   * entry wrapped to a prekey whose secret is not among them (deleted) fails with
+   * HL_ERR_PREKEY_SECRET_GONE.
+   */
+  prekeys?: readonly Pick<HeldPrekey, 'keyId' | 'boxSecret'>[];
 }
 
 /**
@@ -220,14 +232,16 @@ export async function openEnvelope(
   const me = options.device.certificate.cert;
   const entry = h.recipients.find((r) => r.party === me.party && r.device === me.device);
   if (!entry) throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} has no key for ${me.party}/${me.device}`);
-  if (entry.keyId !== keyIdOf(fromBase64(me.boxKey, 32))) {
-    throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} is wrapped for another box key of this device`);
+  const boxSecret = entry.keyId === keyIdOf(fromBase64(me.boxKey, 32)) ? options.device.boxSecret : options.prekeys?.find((p) => p.keyId === entry.keyId)?.boxSecret;
+  if (boxSecret === undefined) {
+    if (options.prekeys === undefined) throw new HotlineError('HL_ERR_ENVELOPE_NOT_FOR_ME', `envelope ${h.id} is wrapped for another box key of this device`);
+    throw new HotlineError('HL_ERR_PREKEY_SECRET_GONE', `envelope ${h.id} is wrapped for box key ${entry.keyId}, whose secret this device does not hold (deleted, or never its own)`);
   }
   const contentKey = await boxOpen(
     fromBase64(entry.wrappedKey, 48),
     fromBase64(entry.nonce, 24),
     fromBase64(h.ephemeralKey, 32),
-    fromBase64(options.device.boxSecret, 32),
+    fromBase64(boxSecret, 32),
   );
   if (!contentKey || contentKey.length !== nacl.secretbox.keyLength) {
     throw new HotlineError('HL_ERR_ENVELOPE_UNWRAP_FAILED', `cannot unwrap the content key of ${h.id}`);
@@ -260,22 +274,27 @@ export function expectedRecipients(directory: readonly DeviceCertBody[], from: {
 /**
  * The server's and recipients' check that an envelope is wrapped for exactly the expected devices,
  * each with its current box key. A missing archive copy would blind the auditors; an extra device
- * would leak the message.
+ * would leak the message. With `prekeyIds`, a device that has prekeys in date must be wrapped to
+ * one of them (their keyIds); only a device with none may be wrapped to its certificate's box key
+ * (PROTOCOL.md "Prekeys and forward secrecy").
  */
-export function checkRecipients(header: EnvelopeHeader, expected: readonly DeviceCertBody[]): void {
-  const want = new Map(expected.map((c) => [`${c.party}/${c.device}`, boxKeyId(c.boxKey)]));
+export function checkRecipients(header: EnvelopeHeader, expected: readonly DeviceCertBody[], prekeyIds?: (cert: DeviceCertBody) => readonly string[]): void {
+  const want = new Map(expected.map((c) => [`${c.party}/${c.device}`, c]));
   if (header.recipients.length !== want.size) {
     throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `envelope has ${header.recipients.length} recipients; the directory has ${want.size}`);
   }
   const seen = new Set<string>();
   for (const r of header.recipients) {
     const name = `${r.party}/${r.device}`;
-    const keyId = want.get(name);
-    if (keyId === undefined) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${name} is not an expected recipient`);
+    const cert = want.get(name);
+    if (cert === undefined) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${name} is not an expected recipient`);
     // A device listed twice would leave another expected one out with the count still right.
     if (seen.has(name)) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${name} is listed twice`);
     seen.add(name);
-    if (keyId !== r.keyId) throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is wrapped for a stale box key`);
+    const prekeys = prekeyIds?.(cert) ?? [];
+    if (prekeys.length > 0 ? !prekeys.includes(r.keyId) : boxKeyId(cert.boxKey) !== r.keyId) {
+      throw new HotlineError('HL_ERR_ENVELOPE_RECIPIENTS', `${r.party}/${r.device} is wrapped for a stale box key`);
+    }
   }
 }
 

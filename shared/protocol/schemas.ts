@@ -112,6 +112,11 @@ export const Agreement = Type.Object(
     createdAt: Millis,
     /** Version 2 only: the parties that run their own relay. */
     relays: Type.Optional(Type.Array(RelayEntry, { maxItems: 64 })),
+    /**
+     * How often each device publishes a new signed prekey (PROTOCOL.md "Prekeys and forward
+     * secrecy"); absent: {@link DEFAULT_PREKEY_ROTATION_MS} (7 days).
+     */
+    prekeyRotationMs: Type.Optional(Type.Integer({ minimum: 60_000, maximum: 366 * 24 * 3_600_000 })),
   },
   { additionalProperties: false },
 );
@@ -139,6 +144,26 @@ export const DeviceCertificate = Type.Object(
   { additionalProperties: false },
 );
 export type DeviceCertificate = Static<typeof DeviceCertificate>;
+
+/**
+ * A device's medium-term box key (PROTOCOL.md "Prekeys and forward secrecy"), signed by the device's
+ * own certificate key: `signKey` names that certificate.
+ */
+export const PrekeyBody = Type.Object(
+  {
+    v: Type.Literal(1),
+    party: Identifier,
+    device: Identifier,
+    signKey: PublicKey,
+    boxKey: PublicKey,
+    notBefore: Millis,
+    notAfter: Millis,
+  },
+  { additionalProperties: false },
+);
+export type PrekeyBody = Static<typeof PrekeyBody>;
+export const SignedPrekey = Type.Object({ prekey: PrekeyBody, signature: Signature }, { additionalProperties: false });
+export type SignedPrekey = Static<typeof SignedPrekey>;
 
 export const RevocationBody = Type.Object(
   {

@@ -93,6 +93,11 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_KEYSTORE_PASSPHRASE: 'err_key',
   HL_ERR_USAGE: 'err_input',
   HL_ERR_METRICS_FORBIDDEN: 'err_auth',
+  HL_ERR_PREKEY_MALFORMED: 'err_cert',
+  HL_ERR_PREKEY_BAD_SIGNATURE: 'err_cert',
+  HL_ERR_PREKEY_WRONG_DEVICE: 'err_cert',
+  HL_ERR_PREKEY_VALIDITY: 'err_cert',
+  HL_ERR_PREKEY_SECRET_GONE: 'err_envelope',
 };
 
 /** The i18n key that says what `code` means; an unknown code (from a newer server) is an internal problem. */
