@@ -1,7 +1,8 @@
 import { HotlineError } from '../shared/errors.js';
 import { newestValid, verifyDirectory } from '../shared/crypto/directory.js';
 import { verifyDeviceCertificate } from '../shared/crypto/keys.js';
-import type { DeviceCertBody, DeviceCertificate, DeviceRef, Revocation } from '../shared/protocol/schemas.js';
+import { prekeyRotationMs, verifyPrekey, wrapKeyFor } from '../shared/crypto/prekey.js';
+import type { DeviceCertBody, DeviceCertificate, DeviceRef, PrekeyBody, Revocation, SignedPrekey } from '../shared/protocol/schemas.js';
 import type { RelayApi } from './relay-api.js';
 import type { CachedDirectory } from './storage/client-storage.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
@@ -24,6 +25,8 @@ export class VerifiedDirectory {
   /** The earliest verified revocation time of each revoked certificate, by `party/device/signKey`. */
   #revokedAt = new Map<string, number>();
   #loaded = false;
+  /** The directory's prekeys whose signature holds under their device's valid certificate, by `party/device`. */
+  #prekeys = new Map<string, PrekeyBody[]>();
 
   constructor(options: VerifiedDirectoryOptions) {
     this.#o = options;
@@ -47,7 +50,7 @@ export class VerifiedDirectory {
   /** Fetch the directory from the server and verify every certificate and revocation here. */
   async refresh(): Promise<DeviceCertBody[]> {
     await this.#o.api.ensureToken();
-    const dir = (await this.#o.api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown; past?: unknown };
+    const dir = (await this.#o.api.http('GET', '/v1/directory', undefined, true)) as { certificates?: unknown; revocations?: unknown; past?: unknown; prekeys?: unknown };
     if (!Array.isArray(dir.certificates) || !Array.isArray(dir.revocations)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the server sent a malformed directory');
     }
@@ -55,10 +58,12 @@ export class VerifiedDirectory {
     const revocations = dir.revocations as Revocation[];
     // `past` (revoked, expired, superseded certificates) came later: a relay without it sends none.
     const past = (Array.isArray(dir.past) ? dir.past : []) as DeviceCertificate[];
-    await this.#load(certificates, revocations, past);
+    // `prekeys` came later still (PROTOCOL.md "Prekeys and forward secrecy"); none: wrap to certificates.
+    const prekeys = (Array.isArray(dir.prekeys) ? dir.prekeys : []) as SignedPrekey[];
+    await this.#load(certificates, revocations, past, prekeys);
     const fetchedAt = this.#o.clock.now();
     const labelled = await this.#o.storage.update(this.#o.key, (s) => {
-      s.directory = { certificates, revocations, past, fetchedAt };
+      s.directory = { certificates, revocations, past, fetchedAt, ...(prekeys.length > 0 ? { prekeys } : {}) };
       // What was stored here before a revocation this fetch brings is labelled, in the same update.
       return labelRevoked(s, (ref, at) => this.revokedSince(ref, at));
     });
@@ -74,7 +79,7 @@ export class VerifiedDirectory {
   async loadStored(): Promise<DeviceCertBody[]> {
     const stored = await this.snapshot();
     if (stored) {
-      await this.#load(stored.certificates, stored.revocations, stored.past ?? []);
+      await this.#load(stored.certificates, stored.revocations, stored.past ?? [], stored.prekeys ?? []);
       this.#o.emit('directory', { certificates: this.list(), fetchedAt: stored.fetchedAt });
     }
     return this.list();
@@ -84,7 +89,7 @@ export class VerifiedDirectory {
   async ensureLoaded(): Promise<void> {
     if (this.#loaded) return;
     const cached = (await this.#o.storage.read(this.#o.key)).directory;
-    if (cached) await this.#load(cached.certificates, cached.revocations, cached.past ?? []);
+    if (cached) await this.#load(cached.certificates, cached.revocations, cached.past ?? [], cached.prekeys ?? []);
   }
 
   /**
@@ -92,7 +97,7 @@ export class VerifiedDirectory {
    * the one directory check. An expired, revoked or forged certificate is left out: nothing is
    * sealed to it or accepted from it. A forged revocation revokes nothing and is reported.
    */
-  async #load(certificates: readonly unknown[], revocations: readonly unknown[], past: readonly unknown[]): Promise<void> {
+  async #load(certificates: readonly unknown[], revocations: readonly unknown[], past: readonly unknown[], prekeys: readonly unknown[]): Promise<void> {
     const verified = await verifyDirectory(this.#o.agreement, { certificates, revocations }, { now: this.#o.clock.now() });
     for (const r of verified.rejected) if (r.kind === 'revocation') this.#o.report(r.error);
     this.#valid = new Map(verified.bodies().map((cert) => [`${cert.party}/${cert.device}`, cert]));
@@ -121,7 +126,46 @@ export class VerifiedDirectory {
     }
     this.#known = known;
     this.#revokedAt = revokedAt;
+    this.#prekeys = await this.#verifyPrekeys(prekeys);
     this.#loaded = true;
+  }
+
+  /**
+   * Each prekey checked here against the valid certificate of the device it names (the relay is not
+   * trusted to): a forged one (not signed by that certificate's key, or naming another device) is
+   * left out and reported, so nothing is wrapped to it.
+   */
+  async #verifyPrekeys(prekeys: readonly unknown[]): Promise<Map<string, PrekeyBody[]>> {
+    const out = new Map<string, PrekeyBody[]>();
+    const rotationMs = prekeyRotationMs(this.#o.agreement);
+    for (const value of prekeys) {
+      try {
+        const claimed = (value as Partial<SignedPrekey> | null)?.prekey;
+        const cert = this.#valid.get(`${claimed?.party}/${claimed?.device}`);
+        if (!cert) throw new HotlineError('HL_ERR_PREKEY_WRONG_DEVICE', `a prekey names ${claimed?.party}/${claimed?.device}, which has no valid certificate here`);
+        const p = await verifyPrekey(value, cert, rotationMs);
+        const k = `${p.party}/${p.device}`;
+        out.set(k, [...(out.get(k) ?? []), p]);
+      } catch (err) {
+        this.#o.report(toHotlineError(err));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The box key to wrap to for each of `recipients` whose device has a verified prekey in date now
+   * (its newest), by `party/device`; a device missing here is wrapped to its certificate's box key.
+   */
+  wrapKeys(recipients: readonly DeviceCertBody[]): Map<string, string> {
+    const now = this.#o.clock.now();
+    const out = new Map<string, string>();
+    for (const cert of recipients) {
+      const k = `${cert.party}/${cert.device}`;
+      const key = wrapKeyFor(cert, this.#prekeys.get(k) ?? [], now);
+      if (key !== cert.boxKey) out.set(k, key);
+    }
+    return out;
   }
 
   /**

@@ -112,6 +112,11 @@ export interface HotlineClientEvents {
    * hello of each new one while it lasts.
    */
   notice: OperatorNotice;
+  /**
+   * This device made and published a new prekey (`rotated`, its keyId) or deleted the secrets of old
+   * ones (`deleted`): PROTOCOL.md "Prekeys and forward secrecy".
+   */
+  prekeys: { rotated?: string; deleted: string[] };
   error: HotlineError;
 }
 

@@ -24,7 +24,8 @@ import { RelayConnection, type BackoffOptions } from './connection.js';
 import { Outbox, type SendInput } from './outbox.js';
 import { PrecedenceMemory } from './precedences.js';
 import { AuditWitness, type CosignResult } from './witness.js';
-import type { DeviceScope } from './scope.js';
+import { toHotlineError, type DeviceScope } from './scope.js';
+import { PrekeyManager, type PrekeyMaintenance, type PrekeyOptions } from './prekeys.js';
 import type { ClientStorage, SendDraft } from './storage/client-storage.js';
 import { systemClock, type Clock, type WebSocketConstructorLike } from './ports.js';
 import type { HotlineClientEvents } from './events.js';
@@ -32,6 +33,7 @@ import type { HotlineClientEvents } from './events.js';
 export { systemClock, type Clock, type WebSocketConstructorLike, type WebSocketLike } from './ports.js';
 export { backoffDelay, type BackoffOptions } from './connection.js';
 export type { SendInput } from './outbox.js';
+export { MemoryPrekeyStore, type PrekeyMaintenance, type PrekeyOptions, type PrekeyStore } from './prekeys.js';
 export { CHECKPOINT_ATTACHMENT, type CosignResult } from './witness.js';
 export type { AuditAlarm, CheckpointGossipEvent, HotlineClientEvents, MessageEvent, ReceiptEvent, RefusedEvent } from './events.js';
 
@@ -98,6 +100,15 @@ export interface HotlineClientOptions {
    * rejects, and a refused reseal drops the message with a `refused` event.
    */
   approveRecipients?: (recipients: readonly DeviceCertBody[], draft: SendDraft) => void | readonly string[];
+  /**
+   * Forward secrecy (PROTOCOL.md "Prekeys and forward secrecy"): where this device keeps the
+   * secrets of its prekeys. Given, the client makes a prekey on the agreement's schedule
+   * (`prekeyRotationMs`, default 7 days), publishes it, opens what is wrapped to it, and deletes its
+   * secret once no message wrapped to it can still arrive (plus `keepMs`: an archive's retention).
+   * Absent, or with `consumeMailbox: false`, the device publishes none and senders wrap to its
+   * certificate's long-term box key, which has no forward secrecy.
+   */
+  prekeys?: PrekeyOptions;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,6 +146,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
   readonly #precedences = new PrecedenceMemory();
   readonly #outbox: Outbox;
   readonly #inbox: Inbox;
+  readonly #prekeys: PrekeyManager | undefined;
+  #prekeysLoaded = false;
 
   constructor(options: HotlineClientOptions) {
     super();
@@ -164,6 +177,8 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
+    this.#prekeys = options.prekeys && (options.consumeMailbox ?? true) ? new PrekeyManager({ ...scope, ...options.prekeys, api: this.#api }) : undefined;
+    const prekeys = this.#prekeys;
     this.#outbox = new Outbox({
       ...scope,
       directory: this.#directory,
@@ -182,6 +197,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       witness: this.#witness,
       write: (frame) => this.#link.write(frame),
       onHello: (frame) => this.#onHello(frame),
+      ...(prekeys ? { prekeys: () => prekeys.secrets() } : {}),
     });
     this.#link = new RelayConnection({
       ...scope,
@@ -195,6 +211,10 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
         await this.#directory.ensureLoaded();
         await this.#directory.refresh();
         await this.#precedences.load(options.storage, this.#key);
+        if (prekeys && !this.#prekeysLoaded) {
+          await prekeys.load();
+          this.#prekeysLoaded = true;
+        }
       },
       onSocket: () => this.#outbox.newConnection(),
       onFrame: (frame) => this.#inbox.push(frame),
@@ -244,6 +264,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     this.#api.stop();
     this.#agent.stop();
     this.#witness.stop();
+    this.#prekeys?.stop();
     this.#link.stop();
     await this.#inbox.clear();
     await this.#outbox.settled();
@@ -344,6 +365,17 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#outbox.flush();
     this.#witness.start();
     this.#agent.start();
+    if (this.#prekeys) this.maintainPrekeys().catch((err: unknown) => this.#report(toHotlineError(err)));
+  }
+
+  /**
+   * Make a new prekey if one is due, publish it, and delete the secrets of prekeys that no message
+   * can still need (PROTOCOL.md "When a prekey's secret is deleted"). Runs by itself on each
+   * connection and when the next rotation or deletion falls due; resolves to what it did. Without
+   * the `prekeys` option it does nothing.
+   */
+  async maintainPrekeys(): Promise<PrekeyMaintenance> {
+    return this.#prekeys ? this.#prekeys.maintain() : { deleted: [] };
   }
 
   /**

@@ -4,6 +4,7 @@ import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import type { EnvelopeHeader, Plaintext } from '../shared/protocol/schemas.js';
 import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
+import type { HeldPrekey } from '../shared/crypto/prekey.js';
 import { RankQueue } from './rank-queue.js';
 import type { VerifiedDirectory } from './directory.js';
 import type { AnswerFrame, Outbox } from './outbox.js';
@@ -51,6 +52,8 @@ export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' 
   witness: Pick<AuditWitness, 'queueGossip'>;
   /** Write a frame to the current connection (dropped when there is none). */
   write: (frame: ClientFrame) => void;
+  /** The prekey secrets this device holds now (PROTOCOL.md "Prekeys and forward secrecy"); absent: it has none. */
+  prekeys?: () => readonly HeldPrekey[];
   /** The server's hello on a new connection. */
   onHello: (frame: Extract<ServerFrame, { t: 'hello' }>) => Promise<void>;
 }
@@ -216,7 +219,7 @@ export class Inbox {
       // time of acceptance").
       const sender = await this.#o.directory.certAt(h.from, frame.acceptedAt);
       senderRevokedAt = sender.revokedAt;
-      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert });
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert, ...(this.#o.prekeys ? { prekeys: this.#o.prekeys() } : {}) });
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }

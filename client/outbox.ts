@@ -48,7 +48,7 @@ const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retry
 export type AnswerFrame = Extract<ServerFrame, { t: 'accepted' | 'receipt-accepted' | 'refusal-accepted' }>;
 
 export interface OutboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
-  directory: Pick<VerifiedDirectory, 'ensureLoaded' | 'refresh' | 'list'>;
+  directory: Pick<VerifiedDirectory, 'ensureLoaded' | 'refresh' | 'list' | 'wrapKeys'>;
   precedences: PrecedenceMemory;
   /** True while the link is up (between the server's hello and the socket closing). */
   connected: () => boolean;
@@ -252,6 +252,7 @@ export class Outbox {
       seq,
       sentAt: this.#o.clock.now(),
       recipients,
+      wrapKeys: this.#o.directory.wrapKeys(recipients),
       plaintext: draft.plaintext,
       ...(draft.exercise ? { exercise: true } : {}),
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),

@@ -7,6 +7,7 @@ import { parseAgreement, parseDeviceSecret, parsePartySecret, relayOf } from '..
 import type { Agreement, DeviceSecretFile, PartySecretFile } from '../../shared/protocol/schemas.js';
 import { HotlineClient } from '../hotline-client.js';
 import { FileStorage } from '../storage/file-storage.js';
+import { FilePrekeyStore } from '../storage/prekey-file-store.js';
 import { unsealKeyFile } from './key-files.js';
 
 /** Where a command writes: injected so that tests can run commands in-process. */
@@ -271,6 +272,11 @@ export interface LinkOptions {
   state?: string | undefined;
 }
 
+/** Where the CLI keeps a device's prekey secrets: beside its state file. */
+export function prekeyPath(statePath: string): string {
+  return `${statePath}.prekeys`;
+}
+
 /** Build a client for a CLI command from its flags. */
 export function openClient(
   command: string,
@@ -293,6 +299,8 @@ export function openClient(
     storage,
     WebSocket,
     consumeMailbox,
+    // The process that reads the mailbox keeps the prekeys (PROTOCOL.md "Prekeys and forward secrecy").
+    ...(consumeMailbox ? { prekeys: { store: new FilePrekeyStore(prekeyPath(statePath)) } } : {}),
     ...(extra.testAgent ? { testAgent: true } : {}),
     // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
     ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),

@@ -1,4 +1,4 @@
-import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, CannotComplyReason, ReceiptBody, ReceiptKind, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, CannotComplyReason, ReceiptBody, ReceiptKind, Revocation, SignedPrekey, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { Plaintext } from '../../shared/protocol/schemas.js';
 import { seqWindowFrom, type SeqWindow } from '../../shared/crypto/replay-window.js';
 
@@ -117,6 +117,8 @@ export interface CachedDirectory {
   revocations: Revocation[];
   /** Revoked, expired and superseded certificates: to verify what was accepted while they were valid. */
   past?: DeviceCertificate[];
+  /** The devices' signed prekeys (PROTOCOL.md "Prekeys and forward secrecy"), verified again on load. */
+  prekeys?: SignedPrekey[];
   fetchedAt: number;
 }
 

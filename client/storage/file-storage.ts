@@ -1,8 +1,9 @@
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { dirname, basename } from 'node:path';
+import { createHash } from 'node:crypto';
 import { HotlineError } from '../../shared/errors.js';
+import { syncDir, writeFileAtomic } from './atomic-file.js';
 import { applyChanges, initialState, migrateState, pruneState, RECORD_MAPS, trackChanges, type ClientState, type ClientStorage, type RecordChanges, type RecordMapName, type StateChanges } from './client-storage.js';
 
 export interface FileStorageOptions {
@@ -267,21 +268,7 @@ export class FileStorage implements ClientStorage {
   /** Write the whole state as the next generation's snapshot, then empty the journal. */
   async #compact(loaded: Loaded): Promise<void> {
     const gen = loaded.gen + 1;
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify({ ...loaded.state, journalGen: gen }));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.path);
-      await syncDir(dirname(this.path));
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw new HotlineError('HL_ERR_STORE_FAILED', `cannot write the client state file ${this.path}`, { cause: err });
-    }
+    await writeFileAtomic(this.path, JSON.stringify({ ...loaded.state, journalGen: gen }), 'the client state file');
     loaded.gen = gen;
     loaded.migrated = false;
     loaded.snap = await statFile(this.path);
@@ -522,17 +509,3 @@ function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-async function syncDir(dir: string): Promise<void> {
-  // A rename is durable only once its directory entry is; not every platform lets a directory be
-  // opened for fsync, and the rename itself is already atomic, so failure here is not fatal.
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    /* best effort */
-  }
-}

@@ -1,0 +1,150 @@
+import { HotlineError } from '../shared/errors.js';
+import { createPrekey, newestPrekey, prekeyRotationDue, prekeyRotationMs, prekeysToDelete, type HeldPrekey } from '../shared/crypto/prekey.js';
+import type { RelayApi } from './relay-api.js';
+import type { DeviceScope } from './scope.js';
+import type { TimerHandle } from './ports.js';
+
+/**
+ * Where a device keeps the secrets of its prekeys (PROTOCOL.md "Prekeys and forward secrecy"). Kept
+ * apart from the client state on purpose: that state is a journal, where a deleted record stays on
+ * disk until the next compaction; a prekey store replaces its whole content on every save, so a
+ * deleted secret is gone from the file when `save` resolves.
+ */
+export interface PrekeyStore {
+  load(): Promise<HeldPrekey[]>;
+  /** Replace the whole content durably. */
+  save(held: readonly HeldPrekey[]): Promise<void>;
+}
+
+/** A prekey store in memory only (tests; a device whose prekeys need not survive a restart). */
+export class MemoryPrekeyStore implements PrekeyStore {
+  #held: HeldPrekey[] = [];
+  async load(): Promise<HeldPrekey[]> {
+    return [...this.#held];
+  }
+  async save(held: readonly HeldPrekey[]): Promise<void> {
+    this.#held = [...held];
+  }
+}
+
+const MAX_TIMER_MS = 24 * 3_600_000;
+
+/** Options of the client's prekeys ({@link HotlineClientOptions.prekeys}). */
+export interface PrekeyOptions {
+  store: PrekeyStore;
+  /**
+   * How long after a prekey's `notAfter` its secret is kept (default 0: deleted as soon as no message
+   * wrapped to it can still arrive). An archive device sets its retention period here, so that what
+   * it stored stays readable that long (PROTOCOL.md "Archives").
+   */
+  keepMs?: number;
+}
+
+export interface PrekeyManagerOptions extends Pick<DeviceScope, 'agreement' | 'device' | 'clock' | 'emit' | 'report' | 'running'>, PrekeyOptions {
+  api: Pick<RelayApi, 'ensureToken' | 'http'>;
+}
+
+/** What one {@link PrekeyManager.maintain} did. */
+export interface PrekeyMaintenance {
+  /** keyId of the prekey made and published now, if any. */
+  rotated?: string;
+  /** keyIds whose secrets were deleted now. */
+  deleted: string[];
+}
+
+/**
+ * A device's prekeys: made on the agreement's schedule, published to the relay, handed to the inbox
+ * to open what was wrapped to them, and deleted once the relay will accept no more messages wrapped
+ * to them and holds none waiting for this device (plus `keepMs`). Runs on every connection and again
+ * whenever the next rotation or deletion falls due (on the injected clock).
+ */
+export class PrekeyManager {
+  readonly #o: PrekeyManagerOptions;
+  readonly #rotationMs: number;
+  #held: HeldPrekey[] = [];
+  #published = new Set<string>();
+  #timer: TimerHandle | undefined;
+  #running: Promise<PrekeyMaintenance> | undefined;
+
+  constructor(options: PrekeyManagerOptions) {
+    this.#o = options;
+    this.#rotationMs = prekeyRotationMs(options.agreement);
+  }
+
+  /** Read the stored secrets (before the first delivery is opened). */
+  async load(): Promise<void> {
+    this.#held = await this.#o.store.load();
+  }
+
+  /** The secrets held now, for opening envelopes. */
+  secrets(): readonly HeldPrekey[] {
+    return this.#held;
+  }
+
+  /** Rotate if due, publish what the relay may not have, delete what may go; then arm the next run. */
+  maintain(): Promise<PrekeyMaintenance> {
+    this.#running ??= this.#maintain().finally(() => {
+      this.#running = undefined;
+      this.#arm();
+    });
+    return this.#running;
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #maintain(): Promise<PrekeyMaintenance> {
+    const result: PrekeyMaintenance = { deleted: [] };
+    const now = this.#o.clock.now();
+    if (prekeyRotationDue(this.#held, now, this.#rotationMs)) {
+      const made = await createPrekey(this.#o.device, { now, rotationMs: this.#rotationMs });
+      // Stored before it is published: a message wrapped to it must never find its secret missing.
+      await this.#o.store.save([...this.#held, made]);
+      this.#held = [...this.#held, made];
+      result.rotated = made.keyId;
+    }
+    const newest = newestPrekey(this.#held.map((h) => h.signed.prekey), now);
+    for (const h of this.#held) {
+      if (h.signed.prekey !== newest || this.#published.has(h.keyId)) continue;
+      await this.#o.api.ensureToken();
+      await this.#o.api.http('POST', '/v1/prekeys', h.signed, false);
+      this.#published.add(h.keyId);
+    }
+    const keepMs = this.#o.keepMs ?? 0;
+    // By this device's clock first (no request while nothing can go), then by the relay's.
+    const candidates = this.#held.filter((h) => h.signed.prekey !== newest && now >= h.signed.prekey.notAfter + keepMs);
+    if (candidates.length > 0) {
+      await this.#o.api.ensureToken();
+      const answer = (await this.#o.api.http('GET', '/v1/prekeys/pending', undefined, true)) as { serverTime?: unknown; pending?: unknown };
+      if (typeof answer.serverTime !== 'number' || !Array.isArray(answer.pending)) {
+        throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the relay sent a malformed answer to /v1/prekeys/pending');
+      }
+      const gone = new Set(prekeysToDelete(candidates, { serverTime: answer.serverTime, pending: new Set(answer.pending as string[]), keepMs }).map((h) => h.keyId));
+      if (gone.size > 0) {
+        const kept = this.#held.filter((h) => !gone.has(h.keyId));
+        await this.#o.store.save(kept);
+        this.#held = kept;
+        result.deleted = [...gone];
+      }
+    }
+    if (result.rotated !== undefined || result.deleted.length > 0) this.#o.emit('prekeys', result);
+    return result;
+  }
+
+  /** The next run: when the newest prekey is a rotation period old, or the earliest deletion falls due. */
+  #arm(): void {
+    this.stop();
+    if (!this.#o.running()) return;
+    const keepMs = this.#o.keepMs ?? 0;
+    const times = this.#held.flatMap((h) => [h.signed.prekey.notBefore + this.#rotationMs, h.signed.prekey.notAfter + keepMs]);
+    const now = this.#o.clock.now();
+    // At most a day ahead: timers take at most 2^31 − 1 ms, and an archive's retention is longer.
+    const next = Math.min(...times.filter((t) => t > now), now + Math.min(this.#rotationMs, MAX_TIMER_MS));
+    this.#timer = this.#o.clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.maintain().catch((err: unknown) => this.#o.report(err instanceof HotlineError ? err : new HotlineError('HL_ERR_INTERNAL', String(err), { cause: err })));
+    }, next - now);
+  }
+}

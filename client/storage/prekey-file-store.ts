@@ -1,0 +1,34 @@
+import { readFile } from 'node:fs/promises';
+import { HotlineError } from '../../shared/errors.js';
+import type { HeldPrekey } from '../../shared/crypto/prekey.js';
+import type { PrekeyStore } from '../prekeys.js';
+import { writeFileAtomic } from './atomic-file.js';
+
+/**
+ * A device's prekey secrets in one JSON file (mode 0600), rewritten whole on every save, so that a
+ * deleted secret leaves the file at once (PROTOCOL.md "When a prekey's secret is deleted"). The CLI
+ * keeps it beside the client state: `<state>.prekeys`.
+ *
+ * @example
+ * const client = new HotlineClient({ ..., prekeys: { store: new FilePrekeyStore('jp-op.state.json.prekeys') } });
+ */
+export class FilePrekeyStore implements PrekeyStore {
+  constructor(readonly path: string) {}
+
+  async load(): Promise<HeldPrekey[]> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read the prekey file ${this.path}`, { cause: err });
+    }
+    const value = JSON.parse(text) as { type?: unknown; held?: unknown };
+    if (value.type !== 'hotline-prekeys' || !Array.isArray(value.held)) throw new HotlineError('HL_ERR_KEY_INVALID', `${this.path} is not a prekey file`);
+    return value.held as HeldPrekey[];
+  }
+
+  async save(held: readonly HeldPrekey[]): Promise<void> {
+    await writeFileAtomic(this.path, JSON.stringify({ type: 'hotline-prekeys', v: 1, held }), 'the prekey file');
+  }
+}
