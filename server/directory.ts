@@ -62,10 +62,11 @@ export class Directory {
    */
   async putPrekey(value: unknown, now: number): Promise<SignedPrekey> {
     const claimed = (value as Partial<SignedPrekey> | null)?.prekey;
-    if (typeof claimed?.party !== 'string' || typeof claimed.device !== 'string' || typeof claimed.signKey !== 'string') {
-      throw new HotlineError('HL_ERR_PREKEY_MALFORMED', 'a prekey names its party, device and signKey');
+    if (typeof claimed?.party !== 'string' || typeof claimed.device !== 'string') {
+      throw new HotlineError('HL_ERR_PREKEY_MALFORMED', 'a prekey names its party and device');
     }
-    const cert = this.current(claimed.party, claimed.device, now, claimed.signKey);
+    // The device's valid certificate now: a prekey naming another signKey is refused by verifyPrekey.
+    const cert = this.current(claimed.party, claimed.device, now);
     const p = await verifyPrekey(value, cert, prekeyRotationMs(this.agreement));
     if (p.notAfter <= now) throw new HotlineError('HL_ERR_PREKEY_VALIDITY', `prekey of ${p.party}/${p.device} is no longer in date`);
     const signed = value as SignedPrekey;

@@ -13,6 +13,8 @@ export class FakeRelay {
   agreement: Agreement;
   certificates: DeviceCertificate[];
   revocations: Revocation[] = [];
+  /** Signed prekeys the directory serves (unverified: a test may put forged ones here). */
+  prekeys: unknown[] = [];
   /** When set, every HTTP request fails as if the server were down. */
   down = false;
   sockets: FakeSocket[] = [];
@@ -42,7 +44,7 @@ export class FakeRelay {
       case 'GET /v1/directory': {
         const auth = new Headers(init?.headers).get('authorization');
         if (!auth?.startsWith('Bearer token-')) return json(401, { error: { code: 'HL_ERR_AUTH_TOKEN_MISSING', message: 'no token' } });
-        return json(200, { certificates: this.certificates, revocations: this.revocations });
+        return json(200, { certificates: this.certificates, revocations: this.revocations, prekeys: this.prekeys });
       }
       default:
         return json(404, { error: { code: 'HL_ERR_NOT_FOUND', message: route } });
