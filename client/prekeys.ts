@@ -27,7 +27,8 @@ export class MemoryPrekeyStore implements PrekeyStore {
   }
 }
 
-const MAX_TIMER_MS = 24 * 3_600_000;
+/** The longest a timer may be set for (2^31 − 1 ms, about 24.8 days); a later run is re-armed from there. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Options of the client's prekeys ({@link HotlineClientOptions.prekeys}). */
 export interface PrekeyOptions {
@@ -140,7 +141,7 @@ export class PrekeyManager {
     const keepMs = this.#o.keepMs ?? 0;
     const times = this.#held.flatMap((h) => [h.signed.prekey.notBefore + this.#rotationMs, h.signed.prekey.notAfter + keepMs]);
     const now = this.#o.clock.now();
-    // At most a day ahead: timers take at most 2^31 − 1 ms, and an archive's retention is longer.
+    // Timers take at most 2^31 − 1 ms, and an archive's retention is longer: a run then only re-arms.
     const next = Math.min(...times.filter((t) => t > now), now + Math.min(this.#rotationMs, MAX_TIMER_MS));
     this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined;
