@@ -105,8 +105,9 @@ export interface HotlineClientOptions {
    * secrets of its prekeys. Given, the client makes a prekey on the agreement's schedule
    * (`prekeyRotationMs`, default 7 days), publishes it, opens what is wrapped to it, and deletes its
    * secret once no message wrapped to it can still arrive (plus `keepMs`: an archive's retention).
-   * Absent, or with `consumeMailbox: false`, the device publishes none and senders wrap to its
-   * certificate's long-term box key, which has no forward secrecy.
+   * Absent, the device publishes none and senders wrap to its certificate's long-term box key,
+   * which has no forward secrecy. With `consumeMailbox: false` nothing runs by itself: only
+   * {@link HotlineClient.maintainPrekeys} (an archive's `hotline prekeys`).
    */
   prekeys?: PrekeyOptions;
 }
@@ -177,8 +178,9 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
-    this.#prekeys = options.prekeys && (options.consumeMailbox ?? true) ? new PrekeyManager({ ...scope, ...options.prekeys, api: this.#api }) : undefined;
-    const prekeys = this.#prekeys;
+    this.#prekeys = options.prekeys ? new PrekeyManager({ ...scope, ...options.prekeys, api: this.#api }) : undefined;
+    // Only the process that reads the mailbox opens with them and maintains them on its own.
+    const prekeys = options.consumeMailbox ?? true ? this.#prekeys : undefined;
     this.#outbox = new Outbox({
       ...scope,
       directory: this.#directory,
@@ -365,7 +367,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#outbox.flush();
     this.#witness.start();
     this.#agent.start();
-    if (this.#prekeys) this.maintainPrekeys().catch((err: unknown) => this.#report(toHotlineError(err)));
+    if (this.#prekeys && (this.#o.consumeMailbox ?? true)) this.maintainPrekeys().catch((err: unknown) => this.#report(toHotlineError(err)));
   }
 
   /**

@@ -63,6 +63,7 @@ export class PrekeyManager {
   readonly #o: PrekeyManagerOptions;
   readonly #rotationMs: number;
   #held: HeldPrekey[] = [];
+  #loaded = false;
   #published = new Set<string>();
   #timer: TimerHandle | undefined;
   #running: Promise<PrekeyMaintenance> | undefined;
@@ -75,6 +76,7 @@ export class PrekeyManager {
   /** Read the stored secrets (before the first delivery is opened). */
   async load(): Promise<void> {
     this.#held = await this.#o.store.load();
+    this.#loaded = true;
   }
 
   /** The secrets held now, for opening envelopes. */
@@ -98,6 +100,7 @@ export class PrekeyManager {
 
   async #maintain(): Promise<PrekeyMaintenance> {
     const result: PrekeyMaintenance = { deleted: [] };
+    if (!this.#loaded) await this.load();
     const now = this.#o.clock.now();
     if (prekeyRotationDue(this.#held, now, this.#rotationMs)) {
       const made = await createPrekey(this.#o.device, { now, rotationMs: this.#rotationMs });
@@ -109,29 +112,35 @@ export class PrekeyManager {
     const newest = newestPrekey(this.#held.map((h) => h.signed.prekey), now);
     for (const h of this.#held) {
       if (h.signed.prekey !== newest || this.#published.has(h.keyId)) continue;
-      await this.#o.api.ensureToken();
       await this.#o.api.http('POST', '/v1/prekeys', h.signed, false);
       this.#published.add(h.keyId);
     }
     const keepMs = this.#o.keepMs ?? 0;
     // By this device's clock first (no request while nothing can go), then by the relay's.
     const candidates = this.#held.filter((h) => h.signed.prekey !== newest && now >= h.signed.prekey.notAfter + keepMs);
-    if (candidates.length > 0) {
+    if (candidates.length > 0 && this.#o.device.certificate.cert.role === 'archive') {
+      // An archive reads its messages from audit exports, never from its mailbox (which keeps them
+      // all): its rule is the retention alone, by its own clock (PROTOCOL.md "Archives").
+      await this.#forget(prekeysToDelete(candidates, { serverTime: now, pending: new Set(), keepMs }), result);
+    } else if (candidates.length > 0) {
       await this.#o.api.ensureToken();
       const answer = (await this.#o.api.http('GET', '/v1/prekeys/pending', undefined, true)) as { serverTime?: unknown; pending?: unknown };
       if (typeof answer.serverTime !== 'number' || !Array.isArray(answer.pending)) {
         throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'the relay sent a malformed answer to /v1/prekeys/pending');
       }
-      const gone = new Set(prekeysToDelete(candidates, { serverTime: answer.serverTime, pending: new Set(answer.pending as string[]), keepMs }).map((h) => h.keyId));
-      if (gone.size > 0) {
-        const kept = this.#held.filter((h) => !gone.has(h.keyId));
-        await this.#o.store.save(kept);
-        this.#held = kept;
-        result.deleted = [...gone];
-      }
+      await this.#forget(prekeysToDelete(candidates, { serverTime: answer.serverTime, pending: new Set(answer.pending as string[]), keepMs }), result);
     }
     if (result.rotated !== undefined || result.deleted.length > 0) this.#o.emit('prekeys', result);
     return result;
+  }
+
+  async #forget(deleted: readonly HeldPrekey[], result: PrekeyMaintenance): Promise<void> {
+    if (deleted.length === 0) return;
+    const gone = new Set(deleted.map((h) => h.keyId));
+    const kept = this.#held.filter((h) => !gone.has(h.keyId));
+    await this.#o.store.save(kept);
+    this.#held = kept;
+    result.deleted = [...gone];
   }
 
   /** The next run: when the newest prekey is a rotation period old, or the earliest deletion falls due. */

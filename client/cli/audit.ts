@@ -5,8 +5,9 @@ import { verifyAuditExport, type AuditExport, type AuditVerification } from '../
 import { buildAuditReport, type AuditReport, type PrecedenceRow, type RungStats } from '../../shared/audit/report.js';
 import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
-import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
+import { defaultStatePath, LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, prekeyPath, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { messageJson, messageText } from './link.js';
+import { FilePrekeyStore } from '../storage/prekey-file-store.js';
 
 /**
  * `hotline audit …`: the auditors' tools (issue 5). Export and cosign talk to the relay; verify,
@@ -250,13 +251,16 @@ ministry (--auditor): archive devices cannot read the audit API.
 
   --device FILE      the archive device's key file
   --auditor FILE     an auditor device, to fetch the export from SERVER_URL
+  --prekeys FILE     the archive's prekey secrets (default DEVICE.state.json.prekeys, from hotline prekeys);
+                     a message wrapped to a prekey whose secret was deleted (past the retention) fails
+                     with HL_ERR_PREKEY_SECRET_GONE
   --agreement FILE   the agreement (or HOTLINE_AGREEMENT; default agreement.json beside the key file)
   --json             one JSON object per message`,
   async run(argv, io) {
     const { values, positionals } = parse(
       'audit decrypt',
       argv,
-      { device: { type: 'string' }, auditor: { type: 'string' }, agreement: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } },
+      { device: { type: 'string' }, auditor: { type: 'string' }, agreement: { type: 'string' }, state: { type: 'string' }, prekeys: { type: 'string' }, json: { type: 'boolean' } },
       true,
     );
     if (values.help) return printHelp(io, this.help);
@@ -265,6 +269,8 @@ ministry (--auditor): archive devices cannot read the audit API.
     const source = positionals[0]!;
     const archive = loadDevice(values.device!, io);
     const me = archive.certificate.cert;
+    // The archive's prekey secrets kept for its retention (`hotline prekeys --keep-days`), if it has any.
+    const held = await new FilePrekeyStore(values.prekeys ?? prekeyPath(defaultStatePath(values.device!))).load();
     if (me.role !== 'archive') throw usage(`--device must be an archive key; ${me.party}/${me.device} is ${me.role}`);
     const { agreement } = loadAgreement(values.agreement, io, values.device);
     let value: unknown;
@@ -306,7 +312,7 @@ ministry (--auditor): archive devices cannot read the audit API.
       try {
         if (ciphertext === undefined) throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `the export holds no ciphertext for ${h.id}`);
         if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
-        const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender });
+        const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender, ...(held.length > 0 ? { prekeys: held } : {}) });
         opened++;
         if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
         else io.out(messageText(m));

@@ -283,7 +283,7 @@ export function openClient(
   values: LinkOptions,
   io: Io,
   consumeMailbox: boolean,
-  extra: { testAgent?: boolean; cosignIfOperator?: boolean } = {},
+  extra: { testAgent?: boolean; cosignIfOperator?: boolean; keepPrekeysMs?: number } = {},
 ): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrls: string[] } {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
@@ -300,7 +300,9 @@ export function openClient(
     WebSocket,
     consumeMailbox,
     // The process that reads the mailbox keeps the prekeys (PROTOCOL.md "Prekeys and forward secrecy").
-    ...(consumeMailbox ? { prekeys: { store: new FilePrekeyStore(prekeyPath(statePath)) } } : {}),
+    ...(consumeMailbox || extra.keepPrekeysMs !== undefined
+      ? { prekeys: { store: new FilePrekeyStore(prekeyPath(statePath)), ...(extra.keepPrekeysMs === undefined ? {} : { keepMs: extra.keepPrekeysMs }) } }
+      : {}),
     ...(extra.testAgent ? { testAgent: true } : {}),
     // Operators cosign the audit log's checkpoints while they listen (README "Auditing").
     ...(extra.cosignIfOperator && device.certificate.cert.role === 'operator' ? { cosign: true } : {}),

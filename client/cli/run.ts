@@ -8,13 +8,14 @@ import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
 import { backup, restore } from './backup.js';
 import { status } from './status.js';
+import { prekeys } from './prekeys.js';
 import { outboxDrop, outboxList } from './outbox.js';
 import { peersConfirm, peersList } from './peers.js';
 import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, prekeys, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

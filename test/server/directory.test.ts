@@ -44,6 +44,7 @@ describe('Directory (cached valid set)', () => {
     const store = {
       listDevices: async () => [],
       listRevocations: async () => [],
+      listPrekeys: async () => [],
       putDevice: async (c: DeviceCertificate) => (stored.includes(c) ? false : (stored.push(c), true)),
       putRevocation: async (r: Revocation) => (revoked.push(r), true),
     } as unknown as Store;
