@@ -431,7 +431,8 @@ ${LINK_HELP}
     if (values.help) return printHelp(io, this.help);
     required('directory', values, 'device', 'out');
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('directory', values, io, false);
+    const { client, storage } = openClient('directory', values, io, false);
+    const flushed = reportOutboxFlush(client, storage, io);
     try {
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
       const snap = await client.directorySnapshot();
@@ -439,6 +440,7 @@ ${LINK_HELP}
       writePublicFile(values.out!, { type: 'hotline-directory', v: 1, agreementHash: agreementHash(client.agreement), ...snap });
       io.out(`directory written: ${values.out}`);
       for (const c of client.directory()) io.out(`  ${c.party}/${c.device} (${c.role}) valid until ${iso(c.notAfter)}`);
+      await flushed.settled(timeoutMs);
       return 0;
     } finally {
       await client.stop();
