@@ -40,6 +40,25 @@ export interface BenchConfig {
   flood: number;
   /** Where the JSON goes. */
   resultsDir: string;
+  /**
+   * Only these phases (the floors always run): `--only=capacity,clients` or HOTLINE_BENCH_ONLY;
+   * undefined, all of them. `scale` replays the capacity phase's messages, so it runs capacity too.
+   */
+  only: readonly BenchPhase[] | undefined;
+}
+
+/** The phases `--only` may name. */
+export const BENCH_PHASES = ['clients', 'two-relays', 'capacity', 'backlog', 'scale', 'restart', 'console', 'flood'] as const;
+export type BenchPhase = (typeof BENCH_PHASES)[number];
+
+function phasesOf(text: string | undefined): BenchPhase[] | undefined {
+  if (text === undefined || text === '') return undefined;
+  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const n of names) {
+    if (!(BENCH_PHASES as readonly string[]).includes(n)) throw new Error(`unknown bench phase "${n}"; known: ${BENCH_PHASES.join(', ')}`);
+  }
+  const phases = names as BenchPhase[];
+  return phases.includes('scale') && !phases.includes('capacity') ? [...phases, 'capacity'] : phases;
 }
 
 /** The sizes the issue states the goals at. */
@@ -87,5 +106,6 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     stream: c('STREAM', 2000, 30),
     flood: c('FLOOD', FULL_SIZE.flood, 300),
     resultsDir: env['HOTLINE_BENCH_RESULTS_DIR'] ?? new URL('./results/', import.meta.url).pathname,
+    only: phasesOf(argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? env['HOTLINE_BENCH_ONLY']),
   };
 }
