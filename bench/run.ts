@@ -11,6 +11,7 @@
  * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts),
  * a flood of idle TCP connections against the per-address cap (bench/conn-flood.ts).
  * Counts and time are bounded (bench/config.ts); `--smoke` runs all of it with tiny counts.
+ * `--store pg` adds the HotlineClients on PostgreSQL, one node and two (bench/pg-nodes.ts).
  *
  * Only public interfaces are used: the wire protocol, HotlineClient, startServer and the server's
  * `main()` with its environment, the shared crypto, the store's `commit` to build a long log.
@@ -38,6 +39,7 @@ import { consolePhase } from './console.js';
 import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
 import { measureTwoRelays } from './two-relays.js';
+import { benchDatabaseUrl, measurePgNodes } from './pg-nodes.js';
 
 const GIB = 2 ** 30;
 
@@ -60,6 +62,12 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     const clientOptions = { serial: cfg.serial, pipelined: cfg.pipelined, window: cfg.window, maxSeconds: cfg.maxSeconds };
     const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
     const inProcess = await measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
+
+    let pgNodes: Awaited<ReturnType<typeof measurePgNodes>> | undefined;
+    if (cfg.store === 'pg') {
+      log('HotlineClients on PostgreSQL, one node and two nodes, in this process');
+      pgNodes = await measurePgNodes(benchDatabaseUrl(process.env), dir, clientOptions);
+    }
 
     log('HotlineClients, two relays linked relay to relay, in this process');
     const twoRelays = await measureTwoRelays(dir, { ...clientOptions, setupSeconds: cfg.setupSeconds });
@@ -121,6 +129,24 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       { measurement: 'HotlineClients, two relays in-process, 1 in flight, p99', value: twoRelays.serial.p99Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p99Ms }, ratio: twoRelays.serial.p99Ms / inProcess.serial.p99Ms },
       { measurement: `HotlineClients, two relays in-process, ${cfg.window} in flight, end to end (${twoRelays.pipelined.count})`, value: twoRelays.pipelined.perSecond, unit: 'msgs/s', against: { label: 'one relay, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: twoRelays.pipelined.perSecond / inProcess.pipelined.perSecond },
     );
+    // Issue 12: the same clients with the store on PostgreSQL (--store pg), one node and two nodes
+    // of one relay (sender on one, addressee on the other), beside SQLite in-process and the floors
+    // of this run. Reported; no goal is set.
+    if (pgNodes) {
+      const sqlite = { label: 'SQLite, in-process', unit: 'ms' };
+      for (const [label, r] of [
+        ['PostgreSQL, one node', pgNodes.oneNode],
+        ['PostgreSQL, two nodes (sender on A, addressee on B)', pgNodes.twoNodes],
+      ] as const) {
+        rows.push(
+          { measurement: `HotlineClients, ${label}, in-process, 1 in flight, send → verified receipt, p50 (${r.serial.count})`, value: r.serial.p50Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p50Ms }, ratio: r.serial.p50Ms / inProcess.serial.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p50 against the path floor`, value: r.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: r.serial.p50Ms / path.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p99`, value: r.serial.p99Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p99Ms }, ratio: r.serial.p99Ms / inProcess.serial.p99Ms },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, end to end (${r.pipelined.count})`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'SQLite, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / inProcess.pipelined.perSecond },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, against the raw ws echo`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'raw ws', value: rawWs.pipelinedPerSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / rawWs.pipelinedPerSecond },
+        );
+      }
+    }
     rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
       { measurement: `FLASH sent last after ${backlog.queued} ROUTINE for an offline device: delivered first`, value: backlog.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: backlog.flashFirst, reduced: backlog.queued < FULL_SIZE.backlogFlash },
@@ -161,6 +187,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
         clientsInProcess: inProcess,
         clientsOwnProcess: ownProcess,
         twoRelays,
+        ...(pgNodes ? { pgNodes } : {}),
         capacity,
         flashUnderLoad: flash,
         backlog,
