@@ -8,7 +8,7 @@ import { onCleanup } from './helpers/test-server.js';
 import { testDatabaseUrl } from './helpers/stores.js';
 
 const RUN = fileURLToPath(new URL('../bench/run.ts', import.meta.url));
-const TIMEOUT_MS = 180_000;
+const TIMEOUT_MS = 360_000;
 
 /** Every number in a JSON value, with its path; `null` (a NaN or a missing figure) is reported as such. */
 function leaves(value: unknown, path: string, out: { path: string; value: unknown }[]): void {
