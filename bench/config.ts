@@ -7,6 +7,8 @@
  */
 export interface BenchConfig {
   smoke: boolean;
+  /** `--store pg`: also measure the HotlineClients on PostgreSQL, one node and two (bench/pg-nodes.ts). */
+  store: 'sqlite' | 'pg';
   /** Measuring time per phase, seconds (preparation such as sealing is not counted). */
   maxSeconds: number;
   /** Time for each preparation that goes through the server (queueing a backlog, enrolling, connecting), seconds. */
@@ -86,8 +88,12 @@ function count(env: Env, name: string, full: number, smoke: number, isSmoke: boo
 export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig {
   const smoke = argv.includes('--smoke') || env['HOTLINE_BENCH_SMOKE'] === '1';
   const c = (name: string, full: number, small: number) => count(env, name, full, small, smoke);
+  const at = argv.findIndex((a) => a === '--store' || a.startsWith('--store='));
+  const store = at < 0 ? 'sqlite' : argv[at]!.startsWith('--store=') ? argv[at]!.slice('--store='.length) : argv[at + 1];
+  if (store !== 'sqlite' && store !== 'pg') throw new Error(`--store takes sqlite or pg, got "${String(store)}"`);
   return {
     smoke,
+    store,
     maxSeconds: c('MAX_SECONDS', 60, 10),
     setupSeconds: c('SETUP_SECONDS', 90, 10),
     floorIterations: c('FLOOR', 300, 10),

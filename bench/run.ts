@@ -11,6 +11,7 @@
  * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts),
  * a flood of idle TCP connections against the per-address cap (bench/conn-flood.ts).
  * Counts and time are bounded (bench/config.ts); `--smoke` runs all of it with tiny counts.
+ * `--store pg` adds the HotlineClients on PostgreSQL, one node and two (bench/pg-nodes.ts).
  *
  * Only public interfaces are used: the wire protocol, HotlineClient, startServer and the server's
  * `main()` with its environment, the shared crypto, the store's `commit` to build a long log.
@@ -38,6 +39,7 @@ import { consolePhase } from './console.js';
 import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
 import { measureTwoRelays } from './two-relays.js';
+import { benchDatabaseUrl, measurePgNodes } from './pg-nodes.js';
 
 const GIB = 2 ** 30;
 
@@ -65,6 +67,12 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
       return measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
     });
+
+    let pgNodes: Awaited<ReturnType<typeof measurePgNodes>> | undefined;
+    if (cfg.store === 'pg') {
+      log('HotlineClients on PostgreSQL, one node and two nodes, in this process');
+      pgNodes = await measurePgNodes(benchDatabaseUrl(process.env), dir, clientOptions);
+    }
 
     const twoRelays = await skip('two-relays', async () => {
       log('HotlineClients, two relays linked relay to relay, in this process');
@@ -142,7 +150,16 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       { measurement: 'HotlineClients, two relays in-process, 1 in flight, p99', value: twoRelays.serial.p99Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p99Ms }, ratio: twoRelays.serial.p99Ms / inProcess.serial.p99Ms },
       { measurement: `HotlineClients, two relays in-process, ${cfg.window} in flight, end to end (${twoRelays.pipelined.count})`, value: twoRelays.pipelined.perSecond, unit: 'msgs/s', against: { label: 'one relay, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: twoRelays.pipelined.perSecond / inProcess.pipelined.perSecond },
     );
-    const capacity = cap?.capacity;
+    // Issue 12: the same clients with the store on PostgreSQL (--store pg), one node and two nodes
+    // of one relay (sender on one, addressee on the other), beside SQLite in-process and the floors
+    // of this run. Reported; no goal is set.
+    if (pgNodes && inProcess) {
+      const sqlite = { label: 'SQLite, in-process', unit: 'ms' };
+      for (const [label, r] of [
+        ['PostgreSQL, one node', pgNodes.oneNode],
+        ['PostgreSQL, two nodes (sender on A, addressee on B)', pgNodes.twoNodes],
+      ] as const) {
+        const capacity = cap?.capacity;
     const flash = cap?.flash;
     if (capacity && flash) rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
@@ -199,6 +216,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
         clientsInProcess: inProcess ?? null,
         clientsOwnProcess: ownProcess ?? null,
         twoRelays: twoRelays ?? null,
+        ...(pgNodes ? { pgNodes } : {}),
         capacity: capacity ?? null,
         flashUnderLoad: flash ?? null,
         backlog: backlog ?? null,

@@ -19,6 +19,7 @@ import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type 
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 /** What a caller sends: the client seals it. */
 export interface SendInput {
@@ -42,6 +43,9 @@ export interface SendInput {
  * over the wire: an unknown one is `never`). `later`: it stays in the outbox for the next
  * connection; `reseal`: sealed once more against a fresh directory and seq.
  */
+const LATER_FIRST_MS = 1_000;
+const LATER_MAX_MS = 30_000;
+
 const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
 
 /** The relay's answer to an envelope or receipt this device sent. */
@@ -71,6 +75,9 @@ export class Outbox {
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
   #compose: Promise<unknown> = Promise.resolve();
+  /** A resend of envelopes refused for `later` (the relay's store away) on a link that stays up. */
+  #laterTimer: TimerHandle | undefined;
+  #laterDelayMs = LATER_FIRST_MS;
 
   constructor(options: OutboxOptions) {
     this.#o = options;
@@ -271,6 +278,22 @@ export class Outbox {
     );
   }
 
+  /**
+   * A refusal for `later` (issue 12: the relay's database away, HL_ERR_STORE_FAILED) on a link that
+   * stays up: no new connection will send the item again, so it goes again on this one after 1 s,
+   * doubling to 30 s while the refusals go on (one timer for every such item; an answer resets it).
+   */
+  #retryLater(sentKey: string): void {
+    this.#sentOnThisConnection.delete(sentKey);
+    if (this.#laterTimer !== undefined) return;
+    const delay = this.#laterDelayMs;
+    this.#laterDelayMs = Math.min(LATER_MAX_MS, delay * 2);
+    this.#laterTimer = this.#o.clock.setTimeout(() => {
+      this.#laterTimer = undefined;
+      void this.flush().catch((err: unknown) => this.#o.report(toHotlineError(err)));
+    }, delay);
+  }
+
   /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
   async flush(): Promise<void> {
     const state = await this.#o.storage.read(this.#o.key);
@@ -291,6 +314,7 @@ export class Outbox {
    * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
    */
   async onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
+    this.#laterDelayMs = LATER_FIRST_MS;
     // An `accepted` whose hash is not the hash of what this device sealed is not an acceptance of
     // it (a relay that stored something else, or a bug): the item stays in the outbox and the
     // mismatch is reported, never taken as proof of sending.
@@ -335,6 +359,7 @@ export class Outbox {
     const item = found?.kind === 'envelope' ? found : undefined;
     if (item && retryOf(code) === 'later') {
       this.#o.report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
+      this.#retryLater(`${outboxKey(item)}:${item.envelope.header.seq}`);
       return;
     }
     // Recipients changed (a device enrolled or revoked), or another process on this device used

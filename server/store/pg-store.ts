@@ -289,6 +289,13 @@ export class PgStore implements Store {
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
     let broken: unknown;
+    // The pool listens for errors of idle connections only: a checked-out one whose server ends
+    // (PostgreSQL stopped or restarted mid-transaction, 57P01) emits 'error' on the client, which
+    // unheard would be an uncaught exception that takes the node down. The failed query says it.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    c.on('error', onError);
     const touched = new Set<DeviceKey>();
     this.touched.set(c, touched);
     try {
@@ -308,6 +315,7 @@ export class PgStore implements Store {
       throw err;
     } finally {
       this.touched.delete(c);
+      c.off('error', onError);
       // A connection that failed mid-transaction is not put back for reuse.
       c.release(broken instanceof Error ? broken : undefined);
     }
