@@ -159,7 +159,16 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
         ['PostgreSQL, one node', pgNodes.oneNode],
         ['PostgreSQL, two nodes (sender on A, addressee on B)', pgNodes.twoNodes],
       ] as const) {
-        const capacity = cap?.capacity;
+        rows.push(
+          { measurement: `HotlineClients, ${label}, in-process, 1 in flight, send → verified receipt, p50 (${r.serial.count})`, value: r.serial.p50Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p50Ms }, ratio: r.serial.p50Ms / inProcess.serial.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p50 against the path floor`, value: r.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: r.serial.p50Ms / path.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p99`, value: r.serial.p99Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p99Ms }, ratio: r.serial.p99Ms / inProcess.serial.p99Ms },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, end to end (${r.pipelined.count})`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'SQLite, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / inProcess.pipelined.perSecond },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, against the raw ws echo`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'raw ws', value: rawWs.pipelinedPerSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / rawWs.pipelinedPerSecond },
+        );
+      }
+    }
+    const capacity = cap?.capacity;
     const flash = cap?.flash;
     if (capacity && flash) rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
