@@ -18,6 +18,9 @@ import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 import { call, fetchDirectory, login, seal, type LinkClient } from '../helpers/ws-client.js';
+import { testDatabaseUrl, testSchema } from '../helpers/stores.js';
+import { createDeployment } from '../helpers/deployment.js';
+import { PgStore } from '../../server/store/pg-store.js';
 
 /** Heartbeats run on the same manual clock: keep them out of the way. */
 const QUIET = { heartbeatIntervalMs: 365 * 24 * 3_600_000 };
@@ -168,6 +171,49 @@ describe('escalation: webhooks', () => {
     expect(second.payload).toEqual(first.payload);
     expect(rx.requests[1]!.headers['x-hotline-attempt']).toBe('2');
     await b.logs.waitFor((r) => r['msg'] === 'escalation delivered');
+  });
+});
+
+describe('escalation: several PostgreSQL nodes', () => {
+  it('two nodes on one database, both reading the events: each alarm is sent once, by one of them', async () => {
+    const rx = await receiver();
+    const w = webhooks([{ name: 'duty', kind: 'webhook', url: rx.url, secretFile: 'hook.secret' }]);
+    const database = { url: testDatabaseUrl(), schema: testSchema() };
+    const dep = await createDeployment();
+    // Both poll often, so that both race for every event and every notification.
+    const app = { escalation: w.config, escalationPollMs: 20 };
+    const a = await startTestServer({ dep, database, app });
+    const b = await startTestServer({ dep, database, app, enrolAll: false });
+    const ALARMS = 6;
+    for (let i = 0; i < ALARMS; i++) {
+      const node = i % 2 === 0 ? a : b;
+      const r = await call(node.url, 'POST', '/v1/audit/alarms', { code: 'HL_ERR_AUDIT_EQUIVOCATION', reason: `alarm ${i}` }, await node.token(`${JP}/audit1`));
+      expect(r.status).toBe(201);
+    }
+    await rx.nth(ALARMS);
+    // Each node logs a delivery once it has settled it: all of them logged, nothing is left to send
+    // (a second send of a settled notification could only follow the end of a lease, 40 s on).
+    const delivered = () => [a, b].flatMap((s) => s.logs.records().filter((r) => r['msg'] === 'escalation delivered'));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${delivered().length} of ${ALARMS} deliveries logged`)), 20_000);
+      const check = () => {
+        if (delivered().length < ALARMS) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      for (const s of [a, b]) s.logs.on('line', check);
+      check();
+    });
+    const direct = await PgStore.open(database.url, { schema: database.schema, maxConnections: 1 });
+    onCleanup(() => direct.close());
+    expect(await direct.nextEscalationAt()).toBeUndefined();
+    const ids = rx.requests.map((r) => verify(w.secret, r).payload.id);
+    expect(ids).toHaveLength(ALARMS);
+    expect(new Set(ids).size).toBe(ALARMS);
+    expect(rx.requests.map((r) => (JSON.parse(r.body) as EscalationPayload).event)).toEqual(
+      Array.from({ length: ALARMS }, (_, i) => expect.objectContaining({ type: 'audit.alarm', reason: `${JP}/audit1: HL_ERR_AUDIT_EQUIVOCATION: alarm ${i}` })),
+    );
+    expect(delivered()).toHaveLength(ALARMS);
   });
 });
 
