@@ -56,6 +56,8 @@ export function summarize(event: HotlineEvent): string {
 /** Sends notifications to the configured hooks; one SMTP transport per `smtp` hook, made once. */
 export class Deliverer {
   private readonly mailers = new Map<string, Transporter>();
+  /** Ends the requests in flight at a stop: each is settled as a failed attempt, tried again later. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly now: () => number) {}
 
@@ -76,7 +78,7 @@ export class Deliverer {
       method: 'POST',
       body,
       redirect: 'manual',
-      signal: AbortSignal.timeout(hook.timeoutMs),
+      signal: AbortSignal.any([AbortSignal.timeout(hook.timeoutMs), this.stopping.signal]),
       headers: {
         'content-type': 'application/json',
         'user-agent': 'hotline-relay',
@@ -116,7 +118,9 @@ export class Deliverer {
     return { ok: true, status: `SMTP ${(info.response ?? 'accepted').slice(0, 100)}` };
   }
 
+  /** End the requests in flight and close the SMTP connections. */
   close(): void {
+    this.stopping.abort(new Error('the relay is stopping'));
     for (const m of this.mailers.values()) m.close();
     this.mailers.clear();
   }

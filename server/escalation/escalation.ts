@@ -88,12 +88,15 @@ export class Escalation {
     });
   }
 
-  /** Stop the timer and wait for the attempts in flight (each bounded by its hook's timeout). */
+  /**
+   * Stop the timer, end the attempts in flight (each is settled as a failed attempt, to be tried
+   * again after its backoff by the next start or another node) and wait for the run to finish.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.disarm();
-    await this.running;
     this.deliverer.close();
+    await this.running;
   }
 
   private run(): Promise<void> {

@@ -31,7 +31,7 @@ interface Received {
   body: string;
 }
 
-/** A webhook receiver on 127.0.0.1:0 answering `statuses` in turn (then 200), recording each request. */
+/** A webhook receiver on 127.0.0.1:0 answering `statuses` in turn (then 200; 0: no answer at all), recording each request. */
 async function receiver(statuses: number[] = []): Promise<{ url: string; requests: Received[]; nth(n: number): Promise<Received> }> {
   const requests: Received[] = [];
   const waiters: { n: number; resolve: (r: Received) => void }[] = [];
@@ -40,13 +40,19 @@ async function receiver(statuses: number[] = []): Promise<{ url: string; request
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       requests.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.statusCode = statuses.shift() ?? 200;
-      res.end('ok');
+      const status = statuses.shift() ?? 200;
+      if (status !== 0) {
+        res.statusCode = status;
+        res.end('ok');
+      }
       for (const w of waiters.filter((x) => x.n <= requests.length)) w.resolve(requests[w.n - 1]!);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  onCleanup(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/hotline`,
@@ -171,6 +177,22 @@ describe('escalation: webhooks', () => {
     expect(second.payload).toEqual(first.payload);
     expect(rx.requests[1]!.headers['x-hotline-attempt']).toBe('2');
     await b.logs.waitFor((r) => r['msg'] === 'escalation delivered');
+  });
+});
+
+describe('escalation: stopping', () => {
+  it('a receiver that never answers does not hold up a stop: the attempt is ended and kept to be tried again', async () => {
+    const rx = await receiver([0]);
+    const w = webhooks([{ name: 'slow', kind: 'webhook', url: rx.url, secretFile: 'hook.secret', timeoutMs: 120_000 }]);
+    const s = await startTestServer({ app: { escalation: w.config } });
+    const r = await call(s.url, 'POST', '/v1/audit/alarms', { code: 'HL_ERR_AUDIT_EQUIVOCATION', reason: 'two roots for one size' }, await s.token(`${JP}/audit1`));
+    expect(r.status).toBe(201);
+    await rx.nth(1);
+    // Without the stop ending it, this would wait for the hook's 120 s timeout (past the test's limit).
+    await s.close();
+    const failed = s.logs.records().find((l) => l['msg'] === 'escalation attempt failed; will try again');
+    expect(failed).toMatchObject({ hook: 'slow', event: 'audit.alarm', attempt: 1 });
+    expect(String(failed!['status'])).toContain('stopping');
   });
 });
 
