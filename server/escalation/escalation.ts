@@ -21,7 +21,8 @@ import { Deliverer, type DeliveryResult, type EscalationPayload } from './delive
  * next try), never a secret. A relay that stops mid-attempt leaves the row leased: it is tried again
  * when the lease ends, so a receiver may see a delivery twice (the delivery id says so), never none.
  *
- * The first start with hooks begins at the newest event: the history is not replayed.
+ * The first start with hooks begins at the newest event: the history is not replayed; nor are
+ * events older than `retry.giveUpAfterMs` when the relay ran without its hooks for a while.
  */
 
 export interface EscalationDeps {
@@ -144,6 +145,9 @@ export class Escalation {
       const now = this.deps.clock.now();
       const rows: EscalationRow[] = [];
       for (const e of events) {
+        // Older than the give-up time (a relay that ran without its webhooks file for a while): past
+        // what any notification of it would still be tried for, so not queued at all.
+        if (e.at < now - this.deps.config.retry.giveUpAfterMs) continue;
         const event = JSON.parse(e.event) as HotlineEvent;
         for (const hook of this.hooks.values()) if (hookWants(hook, event)) rows.push({ hook: hook.name, eventId: e.id, event: e.event, createdAt: now, nextAt: now });
       }

@@ -18,7 +18,11 @@ import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 import { call, fetchDirectory, login, seal, type LinkClient } from '../helpers/ws-client.js';
-import { testDatabaseUrl, testSchema } from '../helpers/stores.js';
+import { sqliteAdapter, testDatabaseUrl, testSchema } from '../helpers/stores.js';
+import { createLogger } from '../../server/main.js';
+import { LogSink } from '../helpers/log-sink.js';
+import { Escalation } from '../../server/escalation/escalation.js';
+import type { FastifyBaseLogger } from 'fastify';
 import { createDeployment } from '../helpers/deployment.js';
 import { PgStore } from '../../server/store/pg-store.js';
 
@@ -177,6 +181,30 @@ describe('escalation: webhooks', () => {
     expect(second.payload).toEqual(first.payload);
     expect(rx.requests[1]!.headers['x-hotline-attempt']).toBe('2');
     await b.logs.waitFor((r) => r['msg'] === 'escalation delivered');
+  });
+});
+
+describe('Escalation', () => {
+  it('does not queue events older than the give-up time (a relay that ran without its hooks for a while)', async () => {
+    const rx = await receiver();
+    const w = webhooks([{ name: 'duty', kind: 'webhook', url: rx.url, secretFile: 'hook.secret' }]);
+    const { store } = await sqliteAdapter.open();
+    await store.queueEscalations(undefined, 0, []);
+    const clock = new ManualClock();
+    const now = clock.now();
+    const old = now - w.config.retry.giveUpAfterMs - 1;
+    await store.commit([
+      { kind: 'events', acceptedAt: old, events: [{ event: { type: 'audit.alarm', party: JP, reason: 'old', at: old }, rank: 0, mailboxes: [] }] },
+      { kind: 'events', acceptedAt: now, events: [{ event: { type: 'audit.alarm', party: JP, reason: 'new', at: now }, rank: 0, mailboxes: [] }] },
+    ]);
+    const logs = new LogSink();
+    const escalation = new Escalation({ config: w.config, store, clock, log: createLogger('info', logs) as FastifyBaseLogger });
+    onCleanup(() => escalation.stop());
+    await escalation.start();
+    expect(verify(w.secret, await rx.nth(1)).payload.event).toMatchObject({ reason: 'new' });
+    await logs.waitFor((r) => r['msg'] === 'escalation delivered');
+    expect(await store.nextEscalationAt()).toBeUndefined();
+    expect(rx.requests).toHaveLength(1);
   });
 });
 
