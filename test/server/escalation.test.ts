@@ -19,7 +19,7 @@ import { ManualClock } from '../helpers/manual-clock.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 import { call, fetchDirectory, login, seal, type LinkClient } from '../helpers/ws-client.js';
 import { sqliteAdapter, testDatabaseUrl, testSchema } from '../helpers/stores.js';
-import { createLogger } from '../../server/main.js';
+import { createLogger, startOptionsFromConfig } from '../../server/main.js';
 import { LogSink } from '../helpers/log-sink.js';
 import { Escalation } from '../../server/escalation/escalation.js';
 import type { FastifyBaseLogger } from 'fastify';
@@ -379,6 +379,10 @@ describe('loadEscalationConfig', () => {
     expect(loadConfig(base, ['--webhooks', '/etc/hotline/webhooks.json']).webhooksPath).toBe('/etc/hotline/webhooks.json');
     expect(loadConfig({ ...base, HOTLINE_WEBHOOKS: '/w.json' }).webhooksPath).toBe('/w.json');
     expect(loadConfig(base).webhooksPath).toBeUndefined();
+    // Both start paths (node server/main.ts and hotline server) load the file into the app's options.
+    const path = file({ hooks: [hook] }, SECRET);
+    expect(startOptionsFromConfig(loadConfig({ ...base, HOTLINE_WEBHOOKS: path })).app?.escalation?.hooks.map((h) => h.name)).toEqual(['h']);
+    expect(code(() => startOptionsFromConfig(loadConfig(base, ['--webhooks', '/nonexistent.json'])))).toBe('HL_ERR_ESCALATION_CONFIG_UNREADABLE');
   });
 });
 
