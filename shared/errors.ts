@@ -132,6 +132,11 @@ export const ERROR_TABLE = {
   HL_ERR_USAGE: { http: 400, ws: 4509, closesLink: false, retry: 'never' },
   // /metrics asked from another host without the metrics bearer token (docs/operations-endpoints.md).
   HL_ERR_METRICS_FORBIDDEN: { http: 403, ws: 4540, closesLink: false, retry: 'never' },
+  // Escalation beyond the console (docs/escalation.md): the relay refuses to start on a bad
+  // webhooks file (HOTLINE_WEBHOOKS) rather than run without the alarms it was asked to send.
+  HL_ERR_ESCALATION_CONFIG_UNREADABLE: { http: 500, ws: 4570, closesLink: false, retry: 'never' },
+  HL_ERR_ESCALATION_CONFIG_INVALID: { http: 500, ws: 4571, closesLink: false, retry: 'never' },
+  HL_ERR_ESCALATION_SECRET: { http: 500, ws: 4572, closesLink: false, retry: 'never' },
 } as const satisfies Record<string, ErrorRow>;
 
 /** Every error code Hotline uses: `HL_ERR_<AREA>_<WHAT>`. */

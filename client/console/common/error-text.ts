@@ -93,6 +93,9 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_KEYSTORE_PASSPHRASE: 'err_key',
   HL_ERR_USAGE: 'err_input',
   HL_ERR_METRICS_FORBIDDEN: 'err_auth',
+  HL_ERR_ESCALATION_CONFIG_UNREADABLE: 'err_server',
+  HL_ERR_ESCALATION_CONFIG_INVALID: 'err_server',
+  HL_ERR_ESCALATION_SECRET: 'err_server',
 };
 
 /** The i18n key that says what `code` means; an unknown code (from a newer server) is an internal problem. */
