@@ -382,6 +382,10 @@ export const en = {
   ladder_answer_cannot_comply: 'cannot comply: {reason} ({who})',
   ladder_answer_have_complied: 'have complied ({who})',
   ev_deadline_closed_cannot_comply: 'Deadline closed: the {rung} of {id} ({prec}) will not be reached: the addressee answered cannot comply',
+  // h15-msg: attachments, the catalogue, translations
+  err_attachment: 'The attachments are too many or too large for one message.',
+  err_catalogue: 'That code is not in the agreement\'s catalogue.',
+  err_translation: 'A translation names a message this console does not hold, or another message than the one held.',
 };
 
 export type MessageKey = keyof typeof en;

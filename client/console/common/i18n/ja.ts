@@ -383,4 +383,8 @@ export const ja: Dictionary = {
   ladder_answer_cannot_comply: '実施できない：{reason}（{who}）',
   ladder_answer_have_complied: '実施済み（{who}）',
   ev_deadline_closed_cannot_comply: '期限終了：{id}（{prec}）の{rung}は達成されません：相手が実施できないと回答',
+  // h15-msg: attachments, the catalogue, translations
+  err_attachment: '添付ファイルが多すぎるか大きすぎます。',
+  err_catalogue: 'その番号は合意のカタログにありません。',
+  err_translation: '翻訳が、この端末にない通報、または保持している通報とは別の通報を指しています。',
 };

@@ -383,4 +383,8 @@ export const zh: Dictionary = {
   ladder_answer_cannot_comply: '无法执行：{reason}（{who}）',
   ladder_answer_have_complied: '已执行（{who}）',
   ev_deadline_closed_cannot_comply: '期限关闭：{id}（{prec}）的{rung}将不会达成：对方答复无法执行',
+  // h15-msg: attachments, the catalogue, translations
+  err_attachment: '附件数量过多或过大。',
+  err_catalogue: '该代码不在协议的目录中。',
+  err_translation: '译文所指的消息不在本控制台，或与本地保存的消息不同。',
 };
