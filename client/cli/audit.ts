@@ -230,6 +230,20 @@ export function formatReport(r: AuditReport): string[] {
     `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
     `exercise messages: ${r.exercises}${r.exercises === 0 ? '' : ' (not counted above):'}`,
     ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
+    ...translationLines(r.translations),
+  ];
+}
+
+/** Translations listed under their original (the original is authoritative; each translation is its own message). */
+function translationLines(translations: AuditReport['translations']): string[] {
+  const originals = Object.entries(translations);
+  if (originals.length === 0) return [];
+  return [
+    `translations: ${originals.reduce((n, [, list]) => n + list.length, 0)} (counted above as messages)`,
+    ...originals.flatMap(([original, list]) => [
+      `  ${original} (original, authoritative)`,
+      ...list.map((t) => `    translation ${t.id} by ${t.by} at ${new Date(t.at).toISOString()}`),
+    ]),
   ];
 }
 
