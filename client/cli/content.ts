@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, wr
 import { basename, extname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
 import { toBase64 } from '../../shared/encoding/base64.js';
-import { attachmentBytes, attachmentSize, checkAttachments, MAX_ATTACHMENT_BYTES, safeFileName, type Attachment } from '../../shared/protocol/attachments.js';
+import { attachmentBytes, attachmentSize, checkAttachments, checkAttachmentTotal, safeFileName, type Attachment } from '../../shared/protocol/attachments.js';
 import { catalogueEntry, catalogueText, partyLanguages } from '../../shared/protocol/catalogue.js';
 import type { Agreement, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 
@@ -38,9 +38,7 @@ export function readAttachments(paths: readonly string[]): Attachment[] {
       throw new HotlineError('HL_ERR_CONFIG_INVALID', `cannot read the attachment ${p} (${(cause as NodeJS.ErrnoException).code ?? 'error'}); check the path`, { cause });
     }
   }
-  if (total > MAX_ATTACHMENT_BYTES) {
-    throw new HotlineError('HL_ERR_ATTACHMENT_TOO_LARGE', `the attachments are ${total} bytes in all, ${total - MAX_ATTACHMENT_BYTES} over the limit of ${MAX_ATTACHMENT_BYTES} bytes (30 KiB)`);
-  }
+  checkAttachmentTotal(total);
   const attachments = paths.map((p) => ({
     name: basename(p).slice(0, 255),
     type: MEDIA_TYPES[extname(p).toLowerCase()] ?? 'application/octet-stream',

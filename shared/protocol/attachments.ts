@@ -37,7 +37,11 @@ export function checkAttachments(attachments: readonly Attachment[]): void {
   if (attachments.length > MAX_ATTACHMENTS) {
     throw new HotlineError('HL_ERR_ATTACHMENT_TOO_MANY', `${attachments.length} attachments; at most ${MAX_ATTACHMENTS} go with one message`);
   }
-  const total = attachments.reduce((n, a) => n + attachmentSize(a), 0);
+  checkAttachmentTotal(attachments.reduce((n, a) => n + attachmentSize(a), 0));
+}
+
+/** Refuse `total` decoded attachment bytes over {@link MAX_ATTACHMENT_BYTES} (`HL_ERR_ATTACHMENT_TOO_LARGE`), e.g. from file sizes before reading them. */
+export function checkAttachmentTotal(total: number): void {
   if (total > MAX_ATTACHMENT_BYTES) {
     throw new HotlineError('HL_ERR_ATTACHMENT_TOO_LARGE', `the attachments are ${total} bytes in all, ${total - MAX_ATTACHMENT_BYTES} over the limit of ${MAX_ATTACHMENT_BYTES} bytes (30 KiB)`);
   }
