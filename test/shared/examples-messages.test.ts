@@ -35,7 +35,7 @@ describe('PROTOCOL.md message-content examples (test/vectors/examples-messages.j
     expect(() => checkTranslation(header, { envelopeHash: msg.codedHash })).toThrow(expect.objectContaining({ code: 'HL_ERR_TRANSLATION_MISMATCH' }));
     expect(SPEC).toContain(`\`${JSON.stringify(plaintext)}\``);
     expect(SPEC).toContain(`envelope hash \`${msg.translationHash.slice(0, 8)}…\``);
-    expect(SPEC).toContain(JSON.stringify({ translationOf: header.translationOf }, null, 2).slice(2, -2).replace(/^  /gm, ''));
+    expect(SPEC).toContain(JSON.stringify({ translationOf: header.translationOf }, null, 2).slice(2, -2).replace(/^ {2}/gm, ''));
     expect(() => checkTranslation(header, undefined)).toThrow(expect.objectContaining({ code: 'HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL' }));
   });
 });
