@@ -387,7 +387,7 @@ export const ja: Dictionary = {
   err_attachment: '添付ファイルが多すぎるか大きすぎます。',
   err_catalogue: 'その番号は合意のカタログにありません。',
   err_translation: '翻訳が、この端末にない通報、または保持している通報とは別の通報を指しています。',
-  attach_files: 'ファイルを添付（最大8件、合計30 KiB）',
+  attach_files: 'ファイルを添付（最大8件、合計30キロバイト）',
   attachment_line: '{name}（{type}、{size}バイト）',
   attachment_save: '保存',
   catalogue_pick: '事前合意の通報（カタログ）',

@@ -387,7 +387,7 @@ export const zh: Dictionary = {
   err_attachment: '附件数量过多或过大。',
   err_catalogue: '该代码不在协议的目录中。',
   err_translation: '译文所指的消息不在本控制台，或与本地保存的消息不同。',
-  attach_files: '添加附件（最多8个，总计30 KiB）',
+  attach_files: '添加附件（最多8个，总计30千字节）',
   attachment_line: '{name}（{type}，{size}字节）',
   attachment_save: '保存',
   catalogue_pick: '预先约定的消息（目录）',
