@@ -322,8 +322,10 @@ ministry (--auditor): archive devices cannot read the audit API.
         if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
         const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender });
         opened++;
-        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
-        else io.out(messageText(m));
+        // Codes read from this agreement, in this party's languages, as a recipient reads them.
+        const content = { view: { agreement, party: me.party } };
+        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at }, content)));
+        else io.out(messageText(m, undefined, undefined, content));
       } catch (err) {
         failed++;
         const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';

@@ -397,6 +397,8 @@ export const en = {
   original_authoritative: 'Original (authoritative)',
   translate: 'Translate',
   translate_send: 'Send translation',
+  rep_translations: 'Translations',
+  rep_translation_line: 'translation {id} by {by}',
 };
 
 export type MessageKey = keyof typeof en;

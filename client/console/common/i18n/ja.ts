@@ -398,4 +398,6 @@ export const ja: Dictionary = {
   original_authoritative: '原文（正本）',
   translate: '翻訳',
   translate_send: '翻訳を送信',
+  rep_translations: '翻訳',
+  rep_translation_line: '翻訳 {id}（{by}）',
 };

@@ -398,4 +398,6 @@ export const zh: Dictionary = {
   original_authoritative: '原文（具权威性）',
   translate: '翻译',
   translate_send: '发送译文',
+  rep_translations: '译文',
+  rep_translation_line: '译文 {id}（{by}）',
 };
