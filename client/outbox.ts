@@ -8,6 +8,7 @@ import {
   RECEIPT_KINDS,
   type DeviceCertBody,
   type Envelope,
+  type EnvelopeHeader,
   type Plaintext,
   type Precedence,
   type CannotComplyReason,
@@ -15,6 +16,9 @@ import {
   type SignedReceipt,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { checkAttachments } from '../shared/protocol/attachments.js';
+import { requireCatalogueEntry } from '../shared/protocol/catalogue.js';
+import { translationAddressee } from '../shared/protocol/translation.js';
 import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
@@ -36,6 +40,14 @@ export interface SendInput {
   linkTest?: boolean;
   /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
   attachments?: NonNullable<Plaintext['attachments']>;
+  /** A catalogue code of the agreement (PROTOCOL.md "Catalogue"); `body` is then free text beside it, possibly empty. */
+  code?: string;
+  /**
+   * Send this as a translation of the message with this id, which this device holds (received or
+   * sent): bound to its envelope hash (PROTOCOL.md "Translations"). `to` is ignored: a translation
+   * goes to the other party of the original, with the original's precedence.
+   */
+  translationOf?: string;
 }
 
 /**
@@ -104,10 +116,15 @@ export class Outbox {
     if (this.#o.me.role !== 'operator') {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
+    const original = input.translationOf === undefined ? undefined : await this.#original(input.translationOf);
+    if (original) input = { ...input, to: original.to, precedence: original.header.precedence };
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {
       throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this.#o).join(', ')})`);
     }
+    // Refused before sealing: the recipient could not read a code its catalogue lacks.
+    if (input.code !== undefined) requireCatalogueEntry(this.#o.agreement, input.code);
+    if (input.attachments !== undefined) checkAttachments(input.attachments);
     const precedence = input.precedence.toUpperCase() as Precedence;
     if (!PRECEDENCES.includes(precedence)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', `precedence must be one of ${PRECEDENCES.join(', ')}`);
@@ -118,6 +135,7 @@ export class Outbox {
       lang: input.lang ?? mine?.languages[0] ?? 'en',
       ...(input.subject === undefined ? {} : { subject: input.subject }),
       ...(input.attachments === undefined ? {} : { attachments: input.attachments }),
+      ...(input.code === undefined ? {} : { code: input.code }),
     };
     const draft: SendDraft = {
       to: input.to,
@@ -126,6 +144,7 @@ export class Outbox {
       ...(input.exercise ? { exercise: true } : {}),
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
       ...(input.linkTest ? { linkTest: true } : {}),
+      ...(original ? { translationOf: { id: original.header.id, envelopeHash: original.envelopeHash } } : {}),
     };
     await this.#o.directory.ensureLoaded();
     const id = randomId();
@@ -263,7 +282,20 @@ export class Outbox {
       ...(draft.exercise ? { exercise: true } : {}),
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
       ...(draft.linkTest ? { linkTest: true } : {}),
+      ...(draft.translationOf === undefined ? {} : { translationOf: draft.translationOf }),
     });
+  }
+
+  /**
+   * The message a translation is of, held by this device (received, or sent by it), and the party
+   * the translation goes to: the other party of the two the original was between.
+   */
+  async #original(id: string): Promise<{ header: EnvelopeHeader; envelopeHash: string; to: string }> {
+    const state = await this.#o.storage.read(this.#o.key);
+    const held = state.inbox[id] ?? state.sent[id];
+    if (!held) throw new HotlineError('HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL', `no message ${id} on this device to translate (hotline listen shows the ids received)`);
+    if (held.header.translationOf) throw new HotlineError('HL_ERR_TRANSLATION_MISMATCH', `message ${id} is itself a translation: translate its original, ${held.header.translationOf.id}`);
+    return { header: held.header, envelopeHash: held.envelopeHash, to: translationAddressee(held.header, this.#o.me.party) };
   }
 
   transmit(item: OutboxItem): void {

@@ -93,6 +93,12 @@ export const ERROR_TABLE = {
   HL_ERR_RECEIPT_REASON_UNEXPECTED: { http: 400, ws: 4491, closesLink: false, retry: 'never' },
   // `send --wait have-complied` (or answered-only waits) ended by a cannot-comply: it will never come
   HL_ERR_CLIENT_CANNOT_COMPLY: { http: 409, ws: 4492, closesLink: false, retry: 'never' },
+  // Attachments, the catalogue and translations (h15-msg)
+  HL_ERR_ATTACHMENT_TOO_LARGE: { http: 413, ws: 4600, closesLink: false, retry: 'never' },
+  HL_ERR_ATTACHMENT_TOO_MANY: { http: 400, ws: 4601, closesLink: false, retry: 'never' },
+  HL_ERR_CATALOGUE_UNKNOWN_CODE: { http: 400, ws: 4602, closesLink: false, retry: 'never' },
+  HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL: { http: 404, ws: 4603, closesLink: false, retry: 'never' },
+  HL_ERR_TRANSLATION_MISMATCH: { http: 409, ws: 4604, closesLink: false, retry: 'never' },
   // Authentication and authorisation
   HL_ERR_AUTH_CHALLENGE_INVALID: { http: 401, ws: 4460, closesLink: false, retry: 'later' },
   HL_ERR_AUTH_BAD_SIGNATURE: { http: 401, ws: 4461, closesLink: false, retry: 'stop' },
