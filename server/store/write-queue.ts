@@ -18,9 +18,7 @@ interface Pending {
  * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
  *
  * A FLASH never waits for the hold (issue 9: precedence first, everywhere): an envelope or receipt
- * of rank 0 ends the hold, so its batch commits with whatever else is pending, and not at the next
- * turn but as soon as the code that enqueued it yields (a microtask): under load the turn's other
- * setImmediate callbacks are the other connections' handling turns, milliseconds each.
+ * of rank 0 ends the hold, so its batch commits at the next turn with whatever else is pending.
  * Nor does it wait for the batch being committed, when the store allows commits to overlap
  * (`commitsOverlap`: SQLite, whose transaction is done at the call and whose fsync runs off the
  * event loop): the FLASH writes pending are then taken out of the gathering batch, in arrival
@@ -53,8 +51,6 @@ export class WriteQueue {
   private openedAt = 0;
   /** A FLASH envelope or receipt is among the pending writes: commit at the next turn. */
   private urgent = false;
-  /** A flush for a FLASH write is queued as a microtask. */
-  private urgentScheduled = false;
   /** A batch is being committed (across turns: PostgreSQL, and SQLite while its fsync runs off the loop). */
   private committing = false;
   /** Pending writes that are not acks (only those start a commit). */
@@ -84,18 +80,7 @@ export class WriteQueue {
     return new Promise((resolve) => {
       if (this.pending.length === 0) this.openedAt = performance.now();
       this.pending.push({ write, resolve });
-      if (isUrgent(write)) {
-        this.urgent = true;
-        // Not behind the turn's other setImmediate callbacks (each connection's next handling turn,
-        // up to 8 ms of work apiece under load): a FLASH commits once the current frame is handled.
-        if (!this.urgentScheduled) {
-          this.urgentScheduled = true;
-          queueMicrotask(() => {
-            this.urgentScheduled = false;
-            if (this.urgent) this.flush();
-          });
-        }
-      }
+      if (isUrgent(write)) this.urgent = true;
       if (write.kind === 'ack') {
         this.acksPending++;
         this.ackTimer ??= setTimeout(() => {
@@ -106,9 +91,7 @@ export class WriteQueue {
         if (this.pending.length >= this.maxBatch) this.schedule();
       } else {
         this.writesPending++;
-        // A FLASH has its microtask flush (above); a turn's flush left behind would commit the
-        // ROUTINE writes that follow it early, in batches of one.
-        if (!isUrgent(write)) this.schedule();
+        this.schedule();
       }
     });
   }

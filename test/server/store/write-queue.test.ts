@@ -70,26 +70,6 @@ describe('WriteQueue', () => {
     expect(store.batches).toHaveLength(2);
   });
 
-  it('a FLASH commits before the setImmediate callbacks already queued (other connections\' turns) run; a ROUTINE write after them', async () => {
-    const store = fakeStore();
-    const q = new WriteQueue(store);
-    const seen: number[] = [];
-    // Queued first, as another connection's next handling turn would be.
-    const turn = new Promise<void>((resolve) => setImmediate(() => (seen.push(store.batches.length), resolve())));
-    const flash = q.enqueue({ ...write(1), rank: 0 } as Write);
-    await turn;
-    expect(seen).toEqual([1]);
-    await flash;
-
-    const turn2 = new Promise<void>((resolve) => setImmediate(() => (seen.push(store.batches.length), resolve())));
-    const routine = q.enqueue({ ...write(2), rank: 3 } as Write);
-    await turn2;
-    // The ROUTINE write still gathers until the next turn (group commit), so it was not committed yet.
-    expect(seen).toEqual([1, 1]);
-    await routine;
-    expect(store.batches.map((b) => b.length)).toEqual([1, 1]);
-  });
-
   it('acks alone start no commit: they ride with the next write, or commit when their hold ends or on flushAcks', async () => {
     const store = fakeStore();
     // An ack hold far above the test's run time: only a write or flushAcks may commit the acks.
