@@ -29,7 +29,6 @@ import {
   type WriteResult,
 } from '../relay/records.js';
 import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
-import { WalCheckpointer, type CheckpointResult } from './wal-checkpointer.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
@@ -321,8 +320,6 @@ export class SqliteStore implements Store {
   private syncing = 0;
   /** Audit entries known durable while a group commit's fsync is pending. */
   private durableAudit = 0;
-  /** WAL checkpoints off the event loop (server/store/wal-checkpointer.ts), with the WAL fd. */
-  private readonly checkpointer: WalCheckpointer | undefined;
 
   /**
    * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
@@ -346,13 +343,6 @@ export class SqliteStore implements Store {
       }
     }
     this.commitsOverlap = this.walFd !== undefined;
-    if (this.walFd !== undefined) {
-      // This connection checkpoints only if the worker falls behind or fails (see WalCheckpointer).
-      this.db.pragma(`wal_autocheckpoint = ${WalCheckpointer.FALLBACK_PAGES}`);
-      this.checkpointer = new WalCheckpointer(path, () => {
-        if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
-      });
-    }
     const db = this.db;
     this.stmt = {
       ping: db.prepare('SELECT 1'),
@@ -700,7 +690,6 @@ export class SqliteStore implements Store {
       this.syncing--;
     }
     this.durableAudit = Math.max(this.durableAudit, size);
-    this.checkpointer?.committed();
     return results;
   }
 
@@ -866,16 +855,6 @@ export class SqliteStore implements Store {
     this.stmt.setMeta.run(key, value);
   }
 
-  /** WAL checkpoints the checkpoint worker has completed (tests). */
-  get walCheckpoints(): number {
-    return this.checkpointer?.completed ?? 0;
-  }
-
-  /** A WAL checkpoint now, in the checkpoint worker (tests); undefined without a WAL. */
-  async checkpointWal(): Promise<CheckpointResult | undefined> {
-    return this.checkpointer?.checkpoint();
-  }
-
   // ----- escalation (server/escalation/) -----
 
   async eventsAfter(afterId: number, limit: number): Promise<StoredEventRow[]> {
@@ -929,8 +908,6 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    // The worker's connection first: the last connection to close checkpoints and removes the WAL.
-    await this.checkpointer?.close();
     if (this.db.open) this.db.close();
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;
