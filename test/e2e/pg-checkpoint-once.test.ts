@@ -29,8 +29,10 @@ describe('checkpoints on two PostgreSQL nodes', () => {
     const signed = (s: TestServer) => s.logs.records().filter((r) => r['msg'] === 'checkpoint signed').map((r) => r['size'] as number);
     const periodic = (s: TestServer) => s.logs.records().filter((r) => r['msg'] === 'periodic checkpoint').map((r) => r['created'] as boolean);
 
+    // ROUTINE: its delivery deadline (an hour) stays far off. A FLASH's (30 s) would fire in the same
+    // clock step as the checkpoint timers and append its own audit entry, racing the signature.
     for (let round = 1; round <= 4; round++) {
-      const env = await seal({ sender: dep.devices[`${JP}/op1`]!, to: CN, seq: round, directory, plaintext: { body: `round ${round}`, lang: 'en' }, sentAt: clock.now() });
+      const env = await seal({ sender: dep.devices[`${JP}/op1`]!, to: CN, seq: round, directory, plaintext: { body: `round ${round}`, lang: 'en' }, sentAt: clock.now(), precedence: 'ROUTINE' });
       jp.send({ t: 'envelope', envelope: env });
       await jp.waitForType('accepted', (f) => f.id === env.header.id);
       // The log has grown past the newest checkpoint: there is something to sign.
