@@ -91,10 +91,10 @@ export function contentView(ctx: OperatorContext, text: MessageText | undefined,
 /** The Translate button of a message and its form (language, text), sent as a translation bound to it. */
 export function translateControl(ctx: OperatorContext, id: string, text: MessageText | undefined): HTMLElement | null {
   if (!text || text.translationOf) return null;
-  const box = h('details', { class: 'translate' });
-  const langSel = h('select', { class: 'translate-lang', 'aria-label': t('text_language') }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
+  const box = h('details', { class: 'translate', 'data-keep': 'translate' });
+  const langSel = h('select', { class: 'translate-lang', 'data-keep': 'translate-lang', 'aria-label': t('text_language') }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
   langSel.value = language();
-  const area = h('textarea', { class: 'translate-text', rows: 3, 'aria-label': t('translate') });
+  const area = h('textarea', { class: 'translate-text', 'data-keep': 'translate-text', rows: 3, 'aria-label': t('translate') });
   const error = h('p', { class: 'error small', role: 'alert' });
   const send = () => {
     if (area.value.trim() === '') return area.focus();
@@ -104,8 +104,12 @@ export function translateControl(ctx: OperatorContext, id: string, text: Message
       .then(async ({ id: sent }) => {
         ctx.data.value.texts[sent] = { body: area.value, lang: langSel.value, translationOf: { id, envelopeHash: '' }, translator: ctx.key };
         await ctx.saveNote(sent);
-        area.value = '';
-        box.open = false;
+        // The row may have been rebuilt since the click (its form carried over): clear the live one.
+        for (const live of [box, ...Array.from(document.querySelectorAll<HTMLDetailsElement>(`tr.msg[data-id="${CSS.escape(id)}"] details.translate`))]) {
+          live.open = false;
+          const text = live.querySelector('textarea');
+          if (text) text.value = '';
+        }
         ctx.markOutbox(sent);
         ctx.markInbox(id);
         ctx.markOutbox(id);

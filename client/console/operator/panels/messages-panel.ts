@@ -235,7 +235,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       out.push(h('button', { type: 'button', class: 'secondary ladder will-comply', 'aria-label': label('ladder_will_comply_label'), onclick: () => void acknowledge(r.id, 'will-comply') }, t('ladder_will_comply')));
       const select = h(
         'select',
-        { class: 'ladder-reason', 'aria-label': t('ladder_reason_label') },
+        { class: 'ladder-reason', 'data-keep': 'ladder-reason', 'aria-label': t('ladder_reason_label') },
         h('option', { value: '' }, `${t('ladder_reason_label')}…`),
         ...CANNOT_COMPLY_REASONS.map((code) => h('option', { value: code }, t(reasonKey(code)))),
       ) as HTMLSelectElement;
