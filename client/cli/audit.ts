@@ -231,6 +231,20 @@ export function formatReport(r: AuditReport): string[] {
     `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
     `exercise messages: ${r.exercises}${r.exercises === 0 ? '' : ' (not counted above):'}`,
     ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
+    ...translationLines(r.translations),
+  ];
+}
+
+/** Translations listed under their original (the original is authoritative; each translation is its own message). */
+function translationLines(translations: AuditReport['translations']): string[] {
+  const originals = Object.entries(translations);
+  if (originals.length === 0) return [];
+  return [
+    `translations: ${originals.reduce((n, [, list]) => n + list.length, 0)} (counted above as messages)`,
+    ...originals.flatMap(([original, list]) => [
+      `  ${original} (original, authoritative)`,
+      ...list.map((t) => `    translation ${t.id} by ${t.by} at ${new Date(t.at).toISOString()}`),
+    ]),
   ];
 }
 
@@ -314,8 +328,10 @@ ministry (--auditor): archive devices cannot read the audit API.
         if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
         const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender, ...(held.length > 0 ? { prekeys: held } : {}) });
         opened++;
-        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
-        else io.out(messageText(m));
+        // Codes read from this agreement, in this party's languages, as a recipient reads them.
+        const content = { view: { agreement, party: me.party } };
+        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at }, content)));
+        else io.out(messageText(m, undefined, undefined, content));
       } catch (err) {
         failed++;
         const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';

@@ -3,7 +3,7 @@ import { HotlineError } from '../../shared/errors.js';
 import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { DeviceCertificate, PartyPublic, RelayCertificate, type CatalogueEntry, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { passphraseOf, sealKeyFile } from './key-files.js';
 import { fileKind, loadPartyRoot, named, parse, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
 
@@ -63,6 +63,7 @@ export const agreementCreate: Command = {
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
                                 [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
+                                [--catalogue FILE]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -81,7 +82,10 @@ server operator.
                        existing one, else one is made and written to STEM.PARTY.log.secret.json
                        (mode 0600) for that party's relay operator. Parties without --relay share
                        one relay, whose log key is the one above. Without --relay: version 1, one
-                       relay shared by every party, as before.`,
+                       relay shared by every party, as before.
+  --catalogue FILE     the pre-agreed messages, a JSON array of {"code": "C07", "text": {"ja": "…",
+                       "zh": "…", "en": "…"}} (codes of A–Z, 0–9 and -, each once): part of the
+                       agreement, so every party holds the same entries (docs/messages.md).`,
   async run(argv, io) {
     const { values } = parse('agreement create', argv, {
       party: { type: 'string', multiple: true },
@@ -91,9 +95,11 @@ server operator.
       out: { type: 'string' },
       relay: { type: 'string', multiple: true },
       'relay-log-key': { type: 'string', multiple: true },
+      catalogue: { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
+    const catalogue = values.catalogue === undefined ? undefined : (readJson(values.catalogue, 'catalogue file') as CatalogueEntry[]);
     const relayUrls = pairs('--relay', values.relay ?? [], (v) => /^https?:\/\/\S+$/.test(v), 'an http(s) URL');
     const relayLogKeys = pairs('--relay-log-key', values['relay-log-key'] ?? [], (v) => /^[A-Za-z0-9+/]{43}=$/.test(v), 'a base64 public key');
     for (const p of relayLogKeys.keys()) if (!relayUrls.has(p)) throw usage(`--relay-log-key ${p}=… needs --relay ${p}=URL`);
@@ -129,6 +135,7 @@ server operator.
         parties,
         ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
         ...(relays.length > 0 ? { relays } : {}),
+        ...(catalogue === undefined ? {} : { catalogue }),
         now: Date.now(),
       }),
     );
@@ -140,6 +147,7 @@ server operator.
     io.out(`agreement written: ${values.out} (version ${agreement.v})`);
     io.out(`  parties: ${parties.map((p) => `${p.id} (${p.name})`).join(', ')}`);
     for (const r of relays) io.out(`  relay of ${r.party}: ${r.urls.join(', ')}`);
+    if (agreement.catalogue) io.out(`  catalogue: ${agreement.catalogue.length} entries (${agreement.catalogue.map((e) => e.code).join(', ')})`);
     io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
     if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);
     for (const party of relaySecrets.keys()) io.out(`  log secret of the relay of ${party} (mode 0600, for its operator): ${base}.${party}.log.secret.json`);

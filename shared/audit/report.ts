@@ -42,6 +42,12 @@ export interface AuditReport {
   exercises: number;
   /** The exercises, per precedence, in the same form as {@link AuditReport.rows}. */
   exerciseRows: PrecedenceRow[];
+  /**
+   * Translations (PROTOCOL.md "Translations"), by the id of their original, in log order: each
+   * translation's id, its translator device and when it was accepted. They are messages too, and
+   * are counted in the rows as well.
+   */
+  translations: Record<string, { id: string; by: string; at: number }[]>;
 }
 
 interface Parsed {
@@ -94,12 +100,13 @@ interface Tracked {
 export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditReport {
   const msgs = new Map<string, Tracked>();
   const missed = new Map<string, Set<string>>();
-  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [] };
+  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [], translations: {} };
   for (const raw of entries) {
     const e = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Parsed;
     if (e.type === 'envelope.accepted') {
-      const h = e['header'] as { id: string; precedence: Precedence; to: string; exercise?: boolean; linkTest?: boolean };
+      const h = e['header'] as { id: string; precedence: Precedence; to: string; from: { party: string; device: string }; exercise?: boolean; linkTest?: boolean; translationOf?: { id: string } };
       if (h.linkTest) continue;
+      if (h.translationOf) (report.translations[h.translationOf.id] ??= []).push({ id: h.id, by: `${h.from.party}/${h.from.device}`, at: e.at });
       if (h.exercise) report.exercises++;
       msgs.set(h.id, { precedence: h.precedence, acceptedAt: e.at, to: h.to, exercise: h.exercise === true });
     } else if (e.type === 'receipt.accepted') {

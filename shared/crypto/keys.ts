@@ -5,6 +5,7 @@ import { sha256 } from './hash.js';
 import { boxKeyPair, boxPublicKey } from './x25519.js';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
 import { assertSchema } from '../protocol/validate.js';
+import { checkCatalogue } from '../protocol/catalogue.js';
 import {
   Agreement,
   DeviceCertificate,
@@ -16,6 +17,7 @@ import {
   Revocation,
   type RelayCertBody,
   type RelayEntry,
+  type CatalogueEntry,
   type DeadlineTable,
   type DeviceCertBody,
   type PartyPublic,
@@ -116,6 +118,8 @@ export interface CreateAgreementOptions {
    * Omitted: a version-1 agreement, one relay shared by every party.
    */
   relays?: RelayEntry[];
+  /** The pre-agreed messages (PROTOCOL.md "Catalogue"). */
+  catalogue?: CatalogueEntry[];
 }
 
 /**
@@ -136,6 +140,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     linkTest: options.linkTest ?? DEFAULT_LINK_TEST,
     createdAt: options.now,
     ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
+    ...(options.catalogue === undefined ? {} : { catalogue: options.catalogue }),
   };
   return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
 }
@@ -157,6 +162,7 @@ export function parseAgreement(value: unknown): Agreement {
     seen.add(r.party);
     fromBase64(r.logKey, 32);
   }
+  checkCatalogue(a.catalogue ?? []);
   for (const [prec, row] of Object.entries(a.deadlines)) {
     if (row.deliveredMs > row.acknowledgedMs) {
       throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);

@@ -4,7 +4,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import type { DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
+import type { CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
@@ -49,6 +49,8 @@ export interface Harness {
 export interface HarnessOptions {
   /** Deadlines in place of the defaults (e.g. a FLASH delivery deadline short enough to miss in a test). */
   deadlines?: Partial<DeadlineTable>;
+  /** The agreement's catalogue of pre-agreed messages (PROTOCOL.md "Catalogue"). */
+  catalogue?: CatalogueEntry[];
 }
 
 /** Debian's Chromium, headless (see CHROMIUM_ARGS), and the screenshot directory made. */
@@ -67,7 +69,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   // (no spaces); the shared test deployment's name has spaces.
   const dep: Deployment = {
     ...made,
-    agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines } }),
+    agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines }, ...(options.catalogue ? { catalogue: options.catalogue } : {}) }),
   };
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};
