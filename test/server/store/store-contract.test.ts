@@ -9,6 +9,7 @@ import { deviceEnrolledEntry, receiptAcceptedEntry, refusalAcceptedEntry } from 
 import type { Precedence } from '../../../shared/protocol/schemas.js';
 import { signReceipt } from '../../../shared/crypto/receipt.js';
 import { signRefusal } from '../../../shared/crypto/refusal.js';
+import { createPrekey } from '../../../shared/crypto/prekey.js';
 import { CN, JP, createDeployment } from '../../helpers/deployment.js';
 import { STORE_ADAPTERS, envelopeWrites, type StoreAdapter } from '../../helpers/stores.js';
 
@@ -279,5 +280,24 @@ describe.each(STORE_ADAPTERS)('store contract: $name', (adapter) => {
     expect(await again.auditSize()).toBe(1);
     expect(await again.checkAuditTree()).toBeUndefined();
     expect(await again.lastSeq(`${JP}/op1`)).toBe(1);
+  });
+  it('keeps prekeys once per box key (h15-fs migration), lists those in date by device and age, across a restart', async () => {
+    const { store, reopen, dep } = await setup(adapter);
+    const op = dep.devices[`${CN}/op1`]!;
+    const other = dep.devices[`${JP}/op1`]!;
+    const older = await createPrekey(op, { now: 1000, rotationMs: 60_000 });
+    const newer = await createPrekey(op, { now: 61_000, rotationMs: 60_000 });
+    const jp = await createPrekey(other, { now: 1000, rotationMs: 60_000 });
+    expect(await store.putPrekey(newer.signed, 61_000)).toBe(true);
+    expect(await store.putPrekey(older.signed, 61_001)).toBe(true);
+    expect(await store.putPrekey(older.signed, 61_002)).toBe(false);
+    expect(await store.putPrekey(jp.signed, 61_003)).toBe(true);
+    // In date means notAfter > now; ordered by party, device, notBefore.
+    expect(await store.listPrekeys(121_000 - 1)).toEqual([older.signed, newer.signed, jp.signed]);
+    expect(await store.listPrekeys(121_000)).toEqual([newer.signed]);
+    const again = await reopen();
+    expect(await again.listPrekeys(0)).toEqual([older.signed, newer.signed, jp.signed]);
+    // Not an audit entry: a prekey is public, and envelope headers name its keyId.
+    expect(await again.auditSize()).toBe(0);
   });
 });
