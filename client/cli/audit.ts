@@ -265,7 +265,8 @@ ministry (--auditor): archive devices cannot read the audit API.
 
   --device FILE      the archive device's key file
   --auditor FILE     an auditor device, to fetch the export from SERVER_URL
-  --prekeys FILE     the archive's prekey secrets (default DEVICE.state.json.prekeys, from hotline prekeys);
+  --prekeys FILE     the archive's prekey secrets (default DEVICE.state.json.prekeys, beside the key file,
+                     kept by hotline prekeys --keep-days);
                      a message wrapped to a prekey whose secret was deleted (past the retention) fails
                      with HL_ERR_PREKEY_SECRET_GONE
   --agreement FILE   the agreement (or HOTLINE_AGREEMENT; default agreement.json beside the key file)
@@ -283,9 +284,11 @@ ministry (--auditor): archive devices cannot read the audit API.
     const source = positionals[0]!;
     const archive = loadDevice(values.device!, io);
     const me = archive.certificate.cert;
-    // The archive's prekey secrets kept for its retention (`hotline prekeys --keep-days`), if it has any.
-    const held = await new FilePrekeyStore(values.prekeys ?? prekeyPath(defaultStatePath(values.device!))).load();
     if (me.role !== 'archive') throw usage(`--device must be an archive key; ${me.party}/${me.device} is ${me.role}`);
+    // The archive's prekey secrets kept for its retention (`hotline prekeys --keep-days`), if it has
+    // any: a message wrapped to a prekey whose secret is not here fails with HL_ERR_PREKEY_SECRET_GONE.
+    const prekeyFile = values.prekeys ?? prekeyPath(defaultStatePath(values.device!));
+    const held = await new FilePrekeyStore(prekeyFile).load();
     const { agreement } = loadAgreement(values.agreement, io, values.device);
     let value: unknown;
     if (/^https?:\/\//.test(source)) {
@@ -326,7 +329,7 @@ ministry (--auditor): archive devices cannot read the audit API.
       try {
         if (ciphertext === undefined) throw new HotlineError('HL_ERR_AUDIT_EXPORT_INVALID', `the export holds no ciphertext for ${h.id}`);
         if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
-        const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender, ...(held.length > 0 ? { prekeys: held } : {}) });
+        const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender, prekeys: held });
         opened++;
         // Codes read from this agreement, in this party's languages, as a recipient reads them.
         const content = { view: { agreement, party: me.party } };
@@ -336,6 +339,7 @@ ministry (--auditor): archive devices cannot read the audit API.
         failed++;
         const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';
         io.err(`cannot open ${h.id}: ${(err as Error).message} (${code})`);
+        if (code === 'HL_ERR_PREKEY_SECRET_GONE') io.err(`  (prekey secrets read from ${prekeyFile}: past the retention given to hotline prekeys --keep-days, or another file: --prekeys FILE)`);
       }
     }
     if (envelopes > 0 && opened === 0 && failed === 0) {
