@@ -10,7 +10,7 @@ import { reconcileAuditExports } from '../../shared/audit/reconcile.js';
 import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { DeviceSecretFile, Envelope } from '../../shared/protocol/schemas.js';
-import { makeTwoRelayDeployment, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
+import { directoriesExchanged, eventually, makeTwoRelayDeployment, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
 import { fakeRelay } from '../helpers/fake-relay.js';
 import { call, fetchDirectory, LinkClient, login, seal } from '../helpers/ws-client.js';
 
@@ -36,16 +36,6 @@ afterEach(async () => {
     lone = undefined;
   }
 });
-
-/** Poll a condition, bounded in count and time (the directory exchange has no client-visible event). */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (let i = 0; i < 1000 && Date.now() < end; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what}`);
-}
 
 async function connect(server: RunningServer, dep: TwoRelayDeployment, device: DeviceSecretFile): Promise<LinkClient> {
   const l = await LinkClient.open(server.url, await login(server.url, device, dep.agreement));
@@ -92,14 +82,6 @@ async function closedBoth(c: LinkClient, id: string): Promise<Closed[]> {
 }
 
 const closedEvents = (c: LinkClient, id: string) => c.frames.filter((f) => f.t === 'event' && f.event.type === 'deadline.closed' && f.event.messageId === id);
-
-async function directoriesExchanged(p: RelayPair): Promise<void> {
-  const { dep } = p;
-  const jpToken = await login(p.jp.url, dep.devices.jpAud, dep.agreement);
-  const cnToken = await login(p.cn.url, dep.devices.cnAud, dep.agreement);
-  await eventually(async () => (await fetchDirectory(p.jp.url, jpToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
-  await eventually(async () => (await fetchDirectory(p.cn.url, cnToken)).some((c) => c.device === 'jp-op-1'), 'jp-op-1 at the relay of cn-mnd');
-}
 
 describe('a refusal crosses the relay-to-relay link', () => {
   it('the recipient on relay B refuses a message from a sender on relay A: A closes its deadlines (recipient-refused), its operator and auditor are told; both logs reconcile the refusal', async () => {

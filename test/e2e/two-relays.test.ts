@@ -10,7 +10,7 @@ import type { DeviceSecretFile, EnvelopeHeader } from '../../shared/protocol/sch
 import type { RunningServer } from '../../server/main.js';
 import { fetchDirectory, login } from '../helpers/ws-client.js';
 import { next } from '../helpers/events.js';
-import { makeTwoRelayDeployment, startRelayPair, type RelayPair } from '../helpers/two-relays.js';
+import { directoriesExchanged, eventually, makeTwoRelayDeployment, startRelayPair, type RelayPair } from '../helpers/two-relays.js';
 
 const clients: HotlineClient[] = [];
 let pair: RelayPair | undefined;
@@ -25,25 +25,6 @@ function client(device: DeviceSecretFile, server: RunningServer, options: { test
   const c = new HotlineClient({ serverUrl: server.url, agreement: pair!.dep.agreement, device, storage: new MemoryStorage(), WebSocket, backoff: { initialMs: 20, maxMs: 200 }, ...options });
   clients.push(c);
   return c;
-}
-
-/** Poll a condition, bounded in count and time (the directory exchange has no client-visible event). */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (let i = 0; i < 1000 && Date.now() < end; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what}`);
-}
-
-/** Each relay has the other party's operators in its directory (sent over the relay link). */
-async function directoriesExchanged(p: RelayPair): Promise<void> {
-  const { dep } = p;
-  const jpToken = await login(p.jp.url, dep.devices.jpAud, dep.agreement);
-  const cnToken = await login(p.cn.url, dep.devices.cnAud, dep.agreement);
-  await eventually(async () => (await fetchDirectory(p.jp.url, jpToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
-  await eventually(async () => (await fetchDirectory(p.cn.url, cnToken)).some((c) => c.device === 'jp-op-1'), 'jp-op-1 at the relay of cn-mnd');
 }
 
 /** The order in which a sender's client saw the rungs of one message. */

@@ -6,6 +6,7 @@ import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } 
 import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, RelaySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import type { AppDeps } from '../../server/app.js';
+import { fetchDirectory, login } from './ws-client.js';
 
 /**
  * A TCP proxy on 127.0.0.1:0 standing for the network between two relays. `cut()` stops
@@ -188,4 +189,23 @@ export async function startRelayPair(
     },
   };
   return pair;
+}
+
+/** Poll a condition, bounded in count and time (the directory exchange has no client-visible event). */
+export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let i = 0; i < 1000 && Date.now() < end; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${what}`);
+}
+
+/** Each relay has the other party's operators in its directory (sent over the relay link). */
+export async function directoriesExchanged(p: RelayPair): Promise<void> {
+  const { dep } = p;
+  const jpToken = await login(p.jp.url, dep.devices.jpAud, dep.agreement);
+  const cnToken = await login(p.cn.url, dep.devices.cnAud, dep.agreement);
+  await eventually(async () => (await fetchDirectory(p.jp.url, jpToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
+  await eventually(async () => (await fetchDirectory(p.cn.url, cnToken)).some((c) => c.device === 'jp-op-1'), 'jp-op-1 at the relay of cn-mnd');
 }
