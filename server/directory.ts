@@ -74,6 +74,16 @@ export class Directory {
     return signed;
   }
 
+  /**
+   * Read the prekeys in date from the store again: on PostgreSQL several nodes share it, and a
+   * device publishes its prekey through one of them (README "Running on PostgreSQL"). Called before
+   * the directory is served, so a sender's directory and this node's admission agree. The store
+   * holds only prekeys some node verified.
+   */
+  async refreshPrekeys(now: number): Promise<void> {
+    for (const p of await this.store.listPrekeys(now)) this.addPrekey(p);
+  }
+
   /** The stored prekeys of `cert`'s device, made with its key, in date at `now`. */
   prekeysOf(cert: Pick<DeviceCertBody, 'party' | 'device' | 'signKey'>, now: number): { signed: SignedPrekey; keyId: string }[] {
     return (this.prekeys.get(deviceName(cert)) ?? []).filter((p) => p.signed.prekey.signKey === cert.signKey && prekeyInDate(p.signed.prekey, now));

@@ -42,8 +42,10 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
     return reply.status(201).send({ revoked: true });
   });
 
-  app.get('/v1/directory', { preHandler: requireDevice(auth) }, async () => {
+  app.get('/v1/directory', { preHandler: requireDevice(auth) }, async (request) => {
     const now = clock.now();
+    // Unread, the prekeys known here are served (a store outage does not take the directory down).
+    await directory.refreshPrekeys(now).catch((err: unknown) => request.log.warn({ err }, 'prekeys not re-read from the store'));
     return { certificates: directory.validCertificates(now), revocations: directory.allRevocations(), past: directory.pastCertificates(now), prekeys: directory.validPrekeys(now) };
   });
 

@@ -73,6 +73,8 @@ export interface SealOptions {
   plaintext: Plaintext;
   precedence?: Precedence;
   id?: string;
+  /** Box keys to wrap to by `party/device` where not the certificate's (a device's prekey). */
+  wrapKeys?: ReadonlyMap<string, string>;
   /** The sender's clock; default the real one. A test whose server runs on a manual clock passes that clock's time (the relay refuses a sentAt a day away from its clock). */
   sentAt?: number;
 }
@@ -88,6 +90,7 @@ export function seal(o: SealOptions): Promise<Envelope> {
     recipients: expectedRecipients(o.directory, me, o.to),
     plaintext: o.plaintext,
     ...(o.id === undefined ? {} : { id: o.id }),
+    ...(o.wrapKeys === undefined ? {} : { wrapKeys: o.wrapKeys }),
   });
 }
 
