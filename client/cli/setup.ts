@@ -63,7 +63,7 @@ export const agreementCreate: Command = {
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
                                 [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
-                                [--catalogue FILE]
+                                [--catalogue FILE] [--prekey-rotation-days N]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -85,7 +85,10 @@ server operator.
                        relay shared by every party, as before.
   --catalogue FILE     the pre-agreed messages, a JSON array of {"code": "C07", "text": {"ja": "…",
                        "zh": "…", "en": "…"}} (codes of A–Z, 0–9 and -, each once): part of the
-                       agreement, so every party holds the same entries (docs/messages.md).`,
+                       agreement, so every party holds the same entries (docs/messages.md).
+  --prekey-rotation-days N
+                       how often each device replaces its prekey (default 7; README "Key rotation
+                       and forward secrecy"): a stolen device key opens about 2 × N days of traffic.`,
   async run(argv, io) {
     const { values } = parse('agreement create', argv, {
       party: { type: 'string', multiple: true },
@@ -96,9 +99,12 @@ server operator.
       relay: { type: 'string', multiple: true },
       'relay-log-key': { type: 'string', multiple: true },
       catalogue: { type: 'string' },
+      'prekey-rotation-days': { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
+    const rotationDays = values['prekey-rotation-days'] === undefined ? undefined : Number(values['prekey-rotation-days']);
+    if (rotationDays !== undefined && !(Number.isInteger(rotationDays) && rotationDays >= 1 && rotationDays <= 366)) throw usage('--prekey-rotation-days takes a whole number of days from 1 to 366');
     const catalogue = values.catalogue === undefined ? undefined : (readJson(values.catalogue, 'catalogue file') as CatalogueEntry[]);
     const relayUrls = pairs('--relay', values.relay ?? [], (v) => /^https?:\/\/\S+$/.test(v), 'an http(s) URL');
     const relayLogKeys = pairs('--relay-log-key', values['relay-log-key'] ?? [], (v) => /^[A-Za-z0-9+/]{43}=$/.test(v), 'a base64 public key');
@@ -136,6 +142,7 @@ server operator.
         ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
         ...(relays.length > 0 ? { relays } : {}),
         ...(catalogue === undefined ? {} : { catalogue }),
+        ...(rotationDays === undefined ? {} : { prekeyRotationMs: rotationDays * 24 * 3_600_000 }),
         now: Date.now(),
       }),
     );
@@ -148,6 +155,7 @@ server operator.
     io.out(`  parties: ${parties.map((p) => `${p.id} (${p.name})`).join(', ')}`);
     for (const r of relays) io.out(`  relay of ${r.party}: ${r.urls.join(', ')}`);
     if (agreement.catalogue) io.out(`  catalogue: ${agreement.catalogue.length} entries (${agreement.catalogue.map((e) => e.code).join(', ')})`);
+    if (agreement.prekeyRotationMs !== undefined) io.out(`  prekey rotation: every ${agreement.prekeyRotationMs / (24 * 3_600_000)} days`);
     io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
     if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);
     for (const party of relaySecrets.keys()) io.out(`  log secret of the relay of ${party} (mode 0600, for its operator): ${base}.${party}.log.secret.json`);

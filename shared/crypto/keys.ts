@@ -120,6 +120,8 @@ export interface CreateAgreementOptions {
   relays?: RelayEntry[];
   /** The pre-agreed messages (PROTOCOL.md "Catalogue"). */
   catalogue?: CatalogueEntry[];
+  /** How often devices rotate their prekeys (PROTOCOL.md "Prekeys and forward secrecy"); omitted: 7 days. */
+  prekeyRotationMs?: number;
 }
 
 /**
@@ -141,6 +143,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     createdAt: options.now,
     ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
     ...(options.catalogue === undefined ? {} : { catalogue: options.catalogue }),
+    ...(options.prekeyRotationMs === undefined ? {} : { prekeyRotationMs: options.prekeyRotationMs }),
   };
   return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
 }
