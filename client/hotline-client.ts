@@ -206,7 +206,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       witness: this.#witness,
       write: (frame) => this.#link.write(frame),
       onHello: (frame) => this.#onHello(frame),
-      ...(prekeys ? { prekeys: () => prekeys.secrets() } : {}),
+      ...(prekeys ? { prekeys: (keyId: string) => prekeys.secretsFor(keyId) } : {}),
     });
     this.#link = new RelayConnection({
       ...scope,

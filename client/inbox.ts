@@ -53,8 +53,11 @@ export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' 
   witness: Pick<AuditWitness, 'queueGossip'>;
   /** Write a frame to the current connection (dropped when there is none). */
   write: (frame: ClientFrame) => void;
-  /** The prekey secrets this device holds now (PROTOCOL.md "Prekeys and forward secrecy"); absent: it has none. */
-  prekeys?: () => readonly HeldPrekey[];
+  /**
+   * The prekey secrets this device holds now, to open an entry wrapped to `keyId` (PROTOCOL.md
+   * "Prekeys and forward secrecy"); absent: it has none.
+   */
+  prekeys?: (keyId: string) => Promise<readonly HeldPrekey[]>;
   /** The server's hello on a new connection. */
   onHello: (frame: Extract<ServerFrame, { t: 'hello' }>) => Promise<void>;
 }
@@ -220,7 +223,8 @@ export class Inbox {
       // time of acceptance").
       const sender = await this.#o.directory.certAt(h.from, frame.acceptedAt);
       senderRevokedAt = sender.revokedAt;
-      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert, ...(this.#o.prekeys ? { prekeys: this.#o.prekeys() } : {}) });
+      const keyId = h.recipients.find((r) => r.party === this.#o.me.party && r.device === this.#o.me.device)?.keyId ?? '';
+      opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert, ...(this.#o.prekeys ? { prekeys: await this.#o.prekeys(keyId) } : {}) });
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }

@@ -63,7 +63,6 @@ export class PrekeyManager {
   readonly #o: PrekeyManagerOptions;
   readonly #rotationMs: number;
   #held: HeldPrekey[] = [];
-  #loaded = false;
   #published = new Set<string>();
   #timer: TimerHandle | undefined;
   #running: Promise<PrekeyMaintenance> | undefined;
@@ -76,11 +75,20 @@ export class PrekeyManager {
   /** Read the stored secrets (before the first delivery is opened). */
   async load(): Promise<void> {
     this.#held = await this.#o.store.load();
-    this.#loaded = true;
   }
 
   /** The secrets held now, for opening envelopes. */
   secrets(): readonly HeldPrekey[] {
+    return this.#held;
+  }
+
+  /**
+   * The secrets held now, to open an envelope wrapped to `keyId`: read from the store again when
+   * `keyId` is not among them, since another process of this device may have made it (`hotline
+   * prekeys` beside `hotline listen`, which share the file).
+   */
+  async secretsFor(keyId: string): Promise<readonly HeldPrekey[]> {
+    if (!this.#held.some((h) => h.keyId === keyId)) await this.load();
     return this.#held;
   }
 
@@ -100,7 +108,10 @@ export class PrekeyManager {
 
   async #maintain(): Promise<PrekeyMaintenance> {
     const result: PrekeyMaintenance = { deleted: [] };
-    if (!this.#loaded) await this.load();
+    // Read again each time: another process of this device sharing the store may have rotated or
+    // deleted since, and saving this one's older view would drop its prekey or bring a deleted
+    // secret back.
+    await this.load();
     const now = this.#o.clock.now();
     if (prekeyRotationDue(this.#held, now, this.#rotationMs)) {
       const made = await createPrekey(this.#o.device, { now, rotationMs: this.#rotationMs });

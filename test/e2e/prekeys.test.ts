@@ -185,6 +185,39 @@ describe('prekeys end to end (PROTOCOL.md "Prekeys and forward secrecy")', () =>
     expect((await store.load()).length).toBe(1);
   });
 
+  it('a prekey made by another process of the device (sharing its prekey file) opens what is wrapped to it, and is not dropped by the next rotation run', async () => {
+    const path = join(dir, 'cn-op.prekeys');
+    const cn = client(d.devices.cnOp, new FilePrekeyStore(path));
+    const published = next(cn, 'prekeys', (p) => p.rotated !== undefined);
+    await cn.start();
+    const k1 = (await published).rotated!;
+
+    // What `hotline prekeys` does beside a running `hotline listen`: a newer prekey, stored in the
+    // same file, then published.
+    clock.advance(MIN);
+    const other = new FilePrekeyStore(path);
+    const k2 = await createPrekey(d.devices.cnOp, { now: clock.now(), rotationMs: R });
+    await other.save([...(await other.load()), k2]);
+    expect((await call(server.url, 'POST', '/v1/prekeys', k2.signed)).status).toBe(201);
+
+    const jp = client(d.devices.jpOp);
+    await jp.start();
+    await jp.refreshDirectory();
+    const refused: string[] = [];
+    cn.on('error', (e) => refused.push(e.code));
+    const m = await deliver(jp, cn, 'wrapped to the prekey of another process');
+    expect(keyIdFor(m, 'cn-op-1')).toBe(k2.keyId);
+    expect(refused).toEqual([]);
+    // The other process adds one more; the running client's next rotation keeps it (it reads the
+    // file again, not only its own view, before it saves).
+    const k3 = await createPrekey(d.devices.cnOp, { now: clock.now(), rotationMs: R });
+    await other.save([...(await other.load()), k3]);
+    const rotated = next(cn, 'prekeys', (p) => p.rotated !== undefined);
+    clock.advance(R);
+    const k4 = (await rotated).rotated!;
+    expect((await other.load()).map((h) => h.keyId).sort()).toEqual([k1, k2.keyId, k3.keyId, k4].sort());
+  });
+
   it('the relay refuses a forged prekey with its code, and serves the genuine one', async () => {
     const cn = d.devices.cnOp;
     const genuine = await createPrekey(cn, { now: clock.now(), rotationMs: R });
