@@ -355,7 +355,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     // After server.start: what fell due while the server was down fires now, once.
     await deadlines.start();
     await audit.start();
-    await escalation?.start();
+    escalation?.start();
     limits.start();
     if (deps.recordLog) scheduleRecord();
   });
