@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { enrollDevice, revokeDevice } from '../../shared/crypto/keys.js';
 import { CN, JP, createDeployment, type Deployment } from '../helpers/deployment.js';
@@ -97,5 +98,24 @@ describe('the device directory across two nodes on one PostgreSQL database', () 
     await expectLoginRevoked(b, dep, OP2);
     const withToken = await call(b.url, 'GET', '/v1/directory', undefined, token);
     expect([withToken.status, withToken.body.error.code]).toEqual([403, 'HL_ERR_CERT_REVOKED']);
+  });
+
+  it('a directory notification that is not a row key (anyone on the database can NOTIFY) makes a node read the whole directory', async () => {
+    const dep = await createDeployment();
+    const database = { url: testDatabaseUrl(), schema: testSchema() };
+    const a = await startTestServer({ dep, database });
+    // A revocation row written without its notification (as a node would, had its NOTIFY been lost), then a junk payload.
+    const rev = await revokeDevice(dep.parties[JP]!, dep.devices[OP2]!.certificate.cert, { at: a.now(), reason: 'device lost' });
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      const r = rev.revocation;
+      await client.query(`INSERT INTO ${database.schema}.revocations (party, device, sign_key, revocation, stored_at) VALUES ($1, $2, $3, $4, $5)`, [r.party, r.device, r.signKey, JSON.stringify(rev), a.now()]);
+      await client.query(`SELECT pg_notify('hotline_directory_${database.schema}', 'not a row key')`);
+    } finally {
+      await client.end();
+    }
+    await a.logs.waitFor((r) => r['msg'] === 'directory read again: changes stored by other nodes learned' && r['learned'] === 1);
+    await expectLoginRevoked(a, dep, OP2);
   });
 });
