@@ -3,6 +3,7 @@ import { revokeDevice } from '../../shared/crypto/keys.js';
 import type { DeviceCertificate, Revocation } from '../../shared/protocol/schemas.js';
 import { Directory } from '../../server/directory.js';
 import { DirectoryFollower } from '../../server/directory-follower.js';
+import { RelayDirectory } from '../../server/federation/setup.js';
 import { createLogger } from '../../server/main.js';
 import type { ClusterStore, DirectoryRowKey, Store } from '../../server/store/store.js';
 import { JP, createDeployment, type Deployment } from '../helpers/deployment.js';
@@ -78,6 +79,27 @@ describe('DirectoryFollower', () => {
     expect(rows.reads).toBeGreaterThan(reads);
     expect(revoked).toHaveLength(1);
     expect(logs.records().filter((r) => r['msg'] === 'directory change stored by another node learned')).toHaveLength(1);
+    follower.stop();
+  });
+
+  it("a party's own relay learning another node's revocation ends its relay links to the revoked device, and passes nothing on", async () => {
+    const { dep, rows, rev } = await setUp();
+    const directory = new RelayDirectory(dep.agreement, rows.store, JP);
+    await directory.load();
+    const ended: string[] = [];
+    const passedOn: unknown[] = [];
+    directory.onRevoked = (r) => ended.push(`${r.party}/${r.device}`);
+    directory.onLocalChange = (change) => passedOn.push(change);
+    const logs = new LogSink();
+    const follower = new DirectoryFollower(directory, rows.cluster, createLogger('info', logs));
+    rows.revocations.push(rev);
+    follower.changed(keyOf(rev));
+    await logs.waitFor((r) => r['msg'] === 'directory change stored by another node learned');
+    expect(ended).toEqual([`${JP}/op2`]);
+    expect(passedOn).toEqual([]);
+    // Known already: nothing ended twice.
+    expect(directory.learn(rev)).toBe(false);
+    expect(ended).toHaveLength(1);
     follower.stop();
   });
 
