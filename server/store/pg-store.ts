@@ -226,8 +226,12 @@ export interface PgStoreOptions {
   connectTimeoutMs?: number;
 }
 
-/** A schema name this adapter accepts: it goes into SQL as an identifier. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * A schema name this adapter accepts: it goes into SQL as an identifier, and into the NOTIFY
+ * channel names (`hotline_directory_<schema>`), which PostgreSQL cuts at 63 bytes: at most 45
+ * characters, so that no two schemas share a channel and no notification fails.
+ */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,44}$/;
 
 /**
  * The PostgreSQL adapter (node-postgres), chosen by `HOTLINE_DATABASE_URL=postgres://…`.
@@ -250,7 +254,7 @@ export class PgStore implements Store {
   static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
-      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier`);
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier of at most 45 characters`);
     }
     const clientConfig: pg.ClientConfig = {
       connectionString: url,
