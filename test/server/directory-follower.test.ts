@@ -28,7 +28,8 @@ class Rows {
     return this.failing ? Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' })) : Promise.resolve(value);
   }
 
-  readonly store = { listDevices: () => this.read([...this.certificates]), listRevocations: () => this.read([...this.revocations]) } as unknown as Store;
+  // No prekeys here: the follower carries certificates and revocations (prekeys are read per directory fetch).
+  readonly store = { listDevices: () => this.read([...this.certificates]), listRevocations: () => this.read([...this.revocations]), listPrekeys: () => Promise.resolve([]) } as unknown as Store;
   readonly cluster: Pick<ClusterStore, 'directoryRow'> = {
     directoryRow: (key: DirectoryRowKey) =>
       this.read(
