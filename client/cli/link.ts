@@ -408,6 +408,10 @@ one held under that id, is refused (HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL / _MISMA
     client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));
     client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
     client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
+    // Forward secrecy at work (README "Key rotation and forward secrecy"): key ids only, never a secret.
+    client.on('prekeys', (p) =>
+      print({ type: 'prekeys', ...p }, [...(p.rotated ? [`  prekey ${p.rotated} published`] : []), ...p.deleted.map((k) => `  prekey ${k}: secret deleted`)].join('\n')),
+    );
     client.on('cosigned', (c) =>
       json ? io.out(JSON.stringify({ type: 'cosigned', ...c })) : io.err(`cosigned the audit log's checkpoint at ${c.size} entries${c.from === undefined ? '' : ` (consistent with the one at ${c.from} entries)`}`),
     );

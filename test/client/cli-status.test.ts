@@ -9,7 +9,7 @@ import type { StatusResponse } from '../../shared/protocol/status.js';
 import { cliRun } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
-import { fetchDirectory, login, seal } from '../helpers/ws-client.js';
+import { fetchDirectory, fetchWrapKeys, login, seal } from '../helpers/ws-client.js';
 
 function files(s: TestServer): { agreement: string; device: (key: string) => string } {
   const dir = tempDir();
@@ -46,10 +46,15 @@ describe('hotline status and listen --test-agent', () => {
     const up = JSON.parse(await agent.line(/"type":"link.up"/)) as { event: { roundTripMs: number; messageId: string } };
     expect(up.event.messageId).toBe(sent.id);
 
-    // A FLASH from cn-mnd to jp-mod, delivered (jp's listener answers) but not acknowledged.
+    // A FLASH from cn-mnd to jp-mod, delivered (jp's listener answers) but not acknowledged. The
+    // listener has published its prekey: the relay takes only an envelope wrapped to it.
+    await agent.line(/"type":"prekeys"/);
     const cnRaw = await s.connect(`${CN}/op1`);
-    const dir = await fetchDirectory(s.url, await login(s.url, s.dep.devices[`${CN}/op1`]!, s.dep.agreement));
-    const env = await seal({ sender: s.dep.devices[`${CN}/op1`]!, to: JP, seq: 1000, directory: dir, precedence: 'FLASH', plaintext: { body: '紧急', lang: 'zh' } });
+    const cnToken = await login(s.url, s.dep.devices[`${CN}/op1`]!, s.dep.agreement);
+    const dir = await fetchDirectory(s.url, cnToken);
+    const wrapKeys = await fetchWrapKeys(s.url, cnToken);
+    expect([...wrapKeys.keys()]).toContain(`${JP}/op1`);
+    const env = await seal({ sender: s.dep.devices[`${CN}/op1`]!, to: JP, seq: 1000, directory: dir, wrapKeys, precedence: 'FLASH', plaintext: { body: '紧急', lang: 'zh' } });
     cnRaw.send({ t: 'envelope', envelope: env });
     await cnRaw.waitForType('accepted');
     await agent.line(new RegExp(`"type":"message".*"${env.header.id}"`));

@@ -98,8 +98,10 @@ describe('hotline prekeys --keep-days and audit decrypt (an archive rotating its
     const m1 = await exchange('m1: wrapped to the first archive prekey');
     expect(await archiveKeyIdOf(m1)).toBe(k1);
 
-    // One rotation period later: a second prekey; k1 is still in date and kept.
-    vi.setSystemTime(t0 + R + MIN);
+    // One rotation period after k1 was made (each step from the previous prekey's own notBefore:
+    // Date runs on in real time between the steps): a second prekey; k1 is still in date and kept.
+    const notBefore = (r: PrekeysJson, keyId: string) => r.held.find((h) => h.keyId === keyId)!.notBefore;
+    vi.setSystemTime(notBefore(first, k1) + R + MIN);
     const second = await rotate();
     const k2 = second.rotated!;
     expect(second.deleted).toEqual([]);
@@ -108,7 +110,7 @@ describe('hotline prekeys --keep-days and audit decrypt (an archive rotating its
     expect(await archiveKeyIdOf(m2)).toBe(k2);
 
     // Two periods: k1 is out of date, but its secret is kept for the retention; the text says so.
-    vi.setSystemTime(t0 + 2 * R + MIN);
+    vi.setSystemTime(notBefore(second, k2) + R + MIN);
     const third = await rotate();
     const k3 = third.rotated!;
     expect(third.deleted).toEqual([]);
@@ -131,7 +133,7 @@ describe('hotline prekeys --keep-days and audit decrypt (an archive rotating its
     copyFileSync(prekeyFile, heldAtThree);
 
     // Past k1's retention (notAfter + 10 days): its secret leaves the file; k2 and k3 stay.
-    vi.setSystemTime(t0 + 2 * R + KEEP_DAYS * DAY + MIN);
+    vi.setSystemTime(notBefore(third, k1) + 2 * R + KEEP_DAYS * DAY + MIN);
     const fourth = await rotate();
     expect(fourth.deleted).toEqual([k1]);
     expect(fourth.held.map((h) => h.keyId)).toEqual(expect.arrayContaining([k2, k3]));

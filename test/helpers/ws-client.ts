@@ -3,7 +3,8 @@ import { CONTEXT, agreementHash, signingBytes } from '../../shared/crypto/keys.j
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
-import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence } from '../../shared/protocol/schemas.js';
+import { newestPrekey } from '../../shared/crypto/prekey.js';
+import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence, PrekeyBody, SignedPrekey } from '../../shared/protocol/schemas.js';
 import type { ServerFrame } from '../../shared/protocol/frames.js';
 
 /** Response bodies in tests are inspected loosely (`r.body.error.code`). */
@@ -63,6 +64,19 @@ export async function fetchDirectory(base: string, token: string): Promise<Devic
   const r = await call(base, 'GET', '/v1/directory', undefined, token);
   if (r.status !== 200) throw new Error(`directory failed: ${r.status}`);
   return (r.body.certificates as DeviceCertificate[]).map((c) => c.cert);
+}
+
+/** The box key to wrap to for each device with a prekey in the relay's directory now: its newest (PROTOCOL.md "Prekeys and forward secrecy"). */
+export async function fetchWrapKeys(base: string, token: string): Promise<Map<string, string>> {
+  const r = await call(base, 'GET', '/v1/directory', undefined, token);
+  const byDevice = new Map<string, PrekeyBody[]>();
+  for (const { prekey: p } of (r.body.prekeys ?? []) as SignedPrekey[]) byDevice.set(`${p.party}/${p.device}`, [...(byDevice.get(`${p.party}/${p.device}`) ?? []), p]);
+  const out = new Map<string, string>();
+  for (const [name, list] of byDevice) {
+    const newest = newestPrekey(list, Date.now());
+    if (newest) out.set(name, newest.boxKey);
+  }
+  return out;
 }
 
 export interface SealOptions {
