@@ -77,11 +77,6 @@ export class PrekeyManager {
     this.#held = await this.#o.store.load();
   }
 
-  /** The secrets held now, for opening envelopes. */
-  secrets(): readonly HeldPrekey[] {
-    return this.#held;
-  }
-
   /**
    * The secrets held now, to open an envelope wrapped to `keyId`: read from the store again when
    * `keyId` is not among them, since another process of this device may have made it (`hotline
