@@ -56,7 +56,7 @@ ${LINK_HELP}
     const { values } = parse('audit export', argv, { ...LINK_FLAGS, out: { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     required('audit export', values, 'device', 'out');
-    const { client } = openClient('audit export', values, io, false);
+    const { client } = await openClient('audit export', values, io, false);
     try {
       if (client.me.role !== 'auditor') {
         throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `the audit API is for auditor devices; ${client.me.party}/${client.me.device} is ${client.me.role}`);
@@ -103,7 +103,7 @@ failure). Exit 0 only if both exports verify and nothing is missing or altered.
     if (positionals.length !== 1 && positionals.length !== 2) {
       throw usage('hotline audit verify needs one EXPORT file, or two (one per party\'s relay) to reconcile\nRun: hotline audit verify --help');
     }
-    const { agreement } = loadAgreement(values.agreement, io);
+    const { agreement } = await loadAgreement(values.agreement, io);
     if (positionals.length === 2) return verifyTwo(agreement, positionals[0]!, positionals[1]!, values.json === true, io);
     const v = await verifyAuditExport(agreement, readExport(positionals[0]!));
     if (values.json) io.out(JSON.stringify(v));
@@ -181,7 +181,7 @@ own; link tests count only as link tests. Refuses an export that does not verify
     let agreement: Agreement;
     let value: unknown;
     if (values.device !== undefined) {
-      const { client } = openClient('audit report', values, io, false);
+      const { client } = await openClient('audit report', values, io, false);
       try {
         agreement = client.agreement;
         value = await client.auditExport();
@@ -189,7 +189,7 @@ own; link tests count only as link tests. Refuses an export that does not verify
         await client.stop();
       }
     } else {
-      agreement = loadAgreement(values.agreement, io, positionals[0]).agreement;
+      agreement = (await loadAgreement(values.agreement, io, positionals[0])).agreement;
       value = readExport(positionals[0]!);
     }
     const { exp } = await verifiedOrThrow(agreement, value, 'the export');
@@ -266,11 +266,11 @@ ministry (--auditor): archive devices cannot read the audit API.
     const archive = loadDevice(values.device!, io);
     const me = archive.certificate.cert;
     if (me.role !== 'archive') throw usage(`--device must be an archive key; ${me.party}/${me.device} is ${me.role}`);
-    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const { agreement } = await loadAgreement(values.agreement, io, values.device);
     let value: unknown;
     if (/^https?:\/\//.test(source)) {
       if (values.auditor === undefined) throw usage('with a server URL, give --auditor FILE: archive devices cannot read the audit API');
-      const { client } = openClient('audit decrypt', { device: values.auditor, server: source, agreement: values.agreement, state: values.state }, io, false);
+      const { client } = await openClient('audit decrypt', { device: values.auditor, server: source, agreement: values.agreement, state: values.state }, io, false);
       try {
         if (client.me.party !== me.party) throw usage(`--auditor is of ${client.me.party}, the archive key of ${me.party}: use an auditor of the same ministry`);
         value = await client.auditExport();
@@ -342,7 +342,7 @@ ${LINK_HELP}`,
   async run(argv, io) {
     const { values } = parse('audit cosign', argv, LINK_FLAGS);
     if (values.help) return printHelp(io, this.help);
-    const { client } = openClient('audit cosign', values, io, false);
+    const { client } = await openClient('audit cosign', values, io, false);
     client.on('audit.alarm', (a) => io.err(`! audit alarm (${a.party}): ${a.reason} (${a.code})`));
     try {
       const r = await client.cosignLatest();

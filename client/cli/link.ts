@@ -97,7 +97,7 @@ ${LINK_HELP}
     if (body === '-') body = await io.readStdin();
     if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
 
-    const { client, statePath, storage, devicePath } = openClient('send', values, io, false);
+    const { client, statePath, storage, devicePath } = await openClient('send', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     const seen = collect(client);
     // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
@@ -280,7 +280,7 @@ ${LINK_HELP}
     const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
-    const { client, devicePath, storage } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    const { client, devicePath, storage } = await openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
     reportOutboxFlush(client, storage, io);
     if (testAgent && client.me.role !== 'operator') {
       throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
@@ -397,7 +397,7 @@ ${LINK_HELP}
     // Said before connecting: the same rule the relay keeps (HL_ERR_RECEIPT_REASON_REQUIRED / _UNEXPECTED).
     checkReceiptReason({ kind, messageId: id, ...(reason === undefined ? {} : { reason }) });
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client, storage } = openClient('ack', values, io, false);
+    const { client, storage } = await openClient('ack', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     try {
       const stored = new Promise<number>((resolve, reject) => {
@@ -431,7 +431,7 @@ ${LINK_HELP}
     if (values.help) return printHelp(io, this.help);
     required('directory', values, 'device', 'out');
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('directory', values, io, false);
+    const { client } = await openClient('directory', values, io, false);
     try {
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
       const snap = await client.directorySnapshot();

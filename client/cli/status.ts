@@ -23,7 +23,7 @@ ${LINK_HELP}
     const { values } = parse('status', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, timeout: { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('status', values, io, false);
+    const { client } = await openClient('status', values, io, false);
     try {
       const st = await withTimeout(client.status(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
       // The directory brings the revocations since the last fetch: what this device stored before

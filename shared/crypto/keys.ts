@@ -5,6 +5,7 @@ import { sha256 } from './hash.js';
 import { boxKeyPair, boxPublicKey } from './x25519.js';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
 import { assertSchema } from '../protocol/validate.js';
+import { checkLabelSet } from '../protocol/labels.js';
 import {
   Agreement,
   DeviceCertificate,
@@ -33,6 +34,9 @@ export const CONTEXT = {
   relay: 'hotline/v1/relay\n',
   relayLink: 'hotline/v1/relay-link\n',
 } as const;
+
+/** Context line of a party root's signature on the agreement (./agreement-signatures.ts). */
+export const CONTEXT_AGREEMENT = 'hotline/v1/agreement\n';
 
 /** The bytes a signature covers: context line ‖ canonical JSON. */
 export function signingBytes(context: string, value: unknown): Uint8Array {
@@ -157,6 +161,7 @@ export function parseAgreement(value: unknown): Agreement {
     seen.add(r.party);
     fromBase64(r.logKey, 32);
   }
+  if (a.labels !== undefined) checkLabelSet(a.labels);
   for (const [prec, row] of Object.entries(a.deadlines)) {
     if (row.deliveredMs > row.acknowledgedMs) {
       throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);
@@ -172,9 +177,18 @@ export function parseAgreement(value: unknown): Agreement {
   return a;
 }
 
-/** Hex SHA-256 of the agreement's canonical JSON: what clients pin and show. */
+/**
+ * Hex SHA-256 of the agreement's canonical JSON without its `signatures` member: what clients pin
+ * and show, and what the parties' roots sign, so adding a signature does not change it.
+ */
 export function agreementHash(agreement: Agreement): string {
-  return toHex(sha256(canonicalBytes(agreement)));
+  return toHex(sha256(canonicalBytes(agreementBody(agreement))));
+}
+
+/** The agreement without its `signatures` member: what is hashed and what the roots sign. */
+export function agreementBody(agreement: Agreement): Omit<Agreement, 'signatures'> {
+  const { signatures: _signatures, ...body } = agreement;
+  return body;
 }
 
 /** The party entry of `id`, or HL_ERR_CERT_UNKNOWN_PARTY. */

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 
 export const JP = 'jp-mod';
@@ -28,7 +29,9 @@ export interface Deployment {
 export async function createDeployment(now: number = Date.now()): Promise<Deployment> {
   const jp = createParty({ id: JP, name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: CN, name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
-  const { agreement, logSecret } = createAgreement({ name: 'jp-cn.hotline.test', parties: [jp.party, cn.party], now });
+  const made = createAgreement({ name: 'jp-cn.hotline.test', parties: [jp.party, cn.party], now });
+  const agreement = await signAgreementByAll(made.agreement, [jp, cn]);
+  const logSecret = made.logSecret;
   const parties: Record<string, PartySecretFile> = { [JP]: jp, [CN]: cn };
   const devices: Record<string, DeviceSecretFile> = {};
   for (const d of DEVICES) devices[`${d.party}/${d.device}`] = await enrollDevice(parties[d.party]!, { device: d.device, role: d.role, now });

@@ -93,6 +93,9 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_KEYSTORE_PASSPHRASE: 'err_key',
   HL_ERR_USAGE: 'err_input',
   HL_ERR_METRICS_FORBIDDEN: 'err_auth',
+  HL_ERR_AGREEMENT_UNSIGNED: 'err_agreement_unsigned',
+  HL_ERR_AGREEMENT_BAD_SIGNATURE: 'err_agreement_unsigned',
+  HL_ERR_ENVELOPE_LABEL: 'err_label',
 };
 
 /** The i18n key that says what `code` means; an unknown code (from a newer server) is an internal problem. */
