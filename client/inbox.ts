@@ -1,5 +1,6 @@
 import { HotlineError, retryPolicy } from '../shared/errors.js';
 import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
+import { checkLabel } from '../shared/protocol/labels.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import type { EnvelopeHeader, Plaintext } from '../shared/protocol/schemas.js';
@@ -42,7 +43,7 @@ function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
   return frame?.t === 'accepted' || frame?.t === 'receipt-accepted' || frame?.t === 'refusal-accepted';
 }
 
-export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
+export interface InboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
   consume: boolean;
   directory: Pick<VerifiedDirectory, 'certAt' | 'refresh'>;
@@ -217,6 +218,7 @@ export class Inbox {
       const sender = await this.#o.directory.certAt(h.from, frame.acceptedAt);
       senderRevokedAt = sender.revokedAt;
       opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert });
+      checkLabel(this.#o.agreement, h.label);
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }

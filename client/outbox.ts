@@ -13,11 +13,13 @@ import {
   type CannotComplyReason,
   type ReceiptKind,
   type SignedReceipt,
+  type SecurityLabel,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
+import { checkLabel } from '../shared/protocol/labels.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 
 /** What a caller sends: the client seals it. */
@@ -31,6 +33,8 @@ export interface SendInput {
   lang?: string;
   exercise?: boolean;
   replyTo?: string;
+  /** The security label, from the agreement's `labels`; checked here before sealing. */
+  label?: SecurityLabel;
   /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
   linkTest?: boolean;
   /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
@@ -118,8 +122,10 @@ export class Outbox {
       plaintext,
       ...(input.exercise ? { exercise: true } : {}),
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+      ...(input.label === undefined ? {} : { label: input.label }),
       ...(input.linkTest ? { linkTest: true } : {}),
     };
+    checkLabel(this.#o.agreement, draft.label);
     await this.#o.directory.ensureLoaded();
     const id = randomId();
     const item = await this.#sealAndStore({ id, draft, composedAt: this.#o.clock.now(), resealed: 0 });
@@ -255,6 +261,7 @@ export class Outbox {
       plaintext: draft.plaintext,
       ...(draft.exercise ? { exercise: true } : {}),
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
+      ...(draft.label === undefined ? {} : { label: draft.label }),
       ...(draft.linkTest ? { linkTest: true } : {}),
     });
   }
