@@ -6,7 +6,7 @@ import { buildAuditReport, type AuditReport, type PrecedenceRow, type RungStats 
 import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
-import { messageJson, messageText } from './link.js';
+import { labelReader, messageJson, messageText } from './link.js';
 
 /**
  * `hotline audit …`: the auditors' tools (issue 5). Export and cosign talk to the relay; verify,
@@ -309,7 +309,7 @@ ministry (--auditor): archive devices cannot read the audit API.
         const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender });
         opened++;
         if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
-        else io.out(messageText(m));
+        else io.out(messageText(m, undefined, undefined, labelReader(agreement, me.party)));
       } catch (err) {
         failed++;
         const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';

@@ -1,6 +1,7 @@
 import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
-import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type Agreement, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import { labelBanner, labelCodes, makeLabel } from '../../shared/protocol/labels.js';
 import type { HotlineEvent, Rung as DeadlineRung } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
 import type { RevokedSinceChange } from '../revoked-since.js';
@@ -41,7 +42,8 @@ export const send: Command = {
   help: `Usage: hotline send --device FILE --to PARTY --precedence flash|immediate|priority|routine TEXT
                    [--wait accepted|relayed|delivered|acknowledged|answered|will-comply|have-complied]
                    [--timeout S]
-                   [--subject S] [--lang L] [--exercise] [--server URL] [--agreement FILE]
+                   [--subject S] [--lang L] [--exercise] [--label CLASS [--caveat C ...]]
+                   [--server URL] [--agreement FILE]
 
 Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
 your own party, puts it in the device's outbox and sends it. Prints the message id on stdout, then
@@ -67,7 +69,10 @@ ${LINK_HELP}
   --timeout S        give up after S seconds (default 60)
   --subject S        a subject line
   --lang L           language of TEXT (default: your party's first language)
-  --exercise         mark the message as an exercise`,
+  --exercise         mark the message as an exercise
+  --label CLASS      its security classification, one the agreement defines (README "Security
+                     labels"); shown as a banner wherever the message is shown
+  --caveat C         a handling caveat the agreement defines (repeat for several; needs --label)`,
   async run(argv, io) {
     const { values, positionals } = parse(
       'send',
@@ -81,11 +86,14 @@ ${LINK_HELP}
         subject: { type: 'string' },
         lang: { type: 'string' },
         exercise: { type: 'boolean' },
+        label: { type: 'string' },
+        caveat: { type: 'string', multiple: true },
       },
       true,
     );
     if (values.help) return printHelp(io, this.help);
     required('send', values, 'device', 'to', 'precedence');
+    const label = makeLabel(values.label, values.caveat ?? []);
     const precedence = values.precedence!.toUpperCase();
     if (!(PRECEDENCES as readonly string[]).includes(precedence)) {
       throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
@@ -124,6 +132,7 @@ ${LINK_HELP}
         ...(values.subject === undefined ? {} : { subject: values.subject }),
         ...(values.lang === undefined ? {} : { lang: values.lang }),
         ...(values.exercise ? { exercise: true } : {}),
+        ...(label === undefined ? {} : { label }),
       });
       io.out(id);
       const reached = await withTimeout(seen.until(id, wait, io), Math.max(1, deadline - Date.now()), '').catch((err: unknown) => {
@@ -464,6 +473,7 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
     ...(h.exercise ? { exercise: true } : {}),
     ...(h.replyTo ? { replyTo: h.replyTo } : {}),
     ...(h.linkTest ? { linkTest: true } : {}),
+    ...(h.label === undefined ? {} : { label: h.label }),
     ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }),
     lang: m.plaintext.lang,
     body: m.plaintext.body,
@@ -471,7 +481,30 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
   };
 }
 
-export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext }, devicePath?: string, client?: HotlineClient): string {
+/**
+ * The security label line of a message (PROTOCOL.md "Security labels"): the names in the reader's
+ * language, then the codes; "(no label)" when the agreement defines labels and the message has none.
+ */
+export function labelLine(h: EnvelopeHeader, reader?: LabelReader): string | undefined {
+  if (h.label === undefined) return reader?.agreement.labels === undefined ? undefined : '   LABEL: (no label)';
+  const codes = labelCodes(h.label);
+  if (reader === undefined) return `   LABEL: ${codes}`;
+  const names = labelBanner(reader.agreement, h.label, reader.lang);
+  return `   LABEL: ${names}${names === codes ? '' : ` [${codes}]`}`;
+}
+
+/** Whose language a label is shown in: the agreement's names, in the reader's party's first language. */
+export interface LabelReader {
+  agreement: Agreement;
+  lang: string;
+}
+
+/** The reader of a device: its party's first language. */
+export function labelReader(agreement: Agreement, party: string): LabelReader {
+  return { agreement, lang: agreement.parties.find((p) => p.id === party)?.languages[0] ?? 'en' };
+}
+
+export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext }, devicePath?: string, client?: HotlineClient, reader?: LabelReader): string {
   const h = m.header;
   // A link test is answered automatically (the delivered receipt) and needs nobody.
   if (h.linkTest) return `  link test from ${h.from.party}/${h.from.device} at ${iso(h.sentAt)} (${h.id}): answered automatically`;
@@ -479,6 +512,8 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
   ];
+  const label = labelLine(h, reader ?? (client ? labelReader(client.agreement, client.me.party) : undefined));
+  if (label !== undefined) lines.splice(1, 0, label);
   if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
   if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);
   lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));

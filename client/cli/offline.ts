@@ -19,7 +19,7 @@ import {
   writePublicFile,
   type Command,
 } from './common.js';
-import { messageJson, messageText } from './link.js';
+import { labelReader, messageJson, messageText } from './link.js';
 import { checkAddressee } from './recipients.js';
 import { checkPeersConfirmed } from './peers.js';
 
@@ -149,7 +149,7 @@ commitment) and prints the message. With --receipt-out, also writes this device'
     const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, { now: Date.now(), isRevoked, roles: ['operator'] });
     const opened = await openEnvelope(envelope, { device, senderCert });
     const hash = envelopeHash(opened.header);
-    io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash })) : messageText(opened));
+    io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash })) : messageText(opened, undefined, undefined, labelReader(agreement, device.certificate.cert.party)));
     if (values['receipt-out'] !== undefined) {
       const me = device.certificate.cert;
       if (opened.header.to !== me.party || me.role !== 'operator') {

@@ -48,13 +48,19 @@ export function labelName(entry: LabelEntry, lang: string): string {
  * `RESTRICTED // JP-CN EYES ONLY`. Codes the agreement does not define are shown as they are.
  */
 export function labelBanner(agreement: Agreement, label: SecurityLabel, lang: string): string {
-  const find = (list: readonly LabelEntry[] | undefined, code: string) => list?.find((e) => e.code === code);
   const name = (list: readonly LabelEntry[] | undefined, code: string) => {
-    const entry = find(list, code);
+    const entry = list?.find((e) => e.code === code);
     return entry ? labelName(entry, lang) : code;
   };
-  const classification = name(agreement.labels?.classifications, label.classification);
-  const caveats = (label.caveats ?? []).map((c) => name(agreement.labels?.caveats, c));
+  return joinLabel(name(agreement.labels?.classifications, label.classification), (label.caveats ?? []).map((c) => name(agreement.labels?.caveats, c)));
+}
+
+/** The label by its codes, e.g. `RESTRICTED // HOTLINE-ONLY`: the same in every language. */
+export function labelCodes(label: SecurityLabel): string {
+  return joinLabel(label.classification, label.caveats ?? []);
+}
+
+function joinLabel(classification: string, caveats: readonly string[]): string {
   return caveats.length === 0 ? classification : `${classification} // ${caveats.join(' / ')}`;
 }
 

@@ -3,7 +3,7 @@ import { CONTEXT, agreementHash, signingBytes } from '../../shared/crypto/keys.j
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
-import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence, SecurityLabel } from '../../shared/protocol/schemas.js';
 import type { ServerFrame } from '../../shared/protocol/frames.js';
 
 /** Response bodies in tests are inspected loosely (`r.body.error.code`). */
@@ -75,6 +75,8 @@ export interface SealOptions {
   id?: string;
   /** The sender's clock; default the real one. A test whose server runs on a manual clock passes that clock's time (the relay refuses a sentAt a day away from its clock). */
   sentAt?: number;
+  /** A security label for the header (PROTOCOL.md "Security labels"). */
+  label?: SecurityLabel;
 }
 
 export function seal(o: SealOptions): Promise<Envelope> {
@@ -88,6 +90,7 @@ export function seal(o: SealOptions): Promise<Envelope> {
     recipients: expectedRecipients(o.directory, me, o.to),
     plaintext: o.plaintext,
     ...(o.id === undefined ? {} : { id: o.id }),
+    ...(o.label === undefined ? {} : { label: o.label }),
   });
 }
 

@@ -1,0 +1,101 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
+import { parseAgreement } from '../../shared/crypto/keys.js';
+import type { AgreementLabels } from '../../shared/protocol/schemas.js';
+import { CN, createDeployment, JP, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
+import { startTestServer } from '../helpers/test-server.js';
+import { seal } from '../helpers/ws-client.js';
+import { cli, cliRun } from '../helpers/cli.js';
+
+/** Issue 15: "a label shown and a label outside the agreement refused" (PROTOCOL.md "Security labels"). */
+const LABELS: AgreementLabels = {
+  classifications: [
+    { code: 'UNCLASSIFIED', names: { en: 'Unclassified', ja: '区分なし', zh: '非密' } },
+    { code: 'RESTRICTED', names: { en: 'Restricted', ja: '取扱注意', zh: '内部' } },
+  ],
+  caveats: [{ code: 'HOTLINE-ONLY', names: { en: 'Hotline only', ja: 'ホットライン限り', zh: '仅限热线' } }],
+};
+
+/** The test deployment with labels in its agreement, signed again by both roots. */
+async function labelledDeployment(): Promise<Deployment> {
+  const dep = await createDeployment();
+  const { signatures: _old, ...body } = dep.agreement;
+  const agreement = await signAgreementByAll(parseAgreement({ ...body, labels: LABELS }), [dep.parties[JP]!, dep.parties[CN]!]);
+  return { ...dep, agreement };
+}
+
+const dirs: { remove(): void }[] = [];
+afterEach(() => {
+  while (dirs.length > 0) dirs.pop()!.remove();
+});
+
+describe('security labels', () => {
+  it('the relay refuses a label the agreement does not define, and delivers one it does with the header', async () => {
+    const s = await startTestServer({ dep: await labelledDeployment() });
+    const dir = await s.directory();
+    const op = s.dep.devices[`${JP}/op1`]!;
+    const jp = await s.connect(`${JP}/op1`);
+    const cn = await s.connect(`${CN}/op1`);
+    const plaintext = { body: 'labelled', lang: 'en' };
+
+    const unknownClass = await seal({ sender: op, to: CN, seq: 1, directory: dir, plaintext, label: { classification: 'TOP-SECRET' } });
+    jp.send({ t: 'envelope', envelope: unknownClass });
+    expect((await jp.waitForError('HL_ERR_ENVELOPE_LABEL')).ref).toBe(unknownClass.header.id);
+    const unknownCaveat = await seal({ sender: op, to: CN, seq: 2, directory: dir, plaintext, label: { classification: 'RESTRICTED', caveats: ['NOFORN'] } });
+    jp.send({ t: 'envelope', envelope: unknownCaveat });
+    expect((await jp.waitForError('HL_ERR_ENVELOPE_LABEL')).ref).toBe(unknownCaveat.header.id);
+
+    const good = await seal({ sender: op, to: CN, seq: 3, directory: dir, plaintext, label: { classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] } });
+    jp.send({ t: 'envelope', envelope: good });
+    await jp.waitForType('accepted', (f) => f.id === good.header.id);
+    const delivered = await cn.waitForType('deliver', (f) => f.envelope.header.id === good.header.id);
+    expect(delivered.envelope.header.label).toEqual({ classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] });
+    // Unlabelled messages stay valid under an agreement with labels.
+    const plain = await seal({ sender: op, to: CN, seq: 4, directory: dir, plaintext });
+    jp.send({ t: 'envelope', envelope: plain });
+    await jp.waitForType('accepted', (f) => f.id === plain.header.id);
+  });
+
+  it('an agreement without labels refuses any label', async () => {
+    const s = await startTestServer();
+    const jp = await s.connect(`${JP}/op1`);
+    const env = await seal({ sender: s.dep.devices[`${JP}/op1`]!, to: CN, seq: 1, directory: await s.directory(), plaintext: { body: 'x', lang: 'en' }, label: { classification: 'RESTRICTED' } });
+    jp.send({ t: 'envelope', envelope: env });
+    await jp.waitForError('HL_ERR_ENVELOPE_LABEL');
+  });
+
+  it('hotline send --label/--caveat: listen shows the banner in the reader’s language; a label outside the agreement is refused before sealing', async () => {
+    const dep = await labelledDeployment();
+    const s = await startTestServer({ dep });
+    const tmp = tempDir();
+    dirs.push(tmp);
+    const path = writeAgreement(tmp.path, dep.agreement);
+    const key = (k: string) => {
+      const p = join(tmp.path, `${k.replace('/', '-')}.secret.json`);
+      writeFileSync(p, JSON.stringify(dep.devices[k]), { mode: 0o600 });
+      return p;
+    };
+    const jpOp = key(`${JP}/op1`);
+    const cnOp = key(`${CN}/op1`);
+    const env = { HOTLINE_SERVER: s.url, HOTLINE_AGREEMENT: path };
+    const listen = cliRun(['listen', '--device', cnOp], env);
+    await listen.line(/connected as/);
+    expect((await cli(['peers', 'confirm', '--device', jpOp, '--party', CN], env)).code).toBe(0);
+
+    const refused = await cli(['send', '--device', jpOp, '--to', CN, '--precedence', 'immediate', '--label', 'TOP-SECRET', 'not sent'], env);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('HL_ERR_ENVELOPE_LABEL');
+    const noClass = await cli(['send', '--device', jpOp, '--to', CN, '--precedence', 'immediate', '--caveat', 'HOTLINE-ONLY', 'not sent'], env);
+    expect(noClass.code).toBe(1);
+    expect(noClass.err).toContain('HL_ERR_ENVELOPE_LABEL');
+
+    const sent = await cli(['send', '--device', jpOp, '--to', CN, '--precedence', 'immediate', '--label', 'RESTRICTED', '--caveat', 'HOTLINE-ONLY', '--wait', 'delivered', '演習区域の変更'], env);
+    expect(sent.code, sent.err).toBe(0);
+    // cn-mnd reads Chinese first: the names from its agreement, then the codes.
+    expect(await listen.line(/LABEL:/)).toBe('   LABEL: 内部 // 仅限热线 [RESTRICTED // HOTLINE-ONLY]');
+    listen.stop();
+    expect(await listen.exited).toBe(0);
+  });
+});
