@@ -1,4 +1,5 @@
-import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schemas.js';
+import { PRECEDENCES, type Precedence, type SecurityLabel } from '../../../../shared/protocol/schemas.js';
+import { labelName, makeLabel } from '../../../../shared/protocol/labels.js';
 import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
@@ -29,6 +30,12 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   const langSel = h('select', { id: 'text-lang' }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
   langSel.value = language();
   const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+  // The security label (PROTOCOL.md "Security labels"), when the agreement defines labels: a
+  // classification ("no label" first) and its caveats, by the agreement's codes.
+  const labels = ctx.agreement.labels;
+  const classSel = h('select', { id: 'label-class' }, h('option', { value: '' }), ...(labels?.classifications ?? []).map((c) => h('option', { value: c.code }, c.code)));
+  const caveatBoxes = (labels?.caveats ?? []).map((c) => h('input', { type: 'checkbox', class: 'label-caveat', value: c.code }) as HTMLInputElement);
+  const chosenLabel = (): SecurityLabel | undefined => makeLabel(classSel.value || undefined, classSel.value ? caveatBoxes.filter((b) => b.checked).map((b) => b.value) : []);
   // A draft survives a reload: the fields come back as they were left, and are stored as typed.
   const d = drafts.initial;
   /** Shown until the restored draft is sent, so that nobody mistakes it for a new message. */
@@ -61,9 +68,10 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   let replyTo: ReplyTarget | undefined;
 
   const send = () => {
+    const label = chosenLabel();
     const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}) };
     ctx.client
-      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}), ...(replyTo ? { replyTo: replyTo.id } : {}) })
+      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}), ...(replyTo ? { replyTo: replyTo.id } : {}), ...(label === undefined ? {} : { label }) })
       .then(async ({ id }) => {
         composeError = '';
         ctx.data.value.texts[id] = text;
@@ -71,6 +79,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
         subject.value = '';
         body.value = '';
         exercise.checked = false;
+        classSel.value = '';
+        for (const b of caveatBoxes) b.checked = false;
         replyTo = undefined;
         // The next message starts from the least urgent precedence, in the interface language.
         precSel.value = 'ROUTINE';
@@ -98,6 +108,10 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       opt.textContent = language() === 'en' ? `${party.name} (${party.id})` : party.id;
     }
     for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
+    for (const opt of Array.from(classSel.options)) {
+      const entry = labels?.classifications.find((c) => c.code === opt.value);
+      opt.textContent = entry ? labelName(entry, language()) : t('label_none');
+    }
     const untrusted = trustOf(ctx) !== 'ok';
     const blocked = untrusted || ctx.live.elsewhere;
     const confirm = confirming
@@ -144,6 +158,16 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       h('label', {}, t('body'), body),
       h('label', {}, t('text_language'), langSel),
       h('label', { class: 'check' }, exercise, ' ', t('exercise')),
+      labels === undefined
+        ? null
+        : h(
+            'fieldset',
+            { id: 'compose-label' },
+            h('label', {}, t('label_classification'), classSel),
+            caveatBoxes.length === 0
+              ? null
+              : h('div', { class: 'row', role: 'group', 'aria-label': t('label_caveats') }, t('label_caveats'), ...caveatBoxes.map((b, i) => h('label', { class: 'check' }, b, ' ', labelName(labels.caveats[i]!, language())))),
+          ),
       confirm ?? h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
       untrusted ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : ctx.live.elsewhere ? h('p', { class: 'notice small', id: 'send-elsewhere' }, t('send_elsewhere')) : null,
       composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,
