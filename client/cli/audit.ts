@@ -7,6 +7,7 @@ import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { labelReader, messageJson, messageText } from './link.js';
+import { labelCodes } from '../../shared/protocol/labels.js';
 
 /**
  * `hotline audit …`: the auditors' tools (issue 5). Export and cosign talk to the relay; verify,
@@ -230,6 +231,8 @@ export function formatReport(r: AuditReport): string[] {
     `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
     `exercise messages: ${r.exercises}${r.exercises === 0 ? '' : ' (not counted above):'}`,
     ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
+    // Security labels (PROTOCOL.md "Security labels"): shown once any message carries one.
+    ...(r.labels.length === 0 ? [] : ['', 'by security label:', ...r.labels.map((l) => `  ${(l.label === undefined ? '(no label)' : labelCodes(l.label)).padEnd(40)} ${l.sent} sent${l.exercises === 0 ? '' : `, ${l.exercises} exercise`}`)]),
   ];
 }
 
