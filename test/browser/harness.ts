@@ -4,7 +4,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import type { DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
+import type { AgreementLabels, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
@@ -49,6 +50,13 @@ export interface Harness {
 export interface HarnessOptions {
   /** Deadlines in place of the defaults (e.g. a FLASH delivery deadline short enough to miss in a test). */
   deadlines?: Partial<DeadlineTable>;
+  /** Security labels in the agreement (PROTOCOL.md "Security labels"). */
+  labels?: AgreementLabels;
+  /**
+   * Parties whose root does NOT sign the agreement: the relay then runs with
+   * `allowUnsignedAgreement` (development only), so that a console's own refusal can be tested.
+   */
+  unsignedBy?: readonly string[];
 }
 
 /** Debian's Chromium, headless (see CHROMIUM_ARGS), and the screenshot directory made. */
@@ -65,10 +73,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const made = await createDeployment();
   // The audit log signs checkpoints under the agreement's name, which must be a note key name
   // (no spaces); the shared test deployment's name has spaces.
-  const dep: Deployment = {
-    ...made,
-    agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines } }),
-  };
+  const { signatures: _signatures, ...body } = made.agreement;
+  const changed = parseAgreement({ ...body, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines }, ...(options.labels ? { labels: options.labels } : {}) });
+  // Changed, so signed again by the roots (all of them unless told otherwise).
+  const signers = Object.values(made.parties).filter((p) => !options.unsignedBy?.includes(p.party.id));
+  const dep: Deployment = { ...made, agreement: await signAgreementByAll(changed, signers) };
+  const allowUnsignedAgreement = options.unsignedBy !== undefined && options.unsignedBy.length > 0;
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};
   for (const [key, secret] of Object.entries(dep.devices)) {
@@ -77,7 +87,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     keyFiles[key] = path;
   }
   const dataDir = join(dir.path, 'data');
-  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: 'warn' });
+  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: allowUnsignedAgreement ? 'error' : 'warn', allowUnsignedAgreement });
   for (const secret of Object.values(dep.devices)) {
     const res = await fetch(`${server.url}/v1/directory/devices`, {
       method: 'POST',
