@@ -4,7 +4,7 @@ import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice
 import { checkAgreementSignatures, signAgreementByAll, type AgreementSignatureStatus } from '../../shared/crypto/agreement-signatures.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type PartySecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { AgreementLabels, DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type PartySecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { passphraseOf, sealKeyFile } from './key-files.js';
 import { fileKind, loadPartyRoot, named, parse, readAgreementFile, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
 
@@ -64,6 +64,7 @@ export const agreementCreate: Command = {
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
                                 [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
+                                [--labels FILE]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -82,7 +83,10 @@ server operator.
                        existing one, else one is made and written to STEM.PARTY.log.secret.json
                        (mode 0600) for that party's relay operator. Parties without --relay share
                        one relay, whose log key is the one above. Without --relay: version 1, one
-                       relay shared by every party, as before.`,
+                       relay shared by every party, as before.
+  --labels FILE        the security labels messages may carry: a JSON file
+                       {"classifications": [{"code", "names": {"en", "ja", …}}, …], "caveats": [...]}
+                       (README "Security labels"); without it the agreement defines none.`,
   async run(argv, io) {
     const { values } = parse('agreement create', argv, {
       party: { type: 'string', multiple: true },
@@ -92,9 +96,11 @@ server operator.
       out: { type: 'string' },
       relay: { type: 'string', multiple: true },
       'relay-log-key': { type: 'string', multiple: true },
+      labels: { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
+    const labels = values.labels === undefined ? undefined : assertSchema(AgreementLabels, readJson(values.labels, 'labels file'), 'HL_ERR_AGREEMENT_INVALID');
     const relayUrls = pairs('--relay', values.relay ?? [], (v) => /^https?:\/\/\S+$/.test(v), 'an http(s) URL');
     const relayLogKeys = pairs('--relay-log-key', values['relay-log-key'] ?? [], (v) => /^[A-Za-z0-9+/]{43}=$/.test(v), 'a base64 public key');
     for (const p of relayLogKeys.keys()) if (!relayUrls.has(p)) throw usage(`--relay-log-key ${p}=… needs --relay ${p}=URL`);
@@ -130,6 +136,7 @@ server operator.
         parties,
         ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
         ...(relays.length > 0 ? { relays } : {}),
+        ...(labels === undefined ? {} : { labels }),
         now: Date.now(),
       }),
     );

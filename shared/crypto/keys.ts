@@ -15,6 +15,7 @@ import {
   RelayCertificate,
   RelaySecretFile,
   Revocation,
+  type AgreementLabels,
   type RelayCertBody,
   type RelayEntry,
   type DeadlineTable,
@@ -120,6 +121,8 @@ export interface CreateAgreementOptions {
    * Omitted: a version-1 agreement, one relay shared by every party.
    */
   relays?: RelayEntry[];
+  /** The security labels messages may carry (PROTOCOL.md "Security labels"). */
+  labels?: AgreementLabels;
 }
 
 /**
@@ -140,6 +143,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     linkTest: options.linkTest ?? DEFAULT_LINK_TEST,
     createdAt: options.now,
     ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
+    ...(options.labels === undefined ? {} : { labels: options.labels }),
   };
   return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
 }
