@@ -95,6 +95,11 @@ describe('security labels', () => {
     expect(sent.code, sent.err).toBe(0);
     // cn-mnd reads Chinese first: the names from its agreement, then the codes.
     expect(await listen.line(/LABEL:/)).toBe('   LABEL: 内部 // 仅限热线 [RESTRICTED // HOTLINE-ONLY]');
+    // status: the sender's line of the message still to be acknowledged carries its label.
+    const id = sent.out.trim().split('\n')[0]!;
+    const st = await cli(['status', '--device', jpOp], env);
+    expect(st.code, st.err).toBe(0);
+    expect(st.out.split('\n').find((l) => l.includes(id))).toContain('[RESTRICTED // HOTLINE-ONLY]');
     listen.stop();
     expect(await listen.exited).toBe(0);
   });
