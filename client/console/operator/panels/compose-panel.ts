@@ -47,17 +47,20 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
     subject.value = d.subject ?? '';
     body.value = d.body ?? '';
     exercise.checked = d.exercise === true;
+    if (d.labelClass && Array.from(classSel.options).some((o) => o.value === d.labelClass)) classSel.value = d.labelClass;
+    for (const b of caveatBoxes) b.checked = d.labelCaveats?.includes(b.value) === true;
   }
   // data-draft says whether what the form shows is stored yet ('pending', 'saved').
   let requested = 0;
   const keep = () => {
     const mine = ++requested;
     el.dataset.draft = 'pending';
-    drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked }, () => {
+    const labelDraft = { labelClass: classSel.value, labelCaveats: caveatBoxes.filter((b) => b.checked).map((b) => b.value) };
+    drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked, ...labelDraft }, () => {
       if (mine === requested) el.dataset.draft = 'saved';
     });
   };
-  for (const field of [toSel, precSel, subject, body, langSel, exercise]) {
+  for (const field of [toSel, precSel, subject, body, langSel, exercise, classSel, ...caveatBoxes]) {
     field.addEventListener('input', keep);
     field.addEventListener('change', keep);
   }

@@ -356,6 +356,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `flash-banner${r.header.exercise ? ' exercise' : ''}`, role: 'alert', 'data-id': r.id, 'data-exercise': String(r.header.exercise === true) },
       r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      labelBannerEl(ctx.agreement, r.header),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
       ackButton(r),
     );
@@ -366,6 +367,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `immediate-banner${r.header.exercise ? ' exercise' : ''}`, role: 'status', 'aria-live': 'polite', 'data-id': r.id },
       r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('immediate_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      labelBannerEl(ctx.agreement, r.header),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
       ackButton(r),
     );
