@@ -7,6 +7,7 @@ import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { buildAuditReport } from '../../shared/audit/report.js';
 import { verifyAuditExport } from '../../shared/audit/log-verify.js';
 import { parseAgreement, CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
@@ -26,7 +27,9 @@ const FLASH = { deliveredMs: 30_000, acknowledgedMs: 10 * MIN, answeredMs: 30 * 
 /** The test deployment with FLASH deadlines for every rung of the ladder. */
 async function ladderDeployment(now: number): Promise<Deployment> {
   const dep = await createDeployment(now);
-  dep.agreement = parseAgreement({ ...dep.agreement, deadlines: { ...dep.agreement.deadlines, FLASH } });
+  const { signatures: _old, ...body } = dep.agreement;
+  // Changed, so signed again by both roots.
+  dep.agreement = await signAgreementByAll(parseAgreement({ ...body, deadlines: { ...dep.agreement.deadlines, FLASH } }), Object.values(dep.parties));
   return dep;
 }
 
