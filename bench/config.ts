@@ -7,6 +7,8 @@
  */
 export interface BenchConfig {
   smoke: boolean;
+  /** `--store pg`: also measure the HotlineClients on PostgreSQL, one node and two (bench/pg-nodes.ts). */
+  store: 'sqlite' | 'pg';
   /** Measuring time per phase, seconds (preparation such as sealing is not counted). */
   maxSeconds: number;
   /** Time for each preparation that goes through the server (queueing a backlog, enrolling, connecting), seconds. */
@@ -40,6 +42,25 @@ export interface BenchConfig {
   flood: number;
   /** Where the JSON goes. */
   resultsDir: string;
+  /**
+   * Only these phases (the floors always run): `--only=capacity,clients` or HOTLINE_BENCH_ONLY;
+   * undefined, all of them. `scale` replays the capacity phase's messages, so it runs capacity too.
+   */
+  only: readonly BenchPhase[] | undefined;
+}
+
+/** The phases `--only` may name. */
+export const BENCH_PHASES = ['clients', 'two-relays', 'capacity', 'backlog', 'scale', 'restart', 'console', 'flood'] as const;
+export type BenchPhase = (typeof BENCH_PHASES)[number];
+
+function phasesOf(text: string | undefined): BenchPhase[] | undefined {
+  if (text === undefined || text === '') return undefined;
+  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const n of names) {
+    if (!(BENCH_PHASES as readonly string[]).includes(n)) throw new Error(`unknown bench phase "${n}"; known: ${BENCH_PHASES.join(', ')}`);
+  }
+  const phases = names as BenchPhase[];
+  return phases.includes('scale') && !phases.includes('capacity') ? [...phases, 'capacity'] : phases;
 }
 
 /** The sizes the issue states the goals at. */
@@ -67,8 +88,12 @@ function count(env: Env, name: string, full: number, smoke: number, isSmoke: boo
 export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig {
   const smoke = argv.includes('--smoke') || env['HOTLINE_BENCH_SMOKE'] === '1';
   const c = (name: string, full: number, small: number) => count(env, name, full, small, smoke);
+  const at = argv.findIndex((a) => a === '--store' || a.startsWith('--store='));
+  const store = at < 0 ? 'sqlite' : argv[at]!.startsWith('--store=') ? argv[at]!.slice('--store='.length) : argv[at + 1];
+  if (store !== 'sqlite' && store !== 'pg') throw new Error(`--store takes sqlite or pg, got "${String(store)}"`);
   return {
     smoke,
+    store,
     maxSeconds: c('MAX_SECONDS', 60, 10),
     setupSeconds: c('SETUP_SECONDS', 90, 10),
     floorIterations: c('FLOOR', 300, 10),
@@ -87,5 +112,6 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     stream: c('STREAM', 2000, 30),
     flood: c('FLOOD', FULL_SIZE.flood, 300),
     resultsDir: env['HOTLINE_BENCH_RESULTS_DIR'] ?? new URL('./results/', import.meta.url).pathname,
+    only: phasesOf(argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? env['HOTLINE_BENCH_ONLY']),
   };
 }

@@ -11,6 +11,7 @@
  * (bench/scale.ts), start-up with a long audit log (bench/restart.ts), the console (bench/console.ts),
  * a flood of idle TCP connections against the per-address cap (bench/conn-flood.ts).
  * Counts and time are bounded (bench/config.ts); `--smoke` runs all of it with tiny counts.
+ * `--store pg` adds the HotlineClients on PostgreSQL, one node and two (bench/pg-nodes.ts).
  *
  * Only public interfaces are used: the wire protocol, HotlineClient, startServer and the server's
  * `main()` with its environment, the shared crypto, the store's `commit` to build a long log.
@@ -24,7 +25,7 @@ import { startServer } from '../server/main.js';
 import { useNodeCrypto } from '../server/node-crypto.js';
 import { makeDeployment } from '../test/helpers/fixtures.js';
 import { measureClients } from './clients.js';
-import { FULL_SIZE, loadBenchConfig, type BenchConfig } from './config.js';
+import { FULL_SIZE, loadBenchConfig, type BenchConfig, type BenchPhase } from './config.js';
 import { makeBenchDeployment, makeDevices } from './deployment.js';
 import { measurePathFloor, measureVerifyRate } from './path-floor.js';
 import { measureRawWsFloor } from './raw-ws.js';
@@ -38,6 +39,7 @@ import { consolePhase } from './console.js';
 import { connFloodPhase, floodOptions } from './conn-flood.js';
 import { prepareMessages } from './traffic.js';
 import { measureTwoRelays } from './two-relays.js';
+import { benchDatabaseUrl, measurePgNodes } from './pg-nodes.js';
 
 const GIB = 2 ** 30;
 
@@ -49,6 +51,9 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
   const started = new Date();
   const dir = mkdtempSync(join(tmpdir(), 'hotline-bench-'));
   const deadline = () => Date.now() + cfg.maxSeconds * 1000;
+  // `--only`: the floors always, then the phases named (undefined when a phase did not run).
+  const want = (phase: BenchPhase) => cfg.only === undefined || cfg.only.includes(phase);
+  const skip = <T>(phase: BenchPhase, run: () => Promise<T>): Promise<T | undefined> => (want(phase) ? run() : Promise.resolve(undefined));
   try {
     log('floors');
     const rawWs = await measureRawWsFloor({ serialCount: cfg.serial * 10, pipelinedCount: cfg.pipelined * 10, window: cfg.window });
@@ -56,44 +61,68 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     const path = await measurePathFloor({ sender: d1.devices.jpOp, addressee: d1.devices.cnOp, directory: Object.values(d1.devices), iterations: cfg.floorIterations, dir, deadlineMs: deadline() });
     const verify = await measureVerifyRate(d1.devices.jpOp, d1.devices.cnOp, cfg.smoke ? 0.1 : 1);
 
-    log('HotlineClients, server in this process');
     const clientOptions = { serial: cfg.serial, pipelined: cfg.pipelined, window: cfg.window, maxSeconds: cfg.maxSeconds };
-    const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
-    const inProcess = await measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
+    const inProcess = await skip('clients', async () => {
+      log('HotlineClients, server in this process');
+      const inProcessServer = await startServer({ agreement: d1.agreement, dataDir: join(dir, 'clients-in-process'), host: '127.0.0.1', port: 0, logLevel: 'silent' });
+      return measureClients(inProcessServer.url, d1, clientOptions).finally(() => inProcessServer.close());
+    });
 
-    log('HotlineClients, two relays linked relay to relay, in this process');
-    const twoRelays = await measureTwoRelays(dir, { ...clientOptions, setupSeconds: cfg.setupSeconds });
+    let pgNodes: Awaited<ReturnType<typeof measurePgNodes>> | undefined;
+    if (cfg.store === 'pg') {
+      log('HotlineClients on PostgreSQL, one node and two nodes, in this process');
+      pgNodes = await measurePgNodes(benchDatabaseUrl(process.env), dir, clientOptions);
+    }
 
-    log('HotlineClients, server in its own process');
-    const d2 = await makeDeployment(Date.now() - 60_000);
-    const agreementPath = join(dir, 'clients-agreement.json');
-    writeFileSync(agreementPath, JSON.stringify(d2.agreement));
-    const child = await spawnBenchServer({ agreementPath, dataDir: join(dir, 'clients-own-process') });
-    const ownProcess = await measureClients(child.url, d2, clientOptions).finally(() => child.stop());
+    const twoRelays = await skip('two-relays', async () => {
+      log('HotlineClients, two relays linked relay to relay, in this process');
+      return measureTwoRelays(dir, { ...clientOptions, setupSeconds: cfg.setupSeconds });
+    });
+
+    const ownProcess = await skip('clients', async () => {
+      log('HotlineClients, server in its own process');
+      const d2 = await makeDeployment(Date.now() - 60_000);
+      const agreementPath = join(dir, 'clients-agreement.json');
+      writeFileSync(agreementPath, JSON.stringify(d2.agreement));
+      const child = await spawnBenchServer({ agreementPath, dataDir: join(dir, 'clients-own-process') });
+      return measureClients(child.url, d2, clientOptions).finally(() => child.stop());
+    });
 
     log('raw links: sealing');
     const dep = await makeBenchDeployment(cfg.pairs, dir);
-    const offlineCount = Math.max(cfg.backlog, Math.ceil(cfg.deadlines / 2));
+    const offlineCount = want('backlog') || want('scale') ? Math.max(cfg.backlog, Math.ceil(cfg.deadlines / 2)) : 0;
     const offline = await prepareMessages(dep.offline, dep.operators, 1, offlineCount, 'ROUTINE');
     const [backlogFlash] = await prepareMessages(dep.offline, dep.operators, cfg.backlog + 1, 1, 'FLASH');
-    log('capacity and FLASH under load');
-    const { capacity, flash, prepared } = await capacityPhase(cfg, dep, dir);
-    log('backlog');
-    const backlog = await backlogPhase(cfg, dep, dir, offline.slice(0, cfg.backlog), backlogFlash!);
-    log('scale: sealing devices');
-    const extra = await makeDevices(dep, Math.max(cfg.devices, cfg.idle), 'auditor', 'aud');
-    log('scale');
-    const scale = await scalePhase(cfg, dep, dir, prepared, offline, extra);
-    log('restart with a long audit log');
-    const restart = await restartPhase(cfg, dep, dir);
-    log('console');
+    const cap = await skip('capacity', async () => {
+      log('capacity and FLASH under load');
+      return capacityPhase(cfg, dep, dir);
+    });
+    const backlog = await skip('backlog', async () => {
+      log('backlog');
+      return backlogPhase(cfg, dep, dir, offline.slice(0, cfg.backlog), backlogFlash!);
+    });
+    const scale = await skip('scale', async () => {
+      log('scale: sealing devices');
+      const extra = await makeDevices(dep, Math.max(cfg.devices, cfg.idle), 'auditor', 'aud');
+      log('scale');
+      return scalePhase(cfg, dep, dir, cap!.prepared, offline, extra);
+    });
+    const restart = await skip('restart', async () => {
+      log('restart with a long audit log');
+      return restartPhase(cfg, dep, dir);
+    });
     // The console phase needs Debian's Chromium (installed by .ci/run only for the browser suite),
     // so the smoke run in `npm test` leaves it out and says so; `npm run test:browser` covers its
     // behaviour (test/browser/console-load.test.ts).
-    const consoleResult = cfg.smoke || !existsSync('/usr/bin/chromium') ? undefined : await consolePhase({ count: FULL_SIZE.console, maxSeconds: cfg.maxSeconds * 5 });
+    const consoleResult = await skip('console', async () => {
+      log('console');
+      return cfg.smoke || !existsSync('/usr/bin/chromium') ? undefined : consolePhase({ count: FULL_SIZE.console, maxSeconds: cfg.maxSeconds * 5 });
+    });
 
-    log('connection flood');
-    const flood = await connFloodPhase(floodOptions(cfg.flood, cfg.smoke, cfg.maxSeconds * 2));
+    const flood = await skip('flood', async () => {
+      log('connection flood');
+      return connFloodPhase(floodOptions(cfg.flood, cfg.smoke, cfg.maxSeconds * 2));
+    });
 
     const capacityGoal = (0.7 * verify.perSecond) / 2;
     const rows: Row[] = [
@@ -102,45 +131,79 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
       { measurement: `floor: path (seal, 2 verify + 2 fsync'd commits, open, receipt sign + 2 verify) (${path.iterations})`, value: path.p50Ms, unit: 'ms p50' },
       { measurement: 'floor: Ed25519 verifications, one core (node:crypto)', value: verify.perSecond, unit: '/s' },
     ];
-    const latencyRows = (label: string, r: typeof inProcess) => {
+    const latencyRows = (label: string, r: NonNullable<typeof inProcess>) => {
       rows.push(
         { measurement: `${label}, 1 in flight, send → verified receipt, p50 (${r.serial.count})`, value: r.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: r.serial.p50Ms / path.p50Ms, goal: '≤ 1.5×', met: r.serial.p50Ms <= 1.5 * path.p50Ms },
         { measurement: `${label}, 1 in flight, p99`, value: r.serial.p99Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: r.serial.p99Ms / path.p50Ms, goal: '≤ 3×', met: r.serial.p99Ms <= 3 * path.p50Ms },
         { measurement: `${label}, ${cfg.window} in flight, end to end (${r.pipelined.count})`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'raw ws', value: rawWs.pipelinedPerSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / rawWs.pipelinedPerSecond },
       );
     };
-    latencyRows('HotlineClients, server in its own process', ownProcess);
-    latencyRows('HotlineClients, server in-process', inProcess);
+    if (ownProcess) latencyRows('HotlineClients, server in its own process', ownProcess);
+    if (inProcess) latencyRows('HotlineClients, server in-process', inProcess);
     // Issue 11: the same clients through two relays (one per party, in this process like the line
     // above), beside the single relay and the raw ws floor of this run. Reported; no goal is set.
     const oneRelay = { label: 'one relay, in-process', unit: 'ms' };
-    rows.push(
+    if (twoRelays && inProcess) rows.push(
       { measurement: `HotlineClients, two relays in-process, 1 in flight, send → verified receipt, p50 (${twoRelays.serial.count})`, value: twoRelays.serial.p50Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p50Ms }, ratio: twoRelays.serial.p50Ms / inProcess.serial.p50Ms },
       { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the raw ws echo', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'raw ws', value: rawWs.p50Us / 1000, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / (rawWs.p50Us / 1000) },
       { measurement: 'HotlineClients, two relays in-process, 1 in flight, p50 against the path floor', value: twoRelays.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: twoRelays.serial.p50Ms / path.p50Ms },
       { measurement: 'HotlineClients, two relays in-process, 1 in flight, p99', value: twoRelays.serial.p99Ms, unit: 'ms', against: { ...oneRelay, value: inProcess.serial.p99Ms }, ratio: twoRelays.serial.p99Ms / inProcess.serial.p99Ms },
       { measurement: `HotlineClients, two relays in-process, ${cfg.window} in flight, end to end (${twoRelays.pipelined.count})`, value: twoRelays.pipelined.perSecond, unit: 'msgs/s', against: { label: 'one relay, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: twoRelays.pipelined.perSecond / inProcess.pipelined.perSecond },
     );
-    rows.push(
+    // Issue 12: the same clients with the store on PostgreSQL (--store pg), one node and two nodes
+    // of one relay (sender on one, addressee on the other), beside SQLite in-process and the floors
+    // of this run. Reported; no goal is set.
+    if (pgNodes && inProcess) {
+      const sqlite = { label: 'SQLite, in-process', unit: 'ms' };
+      for (const [label, r] of [
+        ['PostgreSQL, one node', pgNodes.oneNode],
+        ['PostgreSQL, two nodes (sender on A, addressee on B)', pgNodes.twoNodes],
+      ] as const) {
+        rows.push(
+          { measurement: `HotlineClients, ${label}, in-process, 1 in flight, send → verified receipt, p50 (${r.serial.count})`, value: r.serial.p50Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p50Ms }, ratio: r.serial.p50Ms / inProcess.serial.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p50 against the path floor`, value: r.serial.p50Ms, unit: 'ms', against: { label: 'path floor', value: path.p50Ms, unit: 'ms' }, ratio: r.serial.p50Ms / path.p50Ms },
+          { measurement: `HotlineClients, ${label}, 1 in flight, p99`, value: r.serial.p99Ms, unit: 'ms', against: { ...sqlite, value: inProcess.serial.p99Ms }, ratio: r.serial.p99Ms / inProcess.serial.p99Ms },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, end to end (${r.pipelined.count})`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'SQLite, in-process', value: inProcess.pipelined.perSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / inProcess.pipelined.perSecond },
+          { measurement: `HotlineClients, ${label}, ${cfg.window} in flight, against the raw ws echo`, value: r.pipelined.perSecond, unit: 'msgs/s', against: { label: 'raw ws', value: rawWs.pipelinedPerSecond, unit: 'msgs/s' }, ratio: r.pipelined.perSecond / rawWs.pipelinedPerSecond },
+        );
+      }
+    }
+    const capacity = cap?.capacity;
+    const flash = cap?.flash;
+    if (capacity && flash) rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
+    );
+    if (backlog) rows.push(
       { measurement: `FLASH sent last after ${backlog.queued} ROUTINE for an offline device: delivered first`, value: backlog.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: backlog.flashFirst, reduced: backlog.queued < FULL_SIZE.backlogFlash },
       { measurement: `backlog drain (${backlog.drained} items)`, value: backlog.drainPerSecond, unit: 'msgs/s', goal: `≥ 5,000 msgs/s at ${FULL_SIZE.backlogDrain.toLocaleString('en-US')}`, met: backlog.drainPerSecond >= 5000, reduced: backlog.drained < FULL_SIZE.backlogDrain },
       { measurement: `longest server event-loop stall during the drain`, value: backlog.serverLoopStallMs, unit: 'ms', goal: `≤ 50 ms at ${FULL_SIZE.backlogFlash.toLocaleString('en-US')}`, met: backlog.serverLoopStallMs <= 50, reduced: backlog.drained < FULL_SIZE.backlogFlash },
+    );
+    if (flash) rows.push(
       { measurement: `FLASH p50 under ROUTINE at half capacity (${flash.flashesLoaded})`, value: flash.loadedP50Ms, unit: 'ms', against: { label: 'idle FLASH p50', value: flash.idleP50Ms, unit: 'ms' }, ratio: flash.loadedP50Ms / flash.idleP50Ms, goal: '≤ 2×', met: flash.loadedP50Ms <= 2 * flash.idleP50Ms },
+    );
+    if (scale) rows.push(
       { measurement: `server CPU per message, ${scale.deadlines.openDeadlines} open deadlines`, value: scale.deadlines.serverCpuMicrosPerMessage, unit: 'µs', against: { label: 'empty', value: scale.empty.serverCpuMicrosPerMessage, unit: 'µs' }, ratio: scale.deadlines.serverCpuMicrosPerMessage / scale.empty.serverCpuMicrosPerMessage, goal: '≤ 1.2×', met: scale.deadlines.serverCpuMicrosPerMessage <= 1.2 * scale.empty.serverCpuMicrosPerMessage, reduced: scale.deadlines.openDeadlines < FULL_SIZE.deadlines },
       { measurement: `server CPU per message, ${scale.devices.enrolled} more enrolled devices`, value: scale.devices.serverCpuMicrosPerMessage, unit: 'µs', against: { label: 'empty', value: scale.empty.serverCpuMicrosPerMessage, unit: 'µs' }, ratio: scale.devices.serverCpuMicrosPerMessage / scale.empty.serverCpuMicrosPerMessage, goal: '≤ 1.2×', met: scale.devices.serverCpuMicrosPerMessage <= 1.2 * scale.empty.serverCpuMicrosPerMessage, reduced: scale.devices.enrolled < FULL_SIZE.devices },
+    );
+    if (restart) rows.push(
       // The goal is on the server's own start (store, directory, deadlines, audit tree, listen; /readyz
       // answers from then on). Process boot (node + tsx) is the same at every log size and is shown
       // on the next line, the empty log beside it.
       { measurement: `server start, main() → ready, ${restart.auditEntries.toLocaleString('en-US')} audit entries`, value: restart.big.mainMs / 1000, unit: 's', against: { label: 'empty log', value: restart.empty.mainMs / 1000, unit: 's' }, ratio: restart.big.mainMs / restart.empty.mainMs, goal: '≤ 2 s', met: restart.big.mainMs <= 2000, reduced: restart.auditEntries < FULL_SIZE.auditEntries },
       { measurement: `process spawn → /readyz 200, ${restart.auditEntries.toLocaleString('en-US')} audit entries`, value: restart.big.spawnToReadyMs / 1000, unit: 's', against: { label: 'empty log', value: restart.empty.spawnToReadyMs / 1000, unit: 's' }, ratio: restart.big.spawnToReadyMs / restart.empty.spawnToReadyMs },
+    );
+    if (scale) rows.push(
       { measurement: `server RSS, ${scale.idle.connected} idle connected devices`, value: scale.idle.rssBytes, unit: 'bytes', against: { label: 'before connecting', value: scale.idle.rssBeforeBytes, unit: 'bytes' }, ratio: scale.idle.rssBytes / scale.idle.rssBeforeBytes, goal: '< 1 GiB', met: scale.idle.rssBytes < GIB, reduced: scale.idle.connected < FULL_SIZE.idle },
+    );
+    if (want('console')) rows.push(
       consoleResult
         ? { measurement: `console: FLASH banner after ${consoleResult.count} ROUTINE (Chromium)`, value: consoleResult.flashBannerMs ?? NaN, unit: 'ms', goal: '≤ 2,000 ms', met: consoleResult.flashBannerMs !== undefined && consoleResult.flashBannerMs <= 2000 }
         : { measurement: `console: FLASH banner after ${FULL_SIZE.console.toLocaleString('en-US')} ROUTINE (Chromium; not in smoke or without /usr/bin/chromium)`, value: NaN, unit: 'ms', goal: '≤ 2,000 ms', notMeasured: true },
       consoleResult
         ? { measurement: `console: key-press-to-paint during the flood, max of ${consoleResult.keyToPaint.samples} (p99 ${consoleResult.keyToPaint.p99Ms.toFixed(1)} ms)`, value: consoleResult.keyToPaint.maxMs, unit: 'ms', goal: '≤ 100 ms', met: consoleResult.keyToPaint.maxMs <= 100 }
         : { measurement: 'console: key-press-to-paint during the flood', value: NaN, unit: 'ms', goal: '≤ 100 ms', notMeasured: true },
+    );
+    if (flood) rows.push(
       {
         measurement: `connection flood: ${flood.attempted.toLocaleString('en-US')} idle TCP connections from ${flood.sources} loopback addresses (cap ${flood.cap} each, server fd limit ${flood.serverFdLimit.toLocaleString('en-US')}; refused ${flood.refusedByServer.toLocaleString('en-US')}, peak open ${flood.peakOpen.toLocaleString('en-US')}, ${flood.capLogLines} cap log lines): a real device's login + link during it`,
         value: flood.realLinkMs,
@@ -153,27 +216,29 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
 
     const json = {
       date: started.toISOString(),
-      machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemBytes: totalmem(), node: process.version, platform: `${process.platform}-${process.arch}`, fdLimit: scale.idle.fdLimit ?? null },
+      machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemBytes: totalmem(), node: process.version, platform: `${process.platform}-${process.arch}`, fdLimit: scale?.idle.fdLimit ?? null },
       smoke: cfg.smoke,
+      only: cfg.only ?? null,
       config: { ...cfg, resultsDir: undefined },
       floors: { rawWs, path, verify: { ...verify, capacityGoalPerSecond: capacityGoal } },
       phases: {
-        clientsInProcess: inProcess,
-        clientsOwnProcess: ownProcess,
-        twoRelays,
-        capacity,
-        flashUnderLoad: flash,
-        backlog,
-        scale,
-        restart,
+        clientsInProcess: inProcess ?? null,
+        clientsOwnProcess: ownProcess ?? null,
+        twoRelays: twoRelays ?? null,
+        ...(pgNodes ? { pgNodes } : {}),
+        capacity: capacity ?? null,
+        flashUnderLoad: flash ?? null,
+        backlog: backlog ?? null,
+        scale: scale ?? null,
+        restart: restart ?? null,
         console: consoleResult ?? null,
-        connFlood: flood,
+        connFlood: flood ?? null,
       },
       rows,
     };
     mkdirSync(cfg.resultsDir, { recursive: true });
     const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
-    const file = join(cfg.resultsDir, `${stamp}-${cpus().length}cores${cfg.smoke ? '-smoke' : ''}.json`);
+    const file = join(cfg.resultsDir, `${stamp}-${cpus().length}cores${cfg.smoke ? '-smoke' : ''}${cfg.only ? `-only-${cfg.only.join('-')}` : ''}.json`);
     writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
     return { json, rows, file };
   } finally {

@@ -27,7 +27,7 @@ export function backoffDelay(attempt: number, random: () => number, options: Bac
 
 export interface RelayConnectionOptions extends Pick<DeviceScope, 'clock' | 'emit' | 'report'> {
   WebSocket: WebSocketConstructorLike;
-  api: Pick<RelayApi, 'baseUrl' | 'urls' | 'index' | 'use' | 'token' | 'forgetToken'>;
+  api: Pick<RelayApi, 'baseUrl' | 'urls' | 'index' | 'use' | 'token' | 'forgetToken' | 'attemptTimeoutMs'>;
   /** Source of jitter in [0, 1). */
   random: () => number;
   backoff?: BackoffOptions | undefined;
@@ -173,8 +173,14 @@ export class RelayConnection {
     this.#helloReceived = false;
     this.#o.onSocket();
     let opened = false;
+    // With several URLs, an upgrade that is never answered ends the attempt (the next URL is tried).
+    const limit = this.#o.api.attemptTimeoutMs;
+    const openTimer = limit === undefined ? undefined : this.#o.clock.setTimeout(() => {
+      if (!opened && this.#ws === ws) ws.close();
+    }, limit);
     ws.onopen = () => {
       opened = true;
+      if (openTimer !== undefined) this.#o.clock.clearTimeout(openTimer);
     };
     ws.onmessage = (ev) => {
       let frame: ServerFrame;
@@ -191,6 +197,7 @@ export class RelayConnection {
       /* the close event follows and carries what can be known */
     };
     ws.onclose = (ev) => {
+      if (openTimer !== undefined) this.#o.clock.clearTimeout(openTimer);
       if (this.#ws !== ws) return;
       const wasConnected = this.#helloReceived;
       this.#ws = undefined;

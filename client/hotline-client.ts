@@ -74,6 +74,12 @@ export interface HotlineClientOptions {
   /** Log in again this long before the token expires. Default 60 s. */
   tokenRefreshMarginMs?: number;
   /**
+   * With several URLs: how long one URL may take to answer (an HTTP request's response headers, the
+   * WebSocket's upgrade) before the next URL is tried, `HL_ERR_CLIENT_TIMEOUT`. Default 2,000 ms
+   * (docs/failover.md). With one URL there is no next to try, and nothing is cut short.
+   */
+  attemptTimeoutMs?: number;
+  /**
    * Act as this party's link-test agent (docs/design.md "Link test"): once connected, and then every
    * `agreement.linkTest.intervalMs`, send a signed test message (`linkTest: true`, ROUTINE) to each
    * other party. Their operator devices answer with the automatic `delivered` receipt; the server
@@ -162,6 +168,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
       agreementHash: this.agreementHash,
       ...(options.fetch ? { fetch: options.fetch } : {}),
       tokenRefreshMarginMs: options.tokenRefreshMarginMs,
+      attemptTimeoutMs: options.attemptTimeoutMs,
     });
     this.#directory = new VerifiedDirectory({ ...scope, api: this.#api });
     this.#outbox = new Outbox({

@@ -9,6 +9,7 @@ import { RankQueue } from './rank-queue.js';
 import type { VerifiedDirectory } from './directory.js';
 import type { AnswerFrame, Outbox } from './outbox.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
+import { checkTranslation } from '../shared/protocol/translation.js';
 import { CHECKPOINT_ATTACHMENT, type AuditWitness } from './witness.js';
 import { toHotlineError, type DeviceScope } from './scope.js';
 
@@ -222,6 +223,8 @@ export class Inbox {
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }
+      // A translation is shown beside its original only: bound to the very envelope held here.
+      if (h.translationOf) checkTranslation(h, state.inbox[h.translationOf.id] ?? state.sent[h.translationOf.id]);
     } catch (err) {
       // Not remembered by id: a forgery carrying a genuine message's id must not suppress it.
       const e = toHotlineError(err);

@@ -8,6 +8,7 @@ import {
   RECEIPT_KINDS,
   type DeviceCertBody,
   type Envelope,
+  type EnvelopeHeader,
   type Plaintext,
   type Precedence,
   type CannotComplyReason,
@@ -16,11 +17,15 @@ import {
   type SecurityLabel,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { checkAttachments } from '../shared/protocol/attachments.js';
+import { requireCatalogueEntry } from '../shared/protocol/catalogue.js';
+import { translationAddressee } from '../shared/protocol/translation.js';
 import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
 import { checkLabel } from '../shared/protocol/labels.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
+import type { TimerHandle } from '../shared/clock.js';
 
 /** What a caller sends: the client seals it. */
 export interface SendInput {
@@ -39,6 +44,14 @@ export interface SendInput {
   linkTest?: boolean;
   /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
   attachments?: NonNullable<Plaintext['attachments']>;
+  /** A catalogue code of the agreement (PROTOCOL.md "Catalogue"); `body` is then free text beside it, possibly empty. */
+  code?: string;
+  /**
+   * Send this as a translation of the message with this id, which this device holds (received or
+   * sent): bound to its envelope hash (PROTOCOL.md "Translations"). `to` is ignored: a translation
+   * goes to the other party of the original, with the original's precedence.
+   */
+  translationOf?: string;
 }
 
 /**
@@ -46,6 +59,9 @@ export interface SendInput {
  * over the wire: an unknown one is `never`). `later`: it stays in the outbox for the next
  * connection; `reseal`: sealed once more against a fresh directory and seq.
  */
+const LATER_FIRST_MS = 1_000;
+const LATER_MAX_MS = 30_000;
+
 const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
 
 /** The relay's answer to an envelope or receipt this device sent. */
@@ -75,6 +91,9 @@ export class Outbox {
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
   #compose: Promise<unknown> = Promise.resolve();
+  /** A resend of envelopes refused for `later` (the relay's store away) on a link that stays up. */
+  #laterTimer: TimerHandle | undefined;
+  #laterDelayMs = LATER_FIRST_MS;
 
   constructor(options: OutboxOptions) {
     this.#o = options;
@@ -101,10 +120,15 @@ export class Outbox {
     if (this.#o.me.role !== 'operator') {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
+    const original = input.translationOf === undefined ? undefined : await this.#original(input.translationOf);
+    if (original) input = { ...input, to: original.to, precedence: original.header.precedence };
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {
       throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this.#o).join(', ')})`);
     }
+    // Refused before sealing: the recipient could not read a code its catalogue lacks.
+    if (input.code !== undefined) requireCatalogueEntry(this.#o.agreement, input.code);
+    if (input.attachments !== undefined) checkAttachments(input.attachments);
     const precedence = input.precedence.toUpperCase() as Precedence;
     if (!PRECEDENCES.includes(precedence)) {
       throw new HotlineError('HL_ERR_INPUT_SCHEMA', `precedence must be one of ${PRECEDENCES.join(', ')}`);
@@ -115,6 +139,7 @@ export class Outbox {
       lang: input.lang ?? mine?.languages[0] ?? 'en',
       ...(input.subject === undefined ? {} : { subject: input.subject }),
       ...(input.attachments === undefined ? {} : { attachments: input.attachments }),
+      ...(input.code === undefined ? {} : { code: input.code }),
     };
     const draft: SendDraft = {
       to: input.to,
@@ -124,6 +149,7 @@ export class Outbox {
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
       ...(input.label === undefined ? {} : { label: input.label }),
       ...(input.linkTest ? { linkTest: true } : {}),
+      ...(original ? { translationOf: { id: original.header.id, envelopeHash: original.envelopeHash } } : {}),
     };
     checkLabel(this.#o.agreement, draft.label);
     await this.#o.directory.ensureLoaded();
@@ -263,7 +289,20 @@ export class Outbox {
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
       ...(draft.label === undefined ? {} : { label: draft.label }),
       ...(draft.linkTest ? { linkTest: true } : {}),
+      ...(draft.translationOf === undefined ? {} : { translationOf: draft.translationOf }),
     });
+  }
+
+  /**
+   * The message a translation is of, held by this device (received, or sent by it), and the party
+   * the translation goes to: the other party of the two the original was between.
+   */
+  async #original(id: string): Promise<{ header: EnvelopeHeader; envelopeHash: string; to: string }> {
+    const state = await this.#o.storage.read(this.#o.key);
+    const held = state.inbox[id] ?? state.sent[id];
+    if (!held) throw new HotlineError('HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL', `no message ${id} on this device to translate (hotline listen shows the ids received)`);
+    if (held.header.translationOf) throw new HotlineError('HL_ERR_TRANSLATION_MISMATCH', `message ${id} is itself a translation: translate its original, ${held.header.translationOf.id}`);
+    return { header: held.header, envelopeHash: held.envelopeHash, to: translationAddressee(held.header, this.#o.me.party) };
   }
 
   transmit(item: OutboxItem): void {
@@ -276,6 +315,22 @@ export class Outbox {
     this.#o.write(
       item.kind === 'envelope' ? { t: 'envelope', envelope: item.envelope } : item.kind === 'receipt' ? { t: 'receipt', receipt: item.receipt } : { t: 'refusal', refusal: item.refusal },
     );
+  }
+
+  /**
+   * A refusal for `later` (issue 12: the relay's database away, HL_ERR_STORE_FAILED) on a link that
+   * stays up: no new connection will send the item again, so it goes again on this one after 1 s,
+   * doubling to 30 s while the refusals go on (one timer for every such item; an answer resets it).
+   */
+  #retryLater(sentKey: string): void {
+    this.#sentOnThisConnection.delete(sentKey);
+    if (this.#laterTimer !== undefined) return;
+    const delay = this.#laterDelayMs;
+    this.#laterDelayMs = Math.min(LATER_MAX_MS, delay * 2);
+    this.#laterTimer = this.#o.clock.setTimeout(() => {
+      this.#laterTimer = undefined;
+      void this.flush().catch((err: unknown) => this.#o.report(toHotlineError(err)));
+    }, delay);
   }
 
   /** Transmit what waits in the outbox: highest precedence first, then in the order queued. */
@@ -298,6 +353,7 @@ export class Outbox {
    * with many items in flight these answers come in runs, and each would otherwise cost an fsync.
    */
   async onAnswers(frames: readonly AnswerFrame[]): Promise<void> {
+    this.#laterDelayMs = LATER_FIRST_MS;
     // An `accepted` whose hash is not the hash of what this device sealed is not an acceptance of
     // it (a relay that stored something else, or a bug): the item stays in the outbox and the
     // mismatch is reported, never taken as proof of sending.
@@ -342,6 +398,7 @@ export class Outbox {
     const item = found?.kind === 'envelope' ? found : undefined;
     if (item && retryOf(code) === 'later') {
       this.#o.report(new HotlineError(code as HotlineErrorCode, `${message} (message ${ref} stays in the outbox)`));
+      this.#retryLater(`${outboxKey(item)}:${item.envelope.header.seq}`);
       return;
     }
     // Recipients changed (a device enrolled or revoked), or another process on this device used

@@ -18,7 +18,12 @@ export interface RelayApiOptions extends Pick<DeviceScope, 'me' | 'device' | 'cl
   fetch?: typeof fetch;
   /** Log in again this long before the token expires. Default 60 s. */
   tokenRefreshMarginMs?: number | undefined;
+  /** See HotlineClientOptions.attemptTimeoutMs. */
+  attemptTimeoutMs?: number | undefined;
 }
+
+/** How long one of several URLs may take to answer before the next is tried (docs/failover.md). */
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 2_000;
 
 /**
  * The relay's HTTP API as one device uses it: the agreement check, login (a signed challenge for a
@@ -55,6 +60,14 @@ export class RelayApi {
    */
   use(index: number): void {
     this.#index = ((index % this.urls.length) + this.urls.length) % this.urls.length;
+  }
+
+  /**
+   * With several URLs, the time one may take to answer before the next is tried; undefined with
+   * one URL (nothing to move on to: a slow relay is waited for).
+   */
+  get attemptTimeoutMs(): number | undefined {
+    return this.urls.length > 1 ? (this.#o.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS) : undefined;
   }
 
   /** The current bearer token, if logged in. */
@@ -142,14 +155,22 @@ export class RelayApi {
     // is followed by the next one at once. With the link running, the connection chooses the URL
     // (connection.ts): a request then fails and the link moves on by its own rules.
     for (let tried = 1; res === undefined; tried++) {
+      // A node that takes the connection but never answers (hung, or its machine gone without a
+      // reset) must not hold the client: with several URLs each answer has a time limit.
+      const limit = this.attemptTimeoutMs;
+      const abort = limit === undefined ? undefined : new AbortController();
+      const timer = abort === undefined ? undefined : this.#o.clock.setTimeout(() => abort.abort(), limit!);
       try {
-        res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+        res = await this.#fetch(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), ...(abort ? { signal: abort.signal } : {}) });
       } catch (cause) {
         if (tried < this.urls.length && !this.#o.running()) {
           this.use(this.#index + 1);
           continue;
         }
+        if (abort?.signal.aborted) throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `${this.baseUrl} did not answer within ${limit} ms`, { cause });
         throw new HotlineError('HL_ERR_CLIENT_UNREACHABLE', `cannot reach ${this.baseUrl}: is the server running?`, { cause });
+      } finally {
+        if (timer !== undefined) this.#o.clock.clearTimeout(timer);
       }
     }
     const text = await res.text();

@@ -1,5 +1,5 @@
 import { HotlineError, type HotlineErrorCode } from '../shared/errors.js';
-import { fromBase64, fromUtf8, toBase64 } from '../shared/encoding/base64.js';
+import { fromBase64, fromHex, fromUtf8, toBase64 } from '../shared/encoding/base64.js';
 import type { DeviceRef } from '../shared/protocol/schemas.js';
 import { cosignCheckpoint, parseCheckpoint, verifyCheckpoint, type NoteVerifier } from '../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../shared/audit/merkle.js';
@@ -172,7 +172,7 @@ export class AuditWitness {
       const res = (await this.#o.api.http('GET', `/v1/audit/proof/consistency?from=${last.size}&to=${cp.size}`, undefined, true)) as { proof?: unknown };
       try {
         if (!Array.isArray(res.proof) || !res.proof.every((p) => typeof p === 'string')) throw new HotlineError('HL_ERR_AUDIT_PROOF_INVALID', 'malformed proof');
-        verifyConsistency(last.size, cp.size, (res.proof as string[]).map((p) => fromBase64(p)), fromBase64(last.root, 32), cp.rootHash);
+        verifyConsistency(last.size, cp.size, (res.proof as string[]).map((p) => fromHex(p, 32)), fromBase64(last.root, 32), cp.rootHash);
       } catch (err) {
         throw await this.#alarm(
           'HL_ERR_AUDIT_PROOF_INVALID',

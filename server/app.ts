@@ -28,6 +28,8 @@ import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/set
 import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 import { Metrics } from './metrics.js';
+import { Escalation } from './escalation/escalation.js';
+import type { EscalationConfig } from './escalation/config.js';
 import fastifySwagger from '@fastify/swagger';
 
 /** One HTTP route as registered (method and URL pattern). */
@@ -64,6 +66,10 @@ export interface AppOptions {
   clusterPollMs?: number;
   /** Bearer token that opens /metrics to other hosts (without it: loopback peers only). */
   metricsToken?: string;
+  /** Webhooks and e-mail for the relay's alarms (HOTLINE_WEBHOOKS, docs/escalation.md), loaded with their secrets. */
+  escalation?: EscalationConfig;
+  /** With `escalation`: the longest wait before the events table is read again. Default 5 s. */
+  escalationPollMs?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -186,6 +192,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(options.clusterPollMs === undefined ? {} : { pollMs: options.clusterPollMs }),
     metrics,
   });
+
+  // Alarms beyond the console: read from the events table once committed (a commit is the cue; a
+  // poll finds what other nodes, or writes outside the queue, committed).
+  const escalation = options.escalation
+    ? new Escalation({ config: options.escalation, store, clock, log, metrics, ...(options.escalationPollMs === undefined ? {} : { pollMs: options.escalationPollMs }) })
+    : undefined;
+  if (escalation) writes.onCommitted = () => escalation.kick();
 
   // Corruption found at run time: writes are already refused (the guarded store) and /readyz says
   // 503; here it is said loudly, in the log and to every console and CLI that holds a link.
@@ -342,6 +355,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     // After server.start: what fell due while the server was down fires now, once.
     await deadlines.start();
     await audit.start();
+    await escalation?.start();
     limits.start();
     if (deps.recordLog) scheduleRecord();
   });
@@ -349,6 +363,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     await listening?.close();
     deadlines.stop();
     audit.stop();
+    await escalation?.stop();
     limits.stop();
     if (recordTimer !== undefined) clock.clearTimeout(recordTimer);
     recordTimer = undefined;

@@ -42,6 +42,8 @@ export interface ServerConfig {
   databaseUrl?: string;
   /** Path of a file holding the bearer token that opens /metrics to other hosts (docs/operations-endpoints.md). */
   metricsTokenPath?: string;
+  /** Path of the webhooks file: where this relay sends its alarms beyond the console (docs/escalation.md). */
+  webhooksPath?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -68,6 +70,7 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
   '--peer-url': 'HOTLINE_PEER_URL',
   '--database-url': 'HOTLINE_DATABASE_URL',
   '--metrics-token-file': 'HOTLINE_METRICS_TOKEN_FILE',
+  '--webhooks': 'HOTLINE_WEBHOOKS',
 };
 
 /**
@@ -198,6 +201,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
   }
 
   const metricsTokenPath = text('HOTLINE_METRICS_TOKEN_FILE');
+  const webhooksPath = text('HOTLINE_WEBHOOKS');
 
   if (problems.length > 0) throw invalid(`invalid server configuration:\n  - ${problems.join('\n  - ')}`);
   return {
@@ -217,6 +221,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(Object.keys(peerUrls).length > 0 ? { peerUrls } : {}),
     ...(databaseUrl !== undefined ? { databaseUrl } : {}),
     ...(metricsTokenPath !== undefined ? { metricsTokenPath } : {}),
+    ...(webhooksPath !== undefined ? { webhooksPath } : {}),
   };
 }
 

@@ -19,6 +19,7 @@ import { systemClock } from './clock.js';
 import { acquireLock, checkDatabaseFile, DEPLOYMENT_META_KEY, newDeploymentId, readIdentity, writeIdentity, type DataIdentity } from './data-dir.js';
 import type { Clock } from './clock.js';
 import { loadConfig, type LogLevel, type ServerConfig } from './config.js';
+import { loadEscalationConfig } from './escalation/config.js';
 import { guardStore, type GuardedStore } from './store/guarded-store.js';
 import { checkIntegrityInWorker, SqliteStore } from './store/sqlite-store.js';
 import { PgStore, type PgStoreOptions } from './store/pg-store.js';
@@ -468,6 +469,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
       ...(config.maxConnectionsPerAddress ? { maxConnectionsPerAddress: config.maxConnectionsPerAddress } : {}),
       ...(config.metricsTokenPath ? { metricsToken: readMetricsToken(config.metricsTokenPath) } : {}),
+      ...(config.webhooksPath ? { escalation: loadEscalationConfig(config.webhooksPath) } : {}),
     },
   };
 }

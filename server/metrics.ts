@@ -53,6 +53,7 @@ export class Metrics {
   private readonly refusals = REFUSAL_PATHS.map(() => CODES.map(() => 0));
   private readonly verifyObserve: Record<VerifyKind, (seconds: number) => void>;
   private readonly commitHistogram: Histogram;
+  private readonly escalations: Counter;
 
   constructor() {
     const r = this.registry;
@@ -130,6 +131,12 @@ export class Metrics {
       g.set({ queue: 'commit' }, this.sources.writeQueue?.() ?? 0);
       g.set({ queue: 'relay-link' }, (this.sources.relayLinks?.() ?? []).reduce((n, l) => n + l.inFlight, 0));
     }, ['queue']);
+    this.escalations = new Counter({
+      name: 'hotline_escalation_attempts_total',
+      help: 'Attempts to deliver a notification to a webhook or by e-mail (docs/escalation.md), by outcome: delivered (answered 2xx or accepted by the mail server), failed (tried again later), given-up (past its give-up time).',
+      labelNames: ['outcome'],
+      registers: [r],
+    });
     gauge('hotline_relay_link_up', 'A party’s own relay: 1 while the link to the peer relay is up, 0 while it is not.', (g) => {
       g.reset();
       for (const l of this.sources.relayLinks?.() ?? []) g.set({ peer: l.peer }, l.up ? 1 : 0);
@@ -162,6 +169,11 @@ export class Metrics {
     } finally {
       this.verifyObserve[kind]((performance.now() - started) / 1000);
     }
+  }
+
+  /** One attempt to deliver a notification (server/escalation/). */
+  escalationAttempt(outcome: 'delivered' | 'failed' | 'given-up'): void {
+    this.escalations.inc({ outcome });
   }
 
   commitTook(seconds: number): void {

@@ -93,6 +93,12 @@ export const ERROR_TABLE = {
   HL_ERR_RECEIPT_REASON_UNEXPECTED: { http: 400, ws: 4491, closesLink: false, retry: 'never' },
   // `send --wait have-complied` (or answered-only waits) ended by a cannot-comply: it will never come
   HL_ERR_CLIENT_CANNOT_COMPLY: { http: 409, ws: 4492, closesLink: false, retry: 'never' },
+  // Attachments, the catalogue and translations (h15-msg)
+  HL_ERR_ATTACHMENT_TOO_LARGE: { http: 413, ws: 4600, closesLink: false, retry: 'never' },
+  HL_ERR_ATTACHMENT_TOO_MANY: { http: 400, ws: 4601, closesLink: false, retry: 'never' },
+  HL_ERR_CATALOGUE_UNKNOWN_CODE: { http: 400, ws: 4602, closesLink: false, retry: 'never' },
+  HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL: { http: 404, ws: 4603, closesLink: false, retry: 'never' },
+  HL_ERR_TRANSLATION_MISMATCH: { http: 409, ws: 4604, closesLink: false, retry: 'never' },
   // Authentication and authorisation
   HL_ERR_AUTH_CHALLENGE_INVALID: { http: 401, ws: 4460, closesLink: false, retry: 'later' },
   HL_ERR_AUTH_BAD_SIGNATURE: { http: 401, ws: 4461, closesLink: false, retry: 'stop' },
@@ -136,6 +142,11 @@ export const ERROR_TABLE = {
   HL_ERR_ENVELOPE_LABEL: { http: 400, ws: 4582, closesLink: false, retry: 'never' },
   // /metrics asked from another host without the metrics bearer token (docs/operations-endpoints.md).
   HL_ERR_METRICS_FORBIDDEN: { http: 403, ws: 4540, closesLink: false, retry: 'never' },
+  // Escalation beyond the console (docs/escalation.md): the relay refuses to start on a bad
+  // webhooks file (HOTLINE_WEBHOOKS) rather than run without the alarms it was asked to send.
+  HL_ERR_ESCALATION_CONFIG_UNREADABLE: { http: 500, ws: 4570, closesLink: false, retry: 'never' },
+  HL_ERR_ESCALATION_CONFIG_INVALID: { http: 500, ws: 4571, closesLink: false, retry: 'never' },
+  HL_ERR_ESCALATION_SECRET: { http: 500, ws: 4572, closesLink: false, retry: 'never' },
 } as const satisfies Record<string, ErrorRow>;
 
 /** Every error code Hotline uses: `HL_ERR_<AREA>_<WHAT>`. */

@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/deployment.js';
 import { onCleanup } from './helpers/test-server.js';
+import { testDatabaseUrl } from './helpers/stores.js';
 
 const RUN = fileURLToPath(new URL('../bench/run.ts', import.meta.url));
-const TIMEOUT_MS = 180_000;
+const TIMEOUT_MS = 360_000;
 
 /** Every number in a JSON value, with its path; `null` (a NaN or a missing figure) is reported as such. */
 function leaves(value: unknown, path: string, out: { path: string; value: unknown }[]): void {
@@ -18,14 +19,15 @@ function leaves(value: unknown, path: string, out: { path: string; value: unknow
 
 // Behaviour only: that every phase runs end to end and loses or repeats no message. The timings of
 // a smoke run mean nothing and are not asserted.
-describe('npm run bench -- --smoke', () => {
+describe('npm run bench -- --smoke --store pg', () => {
   it(
     'runs every phase and writes numeric figures; every message arrives exactly once',
     async () => {
       const out = tempDir('hotline-bench-smoke-');
       onCleanup(() => out.remove());
-      const child = spawn(process.execPath, ['--import', 'tsx', RUN, '--smoke'], {
-        env: { ...process.env, HOTLINE_BENCH_RESULTS_DIR: out.path },
+      // With --store pg: the PostgreSQL phases too, on the tests' database (the bench's own variable).
+      const child = spawn(process.execPath, ['--import', 'tsx', RUN, '--smoke', '--store', 'pg'], {
+        env: { ...process.env, HOTLINE_BENCH_RESULTS_DIR: out.path, HOTLINE_BENCH_DATABASE_URL: testDatabaseUrl() },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';
@@ -43,7 +45,7 @@ describe('npm run bench -- --smoke', () => {
 
       expect(json.smoke).toBe(true);
       expect(json.machine.cores).toBeGreaterThan(0);
-      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'restart', 'scale', 'twoRelays']);
+      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'pgNodes', 'restart', 'scale', 'twoRelays']);
       // The console phase is a slot another change fills; until then it is null and printed "not measured".
       const found: { path: string; value: unknown }[] = [];
       leaves({ floors: json.floors, phases: { ...json.phases, console: undefined } }, '', found);
@@ -52,7 +54,7 @@ describe('npm run bench -- --smoke', () => {
       for (const f of figures) expect(Number.isFinite(f.value), `${f.path} = ${String(f.value)}`).toBe(true);
 
       const p = json.phases;
-      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined, p.twoRelays.serial, p.twoRelays.pipelined]) {
+      for (const run of [p.clientsInProcess.serial, p.clientsInProcess.pipelined, p.clientsOwnProcess.serial, p.clientsOwnProcess.pipelined, p.twoRelays.serial, p.twoRelays.pipelined, p.pgNodes.oneNode.serial, p.pgNodes.oneNode.pipelined, p.pgNodes.twoNodes.serial, p.pgNodes.twoNodes.pipelined]) {
         expect(run.count).toBeGreaterThan(0);
         expect([run.duplicated, run.missing]).toEqual([0, 0]);
       }
@@ -74,6 +76,9 @@ describe('npm run bench -- --smoke', () => {
       // logged, and the real device linked meanwhile.
       expect(p.connFlood).toMatchObject({ attempted: json.config.flood, connectErrors: 0, ok: true });
       expect(json.rows.length).toBeGreaterThan(15);
+      // The PostgreSQL lines are in the table beside SQLite's; the password is not in the results.
+      expect(json.rows.filter((r: { measurement: string }) => r.measurement.includes('PostgreSQL, two nodes'))).toHaveLength(5);
+      expect(new URL(json.phases.pgNodes.database).password).toBe('');
     },
     TIMEOUT_MS,
   );

@@ -6,7 +6,7 @@ import { buildAuditReport, type AuditReport, type PrecedenceRow, type RungStats 
 import { reconcileAuditExports, type ReconcileFinding } from '../../shared/audit/reconcile.js';
 import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
-import { labelReader, messageJson, messageText } from './link.js';
+import { messageJson, messageText } from './link.js';
 import { labelCodes } from '../../shared/protocol/labels.js';
 
 /**
@@ -233,6 +233,20 @@ export function formatReport(r: AuditReport): string[] {
     ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
     // Security labels (PROTOCOL.md "Security labels"): shown once any message carries one.
     ...(r.labels.length === 0 ? [] : ['', 'by security label:', ...r.labels.map((l) => `  ${(l.label === undefined ? '(no label)' : labelCodes(l.label)).padEnd(40)} ${l.sent} sent${l.exercises === 0 ? '' : `, ${l.exercises} exercise`}`)]),
+    ...translationLines(r.translations),
+  ];
+}
+
+/** Translations listed under their original (the original is authoritative; each translation is its own message). */
+function translationLines(translations: AuditReport['translations']): string[] {
+  const originals = Object.entries(translations);
+  if (originals.length === 0) return [];
+  return [
+    `translations: ${originals.reduce((n, [, list]) => n + list.length, 0)} (counted above as messages)`,
+    ...originals.flatMap(([original, list]) => [
+      `  ${original} (original, authoritative)`,
+      ...list.map((t) => `    translation ${t.id} by ${t.by} at ${new Date(t.at).toISOString()}`),
+    ]),
   ];
 }
 
@@ -311,8 +325,10 @@ ministry (--auditor): archive devices cannot read the audit API.
         if (!sender) throw new HotlineError('HL_ERR_CERT_UNKNOWN_DEVICE', `no certificate of ${h.from.party}/${h.from.device} in the export`);
         const m: { header: EnvelopeHeader; plaintext: Plaintext } = await openEnvelope({ header: h, signature: e.signature, ciphertext }, { device: archive, senderCert: sender });
         opened++;
-        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at })));
-        else io.out(messageText(m, undefined, undefined, labelReader(agreement, me.party)));
+        // Codes read from this agreement, in this party's languages, as a recipient reads them.
+        const content = { view: { agreement, party: me.party } };
+        if (values.json) io.out(JSON.stringify(messageJson({ ...m, envelopeHash: '', acceptedAt: e.at }, content)));
+        else io.out(messageText(m, undefined, undefined, content));
       } catch (err) {
         failed++;
         const code = err instanceof HotlineError ? err.code : 'HL_ERR_INTERNAL';

@@ -1,9 +1,13 @@
 import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
-import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type Agreement, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
 import { labelBanner, labelCodes, makeLabel } from '../../shared/protocol/labels.js';
 import type { HotlineEvent, Rung as DeadlineRung } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
+import type { SendInput } from '../outbox.js';
+import type { ClientState } from '../storage/client-storage.js';
+import { translationAddressee } from '../../shared/protocol/translation.js';
+import { partyLanguages, requireCatalogueEntry } from '../../shared/protocol/catalogue.js';
 import type { RevokedSinceChange } from '../revoked-since.js';
 import {
   LINK_FLAGS,
@@ -23,6 +27,7 @@ import { outboxKeys, reportOutboxFlush } from './outbox.js';
 import { checkAddressee } from './recipients.js';
 import { checkPeersConfirmed } from './peers.js';
 import { checkReceiptReason } from '../../shared/crypto/receipt.js';
+import { contentJson, contentLines, readAttachments, saveAttachments, type ReaderView } from './content.js';
 
 const RUNGS = ['accepted', 'relayed', 'delivered', 'acknowledged', 'answered', 'will-comply', 'have-complied'] as const;
 type Rung = (typeof RUNGS)[number];
@@ -42,7 +47,8 @@ export const send: Command = {
   help: `Usage: hotline send --device FILE --to PARTY --precedence flash|immediate|priority|routine TEXT
                    [--wait accepted|relayed|delivered|acknowledged|answered|will-comply|have-complied]
                    [--timeout S]
-                   [--subject S] [--lang L] [--exercise] [--label CLASS [--caveat C ...]]
+                   [--subject S] [--lang L] [--exercise] [--attach FILE ...] [--code C]
+                   [--label CLASS [--caveat C ...]]
                    [--server URL] [--agreement FILE]
 
 Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
@@ -70,6 +76,11 @@ ${LINK_HELP}
   --subject S        a subject line
   --lang L           language of TEXT (default: your party's first language)
   --exercise         mark the message as an exercise
+  --attach FILE      attach FILE (repeat, at most 8; 30 KiB in all), with its name and a media
+                     type from its extension; over the limit: HL_ERR_ATTACHMENT_TOO_LARGE
+  --code C           send the agreement's catalogue entry C (e.g. C07): the recipient reads it in
+                     its own language from its own agreement; TEXT is then optional free text
+                     beside it. A code not in your agreement is refused (HL_ERR_CATALOGUE_UNKNOWN_CODE)
   --label CLASS      its security classification, one the agreement defines (README "Security
                      labels"); shown as a banner wherever the message is shown
   --caveat C         a handling caveat the agreement defines (repeat for several; needs --label)`,
@@ -88,6 +99,8 @@ ${LINK_HELP}
         exercise: { type: 'boolean' },
         label: { type: 'string' },
         caveat: { type: 'string', multiple: true },
+        attach: { type: 'string', multiple: true },
+        code: { type: 'string' },
       },
       true,
     );
@@ -103,53 +116,113 @@ ${LINK_HELP}
     const timeoutMs = seconds('timeout', values.timeout, 60) * 1000;
     let body = positionals.join(' ');
     if (body === '-') body = await io.readStdin();
-    if (body.trim() === '') throw usage('hotline send needs the message TEXT (or - to read it from stdin)\nRun: hotline send --help');
-
-    const { client, statePath, storage, devicePath } = await openClient('send', values, io, false);
-    reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
-    const seen = collect(client);
-    // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
-    // and why in the end (the last reason, e.g. the connection refused).
-    const unreachable = watchUnreachable(client, io);
-    // One deadline for connecting and for the rung.
-    const deadline = Date.now() + timeoutMs;
-    try {
-      await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`).catch((err: unknown) => {
-        // Offline: the message is still sealed and stored, and goes with the next connection.
-        if (err instanceof HotlineError && (err.code === 'HL_ERR_CLIENT_TIMEOUT' || err.code === 'HL_ERR_CLIENT_UNREACHABLE')) return err;
-        throw err;
-      });
-      if (client.directory().length === 0) await client.loadStoredDirectory();
-      // Nothing known yet (never connected): the outbox says so when it seals.
-      if (client.directory().length > 0) {
-        checkAddressee(client.directory(), client.me, values.to!, io);
-        checkPeersConfirmed(client.directory(), client.me, values.to!, devicePath);
-      }
-      const { id } = await client.send({
+    // With --code the catalogue entry is the message: free text beside it is optional.
+    if (body.trim() === '' && values.code === undefined) throw usage('hotline send needs the message TEXT (or - to read it from stdin), or --code C\nRun: hotline send --help');
+    const attachments = values.attach === undefined ? undefined : readAttachments(values.attach);
+    return sendAndWait('send', values, io, { wait, timeoutMs }, async (client) => {
+      if (values.code !== undefined) requireCatalogueEntry(client.agreement, values.code);
+      return {
         to: values.to!,
         precedence: precedence as (typeof PRECEDENCES)[number],
         body,
         ...(values.subject === undefined ? {} : { subject: values.subject }),
         ...(values.lang === undefined ? {} : { lang: values.lang }),
         ...(values.exercise ? { exercise: true } : {}),
+        ...(values.code === undefined ? {} : { code: values.code }),
+        ...(attachments === undefined ? {} : { attachments }),
         ...(label === undefined ? {} : { label }),
-      });
-      io.out(id);
-      const reached = await withTimeout(seen.until(id, wait, io), Math.max(1, deadline - Date.now()), '').catch((err: unknown) => {
-        if (err instanceof HotlineError && err.code === 'HL_ERR_CLIENT_TIMEOUT') return undefined;
-        throw err;
-      });
-      if (reached === undefined) {
-        const never = unreachable.last();
-        const state = seen.accepted.has(id)
-          ? `it was accepted by the relay but not ${wait} within ${timeoutMs / 1000} s`
-          : `it was not accepted by the relay within ${timeoutMs / 1000} s${never === undefined ? '' : ` (${never})`}; it stays in the outbox (${statePath}) and goes with the next send, ack or listen of this device (hotline outbox lists it)`;
-        throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `message ${id}: ${state}`);
-      }
-      return 0;
-    } finally {
-      await client.stop();
+      };
+    });
+  },
+};
+
+/**
+ * Seal what `make` returns (given the open client and its stored state), print its id and wait
+ * for the rung: `send` and `translate`.
+ */
+async function sendAndWait(
+  command: string,
+  values: Parameters<typeof openClient>[1],
+  io: Io,
+  { wait, timeoutMs }: { wait: Rung; timeoutMs: number },
+  make: (client: HotlineClient, stored: ClientState) => Promise<SendInput>,
+): Promise<number> {
+  const { client, statePath, storage, devicePath } = await openClient(command, values, io, false);
+  reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
+  const seen = collect(client);
+  // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
+  // and why in the end (the last reason, e.g. the connection refused).
+  const unreachable = watchUnreachable(client, io);
+  // One deadline for connecting and for the rung.
+  const deadline = Date.now() + timeoutMs;
+  try {
+    // Before connecting: a wrong code or an unknown original is said at once, even offline.
+    const input = await make(client, await storage.read(`${client.me.party}/${client.me.device}`));
+    await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`).catch((err: unknown) => {
+      // Offline: the message is still sealed and stored, and goes with the next connection.
+      if (err instanceof HotlineError && (err.code === 'HL_ERR_CLIENT_TIMEOUT' || err.code === 'HL_ERR_CLIENT_UNREACHABLE')) return err;
+      throw err;
+    });
+    if (client.directory().length === 0) await client.loadStoredDirectory();
+    // Nothing known yet (never connected): the outbox says so when it seals.
+    if (client.directory().length > 0) {
+      checkAddressee(client.directory(), client.me, input.to, io);
+      checkPeersConfirmed(client.directory(), client.me, input.to, devicePath);
     }
+    const { id } = await client.send(input);
+    io.out(id);
+    const reached = await withTimeout(seen.until(id, wait, io), Math.max(1, deadline - Date.now()), '').catch((err: unknown) => {
+      if (err instanceof HotlineError && err.code === 'HL_ERR_CLIENT_TIMEOUT') return undefined;
+      throw err;
+    });
+    if (reached === undefined) {
+      const never = unreachable.last();
+      const state = seen.accepted.has(id)
+        ? `it was accepted by the relay but not ${wait} within ${timeoutMs / 1000} s`
+        : `it was not accepted by the relay within ${timeoutMs / 1000} s${never === undefined ? '' : ` (${never})`}; it stays in the outbox (${statePath}) and goes with the next send, ack or listen of this device (hotline outbox lists it)`;
+      throw new HotlineError('HL_ERR_CLIENT_TIMEOUT', `message ${id}: ${state}`);
+    }
+    return 0;
+  } finally {
+    await client.stop();
+  }
+}
+
+export const translate: Command = {
+  name: 'translate',
+  summary: 'send a signed translation of a message, bound to its original',
+  help: `Usage: hotline translate --device FILE ID --lang L TEXT
+                        [--wait RUNG] [--timeout S] [--server URL] [--agreement FILE]
+
+Sends TEXT (use - for stdin), in language L, as a translation of message ID, which this device
+holds (received with hotline listen, or sent by it). The translation is its own signed, encrypted
+message: its header names the original by id and envelope hash, so it is bound to exactly that
+envelope; it goes to the other party of the original with the original's precedence, and, as
+every message, to the other devices of your own party. Recipients show it beside the original,
+marked as a translation; the original stays authoritative. Receipts, deadlines and the audit log
+treat it as any message; the audit report lists it under its original.
+
+${LINK_HELP}
+  --lang L           the language of the translation (required), e.g. en
+  --wait RUNG        as for hotline send (default accepted)
+  --timeout S        give up after S seconds (default 60)`,
+  async run(argv, io) {
+    const { values, positionals } = parse('translate', argv, { ...LINK_FLAGS, lang: { type: 'string' }, wait: { type: 'string' }, timeout: { type: 'string' } }, true);
+    if (values.help) return printHelp(io, this.help);
+    required('translate', values, 'device', 'lang');
+    const [id, ...words] = positionals;
+    if (id === undefined || !/^[0-9a-f]{32}$/.test(id)) throw usage('hotline translate needs the ID of the message translated (32 hex characters), then the TEXT\nRun: hotline translate --help');
+    let body = words.join(' ');
+    if (body === '-') body = await io.readStdin();
+    if (body.trim() === '') throw usage('hotline translate needs the translation TEXT (or - to read it from stdin)');
+    const wait = (values.wait ?? 'accepted') as Rung;
+    if (!RUNGS.includes(wait)) throw usage(`--wait must be one of ${RUNGS.join(', ')}, got "${values.wait}"`);
+    const timeoutMs = seconds('timeout', values.timeout, 60) * 1000;
+    return sendAndWait('translate', values, io, { wait, timeoutMs }, async (client, stored) => {
+      const held = stored.inbox[id] ?? stored.sent[id];
+      if (!held) throw new HotlineError('HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL', `no message ${id} on this device to translate (hotline listen shows the ids received)`);
+      return { to: translationAddressee(held.header, client.me.party), precedence: held.header.precedence, body, lang: values.lang!, translationOf: id };
+    });
   },
 };
 
@@ -265,7 +338,8 @@ function collect(client: HotlineClient) {
 export const listen: Command = {
   name: 'listen',
   summary: 'receive messages, receipts and events (sends delivered receipts)',
-  help: `Usage: hotline listen --device FILE [--json] [--test-agent] [--server URL] [--agreement FILE]
+  help: `Usage: hotline listen --device FILE [--json] [--test-agent] [--save-attachments DIR]
+                     [--server URL] [--agreement FILE]
 
 Connects the device and keeps it connected (reconnecting with backoff), prints every message it
 receives (verified and decrypted here), every receipt (with whether its signature verifies) and
@@ -284,9 +358,19 @@ ${LINK_HELP}
   --json             one JSON object per line: {"type":"message"|"receipt"|"event"|"connected"|...}
   --test-agent       be your party's link-test agent (operator devices): send a signed test
                      message to each other party now and then at the agreement's interval
-                     (linkTest.intervalMs); the relay reports the round trip to both parties`,
+                     (linkTest.intervalMs); the relay reports the round trip to both parties
+  --save-attachments DIR
+                     save each message's attachments in DIR (made if missing) under safe names,
+                     never overwriting a file (a taken name gets a number); without it they are
+                     listed (name, type, size) and not saved
+
+A message sent by catalogue code is shown with the entry in your party's language from your own
+agreement ([C07] …), and its free text, if any, below; a code your agreement lacks is shown as
+unknown. A translation is marked TRANSLATION with the id of its original, which stays
+authoritative; one that names a message this device does not hold, or another envelope than the
+one held under that id, is refused (HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL / _MISMATCH).`,
   async run(argv, io) {
-    const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' } });
+    const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' }, 'save-attachments': { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
     const { client, devicePath, storage } = await openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
@@ -319,7 +403,17 @@ ${LINK_HELP}
         io.err(`link down${at} (${d.code}${d.reason ? ` ${d.reason}` : ''})${next}`);
       }
     });
-    client.on('message', (m) => print(messageJson(m), messageText(m, devicePath, client)));
+    const saveDir = values['save-attachments'];
+    const view = { agreement: client.agreement, party: client.me.party };
+    client.on('message', (m) => {
+      let saved: string[] | undefined;
+      try {
+        saved = saveDir !== undefined && m.plaintext.attachments !== undefined ? saveAttachments(saveDir, m.plaintext.attachments) : undefined;
+      } catch (err) {
+        io.err(`could not save the attachments of ${m.header.id} in ${saveDir}: ${(err as Error).message}`);
+      }
+      print(messageJson(m, { view, ...(saved ? { saved } : {}) }), messageText(m, devicePath, client, { view, ...(saved ? { saved } : {}) }));
+    });
     client.on('receipt', (r) => print(receiptJson(r), receiptText(r)));
     client.on('event', (e) => print({ type: 'event', event: e }, eventText(e, client.me.party)));
     client.on('link-test-sent', (t) => print({ type: 'link-test-sent', ...t }, `  link test sent to ${t.to} (${t.id})`));
@@ -440,7 +534,8 @@ ${LINK_HELP}
     if (values.help) return printHelp(io, this.help);
     required('directory', values, 'device', 'out');
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = await openClient('directory', values, io, false);
+    const { client, storage } = await openClient('directory', values, io, false);
+    const flushed = reportOutboxFlush(client, storage, io);
     try {
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
       const snap = await client.directorySnapshot();
@@ -448,6 +543,7 @@ ${LINK_HELP}
       writePublicFile(values.out!, { type: 'hotline-directory', v: 1, agreementHash: agreementHash(client.agreement), ...snap });
       io.out(`directory written: ${values.out}`);
       for (const c of client.directory()) io.out(`  ${c.party}/${c.device} (${c.role}) valid until ${iso(c.notAfter)}`);
+      await flushed.settled(timeoutMs);
       return 0;
     } finally {
       await client.stop();
@@ -458,7 +554,10 @@ ${LINK_HELP}
 // ---------------------------------------------------------------------------------------------
 // Printing
 
-export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number; senderRevokedAt?: number }): Record<string, unknown> {
+export function messageJson(
+  m: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string; acceptedAt?: number; senderRevokedAt?: number },
+  content: { view?: ReaderView; saved?: readonly string[] } = {},
+): Record<string, unknown> {
   const h = m.header;
   return {
     type: 'message',
@@ -477,34 +576,30 @@ export function messageJson(m: { header: EnvelopeHeader; plaintext: Plaintext; e
     ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }),
     lang: m.plaintext.lang,
     body: m.plaintext.body,
+    ...contentJson(h, m.plaintext, content.view, content.saved),
     envelopeHash: m.envelopeHash,
   };
 }
 
 /**
  * The security label line of a message (PROTOCOL.md "Security labels"): the names in the reader's
- * language, then the codes; "(no label)" when the agreement defines labels and the message has none.
+ * language (its party's first), then the codes; "(no label)" when the agreement defines labels and
+ * the message has none.
  */
-export function labelLine(h: EnvelopeHeader, reader?: LabelReader): string | undefined {
-  if (h.label === undefined) return reader?.agreement.labels === undefined ? undefined : '   LABEL: (no label)';
+export function labelLine(h: EnvelopeHeader, view?: ReaderView): string | undefined {
+  if (h.label === undefined) return view?.agreement.labels === undefined ? undefined : '   LABEL: (no label)';
   const codes = labelCodes(h.label);
-  if (reader === undefined) return `   LABEL: ${codes}`;
-  const names = labelBanner(reader.agreement, h.label, reader.lang);
+  if (view === undefined) return `   LABEL: ${codes}`;
+  const names = labelBanner(view.agreement, h.label, partyLanguages(view.agreement, view.party)[0] ?? 'en');
   return `   LABEL: ${names}${names === codes ? '' : ` [${codes}]`}`;
 }
 
-/** Whose language a label is shown in: the agreement's names, in the reader's party's first language. */
-export interface LabelReader {
-  agreement: Agreement;
-  lang: string;
-}
-
-/** The reader of a device: its party's first language. */
-export function labelReader(agreement: Agreement, party: string): LabelReader {
-  return { agreement, lang: agreement.parties.find((p) => p.id === party)?.languages[0] ?? 'en' };
-}
-
-export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext }, devicePath?: string, client?: HotlineClient, reader?: LabelReader): string {
+export function messageText(
+  m: MessageEvent | { header: EnvelopeHeader; plaintext: Plaintext },
+  devicePath?: string,
+  client?: HotlineClient,
+  content: { view?: ReaderView; saved?: readonly string[] } = {},
+): string {
   const h = m.header;
   // A link test is answered automatically (the delivered receipt) and needs nobody.
   if (h.linkTest) return `  link test from ${h.from.party}/${h.from.device} at ${iso(h.sentAt)} (${h.id}): answered automatically`;
@@ -512,11 +607,16 @@ export function messageText(m: MessageEvent | { header: EnvelopeHeader; plaintex
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
   ];
-  const label = labelLine(h, reader ?? (client ? labelReader(client.agreement, client.me.party) : undefined));
+  const view = content.view ?? (client ? { agreement: client.agreement, party: client.me.party } : undefined);
+  const label = labelLine(h, view);
   if (label !== undefined) lines.splice(1, 0, label);
   if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
+  const extra = contentLines(h, m.plaintext, view, content.saved);
+  lines.push(...extra.before);
   if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);
-  lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));
+  // Sent by catalogue code alone: no free text to print.
+  if (m.plaintext.code === undefined || m.plaintext.body !== '') lines.push(...m.plaintext.body.split('\n').map((l) => `   ${l}`));
+  lines.push(...extra.after);
   if (devicePath && client && h.to === client.me.party && client.me.role === 'operator') {
     lines.push(`   acknowledge: hotline ack --device ${devicePath} ${h.id}`);
   }

@@ -19,7 +19,9 @@ import {
   writePublicFile,
   type Command,
 } from './common.js';
-import { labelReader, messageJson, messageText } from './link.js';
+import { messageJson, messageText } from './link.js';
+import { readAttachments, saveAttachments } from './content.js';
+import { requireCatalogueEntry } from '../../shared/protocol/catalogue.js';
 import { checkAddressee } from './recipients.js';
 import { checkPeersConfirmed } from './peers.js';
 
@@ -48,7 +50,8 @@ export const seal: Command = {
   name: 'seal',
   summary: 'seal a message to a file (backup channel, no relay needed)',
   help: `Usage: hotline seal --device FILE --to PARTY --precedence P --directory FILE --out FILE TEXT
-                   [--subject S] [--lang L] [--exercise] [--agreement FILE] [--state FILE]
+                   [--subject S] [--lang L] [--exercise] [--attach FILE ...] [--code C]
+                   [--agreement FILE] [--state FILE]
 
 Seals the same signed, end-to-end encrypted envelope as \`hotline send\`, but writes it to a file
 for any other channel (mail, a USB stick). The recipients' certificates come from a directory file
@@ -61,13 +64,25 @@ envelope sealed offline never reuses one.
   --precedence P     flash, immediate, priority or routine
   --directory FILE   a directory file from hotline directory
   --out FILE         where to write the sealed envelope
+  --attach FILE      attach FILE, as for hotline send (repeat, at most 8; 30 KiB in all)
+  --code C           send the agreement's catalogue entry C, as for hotline send
   --agreement FILE   the pinned agreement (or HOTLINE_AGREEMENT)
   --state FILE       the device's state file (default DEVICE.state.json)`,
   async run(argv, io) {
     const { values, positionals } = parse(
       'seal',
       argv,
-      { ...OFFLINE_FLAGS, to: { type: 'string' }, precedence: { type: 'string' }, out: { type: 'string' }, subject: { type: 'string' }, lang: { type: 'string' }, exercise: { type: 'boolean' } },
+      {
+        ...OFFLINE_FLAGS,
+        to: { type: 'string' },
+        precedence: { type: 'string' },
+        out: { type: 'string' },
+        subject: { type: 'string' },
+        lang: { type: 'string' },
+        exercise: { type: 'boolean' },
+        attach: { type: 'string', multiple: true },
+        code: { type: 'string' },
+      },
       true,
     );
     if (values.help) return printHelp(io, this.help);
@@ -76,11 +91,13 @@ envelope sealed offline never reuses one.
     if (!PRECEDENCES.includes(precedence)) throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
     let body = positionals.join(' ');
     if (body === '-') body = await io.readStdin();
-    if (body.trim() === '') throw usage('hotline seal needs the message TEXT (or - for stdin)');
+    if (body.trim() === '' && values.code === undefined) throw usage('hotline seal needs the message TEXT (or - for stdin), or --code C');
+    const attachments = values.attach === undefined ? undefined : readAttachments(values.attach);
     const device = loadDevice(values.device!, io);
     const me = device.certificate.cert;
     if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is an ${me.role} device; only operator devices send`);
     const { agreement } = await loadAgreement(values.agreement, io, values.device);
+    if (values.code !== undefined) requireCatalogueEntry(agreement, values.code);
     const party = agreement.parties.find((p) => p.id === values.to);
     if (!party || party.id === me.party) throw usage(`--to must be another party of the agreement: ${agreement.parties.map((p) => p.id).filter((p) => p !== me.party).join(', ')}`);
     const storage = new FileStorage(values.state ?? defaultStatePath(values.device!));
@@ -106,7 +123,13 @@ envelope sealed offline never reuses one.
       seq,
       sentAt: Date.now(),
       recipients,
-      plaintext: { body, lang: values.lang ?? mine?.languages[0] ?? 'en', ...(values.subject === undefined ? {} : { subject: values.subject }) },
+      plaintext: {
+        body,
+        lang: values.lang ?? mine?.languages[0] ?? 'en',
+        ...(values.subject === undefined ? {} : { subject: values.subject }),
+        ...(values.code === undefined ? {} : { code: values.code }),
+        ...(attachments === undefined ? {} : { attachments }),
+      },
       ...(values.exercise ? { exercise: true } : {}),
     });
     const file: SealedFile = { type: 'hotline-sealed', v: 1, envelope, senderCertificate: device.certificate };
@@ -121,7 +144,7 @@ export const open: Command = {
   name: 'open',
   summary: 'verify and decrypt a sealed envelope file',
   help: `Usage: hotline open --device FILE ENVELOPE_FILE [--json] [--receipt-out FILE]
-                   [--directory FILE] [--agreement FILE]
+                   [--save-attachments DIR] [--directory FILE] [--agreement FILE]
 
 Verifies an envelope file written by \`hotline seal\` (the sender's certificate against the pinned
 agreement, and against the revocations of --directory when given; the signature; the key
@@ -131,10 +154,12 @@ commitment) and prints the message. With --receipt-out, also writes this device'
   --device FILE        the device key file
   --json               print the message as one JSON object
   --receipt-out FILE   write a signed delivered receipt
+  --save-attachments DIR
+                       save the attachments in DIR under safe names, never overwriting a file
   --directory FILE     a directory file, for its revocations
   --agreement FILE     the pinned agreement (or HOTLINE_AGREEMENT)`,
   async run(argv, io) {
-    const { values, positionals } = parse('open', argv, { ...OFFLINE_FLAGS, json: { type: 'boolean' }, 'receipt-out': { type: 'string' } }, true);
+    const { values, positionals } = parse('open', argv, { ...OFFLINE_FLAGS, json: { type: 'boolean' }, 'receipt-out': { type: 'string' }, 'save-attachments': { type: 'string' } }, true);
     if (values.help) return printHelp(io, this.help);
     required('open', values, 'device');
     if (positionals.length !== 1) throw usage('hotline open needs exactly one ENVELOPE_FILE\nRun: hotline open --help');
@@ -149,7 +174,10 @@ commitment) and prints the message. With --receipt-out, also writes this device'
     const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, { now: Date.now(), isRevoked, roles: ['operator'] });
     const opened = await openEnvelope(envelope, { device, senderCert });
     const hash = envelopeHash(opened.header);
-    io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash })) : messageText(opened, undefined, undefined, labelReader(agreement, device.certificate.cert.party)));
+    const saveDir = values['save-attachments'];
+    const saved = saveDir !== undefined && opened.plaintext.attachments !== undefined ? saveAttachments(saveDir, opened.plaintext.attachments) : undefined;
+    const content = { view: { agreement, party: device.certificate.cert.party }, ...(saved ? { saved } : {}) };
+    io.out(values.json ? JSON.stringify(messageJson({ ...opened, envelopeHash: hash }, content)) : messageText(opened, undefined, undefined, content));
     if (values['receipt-out'] !== undefined) {
       const me = device.certificate.cert;
       if (opened.header.to !== me.party || me.role !== 'operator') {

@@ -133,28 +133,68 @@ ${STORAGE_HELP}`,
   },
 };
 
+/** What a command waits for before it stops, so that what it said it sent has really gone. */
+export interface FlushReport {
+  /**
+   * Wait, at most `ms`, until the relay accepted (or refused) every item said to be "also sent";
+   * then say how many are still in the outbox. A command that stops right after its own work
+   * (directory, peers) would otherwise close the link before they went.
+   */
+  settled(ms: number): Promise<void>;
+}
+
 /**
  * Say what a connection sends from the outbox besides the command's own message: at each
  * connection, every item that waited (queued by an earlier command that gave up, or by another
  * process of the device). `before`: only these keys (those in the outbox before this command added
  * its own); without it, every item except automatic link tests.
  */
-export function reportOutboxFlush(client: HotlineClient, storage: FileStorage, io: Io, before?: ReadonlySet<string>): void {
+export function reportOutboxFlush(client: HotlineClient, storage: FileStorage, io: Io, before?: ReadonlySet<string>): FlushReport {
+  const key = `${client.me.party}/${client.me.device}`;
+  let going = new Set<string>();
+  let told = Promise.resolve();
   client.on('connected', () => {
-    void storage
-      .read(`${client.me.party}/${client.me.device}`)
+    told = storage
+      .read(key)
       .then((state) => {
         const items = Object.values(state.outbox).filter((i) => (before === undefined ? !((i.kind === 'envelope' || i.kind === 'held') && i.draft.linkTest) : before.has(outboxKey(i))));
-        const going = items.filter((i) => i.kind !== 'held').map(row);
+        const sent = items.filter((i) => i.kind !== 'held');
+        going = new Set(sent.map(outboxKey));
         const held = items.filter((i) => i.kind === 'held').length;
-        if (going.length > 0) {
-          io.err(`also sent from the outbox (${going.length}, waiting from before):`);
-          for (const r of going) io.err(rowText(r));
+        if (sent.length > 0) {
+          io.err(`also sent from the outbox (${sent.length}, waiting from before):`);
+          for (const i of sent) io.err(rowText(row(i)));
         }
         if (held > 0) io.err(`${held} held message${held === 1 ? '' : 's'} not sent; see hotline outbox`);
       })
       .catch(() => undefined);
   });
+  return {
+    async settled(ms) {
+      await told;
+      const until = Date.now() + ms;
+      const left = async () => {
+        const outbox = existsSync(storage.path) ? (await storage.read(key)).outbox : {};
+        return [...going].filter((k) => k in outbox).length;
+      };
+      let n = await left();
+      while (n > 0 && Date.now() < until) {
+        // Each answer from the relay removes an item before it is emitted (client/outbox.ts).
+        await new Promise<void>((resolve) => {
+          const offs: (() => void)[] = [];
+          const done = () => {
+            clearTimeout(timer);
+            for (const off of offs) off();
+            resolve();
+          };
+          const timer = setTimeout(done, until - Date.now());
+          offs.push(client.on('accepted', done), client.on('receipt-accepted', done), client.on('refusal-accepted', done), client.on('refused', done));
+        });
+        n = await left();
+      }
+      if (n > 0) io.err(`${n} of them not yet accepted by the relay; still in the outbox, they go with the next connection (hotline outbox lists them)`);
+    },
+  };
 }
 
 /** The keys in the outbox now (before a command adds its own item). */

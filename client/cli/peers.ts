@@ -4,6 +4,7 @@ import { fingerprint } from '../../shared/crypto/keys.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import type { DeviceCertBody } from '../../shared/protocol/schemas.js';
 import { LINK_FLAGS, LINK_HELP, openClient, parse, printHelp, required, seconds, stem, withTimeout, writePublicFile, type Command, type Io } from './common.js';
+import { reportOutboxFlush } from './outbox.js';
 
 /**
  * Peer keys confirmed by this device's operator (README "Peer keys"), the same rule as the operator
@@ -82,9 +83,11 @@ const PEERS_FLAGS = { ...LINK_FLAGS, party: { type: 'string' }, timeout: { type:
 
 async function directoryOf(command: string, values: { device?: string | undefined; server?: string | readonly string[] | undefined; agreement?: string | undefined; state?: string | undefined; timeout?: string | undefined }, io: Io) {
   const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-  const { client, devicePath } = await openClient(command, values, io, false);
+  const { client, devicePath, storage } = await openClient(command, values, io, false);
+  const flushed = reportOutboxFlush(client, storage, io);
   try {
     await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
+    await flushed.settled(timeoutMs);
     return { directory: client.directory(), me: client.me, devicePath };
   } finally {
     await client.stop();

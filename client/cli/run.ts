@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { closest, exitCodeOf, type Command, type Io } from './common.js';
 import { agreementCreate, agreementSign, deviceEnroll, deviceRegister, deviceRevoke, partyCreate } from './setup.js';
 import { relayEnroll } from './relay.js';
-import { ack, directory, listen, send } from './link.js';
+import { ack, directory, listen, send, translate } from './link.js';
 import { open, seal } from './offline.js';
 import { demo, server } from './server.js';
 import { backup, restore } from './backup.js';
@@ -14,7 +14,7 @@ import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, agreementSign, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, listen, ack, status, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, agreementSign, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, translate, listen, ack, status, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

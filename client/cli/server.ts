@@ -14,7 +14,7 @@ export const server: Command = {
                      [--tls-cert FILE --tls-key FILE] [--log-key FILE] [--checkpoint-interval-ms N]
                      [--rate-login-per-minute N] [--rate-device-failures-per-minute N]
                      [--rate-directory-per-minute N] [--max-connections-per-address N]
-                     [--accept-data-loss] [--relay FILE [--peer-url PARTY=URL,...]]
+                     [--accept-data-loss] [--relay FILE [--peer-url PARTY=URL,...]] [--webhooks FILE]
 
 Runs the relay (HTTP API and WebSocket link) on SQLite in DIR, for the parties of the agreement.
 Prints "listening on URL" on stdout once it accepts connections; logs (JSON, pino) go to stderr.
@@ -48,6 +48,9 @@ found; only one server may run on a data directory.
                        from hotline relay enroll; the relay links to the other parties' relays
                        (README "Two relays"); --log-key is then this relay's own log secret
   --peer-url PARTY=URL[,PARTY=URL]   dial PARTY's relay here instead of the agreement's URLs
+  --webhooks FILE      send this relay's alarms (missed deadlines, link down, audit alarms) to the
+                       webhooks (HMAC-signed) and SMTP e-mail hooks the JSON FILE names, retried
+                       until answered (HOTLINE_WEBHOOKS; docs/escalation.md)
   --database-url URL   keep the data in PostgreSQL (postgres://user:pass@host:5432/db) instead of
                        the SQLite file in the data directory (README "Running on PostgreSQL")`,
   async run(argv, io) {

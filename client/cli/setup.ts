@@ -4,7 +4,7 @@ import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice
 import { checkAgreementSignatures, signAgreementByAll, type AgreementSignatureStatus } from '../../shared/crypto/agreement-signatures.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { AgreementLabels, DeviceCertificate, PartyPublic, RelayCertificate, type LogSecretFile, type PartySecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { AgreementLabels, DeviceCertificate, PartyPublic, RelayCertificate, type CatalogueEntry, type LogSecretFile, type PartySecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { passphraseOf, sealKeyFile } from './key-files.js';
 import { fileKind, loadPartyRoot, named, parse, readAgreementFile, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
 
@@ -64,7 +64,7 @@ export const agreementCreate: Command = {
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
                                 [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
-                                [--labels FILE]
+                                [--labels FILE] [--catalogue FILE]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -86,7 +86,10 @@ server operator.
                        relay shared by every party, as before.
   --labels FILE        the security labels messages may carry: a JSON file
                        {"classifications": [{"code", "names": {"en", "ja", …}}, …], "caveats": [...]}
-                       (README "Security labels"); without it the agreement defines none.`,
+                       (README "Security labels"); without it the agreement defines none.
+  --catalogue FILE     the pre-agreed messages, a JSON array of {"code": "C07", "text": {"ja": "…",
+                       "zh": "…", "en": "…"}} (codes of A–Z, 0–9 and -, each once): part of the
+                       agreement, so every party holds the same entries (docs/messages.md).`,
   async run(argv, io) {
     const { values } = parse('agreement create', argv, {
       party: { type: 'string', multiple: true },
@@ -97,10 +100,12 @@ server operator.
       relay: { type: 'string', multiple: true },
       'relay-log-key': { type: 'string', multiple: true },
       labels: { type: 'string' },
+      catalogue: { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
     const labels = values.labels === undefined ? undefined : assertSchema(AgreementLabels, readJson(values.labels, 'labels file'), 'HL_ERR_AGREEMENT_INVALID');
+    const catalogue = values.catalogue === undefined ? undefined : (readJson(values.catalogue, 'catalogue file') as CatalogueEntry[]);
     const relayUrls = pairs('--relay', values.relay ?? [], (v) => /^https?:\/\/\S+$/.test(v), 'an http(s) URL');
     const relayLogKeys = pairs('--relay-log-key', values['relay-log-key'] ?? [], (v) => /^[A-Za-z0-9+/]{43}=$/.test(v), 'a base64 public key');
     for (const p of relayLogKeys.keys()) if (!relayUrls.has(p)) throw usage(`--relay-log-key ${p}=… needs --relay ${p}=URL`);
@@ -137,6 +142,7 @@ server operator.
         ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
         ...(relays.length > 0 ? { relays } : {}),
         ...(labels === undefined ? {} : { labels }),
+        ...(catalogue === undefined ? {} : { catalogue }),
         now: Date.now(),
       }),
     );
@@ -148,6 +154,7 @@ server operator.
     io.out(`agreement written: ${values.out} (version ${agreement.v})`);
     io.out(`  parties: ${parties.map((p) => `${p.id} (${p.name})`).join(', ')}`);
     for (const r of relays) io.out(`  relay of ${r.party}: ${r.urls.join(', ')}`);
+    if (agreement.catalogue) io.out(`  catalogue: ${agreement.catalogue.length} entries (${agreement.catalogue.map((e) => e.code).join(', ')})`);
     io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
     io.out(`  next, each party's administrator signs it: hotline agreement sign --root ROOT.secret.json --agreement ${values.out}`);
     if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);

@@ -13,6 +13,8 @@ export interface SendDraft {
   label?: SecurityLabel;
   /** A link-test message (the test agent's). */
   linkTest?: boolean;
+  /** A translation of the message named (PROTOCOL.md "Translations"). */
+  translationOf?: { id: string; envelopeHash: string };
 }
 
 /** An envelope waiting for the server's `accepted`. */

@@ -1,7 +1,7 @@
 import { WebSocket, type RawData } from 'ws';
 import type { FastifyBaseLogger } from 'fastify';
 import { HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
+import { fromBase64, toBase64, toHex } from '../../shared/encoding/base64.js';
 import { randomBytes } from '../../shared/crypto/random.js';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
@@ -833,7 +833,7 @@ class Session {
       return;
     }
     if (this.#offered && this.#offered.size === latest.size && this.#offered.from === from) return;
-    const proof = from > 0 ? (await (await o.audit.tree()).consistencyProof(from, latest.size)).map(toBase64) : [];
+    const proof = from > 0 ? (await (await o.audit.tree()).consistencyProof(from, latest.size)).map(toHex) : [];
     this.#offered = { size: latest.size, from };
     this.#send({ t: 'relay-checkpoint', size: latest.size, note: latest.note, from, proof });
   }

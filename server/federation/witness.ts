@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { HotlineError, isHotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
+import { fromBase64, fromHex, toBase64 } from '../../shared/encoding/base64.js';
 import { cosignCheckpoint, verifyCheckpoint } from '../../shared/audit/checkpoint.js';
 import { verifyConsistency } from '../../shared/audit/merkle.js';
 import { cosignerName, logKeyName } from '../../shared/audit/log-verify.js';
@@ -156,7 +156,7 @@ export class PeerLogWitness {
     if (state.size > 0 && cp.size > state.size) {
       if (frame.from !== state.size) return { kind: 'need-proof', size: state.size };
       try {
-        verifyConsistency(state.size, cp.size, frame.proof.map((p) => fromBase64(p, 32)), fromBase64(state.root!, 32), cp.rootHash);
+        verifyConsistency(state.size, cp.size, frame.proof.map((p) => fromHex(p, 32)), fromBase64(state.root!, 32), cp.rootHash);
       } catch (err) {
         throw await fork(
           'HL_ERR_AUDIT_PROOF_INVALID',

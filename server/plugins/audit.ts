@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
-import { toBase64 } from '../../shared/encoding/base64.js';
+import { toHex } from '../../shared/encoding/base64.js';
 import { parseJson, assertSchema } from '../../shared/protocol/validate.js';
 import { AUDIT_EXPORT_TYPE, type AuditExport } from '../../shared/audit/log-verify.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
@@ -88,7 +88,7 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
     if (from > to) throw new HotlineError('HL_ERR_AUDIT_RANGE', `from (${from}) is beyond to (${to}) or the log size (${size})`);
     if (to - from > MAX_ENTRIES_PAGE) throw new HotlineError('HL_ERR_AUDIT_RANGE', `at most ${MAX_ENTRIES_PAGE} entries per page`);
     const rows = await store.auditEntries(from, to);
-    return { from, to, size, entries: rows.map((r) => ({ idx: r.idx, entry: r.entry, leafHash: toBase64(r.leafHash) })) };
+    return { from, to, size, entries: rows.map((r) => ({ idx: r.idx, entry: r.entry, leafHash: toHex(r.leafHash) })) };
   });
 
   app.get('/v1/audit/checkpoints', authenticated, async (request) => {
@@ -120,7 +120,7 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
     const size = intParam(request.query, 'size', tree.size);
     // The tree checks the range (HL_ERR_AUDIT_RANGE).
     const proof = await tree.inclusionProof(index, size);
-    return { index, size, leafHash: toBase64(await tree.leafHash(index)), proof: proof.map(toBase64) };
+    return { index, size, leafHash: toHex(await tree.leafHash(index)), proof: proof.map(toHex) };
   });
 
   app.get('/v1/audit/proof/consistency', authenticated, async (request) => {
@@ -128,7 +128,7 @@ export const auditPlugin: FastifyPluginAsync<AuditPluginOptions> = async (app, {
     const tree = await audit.tree();
     const from = intParam(request.query, 'from');
     const to = intParam(request.query, 'to', tree.size);
-    return { from, to, proof: (await tree.consistencyProof(from, to)).map(toBase64) };
+    return { from, to, proof: (await tree.consistencyProof(from, to)).map(toHex) };
   });
 
   app.post('/v1/audit/cosignatures', authenticated, async (request, reply) => {

@@ -13,7 +13,7 @@ export interface StoreFailure {
 }
 
 /** Methods that change the store: refused while it is known corrupt, so no half-state is written on top. */
-const WRITES = new Set<string | symbol>(['putDevice', 'putRevocation', 'commit', 'ack', 'appendAudit', 'setMeta', 'rebuildAuditTree', 'putCheckpoint', 'putCosignature', 'fireDue']);
+const WRITES = new Set<string | symbol>(['putDevice', 'putRevocation', 'commit', 'ack', 'appendAudit', 'setMeta', 'rebuildAuditTree', 'putCheckpoint', 'putCosignature', 'fireDue', 'queueEscalations', 'claimEscalations', 'settleEscalation']);
 
 /**
  * Codes that mean the data itself is damaged: SQLite result codes (better-sqlite3's `err.code`), and

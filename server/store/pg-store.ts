@@ -23,7 +23,7 @@ import {
   type Write,
   type WriteResult,
 } from '../relay/records.js';
-import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
+import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
 import { AuditAppender, PgAuditTree, type Queryable } from './pg-audit-tree.js';
 import { deadlineFromRow, type DeadlineRow } from './sqlite-store.js';
 
@@ -122,6 +122,17 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE deadlines DROP CONSTRAINT IF EXISTS deadlines_rung_check;
   ALTER TABLE deadlines ADD CONSTRAINT deadlines_rung_check CHECK (rung IN ('delivered', 'acknowledged', 'answered', 'complied'));
+  `,
+  // h15-esc: escalation beyond the console (docs/escalation.md): one row per (hook, event) to
+  // notify, kept until answered or given up; meta `escalation_cursor` is how far the events table
+  // has been read. Claimed with SKIP LOCKED and a lease, so one node sends each notification.
+  `
+  CREATE TABLE escalations (
+    hook TEXT NOT NULL, event_id BIGINT NOT NULL, event TEXT NOT NULL, created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_at BIGINT NOT NULL, done_at BIGINT, outcome TEXT,
+    PRIMARY KEY (hook, event_id)
+  );
+  CREATE INDEX escalations_due ON escalations (next_at) WHERE done_at IS NULL;
   `,
 ];
 
@@ -289,6 +300,13 @@ export class PgStore implements Store {
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
     let broken: unknown;
+    // The pool listens for errors of idle connections only: a checked-out one whose server ends
+    // (PostgreSQL stopped or restarted mid-transaction, 57P01) emits 'error' on the client, which
+    // unheard would be an uncaught exception that takes the node down. The failed query says it.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    c.on('error', onError);
     const touched = new Set<DeviceKey>();
     this.touched.set(c, touched);
     try {
@@ -308,6 +326,7 @@ export class PgStore implements Store {
       throw err;
     } finally {
       this.touched.delete(c);
+      c.off('error', onError);
       // A connection that failed mid-transaction is not put back for reuse.
       c.release(broken instanceof Error ? broken : undefined);
     }
@@ -837,6 +856,68 @@ export class PgStore implements Store {
   /** Set `key` only if it has no value yet (nodes starting together agree on the first one). */
   async setMetaIfAbsent(key: string, value: string): Promise<void> {
     await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, value]);
+  }
+
+  // ----- escalation (server/escalation/) -----
+
+  async eventsAfter(afterId: number, limit: number): Promise<StoredEventRow[]> {
+    return (await this.pool.query<StoredEventRow>('SELECT id, event, at FROM events WHERE id > $1 ORDER BY id LIMIT $2', [afterId, limit])).rows;
+  }
+
+  async lastEventId(): Promise<number> {
+    return (await this.pool.query<{ id: number | null }>('SELECT MAX(id) AS id FROM events')).rows[0]?.id ?? 0;
+  }
+
+  async queueEscalations(from: number | undefined, to: number, rows: readonly EscalationRow[]): Promise<boolean> {
+    try {
+      return await this.tx(async (c) => {
+        // The cursor row moves only from where this node read it: another node's intake in between
+        // makes this one change nothing (it reads again from the new cursor).
+        const moved =
+          from === undefined
+            ? await c.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [ESCALATION_CURSOR_KEY, String(to)])
+            : await c.query('UPDATE meta SET value = $2 WHERE key = $1 AND value = $3', [ESCALATION_CURSOR_KEY, String(to), String(from)]);
+        if (moved.rowCount !== 1) return false;
+        if (rows.length > 0) {
+          await c.query(
+            `INSERT INTO escalations (hook, event_id, event, created_at, next_at)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) ON CONFLICT DO NOTHING`,
+            [rows.map((r) => r.hook), rows.map((r) => r.eventId), rows.map((r) => r.event), rows.map((r) => r.createdAt), rows.map((r) => r.nextAt)],
+          );
+        }
+        return true;
+      });
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async claimEscalations(now: number, leaseUntil: number, limit: number): Promise<ClaimedEscalation[]> {
+    try {
+      const { rows } = await this.pool.query<{ hook: string; event_id: number; event: string; created_at: number; attempts: number }>(
+        `UPDATE escalations e SET attempts = e.attempts + 1, next_at = $1
+           FROM (SELECT hook, event_id FROM escalations WHERE done_at IS NULL AND next_at <= $2
+                  ORDER BY next_at, event_id LIMIT $3 FOR UPDATE SKIP LOCKED) d
+          WHERE e.hook = d.hook AND e.event_id = d.event_id
+         RETURNING e.hook, e.event_id, e.event, e.created_at, e.attempts`,
+        [leaseUntil, now, limit],
+      );
+      return rows.map(escalationFromRow);
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async settleEscalation(hook: string, eventId: number, settled: EscalationSettled): Promise<void> {
+    try {
+      await this.pool.query('UPDATE escalations SET done_at = $1, next_at = COALESCE($2, next_at), outcome = $3 WHERE hook = $4 AND event_id = $5', [...settledColumns(settled), hook, eventId]);
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async nextEscalationAt(): Promise<number | undefined> {
+    return (await this.pool.query<{ at: number | null }>('SELECT MIN(next_at) AS at FROM escalations WHERE done_at IS NULL')).rows[0]?.at ?? undefined;
   }
 
   // ----- several nodes on one database (README "Running on PostgreSQL", docs/postgresql.md) -----

@@ -28,7 +28,7 @@ import {
   type Write,
   type WriteResult,
 } from '../relay/records.js';
-import type { RelayMark, RelayOutgoing, Store, StoredCheckpoint, StoredCosignature, StoredEnvelope } from './store.js';
+import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
@@ -176,6 +176,17 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE deadlines;
   ALTER TABLE deadlines_v2 RENAME TO deadlines;
   CREATE INDEX deadlines_open ON deadlines (closed_at, next_at);
+  `,
+  // h15-esc: escalation beyond the console (docs/escalation.md): one row per (hook, event) to
+  // notify, kept until answered or given up, so a restart loses no pending notification. The
+  // events table is the source; meta `escalation_cursor` is how far it has been read.
+  `
+  CREATE TABLE escalations (
+    hook TEXT NOT NULL, event_id INTEGER NOT NULL, event TEXT NOT NULL, created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, done_at INTEGER, outcome TEXT,
+    PRIMARY KEY (hook, event_id)
+  );
+  CREATE INDEX escalations_due ON escalations (next_at) WHERE done_at IS NULL;
   `,
 ];
 
@@ -842,6 +853,58 @@ export class SqliteStore implements Store {
 
   async setMeta(key: string, value: string): Promise<void> {
     this.stmt.setMeta.run(key, value);
+  }
+
+  // ----- escalation (server/escalation/) -----
+
+  async eventsAfter(afterId: number, limit: number): Promise<StoredEventRow[]> {
+    return this.db.prepare<[number, number], StoredEventRow>('SELECT id, event, at FROM events WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit);
+  }
+
+  async lastEventId(): Promise<number> {
+    return this.db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM events').get()?.id ?? 0;
+  }
+
+  async queueEscalations(from: number | undefined, to: number, rows: readonly EscalationRow[]): Promise<boolean> {
+    try {
+      return this.db.transaction(() => {
+        const now = this.stmt.getMeta.get(ESCALATION_CURSOR_KEY)?.value;
+        if (now !== (from === undefined ? undefined : String(from))) return false;
+        const insert = this.db.prepare('INSERT INTO escalations (hook, event_id, event, created_at, next_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+        for (const r of rows) insert.run(r.hook, r.eventId, r.event, r.createdAt, r.nextAt);
+        this.stmt.setMeta.run(ESCALATION_CURSOR_KEY, String(to));
+        return true;
+      })();
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async claimEscalations(now: number, leaseUntil: number, limit: number): Promise<ClaimedEscalation[]> {
+    try {
+      return this.db
+        .prepare<[number, number, number], { hook: string; event_id: number; event: string; created_at: number; attempts: number }>(
+          `UPDATE escalations SET attempts = attempts + 1, next_at = ?
+            WHERE rowid IN (SELECT rowid FROM escalations WHERE done_at IS NULL AND next_at <= ? ORDER BY next_at, event_id LIMIT ?)
+           RETURNING hook, event_id, event, created_at, attempts`,
+        )
+        .all(leaseUntil, now, limit)
+        .map(escalationFromRow);
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async settleEscalation(hook: string, eventId: number, settled: EscalationSettled): Promise<void> {
+    try {
+      this.db.prepare('UPDATE escalations SET done_at = ?, next_at = COALESCE(?, next_at), outcome = ? WHERE hook = ? AND event_id = ?').run(...settledColumns(settled), hook, eventId);
+    } catch (error) {
+      throw storeFailed(error);
+    }
+  }
+
+  async nextEscalationAt(): Promise<number | undefined> {
+    return this.db.prepare<[], { at: number | null }>('SELECT MIN(next_at) AS at FROM escalations WHERE done_at IS NULL').get()?.at ?? undefined;
   }
 
   async close(): Promise<void> {

@@ -63,6 +63,48 @@ export interface RelayMark {
   at: number;
 }
 
+/** An event as the events table holds it (the escalation's intake reads them in id order). */
+export interface StoredEventRow {
+  id: number;
+  /** The event's JSON as stored. */
+  event: string;
+  at: number;
+}
+
+/** A notification of one event to one hook (server/escalation/), queued for delivery. */
+export interface EscalationRow {
+  hook: string;
+  eventId: number;
+  event: string;
+  createdAt: number;
+  nextAt: number;
+}
+
+/** A queued notification claimed for an attempt (ClaimedEscalation.attempts counts this one). */
+export interface ClaimedEscalation {
+  hook: string;
+  eventId: number;
+  event: string;
+  createdAt: number;
+  attempts: number;
+}
+
+/** The meta key of the escalation's intake cursor (the last event id read). */
+export const ESCALATION_CURSOR_KEY = 'escalation_cursor';
+
+/** An escalations row as both adapters read it. */
+export function escalationFromRow(r: { hook: string; event_id: number; event: string; created_at: number; attempts: number }): ClaimedEscalation {
+  return { hook: r.hook, eventId: r.event_id, event: r.event, createdAt: r.created_at, attempts: r.attempts };
+}
+
+/** An attempt's outcome: done at `doneAt` (answered, or given up), or tried again at `nextAt`. */
+export type EscalationSettled = { outcome: string } & ({ doneAt: number } | { nextAt: number });
+
+/** The done_at, next_at and outcome columns of a settled notification (both adapters). */
+export function settledColumns(s: EscalationSettled): [number | null, number | null, string] {
+  return ['doneAt' in s ? s.doneAt : null, 'nextAt' in s ? s.nextAt : null, s.outcome.slice(0, 500)];
+}
+
 /**
  * The storage port (docs/design.md "Storage"). Every state change appends its audit entry in
  * the same transaction. Async so that a networked adapter (PostgreSQL) fits the same shape.
@@ -175,6 +217,28 @@ export interface Store {
   markRelayed(marks: readonly RelayMark[], events?: EventsWrite): Promise<{ device: DeviceKey; item: MailboxItem }[]>;
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
+
+  // ----- escalation (server/escalation/, docs/escalation.md) -----
+  /** Events stored after `afterId`, oldest first, at most `limit`. */
+  eventsAfter(afterId: number, limit: number): Promise<StoredEventRow[]>;
+  /** The highest event id stored (0 when none). */
+  lastEventId(): Promise<number>;
+  /**
+   * Queue notifications and move the intake cursor (meta `escalation_cursor`) from `from` to `to`,
+   * in one transaction. False, with nothing written, when the cursor is no longer `from` (another
+   * node took these events first); `from` undefined: the cursor is not set yet.
+   */
+  queueEscalations(from: number | undefined, to: number, rows: readonly EscalationRow[]): Promise<boolean>;
+  /**
+   * Claim up to `limit` notifications not done whose next try is due at `now`: each has its
+   * attempts counted and its next try moved to `leaseUntil`, so no other node sends it meanwhile
+   * (a node that dies mid-attempt leaves it to be tried again once the lease ends).
+   */
+  claimEscalations(now: number, leaseUntil: number, limit: number): Promise<ClaimedEscalation[]>;
+  /** An attempt's outcome: done at `doneAt` (answered, or given up), or tried again at `nextAt`. */
+  settleEscalation(hook: string, eventId: number, settled: EscalationSettled): Promise<void>;
+  /** The earliest next try of a notification not done. */
+  nextEscalationAt(): Promise<number | undefined>;
 
   /**
    * The database's own consistency check (SQLite `PRAGMA quick_check`): undefined when sound, else

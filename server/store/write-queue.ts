@@ -44,6 +44,8 @@ export class WriteQueue {
   commits = 0;
   /** Told the duration of each store commit, in seconds (for /metrics). */
   onCommit: ((seconds: number) => void) | undefined;
+  /** Told after each store commit that went through, once its writes are durable (escalation reads new events then). */
+  onCommitted: (() => void) | undefined;
   /** Whether writes are still coming (frames received and not yet handled). */
   holdWhile: () => boolean = () => false;
   private openedAt = 0;
@@ -170,6 +172,7 @@ export class WriteQueue {
         results = batch.map(() => ({ ok: false, error: error as Error }));
       }
       this.onCommit?.((performance.now() - started) / 1000);
+      this.onCommitted?.();
       this.committing = false;
       if (this.pending.length > 0 && !this.scheduled) {
         this.scheduled = true;
@@ -190,7 +193,10 @@ export class WriteQueue {
     if (this.urgent) this.schedule();
     this.commits++;
     const done = this.store.commit(batch.map((p) => p.write)).then(
-      (results) => batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') })),
+      (results) => {
+        this.onCommitted?.();
+        batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+      },
       (error: unknown) => batch.forEach((p) => p.resolve({ ok: false, error: error as Error })),
     );
     this.urgentInFlight.add(done);

@@ -49,6 +49,12 @@ export interface AuditReport {
    * Empty when no message carries a label.
    */
   labels: LabelRow[];
+  /**
+   * Translations (PROTOCOL.md "Translations"), by the id of their original, in log order: each
+   * translation's id, its translator device and when it was accepted. They are messages too, and
+   * are counted in the rows as well.
+   */
+  translations: Record<string, { id: string; by: string; at: number }[]>;
 }
 
 export interface LabelRow {
@@ -108,14 +114,15 @@ interface Tracked {
 export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditReport {
   const msgs = new Map<string, Tracked>();
   const missed = new Map<string, Set<string>>();
-  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [], labels: [] };
+  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [], labels: [], translations: {} };
   const byLabel = new Map<string, LabelRow>();
   let labelled = false;
   for (const raw of entries) {
     const e = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Parsed;
     if (e.type === 'envelope.accepted') {
-      const h = e['header'] as { id: string; precedence: Precedence; to: string; exercise?: boolean; linkTest?: boolean; label?: SecurityLabel };
+      const h = e['header'] as { id: string; precedence: Precedence; to: string; from: { party: string; device: string }; exercise?: boolean; linkTest?: boolean; translationOf?: { id: string }; label?: SecurityLabel };
       if (h.linkTest) continue;
+      if (h.translationOf) (report.translations[h.translationOf.id] ??= []).push({ id: h.id, by: `${h.from.party}/${h.from.device}`, at: e.at });
       if (h.exercise) report.exercises++;
       const key = h.label === undefined ? '' : labelCodes(h.label);
       if (h.label !== undefined) labelled = true;

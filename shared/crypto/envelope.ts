@@ -68,6 +68,8 @@ export interface SealEnvelopeOptions {
   linkTest?: boolean;
   /** The security label, from the agreement's `labels` (PROTOCOL.md "Security labels"). */
   label?: SecurityLabel;
+  /** This message translates the one named (PROTOCOL.md "Translations"). */
+  translationOf?: { id: string; envelopeHash: string };
 }
 
 /**
@@ -124,10 +126,18 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
     ...(options.exercise ? { exercise: true as const } : {}),
     ...(options.label === undefined ? {} : { label: options.label }),
     ...(options.linkTest ? { linkTest: true as const } : {}),
+    ...(options.translationOf === undefined ? {} : { translationOf: options.translationOf }),
   };
   contentKey.fill(0);
   const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), signingBytes(CONTEXT.envelope, header));
-  return assertSchema(Envelope, { header, signature: toBase64(signature), ciphertext: toBase64(ciphertext) }, 'HL_ERR_ENVELOPE_MALFORMED');
+  const envelope = assertSchema(Envelope, { header, signature: toBase64(signature), ciphertext: toBase64(ciphertext) }, 'HL_ERR_ENVELOPE_MALFORMED');
+  // Refused here rather than by the relay after it sat in the outbox: base64 makes the envelope's
+  // text the tighter limit for a large plaintext (PROTOCOL.md "Limits").
+  const textBytes = JSON.stringify(envelope).length;
+  if (textBytes > MAX_ENVELOPE_BYTES) {
+    throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', `the sealed envelope is ${textBytes} bytes of JSON; the limit is ${MAX_ENVELOPE_BYTES}`);
+  }
+  return envelope;
 }
 
 /** Parse an envelope from wire text: size limit first, then JSON, then schema. */

@@ -6,6 +6,7 @@ import { boxKeyPair, boxPublicKey } from './x25519.js';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
 import { assertSchema } from '../protocol/validate.js';
 import { checkLabelSet } from '../protocol/labels.js';
+import { checkCatalogue } from '../protocol/catalogue.js';
 import {
   Agreement,
   DeviceCertificate,
@@ -18,6 +19,7 @@ import {
   type AgreementLabels,
   type RelayCertBody,
   type RelayEntry,
+  type CatalogueEntry,
   type DeadlineTable,
   type DeviceCertBody,
   type PartyPublic,
@@ -123,6 +125,8 @@ export interface CreateAgreementOptions {
   relays?: RelayEntry[];
   /** The security labels messages may carry (PROTOCOL.md "Security labels"). */
   labels?: AgreementLabels;
+  /** The pre-agreed messages (PROTOCOL.md "Catalogue"). */
+  catalogue?: CatalogueEntry[];
 }
 
 /**
@@ -144,6 +148,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     createdAt: options.now,
     ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
     ...(options.labels === undefined ? {} : { labels: options.labels }),
+    ...(options.catalogue === undefined ? {} : { catalogue: options.catalogue }),
   };
   return logSecret ? { agreement: parseAgreement(agreement), logSecret } : { agreement: parseAgreement(agreement) };
 }
@@ -166,6 +171,7 @@ export function parseAgreement(value: unknown): Agreement {
     fromBase64(r.logKey, 32);
   }
   if (a.labels !== undefined) checkLabelSet(a.labels);
+  checkCatalogue(a.catalogue ?? []);
   for (const [prec, row] of Object.entries(a.deadlines)) {
     if (row.deliveredMs > row.acknowledgedMs) {
       throw new HotlineError('HL_ERR_AGREEMENT_INVALID', `${prec}: delivered deadline is after the acknowledged deadline`);

@@ -66,7 +66,6 @@ export const RelayRefusalStoredFrame = Type.Object(
 export const RelayPingFrame = Type.Object({ t: Type.Literal('relay-ping'), n: FrameNo, at: Millis }, { additionalProperties: false });
 export const RelayPongFrame = Type.Object({ t: Type.Literal('relay-pong'), n: FrameNo, at: Millis }, { additionalProperties: false });
 const CheckpointNote = Type.String({ minLength: 1, maxLength: 16_384 });
-const ProofHash = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
 /** The witness's state: the size of the peer's checkpoint it last cosigned (0: none yet). */
 export const RelayWitnessStateFrame = Type.Object(
   { t: Type.Literal('relay-witness-state'), n: FrameNo, size: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) },
@@ -80,7 +79,7 @@ export const RelayCheckpointFrame = Type.Object(
     size: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
     note: CheckpointNote,
     from: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-    proof: Type.Array(ProofHash, { maxItems: 128 }),
+    proof: Type.Array(Hash256, { maxItems: 128 }),
   },
   { additionalProperties: false },
 );

@@ -129,6 +129,21 @@ export const SecurityLabel = Type.Object(
   { additionalProperties: false },
 );
 export type SecurityLabel = Static<typeof SecurityLabel>;
+/** A catalogue code (PROTOCOL.md "Catalogue"): upper-case letters, digits and dashes, e.g. `C07`. */
+export const CatalogueCode = Type.String({ pattern: '^[A-Z0-9][A-Z0-9-]{0,15}$' });
+
+/**
+ * One pre-agreed message of the agreement's catalogue: its code and its text in each language the
+ * parties agreed on (keys are BCP 47 tags as in `languages`).
+ */
+export const CatalogueEntry = Type.Object(
+  {
+    code: CatalogueCode,
+    text: Type.Record(Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$' }), Type.String({ minLength: 1, maxLength: 2000 }), { minProperties: 1 }),
+  },
+  { additionalProperties: false },
+);
+export type CatalogueEntry = Static<typeof CatalogueEntry>;
 
 /** The agreement: every client and the server load the same file; clients pin it. */
 export const Agreement = Type.Object(
@@ -157,6 +172,8 @@ export const Agreement = Type.Object(
     labels: Type.Optional(AgreementLabels),
     /** The parties' root signatures; not part of what is signed nor of `agreementHash`. */
     signatures: Type.Optional(Type.Array(AgreementSignature, { maxItems: 64 })),
+    /** The pre-agreed messages, sent by code (PROTOCOL.md "Catalogue"); optional. */
+    catalogue: Type.Optional(Type.Array(CatalogueEntry, { maxItems: 500 })),
   },
   { additionalProperties: false },
 );
@@ -303,6 +320,11 @@ export const EnvelopeHeader = Type.Object(
     linkTest: Type.Optional(Type.Literal(true)),
     /** The message's security label, from the agreement's `labels` (PROTOCOL.md "Security labels"). */
     label: Type.Optional(SecurityLabel),
+    /**
+     * This message is a translation of the one named (PROTOCOL.md "Translations"): its id and its
+     * envelope hash, which binds the translation to exactly that envelope.
+     */
+    translationOf: Type.Optional(Type.Object({ id: MessageId, envelopeHash: Hash256 }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -335,6 +357,8 @@ export const Plaintext = Type.Object(
     body: Type.String({ maxLength: 40_000 }),
     lang: Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$' }),
     attachments: Type.Optional(Type.Array(Attachment, { maxItems: 8 })),
+    /** A catalogue entry's code (PROTOCOL.md "Catalogue"): the entry is the message, `body` any free text beside it. */
+    code: Type.Optional(CatalogueCode),
   },
   { additionalProperties: false },
 );

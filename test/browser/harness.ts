@@ -5,7 +5,7 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
 import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
-import type { AgreementLabels, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
+import type { AgreementLabels, CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
@@ -57,6 +57,8 @@ export interface HarnessOptions {
    * `allowUnsignedAgreement` (development only), so that a console's own refusal can be tested.
    */
   unsignedBy?: readonly string[];
+  /** The agreement's catalogue of pre-agreed messages (PROTOCOL.md "Catalogue"). */
+  catalogue?: CatalogueEntry[];
 }
 
 /** Debian's Chromium, headless (see CHROMIUM_ARGS), and the screenshot directory made. */
@@ -74,7 +76,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   // The audit log signs checkpoints under the agreement's name, which must be a note key name
   // (no spaces); the shared test deployment's name has spaces.
   const { signatures: _signatures, ...body } = made.agreement;
-  const changed = parseAgreement({ ...body, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines }, ...(options.labels ? { labels: options.labels } : {}) });
+  const changed = parseAgreement({
+    ...body,
+    name: 'jp-cn.hotline.test',
+    deadlines: { ...made.agreement.deadlines, ...options.deadlines },
+    ...(options.labels ? { labels: options.labels } : {}),
+    ...(options.catalogue ? { catalogue: options.catalogue } : {}),
+  });
   // Changed, so signed again by the roots (all of them unless told otherwise).
   const signers = Object.values(made.parties).filter((p) => !options.unsignedBy?.includes(p.party.id));
   const dep: Deployment = { ...made, agreement: await signAgreementByAll(changed, signers) };

@@ -69,6 +69,27 @@ describe('hotline outbox, and what a send flushes', () => {
     expect((await cli(['outbox', '--device', jp])).out).toContain('is empty');
   });
 
+  it('every command that connects says what it sent from the outbox: directory, peers, peers confirm', { timeout: 180_000 }, async () => {
+    const s = await startTestServer();
+    const f = files(s);
+    const jp = f.device(`${JP}/op1`);
+    const base = ['--device', jp, '--agreement', f.agreement];
+    expect((await cli(['peers', 'confirm', ...base, '--server', s.url])).code).toBe(0);
+    const down = await closedUrl();
+    const left = async (text: string): Promise<string> => {
+      const failed = await cli(['send', ...base, '--server', down, '--to', CN, '--precedence', 'flash', '--timeout', '2', text]);
+      expect(failed.code).toBe(1);
+      return failed.out.trim();
+    };
+    for (const command of [['directory', '--out', join(f.dir, 'directory.json')], ['peers'], ['peers', 'confirm']]) {
+      const id = await left(`left behind before ${command.join(' ')}`);
+      const run = await cli([...command, ...base, '--server', s.url]);
+      expect(run.err, command.join(' ')).toContain('also sent from the outbox (1, waiting from before):');
+      expect(run.err, command.join(' ')).toMatch(new RegExp(`FLASH +${id} to ${CN}`));
+      expect((await cli(['outbox', '--device', jp])).out, command.join(' ')).toContain('is empty');
+    }
+  });
+
   it('listen exits 1 with a plain sentence when its own device is revoked', { timeout: 90_000 }, async () => {
     const s = await startTestServer();
     const f = files(s);

@@ -13,7 +13,7 @@ import { logKeyName, parseAuditExport, verifyAuditExport } from '../../shared/au
 import { MerkleLog } from '../../shared/audit/merkle.js';
 import { createAgreement, createParty, enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
 import { randomBytes } from '../../shared/crypto/random.js';
-import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
+import { fromBase64, fromHex, toHex } from '../../shared/encoding/base64.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { call, login } from '../helpers/ws-client.js';
@@ -196,12 +196,12 @@ describe('cosigning', () => {
 
     // The rewritten history: the same entries but one, and three more; its own proofs are sound.
     const page = (await call(server!.url, 'GET', `/v1/audit/entries?from=0&to=${real.size}`, undefined, await login(server!.url, d.devices.jpAud, d.agreement))).body;
-    const hashes = (page.entries as { leafHash: string }[]).map((e) => fromBase64(e.leafHash));
+    const hashes = (page.entries as { leafHash: string }[]).map((e) => fromHex(e.leafHash, 32));
     hashes[1] = randomBytes(32);
     const rewritten = MerkleLog.fromLeafHashes([...hashes, randomBytes(32), randomBytes(32), randomBytes(32)]);
     const size = real.size + 3;
     const note = await forgedCheckpoint(size, rewritten.root());
-    const proof = rewritten.consistencyProof(real.size, size).map(toBase64);
+    const proof = rewritten.consistencyProof(real.size, size).map(toHex);
     const lied = client(server!.url, d.agreement, d.devices.jpOp, jpState, lyingFetch({
       '/v1/audit/checkpoint/latest': { size, note },
       '/v1/audit/checkpoints': { checkpoints: [{ size, note }] },

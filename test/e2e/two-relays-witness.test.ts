@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer } from '../../server/main.js';
 import { relayCosignerName, witnessEvidenceKey, witnessStateKey, type ForkEvidence } from '../../server/federation/witness.js';
-import { fromBase64, toBase64, utf8 } from '../../shared/encoding/base64.js';
+import { fromBase64, toBase64, toHex, utf8 } from '../../shared/encoding/base64.js';
 import { formatCheckpointBody, signNote, verifyCheckpoint } from '../../shared/audit/checkpoint.js';
 import { MerkleLog, leafHash } from '../../shared/audit/merkle.js';
 import { logKeyName, verifyAuditExport } from '../../shared/audit/log-verify.js';
@@ -158,10 +158,10 @@ describe('a fork of the peer relay’s log', () => {
     expect((await verifyCheckpoint(c3.note as string, [logKey, cosignerKey])).verified.map((s) => s.name)).toContain('cn-mnd/cn-relay');
 
     // A grown log with a proof from the wrong size: the witness says which size it needs.
-    jp.sendNumbered({ t: 'relay-checkpoint', size: 5, note: await checkpointOf(dep, good, 5), from: 2, proof: good.consistencyProof(2, 5).map(toBase64) });
+    jp.sendNumbered({ t: 'relay-checkpoint', size: 5, note: await checkpointOf(dep, good, 5), from: 2, proof: good.consistencyProof(2, 5).map(toHex) });
     expect((await jp.nextFrame('relay-witness-state')).size).toBe(3);
     // With the proof from 3: cosigned.
-    jp.sendNumbered({ t: 'relay-checkpoint', size: 5, note: await checkpointOf(dep, good, 5), from: 3, proof: good.consistencyProof(3, 5).map(toBase64) });
+    jp.sendNumbered({ t: 'relay-checkpoint', size: 5, note: await checkpointOf(dep, good, 5), from: 3, proof: good.consistencyProof(3, 5).map(toHex) });
     expect((await jp.nextFrame('relay-cosignature')).size).toBe(5);
 
     // Two roots for one size: refused.
@@ -172,18 +172,18 @@ describe('a fork of the peer relay’s log', () => {
     expect(e1).toMatchObject({ code: 'HL_ERR_AUDIT_EQUIVOCATION', ref: 'checkpoint/5' });
 
     // A larger checkpoint that does not extend the one cosigned (its proof is of the forked tree): refused.
-    jp.sendNumbered({ t: 'relay-checkpoint', size: 8, note: await checkpointOf(dep, forked, 8), from: 5, proof: forked.consistencyProof(5, 8).map(toBase64) });
+    jp.sendNumbered({ t: 'relay-checkpoint', size: 8, note: await checkpointOf(dep, forked, 8), from: 5, proof: forked.consistencyProof(5, 8).map(toHex) });
     const e2 = await jp.nextFrame('relay-error');
     expect(e2).toMatchObject({ code: 'HL_ERR_AUDIT_PROOF_INVALID', ref: 'checkpoint/8' });
 
     // A checkpoint signed by another key than jp's log key: refused (not an alarm: not jp's log).
     const name = logKeyName(dep.agreement);
     const foreign = await signNote(formatCheckpointBody({ origin: name, size: 9, rootHash: good.root(9) }), { name, secretKey: fromBase64(dep.logs.cn.logSecret, 32) });
-    jp.sendNumbered({ t: 'relay-checkpoint', size: 9, note: foreign, from: 5, proof: good.consistencyProof(5, 9).map(toBase64) });
+    jp.sendNumbered({ t: 'relay-checkpoint', size: 9, note: foreign, from: 5, proof: good.consistencyProof(5, 9).map(toHex) });
     expect((await jp.nextFrame('relay-error')).code).toBe('HL_ERR_AUDIT_CHECKPOINT_SIGNATURE');
 
     // The honest history goes on being cosigned, and the link stays up.
-    jp.sendNumbered({ t: 'relay-checkpoint', size: 9, note: await checkpointOf(dep, good, 9), from: 5, proof: good.consistencyProof(5, 9).map(toBase64) });
+    jp.sendNumbered({ t: 'relay-checkpoint', size: 9, note: await checkpointOf(dep, good, 9), from: 5, proof: good.consistencyProof(5, 9).map(toHex) });
     expect((await jp.nextFrame('relay-cosignature')).size).toBe(9);
 
     // Evidence kept: both refused checkpoints, as signed by jp's log key, with the proof and the state.
@@ -192,7 +192,7 @@ describe('a fork of the peer relay’s log', () => {
     expect(evidence[0]!.note).toBe(twin);
     expect(evidence[0]!.cosigned.size).toBe(5);
     expect(evidence[0]!.seenRoot).toBe(toBase64(good.root(5)));
-    expect(evidence[1]!.proof).toEqual(forked.consistencyProof(5, 8).map(toBase64));
+    expect(evidence[1]!.proof).toEqual(forked.consistencyProof(5, 8).map(toHex));
 
     // The alarm: at error in the log, in the audit log, and on the operators' consoles.
     const errors = sink.records().filter((r) => r['level'] === 50 && String(r['msg']).includes('forked'));

@@ -12,7 +12,7 @@ import { cosignerName, logKeyName, verifyAuditExport } from '../../shared/audit/
 import { leafHash, verifyConsistency, verifyInclusion } from '../../shared/audit/merkle.js';
 import { createLogKey } from '../../shared/crypto/keys.js';
 import { signReceipt } from '../../shared/crypto/receipt.js';
-import { fromBase64, utf8 } from '../../shared/encoding/base64.js';
+import { fromBase64, fromHex, utf8 } from '../../shared/encoding/base64.js';
 import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
 
 const INTERVAL = 60_000;
@@ -135,13 +135,13 @@ describe('checkpoints', () => {
     const ca = parseCheckpoint(a.note);
     const cb = parseCheckpoint(b.note);
     const cons = (await call(s.url, 'GET', `/v1/audit/proof/consistency?from=${ca.size}&to=${cb.size}`, undefined, aud)).body;
-    verifyConsistency(ca.size, cb.size, cons.proof.map((p: string) => fromBase64(p)), ca.rootHash, cb.rootHash);
+    verifyConsistency(ca.size, cb.size, cons.proof.map((p: string) => fromHex(p, 32)), ca.rootHash, cb.rootHash);
 
     const page = (await call(s.url, 'GET', `/v1/audit/entries?from=0&to=${cb.size}`, undefined, aud)).body;
     expect(page.entries).toHaveLength(cb.size);
     const idx = 2;
     const inc = (await call(s.url, 'GET', `/v1/audit/proof/inclusion?index=${idx}&size=${cb.size}`, undefined, aud)).body;
-    verifyInclusion(leafHash(utf8(page.entries[idx].entry)), idx, cb.size, inc.proof.map((p: string) => fromBase64(p)), cb.rootHash);
+    verifyInclusion(leafHash(utf8(page.entries[idx].entry)), idx, cb.size, inc.proof.map((p: string) => fromHex(p, 32)), cb.rootHash);
 
     const bad = await call(s.url, 'GET', `/v1/audit/proof/consistency?from=${cb.size + 100}`, undefined, aud);
     expect(bad.body.error.code).toBe('HL_ERR_AUDIT_RANGE');

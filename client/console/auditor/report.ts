@@ -27,6 +27,25 @@ export function reportView(log: VerifiedLog, agreement: Agreement, actions: HTML
     linkTable(linkTestStats(log.entries)),
     h('p', { class: 'small muted' }, t('chart_title')),
     reportChart(log.report, agreement),
+    translationList(log.report.translations),
+  );
+}
+
+/** Translations under their original (PROTOCOL.md "Translations"): the original is authoritative. */
+function translationList(translations: AuditReport['translations']): HTMLElement | null {
+  const originals = Object.entries(translations);
+  if (originals.length === 0) return null;
+  return h(
+    'section',
+    { id: 'report-translations' },
+    h('h3', {}, t('rep_translations')),
+    h(
+      'ul',
+      {},
+      ...originals.map(([original, list]) =>
+        h('li', { 'data-original': original }, h('code', {}, original), ' ', t('original_authoritative'), h('ul', {}, ...list.map((x) => h('li', { 'data-id': x.id }, t('rep_translation_line', { id: x.id, by: x.by }))))),
+      ),
+    ),
   );
 }
 

@@ -59,6 +59,11 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_RECEIPT_REASON_REQUIRED: 'err_receipt',
   HL_ERR_RECEIPT_REASON_UNEXPECTED: 'err_receipt',
   HL_ERR_CLIENT_CANNOT_COMPLY: 'err_receipt',
+  HL_ERR_ATTACHMENT_TOO_LARGE: 'err_attachment',
+  HL_ERR_ATTACHMENT_TOO_MANY: 'err_attachment',
+  HL_ERR_CATALOGUE_UNKNOWN_CODE: 'err_catalogue',
+  HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL: 'err_translation',
+  HL_ERR_TRANSLATION_MISMATCH: 'err_translation',
   HL_ERR_AUTH_CHALLENGE_INVALID: 'err_auth',
   HL_ERR_AUTH_BAD_SIGNATURE: 'err_auth',
   HL_ERR_AUTH_TOKEN_MISSING: 'err_auth',
@@ -96,6 +101,9 @@ const ERROR_KEYS: Record<HotlineErrorCode, MessageKey> = {
   HL_ERR_AGREEMENT_UNSIGNED: 'err_agreement_unsigned',
   HL_ERR_AGREEMENT_BAD_SIGNATURE: 'err_agreement_unsigned',
   HL_ERR_ENVELOPE_LABEL: 'err_label',
+  HL_ERR_ESCALATION_CONFIG_UNREADABLE: 'err_server',
+  HL_ERR_ESCALATION_CONFIG_INVALID: 'err_server',
+  HL_ERR_ESCALATION_SECRET: 'err_server',
 };
 
 /** The i18n key that says what `code` means; an unknown code (from a newer server) is an internal problem. */

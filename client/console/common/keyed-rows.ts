@@ -25,9 +25,13 @@ export class KeyedRows {
     return this.#byKey.has(key);
   }
 
-  /** Insert or replace the row for `key`. */
+  /**
+   * Insert or replace the row for `key`. A replaced row hands what the operator was doing in it to
+   * the new one (see {@link keepInput}): a receipt arriving must not close a half-typed translation.
+   */
   put(key: string, sort: number, el: Element): void {
     const old = this.#byKey.get(key);
+    if (old) keepInput(old.el, el);
     if (old && old.sort === sort) {
       old.el.replaceWith(el);
       this.#byKey.set(key, { el, sort });
@@ -76,5 +80,33 @@ export class KeyedRows {
       else hi = mid;
     }
     return lo;
+  }
+}
+
+/**
+ * Carry the operator's state from a row being replaced to its replacement: for every element marked
+ * `data-keep="name"` in both, a `<details>`'s open state, a field's value, and the focus (with the
+ * caret). Rows are rebuilt whole when their message changes; without this, a half-typed reply
+ * or a picked reason would vanish under the operator's hands.
+ */
+export function keepInput(from: Element, to: Element): void {
+  const focused = from.ownerDocument.activeElement;
+  for (const old of Array.from(from.querySelectorAll<HTMLElement>('[data-keep]'))) {
+    const next = to.querySelector<HTMLElement>(`[data-keep="${old.dataset.keep}"]`);
+    if (!next) continue;
+    if (old instanceof HTMLDetailsElement && next instanceof HTMLDetailsElement) next.open = old.open;
+    if ((old instanceof HTMLTextAreaElement || old instanceof HTMLInputElement || old instanceof HTMLSelectElement) && old.constructor === next.constructor) {
+      (next as HTMLTextAreaElement).value = old.value;
+    }
+    if (old === focused) {
+      next.focus();
+      if ((old instanceof HTMLTextAreaElement || old instanceof HTMLInputElement) && 'setSelectionRange' in next) {
+        try {
+          (next as HTMLTextAreaElement).setSelectionRange(old.selectionStart, old.selectionEnd);
+        } catch {
+          // Inputs without a caret (checkbox, select) have no selection to restore.
+        }
+      }
+    }
   }
 }

@@ -1,4 +1,5 @@
 import type { UnlockedKey } from '../key-store.js';
+import { textOf } from './panels/content-view.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
 import type { RelayLinkStatus } from '../../../shared/protocol/status.js';
 import { h, replace } from '../common/dom.js';
@@ -201,7 +202,12 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
   });
   client.on('message', (m) => {
     const id = m.header.id;
-    data.value.texts[id] = { body: m.plaintext.body, lang: m.plaintext.lang, ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }) };
+    data.value.texts[id] = textOf(m.header, m.plaintext);
+    // A translation is drawn beside its original too.
+    if (m.header.translationOf) {
+      messages.markInbox(m.header.translationOf.id);
+      messages.markOutbox(m.header.translationOf.id);
+    }
     data.value.inboxAcceptedAt[id] = m.acceptedAt;
     void ctx.saveNote(id);
     // A FLASH is drawn now, banner and alarm included, ahead of whatever routine drawing waits

@@ -1,6 +1,6 @@
 import { fingerprint } from '../../../shared/crypto/keys.js';
 import { fromBase64 } from '../../../shared/encoding/base64.js';
-import type { Agreement, DeviceCertBody, EnvelopeHeader, Precedence, ReceiptBody } from '../../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext, Precedence, ReceiptBody } from '../../../shared/protocol/schemas.js';
 import { dueAt } from '../../../shared/protocol/deadlines.js';
 import type { ClientState, InboxRecord, OutboxItem, SentRecord } from '../../storage/client-storage.js';
 import type { LinkPairStatus, LinkTestResult } from '../../../shared/protocol/status.js';
@@ -38,6 +38,13 @@ export interface MessageText {
   subject?: string;
   body: string;
   lang: string;
+  /** A catalogue code (PROTOCOL.md "Catalogue"): shown from this console's agreement. */
+  code?: string;
+  /** The attachments, as received (PROTOCOL.md "Attachments"). */
+  attachments?: NonNullable<Plaintext['attachments']>;
+  /** The message this one translates (its header's `translationOf`), and who translated it. */
+  translationOf?: { id: string; envelopeHash: string };
+  translator?: string;
 }
 
 /** What the console keeps besides the client state, sealed under the data key. */

@@ -390,6 +390,23 @@ export const en = {
   label_none: '(no label)',
   label_banner: 'Security label: {label}',
   report_label: 'Label',
+  // h15-msg: attachments, the catalogue, translations
+  err_attachment: 'The attachments are too many or too large for one message.',
+  err_catalogue: 'That code is not in the agreement\'s catalogue.',
+  err_translation: 'A translation names a message this console does not hold, or another message than the one held.',
+  attach_files: 'Attach files (at most 8, 30 KiB in all)',
+  attachment_line: '{name} ({type}, {size} bytes)',
+  attachment_save: 'Save',
+  catalogue_pick: 'Pre-agreed message (catalogue)',
+  catalogue_none: '— none: free text only —',
+  catalogue_mark: 'Catalogue {code}',
+  catalogue_unknown: 'Unknown catalogue code {code}: not in this agreement',
+  translation_of: 'Translation ({lang}) of {id} by {by}: the original is authoritative',
+  original_authoritative: 'Original (authoritative)',
+  translate: 'Translate',
+  translate_send: 'Send translation',
+  rep_translations: 'Translations',
+  rep_translation_line: 'translation {id} by {by}',
 };
 
 export type MessageKey = keyof typeof en;

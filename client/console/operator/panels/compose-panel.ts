@@ -11,6 +11,7 @@ export interface ComposePanel extends Panel {
   startReply(target: ReplyTarget): void;
 }
 import { trustOf } from './peers-panel.js';
+import { attachmentsOf, cataloguePicker, labelPicker } from './content-view.js';
 import type { Drafts } from './drafts.js';
 
 /**
@@ -25,7 +26,7 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   const precSel = h('select', { id: 'precedence' }, ...PRECEDENCES.map((p) => h('option', { value: p }, p)));
   precSel.value = 'ROUTINE';
   const subject = h('input', { id: 'subject', maxlength: 200, autocomplete: 'off' });
-  const body = h('textarea', { id: 'body', rows: 5, required: true });
+  const body = h('textarea', { id: 'body', rows: 5 });
   // The text's language, sent as its tag: what the operator wrote in, not the interface language.
   const langSel = h('select', { id: 'text-lang' }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
   langSel.value = language();
@@ -36,6 +37,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   const classSel = h('select', { id: 'label-class' }, h('option', { value: '' }), ...(labels?.classifications ?? []).map((c) => h('option', { value: c.code }, c.code)));
   const caveatBoxes = (labels?.caveats ?? []).map((c) => h('input', { type: 'checkbox', class: 'label-caveat', value: c.code }) as HTMLInputElement);
   const chosenLabel = (): SecurityLabel | undefined => makeLabel(classSel.value || undefined, classSel.value ? caveatBoxes.filter((b) => b.checked).map((b) => b.value) : []);
+  const files = h('input', { type: 'file', id: 'attach', multiple: true });
+  const picker = cataloguePicker(ctx);
   // A draft survives a reload: the fields come back as they were left, and are stored as typed.
   const d = drafts.initial;
   /** Shown until the restored draft is sent, so that nobody mistakes it for a new message. */
@@ -71,11 +74,16 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   let replyTo: ReplyTarget | undefined;
 
   const send = () => {
+    const code = picker?.value || undefined;
     const label = chosenLabel();
-    const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}) };
-    ctx.client
-      .send({ to: toSel.value, precedence: precSel.value as Precedence, body: text.body, lang: text.lang, exercise: exercise.checked, ...(text.subject ? { subject: text.subject } : {}), ...(replyTo ? { replyTo: replyTo.id } : {}), ...(label === undefined ? {} : { label }) })
-      .then(async ({ id }) => {
+    attachmentsOf(files.files)
+      .then((attachments) => {
+        const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}), ...(code ? { code } : {}), ...(attachments ? { attachments } : {}) };
+        return ctx.client
+          .send({ to: toSel.value, precedence: precSel.value as Precedence, exercise: exercise.checked, ...text, ...(replyTo ? { replyTo: replyTo.id } : {}), ...(label === undefined ? {} : { label }) })
+          .then(({ id }) => ({ id, text }));
+      })
+      .then(async ({ id, text }) => {
         composeError = '';
         ctx.data.value.texts[id] = text;
         await ctx.saveNote(id);
@@ -84,6 +92,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
         exercise.checked = false;
         classSel.value = '';
         for (const b of caveatBoxes) b.checked = false;
+        files.value = '';
+        if (picker) picker.value = '';
         replyTo = undefined;
         // The next message starts from the least urgent precedence, in the interface language.
         precSel.value = 'ROUTINE';
@@ -115,6 +125,7 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       const entry = labels?.classifications.find((c) => c.code === opt.value);
       opt.textContent = entry ? labelName(entry, language()) : t('label_none');
     }
+    if (picker) labelPicker(ctx, picker);
     const untrusted = trustOf(ctx) !== 'ok';
     const blocked = untrusted || ctx.live.elsewhere;
     const confirm = confirming
@@ -158,7 +169,9 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       h('label', {}, t('to'), toSel),
       h('label', {}, t('precedence'), precSel),
       h('label', {}, t('subject'), subject),
+      picker ? h('label', {}, t('catalogue_pick'), picker) : null,
       h('label', {}, t('body'), body),
+      h('label', {}, t('attach_files'), files),
       h('label', {}, t('text_language'), langSel),
       h('label', { class: 'check' }, exercise, ' ', t('exercise')),
       labels === undefined
@@ -182,7 +195,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
     });
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
-      if (trustOf(ctx) !== 'ok' || ctx.live.elsewhere || body.value.trim() === '') return;
+      // With a catalogue entry picked, the free text is optional.
+      if (trustOf(ctx) !== 'ok' || ctx.live.elsewhere || (body.value.trim() === '' && !picker?.value)) return;
       if (precSel.value === 'FLASH') {
         confirming = true;
         draw();

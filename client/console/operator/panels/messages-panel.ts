@@ -11,6 +11,7 @@ import { DueCells } from './due-cells.js';
 import { HeldCells, ladder, lateMark, SenderOverdue, shortId } from './sender-view.js';
 import { isFiltering, matches, sortKey, type FindRow } from '../find.js';
 import { findPanel } from './find-panel.js';
+import { contentView, translateControl } from './content-view.js';
 import { inboxPrintable, outboxPrintable, printMessage, type PrintableMessage } from './print-sheet.js';
 import { labelBannerEl, labelBannerText } from '../../common/label-banner.js';
 
@@ -208,9 +209,6 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
     h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
 
-  const messageText = (text: { subject?: string; body: string; lang: string } | undefined) =>
-    text ? h('div', { class: 'text', lang: text.lang }, text.subject ? h('b', {}, text.subject) : null, h('p', {}, text.body)) : h('div', { class: 'text muted' }, '…');
-
   const acknowledge = async (id: string, kind: AnswerKind = 'acknowledged', reason?: CannotComplyReason) => {
     try {
       // Only the tab that holds the link signs and sends: from another tab, take it over first.
@@ -244,7 +242,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       out.push(h('button', { type: 'button', class: 'secondary ladder will-comply', 'aria-label': label('ladder_will_comply_label'), onclick: () => void acknowledge(r.id, 'will-comply') }, t('ladder_will_comply')));
       const select = h(
         'select',
-        { class: 'ladder-reason', 'aria-label': t('ladder_reason_label') },
+        { class: 'ladder-reason', 'data-keep': 'ladder-reason', 'aria-label': t('ladder_reason_label') },
         h('option', { value: '' }, `${t('ladder_reason_label')}…`),
         ...CANNOT_COMPLY_REASONS.map((code) => h('option', { value: code }, t(reasonKey(code)))),
       ) as HTMLSelectElement;
@@ -279,7 +277,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         `${r.header.from.party}/${r.header.from.device}`,
         r.senderRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': r.senderRevokedAt }, t('msg_sender_revoked', { time: formatTime(r.senderRevokedAt) })),
       ),
-      h('td', {}, labelBannerEl(ctx.agreement, r.header), messageText(r.text), replyLine(r.header.replyTo), threadList(r.id)),
+      h('td', {}, labelBannerEl(ctx.agreement, r.header), contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
       h('td', {}, formatTime(r.acceptedAt)),
       h(
         'td',
@@ -296,6 +294,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         ...ladderButtons(r),
         replyButton({ id: r.id, to: r.header.from.party, from: `${r.header.from.party}/${r.header.from.device}`, subject: subjectOf(r.text) }, r.header.precedence),
         printButton(r.header.precedence, subjectOf(r.text), () => printMessage(withLabel(inboxPrintable(r, state.inbox[r.id], ctx.key), r.header), ctx.key)),
+        translateControl(ctx, r.id, r.text),
       ),
     );
 
@@ -319,7 +318,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.rung },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, r.header.to),
-      h('td', {}, labelBannerEl(ctx.agreement, r.header), messageText(r.text), replyLine(r.header.replyTo), threadList(r.id)),
+      h('td', {}, labelBannerEl(ctx.agreement, r.header), contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
       // The short id is how Events and the overdue banner cite the message.
       h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt), h('div', { class: 'msg-id small muted' }, t('msg_id', { id: shortId(r.id) }))),
       r.rung === 'held'
