@@ -2,9 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.js';
-import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
-import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
+import { amendAgreement, createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
+import { enrollDevice } from '../../shared/crypto/keys.js';
 import type { AgreementLabels, CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
@@ -75,17 +74,15 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const made = await createDeployment();
   // The audit log signs checkpoints under the agreement's name, which must be a note key name
   // (no spaces); the shared test deployment's name has spaces.
-  const { signatures: _signatures, ...body } = made.agreement;
-  const changed = parseAgreement({
-    ...body,
+  // Changed, so signed again by the roots (all of them unless told otherwise).
+  const signers = Object.values(made.parties).filter((p) => !options.unsignedBy?.includes(p.party.id));
+  const changes = {
     name: 'jp-cn.hotline.test',
     deadlines: { ...made.agreement.deadlines, ...options.deadlines },
     ...(options.labels ? { labels: options.labels } : {}),
     ...(options.catalogue ? { catalogue: options.catalogue } : {}),
-  });
-  // Changed, so signed again by the roots (all of them unless told otherwise).
-  const signers = Object.values(made.parties).filter((p) => !options.unsignedBy?.includes(p.party.id));
-  const dep: Deployment = { ...made, agreement: await signAgreementByAll(changed, signers) };
+  };
+  const dep: Deployment = { ...made, agreement: await amendAgreement(made, changes, signers) };
   const allowUnsignedAgreement = options.unsignedBy !== undefined && options.unsignedBy.length > 0;
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};

@@ -1,10 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
-import { parseAgreement } from '../../shared/crypto/keys.js';
 import type { AgreementLabels } from '../../shared/protocol/schemas.js';
-import { CN, createDeployment, JP, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
+import { amendAgreement, CN, createDeployment, JP, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
 import { startTestServer } from '../helpers/test-server.js';
 import { seal } from '../helpers/ws-client.js';
 import { cli, cliRun } from '../helpers/cli.js';
@@ -21,9 +19,7 @@ const LABELS: AgreementLabels = {
 /** The test deployment with labels in its agreement, signed again by both roots. */
 async function labelledDeployment(): Promise<Deployment> {
   const dep = await createDeployment();
-  const { signatures: _old, ...body } = dep.agreement;
-  const agreement = await signAgreementByAll(parseAgreement({ ...body, labels: LABELS }), [dep.parties[JP]!, dep.parties[CN]!]);
-  return { ...dep, agreement };
+  return { ...dep, agreement: await amendAgreement(dep, { labels: LABELS }) };
 }
 
 const dirs: { remove(): void }[] = [];

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
+import { createAgreement, createParty, enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
 import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 
@@ -36,6 +36,15 @@ export async function createDeployment(now: number = Date.now()): Promise<Deploy
   const devices: Record<string, DeviceSecretFile> = {};
   for (const d of DEVICES) devices[`${d.party}/${d.device}`] = await enrollDevice(parties[d.party]!, { device: d.device, role: d.role, now });
   return { agreement, logSecret: logSecret!, parties, devices };
+}
+
+/**
+ * The deployment's agreement with `changes` made, signed again by every root (a signature covers
+ * the whole agreement, so a changed agreement needs every party to sign it again).
+ */
+export async function amendAgreement(dep: Deployment, changes: Partial<Omit<Agreement, 'signatures'>>, signers: readonly PartySecretFile[] = Object.values(dep.parties)): Promise<Agreement> {
+  const { signatures: _old, ...body } = dep.agreement;
+  return signAgreementByAll(parseAgreement({ ...body, ...changes }), signers);
 }
 
 export function device(dep: Deployment, key: string): DeviceSecretFile {
