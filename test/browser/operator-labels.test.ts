@@ -59,6 +59,54 @@ describe('security labels in the operator console', () => {
       await cn.context.close();
     }
   });
+
+  it('names the label in ja and en too, on the message and on its print, as the agreement does', async () => {
+    // Two operators of Japan, one console each: ja and en.
+    const consoles = [
+      { ...(await connectConsole(hx, 'ja-JP', hx.keyFiles['jp-mod/op1']!, 'jp labels ja')), want: 'セキュリティ区分: 取扱注意 // ホットライン限り', print: '取扱注意 // ホットライン限り' },
+      { ...(await connectConsole(hx, 'en-US', hx.keyFiles['jp-mod/op2']!, 'jp labels en')), want: 'Security label: Restricted // Hotline only', print: 'Restricted // Hotline only' },
+    ];
+    const cn = await startNodeClient(hx, 'cn-mnd/op1');
+    try {
+      const { id } = await cn.send({ to: 'jp-mod', precedence: 'PRIORITY', body: '收到', lang: 'zh', label: { classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] } });
+      const unlabelled = await cn.send({ to: 'jp-mod', precedence: 'ROUTINE', body: '无标识', lang: 'zh' });
+      for (const c of consoles) {
+        const row = c.page.locator(`#inbox tr.msg[data-id="${id}"]`);
+        await row.waitFor();
+        const banner = row.locator('.label-banner');
+        expect(await banner.getAttribute('data-label')).toBe('RESTRICTED // HOTLINE-ONLY');
+        expect((await banner.textContent())?.trim()).toBe(c.want);
+        await c.page.evaluate(() => (window.print = () => undefined));
+        await row.locator('button.print').click();
+        expect(await c.page.textContent('#print-sheet #print-label')).toContain(c.print);
+        // A message without a label, where the agreement defines labels, says so.
+        const plain = c.page.locator(`#inbox tr.msg[data-id="${unlabelled.id}"] .label-banner.unlabelled`);
+        await plain.waitFor();
+        expect(await plain.getAttribute('data-label')).toBe('');
+        expect(c.errors).toEqual([]);
+      }
+    } finally {
+      await cn.stop();
+      for (const c of consoles) await c.context.close();
+    }
+  });
+
+  it('the auditor console counts messages by label in the report, named in the interface language', async () => {
+    const context = await hx.browser.newContext({ locale: 'ja-JP' });
+    try {
+      const { page, errors } = await openPage(context, `${hx.server.url}/console/auditor/`);
+      await importKey(page, hx.keyFiles['jp-mod/audit1']!, 'auditor labels');
+      await page.waitForSelector('#verify-result[data-ok="true"]');
+      // The earlier tests of this file sent labelled messages both ways, and one without a label.
+      const row = page.locator('#report-labels tr[data-label="RESTRICTED // HOTLINE-ONLY"]');
+      expect((await row.locator('td[data-col="label"]').textContent())?.trim()).toBe('取扱注意 // ホットライン限り');
+      expect(Number(await row.locator('td[data-col="sent"]').textContent())).toBeGreaterThanOrEqual(3);
+      expect((await page.locator('#report-labels tr[data-label=""] td[data-col="label"]').textContent())?.trim()).toBe('（区分なし）');
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
 });
 
 describe('an agreement missing a party signature in the operator console', () => {

@@ -96,6 +96,15 @@ describe('security labels', () => {
     const st = await cli(['status', '--device', jpOp], env);
     expect(st.code, st.err).toBe(0);
     expect(st.out.split('\n').find((l) => l.includes(id))).toContain('[RESTRICTED // HOTLINE-ONLY]');
+    // The audit report counts the message under its label; the archive reads the label in ja.
+    const jpAudit = key(`${JP}/audit1`);
+    const report = await cli(['audit', 'report', '--device', jpAudit], env);
+    expect(report.code, report.err).toBe(0);
+    const byLabel = report.out.split('\n').slice(report.out.split('\n').indexOf('by security label:'));
+    expect(byLabel.find((l) => l.trim().startsWith('RESTRICTED // HOTLINE-ONLY'))).toMatch(/ 1 sent$/);
+    const decrypted = await cli(['audit', 'decrypt', '--device', key(`${JP}/archive1`), '--auditor', jpAudit, s.url], env);
+    expect(decrypted.code, decrypted.err).toBe(0);
+    expect(decrypted.out).toContain('   LABEL: 取扱注意 // ホットライン限り [RESTRICTED // HOTLINE-ONLY]');
     listen.stop();
     expect(await listen.exited).toBe(0);
   });
