@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgreementLabels } from '../../shared/protocol/schemas.js';
+import { LABELS } from '../helpers/deployment.js';
 import { next } from '../helpers/events.js';
 import { connectConsole, importKey, NO_CHECKPOINT_YET, openPage, startHarness, startNodeClient, type Harness } from './harness.js';
 
@@ -8,14 +8,6 @@ import { connectConsole, importKey, NO_CHECKPOINT_YET, openPage, startHarness, s
  * print, in the interface language, and a picker in compose) and "an agreement missing a party's
  * signature refused" by the console, which pins the agreement by its signatures.
  */
-const LABELS: AgreementLabels = {
-  classifications: [
-    { code: 'UNCLASSIFIED', names: { en: 'Unclassified', ja: '区分なし', zh: '非密' } },
-    { code: 'RESTRICTED', names: { en: 'Restricted', ja: '取扱注意', zh: '内部' } },
-  ],
-  caveats: [{ code: 'HOTLINE-ONLY', names: { en: 'Hotline only', ja: 'ホットライン限り', zh: '仅限热线' } }],
-};
-
 describe('security labels in the operator console', () => {
   let hx: Harness;
   beforeAll(async () => {

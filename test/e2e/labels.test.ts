@@ -1,22 +1,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AgreementLabels } from '../../shared/protocol/schemas.js';
-import { amendAgreement, CN, createDeployment, JP, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
+import { amendAgreement, CN, createDeployment, JP, LABELS, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
 import { startTestServer } from '../helpers/test-server.js';
 import { seal } from '../helpers/ws-client.js';
 import { cli, cliRun } from '../helpers/cli.js';
 
-/** Issue 15: "a label shown and a label outside the agreement refused" (PROTOCOL.md "Security labels"). */
-const LABELS: AgreementLabels = {
-  classifications: [
-    { code: 'UNCLASSIFIED', names: { en: 'Unclassified', ja: '区分なし', zh: '非密' } },
-    { code: 'RESTRICTED', names: { en: 'Restricted', ja: '取扱注意', zh: '内部' } },
-  ],
-  caveats: [{ code: 'HOTLINE-ONLY', names: { en: 'Hotline only', ja: 'ホットライン限り', zh: '仅限热线' } }],
-};
-
-/** The test deployment with labels in its agreement, signed again by both roots. */
+/**
+ * Issue 15: "a label shown and a label outside the agreement refused" (PROTOCOL.md "Security labels").
+ * The test deployment with labels in its agreement, signed again by both roots.
+ */
 async function labelledDeployment(): Promise<Deployment> {
   const dep = await createDeployment();
   return { ...dep, agreement: await amendAgreement(dep, { labels: LABELS }) };

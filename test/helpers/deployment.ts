@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgreement, createParty, enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
 import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
-import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
+import type { Agreement, AgreementLabels, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 
 export const JP = 'jp-mod';
 export const CN = 'cn-mnd';
@@ -17,6 +17,15 @@ export const DEVICES: readonly { party: string; device: string; role: Role }[] =
   { party: CN, device: 'op1', role: 'operator' },
   { party: CN, device: 'archive1', role: 'archive' },
 ];
+
+/** Security labels for tests (PROTOCOL.md "Security labels"): two classifications, one caveat, named in ja/zh/en. */
+export const LABELS: AgreementLabels = {
+  classifications: [
+    { code: 'UNCLASSIFIED', names: { en: 'Unclassified', ja: '区分なし', zh: '非密' } },
+    { code: 'RESTRICTED', names: { en: 'Restricted', ja: '取扱注意', zh: '内部' } },
+  ],
+  caveats: [{ code: 'HOTLINE-ONLY', names: { en: 'Hotline only', ja: 'ホットライン限り', zh: '仅限热线' } }],
+};
 
 export interface Deployment {
   agreement: Agreement;
