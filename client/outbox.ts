@@ -49,7 +49,8 @@ export interface SendInput {
   /**
    * Send this as a translation of the message with this id, which this device holds (received or
    * sent): bound to its envelope hash (PROTOCOL.md "Translations"). `to` is ignored: a translation
-   * goes to the other party of the original, with the original's precedence.
+   * goes to the other party of the original, with the original's precedence and, unless `label`
+   * is given, its security label.
    */
   translationOf?: string;
 }
@@ -121,7 +122,10 @@ export class Outbox {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
     const original = input.translationOf === undefined ? undefined : await this.#original(input.translationOf);
-    if (original) input = { ...input, to: original.to, precedence: original.header.precedence };
+    // A translation says what its original says: it goes with the original's label unless given one
+    // (PROTOCOL.md "Security labels").
+    const inherited = original?.header.label !== undefined && input.label === undefined ? { label: original.header.label } : {};
+    if (original) input = { ...input, to: original.to, precedence: original.header.precedence, ...inherited };
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {
       throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this.#o).join(', ')})`);

@@ -2,7 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { amendAgreement, CN, createDeployment, JP, LABELS, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
-import { startTestServer } from '../helpers/test-server.js';
+import WebSocket from 'ws';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { next } from '../helpers/events.js';
+import { onCleanup, startTestServer } from '../helpers/test-server.js';
 import { seal } from '../helpers/ws-client.js';
 import { cli, cliRun } from '../helpers/cli.js';
 
@@ -45,6 +49,23 @@ describe('security labels', () => {
     const plain = await seal({ sender: op, to: CN, seq: 4, directory: dir, plaintext });
     jp.send({ t: 'envelope', envelope: plain });
     await jp.waitForType('accepted', (f) => f.id === plain.header.id);
+  });
+
+  it('a translation goes with the label of its original', async () => {
+    const s = await startTestServer({ dep: await labelledDeployment() });
+    const [jp, cn] = [`${JP}/op1`, `${CN}/op1`].map((k) => {
+      const c = new HotlineClient({ serverUrl: s.url, agreement: s.dep.agreement, device: s.dep.devices[k]!, storage: new MemoryStorage(), WebSocket });
+      onCleanup(() => c.stop());
+      return c;
+    }) as [HotlineClient, HotlineClient];
+    await Promise.all([jp.start(), cn.start()]);
+    const label = { classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] };
+    const arrived = next(cn, 'message', (m) => m.header.translationOf === undefined);
+    const { id } = await jp.send({ to: CN, precedence: 'routine', body: '演習区域の変更', label });
+    await arrived;
+    const translated = next(jp, 'message', (m) => m.header.translationOf?.id === id);
+    await cn.send({ to: JP, precedence: 'routine', body: '演习区域变更', lang: 'zh', translationOf: id });
+    expect((await translated).header.label).toEqual(label);
   });
 
   it('an agreement without labels refuses any label', async () => {
