@@ -6,6 +6,7 @@ import { systemClock, type Clock } from './clock.js';
 import { Lifecycle } from './lifecycle.js';
 import { LinkHub } from './link-hub.js';
 import { Directory } from './directory.js';
+import { DirectoryFollower } from './directory-follower.js';
 import type { ClusterStore, MailboxListening, Store } from './store/store.js';
 import type { GuardedStore } from './store/guarded-store.js';
 import type { OperatorNotice } from '../shared/protocol/frames.js';
@@ -233,10 +234,14 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   if (writes instanceof RelayWriteQueue) writes.onForward = () => relayLinks.forEach((l) => l.kick());
   // Every open link hears of a new revocation at once (PROTOCOL.md "Directory changes"); a relay
   // directory also stores those a peer relay passes on, so they are pushed the same way.
-  directory.onNewRevocation = (rev) => {
+  directory.onNewRevocation = (rev, elsewhere) => {
     const told = hub.directoryChangedAll({ party: rev.party, device: rev.device, signKey: rev.signKey, at: rev.at });
-    log.info({ device: `${rev.party}/${rev.device}`, linksTold: told }, 'revocation pushed to open links');
+    log.info({ device: `${rev.party}/${rev.device}`, linksTold: told, ...(elsewhere ? { storedBy: 'another node' } : {}) }, 'revocation pushed to open links');
+    // Stored through another node on the database: its links here end as they would had it been posted here.
+    if (elsewhere) hub.revoked(rev);
   };
+  // Several nodes: what another node enrols or revokes reaches this node's directory (docs/postgresql.md).
+  const follower = deps.cluster ? new DirectoryFollower(directory, deps.cluster, log) : undefined;
   if (directory instanceof RelayDirectory) {
     directory.onLocalChange = (change) => relayLinks.forEach((l) => l.directoryChanged(change));
     directory.onRevoked = (rev) => relayLinks.forEach((l) => l.revoked(rev));
@@ -344,23 +349,28 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
       // Before anything is served: a device's items committed by another node are read when named.
       listening = await deps.cluster.listenMailboxes({
         devices: (keys) => hub.pull(keys),
+        directory: (key) => follower?.changed(key),
         restored: () => {
           log.info('listening for new mailbox items again: reading what was committed meanwhile');
           hub.pullAll();
+          void follower?.catchUp();
         },
         lost: (err) => log.warn({ err: { message: err.message } }, 'the connection listening for new mailbox items was lost; reopening it'),
       });
+      // What another node stored between this node's first read of the directory (buildApp) and now.
+      await follower?.catchUp();
     }
     await store.appendAudit({ type: 'server.start', at: clock.now(), agreement: hash });
     // After server.start: what fell due while the server was down fires now, once.
     await deadlines.start();
     await audit.start();
-    await escalation?.start();
+    escalation?.start();
     limits.start();
     if (deps.recordLog) scheduleRecord();
   });
   app.addHook('preClose', async () => {
     await listening?.close();
+    follower?.stop();
     deadlines.stop();
     audit.stop();
     await escalation?.stop();

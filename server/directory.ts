@@ -27,8 +27,12 @@ export class Directory {
   private revocations: Revocation[] = [];
   private revokedKeys = new Set<string>();
   private cache: ValidSet | undefined;
-  /** A revocation was stored now (not one stored already): the relay tells every open link. */
-  onNewRevocation: (rev: Revocation['revocation']) => void = () => {};
+  /**
+   * A revocation became known now (not one known already): the relay tells every open link.
+   * `elsewhere` when another node on the same database stored it (learn/sync): this node then also
+   * ends the revoked certificate's links, as the node that stored it did with its own.
+   */
+  onNewRevocation: (rev: Revocation['revocation'], elsewhere: boolean) => void = () => {};
 
   constructor(
     private readonly agreement: Agreement,
@@ -52,22 +56,38 @@ export class Directory {
   async enrol(value: unknown, now: number): Promise<DeviceCertificate> {
     await verifyDeviceCertificate(this.agreement, value, { now, isRevoked: this.isRevoked });
     const certificate = value as DeviceCertificate;
-    if (await this.store.putDevice(certificate, now, deviceEnrolledEntry(certificate, now))) {
-      if (this.add(certificate)) this.cache?.update(this, certificate.cert);
-    }
+    if (await this.store.putDevice(certificate, now, deviceEnrolledEntry(certificate, now))) this.addCertificate(certificate);
     return certificate;
   }
 
   /** Verify and store a revocation. Idempotent. */
   async revoke(value: unknown, now: number): Promise<Revocation> {
     const rev = await verifyRevocation(this.agreement, value);
-    if (await this.store.putRevocation(rev, now, deviceRevokedEntry(rev, now))) {
-      this.revocations.push(rev);
-      this.revokedKeys.add(revocationKey(rev.revocation));
-      this.cache?.update(this, rev.revocation);
-      this.onNewRevocation(rev.revocation);
-    }
+    if ((await this.store.putRevocation(rev, now, deviceRevokedEntry(rev, now))) && this.addRevocation(rev)) this.onNewRevocation(rev.revocation, false);
     return rev;
+  }
+
+  /**
+   * A certificate or revocation another node stored (several nodes on one database: a notification
+   * named it and it was read from the store). Applied as if stored here; not verified again, as
+   * {@link load} does not: the store holds only what a node verified. Idempotent: true when it
+   * was new here.
+   */
+  learn(row: DeviceCertificate | Revocation): boolean {
+    if ('cert' in row) return this.addCertificate(row);
+    if (!this.addRevocation(row)) return false;
+    this.onNewRevocation(row.revocation, true);
+    return true;
+  }
+
+  /**
+   * Read the whole directory from the store again and {@link learn} what is new: after the listening
+   * connection came back (notifications sent while it was away are lost, the rows are not).
+   * Returns how many rows were new here.
+   */
+  async sync(): Promise<number> {
+    const [certificates, revocations] = await Promise.all([this.store.listDevices(), this.store.listRevocations()]);
+    return [...certificates, ...revocations].filter((row) => this.learn(row)).length;
   }
 
   /**
@@ -123,6 +143,22 @@ export class Directory {
   private valid(now: number): ValidSet {
     if (!this.cache?.covers(now)) this.cache = new ValidSet(this, this.certificates, now);
     return this.cache;
+  }
+
+  private addCertificate(c: DeviceCertificate): boolean {
+    if (!this.add(c)) return false;
+    this.cache?.update(this, c.cert);
+    return true;
+  }
+
+  /** Remember a stored revocation; false when it is known already. */
+  private addRevocation(rev: Revocation): boolean {
+    const key = revocationKey(rev.revocation);
+    if (this.revokedKeys.has(key)) return false;
+    this.revocations.push(rev);
+    this.revokedKeys.add(key);
+    this.cache?.update(this, rev.revocation);
+    return true;
   }
 
   /** Remember a stored certificate; false when that exact one is known already. */

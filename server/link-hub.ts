@@ -73,6 +73,11 @@ export class LinkHub {
     for (const link of this.#byDevice.get(deviceKey(cert)) ?? []) if (link.signKey === cert.signKey) link.close(code, message);
   }
 
+  /** A certificate was revoked: its live links are answered HL_ERR_CERT_REVOKED and closed. */
+  revoked(cert: { party: string; device: string; signKey: string }): void {
+    this.disconnect(cert, 'HL_ERR_CERT_REVOKED', 'this device certificate has been revoked');
+  }
+
   /** Send a notice to every open link; returns how many got it. */
   noticeAll(notice: OperatorNotice): number {
     let n = 0;

@@ -73,10 +73,14 @@ export class Escalation {
     this.deliverer = new Deliverer(() => deps.clock.now());
   }
 
-  async start(): Promise<void> {
+  /**
+   * Read what was committed meanwhile and send what is due, beside the start: the relay does not
+   * wait for a receiver to answer before it serves.
+   */
+  start(): void {
     this.stopped = false;
     this.log.info({ hooks: this.deps.config.hooks.map((h) => ({ name: h.name, kind: h.kind, events: h.events })) }, 'escalation hooks configured');
-    await this.run();
+    void this.run();
   }
 
   /** Events were committed: read them soon (at the next turn, several commits in one read). */
@@ -207,6 +211,7 @@ export class Escalation {
     const next = await this.deps.store.nextEscalationAt();
     const poll = this.deps.clock.now() + this.pollMs;
     this.wakeAt(next === undefined ? poll : Math.min(next, poll));
+    this.log.debug({ nextTryAt: next === undefined ? undefined : new Date(next).toISOString() }, 'escalation queue read');
   }
 
   private disarm(): void {

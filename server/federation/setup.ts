@@ -70,6 +70,17 @@ export class RelayDirectory extends Directory {
   /** Any revocation stored here (the relay links end a link whose peer relay it revokes). */
   onRevoked: (rev: Revocation['revocation']) => void = () => {};
 
+  /**
+   * A revocation another node of this relay stored (several nodes on one database): the relay links
+   * here end a link whose peer relay it revokes, as {@link revoke} does. Not passed on to peer
+   * relays: the node that stored it does that.
+   */
+  override learn(row: DeviceCertificate | Revocation): boolean {
+    const fresh = super.learn(row);
+    if (fresh && 'revocation' in row) this.onRevoked(row.revocation);
+    return fresh;
+  }
+
   override async revoke(value: unknown, now: number): Promise<Revocation> {
     const r = await super.revoke(value, now);
     this.onRevoked(r.revocation);

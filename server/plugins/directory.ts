@@ -28,7 +28,7 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
     const rev = await directory.revoke(request.body, clock.now());
     const r = rev.revocation;
     request.log.info({ device: `${r.party}/${r.device}` }, 'device revoked');
-    hub.disconnect(r, 'HL_ERR_CERT_REVOKED', 'this device certificate has been revoked');
+    hub.revoked(r);
     // Awaited: when the answer arrives, no deadline is left open on a message nobody can answer.
     await revoked?.(r.party);
     return reply.status(201).send({ revoked: true });

@@ -23,7 +23,7 @@ import {
   type Write,
   type WriteResult,
 } from '../relay/records.js';
-import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
+import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type ClusterListenHandlers, type DirectoryRowKey, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
 import { AuditAppender, PgAuditTree, type Queryable } from './pg-audit-tree.js';
 import { deadlineFromRow, type DeadlineRow } from './sqlite-store.js';
 
@@ -148,6 +148,11 @@ const LOCK_FIRE = 4;
 const LOCK_CHECKPOINT = 5;
 /** The NOTIFY channel of new mailbox items is this prefix and the schema's name. */
 const MAILBOX_CHANNEL_PREFIX = 'hotline_mailbox_';
+/**
+ * The NOTIFY channel of stored certificates and revocations (this prefix and the schema's name):
+ * the payload is the row's key as JSON (DirectoryRowKey), the node reads the row itself.
+ */
+const DIRECTORY_CHANNEL_PREFIX = 'hotline_directory_';
 const lockSql = (purpose: number) => `SELECT pg_advisory_xact_lock(hashtext(current_schema()), ${purpose})`;
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -221,8 +226,12 @@ export interface PgStoreOptions {
   connectTimeoutMs?: number;
 }
 
-/** A schema name this adapter accepts: it goes into SQL as an identifier. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * A schema name this adapter accepts: it goes into SQL as an identifier, and into the NOTIFY
+ * channel names (`hotline_directory_<schema>`), which PostgreSQL cuts at 63 bytes: at most 45
+ * characters, so that no two schemas share a channel and no notification fails.
+ */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,44}$/;
 
 /**
  * The PostgreSQL adapter (node-postgres), chosen by `HOTLINE_DATABASE_URL=postgres://…`.
@@ -245,7 +254,7 @@ export class PgStore implements Store {
   static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
-      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier`);
+      throw new HotlineError('HL_ERR_CONFIG_INVALID', `the PostgreSQL schema name "${schema}" is not a plain lower-case identifier of at most 45 characters`);
     }
     const clientConfig: pg.ClientConfig = {
       connectionString: url,
@@ -441,6 +450,7 @@ export class PgStore implements Store {
       );
       if (r.rowCount === 0) return false;
       await log.append(audit);
+      await notifyDirectory(client, { kind: 'device', party: c.party, device: c.device, signKey: c.signKey });
       return true;
     });
   }
@@ -457,6 +467,7 @@ export class PgStore implements Store {
       ]);
       if (res.rowCount === 0) return false;
       await log.append(audit);
+      await notifyDirectory(client, { kind: 'revocation', party: r.party, device: r.device, signKey: r.signKey });
       return true;
     });
   }
@@ -464,6 +475,16 @@ export class PgStore implements Store {
   async listDevices(): Promise<DeviceCertificate[]> {
     const { rows } = await this.pool.query<{ certificate: string }>('SELECT certificate FROM devices ORDER BY party, device, not_before');
     return rows.map((r) => JSON.parse(r.certificate) as DeviceCertificate);
+  }
+
+  /** The stored certificate or revocation a directory notification names (several nodes: docs/postgresql.md). */
+  async directoryRow(key: DirectoryRowKey): Promise<DeviceCertificate | Revocation | undefined> {
+    const sql =
+      key.kind === 'device'
+        ? 'SELECT certificate AS json FROM devices WHERE party = $1 AND device = $2 AND sign_key = $3'
+        : 'SELECT revocation AS json FROM revocations WHERE party = $1 AND device = $2 AND sign_key = $3';
+    const row = (await this.pool.query<{ json: string }>(sql, [key.party, key.device, key.signKey])).rows[0];
+    return row ? (JSON.parse(row.json) as DeviceCertificate | Revocation) : undefined;
   }
 
   async listRevocations(): Promise<Revocation[]> {
@@ -925,13 +946,14 @@ export class PgStore implements Store {
   private readonly listeners = new Set<MailboxListener>();
 
   /**
-   * Listen for new mailbox items committed by any node (this one included): `devices` is called
-   * with the devices named by each notification. The listening connection is its own; when it is
-   * lost it is opened again (backing off up to 2 s), and once it listens again `restored` is
-   * called, so that the caller reads what was committed meanwhile (a notification sent while
-   * nobody listened is lost; the items are not).
+   * Listen for new mailbox items and directory rows committed by any node (this one included):
+   * `devices` is called with the devices named by each mailbox notification, `directory` with the
+   * certificate or revocation named by each directory notification. The listening connection is its
+   * own; when it is lost it is opened again (backing off up to 2 s), and once it listens again
+   * `restored` is called, so that the caller reads what was committed meanwhile (a notification
+   * sent while nobody listened is lost; the rows are not).
    */
-  async listenMailboxes(handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void }): Promise<MailboxListener> {
+  async listenMailboxes(handlers: ClusterListenHandlers): Promise<MailboxListener> {
     const listener = new MailboxListener(this.clientConfig, handlers);
     this.listeners.add(listener);
     listener.onClose = () => this.listeners.delete(listener);
@@ -1024,6 +1046,27 @@ export class PgStore implements Store {
 /** Where the listening connection is: for the operator's log and for tests that cut it. */
 const LISTEN_BACKOFF_MAX_MS = 2_000;
 
+/** Tell every node, at the commit of `c`'s transaction, that a directory row was stored. */
+async function notifyDirectory(c: pg.PoolClient, key: DirectoryRowKey): Promise<void> {
+  await c.query(`SELECT pg_notify('${DIRECTORY_CHANNEL_PREFIX}' || current_schema(), $1)`, [JSON.stringify(key)]);
+}
+
+/**
+ * The row key of a directory notification. Anyone who may connect to the database can NOTIFY on the
+ * channel, so it is checked; what does not parse is undefined (the node then reads the whole directory).
+ */
+function parseDirectoryKey(payload: string | undefined): DirectoryRowKey | undefined {
+  try {
+    const k = JSON.parse(payload ?? '') as Partial<Record<keyof DirectoryRowKey, unknown>>;
+    if ((k.kind === 'device' || k.kind === 'revocation') && typeof k.party === 'string' && typeof k.device === 'string' && typeof k.signKey === 'string') {
+      return { kind: k.kind, party: k.party, device: k.device, signKey: k.signKey };
+    }
+  } catch {
+    // not JSON: read the whole directory
+  }
+  return undefined;
+}
+
 /**
  * The LISTEN connection of one node (PgStore.listenMailboxes): a client of its own, outside the pool
  * (a pooled connection would be handed to queries and its LISTEN lost). Reopened after any loss.
@@ -1039,7 +1082,7 @@ export class MailboxListener {
 
   constructor(
     private readonly config: pg.ClientConfig,
-    private readonly handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void },
+    private readonly handlers: ClusterListenHandlers,
   ) {}
 
   /** Connect and LISTEN; throws if that fails (at start: the node does not start half-deaf). */
@@ -1061,13 +1104,15 @@ export class MailboxListener {
     client.on('error', onLost);
     client.on('end', () => onLost(new Error('the listening connection ended')));
     client.on('notification', (n) => {
-      if (n.payload) this.handlers.devices([n.payload]);
+      if (n.channel.startsWith(DIRECTORY_CHANNEL_PREFIX)) this.handlers.directory(parseDirectoryKey(n.payload));
+      else if (n.payload) this.handlers.devices([n.payload]);
     });
     try {
       await client.connect();
       const { rows } = await client.query<{ schema: string; pid: number }>('SELECT current_schema() AS schema, pg_backend_pid() AS pid');
-      const channel = `${MAILBOX_CHANNEL_PREFIX}${rows[0]!.schema}`;
-      await client.query(`LISTEN "${channel.replaceAll('"', '""')}"`);
+      // Both channels in one statement: listening starts for both at once (a catch-up after it misses neither).
+      const listen = [MAILBOX_CHANNEL_PREFIX, DIRECTORY_CHANNEL_PREFIX].map((prefix) => `LISTEN "${`${prefix}${rows[0]!.schema}`.replaceAll('"', '""')}"`);
+      await client.query(listen.join('; '));
       if (this.closed || gone) throw new Error('the listening connection ended');
       this.client = client;
       this.pid = rows[0]!.pid;

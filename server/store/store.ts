@@ -258,15 +258,43 @@ export interface MailboxListening {
 }
 
 /**
+ * A row of the device directory, by its key, as a notification names it (several nodes on one
+ * database, docs/postgresql.md "The device directory"): a stored certificate or revocation.
+ */
+export interface DirectoryRowKey {
+  kind: 'device' | 'revocation';
+  party: string;
+  device: string;
+  signKey: string;
+}
+
+/** What the listening connection of a node hears, committed by any node (ClusterStore.listenMailboxes). */
+export interface ClusterListenHandlers {
+  /** These devices got new mailbox items. */
+  devices(keys: DeviceKey[]): void;
+  /** A certificate or revocation was stored; undefined when the notification could not be read (read the whole directory). */
+  directory(key: DirectoryRowKey | undefined): void;
+  /** The listener listens again after a loss: notifications sent meanwhile are lost, read what they would have named. */
+  restored(): void;
+  lost(err: Error): void;
+}
+
+/**
  * What several nodes of one relay on one database need beyond the Store port (PostgreSQL only:
  * README "Running on PostgreSQL", docs/postgresql.md). A store that has these makes the relay run
  * as one of several nodes: new mailbox items reach the node holding a device's link by a
- * notification, due deadlines and link tests are fired from the database by one node at a time,
- * and periodic checkpoints are signed by one node per interval.
+ * notification, and so do enrolments and revocations every node's directory; due deadlines and
+ * link tests are fired from the database by one node at a time, and periodic checkpoints are
+ * signed by one node per interval.
  */
 export interface ClusterStore {
-  /** Hear which devices got new mailbox items (committed by any node); `restored` after each reconnect of the listener. */
-  listenMailboxes(handlers: { devices(keys: DeviceKey[]): void; restored(): void; lost(err: Error): void }): Promise<MailboxListening>;
+  /**
+   * Hear which devices got new mailbox items and which directory rows were stored (committed by any
+   * node); `restored` after each reconnect of the listener.
+   */
+  listenMailboxes(handlers: ClusterListenHandlers): Promise<MailboxListening>;
+  /** The stored certificate or revocation a directory notification names, or undefined. */
+  directoryRow(key: DirectoryRowKey): Promise<DeviceCertificate | Revocation | undefined>;
   /** Unacknowledged items of `device` with cursor above `after`, in cursor order. */
   liveMailbox(device: DeviceKey, after: number, limit: number): Promise<MailboxItem[]>;
   /** Earliest `next_at` of an open deadline or `due_at` of a link test in flight. */

@@ -176,11 +176,34 @@ describe('escalation: webhooks', () => {
     await a.close();
 
     const b = await startTestServer({ clock, dep: a.dep, dataDir: dataDir.path, enrolAll: false, app: { ...QUIET, escalation: w.config } });
+    // Once b has read its queue (the notification is there, due in minMs), its timer is armed.
+    await b.logs.waitFor((r) => r['msg'] === 'escalation queue read' && r['nextTryAt'] === new Date(clock.now() + RETRY.minMs).toISOString());
     clock.advance(RETRY.minMs);
     const second = verify(w.secret, await rx.nth(2));
     expect(second.payload).toEqual(first.payload);
     expect(rx.requests[1]!.headers['x-hotline-attempt']).toBe('2');
     await b.logs.waitFor((r) => r['msg'] === 'escalation delivered');
+  });
+  it('a relay starts and serves while a receiver it owes a notification never answers', async () => {
+    const clock = new ManualClock();
+    // 503 first, then no answer at all (the hook's time limit is two minutes).
+    const rx = await receiver([503, 0]);
+    const w = webhooks([{ name: 'duty', kind: 'webhook', url: rx.url, secretFile: 'hook.secret', timeoutMs: 120_000 }]);
+    const dataDir = tempDir();
+    onCleanup(() => dataDir.remove());
+    const a = await startTestServer({ clock, dataDir: dataDir.path, app: { ...QUIET, escalation: w.config } });
+    const auditor = await a.token(`${JP}/audit1`);
+    expect((await call(a.url, 'POST', '/v1/audit/alarms', { code: 'HL_ERR_AUDIT_EQUIVOCATION', reason: 'two roots for one size' }, auditor)).status).toBe(201);
+    await rx.nth(1);
+    await a.logs.waitFor((r) => r['msg'] === 'escalation attempt failed; will try again');
+    await a.close();
+    // The retry is due when b starts: b sends it at once, and the receiver holds it unanswered.
+    clock.advance(RETRY.minMs);
+    const b = await startTestServer({ clock, dep: a.dep, dataDir: dataDir.path, enrolAll: false, app: { ...QUIET, escalation: w.config } });
+    await rx.nth(2);
+    // Started (startTestServer returned) and serving while that attempt is still open.
+    expect((await fetch(`${b.url}/readyz`)).status).toBe(200);
+    expect(b.logs.records().some((r) => r['msg'] === 'escalation delivered' || r['msg'] === 'escalation attempt failed; will try again')).toBe(false);
   });
 });
 
@@ -200,7 +223,7 @@ describe('Escalation', () => {
     const logs = new LogSink();
     const escalation = new Escalation({ config: w.config, store, clock, log: createLogger('info', logs) as FastifyBaseLogger });
     onCleanup(() => escalation.stop());
-    await escalation.start();
+    escalation.start();
     expect(verify(w.secret, await rx.nth(1)).payload.event).toMatchObject({ reason: 'new' });
     await logs.waitFor((r) => r['msg'] === 'escalation delivered');
     expect(await store.nextEscalationAt()).toBeUndefined();

@@ -20,6 +20,12 @@ describe('the relay on PostgreSQL', () => {
     expect(startOptionsFromConfig(config).databaseUrl).toBe('postgres://u:p@h/db');
   });
 
+  it('refuses a schema name that is not a plain identifier, or too long for its NOTIFY channel names', async () => {
+    for (const schema of ['Bad-Name', 'a'.repeat(46)]) {
+      await expect(PgStore.open(testDatabaseUrl(), { schema })).rejects.toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+    }
+  });
+
   it('relays a message and its receipts, keeps it in the database; a second node starts beside the first, and takes over with the same data and tokens once the first has stopped', async () => {
     const database = { url: testDatabaseUrl(), schema: testSchema() };
     const dep = await createDeployment();
