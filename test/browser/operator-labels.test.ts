@@ -125,4 +125,19 @@ describe('an agreement missing a party signature in the operator console', () =>
       await context.close();
     }
   });
+
+  it('is refused by the auditor console too, which shows no log of it', async () => {
+    const context = await hx.browser.newContext({ locale: 'zh-CN' });
+    try {
+      const { page } = await openPage(context, `${hx.server.url}/console/auditor/`);
+      await importKey(page, hx.keyFiles['jp-mod/audit1']!, 'auditor unsigned passphrase');
+      const fatal = page.locator('#fatal');
+      await fatal.waitFor();
+      expect(await fatal.getAttribute('data-code')).toBe('HL_ERR_AGREEMENT_UNSIGNED');
+      expect(await fatal.textContent()).toContain('签署');
+      expect(await page.locator('#verify-result, #report-table').count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
 });
