@@ -9,7 +9,7 @@ import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
-import type { DeviceSecretFile, Envelope, Precedence } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, Precedence, SecurityLabel } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from './fake-relay.js';
@@ -82,7 +82,7 @@ async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认�
   return sealFrom(s, s.d.devices.cnOp, 'jp-mod', seq, body, precedence);
 }
 
-async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence): Promise<Envelope> {
+async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence, label?: SecurityLabel): Promise<Envelope> {
   const dir = Object.values(s.d.devices).map((x) => x.certificate.cert);
   const from = sender.certificate.cert;
   return sealEnvelope({
@@ -93,6 +93,7 @@ async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: num
     sentAt: s.clock.now(),
     recipients: expectedRecipients(dir, { party: from.party, device: from.device }, to),
     plaintext: { body, lang: 'zh' },
+    ...(label === undefined ? {} : { label }),
   });
 }
 
@@ -526,6 +527,23 @@ describe('HotlineClient inbox', () => {
     expect(messages).toHaveLength(1);
     expect(sock.count('ack')).toBe(4);
     expect(sock.count('receipt')).toBe(1);
+  });
+
+  it('refuses a delivered envelope whose security label its agreement does not define (PROTOCOL.md "Security labels")', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.code));
+    const messages: string[] = [];
+    client.on('message', (m) => messages.push(m.plaintext.body));
+    // Signed by a real sender, so only the label is wrong: this agreement defines no labels.
+    const labelled = await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 1, 'labelled', 'FLASH', { classification: 'SECRET' });
+    sock.push({ t: 'deliver', cursor: 1, envelope: labelled, acceptedAt: s.clock.now() });
+    sock.push({ t: 'deliver', cursor: 2, envelope: await sealFromChina(s, 2, 'plain'), acceptedAt: s.clock.now() });
+    await settle(client, sock, 2);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_LABEL']);
+    expect(messages).toEqual(['plain']);
   });
 });
 
