@@ -101,7 +101,7 @@ describe('security labels in the operator console', () => {
   });
 });
 
-describe('an agreement missing a party signature in the operator console', () => {
+describe('an agreement missing a party signature in the consoles', () => {
   let hx: Harness;
   beforeAll(async () => {
     // cn-mnd's root has not signed; the relay runs it only through the development flag.
@@ -111,33 +111,30 @@ describe('an agreement missing a party signature in the operator console', () =>
     await hx?.close();
   });
 
-  it('is refused: the console does not pin it, and says why', async () => {
-    const context = await hx.browser.newContext({ locale: 'ja-JP' });
+  /**
+   * Import `key` into the console at `path` in `locale`: it must stop on a full-page
+   * HL_ERR_AGREEMENT_UNSIGNED that says "signed" (`signed`) in that language, showing none of `absent`.
+   */
+  async function expectRefused(path: string, locale: string, key: string, signed: string, absent: string, expectedFailures: readonly RegExp[] = []): Promise<void> {
+    const context = await hx.browser.newContext({ locale });
     try {
-      const { page } = await openPage(context, `${hx.server.url}/console/operator/`, [NO_CHECKPOINT_YET]);
-      await importKey(page, hx.keyFiles['jp-mod/op1']!, 'jp unsigned passphrase');
+      const { page } = await openPage(context, `${hx.server.url}${path}`, expectedFailures);
+      await importKey(page, hx.keyFiles[key]!, `${key} unsigned passphrase`);
       const fatal = page.locator('#fatal');
       await fatal.waitFor();
       expect(await fatal.getAttribute('data-code')).toBe('HL_ERR_AGREEMENT_UNSIGNED');
-      expect(await fatal.textContent()).toContain('署名');
-      expect(await page.locator('#link-state[data-connected="true"]').count()).toBe(0);
+      expect(await fatal.textContent()).toContain(signed);
+      expect(await page.locator(absent).count()).toBe(0);
     } finally {
       await context.close();
     }
+  }
+
+  it('is refused: the console does not pin it, and says why', async () => {
+    await expectRefused('/console/operator/', 'ja-JP', 'jp-mod/op1', '署名', '#link-state[data-connected="true"]', [NO_CHECKPOINT_YET]);
   });
 
   it('is refused by the auditor console too, which shows no log of it', async () => {
-    const context = await hx.browser.newContext({ locale: 'zh-CN' });
-    try {
-      const { page } = await openPage(context, `${hx.server.url}/console/auditor/`);
-      await importKey(page, hx.keyFiles['jp-mod/audit1']!, 'auditor unsigned passphrase');
-      const fatal = page.locator('#fatal');
-      await fatal.waitFor();
-      expect(await fatal.getAttribute('data-code')).toBe('HL_ERR_AGREEMENT_UNSIGNED');
-      expect(await fatal.textContent()).toContain('签署');
-      expect(await page.locator('#verify-result, #report-table').count()).toBe(0);
-    } finally {
-      await context.close();
-    }
+    await expectRefused('/console/auditor/', 'zh-CN', 'jp-mod/audit1', '签署', '#verify-result, #report-table');
   });
 });
