@@ -57,6 +57,18 @@ async function setup(): Promise<Setup> {
   return { d, clock, relay, make };
 }
 
+/** A connected client of Japan's operator, with the codes of its errors and the bodies of its messages as they come. */
+async function receiving(): Promise<{ s: Setup; client: HotlineClient; sock: FakeSocket; errors: string[]; messages: string[] }> {
+  const s = await setup();
+  const client = s.make();
+  const sock = await connect(s, client, 0);
+  const errors: string[] = [];
+  client.on('error', (e) => errors.push(e.code));
+  const messages: string[] = [];
+  client.on('message', (m) => messages.push(m.plaintext.body));
+  return { s, client, sock, errors, messages };
+}
+
 /** Connect on socket `index` and wait until the client has processed the hello. */
 async function connect(s: Setup, client: HotlineClient, index: number): Promise<FakeSocket> {
   const started = client.start();
@@ -510,13 +522,7 @@ describe('HotlineClient inbox', () => {
   });
 
   it('refuses a forged envelope and a replayed seq, and does not stall the mailbox', async () => {
-    const s = await setup();
-    const client = s.make();
-    const sock = await connect(s, client, 0);
-    const errors: string[] = [];
-    client.on('error', (e) => errors.push(e.code));
-    const messages: unknown[] = [];
-    client.on('message', (m) => messages.push(m));
+    const { s, client, sock, errors, messages } = await receiving();
     const good = await sealFromChina(s, 5);
     const forged: Envelope = { ...good, header: { ...good.header, sentAt: good.header.sentAt + 1 } };
     sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: s.clock.now() });
@@ -530,13 +536,7 @@ describe('HotlineClient inbox', () => {
   });
 
   it('refuses a delivered envelope whose security label its agreement does not define (PROTOCOL.md "Security labels")', async () => {
-    const s = await setup();
-    const client = s.make();
-    const sock = await connect(s, client, 0);
-    const errors: string[] = [];
-    client.on('error', (e) => errors.push(e.code));
-    const messages: string[] = [];
-    client.on('message', (m) => messages.push(m.plaintext.body));
+    const { s, client, sock, errors, messages } = await receiving();
     // Signed by a real sender, so only the label is wrong: this agreement defines no labels.
     const labelled = await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 1, 'labelled', 'FLASH', { classification: 'SECRET' });
     sock.push({ t: 'deliver', cursor: 1, envelope: labelled, acceptedAt: s.clock.now() });
