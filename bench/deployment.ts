@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../shared/crypto/keys.js';
+import { signAgreementByAll } from '../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, PartySecretFile, Role } from '../shared/protocol/schemas.js';
 import { call } from '../test/helpers/ws-client.js';
 
@@ -34,7 +35,7 @@ export async function makeBenchDeployment(pairs: number, dir: string): Promise<B
   const names = [...Array.from({ length: 2 * pairs }, (_, i) => `p${String(i).padStart(2, '0')}`), 'flash', 'backlog-from', 'backlog-to'];
   if (names.length > 64) throw new Error(`at most 30 pairs (an agreement has at most 64 parties), got ${pairs}`);
   const parties = names.map((id) => createParty({ id, name: `Bench party ${id}`, languages: ['en'] }));
-  const { agreement } = createAgreement({ name: 'bench.hotline.test', parties: parties.map((p) => p.party), now });
+  const agreement = await signAgreementByAll(createAgreement({ name: 'bench.hotline.test', parties: parties.map((p) => p.party), now }).agreement, parties);
   const operators: DeviceSecretFile[] = [];
   for (const p of parties) operators.push(await enrollDevice(p, { device: 'op', role: 'operator', now }));
   const agreementPath = join(dir, 'bench-agreement.json');

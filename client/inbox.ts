@@ -1,5 +1,6 @@
 import { HotlineError, retryPolicy } from '../shared/errors.js';
 import { envelopeHash, openEnvelope } from '../shared/crypto/envelope.js';
+import { checkLabel } from '../shared/protocol/labels.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import type { EnvelopeHeader, Plaintext } from '../shared/protocol/schemas.js';
@@ -44,7 +45,7 @@ function isAnswer(frame: ServerFrame | undefined): frame is AnswerFrame {
   return frame?.t === 'accepted' || frame?.t === 'receipt-accepted' || frame?.t === 'refusal-accepted';
 }
 
-export interface InboxOptions extends Pick<DeviceScope, 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
+export interface InboxOptions extends Pick<DeviceScope, 'agreement' | 'me' | 'key' | 'device' | 'storage' | 'clock' | 'emit' | 'report'> {
   /** Process the mailbox (deliveries, cursor acks): see HotlineClientOptions.consumeMailbox. */
   consume: boolean;
   directory: Pick<VerifiedDirectory, 'certAt' | 'refresh'>;
@@ -225,6 +226,7 @@ export class Inbox {
       senderRevokedAt = sender.revokedAt;
       const keyId = h.recipients.find((r) => r.party === this.#o.me.party && r.device === this.#o.me.device)?.keyId ?? '';
       opened = await openEnvelope(frame.envelope, { device: this.#o.device, senderCert: sender.cert, ...(this.#o.prekeys ? { prekeys: await this.#o.prekeys(keyId) } : {}) });
+      checkLabel(this.#o.agreement, h.label);
       if (!isNewSeq(state.peerSeq[senderKey], h.seq)) {
         throw new HotlineError('HL_ERR_ENVELOPE_REPLAY', `seq ${h.seq} of ${senderKey} was already seen or is older than the replay window`);
       }

@@ -14,6 +14,7 @@ import {
   type CannotComplyReason,
   type ReceiptKind,
   type SignedReceipt,
+  type SecurityLabel,
 } from '../shared/protocol/schemas.js';
 import type { ClientFrame, ServerFrame } from '../shared/protocol/frames.js';
 import { checkAttachments } from '../shared/protocol/attachments.js';
@@ -22,6 +23,7 @@ import { translationAddressee } from '../shared/protocol/translation.js';
 import { outboxKey, type OutboxEnvelope, type OutboxHeld, type OutboxItem, type SendDraft } from './storage/client-storage.js';
 import type { VerifiedDirectory } from './directory.js';
 import { RANK, type PrecedenceMemory } from './precedences.js';
+import { checkLabel } from '../shared/protocol/labels.js';
 import { otherParties, toHotlineError, type DeviceScope } from './scope.js';
 import type { TimerHandle } from '../shared/clock.js';
 
@@ -36,6 +38,8 @@ export interface SendInput {
   lang?: string;
   exercise?: boolean;
   replyTo?: string;
+  /** The security label, from the agreement's `labels`; checked here before sealing. */
+  label?: SecurityLabel;
   /** Mark it as a link-test message (what the test agent sends); it opens no deadlines. */
   linkTest?: boolean;
   /** Sealed with the text, e.g. the checkpoint the test agent gossips (`CHECKPOINT_ATTACHMENT`, witness.ts). */
@@ -45,7 +49,8 @@ export interface SendInput {
   /**
    * Send this as a translation of the message with this id, which this device holds (received or
    * sent): bound to its envelope hash (PROTOCOL.md "Translations"). `to` is ignored: a translation
-   * goes to the other party of the original, with the original's precedence.
+   * goes to the other party of the original, with the original's precedence and, unless `label`
+   * is given, its security label.
    */
   translationOf?: string;
 }
@@ -117,7 +122,10 @@ export class Outbox {
       throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${this.#o.key} is an ${this.#o.me.role} device; only operator devices send`);
     }
     const original = input.translationOf === undefined ? undefined : await this.#original(input.translationOf);
-    if (original) input = { ...input, to: original.to, precedence: original.header.precedence };
+    // A translation says what its original says: it goes with the original's label unless given one
+    // (PROTOCOL.md "Security labels").
+    const inherited = original?.header.label !== undefined && input.label === undefined ? { label: original.header.label } : {};
+    if (original) input = { ...input, to: original.to, precedence: original.header.precedence, ...inherited };
     const party = this.#o.agreement.parties.find((p) => p.id === input.to);
     if (!party || input.to === this.#o.me.party) {
       throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${input.to} is not another party of the agreement (${otherParties(this.#o).join(', ')})`);
@@ -143,9 +151,11 @@ export class Outbox {
       plaintext,
       ...(input.exercise ? { exercise: true } : {}),
       ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+      ...(input.label === undefined ? {} : { label: input.label }),
       ...(input.linkTest ? { linkTest: true } : {}),
       ...(original ? { translationOf: { id: original.header.id, envelopeHash: original.envelopeHash } } : {}),
     };
+    checkLabel(this.#o.agreement, draft.label);
     await this.#o.directory.ensureLoaded();
     const id = randomId();
     const item = await this.#sealAndStore({ id, draft, composedAt: this.#o.clock.now(), resealed: 0 });
@@ -282,6 +292,7 @@ export class Outbox {
       plaintext: draft.plaintext,
       ...(draft.exercise ? { exercise: true } : {}),
       ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }),
+      ...(draft.label === undefined ? {} : { label: draft.label }),
       ...(draft.linkTest ? { linkTest: true } : {}),
       ...(draft.translationOf === undefined ? {} : { translationOf: draft.translationOf }),
     });

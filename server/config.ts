@@ -26,6 +26,11 @@ export interface ServerConfig {
   maxConnectionsPerAddress?: number;
   /** Start even though the data directory's checks found data missing (recorded in the audit log). */
   acceptDataLoss?: boolean;
+  /**
+   * Development only: run with an agreement that not every party's root has signed (PROTOCOL.md
+   * "Agreement signatures"); the server logs a loud warning at start.
+   */
+  allowUnsignedAgreement?: boolean;
   /** Path of this relay's secret file (`hotline relay enrol`): run as the relay of one party (agreement v2). */
   relayPath?: string;
   /** Where to dial peer relays instead of the agreement's URLs, by party. */
@@ -74,6 +79,7 @@ export const SERVER_FLAGS: Readonly<Record<string, string>> = {
  */
 export const SERVER_SWITCHES: Readonly<Record<string, string>> = {
   '--accept-data-loss': 'HOTLINE_ACCEPT_DATA_LOSS',
+  '--allow-unsigned-agreement': 'HOTLINE_ALLOW_UNSIGNED_AGREEMENT',
 };
 
 /** Rate-limit setting → its variable and flag. */
@@ -169,9 +175,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
   if (maxConnectionsPerAddress !== undefined && !(maxConnectionsPerAddress >= 1 && maxConnectionsPerAddress <= 100_000)) {
     problems.push(`HOTLINE_MAX_CONNECTIONS_PER_ADDRESS (--max-connections-per-address) must be an integer from 1 to 100000, got "${capText}"`);
   }
-  const acceptText = text('HOTLINE_ACCEPT_DATA_LOSS');
-  const acceptDataLoss = acceptText === undefined ? false : ['1', 'true', 'yes'].includes(acceptText.toLowerCase()) ? true : ['0', 'false', 'no'].includes(acceptText.toLowerCase()) ? false : undefined;
-  if (acceptDataLoss === undefined) problems.push(`HOTLINE_ACCEPT_DATA_LOSS (--accept-data-loss) must be 1/true/yes or 0/false/no, got "${acceptText}"`);
+  const switchOn = (key: string, flag: string): boolean => {
+    const t = text(key);
+    const on = t === undefined ? false : ['1', 'true', 'yes'].includes(t.toLowerCase()) ? true : ['0', 'false', 'no'].includes(t.toLowerCase()) ? false : undefined;
+    if (on === undefined) problems.push(`${key} (${flag}) must be 1/true/yes or 0/false/no, got "${t}"`);
+    return on === true;
+  };
+  const acceptDataLoss = switchOn('HOTLINE_ACCEPT_DATA_LOSS', '--accept-data-loss');
+  const allowUnsignedAgreement = switchOn('HOTLINE_ALLOW_UNSIGNED_AGREEMENT', '--allow-unsigned-agreement');
 
   const relayPath = text('HOTLINE_RELAY');
   const peerText = text('HOTLINE_PEER_URL');
@@ -205,6 +216,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ServerConfig
     ...(Object.keys(rateLimits).length > 0 ? { rateLimits } : {}),
     ...(maxConnectionsPerAddress !== undefined ? { maxConnectionsPerAddress } : {}),
     ...(acceptDataLoss ? { acceptDataLoss: true } : {}),
+    ...(allowUnsignedAgreement ? { allowUnsignedAgreement: true } : {}),
     ...(relayPath !== undefined ? { relayPath } : {}),
     ...(Object.keys(peerUrls).length > 0 ? { peerUrls } : {}),
     ...(databaseUrl !== undefined ? { databaseUrl } : {}),

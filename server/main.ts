@@ -6,6 +6,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { HotlineError, isHotlineError } from '../shared/errors.js';
 import { logKeyOf, parseAgreement, parseLogSecret, parseRelaySecret } from '../shared/crypto/keys.js';
+import { requireSignedAgreement } from '../shared/crypto/agreement-signatures.js';
 import { randomBytes } from '../shared/crypto/random.js';
 import { fromBase64, toBase64, toHex } from '../shared/encoding/base64.js';
 import type { Agreement, LogSecretFile, RelaySecretFile } from '../shared/protocol/schemas.js';
@@ -154,6 +155,11 @@ export interface StartServerOptions {
    * problems are logged and recorded in the audit log (`store.data-loss.accepted`).
    */
   acceptDataLoss?: boolean;
+  /**
+   * Development only: start with an agreement that not every party's root has signed, after a loud
+   * warning in the log (PROTOCOL.md "Agreement signatures"). Without it such an agreement is refused.
+   */
+  allowUnsignedAgreement?: boolean;
   /** SQLite settings: `maxPageCount` caps the database size (a quota; tests fill the "disk" with it). */
   sqlite?: { maxPageCount?: number };
   /** Run as the relay of one party (agreement v2): its identity and link settings (AppDeps.relay). */
@@ -384,6 +390,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? createLogger(options.logLevel ?? 'info', options.logStream);
+  await requireSignedAgreement(agreement, { allowUnsigned: options.allowUnsignedAgreement === true, warn: (text) => logger.warn(text) });
   const relayParty = options.relay?.identity.certificate.cert.party;
   const logSecret = options.logSecret
     ? checkLogSecret(options.logSecret, agreement, relayParty)
@@ -455,6 +462,7 @@ export function startOptionsFromConfig(config: ServerConfig): StartServerOptions
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.logKeyPath ? { logKeyPath: config.logKeyPath } : {}),
     ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
+    ...(config.allowUnsignedAgreement ? { allowUnsignedAgreement: true } : {}),
     ...(config.relayPath ? { relay: { identity: loadRelaySecret(config.relayPath), ...(config.peerUrls ? { peerUrls: config.peerUrls } : {}) } } : {}),
     app: {
       ...(config.checkpointIntervalMs ? { checkpointIntervalMs: config.checkpointIntervalMs } : {}),

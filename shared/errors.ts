@@ -136,6 +136,10 @@ export const ERROR_TABLE = {
   HL_ERR_CLIENT_UNREACHABLE: { http: 503, ws: 4510, closesLink: false, retry: 'later' },
   HL_ERR_KEYSTORE_PASSPHRASE: { http: 400, ws: 4508, closesLink: false, retry: 'never' },
   HL_ERR_USAGE: { http: 400, ws: 4509, closesLink: false, retry: 'never' },
+  // The agreement's root signatures and the security labels it defines (issue 15).
+  HL_ERR_AGREEMENT_UNSIGNED: { http: 403, ws: 4580, closesLink: false, retry: 'stop' },
+  HL_ERR_AGREEMENT_BAD_SIGNATURE: { http: 403, ws: 4581, closesLink: false, retry: 'stop' },
+  HL_ERR_ENVELOPE_LABEL: { http: 400, ws: 4582, closesLink: false, retry: 'never' },
   // /metrics asked from another host without the metrics bearer token (docs/operations-endpoints.md).
   HL_ERR_METRICS_FORBIDDEN: { http: 403, ws: 4540, closesLink: false, retry: 'never' },
   // Escalation beyond the console (docs/escalation.md): the relay refuses to start on a bad

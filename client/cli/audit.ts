@@ -8,6 +8,7 @@ import type { Agreement, DeviceCertBody, EnvelopeHeader, Plaintext } from '../..
 import { defaultStatePath, LINK_FLAGS, LINK_HELP, loadAgreement, loadDevice, openClient, parse, prekeyPath, printHelp, readJson, required, usage, writePublicFile, type Command } from './common.js';
 import { messageJson, messageText } from './link.js';
 import { FilePrekeyStore } from '../storage/prekey-file-store.js';
+import { labelCodes } from '../../shared/protocol/labels.js';
 
 /**
  * `hotline audit …`: the auditors' tools (issue 5). Export and cosign talk to the relay; verify,
@@ -57,7 +58,7 @@ ${LINK_HELP}
     const { values } = parse('audit export', argv, { ...LINK_FLAGS, out: { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     required('audit export', values, 'device', 'out');
-    const { client } = openClient('audit export', values, io, false);
+    const { client } = await openClient('audit export', values, io, false);
     try {
       if (client.me.role !== 'auditor') {
         throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `the audit API is for auditor devices; ${client.me.party}/${client.me.device} is ${client.me.role}`);
@@ -104,7 +105,7 @@ failure). Exit 0 only if both exports verify and nothing is missing or altered.
     if (positionals.length !== 1 && positionals.length !== 2) {
       throw usage('hotline audit verify needs one EXPORT file, or two (one per party\'s relay) to reconcile\nRun: hotline audit verify --help');
     }
-    const { agreement } = loadAgreement(values.agreement, io);
+    const { agreement } = await loadAgreement(values.agreement, io);
     if (positionals.length === 2) return verifyTwo(agreement, positionals[0]!, positionals[1]!, values.json === true, io);
     const v = await verifyAuditExport(agreement, readExport(positionals[0]!));
     if (values.json) io.out(JSON.stringify(v));
@@ -182,7 +183,7 @@ own; link tests count only as link tests. Refuses an export that does not verify
     let agreement: Agreement;
     let value: unknown;
     if (values.device !== undefined) {
-      const { client } = openClient('audit report', values, io, false);
+      const { client } = await openClient('audit report', values, io, false);
       try {
         agreement = client.agreement;
         value = await client.auditExport();
@@ -190,7 +191,7 @@ own; link tests count only as link tests. Refuses an export that does not verify
         await client.stop();
       }
     } else {
-      agreement = loadAgreement(values.agreement, io, positionals[0]).agreement;
+      agreement = (await loadAgreement(values.agreement, io, positionals[0])).agreement;
       value = readExport(positionals[0]!);
     }
     const { exp } = await verifiedOrThrow(agreement, value, 'the export');
@@ -231,6 +232,8 @@ export function formatReport(r: AuditReport): string[] {
     `link tests: ${r.linkTests.passed} passed, ${r.linkTests.failed} failed`,
     `exercise messages: ${r.exercises}${r.exercises === 0 ? '' : ' (not counted above):'}`,
     ...(r.exercises === 0 ? [] : table(r.exerciseRows.filter((x) => x.sent > 0))),
+    // Security labels (PROTOCOL.md "Security labels"): shown once any message carries one.
+    ...(r.labels.length === 0 ? [] : ['', 'by security label:', ...r.labels.map((l) => `  ${(l.label === undefined ? '(no label)' : labelCodes(l.label)).padEnd(40)} ${l.sent} sent${l.exercises === 0 ? '' : `, ${l.exercises} exercise`}`)]),
     ...translationLines(r.translations),
   ];
 }
@@ -289,11 +292,11 @@ ministry (--auditor): archive devices cannot read the audit API.
     // any: a message wrapped to a prekey whose secret is not here fails with HL_ERR_PREKEY_SECRET_GONE.
     const prekeyFile = values.prekeys ?? prekeyPath(defaultStatePath(values.device!));
     const held = await new FilePrekeyStore(prekeyFile).load();
-    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const { agreement } = await loadAgreement(values.agreement, io, values.device);
     let value: unknown;
     if (/^https?:\/\//.test(source)) {
       if (values.auditor === undefined) throw usage('with a server URL, give --auditor FILE: archive devices cannot read the audit API');
-      const { client } = openClient('audit decrypt', { device: values.auditor, server: source, agreement: values.agreement, state: values.state }, io, false);
+      const { client } = await openClient('audit decrypt', { device: values.auditor, server: source, agreement: values.agreement, state: values.state }, io, false);
       try {
         if (client.me.party !== me.party) throw usage(`--auditor is of ${client.me.party}, the archive key of ${me.party}: use an auditor of the same ministry`);
         value = await client.auditExport();
@@ -368,7 +371,7 @@ ${LINK_HELP}`,
   async run(argv, io) {
     const { values } = parse('audit cosign', argv, LINK_FLAGS);
     if (values.help) return printHelp(io, this.help);
-    const { client } = openClient('audit cosign', values, io, false);
+    const { client } = await openClient('audit cosign', values, io, false);
     client.on('audit.alarm', (a) => io.err(`! audit alarm (${a.party}): ${a.reason} (${a.code})`));
     try {
       const r = await client.cosignLatest();

@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import WebSocket from 'ws';
 import { HotlineError, type HotlineErrorCode } from '../../shared/errors.js';
 import { parseAgreement, parseDeviceSecret, parsePartySecret, relayOf } from '../../shared/crypto/keys.js';
+import { ALLOW_UNSIGNED_ENV, requireSignedAgreement } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, PartySecretFile } from '../../shared/protocol/schemas.js';
 import { HotlineClient } from '../hotline-client.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -218,8 +219,19 @@ export function loadDevice(path: string, io: Io): DeviceSecretFile {
   return device;
 }
 
-/** The agreement from --agreement, HOTLINE_AGREEMENT, or agreement.json beside (or above) the device file. */
-export function loadAgreement(flag: string | undefined, io: Io, near?: string): { agreement: Agreement; path: string } {
+/**
+ * The agreement from --agreement, HOTLINE_AGREEMENT, or agreement.json beside (or above) the device
+ * file, refused unless every party's root has signed it (HL_ERR_AGREEMENT_UNSIGNED; development
+ * only: HOTLINE_ALLOW_UNSIGNED_AGREEMENT=1, with a warning on stderr).
+ */
+export async function loadAgreement(flag: string | undefined, io: Io, near?: string): Promise<{ agreement: Agreement; path: string }> {
+  const loaded = readAgreementFile(flag, io, near);
+  await requireSignedAgreement(loaded.agreement, { allowUnsigned: io.env[ALLOW_UNSIGNED_ENV] === '1', warn: (text) => io.err(text) });
+  return loaded;
+}
+
+/** The agreement file as it is, signed or not (for `agreement sign`, which adds the signatures). */
+export function readAgreementFile(flag: string | undefined, io: Io, near?: string): { agreement: Agreement; path: string } {
   let path = flag ?? io.env.HOTLINE_AGREEMENT;
   if (path === undefined && near !== undefined) {
     path = [join(dirname(near), 'agreement.json'), join(dirname(dirname(near)), 'agreement.json')].find((p) => existsSync(p));
@@ -278,17 +290,17 @@ export function prekeyPath(statePath: string): string {
 }
 
 /** Build a client for a CLI command from its flags. */
-export function openClient(
+export async function openClient(
   command: string,
   values: LinkOptions,
   io: Io,
   consumeMailbox: boolean,
   extra: { testAgent?: boolean; cosignIfOperator?: boolean; keepPrekeysMs?: number } = {},
-): { client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrls: string[] } {
+): Promise<{ client: HotlineClient; statePath: string; devicePath: string; storage: FileStorage; serverUrls: string[] }> {
   required(command, values as Record<string, unknown>, 'device');
   const devicePath = values.device!;
   const device = loadDevice(devicePath, io);
-  const { agreement } = loadAgreement(values.agreement, io, devicePath);
+  const { agreement } = await loadAgreement(values.agreement, io, devicePath);
   const statePath = values.state ?? defaultStatePath(devicePath);
   const storage = new FileStorage(statePath);
   const urls = serverUrls(values.server, io, agreement, device.certificate.cert.party);

@@ -4,7 +4,7 @@ import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } 
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { confirmForDemo } from './peers.js';
 import { listening, loadDevice, writePublicFile, writeSecretFile, type Io } from './common.js';
-import { postCertificate } from './setup.js';
+import { postCertificate, signDemoAgreement } from './setup.js';
 
 const PARTIES = [
   { id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] },
@@ -27,6 +27,7 @@ export async function runTwoRelayDemo(options: { dir: string; host: string; port
   const agreementPath = join(dir, 'agreement.json');
   const fresh = !existsSync(agreementPath);
   if (fresh) await create(dir, host, ports);
+  await signDemoAgreement(io, dir, PARTIES.map((p) => p.id));
   const { startServer, loadRelaySecret } = await import('../../server/main.js');
   const start = (i: number, peerUrls: Record<string, string[]>) => {
     const p = PARTIES[i]!.id;

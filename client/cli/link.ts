@@ -1,12 +1,13 @@
 import { HotlineError, retryPolicy } from '../../shared/errors.js';
 import { agreementHash } from '../../shared/crypto/keys.js';
 import { CANNOT_COMPLY_REASONS, PRECEDENCES, RECEIPT_KINDS, type CannotComplyReason, type EnvelopeHeader, type Plaintext, type ReceiptKind } from '../../shared/protocol/schemas.js';
+import { labelBanner, labelCodes, makeLabel } from '../../shared/protocol/labels.js';
 import type { HotlineEvent, Rung as DeadlineRung } from '../../shared/protocol/frames.js';
 import type { HotlineClient, MessageEvent, ReceiptEvent, RefusedEvent } from '../hotline-client.js';
 import type { SendInput } from '../outbox.js';
 import type { ClientState } from '../storage/client-storage.js';
 import { translationAddressee } from '../../shared/protocol/translation.js';
-import { requireCatalogueEntry } from '../../shared/protocol/catalogue.js';
+import { partyLanguages, requireCatalogueEntry } from '../../shared/protocol/catalogue.js';
 import type { RevokedSinceChange } from '../revoked-since.js';
 import {
   LINK_FLAGS,
@@ -47,6 +48,7 @@ export const send: Command = {
                    [--wait accepted|relayed|delivered|acknowledged|answered|will-comply|have-complied]
                    [--timeout S]
                    [--subject S] [--lang L] [--exercise] [--attach FILE ...] [--code C]
+                   [--label CLASS [--caveat C ...]]
                    [--server URL] [--agreement FILE]
 
 Seals TEXT (use - to read it from stdin) for every operator and archive device of PARTY and of
@@ -78,7 +80,10 @@ ${LINK_HELP}
                      type from its extension; over the limit: HL_ERR_ATTACHMENT_TOO_LARGE
   --code C           send the agreement's catalogue entry C (e.g. C07): the recipient reads it in
                      its own language from its own agreement; TEXT is then optional free text
-                     beside it. A code not in your agreement is refused (HL_ERR_CATALOGUE_UNKNOWN_CODE)`,
+                     beside it. A code not in your agreement is refused (HL_ERR_CATALOGUE_UNKNOWN_CODE)
+  --label CLASS      its security classification, one the agreement defines (README "Security
+                     labels"); shown as a banner wherever the message is shown
+  --caveat C         a handling caveat the agreement defines (repeat for several; needs --label)`,
   async run(argv, io) {
     const { values, positionals } = parse(
       'send',
@@ -92,6 +97,8 @@ ${LINK_HELP}
         subject: { type: 'string' },
         lang: { type: 'string' },
         exercise: { type: 'boolean' },
+        label: { type: 'string' },
+        caveat: { type: 'string', multiple: true },
         attach: { type: 'string', multiple: true },
         code: { type: 'string' },
       },
@@ -99,6 +106,7 @@ ${LINK_HELP}
     );
     if (values.help) return printHelp(io, this.help);
     required('send', values, 'device', 'to', 'precedence');
+    const label = makeLabel(values.label, values.caveat ?? []);
     const precedence = values.precedence!.toUpperCase();
     if (!(PRECEDENCES as readonly string[]).includes(precedence)) {
       throw usage(`--precedence must be flash, immediate, priority or routine, got "${values.precedence}"`);
@@ -122,6 +130,7 @@ ${LINK_HELP}
         ...(values.exercise ? { exercise: true } : {}),
         ...(values.code === undefined ? {} : { code: values.code }),
         ...(attachments === undefined ? {} : { attachments }),
+        ...(label === undefined ? {} : { label }),
       };
     });
   },
@@ -138,7 +147,7 @@ async function sendAndWait(
   { wait, timeoutMs }: { wait: Rung; timeoutMs: number },
   make: (client: HotlineClient, stored: ClientState) => Promise<SendInput>,
 ): Promise<number> {
-  const { client, statePath, storage, devicePath } = openClient(command, values, io, false);
+  const { client, statePath, storage, devicePath } = await openClient(command, values, io, false);
   reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
   const seen = collect(client);
   // Say at once when the relay cannot be reached (the client keeps trying until the timeout),
@@ -364,7 +373,7 @@ one held under that id, is refused (HL_ERR_TRANSLATION_UNKNOWN_ORIGINAL / _MISMA
     const { values } = parse('listen', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, 'test-agent': { type: 'boolean' }, 'save-attachments': { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     const testAgent = values['test-agent'] === true;
-    const { client, devicePath, storage } = openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
+    const { client, devicePath, storage } = await openClient('listen', values, io, true, { testAgent, cosignIfOperator: true });
     reportOutboxFlush(client, storage, io);
     if (testAgent && client.me.role !== 'operator') {
       throw usage(`--test-agent needs an operator device; ${client.me.party}/${client.me.device} is ${client.me.role}`);
@@ -495,7 +504,7 @@ ${LINK_HELP}
     // Said before connecting: the same rule the relay keeps (HL_ERR_RECEIPT_REASON_REQUIRED / _UNEXPECTED).
     checkReceiptReason({ kind, messageId: id, ...(reason === undefined ? {} : { reason }) });
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client, storage } = openClient('ack', values, io, false);
+    const { client, storage } = await openClient('ack', values, io, false);
     reportOutboxFlush(client, storage, io, await outboxKeys(storage, client));
     try {
       const stored = new Promise<number>((resolve, reject) => {
@@ -529,7 +538,7 @@ ${LINK_HELP}
     if (values.help) return printHelp(io, this.help);
     required('directory', values, 'device', 'out');
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client, storage } = openClient('directory', values, io, false);
+    const { client, storage } = await openClient('directory', values, io, false);
     const flushed = reportOutboxFlush(client, storage, io);
     try {
       await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);
@@ -567,12 +576,26 @@ export function messageJson(
     ...(h.exercise ? { exercise: true } : {}),
     ...(h.replyTo ? { replyTo: h.replyTo } : {}),
     ...(h.linkTest ? { linkTest: true } : {}),
+    ...(h.label === undefined ? {} : { label: h.label }),
     ...(m.plaintext.subject === undefined ? {} : { subject: m.plaintext.subject }),
     lang: m.plaintext.lang,
     body: m.plaintext.body,
     ...contentJson(h, m.plaintext, content.view, content.saved),
     envelopeHash: m.envelopeHash,
   };
+}
+
+/**
+ * The security label line of a message (PROTOCOL.md "Security labels"): the names in the reader's
+ * language (its party's first), then the codes; "(no label)" when the agreement defines labels and
+ * the message has none.
+ */
+export function labelLine(h: EnvelopeHeader, view?: ReaderView): string | undefined {
+  if (h.label === undefined) return view?.agreement.labels === undefined ? undefined : '   LABEL: (no label)';
+  const codes = labelCodes(h.label);
+  if (view === undefined) return `   LABEL: ${codes}`;
+  const names = labelBanner(view.agreement, h.label, partyLanguages(view.agreement, view.party)[0] ?? 'en');
+  return `   LABEL: ${names}${names === codes ? '' : ` [${codes}]`}`;
 }
 
 export function messageText(
@@ -588,8 +611,10 @@ export function messageText(
     `── ${h.exercise ? 'EXERCISE ' : ''}${h.precedence} from ${h.from.party}/${h.from.device} to ${h.to} at ${iso(h.sentAt)}`,
     `   id ${h.id}`,
   ];
-  if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
   const view = content.view ?? (client ? { agreement: client.agreement, party: client.me.party } : undefined);
+  const label = labelLine(h, view);
+  if (label !== undefined) lines.splice(1, 0, label);
+  if ('senderRevokedAt' in m && m.senderRevokedAt !== undefined) lines.push(`   sender revoked since ${iso(m.senderRevokedAt)} (signed while its certificate was valid)`);
   const extra = contentLines(h, m.plaintext, view, content.saved);
   lines.push(...extra.before);
   if (m.plaintext.subject !== undefined) lines.push(`   subject: ${m.plaintext.subject}`);

@@ -96,7 +96,7 @@ envelope sealed offline never reuses one.
     const device = loadDevice(values.device!, io);
     const me = device.certificate.cert;
     if (me.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${me.party}/${me.device} is an ${me.role} device; only operator devices send`);
-    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const { agreement } = await loadAgreement(values.agreement, io, values.device);
     if (values.code !== undefined) requireCatalogueEntry(agreement, values.code);
     const party = agreement.parties.find((p) => p.id === values.to);
     if (!party || party.id === me.party) throw usage(`--to must be another party of the agreement: ${agreement.parties.map((p) => p.id).filter((p) => p !== me.party).join(', ')}`);
@@ -165,7 +165,7 @@ commitment) and prints the message. With --receipt-out, also writes this device'
     if (positionals.length !== 1) throw usage('hotline open needs exactly one ENVELOPE_FILE\nRun: hotline open --help');
     const path = positionals[0]!;
     const device = loadDevice(values.device!, io);
-    const { agreement } = loadAgreement(values.agreement, io, values.device);
+    const { agreement } = await loadAgreement(values.agreement, io, values.device);
     const file = readJson(path, 'envelope file') as Partial<SealedFile>;
     if (file?.type !== 'hotline-sealed') throw new HotlineError('HL_ERR_ENVELOPE_MALFORMED', `${path} is not a sealed envelope file (from hotline seal)`);
     const envelope = assertSchema(Envelope, file.envelope, 'HL_ERR_ENVELOPE_MALFORMED');

@@ -83,7 +83,7 @@ const PEERS_FLAGS = { ...LINK_FLAGS, party: { type: 'string' }, timeout: { type:
 
 async function directoryOf(command: string, values: { device?: string | undefined; server?: string | readonly string[] | undefined; agreement?: string | undefined; state?: string | undefined; timeout?: string | undefined }, io: Io) {
   const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-  const { client, devicePath, storage } = openClient(command, values, io, false);
+  const { client, devicePath, storage } = await openClient(command, values, io, false);
   const flushed = reportOutboxFlush(client, storage, io);
   try {
     await withTimeout(client.start(), timeoutMs, `cannot connect to the relay within ${timeoutMs / 1000} s`);

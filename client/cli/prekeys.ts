@@ -27,7 +27,7 @@ ${LINK_HELP}
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
     const keepDays = values['keep-days'] === undefined ? undefined : Number(values['keep-days']);
     if (keepDays !== undefined && !(Number.isInteger(keepDays) && keepDays >= 0)) throw usage('--keep-days takes a whole number of days (0 or more)');
-    const { client, statePath } = openClient('prekeys', values, io, false, { keepPrekeysMs: (keepDays ?? 0) * DAY });
+    const { client, statePath } = await openClient('prekeys', values, io, false, { keepPrekeysMs: (keepDays ?? 0) * DAY });
     try {
       if (client.me.role === 'archive' && keepDays === undefined) throw usage('an archive device keeps its prekeys for its retention: give --keep-days N');
       const done = await withTimeout(client.maintainPrekeys(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);

@@ -1,7 +1,7 @@
 import { HotlineError } from '../../shared/errors.js';
 import { readFileSync } from 'node:fs';
 import { closest, exitCodeOf, type Command, type Io } from './common.js';
-import { agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, partyCreate } from './setup.js';
+import { agreementCreate, agreementSign, deviceEnroll, deviceRegister, deviceRevoke, partyCreate } from './setup.js';
 import { relayEnroll } from './relay.js';
 import { ack, directory, listen, send, translate } from './link.js';
 import { open, seal } from './offline.js';
@@ -15,7 +15,7 @@ import { AUDIT_COMMANDS, auditGroup } from './audit.js';
 
 /** Every command of `hotline`, in the order the help lists them. */
 // The audit group's overview comes after its commands: lookup takes the first match.
-export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, translate, listen, ack, status, prekeys, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
+export const COMMANDS: readonly Command[] = [partyCreate, agreementCreate, agreementSign, deviceEnroll, deviceRegister, deviceRevoke, relayEnroll, server, backup, restore, send, translate, listen, ack, status, prekeys, outboxDrop, outboxList, peersConfirm, peersList, directory, seal, open, ...AUDIT_COMMANDS, auditGroup, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -26,7 +26,7 @@ function overview(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Set-up: party create (each party) → agreement create → device enroll → server.',
+    'Set-up: party create (each party) → agreement create → agreement sign (each party) → device enroll → server.',
     'Environment: HOTLINE_SERVER (--server), HOTLINE_AGREEMENT (--agreement).',
     'Sealed key files: --passphrase-file FILE (any command), HOTLINE_PASSPHRASE_FILE or HOTLINE_PASSPHRASE.',
     'hotline --version prints the version.',

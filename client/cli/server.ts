@@ -3,7 +3,7 @@ import { join, relative } from 'node:path';
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
 import type { DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { listening, loadDevice, parse, printHelp, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
-import { postCertificate } from './setup.js';
+import { postCertificate, signDemoAgreement } from './setup.js';
 import { confirmForDemo } from './peers.js';
 import { loadConfig, SERVER_FLAGS, SERVER_SWITCHES } from '../../server/config.js';
 
@@ -142,6 +142,7 @@ instead (a neutral host's deployment). --two-relays is accepted for compatibilit
     const agreementPath = join(dir, 'agreement.json');
     const fresh = !existsSync(agreementPath);
     if (fresh) await createDemo(dir);
+    await signDemoAgreement(io, dir, DEMO_PARTIES.map((p) => p.id));
     const devices = DEMO_PARTIES.flatMap((p) => DEMO_DEVICES.map((d) => ({ party: p.id, ...d, path: join(dir, p.id, `${d.id}.secret.json`) })));
     const loaded: DeviceSecretFile[] = devices.map((d) => loadDevice(d.path, io));
     // The demo made every key itself: its operators start with the other party's keys confirmed.

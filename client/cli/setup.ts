@@ -1,11 +1,12 @@
 import { dirname, join } from 'node:path';
 import { HotlineError } from '../../shared/errors.js';
 import { agreementHash, createAgreement, createLogKey, createParty, enrollDevice, fingerprint, revokeDevice, revokeRelay } from '../../shared/crypto/keys.js';
+import { checkAgreementSignatures, signAgreementByAll, type AgreementSignatureStatus } from '../../shared/crypto/agreement-signatures.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
-import { DeviceCertificate, PartyPublic, RelayCertificate, type CatalogueEntry, type LogSecretFile, type Role } from '../../shared/protocol/schemas.js';
+import { AgreementLabels, DeviceCertificate, PartyPublic, RelayCertificate, type CatalogueEntry, type LogSecretFile, type PartySecretFile, type Role } from '../../shared/protocol/schemas.js';
 import { passphraseOf, sealKeyFile } from './key-files.js';
-import { fileKind, loadPartyRoot, named, parse, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command } from './common.js';
+import { fileKind, loadPartyRoot, named, parse, readAgreementFile, serverUrl, printHelp, readJson, required, stem, usage, writePublicFile, writeSecretFile, type Command, type Io } from './common.js';
 
 export const partyCreate: Command = {
   name: 'party create',
@@ -63,7 +64,7 @@ export const agreementCreate: Command = {
   help: `Usage: hotline agreement create --party FILE --party FILE [...] --out FILE
                                 [--name NAME] [--log-key PUB | --log-key-out FILE]
                                 [--relay PARTY=URL ...] [--relay-log-key PARTY=PUB ...]
-                                [--catalogue FILE] [--prekey-rotation-days N]
+                                [--labels FILE] [--catalogue FILE] [--prekey-rotation-days N]
 
 Creates the agreement every client and the server load: the parties (from their PUBLIC part files,
 written by \`hotline party create\`), the server's log public key and the default deadlines.
@@ -83,6 +84,9 @@ server operator.
                        (mode 0600) for that party's relay operator. Parties without --relay share
                        one relay, whose log key is the one above. Without --relay: version 1, one
                        relay shared by every party, as before.
+  --labels FILE        the security labels messages may carry: a JSON file
+                       {"classifications": [{"code", "names": {"en", "ja", …}}, …], "caveats": [...]}
+                       (README "Security labels"); without it the agreement defines none.
   --catalogue FILE     the pre-agreed messages, a JSON array of {"code": "C07", "text": {"ja": "…",
                        "zh": "…", "en": "…"}} (codes of A–Z, 0–9 and -, each once): part of the
                        agreement, so every party holds the same entries (docs/messages.md).
@@ -98,11 +102,13 @@ server operator.
       out: { type: 'string' },
       relay: { type: 'string', multiple: true },
       'relay-log-key': { type: 'string', multiple: true },
+      labels: { type: 'string' },
       catalogue: { type: 'string' },
       'prekey-rotation-days': { type: 'string' },
     });
     if (values.help) return printHelp(io, this.help);
     required('agreement create', values, 'out');
+    const labels = values.labels === undefined ? undefined : assertSchema(AgreementLabels, readJson(values.labels, 'labels file'), 'HL_ERR_AGREEMENT_INVALID');
     const rotationDays = values['prekey-rotation-days'] === undefined ? undefined : Number(values['prekey-rotation-days']);
     if (rotationDays !== undefined && !(Number.isInteger(rotationDays) && rotationDays >= 1 && rotationDays <= 366)) throw usage('--prekey-rotation-days takes a whole number of days from 1 to 366');
     const catalogue = values.catalogue === undefined ? undefined : (readJson(values.catalogue, 'catalogue file') as CatalogueEntry[]);
@@ -141,6 +147,7 @@ server operator.
         parties,
         ...(sharedLogKey === undefined ? {} : { logKey: sharedLogKey }),
         ...(relays.length > 0 ? { relays } : {}),
+        ...(labels === undefined ? {} : { labels }),
         ...(catalogue === undefined ? {} : { catalogue }),
         ...(rotationDays === undefined ? {} : { prekeyRotationMs: rotationDays * 24 * 3_600_000 }),
         now: Date.now(),
@@ -157,11 +164,69 @@ server operator.
     if (agreement.catalogue) io.out(`  catalogue: ${agreement.catalogue.length} entries (${agreement.catalogue.map((e) => e.code).join(', ')})`);
     if (agreement.prekeyRotationMs !== undefined) io.out(`  prekey rotation: every ${agreement.prekeyRotationMs / (24 * 3_600_000)} days`);
     io.out(`  agreement hash (compare by voice with every party): ${agreementHash(agreement)}`);
+    io.out(`  next, each party's administrator signs it: hotline agreement sign --root ROOT.secret.json --agreement ${values.out}`);
     if (logSecret) io.out(`  server log secret (mode 0600, for the server operator): ${logOut}`);
     for (const party of relaySecrets.keys()) io.out(`  log secret of the relay of ${party} (mode 0600, for its operator): ${base}.${party}.log.secret.json`);
     return 0;
   },
 };
+
+export const agreementSign: Command = {
+  name: 'agreement sign',
+  summary: 'add a party root’s signature to the agreement',
+  help: `Usage: hotline agreement sign --root FILE --agreement FILE [--out FILE]
+
+Adds the signature of a party's root (the root secret file from \`hotline party create\`) to the
+agreement, in place (or written to --out). Each party's administrator signs the same agreement file
+in turn, after comparing its hash by voice with the other parties; the relay, the CLI and the
+consoles refuse an agreement that not every party has signed. The signature covers the agreement
+without its signatures, so the hash stays the same as signatures are added (PROTOCOL.md "Agreement
+signatures"). Prints which parties have signed and which are still missing.
+
+  --root FILE          the signing party's root secret file (repeat for a demo holding several)
+  --agreement FILE     the agreement to sign (default HOTLINE_AGREEMENT)
+  --out FILE           write the signed agreement here instead of over --agreement`,
+  async run(argv, io) {
+    const { values } = parse('agreement sign', argv, {
+      root: { type: 'string', multiple: true },
+      agreement: { type: 'string' },
+      out: { type: 'string' },
+    });
+    if (values.help) return printHelp(io, this.help);
+    if ((values.root ?? []).length === 0) throw usage('hotline agreement sign needs --root FILE (the signing party\'s root secret file)');
+    const { agreement, path } = readAgreementFile(values.agreement, io);
+    const roots = values.root!.map((f) => loadPartyRoot(f, io));
+    const status = await signAgreementFile(io, path, roots, values.out);
+    io.out(`agreement ${values.out ?? path} signed by ${roots.map((r) => r.party.id).join(', ')}`);
+    io.out(`  agreement hash (unchanged by signing; compare by voice): ${agreementHash(agreement)}`);
+    io.out(`  signed by: ${status.signed.join(', ') || 'none'}`);
+    io.out(status.missing.length === 0 ? '  every party has signed: the agreement is ready to use' : `  still to sign: ${status.missing.join(', ')}`);
+    return 0;
+  },
+};
+
+/**
+ * Sign the agreement file at `path` with each root (in turn) and write it to `out` (default: in
+ * place); returns who has signed. Used by \`agreement sign\` and by the demos.
+ */
+export async function signAgreementFile(io: Io, path: string, roots: readonly PartySecretFile[], out = path): Promise<AgreementSignatureStatus> {
+  const { agreement } = readAgreementFile(path, io);
+  await checkAgreementSignatures(agreement);
+  const signed = await signAgreementByAll(agreement, roots);
+  writePublicFile(out, signed);
+  return checkAgreementSignatures(signed);
+}
+
+/**
+ * A demo directory's agreement signed by every demo party (their roots are in DIR/PARTY/): made
+ * signed, and a demo made before agreements were signed is signed on its next start.
+ */
+export async function signDemoAgreement(io: Io, dir: string, parties: readonly string[]): Promise<void> {
+  const path = join(dir, 'agreement.json');
+  const { missing } = await checkAgreementSignatures(readAgreementFile(path, io).agreement);
+  if (missing.length === 0 || missing.some((p) => !parties.includes(p))) return;
+  await signAgreementFile(io, path, missing.map((p) => loadPartyRoot(join(dir, p, 'root.secret.json'), io)));
+}
 
 export const deviceEnroll: Command = {
   name: 'device enroll',

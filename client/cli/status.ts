@@ -1,5 +1,7 @@
 import type { StatusDeadline, StatusResponse } from '../../shared/protocol/status.js';
 import { revokedSinceLines } from './link.js';
+import { labelCodes } from '../../shared/protocol/labels.js';
+import type { ClientState } from '../storage/client-storage.js';
 import { LINK_FLAGS, LINK_HELP, openClient, parse, printHelp, seconds, withTimeout, type Command } from './common.js';
 
 export const status: Command = {
@@ -23,7 +25,7 @@ ${LINK_HELP}
     const { values } = parse('status', argv, { ...LINK_FLAGS, json: { type: 'boolean' }, timeout: { type: 'string' } });
     if (values.help) return printHelp(io, this.help);
     const timeoutMs = seconds('timeout', values.timeout, 30) * 1000;
-    const { client } = openClient('status', values, io, false);
+    const { client, storage } = await openClient('status', values, io, false);
     try {
       const st = await withTimeout(client.status(), timeoutMs, `the relay did not answer within ${timeoutMs / 1000} s`);
       // The directory brings the revocations since the last fetch: what this device stored before
@@ -32,7 +34,7 @@ ${LINK_HELP}
       const revoked = await client.revokedLabels();
       if (values.json) io.out(JSON.stringify({ ...st, revokedSince: revoked }));
       else {
-        io.out(statusText(st, client.agreement.parties.map((p) => p.id)));
+        io.out(statusText(st, client.agreement.parties.map((p) => p.id), labelsHeld(await storage.read(`${client.me.party}/${client.me.device}`))));
         if (revoked.messages.length + revoked.receipts.length > 0) {
           io.out(['', 'Stored here, from devices revoked since (still valid: accepted before the revocation):', ...revokedSinceLines(revoked).map((l) => `  ${l.text}`)].join('\n'));
         }
@@ -43,6 +45,13 @@ ${LINK_HELP}
     }
   },
 };
+
+/** The labels of the messages this device received or sent, by id (codes). */
+function labelsHeld(state: ClientState): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of [...Object.values(state.inbox), ...Object.values(state.sent)]) if (r.header.label) out.set(r.header.id, labelCodes(r.header.label));
+  return out;
+}
 
 /** A duration for people: "2 h 05 min", "4 min 10 s", "12 s". */
 export function duration(ms: number): string {
@@ -59,11 +68,12 @@ export function duration(ms: number): string {
  * One line per message: the relay reports a deadline per rung (delivered, acknowledged), so a
  * message waiting for both has two; they are shown together, and the message counted once.
  */
-function messageLine(rungs: readonly StatusDeadline[], peer: string): string {
+function messageLine(rungs: readonly StatusDeadline[], peer: string, labels?: ReadonlyMap<string, string>): string {
   const d = rungs[0]!;
+  const label = labels?.get(d.messageId);
   const overdue = rungs.some((r) => r.overdue);
   const parts = rungs.map((r) => `${r.rung.padEnd(12)} ${r.overdue ? `OVERDUE ${duration(r.remainingMs)}${r.level > 0 ? ` (level ${r.level})` : ''}` : `${duration(r.remainingMs)} left`}`);
-  return `  ${overdue ? '!' : ' '} ${d.precedence.padEnd(9)} ${d.messageId}  ${peer.padEnd(14)} ${parts.join('; ')}`;
+  return `  ${overdue ? '!' : ' '} ${d.precedence.padEnd(9)} ${d.messageId}  ${peer.padEnd(14)} ${parts.join('; ')}${label === undefined ? '' : `  [${label}]`}`;
 }
 
 /** Deadlines grouped by message, in the relay's order (by due time) of each message's first rung. */
@@ -79,17 +89,22 @@ function byMessage(deadlines: readonly StatusDeadline[]): StatusDeadline[][] {
 
 const messages = (n: number) => `${n} message${n === 1 ? '' : 's'}`;
 
-export function statusText(st: StatusResponse, parties: readonly string[]): string {
+/**
+ * `labels`: the security label (by its codes) of the messages this device holds, by id: the relay's
+ * status does not carry headers, so a label is shown for the messages known here (PROTOCOL.md
+ * "Security labels").
+ */
+export function statusText(st: StatusResponse, parties: readonly string[], labels?: ReadonlyMap<string, string>): string {
   const iso = (ms: number) => new Date(ms).toISOString();
   const lines = [`${st.party} — status at ${iso(st.now)} (relay time)`, ''];
   const waiting = byMessage(st.waiting);
   lines.push(`Waiting for ${st.party} (${messages(waiting.length)}):`);
   if (waiting.length === 0) lines.push('    nothing');
-  for (const g of waiting) lines.push(messageLine(g, `from ${g[0]!.from}`));
+  for (const g of waiting) lines.push(messageLine(g, `from ${g[0]!.from}`, labels));
   const sent = byMessage(st.sent);
   lines.push('', `Sent by ${st.party}, not yet delivered/acknowledged (${messages(sent.length)}):`);
   if (sent.length === 0) lines.push('    nothing');
-  for (const g of sent) lines.push(messageLine(g, `to ${g[0]!.to}`));
+  for (const g of sent) lines.push(messageLine(g, `to ${g[0]!.to}`, labels));
   lines.push('', 'Link tests:');
   const others = parties.filter((p) => p !== st.party);
   for (const other of others) {

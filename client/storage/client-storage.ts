@@ -1,5 +1,5 @@
 import type { DeviceCertificate, Envelope, EnvelopeHeader, Precedence, CannotComplyReason, ReceiptBody, ReceiptKind, Revocation, SignedPrekey, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
-import type { Plaintext } from '../../shared/protocol/schemas.js';
+import type { Plaintext, SecurityLabel } from '../../shared/protocol/schemas.js';
 import { seqWindowFrom, type SeqWindow } from '../../shared/crypto/replay-window.js';
 
 /** What the caller asked to send; kept until the envelope is accepted so that it can be resealed. */
@@ -9,6 +9,8 @@ export interface SendDraft {
   plaintext: Plaintext;
   exercise?: boolean;
   replyTo?: string;
+  /** The security label (PROTOCOL.md "Security labels"). */
+  label?: SecurityLabel;
   /** A link-test message (the test agent's). */
   linkTest?: boolean;
   /** A translation of the message named (PROTOCOL.md "Translations"). */

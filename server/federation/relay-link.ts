@@ -6,6 +6,7 @@ import { randomBytes } from '../../shared/crypto/random.js';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/ed25519.js';
 import { CONTEXT, signingBytes, verifyRelayCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { checkLabel } from '../../shared/protocol/labels.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
 import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
@@ -694,6 +695,7 @@ class Session {
     const cert = o.directory.current(h.from.party, h.from.device, Math.min(homeAcceptedAt, now));
     if (cert.role !== 'operator') throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
     const { hash } = await verifyCheckedEnvelope(env, cert);
+    checkLabel(o.agreement, h.label);
     const write: EnvelopeWrite = {
       kind: 'envelope',
       envelope: env,

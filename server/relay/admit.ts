@@ -2,6 +2,7 @@ import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { checkReceiptReason, verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
+import { checkLabel } from '../../shared/protocol/labels.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
 import type { EnvelopeWrite, ReceiptWrite, RefusalWrite, StoredMessage } from './records.js';
@@ -82,6 +83,7 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
   }
   const prekeyIds = ctx.directory.prekeyIds?.bind(ctx.directory);
   checkRecipients(h, expectedRecipients(ctx.directory.validBodies(ctx.now, [h.from.party, h.to], RECIPIENT_ROLES), h.from, h.to), prekeyIds && ((c) => prekeyIds(c, ctx.now)));
+  checkLabel(ctx.agreement, h.label);
   return {
     kind: 'envelope',
     envelope: env,

@@ -1,4 +1,5 @@
-import { PRECEDENCES, type Precedence, type ReceiptKind } from '../protocol/schemas.js';
+import { PRECEDENCES, type Precedence, type ReceiptKind, type SecurityLabel } from '../protocol/schemas.js';
+import { labelCodes } from '../protocol/labels.js';
 import { rungsReached } from '../protocol/deadlines.js';
 
 /**
@@ -43,11 +44,24 @@ export interface AuditReport {
   /** The exercises, per precedence, in the same form as {@link AuditReport.rows}. */
   exerciseRows: PrecedenceRow[];
   /**
+   * Messages (link tests left out) by security label (PROTOCOL.md "Security labels"), in the order
+   * first seen; `label` is the codes (`RESTRICTED // HOTLINE-ONLY`), absent for unlabelled messages.
+   * Empty when no message carries a label.
+   */
+  labels: LabelRow[];
+  /**
    * Translations (PROTOCOL.md "Translations"), by the id of their original, in log order: each
    * translation's id, its translator device and when it was accepted. They are messages too, and
    * are counted in the rows as well.
    */
   translations: Record<string, { id: string; by: string; at: number }[]>;
+}
+
+export interface LabelRow {
+  label?: SecurityLabel;
+  /** Real traffic and exercises, counted apart as in the rows above. */
+  sent: number;
+  exercises: number;
 }
 
 interface Parsed {
@@ -100,14 +114,22 @@ interface Tracked {
 export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditReport {
   const msgs = new Map<string, Tracked>();
   const missed = new Map<string, Set<string>>();
-  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [], translations: {} };
+  const report: AuditReport = { rows: [], linkTests: { passed: 0, failed: 0 }, exercises: 0, exerciseRows: [], labels: [], translations: {} };
+  const byLabel = new Map<string, LabelRow>();
+  let labelled = false;
   for (const raw of entries) {
     const e = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Parsed;
     if (e.type === 'envelope.accepted') {
-      const h = e['header'] as { id: string; precedence: Precedence; to: string; from: { party: string; device: string }; exercise?: boolean; linkTest?: boolean; translationOf?: { id: string } };
+      const h = e['header'] as { id: string; precedence: Precedence; to: string; from: { party: string; device: string }; exercise?: boolean; linkTest?: boolean; translationOf?: { id: string }; label?: SecurityLabel };
       if (h.linkTest) continue;
       if (h.translationOf) (report.translations[h.translationOf.id] ??= []).push({ id: h.id, by: `${h.from.party}/${h.from.device}`, at: e.at });
       if (h.exercise) report.exercises++;
+      const key = h.label === undefined ? '' : labelCodes(h.label);
+      if (h.label !== undefined) labelled = true;
+      const lr = byLabel.get(key) ?? { ...(h.label === undefined ? {} : { label: h.label }), sent: 0, exercises: 0 };
+      if (h.exercise) lr.exercises++;
+      else lr.sent++;
+      byLabel.set(key, lr);
       msgs.set(h.id, { precedence: h.precedence, acceptedAt: e.at, to: h.to, exercise: h.exercise === true });
     } else if (e.type === 'receipt.accepted') {
       const r = (e['receipt'] as { receipt: { messageId: string; kind: ReceiptKind; by: { party: string } } }).receipt;
@@ -160,5 +182,6 @@ export function buildAuditReport(entries: readonly (string | Parsed)[]): AuditRe
     report.rows.push(row(precedence, all.filter((x) => x.m.precedence === precedence && !x.m.exercise)));
     report.exerciseRows.push(row(precedence, all.filter((x) => x.m.precedence === precedence && x.m.exercise)));
   }
+  if (labelled) report.labels = [...byLabel.values()];
   return report;
 }

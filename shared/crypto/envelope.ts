@@ -12,6 +12,7 @@ import {
   type EnvelopeHeader,
   type Precedence,
   type RecipientEntry,
+  type SecurityLabel,
 } from '../protocol/schemas.js';
 import { sha256 } from './hash.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
@@ -71,6 +72,8 @@ export interface SealEnvelopeOptions {
   replyTo?: string;
   exercise?: boolean;
   linkTest?: boolean;
+  /** The security label, from the agreement's `labels` (PROTOCOL.md "Security labels"). */
+  label?: SecurityLabel;
   /** This message translates the one named (PROTOCOL.md "Translations"). */
   translationOf?: { id: string; envelopeHash: string };
 }
@@ -127,6 +130,7 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
     recipients,
     ...(options.replyTo === undefined ? {} : { replyTo: options.replyTo }),
     ...(options.exercise ? { exercise: true as const } : {}),
+    ...(options.label === undefined ? {} : { label: options.label }),
     ...(options.linkTest ? { linkTest: true as const } : {}),
     ...(options.translationOf === undefined ? {} : { translationOf: options.translationOf }),
   };

@@ -5,6 +5,7 @@ import { sha256 } from './hash.js';
 import { boxKeyPair, boxPublicKey } from './x25519.js';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyFromSeed } from './ed25519.js';
 import { assertSchema } from '../protocol/validate.js';
+import { checkLabelSet } from '../protocol/labels.js';
 import { checkCatalogue } from '../protocol/catalogue.js';
 import {
   Agreement,
@@ -15,6 +16,7 @@ import {
   RelayCertificate,
   RelaySecretFile,
   Revocation,
+  type AgreementLabels,
   type RelayCertBody,
   type RelayEntry,
   type CatalogueEntry,
@@ -35,6 +37,9 @@ export const CONTEXT = {
   relay: 'hotline/v1/relay\n',
   relayLink: 'hotline/v1/relay-link\n',
 } as const;
+
+/** Context line of a party root's signature on the agreement (./agreement-signatures.ts). */
+export const CONTEXT_AGREEMENT = 'hotline/v1/agreement\n';
 
 /** The bytes a signature covers: context line ‖ canonical JSON. */
 export function signingBytes(context: string, value: unknown): Uint8Array {
@@ -118,6 +123,8 @@ export interface CreateAgreementOptions {
    * Omitted: a version-1 agreement, one relay shared by every party.
    */
   relays?: RelayEntry[];
+  /** The security labels messages may carry (PROTOCOL.md "Security labels"). */
+  labels?: AgreementLabels;
   /** The pre-agreed messages (PROTOCOL.md "Catalogue"). */
   catalogue?: CatalogueEntry[];
   /** How often devices rotate their prekeys (PROTOCOL.md "Prekeys and forward secrecy"); omitted: 7 days. */
@@ -142,6 +149,7 @@ export function createAgreement(options: CreateAgreementOptions): { agreement: A
     linkTest: options.linkTest ?? DEFAULT_LINK_TEST,
     createdAt: options.now,
     ...(options.relays === undefined ? {} : { v: 2 as const, relays: options.relays }),
+    ...(options.labels === undefined ? {} : { labels: options.labels }),
     ...(options.catalogue === undefined ? {} : { catalogue: options.catalogue }),
     ...(options.prekeyRotationMs === undefined ? {} : { prekeyRotationMs: options.prekeyRotationMs }),
   };
@@ -165,6 +173,7 @@ export function parseAgreement(value: unknown): Agreement {
     seen.add(r.party);
     fromBase64(r.logKey, 32);
   }
+  if (a.labels !== undefined) checkLabelSet(a.labels);
   checkCatalogue(a.catalogue ?? []);
   for (const [prec, row] of Object.entries(a.deadlines)) {
     if (row.deliveredMs > row.acknowledgedMs) {
@@ -181,9 +190,18 @@ export function parseAgreement(value: unknown): Agreement {
   return a;
 }
 
-/** Hex SHA-256 of the agreement's canonical JSON: what clients pin and show. */
+/**
+ * Hex SHA-256 of the agreement's canonical JSON without its `signatures` member: what clients pin
+ * and show, and what the parties' roots sign, so adding a signature does not change it.
+ */
 export function agreementHash(agreement: Agreement): string {
-  return toHex(sha256(canonicalBytes(agreement)));
+  return toHex(sha256(canonicalBytes(agreementBody(agreement))));
+}
+
+/** The agreement without its `signatures` member: what is hashed and what the roots sign. */
+export function agreementBody(agreement: Agreement): Omit<Agreement, 'signatures'> {
+  const { signatures: _signatures, ...body } = agreement;
+  return body;
 }
 
 /** The party entry of `id`, or HL_ERR_CERT_UNKNOWN_PARTY. */

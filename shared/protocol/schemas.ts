@@ -89,6 +89,46 @@ export const RelayEntry = Type.Object(
 );
 export type RelayEntry = Static<typeof RelayEntry>;
 
+/**
+ * One party root's signature over the agreement (PROTOCOL.md "Agreement signatures"): Ed25519 over
+ * "hotline/v1/agreement\n" ‖ JCS(the agreement without `signatures`).
+ */
+export const AgreementSignature = Type.Object({ party: Identifier, signature: Signature }, { additionalProperties: false });
+export type AgreementSignature = Static<typeof AgreementSignature>;
+
+const LabelName = Type.String({ pattern: '^[A-Z0-9][A-Z0-9 _-]{0,38}[A-Z0-9]$' });
+
+/** A classification or caveat the agreement defines: its code and what each language calls it. */
+export const LabelEntry = Type.Object(
+  {
+    /** The code carried in the header, e.g. `RESTRICTED`, `JP-CN-EYES-ONLY`. */
+    code: LabelName,
+    /** Display names by language tag (e.g. `{"en": "Restricted", "ja": "取扱注意", "zh": "内部"}`). */
+    names: Type.Record(Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$' }), Type.String({ minLength: 1, maxLength: 100 })),
+  },
+  { additionalProperties: false },
+);
+export type LabelEntry = Static<typeof LabelEntry>;
+
+/**
+ * The security labels an agreement allows (PROTOCOL.md "Security labels"): classifications ordered
+ * from the lowest to the highest, and handling caveats.
+ */
+export const AgreementLabels = Type.Object(
+  {
+    classifications: Type.Array(LabelEntry, { minItems: 1, maxItems: 16 }),
+    caveats: Type.Array(LabelEntry, { maxItems: 32 }),
+  },
+  { additionalProperties: false },
+);
+export type AgreementLabels = Static<typeof AgreementLabels>;
+
+/** A message's security label, in its signed header: one classification and its caveats. */
+export const SecurityLabel = Type.Object(
+  { classification: LabelName, caveats: Type.Optional(Type.Array(LabelName, { minItems: 1, maxItems: 32 })) },
+  { additionalProperties: false },
+);
+export type SecurityLabel = Static<typeof SecurityLabel>;
 /** A catalogue code (PROTOCOL.md "Catalogue"): upper-case letters, digits and dashes, e.g. `C07`. */
 export const CatalogueCode = Type.String({ pattern: '^[A-Z0-9][A-Z0-9-]{0,15}$' });
 
@@ -128,6 +168,10 @@ export const Agreement = Type.Object(
     createdAt: Millis,
     /** Version 2 only: the parties that run their own relay. */
     relays: Type.Optional(Type.Array(RelayEntry, { maxItems: 64 })),
+    /** The security labels messages may carry (PROTOCOL.md "Security labels"); absent: none. */
+    labels: Type.Optional(AgreementLabels),
+    /** The parties' root signatures; not part of what is signed nor of `agreementHash`. */
+    signatures: Type.Optional(Type.Array(AgreementSignature, { maxItems: 64 })),
     /**
      * How often each device publishes a new signed prekey (PROTOCOL.md "Prekeys and forward
      * secrecy"); absent: {@link DEFAULT_PREKEY_ROTATION_MS} (7 days).
@@ -299,6 +343,8 @@ export const EnvelopeHeader = Type.Object(
     exercise: Type.Optional(Type.Literal(true)),
     /** Marks the automatic link test message (docs/design.md "Link test"). */
     linkTest: Type.Optional(Type.Literal(true)),
+    /** The message's security label, from the agreement's `labels` (PROTOCOL.md "Security labels"). */
+    label: Type.Optional(SecurityLabel),
     /**
      * This message is a translation of the one named (PROTOCOL.md "Translations"): its id and its
      * envelope hash, which binds the translation to exactly that envelope.

@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.js';
-import { createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
-import { enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
-import type { CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
+import { amendAgreement, createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
+import { enrollDevice } from '../../shared/crypto/keys.js';
+import type { AgreementLabels, CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
 import { login } from '../helpers/ws-client.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
@@ -49,6 +49,13 @@ export interface Harness {
 export interface HarnessOptions {
   /** Deadlines in place of the defaults (e.g. a FLASH delivery deadline short enough to miss in a test). */
   deadlines?: Partial<DeadlineTable>;
+  /** Security labels in the agreement (PROTOCOL.md "Security labels"). */
+  labels?: AgreementLabels;
+  /**
+   * Parties whose root does NOT sign the agreement: the relay then runs with
+   * `allowUnsignedAgreement` (development only), so that a console's own refusal can be tested.
+   */
+  unsignedBy?: readonly string[];
   /** The agreement's catalogue of pre-agreed messages (PROTOCOL.md "Catalogue"). */
   catalogue?: CatalogueEntry[];
 }
@@ -67,10 +74,16 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const made = await createDeployment();
   // The audit log signs checkpoints under the agreement's name, which must be a note key name
   // (no spaces); the shared test deployment's name has spaces.
-  const dep: Deployment = {
-    ...made,
-    agreement: parseAgreement({ ...made.agreement, name: 'jp-cn.hotline.test', deadlines: { ...made.agreement.deadlines, ...options.deadlines }, ...(options.catalogue ? { catalogue: options.catalogue } : {}) }),
+  // Changed, so signed again by the roots (all of them unless told otherwise).
+  const signers = Object.values(made.parties).filter((p) => !options.unsignedBy?.includes(p.party.id));
+  const changes = {
+    name: 'jp-cn.hotline.test',
+    deadlines: { ...made.agreement.deadlines, ...options.deadlines },
+    ...(options.labels ? { labels: options.labels } : {}),
+    ...(options.catalogue ? { catalogue: options.catalogue } : {}),
   };
+  const dep: Deployment = { ...made, agreement: await amendAgreement(made, changes, signers) };
+  const allowUnsignedAgreement = options.unsignedBy !== undefined && options.unsignedBy.length > 0;
   const dir = tempDir('hotline-browser-');
   const keyFiles: Record<string, string> = {};
   for (const [key, secret] of Object.entries(dep.devices)) {
@@ -79,7 +92,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     keyFiles[key] = path;
   }
   const dataDir = join(dir.path, 'data');
-  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: 'warn' });
+  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: allowUnsignedAgreement ? 'error' : 'warn', allowUnsignedAgreement });
   for (const secret of Object.values(dep.devices)) {
     const res = await fetch(`${server.url}/v1/directory/devices`, {
       method: 'POST',

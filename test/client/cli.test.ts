@@ -73,6 +73,7 @@ describe('runCli', () => {
     await cli(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan', '--out', 'jp.secret.json']);
     await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
     await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
+    await cli(['agreement', 'sign', '--root', 'jp.secret.json', '--root', 'cn.secret.json', '--agreement', 'agreement.json']);
     await cli(['device', 'enroll', '--root', 'jp.secret.json', '--id', 'archive-1', '--role', 'archive', '--out', 'ar.secret.json']);
     const r = await cli(['seal', '--device', 'ar.secret.json', '--to', 'cn-mnd', '--precedence', 'flash', '--out', 'x.sealed.json', 'text']);
     expect(r.code).toBe(1);
@@ -103,6 +104,7 @@ describe('runCli', () => {
     expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--agreement') });
     await cli(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China', '--out', 'cn.secret.json']);
     await cli(['agreement', 'create', '--party', 'jp.public.json', '--party', 'cn.public.json', '--out', 'agreement.json']);
+    await cli(['agreement', 'sign', '--root', 'jp.secret.json', '--root', 'cn.secret.json', '--agreement', 'agreement.json']);
     expect(await cli(['listen', '--device', 'op.secret.json'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
     expect(await cli(['listen', '--device', 'op.secret.json', '--server', 'ftp://x'])).toMatchObject({ code: 2, err: expect.stringContaining('http://') });
   });

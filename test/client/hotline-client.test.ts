@@ -9,7 +9,7 @@ import type { ClientStorage } from '../../client/storage/client-storage.js';
 import { createAgreement, createParty, enrollDevice, signDeviceCertificate } from '../../shared/crypto/keys.js';
 import { envelopeHash, expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt, verifyReceipt } from '../../shared/crypto/receipt.js';
-import type { DeviceSecretFile, Envelope, Precedence } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, Precedence, SecurityLabel } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRelay, type FakeSocket } from './fake-relay.js';
@@ -57,6 +57,18 @@ async function setup(): Promise<Setup> {
   return { d, clock, relay, make };
 }
 
+/** A connected client of Japan's operator, with the codes of its errors and the bodies of its messages as they come. */
+async function receiving(): Promise<{ s: Setup; client: HotlineClient; sock: FakeSocket; errors: string[]; messages: string[] }> {
+  const s = await setup();
+  const client = s.make();
+  const sock = await connect(s, client, 0);
+  const errors: string[] = [];
+  client.on('error', (e) => errors.push(e.code));
+  const messages: string[] = [];
+  client.on('message', (m) => messages.push(m.plaintext.body));
+  return { s, client, sock, errors, messages };
+}
+
 /** Connect on socket `index` and wait until the client has processed the hello. */
 async function connect(s: Setup, client: HotlineClient, index: number): Promise<FakeSocket> {
   const started = client.start();
@@ -82,7 +94,7 @@ async function sealFromChina(s: Setup, seq: number, body = '紧急：请确认�
   return sealFrom(s, s.d.devices.cnOp, 'jp-mod', seq, body, precedence);
 }
 
-async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence): Promise<Envelope> {
+async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: number, body: string, precedence: Precedence, label?: SecurityLabel): Promise<Envelope> {
   const dir = Object.values(s.d.devices).map((x) => x.certificate.cert);
   const from = sender.certificate.cert;
   return sealEnvelope({
@@ -93,6 +105,7 @@ async function sealFrom(s: Setup, sender: DeviceSecretFile, to: string, seq: num
     sentAt: s.clock.now(),
     recipients: expectedRecipients(dir, { party: from.party, device: from.device }, to),
     plaintext: { body, lang: 'zh' },
+    ...(label === undefined ? {} : { label }),
   });
 }
 
@@ -509,13 +522,7 @@ describe('HotlineClient inbox', () => {
   });
 
   it('refuses a forged envelope and a replayed seq, and does not stall the mailbox', async () => {
-    const s = await setup();
-    const client = s.make();
-    const sock = await connect(s, client, 0);
-    const errors: string[] = [];
-    client.on('error', (e) => errors.push(e.code));
-    const messages: unknown[] = [];
-    client.on('message', (m) => messages.push(m));
+    const { s, client, sock, errors, messages } = await receiving();
     const good = await sealFromChina(s, 5);
     const forged: Envelope = { ...good, header: { ...good.header, sentAt: good.header.sentAt + 1 } };
     sock.push({ t: 'deliver', cursor: 1, envelope: forged, acceptedAt: s.clock.now() });
@@ -526,6 +533,17 @@ describe('HotlineClient inbox', () => {
     expect(messages).toHaveLength(1);
     expect(sock.count('ack')).toBe(4);
     expect(sock.count('receipt')).toBe(1);
+  });
+
+  it('refuses a delivered envelope whose security label its agreement does not define (PROTOCOL.md "Security labels")', async () => {
+    const { s, client, sock, errors, messages } = await receiving();
+    // Signed by a real sender, so only the label is wrong: this agreement defines no labels.
+    const labelled = await sealFrom(s, s.d.devices.cnOp, 'jp-mod', 1, 'labelled', 'FLASH', { classification: 'SECRET' });
+    sock.push({ t: 'deliver', cursor: 1, envelope: labelled, acceptedAt: s.clock.now() });
+    sock.push({ t: 'deliver', cursor: 2, envelope: await sealFromChina(s, 2, 'plain'), acceptedAt: s.clock.now() });
+    await settle(client, sock, 2);
+    expect(errors).toEqual(['HL_ERR_ENVELOPE_LABEL']);
+    expect(messages).toEqual(['plain']);
   });
 });
 

@@ -1,4 +1,5 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -252,7 +253,9 @@ describe('hotline audit decrypt', () => {
     const jp = createParty({ id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
     const cn = createParty({ id: 'cn-mnd', name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
     const kr = createParty({ id: 'kr-mnd', name: 'Republic of Korea Ministry of National Defense', languages: ['ko', 'en'] });
-    const { agreement, logSecret } = createAgreement({ name: 'jp-cn-kr.hotline.test', parties: [jp.party, cn.party, kr.party], now });
+    const made = createAgreement({ name: 'jp-cn-kr.hotline.test', parties: [jp.party, cn.party, kr.party], now });
+    const agreement = await signAgreementByAll(made.agreement, [jp, cn, kr]);
+    const logSecret = made.logSecret;
     const dev = {
       jpOp: await enrollDevice(jp, { device: 'op', role: 'operator', now }),
       jpAud: await enrollDevice(jp, { device: 'audit', role: 'auditor', now }),

@@ -78,6 +78,8 @@ beforeAll(async () => {
   await ok(['party', 'create', '--no-passphrase', '--id', 'jp-mod', '--name', 'Japan Ministry of Defense', '--languages', 'ja,en', '--out', 'jp-mod.secret.json']);
   await ok(['party', 'create', '--no-passphrase', '--id', 'cn-mnd', '--name', 'China Ministry of National Defense', '--languages', 'zh,en', '--out', 'cn-mnd.secret.json']);
   await ok(['agreement', 'create', '--party', 'jp-mod.public.json', '--party', 'cn-mnd.public.json', '--out', 'agreement.json']);
+  await ok(['agreement', 'sign', '--root', 'jp-mod.secret.json', '--agreement', 'agreement.json']);
+  await ok(['agreement', 'sign', '--root', 'cn-mnd.secret.json', '--agreement', 'agreement.json']);
   await ok(['device', 'enroll', '--root', 'jp-mod.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'jp-op.secret.json']);
   await ok(['device', 'enroll', '--root', 'cn-mnd.secret.json', '--id', 'operator-1', '--role', 'operator', '--out', 'cn-op.secret.json']);
   server = new Proc(['server', '--agreement', 'agreement.json', '--data', 'server-data', '--port', '0', '--log-level', 'warn']);

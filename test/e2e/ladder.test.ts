@@ -6,14 +6,14 @@ import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { buildAuditReport } from '../../shared/audit/report.js';
 import { verifyAuditExport } from '../../shared/audit/log-verify.js';
-import { parseAgreement, CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
+import { CONTEXT, signingBytes } from '../../shared/crypto/keys.js';
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
 import type { HotlineEvent } from '../../shared/protocol/frames.js';
 import type { HotlineError } from '../../shared/errors.js';
 import { cliRun, cli } from '../helpers/cli.js';
 import { fetchExport } from '../helpers/audit.js';
-import { CN, JP, createDeployment, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
+import { amendAgreement, CN, JP, createDeployment, tempDir, writeAgreement, type Deployment } from '../helpers/deployment.js';
 import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
@@ -26,7 +26,7 @@ const FLASH = { deliveredMs: 30_000, acknowledgedMs: 10 * MIN, answeredMs: 30 * 
 /** The test deployment with FLASH deadlines for every rung of the ladder. */
 async function ladderDeployment(now: number): Promise<Deployment> {
   const dep = await createDeployment(now);
-  dep.agreement = parseAgreement({ ...dep.agreement, deadlines: { ...dep.agreement.deadlines, FLASH } });
+  dep.agreement = await amendAgreement(dep, { deadlines: { ...dep.agreement.deadlines, FLASH } });
   return dep;
 }
 

@@ -6,13 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { buildAuditReport } from '../../shared/audit/report.js';
-import { parseAgreement } from '../../shared/crypto/keys.js';
 import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { randomId } from '../../shared/crypto/random.js';
 import { MAX_ATTACHMENT_BYTES } from '../../shared/protocol/attachments.js';
 import { cli, cliRun } from '../helpers/cli.js';
 import { fetchExport } from '../helpers/audit.js';
-import { CN, JP, createDeployment, tempDir, writeAgreement } from '../helpers/deployment.js';
+import { amendAgreement, CN, JP, createDeployment, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { next } from '../helpers/events.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
 
@@ -29,7 +28,7 @@ const CATALOGUE = [
 
 async function server(): Promise<TestServer> {
   const dep = await createDeployment();
-  dep.agreement = parseAgreement({ ...dep.agreement, catalogue: CATALOGUE });
+  dep.agreement = await amendAgreement(dep, { catalogue: CATALOGUE });
   return startTestServer({ dep });
 }
 

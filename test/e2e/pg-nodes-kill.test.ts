@@ -4,9 +4,8 @@ import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-import { parseAgreement } from '../../shared/crypto/keys.js';
 import { verifyAuditExport } from '../../shared/audit/log-verify.js';
-import { CN, JP, createDeployment, tempDir, writeAgreement } from '../helpers/deployment.js';
+import { amendAgreement, CN, JP, createDeployment, tempDir, writeAgreement } from '../helpers/deployment.js';
 import { spawnServer, type ServerProcess } from '../helpers/spawn-server.js';
 import { onCleanup } from '../helpers/test-server.js';
 import { testDatabaseUrl, testSchema } from '../helpers/stores.js';
@@ -33,7 +32,7 @@ type Node = 'a' | 'b';
 describe('two PostgreSQL nodes under SIGKILL', () => {
   it('20 kills across the two nodes: clients fail over, nothing accepted is lost or delivered twice, no deadline fires twice, the export verifies', { timeout: 600_000 }, async () => {
     const dep = await createDeployment();
-    dep.agreement = parseAgreement({ ...dep.agreement, deadlines: { ...dep.agreement.deadlines, FLASH } });
+    dep.agreement = await amendAgreement(dep, { deadlines: { ...dep.agreement.deadlines, FLASH } });
     const dir = tempDir();
     onCleanup(() => dir.remove());
     const agreementPath = writeAgreement(dir.path, dep.agreement);

@@ -37,7 +37,7 @@ describe.concurrent('README walkthroughs, run command by command', () => {
   it('one shared relay: two parties, operators, auditors, archives, a FLASH acknowledged, a revocation, the backup channel, a verified export', { timeout: 300_000 }, async () => {
     const { commands, results, stopped } = await runWalkthrough('single-relay');
     // What the walkthrough must reach (so that it cannot be emptied).
-    for (const needed of [/hotline party create/, /hotline agreement create/, /hotline server .*--log-key/, /--role auditor/, /--role archive/, /hotline send /, /hotline ack /, /hotline device revoke/, /hotline audit export/, /hotline audit verify/, /hotline audit decrypt/]) {
+    for (const needed of [/hotline party create/, /hotline agreement create/, /hotline agreement sign --root jp-mod/, /hotline agreement sign --root cn-mnd/, /hotline server .*--log-key/, /--role auditor/, /--role archive/, /hotline send /, /hotline ack /, /hotline device revoke/, /hotline audit export/, /hotline audit verify/, /hotline audit decrypt/]) {
       expect(commands.some((c) => needed.test(c)), `README single-relay walkthrough lacks ${needed}`).toBe(true);
     }
     expect(results.length, report(results)).toBe(commands.length);
@@ -52,7 +52,7 @@ describe.concurrent('README walkthroughs, run command by command', () => {
 
   it('two relays, one per party: linked, a FLASH across both, both exports verified and reconciled', { timeout: 300_000 }, async () => {
     const { commands, results, stopped } = await runWalkthrough('two-relays');
-    for (const needed of [/hotline relay enroll/, /hotline server .*--relay/, /hotline send .*--wait/, /hotline audit verify .*\.json .*\.json/]) {
+    for (const needed of [/hotline agreement sign --root jp-mod/, /hotline agreement sign --root cn-mnd/, /hotline relay enroll/, /hotline server .*--relay/, /hotline send .*--wait/, /hotline audit verify .*\.json .*\.json/]) {
       expect(commands.some((c) => needed.test(c)), `README two-relays walkthrough lacks ${needed}`).toBe(true);
     }
     expect(results.length, report(results)).toBe(commands.length);

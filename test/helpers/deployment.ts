@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
-import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
+import { createAgreement, createParty, enrollDevice, parseAgreement } from '../../shared/crypto/keys.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
+import type { Agreement, AgreementLabels, DeviceSecretFile, LogSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 
 export const JP = 'jp-mod';
 export const CN = 'cn-mnd';
@@ -17,6 +18,15 @@ export const DEVICES: readonly { party: string; device: string; role: Role }[] =
   { party: CN, device: 'archive1', role: 'archive' },
 ];
 
+/** Security labels for tests (PROTOCOL.md "Security labels"): two classifications, one caveat, named in ja/zh/en. */
+export const LABELS: AgreementLabels = {
+  classifications: [
+    { code: 'UNCLASSIFIED', names: { en: 'Unclassified', ja: '区分なし', zh: '非密' } },
+    { code: 'RESTRICTED', names: { en: 'Restricted', ja: '取扱注意', zh: '内部' } },
+  ],
+  caveats: [{ code: 'HOTLINE-ONLY', names: { en: 'Hotline only', ja: 'ホットライン限り', zh: '仅限热线' } }],
+};
+
 export interface Deployment {
   agreement: Agreement;
   logSecret: LogSecretFile;
@@ -28,11 +38,22 @@ export interface Deployment {
 export async function createDeployment(now: number = Date.now()): Promise<Deployment> {
   const jp = createParty({ id: JP, name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: CN, name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
-  const { agreement, logSecret } = createAgreement({ name: 'jp-cn.hotline.test', parties: [jp.party, cn.party], now });
+  const made = createAgreement({ name: 'jp-cn.hotline.test', parties: [jp.party, cn.party], now });
+  const agreement = await signAgreementByAll(made.agreement, [jp, cn]);
+  const logSecret = made.logSecret;
   const parties: Record<string, PartySecretFile> = { [JP]: jp, [CN]: cn };
   const devices: Record<string, DeviceSecretFile> = {};
   for (const d of DEVICES) devices[`${d.party}/${d.device}`] = await enrollDevice(parties[d.party]!, { device: d.device, role: d.role, now });
   return { agreement, logSecret: logSecret!, parties, devices };
+}
+
+/**
+ * The deployment's agreement with `changes` made, signed again by every root (a signature covers
+ * the whole agreement, so a changed agreement needs every party to sign it again).
+ */
+export async function amendAgreement(dep: Deployment, changes: Partial<Omit<Agreement, 'signatures'>>, signers: readonly PartySecretFile[] = Object.values(dep.parties)): Promise<Agreement> {
+  const { signatures: _old, ...body } = dep.agreement;
+  return signAgreementByAll(parseAgreement({ ...body, ...changes }), signers);
 }
 
 export function device(dep: Deployment, key: string): DeviceSecretFile {

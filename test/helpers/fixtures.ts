@@ -1,4 +1,5 @@
 import { createAgreement, createParty, enrollDevice } from '../../shared/crypto/keys.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, PartySecretFile, Role } from '../../shared/protocol/schemas.js';
 
 /** A two-ministry deployment made in memory: parties, agreement, and devices of every role. */
@@ -14,7 +15,9 @@ export interface TestDeployment {
 export async function makeDeployment(now = Date.UTC(2026, 10, 30, 4, 0, 0)): Promise<TestDeployment> {
   const jp = createParty({ id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: 'cn-mnd', name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
-  const { agreement, logSecret } = createAgreement({ name: 'jp-cn.hotline.example', parties: [jp.party, cn.party], now });
+  const made = createAgreement({ name: 'jp-cn.hotline.example', parties: [jp.party, cn.party], now });
+  const agreement = await signAgreementByAll(made.agreement, [jp, cn]);
+  const logSecret = made.logSecret;
   const enrol = (p: PartySecretFile, device: string, role: Role) => enrollDevice(p, { device, role, now });
   const devices = {
     jpOp: await enrol(jp, 'jp-op-1', 'operator'),

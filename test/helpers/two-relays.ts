@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } from '../../shared/crypto/keys.js';
+import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, RelaySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import type { AppDeps } from '../../server/app.js';
@@ -89,7 +90,7 @@ export async function makeTwoRelayDeployment(now = Date.now() - 60_000, deadline
   const jp = createParty({ id: 'jp-mod', name: 'Japan Ministry of Defense', languages: ['ja', 'en'] });
   const cn = createParty({ id: 'cn-mnd', name: 'China Ministry of National Defense', languages: ['zh', 'en'] });
   const logs = { jp: createLogKey(), cn: createLogKey() };
-  const { agreement } = createAgreement({
+  const { agreement: unsigned } = createAgreement({
     name: 'jp-cn.hotline.example',
     parties: [jp.party, cn.party],
     logKey: logs.jp.logKey,
@@ -101,6 +102,7 @@ export async function makeTwoRelayDeployment(now = Date.now() - 60_000, deadline
     now,
     ...(deadlines ? { deadlines } : {}),
   });
+  const agreement = await signAgreementByAll(unsigned, [jp, cn]);
   const relays = {
     jp: await enrolRelay(jp, { relay: 'jp-relay', logKey: logs.jp.logKey, now }),
     cn: await enrolRelay(cn, { relay: 'cn-relay', logKey: logs.cn.logKey, now }),

@@ -4,7 +4,7 @@ import { ed25519Sign } from '../../shared/crypto/ed25519.js';
 import { expectedRecipients, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
 import { newestPrekey } from '../../shared/crypto/prekey.js';
-import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence, PrekeyBody, SignedPrekey } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertBody, DeviceCertificate, DeviceSecretFile, Envelope, Plaintext, Precedence, PrekeyBody, SecurityLabel, SignedPrekey } from '../../shared/protocol/schemas.js';
 import type { ServerFrame } from '../../shared/protocol/frames.js';
 
 /** Response bodies in tests are inspected loosely (`r.body.error.code`). */
@@ -91,6 +91,8 @@ export interface SealOptions {
   wrapKeys?: ReadonlyMap<string, string>;
   /** The sender's clock; default the real one. A test whose server runs on a manual clock passes that clock's time (the relay refuses a sentAt a day away from its clock). */
   sentAt?: number;
+  /** A security label for the header (PROTOCOL.md "Security labels"). */
+  label?: SecurityLabel;
 }
 
 export function seal(o: SealOptions): Promise<Envelope> {
@@ -105,6 +107,7 @@ export function seal(o: SealOptions): Promise<Envelope> {
     plaintext: o.plaintext,
     ...(o.id === undefined ? {} : { id: o.id }),
     ...(o.wrapKeys === undefined ? {} : { wrapKeys: o.wrapKeys }),
+    ...(o.label === undefined ? {} : { label: o.label }),
   });
 }
 

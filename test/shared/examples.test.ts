@@ -15,6 +15,8 @@ import {
   verifyRevocation,
 } from '../../shared/crypto/keys.js';
 import { ed25519Verify } from '../../shared/crypto/ed25519.js';
+import { verifyAgreementSignatures } from '../../shared/crypto/agreement-signatures.js';
+import { checkLabel, labelBanner } from '../../shared/protocol/labels.js';
 import { fromBase64 } from '../../shared/encoding/base64.js';
 import { canonicalize } from '../../shared/encoding/canonical-json.js';
 
@@ -114,5 +116,45 @@ describe('PROTOCOL.md sealed-file and receipt-file examples (test/vectors/exampl
     expect(rf.receipt.receipt.envelopeHash).toBe(files.envelopeHash);
     const spec = readFileSync(new URL('../../shared/PROTOCOL.md', import.meta.url), 'utf8');
     expect(spec).toContain(rf.receipt.signature);
+  });
+});
+
+// The agreement-signature and security-label examples (PROTOCOL.md "Agreement signatures", "Security labels").
+const exA = JSON.parse(readFileSync(new URL('../vectors/examples-agreement.json', import.meta.url), 'utf8'));
+
+describe('PROTOCOL.md agreement-signature and label examples (test/vectors/examples-agreement.json)', () => {
+  it('both roots signed the version-1 example; signing left its hash as it was; PROTOCOL.md quotes both signatures', async () => {
+    const signed = parseAgreement(exA.signedAgreement);
+    await expect(verifyAgreementSignatures(signed)).resolves.toHaveLength(2);
+    expect(agreementHash(signed)).toBe(exA.agreementHash);
+    expect(agreementHash(parseAgreement(ex.agreement))).toBe(exA.agreementHash);
+    const { signatures: _s, ...body } = signed;
+    expect(body).toEqual(ex.agreement);
+    // The signing string: the context line, then JCS of the agreement without its signatures.
+    const jp = signed.parties[0]!;
+    const bytes = signingBytes('hotline/v1/agreement\n', ex.agreement);
+    expect(await ed25519Verify(fromBase64(jp.rootKey, 32), bytes, fromBase64(signed.signatures![0]!.signature, 64))).toBe(true);
+    const spec = readFileSync(new URL('../../shared/PROTOCOL.md', import.meta.url), 'utf8');
+    for (const s of signed.signatures!) expect(spec).toContain(s.signature);
+    expect(spec).toContain(exA.agreementHash);
+  });
+
+  it('the labelled agreement is signed; the labelled header verifies and its label is one the agreement defines', async () => {
+    const agreement = parseAgreement(exA.labelledAgreement);
+    await expect(verifyAgreementSignatures(agreement)).resolves.toHaveLength(2);
+    expect(agreementHash(agreement)).toBe(exA.labelledAgreementHash);
+    expect(agreement.labels).toEqual(exA.labels);
+    const env = exA.labelledEnvelope;
+    expect(envelopeHash(env.header)).toBe(exA.labelledEnvelopeHash);
+    const cnOp = parseDeviceSecret(ex.devices.cnOp);
+    const sender = await verifyDeviceCertificate(agreement, ex.devices.jpOp.certificate, { now: env.header.sentAt });
+    const opened = await openEnvelope(env, { device: cnOp, senderCert: sender });
+    expect(opened.header.label).toEqual({ classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] });
+    expect(() => checkLabel(agreement, opened.header.label)).not.toThrow();
+    expect(labelBanner(agreement, opened.header.label!, 'zh')).toBe('内部 // 仅限热线');
+    const spec = readFileSync(new URL('../../shared/PROTOCOL.md', import.meta.url), 'utf8');
+    expect(spec).toContain(exA.labelledAgreementHash);
+    expect(spec).toContain(exA.labelledEnvelopeHash);
+    expect(spec).toContain('"code": "HOTLINE-ONLY"');
   });
 });

@@ -6,6 +6,8 @@ import { formatDuration, h } from '../common/dom.js';
 import { t, type MessageKey } from '../common/i18n.js';
 import type { LogEntry } from './entries.js';
 import type { VerifiedLog } from './verified-log.js';
+import { labelCodes } from '../../../shared/protocol/labels.js';
+import { labelBannerText } from '../common/label-banner.js';
 
 /**
  * The deadline-performance report of a verified log: times to delivery and to acknowledgement per
@@ -20,6 +22,7 @@ export function reportView(log: VerifiedLog, agreement: Agreement, actions: HTML
     reportMeta(log, agreement),
     actions,
     deadlineTable(log.report),
+    labelTable(log.report, agreement),
     h('h3', {}, t('rep_link_tests')),
     linkTable(linkTestStats(log.entries)),
     h('p', { class: 'small muted' }, t('chart_title')),
@@ -41,6 +44,34 @@ function translationList(translations: AuditReport['translations']): HTMLElement
       {},
       ...originals.map(([original, list]) =>
         h('li', { 'data-original': original }, h('code', {}, original), ' ', t('original_authoritative'), h('ul', {}, ...list.map((x) => h('li', { 'data-id': x.id }, t('rep_translation_line', { id: x.id, by: x.by }))))),
+      ),
+    ),
+  );
+}
+
+/**
+ * Messages by security label (PROTOCOL.md "Security labels"), the label shown as the operators
+ * see it, in the interface language; only when some message carries one.
+ */
+function labelTable(report: AuditReport, agreement: Agreement): HTMLElement | null {
+  if (report.labels.length === 0) return null;
+  const col = t('report_label');
+  const sent = t('rep_count');
+  return h(
+    'table',
+    { id: 'report-labels', class: 'stack' },
+    h('thead', {}, h('tr', {}, h('th', {}, col), h('th', {}, sent), h('th', {}, t('exercise_mark')))),
+    h(
+      'tbody',
+      {},
+      ...report.labels.map((l) =>
+        h(
+          'tr',
+          { 'data-label': l.label === undefined ? '' : labelCodes(l.label) },
+          cell('label', col, labelBannerText(agreement, l.label === undefined ? {} : { label: l.label }) ?? t('label_none')),
+          cell('sent', sent, l.sent),
+          cell('exercises', t('exercise_mark'), l.exercises),
+        ),
       ),
     ),
   );

@@ -1,6 +1,7 @@
 import { errorKey } from './error-text.js';
 import { HotlineError } from '../../../shared/errors.js';
 import { agreementHash, parseAgreement, verifyDeviceCertificate } from '../../../shared/crypto/keys.js';
+import { verifyAgreementSignatures } from '../../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile } from '../../../shared/protocol/schemas.js';
 import type { DataCipher } from '../key-store.js';
 import type { KeyValueStore, RecordStore, RecordWrite } from '../../storage/kv.js';
@@ -163,10 +164,12 @@ export class SealedNotes<V> {
 }
 
 /**
- * The agreement this console uses. The first time, the server's copy is pinned (trust on first
- * use, shown by its hash for comparison) after checking that this device's certificate chains to
- * it; later, a different server copy is refused with HL_ERR_AGREEMENT_MISMATCH. The pinned copy is
- * sealed, so no one without the passphrase can swap it in storage.
+ * The agreement this console uses, pinned by its signatures rather than on first use: the server's
+ * copy is taken only when every party's root has signed it (HL_ERR_AGREEMENT_UNSIGNED,
+ * HL_ERR_AGREEMENT_BAD_SIGNATURE) and this device's certificate chains to it, so its own party's
+ * root, the one that certified this device, has signed that very agreement; a relay cannot make one
+ * up. Once pinned, a different server copy is refused with HL_ERR_AGREEMENT_MISMATCH. The pinned
+ * copy is sealed, so no one without the passphrase can swap it in storage.
  */
 export async function pinAgreement(pinned: Agreement | undefined, device: DeviceSecretFile, now: number): Promise<Agreement> {
   let res: Response;
@@ -178,16 +181,20 @@ export async function pinAgreement(pinned: Agreement | undefined, device: Device
     // The relay is down (a console reloaded from its service worker's cache, issue 10): go on
     // with the pinned copy, its chain to this device checked again; the client compares it with
     // the server's copy before every connection, so a mismatch still stops it once the relay is back.
-    const kept = parseAgreement(pinned);
-    await verifyDeviceCertificate(kept, device.certificate, { now });
-    return kept;
+    return checkPinnable(parseAgreement(pinned), device, now);
   }
   const remote = parseAgreement(await res.json());
   if (pinned && agreementHash(parseAgreement(pinned)) !== agreementHash(remote)) {
     throw new HotlineError('HL_ERR_AGREEMENT_MISMATCH', 'the server runs another agreement than the one this console pinned');
   }
-  await verifyDeviceCertificate(remote, device.certificate, { now });
-  return remote;
+  return checkPinnable(remote, device, now);
+}
+
+/** Signed by every party's root, and this device's certificate chains to it. */
+async function checkPinnable(agreement: Agreement, device: DeviceSecretFile, now: number): Promise<Agreement> {
+  await verifyAgreementSignatures(agreement);
+  await verifyDeviceCertificate(agreement, device.certificate, { now });
+  return agreement;
 }
 
 /** A full-page error (agreement mismatch, certificate refused): nothing else can go on. */

@@ -225,7 +225,7 @@ export interface InboxRow {
 
 /** What an outbox row shows of its header (a held message has no envelope yet: these come from its draft). */
 /** A sent message's header; a held message (not sealed yet) has no sender device or seq of its own yet. */
-export type OutHeader = Pick<EnvelopeHeader, 'id' | 'to' | 'precedence' | 'sentAt' | 'exercise' | 'replyTo'> & Partial<Pick<EnvelopeHeader, 'from' | 'seq'>>;
+export type OutHeader = Pick<EnvelopeHeader, 'id' | 'to' | 'precedence' | 'sentAt' | 'exercise' | 'replyTo' | 'label'> & Partial<Pick<EnvelopeHeader, 'from' | 'seq'>>;
 
 export interface OutboxRow {
   id: string;
@@ -311,7 +311,7 @@ export function pendingRow(item: OutboxItem, data: ConsoleData, agreement: Agree
     const { draft } = item;
     return {
       id: item.id,
-      header: { id: item.id, to: draft.to, precedence: draft.precedence, sentAt: item.composedAt, ...(draft.exercise ? { exercise: true } : {}), ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }) },
+      header: { id: item.id, to: draft.to, precedence: draft.precedence, sentAt: item.composedAt, ...(draft.exercise ? { exercise: true } : {}), ...(draft.replyTo === undefined ? {} : { replyTo: draft.replyTo }), ...(draft.label === undefined ? {} : { label: draft.label }) },
       text: data.texts[item.id] ?? draft.plaintext,
       rung: 'held',
       held: item.devices,

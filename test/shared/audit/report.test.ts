@@ -54,3 +54,27 @@ describe('buildAuditReport: the response ladder', () => {
     expect(r.linkTests).toEqual({ passed: 1, failed: 0 });
   });
 });
+
+describe('buildAuditReport: security labels (PROTOCOL.md "Security labels")', () => {
+  it('counts messages by label, exercises apart, link tests not at all; no label table when no message has one', () => {
+    const restricted = { classification: 'RESTRICTED', caveats: ['HOTLINE-ONLY'] };
+    const label = (n: number, l: object, extra: { exercise?: boolean; linkTest?: boolean } = {}) => {
+      const e = envelope(n, T0, extra);
+      return { ...e, header: { ...e.header, label: l } };
+    };
+    const r = buildAuditReport([
+      label(1, restricted),
+      label(2, restricted),
+      label(3, restricted, { exercise: true }),
+      label(4, { classification: 'UNCLASSIFIED' }),
+      envelope(5, T0),
+      label(6, restricted, { linkTest: true }),
+    ]);
+    expect(r.labels).toEqual([
+      { label: restricted, sent: 2, exercises: 1 },
+      { label: { classification: 'UNCLASSIFIED' }, sent: 1, exercises: 0 },
+      { sent: 1, exercises: 0 },
+    ]);
+    expect(buildAuditReport([envelope(1, T0)]).labels).toEqual([]);
+  });
+});

@@ -382,6 +382,14 @@ export const en = {
   ladder_answer_cannot_comply: 'cannot comply: {reason} ({who})',
   ladder_answer_have_complied: 'have complied ({who})',
   ev_deadline_closed_cannot_comply: 'Deadline closed: the {rung} of {id} ({prec}) will not be reached: the addressee answered cannot comply',
+  // h15-agree: the agreement signed by every party's root; security labels
+  err_agreement_unsigned: 'The agreement the relay serves is not signed by every party\'s root (or a signature does not verify): this console does not use it.',
+  err_label: 'The security label is not one the agreement defines.',
+  label_classification: 'Classification',
+  label_caveats: 'Caveats',
+  label_none: '(no label)',
+  label_banner: 'Security label: {label}',
+  report_label: 'Label',
   // h15-msg: attachments, the catalogue, translations
   err_attachment: 'The attachments are too many or too large for one message.',
   err_catalogue: 'That code is not in the agreement\'s catalogue.',

@@ -383,6 +383,14 @@ export const ja: Dictionary = {
   ladder_answer_cannot_comply: '実施できない：{reason}（{who}）',
   ladder_answer_have_complied: '実施済み（{who}）',
   ev_deadline_closed_cannot_comply: '期限終了：{id}（{prec}）の{rung}は達成されません：相手が実施できないと回答',
+  // h15-agree: the agreement signed by every party's root; security labels
+  err_agreement_unsigned: '中継サーバーが提供する協定は全当事者のルート鍵で署名されていません（または署名が検証できません）。このコンソールは使用しません。',
+  err_label: 'このセキュリティ区分は協定で定められていません。',
+  label_classification: '秘密区分',
+  label_caveats: '取扱制限',
+  label_none: '（区分なし）',
+  label_banner: 'セキュリティ区分: {label}',
+  report_label: '区分',
   // h15-msg: attachments, the catalogue, translations
   err_attachment: '添付ファイルが多すぎるか大きすぎます。',
   err_catalogue: 'その番号は合意のカタログにありません。',

@@ -383,6 +383,14 @@ export const zh: Dictionary = {
   ladder_answer_cannot_comply: '无法执行：{reason}（{who}）',
   ladder_answer_have_complied: '已执行（{who}）',
   ev_deadline_closed_cannot_comply: '期限关闭：{id}（{prec}）的{rung}将不会达成：对方答复无法执行',
+  // h15-agree: the agreement signed by every party's root; security labels
+  err_agreement_unsigned: '中继服务器提供的协定未经各方根密钥全部签署（或签名无法验证）：本控制台不予使用。',
+  err_label: '该安全标识不在协定规定的范围内。',
+  label_classification: '密级',
+  label_caveats: '处理限制',
+  label_none: '（无标识）',
+  label_banner: '安全标识：{label}',
+  report_label: '标识',
   // h15-msg: attachments, the catalogue, translations
   err_attachment: '附件数量过多或过大。',
   err_catalogue: '该代码不在协议的目录中。',

@@ -1,4 +1,5 @@
-import { PRECEDENCES, type Precedence } from '../../../../shared/protocol/schemas.js';
+import { PRECEDENCES, type Precedence, type SecurityLabel } from '../../../../shared/protocol/schemas.js';
+import { labelName, makeLabel } from '../../../../shared/protocol/labels.js';
 import { h, replace } from '../../common/dom.js';
 import { LANGUAGES, language, t, type MessageKey } from '../../common/i18n.js';
 import type { OperatorContext, Panel } from '../context.js';
@@ -30,6 +31,12 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
   const langSel = h('select', { id: 'text-lang' }, ...Object.entries(LANGUAGES).map(([code, name]) => h('option', { value: code }, name)));
   langSel.value = language();
   const exercise = h('input', { type: 'checkbox', id: 'exercise' });
+  // The security label (PROTOCOL.md "Security labels"), when the agreement defines labels: a
+  // classification ("no label" first) and its caveats, by the agreement's codes.
+  const labels = ctx.agreement.labels;
+  const classSel = h('select', { id: 'label-class' }, h('option', { value: '' }), ...(labels?.classifications ?? []).map((c) => h('option', { value: c.code }, c.code)));
+  const caveatBoxes = (labels?.caveats ?? []).map((c) => h('input', { type: 'checkbox', class: 'label-caveat', value: c.code }) as HTMLInputElement);
+  const chosenLabel = (): SecurityLabel | undefined => makeLabel(classSel.value || undefined, classSel.value ? caveatBoxes.filter((b) => b.checked).map((b) => b.value) : []);
   const files = h('input', { type: 'file', id: 'attach', multiple: true });
   const picker = cataloguePicker(ctx);
   // A draft survives a reload: the fields come back as they were left, and are stored as typed.
@@ -43,17 +50,20 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
     subject.value = d.subject ?? '';
     body.value = d.body ?? '';
     exercise.checked = d.exercise === true;
+    if (d.labelClass && Array.from(classSel.options).some((o) => o.value === d.labelClass)) classSel.value = d.labelClass;
+    for (const b of caveatBoxes) b.checked = d.labelCaveats?.includes(b.value) === true;
   }
   // data-draft says whether what the form shows is stored yet ('pending', 'saved').
   let requested = 0;
   const keep = () => {
     const mine = ++requested;
     el.dataset.draft = 'pending';
-    drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked }, () => {
+    const labelDraft = { labelClass: classSel.value, labelCaveats: caveatBoxes.filter((b) => b.checked).map((b) => b.value) };
+    drafts.save({ to: toSel.value, precedence: precSel.value, subject: subject.value, body: body.value, lang: langSel.value, exercise: exercise.checked, ...labelDraft }, () => {
       if (mine === requested) el.dataset.draft = 'saved';
     });
   };
-  for (const field of [toSel, precSel, subject, body, langSel, exercise]) {
+  for (const field of [toSel, precSel, subject, body, langSel, exercise, classSel, ...caveatBoxes]) {
     field.addEventListener('input', keep);
     field.addEventListener('change', keep);
   }
@@ -65,11 +75,12 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
 
   const send = () => {
     const code = picker?.value || undefined;
+    const label = chosenLabel();
     attachmentsOf(files.files)
       .then((attachments) => {
         const text = { body: body.value, lang: langSel.value, ...(subject.value ? { subject: subject.value } : {}), ...(code ? { code } : {}), ...(attachments ? { attachments } : {}) };
         return ctx.client
-          .send({ to: toSel.value, precedence: precSel.value as Precedence, exercise: exercise.checked, ...text, ...(replyTo ? { replyTo: replyTo.id } : {}) })
+          .send({ to: toSel.value, precedence: precSel.value as Precedence, exercise: exercise.checked, ...text, ...(replyTo ? { replyTo: replyTo.id } : {}), ...(label === undefined ? {} : { label }) })
           .then(({ id }) => ({ id, text }));
       })
       .then(async ({ id, text }) => {
@@ -79,6 +90,8 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
         subject.value = '';
         body.value = '';
         exercise.checked = false;
+        classSel.value = '';
+        for (const b of caveatBoxes) b.checked = false;
         files.value = '';
         if (picker) picker.value = '';
         replyTo = undefined;
@@ -108,6 +121,10 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       opt.textContent = language() === 'en' ? `${party.name} (${party.id})` : party.id;
     }
     for (const opt of Array.from(precSel.options)) opt.textContent = t(`prec_${opt.value as Precedence}` as MessageKey);
+    for (const opt of Array.from(classSel.options)) {
+      const entry = labels?.classifications.find((c) => c.code === opt.value);
+      opt.textContent = entry ? labelName(entry, language()) : t('label_none');
+    }
     if (picker) labelPicker(ctx, picker);
     const untrusted = trustOf(ctx) !== 'ok';
     const blocked = untrusted || ctx.live.elsewhere;
@@ -157,6 +174,16 @@ export function composePanel(ctx: OperatorContext, drafts: Drafts): ComposePanel
       h('label', {}, t('attach_files'), files),
       h('label', {}, t('text_language'), langSel),
       h('label', { class: 'check' }, exercise, ' ', t('exercise')),
+      labels === undefined
+        ? null
+        : h(
+            'fieldset',
+            { id: 'compose-label' },
+            h('label', {}, t('label_classification'), classSel),
+            caveatBoxes.length === 0
+              ? null
+              : h('div', { class: 'row', role: 'group', 'aria-label': t('label_caveats') }, t('label_caveats'), ...caveatBoxes.map((b, i) => h('label', { class: 'check' }, b, ' ', labelName(labels.caveats[i]!, language())))),
+          ),
       confirm ?? h('button', { type: 'submit', id: 'send', disabled: blocked }, t('send')),
       untrusted ? h('p', { class: 'warning small', id: 'send-blocked' }, t('send_blocked')) : ctx.live.elsewhere ? h('p', { class: 'notice small', id: 'send-elsewhere' }, t('send_elsewhere')) : null,
       composeError ? h('p', { class: 'error', role: 'alert', id: 'send-error' }, composeError) : null,

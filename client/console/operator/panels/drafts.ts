@@ -10,6 +10,9 @@ export interface Draft {
   body?: string;
   lang?: string;
   exercise?: boolean;
+  /** The classification and caveats picked (codes of the agreement's labels). */
+  labelClass?: string;
+  labelCaveats?: string[];
 }
 
 /** Typing is stored at most this often. */

@@ -1,5 +1,5 @@
 import type { ClientState, InboxRecord } from '../../../storage/client-storage.js';
-import { CANNOT_COMPLY_REASONS, type CannotComplyReason, type Precedence } from '../../../../shared/protocol/schemas.js';
+import { CANNOT_COMPLY_REASONS, type CannotComplyReason, type EnvelopeHeader, type Precedence } from '../../../../shared/protocol/schemas.js';
 import type { AnswerKind } from '../../../hotline-client.js';
 import type { Alarm } from '../alarm.js';
 import { formatTime, h, replace } from '../../common/dom.js';
@@ -12,7 +12,8 @@ import { HeldCells, ladder, lateMark, SenderOverdue, shortId } from './sender-vi
 import { isFiltering, matches, sortKey, type FindRow } from '../find.js';
 import { findPanel } from './find-panel.js';
 import { contentView, translateControl } from './content-view.js';
-import { inboxPrintable, outboxPrintable, printMessage } from './print-sheet.js';
+import { inboxPrintable, outboxPrintable, printMessage, type PrintableMessage } from './print-sheet.js';
+import { labelBannerEl, labelBannerText } from '../../common/label-banner.js';
 
 /** Rows of ROUTINE and PRIORITY messages are drawn in batches at most this often. */
 const ROUTINE_EVERY_MS = 250;
@@ -199,6 +200,12 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const printButton = (prec: Precedence, subject: string, print: () => void) =>
     h('button', { type: 'button', class: 'secondary print', 'aria-label': t('print_label', { prec: t(`prec_${prec}` as MessageKey), subject }), onclick: print }, t('print'));
 
+  /** A sheet to print, with the message's label banner in the interface language. */
+  const withLabel = (m: PrintableMessage, header: Pick<EnvelopeHeader, 'label'>): PrintableMessage => {
+    const labelText = labelBannerText(ctx.agreement, header);
+    return labelText === undefined ? m : { ...m, labelText };
+  };
+
   const precBadge = (p: Precedence, exerciseFlag?: boolean) =>
     h('span', {}, h('span', { class: `prec prec-${p.toLowerCase()}`, 'data-precedence': p }, t(`prec_${p}` as MessageKey)), exerciseFlag ? h('span', { class: 'tag exercise' }, t('exercise_mark')) : null);
 
@@ -270,7 +277,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         `${r.header.from.party}/${r.header.from.device}`,
         r.senderRevokedAt === undefined ? null : h('div', { class: 'revoked', 'data-revoked-at': r.senderRevokedAt }, t('msg_sender_revoked', { time: formatTime(r.senderRevokedAt) })),
       ),
-      h('td', {}, contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
+      h('td', {}, labelBannerEl(ctx.agreement, r.header), contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
       h('td', {}, formatTime(r.acceptedAt)),
       h(
         'td',
@@ -286,7 +293,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         r.answerable && !r.acknowledged ? ackButton(r) : null,
         ...ladderButtons(r),
         replyButton({ id: r.id, to: r.header.from.party, from: `${r.header.from.party}/${r.header.from.device}`, subject: subjectOf(r.text) }, r.header.precedence),
-        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(inboxPrintable(r, state.inbox[r.id], ctx.key), ctx.key)),
+        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(withLabel(inboxPrintable(r, state.inbox[r.id], ctx.key), r.header), ctx.key)),
         translateControl(ctx, r.id, r.text),
       ),
     );
@@ -311,7 +318,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `msg prec-row-${r.header.precedence.toLowerCase()}${r.header.exercise ? ' exercise' : ''}`, 'data-id': r.id, 'data-rung': r.rung },
       h('td', {}, precBadge(r.header.precedence, r.header.exercise)),
       h('td', {}, r.header.to),
-      h('td', {}, contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
+      h('td', {}, labelBannerEl(ctx.agreement, r.header), contentView(ctx, r.text, r.id), replyLine(r.header.replyTo), threadList(r.id)),
       // The short id is how Events and the overdue banner cite the message.
       h('td', {}, formatTime(r.acceptedAt ?? r.header.sentAt), h('div', { class: 'msg-id small muted' }, t('msg_id', { id: shortId(r.id) }))),
       r.rung === 'held'
@@ -336,7 +343,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         { class: 'actions' },
         // A follow-up to one's own message goes to the same party, threaded under it.
         replyButton({ id: r.id, to: r.header.to, from: `${(r.header.from ?? ctx.me).party}/${(r.header.from ?? ctx.me).device}`, subject: subjectOf(r.text) }, r.header.precedence),
-        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(outboxPrintable(r, ctx.me, crossesRelays(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)), ctx.key)),
+        printButton(r.header.precedence, subjectOf(r.text), () => printMessage(withLabel(outboxPrintable(r, ctx.me, crossesRelays(ctx.agreement, (r.header.from ?? ctx.me).party, r.header.to)), r.header), ctx.key)),
       ),
     );
   };
@@ -348,6 +355,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `flash-banner${r.header.exercise ? ' exercise' : ''}`, role: 'alert', 'data-id': r.id, 'data-exercise': String(r.header.exercise === true) },
       r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('flash_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      labelBannerEl(ctx.agreement, r.header),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
       ackButton(r),
     );
@@ -358,6 +366,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       { class: `immediate-banner${r.header.exercise ? ' exercise' : ''}`, role: 'status', 'aria-live': 'polite', 'data-id': r.id },
       r.header.exercise ? h('strong', { class: 'exercise-words' }, t('exercise_banner')) : null,
       h('strong', {}, t('immediate_alert', { from: `${r.header.from.party}/${r.header.from.device}` })),
+      labelBannerEl(ctx.agreement, r.header),
       r.text ? h('span', { class: 'text', lang: r.text.lang }, ` — ${r.text.subject ?? r.text.body}`) : null,
       ackButton(r),
     );

@@ -13,6 +13,8 @@ export interface PrintableMessage {
   header: Pick<EnvelopeHeader, 'precedence' | 'exercise' | 'from' | 'to' | 'sentAt'>;
   text?: MessageText;
   rungs: PrintRung[];
+  /** The security label banner, as shown (PROTOCOL.md "Security labels"); printed at the top and the foot. */
+  labelText?: string;
 }
 
 /** A rung as printed: when, and who signed it (`by` absent: the relay's acceptance, which it does not sign). */
@@ -74,6 +76,7 @@ export function printSheet(m: PrintableMessage, printedBy: string, now: number):
     'section',
     { id: 'print-sheet', 'data-id': m.id, class: m.header.exercise ? 'exercise' : '' },
     m.header.exercise ? h('p', { class: 'exercise-words' }, t('exercise_banner')) : null,
+    m.labelText === undefined ? null : h('p', { class: 'label-banner', id: 'print-label' }, t('label_banner', { label: m.labelText })),
     h('h1', {}, t('print_heading', { id: m.id })),
     h(
       'dl',
@@ -106,6 +109,7 @@ export function printSheet(m: PrintableMessage, printedBy: string, now: number):
       ),
     ),
     h('p', { class: 'small' }, t('print_made', { time: formatTime(now), who: printedBy })),
+    m.labelText === undefined ? null : h('p', { class: 'label-banner' }, t('label_banner', { label: m.labelText })),
   );
 }
 
