@@ -27,6 +27,18 @@ export class MemoryPrekeyStore implements PrekeyStore {
   }
 }
 
+/** What a prekey store keeps, whatever the medium: `{ type: 'hotline-prekeys', v: 1, held }`. */
+export function prekeyStoreContent(held: readonly HeldPrekey[]): { type: 'hotline-prekeys'; v: 1; held: readonly HeldPrekey[] } {
+  return { type: 'hotline-prekeys', v: 1, held };
+}
+
+/** The held prekeys of a stored {@link prekeyStoreContent}; `where` names the store in the error. */
+export function parsePrekeyStoreContent(value: unknown, where: string): HeldPrekey[] {
+  const v = value as { type?: unknown; held?: unknown } | null;
+  if (v === null || typeof v !== 'object' || v.type !== 'hotline-prekeys' || !Array.isArray(v.held)) throw new HotlineError('HL_ERR_KEY_INVALID', `${where} is not a prekey store`);
+  return v.held as HeldPrekey[];
+}
+
 /** The longest a timer may be set for (2^31 − 1 ms, about 24.8 days); a later run is re-armed from there. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

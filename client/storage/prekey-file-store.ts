@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { HotlineError } from '../../shared/errors.js';
 import type { HeldPrekey } from '../../shared/crypto/prekey.js';
-import type { PrekeyStore } from '../prekeys.js';
+import { parsePrekeyStoreContent, prekeyStoreContent, type PrekeyStore } from '../prekeys.js';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
@@ -23,12 +23,10 @@ export class FilePrekeyStore implements PrekeyStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw new HotlineError('HL_ERR_STORE_FAILED', `cannot read the prekey file ${this.path}`, { cause: err });
     }
-    const value = JSON.parse(text) as { type?: unknown; held?: unknown };
-    if (value.type !== 'hotline-prekeys' || !Array.isArray(value.held)) throw new HotlineError('HL_ERR_KEY_INVALID', `${this.path} is not a prekey file`);
-    return value.held as HeldPrekey[];
+    return parsePrekeyStoreContent(JSON.parse(text), this.path);
   }
 
   async save(held: readonly HeldPrekey[]): Promise<void> {
-    await writeFileAtomic(this.path, JSON.stringify({ type: 'hotline-prekeys', v: 1, held }), 'the prekey file');
+    await writeFileAtomic(this.path, JSON.stringify(prekeyStoreContent(held)), 'the prekey file');
   }
 }

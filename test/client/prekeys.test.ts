@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
+import { MemoryKeyValueStore } from '../../client/storage/kv.js';
+import { SealedPrekeyStore } from '../../client/storage/sealed-prekey-store.js';
+import { DataCipher } from '../../client/console/key-store.js';
 import { keyIdOf, signingBytes } from '../../shared/crypto/keys.js';
 import { createPrekey, DEFAULT_PREKEY_ROTATION_MS, PREKEY_CONTEXT } from '../../shared/crypto/prekey.js';
 import { ed25519Sign } from '../../shared/crypto/ed25519.js';
@@ -68,5 +71,31 @@ describe('the sender and prekeys from the directory', () => {
     });
     expect(r.keyId).toBe(r.certKeyId);
     expect(r.errors).toContain('HL_ERR_PREKEY_WRONG_DEVICE');
+  });
+});
+
+describe('SealedPrekeyStore (the operator console’s prekeys)', () => {
+  it('keeps the held prekeys in one record sealed with the data key, replaced whole: a deleted secret leaves it', async () => {
+    const d = await makeDeployment();
+    const kv = new MemoryKeyValueStore();
+    const cipher = new DataCipher(new Uint8Array(32).fill(7));
+    const store = new SealedPrekeyStore(kv, cipher, 'prekeys/cn-mnd/cn-op-1');
+    expect(await store.load()).toEqual([]);
+    const a = await createPrekey(d.devices.cnOp, { now: d.now, rotationMs: R });
+    const b = await createPrekey(d.devices.cnOp, { now: d.now + R, rotationMs: R });
+    await store.save([a, b]);
+    expect(await store.load()).toEqual([a, b]);
+    const stored = () => [...kv.map.values()].join('\n');
+    for (const h of [a, b]) {
+      expect(stored()).not.toContain(h.boxSecret);
+      expect(stored()).not.toContain(h.signed.prekey.boxKey);
+    }
+    await store.save([b]);
+    expect(await store.load()).toEqual([b]);
+    expect(kv.map.size).toBe(1);
+    // Sealed under another data key, or not a prekey record: refused, not taken for an empty store.
+    await expect(new SealedPrekeyStore(kv, new DataCipher(new Uint8Array(32).fill(8)), 'prekeys/cn-mnd/cn-op-1').load()).rejects.toThrow();
+    await kv.set('prekeys/other', cipher.seal({ type: 'something else' }));
+    await expect(new SealedPrekeyStore(kv, cipher, 'prekeys/other').load()).rejects.toMatchObject({ code: 'HL_ERR_KEY_INVALID' });
   });
 });

@@ -1,6 +1,7 @@
 import type { UnlockedKey } from '../key-store.js';
 import { textOf } from './panels/content-view.js';
 import type { KeyValueStore, RecordStore } from '../../storage/kv.js';
+import { SealedPrekeyStore } from '../../storage/sealed-prekey-store.js';
 import type { RelayLinkStatus } from '../../../shared/protocol/status.js';
 import { h, replace } from '../common/dom.js';
 import { onLanguageChange } from '../common/i18n.js';
@@ -62,6 +63,9 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
       backoff: { maxMs: RECONNECT_MAX_MS },
       // Every party witnesses the audit log: a checkpoint that fails its checks is an alarm here.
       cosign: true,
+      // Its own prekeys, sealed like its other records: what is wrapped to them cannot be read
+      // with the certificate key alone once their secrets are deleted (PROTOCOL.md "Prekeys and forward secrecy").
+      prekeys: { store: new SealedPrekeyStore(kv, unlocked.data, `prekeys/${key}`) },
       // Checked at every seal, the automatic reseal after a directory change included: nothing is
       // encrypted to a peer key the operator has not confirmed (link tests carry no content). Such
       // a message is held in the outbox until the keys are confirmed (sender-view.ts), never dropped.
