@@ -54,8 +54,9 @@ describe('operator console: find, threads, print', () => {
       await expect.poll(() => accepted.has(id), { timeout: 30_000 }).toBe(true);
     }
     for (const id of Object.values(ids)) await jp.page.locator(`#inbox tr.msg[data-id="${id}"]`).waitFor();
-    // Newest first by default.
-    expect(await shownInbox(jp.page)).toEqual([ids.FLASH, ids.IMMEDIATE, ids.PRIORITY, ids.ROUTINE]);
+    // Newest first by default (polled: rows are drawn FLASH first and the rest a moment later, and a
+    // receipt or deadline redraws a row; the order must settle to this).
+    await expect.poll(() => shownInbox(jp.page), { timeout: 30_000 }).toEqual([ids.FLASH, ids.IMMEDIATE, ids.PRIORITY, ids.ROUTINE]);
 
     // What waits for acknowledgement, by precedence; acknowledging one takes it off.
     const count = (p: string) => jp.page.getAttribute(`#unread button[data-precedence="${p}"]`, 'data-n');
