@@ -232,6 +232,11 @@ export interface PgStoreOptions {
   maxConnections?: number;
   /** How long a query waits for a connection before failing (default 10 000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * How often the LISTEN connection is asked a trivial query, and how long it has to answer
+   * (default 15 000 ms): see {@link MailboxListener}.
+   */
+  listenProbeMs?: number;
 }
 
 /**
@@ -257,6 +262,7 @@ export class PgStore implements Store {
   private constructor(
     private readonly pool: pg.Pool,
     private readonly clientConfig: pg.ClientConfig,
+    private readonly listenProbeMs: number,
   ) {}
 
   static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
@@ -275,7 +281,7 @@ export class PgStore implements Store {
     // An idle connection that the server drops (restart, fail-over) must not crash the process:
     // the pool discards it and the next query opens a new one.
     pool.on('error', () => {});
-    const store = new PgStore(pool, clientConfig);
+    const store = new PgStore(pool, clientConfig, options.listenProbeMs ?? LISTEN_PROBE_MS);
     try {
       if (schema) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
       await store.migrate();
@@ -976,7 +982,7 @@ export class PgStore implements Store {
    * sent while nobody listened is lost; the rows are not).
    */
   async listenMailboxes(handlers: ClusterListenHandlers): Promise<MailboxListener> {
-    const listener = new MailboxListener(this.clientConfig, handlers);
+    const listener = new MailboxListener(this.clientConfig, handlers, this.listenProbeMs);
     this.listeners.add(listener);
     listener.onClose = () => this.listeners.delete(listener);
     try {
@@ -1067,6 +1073,8 @@ export class PgStore implements Store {
 
 /** Where the listening connection is: for the operator's log and for tests that cut it. */
 const LISTEN_BACKOFF_MAX_MS = 2_000;
+/** The LISTEN connection's liveness probe: interval, and time to answer (PgStoreOptions.listenProbeMs). */
+const LISTEN_PROBE_MS = 15_000;
 
 /** Tell every node, at the commit of `c`'s transaction, that a directory row was stored. */
 async function notifyDirectory(c: pg.PoolClient, key: DirectoryRowKey): Promise<void> {
@@ -1092,6 +1100,11 @@ function parseDirectoryKey(payload: string | undefined): DirectoryRowKey | undef
 /**
  * The LISTEN connection of one node (PgStore.listenMailboxes): a client of its own, outside the pool
  * (a pooled connection would be handed to queries and its LISTEN lost). Reopened after any loss.
+ *
+ * A connection that goes silent (the network drops packets; no reset ever arrives) sends no error
+ * and no notification: the node would hear nothing and never catch up. So it is asked `SELECT 1`
+ * every `probeMs`, and one that has not answered within `probeMs` is taken as lost (reopened, then
+ * the catch-up read), as is one that errs.
  */
 export class MailboxListener {
   private client: pg.Client | undefined;
@@ -1102,23 +1115,31 @@ export class MailboxListener {
   pid: number | undefined;
   onClose: () => void = () => {};
 
+  private probe: ReturnType<typeof setInterval> | undefined;
+
   constructor(
     private readonly config: pg.ClientConfig,
     private readonly handlers: ClusterListenHandlers,
+    private readonly probeMs: number = LISTEN_PROBE_MS,
   ) {}
 
   /** Connect and LISTEN; throws if that fails (at start: the node does not start half-deaf). */
   async open(): Promise<void> {
-    const client = new pg.Client({ ...this.config, application_name: 'hotline-listen' });
+    const client = new pg.Client({ ...this.config, application_name: 'hotline-listen', keepAlive: true });
     let gone = false;
+    let probe: ReturnType<typeof setInterval> | undefined;
     const onLost = (err: Error) => {
       if (gone) return;
       gone = true;
+      if (probe !== undefined) clearInterval(probe);
+      if (this.probe === probe) this.probe = undefined;
       if (this.client === client) {
         this.client = undefined;
         this.pid = undefined;
       }
       void client.end().catch(() => {});
+      // A silent connection never answers the goodbye either: drop its socket now.
+      (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
       if (this.closed) return;
       this.handlers.lost(err);
       this.scheduleReopen();
@@ -1139,6 +1160,24 @@ export class MailboxListener {
       this.client = client;
       this.pid = rows[0]!.pid;
       this.backoffMs = 50;
+      let asking = false;
+      probe = setInterval(() => {
+        if (asking) return;
+        asking = true;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const silent = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the listening connection did not answer within ${this.probeMs} ms`)), this.probeMs);
+        });
+        Promise.race([client.query('SELECT 1'), silent]).then(
+          () => undefined,
+          (err: unknown) => onLost(err as Error),
+        ).finally(() => {
+          clearTimeout(timer);
+          asking = false;
+        });
+      }, this.probeMs);
+      probe.unref?.();
+      this.probe = probe;
     } catch (err) {
       gone = true;
       await client.end().catch(() => {});
@@ -1174,6 +1213,8 @@ export class MailboxListener {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.probe !== undefined) clearInterval(this.probe);
+    this.probe = undefined;
     if (this.retry !== undefined) clearTimeout(this.retry);
     this.retry = undefined;
     const client = this.client;

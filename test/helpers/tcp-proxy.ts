@@ -8,13 +8,14 @@ import type { AddressInfo } from 'node:net';
  */
 export class TcpProxy {
   private up = true;
+  private stalled = false;
   private readonly sockets = new Set<Socket>();
   private readonly server: Server;
   port = 0;
 
   private constructor(target: { host: string; port: number }) {
     this.server = createServer((client) => {
-      if (!this.up) {
+      if (!this.up || this.stalled) {
         client.destroy();
         return;
       }
@@ -46,8 +47,21 @@ export class TcpProxy {
     for (const s of this.sockets) s.destroy();
   }
 
+  /**
+   * Stop passing bytes on every open connection without closing any (a network that drops packets:
+   * no reset, no error), and refuse new ones, until {@link restore}.
+   */
+  stall(): void {
+    this.stalled = true;
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  }
+
   restore(): void {
     this.up = true;
+    this.stalled = false;
   }
 
   async close(): Promise<void> {

@@ -122,4 +122,29 @@ describe('PostgreSQL unreachable', () => {
       await store.close();
     }
   });
+
+  it('a LISTEN connection that goes silent (no reset, no error) is found by its probe, reopened and caught up', async () => {
+    const url = new URL(testDatabaseUrl());
+    const proxy = await TcpProxy.start({ host: url.hostname, port: Number(url.port || 5432) });
+    onCleanup(() => proxy.close());
+    const viaProxy = new URL(url);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const store = await PgStore.open(viaProxy.toString(), { schema: testSchema(), maxConnections: 1, listenProbeMs: 200 });
+    onCleanup(() => store.close());
+    const heard: string[] = [];
+    const waiters: { what: string; resolve: () => void }[] = [];
+    const note = (what: string) => {
+      heard.push(what);
+      for (const w of waiters.filter((x) => x.what === what)) w.resolve();
+    };
+    const when = (what: string) => (heard.includes(what) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ what, resolve })));
+    await store.listenMailboxes({ devices: () => {}, directory: () => {}, restored: () => note('restored'), lost: (err) => note(`lost: ${err.message}`) });
+
+    proxy.stall();
+    await when('lost: the listening connection did not answer within 200 ms');
+    expect(heard).not.toContain('restored');
+    proxy.restore();
+    await when('restored');
+  });
 });
