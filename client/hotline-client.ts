@@ -278,6 +278,7 @@ export class HotlineClient extends TypedEmitter<HotlineClientEvents> {
     await this.#inbox.clear();
     await this.#outbox.settled();
     await this.#witness.settled();
+    await this.#prekeys?.settled();
   }
 
   /**

@@ -113,6 +113,14 @@ export class PrekeyManager {
     this.#timer = undefined;
   }
 
+  /**
+   * Resolves once a run in progress has finished (its failure is reported where it was started): a
+   * stopped client writes nothing after its `stop()` resolved, so its files may be moved or deleted.
+   */
+  async settled(): Promise<void> {
+    await this.#running?.catch(() => undefined);
+  }
+
   async #maintain(): Promise<PrekeyMaintenance> {
     const result: PrekeyMaintenance = { deleted: [] };
     // Read again each time: another process of this device sharing the store may have rotated or

@@ -99,3 +99,36 @@ describe('SealedPrekeyStore (the operator console’s prekeys)', () => {
     await expect(new SealedPrekeyStore(kv, cipher, 'prekeys/other').load()).rejects.toMatchObject({ code: 'HL_ERR_KEY_INVALID' });
   });
 });
+
+describe('stopping a client while its prekeys are being rotated', () => {
+  it('stop() resolves only once the rotation’s save has finished: nothing is written after it', async () => {
+    const d = await makeDeployment();
+    const clock = new ManualClock(d.now + 1000);
+    const relay = new FakeRelay(d.agreement, Object.values(d.devices).map((x) => x.certificate), () => clock.now());
+    // A store whose save waits for the test: the rotation is caught mid-way.
+    const events: string[] = [];
+    let saveStarted: () => void = () => {};
+    const started = new Promise<void>((r) => (saveStarted = r));
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const store = {
+      load: async () => [],
+      save: async () => {
+        saveStarted();
+        await gate;
+        events.push('saved');
+      },
+    };
+    const c = new HotlineClient({ serverUrl: 'http://relay.test', agreement: d.agreement, device: d.devices.jpOp, storage: new MemoryStorage(), WebSocket: relay.WebSocket, fetch: relay.fetch, clock, prekeys: { store } });
+    const starting = c.start();
+    (await relay.socket(0)).accept('jp-mod', 'jp-op-1', clock.now());
+    await starting;
+    await started;
+    const stopping = c.stop().then(() => events.push('stopped'));
+    // Give a stop that does not wait for the save every chance to resolve first.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    release();
+    await stopping;
+    expect(events).toEqual(['saved', 'stopped']);
+  });
+});
