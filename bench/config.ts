@@ -104,7 +104,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     pairs: c('PAIRS', 4, 2),
     flashes: c('FLASHES', 50, 3),
     loadSeconds: c('LOAD_SECONDS', 10, 1),
-    backlog: c('BACKLOG', FULL_SIZE.backlogFlash, 30),
+    backlog: c('BACKLOG', FULL_SIZE.backlogDrain, 30),
     deadlines: c('DEADLINES', FULL_SIZE.deadlines, 40),
     devices: c('DEVICES', FULL_SIZE.devices, 20),
     idle: c('IDLE', FULL_SIZE.idle, 30),

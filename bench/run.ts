@@ -37,7 +37,7 @@ import { scalePhase } from './scale.js';
 import { restartPhase } from './restart.js';
 import { consolePhase } from './console.js';
 import { connFloodPhase, floodOptions } from './conn-flood.js';
-import { prepareMessages } from './traffic.js';
+import { prepareBacklog, prepareMessages } from './traffic.js';
 import { measureTwoRelays } from './two-relays.js';
 import { benchDatabaseUrl, measurePgNodes } from './pg-nodes.js';
 
@@ -91,7 +91,7 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     log('raw links: sealing');
     const dep = await makeBenchDeployment(cfg.pairs, dir);
     const offlineCount = want('backlog') || want('scale') ? Math.max(cfg.backlog, Math.ceil(cfg.deadlines / 2)) : 0;
-    const offline = await prepareMessages(dep.offline, dep.operators, 1, offlineCount, 'ROUTINE');
+    const offline = await prepareBacklog(dep.offline, dep.operators, 1, offlineCount);
     const [backlogFlash] = await prepareMessages(dep.offline, dep.operators, cfg.backlog + 1, 1, 'FLASH');
     const cap = await skip('capacity', async () => {
       log('capacity and FLASH under load');
