@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PrekeyManager, type PrekeyStore } from '../../client/prekeys.js';
@@ -107,6 +107,21 @@ describe('two processes of one device sharing a prekey file', () => {
     expect(rotated).toHaveLength(1);
     expect(held.map((h) => h.keyId)).toEqual([p1.keyId, rotated[0]]);
     expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  it('a run waits for the lock file `<file>.lock` another process holds, and fails with HL_ERR_STORE_FAILED past its time limit, the file untouched', async () => {
+    const d = await makeDeployment();
+    const dir = tempDir('hotline-prekey-lock-');
+    dirs.push(dir);
+    const path = join(dir.path, 'cn-op.state.json.prekeys');
+    const clock = new ManualClock(d.now);
+    const p1 = await createPrekey(d.devices.cnOp, { now: d.now - R, rotationMs: R });
+    await new FilePrekeyStore(path).save([p1]);
+    writeFileSync(`${path}.lock`, '');
+    const relay = { published: [] as string[] };
+    await expect(manager(d, clock, new FilePrekeyStore(path, { lockTimeoutMs: 50 }), relay).maintain()).rejects.toMatchObject({ code: 'HL_ERR_STORE_FAILED' });
+    expect((await new FilePrekeyStore(path).load()).map((h) => h.keyId)).toEqual([p1.keyId]);
+    expect(relay.published).toEqual([]);
   });
 
   it('a deletion decided before another process rotated and deleted keeps that process’s new prekey (the file read again under the lock)', async () => {
