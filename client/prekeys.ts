@@ -14,6 +14,14 @@ export interface PrekeyStore {
   load(): Promise<HeldPrekey[]>;
   /** Replace the whole content durably. */
   save(held: readonly HeldPrekey[]): Promise<void>;
+  /**
+   * Run `fn` (a load, a change, a save) while no other user of the same store runs one: another
+   * process of the device (a lock file), another tab of the browser (a Web Lock). Without it, two
+   * runs that load the same content at the same moment each save their own change over the other's,
+   * and a prekey secret is lost while messages are wrapped to it. A store only one process uses
+   * (memory) may leave it out.
+   */
+  exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** A prekey store in memory only (tests; a device whose prekeys need not survive a restart). */
@@ -123,18 +131,21 @@ export class PrekeyManager {
 
   async #maintain(): Promise<PrekeyMaintenance> {
     const result: PrekeyMaintenance = { deleted: [] };
-    // Read again each time: another process of this device sharing the store may have rotated or
-    // deleted since, and saving this one's older view would drop its prekey or bring a deleted
-    // secret back.
-    await this.load();
-    const now = this.#o.clock.now();
-    if (prekeyRotationDue(this.#held, now, this.#rotationMs)) {
-      const made = await createPrekey(this.#o.device, { now, rotationMs: this.#rotationMs });
-      // Stored before it is published: a message wrapped to it must never find its secret missing.
-      await this.#o.store.save([...this.#held, made]);
-      this.#held = [...this.#held, made];
-      result.rotated = made.keyId;
-    }
+    // Read again each time, under the store's lock: another process of this device sharing the
+    // store may have rotated or deleted since, and saving this one's older view would drop its
+    // prekey or bring a deleted secret back.
+    const now = await this.#exclusive(async () => {
+      await this.load();
+      const at = this.#o.clock.now();
+      if (prekeyRotationDue(this.#held, at, this.#rotationMs)) {
+        const made = await createPrekey(this.#o.device, { now: at, rotationMs: this.#rotationMs });
+        // Stored before it is published: a message wrapped to it must never find its secret missing.
+        await this.#o.store.save([...this.#held, made]);
+        this.#held = [...this.#held, made];
+        result.rotated = made.keyId;
+      }
+      return at;
+    });
     const newest = newestPrekey(this.#held.map((h) => h.signed.prekey), now);
     for (const h of this.#held) {
       if (h.signed.prekey !== newest || this.#published.has(h.keyId)) continue;
@@ -163,10 +174,23 @@ export class PrekeyManager {
   async #forget(deleted: readonly HeldPrekey[], result: PrekeyMaintenance): Promise<void> {
     if (deleted.length === 0) return;
     const gone = new Set(deleted.map((h) => h.keyId));
-    const kept = this.#held.filter((h) => !gone.has(h.keyId));
-    await this.#o.store.save(kept);
-    this.#held = kept;
-    result.deleted = [...gone];
+    // Read again under the lock (the relay was asked in between, without it): a prekey another
+    // process made meanwhile is kept, and one it already deleted is not counted again.
+    await this.#exclusive(async () => {
+      await this.load();
+      const found = this.#held.filter((h) => gone.has(h.keyId)).map((h) => h.keyId);
+      if (found.length === 0) return;
+      const kept = this.#held.filter((h) => !gone.has(h.keyId));
+      await this.#o.store.save(kept);
+      this.#held = kept;
+      result.deleted = found;
+    });
+  }
+
+  /** `fn` under the store's lock, if it has one (PrekeyStore.exclusive). */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const store = this.#o.store;
+    return store.exclusive ? store.exclusive(fn) : fn();
   }
 
   /** The next run: when the newest prekey is a rotation period old, or the earliest deletion falls due. */

@@ -1,16 +1,13 @@
-import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, basename } from 'node:path';
 import { createHash } from 'node:crypto';
 import { HotlineError } from '../../shared/errors.js';
 import { syncDir, writeFileAtomic } from './atomic-file.js';
+import { withFileLock, type FileLockOptions } from './file-lock.js';
 import { applyChanges, initialState, migrateState, pruneState, RECORD_MAPS, trackChanges, type ClientState, type ClientStorage, type RecordChanges, type RecordMapName, type StateChanges } from './client-storage.js';
 
-export interface FileStorageOptions {
-  /** A lock older than this is taken to be left by a crashed process and is broken. */
-  staleLockMs?: number;
-  /** How long to wait for another process's lock before failing. */
-  lockTimeoutMs?: number;
+export interface FileStorageOptions extends FileLockOptions {
   /** Fold the journal into a new snapshot once it holds this many updates (default 2,000). */
   compactAfterLines?: number;
   /**
@@ -53,8 +50,7 @@ export interface FileStorageOptions {
 export class FileStorage implements ClientStorage {
   readonly path: string;
   readonly #journalPath: string;
-  readonly #staleLockMs: number;
-  readonly #lockTimeoutMs: number;
+  readonly #lock: FileLockOptions;
   readonly #compactLines: number;
   readonly #compactBytes: number;
   /** Serialises calls within this process; the lock file serialises updates across processes. */
@@ -64,8 +60,7 @@ export class FileStorage implements ClientStorage {
   constructor(path: string, options: FileStorageOptions = {}) {
     this.path = path;
     this.#journalPath = `${path}.journal`;
-    this.#staleLockMs = options.staleLockMs ?? 30_000;
-    this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.#lock = { staleLockMs: options.staleLockMs, lockTimeoutMs: options.lockTimeoutMs };
     this.#compactLines = options.compactAfterLines ?? 2000;
     this.#compactBytes = options.compactAfterBytes ?? 1 << 20;
   }
@@ -292,37 +287,8 @@ export class FileStorage implements ClientStorage {
     loaded.journalLines = 0;
   }
 
-  async #locked<T>(fn: () => Promise<T>): Promise<T> {
-    const lockPath = `${this.path}.lock`;
-    const started = Date.now();
-    let delay = 2;
-    for (;;) {
-      try {
-        const fh = await open(lockPath, 'wx', 0o600);
-        await fh.close();
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new HotlineError('HL_ERR_STORE_FAILED', `cannot lock ${this.path}`, { cause: err });
-        }
-        const age = await stat(lockPath).then((s) => Date.now() - s.mtimeMs, () => 0);
-        if (age > this.#staleLockMs) {
-          await unlink(lockPath).catch(() => undefined);
-          continue;
-        }
-        if (Date.now() - started > this.#lockTimeoutMs) {
-          throw new HotlineError('HL_ERR_STORE_FAILED', `${lockPath} is held by another process; if none is running, delete it`);
-        }
-        // Another process holds the lock for the few milliseconds of one update: wait and retry.
-        await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 50);
-      }
-    }
-    try {
-      return await fn();
-    } finally {
-      await unlink(lockPath).catch(() => undefined);
-    }
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    return withFileLock(this.path, fn, this.#lock);
   }
 }
 

@@ -2,6 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.js';
+import type { Clock } from '../../server/clock.js';
+import type { AppOptions } from '../../server/app.js';
 import { amendAgreement, createDeployment, tempDir, type Deployment } from '../helpers/deployment.js';
 import { enrollDevice } from '../../shared/crypto/keys.js';
 import type { AgreementLabels, CatalogueEntry, DeadlineTable, Precedence, Role } from '../../shared/protocol/schemas.js';
@@ -58,6 +60,10 @@ export interface HarnessOptions {
   unsignedBy?: readonly string[];
   /** The agreement's catalogue of pre-agreed messages (PROTOCOL.md "Catalogue"). */
   catalogue?: CatalogueEntry[];
+  /** The relay's clock (e.g. a ManualClock, to move it by weeks beside the page's `context.clock`). */
+  clock?: Clock;
+  /** The relay's app options (e.g. heartbeats out of the way of a clock moved by weeks). */
+  app?: AppOptions;
 }
 
 /** Debian's Chromium, headless (see CHROMIUM_ARGS), and the screenshot directory made. */
@@ -92,7 +98,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     keyFiles[key] = path;
   }
   const dataDir = join(dir.path, 'data');
-  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: allowUnsignedAgreement ? 'error' : 'warn', allowUnsignedAgreement });
+  const server = await startServer({ agreement: dep.agreement, logSecret: dep.logSecret, dataDir, host: '127.0.0.1', port: 0, logLevel: allowUnsignedAgreement ? 'error' : 'warn', allowUnsignedAgreement, ...(options.clock ? { clock: options.clock } : {}), ...(options.app ? { app: options.app } : {}) });
   for (const secret of Object.values(dep.devices)) {
     const res = await fetch(`${server.url}/v1/directory/devices`, {
       method: 'POST',
@@ -210,6 +216,26 @@ export async function dumpStorage(page: Page): Promise<string> {
     }
     return out.join('\n');
   });
+}
+
+/** One value of the console's key-value store (IndexedDB `hotline-console`, store `kv`), as stored. */
+export function storedValue(page: Page, key: string): Promise<string | undefined> {
+  return page.evaluate(
+    (k) =>
+      new Promise<string | undefined>((resolve, reject) => {
+        const open = indexedDB.open('hotline-console');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const req = open.result.transaction('kv', 'readonly').objectStore('kv').get(k);
+          req.onerror = () => reject(req.error);
+          req.onsuccess = () => {
+            open.result.close();
+            resolve(req.result as string | undefined);
+          };
+        };
+      }),
+    key,
+  );
 }
 
 /** Forms in which a secret key could sit in clear: base64, hex, raw bytes as latin-1, a JSON byte array. */

@@ -7,7 +7,6 @@ import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
 import type { EnvelopeHeader } from '../../shared/protocol/schemas.js';
 import { next } from '../helpers/events.js';
 import nacl from 'tweetnacl';
-import type { Page } from 'playwright-core';
 import { KeyStore } from '../../client/console/key-store.js';
 import { MemoryKeyValueStore } from '../../client/storage/kv.js';
 import { SealedPrekeyStore } from '../../client/storage/sealed-prekey-store.js';
@@ -23,6 +22,7 @@ import {
   secretForms,
   startHarness,
   startNodeClient,
+  storedValue,
   unlockConsole,
   type Harness,
 } from './harness.js';
@@ -48,26 +48,6 @@ const keyIdFor = (h: EnvelopeHeader, party: string, device: string) => h.recipie
 async function headerOf(id: string): Promise<EnvelopeHeader> {
   const entries = (await auditExport(hx, await auditorToken(hx))).entries;
   return entries.map((e) => e['header'] as EnvelopeHeader | undefined).find((h) => h?.id === id)!;
-}
-
-/** One value of the console's key-value store (IndexedDB `hotline-console`, store `kv`), as stored. */
-function storedValue(page: Page, key: string): Promise<string | undefined> {
-  return page.evaluate(
-    (k) =>
-      new Promise<string | undefined>((resolve, reject) => {
-        const open = indexedDB.open('hotline-console');
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const req = open.result.transaction('kv', 'readonly').objectStore('kv').get(k);
-          req.onerror = () => reject(req.error);
-          req.onsuccess = () => {
-            open.result.close();
-            resolve(req.result as string | undefined);
-          };
-        };
-      }),
-    key,
-  );
 }
 
 describe('operator console and prekeys', () => {
