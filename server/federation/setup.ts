@@ -1,6 +1,6 @@
 import { HotlineError } from '../../shared/errors.js';
 import { relayOf } from '../../shared/crypto/keys.js';
-import type { DeviceCertificate, Revocation } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Revocation, SignedPrekey } from '../../shared/protocol/schemas.js';
 import { Directory } from '../directory.js';
 import { WriteQueue } from '../store/write-queue.js';
 import type { Write, WriteResult } from '../relay/records.js';
@@ -47,6 +47,8 @@ export class RelayWriteQueue extends WriteQueue {
 export interface DirectoryChange {
   certificates: DeviceCertificate[];
   revocations: Revocation[];
+  /** A prekey one of its operator devices published (PROTOCOL.md "Prekeys between relays"). */
+  prekeys?: SignedPrekey[];
 }
 
 /** The directory of a party's relay: an enrolment or revocation of its own party goes to the peers at once. */
@@ -65,6 +67,16 @@ export class RelayDirectory extends Directory {
     const c = await super.enrol(value, now);
     if (c.cert.party === this.local) this.onLocalChange({ certificates: [c], revocations: [] });
     return c;
+  }
+
+  /** A prekey of one of this party's operators goes to the peers at once (the next link-up sends it too). */
+  override async putPrekey(value: unknown, now: number): Promise<SignedPrekey> {
+    const signed = await super.putPrekey(value, now);
+    const p = signed.prekey;
+    if (p.party === this.local && this.current(p.party, p.device, now).role === 'operator') {
+      this.onLocalChange({ certificates: [], revocations: [], prekeys: [signed] });
+    }
+    return signed;
   }
 
   /** Any revocation stored here (the relay links end a link whose peer relay it revokes). */
