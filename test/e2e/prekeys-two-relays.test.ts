@@ -239,5 +239,20 @@ describe('prekeys with one relay per party', () => {
     const after = (await call(pair.cn.url, 'GET', '/v1/prekeys/pending', undefined, token)).body as { pending: string[]; peerDrainedAt: number };
     expect(after.peerDrainedAt).toBeGreaterThanOrEqual(k1NotAfter);
     expect(after.pending).not.toContain(k1);
+
+    // The watermark is kept in the store: cn's relay, restarted, still has it before the link is back.
+    pair.toCn.cut();
+    pair.toJp.cut();
+    // (Its goodbye to jp's relay is not answered on the cut line: its timeout runs on the injected clock.)
+    let restarted = false;
+    const restarting = pair.restart('cn').then(() => (restarted = true));
+    for (let i = 0; i < 300 && !restarted; i++) {
+      clock.advance(100);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await restarting;
+    const again = await login(pair.cn.url, dep.devices.cnOp, dep.agreement);
+    const stored = (await call(pair.cn.url, 'GET', '/v1/prekeys/pending', undefined, again)).body as { peerDrainedAt: number };
+    expect(stored.peerDrainedAt).toBeGreaterThanOrEqual(k1NotAfter);
   });
 });
