@@ -5,17 +5,17 @@ import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HotlineClient, MemoryPrekeyStore } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-import { openEnvelope } from '../../shared/crypto/envelope.js';
+import { envelopeHash, openEnvelope } from '../../shared/crypto/envelope.js';
 import { keyIdOf } from '../../shared/crypto/keys.js';
 import { createPrekey, DEFAULT_PREKEY_ROTATION_MS } from '../../shared/crypto/prekey.js';
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
-import type { DeviceSecretFile, EnvelopeHeader, SignedPrekey } from '../../shared/protocol/schemas.js';
+import type { DeviceSecretFile, Envelope, EnvelopeHeader, SignedPrekey } from '../../shared/protocol/schemas.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { DRAIN_MARGIN_MS } from '../../server/federation/relay-link.js';
 import type { Clock } from '../../server/clock.js';
-import { call, login } from '../helpers/ws-client.js';
+import { call, fetchDirectory, login } from '../helpers/ws-client.js';
 import { next } from '../helpers/events.js';
-import { exportedEnvelopes } from '../helpers/audit.js';
+import { exportedEnvelopes, makeClient } from '../helpers/audit.js';
 import { fakeRelay } from '../helpers/fake-relay.js';
 import { LogSink } from '../helpers/log-sink.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -254,5 +254,67 @@ describe('prekeys with one relay per party', () => {
     const again = await login(pair.cn.url, dep.devices.cnOp, dep.agreement);
     const stored = (await call(pair.cn.url, 'GET', '/v1/prekeys/pending', undefined, again)).body as { peerDrainedAt: number };
     expect(stored.peerDrainedAt).toBeGreaterThanOrEqual(k1NotAfter);
+  });
+
+  it('a forwarded envelope the peer relay refused holds the drained watermark until a later connection gets it stored (injected clock)', { timeout: 60_000 }, async () => {
+    const dep = await makeTwoRelayDeployment();
+    const clock = new ManualClock(dep.now + 1000);
+    const dir = mkdtempSync(join(tmpdir(), 'hotline-prekeys-drained-'));
+    const jpRelay = await startServer({
+      agreement: dep.agreement,
+      dataDir: dir,
+      host: '127.0.0.1',
+      port: 0,
+      logLevel: 'silent',
+      clock,
+      app: { heartbeatIntervalMs: YEAR },
+      relay: { identity: dep.relays.jp, peerUrls: { 'cn-mnd': ['http://127.0.0.1:9'] }, heartbeatIntervalMs: YEAR, backoff: { minMs: 1_000, maxMs: 5_000 } },
+    });
+    cleanups.push(async () => {
+      await jpRelay.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    for (const d of [dep.devices.jpOp, dep.devices.jpAud]) expect((await call(jpRelay.url, 'POST', '/v1/directory/devices', d.certificate)).status).toBe(201);
+
+    // The test stands in for cn's relay: it gives jp's relay cn's directory.
+    const first = await fakeRelay(dep.agreement, jpRelay.url, dep.relays.cn, 'jp-mod');
+    first.sendNumbered({ t: 'relay-directory', certificates: [dep.devices.cnOp, dep.devices.cnArc].map((d) => d.certificate), revocations: [] });
+    const audToken = await login(jpRelay.url, dep.devices.jpAud, dep.agreement);
+    await eventually(async () => (await fetchDirectory(jpRelay.url, audToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
+    const jp = makeClient(jpRelay.url, dep.agreement, dep.devices.jpOp);
+    clients.push(jp);
+    await jp.start();
+    const drained: number[] = [];
+    const collect = (frames: { t: string; at?: unknown }[]) => drained.push(...frames.filter((f) => f.t === 'relay-drained').map((f) => f.at as number));
+
+    // E1 is refused by the peer (the link stays up), E2 stored.
+    const { id: e1 } = await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'refused once', lang: 'en' });
+    const t1 = (await next(jp, 'accepted', (a) => a.id === e1)).at;
+    const f1 = (await first.nextFrame('relay-envelope')).envelope as Envelope;
+    expect(f1.header.id).toBe(e1);
+    first.sendNumbered({ t: 'relay-error', code: 'HL_ERR_STORE_FAILED', message: 'not now', ref: e1 });
+    // Time passes: a watermark sent from now on would be past E1's acceptance.
+    clock.advance(DRAIN_MARGIN_MS + 2 * MIN);
+    const relayed = next(jp, 'relayed');
+    const { id: e2 } = await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'stored', lang: 'en' });
+    const f2 = (await first.nextFrame('relay-envelope')).envelope as Envelope;
+    expect(f2.header.id).toBe(e2);
+    first.sendNumbered({ t: 'relay-stored', id: e2, envelopeHash: envelopeHash(f2.header), at: clock.now() });
+    expect((await relayed).messageId).toBe(e2);
+    collect(first.frames);
+    first.ws.close();
+
+    // A new connection: E1 again (not E2), and the watermark passes E1 only once it is stored.
+    const second = await fakeRelay(dep.agreement, jpRelay.url, dep.relays.cn, 'jp-mod');
+    const again = (await second.nextFrame('relay-envelope')).envelope as Envelope;
+    expect(again.header.id).toBe(e1);
+    collect(second.frames);
+    expect(drained.length).toBeGreaterThan(0);
+    for (const at of drained) expect(at).toBeLessThanOrEqual(t1);
+    second.sendNumbered({ t: 'relay-stored', id: e1, envelopeHash: envelopeHash(again.header), at: clock.now() });
+    let past = false;
+    for (let i = 0; i < 20 && !past; i++) past = ((await second.nextFrame('relay-drained')).at as number) > t1;
+    expect(past).toBe(true);
+    second.ws.close();
   });
 });
