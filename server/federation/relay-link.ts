@@ -55,8 +55,10 @@ const PAGE = 64;
 const HANDSHAKE_MS = 10_000;
 /**
  * The drained watermark a relay sends is this much before the moment it found its queue to the
- * peer empty: an envelope admitted (its clock read, the prekey rule applied at that time) but not
- * yet committed when the queue was read is thus still covered (PROTOCOL.md "Prekeys between relays").
+ * peer empty (or before the oldest envelope write of this process still committing then): an
+ * envelope admitted (its clock read, the prekey rule applied at that time) but not yet queued, or
+ * committed by another node on the same database, when the queue was read is thus still covered,
+ * provided it takes less than this (PROTOCOL.md "Prekeys between relays").
  */
 export const DRAIN_MARGIN_MS = 60_000;
 /** The peer's drained watermark is written to the store at most this often (and when a connection closes). */
@@ -76,7 +78,8 @@ export interface RelayLinkOptions {
   peerUrls: readonly string[];
   store: Store;
   directory: Directory;
-  writes: { enqueue(w: Write): Promise<WriteResult> };
+  /** `oldestUncommitted`: the earliest acceptance time of an envelope write of this process not yet committed. */
+  writes: { enqueue(w: Write): Promise<WriteResult>; oldestUncommitted?(): number | undefined };
   deadlines: DeadlineScheduler;
   hub: LinkHub;
   lifecycle: Lifecycle;
@@ -948,7 +951,8 @@ class Session {
     let emptyAt: number | undefined;
     while (more && this.ws.readyState === WebSocket.OPEN) {
       if (this.#inFlight.size >= WINDOW) break;
-      const readAt = o.clock.now();
+      // An envelope admitted before this read but not yet committed holds the watermark at its acceptance.
+      const readAt = Math.min(o.clock.now(), o.writes.oldestUncommitted?.() ?? Number.POSITIVE_INFINITY);
       const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envCursor.after, limit: PAGE });
       emptyAt = envs.length === 0 ? readAt : undefined;
       for (const row of envs) {

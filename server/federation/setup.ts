@@ -12,6 +12,9 @@ import { RelayLink, type RelayLinkOptions } from './relay-link.js';
  */
 export class RelayWriteQueue extends WriteQueue {
   onForward: () => void = () => {};
+  /** The acceptance times of the envelope writes enqueued and not yet answered (committed or refused). */
+  readonly #uncommitted = new Map<number, number>();
+  #seq = 0;
 
   constructor(
     store: ConstructorParameters<typeof WriteQueue>[0],
@@ -34,12 +37,27 @@ export class RelayWriteQueue extends WriteQueue {
       for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
     }
     const p = super.enqueue(write);
+    if (write.kind === 'envelope') {
+      const k = this.#seq++;
+      this.#uncommitted.set(k, write.acceptedAt);
+      void p.finally(() => this.#uncommitted.delete(k));
+    }
     if (write.kind === 'envelope' || write.kind === 'receipt' || write.kind === 'refusal') {
       void p.then((r) => {
         if (r.ok && r.status === 'new') this.onForward();
       });
     }
     return p;
+  }
+
+  /**
+   * The earliest acceptance time of an envelope write of this process still waiting for its commit
+   * (undefined: none): the drained watermark stays at or below it (PROTOCOL.md "Prekeys between relays").
+   */
+  oldestUncommitted(): number | undefined {
+    let min: number | undefined;
+    for (const at of this.#uncommitted.values()) if (min === undefined || at < min) min = at;
+    return min;
   }
 }
 
