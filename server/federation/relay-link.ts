@@ -429,6 +429,8 @@ class Session {
   #peerCosigned: number | undefined;
   /** The checkpoint offered and not yet answered (size and proof start), so it is not offered twice. */
   #offered: { size: number; from: number } | undefined;
+  /** The last drained watermark sent on this connection. */
+  #drainedSent = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly link: RelayLink,
@@ -991,8 +993,6 @@ class Session {
     if (!more && emptyAt !== undefined && this.#envCursor.settled) this.#sendDrained(emptyAt - DRAIN_MARGIN_MS);
   }
 
-  /** The last drained watermark sent on this connection. */
-  #drainedSent = Number.NEGATIVE_INFINITY;
 
   #sendDrained(at: number): void {
     if (at <= this.#drainedSent || at < 0) return;

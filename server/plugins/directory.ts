@@ -19,8 +19,9 @@ export interface DirectoryPluginOptions {
   store?: Pick<Store, 'mailbox' | 'maxCursor' | 'listPrekeys'>;
   /**
    * With one relay per party: the earliest drained watermark of the peer relays (PROTOCOL.md
-   * "Prekeys between relays"), 0 for one that never sent one (undefined: no peer relay). A device's prekey whose notAfter is
-   * above it may still have an envelope on its way from a peer relay, so it is reported pending.
+   * "Prekeys between relays"), 0 for one that never sent one; undefined without peer relays. A
+   * device's prekey whose notAfter is above it may still have an envelope on its way from a peer
+   * relay, so it is reported pending.
    */
   peerDrainedAt?: () => Promise<number | undefined>;
 }
