@@ -293,7 +293,15 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     secret: deps.jwtSecret,
     ...(deps.relay ? { servesParty: deps.relay.identity.certificate.cert.party } : {}),
   });
-  await app.register(directoryPlugin, { auth, limits, hub, store, revoked: (party) => deadlines.closeUndeliverable(party) });
+  await app.register(directoryPlugin, {
+    auth,
+    limits,
+    hub,
+    store,
+    revoked: (party) => deadlines.closeUndeliverable(party),
+    // One relay per party: its devices' prekeys wait for every peer relay's drained watermark (PROTOCOL.md "Prekeys between relays").
+    ...(deps.relay ? { peerDrainedAt: async () => (relayLinks.length === 0 ? undefined : Math.min(...(await Promise.all(relayLinks.map((l) => l.drainedAt()))))) } : {}),
+  });
   await app.register(linkPlugin, {
     agreement: deps.agreement,
     store,

@@ -101,6 +101,11 @@ export class Directory {
     return this.valid(now).all().flatMap((c) => this.prekeysOf(c.cert, now).map((p) => p.signed));
   }
 
+  /** The prekeys in date at `now` of `party`'s valid operator devices: what its relay forwards to its peers. */
+  operatorPrekeys(now: number, party: string): SignedPrekey[] {
+    return this.validBodies(now, [party], ['operator']).flatMap((c) => this.prekeysOf(c, now).map((p) => p.signed));
+  }
+
   private addPrekey(signed: SignedPrekey): void {
     const name = deviceName(signed.prekey);
     const list = this.prekeys.get(name) ?? [];

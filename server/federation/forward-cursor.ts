@@ -58,6 +58,11 @@ export class ForwardCursor {
     this.#pending.delete(ref);
   }
 
+  /** Nothing sent on this connection is waiting for the peer's confirmation (a refused one still is). */
+  get settled(): boolean {
+    return this.#pending.size === 0;
+  }
+
   /** Everything at or below this position is confirmed. */
   get floor(): number {
     let min = Number.POSITIVE_INFINITY;

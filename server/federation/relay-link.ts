@@ -9,7 +9,7 @@ import { envelopeHash, verifyCheckedEnvelope } from '../../shared/crypto/envelop
 import { checkLabel } from '../../shared/protocol/labels.js';
 import { verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
-import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceCertificate, Envelope, RelayCertBody, RelayCertificate, RelaySecretFile, Revocation, SignedPrekey, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import type { HotlineEvent, LinkEvent, MessageRelayedEvent } from '../../shared/protocol/frames.js';
 import {
   decodeRelayFrame,
@@ -53,6 +53,19 @@ const WINDOW = 256;
 const PAGE = 64;
 /** A handshake not finished within this is closed. */
 const HANDSHAKE_MS = 10_000;
+/**
+ * The drained watermark a relay sends is this much before the moment it found its queue to the
+ * peer empty (or before the oldest envelope write of this process still committing then): an
+ * envelope admitted (its clock read, the prekey rule applied at that time) but not yet queued, or
+ * committed by another node on the same database, when the queue was read is thus still covered,
+ * provided it takes less than this (PROTOCOL.md "Prekeys between relays").
+ */
+export const DRAIN_MARGIN_MS = 60_000;
+/** The peer's drained watermark is written to the store at most this often (and when a connection closes). */
+const DRAINED_SAVE_MS = 1_000;
+
+/** Store meta key of the drained watermark a peer relay last sent. */
+export const drainedKey = (peer: string): string => `relay/${peer}/drained`;
 
 export interface RelayLinkOptions {
   agreement: Agreement;
@@ -65,7 +78,8 @@ export interface RelayLinkOptions {
   peerUrls: readonly string[];
   store: Store;
   directory: Directory;
-  writes: { enqueue(w: Write): Promise<WriteResult> };
+  /** `oldestUncommitted`: the earliest acceptance time of an envelope write of this process not yet committed. */
+  writes: { enqueue(w: Write): Promise<WriteResult>; oldestUncommitted?(): number | undefined };
   deadlines: DeadlineScheduler;
   hub: LinkHub;
   lifecycle: Lifecycle;
@@ -117,6 +131,10 @@ export class RelayLink {
   readonly heartbeatMs: number;
   /** This relay as a witness of the peer relay's log. */
   readonly witness: PeerLogWitness;
+  /** The latest drained watermark the peer sent (its clock), and what of it is stored. */
+  #drained = 0;
+  #drainedSaved = 0;
+  #drainedSavedAt = Number.NEGATIVE_INFINITY;
 
   constructor(readonly o: RelayLinkOptions) {
     this.local = o.identity.certificate.cert.party;
@@ -221,8 +239,30 @@ export class RelayLink {
    * Our party's directory changed: send the change to the peer now (a link that comes up later
    * sends the whole directory then, which includes it).
    */
-  directoryChanged(change: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+  directoryChanged(change: DirectoryDelta): void {
     this.#active?.sendDirectory(change);
+  }
+
+  /**
+   * The latest drained watermark of the peer relay: every envelope it accepted for this party
+   * before this time (by its clock) is stored here. 0 when it never sent one. The stored value is
+   * read too (another node of this relay, or before a restart, may have recorded a later one).
+   */
+  async drainedAt(): Promise<number> {
+    const n = Number((await this.o.store.getMeta(drainedKey(this.peer))) ?? '0');
+    return Math.max(this.#drained, Number.isSafeInteger(n) ? n : 0);
+  }
+
+  /** The peer sent its drained watermark: kept (it only ever moves forward) and stored. */
+  async peerDrained(at: number, force = false): Promise<void> {
+    if (at > this.#drained) this.#drained = at;
+    const now = this.o.clock.now();
+    if (this.#drained <= this.#drainedSaved || (!force && now - this.#drainedSavedAt < DRAINED_SAVE_MS)) return;
+    const value = this.#drained;
+    this.#drainedSavedAt = now;
+    this.#drainedSaved = value;
+    // Not lowered when another node of this relay stored a later one (a lower one only holds prekeys longer).
+    if (Number((await this.o.store.getMeta(drainedKey(this.peer))) ?? '0') < value) await this.o.store.setMeta(drainedKey(this.peer), String(value));
   }
 
   // ----- dialling -----
@@ -389,6 +429,8 @@ class Session {
   #peerCosigned: number | undefined;
   /** The checkpoint offered and not yet answered (size and proof start), so it is not offered twice. */
   #offered: { size: number; from: number } | undefined;
+  /** The last drained watermark sent on this connection. */
+  #drainedSent = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly link: RelayLink,
@@ -424,7 +466,7 @@ class Session {
       for (const t of this.#timers) o.clock.clearTimeout(t);
       if (this.#heartbeat !== undefined) o.clock.clearTimeout(this.#heartbeat);
       if (this.authenticated) {
-        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true), this.#refCursor.save(true)]).then(
+        this.saved = Promise.all([this.#envCursor.save(true), this.#rcpCursor.save(true), this.#refCursor.save(true), this.link.peerDrained(0, true)]).then(
           () => undefined,
           (err: unknown) => o.log.warn({ err: { message: (err as Error).message } }, 'could not store the relay forward position'),
         );
@@ -474,14 +516,16 @@ class Session {
    * adds what it gets and never drops what a frame leaves out, so a delta and the whole directory
    * are the same frame; a delta lost with a dying connection is in the whole one the next sends.
    */
-  sendDirectory(change?: { certificates: DeviceCertificate[]; revocations: Revocation[] }): void {
+  sendDirectory(change?: DirectoryDelta): void {
     if (!this.authenticated) return;
     const o = this.#o;
     const now = o.clock.now();
     const local = this.link.local;
     const certificates = change ? change.certificates : o.directory.validCertificates(now).filter((c) => c.cert.party === local);
     const revocations = change ? change.revocations : o.directory.allRevocations().filter((r) => r.revocation.party === local);
-    this.#send({ t: 'relay-directory', certificates, revocations });
+    // Its operators' prekeys in date, so that the peer's senders wrap to them (PROTOCOL.md "Prekeys between relays").
+    const prekeys = change ? (change.prekeys ?? []) : o.directory.operatorPrekeys(now, local);
+    this.#send({ t: 'relay-directory', certificates, revocations, ...(prekeys.length > 0 ? { prekeys } : {}) });
   }
 
   // ----- receiving -----
@@ -538,7 +582,9 @@ class Session {
       case 'relay-pong':
         return;
       case 'relay-directory':
-        return this.#onDirectory(frame.certificates, frame.revocations);
+        return this.#onDirectory(frame.certificates, frame.revocations, frame.prekeys ?? []);
+      case 'relay-drained':
+        return this.link.peerDrained(frame.at);
       case 'relay-envelope':
         return this.#onEnvelope(frame.envelope, frame.acceptedAt);
       case 'relay-receipt':
@@ -645,12 +691,14 @@ class Session {
         return;
       }
       this.#send({ t: 'relay-ping', at: o.clock.now() });
+      // Also moves the drained watermark on while nothing is sent (PROTOCOL.md "Prekeys between relays").
+      this.pump();
       this.#heartbeat = o.clock.setTimeout(tick, this.link.heartbeatMs);
     };
     this.#heartbeat = o.clock.setTimeout(tick, this.link.heartbeatMs);
   }
 
-  async #onDirectory(certificates: readonly unknown[], revocations: readonly unknown[]): Promise<void> {
+  async #onDirectory(certificates: readonly unknown[], revocations: readonly unknown[], prekeys: readonly SignedPrekey[]): Promise<void> {
     const o = this.#o;
     const now = o.clock.now();
     const peer = this.link.peer;
@@ -660,6 +708,9 @@ class Session {
     }
     for (const c of certificates as { cert: { party: string } }[]) {
       if (c.cert.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} sent a certificate of ${c.cert.party}`);
+    }
+    for (const p of prekeys) {
+      if (p.prekey.party !== peer) throw new HotlineError('HL_ERR_RELAY_WRONG_PARTY', `the relay of ${peer} sent a prekey of ${p.prekey.party}`);
     }
     // Each is checked against the pinned root of its party, as if the device had enrolled here.
     let refused = 0;
@@ -679,6 +730,18 @@ class Session {
       }
     }
     if (refused > 0) o.log.warn({ peer, refused }, 'peer relay directory entries refused');
+    // After the certificates (a prekey is checked against its device's): each exactly as if its
+    // device had published it here, and only an operator's (an archive's prekeys are not forwarded).
+    for (const p of prekeys) {
+      try {
+        const cert = o.directory.current(p.prekey.party, p.prekey.device, now);
+        if (cert.role !== 'operator') throw new HotlineError('HL_ERR_PREKEY_WRONG_DEVICE', `${cert.party}/${cert.device} is an ${cert.role} device: its prekeys are not forwarded`);
+        await o.directory.putPrekey(p, now);
+      } catch (err) {
+        const code = isHotlineError(err) ? err.code : 'HL_ERR_INTERNAL';
+        o.log.warn({ peer, device: `${p.prekey.party}/${p.prekey.device}`, code }, 'peer relay prekey refused');
+      }
+    }
   }
 
   async #onEnvelope(env: Envelope, homeAcceptedAt: number): Promise<void> {
@@ -886,9 +949,14 @@ class Session {
     // Pages start from the stored floor (not from the beginning of history) on a new connection.
     await Promise.all([this.#envCursor.load(), this.#rcpCursor.load(), this.#refCursor.load()]);
     let more = true;
+    /** When the last envelope page was read, if it was empty: the queue to the peer may be drained. */
+    let emptyAt: number | undefined;
     while (more && this.ws.readyState === WebSocket.OPEN) {
       if (this.#inFlight.size >= WINDOW) break;
+      // An envelope admitted before this read but not yet committed holds the watermark at its acceptance.
+      const readAt = Math.min(o.clock.now(), o.writes.oldestUncommitted?.() ?? Number.POSITIVE_INFINITY);
       const envs = await o.store.relayOutgoing({ kind: 'envelope', local, peer, after: this.#envCursor.after, limit: PAGE });
+      emptyAt = envs.length === 0 ? readAt : undefined;
       for (const row of envs) {
         const env = JSON.parse(row.json) as Envelope;
         this.#envCursor.read(row.pos, env.header.id);
@@ -920,6 +988,16 @@ class Session {
       more = envs.length === PAGE || rcps.length === PAGE || refs.length === PAGE;
     }
     await Promise.all([this.#envCursor.save(), this.#rcpCursor.save(), this.#refCursor.save()]);
+    // Drained: no envelope for the peer is unread, and every one sent on this connection is confirmed
+    // (a refused one is not: it holds the watermark until a later connection gets it stored).
+    if (!more && emptyAt !== undefined && this.#envCursor.settled) this.#sendDrained(emptyAt - DRAIN_MARGIN_MS);
+  }
+
+
+  #sendDrained(at: number): void {
+    if (at <= this.#drainedSent || at < 0) return;
+    this.#drainedSent = at;
+    this.#send({ t: 'relay-drained', at });
   }
 }
 
@@ -946,5 +1024,8 @@ function refOf(frame: RelayFrame): { ref?: string } {
   if (frame.t === 'relay-checkpoint' || frame.t === 'relay-cosignature') return { ref: `checkpoint/${frame.size}` };
   return {};
 }
+
+/** What `relay-directory` carries: the whole directory, or one change. */
+type DirectoryDelta = { certificates: DeviceCertificate[]; revocations: Revocation[]; prekeys?: SignedPrekey[] };
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -1,6 +1,6 @@
 import { HotlineError } from '../../shared/errors.js';
 import { relayOf } from '../../shared/crypto/keys.js';
-import type { DeviceCertificate, Revocation } from '../../shared/protocol/schemas.js';
+import type { DeviceCertificate, Revocation, SignedPrekey } from '../../shared/protocol/schemas.js';
 import { Directory } from '../directory.js';
 import { WriteQueue } from '../store/write-queue.js';
 import type { Write, WriteResult } from '../relay/records.js';
@@ -12,6 +12,9 @@ import { RelayLink, type RelayLinkOptions } from './relay-link.js';
  */
 export class RelayWriteQueue extends WriteQueue {
   onForward: () => void = () => {};
+  /** The acceptance times of the envelope writes enqueued and not yet answered (committed or refused). */
+  readonly #uncommitted = new Map<number, number>();
+  #seq = 0;
 
   constructor(
     store: ConstructorParameters<typeof WriteQueue>[0],
@@ -34,6 +37,11 @@ export class RelayWriteQueue extends WriteQueue {
       for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
     }
     const p = super.enqueue(write);
+    if (write.kind === 'envelope') {
+      const k = this.#seq++;
+      this.#uncommitted.set(k, write.acceptedAt);
+      void p.finally(() => this.#uncommitted.delete(k));
+    }
     if (write.kind === 'envelope' || write.kind === 'receipt' || write.kind === 'refusal') {
       void p.then((r) => {
         if (r.ok && r.status === 'new') this.onForward();
@@ -41,12 +49,24 @@ export class RelayWriteQueue extends WriteQueue {
     }
     return p;
   }
+
+  /**
+   * The earliest acceptance time of an envelope write of this process still waiting for its commit
+   * (undefined: none): the drained watermark stays at or below it (PROTOCOL.md "Prekeys between relays").
+   */
+  oldestUncommitted(): number | undefined {
+    let min: number | undefined;
+    for (const at of this.#uncommitted.values()) if (min === undefined || at < min) min = at;
+    return min;
+  }
 }
 
 /** A change of a party's directory, as sent to the peer relays (a delta: PROTOCOL.md "relay-directory"). */
 export interface DirectoryChange {
   certificates: DeviceCertificate[];
   revocations: Revocation[];
+  /** A prekey one of its operator devices published (PROTOCOL.md "Prekeys between relays"). */
+  prekeys?: SignedPrekey[];
 }
 
 /** The directory of a party's relay: an enrolment or revocation of its own party goes to the peers at once. */
@@ -65,6 +85,16 @@ export class RelayDirectory extends Directory {
     const c = await super.enrol(value, now);
     if (c.cert.party === this.local) this.onLocalChange({ certificates: [c], revocations: [] });
     return c;
+  }
+
+  /** A prekey of one of this party's operators goes to the peers at once (the next link-up sends it too). */
+  override async putPrekey(value: unknown, now: number): Promise<SignedPrekey> {
+    const signed = await super.putPrekey(value, now);
+    const p = signed.prekey;
+    if (p.party === this.local && this.current(p.party, p.device, now).role === 'operator') {
+      this.onLocalChange({ certificates: [], revocations: [], prekeys: [signed] });
+    }
+    return signed;
   }
 
   /** Any revocation stored here (the relay links end a link whose peer relay it revokes). */

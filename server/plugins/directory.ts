@@ -5,6 +5,8 @@ import { limitByAddress, requireDevice, type DeviceAuth } from './auth.js';
 import type { Store } from '../store/store.js';
 import { deviceKey, type MailboxPosition } from '../relay/records.js';
 import type { Envelope } from '../../shared/protocol/schemas.js';
+import { keyIdOf } from '../../shared/crypto/keys.js';
+import { fromBase64 } from '../../shared/encoding/base64.js';
 
 export interface DirectoryPluginOptions {
   auth: DeviceAuth;
@@ -14,7 +16,14 @@ export interface DirectoryPluginOptions {
   /** After a revocation: close the deadlines of messages to this party that nobody can answer any more. */
   revoked?: (party: string) => Promise<unknown>;
   /** The mailboxes, to tell a device which of its prekeys still have messages waiting. */
-  store?: Pick<Store, 'mailbox' | 'maxCursor'>;
+  store?: Pick<Store, 'mailbox' | 'maxCursor' | 'listPrekeys'>;
+  /**
+   * With one relay per party: the earliest drained watermark of the peer relays (PROTOCOL.md
+   * "Prekeys between relays"), 0 for one that never sent one; undefined without peer relays. A
+   * device's prekey whose notAfter is above it may still have an envelope on its way from a peer
+   * relay, so it is reported pending.
+   */
+  peerDrainedAt?: () => Promise<number | undefined>;
 }
 
 /** Mailbox items read per page when counting a device's pending prekeys. */
@@ -24,7 +33,7 @@ const PENDING_PAGE = 500;
  * Enrolment and revocation need no token: a certificate or a revocation is self-authenticating
  * through its party root's signature. Listing the directory needs a logged-in device of any role.
  */
-export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub, revoked, store }) => {
+export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async (app, { auth, limits, hub, revoked, store, peerDrainedAt }) => {
   const { directory, clock } = auth;
   app.post('/v1/directory/devices', { onRequest: limitByAddress(limits, 'directory') }, async (request, reply) => {
     const certificate = await directory.enrol(request.body, clock.now());
@@ -65,6 +74,13 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
       const me = request.device!;
       const key = deviceKey(me);
       const pending = new Set<string>();
+      // Read before the mailbox: a prekey the peers have not drained past is held whatever the mailbox says.
+      const drained = peerDrainedAt ? await peerDrainedAt() : undefined;
+      if (drained !== undefined) {
+        for (const p of await store.listPrekeys(drained)) {
+          if (p.prekey.party === me.party && p.prekey.device === me.device) pending.add(keyIdOf(fromBase64(p.prekey.boxKey, 32)));
+        }
+      }
       const upTo = await store.maxCursor();
       let after: MailboxPosition | undefined;
       for (;;) {
@@ -79,7 +95,7 @@ export const directoryPlugin: FastifyPluginAsync<DirectoryPluginOptions> = async
         const last = page[page.length - 1]!;
         after = { rank: last.rank, cursor: last.cursor };
       }
-      return { serverTime, pending: [...pending].sort() };
+      return { serverTime, pending: [...pending].sort(), ...(drained === undefined ? {} : { peerDrainedAt: drained }) };
     });
   }
 };

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HotlineError } from '../errors.js';
 import { parseJson, checkerOf, schemaError } from './validate.js';
-import { DeviceCertificate, DeviceRef, Envelope, Hash256, MessageId, Millis, ReceiptKind, RelayCertificate, Revocation, SignedReceipt, SignedRefusal } from './schemas.js';
+import { DeviceCertificate, DeviceRef, Envelope, Hash256, MessageId, Millis, ReceiptKind, RelayCertificate, Revocation, SignedPrekey, SignedReceipt, SignedRefusal } from './schemas.js';
 
 /**
  * Frames of the relay-to-relay link (PROTOCOL.md "The relay-to-relay link"): one JSON text message
@@ -34,9 +34,20 @@ export const RelayDirectoryFrame = Type.Object(
     n: FrameNo,
     certificates: Type.Array(DeviceCertificate, { maxItems: 20_000 }),
     revocations: Type.Array(Revocation, { maxItems: 20_000 }),
+    /**
+     * The signed prekeys in date of the sender's own party's operator devices (PROTOCOL.md
+     * "Prekeys between relays"); absent from a relay that forwards none.
+     */
+    prekeys: Type.Optional(Type.Array(SignedPrekey, { maxItems: 20_000 })),
   },
   { additionalProperties: false },
 );
+/**
+ * The sender's drained watermark (PROTOCOL.md "Prekeys between relays"): every envelope it
+ * accepted for the receiver's party before `at` (the sender's clock) is stored at the receiver and
+ * confirmed.
+ */
+export const RelayDrainedFrame = Type.Object({ t: Type.Literal('relay-drained'), n: FrameNo, at: Millis }, { additionalProperties: false });
 export const RelayEnvelopeFrame = Type.Object(
   { t: Type.Literal('relay-envelope'), n: FrameNo, envelope: Envelope, acceptedAt: Millis },
   { additionalProperties: false },
@@ -103,6 +114,7 @@ export const RelayFrame = Type.Union([
   RelayHelloFrame,
   RelayAuthFrame,
   RelayDirectoryFrame,
+  RelayDrainedFrame,
   RelayEnvelopeFrame,
   RelayStoredFrame,
   RelayReceiptFrame,
@@ -123,6 +135,7 @@ const SCHEMAS: Record<RelayFrame['t'], (typeof RelayFrame)['anyOf'][number]> = {
   'relay-hello': RelayHelloFrame,
   'relay-auth': RelayAuthFrame,
   'relay-directory': RelayDirectoryFrame,
+  'relay-drained': RelayDrainedFrame,
   'relay-envelope': RelayEnvelopeFrame,
   'relay-stored': RelayStoredFrame,
   'relay-receipt': RelayReceiptFrame,

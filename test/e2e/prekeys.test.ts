@@ -16,6 +16,7 @@ import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
 import { next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { call, login } from '../helpers/ws-client.js';
+import { exportedEnvelopes } from '../helpers/audit.js';
 
 const R = DEFAULT_PREKEY_ROTATION_MS;
 const MIN = 60_000;
@@ -61,18 +62,7 @@ function client(device: DeviceSecretFile, prekeys?: PrekeyStore): HotlineClient 
 }
 
 /** The envelopes the relay accepted, with their ciphertexts, from the audit export (an auditor's view). */
-async function exported(): Promise<Map<string, Envelope>> {
-  const r = await call(server.url, 'GET', '/v1/audit/export', undefined, await login(server.url, d.devices.cnAud, d.agreement));
-  const exp = r.body as { entries: string[]; ciphertexts: Record<string, string> };
-  const out = new Map<string, Envelope>();
-  for (const text of exp.entries) {
-    const e = JSON.parse(text) as { type: string; header?: EnvelopeHeader; signature?: string };
-    if (e.type === 'envelope.accepted' && e.header && e.signature !== undefined) {
-      out.set(e.header.id, { header: e.header, signature: e.signature, ciphertext: exp.ciphertexts[e.header.id]! });
-    }
-  }
-  return out;
-}
+const exported = (): Promise<Map<string, Envelope>> => exportedEnvelopes(server.url, d.devices.cnAud, d.agreement);
 
 function keyIdFor(h: EnvelopeHeader, device: string): string {
   return h.recipients.find((r) => r.device === device)!.keyId;

@@ -3,7 +3,7 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import { HotlineClient, type HotlineClientOptions } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import type { ClientStorage } from '../../client/storage/client-storage.js';
-import type { Agreement, DeviceSecretFile, LogSecretFile } from '../../shared/protocol/schemas.js';
+import type { Agreement, DeviceSecretFile, Envelope, EnvelopeHeader, LogSecretFile } from '../../shared/protocol/schemas.js';
 import { call, enrol, login } from './ws-client.js';
 import { next } from './events.js';
 
@@ -54,6 +54,19 @@ export async function fetchExport(url: string, auditor: DeviceSecretFile, agreem
   const r = await call(url, 'GET', '/v1/audit/export', undefined, await login(url, auditor, agreement));
   if (r.status !== 200) throw new Error(`export failed: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;
+}
+
+/** The envelopes a relay accepted, with their ciphertexts, by message id, from its audit export (an auditor's view). */
+export async function exportedEnvelopes(url: string, auditor: DeviceSecretFile, agreement: Agreement): Promise<Map<string, Envelope>> {
+  const exp = (await fetchExport(url, auditor, agreement)) as { entries: string[]; ciphertexts?: Record<string, string> };
+  const out = new Map<string, Envelope>();
+  for (const text of exp.entries) {
+    const e = JSON.parse(text) as { type: string; header?: EnvelopeHeader; signature?: string };
+    if (e.type === 'envelope.accepted' && e.header && e.signature !== undefined) {
+      out.set(e.header.id, { header: e.header, signature: e.signature, ciphertext: exp.ciphertexts![e.header.id]! });
+    }
+  }
+  return out;
 }
 
 export { cli } from './cli.js';

@@ -6,7 +6,8 @@ import { createAgreement, createLogKey, createParty, enrolRelay, enrollDevice } 
 import { signAgreementByAll } from '../../shared/crypto/agreement-signatures.js';
 import type { Agreement, DeviceSecretFile, LogSecretFile, PartySecretFile, RelaySecretFile, Role } from '../../shared/protocol/schemas.js';
 import { startServer, type RunningServer } from '../../server/main.js';
-import type { AppDeps } from '../../server/app.js';
+import type { AppDeps, AppOptions } from '../../server/app.js';
+import type { Clock } from '../../server/clock.js';
 import { fetchDirectory, login } from './ws-client.js';
 
 /**
@@ -137,7 +138,14 @@ export interface RelayPair {
  * loopback proxy; each party's devices registered at its own relay only.
  */
 export async function startRelayPair(
-  options: { dep?: TwoRelayDeployment; relay?: Partial<NonNullable<AppDeps['relay']>>; withLogKeys?: boolean } = {},
+  options: {
+    dep?: TwoRelayDeployment;
+    relay?: Partial<NonNullable<AppDeps['relay']>>;
+    withLogKeys?: boolean;
+    /** One clock for both relays (a ManualClock in tests that jump days). */
+    clock?: Clock;
+    app?: AppOptions;
+  } = {},
 ): Promise<RelayPair> {
   const dep = options.dep ?? (await makeTwoRelayDeployment());
   const dir = mkdtempSync(join(tmpdir(), 'hotline-relays-'));
@@ -153,6 +161,8 @@ export async function startRelayPair(
       host: '127.0.0.1',
       port,
       logLevel: 'silent',
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.app ? { app: options.app } : {}),
       ...(options.withLogKeys ? { logSecret: dep.logs[party] } : {}),
       relay: {
         identity: dep.relays[party],

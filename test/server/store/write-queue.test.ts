@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WriteQueue } from '../../../server/store/write-queue.js';
+import { RelayWriteQueue } from '../../../server/federation/setup.js';
 import type { Write, WriteResult } from '../../../server/relay/records.js';
 
 function fakeStore() {
@@ -247,5 +248,27 @@ describe('WriteQueue', () => {
       store.releases[1]!();
       await Promise.all(later);
     }
+  });
+});
+
+describe('RelayWriteQueue (PROTOCOL.md "Prekeys between relays")', () => {
+  it('knows the earliest acceptance time of an envelope write not yet committed, until its commit answers', async () => {
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const store = {
+      commit: async (writes: readonly Write[]): Promise<WriteResult[]> => {
+        await held;
+        return writes.map((w) => ({ ok: true, status: 'new', acceptedAt: w.acceptedAt ?? 0, delivered: [] }) as WriteResult);
+      },
+    };
+    const q = new RelayWriteQueue(store, 'jp-mod');
+    const envelope = (at: number) => ({ kind: 'envelope', acceptedAt: at, mailboxes: [] }) as unknown as Write;
+    expect(q.oldestUncommitted()).toBeUndefined();
+    const done = Promise.all([q.enqueue(envelope(20)), q.enqueue(envelope(10)), q.enqueue(write(5))]);
+    // A receipt does not count: only envelopes hold the drained watermark.
+    expect(q.oldestUncommitted()).toBe(10);
+    release();
+    await done;
+    expect(q.oldestUncommitted()).toBeUndefined();
   });
 });
