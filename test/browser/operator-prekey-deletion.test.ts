@@ -79,10 +79,12 @@ describe('operator console: deleting a prekey secret', () => {
       const answer = (await (await asked).json()) as { serverTime: number; pending: string[] };
       expect(answer.pending).not.toContain(p1);
       await expect.poll(() => heldKeyIds(page, cipher), { timeout: 30_000 }).toEqual([p2]);
-      // The relay's clock moves a moment before the page's: an audit request the console makes in
-      // between (a checkpoint the relay signed on its jump) carries a token the relay already sees
-      // as expired. An artefact of the two jumps, not of prekeys; nothing else may fail.
-      expect(errors.filter((e) => !/^HTTP 401 \S+\/v1\/audit\//.test(e))).toEqual([]);
+      // The relay's clock moves a moment before the page's: a request the console makes in between
+      // carries a token the relay already sees as expired (an audit read of the checkpoint the
+      // relay signed on its jump), or answers a login challenge that expired with the jump (CI saw
+      // this once; the console logs in again). Artefacts of the two jumps, not of prekeys; nothing
+      // else may fail.
+      expect(errors.filter((e) => !/^HTTP 401 \S+\/v1\/(audit\/|auth\/login$)/.test(e))).toEqual([]);
     } finally {
       await context.close();
     }
