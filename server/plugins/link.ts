@@ -36,10 +36,14 @@ const BACKLOG_PAGE = 128;
  * Work done in one turn of the event loop before yielding (setImmediate), for sending and for
  * handling a device's frames alike: bounded by count and by time, so that a long backlog or a
  * burst of frames in one socket read never stalls the server (issue 9: no stall over 50 ms).
+ * A FLASH arriving on another connection waits for at most the turn in progress, at each of its
+ * hops: 2 ms and 16 frames (once 8 ms and 64) took the FLASH p50 under half-capacity load from
+ * 12.0 to 8.7 ms (median of 5 alternating runs each, quiet machine) for 9 % of capacity
+ * (docs/performance.md).
  */
-const TURN_MS = 8;
+const TURN_MS = 2;
 /** Frames handled per turn (each may cost a signature verification). */
-const TURN_ITEMS = 64;
+const TURN_ITEMS = 16;
 /** Items sent per turn (each a string already built around stored JSON). */
 const SEND_TURN_ITEMS = 256;
 /** Frames received and not yet handled past which the socket is paused (TCP pushes back). */

@@ -56,8 +56,10 @@ describe('group commit', () => {
     const commit = vi.spyOn(s.store, 'commit');
     const cursors = cn.ofType('deliver').map((d) => d.cursor);
     for (const cursor of cursors) cn.send({ t: 'ack', cursor });
-    // Writes commit in arrival order: once a later envelope is accepted, every ack before it is on disk.
-    const probe = await seal({ sender: s.dep.devices[`${CN}/op1`]!, to: JP, seq: 1, directory: dir, plaintext: { body: 'probe', lang: 'en' } });
+    // Writes commit in arrival order: once a later envelope is accepted, every ack before it is on
+    // disk. A ROUTINE one: a FLASH may commit beside the batch in progress, ahead of acks still
+    // gathering (WriteQueue, PROTOCOL.md "Delivery order").
+    const probe = await seal({ sender: s.dep.devices[`${CN}/op1`]!, to: JP, seq: 1, precedence: 'ROUTINE', directory: dir, plaintext: { body: 'probe', lang: 'en' } });
     cn.send({ t: 'envelope', envelope: probe });
     await cn.waitForType('accepted', (f) => f.id === probe.header.id);
     expect(await s.store.ackedCursor(`${CN}/op1`)).toBe(Math.max(...cursors));
