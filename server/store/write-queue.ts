@@ -24,7 +24,8 @@ interface Pending {
  * event loop): the FLASH writes pending are then taken out of the gathering batch, in arrival
  * order, and committed at once as a batch of their own, beside the one whose fsync is running,
  * instead of waiting for that fsync and then for their own. Each is answered after its own
- * commit, which is after its fsync: durability is as before. The ROUTINE writes left behind keep
+ * commit, which is after its fsync: durability is as before; and not before an earlier commit
+ * that carries a FLASH, so that a device's FLASH messages keep their order (urgentTurn). The ROUTINE writes left behind keep
  * their order and commit as before; a FLASH may so be accepted before them (PROTOCOL.md
  * "Delivery order": a higher rank may overtake a lower one).
  *
@@ -61,6 +62,8 @@ export class WriteQueue {
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** FLASH batches committed beside the batch in progress, not yet answered. */
   private readonly urgentInFlight = new Set<Promise<void>>();
+  /** Resolves once the last commit carrying a FLASH has answered (see urgentTurn). */
+  private urgentAnswered: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: Pick<Store, 'commit' | 'commitsOverlap'>,
@@ -166,6 +169,7 @@ export class WriteQueue {
       this.commits++;
       let results: WriteResult[];
       const started = performance.now();
+      const turn = this.urgentTurn(batch);
       try {
         results = await this.store.commit(batch.map((p) => p.write));
       } catch (error) {
@@ -178,7 +182,9 @@ export class WriteQueue {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
+      await turn.before;
       batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+      turn.done();
     });
   }
 
@@ -192,15 +198,41 @@ export class WriteQueue {
     this.urgent = rest.some((p) => isUrgent(p.write));
     if (this.urgent) this.schedule();
     this.commits++;
-    const done = this.store.commit(batch.map((p) => p.write)).then(
-      (results) => {
-        this.onCommitted?.();
-        batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
-      },
-      (error: unknown) => batch.forEach((p) => p.resolve({ ok: false, error: error as Error })),
-    );
+    const turn = this.urgentTurn(batch);
+    const done = this.store
+      .commit(batch.map((p) => p.write))
+      .then(
+        async (results) => {
+          this.onCommitted?.();
+          await turn.before;
+          batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+        },
+        async (error: unknown) => {
+          await turn.before;
+          batch.forEach((p) => p.resolve({ ok: false, error: error as Error }));
+        },
+      )
+      .finally(turn.done);
     this.urgentInFlight.add(done);
     void done.finally(() => this.urgentInFlight.delete(done));
+  }
+
+  /**
+   * Commits that carry a FLASH are answered in the order they began (their transactions' order),
+   * even when a later one's fsync ends first: a FLASH batch committed beside a batch holding an
+   * earlier FLASH of the same device must not overtake it, or that device's FLASH messages would
+   * be accepted and delivered out of seq order (PROTOCOL.md "Delivery order": within a rank,
+   * acceptance order is arrival order). CI saw it once the frame turns were shortened. Batches
+   * without a FLASH are not held, nor hold anything: a FLASH may overtake ROUTINE writes. Call
+   * it just before the store's commit; `before` resolves when the earlier ones have answered,
+   * `done` lets the next one answer.
+   */
+  private urgentTurn(batch: readonly Pending[]): { before: Promise<void>; done: () => void } {
+    if (!batch.some((p) => isUrgent(p.write))) return { before: Promise.resolve(), done: () => {} };
+    const before = this.urgentAnswered;
+    let done: () => void = () => {};
+    this.urgentAnswered = new Promise<void>((resolve) => (done = resolve));
+    return { before, done };
   }
 
   /** Resolves once everything enqueued so far is committed (graceful shutdown). */

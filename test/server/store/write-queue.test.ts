@@ -204,6 +204,27 @@ describe('WriteQueue', () => {
     expect(q.commits).toBe(3);
   });
 
+  it('a FLASH batch committed beside a batch holding an earlier FLASH is not answered before it, even when its fsync ends first', async () => {
+    const store = slowStore(true);
+    const q = new WriteQueue(store);
+    const answered: number[] = [];
+    const track = (p: Promise<WriteResult>, n: number) => p.then((r) => (answered.push(n), r));
+    // FLASH 1 starts a batch; FLASH 2 and 3 of the same device come while it is being committed.
+    const first = track(q.enqueue({ ...write(1), rank: 0 } as Write), 1);
+    await turns(5);
+    const later = [track(q.enqueue({ ...write(2), rank: 0 } as Write), 2), track(q.enqueue({ ...write(3), rank: 0 } as Write), 3)];
+    await turns(5);
+    expect(store.batches).toEqual([[1], [2, 3]]);
+    // The second commit's fsync ends first: its answers wait for the first's.
+    store.releases[1]!();
+    await turns(5);
+    expect(answered).toEqual([]);
+    store.releases[0]!();
+    await Promise.all([first, ...later]);
+    expect(answered).toEqual([1, 2, 3]);
+    await q.drain();
+  });
+
   it('drain waits for a FLASH batch committed beside another, and flushAcks for its acks, not for the FLASH', async () => {
     const store = slowStore(true);
     const q = new WriteQueue(store, 256, 15, 600_000);
