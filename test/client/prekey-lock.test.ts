@@ -82,13 +82,17 @@ function manager(d: TestDeployment, clock: ManualClock, store: PrekeyStore, rela
   });
 }
 
+/** A deployment, a prekey file path for cn-op in a fresh directory (removed after), and a clock at the deployment's now. */
+async function prekeyFile() {
+  const d = await makeDeployment();
+  const dir = tempDir('hotline-prekey-lock-');
+  dirs.push(dir);
+  return { d, path: join(dir.path, 'cn-op.state.json.prekeys'), clock: new ManualClock(d.now) };
+}
+
 describe('two processes of one device sharing a prekey file', () => {
   it('rotating at the very same moment, one waits for the other’s lock: one new prekey, none lost, the lock file gone after', async () => {
-    const d = await makeDeployment();
-    const dir = tempDir('hotline-prekey-lock-');
-    dirs.push(dir);
-    const path = join(dir.path, 'cn-op.state.json.prekeys');
-    const clock = new ManualClock(d.now);
+    const { d, path, clock } = await prekeyFile();
     const p1 = await createPrekey(d.devices.cnOp, { now: d.now - R, rotationMs: R });
     await new FilePrekeyStore(path).save([p1]);
 
@@ -110,11 +114,7 @@ describe('two processes of one device sharing a prekey file', () => {
   });
 
   it('a run waits for the lock file `<file>.lock` another process holds, and fails with HL_ERR_STORE_FAILED past its time limit, the file untouched', async () => {
-    const d = await makeDeployment();
-    const dir = tempDir('hotline-prekey-lock-');
-    dirs.push(dir);
-    const path = join(dir.path, 'cn-op.state.json.prekeys');
-    const clock = new ManualClock(d.now);
+    const { d, path, clock } = await prekeyFile();
     const p1 = await createPrekey(d.devices.cnOp, { now: d.now - R, rotationMs: R });
     await new FilePrekeyStore(path).save([p1]);
     writeFileSync(`${path}.lock`, '');
@@ -125,11 +125,7 @@ describe('two processes of one device sharing a prekey file', () => {
   });
 
   it('a deletion decided before another process rotated and deleted keeps that process’s new prekey (the file read again under the lock)', async () => {
-    const d = await makeDeployment();
-    const dir = tempDir('hotline-prekey-lock-');
-    dirs.push(dir);
-    const path = join(dir.path, 'cn-op.state.json.prekeys');
-    const clock = new ManualClock(d.now);
+    const { d, path, clock } = await prekeyFile();
     // p0 is out of date now (deletable); p1, made half a period ago, is not yet due for rotation.
     const p0 = await createPrekey(d.devices.cnOp, { now: d.now - 2 * R, rotationMs: R });
     const p1 = await createPrekey(d.devices.cnOp, { now: d.now - R / 2, rotationMs: R });

@@ -14,12 +14,12 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import { DRAIN_MARGIN_MS } from '../../server/federation/relay-link.js';
 import type { Clock } from '../../server/clock.js';
 import { call, fetchDirectory, login } from '../helpers/ws-client.js';
-import { next } from '../helpers/events.js';
+import { codeOf, next } from '../helpers/events.js';
 import { exportedEnvelopes, makeClient } from '../helpers/audit.js';
 import { fakeRelay } from '../helpers/fake-relay.js';
 import { LogSink } from '../helpers/log-sink.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import { directoriesExchanged, eventually, makeTwoRelayDeployment, startRelayPair, type RelayPair } from '../helpers/two-relays.js';
+import { directoriesExchanged, eventually, makeTwoRelayDeployment, startCnRelayAlone, startRelayPair, type RelayPair } from '../helpers/two-relays.js';
 
 /**
  * Prekeys between two relays (PROTOCOL.md "Prekeys between relays"): each relay forwards its own
@@ -82,15 +82,6 @@ async function served(server: RunningServer, auditor: DeviceSecretFile): Promise
   return body.prekeys.map((p) => `${p.prekey.party}/${p.prekey.device} ${keyIdOf(fromBase64(p.prekey.boxKey, 32))}`).sort();
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code: string }).code;
-  }
-  return 'resolved';
-}
-
 describe('prekeys with one relay per party', () => {
   it('each relay forwards its operators’ prekeys: a sender wraps to the other party’s newest prekey, which opens it, and the certificate key alone does not', { timeout: 60_000 }, async () => {
     pair = await startRelayPair();
@@ -134,21 +125,10 @@ describe('prekeys with one relay per party', () => {
 
   it('the receiving relay checks each forwarded prekey against the device’s certificate: a forged or relabelled one is refused and not served', { timeout: 60_000 }, async () => {
     const dep = await makeTwoRelayDeployment();
-    const dir = mkdtempSync(join(tmpdir(), 'hotline-prekeys-link-'));
     const logs = new LogSink();
-    const cn = await startServer({
-      agreement: dep.agreement,
-      dataDir: dir,
-      host: '127.0.0.1',
-      port: 0,
-      logLevel: 'info',
-      logStream: logs,
-      relay: { identity: dep.relays.cn, peerUrls: { 'jp-mod': ['http://127.0.0.1:9'] }, heartbeatIntervalMs: 5_000, backoff: { minMs: 1_000, maxMs: 5_000 } },
-    });
-    cleanups.push(async () => {
-      await cn.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const relay = await startCnRelayAlone(dep, logs, 'hotline-prekeys-link-');
+    cleanups.push(relay.close);
+    const cn = relay.server;
     for (const d of [dep.devices.cnAud]) expect((await call(cn.url, 'POST', '/v1/directory/devices', d.certificate)).status).toBe(201);
 
     const jp = await fakeRelay(dep.agreement, cn.url, dep.relays.jp, 'cn-mnd');

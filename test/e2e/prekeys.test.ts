@@ -13,7 +13,7 @@ import { createPrekey, DEFAULT_PREKEY_ROTATION_MS, type HeldPrekey } from '../..
 import { fromBase64, toBase64 } from '../../shared/encoding/base64.js';
 import type { Envelope, EnvelopeHeader, DeviceSecretFile } from '../../shared/protocol/schemas.js';
 import { makeDeployment, type TestDeployment } from '../helpers/fixtures.js';
-import { next } from '../helpers/events.js';
+import { codeOf, next } from '../helpers/events.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { call, login } from '../helpers/ws-client.js';
 import { exportedEnvelopes } from '../helpers/audit.js';
@@ -73,15 +73,6 @@ async function deliver(jp: HotlineClient, cn: HotlineClient, body: string): Prom
   const got = next(cn, 'message', (m) => m.plaintext.body === body);
   await jp.send({ to: 'cn-mnd', precedence: 'FLASH', body, lang: 'en' });
   return (await got).header;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code: string }).code;
-  }
-  return 'resolved';
 }
 
 describe('prekeys end to end (PROTOCOL.md "Prekeys and forward secrecy")', () => {

@@ -1,15 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServer } from '../../server/main.js';
 import { relayCosignerName, witnessEvidenceKey, witnessStateKey, type ForkEvidence } from '../../server/federation/witness.js';
 import { fromBase64, toBase64, toHex, utf8 } from '../../shared/encoding/base64.js';
 import { formatCheckpointBody, signNote, verifyCheckpoint } from '../../shared/audit/checkpoint.js';
 import { MerkleLog, leafHash } from '../../shared/audit/merkle.js';
 import { logKeyName, verifyAuditExport } from '../../shared/audit/log-verify.js';
 import type { DeviceSecretFile } from '../../shared/protocol/schemas.js';
-import { makeTwoRelayDeployment, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
+import { makeTwoRelayDeployment, startCnRelayAlone, startRelayPair, type RelayPair, type TwoRelayDeployment } from '../helpers/two-relays.js';
 import { call, login } from '../helpers/ws-client.js';
 import { fetchExport, makeClient, sendAndAck, signNow } from '../helpers/audit.js';
 import { LogSink } from '../helpers/log-sink.js';
@@ -120,21 +116,10 @@ async function checkpointOf(dep: TwoRelayDeployment, log: MerkleLog, size: numbe
 describe('a fork of the peer relay’s log', () => {
   it('is refused, kept as evidence and raised (log line at error, audit.alarm to the operators); consistent checkpoints are cosigned', async () => {
     const dep = await makeTwoRelayDeployment();
-    const dir = mkdtempSync(join(tmpdir(), 'hotline-witness-'));
     const sink = new LogSink();
-    const cn = await startServer({
-      agreement: dep.agreement,
-      dataDir: dir,
-      host: '127.0.0.1',
-      port: 0,
-      logLevel: 'info',
-      logStream: sink,
-      relay: { identity: dep.relays.cn, peerUrls: { 'jp-mod': ['http://127.0.0.1:9'] }, heartbeatIntervalMs: 5_000, backoff: { minMs: 1_000, maxMs: 5_000 } },
-    });
-    cleanups.push(async () => {
-      await cn.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const relay = await startCnRelayAlone(dep, sink, 'hotline-witness-');
+    cleanups.push(relay.close);
+    const cn = relay.server;
     for (const d of [dep.devices.cnOp, dep.devices.cnAud]) {
       const res = await fetch(`${cn.url}/v1/directory/devices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(d.certificate) });
       expect(res.status).toBe(201);

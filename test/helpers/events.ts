@@ -11,3 +11,13 @@ export function next<K extends keyof HotlineClientEvents>(c: HotlineClient, even
     });
   });
 }
+
+/** The error code `p` rejects with, or 'resolved'. */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
+  return 'resolved';
+}

@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import type { AppDeps, AppOptions } from '../../server/app.js';
 import type { Clock } from '../../server/clock.js';
 import { fetchDirectory, login } from './ws-client.js';
+import type { LogSink } from './log-sink.js';
 
 /**
  * A TCP proxy on 127.0.0.1:0 standing for the network between two relays. `cut()` stops
@@ -220,4 +221,28 @@ export async function directoriesExchanged(p: RelayPair): Promise<void> {
   const cnToken = await login(p.cn.url, dep.devices.cnAud, dep.agreement);
   await eventually(async () => (await fetchDirectory(p.jp.url, jpToken)).some((c) => c.device === 'cn-op-1'), 'cn-op-1 at the relay of jp-mod');
   await eventually(async () => (await fetchDirectory(p.cn.url, cnToken)).some((c) => c.device === 'jp-op-1'), 'jp-op-1 at the relay of cn-mnd');
+}
+
+/**
+ * cn-mnd's relay alone, its peer URL a closed port (a test plays the jp relay itself, e.g. with
+ * `fakeRelay`), logging at info into `logs`; `close` stops it and removes its data directory.
+ */
+export async function startCnRelayAlone(dep: TwoRelayDeployment, logs: LogSink, prefix: string): Promise<{ server: RunningServer; close: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const server = await startServer({
+    agreement: dep.agreement,
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    logLevel: 'info',
+    logStream: logs,
+    relay: { identity: dep.relays.cn, peerUrls: { 'jp-mod': ['http://127.0.0.1:9'] }, heartbeatIntervalMs: 5_000, backoff: { minMs: 1_000, maxMs: 5_000 } },
+  });
+  return {
+    server,
+    close: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
