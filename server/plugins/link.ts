@@ -580,9 +580,12 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         void lifecycle.track(writes.enqueue(write)).then((result) => {
           deadlines.afterEnvelope(write, result);
           if (!result.ok) return refuse(conn, result.error, ref);
+          // The addressee's copy goes out before the sender's answer: the message waits on the
+          // addressee (to open it and sign its receipt), the answer on nobody (issue 9, the path
+          // of one message; each socket write costs ~0.05 ms here).
+          fanOut(result);
           send(conn, { t: 'accepted', id: write.envelope.header.id, envelopeHash: write.envelopeHash, at: result.acceptedAt }, true);
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
-          fanOut(result);
         });
       } else if (frame.t === 'receipt') {
         const stored = await store.getMessage(frame.receipt.receipt.messageId);
@@ -592,9 +595,10 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           deadlines.afterReceipt(result);
           if (!result.ok) return refuse(conn, result.error, ref);
           const r = write.receipt.receipt;
+          // The sender waits for this receipt; its signer's answer waits on nobody (as above).
+          fanOut(result);
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
-          fanOut(result);
         });
       } else if (frame.t === 'refusal') {
         const stored = await store.getMessage(frame.refusal.refusal.messageId);
@@ -603,9 +607,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         void lifecycle.track(writes.enqueue(write)).then((result) => {
           deadlines.afterRefusal(write, result);
           if (!result.ok) return refuse(conn, result.error, ref);
+          fanOut(result);
           send(conn, { t: 'refusal-accepted', messageId: write.refusal.refusal.messageId, at: result.acceptedAt }, true);
           conn.log.info({ ref, code: write.refusal.refusal.code, status: result.status }, 'refusal accepted');
-          fanOut(result);
         });
       } else {
         // Through the write queue: the acks of a batch are one statement in its transaction, and

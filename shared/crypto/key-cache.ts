@@ -14,7 +14,7 @@ export class KeyCache<V> {
 
   /** The cached value for `bytes`, made by `make` on a miss. */
   get(bytes: Uint8Array, make: () => V): V {
-    const k = String.fromCharCode(...bytes);
+    const k = keyOf(bytes);
     const hit = this.#map.get(k);
     if (hit !== undefined) {
       this.#map.delete(k);
@@ -34,10 +34,15 @@ export class KeyCache<V> {
 
   /** Forget `bytes` (a secret that must not outlive its use). */
   delete(bytes: Uint8Array): void {
-    this.#map.delete(String.fromCharCode(...bytes));
+    this.#map.delete(keyOf(bytes));
   }
 
   get size(): number {
     return this.#map.size;
   }
+}
+
+/** One UTF-16 unit per byte. `apply`, not a spread: a spread walks an iterator, with garbage per byte. */
+function keyOf(bytes: Uint8Array): string {
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }

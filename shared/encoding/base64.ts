@@ -3,6 +3,7 @@ import { HotlineError } from '../errors.js';
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const LOOKUP = new Int16Array(128).fill(-1);
 for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
+const CODES = Uint8Array.from(ALPHABET, (c) => c.charCodeAt(0));
 
 /**
  * Standard base64 (RFC 4648 §4) with padding: the one binary encoding on Hotline's wire, the same
@@ -12,22 +13,31 @@ for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
  * toBase64(new Uint8Array([1, 2, 3])) // 'AQID'
  */
 export function toBase64(bytes: Uint8Array): string {
-  let out = '';
+  // Into one byte array, decoded once (not four characters at a time: each `+=` of a short piece
+  // made a rope node, tens of kilobytes of them per message for the young-generation GC, issue 9).
+  const out = new Uint8Array(Math.ceil(bytes.length / 3) * 4);
+  let o = 0;
   let i = 0;
   for (; i + 2 < bytes.length; i += 3) {
     const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + ALPHABET[n & 63]!;
+    out[o++] = CODES[n >> 18]!;
+    out[o++] = CODES[(n >> 12) & 63]!;
+    out[o++] = CODES[(n >> 6) & 63]!;
+    out[o++] = CODES[n & 63]!;
   }
   const rest = bytes.length - i;
-  if (rest === 1) {
-    const n = bytes[i]! << 16;
-    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + '==';
-  } else if (rest === 2) {
-    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
-    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + '=';
+  if (rest > 0) {
+    const n = (bytes[i]! << 16) | (rest === 2 ? bytes[i + 1]! << 8 : 0);
+    out[o++] = CODES[n >> 18]!;
+    out[o++] = CODES[(n >> 12) & 63]!;
+    out[o++] = rest === 2 ? CODES[(n >> 6) & 63]! : 61;
+    out[o] = 61;
   }
-  return out;
+  return ascii.decode(out);
 }
+
+/** Decodes the ASCII the encoders here produce (every byte < 0x80, so any decoding agrees). */
+const ascii = new TextDecoder();
 
 /**
  * Strict decoding of attacker-controlled base64: only the standard alphabet, correct padding, and
@@ -44,20 +54,22 @@ export function fromBase64(text: string, expectedLength?: number): Uint8Array {
   const outLen = (text.length / 4) * 3 - pad;
   const out = new Uint8Array(outLen);
   let o = 0;
+  // Four sextets in locals, not an array per quantum: decoding allocates only its output (issue 9).
   for (let i = 0; i < text.length; i += 4) {
     const last = i + 4 === text.length;
-    const vals = [0, 0, 0, 0];
+    const keep = last ? 4 - pad : 4;
+    let n = 0;
     for (let j = 0; j < 4; j++) {
       const ch = text.charCodeAt(i + j);
-      if (last && j >= 4 - pad) {
+      if (j >= keep) {
         if (ch !== 61) throw new HotlineError('HL_ERR_INPUT_BASE64', 'bad base64 padding');
+        n <<= 6;
         continue;
       }
       const v = ch < 128 ? LOOKUP[ch]! : -1;
       if (v < 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'character outside the base64 alphabet');
-      vals[j] = v;
+      n = (n << 6) | v;
     }
-    const n = (vals[0]! << 18) | (vals[1]! << 12) | (vals[2]! << 6) | vals[3]!;
     if (last && pad === 2 && (n & 0xffff) !== 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'non-zero padding bits');
     if (last && pad === 1 && (n & 0xff) !== 0) throw new HotlineError('HL_ERR_INPUT_BASE64', 'non-zero padding bits');
     out[o++] = n >> 16;
@@ -72,10 +84,15 @@ export function fromBase64(text: string, expectedLength?: number): Uint8Array {
 
 /** Lowercase hex, the encoding of hashes (message hashes, Merkle nodes) in JSON. */
 export function toHex(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += b.toString(16).padStart(2, '0');
-  return s;
+  const out = new Uint8Array(bytes.length * 2);
+  for (let i = 0; i < bytes.length; i++) {
+    out[2 * i] = HEX[bytes[i]! >> 4]!;
+    out[2 * i + 1] = HEX[bytes[i]! & 15]!;
+  }
+  return ascii.decode(out);
 }
+
+const HEX = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 
 /** Strict lowercase hex decoding. */
 export function fromHex(text: string, expectedLength?: number): Uint8Array {
@@ -92,13 +109,16 @@ export function fromHex(text: string, expectedLength?: number): Uint8Array {
 
 /** UTF-8 encode. */
 export function utf8(text: string): Uint8Array {
-  return new TextEncoder().encode(text);
+  return utf8Encoder.encode(text);
 }
+
+const utf8Encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Strict UTF-8 decode (invalid sequences throw rather than turning into U+FFFD). */
 export function fromUtf8(bytes: Uint8Array): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return strictUtf8.decode(bytes);
   } catch (cause) {
     throw new HotlineError('HL_ERR_INPUT_SCHEMA', 'invalid UTF-8', { cause });
   }

@@ -156,10 +156,13 @@ describe('two real clients through a real server', () => {
     const refused: string[] = [];
     after.on('refused', (r) => refused.push(r.code));
     await after.start();
+    // Listening before the send: the relay hands the addressee its copy before it answers the sender.
+    const arrived = next(cn, 'message', (m) => m.plaintext.body === '四');
     const { id } = await after.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: '四', lang: 'ja' });
     await next(after, 'accepted', (a) => a.id === id);
     expect(refused).toEqual([]);
-    const got = await next(cn, 'message', (m) => m.header.id === id);
+    const got = await arrived;
+    expect(got.header.id).toBe(id);
     expect(got.header.seq).toBe(4);
   });
 

@@ -29,6 +29,16 @@ describe('toBase64 / fromBase64', () => {
     }
   });
 
+  it('agrees with Buffer across the encoder\'s chunk boundaries and on large inputs', () => {
+    for (const n of [6143, 6144, 6145, 12_289, 100_001]) {
+      const bytes = new Uint8Array(n).map((_, i) => (i * 131 + (i >> 8)) & 255);
+      const text = toBase64(bytes);
+      expect(text).toBe(Buffer.from(bytes).toString('base64'));
+      expect(fromBase64(text, n)).toEqual(bytes);
+      expect(toHex(bytes)).toBe(Buffer.from(bytes).toString('hex'));
+    }
+  });
+
   it.each([
     ['wrong length', 'Zm9'],
     ['url alphabet', 'Zm-_'],

@@ -27,6 +27,23 @@ describe('canonicalize', () => {
     }
   });
 
+  it('sorts array-index keys as strings, keeps a "__proto__" member, and nests', () => {
+    expect(canonicalize(JSON.parse('{"b":1,"10":2,"2":3,"a":{"1":[{"z":1,"y":2}],"0":null}}'))).toBe('{"10":2,"2":3,"a":{"0":null,"1":[{"y":2,"z":1}]},"b":1}');
+    expect(canonicalize(JSON.parse('{"z":1,"__proto__":{"b":2,"a":1}}'))).toBe('{"__proto__":{"a":1,"b":2},"z":1}');
+    expect(canonicalizeSigned({ list: [3, { k: 'v', b: true }], n: -0 })).toBe('{"list":[3,{"b":true,"k":"v"}],"n":0}');
+    expect(() => canonicalize([1, undefined])).toThrow(expect.objectContaining({ code: 'HL_ERR_INPUT_NOT_CANONICAL' }));
+  });
+
+  it('orders few and many members alike, by UTF-16 code units', () => {
+    for (const n of [2, 5, 24, 25, 60]) {
+      const keys = Array.from({ length: n }, (_, i) => `k${(i * 37) % 101}${String.fromCharCode(0x61 + ((i * 7) % 26))}`);
+      const shuffled = Object.fromEntries([...keys].reverse().map((k, i) => [k, i]));
+      const expected = `{${[...keys].sort().map((k) => `"${k}":${shuffled[k]}`).join(',')}}`;
+      expect(canonicalize(shuffled), String(n)).toBe(expected);
+    }
+    expect(canonicalize({ b: 1, a: 2, ä: 3, Z: 4, '\ud83d\ude00': 5, '\uffff': 6 })).toBe('{"Z":4,"a":2,"b":1,"ä":3,"\ud83d\ude00":5,"\uffff":6}');
+  });
+
   it('round-trips Japanese and Chinese text unescaped', () => {
     expect(canonicalize({ 本文: '至急、確認されたし', 正文: '紧急' })).toBe('{"本文":"至急、確認されたし","正文":"紧急"}');
   });
