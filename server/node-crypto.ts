@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { KeyCache } from '../shared/crypto/key-cache.js';
 import { useNativeCrypto, type NativeCrypto } from '../shared/crypto/native.js';
@@ -32,6 +33,13 @@ function privateKey(cache: KeyCache<KeyObject>, prefix: Buffer, raw: Uint8Array)
   return cache.get(raw, () => createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' }));
 }
 
+/**
+ * `crypto.hash` (Node ≥ 20.12): a digest without a Hash object. Each Hash is a native object that
+ * the young-generation GC must finalise, and the audit tree's hashing made dozens per message: a
+ * third of every scavenge's pause went to such handles (issue 9, `--trace-gc-nvp`).
+ */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, outputEncoding: 'buffer') => Buffer }).hash;
+
 export const nodeCrypto: NativeCrypto = {
   ed25519Sign(seed, message) {
     return new Uint8Array(sign(null, message, privateKey(signPrivate, ED25519_PKCS8, seed)));
@@ -64,6 +72,10 @@ export const nodeCrypto: NativeCrypto = {
     boxPrivate.delete(secretKey);
   },
   sha256(parts) {
+    if (oneShotHash !== undefined) {
+      const digest = oneShotHash('sha256', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
+      return new Uint8Array(digest.buffer, digest.byteOffset, digest.length);
+    }
     const h = createHash('sha256');
     for (const p of parts) h.update(p);
     return new Uint8Array(h.digest());
