@@ -300,22 +300,30 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 }
 
 /**
- * A batch this small, while no other commit's fsync is pending, commits with synchronous=FULL on
- * the event loop: the link is all but idle (one message in flight), and an fsync inside COMMIT
- * (~0.2 ms on this project's machines) costs less than the thread-pool round trip that replaces it
- * under load (the job's hand-off, the fsync, the completion's wake-up of the loop). Measured with
- * one message in flight, the two ways alternating message by message in one process: send →
- * verified receipt p50 0.8 ms shorter, p99 1-3 ms shorter (docs/performance.md). A busy server's
- * batches are bigger or find an fsync pending, and keep the loop free as before.
+ * A small batch that carries a FLASH envelope or receipt, while no other commit's fsync is pending,
+ * commits with synchronous=FULL on the event loop: an fsync inside COMMIT (~0.2 ms on this
+ * project's machines) costs the FLASH less than the thread-pool round trip that replaces it (the
+ * job's hand-off, the fsync, the completion's wake-up of the loop). Measured with one FLASH in
+ * flight, the two ways alternating message by message in one process: send → verified receipt
+ * p50 0.8 ms shorter (docs/performance.md). Only a FLASH (precedence first): under a ROUTINE
+ * stream the batches are small too, and each would take the loop for its fsync, one after another,
+ * while frames (a FLASH among them) wait to be read. The bench's FLASH-under-load phase could not
+ * tell the two rules apart (its p50 varied 7-22 ms from run to run either way), so the rule is the
+ * one that cannot delay a FLASH. Every other batch, and any while an fsync is pending, keeps the
+ * loop free as before.
  */
 export const ON_LOOP_BATCH = 4;
+
+function isFlash(w: Write): boolean {
+  return (w.kind === 'envelope' || w.kind === 'receipt') && w.rank === 0;
+}
 
 /**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
  *
- * The group commit (`commit`) of a busy server is the exception in how, not in what (a small batch
- * on an idle one commits as above, ON_LOOP_BATCH): its transaction runs with
+ * The group commit (`commit`) is the exception in how, not in what (but for a small FLASH batch on
+ * an idle server, which commits as above, ON_LOOP_BATCH): its transaction runs with
  * `synchronous=NORMAL` (no fsync inside COMMIT, which would block the event loop for the disk's
  * whole flush) and the WAL file is then fsync'd on libuv's thread pool; `commit` resolves only
  * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
@@ -696,7 +704,7 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined && !(this.syncing === 0 && writes.length <= ON_LOOP_BATCH)) return this.commitThenSync(writes);
+    if (this.walFd !== undefined && !(this.syncing === 0 && writes.length <= ON_LOOP_BATCH && writes.some(isFlash))) return this.commitThenSync(writes);
     return this.commitNow(writes);
   }
 

@@ -56,7 +56,16 @@ describe('SqliteStore', () => {
     expect(await store.auditSize()).toBe(before + batch.length);
   });
 
-  it('a small batch with no fsync pending commits with its fsync inside COMMIT, on the event loop: durable and served at once', async () => {
+  it('a small ROUTINE batch syncs on the thread pool too: only a FLASH takes the event loop for its fsync', async () => {
+    const { store, envelopeWrite } = await setup();
+    const before = await store.auditSize();
+    const committing = store.commit([await envelopeWrite(1, undefined, 'ROUTINE')]);
+    expect(await store.auditSize()).toBe(before);
+    expect((await committing)[0]).toMatchObject({ ok: true, status: 'new' });
+    expect(await store.auditSize()).toBe(before + 1);
+  });
+
+  it('a small FLASH batch with no fsync pending commits with its fsync inside COMMIT, on the event loop: durable and served at once', async () => {
     const { store, path, envelopeWrite } = await setup();
     const before = await store.auditSize();
     const batch = await Promise.all(Array.from({ length: ON_LOOP_BATCH }, (_, i) => envelopeWrite(i + 1)));
