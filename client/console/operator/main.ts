@@ -10,6 +10,7 @@ import { bootConsole, openSession } from '../common/boot.js';
 import { FrameScheduler } from '../common/frame-scheduler.js';
 import { startAlarm } from './alarm.js';
 import { errParams, type LiveState, type OperatorContext, type Panel, type SectionName } from './context.js';
+import { errorKey } from '../common/error-text.js';
 import {
   MAX_EVENTS,
   addAlarm,
@@ -97,6 +98,14 @@ async function runConsole(root: HTMLElement, kv: KeyValueStore & RecordStore, un
     saveNote: (id) => notes.save([[id, noteOf(data.value, id)]]),
     addEvent: (ev) => {
       const saved = data.save((d) => {
+        // One line per cause: an error shown in the same words as the newest line (the relay
+        // unreachable, reported by the link's attempts and by the requests that failed with them,
+        // under three codes) replaces that line, with its time, instead of repeating it.
+        const last = d.events[0];
+        if (ev.kind === 'error' && last?.kind === 'error' && errorKey(last.params['code']) === errorKey(ev.params['code'])) {
+          d.events[0] = ev;
+          return;
+        }
         d.events.unshift(ev);
         d.events.length = Math.min(d.events.length, MAX_EVENTS);
       });
