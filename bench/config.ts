@@ -102,7 +102,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     window: c('WINDOW', 100, 10),
     capacity: c('CAPACITY', 10_000, 60),
     pairs: c('PAIRS', 4, 2),
-    flashes: c('FLASHES', 50, 3),
+    flashes: c('FLASHES', 200, 3),
     loadSeconds: c('LOAD_SECONDS', 10, 1),
     backlog: c('BACKLOG', FULL_SIZE.backlogDrain, 30),
     deadlines: c('DEADLINES', FULL_SIZE.deadlines, 40),
