@@ -201,6 +201,11 @@ export interface AckWrite {
 
 export type Write = EnvelopeWrite | ReceiptWrite | RefusalWrite | EventsWrite | AckWrite;
 
+/** A FLASH envelope or receipt (rank 0, server/relay/delivery.ts PRECEDENCE_RANK): what goes first at the commit. */
+export function isFlashWrite(write: Write): boolean {
+  return (write.kind === 'envelope' || write.kind === 'receipt') && write.rank === 0;
+}
+
 /**
  * The outcome of one write. `duplicate`: the same envelope (same id and hash) or the same receipt
  * (same message, kind and signer) is already stored; nothing was written and `acceptedAt` is the

@@ -27,6 +27,7 @@ import {
   type StoredMessage,
   type Write,
   type WriteResult,
+  isFlashWrite,
 } from '../relay/records.js';
 import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
@@ -313,10 +314,6 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
  * loop free as before.
  */
 export const ON_LOOP_BATCH = 4;
-
-function isFlash(w: Write): boolean {
-  return (w.kind === 'envelope' || w.kind === 'receipt') && w.rank === 0;
-}
 
 /**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
@@ -704,7 +701,7 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined && !(this.syncing === 0 && writes.length <= ON_LOOP_BATCH && writes.some(isFlash))) return this.commitThenSync(writes);
+    if (this.walFd !== undefined && !(this.syncing === 0 && writes.length <= ON_LOOP_BATCH && writes.some(isFlashWrite))) return this.commitThenSync(writes);
     return this.commitNow(writes);
   }
 

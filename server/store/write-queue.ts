@@ -1,4 +1,4 @@
-import type { Write, WriteResult } from '../relay/records.js';
+import { isFlashWrite, type Write, type WriteResult } from '../relay/records.js';
 import type { Store } from './store.js';
 
 interface Pending {
@@ -83,7 +83,7 @@ export class WriteQueue {
     return new Promise((resolve) => {
       if (this.pending.length === 0) this.openedAt = performance.now();
       this.pending.push({ write, resolve });
-      if (isUrgent(write)) this.urgent = true;
+      if (isFlashWrite(write)) this.urgent = true;
       if (write.kind === 'ack') {
         this.acksPending++;
         this.ackTimer ??= setTimeout(() => {
@@ -156,7 +156,7 @@ export class WriteQueue {
       else this.writesPending--;
     }
     // Bounded by maxBatch: only a FLASH left over by a full batch keeps the next one urgent.
-    this.urgent = this.urgent && this.pending.some((p) => isUrgent(p.write));
+    this.urgent = this.urgent && this.pending.some((p) => isFlashWrite(p.write));
     if (this.acksPending === 0) this.stopAckTimer();
     if (this.pending.length > 0) {
       this.openedAt = performance.now();
@@ -192,10 +192,10 @@ export class WriteQueue {
   private commitUrgent(): void {
     const batch: Pending[] = [];
     const rest: Pending[] = [];
-    for (const p of this.pending) (batch.length < this.maxBatch && isUrgent(p.write) ? batch : rest).push(p);
+    for (const p of this.pending) (batch.length < this.maxBatch && isFlashWrite(p.write) ? batch : rest).push(p);
     this.pending = rest;
     this.writesPending -= batch.length;
-    this.urgent = rest.some((p) => isUrgent(p.write));
+    this.urgent = rest.some((p) => isFlashWrite(p.write));
     if (this.urgent) this.schedule();
     this.commits++;
     const turn = this.urgentTurn(batch);
@@ -228,7 +228,7 @@ export class WriteQueue {
    * `done` lets the next one answer.
    */
   private urgentTurn(batch: readonly Pending[]): { before: Promise<void>; done: () => void } {
-    if (!batch.some((p) => isUrgent(p.write))) return { before: Promise.resolve(), done: () => {} };
+    if (!batch.some((p) => isFlashWrite(p.write))) return { before: Promise.resolve(), done: () => {} };
     const before = this.urgentAnswered;
     let done: () => void = () => {};
     this.urgentAnswered = new Promise<void>((resolve) => (done = resolve));
@@ -245,9 +245,4 @@ export class WriteQueue {
     await this.inFlight;
     await Promise.all([...this.urgentInFlight]);
   }
-}
-
-/** Rank 0 is FLASH (server/relay/delivery.ts PRECEDENCE_RANK). */
-function isUrgent(write: Write): boolean {
-  return (write.kind === 'envelope' || write.kind === 'receipt') && write.rank === 0;
 }
