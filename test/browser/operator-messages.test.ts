@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectConsole, enrolDevice, startHarness, type Harness } from './harness.js';
+import { connectConsole, enrolDevice, startHarness, startNodeClient, type Harness } from './harness.js';
 
 /**
  * Issue 15, message content in the operator console: jp (in Japanese) sends a catalogue entry with
@@ -69,5 +69,33 @@ describe('attachments, the catalogue and translations in the operator console', 
     expect(jp.errors).toEqual([]);
     await cn.context.close();
     await jp.context.close();
+  });
+
+  it('a row redrawn while a translation is typed in it keeps the focus and the caret: the keys typed next go on into the same text', async () => {
+    const cnKey = await enrolDevice(hx, 'cn-mnd', 'msg2');
+    const cn = await connectConsole(hx, 'en-US', cnKey, 'cn focus passphrase');
+    await cn.page.click('#confirm-keys');
+    await cn.page.waitForSelector('#peer-ok');
+    const jp = await startNodeClient(hx, 'jp-mod/op1');
+    const { id } = await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', body: 'Patrol vessel approaching.', lang: 'en' });
+    const row = cn.page.locator(`#inbox tr.msg[data-id="${id}"]`);
+    await row.locator('details.translate summary').click();
+    await row.locator('select.translate-lang').selectOption('ja');
+    await row.locator('textarea.translate-text').click();
+    await cn.page.keyboard.type('巡視船が');
+    const before = await row.elementHandle();
+
+    // jp translates its own message: it reaches cn and is drawn beside the original, in a new row.
+    await jp.send({ to: '', precedence: 'ROUTINE', body: '一艘巡逻船正在接近。', lang: 'zh', translationOf: id });
+    await row.locator('.side-by-side .translation').waitFor();
+    expect(await before!.evaluate((el) => el.isConnected)).toBe(false);
+    await cn.page.keyboard.type('接近中。');
+
+    const area = row.locator('textarea.translate-text');
+    expect(await area.inputValue()).toBe('巡視船が接近中。');
+    expect(await area.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(cn.errors).toEqual([]);
+    await jp.stop();
+    await cn.context.close();
   });
 });

@@ -31,18 +31,20 @@ export class KeyedRows {
    */
   put(key: string, sort: number, el: Element): void {
     const old = this.#byKey.get(key);
-    if (old) keepInput(old.el, el);
+    const refocus = old ? keepInput(old.el, el) : undefined;
     if (old && old.sort === sort) {
       old.el.replaceWith(el);
       this.#byKey.set(key, { el, sort });
-      return;
+    } else {
+      if (old) this.delete(key);
+      const at = this.#position(key, sort);
+      this.#order.splice(at, 0, key);
+      this.#byKey.set(key, { el, sort });
+      const next = this.#order[at + 1];
+      this.#parent.insertBefore(el, next === undefined ? null : this.#byKey.get(next)!.el);
     }
-    if (old) this.delete(key);
-    const at = this.#position(key, sort);
-    this.#order.splice(at, 0, key);
-    this.#byKey.set(key, { el, sort });
-    const next = this.#order[at + 1];
-    this.#parent.insertBefore(el, next === undefined ? null : this.#byKey.get(next)!.el);
+    // Only now: an element not yet in the document cannot take the focus.
+    refocus?.();
   }
 
   delete(key: string): void {
@@ -85,12 +87,17 @@ export class KeyedRows {
 
 /**
  * Carry the operator's state from a row being replaced to its replacement: for every element marked
- * `data-keep="name"` in both, a `<details>`'s open state, a field's value, and the focus (with the
- * caret). Rows are rebuilt whole when their message changes; without this, a half-typed reply
- * or a picked reason would vanish under the operator's hands.
+ * `data-keep="name"` in both, a `<details>`'s open state and a field's value. Rows are rebuilt whole
+ * when their message changes; without this, a half-typed reply or a picked reason would vanish
+ * under the operator's hands.
+ *
+ * Returns what gives the focus (with the caret) back, to be called once `to` is in the document:
+ * `focus()` on a detached element does nothing, and the keys typed next went nowhere (a receipt
+ * arriving while an operator typed a translation took the rest of it; a flaky browser test showed it).
  */
-export function keepInput(from: Element, to: Element): void {
+export function keepInput(from: Element, to: Element): (() => void) | undefined {
   const focused = from.ownerDocument.activeElement;
+  let refocus: (() => void) | undefined;
   for (const old of Array.from(from.querySelectorAll<HTMLElement>('[data-keep]'))) {
     const next = to.querySelector<HTMLElement>(`[data-keep="${old.dataset.keep}"]`);
     if (!next) continue;
@@ -98,15 +105,18 @@ export function keepInput(from: Element, to: Element): void {
     if ((old instanceof HTMLTextAreaElement || old instanceof HTMLInputElement || old instanceof HTMLSelectElement) && old.constructor === next.constructor) {
       (next as HTMLTextAreaElement).value = old.value;
     }
-    if (old === focused) {
-      next.focus();
-      if ((old instanceof HTMLTextAreaElement || old instanceof HTMLInputElement) && 'setSelectionRange' in next) {
-        try {
-          (next as HTMLTextAreaElement).setSelectionRange(old.selectionStart, old.selectionEnd);
-        } catch {
-          // Inputs without a caret (checkbox, select) have no selection to restore.
-        }
-      }
+    if (old === focused) refocus = () => restoreFocus(old, next);
+  }
+  return refocus;
+}
+
+function restoreFocus(old: HTMLElement, next: HTMLElement): void {
+  next.focus();
+  if ((old instanceof HTMLTextAreaElement || old instanceof HTMLInputElement) && 'setSelectionRange' in next) {
+    try {
+      (next as HTMLTextAreaElement).setSelectionRange(old.selectionStart, old.selectionEnd, old.selectionDirection ?? undefined);
+    } catch {
+      // Inputs without a caret (checkbox, select) have no selection to restore.
     }
   }
 }
