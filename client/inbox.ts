@@ -207,16 +207,15 @@ export class Inbox {
   async #onDeliver(frame: DeliverFrame): Promise<boolean> {
     const h = frame.envelope.header;
     const state = await this.#o.storage.read(this.#o.key);
-    const hash = envelopeHash(h);
     const senderKey = `${h.from.party}/${h.from.device}`;
     const known = state.inbox[h.id];
     if (known) {
       // The same message again (a redelivery after a lost ack) is dropped quietly; another
       // envelope under a known id is an attempt to replace it.
-      if (known.envelopeHash !== hash) this.#o.report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
+      if (known.envelopeHash !== envelopeHash(h)) this.#o.report(new HotlineError('HL_ERR_ENVELOPE_DUPLICATE_ID', `refused a second, different envelope with id ${h.id} from ${senderKey}`));
       return true;
     }
-    let opened: { header: EnvelopeHeader; plaintext: Plaintext };
+    let opened: { header: EnvelopeHeader; plaintext: Plaintext; envelopeHash: string };
     let senderRevokedAt: number | undefined;
     try {
       // Verified as of the relay's acceptance, not now: a revocation since then does not take back
@@ -243,12 +242,14 @@ export class Inbox {
       this.#o.report(new HotlineError(e.code, `refused message ${h.id} from ${senderKey}: ${e.message}`, { cause: e }));
       // Told to the relay, signed, so that no deadline stays open on a message this device cannot
       // show (PROTOCOL.md "Refusals"); the relay closes them once no addressee operator can answer.
-      await this.#o.outbox.refuse(h, hash, e.code);
+      await this.#o.outbox.refuse(h, envelopeHash(h), e.code);
       return true;
     }
+    // From the one canonicalisation that verified the signature.
+    const hash = opened.envelopeHash;
     // Only the addressee's operators answer; archives and the sender's own colleagues never do.
     const answer = h.to === this.#o.me.party && this.#o.me.role === 'operator';
-    const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#o.clock.now()) : undefined;
+    const receipt = answer ? await signReceipt(this.#o.device, h, 'delivered', this.#o.clock.now(), hash) : undefined;
     const isNew = await this.#o.storage.update(this.#o.key, (s) => {
       // Checked again against the latest state: another process on this device may have taken it.
       if (s.inbox[h.id] || !isNewSeq(s.peerSeq[senderKey], h.seq)) return false;
@@ -278,7 +279,9 @@ export class Inbox {
   async #onReceipt(frame: ReceiptFrame): Promise<void> {
     const body = frame.receipt.receipt;
     const state = await this.#o.storage.read(this.#o.key);
-    const header = state.sent[body.messageId]?.header ?? state.inbox[body.messageId]?.header;
+    // With the hash this device stored for it (its own, or from its verification): no canonicalisation.
+    const held = state.sent[body.messageId] ?? state.inbox[body.messageId];
+    const message = held && { header: held.header, envelopeHash: held.envelopeHash };
     let verified = false;
     let error: HotlineError | undefined;
     let signerRevokedAt: number | undefined;
@@ -286,7 +289,7 @@ export class Inbox {
       // As for a message: the signer's certificate as of the relay's acceptance of the receipt.
       const signer = await this.#o.directory.certAt(body.by, frame.acceptedAt);
       signerRevokedAt = signer.revokedAt;
-      await verifyReceipt(frame.receipt, signer.cert, header);
+      await verifyReceipt(frame.receipt, signer.cert, message);
       verified = true;
     } catch (err) {
       error = toHotlineError(err);
@@ -310,7 +313,7 @@ export class Inbox {
     this.#o.emit('receipt', {
       receipt: frame.receipt,
       verified,
-      headerChecked: header !== undefined,
+      headerChecked: message !== undefined,
       ...(signerRevokedAt === undefined ? {} : { signerRevokedAt }),
       ...(error ? { error } : {}),
     });

@@ -1,5 +1,5 @@
 import { HotlineError, isHotlineErrorCode, retryPolicy, type HotlineErrorCode, type RetryPolicy } from '../shared/errors.js';
-import { envelopeHash, expectedRecipients, sealEnvelope } from '../shared/crypto/envelope.js';
+import { envelopeHash, expectedRecipients, sealEnvelopeWithHash } from '../shared/crypto/envelope.js';
 import { signReceipt } from '../shared/crypto/receipt.js';
 import { signRefusal } from '../shared/crypto/refusal.js';
 import { randomId } from '../shared/crypto/random.js';
@@ -62,6 +62,8 @@ export interface SendInput {
  */
 const LATER_FIRST_MS = 1_000;
 const LATER_MAX_MS = 30_000;
+/** Envelopes sealed and not yet accepted whose hash is remembered (see Outbox #ownHashes). */
+const OWN_HASHES_MAX = 1_000;
 
 const retryOf = (code: string): RetryPolicy => (isHotlineErrorCode(code) ? retryPolicy(code) : 'never');
 
@@ -91,6 +93,12 @@ export class Outbox {
   readonly #o: OutboxOptions;
   /** Items already written to the current connection (keys), so a flush does not send them twice. */
   #sentOnThisConnection = new Set<string>();
+  /**
+   * The hash of each envelope sealed by this process, by `id:seq`, until its `accepted` comes: the
+   * check of the relay's hash then costs no canonicalisation (after a restart it is computed).
+   * Bounded: the oldest are forgotten first.
+   */
+  readonly #ownHashes = new Map<string, string>();
   #compose: Promise<unknown> = Promise.resolve();
   /** A resend of envelopes refused for `later` (the relay's store away) on a link that stays up. */
   #laterTimer: TimerHandle | undefined;
@@ -280,7 +288,7 @@ export class Outbox {
     }
     const held = this.#o.approveRecipients?.(recipients, draft);
     if (held && held.length > 0) return { held };
-    return sealEnvelope({
+    const { envelope, hash } = await sealEnvelopeWithHash({
       sender: this.#o.device,
       id,
       to: draft.to,
@@ -296,6 +304,9 @@ export class Outbox {
       ...(draft.linkTest ? { linkTest: true } : {}),
       ...(draft.translationOf === undefined ? {} : { translationOf: draft.translationOf }),
     });
+    this.#ownHashes.set(`${id}:${seq}`, hash);
+    if (this.#ownHashes.size > OWN_HASHES_MAX) this.#ownHashes.delete(this.#ownHashes.keys().next().value!);
+    return envelope;
   }
 
   /**
@@ -376,7 +387,9 @@ export class Outbox {
         const key = `e:${f.id}`;
         const item = s.outbox[key];
         if (item?.kind !== 'envelope') continue;
-        const own = envelopeHash(item.envelope.header);
+        const sealedKey = `${f.id}:${item.envelope.header.seq}`;
+        const own = this.#ownHashes.get(sealedKey) ?? envelopeHash(item.envelope.header);
+        this.#ownHashes.delete(sealedKey);
         if (own !== f.envelopeHash) {
           mismatched.add(f.id);
           continue;

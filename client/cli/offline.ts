@@ -1,7 +1,7 @@
 import { HotlineError } from '../../shared/errors.js';
 import { agreementHash, verifyDeviceCertificate } from '../../shared/crypto/keys.js';
 import { verifyDirectory, type DirectoryEntries, type VerifiedDirectory } from '../../shared/crypto/directory.js';
-import { envelopeHash, expectedRecipients, openEnvelope, sealEnvelope } from '../../shared/crypto/envelope.js';
+import { expectedRecipients, openEnvelope, sealEnvelope } from '../../shared/crypto/envelope.js';
 import { signReceipt } from '../../shared/crypto/receipt.js';
 import { randomId } from '../../shared/crypto/random.js';
 import { assertSchema } from '../../shared/protocol/validate.js';
@@ -173,7 +173,7 @@ commitment) and prints the message. With --receipt-out, also writes this device'
     const { isRevoked } = await verifiedFile(agreement, { certificates: [], revocations: dir?.revocations ?? [] });
     const senderCert = await verifyDeviceCertificate(agreement, file.senderCertificate, { now: Date.now(), isRevoked, roles: ['operator'] });
     const opened = await openEnvelope(envelope, { device, senderCert });
-    const hash = envelopeHash(opened.header);
+    const hash = opened.envelopeHash;
     const saveDir = values['save-attachments'];
     const saved = saveDir !== undefined && opened.plaintext.attachments !== undefined ? saveAttachments(saveDir, opened.plaintext.attachments) : undefined;
     const content = { view: { agreement, party: device.certificate.cert.party }, ...(saved ? { saved } : {}) };
@@ -183,7 +183,7 @@ commitment) and prints the message. With --receipt-out, also writes this device'
       if (opened.header.to !== me.party || me.role !== 'operator') {
         throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `only operator devices of ${opened.header.to} answer this message`);
       }
-      const receipt = await signReceipt(device, opened.header, 'delivered', Date.now());
+      const receipt = await signReceipt(device, opened.header, 'delivered', Date.now(), hash);
       writePublicFile(values['receipt-out'], { type: 'hotline-receipt', v: 1, receipt, signerCertificate: device.certificate });
       io.err(`signed delivered receipt: ${values['receipt-out']}`);
     }

@@ -16,7 +16,7 @@ import {
 } from '../protocol/schemas.js';
 import { sha256 } from './hash.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
-import { CONTEXT, keyIdOf, signingBytes } from './keys.js';
+import { CONTEXT, keyIdOf } from './keys.js';
 import { randomBytes, randomId } from './random.js';
 import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
 import { seqVerdict } from './replay-window.js';
@@ -88,6 +88,15 @@ export interface SealEnvelopeOptions {
  *   recipients, plaintext: { body: '至急', lang: 'zh' } });
  */
 export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelope> {
+  return (await sealEnvelopeWithHash(options)).envelope;
+}
+
+/**
+ * {@link sealEnvelope}, and the envelope's hash ({@link envelopeHash}) from the same canonical
+ * header the signature is over: the sender checks the relay's `accepted` against it without
+ * canonicalising the header again (issue 9, "parse once, verify once").
+ */
+export async function sealEnvelopeWithHash(options: SealEnvelopeOptions): Promise<{ envelope: Envelope; hash: string }> {
   const plaintext = assertSchema(Plaintext, options.plaintext, 'HL_ERR_ENVELOPE_PLAINTEXT_INVALID');
   const body = utf8(JSON.stringify(plaintext));
   const contentKey = randomBytes(nacl.secretbox.keyLength);
@@ -135,7 +144,8 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
     ...(options.translationOf === undefined ? {} : { translationOf: options.translationOf }),
   };
   contentKey.fill(0);
-  const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), signingBytes(CONTEXT.envelope, header));
+  const canonical = canonicalBytes(header);
+  const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), concatBytes(ENVELOPE_CONTEXT, canonical));
   const envelope = assertSchema(Envelope, { header, signature: toBase64(signature), ciphertext: toBase64(ciphertext) }, 'HL_ERR_ENVELOPE_MALFORMED');
   // Refused here rather than by the relay after it sat in the outbox: base64 makes the envelope's
   // text the tighter limit for a large plaintext (PROTOCOL.md "Limits").
@@ -143,7 +153,7 @@ export async function sealEnvelope(options: SealEnvelopeOptions): Promise<Envelo
   if (textBytes > MAX_ENVELOPE_BYTES) {
     throw new HotlineError('HL_ERR_ENVELOPE_TOO_LARGE', `the sealed envelope is ${textBytes} bytes of JSON; the limit is ${MAX_ENVELOPE_BYTES}`);
   }
-  return envelope;
+  return { envelope, hash: toHex(sha256(canonical)) };
 }
 
 /** Parse an envelope from wire text: size limit first, then JSON, then schema. */

@@ -11,6 +11,7 @@ import {
   openEnvelope,
   parseEnvelopeText,
   sealEnvelope,
+  sealEnvelopeWithHash,
   verifyEnvelope,
   type ReplayGuard,
 } from '../../../shared/crypto/envelope.js';
@@ -74,6 +75,24 @@ describe('sealEnvelope / openEnvelope', () => {
     expect(env.header.ciphertextHash).toBe(toHex(sha256(fromBase64(env.ciphertext))));
     expect(env.header.keyCommitment).toMatch(/^[0-9a-f]{64}$/);
     expect(envelopeHash(env.header)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('sealEnvelopeWithHash gives the hash every recipient computes, from the bytes its signature is over', async () => {
+    const from = d.devices.jpOp.certificate.cert;
+    const { envelope, hash } = await sealEnvelopeWithHash({
+      sender: d.devices.jpOp,
+      to: 'cn-mnd',
+      precedence: 'IMMEDIATE',
+      seq: 7,
+      sentAt: d.now,
+      recipients: expectedRecipients(directory, from, 'cn-mnd'),
+      plaintext: { body: ZH, lang: 'zh' },
+      replyTo: 'a'.repeat(32),
+    });
+    expect(hash).toBe(envelopeHash(envelope.header));
+    const wire = JSON.parse(JSON.stringify(envelope));
+    expect((await verifyEnvelope(wire, from)).hash).toBe(hash);
+    expect((await openEnvelope(wire, { device: d.devices.cnOp, senderCert: from })).envelopeHash).toBe(hash);
   });
 });
 
