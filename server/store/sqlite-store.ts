@@ -301,17 +301,18 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 }
 
 /**
- * A small batch that carries a FLASH envelope or receipt, while no other commit's fsync is pending,
- * commits with synchronous=FULL on the event loop: an fsync inside COMMIT (~0.2 ms on this
- * project's machines) costs the FLASH less than the thread-pool round trip that replaces it (the
- * job's hand-off, the fsync, the completion's wake-up of the loop). Measured with one FLASH in
- * flight, the two ways alternating message by message in one process: send → verified receipt
- * p50 0.8 ms shorter (docs/performance.md). Only a FLASH (precedence first): under a ROUTINE
- * stream the batches are small too, and each would take the loop for its fsync, one after another,
- * while frames (a FLASH among them) wait to be read. The bench's FLASH-under-load phase could not
- * tell the two rules apart (its p50 varied 7-22 ms from run to run either way), so the rule is the
- * one that cannot delay a FLASH. Every other batch, and any while an fsync is pending, keeps the
- * loop free as before.
+ * A small batch that carries a FLASH envelope or receipt commits with synchronous=FULL on the event
+ * loop: an fsync inside COMMIT costs the FLASH less than the thread-pool round trip that replaces
+ * it (the job's hand-off, the fsync, and the completion's wait for the event loop). Measured with
+ * one FLASH in flight, the two ways alternating message by message in one process: send →
+ * verified receipt p50 0.8 ms shorter (docs/performance.md). Also while another batch's fsync is
+ * pending (a ROUTINE stream keeps one pending nearly always): on this project's machines an fsync
+ * of the WAL takes 0.15-0.3 ms even beside a running one, while under a ROUTINE stream at half of
+ * capacity a FLASH's thread-pool fsync took 1.2-1.3 ms at the median from call to callback, the
+ * callback waiting for the loop's turns (docs/performance.md, ninth session). Only a FLASH
+ * (precedence first): under a ROUTINE stream the batches are small too, and each would take the
+ * loop for its fsync, one after another, while frames (a FLASH among them) wait to be read. Every
+ * other batch keeps the loop free.
  */
 export const ON_LOOP_BATCH = 4;
 
@@ -319,8 +320,8 @@ export const ON_LOOP_BATCH = 4;
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
  *
- * The group commit (`commit`) is the exception in how, not in what (but for a small FLASH batch on
- * an idle server, which commits as above, ON_LOOP_BATCH): its transaction runs with
+ * The group commit (`commit`) is the exception in how, not in what (but for a small FLASH batch,
+ * which commits as above, ON_LOOP_BATCH): its transaction runs with
  * `synchronous=NORMAL` (no fsync inside COMMIT, which would block the event loop for the disk's
  * whole flush) and the WAL file is then fsync'd on libuv's thread pool; `commit` resolves only
  * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
@@ -701,8 +702,15 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined && !(this.syncing === 0 && writes.length <= ON_LOOP_BATCH && writes.some(isFlashWrite))) return this.commitThenSync(writes);
-    return this.commitNow(writes);
+    if (this.walFd !== undefined && !(writes.length <= ON_LOOP_BATCH && writes.some(isFlashWrite))) return this.commitThenSync(writes);
+    const before = this.tree.size();
+    const results = this.commitNow(writes);
+    // A COMMIT that appended entries wrote WAL frames and fsync'd the WAL: every frame written
+    // before it is durable too, those of batches whose own fsync is still pending on the thread
+    // pool included. (A batch that wrote nothing, all duplicates, synced nothing: no claim then.)
+    const after = this.tree.size();
+    if (after > before) this.durableAudit = after;
+    return results;
   }
 
   /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */

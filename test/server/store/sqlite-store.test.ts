@@ -80,29 +80,42 @@ describe('SqliteStore', () => {
     expect((await committing).every((r) => r.ok && r.status === 'new')).toBe(true);
   });
 
-  it('commits may overlap (a FLASH batch beside one whose fsync runs): both in call order, each answered after a sync, audit served only when durable', async () => {
+  it('commits may overlap: a small FLASH batch beside one whose fsync runs commits on the event loop, and its fsync makes both durable and served at once', async () => {
     const { store, path, envelopeWrite } = await setup();
     expect(store.commitsOverlap).toBe(true);
     const before = await store.auditSize();
     const routine = await Promise.all(Array.from({ length: ON_LOOP_BATCH + 1 }, (_, i) => envelopeWrite(i + 1, undefined, 'ROUTINE')));
     const flash = await envelopeWrite(ON_LOOP_BATCH + 2, undefined, 'FLASH');
     const first = store.commit(routine);
-    // A small batch, but an fsync is pending: it too syncs on the thread pool, not on the loop.
+    // The ROUTINE batch's fsync is pending on the thread pool: nothing new is served.
+    expect(await store.auditSize()).toBe(before);
     const second = store.commit([flash]);
-    // Both transactions ran, in call order; neither fsync is known done: nothing new is served.
+    // The FLASH batch committed with its fsync inside COMMIT, after the ROUTINE batch's frames:
+    // both batches are on disk, in call order, and served before either promise is awaited.
     const reader = new Database(path, { readonly: true });
     onCleanup(() => {
       reader.close();
     });
     expect(reader.prepare('SELECT seq FROM envelopes ORDER BY rowid').all()).toEqual(Array.from({ length: ON_LOOP_BATCH + 2 }, (_, i) => ({ seq: i + 1 })));
-    expect(await store.auditSize()).toBe(before);
-    const [b] = await second;
-    expect(b).toMatchObject({ ok: true, status: 'new' });
-    // The second fsync covers the first batch's WAL frames too.
     expect(await store.auditSize()).toBe(before + ON_LOOP_BATCH + 2);
+    expect((await second)[0]).toMatchObject({ ok: true, status: 'new' });
     const a = await first;
     expect(a.every((r) => r.ok && r.status === 'new')).toBe(true);
     expect(await store.auditSize()).toBe(before + ON_LOOP_BATCH + 2);
+  });
+
+  it('a FLASH batch that writes nothing (a duplicate) beside a pending fsync claims nothing durable', async () => {
+    const { store, envelopeWrite } = await setup();
+    const flash = await envelopeWrite(1, undefined, 'FLASH');
+    expect((await store.commit([flash]))[0]).toMatchObject({ ok: true, status: 'new' });
+    const before = await store.auditSize();
+    const routine = await Promise.all(Array.from({ length: ON_LOOP_BATCH + 1 }, (_, i) => envelopeWrite(i + 2, undefined, 'ROUTINE')));
+    const first = store.commit(routine);
+    // The same FLASH again: refused as a duplicate before any statement, so no WAL frame and no fsync.
+    expect((await store.commit([flash]))[0]).toMatchObject({ ok: true, status: 'duplicate' });
+    expect(await store.auditSize()).toBe(before);
+    expect((await first).every((r) => r.ok && r.status === 'new')).toBe(true);
+    expect(await store.auditSize()).toBe(before + ON_LOOP_BATCH + 1);
   });
 
   it('migration: ranks the un-acknowledged rows of a database made before ranks', async () => {
