@@ -27,7 +27,11 @@ interface Pending {
  * commit, which is after its fsync: durability is as before; and not before an earlier commit
  * that carries a FLASH, so that a device's FLASH messages keep their order (urgentTurn). The ROUTINE writes left behind keep
  * their order and commit as before; a FLASH may so be accepted before them (PROTOCOL.md
- * "Delivery order": a higher rank may overtake a lower one).
+ * "Delivery order": a higher rank may overtake a lower one). The same when nothing is being
+ * committed but ROUTINE writes are pending with the FLASH: it goes first, in a batch of its own
+ * (small, so SQLite commits it on the event loop), and the rest right after. And a FLASH does not
+ * wait for the loop's next check phase to be flushed, only for the work in hand to yield
+ * (scheduleUrgent).
  *
  * Acks answer nothing and are never waited for (records.ts AckWrite): an ack alone does not start
  * a commit. It rides with the next envelope, receipt or events write, or commits on its own after
@@ -62,6 +66,8 @@ export class WriteQueue {
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** FLASH batches committed beside the batch in progress, not yet answered. */
   private readonly urgentInFlight = new Set<Promise<void>>();
+  /** A microtask flush for a FLASH is queued (scheduleUrgent). */
+  private urgentScheduled = false;
   /** Resolves once the last commit carrying a FLASH has answered (see urgentTurn). */
   private urgentAnswered: Promise<void> = Promise.resolve();
 
@@ -94,8 +100,26 @@ export class WriteQueue {
         if (this.pending.length >= this.maxBatch) this.schedule();
       } else {
         this.writesPending++;
-        this.schedule();
+        if (isFlashWrite(write)) this.scheduleUrgent();
+        else this.schedule();
       }
+    });
+  }
+
+  /**
+   * A FLASH is flushed once the work in hand yields (a microtask), not at the loop's next check
+   * phase: under a ROUTINE stream that phase comes only after every socket's turn of the poll phase
+   * (up to TURN_MS each, server/plugins/link.ts), which cost a FLASH ~2 ms at the median before its
+   * commit, twice per message (docs/performance.md, ninth session). FLASH frames of one turn thus
+   * commit one by one, each on the event loop (a small batch, SqliteStore ON_LOOP_BATCH), answered
+   * in order (urgentTurn); a flood of them is bounded by the frame turns themselves.
+   */
+  private scheduleUrgent(): void {
+    if (this.urgentScheduled) return;
+    this.urgentScheduled = true;
+    queueMicrotask(() => {
+      this.urgentScheduled = false;
+      this.flush();
     });
   }
 
@@ -150,6 +174,15 @@ export class WriteQueue {
       return;
     }
     this.scheduled = false;
+    // A FLASH among ROUTINE writes goes first in a batch of its own, where the store allows it: a
+    // small FLASH batch commits on the event loop (SqliteStore ON_LOOP_BATCH), while a large mixed
+    // one would wait for its fsync on the thread pool, and that wait, under a ROUTINE stream, is
+    // the loop's turns (docs/performance.md, ninth session). Only FLASH writes and acks pending:
+    // one batch, as before (the acks ride with the FLASH).
+    if (this.urgent && this.store.commitsOverlap === true && this.pending.some((p) => p.write.kind !== 'ack' && !isFlashWrite(p.write))) {
+      this.commitUrgent();
+      if (this.writesPending === 0) return;
+    }
     const batch = this.pending.splice(0, this.maxBatch);
     for (const p of batch) {
       if (p.write.kind === 'ack') this.acksPending--;

@@ -253,6 +253,52 @@ describe('WriteQueue', () => {
     expect(flushed && drained).toBe(true);
   });
 
+  it('where commits may overlap, a FLASH pending with ROUTINE writes, nothing being committed, goes first in a batch of its own', async () => {
+    const store = slowStore(true);
+    const q = new WriteQueue(store);
+    const answered: number[] = [];
+    const track = (p: Promise<WriteResult>, n: number) => p.then((r) => (answered.push(n), r));
+    // In one turn: ROUTINE 1, an ack, ROUTINE 2, then FLASH 4.
+    const ack = q.enqueue({ kind: 'ack', device: 'jp/op1', cursors: [1], acceptedAt: 3 } as Write);
+    const all = [track(q.enqueue({ ...write(1), rank: 3 } as Write), 1), track(q.enqueue({ ...write(2), rank: 3 } as Write), 2), track(q.enqueue({ ...write(4), rank: 0 } as Write), 4)];
+    await turns(5);
+    // The FLASH alone (a small batch: on the event loop in SqliteStore), then the rest in order.
+    expect(store.batches).toEqual([[4], [3, 1, 2]]);
+    store.releases[0]!();
+    await all[2];
+    expect(answered).toEqual([4]);
+    store.releases[1]!();
+    await Promise.all([...all, ack]);
+    expect(answered).toEqual([4, 1, 2]);
+    // Only FLASH writes and acks pending: one batch, the acks riding with the FLASH.
+    const ack2 = q.enqueue({ kind: 'ack', device: 'jp/op1', cursors: [2], acceptedAt: 5 } as Write);
+    const flash = q.enqueue({ ...write(6), rank: 0 } as Write);
+    await turns(5);
+    expect(store.batches.at(-1)).toEqual([5, 6]);
+    store.releases[2]!();
+    await Promise.all([ack2, flash]);
+    await q.drain();
+  });
+
+  it('a FLASH is flushed as soon as the work in hand yields (a microtask), not at the next check phase of the loop', async () => {
+    const store = slowStore(true);
+    const q = new WriteQueue(store);
+    const flash = q.enqueue({ ...write(1), rank: 0 } as Write);
+    // No setImmediate in between: only microtasks.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(store.batches).toEqual([[1]]);
+    // A ROUTINE write waits for the check phase, as before.
+    const routine = q.enqueue({ ...write(2), rank: 3 } as Write);
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(store.batches).toEqual([[1]]);
+    store.releases[0]!();
+    await flash;
+    await turns(5);
+    expect(store.batches).toEqual([[1], [2]]);
+    store.releases[1]!();
+    await routine;
+  });
+
   it('where commits may not overlap (PostgreSQL), a FLASH waits for the batch in progress and then commits first', async () => {
     for (const commitsOverlap of [undefined, false]) {
       const store = slowStore(commitsOverlap);
