@@ -317,6 +317,17 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 export const ON_LOOP_BATCH = 4;
 
 /**
+ * At most ON_LOOP_BATCH writes besides acks: acks are one statement for them all, and under a
+ * stream many wait for a commit to ride with (server/store/write-queue.ts), which must not send
+ * the FLASH they ride with to the thread pool.
+ */
+function onLoopSized(writes: readonly Write[]): boolean {
+  let n = 0;
+  for (const w of writes) if (w.kind !== 'ack' && ++n > ON_LOOP_BATCH) return false;
+  return true;
+}
+
+/**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
  *
@@ -702,7 +713,7 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined && !(writes.length <= ON_LOOP_BATCH && writes.some(isFlashWrite))) return this.commitThenSync(writes);
+    if (this.walFd !== undefined && !(onLoopSized(writes) && writes.some(isFlashWrite))) return this.commitThenSync(writes);
     const before = this.tree.size();
     const results = this.commitNow(writes);
     // A COMMIT that appended entries wrote WAL frames and fsync'd the WAL: every frame written

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { envelopeHash } from '../../../shared/crypto/envelope.js';
 import { MIGRATIONS, ON_LOOP_BATCH, SqliteStore } from '../../../server/store/sqlite-store.js';
+import type { Write } from '../../../server/relay/records.js';
 import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
 import { envelopeWrites } from '../../helpers/stores.js';
@@ -78,6 +79,15 @@ describe('SqliteStore', () => {
     });
     expect(reader.prepare('SELECT COUNT(*) AS n FROM envelopes').get()).toEqual({ n: batch.length });
     expect((await committing).every((r) => r.ok && r.status === 'new')).toBe(true);
+  });
+
+  it('acks do not count toward the small batch: a FLASH with many acks riding along still commits on the event loop', async () => {
+    const { store, envelopeWrite } = await setup();
+    const before = await store.auditSize();
+    const acks = Array.from({ length: 3 * ON_LOOP_BATCH }, (_, i) => ({ kind: 'ack', device: 'cn-mnd/op1', cursors: [i + 1], acceptedAt: 1 }) as Write);
+    const committing = store.commit([...acks, await envelopeWrite(1, undefined, 'FLASH')]);
+    expect(await store.auditSize()).toBe(before + 1);
+    expect((await committing).every((r) => r.ok)).toBe(true);
   });
 
   it('commits may overlap: a small FLASH batch beside one whose fsync runs commits on the event loop, and its fsync makes both durable and served at once', async () => {
