@@ -280,6 +280,23 @@ describe('WriteQueue', () => {
     await q.drain();
   });
 
+  it('a FLASH committed apart from pending ROUTINE writes is answered before their transaction runs', async () => {
+    const log: string[] = [];
+    const store = {
+      commitsOverlap: true,
+      // As SqliteStore's on-loop commit: the transaction runs at the call, the promise is settled.
+      commit: async (writes: readonly Write[]): Promise<WriteResult[]> => {
+        log.push(`commit ${writes.map((w) => w.acceptedAt).join(',')}`);
+        return writes.map((w) => ({ ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] }));
+      },
+    };
+    const q = new WriteQueue(store);
+    const routine = [1, 2].map((n) => q.enqueue({ ...write(n), rank: 3 } as Write));
+    const flash = q.enqueue({ ...write(3), rank: 0 } as Write).then(() => log.push('answered 3'));
+    await Promise.all([...routine, flash]);
+    expect(log).toEqual(['commit 3', 'answered 3', 'commit 1,2']);
+  });
+
   it('a FLASH is flushed as soon as the work in hand yields (a microtask), not at the next check phase of the loop', async () => {
     const store = slowStore(true);
     const q = new WriteQueue(store);
