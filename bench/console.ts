@@ -64,7 +64,8 @@ function instrument(page: Page): Promise<void> {
 function readProbe(page: Page): Promise<{ keys: number[]; banner: number | undefined; rows: number }> {
   return page.evaluate(() => {
     const probe = (window as unknown as { __bench: { keys: number[]; banner: number | undefined } }).__bench;
-    return { keys: probe.keys, banner: probe.banner, rows: document.querySelectorAll('#inbox tr.msg').length };
+    // Every message the console has a row for, in the page or past the list's window (data-rows).
+    return { keys: probe.keys, banner: probe.banner, rows: Number(document.getElementById('inbox')?.dataset.rows ?? 0) };
   });
 }
 

@@ -7,6 +7,7 @@ import { MemoryStorage } from '../../client/storage/memory-storage.js';
 import { MemoryKeyValueStore } from '../../client/storage/kv.js';
 import { KeyStore } from '../../client/console/key-store.js';
 import type { OutboxEnvelope } from '../../client/storage/client-storage.js';
+import { ROWS_SHOWN } from '../../client/console/operator/panels/messages-panel.js';
 import { connectConsole, enrolDevice, NO_CHECKPOINT_YET, openPage, startHarness, startNodeClient, type Harness } from './harness.js';
 
 let hx: Harness;
@@ -20,7 +21,7 @@ afterAll(async () => {
 const ROUTINE = 200;
 
 describe('operator console under load', () => {
-  it(`receives ${ROUTINE} ROUTINE then a FLASH: the FLASH banner and row show, and every ROUTINE row exactly once`, async () => {
+  it(`receives ${ROUTINE} ROUTINE then a FLASH: the FLASH banner and row show, the newest ${ROWS_SHOWN} rows in the page, and every ROUTINE row exactly once`, async () => {
     const cn = await connectConsole(hx, 'en-US', hx.keyFiles['cn-mnd/op1']!, 'cn load passphrase');
     const jp = await startNodeClient(hx, 'jp-mod/op1');
     const routine: string[] = [];
@@ -31,9 +32,36 @@ describe('operator console under load', () => {
     expect(await cn.page.locator(`#inbox tr.msg[data-id="${flash}"] [data-precedence="FLASH"]`).count()).toBe(1);
     expect(await cn.page.evaluate(() => document.body.dataset.alarm)).toBe('on');
 
+    // Every message has its row; the page holds the newest ROWS_SHOWN and the unacknowledged FLASH
+    // (which overtook ROUTINE messages on the way, so it may be older than the newest hundred).
+    const inbox = cn.page.locator('#inbox');
+    await expect.poll(() => inbox.getAttribute('data-rows'), { timeout: 60_000 }).toBe(String(ROUTINE + 1));
     const rows = cn.page.locator('#inbox tr.msg');
-    await expect.poll(() => rows.count(), { timeout: 60_000 }).toBe(ROUTINE + 1);
-    const ids = await cn.page.$$eval('#inbox tr.msg', (trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    const shownIds = () => cn.page.$$eval('#inbox tr.msg', (trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    const newestRoutine = routine.slice(ROUTINE - ROWS_SHOWN).reverse();
+    const firstShown = (await shownIds()).filter((id) => id !== flash);
+    expect(firstShown.length).toBeGreaterThanOrEqual(ROWS_SHOWN - 1);
+    expect(firstShown).toEqual(newestRoutine.slice(0, firstShown.length));
+    expect(await shownIds()).toContain(flash);
+    expect(await cn.page.locator('#inbox p.more').textContent()).toContain(`of ${ROUTINE + 1} messages.`);
+
+    // A search reaches the rows past the window: "routine 13" is among the oldest (every word must
+    // occur: routine 13, 113 and 130–139 match).
+    await cn.page.fill('#find-text', 'routine 13');
+    const matching = routine.filter((_, i) => String(i).includes('13'));
+    await expect.poll(async () => (await cn.page.$$eval('#inbox tr.msg', (trs) => trs.filter((tr) => !(tr as HTMLElement).hidden).map((tr) => tr.getAttribute('data-id')))).sort()).toEqual([...matching].sort());
+    await cn.page.fill('#find-text', '');
+    await expect.poll(async () => (await shownIds()).filter((id) => id !== flash)).toEqual(firstShown);
+
+    // "Show more" until every row is in the page: each message exactly once.
+    for (let i = 0; i < 5 && (await rows.count()) < ROUTINE + 1; i++) {
+      const before = await rows.count();
+      await cn.page.click('#inbox button.show-more');
+      await expect.poll(() => rows.count()).toBeGreaterThan(before);
+    }
+    expect(await rows.count()).toBe(ROUTINE + 1);
+    expect(await cn.page.locator('#inbox p.more').isHidden()).toBe(true);
+    const ids = await shownIds();
     expect(ids.filter((id) => id !== flash).sort()).toEqual([...routine].sort());
     expect(await cn.page.locator('#inbox tr.msg .text p', { hasText: 'routine 137' }).count()).toBe(1);
     expect(cn.errors).toEqual([]);

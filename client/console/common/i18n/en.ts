@@ -315,6 +315,7 @@ export const en = {
   sort_oldest: 'oldest first',
   sort_precedence: 'most urgent first',
   find_shown: 'Showing {n} of {total} messages.',
+  rows_more: 'Show {n} more',
   unread: 'Waiting for acknowledgement',
   unread_none: 'Nothing waits for acknowledgement.',
   unread_count: '{prec}: {n}',

@@ -316,6 +316,7 @@ export const ja: Dictionary = {
   sort_oldest: '古い順',
   sort_precedence: '緊急度順',
   find_shown: '{total} 件中 {n} 件を表示。',
+  rows_more: 'さらに {n} 件表示',
   unread: '確認待ち',
   unread_none: '確認待ちはありません。',
   unread_count: '{prec}：{n}',

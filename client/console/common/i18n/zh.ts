@@ -316,6 +316,7 @@ export const zh: Dictionary = {
   sort_oldest: '最早在前',
   sort_precedence: '最紧急在前',
   find_shown: '共 {total} 条，显示 {n} 条。',
+  rows_more: '再显示 {n} 条',
   unread: '等待确认',
   unread_none: '没有等待确认的消息。',
   unread_count: '{prec}：{n}',
