@@ -31,6 +31,9 @@ describe('operator console under load', () => {
     await cn.page.locator(`.flash-banner[data-id="${flash}"]`).waitFor({ timeout: 60_000 });
     expect(await cn.page.locator(`#inbox tr.msg[data-id="${flash}"] [data-precedence="FLASH"]`).count()).toBe(1);
     expect(await cn.page.evaluate(() => document.body.dataset.alarm)).toBe('on');
+    // cn has sent nothing: its outbox says so, with no empty table header under it.
+    expect(await cn.page.locator('#outbox p.muted', { hasText: 'Nothing yet.' }).isVisible()).toBe(true);
+    expect(await cn.page.locator('#outbox table').isVisible()).toBe(false);
 
     // Every message has its row; the page holds the newest ROWS_SHOWN and the unacknowledged FLASH
     // (which overtook ROUTINE messages on the way, so it may be older than the newest hundred).

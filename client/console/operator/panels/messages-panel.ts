@@ -465,7 +465,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
         ' ',
         h('button', {
           type: 'button',
-          class: 'show-more',
+          class: 'show-more secondary',
           onclick: () => {
             windows[list] = rows.shown + ROWS_SHOWN;
             showWindows();
