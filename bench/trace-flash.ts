@@ -12,7 +12,12 @@
  * its receipt at each step through the server, and when the process ends writes to FLASH_TRACE_OUT
  * the medians and p90 of each step for the idle FLASH messages and for those sent under the ROUTINE
  * stream (the capacity phase sends its idle ones first, then as many under load; the first tenth of
- * each is left out).
+ * each is left out), and how long each store commit held the event loop while the loaded ones ran
+ * (all commits, ROUTINE batches included: what a FLASH frame arriving then waits for).
+ *
+ * With FLASH_TRACE_RAW=<file> it also writes each FLASH's timestamps there (process.hrtime, which
+ * is the machine's monotonic clock, shared by every process), for bench/trace-flash-driver.ts to
+ * split "delivery written → receipt received" into the bench driver's part and the server's.
  */
 import { writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
@@ -40,8 +45,11 @@ const STEPS = [
 type Mark = (typeof STEPS)[number][0 | 1];
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-const open = new Map<string, Partial<Record<Mark, number>>>();
-const done: Partial<Record<Mark, number>>[] = [];
+type Traced = Partial<Record<Mark, number>> & { id?: string };
+const open = new Map<string, Traced>();
+const done: Traced[] = [];
+/** Every commit: when it began, how long its call held the event loop (ms), how many writes. */
+const commits: [number, number, number][] = [];
 const mark = (id: string | undefined, k: Mark) => {
   const m = id === undefined ? undefined : open.get(id);
   if (m && m[k] === undefined) m[k] = now();
@@ -55,7 +63,7 @@ WebSocket.prototype.emit = function (this: WebSocket, event: string | symbol, ..
     const text = String(args[0]);
     if (text.startsWith('{"t":"envelope"') && text.includes('"precedence":"FLASH"')) {
       const id = field(text, 'id');
-      if (id) open.set(id, { recvEnv: now() });
+      if (id) open.set(id, { recvEnv: now(), id });
     } else if (text.startsWith('{"t":"receipt"')) mark(field(text, 'messageId'), 'recvRcpt');
   }
   return emit.call(this, event, ...args);
@@ -90,7 +98,9 @@ SqliteStore.prototype.commit = function (this: SqliteStore, writes: readonly Wri
   const ids = writes.map(idOf).filter((id): id is string => id !== undefined && open.has(id));
   const step = (id: string, env: Mark, rcpt: Mark) => mark(id, open.get(id)?.[env] === undefined ? env : rcpt);
   for (const id of ids) step(id, 'commitEnv', 'commitRcpt');
+  const started = now();
   const result = commit.call(this, writes);
+  commits.push([started, now() - started, writes.length]);
   for (const id of ids) step(id, 'txEnv', 'txRcpt');
   return result.then((r) => {
     for (const id of ids) step(id, 'durEnv', 'durRcpt');
@@ -109,5 +119,18 @@ process.on('exit', () => {
       if (xs.length > 0) lines.push(`  ${q(xs, 0.5).padStart(7)} / ${q(xs, 0.9).padStart(7)}  ${label}`);
     }
   }
+  const loaded = done.slice(half + Math.floor(half / 10));
+  if (loaded.length > 1) {
+    const from = loaded[0]!.recvEnv!;
+    const to = loaded.at(-1)!.sendRcpt!;
+    const held = commits.filter(([at]) => at >= from && at <= to);
+    const ms = held.map(([, d]) => d).sort((a, b) => a - b);
+    const sizes = held.map(([, , n]) => n).sort((a, b) => a - b);
+    const share = ms.reduce((a, b) => a + b, 0) / (to - from);
+    lines.push(`store commits while the loaded FLASH messages ran: ${held.length} in ${((to - from) / 1000).toFixed(1)} s, holding the event loop ${(100 * share).toFixed(0)} % of the time`);
+    if (ms.length > 0) lines.push(`  ${q(ms, 0.5).padStart(7)} / ${q(ms, 0.9).padStart(7)}  ms per commit (max ${ms.at(-1)!.toFixed(2)}), batch size p50 ${sizes[sizes.length >> 1]}, p90 ${sizes[Math.floor(sizes.length * 0.9)]}, max ${sizes.at(-1)}`);
+  }
   writeFileSync(OUT, lines.join('\n') + '\n');
+  const raw = process.env['FLASH_TRACE_RAW'];
+  if (raw) writeFileSync(raw, JSON.stringify(done));
 });
