@@ -14,6 +14,8 @@ export class KeyedRows {
   readonly #order: string[] = [];
   /** How many rows, from the top of the order, are in the document; the rest are kept detached. */
   #limit: number;
+  /** Rows left in the page past the window because the focus was in them (#inUse). */
+  readonly #held = new Set<string>();
 
   /**
    * `limit`: at most this many rows in the document, the first in display order, and besides them
@@ -48,12 +50,13 @@ export class KeyedRows {
    * receipt arriving must not close a half-typed translation.
    */
   put(key: string, sort: number, el: Element, pinned = false): void {
+    this.#release();
     const old = this.#byKey.get(key);
     const refocus = old ? keepInput(old.el, el) : undefined;
     if (old && old.sort === sort) {
       this.#byKey.set(key, { el, sort, pinned });
       const at = this.#position(key, sort);
-      if (at < this.#limit || pinned) {
+      if (at < this.#limit || pinned || this.#inUse(old.el)) {
         if (this.#attached(old.el)) old.el.replaceWith(el);
         else this.#parent.insertBefore(el, this.#nextAttached(at + 1));
       } else old.el.remove();
@@ -71,6 +74,7 @@ export class KeyedRows {
   }
 
   delete(key: string): void {
+    this.#release();
     const old = this.#byKey.get(key);
     if (!old) return;
     const at = this.#position(key, old.sort);
@@ -83,6 +87,7 @@ export class KeyedRows {
 
   /** Show the first `limit` rows (Infinity: all), and the pinned ones. */
   setLimit(limit: number): void {
+    this.#release();
     const was = this.#limit;
     this.#limit = limit;
     const n = this.#order.length;
@@ -91,6 +96,7 @@ export class KeyedRows {
   }
 
   clear(): void {
+    this.#held.clear();
     for (const { el } of this.#byKey.values()) el.remove();
     this.#byKey.clear();
     this.#order.length = 0;
@@ -130,7 +136,29 @@ export class KeyedRows {
     const key = this.#order[i];
     if (key === undefined) return;
     const row = this.#byKey.get(key)!;
-    if (!row.pinned) row.el.remove();
+    if (row.pinned) return;
+    if (this.#inUse(row.el)) this.#held.add(key);
+    else row.el.remove();
+  }
+
+  /** Rows held past the window whose focus has gone leave the page. */
+  #release(): void {
+    for (const key of this.#held) {
+      const row = this.#byKey.get(key);
+      if (row && this.#inUse(row.el)) continue;
+      this.#held.delete(key);
+      if (row && !row.pinned && this.#position(key, row.sort) >= this.#limit) row.el.remove();
+    }
+  }
+
+  /**
+   * The focus is in this row (an operator typing a translation or a reason in it): it is not taken
+   * out of the page under their hands by rows arriving above it; it leaves at the next change
+   * once they are done (#release).
+   */
+  #inUse(el: Element): boolean {
+    const active = el.ownerDocument.activeElement;
+    return active !== null && el.contains(active);
   }
 
   /** Binary search: the index of `key` if present, else where it goes. */

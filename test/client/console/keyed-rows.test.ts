@@ -24,12 +24,18 @@ class FakeParent {
   }
 }
 
+/** The fake document: which element has the focus. */
+const doc = { activeElement: null as FakeEl | null };
+
 class FakeEl {
   parentNode: FakeParent | null = null;
-  readonly ownerDocument = { activeElement: null };
+  readonly ownerDocument = doc;
   constructor(readonly key: string) {}
   querySelectorAll(): FakeEl[] {
     return [];
+  }
+  contains(other: FakeEl): boolean {
+    return other === this;
   }
   remove(): void {
     if (!this.parentNode) return;
@@ -128,5 +134,28 @@ describe('KeyedRows with a window', () => {
     rows.clear();
     expect(parent.children).toEqual([]);
     expect(rows.size).toBe(0);
+  });
+
+  it('a row the operator is working in (the focus is in it) is not taken out of the page by rows arriving above it', () => {
+    const parent = new FakeParent();
+    const rows = new KeyedRows(parent as unknown as Element, { limit: 2 });
+    const typing = new FakeEl('m0');
+    rows.put('m0', 0, typing as unknown as Element);
+    rows.put('m1', 1, new FakeEl('m1') as unknown as Element);
+    doc.activeElement = typing;
+    try {
+      rows.put('m2', 2, new FakeEl('m2') as unknown as Element);
+      expect(parent.children.map((c) => c.key)).toEqual(['m2', 'm1', 'm0']);
+      // Redrawn (a receipt arrived) while still past the window: the new row takes its place.
+      const redrawn = new FakeEl('m0');
+      rows.put('m0', 0, redrawn as unknown as Element);
+      expect(parent.children.map((c) => c.key)).toEqual(['m2', 'm1', 'm0']);
+      expect(parent.children[2]).toBe(redrawn);
+    } finally {
+      doc.activeElement = null;
+    }
+    // Done with it: the next change of the window takes it out.
+    rows.setLimit(1);
+    expect(parent.children.map((c) => c.key)).toEqual(['m2']);
   });
 });
