@@ -27,7 +27,8 @@ const ROUTINE_EVERY_MS = 250;
  */
 export const ROWS_SHOWN = 100;
 
-const urgent = (p: Precedence) => p === 'FLASH' || p === 'IMMEDIATE';
+/** FLASH and IMMEDIATE: drawn ahead of the rest, and kept in the page while unacknowledged. */
+const isUrgent = (p: Precedence | undefined) => p === 'FLASH' || p === 'IMMEDIATE';
 
 /** The inbox, the outbox and the FLASH banners: one keyed row per message, drawn a frame at a time. */
 const ANSWERS = ['will-comply', 'cannot-comply', 'have-complied'] as const;
@@ -400,7 +401,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       const tr = inboxTr(r);
       applyFind(tr, row);
       // An unacknowledged FLASH or IMMEDIATE stays in the page however many rows came after it.
-      inboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.acceptedAt, r.header.seq), tr, row.open && urgent(r.header.precedence));
+      inboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.acceptedAt, r.header.seq), tr, row.open && isUrgent(r.header.precedence));
     } else {
       inboxFind.delete(id);
       inboxRows.delete(id);
@@ -432,7 +433,7 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       outboxFind.set(id, row);
       const tr = outboxTr(r);
       applyFind(tr, row);
-      outboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.header.sentAt, r.header.seq ?? 0), tr, row.open && urgent(r.header.precedence));
+      outboxRows.put(id, sortKey(find.query.sort, r.header.precedence, r.header.sentAt, r.header.seq ?? 0), tr, row.open && isUrgent(r.header.precedence));
     } else {
       outboxFind.delete(id);
       outboxRows.delete(id);
@@ -454,14 +455,14 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       const left = rows.size - rows.shown;
       more.hidden = left === 0;
       if (left === 0) continue;
+      const shown = t('find_shown', { n: rows.shown, total: rows.size });
       const label = t('rows_more', { n: Math.min(left, ROWS_SHOWN) });
       // Redrawn only when its figures change: a flood must not rebuild it on every batch.
-      const text = `${t('find_shown', { n: rows.shown, total: rows.size })}\n${label}`;
-      if (more.dataset.text === text) continue;
-      more.dataset.text = text;
+      if (more.dataset.text === shown + label) continue;
+      more.dataset.text = shown + label;
       replace(
         more,
-        h('span', {}, t('find_shown', { n: rows.shown, total: rows.size })),
+        h('span', {}, shown),
         ' ',
         h('button', {
           type: 'button',
@@ -506,15 +507,14 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
       for (const id of [...outboxRows.keys(), ...Object.keys(state.sent), ...pendingIds(state)]) dirtyOutbox.add(id);
     }
     // Checked after every row: a row costs 1–3 ms to build on a slow machine, and sixteen of them
-    // between two checks made frames of 40–60 ms during a flood (a Chromium trace of the bench).
+    // between two checks made draw frames of 25–37 ms of script during a flood (docs/performance.md).
     const overBudget = () => performance.now() > deadline;
     // Urgent rows now; the rest at most every ROUTINE_EVERY_MS, so that a flood costs a few
     // layouts a second rather than one per message.
     const routineWait = lastRoutine + ROUTINE_EVERY_MS - performance.now();
     for (const urgent of routineWait > 0 ? [true] : [true, false]) {
       for (const id of dirtyInbox) {
-        const p = state.inbox[id]?.header.precedence;
-        if (urgent !== (p === 'FLASH' || p === 'IMMEDIATE')) continue;
+        if (urgent !== isUrgent(state.inbox[id]?.header.precedence)) continue;
         dirtyInbox.delete(id);
         drawInboxRow(id);
         if (overBudget()) break;
