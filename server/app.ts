@@ -53,6 +53,11 @@ export interface AppOptions {
   heartbeatIntervalMs?: number;
   /** Bytes queued on a socket beyond which the device counts as a slow consumer. Default 1 MiB. */
   slowConsumerBytes?: number;
+  /**
+   * How long a FLASH on its way through the relay holds lower-rank work at most (server/relay/flash-gate.ts):
+   * default 25 ms each, and a gate held for 100 ms without a break opens for 25 ms.
+   */
+  flashGate?: { holdMs?: number; maxHeldMs?: number; openMs?: number };
   /** Browser origins allowed on the WebSocket besides the server's own. */
   allowedOrigins?: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */
@@ -314,6 +319,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     hub,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
     slowConsumerBytes: options.slowConsumerBytes ?? 1024 * 1024,
+    ...(options.flashGate ? { flashGate: options.flashGate } : {}),
     allowedOrigins: options.allowedOrigins ?? [],
     secure: options.secure ?? deps.https !== undefined,
     storeNotice: corruptNotice,

@@ -8,7 +8,9 @@ import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/pr
 import type { ClientFrame, OperatorNotice, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
 import type { Agreement } from '../../shared/protocol/schemas.js';
-import type { TimerHandle } from '../clock.js';
+import { systemClock, type TimerHandle } from '../clock.js';
+import { FlashGate } from '../relay/flash-gate.js';
+import { Slices } from '../relay/slices.js';
 import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { LinkHub, LiveLink } from '../link-hub.js';
@@ -39,7 +41,10 @@ const BACKLOG_PAGE = 128;
  * A FLASH arriving on another connection waits for at most the turn in progress, at each of its
  * hops: 2 ms and 16 frames (once 8 ms and 64) took the FLASH p50 under half-capacity load from
  * 12.0 to 8.7 ms (median of 5 alternating runs each, quiet machine) for 9 % of capacity
- * (docs/performance.md).
+ * (docs/performance.md). Lower-rank frames are handled in one such slice per turn of the loop
+ * shared by every connection (server/relay/slices.ts), not one per connection; FLASH frames
+ * take no slice, and while a FLASH is on its way through the relay the others wait for it
+ * (server/relay/flash-gate.ts).
  */
 const TURN_MS = 2;
 /** Frames handled per turn (each may cost a signature verification). */
@@ -71,6 +76,8 @@ export interface LinkPluginOptions {
   heartbeatIntervalMs: number;
   /** Bytes queued on a socket beyond which the device counts as a slow consumer. */
   slowConsumerBytes: number;
+  /** The FLASH gate's bounds (FlashGate's defaults otherwise). */
+  flashGate?: { holdMs?: number; maxHeldMs?: number; openMs?: number };
   /** Browser origins allowed besides the server's own. */
   allowedOrigins: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */
@@ -115,6 +122,8 @@ interface Connection {
   flashHanded: Set<string>;
   /** The inbound queue is being worked through. */
   handling: boolean;
+  /** The inbound lane waits for the FLASH gate: wakes it when an urgent frame comes. */
+  wake: (() => void) | undefined;
   /**
    * Cursors above the snapshot already queued for this connection (pushed by this node or read
    * after a notification): an item reaches the device once, whichever way it came first.
@@ -158,6 +167,10 @@ function refOf(error: unknown): string | undefined {
 export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, options) => {
   const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub, storeNotice, cluster } = options;
   const { directory, clock } = auth;
+  // Real time, whatever clock the tokens and deadlines run on: the gate schedules work, it decides nothing.
+  const gate = new FlashGate(systemClock, options.flashGate?.holdMs, options.flashGate?.maxHeldMs, options.flashGate?.openMs);
+  writes.gate = gate;
+  const slices = new Slices(TURN_MS);
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: WS_MAX_PAYLOAD,
@@ -438,6 +451,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       urgent: [],
       flashHanded: new Set(),
       handling: false,
+      wake: undefined,
       liveSeen: new Set(),
       pulling: false,
       pullAgain: false,
@@ -513,7 +527,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     } catch (error) {
       item = { error };
     }
-    (isUrgentFrame(conn, item) ? conn.urgent : conn.inbound).push(item);
+    if (isUrgentFrame(conn, item)) {
+      conn.urgent.push(item);
+      // A FLASH envelope holds the relay's lower-rank work until its delivered receipt (FlashGate).
+      if ('frame' in item && item.frame.t === 'envelope') gate.hold(item.frame.envelope.header.id);
+      conn.wake?.();
+    } else {
+      conn.inbound.push(item);
+    }
     inboundWaiting++;
     if (conn.inbound.length + conn.urgent.length >= INBOUND_PAUSE) conn.ws.pause();
     if (!conn.handling) {
@@ -523,29 +544,64 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   }
 
   async function handleInbound(conn: Connection): Promise<void> {
-    let started = performance.now();
-    let n = 0;
-    while (conn.inbound.length + conn.urgent.length > 0) {
-      if (++n > TURN_ITEMS || performance.now() - started > TURN_MS) {
-        await yieldTurn();
-        started = performance.now();
-        n = 0;
+    /** FLASH frames handled in a row: bounded too, so that a device flooding them still yields. */
+    let urgentRun = 0;
+    /** This connection holds the turn's slice of lower-rank work (Slices), and frames handled in it. */
+    let holding = false;
+    let sliceItems = 0;
+    /** Wait, unless a FLASH comes on this connection meanwhile (onMessage wakes it). */
+    const park = async (w: { done: Promise<void>; cancel: () => void }) => {
+      conn.wake = w.cancel;
+      await w.done;
+      conn.wake = undefined;
+    };
+    try {
+      while (conn.inbound.length + conn.urgent.length > 0) {
+        if (conn.urgent.length > 0) {
+          if (++urgentRun > TURN_ITEMS) {
+            urgentRun = 0;
+            await yieldTurn();
+            continue;
+          }
+        } else {
+          urgentRun = 0;
+          // While a FLASH is on its way through the relay, lower-rank frames wait (FlashGate).
+          if (gate.held) {
+            if (holding) slices.release();
+            holding = false;
+            await park(gate.wait());
+            continue;
+          }
+          // Lower-rank frames only in a slice of the loop's turn, shared by every connection (Slices).
+          if (!holding || sliceItems >= TURN_ITEMS || !slices.left()) {
+            if (holding && sliceItems >= TURN_ITEMS) slices.release();
+            holding = false;
+            await park(slices.take());
+            // Handed the slice, or woken by a FLASH (which goes first; the slice is then left unused).
+            holding = conn.urgent.length === 0 && slices.left();
+            sliceItems = 0;
+            continue;
+          }
+          sliceItems++;
+        }
+        // Looked at after each wait: a FLASH that came meanwhile is next.
+        const item = (conn.urgent.length > 0 ? conn.urgent : conn.inbound).shift()!;
+        inboundWaiting--;
+        if (conn.inbound.length + conn.urgent.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
+        if (conn.closing) break;
+        if ('error' in item) {
+          refuse(conn, item.error, refOf(item.error));
+          continue;
+        }
+        await handleFrame(conn, item.frame);
       }
-      // Looked at after each yield: a FLASH that came meanwhile is next.
-      const item = (conn.urgent.length > 0 ? conn.urgent : conn.inbound).shift()!;
-      inboundWaiting--;
-      if (conn.inbound.length + conn.urgent.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
-      if (conn.closing) break;
-      if ('error' in item) {
-        refuse(conn, item.error, refOf(item.error));
-        continue;
-      }
-      await handleFrame(conn, item.frame);
+    } finally {
+      if (holding) slices.release();
+      inboundWaiting -= conn.inbound.length + conn.urgent.length;
+      conn.inbound = [];
+      conn.urgent = [];
+      conn.handling = false;
     }
-    inboundWaiting -= conn.inbound.length + conn.urgent.length;
-    conn.inbound = [];
-    conn.urgent = [];
-    conn.handling = false;
   }
 
   function refuse(conn: Connection, error: unknown, ref: string | undefined): void {
@@ -579,6 +635,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         // Not awaited: the next frame is admitted while this one waits for its group commit.
         void lifecycle.track(writes.enqueue(write)).then((result) => {
           deadlines.afterEnvelope(write, result);
+          if (!result.ok || result.status !== 'new') gate.release(write.envelope.header.id);
           if (!result.ok) return refuse(conn, result.error, ref);
           // The addressee's copy goes out before the sender's answer: the message waits on the
           // addressee (to open it and sign its receipt), the answer on nobody (issue 9, the path
@@ -597,6 +654,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           const r = write.receipt.receipt;
           // The sender waits for this receipt; its signer's answer waits on nobody (as above).
           fanOut(result);
+          if (r.kind === 'delivered') gate.release(r.messageId);
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
         });
@@ -618,6 +676,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         void lifecycle.track(writes.enqueue({ kind: 'ack', device: conn.key, cursors, acceptedAt: now }));
       }
     } catch (error) {
+      if (frame.t === 'envelope') gate.release(frame.envelope.header.id);
       refuse(conn, error, ref);
     }
   }

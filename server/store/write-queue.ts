@@ -70,6 +70,14 @@ export class WriteQueue {
   private urgentScheduled = false;
   /** Resolves once the last commit carrying a FLASH has answered (see urgentTurn). */
   private urgentAnswered: Promise<void> = Promise.resolve();
+  /**
+   * Held while a FLASH is on its way through the relay (server/relay/flash-gate.ts): a batch
+   * without a FLASH waits for it to open, so that the FLASH's next hop does not find the event
+   * loop inside a ROUTINE commit. Bounded by the gate.
+   */
+  gate: { readonly held: boolean; wait(): { done: Promise<void> } } | undefined;
+  /** Waiting for the gate to open (one wait at a time). */
+  private gateWaiting = false;
 
   constructor(
     private readonly store: Pick<Store, 'commit' | 'commitsOverlap'>,
@@ -162,6 +170,18 @@ export class WriteQueue {
       this.scheduled = false;
       // Except a FLASH: it goes at once, beside that batch, where the store allows it.
       if (this.urgent && this.store.commitsOverlap === true) this.commitUrgent();
+      return;
+    }
+    // A FLASH on its way through the relay: what has no FLASH in it waits for the gate.
+    if (!this.urgent && this.gate?.held === true) {
+      this.scheduled = false;
+      if (!this.gateWaiting) {
+        this.gateWaiting = true;
+        void this.gate.wait().done.then(() => {
+          this.gateWaiting = false;
+          if (this.pending.length > 0) this.schedule();
+        });
+      }
       return;
     }
     // Acks alone wait for a write to ride with, or for their timer (or flushAcks, which stops it).

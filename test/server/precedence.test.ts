@@ -125,4 +125,61 @@ describe('precedence first at the relay', () => {
     const hello = (await s.connect(`${JP}/op1`)).ofType('hello')[0]!;
     expect(hello.lastSeq).toBe(5);
   });
+
+  it('while a FLASH is on its way through the relay, ROUTINE frames of other devices wait for its delivered receipt; nothing is lost', async () => {
+    // A hold long enough that only the receipt ends it (FlashGate; the default is 25 ms).
+    const s = await startTestServer({ logLevel: 'warn', app: { flashGate: { holdMs: 60_000, maxHeldMs: 120_000 } } });
+    const jp1 = await s.connect(`${JP}/op1`);
+    const jp2 = await s.connect(`${JP}/op2`);
+    const cn = await s.connect(`${CN}/op1`);
+    // One order of arrival across the three clients.
+    const seen: string[] = [];
+    for (const [who, c] of [['jp1', jp1], ['jp2', jp2], ['cn', cn]] as const) {
+      c.ws.on('message', (data) => {
+        const f = JSON.parse(String(data)) as { t: string; id?: string; messageId?: string; envelope?: Envelope };
+        seen.push(`${who} ${f.t} ${f.id ?? f.messageId ?? f.envelope?.header.id ?? ''}`);
+      });
+    }
+    const [f1] = await sealMany(s, 1, 1, 'FLASH');
+    const dir = await s.directory();
+    const op2 = s.dep.devices[`${JP}/op2`]!;
+    const e = await seal({ sender: op2, to: CN, seq: 1, precedence: 'ROUTINE', directory: dir, plaintext: { body: 'routine', lang: 'en' } });
+    const f2 = await seal({ sender: op2, to: CN, seq: 2, precedence: 'FLASH', directory: dir, plaintext: { body: 'flash 2', lang: 'en' } });
+
+    jp1.send({ t: 'envelope', envelope: f1! });
+    await cn.waitForType('deliver', (d) => d.envelope.header.id === f1!.header.id);
+    // The FLASH is delivered, its receipt not in: op2's ROUTINE envelope waits. Its FLASH, sent
+    // behind it on the same socket, does not (and proves the ROUTINE one has been read).
+    jp2.send({ t: 'envelope', envelope: e });
+    jp2.send({ t: 'envelope', envelope: f2 });
+    await jp2.waitForType('accepted', (a) => a.id === f2.header.id);
+    await cn.waitForType('deliver', (d) => d.envelope.header.id === f2.header.id);
+    expect(jp2.ofType('accepted').map((a) => a.id)).toEqual([f2.header.id]);
+
+    const addressee = s.dep.devices[`${CN}/op1`]!;
+    for (const f of [f1!, f2]) cn.send({ t: 'receipt', receipt: await signReceipt(addressee, f.header, 'delivered', s.now()) });
+    await jp2.waitForType('accepted', (a) => a.id === e.header.id);
+    await cn.waitForType('deliver', (d) => d.envelope.header.id === e.header.id);
+    // The ROUTINE envelope was accepted only after both FLASH receipts were.
+    const at = (line: string) => seen.indexOf(line);
+    expect(at(`jp2 accepted ${e.header.id}`)).toBeGreaterThan(at(`cn receipt-accepted ${f1!.header.id}`));
+    expect(at(`jp2 accepted ${e.header.id}`)).toBeGreaterThan(at(`cn receipt-accepted ${f2.header.id}`));
+    expect(at(`cn receipt-accepted ${f1!.header.id}`)).toBeGreaterThanOrEqual(0);
+    // Each accepted once, delivered once, and no error anywhere.
+    expect(jp2.ofType('accepted').map((a) => a.id).sort()).toEqual([e.header.id, f2.header.id].sort());
+    expect(cn.ofType('deliver').map((d) => d.envelope.header.id).sort()).toEqual([f1!.header.id, e.header.id, f2.header.id].sort());
+    expect([...jp1.ofType('error'), ...jp2.ofType('error'), ...cn.ofType('error')]).toEqual([]);
+  });
+
+  it('a FLASH whose receipt never comes holds the ROUTINE frames no longer than its hold', async () => {
+    const s = await startTestServer({ logLevel: 'warn', app: { flashGate: { holdMs: 50 } } });
+    const jp1 = await s.connect(`${JP}/op1`);
+    const jp2 = await s.connect(`${JP}/op2`);
+    // The addressee is offline: the FLASH is stored, nobody answers it.
+    const [f1] = await sealMany(s, 1, 1, 'FLASH');
+    await sendAll(jp1, [f1!]);
+    const e = await seal({ sender: s.dep.devices[`${JP}/op2`]!, to: CN, seq: 1, precedence: 'ROUTINE', directory: await s.directory(), plaintext: { body: 'routine', lang: 'en' } });
+    await sendAll(jp2, [e]);
+    expect(jp2.ofType('accepted').map((a) => a.id)).toEqual([e.header.id]);
+  });
 });
