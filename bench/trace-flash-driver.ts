@@ -22,6 +22,8 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 const field = (text: string, name: string) => new RegExp(`"${name}":"([0-9a-f]{32})"`).exec(text)?.[1];
 /** FLASH id → when its delivery was read here, when its receipt was sent from here. */
 const seen = new Map<string, { read: number; answered?: number }>();
+/** FLASH id → when its envelope was sent from here, when its receipt pushed by the server was read here. */
+const sent = new Map<string, { sent: number; receipt?: number }>();
 
 const emit = WebSocket.prototype.emit;
 WebSocket.prototype.emit = function (this: WebSocket, event: string | symbol, ...args: unknown[]): boolean {
@@ -30,6 +32,9 @@ WebSocket.prototype.emit = function (this: WebSocket, event: string | symbol, ..
     if (text.startsWith('{"t":"deliver"') && text.includes('"precedence":"FLASH"')) {
       const id = field(text, 'id');
       if (id && !seen.has(id)) seen.set(id, { read: now() });
+    } else if (text.startsWith('{"t":"receipt"')) {
+      const m = sent.get(field(text, 'messageId') ?? '');
+      if (m && m.receipt === undefined) m.receipt = now();
     }
   }
   return emit.call(this, event, ...args);
@@ -40,13 +45,16 @@ WebSocket.prototype.send = function (this: WebSocket, data: unknown, ...rest: un
   if (text.startsWith('{"t":"receipt"')) {
     const m = seen.get(field(text, 'messageId') ?? '');
     if (m && m.answered === undefined) m.answered = now();
+  } else if (text.startsWith('{"t":"envelope"') && text.includes('"precedence":"FLASH"')) {
+    const id = field(text, 'id');
+    if (id && !sent.has(id)) sent.set(id, { sent: now() });
   }
   (send as (this: WebSocket, ...a: unknown[]) => void).call(this, data, ...rest);
 };
 
 process.on('exit', () => {
   if (!RAW || !existsSync(RAW)) return;
-  const server = JSON.parse(readFileSync(RAW, 'utf8')) as { id?: string; sendDeliver?: number; recvRcpt?: number }[];
+  const server = JSON.parse(readFileSync(RAW, 'utf8')) as { id?: string; recvEnv?: number; sendDeliver?: number; recvRcpt?: number; sendRcpt?: number }[];
   const half = Math.floor(server.length / 2);
   const q = (xs: number[], f: number) => xs[Math.min(xs.length - 1, Math.floor(xs.length * f))]!.toFixed(2);
   const lines = ['', "the server's \"delivery written → receipt received\", split (ms at p50 / p90):"];
@@ -64,6 +72,18 @@ process.on('exit', () => {
     lines.push(`  ${step((r) => r.d.read - r.s.sendDeliver!)}  delivery written by the server → read by the driver`);
     lines.push(`  ${step((r) => r.d.answered - r.d.read)}  read → the driver's receipt sent`);
     lines.push(`  ${step((r) => r.s.recvRcpt! - r.d.answered)}  receipt sent → read by the server`);
+    const ends = part.flatMap((s) => {
+      const e = s.id === undefined ? undefined : sent.get(s.id);
+      return e?.receipt !== undefined && s.recvEnv !== undefined && s.sendRcpt !== undefined ? [{ s, e: { sent: e.sent, receipt: e.receipt } }] : [];
+    });
+    if (ends.length === 0) continue;
+    const end = (f: (r: (typeof ends)[number]) => number) => {
+      const xs = ends.map(f).sort((a, b) => a - b);
+      return `${q(xs, 0.5).padStart(7)} / ${q(xs, 0.9).padStart(7)}`;
+    };
+    lines.push(`  ${end((r) => r.s.recvEnv! - r.e.sent)}  the sender's envelope sent → read by the server`);
+    lines.push(`  ${end((r) => r.e.receipt - r.s.sendRcpt!)}  the receipt pushed by the server → read by the sender`);
+    lines.push(`  ${end((r) => r.e.receipt - r.e.sent)}  the sender's envelope sent → its receipt read`);
   }
   appendFileSync(OUT, lines.join('\n') + '\n');
 });
