@@ -49,6 +49,13 @@ const BACKLOG_PAGE = 128;
 const TURN_MS = 2;
 /** Frames handled per turn (each may cost a signature verification). */
 const TURN_ITEMS = 16;
+/**
+ * The one slice of lower-rank frames per turn of the loop, shared by every connection
+ * (server/relay/slices.ts). 1 ms rather than TURN_MS: `npm run bench -- --only=capacity`, three runs
+ * each alternating, FLASH p50 under half-capacity load 4.70, 4.48, 4.71 ms against 6.72, 5.34,
+ * 7.91 ms with 2 ms, capacity 631, 721, 596 against 638, 640, 642 msgs/s (docs/performance.md).
+ */
+const SLICE_MS = 1;
 /** Items sent per turn (each a string already built around stored JSON). */
 const SEND_TURN_ITEMS = 256;
 /** Frames received and not yet handled past which the socket is paused (TCP pushes back). */
@@ -170,7 +177,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   // Real time, whatever clock the tokens and deadlines run on: the gate schedules work, it decides nothing.
   const gate = new FlashGate(systemClock, options.flashGate?.holdMs, options.flashGate?.maxHeldMs, options.flashGate?.openMs);
   writes.gate = gate;
-  const slices = new Slices(TURN_MS);
+  const slices = new Slices(SLICE_MS);
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: WS_MAX_PAYLOAD,
