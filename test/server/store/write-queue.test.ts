@@ -106,6 +106,28 @@ describe('WriteQueue', () => {
     await last;
   });
 
+  it('while the FLASH gate is held, a batch without a FLASH waits for it to open; a FLASH batch does not', async () => {
+    // As SQLite: a FLASH commits apart from the ROUTINE writes pending with it (commitsOverlap).
+    const store = { ...fakeStore(), commitsOverlap: true };
+    const q = new WriteQueue(store);
+    let open!: () => void;
+    const gate = { held: true, wait: () => ({ done: new Promise<void>((r) => (open = r)) }) };
+    q.gate = gate;
+    const routine = [1, 2].map((n) => q.enqueue({ ...write(n), rank: 3 } as Write));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(0);
+    // A FLASH goes at once, alone (its ROUTINE companions keep waiting).
+    await q.enqueue({ ...write(3), rank: 0 } as Write);
+    expect(store.batches.map((b) => b.map((w) => w.acceptedAt))).toEqual([[3]]);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(store.batches).toHaveLength(1);
+    // Open: the ROUTINE writes commit, in their order, once.
+    gate.held = false;
+    open();
+    await Promise.all(routine);
+    expect(store.batches.map((b) => b.map((w) => w.acceptedAt))).toEqual([[3], [1, 2]]);
+  });
+
   it('splits at maxBatch and drain waits for every commit', async () => {
     const store = fakeStore();
     const q = new WriteQueue(store, 2);
