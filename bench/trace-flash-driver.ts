@@ -57,6 +57,10 @@ process.on('exit', () => {
   const server = JSON.parse(readFileSync(RAW, 'utf8')) as { id?: string; recvEnv?: number; sendDeliver?: number; recvRcpt?: number; sendRcpt?: number }[];
   const half = Math.floor(server.length / 2);
   const q = (xs: number[], f: number) => xs[Math.min(xs.length - 1, Math.floor(xs.length * f))]!.toFixed(2);
+  const p50p90 = (values: number[]) => {
+    const xs = values.sort((a, b) => a - b);
+    return `${q(xs, 0.5).padStart(7)} / ${q(xs, 0.9).padStart(7)}`;
+  };
   const lines = ['', "the server's \"delivery written → receipt received\", split (ms at p50 / p90):"];
   for (const [name, part] of [['idle', server.slice(Math.floor(half / 10), half)], ['under load', server.slice(half + Math.floor(half / 10))]] as const) {
     const rows = part.flatMap((s) => {
@@ -64,10 +68,7 @@ process.on('exit', () => {
       return d?.answered !== undefined && s.sendDeliver !== undefined && s.recvRcpt !== undefined ? [{ s, d: { read: d.read, answered: d.answered } }] : [];
     });
     if (rows.length === 0) continue;
-    const step = (f: (r: (typeof rows)[number]) => number) => {
-      const xs = rows.map(f).sort((a, b) => a - b);
-      return `${q(xs, 0.5).padStart(7)} / ${q(xs, 0.9).padStart(7)}`;
-    };
+    const step = (f: (r: (typeof rows)[number]) => number) => p50p90(rows.map(f));
     lines.push(`${name}: ${rows.length} FLASH messages`);
     lines.push(`  ${step((r) => r.d.read - r.s.sendDeliver!)}  delivery written by the server → read by the driver`);
     lines.push(`  ${step((r) => r.d.answered - r.d.read)}  read → the driver's receipt sent`);
@@ -77,10 +78,7 @@ process.on('exit', () => {
       return e?.receipt !== undefined && s.recvEnv !== undefined && s.sendRcpt !== undefined ? [{ s, e: { sent: e.sent, receipt: e.receipt } }] : [];
     });
     if (ends.length === 0) continue;
-    const end = (f: (r: (typeof ends)[number]) => number) => {
-      const xs = ends.map(f).sort((a, b) => a - b);
-      return `${q(xs, 0.5).padStart(7)} / ${q(xs, 0.9).padStart(7)}`;
-    };
+    const end = (f: (r: (typeof ends)[number]) => number) => p50p90(ends.map(f));
     lines.push(`  ${end((r) => r.s.recvEnv! - r.e.sent)}  the sender's envelope sent → read by the server`);
     lines.push(`  ${end((r) => r.e.receipt - r.s.sendRcpt!)}  the receipt pushed by the server → read by the sender`);
     lines.push(`  ${end((r) => r.e.receipt - r.e.sent)}  the sender's envelope sent → its receipt read`);

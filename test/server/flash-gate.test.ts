@@ -98,8 +98,18 @@ describe('Slices: one slice of lower-rank frames per turn of the event loop, in 
     let t = 0;
     const turns: (() => void)[] = [];
     const slices = new Slices(2, () => t, (fn) => turns.push(fn));
+    const order: string[] = [];
     return {
       slices,
+      /** The order in which waiters were woken. */
+      order,
+      /** A waiter per name, in that order; each notes its name in `order` when woken. */
+      take: (...names: string[]) =>
+        names.map((name) => {
+          const w = slices.take();
+          void w.done.then(() => order.push(name));
+          return w;
+        }),
       advance: (ms: number) => (t += ms),
       /** Run the callbacks queued for the next turn (those queued meanwhile wait for the one after). */
       turn: async () => {
@@ -111,11 +121,8 @@ describe('Slices: one slice of lower-rank frames per turn of the event loop, in 
 
   it('hands one slice per turn, first come first served; a holder that used its slice waits behind the others', async () => {
     const m = manual();
-    const order: string[] = [];
-    const a = m.slices.take();
-    const b = m.slices.take();
-    void a.done.then(() => order.push('a'));
-    void b.done.then(() => order.push('b'));
+    const { order } = m;
+    m.take('a', 'b');
     expect(order).toEqual([]);
     await m.turn();
     expect(order).toEqual(['a']);
@@ -123,8 +130,7 @@ describe('Slices: one slice of lower-rank frames per turn of the event loop, in 
     // a works through its slice, then queues again: b is next, then a.
     m.advance(2);
     expect(m.slices.left()).toBe(false);
-    const a2 = m.slices.take();
-    void a2.done.then(() => order.push('a2'));
+    m.take('a2');
     await m.turn();
     expect(order).toEqual(['a', 'b']);
     m.advance(2);
@@ -135,11 +141,8 @@ describe('Slices: one slice of lower-rank frames per turn of the event loop, in 
 
   it('what a holder leaves goes to the next waiter in the same turn; with nobody waiting the slice ends', async () => {
     const m = manual();
-    const order: string[] = [];
-    const a = m.slices.take();
-    const b = m.slices.take();
-    void a.done.then(() => order.push('a'));
-    void b.done.then(() => order.push('b'));
+    const { order } = m;
+    m.take('a', 'b');
     await m.turn();
     m.advance(1);
     m.slices.release();
@@ -152,12 +155,9 @@ describe('Slices: one slice of lower-rank frames per turn of the event loop, in 
 
   it('a cancelled waiter leaves the queue at once (a FLASH came for it) and is not handed a slice', async () => {
     const m = manual();
-    const order: string[] = [];
-    const a = m.slices.take();
-    const b = m.slices.take();
-    void a.done.then(() => order.push('a'));
-    void b.done.then(() => order.push('b'));
-    a.cancel();
+    const { order } = m;
+    const [a] = m.take('a', 'b');
+    a!.cancel();
     for (let i = 0; i < 5; i++) await Promise.resolve();
     expect(order).toEqual(['a']);
     expect(m.slices.waiting).toBe(1);
