@@ -40,6 +40,8 @@ export interface MetricSources {
   writeQueue?: () => number;
   /** Each relay-to-relay link: its peer, whether it is up, and frames sent and not yet confirmed. */
   relayLinks?: () => readonly { peer: string; up: boolean; inFlight: number }[];
+  /** The FLASH gate (server/relay/flash-gate.ts): how its holds ended, its forced breaks, seconds held. */
+  flashGate?: () => { released: number; expired: number; breaks: number; heldSeconds: number };
 }
 
 export class Metrics {
@@ -136,6 +138,36 @@ export class Metrics {
       help: 'Attempts to deliver a notification to a webhook or by e-mail (docs/escalation.md), by outcome: delivered (answered 2xx or accepted by the mail server), failed (tried again later), given-up (past its give-up time).',
       labelNames: ['outcome'],
       registers: [r],
+    });
+    new Counter({
+      name: 'hotline_flash_gate_holds_total',
+      help: 'FLASH messages that held the relay’s lower-rank work on their way through it, by how the hold ended: receipt (a receipt for it accepted, or the FLASH refused), expired (none within the hold, 25 ms: an addressee offline or slow).',
+      labelNames: ['end'],
+      registers: [r],
+      collect() {
+        const g = sources.flashGate?.();
+        this.reset();
+        this.inc({ end: 'receipt' }, g?.released ?? 0);
+        this.inc({ end: 'expired' }, g?.expired ?? 0);
+      },
+    });
+    new Counter({
+      name: 'hotline_flash_gate_breaks_total',
+      help: 'Times the FLASH gate, held for 100 ms without a break, opened for 25 ms of lower-rank work whatever was held (a stream of FLASH messages).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(sources.flashGate?.().breaks ?? 0);
+      },
+    });
+    new Counter({
+      name: 'hotline_flash_gate_held_seconds_total',
+      help: 'Seconds the relay’s lower-rank work (frames and commits without a FLASH) waited for FLASH messages on their way through it.',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(sources.flashGate?.().heldSeconds ?? 0);
+      },
     });
     gauge('hotline_relay_link_up', 'A party’s own relay: 1 while the link to the peer relay is up, 0 while it is not.', (g) => {
       g.reset();

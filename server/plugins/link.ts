@@ -189,6 +189,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   const timing = options.metrics ? { timeVerify: options.metrics.timeVerify.bind(options.metrics) } : {};
   if (options.metrics) {
     // Read at scrape time only: one pass over the open links.
+    options.metrics.sources.flashGate = () => ({ ...gate.counts, heldSeconds: gate.heldSeconds() });
     options.metrics.sources.links = () => {
       let sendQueue = 0;
       for (const c of all) sendQueue += c.delivery.queue.length + c.delivery.early.length;
@@ -536,7 +537,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     }
     if (isUrgentFrame(conn, item)) {
       conn.urgent.push(item);
-      // A FLASH envelope holds the relay's lower-rank work until its delivered receipt (FlashGate).
+      // A FLASH envelope holds the relay's lower-rank work until a receipt for it (FlashGate).
       if ('frame' in item && item.frame.t === 'envelope') gate.hold(item.frame.envelope.header.id);
       conn.wake?.();
     } else {
@@ -661,7 +662,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           const r = write.receipt.receipt;
           // The sender waits for this receipt; its signer's answer waits on nobody (as above).
           fanOut(result);
-          if (r.kind === 'delivered') gate.release(r.messageId);
+          // Any receipt: an `acknowledged` one says the device has the message too.
+          gate.release(r.messageId);
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
         });

@@ -6,9 +6,10 @@ import type { Clock, TimerHandle } from '../../shared/clock.js';
  * hops through the relay still found the event loop inside a turn of ROUTINE work (a batch of
  * frames, a group commit) and waited for it to end: its `delivered` receipt waited 4.3 ms at the
  * median to be read (docs/performance.md, tenth session). So, while a FLASH is on its way through
- * the relay (from its envelope's arrival until its `delivered` receipt is accepted), the gate is
- * held and the relay's lower-rank work waits for it: frames of the inbound lane are not handled
- * and writes without a FLASH are not committed. FLASH work and everything else keep running.
+ * the relay (from its envelope's arrival until a receipt for it is accepted: `delivered`, or a
+ * later rung, which says as much), the gate is held and the relay's lower-rank work waits for it:
+ * frames of the inbound lane are not handled and writes without a FLASH are not committed. FLASH
+ * frames and commits, sending to the devices, and timers keep running.
  *
  * Bounded, so that nothing waits long and a stream of FLASH messages cannot starve the rest: a
  * FLASH holds the gate for at most `holdMs` (an addressee offline or slow to answer costs the
@@ -24,6 +25,10 @@ export class FlashGate {
   #openUntil = 0;
   #timer: TimerHandle | undefined;
   readonly #waiters = new Set<() => void>();
+  /** Holds ended by a receipt, holds that ran out (holdMs), forced breaks (maxHeldMs): for /metrics. */
+  readonly counts = { released: 0, expired: 0, breaks: 0 };
+  /** Milliseconds held, in the periods that have ended. */
+  #heldMs = 0;
 
   constructor(
     private readonly clock: Pick<Clock, 'now' | 'setTimeout' | 'clearTimeout'>,
@@ -39,9 +44,17 @@ export class FlashGate {
     this.#update(now);
   }
 
-  /** The FLASH's `delivered` receipt was accepted (or the FLASH was refused): its hold ends. */
+  /** A receipt for the FLASH was accepted (or the FLASH was refused): its hold ends. */
   release(id: string): void {
-    if (this.#holds.delete(id)) this.#update(this.clock.now());
+    if (!this.#holds.delete(id)) return;
+    this.counts.released++;
+    this.#update(this.clock.now());
+  }
+
+  /** Seconds lower-rank work has waited for the gate so far (the current period included). */
+  heldSeconds(): number {
+    const current = this.#heldSince === undefined ? 0 : this.clock.now() - this.#heldSince;
+    return (this.#heldMs + current) / 1000;
   }
 
   /** Whether lower-rank work should wait now. */
@@ -64,14 +77,22 @@ export class FlashGate {
 
   /** Drop expired holds, decide open or held, wake the waiters if open, arm the next check. */
   #update(now: number): void {
-    for (const [id, until] of this.#holds) if (until <= now) this.#holds.delete(id);
-    if (this.#heldSince !== undefined && now - this.#heldSince >= this.maxHeldMs) {
+    for (const [id, until] of this.#holds) {
+      if (until > now) continue;
+      this.#holds.delete(id);
+      this.counts.expired++;
+    }
+    const since = this.#heldSince;
+    if (since !== undefined && now - since >= this.maxHeldMs) {
       this.#openUntil = now + this.openMs;
-      this.#heldSince = undefined;
+      this.counts.breaks++;
     }
     const held = this.#holds.size > 0 && now >= this.#openUntil;
     if (held) this.#heldSince ??= now;
-    else this.#heldSince = undefined;
+    else if (since !== undefined) {
+      this.#heldMs += now - since;
+      this.#heldSince = undefined;
+    }
     if (this.#timer !== undefined) this.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (!held) for (const w of [...this.#waiters]) w();

@@ -32,6 +32,8 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
     // Releasing what is not held changes nothing.
     gate.release('never');
     expect(gate.held).toBe(false);
+    expect(gate.counts).toEqual({ released: 2, expired: 0, breaks: 0 });
+    expect(gate.heldSeconds()).toBe(0);
   });
 
   it('a hold never released ends after holdMs (an addressee offline costs the rest that much once)', async () => {
@@ -42,10 +44,13 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
     clock.advance(24);
     expect(gate.held).toBe(true);
     expect(await settled(w)).toBe(false);
+    expect(gate.heldSeconds()).toBeCloseTo(0.024, 6);
     clock.advance(1);
     expect(gate.held).toBe(false);
     expect(await settled(w)).toBe(true);
     expect(clock.pending).toBe(0);
+    expect(gate.counts).toEqual({ released: 0, expired: 1, breaks: 0 });
+    expect(gate.heldSeconds()).toBeCloseTo(0.025, 6);
   });
 
   it('held without a break for maxHeldMs, it opens for openMs whatever is held: a FLASH stream cannot starve the rest', async () => {
@@ -79,6 +84,9 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
     expect(heldAt.slice(0, 19).every((h) => h)).toBe(true);
     expect(heldAt.slice(19, 24).every((h) => !h)).toBe(true);
     expect(heldAt[24]).toBe(true);
+    expect(fresh.counts.breaks).toBe(2);
+    // 250 ms: held 0–100, 125–225, 250 on (the break at 225 just ended).
+    expect(fresh.heldSeconds()).toBeCloseTo(0.2, 6);
   });
 
   it('a cancelled wait ends at once and leaves the gate as it was', async () => {

@@ -85,6 +85,12 @@ describe('GET /metrics (Prometheus, prom-client)', () => {
     expect(sample(text, 'hotline_links_open')).toBe(2);
     expect(sample(text, 'hotline_connections_open')).toBeGreaterThanOrEqual(3);
     expect(sample(text, 'hotline_queue_depth', { queue: 'commit' })).toBe(0);
+    // The FLASH held the ROUTINE envelope until its hold ran out (no delivered receipt: the
+    // acknowledged one came after), 25 ms of real time.
+    expect(sample(text, 'hotline_flash_gate_holds_total', { end: 'expired' })).toBe(1);
+    expect(sample(text, 'hotline_flash_gate_holds_total', { end: 'receipt' })).toBe(0);
+    expect(sample(text, 'hotline_flash_gate_breaks_total')).toBe(0);
+    expect(sample(text, 'hotline_flash_gate_held_seconds_total')).toBeGreaterThanOrEqual(0.02);
     // No identifiers in labels: no message id, device or address appears.
     expect(text).not.toContain(flash.header.id);
     expect(text).not.toContain('op1');
