@@ -16,6 +16,7 @@ import { healthPlugin } from './plugins/health.js';
 import { authPlugin } from './plugins/auth.js';
 import { directoryPlugin } from './plugins/directory.js';
 import { linkPlugin } from './plugins/link.js';
+import type { FlashGateBounds } from './relay/flash-gate.js';
 import { consolePlugin } from './plugins/console.js';
 import { statusPlugin } from './plugins/status.js';
 import { DeadlineScheduler } from './deadline-scheduler.js';
@@ -57,7 +58,7 @@ export interface AppOptions {
    * How long a FLASH on its way through the relay holds lower-rank work at most (server/relay/flash-gate.ts):
    * default 25 ms each, and a gate held for 100 ms without a break opens for 25 ms.
    */
-  flashGate?: { holdMs?: number; maxHeldMs?: number; openMs?: number };
+  flashGate?: Partial<FlashGateBounds>;
   /** Browser origins allowed on the WebSocket besides the server's own. */
   allowedOrigins?: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ERROR_TABLE, type HotlineErrorCode } from '../shared/errors.js';
 import { PRECEDENCES, type Precedence } from '../shared/protocol/schemas.js';
 import type { Rung } from '../shared/protocol/frames.js';
+import { FLASH_GATE_DEFAULTS as GATE } from './relay/flash-gate.js';
 
 /**
  * The relay's Prometheus metrics (docs/operations-endpoints.md), on a registry of its own (one per
@@ -141,7 +142,7 @@ export class Metrics {
     });
     new Counter({
       name: 'hotline_flash_gate_holds_total',
-      help: 'FLASH messages that held the relay’s lower-rank work on their way through it, by how the hold ended: receipt (a receipt for it accepted, or the FLASH refused), expired (none within the hold, 25 ms: an addressee offline or slow).',
+      help: `FLASH messages that held the relay’s lower-rank work on their way through it, by how the hold ended: receipt (a receipt for it accepted, or the FLASH refused), expired (none within the hold, ${GATE.holdMs} ms by default: an addressee offline or slow).`,
       labelNames: ['end'],
       registers: [r],
       collect() {
@@ -153,7 +154,7 @@ export class Metrics {
     });
     new Counter({
       name: 'hotline_flash_gate_breaks_total',
-      help: 'Times the FLASH gate, held for 100 ms without a break, opened for 25 ms of lower-rank work whatever was held (a stream of FLASH messages).',
+      help: `Times the FLASH gate, held without a break for ${GATE.maxHeldMs} ms (by default), opened for ${GATE.openMs} ms of lower-rank work whatever was held (a stream of FLASH messages).`,
       registers: [r],
       collect() {
         this.reset();

@@ -9,7 +9,7 @@ import type { ClientFrame, OperatorNotice, ServerFrame } from '../../shared/prot
 import { randomId } from '../../shared/crypto/random.js';
 import type { Agreement } from '../../shared/protocol/schemas.js';
 import { systemClock, type TimerHandle } from '../clock.js';
-import { FlashGate } from '../relay/flash-gate.js';
+import { FlashGate, type FlashGateBounds } from '../relay/flash-gate.js';
 import { Slices } from '../relay/slices.js';
 import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -83,8 +83,8 @@ export interface LinkPluginOptions {
   heartbeatIntervalMs: number;
   /** Bytes queued on a socket beyond which the device counts as a slow consumer. */
   slowConsumerBytes: number;
-  /** The FLASH gate's bounds (FlashGate's defaults otherwise). */
-  flashGate?: { holdMs?: number; maxHeldMs?: number; openMs?: number };
+  /** The FLASH gate's bounds (FLASH_GATE_DEFAULTS otherwise). */
+  flashGate?: Partial<FlashGateBounds>;
   /** Browser origins allowed besides the server's own. */
   allowedOrigins: readonly string[];
   /** Whether the server is reached over TLS (for the same-origin check). */
@@ -175,7 +175,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   const { agreement, store, log, auth, writes, limits, lifecycle, deadlines, hub, storeNotice, cluster } = options;
   const { directory, clock } = auth;
   // Real time, whatever clock the tokens and deadlines run on: the gate schedules work, it decides nothing.
-  const gate = new FlashGate(systemClock, options.flashGate?.holdMs, options.flashGate?.maxHeldMs, options.flashGate?.openMs);
+  const gate = new FlashGate(systemClock, options.flashGate);
   writes.gate = gate;
   const slices = new Slices(SLICE_MS);
   const wss = new WebSocketServer({

@@ -16,6 +16,18 @@ import type { Clock, TimerHandle } from '../../shared/clock.js';
  * ROUTINE stream that much once); and a gate held without a break for `maxHeldMs` opens for
  * `openMs` whatever is pending.
  */
+/** The gate's bounds (milliseconds); each may be set per app (AppOptions.flashGate). */
+export interface FlashGateBounds {
+  /** Longest one FLASH holds the gate. */
+  holdMs: number;
+  /** Longest the gate stays held without a break... */
+  maxHeldMs: number;
+  /** ...before it opens for this long, whatever is held. */
+  openMs: number;
+}
+
+export const FLASH_GATE_DEFAULTS: Readonly<FlashGateBounds> = { holdMs: 25, maxHeldMs: 100, openMs: 25 };
+
 export class FlashGate {
   /** Message id → when its hold ends (clock ms). */
   readonly #holds = new Map<string, number>();
@@ -30,17 +42,19 @@ export class FlashGate {
   /** Milliseconds held, in the periods that have ended. */
   #heldMs = 0;
 
+  readonly #bounds: FlashGateBounds;
+
   constructor(
     private readonly clock: Pick<Clock, 'now' | 'setTimeout' | 'clearTimeout'>,
-    private readonly holdMs = 25,
-    private readonly maxHeldMs = 100,
-    private readonly openMs = 25,
-  ) {}
+    bounds: Partial<FlashGateBounds> = {},
+  ) {
+    this.#bounds = { ...FLASH_GATE_DEFAULTS, ...bounds };
+  }
 
   /** A FLASH entered the relay: lower-rank work waits until `release(id)` or `holdMs`. */
   hold(id: string): void {
     const now = this.clock.now();
-    this.#holds.set(id, now + this.holdMs);
+    this.#holds.set(id, now + this.#bounds.holdMs);
     this.#update(now);
   }
 
@@ -83,8 +97,8 @@ export class FlashGate {
       this.counts.expired++;
     }
     const since = this.#heldSince;
-    if (since !== undefined && now - since >= this.maxHeldMs) {
-      this.#openUntil = now + this.openMs;
+    if (since !== undefined && now - since >= this.#bounds.maxHeldMs) {
+      this.#openUntil = now + this.#bounds.openMs;
       this.counts.breaks++;
     }
     const held = this.#holds.size > 0 && now >= this.#openUntil;
@@ -97,7 +111,7 @@ export class FlashGate {
     this.#timer = undefined;
     if (!held) for (const w of [...this.#waiters]) w();
     if (this.#holds.size === 0) return;
-    let next = held ? this.#heldSince! + this.maxHeldMs : this.#openUntil;
+    let next = held ? this.#heldSince! + this.#bounds.maxHeldMs : this.#openUntil;
     for (const until of this.#holds.values()) next = Math.min(next, until);
     this.#timer = this.clock.setTimeout(() => {
       this.#timer = undefined;

@@ -14,7 +14,7 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
 describe('FlashGate: lower-rank work waits while a FLASH is on its way through the relay', () => {
   it('is open with nothing held; a hold closes it until its release, and waiters are woken then', async () => {
     const clock = new ManualClock();
-    const gate = new FlashGate(clock, 25, 100, 25);
+    const gate = new FlashGate(clock, { holdMs: 25, maxHeldMs: 100, openMs: 25 });
     expect(gate.held).toBe(false);
     expect(await settled(gate.wait().done)).toBe(true);
 
@@ -38,7 +38,7 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
 
   it('a hold never released ends after holdMs (an addressee offline costs the rest that much once)', async () => {
     const clock = new ManualClock();
-    const gate = new FlashGate(clock, 25, 100, 25);
+    const gate = new FlashGate(clock, { holdMs: 25, maxHeldMs: 100, openMs: 25 });
     gate.hold('lost');
     const w = gate.wait().done;
     clock.advance(24);
@@ -55,7 +55,7 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
 
   it('held without a break for maxHeldMs, it opens for openMs whatever is held: a FLASH stream cannot starve the rest', async () => {
     const clock = new ManualClock();
-    const gate = new FlashGate(clock, 25, 100, 25);
+    const gate = new FlashGate(clock, { holdMs: 25, maxHeldMs: 100, openMs: 25 });
     // A FLASH every 10 ms, each released 20 ms later: always at least one held.
     let openAt: number | undefined;
     const t0 = clock.now();
@@ -71,7 +71,7 @@ describe('FlashGate: lower-rank work waits while a FLASH is on its way through t
     // The first wait ended when the gate was forced open, at 100 ms.
     expect(openAt).toBe(100);
     // Over the 300 ms, the gate was open for openMs after each 100 ms held: checked at each step.
-    const fresh = new FlashGate(clock, 25, 100, 25);
+    const fresh = new FlashGate(clock, { holdMs: 25, maxHeldMs: 100, openMs: 25 });
     const heldAt: boolean[] = [];
     fresh.hold('g0');
     for (let i = 1; i <= 50; i++) {
