@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { connectConsole, enrolDevice, importKey, NO_CHECKPOINT_YET, openPage, SCREENSHOT_DIR, startNodeClient, startHarness, type Harness } from './harness.js';
 
 /** Issue 10, the operator console on a watch floor: each test reproduces one of the problems found there. */
@@ -17,6 +17,17 @@ const consoleUrl = () => `${hx.server.url}/console/operator/`;
 async function unlock(page: Page, passphrase: string): Promise<void> {
   await page.fill('#passphrase', passphrase);
   await page.click('#unlock');
+}
+
+/**
+ * A banner's background colour. A banner is drawn anew when its message's row changes (a receipt,
+ * an event): read from the banner in the page, never from one just taken out of it (which has no
+ * computed style and reads '').
+ */
+async function background(banner: Locator): Promise<string> {
+  let colour = '';
+  await expect.poll(async () => (colour = await banner.evaluate((el) => (el.isConnected ? getComputedStyle(el).backgroundColor : '')))).not.toBe('');
+  return colour;
 }
 
 describe('operator console on a watch floor', () => {
@@ -124,12 +135,12 @@ describe('operator console on a watch floor', () => {
     await expect.poll(() => cn.page.evaluate(() => document.body.dataset.chimes)).toBe('1');
     // Its own sound, not the FLASH alarm.
     expect(await cn.page.evaluate(() => document.body.dataset.alarm ?? 'off')).toBe('off');
-    const colour = await banner.evaluate((el) => getComputedStyle(el).backgroundColor);
+    const colour = await background(banner);
     const flash = (await jp.send({ to: 'cn-mnd', precedence: 'FLASH', subject: 'flash too', body: 'flash traffic', lang: 'en' })).id;
     const flashBanner = cn.page.locator(`.flash-banner[data-id="${flash}"]`);
     await flashBanner.waitFor();
     expect(await flashBanner.getAttribute('role')).toBe('alert');
-    expect(await flashBanner.evaluate((el) => getComputedStyle(el).backgroundColor)).not.toBe(colour);
+    expect(await background(flashBanner)).not.toBe(colour);
     for (const [lang, word] of [['zh', '紧急'], ['ja', '緊急'], ['en', 'IMMEDIATE']] as const) {
       await cn.page.selectOption('#language', lang);
       await expect.poll(() => banner.textContent()).toContain(word);
