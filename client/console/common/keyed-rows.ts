@@ -9,13 +9,15 @@
  */
 export class KeyedRows {
   readonly #parent: Element;
-  readonly #byKey = new Map<string, { el: Element; sort: number; pinned: boolean }>();
+  /** `shows`: with keepUnchanged, the row's outerHTML as it was put. */
+  readonly #byKey = new Map<string, { el: Element; sort: number; pinned: boolean; shows?: string }>();
   /** Keys in display order: descending sort key, then key. */
   readonly #order: string[] = [];
   /** How many rows, from the top of the order, are in the document; the rest are kept detached. */
   #limit: number;
   /** Rows left in the page past the window because the focus was in them (#inUse). */
   readonly #held = new Set<string>();
+  readonly #keepUnchanged: boolean;
 
   /**
    * `limit`: at most this many rows in the document, the first in display order, and besides them
@@ -25,10 +27,19 @@ export class KeyedRows {
    * 1,000, 86 ms with 3,000); with a limit it stays that of `limit` rows however many messages
    * there are. Rows past it are kept, built, and attached when the limit is raised
    * ({@link setLimit}).
+   *
+   * `keepUnchanged`: a row put that shows what the one kept showed when it was put (the same
+   * outerHTML: tags, attributes, text) leaves that one in place. For alert banners: a screen reader
+   * announces a `role="alert"` element each time one is inserted, so replacing a FLASH banner with
+   * its like announced the FLASH again on every receipt or reply that changed its message's row.
+   * Compared with the row as built, not as it is now in the page, where others may have marked it
+   * (an extension, a test). Only for rows whose handlers read nothing but what the row shows: the
+   * kept row's handlers are the old ones.
    */
-  constructor(parent: Element, options: { limit?: number } = {}) {
+  constructor(parent: Element, options: { limit?: number; keepUnchanged?: boolean } = {}) {
     this.#parent = parent;
     this.#limit = options.limit ?? Infinity;
+    this.#keepUnchanged = options.keepUnchanged ?? false;
   }
 
   get size(): number {
@@ -49,22 +60,25 @@ export class KeyedRows {
    * replaced row hands what the operator was doing in it to the new one (see {@link keepInput}): a
    * receipt arriving must not close a half-typed translation.
    */
-  put(key: string, sort: number, el: Element, pinned = false): void {
+  put(key: string, sort: number, row: Element, pinned = false): void {
     this.#release();
     const old = this.#byKey.get(key);
-    const refocus = old ? keepInput(old.el, el) : undefined;
+    const shows = this.#keepUnchanged ? row.outerHTML : undefined;
+    // Unchanged (with keepUnchanged): the row in place stays, and with it the focus.
+    const el = old && old.sort === sort && shows !== undefined && old.shows === shows ? old.el : row;
+    const refocus = old && el !== old.el ? keepInput(old.el, el) : undefined;
     if (old && old.sort === sort) {
-      this.#byKey.set(key, { el, sort, pinned });
+      this.#byKey.set(key, { el, sort, pinned, ...(shows === undefined ? {} : { shows }) });
       const at = this.#position(key, sort);
       if (at < this.#limit || pinned || this.#inUse(old.el)) {
-        if (this.#attached(old.el)) old.el.replaceWith(el);
-        else this.#parent.insertBefore(el, this.#nextAttached(at + 1));
+        if (!this.#attached(old.el)) this.#parent.insertBefore(el, this.#nextAttached(at + 1));
+        else if (el !== old.el) old.el.replaceWith(el);
       } else old.el.remove();
     } else {
       if (old) this.delete(key);
       const at = this.#position(key, sort);
       this.#order.splice(at, 0, key);
-      this.#byKey.set(key, { el, sort, pinned });
+      this.#byKey.set(key, { el, sort, pinned, ...(shows === undefined ? {} : { shows }) });
       if (at < this.#limit || pinned) this.#parent.insertBefore(el, this.#nextAttached(at + 1));
       // The row pushed past the limit leaves the document, unless pinned.
       if (at < this.#limit) this.#detachUnpinned(this.#limit);

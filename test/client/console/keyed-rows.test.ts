@@ -30,7 +30,14 @@ const doc = { activeElement: null as FakeEl | null };
 class FakeEl {
   parentNode: FakeParent | null = null;
   readonly ownerDocument = doc;
-  constructor(readonly key: string) {}
+  /** `content` stands for what the element shows (its outerHTML). */
+  constructor(
+    readonly key: string,
+    readonly content = '',
+  ) {}
+  get outerHTML(): string {
+    return `<tr data-id="${this.key}">${this.content}</tr>`;
+  }
   querySelectorAll(): FakeEl[] {
     return [];
   }
@@ -61,9 +68,9 @@ function lcg(seed: number): () => number {
 }
 
 describe('KeyedRows with a window', () => {
-  it('keeps exactly the first `limit` rows of the display order and the pinned ones in the document, in order, through puts, replacements, deletes and limit changes', () => {
+  it.each([false, true])('keeps exactly the first `limit` rows of the display order and the pinned ones in the document, in order, through puts, replacements, deletes and limit changes (keepUnchanged: %s)', (keepUnchanged) => {
     const parent = new FakeParent();
-    const rows = new KeyedRows(parent as unknown as Element, { limit: 5 });
+    const rows = new KeyedRows(parent as unknown as Element, { limit: 5, keepUnchanged });
     // What the rows should be: key → sort key, ordered by sort key descending, then key.
     const model = new Map<string, number>();
     const pinned = new Set<string>();
@@ -81,13 +88,16 @@ describe('KeyedRows with a window', () => {
       if (r < 0.55) {
         // A new message, or one changed: same sort key (replaced in place) or a new one (moved).
         const sort = model.has(key) && rnd() < 0.5 ? model.get(key)! : Math.floor(rnd() * 20);
-        const el = new FakeEl(key);
+        const el = new FakeEl(key, String(Math.floor(rnd() * 2)));
         const pin = rnd() < 0.1;
         rows.put(key, sort, el as unknown as Element, pin);
+        // With keepUnchanged, a row put equal to the one kept in the same place leaves that one.
+        const kept = els.get(key);
+        const same = keepUnchanged && kept !== undefined && model.get(key) === sort && kept.content === el.content;
         model.set(key, sort);
         if (pin) pinned.add(key);
         else pinned.delete(key);
-        els.set(key, el);
+        if (!same) els.set(key, el);
       } else if (r < 0.85) {
         rows.delete(key);
         model.delete(key);
@@ -99,7 +109,7 @@ describe('KeyedRows with a window', () => {
       }
       const want = expected(limit);
       expect(parent.children.map((c) => c.key), `step ${step}`).toEqual(want);
-      // The elements in the document are the latest ones put for their keys.
+      // The elements in the document are the latest ones put for their keys (or kept, unchanged).
       for (const c of parent.children) expect(c).toBe(els.get(c.key));
       expect(rows.size).toBe(model.size);
       expect(rows.shown).toBe(want.length);
@@ -157,5 +167,54 @@ describe('KeyedRows with a window', () => {
     // Done with it: the next change of the window takes it out.
     rows.setLimit(1);
     expect(parent.children.map((c) => c.key)).toEqual(['m2']);
+  });
+});
+
+describe('KeyedRows with keepUnchanged', () => {
+  it('leaves a row put equal to the one kept in place (a banner is not inserted again) and replaces one that changed', () => {
+    const parent = new FakeParent();
+    const rows = new KeyedRows(parent as unknown as Element, { keepUnchanged: true });
+    const shown = new FakeEl('m0', 'FLASH from jp-mod/op1 — convoy');
+    rows.put('m0', 0, shown as unknown as Element);
+    rows.put('m1', 1, new FakeEl('m1', 'FLASH from jp-mod/op2') as unknown as Element);
+    // Its message's row changed (a receipt, a reply), the banner did not: the one in the page stays.
+    rows.put('m0', 0, new FakeEl('m0', 'FLASH from jp-mod/op1 — convoy') as unknown as Element);
+    expect(parent.children.map((c) => c.key)).toEqual(['m1', 'm0']);
+    expect(parent.children[1]).toBe(shown);
+    expect(rows.get('m0')).toBe(shown);
+    // What it shows changed: replaced, in its place.
+    const changed = new FakeEl('m0', 'FLASH from jp-mod/op1 — convoy moved');
+    rows.put('m0', 0, changed as unknown as Element);
+    expect(parent.children.map((c) => c.key)).toEqual(['m1', 'm0']);
+    expect(parent.children[1]).toBe(changed);
+    // The same content under a new sort key moves: put anew where it goes.
+    const moved = new FakeEl('m0', 'FLASH from jp-mod/op1 — convoy moved');
+    rows.put('m0', 2, moved as unknown as Element);
+    expect(parent.children.map((c) => c.key)).toEqual(['m0', 'm1']);
+    expect(parent.children[0]).toBe(moved);
+
+    // Without it every put replaces (inbox rows, whose handlers read the whole message).
+    const plain = new FakeParent();
+    const replaced = new KeyedRows(plain as unknown as Element);
+    replaced.put('m0', 0, new FakeEl('m0', 'same') as unknown as Element);
+    const next = new FakeEl('m0', 'same');
+    replaced.put('m0', 0, next as unknown as Element);
+    expect(plain.children).toEqual([next]);
+  });
+
+  it('an unchanged row still follows its pin and the window: out of the page unpinned past the limit, back in when pinned', () => {
+    const parent = new FakeParent();
+    const rows = new KeyedRows(parent as unknown as Element, { limit: 1, keepUnchanged: true });
+    const m0 = new FakeEl('m0', 'a');
+    rows.put('m0', 0, m0 as unknown as Element, true);
+    rows.put('m1', 1, new FakeEl('m1', 'b') as unknown as Element);
+    expect(parent.children.map((c) => c.key)).toEqual(['m1', 'm0']);
+    // Acknowledged elsewhere, nothing shown changed: unpinned, it leaves the page.
+    rows.put('m0', 0, new FakeEl('m0', 'a') as unknown as Element);
+    expect(parent.children.map((c) => c.key)).toEqual(['m1']);
+    // Pinned again: the kept element comes back, in its place.
+    rows.put('m0', 0, new FakeEl('m0', 'a') as unknown as Element, true);
+    expect(parent.children.map((c) => c.key)).toEqual(['m1', 'm0']);
+    expect(parent.children[1]).toBe(m0);
   });
 });
