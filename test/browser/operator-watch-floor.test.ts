@@ -20,8 +20,8 @@ async function unlock(page: Page, passphrase: string): Promise<void> {
 }
 
 /**
- * A banner's background colour. A banner is drawn anew when its message's row changes (a receipt,
- * an event): read from the banner in the page, never from one just taken out of it (which has no
+ * A banner's background colour. A banner is drawn anew when what it shows changes (its text, the
+ * language): read from the banner in the page, never from one just taken out of it (which has no
  * computed style and reads '').
  */
 async function background(banner: Locator): Promise<string> {
@@ -101,8 +101,9 @@ describe('operator console on a watch floor', () => {
         const s = getComputedStyle(el);
         return { color: s.backgroundColor, image: s.backgroundImage };
       });
-    // Polled: a redraw replaces the banner and the row, and an element read while it is being
-    // replaced has no computed style (an empty string), which is not the answer either way.
+    // Polled: a redraw replaces the row (and a banner whose content changed), and an element read
+    // while it is being replaced has no computed style (an empty string), which is not the answer
+    // either way.
     const image = (sel: string) => look(sel).then((l) => l.image);
     await expect.poll(() => image(`.flash-banner[data-id="${drill}"]`)).toContain('repeating-linear-gradient');
     await expect.poll(() => image(`.flash-banner[data-id="${real}"]`)).toBe('none');
@@ -152,6 +153,38 @@ describe('operator console on a watch floor', () => {
     await banner.locator('button.ack').click();
     await banner.waitFor({ state: 'detached' });
     expect(await flashBanner.count()).toBe(1);
+    expect(cn.errors).toEqual([]);
+    await jp.stop();
+    await cn.context.close();
+  });
+
+  it('a FLASH or IMMEDIATE banner stays the same element when its row changes and nothing in it does (a screen reader announces an inserted alert again)', async () => {
+    const keyFile = await enrolDevice(hx, 'cn-mnd', 'same1');
+    const cn = await connectConsole(hx, 'en-US', keyFile, 'cn same banner passphrase');
+    const jp = await startNodeClient(hx, 'jp-mod/op1');
+    const kept: Locator[] = [];
+    for (const [precedence, selector] of [['FLASH', '.flash-banner'], ['IMMEDIATE', '.immediate-banner']] as const) {
+      const id = (await jp.send({ to: 'cn-mnd', precedence, subject: `${precedence} convoy`, body: 'banner traffic', lang: 'en' })).id;
+      const banner = cn.page.locator(`${selector}[data-id="${id}"]`);
+      await banner.filter({ hasText: `${precedence} convoy` }).waitFor();
+      const shown = await banner.elementHandle();
+      await shown!.evaluate((el: HTMLElement) => (el.dataset.probe = 'shown'));
+      // A follow-up threads under the message: its row changes, its banner does not.
+      const reply = (await jp.send({ to: 'cn-mnd', precedence: 'ROUTINE', subject: 'follow-up', body: 'more on the convoy', lang: 'en', replyTo: id })).id;
+      await cn.page.locator(`#inbox tr.msg[data-id="${id}"] .thread li[data-id="${reply}"]`).waitFor();
+      expect(await shown!.evaluate((el) => el.isConnected), `the ${precedence} banner shown first`).toBe(true);
+      expect(await banner.getAttribute('data-probe')).toBe('shown');
+      kept.push(banner);
+    }
+    // Still sounding and chimed once: the alarm follows the banners as before.
+    expect(await cn.page.evaluate(() => document.body.dataset.alarm)).toBe('on');
+    expect(await cn.page.evaluate(() => document.body.dataset.chimes)).toBe('1');
+    // A kept banner's button still acknowledges its message.
+    for (const banner of kept) {
+      await banner.locator('button.ack').click();
+      await banner.waitFor({ state: 'detached' });
+    }
+    await expect.poll(() => cn.page.evaluate(() => document.body.dataset.alarm)).toBe('off');
     expect(cn.errors).toEqual([]);
     await jp.stop();
     await cn.context.close();

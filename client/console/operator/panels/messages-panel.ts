@@ -103,8 +103,11 @@ export function messagesPanel(ctx: OperatorContext, stored: ClientState, alarm: 
   const flashSlot = h('div', {});
   const immediateSlot = h('div', {});
   bannerEl.append(flashSlot, immediateSlot);
-  const banners = new KeyedRows(flashSlot);
-  const immediates = new KeyedRows(immediateSlot);
+  // A banner whose row changed (a receipt, a reply, a due time) but not itself stays the element in
+  // the page: a screen reader announces each live-region element inserted, and replacing the FLASH's
+  // role=alert banner with its like announced the FLASH again.
+  const banners = new KeyedRows(flashSlot, { keepUnchanged: true });
+  const immediates = new KeyedRows(immediateSlot, { keepUnchanged: true });
   /** IMMEDIATE messages already chimed for, so that a redraw does not chime again. */
   const chimed = new Set<string>();
   const due = new DueCells(() => ctx.live.serverOffset);
