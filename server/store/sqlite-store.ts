@@ -197,6 +197,20 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (party, device, box_key)
   );
   `,
+  // h9-pages (issue 9): indexes of what is still open only, so that they stop growing with history
+  // and a commit writes fewer pages (bench/wal-pages.ts; docs/performance.md, twelfth session).
+  // The mailbox index held every row ever delivered and an ack moved its entry from the device's
+  // acked = 0 run to its acked = 1 run, two pages per device in each commit that acknowledged
+  // something; now an ack removes the entry, and a device's highest acknowledged cursor is one row of
+  // mailbox_acked. Likewise a closed deadline leaves deadlines_open instead of moving in it.
+  `
+  DROP INDEX mailbox_by_device;
+  CREATE INDEX mailbox_unacked ON mailbox (device, rank, cursor) WHERE acked = 0;
+  CREATE TABLE mailbox_acked (device TEXT PRIMARY KEY, cursor INTEGER NOT NULL) WITHOUT ROWID;
+  INSERT INTO mailbox_acked (device, cursor) SELECT device, MAX(cursor) FROM mailbox WHERE acked = 1 GROUP BY device;
+  DROP INDEX deadlines_open;
+  CREATE INDEX deadlines_open ON deadlines (next_at) WHERE closed_at IS NULL;
+  `,
 ];
 
 const MAILBOX_SELECT = `SELECT m.cursor, m.rank, m.kind,
@@ -431,7 +445,7 @@ export class SqliteStore implements Store {
         'SELECT by_party, by_device, code, accepted_at FROM refusals WHERE message_id = ? ORDER BY accepted_at, by_party, by_device',
       ),
       insertMailbox: db.prepare('INSERT INTO mailbox (device, kind, ref, rank) VALUES (?, ?, ?, ?)'),
-      // Keyset paging on the (device, acked, rank, cursor) index, in two statements so that each is
+      // Keyset paging on the (device, rank, cursor) index of un-acknowledged rows, in two statements so that each is
       // a plain index range (SQLite seeks a row-value (rank, cursor) > (?, ?) on rank alone and
       // would rescan the rank's earlier rows at every page): the rest of the current rank, then
       // the ranks after it.
@@ -449,15 +463,18 @@ export class SqliteStore implements Store {
            FROM (SELECT value ->> 0 AS c, value ->> 1 AS d FROM json_each(?)) AS a
           WHERE mailbox.cursor = a.c AND mailbox.device = a.d AND mailbox.acked = 0`,
       ),
-      // Highest acknowledged cursor: one index probe per rank (there are four), not a scan of
-      // the device's history.
-      ackedCursor: db.prepare<[string, string, string, string], { c: number | null }>(
-        `SELECT MAX(c) AS c FROM (
-           SELECT MAX(cursor) AS c FROM mailbox WHERE device = ? AND acked = 1 AND rank = 0 UNION ALL
-           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 1 UNION ALL
-           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 2 UNION ALL
-           SELECT MAX(cursor) FROM mailbox WHERE device = ? AND acked = 1 AND rank = 3)`,
+      // Each device's highest acknowledged cursor, from the same JSON: only cursors that are that
+      // device's own rows count, as in the UPDATE above (whose rows are all acked = 1 by now).
+      ackedUpTo: db.prepare<[string]>(
+        `INSERT INTO mailbox_acked (device, cursor)
+           SELECT mailbox.device, MAX(mailbox.cursor)
+             FROM (SELECT value ->> 0 AS c, value ->> 1 AS d FROM json_each(?)) AS a
+             JOIN mailbox ON mailbox.cursor = a.c AND mailbox.device = a.d
+            WHERE mailbox.acked = 1
+            GROUP BY mailbox.device
+         ON CONFLICT (device) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)`,
       ),
+      ackedCursor: db.prepare<[string], { cursor: number }>('SELECT cursor FROM mailbox_acked WHERE device = ?'),
       insertEvent: db.prepare('INSERT INTO events (type, event, at) VALUES (?, ?, ?)'),
       upsertDeadline: db.prepare(
         `INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at, late)
@@ -778,7 +795,7 @@ export class SqliteStore implements Store {
         throw error;
       }
     });
-    if (acks.length > 0) this.stmt.ack.run(JSON.stringify(acks));
+    if (acks.length > 0) this.ackAll(JSON.stringify(acks));
     return results;
   }
 
@@ -794,7 +811,7 @@ export class SqliteStore implements Store {
   }
 
   async ack(device: DeviceKey, cursors: readonly number[]): Promise<number> {
-    this.stmt.ack.run(JSON.stringify(cursors.map((c) => [c, device])));
+    this.db.transaction(() => this.ackAll(JSON.stringify(cursors.map((c) => [c, device]))))();
     return this.ackedCursor(device);
   }
 
@@ -803,7 +820,13 @@ export class SqliteStore implements Store {
   }
 
   async ackedCursor(device: DeviceKey): Promise<number> {
-    return this.stmt.ackedCursor.get(device, device, device, device)?.c ?? 0;
+    return this.stmt.ackedCursor.get(device)?.cursor ?? 0;
+  }
+
+  /** `[[cursor, device], ...]` as JSON acknowledged, and each device's highest acknowledged cursor kept. */
+  private ackAll(json: string): void {
+    this.stmt.ack.run(json);
+    this.stmt.ackedUpTo.run(json);
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {

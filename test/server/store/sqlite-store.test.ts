@@ -167,4 +167,58 @@ describe('SqliteStore', () => {
     const [again] = await migrated.commit([await envelopeWrite(1, undefined, 'ROUTINE')]);
     expect(again!.ok === false && (again!.error as { code?: string }).code).toBe('HL_ERR_ENVELOPE_REPLAY');
   });
+
+  it('migration: the indexes of open rows only, with each device\'s highest acknowledged cursor carried over', async () => {
+    const { envelopeWrite } = await setup();
+    // A database at the schema just before these indexes, with acknowledged and open rows of two
+    // devices and closed and open deadlines, as that schema wrote them.
+    const before = MIGRATIONS.findIndex((m) => m.includes('mailbox_unacked'));
+    expect(before).toBeGreaterThan(0);
+    const dir = tempDir();
+    onCleanup(() => dir.remove());
+    const oldPath = join(dir.path, 'old.sqlite');
+    const raw = new Database(oldPath);
+    for (const m of MIGRATIONS.slice(0, before)) raw.exec(m);
+    raw.pragma(`user_version = ${before}`);
+    const box = raw.prepare('INSERT INTO mailbox (device, kind, ref, acked, rank) VALUES (?, ?, ?, ?, ?)');
+    box.run(`${CN}/op1`, 'event', '1', 1, 3); // 1
+    box.run(`${CN}/op1`, 'event', '1', 1, 0); // 2: the highest acknowledged of cn-mnd/op1, a FLASH rank
+    box.run(`${JP}/op1`, 'event', '1', 1, 3); // 3: the highest acknowledged of jp-mod/op1
+    box.run(`${CN}/op1`, 'event', '1', 0, 3); // 4: open
+    box.run(`${JP}/op1`, 'event', '1', 0, 1); // 5: open
+    raw.prepare('INSERT INTO events (id, type, event, at) VALUES (1, ?, ?, 1)').run('link.down', JSON.stringify({ type: 'link.down', at: 1 }));
+    const deadline = raw.prepare(
+      "INSERT INTO deadlines (message_id, rung, from_party, to_party, precedence, accepted_at, due_at, level, next_at, closed_at) VALUES (?, 'delivered', 'jp-mod', 'cn-mnd', 'FLASH', 1, ?, 0, ?, ?)",
+    );
+    deadline.run('m-closed', 10, 10, 5);
+    deadline.run('m-open-late', 30, 30, null);
+    deadline.run('m-open-soon', 20, 20, null);
+    raw.close();
+
+    const migrated = new SqliteStore(oldPath);
+    onCleanup(() => migrated.close());
+    expect(await migrated.ackedCursor(`${CN}/op1`)).toBe(2);
+    expect(await migrated.ackedCursor(`${JP}/op1`)).toBe(3);
+    expect(await migrated.ackedCursor(`${CN}/archive1`)).toBe(0);
+    expect((await migrated.mailbox(`${CN}/op1`, ALL)).map((i) => i.cursor)).toEqual([4]);
+    expect((await migrated.mailbox(`${JP}/op1`, ALL)).map((i) => i.cursor)).toEqual([5]);
+    expect((await migrated.loadDeadlines()).map((d) => d.messageId)).toEqual(['m-open-soon', 'm-open-late']);
+    // And on from there: a new item acknowledged moves the device's cursor, an old one does not.
+    await migrated.commit([await envelopeWrite(1)]);
+    const [fresh] = await migrated.mailbox(`${CN}/op1`, ALL);
+    expect(fresh!.cursor).toBeGreaterThan(5);
+    expect(await migrated.ack(`${CN}/op1`, [fresh!.cursor])).toBe(fresh!.cursor);
+    expect(await migrated.ack(`${CN}/op1`, [4])).toBe(fresh!.cursor);
+    // The open-rows index is the one a device's backlog is read through.
+    const plan = new Database(oldPath, { readonly: true });
+    onCleanup(() => {
+      plan.close();
+    });
+    const detail = plan
+      .prepare("EXPLAIN QUERY PLAN SELECT cursor FROM mailbox WHERE device = 'x' AND acked = 0 AND rank = 0 AND cursor > 0 AND cursor <= 9 ORDER BY cursor")
+      .all()
+      .map((r) => (r as { detail: string }).detail)
+      .join(' ');
+    expect(detail).toContain('mailbox_unacked');
+  });
 });

@@ -102,6 +102,8 @@ describe.each(STORE_ADAPTERS)('store contract: $name', (adapter) => {
     expect(left).toHaveLength(3);
     expect(left.slice(0, 2)).toEqual([a, c]);
     expect(await store.ackedCursor(`${CN}/op1`)).toBe(d);
+    // Nor does another device's cursor count as acknowledged by the device that named it.
+    expect(await store.ackedCursor(`${JP}/archive1`)).toBe(0);
     expect(await store.ack(`${CN}/op1`, [a, c])).toBe(d);
     // Another device's mailbox is its own.
     expect(await store.mailbox(`${CN}/archive1`, ALL)).toHaveLength(5);
