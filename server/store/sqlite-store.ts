@@ -202,12 +202,13 @@ export const MIGRATIONS: readonly string[] = [
   // The mailbox index held every row ever delivered and an ack moved its entry from the device's
   // acked = 0 run to its acked = 1 run, two pages per device in each commit that acknowledged
   // something; now an ack removes the entry, and a device's highest acknowledged cursor is one row of
-  // mailbox_acked. Likewise a closed deadline leaves deadlines_open instead of moving in it.
+  // mailbox_acked (read off the old index before it goes: no scan of the table). Likewise a closed
+  // deadline leaves deadlines_open instead of moving in it.
   `
-  DROP INDEX mailbox_by_device;
-  CREATE INDEX mailbox_unacked ON mailbox (device, rank, cursor) WHERE acked = 0;
   CREATE TABLE mailbox_acked (device TEXT PRIMARY KEY, cursor INTEGER NOT NULL) WITHOUT ROWID;
   INSERT INTO mailbox_acked (device, cursor) SELECT device, MAX(cursor) FROM mailbox WHERE acked = 1 GROUP BY device;
+  DROP INDEX mailbox_by_device;
+  CREATE INDEX mailbox_unacked ON mailbox (device, rank, cursor) WHERE acked = 0;
   DROP INDEX deadlines_open;
   CREATE INDEX deadlines_open ON deadlines (next_at) WHERE closed_at IS NULL;
   `,
