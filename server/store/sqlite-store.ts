@@ -279,6 +279,13 @@ export function deadlineFromRow(r: DeadlineRow): DeadlineRecord {
 /** Apply pending migrations in one transaction each. */
 function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
+  // A newer relay's database is not this relay's to run: its tables and indexes may be read and
+  // kept differently (h9-pages keeps each device's acknowledged cursor in a table of its own, which
+  // an older relay would leave behind). As on PostgreSQL, refused with the way out.
+  if (current > MIGRATIONS.length) {
+    db.close();
+    throw new HotlineError('HL_ERR_CONFIG_INVALID', `the database's schema is at version ${current}, newer than this relay knows (${MIGRATIONS.length}): upgrade the relay`);
+  }
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[v]!);

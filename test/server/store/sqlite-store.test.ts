@@ -221,4 +221,28 @@ describe('SqliteStore', () => {
       .join(' ');
     expect(detail).toContain('mailbox_unacked');
   });
+
+  it('refuses a database whose schema is newer than this relay (HL_ERR_CONFIG_INVALID, upgrade the relay), and leaves it as it was', async () => {
+    const dir = tempDir();
+    onCleanup(() => dir.remove());
+    const path = join(dir.path, 'newer.sqlite');
+    const first = new SqliteStore(path);
+    await first.close();
+    const raw = new Database(path);
+    raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    raw.close();
+    let error: unknown;
+    try {
+      new SqliteStore(path);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'HL_ERR_CONFIG_INVALID' });
+    expect((error as Error).message).toMatch(new RegExp(`version ${MIGRATIONS.length + 1}, newer than this relay knows \\(${MIGRATIONS.length}\\): upgrade the relay`));
+    const after = new Database(path, { readonly: true });
+    onCleanup(() => {
+      after.close();
+    });
+    expect(after.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length + 1);
+  });
 });
