@@ -25,12 +25,38 @@ const signPrivate = new KeyCache<KeyObject>(64);
 const boxPrivate = new KeyCache<KeyObject>(256);
 const boxPublic = new KeyCache<KeyObject>(1024);
 
-function publicKey(cache: KeyCache<KeyObject>, prefix: Buffer, raw: Uint8Array): KeyObject {
-  return cache.get(raw, () => createPublicKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'spki' }));
+type Curve = 'Ed25519' | 'X25519';
+const SPKI: Record<Curve, Buffer> = { Ed25519: ED25519_SPKI, X25519: X25519_SPKI };
+const PKCS8: Record<Curve, Buffer> = { Ed25519: ED25519_PKCS8, X25519: X25519_PKCS8 };
+/**
+ * A JWK's `x` where only `d` is known. Node 20 requires the member to be a string but imports a
+ * private OKP key from `d` alone (the public half is derived from it); should a later Node check
+ * one against the other, the import throws and the DER import below serves instead.
+ */
+const UNKNOWN_X = 'A'.repeat(43);
+
+// Raw keys go in as JWK, not DER: OpenSSL 3's DER decoders cost 594 µs per PKCS#8 private key and
+// 170 µs per SPKI public key here, a JWK 55 µs and 14 µs (issue 9, docs/performance.md, twelfth
+// session). Every message has a fresh ephemeral key pair: imported and exported as DER, it was
+// most of the time of sealing, and of opening a copy.
+function publicKey(cache: KeyCache<KeyObject>, crv: Curve, raw: Uint8Array): KeyObject {
+  return cache.get(raw, () => {
+    try {
+      return createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+    } catch {
+      return createPublicKey({ key: Buffer.concat([SPKI[crv], raw]), format: 'der', type: 'spki' });
+    }
+  });
 }
 
-function privateKey(cache: KeyCache<KeyObject>, prefix: Buffer, raw: Uint8Array): KeyObject {
-  return cache.get(raw, () => createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' }));
+function privateKey(cache: KeyCache<KeyObject>, crv: Curve, raw: Uint8Array): KeyObject {
+  return cache.get(raw, () => {
+    try {
+      return createPrivateKey({ key: { kty: 'OKP', crv, d: Buffer.from(raw).toString('base64url'), x: UNKNOWN_X }, format: 'jwk' });
+    } catch {
+      return createPrivateKey({ key: Buffer.concat([PKCS8[crv], raw]), format: 'der', type: 'pkcs8' });
+    }
+  });
 }
 
 /**
@@ -42,19 +68,19 @@ const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, ou
 
 export const nodeCrypto: NativeCrypto = {
   ed25519Sign(seed, message) {
-    return new Uint8Array(sign(null, message, privateKey(signPrivate, ED25519_PKCS8, seed)));
+    return new Uint8Array(sign(null, message, privateKey(signPrivate, 'Ed25519', seed)));
   },
   ed25519Verify(key, message, signature) {
     if (key.length !== 32 || signature.length !== 64) return false;
     try {
-      return verify(null, message, publicKey(signPublic, ED25519_SPKI, key), signature);
+      return verify(null, message, publicKey(signPublic, 'Ed25519', key), signature);
     } catch {
       // An invalid point encoding is a failed verification, not a crash.
       return false;
     }
   },
   x25519(secretKey, theirs) {
-    return new Uint8Array(diffieHellman({ privateKey: privateKey(boxPrivate, X25519_PKCS8, secretKey), publicKey: publicKey(boxPublic, X25519_SPKI, theirs) }));
+    return new Uint8Array(diffieHellman({ privateKey: privateKey(boxPrivate, 'X25519', secretKey), publicKey: publicKey(boxPublic, 'X25519', theirs) }));
   },
   x25519KeyPair() {
     // Random bytes, then the public key through the cached private key object (kept for the wraps
@@ -65,8 +91,8 @@ export const nodeCrypto: NativeCrypto = {
     return { secretKey, publicKey: nodeCrypto.x25519PublicKey(secretKey) };
   },
   x25519PublicKey(secretKey) {
-    const spki = createPublicKey(privateKey(boxPrivate, X25519_PKCS8, secretKey)).export({ format: 'der', type: 'spki' });
-    return new Uint8Array(spki.subarray(spki.length - 32));
+    const { x } = createPublicKey(privateKey(boxPrivate, 'X25519', secretKey)).export({ format: 'jwk' });
+    return new Uint8Array(Buffer.from(x!, 'base64url'));
   },
   x25519Forget(secretKey) {
     boxPrivate.delete(secretKey);
