@@ -39,11 +39,17 @@ const UNKNOWN_X = 'A'.repeat(43);
 // 170 µs per SPKI public key here, a JWK 55 µs and 14 µs (issue 9, docs/performance.md, twelfth
 // session). Every message has a fresh ephemeral key pair: imported and exported as DER, it was
 // most of the time of sealing, and of opening a copy.
+/** How many raw keys went in by each way (tests: the DER fallback would be correct but slow). */
+export const keyImports = { jwk: 0, der: 0 };
+
 function publicKey(cache: KeyCache<KeyObject>, crv: Curve, raw: Uint8Array): KeyObject {
   return cache.get(raw, () => {
     try {
-      return createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+      const key = createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+      keyImports.jwk++;
+      return key;
     } catch {
+      keyImports.der++;
       return createPublicKey({ key: Buffer.concat([SPKI[crv], raw]), format: 'der', type: 'spki' });
     }
   });
@@ -52,8 +58,11 @@ function publicKey(cache: KeyCache<KeyObject>, crv: Curve, raw: Uint8Array): Key
 function privateKey(cache: KeyCache<KeyObject>, crv: Curve, raw: Uint8Array): KeyObject {
   return cache.get(raw, () => {
     try {
-      return createPrivateKey({ key: { kty: 'OKP', crv, d: Buffer.from(raw).toString('base64url'), x: UNKNOWN_X }, format: 'jwk' });
+      const key = createPrivateKey({ key: { kty: 'OKP', crv, d: Buffer.from(raw).toString('base64url'), x: UNKNOWN_X }, format: 'jwk' });
+      keyImports.jwk++;
+      return key;
     } catch {
+      keyImports.der++;
       return createPrivateKey({ key: Buffer.concat([PKCS8[crv], raw]), format: 'der', type: 'pkcs8' });
     }
   });
