@@ -25,6 +25,19 @@ async function setup() {
 
 const ALL = { upTo: Number.MAX_SAFE_INTEGER, limit: 1000 };
 
+/** A database at the schema just before the migration that mentions `marker`, open for rows as that schema wrote them. */
+function databaseBefore(marker: string): { path: string; raw: Database.Database } {
+  const before = MIGRATIONS.findIndex((m) => m.includes(marker));
+  expect(before).toBeGreaterThan(0);
+  const dir = tempDir();
+  onCleanup(() => dir.remove());
+  const path = join(dir.path, 'old.sqlite');
+  const raw = new Database(path);
+  for (const m of MIGRATIONS.slice(0, before)) raw.exec(m);
+  raw.pragma(`user_version = ${before}`);
+  return { path, raw };
+}
+
 describe('SqliteStore', () => {
   it('opens in WAL mode, migrates once, and reopens the same database', async () => {
     const { store, path } = await setup();
@@ -135,13 +148,7 @@ describe('SqliteStore', () => {
     const receiptJson = JSON.stringify({ receipt: { messageId: flash.header.id }, signature: 'x' });
     // A database at the schema just before the rank migration, with rows as that schema wrote them
     // (whatever migrations come after it run on top, as in a real upgrade).
-    const before = MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN rank'));
-    const dir = tempDir();
-    onCleanup(() => dir.remove());
-    const oldPath = join(dir.path, 'old.sqlite');
-    const raw = new Database(oldPath);
-    for (const m of MIGRATIONS.slice(0, before)) raw.exec(m);
-    raw.pragma(`user_version = ${before}`);
+    const { path: oldPath, raw } = databaseBefore('ADD COLUMN rank');
     const putEnvelope = raw.prepare('INSERT INTO envelopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
     for (const e of [routine, flash]) {
       const h = e.header;
@@ -172,14 +179,7 @@ describe('SqliteStore', () => {
     const { envelopeWrite } = await setup();
     // A database at the schema just before these indexes, with acknowledged and open rows of two
     // devices and closed and open deadlines, as that schema wrote them.
-    const before = MIGRATIONS.findIndex((m) => m.includes('mailbox_unacked'));
-    expect(before).toBeGreaterThan(0);
-    const dir = tempDir();
-    onCleanup(() => dir.remove());
-    const oldPath = join(dir.path, 'old.sqlite');
-    const raw = new Database(oldPath);
-    for (const m of MIGRATIONS.slice(0, before)) raw.exec(m);
-    raw.pragma(`user_version = ${before}`);
+    const { path: oldPath, raw } = databaseBefore('mailbox_unacked');
     const box = raw.prepare('INSERT INTO mailbox (device, kind, ref, acked, rank) VALUES (?, ?, ?, ?, ?)');
     box.run(`${CN}/op1`, 'event', '1', 1, 3); // 1
     box.run(`${CN}/op1`, 'event', '1', 1, 0); // 2: the highest acknowledged of cn-mnd/op1, a FLASH rank
