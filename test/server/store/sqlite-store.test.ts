@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { envelopeHash } from '../../../shared/crypto/envelope.js';
+import { leafHash } from '../../../shared/audit/merkle.js';
+import { bytesEqual, toHex, utf8 } from '../../../shared/encoding/base64.js';
 import { MIGRATIONS, ON_LOOP_BATCH, SqliteStore } from '../../../server/store/sqlite-store.js';
 import type { Write } from '../../../server/relay/records.js';
 import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
@@ -244,5 +246,40 @@ describe('SqliteStore', () => {
       after.close();
     });
     expect(after.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length + 1);
+  });
+
+  it('keeps the audit log\'s tip in memory: a batch rolled back part-way appends nothing, and what follows chains on the last committed entry', async () => {
+    const { store, path, envelopeWrite } = await setup();
+    await store.appendAudit({ type: 'server.start', at: 1 });
+    const [first, poison, third] = [await envelopeWrite(1), await envelopeWrite(2), await envelopeWrite(3)];
+    // The second write fails after the first has appended its entry in the same transaction: the
+    // batch is rolled back whole and each write retried alone (SqliteStore.commitNow).
+    const raw = new Database(path);
+    raw.exec(`CREATE TRIGGER refuse_second BEFORE INSERT ON envelopes WHEN NEW.id = '${poison.envelope.header.id}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`);
+    raw.close();
+    const results = await store.commit([first, poison, third]);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    await store.appendAudit({ type: 'server.stop', at: 2 });
+
+    const chained = async (s: SqliteStore) => {
+      const size = await s.auditSize();
+      const entries = await s.auditEntries(0, size);
+      expect(entries.map((e) => e.idx)).toEqual([...Array(size).keys()]);
+      entries.forEach((e, k) => {
+        const parsed = JSON.parse(e.entry) as { idx: number; prev: string };
+        expect(parsed.idx).toBe(k);
+        expect(parsed.prev).toBe(k === 0 ? '' : toHex(entries[k - 1]!.leafHash));
+        expect(bytesEqual(e.leafHash, leafHash(utf8(e.entry)))).toBe(true);
+      });
+      expect(await s.checkAuditTree()).toBeUndefined();
+      return entries.map((e) => (JSON.parse(e.entry) as { type: string }).type);
+    };
+    expect(await chained(store)).toEqual(['server.start', 'envelope.accepted', 'envelope.accepted', 'server.stop']);
+    // A store opened afterwards reads the same tip from the table and goes on from it.
+    await store.close();
+    const again = new SqliteStore(path);
+    onCleanup(() => again.close());
+    await again.appendAudit({ type: 'server.start', at: 3 });
+    expect(await chained(again)).toEqual(['server.start', 'envelope.accepted', 'envelope.accepted', 'server.stop', 'server.start']);
   });
 });
