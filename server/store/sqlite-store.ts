@@ -30,6 +30,7 @@ import {
   isFlashWrite,
 } from '../relay/records.js';
 import { ESCALATION_CURSOR_KEY, escalationFromRow, settledColumns, type ClaimedEscalation, type EscalationRow, type EscalationSettled, type RelayMark, type RelayOutgoing, type Store, type StoredCheckpoint, type StoredCosignature, type StoredEnvelope, type StoredEventRow } from './store.js';
+import { WalCheckpointer, type CheckpointResult } from './wal-checkpointer.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 
 /** Schema migrations, applied in order; `PRAGMA user_version` records how many have run. */
@@ -394,6 +395,8 @@ export class SqliteStore implements Store {
   private tip: AuditTip | undefined;
   /** The tip as the open transaction has moved it, published to `tip` when that transaction commits. */
   private txTip: AuditTip | undefined;
+  /** WAL checkpoints off the event loop (server/store/wal-checkpointer.ts). */
+  private readonly checkpointer: WalCheckpointer | undefined;
 
   /**
    * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
@@ -417,6 +420,13 @@ export class SqliteStore implements Store {
       }
     }
     this.commitsOverlap = this.walFd !== undefined;
+    if (this.walFd !== undefined) {
+      // This connection checkpoints only if the worker falls behind or fails (see WalCheckpointer).
+      this.db.pragma(`wal_autocheckpoint = ${WalCheckpointer.FALLBACK_PAGES}`);
+      this.checkpointer = new WalCheckpointer(path, () => {
+        if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+      });
+    }
     const db = this.db;
     this.stmt = {
       ping: db.prepare('SELECT 1'),
@@ -790,6 +800,7 @@ export class SqliteStore implements Store {
     // pool included. (A batch that wrote nothing, all duplicates, synced nothing: no claim then.)
     const after = this.auditTip().size;
     if (after > before) this.durableAudit = after;
+    this.checkpointer?.committed();
     return results;
   }
 
@@ -814,6 +825,7 @@ export class SqliteStore implements Store {
       this.syncing--;
     }
     this.durableAudit = Math.max(this.durableAudit, size);
+    this.checkpointer?.committed();
     return results;
   }
 
@@ -1037,7 +1049,19 @@ export class SqliteStore implements Store {
     return this.db.prepare<[], { at: number | null }>('SELECT MIN(next_at) AS at FROM escalations WHERE done_at IS NULL').get()?.at ?? undefined;
   }
 
+  /** WAL checkpoints the checkpoint worker has completed (tests). */
+  get walCheckpoints(): number {
+    return this.checkpointer?.completed ?? 0;
+  }
+
+  /** A WAL checkpoint now, in the checkpoint worker (tests); undefined without a WAL. */
+  async checkpointWal(): Promise<CheckpointResult | undefined> {
+    return this.checkpointer?.checkpoint();
+  }
+
   async close(): Promise<void> {
+    // The worker's connection first: the last connection to close checkpoints and removes the WAL.
+    await this.checkpointer?.close();
     if (this.db.open) this.db.close();
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;

@@ -1,0 +1,102 @@
+import { execFile } from 'node:child_process';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../../server/store/sqlite-store.js';
+import { WalCheckpointer } from '../../../server/store/wal-checkpointer.js';
+import { createDeployment, tempDir } from '../../helpers/deployment.js';
+import { onCleanup } from '../../helpers/test-server.js';
+import { envelopeWrites } from '../../helpers/stores.js';
+
+async function setup() {
+  const dir = tempDir();
+  const path = join(dir.path, 'hotline.sqlite');
+  const store = new SqliteStore(path);
+  onCleanup(async () => {
+    await store.close();
+    dir.remove();
+  });
+  return { store, dir: dir.path, path, envelopeWrite: envelopeWrites(await createDeployment()) };
+}
+
+function countEnvelopes(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT COUNT(*) AS n FROM envelopes').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+describe('WAL checkpoints off the event loop (issue 9)', () => {
+  it('the checkpoint worker copies the WAL into the database after 32 group commits, unasked', async () => {
+    const { store, dir, path, envelopeWrite } = await setup();
+    for (let seq = 1; seq <= 32; seq++) expect((await store.commit([await envelopeWrite(seq)]))[0]).toMatchObject({ ok: true, status: 'new' });
+    // The worker answers in order: once this explicit checkpoint is done, the automatic one is too.
+    const explicit = await store.checkpointWal();
+    expect(store.walCheckpoints).toBe(2);
+    expect(explicit).toMatchObject({ busy: 0 });
+    expect(explicit!.checkpointed).toBe(explicit!.log);
+    // The database file alone (no WAL beside it) holds every envelope: the worker copied them.
+    const alone = join(dir, 'alone.sqlite');
+    copyFileSync(path, alone);
+    expect(countEnvelopes(alone)).toBe(32);
+  });
+
+  it('nothing committed is lost across checkpoints: a crash image (database + WAL as left) has every write', async () => {
+    const { store, dir, path, envelopeWrite } = await setup();
+    for (let seq = 1; seq <= 40; seq++) await store.commit([await envelopeWrite(seq)]);
+    await store.checkpointWal();
+    for (let seq = 41; seq <= 45; seq++) await store.commit([await envelopeWrite(seq)]);
+    // Copied while the store is open, as a power cut would leave them (the WAL holds 41–45).
+    copyFileSync(path, join(dir, 'crash.sqlite'));
+    copyFileSync(`${path}-wal`, join(dir, 'crash.sqlite-wal'));
+    expect(countEnvelopes(join(dir, 'crash.sqlite'))).toBe(45);
+    // And the store itself, reopened after close, has them all.
+    await store.close();
+    const again = new SqliteStore(path);
+    onCleanup(() => again.close());
+    expect((await again.mailbox('cn-mnd/op1', { upTo: Number.MAX_SAFE_INTEGER, limit: 1000 })).length).toBeGreaterThan(0);
+    expect(countEnvelopes(path)).toBe(45);
+  });
+
+  it('a worker that cannot open the database is reported once, so the writer checkpoints by itself again', async () => {
+    const failures: Error[] = [];
+    const c = new WalCheckpointer('/nonexistent-hotline-dir/x.sqlite', (e) => failures.push(e));
+    await expect(c.checkpoint()).rejects.toThrow();
+    expect(failures).toHaveLength(1);
+    await expect(c.checkpoint()).rejects.toThrow(/failed/);
+    c.committed();
+    expect(failures).toHaveLength(1);
+    await c.close();
+  });
+
+  it('a checkpoint awaited holds the process open until it is answered (an unref\'d worker let the bench stop silently)', async () => {
+    const { dir } = await setup();
+    const path = join(dir, 'child.sqlite');
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE t (v)');
+    db.close();
+    // Nothing else holds this child's event loop: with the worker unref'd while a checkpoint is
+    // awaited, the loop empties, the process exits with status 0 and "answered" never prints.
+    const script = join(dir, 'await-checkpoint.mts');
+    const module = fileURLToPath(new URL('../../../server/store/wal-checkpointer.ts', import.meta.url));
+    writeFileSync(
+      script,
+      [
+        `import { WalCheckpointer } from ${JSON.stringify(module)};`,
+        `const c = new WalCheckpointer(${JSON.stringify(path)}, (e) => { console.log('failed', e.message); });`,
+        `const r = await c.checkpoint();`,
+        `console.log('answered', r.busy);`,
+        `await c.close();`,
+        `console.log('closed');`,
+      ].join('\n'),
+    );
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: fileURLToPath(new URL('../../..', import.meta.url)), timeout: 60_000 });
+    expect(stdout.split('\n').filter(Boolean)).toEqual(['answered 0', 'closed']);
+  }, 90_000);
+});
