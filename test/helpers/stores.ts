@@ -10,7 +10,7 @@ import { envelopeAcceptedEntry } from '../../server/relay/audit-entries.js';
 import { PRECEDENCE_RANK } from '../../server/relay/delivery.js';
 import { envelopeHash, expectedRecipients } from '../../shared/crypto/envelope.js';
 import type { Precedence } from '../../shared/protocol/schemas.js';
-import { CN, JP, type Deployment, tempDir } from './deployment.js';
+import { CN, JP, type Deployment, createDeployment, tempDir } from './deployment.js';
 import { seal } from './ws-client.js';
 import { onCleanup } from './test-server.js';
 
@@ -147,4 +147,17 @@ export function envelopeWrites(dep: Deployment): (seq: number, id?: string, prec
       audit: envelopeAcceptedEntry(env, hash, 1000 + seq),
     };
   };
+}
+
+/** A fresh SQLite store in a folder of its own (closed and removed after the test), and a deployment whose envelopes it can take. */
+export async function openSqliteStore(): Promise<{ store: SqliteStore; dir: string; path: string; dep: Deployment; envelopeWrite: ReturnType<typeof envelopeWrites> }> {
+  const dir = tempDir();
+  const path = join(dir.path, 'hotline.sqlite');
+  const store = new SqliteStore(path);
+  onCleanup(async () => {
+    await store.close();
+    dir.remove();
+  });
+  const dep = await createDeployment();
+  return { store, dir: dir.path, path, dep, envelopeWrite: envelopeWrites(dep) };
 }

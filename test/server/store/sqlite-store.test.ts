@@ -6,24 +6,13 @@ import { leafHash } from '../../../shared/audit/merkle.js';
 import { bytesEqual, toHex, utf8 } from '../../../shared/encoding/base64.js';
 import { MIGRATIONS, ON_LOOP_BATCH, SqliteStore } from '../../../server/store/sqlite-store.js';
 import type { Write } from '../../../server/relay/records.js';
-import { CN, JP, createDeployment, tempDir } from '../../helpers/deployment.js';
+import { CN, JP, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
-import { envelopeWrites } from '../../helpers/stores.js';
+import { openSqliteStore } from '../../helpers/stores.js';
 
 /** What only the SQLite adapter does: the store contract itself is store-contract.test.ts. */
 
-async function setup() {
-  const dir = tempDir();
-  const path = join(dir.path, 'hotline.sqlite');
-  const store = new SqliteStore(path);
-  onCleanup(async () => {
-    await store.close();
-    dir.remove();
-  });
-  const dep = await createDeployment();
-  const envelopeWrite = envelopeWrites(dep);
-  return { store, path, dep, envelopeWrite };
-}
+const setup = openSqliteStore;
 
 const ALL = { upTo: Number.MAX_SAFE_INTEGER, limit: 1000 };
 

@@ -7,20 +7,10 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../../server/store/sqlite-store.js';
 import { WalCheckpointer } from '../../../server/store/wal-checkpointer.js';
-import { createDeployment, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
-import { envelopeWrites } from '../../helpers/stores.js';
+import { openSqliteStore } from '../../helpers/stores.js';
 
-async function setup() {
-  const dir = tempDir();
-  const path = join(dir.path, 'hotline.sqlite');
-  const store = new SqliteStore(path);
-  onCleanup(async () => {
-    await store.close();
-    dir.remove();
-  });
-  return { store, dir: dir.path, path, envelopeWrite: envelopeWrites(await createDeployment()) };
-}
+const setup = openSqliteStore;
 
 function countEnvelopes(path: string): number {
   const db = new Database(path, { readonly: true });
