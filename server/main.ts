@@ -213,9 +213,14 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
   if (missing) problems.push(missing.what);
   if (problems.length > 0 && !acceptDataLoss) throw dataLost(problems);
   const jwtSecret = loadJwtSecret(dataDir);
+  const options = {
+    ...sqlite,
+    onCheckpointWorkerFailure: (error: Error) =>
+      logger.warn({ err: { message: error.message } }, 'the WAL checkpoint worker failed: the relay checkpoints on its event loop again (slower; nothing is lost)'),
+  };
   let store: SqliteStore;
   try {
-    store = new SqliteStore(dbPath, sqlite);
+    store = new SqliteStore(dbPath, options);
   } catch (cause) {
     const what = `the database ${dbPath} cannot be opened (${(cause as Error).message})`;
     if (!acceptDataLoss) throw dataLost([...problems, what], cause);
@@ -223,7 +228,7 @@ async function openData(dataDir: string, agreement: Agreement, logger: Logger, a
     renameSync(dbPath, aside);
     for (const suffix of ['-wal', '-shm']) if (existsSync(dbPath + suffix)) renameSync(dbPath + suffix, aside + suffix);
     problems.push(`${what}; moved aside to ${aside}`);
-    store = new SqliteStore(dbPath, sqlite);
+    store = new SqliteStore(dbPath, options);
   }
   // The database holds the directory and the log: readable by the server's user only.
   if (existsSync(dbPath)) chmodSync(dbPath, 0o600);

@@ -401,8 +401,10 @@ export class SqliteStore implements Store {
   /**
    * @param options.maxPageCount a cap on the database size in pages (SQLite `max_page_count`): a
    * quota; past it every write fails as on a full disk (SQLITE_FULL), which is how tests fill the disk.
+   * @param options.onCheckpointWorkerFailure told once if the WAL checkpoint worker fails (this
+   * connection then checkpoints on the event loop again: slower, nothing lost), for the log.
    */
-  constructor(path: string, options: { maxPageCount?: number } = {}) {
+  constructor(path: string, options: { maxPageCount?: number; onCheckpointWorkerFailure?: (error: Error) => void } = {}) {
     this.db = new Database(path);
     if (options.maxPageCount !== undefined) this.db.pragma(`max_page_count = ${Math.floor(options.maxPageCount)}`);
     this.db.pragma('journal_mode = WAL');
@@ -423,8 +425,9 @@ export class SqliteStore implements Store {
     if (this.walFd !== undefined) {
       // This connection checkpoints only if the worker falls behind or fails (see WalCheckpointer).
       this.db.pragma(`wal_autocheckpoint = ${WalCheckpointer.FALLBACK_PAGES}`);
-      this.checkpointer = new WalCheckpointer(path, () => {
+      this.checkpointer = new WalCheckpointer(path, (error) => {
         if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+        options.onCheckpointWorkerFailure?.(error);
       });
     }
     const db = this.db;

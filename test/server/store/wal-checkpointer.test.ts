@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -7,8 +7,9 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../../server/store/sqlite-store.js';
 import { WalCheckpointer } from '../../../server/store/wal-checkpointer.js';
+import { createDeployment, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
-import { openSqliteStore } from '../../helpers/stores.js';
+import { envelopeWrites, openSqliteStore } from '../../helpers/stores.js';
 
 const setup = openSqliteStore;
 
@@ -62,6 +63,30 @@ describe('WAL checkpoints off the event loop (issue 9)', () => {
     c.committed();
     expect(failures).toHaveLength(1);
     await c.close();
+  });
+
+  it('a store whose worker fails tells its owner once (server/main.ts logs it as a warning) and goes on committing', async () => {
+    const dir = tempDir();
+    onCleanup(() => dir.remove());
+    const data = join(dir.path, 'data');
+    mkdirSync(data);
+    const path = join(data, 'hotline.sqlite');
+    const failures: Error[] = [];
+    const store = new SqliteStore(path, { onCheckpointWorkerFailure: (e) => failures.push(e) });
+    onCleanup(() => store.close());
+    const envelopeWrite = envelopeWrites(await createDeployment());
+    expect((await store.commit([await envelopeWrite(1)]))[0]).toMatchObject({ ok: true });
+    // The worker opens the database by its path at its first checkpoint: with the folder moved
+    // away for that moment, it cannot.
+    renameSync(data, `${data}-away`);
+    await expect(store.checkpointWal()).rejects.toThrow();
+    renameSync(`${data}-away`, data);
+    expect(failures).toHaveLength(1);
+    await expect(store.checkpointWal()).rejects.toThrow(/failed/);
+    for (let seq = 2; seq <= 40; seq++) expect((await store.commit([await envelopeWrite(seq)]))[0]).toMatchObject({ ok: true, status: 'new' });
+    expect(failures).toHaveLength(1);
+    await store.close();
+    expect(countEnvelopes(path)).toBe(40);
   });
 
   it('a checkpoint awaited holds the process open until it is answered (an unref\'d worker let the bench stop silently)', async () => {
