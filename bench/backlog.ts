@@ -33,8 +33,8 @@ export interface BacklogResult {
  * relay's delivery rate alone). `offline` holds the pair's messages sealed in advance (at least
  * `backlog` + 1; the last one is re-sealed as FLASH by the caller).
  */
-export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: string, routine: readonly Prepared[], flash: Prepared): Promise<BacklogResult> {
-  const s = await startSession(dep, dir, 'backlog');
+export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: string, routine: readonly Prepared[], flash: Prepared, name = 'backlog'): Promise<BacklogResult> {
+  const s = await startSession(dep, dir, name);
   try {
     const sender = await s.traffic.open(s.server.url, dep.offline.from, dep.agreement);
     const t0 = performance.now();

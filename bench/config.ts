@@ -26,8 +26,10 @@ export interface BenchConfig {
   flashes: number;
   /** Seconds the half-capacity ROUTINE stream runs while the FLASHes are timed. */
   loadSeconds: number;
-  /** ROUTINE messages queued for an offline device before the FLASH (goal stated at 10,000 and 100,000). */
+  /** ROUTINE messages queued for an offline device before the FLASH, for the drain rate (goal stated at 100,000). */
   backlog: number;
+  /** The same on a fresh server at the size the FLASH-first and stall goals are stated at (10,000). */
+  backlogGoal: number;
   /** Open deadlines (two per message that has no receipt yet) for the CPU-per-message comparison. */
   deadlines: number;
   /** Enrolled devices for the CPU-per-message comparison. */
@@ -105,6 +107,7 @@ export function loadBenchConfig(env: Env, argv: readonly string[]): BenchConfig 
     flashes: c('FLASHES', 200, 3),
     loadSeconds: c('LOAD_SECONDS', 10, 1),
     backlog: c('BACKLOG', FULL_SIZE.backlogDrain, 30),
+    backlogGoal: c('BACKLOG_GOAL', FULL_SIZE.backlogFlash, 10),
     deadlines: c('DEADLINES', FULL_SIZE.deadlines, 40),
     devices: c('DEVICES', FULL_SIZE.devices, 20),
     idle: c('IDLE', FULL_SIZE.idle, 30),

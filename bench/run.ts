@@ -93,13 +93,21 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     const offlineCount = want('backlog') || want('scale') ? Math.max(cfg.backlog, Math.ceil(cfg.deadlines / 2)) : 0;
     const offline = await prepareBacklog(dep.offline, dep.operators, 1, offlineCount);
     const [backlogFlash] = await prepareMessages(dep.offline, dep.operators, cfg.backlog + 1, 1, 'FLASH');
+    // The issue states FLASH overtaking and the drain's stall at 10,000 queued, the drain rate at
+    // 100,000: both sizes run, each on a fresh server (the stall grows with the backlog: the open
+    // deadlines of every queued message are in the server's heap, docs/performance.md).
+    const goalBacklog = Math.min(cfg.backlog, cfg.backlogGoal);
+    const [goalFlash] = goalBacklog < cfg.backlog ? await prepareMessages(dep.offline, dep.operators, goalBacklog + 1, 1, 'FLASH') : [backlogFlash];
     const cap = await skip('capacity', async () => {
       log('capacity and FLASH under load');
       return capacityPhase(cfg, dep, dir);
     });
-    const backlog = await skip('backlog', async () => {
-      log('backlog');
-      return backlogPhase(cfg, dep, dir, offline.slice(0, cfg.backlog), backlogFlash!);
+    const backlogs = await skip('backlog', async () => {
+      log(`backlog of ${goalBacklog}`);
+      const atGoal = await backlogPhase(cfg, dep, dir, offline.slice(0, goalBacklog), goalFlash!, 'backlog-goal');
+      if (goalBacklog === cfg.backlog) return { atGoal, full: atGoal };
+      log(`backlog of ${cfg.backlog}`);
+      return { atGoal, full: await backlogPhase(cfg, dep, dir, offline.slice(0, cfg.backlog), backlogFlash!) };
     });
     const scale = await skip('scale', async () => {
       log('scale: sealing devices');
@@ -173,11 +181,17 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
     if (capacity && flash) rows.push(
       { measurement: `server capacity, raw links, ${cfg.pairs} pairs × window ${cfg.window} (${capacity.completed})`, value: capacity.perSecond, unit: 'msgs/s', against: { label: 'verifications/s ÷ 2', value: verify.perSecond / 2, unit: '/s' }, ratio: capacity.perSecond / (verify.perSecond / 2), goal: '≥ 0.7×', met: capacity.perSecond >= capacityGoal },
     );
-    if (backlog) rows.push(
-      { measurement: `FLASH sent last after ${backlog.queued} ROUTINE for an offline device: delivered first`, value: backlog.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: backlog.flashFirst, reduced: backlog.queued < FULL_SIZE.backlogFlash },
-      { measurement: `backlog drain (${backlog.drained} items)`, value: backlog.drainPerSecond, unit: 'msgs/s', goal: `≥ 5,000 msgs/s at ${FULL_SIZE.backlogDrain.toLocaleString('en-US')}`, met: backlog.drainPerSecond >= 5000, reduced: backlog.drained < FULL_SIZE.backlogDrain },
-      { measurement: `longest server event-loop stall during the drain`, value: backlog.serverLoopStallMs, unit: 'ms', goal: `≤ 50 ms at ${FULL_SIZE.backlogFlash.toLocaleString('en-US')}`, met: backlog.serverLoopStallMs <= 50, reduced: backlog.drained < FULL_SIZE.backlogFlash },
-    );
+    if (backlogs) {
+      const { atGoal, full } = backlogs;
+      for (const b of atGoal === full ? [full] : [atGoal, full]) rows.push(
+        { measurement: `FLASH sent last after ${b.queued} ROUTINE for an offline device: delivered first`, value: b.flashFirst ? 1 : 0, unit: 'bool', goal: 'yes', met: b.flashFirst, reduced: b.queued < FULL_SIZE.backlogFlash },
+      );
+      rows.push(
+        { measurement: `backlog drain (${full.drained} items)`, value: full.drainPerSecond, unit: 'msgs/s', goal: `≥ 5,000 msgs/s at ${FULL_SIZE.backlogDrain.toLocaleString('en-US')}`, met: full.drainPerSecond >= 5000, reduced: full.drained < FULL_SIZE.backlogDrain },
+        { measurement: `longest server event-loop stall during the drain (${atGoal.drained} items)`, value: atGoal.serverLoopStallMs, unit: 'ms', goal: `≤ 50 ms at ${FULL_SIZE.backlogFlash.toLocaleString('en-US')}`, met: atGoal.serverLoopStallMs <= 50, reduced: atGoal.drained < FULL_SIZE.backlogFlash },
+      );
+      if (full !== atGoal) rows.push({ measurement: `longest server event-loop stall during the drain (${full.drained} items)`, value: full.serverLoopStallMs, unit: 'ms' });
+    }
     if (flash) rows.push(
       { measurement: `FLASH p50 under ROUTINE at half capacity (${flash.flashesLoaded})`, value: flash.loadedP50Ms, unit: 'ms', against: { label: 'idle FLASH p50', value: flash.idleP50Ms, unit: 'ms' }, ratio: flash.loadedP50Ms / flash.idleP50Ms, goal: '≤ 2×', met: flash.loadedP50Ms <= 2 * flash.idleP50Ms },
     );
@@ -228,7 +242,8 @@ export async function runBench(cfg: BenchConfig): Promise<{ json: Record<string,
         ...(pgNodes ? { pgNodes } : {}),
         capacity: capacity ?? null,
         flashUnderLoad: flash ?? null,
-        backlog: backlog ?? null,
+        backlog: backlogs?.full ?? null,
+        backlogAtGoal: backlogs?.atGoal ?? null,
         scale: scale ?? null,
         restart: restart ?? null,
         console: consoleResult ?? null,

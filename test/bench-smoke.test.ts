@@ -45,7 +45,7 @@ describe('npm run bench -- --smoke --store pg', () => {
 
       expect(json.smoke).toBe(true);
       expect(json.machine.cores).toBeGreaterThan(0);
-      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'pgNodes', 'restart', 'scale', 'twoRelays']);
+      expect(Object.keys(json.phases).sort()).toEqual(['backlog', 'backlogAtGoal', 'capacity', 'clientsInProcess', 'clientsOwnProcess', 'connFlood', 'console', 'flashUnderLoad', 'pgNodes', 'restart', 'scale', 'twoRelays']);
       // The console phase is a slot another change fills; until then it is null and printed "not measured".
       const found: { path: string; value: unknown }[] = [];
       leaves({ floors: json.floors, phases: { ...json.phases, console: undefined } }, '', found);
@@ -58,7 +58,7 @@ describe('npm run bench -- --smoke --store pg', () => {
         expect(run.count).toBeGreaterThan(0);
         expect([run.duplicated, run.missing]).toEqual([0, 0]);
       }
-      for (const run of [p.capacity, p.flashUnderLoad, p.backlog, p.scale.empty, p.scale.deadlines, p.scale.devices]) {
+      for (const run of [p.capacity, p.flashUnderLoad, p.backlog, p.backlogAtGoal, p.scale.empty, p.scale.deadlines, p.scale.devices]) {
         expect(run.errors).toEqual([]);
         expect([run.duplicated, run.missing]).toEqual([0, 0]);
         expect(run.once).toBeGreaterThan(0);
@@ -68,6 +68,11 @@ describe('npm run bench -- --smoke --store pg', () => {
       expect(p.backlog.drained).toBe(p.backlog.queued + 1);
       expect(p.backlog.queued).toBe(json.config.backlog);
       expect(p.backlog.flashPosition).toBeGreaterThanOrEqual(0);
+      // The goals' size on a server of its own: its own FLASH, sent after fewer ROUTINE.
+      expect(p.backlogAtGoal.queued).toBe(json.config.backlogGoal);
+      expect(p.backlogAtGoal.queued).toBeLessThan(p.backlog.queued);
+      expect(p.backlogAtGoal.drained).toBe(p.backlogAtGoal.queued + 1);
+      expect(p.backlogAtGoal.flashPosition).toBeGreaterThanOrEqual(0);
       expect(p.scale.deadlines.openDeadlines).toBe(json.config.deadlines);
       expect(p.scale.devices.enrolled).toBe(json.config.devices);
       expect(p.scale.idle.connected).toBe(json.config.idle);
