@@ -1,15 +1,16 @@
 import WebSocket from 'ws';
 import type { Agreement, DeviceSecretFile } from '../shared/protocol/schemas.js';
 import type { ErrorFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { FRAME_BATCH } from '../client/inbox.js';
 import { login } from '../test/helpers/ws-client.js';
 
 /**
  * A device's link driven over raw `ws` with the wire protocol of shared/PROTOCOL.md, and nothing
  * else: challenge–response login over HTTP, the link with the `hotline.v1` and `bearer.<token>`
- * subprotocols, `hello`, then frames. Every delivered item is acknowledged on arrival by its own
- * `{t:"ack", cursor}`, as the client library does (valid whether an ack means "this item" or
- * "everything up to it"). Unlike test/helpers' LinkClient it keeps no frame history, so that a
- * long run costs the driver O(1) per frame.
+ * subprotocols, `hello`, then frames. Every delivered item is acknowledged on arrival, the items
+ * of one socket read together in `{t:"ack", cursors}` frames of at most FRAME_BATCH (16), as the
+ * client library acknowledges the items it handled in one batch (client/inbox.ts). Unlike test/helpers' LinkClient it keeps
+ * no frame history, so that a long run costs the driver O(1) per frame.
  */
 export class BenchLink {
   /** Error frames the server sent (a bench run with any is reported as failed). */
@@ -53,10 +54,24 @@ export class BenchLink {
     });
   }
 
+  /** Cursors of this read not acknowledged yet: ws hands over every message of a read synchronously. */
+  private acks: number[] = [];
+
   private handle(frame: ServerFrame): void {
     if (frame.t === 'error') this.errors.push(frame);
-    if (frame.t === 'deliver' || frame.t === 'receipt' || frame.t === 'event') this.send(`{"t":"ack","cursor":${frame.cursor}}`);
+    if (frame.t === 'deliver' || frame.t === 'receipt' || frame.t === 'event') {
+      if (this.acks.length === 0) queueMicrotask(() => this.flushAcks());
+      this.acks.push(frame.cursor);
+    }
     this.onFrame(this, frame);
+  }
+
+  private flushAcks(): void {
+    for (let i = 0; i < this.acks.length; i += FRAME_BATCH) {
+      const part = this.acks.slice(i, i + FRAME_BATCH);
+      this.send(part.length === 1 ? `{"t":"ack","cursor":${part[0]}}` : `{"t":"ack","cursors":[${part.join(',')}]}`);
+    }
+    this.acks = [];
   }
 
   send(text: string): void {

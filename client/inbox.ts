@@ -4,7 +4,7 @@ import { checkLabel } from '../shared/protocol/labels.js';
 import { signReceipt, verifyReceipt } from '../shared/crypto/receipt.js';
 import { acceptSeq, isNewSeq } from '../shared/crypto/replay-window.js';
 import type { EnvelopeHeader, Plaintext } from '../shared/protocol/schemas.js';
-import type { ClientFrame, DeliverFrame, HotlineEvent, ReceiptFrame, ServerFrame } from '../shared/protocol/frames.js';
+import { MAX_ACK_CURSORS, type ClientFrame, type DeliverFrame, type HotlineEvent, type ReceiptFrame, type ServerFrame } from '../shared/protocol/frames.js';
 import type { HeldPrekey } from '../shared/crypto/prekey.js';
 import { RankQueue } from './rank-queue.js';
 import type { VerifiedDirectory } from './directory.js';
@@ -22,7 +22,7 @@ const CONTROL_RANK = -1;
  * a burst of deliveries neither blocks the page or process nor keeps a FLASH read later waiting
  * behind the rest of the burst.
  */
-const FRAME_BATCH = 16;
+export const FRAME_BATCH = 16;
 const FRAME_BATCH_MS = 10;
 
 /**
@@ -86,6 +86,8 @@ export class Inbox {
   readonly #seenReceipts = new Set<string>();
   /** The running drain of {@link #incoming}, if any. */
   #draining: Promise<void> | undefined;
+  /** Cursors handled in the current batch, acknowledged together when it ends ({@link #flushAcks}). */
+  #acks: number[] = [];
 
   constructor(options: InboxOptions) {
     this.#o = options;
@@ -133,6 +135,7 @@ export class Inbox {
       for (let n = 0; n < FRAME_BATCH && Date.now() - started < FRAME_BATCH_MS; n++) {
         const frame = this.#incoming.shift();
         if (frame === undefined) {
+          this.#flushAcks();
           // Checked and cleared in one step: a frame queued after this starts a new drain.
           this.#draining = undefined;
           return;
@@ -151,6 +154,7 @@ export class Inbox {
           this.#o.report(toHotlineError(err));
         }
       }
+      this.#flushAcks();
     }
   }
 
@@ -196,11 +200,25 @@ export class Inbox {
 
   /**
    * Acknowledge exactly the item with this cursor (PROTOCOL.md "Ack"): items are handled by rank,
-   * not in cursor order, so one ack must not cover the items below it. One frame per item until the
-   * relay's schema takes `cursors` (several at once).
+   * not in cursor order, so one ack must not cover the items below it. Sent when the batch ends,
+   * with the other cursors handled in it ({@link #flushAcks}).
    */
   #ack(cursor: number): void {
-    if (this.#o.consume) this.#o.write({ t: 'ack', cursor });
+    if (this.#o.consume) this.#acks.push(cursor);
+  }
+
+  /**
+   * The batch's acks as one frame, `cursors` in the order the items were handled (a FLASH's
+   * first): a burst of deliveries costs the relay a frame per batch, not one per item. Each item
+   * was handled (stored, its receipt queued) before its cursor was taken; a link lost before the
+   * flush drops the frame, and the relay sends those items again, as with an ack lost on the wire.
+   */
+  #flushAcks(): void {
+    for (let i = 0; i < this.#acks.length; i += MAX_ACK_CURSORS) {
+      const cursors = this.#acks.slice(i, i + MAX_ACK_CURSORS);
+      this.#o.write(cursors.length === 1 ? { t: 'ack', cursor: cursors[0]! } : { t: 'ack', cursors });
+    }
+    this.#acks = [];
   }
 
   /** Handle a delivery; false when it must come again (it could not be judged now). */

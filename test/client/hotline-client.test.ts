@@ -83,6 +83,11 @@ async function acked(sock: FakeSocket, cursors: readonly number[]): Promise<void
   await Promise.all(cursors.map((c) => sock.waitFor('ack', (f) => ('cursor' in f ? f.cursor === c : f.cursors.includes(c)))));
 }
 
+/** Every cursor the client acknowledged, in the order sent (single acks and `cursors` batches). */
+function ackedCursors(sock: FakeSocket): number[] {
+  return sock.sent.flatMap((f) => (f.t !== 'ack' ? [] : 'cursor' in f ? [f.cursor] : f.cursors));
+}
+
 /** Push an event frame and wait for it: everything pushed before it has then been processed. */
 async function settle(client: HotlineClient, sock: FakeSocket, cursor: number): Promise<void> {
   const seen = next(client, 'event');
@@ -473,7 +478,8 @@ describe('HotlineClient inbox', () => {
     const r = await sock.waitFor('receipt');
     const verified = await verifyReceipt(r.receipt, s.d.devices.jpOp.certificate.cert, env.header);
     expect(verified.receipt.kind).toBe('delivered');
-    expect(sock.sent.filter((f) => f.t === 'ack').map((f) => f.t === 'ack' && 'cursor' in f && f.cursor)).toEqual([1, 2, 3]);
+    await acked(sock, [1, 2, 3]);
+    expect(ackedCursors(sock)).toEqual([1, 2, 3]);
 
     // The inbox is stored: a new client on the same storage does not show it again.
     await client.stop();
@@ -509,6 +515,24 @@ describe('HotlineClient inbox', () => {
     await expect(client.acknowledge('0'.repeat(32))).rejects.toMatchObject({ code: 'HL_ERR_RECEIPT_UNKNOWN_MESSAGE' });
   });
 
+  it('acknowledges a burst in batches: each cursor exactly once, in `cursors` frames of at most 256, not a frame per item', async () => {
+    const s = await setup();
+    const client = s.make();
+    const sock = await connect(s, client, 0);
+    const events: unknown[] = [];
+    client.on('event', (e) => events.push(e));
+    const cursors = Array.from({ length: 40 }, (_, i) => i + 1);
+    for (const cursor of cursors) sock.push({ t: 'event', cursor, event: { type: 'link.test', from: 'cn-mnd', to: 'jp-mod', ok: true, at: cursor } });
+    await acked(sock, cursors);
+    expect(events).toHaveLength(40);
+    expect(ackedCursors(sock)).toEqual(cursors);
+    const frames = sock.sent.filter((f) => f.t === 'ack');
+    // Sixteen items a batch at most (FRAME_BATCH), so at least three frames; fewer than one per item.
+    expect(frames.length).toBeGreaterThanOrEqual(3);
+    expect(frames.length).toBeLessThan(cursors.length);
+    for (const f of frames) if ('cursors' in f) expect(f.cursors.length).toBeLessThanOrEqual(256);
+  });
+
   it('an archive device decrypts but never sends a receipt', async () => {
     const s = await setup();
     const client = s.make(s.d.devices.jpArc);
@@ -517,8 +541,9 @@ describe('HotlineClient inbox', () => {
     sock.push({ t: 'deliver', cursor: 1, envelope: await sealFromChina(s, 1), acceptedAt: s.clock.now() });
     expect((await got).plaintext.body).toBe('紧急：请确认收到');
     await settle(client, sock, 2);
+    await acked(sock, [1, 2]);
     expect(sock.count('receipt')).toBe(0);
-    expect(sock.count('ack')).toBe(2);
+    expect(ackedCursors(sock).sort()).toEqual([1, 2]);
   });
 
   it('refuses a forged envelope and a replayed seq, and does not stall the mailbox', async () => {
@@ -531,7 +556,9 @@ describe('HotlineClient inbox', () => {
     await settle(client, sock, 4);
     expect(errors).toEqual(['HL_ERR_ENVELOPE_BAD_SIGNATURE', 'HL_ERR_ENVELOPE_REPLAY']);
     expect(messages).toHaveLength(1);
-    expect(sock.count('ack')).toBe(4);
+    // Refused items are acknowledged too (they would only be refused again).
+    await acked(sock, [1, 2, 3, 4]);
+    expect(ackedCursors(sock)).toEqual([1, 2, 3, 4]);
     expect(sock.count('receipt')).toBe(1);
   });
 
@@ -676,12 +703,12 @@ describe('HotlineClient precedence', () => {
     expect(messages[0]!.header.id).toBe(flash.header.id);
     const receipts = sock.sent.filter((f) => f.t === 'receipt');
     expect(receipts[0]!.t === 'receipt' && receipts[0]!.receipt.receipt.messageId).toBe(flash.header.id);
-    expect(sock.sent.find((f) => f.t === 'ack')).toEqual({ t: 'ack', cursor: 201 });
+    expect(ackedCursors(sock)[0]).toBe(201);
     // Exactly once each, and the ROUTINE ones in their sender's order.
     expect(messages).toHaveLength(201);
     expect(receipts).toHaveLength(201);
     expect(messages.slice(1).map((m) => m.header.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
-    expect(sock.count('ack')).toBe(201);
+    expect(ackedCursors(sock).sort((a, b) => a - b)).toEqual(Array.from({ length: 201 }, (_, i) => i + 1));
   }, 60_000);
 
   it('keeps each sender’s order within one precedence, while a higher precedence overtakes', async () => {
