@@ -1,7 +1,7 @@
 import type { DeadlineClosedEvent, DeadlineClosedReason, DeadlineMetEvent, DeadlineMissedEvent, Rung } from '../../shared/protocol/frames.js';
 import type { Agreement, Precedence, ReceiptKind } from '../../shared/protocol/schemas.js';
 import { dueAt, rungsReached } from '../../shared/protocol/deadlines.js';
-import { MinHeap } from './min-heap.js';
+import { DeadlineTable, RUNGS } from './deadline-table.js';
 import type { DeadlineRecord } from './records.js';
 
 /**
@@ -65,7 +65,7 @@ export type DeadlineEffect =
   | { type: 'emit'; event: DeadlineMissedEvent | DeadlineMetEvent | DeadlineClosedEvent };
 
 /** Every deadline rung, in ladder order (`answered` and `complied` only where the agreement sets them). */
-export const RUNGS: readonly Rung[] = ['delivered', 'acknowledged', 'answered', 'complied'];
+export { RUNGS };
 
 export function deadlineKey(messageId: string, rung: Rung): string {
   return `${messageId}/${rung}`;
@@ -113,74 +113,93 @@ export function metEvent(r: DeadlineRecord, at: number): DeadlineMetEvent {
 }
 
 /**
- * The open deadlines: a map by `deadlineKey` (in opening order, for the status page) and a min-heap
- * of their `nextAt`. It is mutable and changed in place by {@link stepDeadlines}, so that a step
+ * The open deadlines (server/relay/deadline-table.ts: in columns, in opening order, with a min-heap
+ * of their `nextAt`). It is mutable and changed in place by {@link stepDeadlines}, so that a step
  * costs O(log n) in the number of open deadlines instead of a copy and a scan of all of them
  * (issue 9: with 20,000 open deadlines the copies were ~78 % of the server's time). Closed
  * deadlines leave it (they live on in the store).
  */
 export class DeadlineState {
-  readonly #open = new Map<string, DeadlineRecord>();
-  // Lazy deletion: a heap entry is live only while its record is the one open under its key; a
-  // closed or re-armed deadline leaves a stale entry, dropped when it reaches the top or when
-  // stale entries outnumber live ones (so the heap stays within a constant factor of the map).
-  readonly #heap = new MinHeap<DeadlineRecord>(firesBefore);
+  readonly #table = new DeadlineTable();
+  /** The open deadlines by `deadlineKey`, in opening order (a view: records are built when read). */
+  readonly open: ReadonlyMap<string, DeadlineRecord> = new OpenView(this.#table);
 
   constructor(open: Iterable<DeadlineRecord> = []) {
-    for (const r of open) if (r.closedAt === undefined) this.#open.set(deadlineKey(r.messageId, r.rung), r);
-    this.#heap.reset([...this.#open.values()]);
-  }
-
-  get open(): ReadonlyMap<string, DeadlineRecord> {
-    return this.#open;
+    for (const r of open) if (r.closedAt === undefined) this.#table.put(r, false);
+    this.#table.rebuildHeap();
   }
 
   /** Earliest `nextAt` of an open deadline, or undefined when nothing is open. */
   nextDue(): number | undefined {
-    this.#dropStale();
-    return this.#heap.peek()?.nextAt;
+    return this.#table.peekNextAt();
   }
 
   /** An independent copy (O(n)): for tests and callers that explore "what if". */
   clone(): DeadlineState {
-    return new DeadlineState(this.#open.values());
+    return new DeadlineState(this.#table.values());
   }
 
   /** Open or re-arm a deadline (engine internal: callers step with {@link stepDeadlines}). */
   put(record: DeadlineRecord): void {
-    this.#open.set(deadlineKey(record.messageId, record.rung), record);
-    this.#heap.push(record);
+    this.#table.put(record);
   }
 
   /** Close a deadline (engine internal). */
   remove(key: string): void {
-    this.#open.delete(key);
-    if (this.#heap.size > 2 * this.#open.size + 64) this.#heap.reset([...this.#open.values()]);
+    const [messageId, rung] = splitKey(key);
+    this.#table.remove(messageId, rung);
   }
 
   /** Take every open deadline with `nextAt <= now` off the heap, in firing order (engine internal). */
   takeDue(now: number): DeadlineRecord[] {
     const due: DeadlineRecord[] = [];
-    for (;;) {
-      this.#dropStale();
-      const top = this.#heap.peek();
-      if (top === undefined || top.nextAt > now) return due;
-      due.push(this.#heap.pop()!);
-    }
-  }
-
-  #dropStale(): void {
-    for (let top = this.#heap.peek(); top !== undefined && this.#open.get(deadlineKey(top.messageId, top.rung)) !== top; top = this.#heap.peek()) {
-      this.#heap.pop();
-    }
+    for (let at = this.#table.peekNextAt(); at !== undefined && at <= now; at = this.#table.peekNextAt()) due.push(this.#table.popDue()!);
+    return due;
   }
 }
 
-/** Firing order: by `nextAt`, then message id, then the rungs in ladder order. */
-function firesBefore(a: DeadlineRecord, b: DeadlineRecord): boolean {
-  if (a.nextAt !== b.nextAt) return a.nextAt < b.nextAt;
-  if (a.messageId !== b.messageId) return a.messageId < b.messageId;
-  return RUNGS.indexOf(a.rung) < RUNGS.indexOf(b.rung);
+function splitKey(key: string): [string, Rung] {
+  const i = key.lastIndexOf('/');
+  return [key.slice(0, i), key.slice(i + 1) as Rung];
+}
+
+/** The table seen as a map by `deadlineKey` (what the scheduler, the status page and tests read). */
+class OpenView implements ReadonlyMap<string, DeadlineRecord> {
+  constructor(private readonly table: DeadlineTable) {}
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  get(key: string): DeadlineRecord | undefined {
+    const [messageId, rung] = splitKey(key);
+    return RUNGS.includes(rung) ? this.table.get(messageId, rung) : undefined;
+  }
+
+  has(key: string): boolean {
+    const [messageId, rung] = splitKey(key);
+    return RUNGS.includes(rung) && this.table.has(messageId, rung);
+  }
+
+  values(): MapIterator<DeadlineRecord> {
+    return this.table.values();
+  }
+
+  *keys(): MapIterator<string> {
+    for (const r of this.table.values()) yield deadlineKey(r.messageId, r.rung);
+  }
+
+  *entries(): MapIterator<[string, DeadlineRecord]> {
+    for (const r of this.table.values()) yield [deadlineKey(r.messageId, r.rung), r];
+  }
+
+  [Symbol.iterator](): MapIterator<[string, DeadlineRecord]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: DeadlineRecord, key: string, map: ReadonlyMap<string, DeadlineRecord>) => void, thisArg?: unknown): void {
+    for (const [k, r] of this.entries()) fn.call(thisArg, r, k, this);
+  }
 }
 
 export function initialDeadlines(open: Iterable<DeadlineRecord> = []): DeadlineState {
