@@ -5,7 +5,6 @@ import { keyIdOf } from '../shared/crypto/keys.js';
 import { fromBase64 } from '../shared/encoding/base64.js';
 import type { Clock, TimerHandle } from './clock.js';
 import {
-  deadlineKey,
   deadlinePolicy,
   RUNGS,
   initialDeadlines,
@@ -224,7 +223,7 @@ export class DeadlineScheduler {
     const r = write.refusal.refusal;
     // Several nodes: what the database holds open for this message, in a state of its own.
     const state = this.deps.cluster ? initialDeadlines(await this.deps.cluster.openDeadlinesOf(r.messageId)) : this.deadlines;
-    const open = RUNGS.some((rung) => state.open.has(deadlineKey(r.messageId, rung)));
+    const open = RUNGS.some((rung) => state.has(r.messageId, rung));
     if (!open || this.stopped) return;
     const message = await this.deps.store.getMessage(r.messageId);
     if (!message) return;

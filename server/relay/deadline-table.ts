@@ -209,24 +209,24 @@ export class DeadlineTable {
   }
 
   #grow(capacity: number): void {
-    const grow = <A extends Int32Array | Uint8Array | Float64Array>(a: A, make: (n: number) => A): A => {
-      const b = make(capacity);
+    const grown = <A extends Int32Array | Uint8Array | Float64Array>(a: A): A => {
+      const b = new (a.constructor as new (n: number) => A)(capacity);
       b.set(a);
       return b;
     };
-    this.#message = grow(this.#message, (n) => new Int32Array(n));
-    this.#rung = grow(this.#rung, (n) => new Uint8Array(n));
-    this.#precedence = grow(this.#precedence, (n) => new Uint8Array(n));
-    this.#from = grow(this.#from, (n) => new Int32Array(n));
-    this.#to = grow(this.#to, (n) => new Int32Array(n));
-    this.#acceptedAt = grow(this.#acceptedAt, (n) => new Float64Array(n));
-    this.#dueAt = grow(this.#dueAt, (n) => new Float64Array(n));
-    this.#nextAt = grow(this.#nextAt, (n) => new Float64Array(n));
-    this.#level = grow(this.#level, (n) => new Float64Array(n));
-    this.#prev = grow(this.#prev, (n) => new Int32Array(n));
-    this.#next = grow(this.#next, (n) => new Int32Array(n));
-    this.#heapPos = grow(this.#heapPos, (n) => new Int32Array(n));
-    this.#heap = grow(this.#heap, (n) => new Int32Array(n));
+    this.#message = grown(this.#message);
+    this.#rung = grown(this.#rung);
+    this.#precedence = grown(this.#precedence);
+    this.#from = grown(this.#from);
+    this.#to = grown(this.#to);
+    this.#acceptedAt = grown(this.#acceptedAt);
+    this.#dueAt = grown(this.#dueAt);
+    this.#nextAt = grown(this.#nextAt);
+    this.#level = grown(this.#level);
+    this.#prev = grown(this.#prev);
+    this.#next = grown(this.#next);
+    this.#heapPos = grown(this.#heapPos);
+    this.#heap = grown(this.#heap);
     this.#capacity = capacity;
   }
 

@@ -139,14 +139,22 @@ export class DeadlineState {
     return new DeadlineState(this.#table.values());
   }
 
+  /** The open deadline of `messageId` at `rung`, or undefined. */
+  get(messageId: string, rung: Rung): DeadlineRecord | undefined {
+    return this.#table.get(messageId, rung);
+  }
+
+  has(messageId: string, rung: Rung): boolean {
+    return this.#table.has(messageId, rung);
+  }
+
   /** Open or re-arm a deadline (engine internal: callers step with {@link stepDeadlines}). */
   put(record: DeadlineRecord): void {
     this.#table.put(record);
   }
 
   /** Close a deadline (engine internal). */
-  remove(key: string): void {
-    const [messageId, rung] = splitKey(key);
+  remove(messageId: string, rung: Rung): void {
     this.#table.remove(messageId, rung);
   }
 
@@ -217,7 +225,7 @@ function opened(policy: DeadlinePolicy, state: DeadlineState, input: Extract<Dea
   const records: DeadlineRecord[] = [];
   for (const rung of RUNGS) {
     // Idempotent: a re-sent identical envelope is accepted again but opens nothing new.
-    if (state.open.has(deadlineKey(input.messageId, rung))) continue;
+    if (state.has(input.messageId, rung)) continue;
     const due = dueAt(policy.deadlines, input.precedence, rung, input.acceptedAt);
     if (due === undefined) continue; // the agreement sets no deadline for this rung
     records.push({ messageId: input.messageId, from: input.from, to: input.to, precedence: input.precedence, rung, acceptedAt: input.acceptedAt, dueAt: due, level: 0, nextAt: due });
@@ -246,20 +254,18 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
     }
     case 'receipt': {
       for (const rung of rungsReached(input.kind)) {
-        const key = deadlineKey(input.messageId, rung);
-        const r = state.open.get(key);
+        const r = state.get(input.messageId, rung);
         if (!r || r.to !== input.byParty) continue;
-        state.remove(key);
+        state.remove(input.messageId, rung);
         const met = metEvent(r, input.at);
         const closed: DeadlineRecord = { ...r, closedAt: input.at, late: met.late };
         effects.push({ type: 'persist', record: closed });
         if (met.late) effects.push({ type: 'emit', event: met });
       }
       if (input.kind === 'cannot-comply') {
-        const key = deadlineKey(input.messageId, 'complied');
-        const r = state.open.get(key);
+        const r = state.get(input.messageId, 'complied');
         if (r && r.to === input.byParty) {
-          state.remove(key);
+          state.remove(input.messageId, 'complied');
           effects.push({ type: 'persist', record: { ...r, closedAt: input.at, late: r.level > 0 || input.at > r.dueAt } });
           effects.push({
             type: 'emit',
@@ -282,10 +288,9 @@ export function stepDeadlines(policy: DeadlinePolicy, state: DeadlineState, inpu
     }
     case 'undeliverable': {
       for (const rung of RUNGS) {
-        const key = deadlineKey(input.messageId, rung);
-        const r = state.open.get(key);
+        const r = state.get(input.messageId, rung);
         if (!r) continue;
-        state.remove(key);
+        state.remove(input.messageId, rung);
         const closed: DeadlineRecord = { ...r, closedAt: input.at, late: r.level > 0 || input.at > r.dueAt };
         effects.push({ type: 'persist', record: closed });
         effects.push({
