@@ -403,8 +403,10 @@ export class SqliteStore implements Store {
    * quota; past it every write fails as on a full disk (SQLITE_FULL), which is how tests fill the disk.
    * @param options.onCheckpointWorkerFailure told once if the WAL checkpoint worker fails (this
    * connection then checkpoints on the event loop again: slower, nothing lost), for the log.
+   * @param options.walSettlePages WAL frames past which a group commit first waits for the WAL to
+   * be wholly checkpointed (WalCheckpointer.SETTLE_PAGES; smaller in tests).
    */
-  constructor(path: string, options: { maxPageCount?: number; onCheckpointWorkerFailure?: (error: Error) => void } = {}) {
+  constructor(path: string, options: { maxPageCount?: number; onCheckpointWorkerFailure?: (error: Error) => void; walSettlePages?: number } = {}) {
     this.db = new Database(path);
     if (options.maxPageCount !== undefined) this.db.pragma(`max_page_count = ${Math.floor(options.maxPageCount)}`);
     this.db.pragma('journal_mode = WAL');
@@ -425,10 +427,15 @@ export class SqliteStore implements Store {
     if (this.walFd !== undefined) {
       // This connection checkpoints only if the worker falls behind or fails (see WalCheckpointer).
       this.db.pragma(`wal_autocheckpoint = ${WalCheckpointer.FALLBACK_PAGES}`);
-      this.checkpointer = new WalCheckpointer(path, (error) => {
-        if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
-        options.onCheckpointWorkerFailure?.(error);
-      });
+      this.checkpointer = new WalCheckpointer(
+        path,
+        (error) => {
+          if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+          options.onCheckpointWorkerFailure?.(error);
+        },
+        undefined,
+        options.walSettlePages,
+      );
     }
     const db = this.db;
     this.stmt = {
@@ -810,6 +817,9 @@ export class SqliteStore implements Store {
   /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
   private async commitThenSync(writes: readonly Write[]): Promise<WriteResult[]> {
     const fd = this.walFd!;
+    // A large WAL starts over before this batch, off the event loop (WalCheckpointer.settle). Not
+    // before a FLASH: it may commit while the checkpoint runs, and the WAL starts over at the next settle.
+    if (this.checkpointer?.settleDue === true && !writes.some(isFlashWrite)) await this.checkpointer.settle();
     this.stmt.syncNormal.run();
     let results: WriteResult[];
     try {

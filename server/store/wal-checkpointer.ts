@@ -23,15 +23,31 @@ export interface CheckpointResult {
  * connection has `synchronous=FULL`, so the WAL is synced before frames are copied and the
  * database after; a crash at any point leaves the WAL to be replayed at the next open.
  *
+ * A PASSIVE checkpoint copies only the frames committed before it began, and SQLite starts the WAL
+ * over only when a write transaction begins with every frame copied. Under a sustained stream a
+ * group commit lands while each checkpoint runs, so that never held: the WAL grew to
+ * `FALLBACK_PAGES` and stayed there, and the writer's own checkpoint ran inside a COMMIT every few
+ * seconds, 53–209 ms on the event loop each (docs/performance.md, fourteenth session). So once the
+ * WAL holds `settlePages` frames, the writer asks for `settle()` before its next group commit: it
+ * waits (asynchronously: the loop stays free, writes keep gathering into that batch) for one
+ * checkpoint during which nothing is committed, after which that commit starts the WAL over.
+ *
  * The worker starts at the first checkpoint, so a store that is opened and closed (tests, backup,
  * restore) costs no thread.
  */
 export class WalCheckpointer {
   /** Pages past which the writer's own connection checkpoints anyway (about 64 MB of WAL). */
   static readonly FALLBACK_PAGES = 16_384;
+  /** Frames in the WAL (about 16 MB) past which the next group commit waits for `settle()`. */
+  static readonly SETTLE_PAGES = 4_096;
   private worker: Worker | undefined;
   private commits = 0;
-  private running = false;
+  /** The checkpoint running, if any. */
+  private current: Promise<unknown> | undefined;
+  /** Frames in the WAL at the last checkpoint. */
+  private walFrames = 0;
+  /** Frames past which a settle is due: raised when one did not start the WAL over (a reader held it). */
+  private settleAt: number;
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (r: CheckpointResult) => void; reject: (e: Error) => void }>();
   private failed = false;
@@ -43,22 +59,47 @@ export class WalCheckpointer {
     /** Told once if the worker fails: the writer's connection should checkpoint by itself again. */
     private readonly onFailure: (error: Error) => void,
     private readonly everyCommits = 32,
-  ) {}
+    private readonly settlePages = WalCheckpointer.SETTLE_PAGES,
+  ) {
+    this.settleAt = settlePages;
+  }
+
+  /** The WAL has grown past `settlePages`: the next group commit should wait for `settle()`. */
+  get settleDue(): boolean {
+    return !this.failed && this.walFrames >= this.settleAt;
+  }
+
+  /**
+   * Resolves once a checkpoint has run with nothing committed meanwhile (the caller commits nothing
+   * until then), so that the next write transaction starts the WAL over. Never rejects: if the
+   * worker fails, the writer's fallback checkpoint is still there.
+   */
+  async settle(): Promise<void> {
+    try {
+      await this.current;
+      const r = await this.checkpoint();
+      // Every frame copied: the next write starts the WAL over (seen at the next checkpoint). If not
+      // (a reader was still on the WAL), the next settle waits for as many frames again.
+      this.settleAt = r.checkpointed === r.log ? this.settlePages : r.log + this.settlePages;
+      this.walFrames = 0;
+    } catch {
+      // The worker failed (fail() has told the store): nothing to wait for.
+    }
+  }
 
   /** A group commit is durable: every `everyCommits` of them, a checkpoint (one at a time). */
   committed(): void {
     if (this.failed) return;
-    if (++this.commits < this.everyCommits || this.running) return;
+    if (++this.commits < this.everyCommits || this.current) return;
     this.commits = 0;
-    this.running = true;
-    this.checkpoint().then(
-      () => {
-        this.running = false;
-      },
-      () => {
-        this.running = false;
-      },
+    const current = this.checkpoint().then(
+      () => {},
+      () => {},
     );
+    this.current = current;
+    void current.then(() => {
+      if (this.current === current) this.current = undefined;
+    });
   }
 
   /** Run a PASSIVE checkpoint now in the worker; resolves with what it did. */
@@ -116,6 +157,9 @@ export class WalCheckpointer {
       if (this.waiting.size === 0) worker.unref();
       if (m.result) {
         this.completed++;
+        // A smaller WAL than last time: it started over; settles are due at settlePages again.
+        if (m.result.log < this.walFrames) this.settleAt = this.settlePages;
+        this.walFrames = m.result.log;
         w?.resolve(m.result);
       } else w?.reject(new Error(m.error ?? 'checkpoint failed'));
     });

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SqliteStore } from '../../../server/store/sqlite-store.js';
 import { WalCheckpointer } from '../../../server/store/wal-checkpointer.js';
 import { createDeployment, tempDir } from '../../helpers/deployment.js';
@@ -20,6 +20,30 @@ function countEnvelopes(path: string): number {
   } finally {
     db.close();
   }
+}
+
+/** How many times SQLite has started the WAL over: the checkpoint sequence number in its header. */
+function walRestarts(path: string): number {
+  const fd = openSync(`${path}-wal`, 'r');
+  try {
+    const header = Buffer.alloc(16);
+    readSync(fd, header, 0, 16, 0);
+    return header.readUInt32BE(12);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A SQLite store whose group commits wait for the WAL to start over past `walSettlePages`. */
+async function settlingStore(walSettlePages: number) {
+  const dir = tempDir();
+  const path = join(dir.path, 'hotline.sqlite');
+  const store = new SqliteStore(path, { walSettlePages });
+  onCleanup(async () => {
+    await store.close();
+    dir.remove();
+  });
+  return { store, path, envelopeWrite: envelopeWrites(await createDeployment()) };
 }
 
 describe('WAL checkpoints off the event loop (issue 9)', () => {
@@ -114,4 +138,48 @@ describe('WAL checkpoints off the event loop (issue 9)', () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: fileURLToPath(new URL('../../..', import.meta.url)), timeout: 60_000 });
     expect(stdout.split('\n').filter(Boolean)).toEqual(['answered 0', 'closed']);
   }, 90_000);
+
+  it('under a stream of group commits the WAL starts over again and again; it grew to the fallback before, checkpointed on the event loop', async () => {
+    const { store, path, envelopeWrite } = await settlingStore(256);
+    const writes = [];
+    for (let seq = 1; seq <= 1200; seq++) writes.push(await envelopeWrite(seq, undefined, 'ROUTINE'));
+    // The worker started (as in a running relay), so that its checkpoints overlap the commits.
+    await store.checkpointWal();
+    const restartsBefore = walRestarts(path);
+    // Back to back, as a backlog is accepted: a commit lands while each PASSIVE checkpoint runs.
+    for (let i = 0; i < writes.length; i += 4) {
+      for (const r of await store.commit(writes.slice(i, i + 4))) expect(r).toMatchObject({ ok: true, status: 'new' });
+    }
+    // ~27 pages a commit, ~8,000 in all: without the settles the WAL file held all of them (one
+    // start-over at most, measured), with them it stays near 256 pages plus what lands between checkpoints.
+    expect(walRestarts(path) - restartsBefore).toBeGreaterThanOrEqual(3);
+    expect(statSync(`${path}-wal`).size / 4096).toBeLessThan(3000);
+    await store.close();
+    expect(countEnvelopes(path)).toBe(1200);
+  }, 60_000);
+
+  it('a FLASH batch does not wait for the WAL to settle; the next ROUTINE batch does', async () => {
+    const { store, envelopeWrite } = await settlingStore(16);
+    for (let seq = 1; seq <= 8; seq++) await store.commit([await envelopeWrite(seq, undefined, 'ROUTINE')]);
+    // The worker reports the WAL's size at each checkpoint: past 16 frames, a settle is due.
+    expect((await store.checkpointWal())!.log).toBeGreaterThanOrEqual(16);
+    const settle = vi.spyOn(WalCheckpointer.prototype, 'settle');
+    onCleanup(() => settle.mockRestore());
+    // Eight FLASH writes: too many to commit on the event loop, so through the same path as ROUTINE.
+    const flash = [];
+    for (let seq = 9; seq <= 16; seq++) flash.push(await envelopeWrite(seq, undefined, 'FLASH'));
+    for (const r of await store.commit(flash)) expect(r).toMatchObject({ ok: true, status: 'new' });
+    expect(settle).not.toHaveBeenCalled();
+    expect((await store.commit([await envelopeWrite(17, undefined, 'ROUTINE')]))[0]).toMatchObject({ ok: true, status: 'new' });
+    expect(settle).toHaveBeenCalledTimes(1);
+  });
+
+  it('a settle with a failed worker does not hold the writer: it resolves, and no more are due', async () => {
+    const failures: Error[] = [];
+    const c = new WalCheckpointer('/nonexistent-hotline-dir/x.sqlite', (e) => failures.push(e), 32, 1);
+    await expect(c.settle()).resolves.toBeUndefined();
+    expect(failures).toHaveLength(1);
+    expect(c.settleDue).toBe(false);
+    await c.close();
+  });
 });
