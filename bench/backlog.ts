@@ -7,6 +7,8 @@ export interface BacklogResult {
   /** ROUTINE messages accepted for the offline device before the FLASH, and how fast they were accepted. */
   queued: number;
   queuePerSecond: number;
+  /** The server's longest event-loop delay while they were accepted (a FLASH then waits as long). */
+  queueLoopStallMs: number;
   /** Whether the FLASH, sent last, was the first message delivered when the device connected. */
   flashFirst: boolean;
   /** Its position in the delivery order (0 = first; -1 = not delivered). */
@@ -37,9 +39,11 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
   const s = await startSession(dep, dir, name);
   try {
     const sender = await s.traffic.open(s.server.url, dep.offline.from, dep.agreement);
+    await s.server.usage(); // resets the server's event-loop delay record
     const t0 = performance.now();
     const queued = await sendAllAccepted(s.traffic, sender, routine, cfg.window, Date.now() + cfg.setupSeconds * 1000);
     const queueSeconds = (performance.now() - t0) / 1000;
+    const queueLoopStallMs = (await s.server.usage()).loopDelayMaxMs;
     await s.traffic.sendForAccepted(sender, flash);
 
     const expected = queued + 1;
@@ -79,6 +83,7 @@ export async function backlogPhase(cfg: BenchConfig, dep: BenchDeployment, dir: 
     return {
       queued,
       queuePerSecond: queued / queueSeconds,
+      queueLoopStallMs,
       flashFirst: order[0] === flash.id,
       flashPosition: order.indexOf(flash.id),
       drained: delivered,

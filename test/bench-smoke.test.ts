@@ -66,6 +66,8 @@ describe('npm run bench -- --smoke --store pg', () => {
       expect(p.capacity.once).toBe(p.capacity.sent);
       expect(p.capacity.completed).toBe(p.capacity.sent);
       expect(p.backlog.drained).toBe(p.backlog.queued + 1);
+      expect(p.backlog.queuePerSecond).toBeGreaterThan(0);
+      expect(p.backlog.queueLoopStallMs).toBeGreaterThan(0);
       expect(p.backlog.queued).toBe(json.config.backlog);
       expect(p.backlog.flashPosition).toBeGreaterThanOrEqual(0);
       // The goals' size on a server of its own: its own FLASH, sent after fewer ROUTINE.
