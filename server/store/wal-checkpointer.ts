@@ -78,10 +78,15 @@ export class WalCheckpointer {
     try {
       await this.current;
       const r = await this.checkpoint();
-      // Every frame copied: the next write starts the WAL over (seen at the next checkpoint). If not
-      // (a reader was still on the WAL), the next settle waits for as many frames again.
-      this.settleAt = r.checkpointed === r.log ? this.settlePages : r.log + this.settlePages;
-      this.walFrames = 0;
+      if (r.checkpointed === r.log) {
+        // Every frame copied: the next write starts the WAL over (seen at the next checkpoint).
+        this.settleAt = this.settlePages;
+        this.walFrames = 0;
+      } else {
+        // A reader was still on the WAL: the next settle waits for as many frames again, or for a
+        // start-over seen at a checkpoint (the frame count kept, so that a smaller one shows it).
+        this.settleAt = r.log + this.settlePages;
+      }
     } catch {
       // The worker failed (fail() has told the store): nothing to wait for.
     }
@@ -92,14 +97,15 @@ export class WalCheckpointer {
     if (this.failed) return;
     if (++this.commits < this.everyCommits || this.current) return;
     this.commits = 0;
-    const current = this.checkpoint().then(
-      () => {},
-      () => {},
-    );
-    this.current = current;
-    void current.then(() => {
-      if (this.current === current) this.current = undefined;
-    });
+    // One at a time (the test above), so the one that ends is the current one.
+    this.current = this.checkpoint()
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => {
+        this.current = undefined;
+      });
   }
 
   /** Run a PASSIVE checkpoint now in the worker; resolves with what it did. */

@@ -180,6 +180,45 @@ describe('WAL checkpoints off the event loop (issue 9)', () => {
     expect(settle).toHaveBeenCalledTimes(1);
   });
 
+  it('a reader that keeps the WAL from starting over does not make every commit wait; once it is gone, settles are due as before', async () => {
+    // A one-envelope commit writes ~11 frames; 64 frames is a handful of commits.
+    const { store, path, envelopeWrite } = await settlingStore(64);
+    let seq = 0;
+    const routine = async (n = 1) => {
+      for (let i = 0; i < n; i++) expect((await store.commit([await envelopeWrite(++seq, undefined, 'ROUTINE')]))[0]).toMatchObject({ ok: true, status: 'new' });
+    };
+    await routine();
+    // A reader's snapshot, held open: no checkpoint may copy past it, and the WAL cannot start over.
+    const reader = new Database(path, { readonly: true });
+    onCleanup(() => {
+      reader.close();
+    });
+    reader.prepare('BEGIN').run();
+    reader.prepare('SELECT COUNT(*) FROM envelopes').get();
+    await routine(7);
+    const held = (await store.checkpointWal())!;
+    expect(held.log).toBeGreaterThanOrEqual(64);
+    expect(held.checkpointed).toBeLessThan(held.log);
+    const settle = vi.spyOn(WalCheckpointer.prototype, 'settle');
+    onCleanup(() => settle.mockRestore());
+    await routine(3); // the first settles, in vain (the reader is still there); the next two do not wait
+    expect(settle).toHaveBeenCalledTimes(1);
+    // The reader goes; a checkpoint copies the WAL whole and the next write starts it over, with no
+    // settle: it had not grown 64 frames since the one in vain.
+    reader.prepare('COMMIT').run();
+    await store.checkpointWal();
+    const restarts = walRestarts(path);
+    await routine();
+    expect(walRestarts(path)).toBe(restarts + 1);
+    expect(settle).toHaveBeenCalledTimes(1);
+    // A checkpoint sees the WAL smaller: settles are due at 64 frames again, not 64 past the old size.
+    await store.checkpointWal();
+    await routine(8);
+    expect((await store.checkpointWal())!.log).toBeGreaterThanOrEqual(64);
+    await routine();
+    expect(settle).toHaveBeenCalledTimes(2);
+  });
+
   it('a settle with a failed worker does not hold the writer: it resolves, and no more are due', async () => {
     const failures: Error[] = [];
     const c = new WalCheckpointer('/nonexistent-hotline-dir/x.sqlite', (e) => failures.push(e), 32, 1);
