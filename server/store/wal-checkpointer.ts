@@ -160,7 +160,9 @@ export class WalCheckpointer {
     worker.on('message', (m: { id: number; result?: CheckpointResult; error?: string }) => {
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
-      if (this.waiting.size === 0) worker.unref();
+      // Not once close() has taken the worker: it is ref'd until it exits (an answer to a
+      // checkpoint still out when close() began would otherwise let the process end inside it).
+      if (this.waiting.size === 0 && this.worker === worker) worker.unref();
       if (m.result) {
         this.completed++;
         // A smaller WAL than last time: it started over; settles are due at settlePages again.
