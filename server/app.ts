@@ -30,6 +30,7 @@ import { relayLinksFor, RelayDirectory, RelayWriteQueue } from './federation/set
 import type { RelayLink } from './federation/relay-link.js';
 import { RELAY_LINK_PATH } from '../shared/protocol/relay-frames.js';
 import { Metrics } from './metrics.js';
+import { VerifyPool } from './verify-pool.js';
 import { Escalation } from './escalation/escalation.js';
 import type { EscalationConfig } from './escalation/config.js';
 import fastifySwagger from '@fastify/swagger';
@@ -77,6 +78,13 @@ export interface AppOptions {
   escalation?: EscalationConfig;
   /** With `escalation`: the longest wait before the events table is read again. Default 5 s. */
   escalationPollMs?: number;
+  /**
+   * The frames' signature checks go to a worker thread when several wait in one turn
+   * (server/verify-pool.ts). Default true; false keeps every check on the event loop.
+   */
+  verifyThread?: boolean;
+  /** Checks in one turn from which they go to that thread (VerifyPool.MIN_BATCH; tests: 1, every check). */
+  verifyMinBatch?: number;
 }
 
 /** What the app is built from; main.ts (or a test) makes these. */
@@ -157,6 +165,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const hash = agreementHash(deps.agreement);
   const store = deps.store;
   const log = deps.logger;
+  const verifyPool =
+    options.verifyThread === false
+      ? undefined
+      : new VerifyPool(
+          (error) => log.warn({ err: { message: error.message } }, 'the signature-check worker failed: frames are verified on the event loop again (slower; nothing is refused that should pass)'),
+          options.verifyMinBatch === undefined ? {} : { minBatch: options.verifyMinBatch },
+        );
   const directory = deps.relay ? new RelayDirectory(deps.agreement, store, deps.relay.identity.certificate.cert.party) : new Directory(deps.agreement, store);
   await directory.load();
   // Everything the plugins use is built here, before them, and each is given only what it needs:
@@ -166,6 +181,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   const writes = deps.relay ? new RelayWriteQueue(store, deps.relay.identity.certificate.cert.party) : new WriteQueue(store);
   writes.onCommit = (seconds) => metrics.commitTook(seconds);
   metrics.sources.writeQueue = () => writes.depth;
+  if (verifyPool) metrics.sources.signatureChecks = () => verifyPool.counts;
   const auth = { tokens: new TokenService(deps.jwtSecret, hash, clock), directory, clock };
   const limits = new RateLimits({
     ...(options.rateLimits ? { settings: options.rateLimits } : {}),
@@ -327,6 +343,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.cluster ? { cluster: deps.cluster } : {}),
     metrics,
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
+    ...(verifyPool ? { verify: verifyPool.verify } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
   await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });
@@ -395,6 +412,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
   });
   app.addHook('onClose', async () => {
     await writes.drain();
+    await verifyPool?.close();
     await limits.flush();
     try {
       await store.appendAudit({ type: 'server.stop', at: clock.now() });

@@ -41,6 +41,8 @@ export interface MetricSources {
   writeQueue?: () => number;
   /** Each relay-to-relay link: its peer, whether it is up, and frames sent and not yet confirmed. */
   relayLinks?: () => readonly { peer: string; up: boolean; inFlight: number }[];
+  /** Signatures the link checked on the event loop and in the worker thread (server/verify-pool.ts). */
+  signatureChecks?: () => { inline: number; worker: number };
   /** The FLASH gate (server/relay/flash-gate.ts): how its holds ended, its forced breaks, seconds held. */
   flashGate?: () => { released: number; expired: number; breaks: number; heldSeconds: number };
 }
@@ -97,7 +99,7 @@ export class Metrics {
     });
     const verify = new Histogram({
       name: 'hotline_signature_verify_seconds',
-      help: 'Time to verify the signature (and hash) of an envelope, receipt or refusal a device sent.',
+      help: 'Time to verify the signature (and hash) of an envelope, receipt or refusal a device sent, waiting for the signature-check thread included.',
       labelNames: ['kind'],
       buckets: VERIFY_BUCKETS,
       registers: [r],
@@ -107,6 +109,18 @@ export class Metrics {
       receipt: verify.labels('receipt').observe,
       refusal: verify.labels('refusal').observe,
     };
+    new Counter({
+      name: 'hotline_signature_checks_total',
+      help: 'Signatures of frames from devices checked, by thread: event_loop (one alone in a turn of the event loop) or worker (several at once, in the signature-check thread).',
+      labelNames: ['thread'],
+      registers: [r],
+      collect() {
+        const c = sources.signatureChecks?.();
+        this.reset();
+        this.inc({ thread: 'event_loop' }, c?.inline ?? 0);
+        this.inc({ thread: 'worker' }, c?.worker ?? 0);
+      },
+    });
     this.commitHistogram = new Histogram({
       name: 'hotline_store_commit_seconds',
       help: 'Time of one group commit of the store (one transaction and its fsync, for a batch of writes).',

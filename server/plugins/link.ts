@@ -7,6 +7,7 @@ import { closesLink, HotlineError, isHotlineError, type HotlineErrorCode } from 
 import { decodeClientFrame, encodeFrame, MAX_FRAME_BYTES } from '../../shared/protocol/codec.js';
 import type { ClientFrame, OperatorNotice, ServerFrame } from '../../shared/protocol/frames.js';
 import { randomId } from '../../shared/crypto/random.js';
+import type { Ed25519Verifier } from '../../shared/crypto/ed25519.js';
 import type { Agreement } from '../../shared/protocol/schemas.js';
 import { systemClock, type TimerHandle } from '../clock.js';
 import { FlashGate, type FlashGateBounds } from '../relay/flash-gate.js';
@@ -98,6 +99,8 @@ export interface LinkPluginOptions {
   cluster?: Pick<ClusterStore, 'liveMailbox'>;
   /** Refusals counted, signature checks timed, and this plugin's queues read at scrape time. */
   metrics?: Metrics;
+  /** The frames' signature checks (server/verify-pool.ts); node:crypto's on the event loop otherwise. */
+  verify?: Ed25519Verifier;
 }
 
 interface Connection {
@@ -187,6 +190,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   });
   const all = new Set<Connection>();
   const timing = options.metrics ? { timeVerify: options.metrics.timeVerify.bind(options.metrics) } : {};
+  const verifier = options.verify ? { verify: options.verify } : {};
   if (options.metrics) {
     // Read at scrape time only: one pass over the open links.
     options.metrics.sources.flashGate = () => ({ ...gate.counts, heldSeconds: gate.heldSeconds() });
@@ -636,7 +640,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash, ...timing };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash, ...verifier, ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

@@ -2,6 +2,7 @@ import { HotlineError } from '../../shared/errors.js';
 import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
 import { checkReceiptReason, verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
+import type { Ed25519Verifier } from '../../shared/crypto/ed25519.js';
 import { checkLabel } from '../../shared/protocol/labels.js';
 import type { Agreement, DeviceCertBody, Envelope, SignedReceipt, SignedRefusal } from '../../shared/protocol/schemas.js';
 import { envelopeMailboxes, receiptMailboxes } from './routing.js';
@@ -42,6 +43,8 @@ export interface AdmitContext {
    * answered `accepted` again however old its `sentAt` (a client that lost the first answer).
    */
   storedHash?: (id: string) => Promise<string | undefined>;
+  /** The Ed25519 check (server/verify-pool.ts); by default node:crypto's on the event loop. */
+  verify?: Ed25519Verifier;
   /** Runs each signature check (the shell times it for /metrics); by default it is just run. */
   timeVerify?: <T>(kind: 'envelope' | 'receipt' | 'refusal', run: () => Promise<T>) => Promise<T>;
 }
@@ -74,7 +77,7 @@ export async function admitEnvelope(env: Envelope, ctx: AdmitContext): Promise<E
     throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', `${h.to} is not a party of the agreement`);
   }
   if (h.to === cert.party) throw new HotlineError('HL_ERR_ENVELOPE_UNKNOWN_PARTY', 'a message goes to another party, not to one’s own');
-  const { hash } = await (ctx.timeVerify ?? untimed)('envelope', () => verifyCheckedEnvelope(env, cert));
+  const { hash } = await (ctx.timeVerify ?? untimed)('envelope', () => verifyCheckedEnvelope(env, cert, ctx.verify));
   if (!sentAtInWindow(h.sentAt, ctx.now) && (await ctx.storedHash?.(h.id)) !== hash) {
     const hours = SENT_AT_WINDOW_MS / 3_600_000;
     throw new HotlineError('HL_ERR_ENVELOPE_SENT_AT', `sentAt ${h.sentAt} is more than ${hours} h from the relay's clock (${ctx.now}, ms since the epoch): check the device clock; the client seals it again`, {
@@ -107,7 +110,7 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the receipt names another signer`);
   }
   if (!message) throw new HotlineError('HL_ERR_RECEIPT_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
-  await (ctx.timeVerify ?? untimed)('receipt', () => verifyCheckedReceipt(r, cert, message));
+  await (ctx.timeVerify ?? untimed)('receipt', () => verifyCheckedReceipt(r, cert, message, ctx.verify));
   // After the signature: the code then says what is wrong with a receipt its signer really sent.
   checkReceiptReason(body);
   const header = message.header;
@@ -138,6 +141,6 @@ export async function admitRefusal(r: SignedRefusal, message: StoredMessage | un
     throw new HotlineError('HL_ERR_REFUSAL_SENDER_MISMATCH', `this connection is ${cert.party}/${cert.device}; the refusal names another device`);
   }
   if (!message) throw new HotlineError('HL_ERR_REFUSAL_UNKNOWN_MESSAGE', `no message ${body.messageId} is stored`);
-  await (ctx.timeVerify ?? untimed)('refusal', () => verifyCheckedRefusal(r, cert, message));
+  await (ctx.timeVerify ?? untimed)('refusal', () => verifyCheckedRefusal(r, cert, message, ctx.verify));
   return { kind: 'refusal', refusal: r, acceptedAt: ctx.now, audit: refusalAcceptedEntry(r, ctx.now) };
 }

@@ -77,6 +77,12 @@ export async function webcryptoVerify(publicKey: Uint8Array, message: Uint8Array
 }
 
 /**
+ * A signature check as {@link ed25519Verify} answers it: the relay hands its own to the envelope,
+ * receipt and refusal checks (server/verify-pool.ts: several at once go to a worker thread).
+ */
+export type Ed25519Verifier = (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => Promise<boolean>;
+
+/**
  * Verify an Ed25519 signature. Returns false for a wrong signature and for malformed keys or
  * signatures (all attacker-controlled), never throws for them.
  */

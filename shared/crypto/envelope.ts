@@ -15,7 +15,7 @@ import {
   type SecurityLabel,
 } from '../protocol/schemas.js';
 import { sha256 } from './hash.js';
-import { ed25519Sign, ed25519Verify } from './ed25519.js';
+import { ed25519Sign, ed25519Verify, type Ed25519Verifier } from './ed25519.js';
 import { CONTEXT, keyIdOf } from './keys.js';
 import { randomBytes, randomId } from './random.js';
 import { box, boxKeyPair, boxOpen, discardBoxSecret } from './x25519.js';
@@ -186,7 +186,7 @@ export async function verifyEnvelope(value: unknown, senderCert: DeviceCertBody)
  * {@link verifyEnvelope} for an envelope that has already passed the Envelope schema (inside a
  * frame from `decodeClientFrame`): everything but the schema check, which is not repeated.
  */
-export async function verifyCheckedEnvelope(env: Envelope, senderCert: DeviceCertBody): Promise<VerifiedEnvelope> {
+export async function verifyCheckedEnvelope(env: Envelope, senderCert: DeviceCertBody, verify: Ed25519Verifier = ed25519Verify): Promise<VerifiedEnvelope> {
   const h = env.header;
   if (h.from.party !== senderCert.party || h.from.device !== senderCert.device) {
     throw new HotlineError('HL_ERR_ENVELOPE_SENDER_MISMATCH', 'envelope names a different sender than the certificate');
@@ -207,7 +207,7 @@ export async function verifyCheckedEnvelope(env: Envelope, senderCert: DeviceCer
   fromBase64(h.ephemeralKey, 32);
   // One canonicalisation serves both the signature and the identity.
   const canonical = canonicalBytes(h);
-  await verifyCanonicalHeader(h, canonical, env.signature, senderCert);
+  await verifyCanonicalHeader(h, canonical, env.signature, senderCert, verify);
   if (!bytesEqual(sha256(ciphertext), fromHex(h.ciphertextHash, 32))) {
     throw new HotlineError('HL_ERR_ENVELOPE_CIPHERTEXT_HASH', `envelope ${h.id} ciphertext does not match its signed hash`);
   }
@@ -225,8 +225,8 @@ export async function verifyHeaderSignature(header: EnvelopeHeader, signature: s
   await verifyCanonicalHeader(header, canonicalBytes(header), signature, senderCert);
 }
 
-async function verifyCanonicalHeader(header: EnvelopeHeader, canonical: Uint8Array, signature: string, senderCert: DeviceCertBody): Promise<void> {
-  const ok = await ed25519Verify(fromBase64(senderCert.signKey, 32), concatBytes(ENVELOPE_CONTEXT, canonical), fromBase64(signature, 64));
+async function verifyCanonicalHeader(header: EnvelopeHeader, canonical: Uint8Array, signature: string, senderCert: DeviceCertBody, verify: Ed25519Verifier = ed25519Verify): Promise<void> {
+  const ok = await verify(fromBase64(senderCert.signKey, 32), concatBytes(ENVELOPE_CONTEXT, canonical), fromBase64(signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${header.id} signature does not verify`);
 }
 

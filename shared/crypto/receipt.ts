@@ -2,7 +2,7 @@ import { HotlineError } from '../errors.js';
 import { fromBase64, toBase64 } from '../encoding/base64.js';
 import { assertSchema } from '../protocol/validate.js';
 import { SignedReceipt, type CannotComplyReason, type DeviceCertBody, type DeviceSecretFile, type EnvelopeHeader, type ReceiptBody, type ReceiptKind } from '../protocol/schemas.js';
-import { ed25519Sign, ed25519Verify } from './ed25519.js';
+import { ed25519Sign, ed25519Verify, type Ed25519Verifier } from './ed25519.js';
 import { CONTEXT, signingBytes } from './keys.js';
 import { envelopeHash } from './envelope.js';
 
@@ -79,12 +79,12 @@ export async function verifyReceipt(value: unknown, signerCert: DeviceCertBody, 
  * {@link verifyReceipt} for a receipt that has already passed the SignedReceipt schema (inside a
  * frame from `decodeClientFrame`), against a message whose hash is known.
  */
-export async function verifyCheckedReceipt(r: SignedReceipt, signerCert: DeviceCertBody, message?: KnownMessage): Promise<SignedReceipt> {
+export async function verifyCheckedReceipt(r: SignedReceipt, signerCert: DeviceCertBody, message?: KnownMessage, verify: Ed25519Verifier = ed25519Verify): Promise<SignedReceipt> {
   const body = r.receipt;
   if (body.by.party !== signerCert.party || body.by.device !== signerCert.device) {
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', 'receipt names a different device than the certificate');
   }
-  const ok = await ed25519Verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.receipt, body), fromBase64(r.signature, 64));
+  const ok = await verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.receipt, body), fromBase64(r.signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_RECEIPT_BAD_SIGNATURE', `receipt for ${body.messageId} does not verify`);
   if (message) {
     const header = message.header;

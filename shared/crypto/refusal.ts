@@ -2,7 +2,7 @@ import { HotlineError } from '../errors.js';
 import { fromBase64, toBase64 } from '../encoding/base64.js';
 import { assertSchema } from '../protocol/validate.js';
 import { SignedRefusal, type DeviceCertBody, type DeviceSecretFile, type EnvelopeHeader } from '../protocol/schemas.js';
-import { ed25519Sign, ed25519Verify } from './ed25519.js';
+import { ed25519Sign, ed25519Verify, type Ed25519Verifier } from './ed25519.js';
 import { CONTEXT, signingBytes } from './keys.js';
 
 /**
@@ -31,12 +31,12 @@ export interface RefusedMessage {
  * when given, the stored message it names: the signer must be a device the envelope was wrapped
  * for, and the hash must be the stored one. Input is attacker-controlled.
  */
-export async function verifyCheckedRefusal(r: SignedRefusal, signerCert: DeviceCertBody, message?: RefusedMessage): Promise<SignedRefusal> {
+export async function verifyCheckedRefusal(r: SignedRefusal, signerCert: DeviceCertBody, message?: RefusedMessage, verify: Ed25519Verifier = ed25519Verify): Promise<SignedRefusal> {
   const body = r.refusal;
   if (body.by.party !== signerCert.party || body.by.device !== signerCert.device) {
     throw new HotlineError('HL_ERR_REFUSAL_SENDER_MISMATCH', 'the refusal names a different device than the certificate');
   }
-  const ok = await ed25519Verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.refusal, body), fromBase64(r.signature, 64));
+  const ok = await verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.refusal, body), fromBase64(r.signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_REFUSAL_BAD_SIGNATURE', `the refusal of ${body.messageId} does not verify`);
   if (message) {
     if (message.header.id !== body.messageId) throw new HotlineError('HL_ERR_REFUSAL_UNKNOWN_MESSAGE', 'the refusal names another message');
