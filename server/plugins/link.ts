@@ -16,7 +16,7 @@ import type { DeadlineScheduler } from '../deadline-scheduler.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { LinkHub, LiveLink } from '../link-hub.js';
 import type { RateLimits } from '../rate-limits.js';
-import { deviceKey, type DeviceKey, type MailboxItem, type WriteResult } from '../relay/records.js';
+import { deviceKey, type DeviceKey, type EnvelopeWrite, type MailboxItem, type StoredMessage, type WriteResult } from '../relay/records.js';
 import { admitEnvelope, admitReceipt, admitRefusal } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { ClusterStore, Store } from '../store/store.js';
@@ -153,6 +153,16 @@ type Inbound = { frame: ClientFrame } | { error: unknown };
 /** FLASH ids remembered per connection for the urgent lane (the oldest forgotten first). */
 const FLASH_HANDED_MAX = 1024;
 
+/**
+ * Messages this node accepted lately, kept (header and hash, the oldest forgotten first) for the
+ * receipts and refusals that answer them within seconds: each was read back from the store and its
+ * header parsed, ~2 % of the relay's time at capacity (docs/performance.md, sixteenth session). An
+ * id names one envelope for good (the store refuses another under it), so an entry never goes
+ * stale; a message not here (older, accepted before a restart, by another node or by the peer
+ * relay) is read from the store as before.
+ */
+const RECENT_MESSAGES = 4096;
+
 /** Whether a decoded frame goes in the urgent lane. */
 function isUrgentFrame(conn: Connection, item: Inbound): boolean {
   if (!('frame' in item)) return false;
@@ -181,6 +191,12 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   const gate = new FlashGate(systemClock, options.flashGate);
   writes.gate = gate;
   const slices = new Slices(SLICE_MS);
+  const recent = new Map<string, StoredMessage>();
+  const storedMessage = async (id: string): Promise<StoredMessage | undefined> => recent.get(id) ?? (await store.getMessage(id));
+  const remember = (write: EnvelopeWrite) => {
+    recent.set(write.envelope.header.id, { header: write.envelope.header, envelopeHash: write.envelopeHash });
+    if (recent.size > RECENT_MESSAGES) recent.delete(recent.keys().next().value!);
+  };
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: WS_MAX_PAYLOAD,
@@ -640,7 +656,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await store.getMessage(id))?.envelopeHash, ...verifier, ...timing };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier, ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);
@@ -649,6 +665,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           deadlines.afterEnvelope(write, result);
           if (!result.ok || result.status !== 'new') gate.release(write.envelope.header.id);
           if (!result.ok) return refuse(conn, result.error, ref);
+          if (result.status === 'new') remember(write);
           // The addressee's copy goes out before the sender's answer: the message waits on the
           // addressee (to open it and sign its receipt), the answer on nobody (issue 9, the path
           // of one message; each socket write costs ~0.05 ms here).
@@ -657,7 +674,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
         });
       } else if (frame.t === 'receipt') {
-        const stored = await store.getMessage(frame.receipt.receipt.messageId);
+        const stored = await storedMessage(frame.receipt.receipt.messageId);
         const write = await admitReceipt(frame.receipt, stored, actx);
         await deadlines.prepareReceipt(write);
         void lifecycle.track(writes.enqueue(write)).then((result) => {
@@ -672,7 +689,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           conn.log.info({ ref, kind: r.kind, status: result.status }, 'receipt accepted');
         });
       } else if (frame.t === 'refusal') {
-        const stored = await store.getMessage(frame.refusal.refusal.messageId);
+        const stored = await storedMessage(frame.refusal.refusal.messageId);
         const write = await admitRefusal(frame.refusal, stored, actx);
         await deadlines.prepareRefusal(write);
         void lifecycle.track(writes.enqueue(write)).then((result) => {
