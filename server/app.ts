@@ -83,7 +83,7 @@ export interface AppOptions {
    * (server/verify-pool.ts). Default true; false keeps every check on the event loop.
    */
   verifyThread?: boolean;
-  /** Checks in one turn from which they go to that thread (VerifyPool.MIN_BATCH; tests: 1, every check). */
+  /** Checks in one turn from which they go to that thread (VerifyPool.MIN_BATCH); tests: 1, every check, even on a relay with one connection busy. */
   verifyMinBatch?: number;
 }
 
@@ -343,7 +343,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise
     ...(deps.cluster ? { cluster: deps.cluster } : {}),
     metrics,
     ...(deps.relay ? { otherPaths: [RELAY_LINK_PATH] } : {}),
-    ...(verifyPool ? { verify: verifyPool.verify } : {}),
+    // verifyMinBatch 1 (tests): every check to the thread, even one alone.
+    ...(verifyPool ? { verify: { gathered: verifyPool.verify, now: options.verifyMinBatch === 1 ? verifyPool.verify : verifyPool.verifyNow } } : {}),
   });
   if (deps.relay) await app.register(relayLinkPlugin, { links: relayLinks, lifecycle });
   await app.register(statusPlugin, { auth, deadlines, ...(deps.relay ? { relayLinks: () => relayLinks.map((l) => l.status()) } : {}) });

@@ -19,8 +19,10 @@ interface Request {
  * and message packed in one transferred buffer) while the loop goes on with the rest: committing,
  * delivering, reading. One check alone (one message in flight, a FLASH on an idle relay) is made
  * on the loop, at the next turn: the round trip to the thread (a post, a wake-up, a post back)
- * costs more than it saves, and it would lengthen the path of the one message. The answers are
- * node:crypto's, the same as on the loop (test/server/verify-pool.test.ts compares them).
+ * costs more than it saves, and it would lengthen the path of the one message. A caller that
+ * knows no other check will gather (the link, when no other connection has frames waiting) uses
+ * `verifyNow`, which does not wait for that turn. The answers are node:crypto's, the same as on
+ * the loop (test/server/verify-pool.test.ts compares them).
  *
  * The worker starts at the first batch. It holds the process only while a batch is out. Should it
  * fail, checks go on on the event loop (slower, nothing refused that should pass) and `onFailure`
@@ -67,6 +69,13 @@ export class VerifyPool {
         setImmediate(() => this.flush());
       }
     });
+  };
+
+  /** A check made on the event loop at once, counted with the others (a caller that knows none will gather). */
+  readonly verifyNow: Ed25519Verifier = (publicKey, message, signature) => {
+    if (publicKey.length !== 32 || signature.length !== 64) return Promise.resolve(false);
+    this.counts.inline++;
+    return Promise.resolve(nodeCrypto.ed25519Verify(publicKey, message, signature));
   };
 
   /** End the worker; checks asked for afterwards are made on the event loop. */

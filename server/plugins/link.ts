@@ -99,13 +99,19 @@ export interface LinkPluginOptions {
   cluster?: Pick<ClusterStore, 'liveMailbox'>;
   /** Refusals counted, signature checks timed, and this plugin's queues read at scrape time. */
   metrics?: Metrics;
-  /** The frames' signature checks (server/verify-pool.ts); node:crypto's on the event loop otherwise. */
-  verify?: Ed25519Verifier;
+  /**
+   * The frames' signature checks (server/verify-pool.ts): `gathered` when other connections have
+   * frames waiting, `now` otherwise; without them, node:crypto's on the event loop.
+   */
+  verify?: { gathered: Ed25519Verifier; now: Ed25519Verifier };
 }
 
 interface Connection {
   id: string;
   ws: WebSocket;
+  /** The socket under `ws`, corked while frames for it gather (corkTurn). */
+  socket: Duplex;
+  corked: boolean;
   /** How the hub sees it. */
   link: LiveLink;
   claims: TokenClaims;
@@ -206,7 +212,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
   });
   const all = new Set<Connection>();
   const timing = options.metrics ? { timeVerify: options.metrics.timeVerify.bind(options.metrics) } : {};
-  const verifier = options.verify ? { verify: options.verify } : {};
+  /**
+   * Checks go to the signature-check thread (`gathered`) only while other connections have frames
+   * waiting for their slice: then several gather in one turn and the thread pays. One connection's
+   * frames alone (one message in flight, one sender's stream) are admitted one after another, one
+   * check at a time: handed to the thread, each waited a turn of the loop, and a backlog of 100,000
+   * from one sender was accepted ~10 % slower (docs/performance.md, sixteenth session).
+   */
+  const verifier = () => (options.verify ? { verify: slices.waiting > 0 ? options.verify.gathered : options.verify.now } : {});
   if (options.metrics) {
     // Read at scrape time only: one pass over the open links.
     options.metrics.sources.flashGate = () => ({ ...gate.counts, heldSeconds: gate.heldSeconds() });
@@ -282,7 +295,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       refuseUpgrade(socket, e);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, claims));
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, claims, socket));
   }
   app.server.on('upgrade', onUpgrade);
 
@@ -300,7 +313,25 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
 
   function send(conn: Connection, frame: ServerFrame, force = false): void {
     if (conn.ws.readyState !== WebSocket.OPEN || (conn.closing && !force)) return;
+    corkTurn(conn);
     conn.ws.send(encodeFrame(frame));
+  }
+
+  /**
+   * The frames one piece of work sends a device (the answers and copies of a group commit, a turn
+   * of the pump) leave in one write: the socket is corked at the first and uncorked once that work
+   * is done (process.nextTick: after the promise callbacks queued meanwhile, which send the rest).
+   * Each frame was a write system call of its own, ~4 % of the relay's time at capacity
+   * (docs/performance.md, sixteenth session). Nothing waits longer than the work in hand.
+   */
+  function corkTurn(conn: Connection): void {
+    if (conn.corked) return;
+    conn.corked = true;
+    conn.socket.cork();
+    process.nextTick(() => {
+      conn.corked = false;
+      conn.socket.uncork();
+    });
   }
 
   /**
@@ -317,6 +348,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     for (const e of stepDelivery(conn.delivery, event)) {
       if (e.type === 'send') {
         if (e.item.kind === 'envelope' && e.item.rank === 0) rememberFlash(conn, e.item);
+        corkTurn(conn);
         conn.ws.send(itemFrame(e.item), () => {
           // Flow control: a turn that stopped at the high-water mark resumes once data is written,
           // in a turn of its own. (A write the kernel took at once calls back on process.nextTick:
@@ -449,12 +481,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
 
   // ----- a connection -----
 
-  function onConnection(ws: WebSocket, claims: TokenClaims): void {
+  function onConnection(ws: WebSocket, claims: TokenClaims, socket: Duplex): void {
     const key = deviceKey(claims);
     const id = randomId().slice(0, 12);
     const conn: Connection = {
       id,
       ws,
+      socket,
+      corked: false,
       link: {
         party: claims.party,
         device: claims.device,
@@ -656,7 +690,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier, ...timing };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier(), ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

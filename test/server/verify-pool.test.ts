@@ -55,6 +55,9 @@ describe('VerifyPool: the relay\'s signature checks in a worker thread', () => {
       // One at a time: each on the event loop.
       for (const [i, c] of checks.entries()) expect(await pool.verify(...c)).toBe(want[i]);
       expect(pool.counts).toEqual({ inline: checks.length - 2, worker: checks.length - 2 });
+      // verifyNow: on the event loop at once, even asked together.
+      expect(await Promise.all(checks.map((c) => pool.verifyNow(...c)))).toEqual(want);
+      expect(pool.counts).toEqual({ inline: 2 * (checks.length - 2), worker: checks.length - 2 });
     } finally {
       await pool.close();
     }
