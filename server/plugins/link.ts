@@ -17,7 +17,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { LinkHub, LiveLink } from '../link-hub.js';
 import type { RateLimits } from '../rate-limits.js';
 import { deviceKey, type DeviceKey, type EnvelopeWrite, type MailboxItem, type StoredMessage, type WriteResult } from '../relay/records.js';
-import { admitEnvelope, admitReceipt, admitRefusal } from '../relay/admit.js';
+import { admitEnvelope, admitReceipt, admitRefusal, startEarlyCheck, withEarlyCheck, type EarlyCheck } from '../relay/admit.js';
 import { hasSendable, initialDelivery, stepDelivery, type DeliveryEvent, type DeliveryState } from '../relay/delivery.js';
 import type { ClusterStore, Store } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
@@ -153,8 +153,8 @@ interface Connection {
 
 const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A frame received: decoded, or the refusal its decoding gave. */
-type Inbound = { frame: ClientFrame } | { error: unknown };
+/** A frame received: decoded (with its signature check, if started early), or the refusal its decoding gave. */
+type Inbound = { frame: ClientFrame; check?: EarlyCheck } | { error: unknown };
 
 /** FLASH ids remembered per connection for the urgent lane (the oldest forgotten first). */
 const FLASH_HANDED_MAX = 1024;
@@ -219,7 +219,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
    * check at a time: handed to the thread, each waited a turn of the loop, and a backlog of 100,000
    * from one sender was accepted ~10 % slower (docs/performance.md, sixteenth session).
    */
-  const verifier = () => (options.verify ? { verify: slices.waiting > 0 ? options.verify.gathered : options.verify.now } : {});
+  const verifier = (check: EarlyCheck | undefined) =>
+    options.verify ? { verify: withEarlyCheck(check, slices.waiting > 0 ? options.verify.gathered : options.verify.now) } : {};
   if (options.metrics) {
     // Read at scrape time only: one pass over the open links.
     options.metrics.sources.flashGate = () => ({ ...gate.counts, heldSeconds: gate.heldSeconds() });
@@ -595,6 +596,12 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if ('frame' in item && item.frame.t === 'envelope') gate.hold(item.frame.envelope.header.id);
       conn.wake?.();
     } else {
+      // Queued behind frames not yet handled: its signature check starts now, in the signature
+      // thread with the others of this turn, while the loop admits the frames ahead of it. (The
+      // urgent lane is not: a FLASH is admitted next, and its check is made at once.)
+      if (options.verify && conn.handling && 'frame' in item) {
+        item.check = startEarlyCheck(item.frame, { directory, now: clock.now(), sender: conn.claims }, options.verify.gathered);
+      }
       conn.inbound.push(item);
     }
     inboundWaiting++;
@@ -655,7 +662,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           refuse(conn, item.error, refOf(item.error));
           continue;
         }
-        await handleFrame(conn, item.frame);
+        await handleFrame(conn, item.frame, item.check);
       }
     } finally {
       if (holding) slices.release();
@@ -683,14 +690,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     send(conn, { t: 'error', code: e.code, message: e.message, ...(ref === undefined ? {} : { ref }) }, true);
   }
 
-  async function handleFrame(conn: Connection, frame: ClientFrame): Promise<void> {
+  async function handleFrame(conn: Connection, frame: ClientFrame, check?: EarlyCheck): Promise<void> {
     const ref =
       frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : frame.t === 'refusal' ? frame.refusal.refusal.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier(), ...timing };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier(check), ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

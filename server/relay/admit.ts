@@ -1,6 +1,9 @@
 import { HotlineError } from '../../shared/errors.js';
-import { checkRecipients, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
-import { checkReceiptReason, verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
+import { checkRecipients, envelopeSignedBytes, expectedRecipients, SENT_AT_WINDOW_MS, sentAtInWindow, verifyCheckedEnvelope } from '../../shared/crypto/envelope.js';
+import { checkReceiptReason, receiptSignedBytes, verifyCheckedReceipt } from '../../shared/crypto/receipt.js';
+import { bytesEqual, fromBase64 } from '../../shared/encoding/base64.js';
+import { canonicalBytes } from '../../shared/encoding/canonical-json.js';
+import type { ClientFrame } from '../../shared/protocol/frames.js';
 import { verifyCheckedRefusal } from '../../shared/crypto/refusal.js';
 import type { Ed25519Verifier } from '../../shared/crypto/ed25519.js';
 import { checkLabel } from '../../shared/protocol/labels.js';
@@ -59,6 +62,48 @@ function senderCertificate(ctx: AdmitContext): DeviceCertBody {
     throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
   }
   return cert;
+}
+
+/**
+ * A frame's signature check, started before its turn to be admitted: frames queued behind others
+ * on a connection have their checks made in the signature thread meanwhile (server/plugins/link.ts),
+ * several in one batch, while the event loop admits the frames ahead of them.
+ */
+export interface EarlyCheck {
+  publicKey: Uint8Array;
+  message: Uint8Array;
+  signature: Uint8Array;
+  result: Promise<boolean>;
+}
+
+/**
+ * Start the signature check that admitting `frame` will make (envelopes and receipts), with the key
+ * of the sender's certificate valid now: the same bytes as the admission's own check, through the
+ * same functions (envelopeSignedBytes, receiptSignedBytes). Undefined where there is none to start
+ * or the frame would be refused anyway (its admission then says why).
+ */
+export function startEarlyCheck(frame: ClientFrame, ctx: Pick<AdmitContext, 'directory' | 'now' | 'sender'>, verify: Ed25519Verifier): EarlyCheck | undefined {
+  if (frame.t !== 'envelope' && frame.t !== 'receipt') return undefined;
+  try {
+    const publicKey = fromBase64(ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey).signKey, 32);
+    const signed = frame.t === 'envelope' ? frame.envelope : frame.receipt;
+    const signature = fromBase64(signed.signature, 64);
+    const message = frame.t === 'envelope' ? envelopeSignedBytes(canonicalBytes(frame.envelope.header)) : receiptSignedBytes(frame.receipt.receipt);
+    return { publicKey, message, signature, result: verify(publicKey, message, signature) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The verifier for a frame whose check was started early: that check's answer when asked about the
+ * same key, bytes and signature (compared byte for byte, so the answer is node:crypto's for exactly
+ * what is asked), else `verify`'s (the certificate changed meanwhile, or another check).
+ */
+export function withEarlyCheck(check: EarlyCheck | undefined, verify: Ed25519Verifier): Ed25519Verifier {
+  if (!check) return verify;
+  return (publicKey, message, signature) =>
+    bytesEqual(publicKey, check.publicKey) && bytesEqual(signature, check.signature) && bytesEqual(message, check.message) ? check.result : verify(publicKey, message, signature);
 }
 
 /**

@@ -25,6 +25,15 @@ import type { HeldPrekey } from './prekey.js';
 const KEY_COMMITMENT_PREFIX = utf8('hotline/v1/key');
 const ENVELOPE_CONTEXT = utf8(CONTEXT.envelope);
 
+/**
+ * The bytes an envelope's signature covers: its context and the header's canonical form. One
+ * place, so that a check started ahead of admission (server/relay/admit.ts) asks about the very
+ * bytes the admission's own check does.
+ */
+export function envelopeSignedBytes(canonicalHeader: Uint8Array): Uint8Array {
+  return concatBytes(ENVELOPE_CONTEXT, canonicalHeader);
+}
+
 /** Size limit of a whole serialized envelope, checked before any parsing or crypto. */
 export const MAX_ENVELOPE_BYTES = 60 * 1024;
 
@@ -145,7 +154,7 @@ export async function sealEnvelopeWithHash(options: SealEnvelopeOptions): Promis
   };
   contentKey.fill(0);
   const canonical = canonicalBytes(header);
-  const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), concatBytes(ENVELOPE_CONTEXT, canonical));
+  const signature = await ed25519Sign(fromBase64(options.sender.signSecret, 32), envelopeSignedBytes(canonical));
   const envelope = assertSchema(Envelope, { header, signature: toBase64(signature), ciphertext: toBase64(ciphertext) }, 'HL_ERR_ENVELOPE_MALFORMED');
   // Refused here rather than by the relay after it sat in the outbox: base64 makes the envelope's
   // text the tighter limit for a large plaintext (PROTOCOL.md "Limits").
@@ -226,7 +235,7 @@ export async function verifyHeaderSignature(header: EnvelopeHeader, signature: s
 }
 
 async function verifyCanonicalHeader(header: EnvelopeHeader, canonical: Uint8Array, signature: string, senderCert: DeviceCertBody, verify: Ed25519Verifier = ed25519Verify): Promise<void> {
-  const ok = await verify(fromBase64(senderCert.signKey, 32), concatBytes(ENVELOPE_CONTEXT, canonical), fromBase64(signature, 64));
+  const ok = await verify(fromBase64(senderCert.signKey, 32), envelopeSignedBytes(canonical), fromBase64(signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_ENVELOPE_BAD_SIGNATURE', `envelope ${header.id} signature does not verify`);
 }
 

@@ -25,6 +25,11 @@ export function checkReceiptReason(body: Pick<ReceiptBody, 'kind' | 'reason' | '
   }
 }
 
+/** The bytes a receipt's signature covers (one place: see envelopeSignedBytes). */
+export function receiptSignedBytes(body: ReceiptBody): Uint8Array {
+  return signingBytes(CONTEXT.receipt, body);
+}
+
 /**
  * Sign a receipt for an envelope: the rung (`delivered`, `acknowledged`, ...) this device reached,
  * bound to the envelope's header hash. Non-repudiable by design (docs/design.md "Trust model").
@@ -54,7 +59,7 @@ export async function signReceipt(
     at,
   };
   checkReceiptReason(receipt);
-  const signature = await ed25519Sign(fromBase64(device.signSecret, 32), signingBytes(CONTEXT.receipt, receipt));
+  const signature = await ed25519Sign(fromBase64(device.signSecret, 32), receiptSignedBytes(receipt));
   return assertSchema(SignedReceipt, { receipt, signature: toBase64(signature) }, 'HL_ERR_RECEIPT_MALFORMED');
 }
 
@@ -84,7 +89,7 @@ export async function verifyCheckedReceipt(r: SignedReceipt, signerCert: DeviceC
   if (body.by.party !== signerCert.party || body.by.device !== signerCert.device) {
     throw new HotlineError('HL_ERR_RECEIPT_SENDER_MISMATCH', 'receipt names a different device than the certificate');
   }
-  const ok = await verify(fromBase64(signerCert.signKey, 32), signingBytes(CONTEXT.receipt, body), fromBase64(r.signature, 64));
+  const ok = await verify(fromBase64(signerCert.signKey, 32), receiptSignedBytes(body), fromBase64(r.signature, 64));
   if (!ok) throw new HotlineError('HL_ERR_RECEIPT_BAD_SIGNATURE', `receipt for ${body.messageId} does not verify`);
   if (message) {
     const header = message.header;
