@@ -217,10 +217,13 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
    * waiting for their slice: then several gather in one turn and the thread pays. One connection's
    * frames alone (one message in flight, one sender's stream) are admitted one after another, one
    * check at a time: handed to the thread, each waited a turn of the loop, and a backlog of 100,000
-   * from one sender was accepted ~10 % slower (docs/performance.md, sixteenth session).
+   * from one sender was accepted ~10 % slower (docs/performance.md, sixteenth session). A frame of
+   * the urgent lane (a FLASH) is always checked at once: in the thread it would queue behind the
+   * batches of early checks (onMessage) that a ROUTINE stream keeps there. Frames queued behind
+   * others bring their check started early (EarlyCheck), whichever verifier is chosen here.
    */
-  const verifier = (check: EarlyCheck | undefined) =>
-    options.verify ? { verify: withEarlyCheck(check, slices.waiting > 0 ? options.verify.gathered : options.verify.now) } : {};
+  const verifier = (check: EarlyCheck | undefined, urgent: boolean) =>
+    options.verify ? { verify: withEarlyCheck(check, slices.waiting > 0 && !urgent ? options.verify.gathered : options.verify.now) } : {};
   if (options.metrics) {
     // Read at scrape time only: one pass over the open links.
     options.metrics.sources.flashGate = () => ({ ...gate.counts, heldSeconds: gate.heldSeconds() });
@@ -597,9 +600,13 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       conn.wake?.();
     } else {
       // Queued behind frames not yet handled: its signature check starts now, in the signature
-      // thread with the others of this turn, while the loop admits the frames ahead of it. (The
-      // urgent lane is not: a FLASH is admitted next, and its check is made at once.)
-      if (options.verify && conn.handling && 'frame' in item) {
+      // thread with the others of this turn, while the loop admits the frames ahead of it
+      // (capacity +10-15 %, docs/performance.md, seventeenth session). Not the urgent lane (a
+      // FLASH is admitted next, its check made at once), and not while a FLASH is on its way
+      // through the relay (FlashGate): the lower-rank frames then wait, and starting their checks
+      // cost the FLASH's path the loop's time and a core (FLASH p50 under a ROUTINE stream at half
+      // of capacity 2.2-3.1× its idle p50 with it, 1.3-1.5× without).
+      if (options.verify && conn.handling && !gate.held && 'frame' in item) {
         item.check = startEarlyCheck(item.frame, { directory, now: clock.now(), sender: conn.claims }, options.verify.gathered);
       }
       conn.inbound.push(item);
@@ -654,7 +661,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           sliceItems++;
         }
         // Looked at after each wait: a FLASH that came meanwhile is next.
-        const item = (conn.urgent.length > 0 ? conn.urgent : conn.inbound).shift()!;
+        const urgent = conn.urgent.length > 0;
+        const item = (urgent ? conn.urgent : conn.inbound).shift()!;
         inboundWaiting--;
         if (conn.inbound.length + conn.urgent.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
         if (conn.closing) break;
@@ -662,7 +670,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
           refuse(conn, item.error, refOf(item.error));
           continue;
         }
-        await handleFrame(conn, item.frame, item.check);
+        await handleFrame(conn, item.frame, item.check, urgent);
       }
     } finally {
       if (holding) slices.release();
@@ -690,14 +698,14 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     send(conn, { t: 'error', code: e.code, message: e.message, ...(ref === undefined ? {} : { ref }) }, true);
   }
 
-  async function handleFrame(conn: Connection, frame: ClientFrame, check?: EarlyCheck): Promise<void> {
+  async function handleFrame(conn: Connection, frame: ClientFrame, check: EarlyCheck | undefined, urgent: boolean): Promise<void> {
     const ref =
       frame.t === 'envelope' ? frame.envelope.header.id : frame.t === 'receipt' ? frame.receipt.receipt.messageId : frame.t === 'refusal' ? frame.refusal.refusal.messageId : undefined;
     try {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
       if (lifecycle.shuttingDown) throw new HotlineError('HL_ERR_SERVER_SHUTTING_DOWN', 'the server is shutting down; resend after reconnecting');
       const now = clock.now();
-      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier(check), ...timing };
+      const actx = { agreement, directory, now, sender: conn.claims, storedHash: async (id: string) => (await storedMessage(id))?.envelopeHash, ...verifier(check, urgent), ...timing };
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);

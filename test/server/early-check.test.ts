@@ -115,4 +115,26 @@ describe('signature checks started before a frame\'s turn (EarlyCheck)', () => {
     expect(count('worker') + count('event_loop')).toBe(N + accepted.length);
     expect(count('worker')).toBeGreaterThanOrEqual(N);
   });
+
+  it('none while a FLASH is on its way through the relay: the frames read behind it wait, and are checked at their turn', async () => {
+    // The gate held until the addressee's receipt, however long the test takes.
+    const s = await startTestServer({ app: { flashGate: { holdMs: 600_000, maxHeldMs: 600_000 } } });
+    const dir = await s.directory();
+    const jp = await s.connect(`${JP}/op1`);
+    const cn = await s.connect(`${CN}/op1`);
+    const sender = s.dep.devices[`${JP}/op1`]!;
+    const seal1 = (seq: number, precedence: 'FLASH' | 'ROUTINE') => seal({ sender, to: CN, seq, precedence, directory: dir, plaintext: { body: `${precedence} ${seq}`, lang: 'en' } });
+    const flash = await seal1(1, 'FLASH');
+    const routine = await Promise.all(Array.from({ length: 8 }, (_, i) => seal1(i + 2, 'ROUTINE')));
+    // In one socket read: the FLASH holds the gate as it is decoded, before the frames behind it are.
+    sendTogether(jp, [flash, ...routine].map((envelope) => ({ t: 'envelope', envelope })));
+    await cn.waitForType('deliver', (f) => f.envelope.header.id === flash.header.id);
+    cn.send({ t: 'receipt', receipt: await signReceipt(s.dep.devices[`${CN}/op1`]!, flash.header, 'delivered', s.now()) });
+    for (const env of routine) await jp.waitForType('accepted', (f) => f.id === env.header.id);
+    expect(jp.ofType('error')).toEqual([]);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    const count = (thread: string) => Number(new RegExp(`hotline_signature_checks_total\\{thread="${thread}"\\} (\\d+)`).exec(metrics)?.[1]);
+    expect(count('event_loop')).toBe(1 + routine.length + 1);
+    expect(count('worker')).toBe(0);
+  });
 });
