@@ -31,6 +31,15 @@ interface Request {
 export class VerifyPool {
   /** Checks in one turn from which a batch goes to the worker. */
   static readonly MIN_BATCH = 2;
+  /**
+   * The worker thread's nice value (Linux). Its checks are throughput work; the event loop's are
+   * latency work (a FLASH's hops). When the cores are contended, the loop, the fsync threads and
+   * the checkpoint worker go first. `npm run bench -- --only=capacity`, four alternating pairs:
+   * FLASH p50 under a ROUTINE stream at half of capacity 1.37, 1.32, 1.30, 0.99× its idle p50
+   * against 1.57, 1.27, 1.43, 1.18× at nice 0, capacity 2,138-2,214 against 2,012-2,151 msgs/s
+   * (docs/performance.md, seventeenth session).
+   */
+  static readonly NICE = 10;
   /** Keys imported into OpenSSL that the worker keeps (a relay sees few signing keys). */
   static readonly WORKER_KEYS = 4096;
   private worker: Worker | undefined;
@@ -163,6 +172,15 @@ function spawnVerifier(): Worker {
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');
     const { createPublicKey, verify } = require('node:crypto');
+    // Linux only: there a thread's nice value is its own (setpriority of "this process" from a
+    // thread sets that thread's). Elsewhere it would lower the whole relay's priority.
+    if (workerData.nice !== undefined) {
+      try {
+        require('node:os').setPriority(0, workerData.nice);
+      } catch {
+        // Only slower under contention: the checks are the same.
+      }
+    }
     const SPKI = Buffer.from('302a300506032b6570032100', 'hex');
     const keys = new Map();
     // As publicKey() in server/node-crypto.ts: a JWK, or DER should a Node refuse the JWK; a key
@@ -199,5 +217,5 @@ function spawnVerifier(): Worker {
       }
       parentPort.postMessage({ id, ok }, [ok.buffer]);
     });`;
-  return new Worker(code, { eval: true, workerData: { maxKeys: VerifyPool.WORKER_KEYS } });
+  return new Worker(code, { eval: true, workerData: { maxKeys: VerifyPool.WORKER_KEYS, nice: process.platform === 'linux' ? VerifyPool.NICE : undefined } });
 }

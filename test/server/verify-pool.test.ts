@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -80,6 +81,34 @@ describe('VerifyPool: the relay\'s signature checks in a worker thread', () => {
     expect(spawned).toBe(1);
     expect(pool.counts.worker).toBe(0);
     await pool.close();
+  });
+
+  it('on Linux the worker thread runs at nice VerifyPool.NICE, and only it: the thread that made the pool keeps its priority', async () => {
+    // Per-thread nice values are Linux's (the relay's platform: Debian, the container). Each
+    // thread's is field 19 of /proc/self/task/<tid>/stat; the fields before it may hold spaces
+    // only inside the command name, which ends at the last ')'.
+    expect(process.platform).toBe('linux');
+    const niceOf = () =>
+      readdirSync('/proc/self/task').flatMap((tid) => {
+        let stat: string;
+        try {
+          stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        } catch {
+          return []; // a thread that ended meanwhile
+        }
+        return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+      });
+    const before = niceOf().filter((n) => n === VerifyPool.NICE).length;
+    const pool = new VerifyPool(undefined, { minBatch: 1 });
+    try {
+      const checks = await vectors();
+      expect(await Promise.all(checks.map((c) => pool.verify(...c)))).toEqual(expected(checks));
+      expect(pool.counts.worker).toBe(checks.length - 2); // two have wrong lengths: refused before any thread
+      expect(niceOf().filter((n) => n === VerifyPool.NICE).length).toBe(before + 1);
+      expect(getPriority()).toBe(0);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('after close, checks are made on the event loop', async () => {
