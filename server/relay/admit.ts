@@ -54,10 +54,14 @@ export interface AdmitContext {
 
 const untimed = <T>(_kind: string, run: () => Promise<T>): Promise<T> => run();
 
+/** The connection's device's certificate valid now: checked again at each frame, as it may have expired or been revoked since login. */
+function currentCertificate(ctx: Pick<AdmitContext, 'directory' | 'now' | 'sender'>): DeviceCertBody {
+  return ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
+}
+
 /** Only operators send envelopes and receipts; auditors read, archives only receive. */
 function senderCertificate(ctx: AdmitContext): DeviceCertBody {
-  // The certificate is checked again at each frame: it may have expired or been revoked since login.
-  const cert = ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
+  const cert = currentCertificate(ctx);
   if (cert.role !== 'operator') {
     throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is an ${cert.role} device and may not send`);
   }
@@ -85,7 +89,7 @@ export interface EarlyCheck {
 export function startEarlyCheck(frame: ClientFrame, ctx: Pick<AdmitContext, 'directory' | 'now' | 'sender'>, verify: Ed25519Verifier): EarlyCheck | undefined {
   if (frame.t !== 'envelope' && frame.t !== 'receipt') return undefined;
   try {
-    const publicKey = fromBase64(ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey).signKey, 32);
+    const publicKey = fromBase64(currentCertificate(ctx).signKey, 32);
     const signed = frame.t === 'envelope' ? frame.envelope : frame.receipt;
     const signature = fromBase64(signed.signature, 64);
     const message = frame.t === 'envelope' ? envelopeSignedBytes(canonicalBytes(frame.envelope.header)) : receiptSignedBytes(frame.receipt.receipt);
@@ -177,8 +181,7 @@ export async function admitReceipt(r: SignedReceipt, message: StoredMessage | un
  */
 export async function admitRefusal(r: SignedRefusal, message: StoredMessage | undefined, ctx: AdmitContext): Promise<RefusalWrite> {
   const body = r.refusal;
-  // Checked again at each frame: it may have expired or been revoked since login.
-  const cert = ctx.directory.current(ctx.sender.party, ctx.sender.device, ctx.now, ctx.sender.signKey);
+  const cert = currentCertificate(ctx);
   if (!RECIPIENT_ROLES.includes(cert.role)) {
     throw new HotlineError('HL_ERR_AUTH_FORBIDDEN', `${cert.party}/${cert.device} is a ${cert.role} device: it receives no messages to refuse`);
   }
