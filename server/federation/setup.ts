@@ -24,7 +24,7 @@ export class RelayWriteQueue extends WriteQueue {
     super(store);
   }
 
-  override enqueue(write: Write): Promise<WriteResult> {
+  override enqueue(write: Write, visible?: (result: WriteResult) => void): Promise<WriteResult> {
     // The relay decides mailboxes for every recipient (as a shared relay would); a party's relay
     // fills only its own party's: the other party's devices get their copy from their own relay.
     const own = (device: string) => device.startsWith(`${this.local}/`);
@@ -36,7 +36,7 @@ export class RelayWriteQueue extends WriteQueue {
     } else if (write.kind === 'events') {
       for (const e of write.events ?? []) e.mailboxes = e.mailboxes.filter(own);
     }
-    const p = super.enqueue(write);
+    const p = super.enqueue(write, visible);
     if (write.kind === 'envelope') {
       const k = this.#seq++;
       this.#uncommitted.set(k, write.acceptedAt);

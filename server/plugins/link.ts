@@ -709,16 +709,20 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
       if (frame.t === 'envelope') {
         const write = await admitEnvelope(frame.envelope, actx);
         deadlines.prepareEnvelope(write);
-        // Not awaited: the next frame is admitted while this one waits for its group commit.
-        void lifecycle.track(writes.enqueue(write)).then((result) => {
+        // Once its transaction is done, before its fsync: the addressee's copy goes out, and the
+        // deadlines it opened are adopted (a receipt may now come back before the fsync ends, and
+        // must find them open). The message waits on the addressee (to open it and sign its
+        // receipt), the sender's answer on the disk (PROTOCOL.md "Delivery before durability").
+        const visible = (result: WriteResult) => {
           deadlines.afterEnvelope(write, result);
+          if (!result.ok || result.status !== 'new') return;
+          remember(write);
+          fanOut(result);
+        };
+        // Not awaited: the next frame is admitted while this one waits for its group commit.
+        void lifecycle.track(writes.enqueue(write, visible)).then((result) => {
           if (!result.ok || result.status !== 'new') gate.release(write.envelope.header.id);
           if (!result.ok) return refuse(conn, result.error, ref);
-          if (result.status === 'new') remember(write);
-          // The addressee's copy goes out before the sender's answer: the message waits on the
-          // addressee (to open it and sign its receipt), the answer on nobody (issue 9, the path
-          // of one message; each socket write costs ~0.05 ms here).
-          fanOut(result);
           send(conn, { t: 'accepted', id: write.envelope.header.id, envelopeHash: write.envelopeHash, at: result.acceptedAt }, true);
           conn.log.info({ ref, status: result.status }, 'envelope accepted');
         });
@@ -726,12 +730,12 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         const stored = await storedMessage(frame.receipt.receipt.messageId);
         const write = await admitReceipt(frame.receipt, stored, actx);
         await deadlines.prepareReceipt(write);
-        void lifecycle.track(writes.enqueue(write)).then((result) => {
+        // The sender waits for this receipt, forwarded once its transaction is done; its signer's
+        // answer waits for the fsync (as above).
+        void lifecycle.track(writes.enqueue(write, fanOut)).then((result) => {
           deadlines.afterReceipt(result);
           if (!result.ok) return refuse(conn, result.error, ref);
           const r = write.receipt.receipt;
-          // The sender waits for this receipt; its signer's answer waits on nobody (as above).
-          fanOut(result);
           // Any receipt: an `acknowledged` one says the device has the message too.
           gate.release(r.messageId);
           send(conn, { t: 'receipt-accepted', messageId: r.messageId, kind: r.kind, at: result.acceptedAt }, true);
@@ -741,10 +745,9 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         const stored = await storedMessage(frame.refusal.refusal.messageId);
         const write = await admitRefusal(frame.refusal, stored, actx);
         await deadlines.prepareRefusal(write);
-        void lifecycle.track(writes.enqueue(write)).then((result) => {
+        void lifecycle.track(writes.enqueue(write, fanOut)).then((result) => {
           deadlines.afterRefusal(write, result);
           if (!result.ok) return refuse(conn, result.error, ref);
-          fanOut(result);
           send(conn, { t: 'refusal-accepted', messageId: write.refusal.refusal.messageId, at: result.acceptedAt }, true);
           conn.log.info({ ref, code: write.refusal.refusal.code, status: result.status }, 'refusal accepted');
         });

@@ -1,4 +1,4 @@
-import { closeSync, fsync, openSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -367,8 +367,10 @@ function onLoopSized(writes: readonly Write[]): boolean {
  * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
  * the event loop admits the next frames (signature checks, the next batch) instead of waiting.
  * Until the fsync completes, the batch's rows are visible to this process's reads but not yet
- * durable; the audit tree size served (`auditSize`, hence every checkpoint and proof) counts only
- * durable entries, so no checkpoint ever signs an entry a crash could still take back.
+ * durable, and the relay already forwards them (`commit`'s `visible`); the audit tree size served
+ * (`auditSize`, hence every checkpoint and proof) counts only durable entries, so no checkpoint
+ * ever signs an entry a crash could still take back, and it waits for the fsync begun last, so
+ * that an entry whose message or event a device was sent is served to whoever asks after.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -386,6 +388,8 @@ export class SqliteStore implements Store {
   private syncing = 0;
   /** Audit entries known durable while a group commit's fsync is pending. */
   private durableAudit = 0;
+  /** Settles when the fsync begun last has ended (auditSize). */
+  private lastSync: Promise<void> = Promise.resolve();
   /**
    * The audit log's size and last leaf hash as last committed, so that appending an entry and
    * reading the size (twice per group commit) read no row: on a FLASH's path those reads were four
@@ -796,13 +800,15 @@ export class SqliteStore implements Store {
     return this.stmt.refusalsOf.all(messageId).map((r) => ({ party: r.by_party, device: r.by_device, code: r.code, acceptedAt: r.accepted_at }));
   }
 
-  async commit(writes: readonly Write[]): Promise<WriteResult[]> {
+  async commit(writes: readonly Write[], visible?: (results: readonly WriteResult[]) => void): Promise<WriteResult[]> {
     // One transaction, one fsync, for the batch, and no savepoint per write: each write checks
     // everything that could refuse it (replay, duplicate id, duplicate receipt) before its first
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined && !(onLoopSized(writes) && writes.some(isFlashWrite))) return this.commitThenSync(writes);
+    if (this.walFd !== undefined) {
+      return onLoopSized(writes) && writes.some(isFlashWrite) ? this.commitThenSyncNow(writes, visible) : this.commitThenSync(writes, visible);
+    }
     const before = this.auditTip().size;
     const results = this.commitNow(writes);
     // A COMMIT that appended entries wrote WAL frames and fsync'd the WAL: every frame written
@@ -811,15 +817,12 @@ export class SqliteStore implements Store {
     const after = this.auditTip().size;
     if (after > before) this.durableAudit = after;
     this.checkpointer?.committed();
+    visible?.(results);
     return results;
   }
 
-  /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
-  private async commitThenSync(writes: readonly Write[]): Promise<WriteResult[]> {
-    const fd = this.walFd!;
-    // A large WAL starts over before this batch, off the event loop (WalCheckpointer.settle). Not
-    // before a FLASH: it may commit while the checkpoint runs, and the WAL starts over at the next settle.
-    if (this.checkpointer?.settleDue === true && !writes.some(isFlashWrite)) await this.checkpointer.settle();
+  /** The batch in one transaction with synchronous=NORMAL: done, visible, not yet known durable. */
+  private commitUnsynced(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): WriteResult[] {
     this.stmt.syncNormal.run();
     let results: WriteResult[];
     try {
@@ -827,17 +830,52 @@ export class SqliteStore implements Store {
     } finally {
       this.stmt.syncFull.run();
     }
+    visible?.(results);
+    return results;
+  }
+
+  /**
+   * A small FLASH batch (ON_LOOP_BATCH): its transaction, then `visible` (the relay sends the
+   * addressee's copy), then the WAL's fsync on the event loop, as a COMMIT with synchronous=FULL
+   * would, but after the copy is on its way: the addressee opens the message and signs its receipt
+   * while this relay waits for its disk (the Store's `commit`).
+   */
+  private commitThenSyncNow(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): WriteResult[] {
+    const results = this.commitUnsynced(writes, visible);
+    try {
+      fsyncSync(this.walFd!);
+    } catch (error) {
+      // Written but not known to be on disk: nobody may hear "accepted"; a resend is answered from the store.
+      return writes.map(() => ({ ok: false, error: storeFailed(error) }));
+    }
+    // Every WAL frame written before this fsync is durable now, those of batches whose own fsync is
+    // still pending on the thread pool included.
+    this.durableAudit = this.auditTip().size;
+    this.checkpointer?.committed();
+    return results;
+  }
+
+  /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
+  private async commitThenSync(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): Promise<WriteResult[]> {
+    const fd = this.walFd!;
+    // A large WAL starts over before this batch, off the event loop (WalCheckpointer.settle). Not
+    // before a FLASH: it may commit while the checkpoint runs, and the WAL starts over at the next settle.
+    if (this.checkpointer?.settleDue === true && !writes.some(isFlashWrite)) await this.checkpointer.settle();
+    const results = this.commitUnsynced(writes, visible);
     const size = this.auditTip().size;
     this.syncing++;
+    let settled!: () => void;
+    this.lastSync = new Promise<void>((resolve) => (settled = resolve));
     try {
       await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+      this.durableAudit = Math.max(this.durableAudit, size);
     } catch (error) {
       // Written but not known to be on disk: nobody may hear "accepted"; a resend is answered from the store.
       return writes.map(() => ({ ok: false, error: storeFailed(error) }));
     } finally {
       this.syncing--;
+      settled();
     }
-    this.durableAudit = Math.max(this.durableAudit, size);
     this.checkpointer?.committed();
     return results;
   }
@@ -923,8 +961,12 @@ export class SqliteStore implements Store {
   }
 
   async auditSize(): Promise<number> {
-    // While a group commit's fsync is pending, its entries are not served (see the class comment).
-    // Every other write commits with synchronous=FULL, which syncs the whole WAL: all is durable.
+    // While a group commit's fsync is pending, its entries are not served (see the class comment);
+    // so the fsync begun last is waited for first (~1 ms): what a device was sent before this call
+    // (forwarded at its transaction, before its fsync) is then served. Later commits are not waited
+    // for, so a sustained stream cannot keep a reader waiting.
+    if (this.syncing > 0 && this.auditTip().size > this.durableAudit) await this.lastSync;
+    // Every other write is fsync'd on the event loop, before anything else runs: all is durable.
     const size = this.auditTip().size;
     if (this.syncing === 0) this.durableAudit = size;
     return Math.min(size, this.durableAudit);

@@ -137,8 +137,15 @@ export interface Store {
    * Write a batch in one transaction (group commit). Each write is checked again inside the
    * transaction (replay, duplicate id) so that writes racing through the queue stay correct; a
    * refused write does not disturb the others.
+   *
+   * `visible`, if the store calls it, is called once, with the batch's results, as soon as its
+   * transaction is done and before it is known durable (SQLite: between the COMMIT and the WAL's
+   * fsync). The relay forwards what the batch stored then, so that the addressee works while the
+   * disk flushes; its answers to the writers ("accepted") still wait for the promise, which resolves
+   * once the writes are durable (PROTOCOL.md "Delivery before durability"). A store that does not
+   * call it (PostgreSQL) leaves the queue to call it with the promise's results.
    */
-  commit(writes: readonly Write[]): Promise<WriteResult[]>;
+  commit(writes: readonly Write[], visible?: (results: readonly WriteResult[]) => void): Promise<WriteResult[]>;
   /**
    * Whether `commit` may be called again before an earlier call has resolved (server/store/write-queue.ts
    * commits a FLASH batch beside the one in progress): each call's transaction is done, in call

@@ -4,6 +4,31 @@ import type { Store } from './store.js';
 interface Pending {
   write: Write;
   resolve: (r: WriteResult) => void;
+  /** Told the write's result once its transaction is done (see `enqueue`); cleared once told. */
+  visible: ((r: WriteResult) => void) | undefined;
+}
+
+/** Tell each write of a batch that its transaction is done (each once, in batch order). */
+function tellVisible(batch: readonly Pending[], results: readonly WriteResult[]): void {
+  batch.forEach((p, i) => {
+    const visible = p.visible;
+    if (visible === undefined) return;
+    p.visible = undefined;
+    try {
+      visible(results[i] ?? { ok: false, error: new Error('missing write result') });
+    } catch (error) {
+      // A bug in the caller's callback: thrown where it shows, not inside the store's commit.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  });
+}
+
+/** Answer each write of a batch: `visible` first where the store has not told it, then the promise. */
+function answer(batch: readonly Pending[], results: readonly WriteResult[]): void {
+  tellVisible(batch, results);
+  batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
 }
 
 
@@ -32,6 +57,10 @@ interface Pending {
  * (small, so SQLite commits it on the event loop), and the rest right after. And a FLASH does not
  * wait for the loop's next check phase to be flushed, only for the work in hand to yield
  * (scheduleUrgent).
+ *
+ * What a batch stored is forwarded as soon as its transaction is done, before its fsync (`enqueue`'s
+ * `visible`): the addressee opens a message and signs its receipt while the relay's disk flushes.
+ * Only the answers to the writers wait for durability (PROTOCOL.md "Delivery before durability").
  *
  * Acks answer nothing and are never waited for (records.ts AckWrite): an ack alone does not start
  * a commit. It rides with the next envelope, receipt or events write, or commits on its own after
@@ -93,10 +122,16 @@ export class WriteQueue {
     return this.pending.length;
   }
 
-  enqueue(write: Write): Promise<WriteResult> {
+  /**
+   * Queue a write for the next group commit. The promise resolves once the write is durable (or
+   * refused). `visible`, if given, is told the result earlier, as soon as the batch's transaction
+   * is done (Store `commit`), and always before the promise resolves: what the relay may forward
+   * then, it may not yet answer ("accepted" waits for the promise).
+   */
+  enqueue(write: Write, visible?: (result: WriteResult) => void): Promise<WriteResult> {
     return new Promise((resolve) => {
       if (this.pending.length === 0) this.openedAt = performance.now();
-      this.pending.push({ write, resolve });
+      this.pending.push({ write, resolve, visible });
       if (isFlashWrite(write)) this.urgent = true;
       if (write.kind === 'ack') {
         this.acksPending++;
@@ -227,7 +262,10 @@ export class WriteQueue {
       const started = performance.now();
       const turn = this.urgentTurn(batch);
       try {
-        results = await this.store.commit(batch.map((p) => p.write));
+        results = await this.store.commit(
+          batch.map((p) => p.write),
+          (r) => tellVisible(batch, r),
+        );
       } catch (error) {
         results = batch.map(() => ({ ok: false, error: error as Error }));
       }
@@ -239,7 +277,7 @@ export class WriteQueue {
         setImmediate(() => this.flush());
       }
       await turn.before;
-      batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+      answer(batch, results);
       turn.done();
     });
   }
@@ -256,16 +294,22 @@ export class WriteQueue {
     this.commits++;
     const turn = this.urgentTurn(batch);
     const done = this.store
-      .commit(batch.map((p) => p.write))
+      .commit(
+        batch.map((p) => p.write),
+        (r) => tellVisible(batch, r),
+      )
       .then(
         async (results) => {
           this.onCommitted?.();
           await turn.before;
-          batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+          answer(batch, results);
         },
         async (error: unknown) => {
           await turn.before;
-          batch.forEach((p) => p.resolve({ ok: false, error: error as Error }));
+          answer(
+            batch,
+            batch.map(() => ({ ok: false, error: error as Error })),
+          );
         },
       )
       .finally(turn.done);

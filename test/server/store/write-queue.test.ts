@@ -377,4 +377,36 @@ describe('RelayWriteQueue (PROTOCOL.md "Prekeys between relays")', () => {
     await done;
     expect(q.oldestUncommitted()).toBeUndefined();
   });
+
+  it('tells each write its result once its transaction is done, before its answer: from the store where it tells, else at the answer', async () => {
+    const seen: string[] = [];
+    let durable!: () => void;
+    const held = new Promise<void>((resolve) => (durable = resolve));
+    // A store that tells at its transaction (SQLite), then waits for its disk.
+    const telling = {
+      commit: async (writes: readonly Write[], visible?: (r: readonly WriteResult[]) => void): Promise<WriteResult[]> => {
+        const results = writes.map((w): WriteResult => ({ ok: true, status: 'new', acceptedAt: w.acceptedAt, delivered: [] }));
+        seen.push('transaction');
+        visible?.(results);
+        await held;
+        seen.push('durable');
+        return results;
+      },
+    };
+    const q = new WriteQueue(telling);
+    const answered = Promise.all([1, 2].map((n) => q.enqueue(write(n), (r) => seen.push(`visible ${n} ${r.ok}`)).then(() => seen.push(`answer ${n}`))));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['transaction', 'visible 1 true', 'visible 2 true']);
+    durable();
+    await answered;
+    expect(seen).toEqual(['transaction', 'visible 1 true', 'visible 2 true', 'durable', 'answer 1', 'answer 2']);
+
+    // A store that does not tell (PostgreSQL): told with the result, just before the answer.
+    const store = fakeStore();
+    const q2 = new WriteQueue(store);
+    const order: string[] = [];
+    await Promise.all([1, 2].map((n) => q2.enqueue(write(n), (r) => order.push(`visible ${n} ${r.ok}`)).then(() => order.push(`answer ${n}`))));
+    expect(order).toEqual(['visible 1 true', 'visible 2 false', 'answer 1', 'answer 2']);
+  });
 });

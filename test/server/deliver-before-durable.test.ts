@@ -1,0 +1,94 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { signReceipt } from '../../shared/crypto/receipt.js';
+import type { Precedence } from '../../shared/protocol/schemas.js';
+import { DATABASE_FILE } from '../../server/main.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import type { WriteResult } from '../../server/relay/records.js';
+import { CN, JP } from '../helpers/deployment.js';
+import { onCleanup, startTestServer } from '../helpers/test-server.js';
+import { seal } from '../helpers/ws-client.js';
+
+/**
+ * The relay's disk made slow at will: each commit's transaction is done (and what it stored made
+ * visible) as usual, but its promise, which says the writes are durable, waits for the next
+ * `release()` after the commit began.
+ */
+function slowDisk(): { release: () => void } {
+  const commit = SqliteStore.prototype.commit;
+  let release!: () => void;
+  let held = new Promise<void>((resolve) => (release = resolve));
+  vi.spyOn(SqliteStore.prototype, 'commit').mockImplementation(function (this: SqliteStore, writes, visible) {
+    const durable = held;
+    return commit.call(this, writes, visible).then(async (results: WriteResult[]) => {
+      await durable;
+      return results;
+    });
+  });
+  return {
+    release: () => {
+      const now = release;
+      held = new Promise<void>((resolve) => (release = resolve));
+      now();
+    },
+  };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('delivery before durability (PROTOCOL.md "Delivery before durability")', () => {
+  for (const precedence of ['FLASH', 'ROUTINE'] as const satisfies readonly Precedence[]) {
+    it(`${precedence}: the addressee gets the message and the sender its receipt while the relay's fsyncs are pending; "accepted" and "receipt-accepted" wait for them; the receipt closes the deadline`, async () => {
+      const s = await startTestServer();
+      const jp = await s.connect(`${JP}/op1`);
+      const cn = await s.connect(`${CN}/op1`);
+      const env = await seal({
+        sender: s.dep.devices[`${JP}/op1`]!,
+        to: CN,
+        seq: 1,
+        precedence,
+        directory: await s.directory(),
+        plaintext: { body: 'before the disk', lang: 'en' },
+        sentAt: s.now(),
+      });
+      const id = env.header.id;
+      const disk = slowDisk();
+
+      jp.send({ t: 'envelope', envelope: env });
+      await cn.waitForType('deliver', (f) => f.envelope.header.id === id);
+      const receipt = await signReceipt(s.dep.devices[`${CN}/op1`]!, env.header, 'delivered', s.now());
+      cn.send({ t: 'receipt', receipt });
+      if (precedence === 'ROUTINE') {
+        // One ROUTINE batch at a time (WriteQueue): the receipt's waits for the envelope's fsync.
+        await jp.sync();
+        expect(jp.ofType('accepted')).toEqual([]);
+        disk.release();
+        expect(await jp.waitForType('accepted', (f) => f.id === id)).toMatchObject({ id });
+      }
+      // A FLASH's receipt commits beside the envelope's pending fsync.
+      await jp.waitForType('receipt', (f) => f.receipt.receipt.messageId === id);
+      // The receipt's signer has not been answered (nor, for a FLASH, the envelope's sender): the
+      // transactions are done, not known durable.
+      await jp.sync();
+      await cn.sync();
+      if (precedence === 'FLASH') expect(jp.ofType('accepted')).toEqual([]);
+      expect(cn.ofType('receipt-accepted')).toEqual([]);
+
+      disk.release();
+      if (precedence === 'FLASH') expect(await jp.waitForType('accepted', (f) => f.id === id)).toMatchObject({ id });
+      expect(await cn.waitForType('receipt-accepted', (f) => f.messageId === id)).toMatchObject({ messageId: id, kind: 'delivered' });
+      // The deadlines the envelope opened were adopted before its fsync ended, so the receipt that
+      // came back meanwhile closed its rung (in memory and in the store), and nothing is left due.
+      const db = new Database(join(s.dataDir, DATABASE_FILE), { readonly: true });
+      onCleanup(() => {
+        db.close();
+      });
+      const rows = db.prepare('SELECT rung, closed_at FROM deadlines WHERE message_id = ? ORDER BY rung').all(id) as { rung: string; closed_at: number | null }[];
+      expect(rows.find((r) => r.rung === 'delivered')?.closed_at).toEqual(expect.any(Number));
+      expect(rows.find((r) => r.rung === 'acknowledged')?.closed_at).toBeNull();
+    });
+  }
+});
