@@ -1,4 +1,4 @@
-import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fsync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -330,38 +330,10 @@ export function checkIntegrityInWorker(path: string): Promise<string | undefined
 }
 
 /**
- * A small batch that carries a FLASH envelope or receipt commits with synchronous=FULL on the event
- * loop: an fsync inside COMMIT costs the FLASH less than the thread-pool round trip that replaces
- * it (the job's hand-off, the fsync, and the completion's wait for the event loop). Measured with
- * one FLASH in flight, the two ways alternating message by message in one process: send →
- * verified receipt p50 0.8 ms shorter (docs/performance.md). Also while another batch's fsync is
- * pending (a ROUTINE stream keeps one pending nearly always): on this project's machines an fsync
- * of the WAL takes 0.15-0.3 ms even beside a running one, while under a ROUTINE stream at half of
- * capacity a FLASH's thread-pool fsync took 1.2-1.3 ms at the median from call to callback, the
- * callback waiting for the loop's turns (docs/performance.md, ninth session). Only a FLASH
- * (precedence first): under a ROUTINE stream the batches are small too, and each would take the
- * loop for its fsync, one after another, while frames (a FLASH among them) wait to be read. Every
- * other batch keeps the loop free.
- */
-export const ON_LOOP_BATCH = 4;
-
-/**
- * At most ON_LOOP_BATCH writes besides acks: acks are one statement for them all, and under a
- * stream many wait for a commit to ride with (server/store/write-queue.ts), which must not send
- * the FLASH they ride with to the thread pool.
- */
-function onLoopSized(writes: readonly Write[]): boolean {
-  let n = 0;
-  for (const w of writes) if (w.kind !== 'ack' && ++n > ON_LOOP_BATCH) return false;
-  return true;
-}
-
-/**
  * The SQLite adapter (better-sqlite3 12.x): WAL and `synchronous=FULL`, so a committed transaction
  * survives a crash or power loss before the sender hears "accepted".
  *
- * The group commit (`commit`) is the exception in how, not in what (but for a small FLASH batch,
- * which commits as above, ON_LOOP_BATCH): its transaction runs with
+ * The group commit (`commit`) is the exception in how, not in what: its transaction runs with
  * `synchronous=NORMAL` (no fsync inside COMMIT, which would block the event loop for the disk's
  * whole flush) and the WAL file is then fsync'd on libuv's thread pool; `commit` resolves only
  * after that fsync, so nobody hears "accepted" before the batch is on disk, as before. Meanwhile
@@ -806,9 +778,12 @@ export class SqliteStore implements Store {
     // statement, so a refused write has touched nothing. What is left to fail part-way is the
     // unexpected (disk full, I/O error, a bug); then the batch is rolled back whole and each write
     // is retried in its own transaction, so that one bad write still fails alone.
-    if (this.walFd !== undefined) {
-      return onLoopSized(writes) && writes.some(isFlashWrite) ? this.commitThenSyncNow(writes, visible) : this.commitThenSync(writes, visible);
-    }
+    //
+    // Every batch, a FLASH's too, is fsync'd on the thread pool. A small FLASH batch used to commit
+    // with its fsync inside COMMIT, on the event loop, because its copies waited for that fsync and
+    // the thread pool's round trip cost it more; now they go out before it, and the loop, free
+    // during the flush, reads the receipt sooner (docs/performance.md, eighteenth session).
+    if (this.walFd !== undefined) return this.commitThenSync(writes, visible);
     const before = this.auditTip().size;
     const results = this.commitNow(writes);
     // A COMMIT that appended entries wrote WAL frames and fsync'd the WAL: every frame written
@@ -831,27 +806,6 @@ export class SqliteStore implements Store {
       this.stmt.syncFull.run();
     }
     visible?.(results);
-    return results;
-  }
-
-  /**
-   * A small FLASH batch (ON_LOOP_BATCH): its transaction, then `visible` (the relay sends the
-   * addressee's copy), then the WAL's fsync on the event loop, as a COMMIT with synchronous=FULL
-   * would, but after the copy is on its way: the addressee opens the message and signs its receipt
-   * while this relay waits for its disk (the Store's `commit`).
-   */
-  private commitThenSyncNow(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): WriteResult[] {
-    const results = this.commitUnsynced(writes, visible);
-    try {
-      fsyncSync(this.walFd!);
-    } catch (error) {
-      // Written but not known to be on disk: nobody may hear "accepted"; a resend is answered from the store.
-      return writes.map(() => ({ ok: false, error: storeFailed(error) }));
-    }
-    // Every WAL frame written before this fsync is durable now, those of batches whose own fsync is
-    // still pending on the thread pool included.
-    this.durableAudit = this.auditTip().size;
-    this.checkpointer?.committed();
     return results;
   }
 
@@ -966,7 +920,7 @@ export class SqliteStore implements Store {
     // (forwarded at its transaction, before its fsync) is then served. Later commits are not waited
     // for, so a sustained stream cannot keep a reader waiting.
     if (this.syncing > 0 && this.auditTip().size > this.durableAudit) await this.lastSync;
-    // Every other write is fsync'd on the event loop, before anything else runs: all is durable.
+    // Every other write commits with synchronous=FULL, which syncs the whole WAL: all is durable.
     const size = this.auditTip().size;
     if (this.syncing === 0) this.durableAudit = size;
     return Math.min(size, this.durableAudit);

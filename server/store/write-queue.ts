@@ -38,7 +38,7 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * commit. Durability is not weakened: nobody hears "accepted" before the batch is on disk.
  *
  * Frames are handled in bounded turns (server/plugins/link.ts), so a burst spreads over several
- * turns; committing at each would cost an fsync, on the event loop, per few messages. While
+ * turns; committing at each would cost an fsync per few messages. While
  * `holdWhile` says more frames are waiting, the batch stays open, up to maxBatch writes or
  * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
  *
@@ -54,7 +54,7 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * their order and commit as before; a FLASH may so be accepted before them (PROTOCOL.md
  * "Delivery order": a higher rank may overtake a lower one). The same when nothing is being
  * committed but ROUTINE writes are pending with the FLASH: it goes first, in a batch of its own
- * (small, so SQLite commits it on the event loop), and the rest right after. And a FLASH does not
+ * (small, so its transaction is short and its copies go out first), and the rest right after. And a FLASH does not
  * wait for the loop's next check phase to be flushed, only for the work in hand to yield
  * (scheduleUrgent).
  *
@@ -65,7 +65,7 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * Acks answer nothing and are never waited for (records.ts AckWrite): an ack alone does not start
  * a commit. It rides with the next envelope, receipt or events write, or commits on its own after
  * ackHoldMs. With one message in flight the addressee's ack of the envelope would otherwise cost
- * an fsync, on the event loop, between the envelope's commit and the receipt's. `flushAcks()`
+ * an fsync between the envelope's commit and the receipt's. `flushAcks()`
  * commits the held acks at once: a device that reconnects is told its acknowledged cursor from
  * the store (hello's lastCursor), so its acks must be there first. A crash loses at most the held
  * acks, which means redelivery that clients de-duplicate, as with an ack lost on the wire.
@@ -154,8 +154,8 @@ export class WriteQueue {
    * phase: under a ROUTINE stream that phase comes only after every socket's turn of the poll phase
    * (up to TURN_MS each, server/plugins/link.ts), which cost a FLASH ~2 ms at the median before its
    * commit, twice per message (docs/performance.md, ninth session). FLASH frames of one turn thus
-   * commit one by one, each on the event loop (a small batch, SqliteStore ON_LOOP_BATCH), answered
-   * in order (urgentTurn); a flood of them is bounded by the frame turns themselves.
+   * commit one by one, each a small batch of its own, answered in order (urgentTurn); a flood of
+   * them is bounded by the frame turns themselves.
    */
   private scheduleUrgent(): void {
     if (this.urgentScheduled) return;
@@ -230,10 +230,9 @@ export class WriteQueue {
     }
     this.scheduled = false;
     // A FLASH among ROUTINE writes goes first in a batch of its own, where the store allows it: a
-    // small FLASH batch commits on the event loop (SqliteStore ON_LOOP_BATCH), while a large mixed
-    // one would wait for its fsync on the thread pool, and that wait, under a ROUTINE stream, is
-    // the loop's turns (docs/performance.md, ninth session). Only FLASH writes and acks pending:
-    // one batch, as before (the acks ride with the FLASH).
+    // small transaction, after which its copies go out at once (`visible`), where a large mixed
+    // one would keep them behind every ROUTINE write's statements. Only FLASH writes and acks
+    // pending: one batch, as before (the acks ride with the FLASH).
     if (this.urgent && this.store.commitsOverlap === true && this.pending.some((p) => p.write.kind !== 'ack' && !isFlashWrite(p.write))) {
       this.commitUrgent();
       // The rest at the next turn, not now: committed here, its transaction would run before the

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { envelopeHash } from '../../../shared/crypto/envelope.js';
 import { leafHash } from '../../../shared/audit/merkle.js';
 import { bytesEqual, toHex, utf8 } from '../../../shared/encoding/base64.js';
-import { MIGRATIONS, ON_LOOP_BATCH, SqliteStore } from '../../../server/store/sqlite-store.js';
+import { MIGRATIONS, SqliteStore } from '../../../server/store/sqlite-store.js';
 import type { Write } from '../../../server/relay/records.js';
 import { CN, JP, tempDir } from '../../helpers/deployment.js';
 import { onCleanup } from '../../helpers/test-server.js';
@@ -56,8 +56,7 @@ describe('SqliteStore', () => {
   it('a group commit is answered after its WAL fsync, and its audit entries are not served before: the size asked meanwhile waits for it', async () => {
     const { store, path, envelopeWrite } = await setup();
     const before = await store.auditSize();
-    // More writes than commit on the event loop: the fsync runs on the thread pool.
-    const batch = await Promise.all(Array.from({ length: ON_LOOP_BATCH + 1 }, (_, i) => envelopeWrite(i + 1)));
+    const batch = await Promise.all(Array.from({ length: 5 }, (_, i) => envelopeWrite(i + 1)));
     const committing = store.commit(batch);
     // The transaction ran (other readers of the file see the rows) but the fsync is still pending:
     // the tree size, which every checkpoint and proof starts from, is served once it has ended.
@@ -73,77 +72,57 @@ describe('SqliteStore', () => {
     expect(results.every((r) => r.ok && r.status === 'new')).toBe(true);
   });
 
-  it('a small ROUTINE batch syncs on the thread pool too: only a FLASH takes the event loop for its fsync', async () => {
+  it('every batch, a FLASH\'s too, acks riding along or not, is fsync\'d on the thread pool: served once that fsync has ended', async () => {
     const { store, envelopeWrite } = await setup();
-    const before = await store.auditSize();
-    const committing = store.commit([await envelopeWrite(1, undefined, 'ROUTINE')]);
-    expect(await servedNow(store)).toBe('waits');
-    expect((await committing)[0]).toMatchObject({ ok: true, status: 'new' });
-    expect(await store.auditSize()).toBe(before + 1);
+    const acks = Array.from({ length: 12 }, (_, i) => ({ kind: 'ack', device: 'cn-mnd/op1', cursors: [i + 1], acceptedAt: 1 }) as Write);
+    const batches = [[await envelopeWrite(1, undefined, 'ROUTINE')], [await envelopeWrite(2, undefined, 'FLASH')], [...acks, await envelopeWrite(3, undefined, 'FLASH')]];
+    for (const batch of batches) {
+      const before = await store.auditSize();
+      const committing = store.commit(batch);
+      expect(await servedNow(store)).toBe('waits');
+      expect((await committing).every((r) => r.ok)).toBe(true);
+      expect(await store.auditSize()).toBe(before + 1);
+    }
   });
 
-  it('a small FLASH batch with no fsync pending commits with its fsync inside COMMIT, on the event loop: durable and served at once', async () => {
+  it('tells the batch\'s results once its transaction is done, before its fsync: the rows are there, the entries not yet served', async () => {
     const { store, path, envelopeWrite } = await setup();
     const before = await store.auditSize();
-    const batch = await Promise.all(Array.from({ length: ON_LOOP_BATCH }, (_, i) => envelopeWrite(i + 1)));
-    const committing = store.commit(batch);
-    // Nothing is left to wait for: the entries are served before the promise is even awaited.
-    expect(await servedNow(store)).toBe(before + batch.length);
+    const batch = await Promise.all([1, 2, 3].map((n) => envelopeWrite(n, undefined, n === 2 ? 'FLASH' : 'ROUTINE')));
     const reader = new Database(path, { readonly: true });
     onCleanup(() => {
       reader.close();
     });
-    expect(reader.prepare('SELECT COUNT(*) AS n FROM envelopes').get()).toEqual({ n: batch.length });
-    expect((await committing).every((r) => r.ok && r.status === 'new')).toBe(true);
+    let told: { results: readonly unknown[]; rows: unknown } | undefined;
+    const committing = store.commit(batch, (results) => {
+      told = { results, rows: reader.prepare('SELECT COUNT(*) AS n FROM envelopes').get() };
+    });
+    expect(told?.rows).toEqual({ n: 3 });
+    expect(await servedNow(store)).toBe('waits');
+    const results = await committing;
+    expect(told?.results).toEqual(results);
+    expect(results.every((r) => r.ok && r.status === 'new')).toBe(true);
+    expect(await store.auditSize()).toBe(before + 3);
   });
 
-  it('acks do not count toward the small batch: a FLASH with many acks riding along still commits on the event loop', async () => {
-    const { store, envelopeWrite } = await setup();
-    const before = await store.auditSize();
-    const acks = Array.from({ length: 3 * ON_LOOP_BATCH }, (_, i) => ({ kind: 'ack', device: 'cn-mnd/op1', cursors: [i + 1], acceptedAt: 1 }) as Write);
-    const committing = store.commit([...acks, await envelopeWrite(1, undefined, 'FLASH')]);
-    expect(await servedNow(store)).toBe(before + 1);
-    expect((await committing).every((r) => r.ok)).toBe(true);
-  });
-
-  it('commits may overlap: a small FLASH batch beside one whose fsync runs commits on the event loop, and its fsync makes both durable and served at once', async () => {
+  it('commits may overlap: a FLASH batch committed beside one whose fsync runs follows it in the file, and both are served once both fsyncs have ended', async () => {
     const { store, path, envelopeWrite } = await setup();
     expect(store.commitsOverlap).toBe(true);
     const before = await store.auditSize();
-    const routine = await Promise.all(Array.from({ length: ON_LOOP_BATCH + 1 }, (_, i) => envelopeWrite(i + 1, undefined, 'ROUTINE')));
-    const flash = await envelopeWrite(ON_LOOP_BATCH + 2, undefined, 'FLASH');
+    const routine = await Promise.all([1, 2, 3, 4, 5].map((n) => envelopeWrite(n, undefined, 'ROUTINE')));
+    const flash = await envelopeWrite(6, undefined, 'FLASH');
     const first = store.commit(routine);
-    // The ROUTINE batch's fsync is pending on the thread pool: nothing new is served.
     expect(await servedNow(store)).toBe('waits');
     const second = store.commit([flash]);
-    // The FLASH batch committed with its fsync inside COMMIT, after the ROUTINE batch's frames:
-    // both batches are on disk, in call order, and served before either promise is awaited.
     const reader = new Database(path, { readonly: true });
     onCleanup(() => {
       reader.close();
     });
-    expect(reader.prepare('SELECT seq FROM envelopes ORDER BY rowid').all()).toEqual(Array.from({ length: ON_LOOP_BATCH + 2 }, (_, i) => ({ seq: i + 1 })));
-    expect(await servedNow(store)).toBe(before + ON_LOOP_BATCH + 2);
-    expect((await second)[0]).toMatchObject({ ok: true, status: 'new' });
-    const a = await first;
-    expect(a.every((r) => r.ok && r.status === 'new')).toBe(true);
-    expect(await store.auditSize()).toBe(before + ON_LOOP_BATCH + 2);
-  });
-
-  it('a FLASH batch that writes nothing (a duplicate) beside a pending fsync still fsyncs: the earlier batch is served', async () => {
-    const { store, envelopeWrite } = await setup();
-    const flash = await envelopeWrite(1, undefined, 'FLASH');
-    expect((await store.commit([flash]))[0]).toMatchObject({ ok: true, status: 'new' });
-    const before = await store.auditSize();
-    const routine = await Promise.all(Array.from({ length: ON_LOOP_BATCH + 1 }, (_, i) => envelopeWrite(i + 2, undefined, 'ROUTINE')));
-    const first = store.commit(routine);
+    expect(reader.prepare('SELECT seq FROM envelopes ORDER BY rowid').all()).toEqual([1, 2, 3, 4, 5, 6].map((seq) => ({ seq })));
     expect(await servedNow(store)).toBe('waits');
-    // The same FLASH again: refused as a duplicate before any statement, but its batch's fsync (on
-    // the event loop, after its empty transaction) covers the ROUTINE batch's WAL frames.
-    expect((await store.commit([flash]))[0]).toMatchObject({ ok: true, status: 'duplicate' });
-    expect(await servedNow(store)).toBe(before + ON_LOOP_BATCH + 1);
+    expect((await second)[0]).toMatchObject({ ok: true, status: 'new' });
     expect((await first).every((r) => r.ok && r.status === 'new')).toBe(true);
-    expect(await store.auditSize()).toBe(before + ON_LOOP_BATCH + 1);
+    expect(await store.auditSize()).toBe(before + 6);
   });
 
   it('migration: ranks the un-acknowledged rows of a database made before ranks', async () => {
