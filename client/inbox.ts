@@ -298,7 +298,12 @@ export class Inbox {
     const body = frame.receipt.receipt;
     const state = await this.#o.storage.read(this.#o.key);
     // With the hash this device stored for it (its own, or from its verification): no canonicalisation.
-    const held = state.sent[body.messageId] ?? state.inbox[body.messageId];
+    // A receipt may come before its message's `accepted` (the relay forwards it once committed and
+    // answers the sender once durable: PROTOCOL.md "Delivery before durability"): then the message
+    // is still in the outbox, sealed here, and is checked against that.
+    const pending = state.sent[body.messageId] || state.inbox[body.messageId] ? undefined : state.outbox[`e:${body.messageId}`];
+    const unanswered = pending?.kind === 'envelope' ? { header: pending.envelope.header, envelopeHash: envelopeHash(pending.envelope.header), receipts: [] } : undefined;
+    const held = state.sent[body.messageId] ?? state.inbox[body.messageId] ?? unanswered;
     const message = held && { header: held.header, envelopeHash: held.envelopeHash };
     let verified = false;
     let error: HotlineError | undefined;
@@ -319,8 +324,10 @@ export class Inbox {
       // Bounded: the oldest are forgotten first (a Set keeps insertion order).
       if (this.#seenReceipts.size > SEEN_RECEIPTS_MAX) this.#seenReceipts.delete(this.#seenReceipts.values().next().value!);
     }
-    if (verified && state.sent[body.messageId]) {
+    if (verified && (state.sent[body.messageId] || unanswered)) {
       await this.#o.storage.update(this.#o.key, (s) => {
+        // Not yet answered `accepted`: its sent record begins with this receipt (`accepted` adds its time).
+        if (unanswered && !s.sent[body.messageId] && s.outbox[`e:${body.messageId}`]) s.sent[body.messageId] = unanswered;
         const rec = s.sent[body.messageId];
         if (rec && !rec.receipts.some((r) => r.kind === body.kind && r.by.party === body.by.party && r.by.device === body.by.device)) {
           rec.receipts.push(body);

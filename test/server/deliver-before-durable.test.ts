@@ -9,6 +9,10 @@ import type { WriteResult } from '../../server/relay/records.js';
 import { CN, JP } from '../helpers/deployment.js';
 import { onCleanup, startTestServer } from '../helpers/test-server.js';
 import { seal } from '../helpers/ws-client.js';
+import { next } from '../helpers/events.js';
+import WebSocket from 'ws';
+import { HotlineClient } from '../../client/hotline-client.js';
+import { MemoryStorage } from '../../client/storage/memory-storage.js';
 
 /**
  * The relay's disk made slow at will: each commit's transaction is done (and what it stored made
@@ -91,4 +95,33 @@ describe('delivery before durability (PROTOCOL.md "Delivery before durability")'
       expect(rows.find((r) => r.rung === 'acknowledged')?.closed_at).toBeNull();
     });
   }
+
+  it('a HotlineClient that gets the receipt before its `accepted` checks it against the message it sealed, keeps it, and adds the acceptance after', async () => {
+    const s = await startTestServer();
+    const storage = new MemoryStorage();
+    const jp = new HotlineClient({ serverUrl: s.url, agreement: s.dep.agreement, device: s.dep.devices[`${JP}/op1`]!, storage, WebSocket });
+    onCleanup(() => jp.stop());
+    await jp.start();
+    const cn = await s.connect(`${CN}/op1`);
+    const disk = slowDisk();
+
+    const receiptSeen = next(jp, 'receipt');
+    const accepted = next(jp, 'accepted');
+    const { id } = await jp.send({ to: CN, precedence: 'FLASH', body: 'receipt first', lang: 'en' });
+    const deliver = await cn.waitForType('deliver', (f) => f.envelope.header.id === id);
+    cn.send({ t: 'receipt', receipt: await signReceipt(s.dep.devices[`${CN}/op1`]!, deliver.envelope.header, 'delivered', s.now()) });
+    const r = await receiptSeen;
+    expect(r).toMatchObject({ verified: true, headerChecked: true });
+    const before = await storage.read(`${JP}/op1`);
+    expect(before.outbox[`e:${id}`]).toBeDefined();
+    expect(before.sent[id]?.acceptedAt).toBeUndefined();
+    expect(before.sent[id]?.receipts.map((x) => x.kind)).toEqual(['delivered']);
+
+    disk.release();
+    expect(await accepted).toMatchObject({ id });
+    const after = await storage.read(`${JP}/op1`);
+    expect(after.outbox[`e:${id}`]).toBeUndefined();
+    expect(after.sent[id]?.acceptedAt).toEqual(expect.any(Number));
+    expect(after.sent[id]?.receipts.map((x) => x.kind)).toEqual(['delivered']);
+  });
 });

@@ -283,6 +283,8 @@ export function inboxRow(id: string, rec: InboxRecord, data: ConsoleData, agreem
 export function outboxRows(state: ClientState, data: ConsoleData, agreement: Agreement): OutboxRow[] {
   const rows: OutboxRow[] = [];
   for (const item of Object.values(state.outbox)) {
+    // A message whose receipt came before its `accepted` has its sent record already: one row, that one.
+    if (item.kind !== 'receipt' && item.kind !== 'refusal' && state.sent[item.id]) continue;
     const row = pendingRow(item, data, agreement);
     if (row) rows.push(row);
   }

@@ -95,6 +95,13 @@ describe('outboxRows', () => {
     expect(rows.s!.rungAt).toEqual({ sent: 1_000 });
     expect(rows.a!.rungAt).toEqual({ sent: 2_000, accepted: 2_000 });
     expect(rows.k!.rungAt).toEqual({ sent: 4_000, accepted: 4_000, delivered: 4_100, acknowledged: 4_200 });
+
+    // Its receipt came before its `accepted` (PROTOCOL.md "Delivery before durability"): still in
+    // the outbox and already with a sent record; one row, delivered, not yet accepted.
+    state.sent.s = { header: header('s', 'IMMEDIATE', 'jp-mod', 'cn-mnd'), envelopeHash: 'h', receipts: [{ kind: 'delivered', by, at: 1_100 } as never] };
+    const again = outboxRows(state, initialConsoleData(), dep.agreement).filter((r) => r.id === 's');
+    expect(again).toHaveLength(1);
+    expect(again[0]).toMatchObject({ rung: 'delivered', rungAt: { sent: 1_000, delivered: 1_100 } });
   });
 
   it('lists a held message with the devices it waits for, its text from the draft, and its delivery deadline from when it was composed', () => {
