@@ -298,7 +298,14 @@ function collect(client: HotlineClient) {
       for (;;) {
         const refusal = refused.find((r) => r.ref === id);
         if (refusal) throw new HotlineError('HL_ERR_CLIENT_REFUSED', `the relay refused message ${id}: ${refusal.code}: ${refusal.message}`);
-        if (accepted.has(id) && !said.has('accepted')) {
+        // Nothing before `accepted`: a receipt may come first (PROTOCOL.md "Delivery before
+        // durability"), and until `accepted` the message stays in this device's outbox. Then the
+        // rungs are told in their order.
+        if (!accepted.has(id)) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        if (!said.has('accepted')) {
           said.add('accepted');
           io.err(`accepted by the relay at ${iso(accepted.get(id)!)}`);
         }
@@ -319,7 +326,7 @@ function collect(client: HotlineClient) {
         }
         const verified = receipts.filter((x) => x.verified && x.receipt.receipt.messageId === id).map((x) => x.receipt.receipt);
         const kinds = verified.map((b) => b.kind);
-        if (rung === 'accepted' && accepted.has(id)) return true;
+        if (rung === 'accepted') return true;
         // A receipt from the addressee proves its relay had the message, whatever came first.
         if (rung === 'relayed' && (relayed.has(id) || verified.length > 0)) return true;
         // Any verified rung from the addressee implies the rungs below it (delivered by any).

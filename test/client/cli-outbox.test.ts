@@ -1,9 +1,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { signReceipt } from '../../shared/crypto/receipt.js';
 import { cli, cliRun, closedUrl } from '../helpers/cli.js';
 import { CN, JP, tempDir, writeAgreement } from '../helpers/deployment.js';
+import { slowDisk } from '../helpers/slow-disk.js';
 import { onCleanup, startTestServer, type TestServer } from '../helpers/test-server.js';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 function files(s: TestServer): { dir: string; agreement: string; device: (key: string) => string; root: (party: string) => string } {
   const dir = tempDir();
@@ -109,5 +115,26 @@ describe('hotline outbox, and what a send flushes', () => {
     const again = await cli(['listen', '--device', cn, '--agreement', f.agreement, '--server', s.url]);
     expect(again.code).toBe(1);
     expect(again.err).toContain('has been revoked by its party');
+  });
+
+  it('send --wait delivered, the receipt before the accepted: says accepted, then delivered, and leaves nothing in the outbox', { timeout: 120_000 }, async () => {
+    const s = await startTestServer();
+    const f = files(s);
+    const jp = f.device(`${JP}/op1`);
+    const base = ['--device', jp, '--agreement', f.agreement, '--server', s.url];
+    expect((await cli(['peers', 'confirm', ...base])).code).toBe(0);
+    const cn = await s.connect(`${CN}/op1`);
+    // A colleague of the sender gets each receipt with it: when it has the receipt, so has the CLI (nearly).
+    const colleague = await s.connect(`${JP}/op2`);
+    const disk = slowDisk();
+    const run = cliRun(['send', ...base, '--to', CN, '--precedence', 'flash', '--wait', 'delivered', '--timeout', '60', 'receipt first']);
+    const deliver = await cn.waitForType('deliver', (d) => d.envelope.header.precedence === 'FLASH');
+    cn.send({ t: 'receipt', receipt: await signReceipt(s.dep.devices[`${CN}/op1`]!, deliver.envelope.header, 'delivered', s.now()) });
+    await colleague.waitForType('receipt', (r) => r.receipt.receipt.messageId === deliver.envelope.header.id);
+    disk.release();
+    expect(await run.exited, run.text()).toBe(0);
+    const told = run.lines.filter((l) => /^(accepted by the relay|delivered by)/.test(l)).map((l) => l.split(' ')[0]);
+    expect(told).toEqual(['accepted', 'delivered']);
+    expect((await cli(['outbox', '--device', jp])).out).toContain(`the outbox of ${JP}/op1 is empty`);
   });
 });

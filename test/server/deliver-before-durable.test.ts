@@ -4,40 +4,14 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { signReceipt } from '../../shared/crypto/receipt.js';
 import type { Precedence } from '../../shared/protocol/schemas.js';
 import { DATABASE_FILE } from '../../server/main.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
-import type { WriteResult } from '../../server/relay/records.js';
 import { CN, JP } from '../helpers/deployment.js';
+import { slowDisk } from '../helpers/slow-disk.js';
 import { onCleanup, startTestServer } from '../helpers/test-server.js';
 import { seal } from '../helpers/ws-client.js';
 import { next } from '../helpers/events.js';
 import WebSocket from 'ws';
 import { HotlineClient } from '../../client/hotline-client.js';
 import { MemoryStorage } from '../../client/storage/memory-storage.js';
-
-/**
- * The relay's disk made slow at will: each commit's transaction is done (and what it stored made
- * visible) as usual, but its promise, which says the writes are durable, waits for the next
- * `release()` after the commit began.
- */
-function slowDisk(): { release: () => void } {
-  const commit = SqliteStore.prototype.commit;
-  let release!: () => void;
-  let held = new Promise<void>((resolve) => (release = resolve));
-  vi.spyOn(SqliteStore.prototype, 'commit').mockImplementation(function (this: SqliteStore, writes, visible) {
-    const durable = held;
-    return commit.call(this, writes, visible).then(async (results: WriteResult[]) => {
-      await durable;
-      return results;
-    });
-  });
-  return {
-    release: () => {
-      const now = release;
-      held = new Promise<void>((resolve) => (release = resolve));
-      now();
-    },
-  };
-}
 
 afterEach(() => {
   vi.restoreAllMocks();
