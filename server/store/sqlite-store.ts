@@ -796,8 +796,12 @@ export class SqliteStore implements Store {
     return results;
   }
 
-  /** The batch in one transaction with synchronous=NORMAL: done, visible, not yet known durable. */
-  private commitUnsynced(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): WriteResult[] {
+  /** The batch in one transaction with synchronous=NORMAL, `visible`, then the WAL fsync'd off the event loop. */
+  private async commitThenSync(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): Promise<WriteResult[]> {
+    const fd = this.walFd!;
+    // A large WAL starts over before this batch, off the event loop (WalCheckpointer.settle). Not
+    // before a FLASH: it may commit while the checkpoint runs, and the WAL starts over at the next settle.
+    if (this.checkpointer?.settleDue === true && !writes.some(isFlashWrite)) await this.checkpointer.settle();
     this.stmt.syncNormal.run();
     let results: WriteResult[];
     try {
@@ -805,17 +809,8 @@ export class SqliteStore implements Store {
     } finally {
       this.stmt.syncFull.run();
     }
+    // Done, not yet known durable: what it stored may be forwarded now (Store `commit`).
     visible?.(results);
-    return results;
-  }
-
-  /** The batch in one transaction with synchronous=NORMAL, then the WAL fsync'd off the event loop. */
-  private async commitThenSync(writes: readonly Write[], visible: ((results: readonly WriteResult[]) => void) | undefined): Promise<WriteResult[]> {
-    const fd = this.walFd!;
-    // A large WAL starts over before this batch, off the event loop (WalCheckpointer.settle). Not
-    // before a FLASH: it may commit while the checkpoint runs, and the WAL starts over at the next settle.
-    if (this.checkpointer?.settleDue === true && !writes.some(isFlashWrite)) await this.checkpointer.settle();
-    const results = this.commitUnsynced(writes, visible);
     const size = this.auditTip().size;
     this.syncing++;
     let settled!: () => void;

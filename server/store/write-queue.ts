@@ -8,6 +8,8 @@ interface Pending {
   visible: ((r: WriteResult) => void) | undefined;
 }
 
+const resultOf = (results: readonly WriteResult[], i: number): WriteResult => results[i] ?? { ok: false, error: new Error('missing write result') };
+
 /** Tell each write of a batch that its transaction is done (each once, in batch order). */
 function tellVisible(batch: readonly Pending[], results: readonly WriteResult[]): void {
   batch.forEach((p, i) => {
@@ -15,7 +17,7 @@ function tellVisible(batch: readonly Pending[], results: readonly WriteResult[])
     if (visible === undefined) return;
     p.visible = undefined;
     try {
-      visible(results[i] ?? { ok: false, error: new Error('missing write result') });
+      visible(resultOf(results, i));
     } catch (error) {
       // A bug in the caller's callback: thrown where it shows, not inside the store's commit.
       queueMicrotask(() => {
@@ -28,7 +30,7 @@ function tellVisible(batch: readonly Pending[], results: readonly WriteResult[])
 /** Answer each write of a batch: `visible` first where the store has not told it, then the promise. */
 function answer(batch: readonly Pending[], results: readonly WriteResult[]): void {
   tellVisible(batch, results);
-  batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('missing write result') }));
+  batch.forEach((p, i) => p.resolve(resultOf(results, i)));
 }
 
 
@@ -38,9 +40,8 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * commit. Durability is not weakened: nobody hears "accepted" before the batch is on disk.
  *
  * Frames are handled in bounded turns (server/plugins/link.ts), so a burst spreads over several
- * turns; committing at each would cost an fsync per few messages. While
- * `holdWhile` says more frames are waiting, the batch stays open, up to maxBatch writes or
- * maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
+ * turns; committing at each would cost an fsync per few messages. While `holdWhile` says more
+ * frames are waiting, the batch stays open, up to maxBatch writes or maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
  *
  * A FLASH never waits for the hold (issue 9: precedence first, everywhere): an envelope or receipt
  * of rank 0 ends the hold, so its batch commits at the next turn with whatever else is pending.
@@ -54,9 +55,9 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * their order and commit as before; a FLASH may so be accepted before them (PROTOCOL.md
  * "Delivery order": a higher rank may overtake a lower one). The same when nothing is being
  * committed but ROUTINE writes are pending with the FLASH: it goes first, in a batch of its own
- * (small, so its transaction is short and its copies go out first), and the rest right after. And a FLASH does not
- * wait for the loop's next check phase to be flushed, only for the work in hand to yield
- * (scheduleUrgent).
+ * (small, so its transaction is short and its copies go out first), and the rest right after.
+ * And a FLASH does not wait for the loop's next check phase to be flushed, only for the work in
+ * hand to yield (scheduleUrgent).
  *
  * What a batch stored is forwarded as soon as its transaction is done, before its fsync (`enqueue`'s
  * `visible`): the addressee opens a message and signs its receipt while the relay's disk flushes.
@@ -65,8 +66,7 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  * Acks answer nothing and are never waited for (records.ts AckWrite): an ack alone does not start
  * a commit. It rides with the next envelope, receipt or events write, or commits on its own after
  * ackHoldMs. With one message in flight the addressee's ack of the envelope would otherwise cost
- * an fsync between the envelope's commit and the receipt's. `flushAcks()`
- * commits the held acks at once: a device that reconnects is told its acknowledged cursor from
+ * an fsync between the envelope's commit and the receipt's. `flushAcks()` commits the held acks at once: a device that reconnects is told its acknowledged cursor from
  * the store (hello's lastCursor), so its acks must be there first. A crash loses at most the held
  * acks, which means redelivery that clients de-duplicate, as with an ack lost on the wire.
  */
