@@ -55,6 +55,23 @@ describe('canonicalize', () => {
     expect(() => canonicalize({ '\udc00x': 1 })).toThrow(expect.objectContaining({ code: 'HL_ERR_INPUT_NOT_CANONICAL' }));
   });
 
+  it('escapes strings exactly as JSON.stringify does, in values and in keys', () => {
+    // Every code unit below 0x80, U+2028/2029, and well-formed surrogate pairs: the quick path
+    // (nothing to escape) and the escaping path must give JSON.stringify's text for each.
+    const units = [...Array.from({ length: 0x80 }, (_, i) => String.fromCharCode(i)), '\u2028', '\u2029', '\ud83d\ude00', 'plain'];
+    for (const u of units) {
+      const s = `a${u}b`;
+      expect(canonicalize({ [s]: s }), JSON.stringify(s)).toBe(`{${JSON.stringify(s)}:${JSON.stringify(s)}}`);
+    }
+  });
+
+  it('stays right for objects with more distinct keys than it keeps quoted', () => {
+    const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`key-${i}-"q"`, i]));
+    const expected = `{${Object.keys(many).sort().map((k) => `${JSON.stringify(k)}:${many[k]}`).join(',')}}`;
+    expect(canonicalize(many)).toBe(expected);
+    expect(canonicalize(many)).toBe(expected);
+  });
+
   it('omits undefined members, as JSON.stringify does', () => {
     expect(canonicalize({ b: undefined, a: 1 })).toBe('{"a":1}');
   });
