@@ -2,6 +2,7 @@ import * as crypto from 'node:crypto';
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { KeyCache } from '../shared/crypto/key-cache.js';
 import { useNativeCrypto, type NativeCrypto } from '../shared/crypto/native.js';
+import { useNativeBase64, type NativeBase64 } from '../shared/encoding/base64.js';
 
 /**
  * shared/'s native crypto port (shared/crypto/native.ts) on Node's OpenSSL: the one place Node's
@@ -117,7 +118,20 @@ export const nodeCrypto: NativeCrypto = {
   },
 };
 
-/** Plug {@link nodeCrypto} into shared/ (idempotent): call once at the start of a Node program. */
+/** shared/'s base64 on Node's Buffer (shared/encoding/base64.ts NativeBase64). */
+export const nodeBase64: NativeBase64 = {
+  encode(bytes) {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  },
+  decodeInto(text, out) {
+    // Into the caller's array: Buffer.from(text, 'base64') may return a slice of Node's shared
+    // pool, which a transfer to a worker or a `.buffer` read would take whole.
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength).write(text, 'base64');
+  },
+};
+
+/** Plug {@link nodeCrypto} and {@link nodeBase64} into shared/ (idempotent): call once at the start of a Node program. */
 export function useNodeCrypto(): void {
   useNativeCrypto(nodeCrypto);
+  useNativeBase64(nodeBase64);
 }
