@@ -278,6 +278,9 @@ export class Inbox {
     });
     if (!isNew) return true;
     this.#o.precedences.remember(h.id, h.precedence);
+    // The receipt leaves before the application hears of the message: a console's listener may
+    // render for milliseconds, and the sender is waiting for `delivered`, not for the page.
+    if (receipt) this.#o.outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     this.#o.emit('message', {
       header: opened.header,
       plaintext: opened.plaintext,
@@ -285,7 +288,6 @@ export class Inbox {
       acceptedAt: frame.acceptedAt,
       ...(senderRevokedAt === undefined ? {} : { senderRevokedAt }),
     });
-    if (receipt) this.#o.outbox.transmit({ kind: 'receipt', messageId: h.id, receiptKind: 'delivered', receipt });
     const gossip = opened.plaintext.attachments?.find((a) => a.name === CHECKPOINT_ATTACHMENT.name && a.type === CHECKPOINT_ATTACHMENT.type);
     if (h.linkTest && gossip && this.#o.me.role === 'operator') {
       // Queued with the cosigning rounds, not awaited, so that frames keep flowing.

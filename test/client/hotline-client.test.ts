@@ -494,6 +494,18 @@ describe('HotlineClient inbox', () => {
     expect(sock2.count('receipt')).toBe(1);
   });
 
+  it('sends the delivered receipt before it tells the application of the message', async () => {
+    // A console renders on 'message'; the sender waits for `delivered`, not for the page.
+    const s = await setup();
+    const client = s.make(s.d.devices.jpOp, new MemoryStorage());
+    const sock = await connect(s, client, 0);
+    const receiptsSentWhenTold: number[] = [];
+    client.on('message', () => receiptsSentWhenTold.push(sock.count('receipt')));
+    sock.push({ t: 'deliver', cursor: 1, envelope: await sealFromChina(s, 1), acceptedAt: s.clock.now() });
+    await settle(client, sock, 1);
+    expect(receiptsSentWhenTold).toEqual([1]);
+  });
+
   it('acknowledge() signs an acknowledged receipt, removed from the outbox on receipt-accepted', async () => {
     const s = await setup();
     const storage = new MemoryStorage();
