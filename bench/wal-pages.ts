@@ -49,18 +49,24 @@ function learnOwners(db: Database.Database): void {
 }
 
 const commit = SqliteStore.prototype.commit;
-SqliteStore.prototype.commit = async function (this: SqliteStore, writes: readonly Write[]) {
-  const db = (this as unknown as { db: Database.Database }).db;
+SqliteStore.prototype.commit = function (this: SqliteStore, writes: readonly Write[], visible?: Parameters<typeof commit>[1]) {
+  const store = this as unknown as { db: Database.Database; checkpointer: unknown };
+  const db = store.db;
   if (!tuned.has(db)) {
+    // No checkpoint of either kind, SQLite's own or the store's worker (which starts the WAL over),
+    // so that the WAL only grows and each commit's frames are the bytes it appended.
     db.pragma('wal_autocheckpoint = 0');
+    store.checkpointer = undefined;
     tuned.add(db);
   }
   const wal = `${db.name}-wal`;
   const before = statSync(wal).size;
-  const results = await commit.call(this, writes);
-  commits.push({ kind: writes.map((w) => w.kind).join(','), pages: framesBetween(wal, before, statSync(wal).size) });
-  if (commits.length % 50 === 0) learnOwners(db);
-  return results;
+  // Read when the transaction is done (`visible`), before any later commit can append.
+  return commit.call(this, writes, (results) => {
+    commits.push({ kind: writes.map((w) => w.kind).join(','), pages: framesBetween(wal, before, statSync(wal).size) });
+    if (commits.length % 50 === 0) learnOwners(db);
+    visible?.(results);
+  });
 };
 
 process.on('exit', () => {
