@@ -62,12 +62,13 @@ function checkNumber(value: number, integersOnly: boolean): void {
 }
 
 /**
- * The canonical text, built as one string with the members in canonical order. Twice as fast as
- * copying the value with sorted members and handing it to JSON.stringify, as this did before, and
- * with less garbage: nothing but the text itself (a header 10.6 → 4.8 µs, an audit entry 14 → 6.5
- * µs here; docs/performance.md, nineteenth session). Keys' quoted forms are kept (an envelope's
- * dozen names recur in every message); a string with nothing to escape and no surrogates is quoted
- * as it is, without a copy or a check character by character.
+ * The canonical text, built as one string with the members in canonical order: about twice as
+ * fast as copying the value with its members sorted and handing the copy to JSON.stringify, as this
+ * did before, for about as much garbage (a header 6.3 → 3.0 µs, an audit entry 11.2 → 7.3 µs:
+ * bench/codec-micro.ts; docs/performance.md, nineteenth session). Keys' quoted forms are kept (an
+ * envelope's dozen names recur in every message); a string with nothing to escape and no surrogate
+ * is quoted as it is, without a copy or a check character by character. Every key is sorted here,
+ * so array-index keys ("0", "17"), which JavaScript lists first, need nothing special.
  */
 function serialize(value: unknown, integersOnly: boolean): string {
   if (value === null) return 'null';
