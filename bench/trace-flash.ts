@@ -26,23 +26,24 @@ import { WriteQueue } from '../server/store/write-queue.js';
 import type { Write } from '../server/relay/records.js';
 
 const OUT = process.env['FLASH_TRACE_OUT'] ?? 'flash-trace.txt';
+// In the order of the path: a write's copies go out once its transaction is done, before its fsync
+// (shared/PROTOCOL.md "Delivery before durability"); durability and the answer to the writer are
+// off the path, and come last (the envelope's only: a FLASH's trace ends when its receipt is sent).
 const STEPS = [
   ['recvEnv', 'queuedEnv', 'envelope received → admitted and queued'],
   ['queuedEnv', 'commitEnv', 'queued → its commit starts'],
-  ['commitEnv', 'txEnv', 'the commit, on the loop'],
-  ['txEnv', 'durEnv', 'then until durable'],
-  ['durEnv', 'answeredEnv', 'then until answered'],
-  ['answeredEnv', 'sendDeliver', 'then the delivery written'],
+  ['commitEnv', 'sendDeliver', 'its transaction, then the delivery written'],
   ['sendDeliver', 'recvRcpt', 'delivery written → receipt received'],
   ['recvRcpt', 'queuedRcpt', 'receipt received → admitted and queued'],
   ['queuedRcpt', 'commitRcpt', 'queued → its commit starts'],
-  ['commitRcpt', 'txRcpt', 'the commit, on the loop'],
-  ['txRcpt', 'durRcpt', 'then until durable'],
-  ['durRcpt', 'answeredRcpt', 'then until answered'],
-  ['answeredRcpt', 'sendRcpt', 'then the receipt sent to the sender'],
+  ['commitRcpt', 'sendRcpt', 'its transaction, then the receipt sent to the sender'],
   ['recvEnv', 'sendRcpt', 'envelope received → receipt sent'],
+  ['commitEnv', 'txEnv', 'off the path: the envelope\'s commit call, on the loop'],
+  ['txEnv', 'durEnv', 'off the path: then until durable'],
+  ['durEnv', 'answeredEnv', 'off the path: then until answered'],
 ] as const;
-type Mark = (typeof STEPS)[number][0 | 1];
+// The receipt's own durability is marked too, though the trace has ended by then (see STEPS).
+type Mark = (typeof STEPS)[number][0 | 1] | 'txRcpt' | 'durRcpt' | 'answeredRcpt';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 type Traced = Partial<Record<Mark, number>> & { id?: string };
@@ -85,21 +86,22 @@ WebSocket.prototype.send = function (this: WebSocket, data: unknown, ...rest: un
   (send as (this: WebSocket, ...a: unknown[]) => void).call(this, data, ...rest);
 };
 const enqueue = WriteQueue.prototype.enqueue;
-WriteQueue.prototype.enqueue = function (this: WriteQueue, write: Write) {
+// `visible` passed through: the relay forwards a write's copies when the store calls it.
+WriteQueue.prototype.enqueue = function (this: WriteQueue, write: Write, visible?: Parameters<typeof enqueue>[1]) {
   const id = idOf(write);
   const envelope = write.kind === 'envelope';
   mark(id, envelope ? 'queuedEnv' : 'queuedRcpt');
-  const answered = enqueue.call(this, write);
+  const answered = enqueue.call(this, write, visible);
   void answered.then(() => mark(id, envelope ? 'answeredEnv' : 'answeredRcpt'));
   return answered;
 };
 const commit = SqliteStore.prototype.commit;
-SqliteStore.prototype.commit = function (this: SqliteStore, writes: readonly Write[]) {
+SqliteStore.prototype.commit = function (this: SqliteStore, writes: readonly Write[], visible?: Parameters<typeof commit>[1]) {
   const ids = writes.map(idOf).filter((id): id is string => id !== undefined && open.has(id));
   const step = (id: string, env: Mark, rcpt: Mark) => mark(id, open.get(id)?.[env] === undefined ? env : rcpt);
   for (const id of ids) step(id, 'commitEnv', 'commitRcpt');
   const started = now();
-  const result = commit.call(this, writes);
+  const result = commit.call(this, writes, visible);
   commits.push([started, now() - started, writes.length]);
   for (const id of ids) step(id, 'txEnv', 'txRcpt');
   return result.then((r) => {
