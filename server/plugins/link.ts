@@ -664,6 +664,8 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
         const urgent = conn.urgent.length > 0;
         const item = (urgent ? conn.urgent : conn.inbound).shift()!;
         inboundWaiting--;
+        // The last frame waiting is taken: a batch held open for more writes need wait no longer.
+        if (inboundWaiting === 0) writes.holdChanged();
         if (conn.inbound.length + conn.urgent.length < INBOUND_PAUSE / 2 && conn.ws.isPaused) conn.ws.resume();
         if (conn.closing) break;
         if ('error' in item) {
@@ -675,6 +677,7 @@ export const linkPlugin: FastifyPluginAsync<LinkPluginOptions> = async (app, opt
     } finally {
       if (holding) slices.release();
       inboundWaiting -= conn.inbound.length + conn.urgent.length;
+      if (inboundWaiting === 0) writes.holdChanged();
       conn.inbound = [];
       conn.urgent = [];
       conn.handling = false;

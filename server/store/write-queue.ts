@@ -41,7 +41,9 @@ function answer(batch: readonly Pending[], results: readonly WriteResult[]): voi
  *
  * Frames are handled in bounded turns (server/plugins/link.ts), so a burst spreads over several
  * turns; committing at each would cost an fsync per few messages. While `holdWhile` says more
- * frames are waiting, the batch stays open, up to maxBatch writes or maxHoldMs; when nothing waits (one message in flight) it commits at the next turn as before.
+ * frames are waiting, the batch stays open, up to maxBatch writes or maxHoldMs, or until the link
+ * says none is waiting any more (`holdChanged`); when nothing waits (one message in flight) it
+ * commits at the next turn as before.
  *
  * A FLASH never waits for the hold (issue 9: precedence first, everywhere): an envelope or receipt
  * of rank 0 ends the hold, so its batch commits at the next turn with whatever else is pending.
@@ -80,8 +82,14 @@ export class WriteQueue {
   onCommit: ((seconds: number) => void) | undefined;
   /** Told after each store commit that went through, once its writes are durable (escalation reads new events then). */
   onCommitted: (() => void) | undefined;
-  /** Whether writes are still coming (frames received and not yet handled). */
+  /**
+   * Whether writes are still coming (frames received and not yet handled). Looked at when a batch
+   * could commit, not polled: whoever owns it calls `holdChanged()` when it may have turned false.
+   */
   holdWhile: () => boolean = () => false;
+  /** The batch is held open for writes still coming (flush returned early; `holdTimer` bounds it). */
+  private held = false;
+  private holdTimer: ReturnType<typeof setTimeout> | undefined;
   private openedAt = 0;
   /** A FLASH envelope or receipt is among the pending writes: commit at the next turn. */
   private urgent = false;
@@ -140,11 +148,16 @@ export class WriteQueue {
           this.schedule();
         }, this.ackHoldMs).unref();
         // Past a full batch of acks, no more waiting.
-        if (this.pending.length >= this.maxBatch) this.schedule();
+        if (this.pending.length >= this.maxBatch) {
+          this.schedule();
+          this.release();
+        }
       } else {
         this.writesPending++;
         if (isFlashWrite(write)) this.scheduleUrgent();
         else this.schedule();
+        // A full batch is held no longer.
+        if (this.pending.length >= this.maxBatch) this.release();
       }
     });
   }
@@ -191,12 +204,35 @@ export class WriteQueue {
     }
   }
 
+  /**
+   * Tell the queue that `holdWhile` may have turned false (the link: no frame is waiting any more).
+   * A batch held open is then committed at the loop's next check phase, unless it is held again.
+   */
+  holdChanged(): void {
+    this.release();
+  }
+
+  /** End the hold, if the batch is held: flush at the next check phase, which looks at it afresh. */
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.stopHoldTimer();
+    setImmediate(() => this.flush());
+  }
+
+  private stopHoldTimer(): void {
+    if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+  }
+
   private stopAckTimer(): void {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
   }
 
   private flush(): void {
+    // Looked at afresh: held again below if it still should be.
+    this.held = false;
     // While a batch is being committed, the next one keeps gathering: it could not commit before
     // that one anyway (batches go in order), so it goes as one transaction when that commit ends,
     // not as many small ones queued behind it. The same for SQLite while its fsync runs
@@ -224,10 +260,22 @@ export class WriteQueue {
       this.scheduled = false;
       return;
     }
-    if (!this.urgent && this.pending.length < this.maxBatch && this.holdWhile() && performance.now() - this.openedAt < this.maxHoldMs) {
-      setImmediate(() => this.flush());
-      return;
+    if (!this.urgent && this.pending.length < this.maxBatch && this.holdWhile()) {
+      const left = this.maxHoldMs - (performance.now() - this.openedAt);
+      if (left > 0) {
+        // Held without polling: `holdChanged()`, a full batch, a FLASH or this timer ends the hold.
+        // (A setImmediate per turn of the event loop, as before, made ~50 idle turns and their
+        // garbage per message at capacity: docs/performance.md, nineteenth session.) `scheduled`
+        // stays set, so that writes enqueued meanwhile do not start another flush.
+        this.held = true;
+        this.holdTimer ??= setTimeout(() => {
+          this.holdTimer = undefined;
+          this.release();
+        }, Math.max(1, Math.ceil(left)));
+        return;
+      }
     }
+    this.stopHoldTimer();
     this.scheduled = false;
     // A FLASH among ROUTINE writes goes first in a batch of its own, where the store allows it: a
     // small transaction, after which its copies go out at once (`visible`), where a large mixed

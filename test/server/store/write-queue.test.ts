@@ -41,10 +41,47 @@ describe('WriteQueue', () => {
     for (let n = 1; n <= 6; n++) {
       all.push(q.enqueue(write(n)));
       coming--;
+      // As the link does once no frame is waiting.
+      if (coming === 0) q.holdChanged();
       await new Promise((r) => setImmediate(r));
     }
     await Promise.all(all);
     expect(store.batches.map((b) => b.length)).toEqual([4, 2]);
+  });
+
+  it('holds without polling: holdWhile is asked when a batch could commit, and the hold ends on holdChanged() or at maxHoldMs', async () => {
+    const store = fakeStore();
+    const q = new WriteQueue(store, 256, 600_000);
+    let asked = 0;
+    let coming = true;
+    q.holdWhile = () => {
+      asked++;
+      return coming;
+    };
+    const held = q.enqueue(write(1));
+    // Twenty turns of the event loop while held: a queue that polled would ask at every one.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(asked).toBe(1);
+    expect(store.batches).toHaveLength(0);
+    // A write enqueued meanwhile joins the held batch and starts no flush of its own.
+    const joined = q.enqueue(write(2));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(asked).toBe(1);
+    coming = false;
+    q.holdChanged();
+    await Promise.all([held, joined]);
+    expect(store.batches.map((b) => b.length)).toEqual([2]);
+
+    // Nobody says anything: the hold's bound ends it (a timer, no polling either).
+    const bounded = new WriteQueue(fakeStore(), 256, 5);
+    let boundedAsked = 0;
+    bounded.holdWhile = () => {
+      boundedAsked++;
+      return true;
+    };
+    await bounded.enqueue(write(3));
+    expect(boundedAsked).toBeLessThanOrEqual(3);
+    expect(bounded.commits).toBe(1);
   });
 
   it('a FLASH envelope or receipt ends the hold: its batch commits at once with what is pending', async () => {
@@ -67,6 +104,7 @@ describe('WriteQueue', () => {
     await new Promise((r) => setImmediate(r));
     expect(store.batches).toHaveLength(1);
     q.holdWhile = () => false;
+    q.holdChanged();
     await later;
     expect(store.batches).toHaveLength(2);
   });
